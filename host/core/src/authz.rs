@@ -1,0 +1,352 @@
+//! Authorization: permissions are `resource:action` strings, principals carry a permission set,
+//! and a successful check yields a [`Capability`] that services demand as an argument.
+//!
+//! The capability has no public constructor: the only ways to get one are
+//! [`Principal::authorize`] and, for the local command line, [`Principal::local_cli`]. A handler
+//! that forgets the check cannot call the service at all.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::error::{CoreError, Result};
+
+/// One entry of the permission catalogue.
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub struct PermissionInfo {
+    /// The `resource:action` string.
+    pub name: &'static str,
+    /// What it allows.
+    pub description: &'static str,
+}
+
+/// A compile-time permission; services take `&Capability<P>` for the `P` they need.
+pub trait Permission: Send + Sync + 'static {
+    /// The `resource:action` string.
+    const NAME: &'static str;
+}
+
+macro_rules! permissions {
+    ($( #[doc = $doc:literal] $ty:ident = $name:literal ; )*) => {
+        /// Marker types, one per permission in the catalogue.
+        pub mod perm {
+            $(
+                #[doc = $doc]
+                #[derive(Debug)]
+                pub struct $ty;
+                impl super::Permission for $ty {
+                    const NAME: &'static str = $name;
+                }
+            )*
+        }
+
+        /// Every permission Sigil knows, with its description.
+        pub const CATALOGUE: &[PermissionInfo] = &[
+            $( PermissionInfo { name: $name, description: $doc.trim_ascii() } ),*
+        ];
+    };
+}
+
+permissions! {
+    /// List and read API keys (never their secrets).
+    ApiKeysRead = "api_keys:read";
+    /// Create API keys.
+    ApiKeysCreate = "api_keys:create";
+    /// Change an API key's description, permissions, expiry, rate limit or IP whitelist.
+    ApiKeysUpdate = "api_keys:update";
+    /// Revoke API keys.
+    ApiKeysRevoke = "api_keys:revoke";
+    /// Rotate an API key's secret.
+    ApiKeysRotate = "api_keys:rotate";
+    /// Query audit events and per-object trails.
+    AuditRead = "audit:read";
+    /// Export the audit trail (CSV, XML, JSON) with a detached signature.
+    AuditExport = "audit:export";
+    /// Verify the audit chain and its signed checkpoints.
+    AuditVerify = "audit:verify";
+    /// Read the exposure configuration (modules, endpoints, authentication, IP ranges).
+    ExposureRead = "exposure:read";
+    /// Change the exposure configuration.
+    ExposureUpdate = "exposure:update";
+    /// List the permission catalogue and roles.
+    RolesRead = "roles:read";
+    /// Create, change and delete roles.
+    RolesWrite = "roles:write";
+}
+
+/// Returns the catalogue entry for `name`, if it is a known permission.
+pub fn lookup(name: &str) -> Option<&'static PermissionInfo> {
+    CATALOGUE.iter().find(|p| p.name == name)
+}
+
+/// A set of granted permission patterns: exact names, `resource:*`, or `*`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PermissionSet(BTreeSet<String>);
+
+impl PermissionSet {
+    /// Every permission.
+    pub fn all() -> Self {
+        Self(BTreeSet::from(["*".to_owned()]))
+    }
+
+    /// Parses and validates patterns: each must be `*`, `resource:*` for a known resource, or a
+    /// catalogue entry. The error names the first bad one.
+    pub fn parse<I, S>(patterns: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut set = BTreeSet::new();
+        for p in patterns {
+            let p = p.as_ref().trim();
+            let ok = p == "*"
+                || lookup(p).is_some()
+                || p.strip_suffix(":*").is_some_and(|res| {
+                    CATALOGUE.iter().any(|c| c.name.split(':').next() == Some(res))
+                });
+            if !ok {
+                return Err(CoreError::invalid(
+                    "unknown_permission",
+                    format!("unknown permission `{p}` (see GET /api/v1/permissions)"),
+                ));
+            }
+            set.insert(p.to_owned());
+        }
+        Ok(Self(set))
+    }
+
+    /// Builds a set from stored strings without validation (they were validated on write; a
+    /// permission retired later simply grants nothing).
+    pub fn from_stored(patterns: impl IntoIterator<Item = String>) -> Self {
+        Self(patterns.into_iter().collect())
+    }
+
+    /// Whether the set grants `name`.
+    pub fn allows(&self, name: &str) -> bool {
+        if self.0.contains("*") || self.0.contains(name) {
+            return true;
+        }
+        match name.split_once(':') {
+            Some((res, _)) => self.0.iter().any(|p| p.strip_suffix(":*") == Some(res)),
+            None => false,
+        }
+    }
+
+    /// Whether every permission this set grants is also granted by `other`.
+    pub fn is_subset_of(&self, other: &Self) -> bool {
+        if other.0.contains("*") {
+            return true;
+        }
+        self.0.iter().all(|p| {
+            if p == "*" {
+                return false;
+            }
+            match p.strip_suffix(":*") {
+                Some(res) => {
+                    other.0.contains(p.as_str())
+                        || CATALOGUE
+                            .iter()
+                            .filter(|c| c.name.split(':').next() == Some(res))
+                            .all(|c| other.allows(c.name))
+                }
+                None => other.allows(p),
+            }
+        })
+    }
+
+    /// The intersection with another set, by catalogue entry (used when an API key is bound to
+    /// an operator: the key never exceeds the operator).
+    pub fn intersect(&self, other: &Self) -> Self {
+        if other.0.contains("*") {
+            return self.clone();
+        }
+        if self.0.contains("*") {
+            return other.clone();
+        }
+        Self(
+            CATALOGUE
+                .iter()
+                .filter(|c| self.allows(c.name) && other.allows(c.name))
+                .map(|c| c.name.to_owned())
+                .collect(),
+        )
+    }
+
+    /// The patterns, sorted.
+    pub fn to_vec(&self) -> Vec<String> {
+        self.0.iter().cloned().collect()
+    }
+}
+
+impl fmt::Debug for PermissionSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(&self.0).finish()
+    }
+}
+
+/// What kind of actor a principal is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ActorKind {
+    /// An API client authenticated by key (or by a client certificate mapped to a key).
+    ApiKey,
+    /// A human operator.
+    Operator,
+    /// The local command line, acting with file-system access to the data directory.
+    Cli,
+    /// The server itself (start-up tasks, scheduled jobs).
+    System,
+}
+
+impl ActorKind {
+    /// Stable name used in audit events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::Operator => "operator",
+            Self::Cli => "cli",
+            Self::System => "system",
+        }
+    }
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// The request id (echoed in `x-request-id`).
+    pub request_id: Option<String>,
+    /// The client address as seen by the server.
+    pub client_ip: Option<IpAddr>,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Kind of actor.
+    pub kind: ActorKind,
+    /// Stable identifier of the actor (API key id, operator id, `cli`, `system`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The API key used, when there was one.
+    pub api_key_id: Option<Uuid>,
+    /// The operator acted for, when there is one.
+    pub operator_id: Option<String>,
+    /// Effective permissions.
+    pub permissions: PermissionSet,
+    /// Request context.
+    pub context: RequestContext,
+}
+
+impl Principal {
+    /// The local command line: full permissions, audited as `cli`. Only the `sigil` binary's
+    /// offline subcommands use this; whoever can run them can read the data directory anyway.
+    pub fn local_cli() -> Arc<Self> {
+        Arc::new(Self {
+            kind: ActorKind::Cli,
+            id: "cli".into(),
+            name: "sigil command line".into(),
+            api_key_id: None,
+            operator_id: None,
+            permissions: PermissionSet::all(),
+            context: RequestContext::default(),
+        })
+    }
+
+    /// The server itself, for start-up work such as creating the first administrator key.
+    pub fn system() -> Arc<Self> {
+        Arc::new(Self {
+            kind: ActorKind::System,
+            id: "system".into(),
+            name: "sigil server".into(),
+            api_key_id: None,
+            operator_id: None,
+            permissions: PermissionSet::all(),
+            context: RequestContext::default(),
+        })
+    }
+
+    /// Checks that this principal holds `P` and returns the capability for it.
+    pub fn authorize<P: Permission>(self: &Arc<Self>) -> Result<Capability<P>> {
+        if self.permissions.allows(P::NAME) {
+            Ok(Capability { principal: Arc::clone(self), _p: PhantomData })
+        } else {
+            Err(CoreError::Forbidden {
+                code: "permission_denied",
+                detail: format!("missing permission `{}`", P::NAME),
+            })
+        }
+    }
+}
+
+/// Proof that a principal holds permission `P`. Services take it by reference.
+pub struct Capability<P: Permission> {
+    principal: Arc<Principal>,
+    _p: PhantomData<P>,
+}
+
+impl<P: Permission> Capability<P> {
+    /// Who holds it; services use this for the audit actor and for further checks.
+    pub fn principal(&self) -> &Arc<Principal> {
+        &self.principal
+    }
+}
+
+impl<P: Permission> fmt::Debug for Capability<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Capability")
+            .field("permission", &P::NAME)
+            .field("principal", &self.principal.id)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_grant_what_they_name_and_nothing_else() {
+        let s = PermissionSet::parse(["api_keys:*", "audit:read"]).unwrap();
+        assert!(s.allows("api_keys:create"));
+        assert!(s.allows("audit:read"));
+        assert!(!s.allows("audit:export"));
+        assert!(PermissionSet::all().allows("audit:export"));
+    }
+
+    #[test]
+    fn unknown_permissions_are_rejected_by_name() {
+        let e = PermissionSet::parse(["audit:read", "audit:frobnicate"]).unwrap_err();
+        assert!(e.to_string().contains("audit:frobnicate"), "{e}");
+        assert!(PermissionSet::parse(["nosuch:*"]).is_err());
+    }
+
+    #[test]
+    fn subset_and_intersection_follow_the_catalogue() {
+        let admin = PermissionSet::all();
+        let audit = PermissionSet::parse(["audit:*"]).unwrap();
+        let read = PermissionSet::parse(["audit:read"]).unwrap();
+        assert!(read.is_subset_of(&audit));
+        assert!(audit.is_subset_of(&admin));
+        assert!(!audit.is_subset_of(&read));
+        assert!(!admin.is_subset_of(&audit));
+        let both = audit.intersect(&PermissionSet::parse(["audit:read", "roles:read"]).unwrap());
+        assert_eq!(both.to_vec(), vec!["audit:read".to_owned()]);
+    }
+
+    #[test]
+    fn authorize_yields_a_capability_only_for_held_permissions() {
+        let p = Arc::new(Principal {
+            permissions: PermissionSet::parse(["audit:read"]).unwrap(),
+            ..(*Principal::system()).clone()
+        });
+        assert!(p.authorize::<perm::AuditRead>().is_ok());
+        let e = p.authorize::<perm::AuditExport>().unwrap_err();
+        assert_eq!(e.code(), "permission_denied");
+        assert!(e.to_string().contains("audit:export"));
+    }
+}

@@ -1,0 +1,147 @@
+//! Ports: the traits core owns and other crates implement (storage in `sigil-store`, crypto in
+//! `sigil-pki`). Writes go through a [`Tx`] whose only way to commit takes the audit events of the
+//! change, so a change without its audit trail cannot be committed.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::apikey::{ApiKey, KeyStatus};
+use crate::audit::{AuditEvent, Checkpoint, NewAuditEvent};
+use crate::error::StoreError;
+
+/// Store result.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The source of time. Services never read the system clock themselves.
+pub trait Clock: Send + Sync {
+    /// Now, in UTC.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The real clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// A request for one page of a list.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// Opaque position after which to continue (from the previous page's `next_cursor`).
+    pub after: Option<String>,
+    /// Page size (already clamped by the service).
+    pub limit: u32,
+}
+
+/// Filters for listing API keys.
+#[derive(Debug, Clone, Default)]
+pub struct ApiKeyFilter {
+    /// Only keys in this state (evaluated at `now`).
+    pub status: Option<KeyStatus>,
+    /// Name contains this (case-insensitive).
+    pub name_contains: Option<String>,
+    /// Bound to this operator.
+    pub operator_id: Option<String>,
+    /// The time at which `status` is evaluated.
+    pub now: Option<OffsetDateTime>,
+}
+
+/// Filters for audit queries. Times are microseconds since the epoch, inclusive from, exclusive
+/// until.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Actor id (API key id, operator id, `cli`, `system`).
+    pub actor_id: Option<String>,
+    /// Object type.
+    pub object_type: Option<String>,
+    /// Object id.
+    pub object_id: Option<String>,
+    /// Action, exact, or a prefix when it ends with `*`.
+    pub action: Option<String>,
+    /// Outcome.
+    pub outcome: Option<String>,
+    /// From (inclusive).
+    pub from_us: Option<i64>,
+    /// Until (exclusive).
+    pub until_us: Option<i64>,
+    /// Only events with seq greater than this (cursor).
+    pub after_seq: Option<i64>,
+}
+
+/// The stored head of the audit chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    /// Last sequence number (0 when empty).
+    pub seq: i64,
+    /// Its hash.
+    pub hash: String,
+}
+
+/// A public audit key registered in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditKeyRecord {
+    /// Key id.
+    pub key_id: String,
+    /// SubjectPublicKeyInfo, PEM.
+    pub public_key_pem: String,
+    /// Registration time, microseconds.
+    pub created_at_us: i64,
+}
+
+/// The database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend: `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Checks that the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Starts a write transaction.
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+
+    /// Number of API keys (active or not).
+    async fn count_api_keys(&self) -> StoreResult<i64>;
+    /// One key by id.
+    async fn api_key(&self, id: Uuid) -> StoreResult<Option<ApiKey>>;
+    /// The key whose current or previous (grace-period) prefix is `prefix`.
+    async fn api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<ApiKey>>;
+    /// A page of keys ordered by id (creation order).
+    async fn list_api_keys(&self, f: &ApiKeyFilter, page: &PageRequest) -> StoreResult<Vec<ApiKey>>;
+
+    /// Counts one request in a rate-limit window and returns the window's total across all nodes.
+    async fn rate_limit_hit(&self, key: &str, window_start: i64, window_end: i64) -> StoreResult<i64>;
+    /// Removes windows that ended before `before`.
+    async fn rate_limit_prune(&self, before: i64) -> StoreResult<u64>;
+
+    /// A page of audit events, ordered by seq ascending.
+    async fn audit_events(&self, f: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+    /// The recorded head of the chain.
+    async fn audit_head(&self) -> StoreResult<AuditHead>;
+    /// Checkpoints, ordered by seq.
+    async fn audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+    /// Stores a signed checkpoint (not itself an audited change: it only attests to the chain).
+    async fn insert_audit_checkpoint(&self, c: &Checkpoint) -> StoreResult<()>;
+    /// Registers an audit public key (idempotent).
+    async fn register_audit_key(&self, k: &AuditKeyRecord) -> StoreResult<()>;
+    /// All registered audit keys.
+    async fn audit_keys(&self) -> StoreResult<Vec<AuditKeyRecord>>;
+}
+
+/// A write transaction. Dropping it without [`Tx::commit`] rolls everything back.
+#[async_trait]
+pub trait Tx: Send {
+    /// Inserts a new API key.
+    async fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
+    /// Reads a key and locks it against concurrent writers until commit.
+    async fn api_key_for_update(&mut self, id: Uuid) -> StoreResult<Option<ApiKey>>;
+    /// Replaces a key's mutable fields.
+    async fn update_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
+
+    /// Appends `events` to the audit chain and commits the whole transaction. If the audit write
+    /// fails, nothing of the transaction is kept. `events` must not be empty.
+    async fn commit(self: Box<Self>, events: Vec<NewAuditEvent>, now: OffsetDateTime) -> StoreResult<Vec<AuditEvent>>;
+}

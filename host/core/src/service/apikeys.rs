@@ -1,0 +1,435 @@
+//! API key use cases: create, list, show, update, revoke, rotate, and authenticate a request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::apikey::{
+    self, ApiKey, Expiry, KeySecret, KeyStatus, RateLimit, hash_secret, hashes_match,
+    presented_prefix,
+};
+use crate::audit::{NewAuditEvent, unix_micros};
+use crate::authz::{ActorKind, Capability, PermissionSet, Principal, RequestContext, perm};
+use crate::error::{AuthFailure, CoreError, Result};
+use crate::ports::{ApiKeyFilter, Clock, PageRequest, Store};
+use crate::service::{Page, paginate};
+
+/// Longest rotation grace period.
+pub const MAX_GRACE_SECS: i64 = 7 * 86_400;
+
+/// What a caller asks for when creating a key.
+#[derive(Debug, Clone)]
+pub struct CreateApiKey {
+    /// Unique name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// `30d`, `60d`, `never` or an RFC 3339 instant.
+    pub expires: String,
+    /// Permission patterns.
+    pub permissions: Vec<String>,
+    /// Optional rate limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Allowed client addresses and ranges.
+    pub ip_whitelist: Vec<String>,
+}
+
+/// A change to a key; `None` leaves a field as it is, `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateApiKey {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New expiry.
+    pub expires: Option<String>,
+    /// New permissions.
+    pub permissions: Option<Vec<String>>,
+    /// New or removed rate limit.
+    pub rate_limit: Option<Option<RateLimit>>,
+    /// New whitelist.
+    pub ip_whitelist: Option<Vec<String>>,
+}
+
+/// A key with its secret, returned once on creation or rotation.
+#[derive(Debug)]
+pub struct IssuedApiKey {
+    /// The stored key.
+    pub key: ApiKey,
+    /// The secret; show it once.
+    pub secret: KeySecret,
+}
+
+/// API key operations.
+pub struct ApiKeyService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    cache: Mutex<HashMap<String, (ApiKey, Instant)>>,
+    cache_ttl: StdDuration,
+}
+
+impl std::fmt::Debug for ApiKeyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyService").field("cache_ttl", &self.cache_ttl).finish_non_exhaustive()
+    }
+}
+
+impl ApiKeyService {
+    /// `cache_ttl` bounds how long another node may keep honouring a key revoked elsewhere.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, cache_ttl: StdDuration) -> Self {
+        Self { store, clock, cache: Mutex::new(HashMap::new()), cache_ttl }
+    }
+
+    /// Creates a key. The caller may only grant permissions it holds itself.
+    pub async fn create(
+        &self,
+        cap: &Capability<perm::ApiKeysCreate>,
+        req: CreateApiKey,
+    ) -> Result<IssuedApiKey> {
+        let now = self.clock.now();
+        let principal = cap.principal();
+        let permissions = self.grantable(principal, &req.permissions)?;
+        let secret = KeySecret::generate()?;
+        let key = ApiKey {
+            id: Uuid::now_v7(),
+            name: apikey::validate_name(&req.name)?,
+            description: apikey::validate_description(&req.description)?,
+            prefix: secret.prefix.clone(),
+            secret_hash: secret.hash.clone(),
+            permissions,
+            expires_at: Expiry::parse(&req.expires)?.resolve(now)?,
+            rate_limit: req.rate_limit.map(RateLimit::validate).transpose()?,
+            ip_whitelist: apikey::parse_whitelist(&req.ip_whitelist)?,
+            operator_id: None,
+            created_at: now,
+            updated_at: now,
+            created_by: principal.id.clone(),
+            revoked_at: None,
+            revocation_reason: None,
+            previous_prefix: None,
+            previous_hash: None,
+            previous_expires_at: None,
+            rotated_at: None,
+        };
+        let mut tx = self.store.begin().await?;
+        tx.insert_api_key(&key).await.map_err(name_conflict)?;
+        let event = NewAuditEvent::new(principal, "api_key.create", "api_key", key.id)
+            .details(describe(&key));
+        tx.commit(vec![event], now).await?;
+        Ok(IssuedApiKey { key, secret })
+    }
+
+    /// Creates the first administrator key when the store has none. Returns `None` otherwise.
+    pub async fn bootstrap_admin(&self) -> Result<Option<IssuedApiKey>> {
+        if self.store.count_api_keys().await? > 0 {
+            return Ok(None);
+        }
+        let system = Principal::system();
+        let cap = system.authorize::<perm::ApiKeysCreate>()?;
+        let req = CreateApiKey {
+            name: "admin".into(),
+            description: "first-start administrator key (every permission)".into(),
+            expires: "never".into(),
+            permissions: vec!["*".into()],
+            rate_limit: None,
+            ip_whitelist: vec![],
+        };
+        match self.create(&cap, req).await {
+            Ok(k) => Ok(Some(k)),
+            // Another node created it first.
+            Err(CoreError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lists keys, oldest first.
+    pub async fn list(
+        &self,
+        _cap: &Capability<perm::ApiKeysRead>,
+        mut filter: ApiKeyFilter,
+        page: PageRequest,
+    ) -> Result<Page<ApiKey>> {
+        if let Some(after) = &page.after {
+            Uuid::parse_str(after)
+                .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
+        }
+        filter.now = Some(self.clock.now());
+        let fetch = PageRequest { after: page.after, limit: page.limit + 1 };
+        let rows = self.store.list_api_keys(&filter, &fetch).await?;
+        Ok(paginate(rows, page.limit, |k| k.id.to_string()))
+    }
+
+    /// One key.
+    pub async fn get(&self, _cap: &Capability<perm::ApiKeysRead>, id: Uuid) -> Result<ApiKey> {
+        self.store.api_key(id).await?.ok_or_else(|| CoreError::not_found("api_key", id.to_string()))
+    }
+
+    /// Changes a key's settings. Revoked keys cannot be changed.
+    pub async fn update(
+        &self,
+        cap: &Capability<perm::ApiKeysUpdate>,
+        id: Uuid,
+        patch: UpdateApiKey,
+    ) -> Result<ApiKey> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let before = tx
+            .api_key_for_update(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
+        if before.revoked_at.is_some() {
+            return Err(CoreError::conflict("api_key_revoked", "a revoked API key cannot be changed"));
+        }
+        let mut key = before.clone();
+        if let Some(n) = &patch.name {
+            key.name = apikey::validate_name(n)?;
+        }
+        if let Some(d) = &patch.description {
+            key.description = apikey::validate_description(d)?;
+        }
+        if let Some(e) = &patch.expires {
+            key.expires_at = Expiry::parse(e)?.resolve(now)?;
+        }
+        if let Some(p) = &patch.permissions {
+            key.permissions = self.grantable(cap.principal(), p)?;
+        }
+        if let Some(r) = patch.rate_limit {
+            key.rate_limit = r.map(RateLimit::validate).transpose()?;
+        }
+        if let Some(w) = &patch.ip_whitelist {
+            key.ip_whitelist = apikey::parse_whitelist(w)?;
+        }
+        if key == before {
+            return Ok(before);
+        }
+        key.updated_at = now;
+        tx.update_api_key(&key).await.map_err(name_conflict)?;
+        let event = NewAuditEvent::new(cap.principal(), "api_key.update", "api_key", id)
+            .details(serde_json::json!({"before": describe(&before), "after": describe(&key)}));
+        tx.commit(vec![event], now).await?;
+        self.forget(&key);
+        Ok(key)
+    }
+
+    /// Revokes a key at once. Revoking a revoked key changes nothing and succeeds (retries are
+    /// safe).
+    pub async fn revoke(
+        &self,
+        cap: &Capability<perm::ApiKeysRevoke>,
+        id: Uuid,
+        reason: Option<String>,
+    ) -> Result<ApiKey> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let mut key = tx
+            .api_key_for_update(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
+        if key.revoked_at.is_some() {
+            return Ok(key);
+        }
+        let reason = reason.map(|r| apikey::validate_description(&r)).transpose()?;
+        key.revoked_at = Some(now);
+        key.revocation_reason = reason.clone();
+        key.previous_prefix = None;
+        key.previous_hash = None;
+        key.previous_expires_at = None;
+        key.updated_at = now;
+        tx.update_api_key(&key).await?;
+        let event = NewAuditEvent::new(cap.principal(), "api_key.revoke", "api_key", id)
+            .details(serde_json::json!({"name": key.name, "reason": reason}));
+        tx.commit(vec![event], now).await?;
+        self.forget(&key);
+        Ok(key)
+    }
+
+    /// Replaces a key's secret. With a grace period the old secret keeps working until it ends.
+    pub async fn rotate(
+        &self,
+        cap: &Capability<perm::ApiKeysRotate>,
+        id: Uuid,
+        grace_secs: Option<i64>,
+    ) -> Result<IssuedApiKey> {
+        let now = self.clock.now();
+        let grace = grace_secs.unwrap_or(0);
+        if !(0..=MAX_GRACE_SECS).contains(&grace) {
+            return Err(CoreError::invalid(
+                "invalid_grace_period",
+                format!("grace_period_seconds must be between 0 and {MAX_GRACE_SECS}"),
+            ));
+        }
+        let mut tx = self.store.begin().await?;
+        let mut key = tx
+            .api_key_for_update(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
+        match key.status(now) {
+            KeyStatus::Revoked => {
+                return Err(CoreError::conflict("api_key_revoked", "a revoked API key cannot be rotated"));
+            }
+            KeyStatus::Expired => {
+                return Err(CoreError::conflict("api_key_expired", "an expired API key cannot be rotated"));
+            }
+            KeyStatus::Active => {}
+        }
+        let old = key.clone();
+        let secret = KeySecret::generate()?;
+        if grace > 0 {
+            key.previous_prefix = Some(key.prefix.clone());
+            key.previous_hash = Some(key.secret_hash.clone());
+            key.previous_expires_at = Some(now + Duration::seconds(grace));
+        } else {
+            key.previous_prefix = None;
+            key.previous_hash = None;
+            key.previous_expires_at = None;
+        }
+        key.prefix = secret.prefix.clone();
+        key.secret_hash = secret.hash.clone();
+        key.rotated_at = Some(now);
+        key.updated_at = now;
+        tx.update_api_key(&key).await?;
+        let event = NewAuditEvent::new(cap.principal(), "api_key.rotate", "api_key", id)
+            .details(serde_json::json!({"name": key.name, "grace_period_seconds": grace}));
+        tx.commit(vec![event], now).await?;
+        self.forget(&old);
+        Ok(IssuedApiKey { key, secret })
+    }
+
+    /// Authenticates a presented key from `client_ip`: known, not revoked, not expired, address
+    /// whitelisted, and under its rate limit (counted across every node sharing the database).
+    pub async fn authenticate(
+        &self,
+        presented: &str,
+        context: RequestContext,
+    ) -> Result<Arc<Principal>> {
+        let prefix =
+            presented_prefix(presented).ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
+        let key = self.lookup(prefix).await?.ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
+        let now = self.clock.now();
+        let hash = hash_secret(presented);
+        let current = key.prefix == prefix && hashes_match(&hash, &key.secret_hash);
+        let previous = key.previous_prefix.as_deref() == Some(prefix)
+            && key.previous_hash.as_deref().is_some_and(|h| hashes_match(&hash, h))
+            && key.previous_expires_at.is_some_and(|t| t > now);
+        if !current && !previous {
+            return Err(CoreError::Unauthenticated(AuthFailure::Unknown));
+        }
+        match key.status(now) {
+            KeyStatus::Revoked => return Err(CoreError::Unauthenticated(AuthFailure::Revoked)),
+            KeyStatus::Expired => return Err(CoreError::Unauthenticated(AuthFailure::Expired)),
+            KeyStatus::Active => {}
+        }
+        if let Some(ip) = context.client_ip {
+            if !apikey::whitelist_allows(&key.ip_whitelist, ip) {
+                return Err(CoreError::Forbidden {
+                    code: "ip_not_allowed",
+                    detail: format!("requests from {ip} are not allowed for this API key"),
+                });
+            }
+        }
+        if let Some(limit) = key.rate_limit {
+            self.check_rate(&key, limit, now).await?;
+        }
+        Ok(Arc::new(Principal {
+            kind: ActorKind::ApiKey,
+            id: key.id.to_string(),
+            name: key.name.clone(),
+            api_key_id: Some(key.id),
+            operator_id: key.operator_id.clone(),
+            permissions: key.permissions.clone(),
+            context,
+        }))
+    }
+
+    async fn check_rate(&self, key: &ApiKey, limit: RateLimit, now: OffsetDateTime) -> Result<()> {
+        let len = limit.per.seconds();
+        let t = now.unix_timestamp();
+        let start = t - t.rem_euclid(len);
+        let end = start + len;
+        let count = self.store.rate_limit_hit(&format!("api_key:{}", key.id), start, end).await?;
+        if count > i64::from(limit.requests) {
+            return Err(CoreError::RateLimited {
+                limit: limit.requests,
+                per: limit.per.as_str(),
+                retry_after_secs: u64::try_from((end - t).max(1)).unwrap_or(1),
+            });
+        }
+        Ok(())
+    }
+
+    async fn lookup(&self, prefix: &str) -> Result<Option<ApiKey>> {
+        if !self.cache_ttl.is_zero() {
+            if let Ok(cache) = self.cache.lock() {
+                if let Some((k, at)) = cache.get(prefix) {
+                    if at.elapsed() < self.cache_ttl {
+                        return Ok(Some(k.clone()));
+                    }
+                }
+            }
+        }
+        let found = self.store.api_key_by_prefix(prefix).await?;
+        if let (Some(k), false) = (&found, self.cache_ttl.is_zero()) {
+            if let Ok(mut cache) = self.cache.lock() {
+                // Bound the cache; a full clear is cheap and rare.
+                if cache.len() > 10_000 {
+                    cache.clear();
+                }
+                cache.insert(prefix.to_owned(), (k.clone(), Instant::now()));
+            }
+        }
+        Ok(found)
+    }
+
+    fn forget(&self, key: &ApiKey) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(&key.prefix);
+            if let Some(p) = &key.previous_prefix {
+                cache.remove(p);
+            }
+        }
+    }
+
+    fn grantable(&self, principal: &Principal, requested: &[String]) -> Result<PermissionSet> {
+        if requested.is_empty() {
+            return Err(CoreError::invalid("invalid_permission", "permissions must not be empty"));
+        }
+        let set = PermissionSet::parse(requested)?;
+        if !set.is_subset_of(&principal.permissions) {
+            return Err(CoreError::Forbidden {
+                code: "permission_escalation",
+                detail: "an API key cannot be granted permissions its creator does not hold".into(),
+            });
+        }
+        Ok(set)
+    }
+
+    /// Removes rate-limit windows that ended over a day ago.
+    pub async fn prune_rate_limits(&self) -> Result<u64> {
+        let before = self.clock.now().unix_timestamp() - 86_400;
+        Ok(self.store.rate_limit_prune(before).await?)
+    }
+}
+
+/// The audit description of a key (never its secret or hash).
+fn describe(k: &ApiKey) -> serde_json::Value {
+    serde_json::json!({
+        "name": k.name,
+        "description": k.description,
+        "permissions": k.permissions.to_vec(),
+        "expires_at_us": k.expires_at.map(unix_micros),
+        "rate_limit": k.rate_limit,
+        "ip_whitelist": k.ip_whitelist.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+fn name_conflict(e: crate::error::StoreError) -> CoreError {
+    match e {
+        crate::error::StoreError::Conflict { .. } => {
+            CoreError::conflict("name_taken", "an API key with this name already exists")
+        }
+        other => other.into(),
+    }
+}
