@@ -19,13 +19,13 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> OffsetDateTime;
 }
 
-/// The real clock.
+/// The real clock, truncated to the microsecond precision the store keeps.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
+        crate::audit::from_unix_micros(crate::audit::unix_micros(OffsetDateTime::now_utc()))
     }
 }
 

@@ -1,1 +1,321 @@
-//! placeholder
+//! sqlx implementations of sigil-core's storage ports, for SQLite and PostgreSQL.
+//!
+//! The backend is chosen by the URL scheme. Queries are runtime queries through sqlx's `Any`
+//! driver with SQL that both backends accept; where they differ (row locks) the store picks the
+//! variant by [`Backend`]. No other crate writes SQL.
+//!
+//! On SQLite all writes go through a pool of one connection: SQLite has one writer anyway, and
+//! serialising in the pool avoids `SQLITE_BUSY` when a deferred transaction upgrades to a write.
+//! On PostgreSQL the audit head row is locked (`FOR UPDATE`) by every appender, so concurrent
+//! writers on several nodes still build one chain.
+
+mod apikeys;
+mod audit;
+pub mod testing;
+mod tx;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sigil_core::StoreError;
+use sigil_core::apikey::ApiKey;
+use sigil_core::audit::{AuditEvent, Checkpoint};
+use sigil_core::ports::{
+    ApiKeyFilter, AuditFilter, AuditHead, AuditKeyRecord, PageRequest, Store, StoreResult, Tx,
+};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use uuid::Uuid;
+
+/// Which database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file (WAL).
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// How to open the database.
+#[derive(Clone)]
+pub struct DbOptions {
+    /// `sqlite://path` or `postgres://user:pass@host/db`.
+    pub url: String,
+    /// Pool size for reads (and for writes on PostgreSQL).
+    pub max_connections: u32,
+    /// SQLite `synchronous` pragma: `full` (durable on power loss) or `normal`.
+    pub sqlite_synchronous: String,
+    /// How long to wait for a connection.
+    pub acquire_timeout: Duration,
+}
+
+impl std::fmt::Debug for DbOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbOptions")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL with any password replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Errors opening or migrating the database.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL names no supported backend.
+    #[error("unsupported database url `{0}`: use sqlite://… or postgres://…")]
+    Scheme(String),
+    /// Connecting failed.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// Redacted URL.
+        url: String,
+        /// Cause.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The SQL store.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    read: AnyPool,
+    write: AnyPool,
+    backend: Backend,
+}
+
+impl SqlStore {
+    /// Connects (creating a SQLite file if needed). Does not migrate.
+    pub async fn connect(opts: &DbOptions) -> Result<Self, OpenError> {
+        install_default_drivers();
+        let backend = if opts.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if opts.url.starts_with("postgres://") || opts.url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(OpenError::Scheme(redact_url(&opts.url)));
+        };
+        let connect_err = |source| OpenError::Connect { url: redact_url(&opts.url), source };
+        match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url(&opts.url);
+                let sync = if opts.sqlite_synchronous == "normal" { "NORMAL" } else { "FULL" };
+                let setup = format!(
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;"
+                );
+                let pool = |n: u32| {
+                    let setup = setup.clone();
+                    AnyPoolOptions::new()
+                        .max_connections(n)
+                        .acquire_timeout(opts.acquire_timeout)
+                        .after_connect(move |conn, _| {
+                            let setup = setup.clone();
+                            Box::pin(async move {
+                                conn.execute(sqlx::AssertSqlSafe(setup)).await?;
+                                Ok(())
+                            })
+                        })
+                        .connect(&url)
+                };
+                let write = pool(1).await.map_err(connect_err)?;
+                let read = pool(opts.max_connections.max(1)).await.map_err(connect_err)?;
+                Ok(Self { read, write, backend })
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(opts.max_connections.max(2))
+                    .acquire_timeout(opts.acquire_timeout)
+                    .connect(&opts.url)
+                    .await
+                    .map_err(connect_err)?;
+                Ok(Self { read: pool.clone(), write: pool, backend })
+            }
+        }
+    }
+
+    /// Applies pending migrations for this backend.
+    pub async fn migrate(&self) -> Result<(), OpenError> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite").run(&self.write).await?,
+            Backend::Postgres => sqlx::migrate!("../../migrations/postgres").run(&self.write).await?,
+        }
+        Ok(())
+    }
+
+    /// Which backend this is.
+    pub fn kind(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs raw SQL on the write connection. For tests that simulate tampering or failures.
+    pub async fn execute_raw(&self, sql: &str) -> Result<(), sqlx::Error> {
+        self.write.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.map(|_| ())
+    }
+
+    /// Closes both pools.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// Adds `mode=rwc` so that a missing SQLite file is created.
+fn sqlite_url(url: &str) -> String {
+    if url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+            constraint: db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned()),
+        },
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+pub(crate) fn like_pattern(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('%');
+    for c in s.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await.map(|_| ()).map_err(map_err)
+    }
+
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        let tx = self.write.begin().await.map_err(map_err)?;
+        Ok(Box::new(tx::SqlTx { tx, backend: self.backend }))
+    }
+
+    async fn count_api_keys(&self) -> StoreResult<i64> {
+        apikeys::count(&self.read).await
+    }
+
+    async fn api_key(&self, id: Uuid) -> StoreResult<Option<ApiKey>> {
+        apikeys::by_id(&self.read, id).await
+    }
+
+    async fn api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<ApiKey>> {
+        apikeys::by_prefix(&self.read, prefix).await
+    }
+
+    async fn list_api_keys(&self, f: &ApiKeyFilter, page: &PageRequest) -> StoreResult<Vec<ApiKey>> {
+        apikeys::list(&self.read, f, page).await
+    }
+
+    async fn rate_limit_hit(&self, key: &str, start: i64, end: i64) -> StoreResult<i64> {
+        // Through the write pool: on SQLite this serialises with other writers instead of
+        // racing them for the lock.
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO rate_limit_windows (bucket, window_start, window_end, hits) \
+             VALUES ($1, $2, $3, 1) \
+             ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limit_windows.hits + 1 \
+             RETURNING hits",
+        )
+        .bind(key)
+        .bind(start)
+        .bind(end)
+        .fetch_one(&self.write)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn rate_limit_prune(&self, before: i64) -> StoreResult<u64> {
+        sqlx::query("DELETE FROM rate_limit_windows WHERE window_end < $1")
+            .bind(before)
+            .execute(&self.write)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(map_err)
+    }
+
+    async fn audit_events(&self, f: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        audit::events(&self.read, f, limit).await
+    }
+
+    async fn audit_head(&self) -> StoreResult<AuditHead> {
+        audit::head(&self.read).await
+    }
+
+    async fn audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        audit::checkpoints(&self.read).await
+    }
+
+    async fn insert_audit_checkpoint(&self, c: &Checkpoint) -> StoreResult<()> {
+        audit::insert_checkpoint(&self.write, c).await
+    }
+
+    async fn register_audit_key(&self, k: &AuditKeyRecord) -> StoreResult<()> {
+        audit::register_key(&self.write, k).await
+    }
+
+    async fn audit_keys(&self) -> StoreResult<Vec<AuditKeyRecord>> {
+        audit::keys(&self.read).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_appear_in_redacted_urls() {
+        assert_eq!(
+            redact_url("postgres://sigil:hunter2@127.0.0.1/sigil"),
+            "postgres://sigil:***@127.0.0.1/sigil"
+        );
+        assert_eq!(redact_url("sqlite://data/sigil.db"), "sqlite://data/sigil.db");
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("A_b%"), "%a\\_b\\%%");
+    }
+
+    #[test]
+    fn sqlite_urls_create_missing_files() {
+        assert_eq!(sqlite_url("sqlite://x.db"), "sqlite://x.db?mode=rwc");
+        assert_eq!(sqlite_url("sqlite://x.db?mode=ro"), "sqlite://x.db?mode=ro");
+    }
+
+}

@@ -1,0 +1,213 @@
+//! Audit rows: events, head, checkpoints and public keys.
+
+use sigil_core::audit::{AuditEvent, Checkpoint};
+use sigil_core::ports::{AuditFilter, AuditHead, AuditKeyRecord, StoreResult};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+use uuid::Uuid;
+
+use crate::map_err;
+
+const COLUMNS: &str = "seq, id, occurred_at, actor_kind, actor_id, actor_name, api_key_id, \
+    operator_id, action, object_type, object_id, outcome, request_id, client_ip, details, \
+    prev_hash, hash";
+
+fn from_row(r: &AnyRow) -> StoreResult<AuditEvent> {
+    let s = |c: &str| r.try_get::<String, _>(c).map_err(map_err);
+    let os = |c: &str| r.try_get::<Option<String>, _>(c).map_err(map_err);
+    Ok(AuditEvent {
+        seq: r.try_get("seq").map_err(map_err)?,
+        // An id that does not parse is kept visible as the nil UUID; the hash check then fails.
+        id: Uuid::parse_str(&s("id")?).unwrap_or_default(),
+        occurred_at_us: r.try_get("occurred_at").map_err(map_err)?,
+        actor_kind: s("actor_kind")?,
+        actor_id: s("actor_id")?,
+        actor_name: s("actor_name")?,
+        api_key_id: os("api_key_id")?,
+        operator_id: os("operator_id")?,
+        action: s("action")?,
+        object_type: s("object_type")?,
+        object_id: s("object_id")?,
+        outcome: s("outcome")?,
+        request_id: os("request_id")?,
+        client_ip: os("client_ip")?,
+        details: s("details")?,
+        prev_hash: s("prev_hash")?,
+        hash: s("hash")?,
+    })
+}
+
+pub(crate) async fn insert_event<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    ev: &AuditEvent,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (seq, id, occurred_at, actor_kind, actor_id, actor_name, \
+         api_key_id, operator_id, action, object_type, object_id, outcome, request_id, client_ip, \
+         details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind(ev.seq)
+    .bind(ev.id.to_string())
+    .bind(ev.occurred_at_us)
+    .bind(&ev.actor_kind)
+    .bind(&ev.actor_id)
+    .bind(&ev.actor_name)
+    .bind(ev.api_key_id.clone())
+    .bind(ev.operator_id.clone())
+    .bind(&ev.action)
+    .bind(&ev.object_type)
+    .bind(&ev.object_id)
+    .bind(&ev.outcome)
+    .bind(ev.request_id.clone())
+    .bind(ev.client_ip.clone())
+    .bind(&ev.details)
+    .bind(&ev.prev_hash)
+    .bind(&ev.hash)
+    .execute(e)
+    .await
+    .map(|_| ())
+    .map_err(map_err)
+}
+
+pub(crate) async fn events<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    f: &AuditFilter,
+    limit: u32,
+) -> StoreResult<Vec<AuditEvent>> {
+    enum P {
+        T(String),
+        I(i64),
+    }
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE 1 = 1");
+    let mut params: Vec<P> = Vec::new();
+    let mut cond = |sql: &mut String, clause: &str, p: P| {
+        params.push(p);
+        sql.push_str(&clause.replace("?", &format!("${}", params.len())));
+    };
+    if let Some(v) = &f.actor_id {
+        cond(&mut sql, " AND actor_id = ?", P::T(v.clone()));
+    }
+    if let Some(v) = &f.object_type {
+        cond(&mut sql, " AND object_type = ?", P::T(v.clone()));
+    }
+    if let Some(v) = &f.object_id {
+        cond(&mut sql, " AND object_id = ?", P::T(v.clone()));
+    }
+    if let Some(v) = &f.action {
+        match v.strip_suffix('*') {
+            Some(prefix) => cond(
+                &mut sql,
+                " AND action LIKE ? ESCAPE '\\'",
+                P::T(format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))),
+            ),
+            None => cond(&mut sql, " AND action = ?", P::T(v.clone())),
+        }
+    }
+    if let Some(v) = &f.outcome {
+        cond(&mut sql, " AND outcome = ?", P::T(v.clone()));
+    }
+    if let Some(v) = f.from_us {
+        cond(&mut sql, " AND occurred_at >= ?", P::I(v));
+    }
+    if let Some(v) = f.until_us {
+        cond(&mut sql, " AND occurred_at < ?", P::I(v));
+    }
+    if let Some(v) = f.after_seq {
+        cond(&mut sql, " AND seq > ?", P::I(v));
+    }
+    sql.push_str(&format!(" ORDER BY seq LIMIT {limit}"));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for p in params {
+        q = match p {
+            P::T(t) => q.bind(t),
+            P::I(i) => q.bind(i),
+        };
+    }
+    let rows = q.fetch_all(e).await.map_err(map_err)?;
+    rows.iter().map(from_row).collect()
+}
+
+pub(crate) async fn head<'c, E: Executor<'c, Database = Any>>(e: E) -> StoreResult<AuditHead> {
+    let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(e)
+        .await
+        .map_err(map_err)?;
+    Ok(AuditHead {
+        seq: r.try_get("seq").map_err(map_err)?,
+        hash: r.try_get("hash").map_err(map_err)?,
+    })
+}
+
+pub(crate) async fn checkpoints<'c, E: Executor<'c, Database = Any>>(e: E) -> StoreResult<Vec<Checkpoint>> {
+    let rows = sqlx::query(
+        "SELECT seq, hash, signed_at, key_id, signature FROM audit_checkpoints ORDER BY seq, key_id",
+    )
+    .fetch_all(e)
+    .await
+    .map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(Checkpoint {
+                seq: r.try_get("seq").map_err(map_err)?,
+                hash: r.try_get("hash").map_err(map_err)?,
+                signed_at_us: r.try_get("signed_at").map_err(map_err)?,
+                key_id: r.try_get("key_id").map_err(map_err)?,
+                signature: r.try_get("signature").map_err(map_err)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn insert_checkpoint<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    c: &Checkpoint,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (seq, key_id, hash, signed_at, signature) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq, key_id) DO NOTHING",
+    )
+    .bind(c.seq)
+    .bind(&c.key_id)
+    .bind(&c.hash)
+    .bind(c.signed_at_us)
+    .bind(&c.signature)
+    .execute(e)
+    .await
+    .map(|_| ())
+    .map_err(map_err)
+}
+
+pub(crate) async fn register_key<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    k: &AuditKeyRecord,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_keys (key_id, public_key_pem, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key_id) DO NOTHING",
+    )
+    .bind(&k.key_id)
+    .bind(&k.public_key_pem)
+    .bind(k.created_at_us)
+    .execute(e)
+    .await
+    .map(|_| ())
+    .map_err(map_err)
+}
+
+pub(crate) async fn keys<'c, E: Executor<'c, Database = Any>>(e: E) -> StoreResult<Vec<AuditKeyRecord>> {
+    let rows = sqlx::query("SELECT key_id, public_key_pem, created_at FROM audit_keys ORDER BY created_at")
+        .fetch_all(e)
+        .await
+        .map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(AuditKeyRecord {
+                key_id: r.try_get("key_id").map_err(map_err)?,
+                public_key_pem: r.try_get("public_key_pem").map_err(map_err)?,
+                created_at_us: r.try_get("created_at").map_err(map_err)?,
+            })
+        })
+        .collect()
+}
+

@@ -1,0 +1,91 @@
+//! Test databases for both backends: a fresh SQLite file, and, when `SIGIL_TEST_DATABASE_URL`
+//! names a PostgreSQL server, a fresh database created on it for each test and dropped after.
+
+#![allow(clippy::panic)] // Test support: a broken test database should stop the test loudly.
+
+use std::time::Duration;
+
+use sqlx::Executor;
+use sqlx::any::AnyPoolOptions;
+
+use crate::{DbOptions, SqlStore, redact_url};
+
+/// The environment variable that enables the PostgreSQL runs.
+pub const PG_ENV: &str = "SIGIL_TEST_DATABASE_URL";
+
+/// A throw-away database.
+#[derive(Debug)]
+pub struct TestDb {
+    /// Connection URL for the server under test.
+    pub url: String,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    admin: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// Every backend available here: SQLite always, PostgreSQL when the variable is set.
+    pub async fn all() -> Vec<TestDb> {
+        let mut v = vec![Self::sqlite()];
+        if let Some(pg) = Self::postgres().await {
+            v.push(pg);
+        }
+        v
+    }
+
+    /// A fresh SQLite file in a temporary directory.
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let url = format!("sqlite://{}/sigil.db", dir.path().display());
+        TestDb { url, backend: "sqlite", admin: None, _dir: Some(dir) }
+    }
+
+    /// A fresh PostgreSQL database, or `None` when the variable is unset.
+    pub async fn postgres() -> Option<TestDb> {
+        let admin_url = std::env::var(PG_ENV).ok().filter(|s| !s.is_empty())?;
+        sqlx::any::install_default_drivers();
+        let name = format!("sigil_t_{}", uuid::Uuid::new_v4().simple());
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach {}: {e}", redact_url(&admin_url)));
+        pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE: {e}"));
+        pool.close().await;
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+        let url = format!("{base}/{name}");
+        Some(TestDb { url, backend: "postgres", admin: Some((admin_url, name)), _dir: None })
+    }
+
+    /// Options for this database.
+    pub fn options(&self) -> DbOptions {
+        DbOptions {
+            url: self.url.clone(),
+            max_connections: 8,
+            sqlite_synchronous: "normal".into(),
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Connects and migrates.
+    pub async fn store(&self) -> SqlStore {
+        let s = SqlStore::connect(&self.options()).await.unwrap_or_else(|e| panic!("{e}"));
+        s.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        s
+    }
+
+    /// Drops the PostgreSQL database (SQLite files go with their temporary directory).
+    pub async fn cleanup(self) {
+        if let Some((admin_url, name)) = &self.admin {
+            if let Ok(pool) = AnyPoolOptions::new().max_connections(1).connect(admin_url).await {
+                let _ = pool
+                    .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .await;
+                pool.close().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The write transaction: API key writes and the audit append that commits them.
+
+use async_trait::async_trait;
+use sigil_core::StoreError;
+use sigil_core::apikey::ApiKey;
+use sigil_core::audit::{AuditEvent, NewAuditEvent};
+use sigil_core::ports::{StoreResult, Tx};
+use sqlx::{Any, Row, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{Backend, apikeys, audit, map_err};
+
+pub(crate) struct SqlTx {
+    pub(crate) tx: Transaction<'static, Any>,
+    pub(crate) backend: Backend,
+}
+
+#[async_trait]
+impl Tx for SqlTx {
+    async fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
+        apikeys::insert(&mut *self.tx, key).await
+    }
+
+    async fn api_key_for_update(&mut self, id: Uuid) -> StoreResult<Option<ApiKey>> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            // The single write connection already serialises SQLite writers.
+            Backend::Sqlite => "",
+        };
+        let sql = format!("SELECT {} FROM api_keys WHERE id = $1{lock}", apikeys::COLUMNS);
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(apikeys::from_row).transpose()
+    }
+
+    async fn update_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
+        apikeys::update(&mut *self.tx, key).await
+    }
+
+    async fn commit(
+        mut self: Box<Self>,
+        events: Vec<NewAuditEvent>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        if events.is_empty() {
+            return Err(StoreError::Backend("a change must be committed with its audit events".into()));
+        }
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let sql = format!("SELECT seq, hash FROM audit_head WHERE id = 1{lock}");
+        let head = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        let mut seq: i64 = head.try_get("seq").map_err(map_err)?;
+        let mut prev: String = head.try_get("hash").map_err(map_err)?;
+        let mut sealed = Vec::with_capacity(events.len());
+        for ev in &events {
+            seq += 1;
+            let e = ev.seal(seq, now, &prev);
+            audit::insert_event(&mut *self.tx, &e).await?;
+            prev = e.hash.clone();
+            sealed.push(e);
+        }
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(seq)
+            .bind(&prev)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        self.tx.commit().await.map_err(map_err)?;
+        Ok(sealed)
+    }
+}

@@ -1,0 +1,162 @@
+//! Storage behaviour, run on SQLite and (with SIGIL_TEST_DATABASE_URL) on PostgreSQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sigil_core::CoreError;
+use sigil_core::apikey::KeyStatus;
+use sigil_core::audit::{ChainVerifier, GENESIS_HASH, SignatureCheck};
+use sigil_core::authz::{Principal, perm};
+use sigil_core::ports::{ApiKeyFilter, AuditFilter, PageRequest, Store, SystemClock};
+use sigil_core::service::apikeys::{ApiKeyService, CreateApiKey};
+use sigil_store::testing::TestDb;
+
+fn create(name: &str) -> CreateApiKey {
+    CreateApiKey {
+        name: name.into(),
+        description: "d".into(),
+        expires: "30d".into(),
+        permissions: vec!["audit:read".into()],
+        rate_limit: None,
+        ip_whitelist: vec!["10.0.0.0/8".into()],
+    }
+}
+
+struct NoSig;
+impl SignatureCheck for NoSig {
+    fn verify(&self, _: &str, _: &[u8], _: &str) -> bool {
+        false
+    }
+}
+
+async fn each_backend<F, Fut>(f: F)
+where
+    F: Fn(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        eprintln!("backend: {}", db.backend);
+        f(Arc::new(store.clone())).await;
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn api_keys_round_trip_with_filters_and_unique_names() {
+    each_backend(|store| async move {
+        let svc = ApiKeyService::new(store.clone(), Arc::new(SystemClock), Duration::ZERO);
+        let cli = Principal::local_cli();
+        let cap = cli.authorize::<perm::ApiKeysCreate>().unwrap();
+        let a = svc.create(&cap, create("hr-sync")).await.unwrap();
+        let b = svc.create(&cap, create("portal")).await.unwrap();
+        let dup = svc.create(&cap, create("hr-sync")).await.unwrap_err();
+        assert_eq!(dup.code(), "name_taken");
+
+        let found = store.api_key_by_prefix(&a.key.prefix).await.unwrap().unwrap();
+        assert_eq!(found, a.key);
+
+        let read = cli.authorize::<perm::ApiKeysRead>().unwrap();
+        let page = svc
+            .list(&read, ApiKeyFilter::default(), PageRequest { after: None, limit: 1 })
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 1);
+        let next = svc
+            .list(&read, ApiKeyFilter::default(), PageRequest { after: page.next_cursor, limit: 1 })
+            .await
+            .unwrap();
+        assert_eq!(next.items[0].id, b.key.id);
+        assert!(next.next_cursor.is_none());
+
+        let revoke = cli.authorize::<perm::ApiKeysRevoke>().unwrap();
+        svc.revoke(&revoke, a.key.id, Some("test".into())).await.unwrap();
+        let f = ApiKeyFilter { status: Some(KeyStatus::Revoked), ..Default::default() };
+        let revoked = svc.list(&read, f, PageRequest { after: None, limit: 10 }).await.unwrap();
+        assert_eq!(revoked.items.iter().map(|k| k.id).collect::<Vec<_>>(), vec![a.key.id]);
+        let f = ApiKeyFilter { name_contains: Some("PORT".into()), ..Default::default() };
+        let named = svc.list(&read, f, PageRequest { after: None, limit: 10 }).await.unwrap();
+        assert_eq!(named.items.len(), 1);
+
+        // Every change is on the chain, which verifies.
+        let events = store.audit_events(&AuditFilter::default(), 100).await.unwrap();
+        let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["api_key.create", "api_key.create", "api_key.revoke"]);
+        let mut v = ChainVerifier::new(1, GENESIS_HASH, vec![], &NoSig);
+        events.into_iter().for_each(|e| v.push(e));
+        let head = store.audit_head().await.unwrap();
+        assert!(v.finish(Some(head.seq)).valid);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rate_limit_windows_count_across_callers() {
+    each_backend(|store| async move {
+        let mut counts = vec![];
+        for _ in 0..3 {
+            counts.push(store.rate_limit_hit("k", 60, 120).await.unwrap());
+        }
+        assert_eq!(counts, [1, 2, 3]);
+        assert_eq!(store.rate_limit_hit("k", 120, 180).await.unwrap(), 1);
+        assert_eq!(store.rate_limit_prune(121).await.unwrap(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_audit_write_rolls_the_change_back() {
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let fail = match db.backend {
+            "sqlite" => "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
+                         BEGIN SELECT RAISE(ABORT, 'audit store is full'); END"
+                .to_owned(),
+            _ => "CREATE FUNCTION fail_audit() RETURNS trigger AS $$ BEGIN \
+                  RAISE EXCEPTION 'audit store is full'; END $$ LANGUAGE plpgsql; \
+                  CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
+                  FOR EACH ROW EXECUTE FUNCTION fail_audit()"
+                .to_owned(),
+        };
+        store.execute_raw(&fail).await.unwrap();
+        let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
+        let svc = ApiKeyService::new(dyn_store.clone(), Arc::new(SystemClock), Duration::ZERO);
+        let cli = Principal::local_cli();
+        let err = svc
+            .create(&cli.authorize::<perm::ApiKeysCreate>().unwrap(), create("doomed"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CoreError::Storage(_)), "{err:?}");
+        assert_eq!(dyn_store.count_api_keys().await.unwrap(), 0, "{}", db.backend);
+        assert_eq!(dyn_store.audit_head().await.unwrap().seq, 0);
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writers_build_one_chain() {
+    each_backend(|store| async move {
+        let svc = Arc::new(ApiKeyService::new(store.clone(), Arc::new(SystemClock), Duration::ZERO));
+        let mut tasks = vec![];
+        for i in 0..16 {
+            let svc = svc.clone();
+            tasks.push(tokio::spawn(async move {
+                let cli = Principal::local_cli();
+                let cap = cli.authorize::<perm::ApiKeysCreate>().unwrap();
+                svc.create(&cap, create(&format!("k{i}"))).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let events = store.audit_events(&AuditFilter::default(), 100).await.unwrap();
+        assert_eq!(events.len(), 16);
+        let mut v = ChainVerifier::new(1, GENESIS_HASH, vec![], &NoSig);
+        events.into_iter().for_each(|e| v.push(e));
+        let r = v.finish(Some(store.audit_head().await.unwrap().seq));
+        assert!(r.valid, "{r:?}");
+    })
+    .await;
+}
