@@ -1,1 +1,55 @@
-//! placeholder
+//! X.509 and keys for Sigil: the local CA created on first start (root, issuing CA, and the
+//! server's TLS certificate), and the audit signing key.
+//!
+//! Private-key operations use ring (ECDSA P-256 here). This crate implements sigil-core's
+//! [`sigil_core::service::audit::AuditCrypto`] port; it knows nothing of HTTP or SQL.
+#![deny(missing_docs)]
+
+pub mod audit_key;
+pub mod localca;
+mod pem;
+
+/// Errors from key and certificate handling.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PkiError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Key material is malformed.
+    #[error("invalid key material in {0}")]
+    InvalidKey(String),
+    /// Certificate generation failed.
+    #[error("certificate generation failed: {0}")]
+    Certificate(String),
+    /// The random source failed.
+    #[error("random source failed")]
+    Random,
+}
+
+impl From<rcgen::Error> for PkiError {
+    fn from(e: rcgen::Error) -> Self {
+        Self::Certificate(e.to_string())
+    }
+}
+
+/// Writes `data` to `path` with mode 0600 (owner only), creating parent directories.
+pub fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), PkiError> {
+    use std::io::Write as _;
+    let io = |source| PkiError::Io { path: path.display().to_string(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(data).map_err(io)?;
+    f.sync_all().map_err(io)
+}
