@@ -22,7 +22,8 @@ CREATE TABLE api_keys (
     previous_prefix     TEXT UNIQUE,
     previous_hash       TEXT,
     previous_expires_at BIGINT,
-    rotated_at          BIGINT
+    rotated_at          BIGINT,
+    client_cert_sha256  TEXT UNIQUE
 );
 CREATE INDEX api_keys_operator ON api_keys (operator_id);
 CREATE INDEX api_keys_expires ON api_keys (expires_at);

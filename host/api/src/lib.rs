@@ -1,1 +1,187 @@
-//! placeholder
+//! Sigil's HTTP surface. This is the only crate that knows HTTP: routers per resource,
+//! extractors, the authentication middleware, the error mapping (`ApiError` → problem+json) and
+//! the OpenAPI document generated from the handlers.
+//!
+//! Handlers are thin: extract, obtain the capability through [`extract::Authorized`], call one
+//! core service, map the result.
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod error;
+pub mod exposure;
+pub mod extract;
+mod health;
+pub mod metrics;
+pub mod v1;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use sigil_core::ports::Store;
+use sigil_core::service::apikeys::ApiKeyService;
+use sigil_core::service::audit::AuditService;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::ApiError;
+use crate::exposure::Exposure;
+use crate::metrics::Metrics;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// API keys.
+    pub api_keys: Arc<ApiKeyService>,
+    /// Audit trail.
+    pub audit: Arc<AuditService>,
+    /// The store, for readiness checks.
+    pub store: Arc<dyn Store>,
+    /// Exposure table.
+    pub exposure: Arc<Exposure>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// The OpenAPI document of every route (filtered per request by exposure).
+    pub openapi: Arc<utoipa::openapi::OpenApi>,
+}
+
+/// HTTP limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted request body.
+    pub body_bytes: usize,
+    /// Longest a request may take.
+    pub request_timeout: Duration,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sigil", description = "Credential lifecycle platform: certificates, tokens, remote signing."),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "api-keys", description = "API keys: scopes, expiry, rate limits, IP whitelists, rotation"),
+        (name = "audit", description = "The signed, hash-chained audit trail"),
+        (name = "exposure", description = "Which endpoints are served and how they authenticate"),
+        (name = "permissions", description = "The permission catalogue"),
+        (name = "health", description = "Liveness, readiness"),
+        (name = "metrics", description = "Prometheus metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        c.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+    }
+}
+
+/// Every route with its OpenAPI description, before state is attached.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(v1::apikeys::router())
+        .merge(v1::audit::router())
+        .merge(v1::meta::router())
+        .merge(health::router())
+        .split_for_parts()
+}
+
+/// The (method, path template) of every operation in `doc`, plus the documentation routes.
+pub fn endpoints(doc: &utoipa::openapi::OpenApi) -> Vec<(Method, String)> {
+    let mut v = vec![(Method::GET, "/openapi.json".to_owned())];
+    for (path, item) in &doc.paths.paths {
+        for (m, op) in operations(item) {
+            if op {
+                v.push((m, path.clone()));
+            }
+        }
+    }
+    v
+}
+
+fn operations(item: &utoipa::openapi::PathItem) -> [(Method, bool); 5] {
+    [
+        (Method::GET, item.get.is_some()),
+        (Method::POST, item.post.is_some()),
+        (Method::PUT, item.put.is_some()),
+        (Method::PATCH, item.patch.is_some()),
+        (Method::DELETE, item.delete.is_some()),
+    ]
+}
+
+/// The OpenAPI document without disabled endpoints.
+async fn openapi_json(State(st): State<AppState>) -> Response {
+    let mut doc = (*st.openapi).clone();
+    doc.paths.paths.retain(|path, item| {
+        if !st.exposure.enabled(&Method::GET, path) {
+            item.get = None;
+        }
+        if !st.exposure.enabled(&Method::POST, path) {
+            item.post = None;
+        }
+        if !st.exposure.enabled(&Method::PUT, path) {
+            item.put = None;
+        }
+        if !st.exposure.enabled(&Method::PATCH, path) {
+            item.patch = None;
+        }
+        if !st.exposure.enabled(&Method::DELETE, path) {
+            item.delete = None;
+        }
+        operations(item).iter().any(|(_, on)| *on)
+    });
+    axum::Json(doc).into_response()
+}
+
+async fn docs_gate(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if st.exposure.enabled(&Method::GET, "/openapi.json") {
+        next.run(req).await
+    } else {
+        ApiError::not_found().into_response()
+    }
+}
+
+/// The complete application.
+pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let swagger: Router<AppState> = Router::from(
+        utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")),
+    )
+    .layer(middleware::from_fn_with_state(state.clone(), docs_gate));
+    routes
+        .route("/openapi.json", axum::routing::get(openapi_json))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+        .merge(swagger)
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here")
+        })
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.request_timeout,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+        ]))
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .with_state(state)
+}

@@ -183,6 +183,18 @@ pub fn validate_name(name: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
+/// Validates a certificate fingerprint: 64 hex digits (colons allowed), returned lowercase.
+pub fn parse_fingerprint(s: &str) -> Result<String> {
+    let hex: String = s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(CoreError::invalid(
+            "invalid_fingerprint",
+            "client_cert_sha256 must be the 64-hex-digit SHA-256 of the certificate",
+        ));
+    }
+    Ok(hex)
+}
+
 /// Validates a description (may be empty).
 pub fn validate_description(d: &str) -> Result<String> {
     if d.chars().count() > MAX_DESCRIPTION_LEN {
@@ -235,6 +247,8 @@ pub struct ApiKey {
     pub previous_expires_at: Option<OffsetDateTime>,
     /// Last rotation time.
     pub rotated_at: Option<OffsetDateTime>,
+    /// Hex SHA-256 of the client certificate (mTLS) that authenticates as this key.
+    pub client_cert_sha256: Option<String>,
 }
 
 /// Lifecycle state of a key, derived from its timestamps.

@@ -109,6 +109,8 @@ pub trait Store: Send + Sync + 'static {
     async fn api_key(&self, id: Uuid) -> StoreResult<Option<ApiKey>>;
     /// The key whose current or previous (grace-period) prefix is `prefix`.
     async fn api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<ApiKey>>;
+    /// The key bound to a client certificate fingerprint.
+    async fn api_key_by_certificate(&self, sha256: &str) -> StoreResult<Option<ApiKey>>;
     /// A page of keys ordered by id (creation order).
     async fn list_api_keys(&self, f: &ApiKeyFilter, page: &PageRequest) -> StoreResult<Vec<ApiKey>>;
 

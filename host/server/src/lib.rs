@@ -1,1 +1,8 @@
-//! placeholder
+//! The `sigil` binary's library half: configuration, start-up wiring, the TLS listener, graceful
+//! shutdown and the offline subcommands. The integration tests start the real server through
+//! [`startup::start`].
+
+pub mod cli;
+pub mod config;
+pub mod startup;
+pub mod tls;

@@ -14,7 +14,7 @@ use crate::{like_pattern, map_err};
 pub(crate) const COLUMNS: &str = "id, name, description, key_prefix, secret_hash, permissions, \
     expires_at, rate_limit_requests, rate_limit_per, ip_whitelist, operator_id, created_at, \
     updated_at, created_by, revoked_at, revocation_reason, previous_prefix, previous_hash, \
-    previous_expires_at, rotated_at";
+    previous_expires_at, rotated_at, client_cert_sha256";
 
 fn bad(what: &str) -> StoreError {
     StoreError::Backend(format!("corrupt api_keys row: {what}"))
@@ -56,6 +56,7 @@ pub(crate) fn from_row(r: &AnyRow) -> StoreResult<ApiKey> {
         previous_hash: get_os("previous_hash")?,
         previous_expires_at: t(get_oi("previous_expires_at")?),
         rotated_at: t(get_oi("rotated_at")?),
+        client_cert_sha256: get_os("client_cert_sha256")?,
     })
 }
 
@@ -82,8 +83,8 @@ pub(crate) async fn insert<'c, E: Executor<'c, Database = Any>>(e: E, k: &ApiKey
         "INSERT INTO api_keys (id, name, description, key_prefix, secret_hash, permissions, \
          expires_at, rate_limit_requests, rate_limit_per, ip_whitelist, operator_id, created_at, \
          updated_at, created_by, revoked_at, revocation_reason, previous_prefix, previous_hash, \
-         previous_expires_at, rotated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+         previous_expires_at, rotated_at, client_cert_sha256) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
     )
     .bind(k.id.to_string())
     .bind(&k.name)
@@ -105,6 +106,7 @@ pub(crate) async fn insert<'c, E: Executor<'c, Database = Any>>(e: E, k: &ApiKey
     .bind(k.previous_hash.clone())
     .bind(k.previous_expires_at.map(unix_micros))
     .bind(k.rotated_at.map(unix_micros))
+    .bind(k.client_cert_sha256.clone())
     .execute(e)
     .await
     .map(|_| ())
@@ -118,7 +120,7 @@ pub(crate) async fn update<'c, E: Executor<'c, Database = Any>>(e: E, k: &ApiKey
          permissions = $6, expires_at = $7, rate_limit_requests = $8, rate_limit_per = $9, \
          ip_whitelist = $10, operator_id = $11, updated_at = $12, revoked_at = $13, \
          revocation_reason = $14, previous_prefix = $15, previous_hash = $16, \
-         previous_expires_at = $17, rotated_at = $18 WHERE id = $1",
+         previous_expires_at = $17, rotated_at = $18, client_cert_sha256 = $19 WHERE id = $1",
     )
     .bind(k.id.to_string())
     .bind(&k.name)
@@ -138,6 +140,7 @@ pub(crate) async fn update<'c, E: Executor<'c, Database = Any>>(e: E, k: &ApiKey
     .bind(k.previous_hash.clone())
     .bind(k.previous_expires_at.map(unix_micros))
     .bind(k.rotated_at.map(unix_micros))
+    .bind(k.client_cert_sha256.clone())
     .execute(e)
     .await
     .map_err(map_err)?;
@@ -168,6 +171,19 @@ pub(crate) async fn by_prefix<'c, E: Executor<'c, Database = Any>>(
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_prefix = $1 OR previous_prefix = $1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(prefix)
+        .fetch_optional(e)
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub(crate) async fn by_certificate<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    sha256: &str,
+) -> StoreResult<Option<ApiKey>> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE client_cert_sha256 = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(sha256)
         .fetch_optional(e)
         .await
         .map_err(map_err)?;

@@ -239,6 +239,10 @@ impl Store for SqlStore {
         apikeys::by_prefix(&self.read, prefix).await
     }
 
+    async fn api_key_by_certificate(&self, sha256: &str) -> StoreResult<Option<ApiKey>> {
+        apikeys::by_certificate(&self.read, sha256).await
+    }
+
     async fn list_api_keys(&self, f: &ApiKeyFilter, page: &PageRequest) -> StoreResult<Vec<ApiKey>> {
         apikeys::list(&self.read, f, page).await
     }

@@ -19,6 +19,7 @@ fn create(name: &str) -> CreateApiKey {
         permissions: vec!["audit:read".into()],
         rate_limit: None,
         ip_whitelist: vec!["10.0.0.0/8".into()],
+        client_cert_sha256: None,
     }
 }
 

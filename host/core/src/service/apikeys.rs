@@ -35,6 +35,8 @@ pub struct CreateApiKey {
     pub rate_limit: Option<RateLimit>,
     /// Allowed client addresses and ranges.
     pub ip_whitelist: Vec<String>,
+    /// SHA-256 fingerprint of a client certificate that authenticates as this key (mTLS).
+    pub client_cert_sha256: Option<String>,
 }
 
 /// A change to a key; `None` leaves a field as it is, `Some(None)` clears an optional one.
@@ -52,6 +54,8 @@ pub struct UpdateApiKey {
     pub rate_limit: Option<Option<RateLimit>>,
     /// New whitelist.
     pub ip_whitelist: Option<Vec<String>>,
+    /// New or removed client certificate binding.
+    pub client_cert_sha256: Option<Option<String>>,
 }
 
 /// A key with its secret, returned once on creation or rotation.
@@ -113,6 +117,7 @@ impl ApiKeyService {
             previous_hash: None,
             previous_expires_at: None,
             rotated_at: None,
+            client_cert_sha256: req.client_cert_sha256.as_deref().map(apikey::parse_fingerprint).transpose()?,
         };
         let mut tx = self.store.begin().await?;
         tx.insert_api_key(&key).await.map_err(name_conflict)?;
@@ -136,6 +141,7 @@ impl ApiKeyService {
             permissions: vec!["*".into()],
             rate_limit: None,
             ip_whitelist: vec![],
+            client_cert_sha256: None,
         };
         match self.create(&cap, req).await {
             Ok(k) => Ok(Some(k)),
@@ -201,6 +207,9 @@ impl ApiKeyService {
         }
         if let Some(w) = &patch.ip_whitelist {
             key.ip_whitelist = apikey::parse_whitelist(w)?;
+        }
+        if let Some(c) = &patch.client_cert_sha256 {
+            key.client_cert_sha256 = c.as_deref().map(apikey::parse_fingerprint).transpose()?;
         }
         if key == before {
             return Ok(before);
@@ -308,8 +317,8 @@ impl ApiKeyService {
         let prefix =
             presented_prefix(presented).ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
         let key = self.lookup(prefix).await?.ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
-        let now = self.clock.now();
         let hash = hash_secret(presented);
+        let now = self.clock.now();
         let current = key.prefix == prefix && hashes_match(&hash, &key.secret_hash);
         let previous = key.previous_prefix.as_deref() == Some(prefix)
             && key.previous_hash.as_deref().is_some_and(|h| hashes_match(&hash, h))
@@ -317,6 +326,31 @@ impl ApiKeyService {
         if !current && !previous {
             return Err(CoreError::Unauthenticated(AuthFailure::Unknown));
         }
+        self.admit(key, now, context).await
+    }
+
+    /// Authenticates a verified client certificate by its SHA-256 fingerprint: the key bound to
+    /// it must pass the same checks as a presented secret.
+    pub async fn authenticate_certificate(
+        &self,
+        sha256: &str,
+        context: RequestContext,
+    ) -> Result<Arc<Principal>> {
+        let key = self
+            .store
+            .api_key_by_certificate(sha256)
+            .await?
+            .ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
+        let now = self.clock.now();
+        self.admit(key, now, context).await
+    }
+
+    async fn admit(
+        &self,
+        key: ApiKey,
+        now: OffsetDateTime,
+        context: RequestContext,
+    ) -> Result<Arc<Principal>> {
         match key.status(now) {
             KeyStatus::Revoked => return Err(CoreError::Unauthenticated(AuthFailure::Revoked)),
             KeyStatus::Expired => return Err(CoreError::Unauthenticated(AuthFailure::Expired)),
@@ -336,10 +370,10 @@ impl ApiKeyService {
         Ok(Arc::new(Principal {
             kind: ActorKind::ApiKey,
             id: key.id.to_string(),
-            name: key.name.clone(),
+            name: key.name,
             api_key_id: Some(key.id),
-            operator_id: key.operator_id.clone(),
-            permissions: key.permissions.clone(),
+            operator_id: key.operator_id,
+            permissions: key.permissions,
             context,
         }))
     }

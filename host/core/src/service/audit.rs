@@ -113,7 +113,7 @@ impl AuditService {
 
     /// Walks the whole chain and every checkpoint; reports the first broken link.
     pub async fn verify(&self, _cap: &Capability<perm::AuditVerify>) -> Result<VerifyReport> {
-        verify_store(self.store.as_ref(), self.crypto.as_ref()).await
+        verify_store(self.store.as_ref(), &|keys| self.crypto.keyring(keys)).await
     }
 
     /// Exports matching events in `format` with a detached signature.
@@ -140,10 +140,13 @@ impl AuditService {
     }
 }
 
+/// Builds a signature checker from registered audit keys.
+pub type KeyringFactory<'a> = &'a (dyn Fn(&[AuditKeyRecord]) -> Box<dyn SignatureCheck> + Sync);
+
 /// Verifies the chain stored in `store` (also used offline by `sigil audit verify`).
-pub async fn verify_store(store: &dyn Store, crypto: &dyn AuditCrypto) -> Result<VerifyReport> {
+pub async fn verify_store(store: &dyn Store, keyring: KeyringFactory<'_>) -> Result<VerifyReport> {
     let keys = store.audit_keys().await?;
-    let keyring = crypto.keyring(&keys);
+    let keyring = keyring(&keys);
     let checkpoints = store.audit_checkpoints().await?;
     let last_checkpoint_seq = checkpoints.last().map(|c| c.seq);
     let head = store.audit_head().await?;

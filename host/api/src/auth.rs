@@ -1,0 +1,106 @@
+//! The authentication step in front of every routed request: the exposure rule decides whether
+//! the endpoint is served, from where, and with which credential; the credential is then checked
+//! and the caller is attached to the request for the [`crate::extract::Authorized`] extractor.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use sigil_core::authz::RequestContext;
+use sigil_core::{AuthFailure, CoreError};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::exposure::AuthMode;
+use crate::extract::Caller;
+
+/// A verified client certificate, put into the request by the TLS layer when there is one.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    /// Hex SHA-256 of the certificate DER.
+    pub sha256: String,
+    /// Subject DN as text.
+    pub subject: String,
+}
+
+fn presented_key(h: &HeaderMap) -> Option<String> {
+    let bearer = h
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|s| s.trim().to_owned());
+    bearer.or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned()))
+}
+
+/// The middleware.
+pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    match check(&st, &mut req).await {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
+    let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
+        return Err(ApiError::not_found());
+    };
+    let Some(rule) = st.exposure.resolve(req.method(), &path) else {
+        return Err(ApiError::not_found());
+    };
+    if !rule.enabled {
+        return Err(ApiError::not_found());
+    }
+    let ip: Option<IpAddr> =
+        req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
+    if let Some(ip) = ip {
+        if !st.exposure.ip_allowed(&rule, ip) {
+            return Err(CoreError::Forbidden {
+                code: "ip_not_allowed",
+                detail: format!("{ip} may not call this endpoint"),
+            }
+            .into());
+        }
+    }
+    let context = RequestContext {
+        request_id: req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        client_ip: ip,
+    };
+    let key = presented_key(req.headers());
+    let cert = req.extensions().get::<Arc<ClientCertificate>>().cloned().or_else(|| {
+        // rustls has already verified the chain against the client CA and its CRL.
+        let tls = req.extensions().get::<Arc<axum_server::tls::TlsInfo>>()?;
+        let der = tls.peer_certificates.first()?;
+        let subject = x509_parser::parse_x509_certificate(der)
+            .map(|(_, c)| c.subject().to_string())
+            .unwrap_or_default();
+        Some(Arc::new(ClientCertificate { sha256: hex::encode(Sha256::digest(der)), subject }))
+    });
+    let principal = match rule.auth {
+        AuthMode::None => return Ok(()),
+        AuthMode::ApiKey => {
+            let key = key.ok_or(AuthFailure::Missing)?;
+            st.api_keys.authenticate(&key, context).await?
+        }
+        AuthMode::Mtls | AuthMode::Either => match (cert, key, rule.auth) {
+            (Some(cert), _, _) => st.api_keys.authenticate_certificate(&cert.sha256, context).await?,
+            (None, Some(key), AuthMode::Either) => st.api_keys.authenticate(&key, context).await?,
+            _ => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "client_certificate_required",
+                    "this endpoint requires a client certificate",
+                ));
+            }
+        },
+    };
+    req.extensions_mut().insert(Caller(principal));
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! The one mapping from errors to HTTP: `application/problem+json` with a stable `code`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sigil_core::{AuthFailure, CoreError};
+
+/// Stable `type` URI prefix of our problems.
+const TYPE_BASE: &str = "https://sigil.invalid/problems/";
+
+/// An error answered as problem+json.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// Human-readable detail (never secrets, never internals on 5xx).
+    pub detail: String,
+    /// Seconds to wait, for 429.
+    pub retry_after: Option<u64>,
+}
+
+/// The JSON body, also used as the OpenAPI schema of every error response.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// URI naming the problem type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary (the HTTP reason phrase).
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Explanation.
+    pub detail: String,
+    /// Stable code to branch on.
+    pub code: String,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, code, detail: detail.into(), retry_after: None }
+    }
+
+    /// 400 with a code.
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    /// 404 for anything unknown or hidden.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        let code = e.code();
+        let status = match &e {
+            CoreError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            CoreError::NotFound { .. } => StatusCode::NOT_FOUND,
+            CoreError::Conflict { .. } => StatusCode::CONFLICT,
+            CoreError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            CoreError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            CoreError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            CoreError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let retry_after = match &e {
+            CoreError::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let detail = if status.is_server_error() {
+            // Internals go to the log, not to the client.
+            tracing::error!(error = %e, "request failed");
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => "the database is unavailable; nothing was changed".to_owned(),
+                _ => "internal error; nothing was changed".to_owned(),
+            }
+        } else {
+            e.to_string()
+        };
+        Self { status, code, detail, retry_after }
+    }
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(f: AuthFailure) -> Self {
+        CoreError::Unauthenticated(f).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Problem {
+            kind: format!("{TYPE_BASE}{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code.to_owned(),
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut res = (self.status, bytes).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(s) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                h.insert(header::RETRY_AFTER, v);
+            }
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"sigil\""));
+        }
+        res
+    }
+}

@@ -1,0 +1,32 @@
+//! `/api/v1` resources.
+
+pub mod apikeys;
+pub mod audit;
+pub mod meta;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// RFC 3339 text of an instant.
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// Parses an RFC 3339 query value.
+pub(crate) fn parse_time(field: &str, s: &str) -> Result<OffsetDateTime, crate::error::ApiError> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+        crate::error::ApiError::bad_request(
+            "invalid_query",
+            format!("{field} must be an RFC 3339 date-time, got `{s}`"),
+        )
+    })
+}
+
+/// Serde helper: distinguishes an absent field (`None`) from `null` (`Some(None)`).
+pub(crate) fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}

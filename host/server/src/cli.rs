@@ -1,0 +1,291 @@
+//! The command line: `serve`, `migrate`, `check-config`, `apikey`, `audit verify`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use clap::{Args, Parser, Subcommand};
+use sigil_core::apikey::{RateLimit, RateUnit};
+use sigil_core::audit::{ChainVerifier, SignatureCheck};
+use sigil_core::authz::{Principal, perm};
+use sigil_core::export::{ExportSignature, decode_json};
+use sigil_core::ports::{ApiKeyFilter, PageRequest};
+use sigil_core::service::apikeys::CreateApiKey;
+use sigil_pki::audit_key::Keyring;
+
+use crate::config::Config;
+use crate::startup;
+
+/// Sigil: certificates, tokens and remote signing.
+#[derive(Debug, Parser)]
+#[command(name = "sigil", version)]
+pub struct Cli {
+    /// Configuration file (TOML); see config/sigil.toml.
+    #[arg(long, global = true, env = "SIGIL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides server.data_dir).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Load and check the configuration, print it (secrets redacted) and exit.
+    CheckConfig,
+    /// Manage API keys directly in the database (no server needed).
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+    /// Audit trail tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `sigil apikey …`.
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key and print its secret once.
+    Create(CreateArgs),
+    /// List keys.
+    List,
+    /// Revoke a key.
+    Revoke {
+        /// Key id.
+        id: String,
+        /// Reason, recorded in the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// Arguments of `sigil apikey create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Unique name.
+    #[arg(long)]
+    pub name: String,
+    /// Description.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// `30d`, `60d`, `never` or an RFC 3339 date-time.
+    #[arg(long, default_value = "never")]
+    pub expires: String,
+    /// Permissions, comma-separated (`*` for all).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub permissions: Vec<String>,
+    /// Rate limit as N/minute, N/hour or N/day.
+    #[arg(long)]
+    pub rate_limit: Option<String>,
+    /// Allowed client address or CIDR (repeatable).
+    #[arg(long = "ip")]
+    pub ip_whitelist: Vec<String>,
+}
+
+/// `sigil audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the chain in a database, or an export file and its detached signature.
+    Verify(VerifyArgs),
+}
+
+/// Arguments of `sigil audit verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Database to verify (default: the configured one).
+    #[arg(long, conflicts_with = "file")]
+    pub database_url: Option<String>,
+    /// An export file (JSON exports are also checked as a chain).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// The detached signature (the `Sigil-Signature` header value, or its decoded JSON).
+    #[arg(long, requires = "file")]
+    pub signature: Option<PathBuf>,
+    /// Trust only this audit public key (PEM).
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+}
+
+fn parse_rate(s: &str) -> Result<RateLimit> {
+    let (n, per) = s.split_once('/').context("rate limit must look like 100/minute")?;
+    let per = RateUnit::parse(per).context("rate limit unit must be minute, hour or day")?;
+    Ok(RateLimit { requests: n.parse().context("rate limit count")?, per })
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> Result<i32> {
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    if let Some(d) = cli.data_dir {
+        cfg.server.data_dir = d;
+    }
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(l) = listen {
+                cfg.server.listen = l;
+            }
+            let running = startup::start(&cfg).await?;
+            println!("listening on {}://{}", running.scheme, running.addr);
+            let _ = std::io::stdout().flush();
+            startup::shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            running.shutdown().await?;
+            Ok(0)
+        }
+        Command::Migrate => {
+            std::fs::create_dir_all(&cfg.server.data_dir)?;
+            startup::open_store(&cfg).await?;
+            println!("migrations applied to {}", sigil_store::redact_url(&cfg.database_url()));
+            Ok(0)
+        }
+        Command::CheckConfig => {
+            let mut shown = cfg.clone();
+            shown.database.url = Some(sigil_store::redact_url(&cfg.database_url()));
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+            let (_, doc) = sigil_api::routes();
+            sigil_api::exposure::Exposure::new(sigil_api::endpoints(&doc), cfg.exposure.clone())?;
+            eprintln!("configuration is valid");
+            Ok(0)
+        }
+        Command::Apikey(c) => apikey(&cfg, c).await,
+        Command::Audit(AuditCommand::Verify(a)) => verify(&cfg, a).await,
+    }
+}
+
+async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
+    std::fs::create_dir_all(&cfg.server.data_dir)?;
+    let store = startup::open_store(cfg).await?;
+    let svc = startup::services(cfg, store).await?;
+    let cli = Principal::local_cli();
+    match c {
+        ApiKeyCommand::Create(a) => {
+            let req = CreateApiKey {
+                name: a.name,
+                description: a.description,
+                expires: a.expires,
+                permissions: a.permissions,
+                rate_limit: a.rate_limit.as_deref().map(parse_rate).transpose()?,
+                ip_whitelist: a.ip_whitelist,
+                client_cert_sha256: None,
+            };
+            let k = svc.api_keys.create(&cli.authorize::<perm::ApiKeysCreate>()?, req).await?;
+            eprintln!("created API key {} ({}); the secret below is shown only once", k.key.id, k.key.name);
+            println!("{}", k.secret.value);
+        }
+        ApiKeyCommand::List => {
+            let cap = cli.authorize::<perm::ApiKeysRead>()?;
+            let mut after = None;
+            let now = time::OffsetDateTime::now_utc();
+            println!("{:<38} {:<8} {:<24} {}", "ID", "STATUS", "NAME", "PERMISSIONS");
+            loop {
+                let page = svc
+                    .api_keys
+                    .list(&cap, ApiKeyFilter::default(), PageRequest { after, limit: 500 })
+                    .await?;
+                for k in &page.items {
+                    let status = format!("{:?}", k.status(now)).to_lowercase();
+                    println!("{:<38} {:<8} {:<24} {}", k.id, status, k.name, k.permissions.to_vec().join(","));
+                }
+                match page.next_cursor {
+                    Some(c) => after = Some(c),
+                    None => break,
+                }
+            }
+        }
+        ApiKeyCommand::Revoke { id, reason } => {
+            let id = uuid::Uuid::parse_str(&id).context("the key id is not a UUID")?;
+            let k = svc.api_keys.revoke(&cli.authorize::<perm::ApiKeysRevoke>()?, id, reason).await?;
+            println!("revoked {} ({})", k.id, k.name);
+        }
+    }
+    Ok(0)
+}
+
+fn trusted_keyring(a: &VerifyArgs) -> Result<Option<Keyring>> {
+    let Some(p) = &a.public_key else { return Ok(None) };
+    let pem = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    let mut k = Keyring::default();
+    if k.add_pem(&pem, None).is_none() {
+        bail!("{} is not a P-256 public key in PEM", p.display());
+    }
+    Ok(Some(k))
+}
+
+async fn verify(cfg: &Config, a: VerifyArgs) -> Result<i32> {
+    let trusted = trusted_keyring(&a)?;
+    let Some(file) = &a.file else {
+        let mut cfg = cfg.clone();
+        if let Some(url) = &a.database_url {
+            cfg.database.url = Some(url.clone());
+        }
+        let store = startup::open_store(&cfg).await?;
+        let report = sigil_core::service::audit::verify_store(&store, &|keys| match &trusted {
+            Some(t) => Box::new(t.clone()) as Box<dyn SignatureCheck>,
+            None => Box::new(Keyring::from_records(keys)),
+        })
+        .await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(if report.valid { 0 } else { 1 });
+    };
+    let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut ok = true;
+    let mut out = serde_json::Map::new();
+    if let Some(sig_path) = &a.signature {
+        let raw = std::fs::read_to_string(sig_path)?;
+        let raw = raw.trim();
+        let json = if raw.starts_with('{') {
+            raw.as_bytes().to_vec()
+        } else {
+            base64::engine::general_purpose::STANDARD.decode(raw).context("the signature is neither JSON nor base64")?
+        };
+        let sig: ExportSignature = serde_json::from_slice(&json).context("parsing the signature")?;
+        let ring = match &trusted {
+            Some(t) => t.clone(),
+            None => {
+                eprintln!("note: trusting the public key embedded in the signature (pass --public-key to pin one)");
+                let mut k = Keyring::default();
+                k.add_pem(&sig.public_key_pem, Some(&sig.key_id));
+                k
+            }
+        };
+        match sig.verify(&body, &ring) {
+            Ok(()) => {
+                out.insert("signature".into(), "valid".into());
+            }
+            Err(e) => {
+                ok = false;
+                out.insert("signature".into(), format!("invalid: {e}").into());
+            }
+        }
+    }
+    if let Ok(events) = decode_json(&body) {
+        if let Some(first) = events.first() {
+            let none = Keyring::default();
+            let mut v = ChainVerifier::new(first.seq, &first.prev_hash.clone(), vec![], &none);
+            let contiguous = events.windows(2).all(|w| w[1].seq == w[0].seq + 1);
+            for e in events {
+                v.push(e);
+            }
+            let report = v.finish(None);
+            if contiguous || !report.valid {
+                ok &= report.valid;
+                out.insert("chain".into(), serde_json::to_value(&report)?);
+            } else {
+                out.insert("chain".into(), "not checked: the export is filtered (not contiguous)".into());
+            }
+        }
+    }
+    out.insert("valid".into(), ok.into());
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(if ok { 0 } else { 1 })
+}

@@ -1,0 +1,333 @@
+//! Configuration: built-in defaults, then the TOML file, then `SIGIL__SECTION__KEY` environment
+//! variables (a `SIGIL__SECTION__KEY_FILE` variable reads the value from a file, for secrets).
+//! Unknown keys are errors that name the key. `config/sigil.toml` documents every key.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use sigil_api::exposure::ExposureConfig;
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Parsing or validation failed; the message names the key.
+    #[error("configuration: {0}")]
+    Invalid(String),
+    /// A `*_FILE` variable names a file that cannot be read.
+    #[error("configuration: {var}: cannot read {path}: {source}")]
+    SecretFile {
+        /// The variable.
+        var: String,
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+fn d_listen() -> String {
+    "127.0.0.1:8443".into()
+}
+fn d_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn d_body_limit() -> usize {
+    1024 * 1024
+}
+fn d_timeout() -> u64 {
+    30
+}
+fn d_grace() -> u64 {
+    30
+}
+fn d_names() -> Vec<String> {
+    vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
+}
+fn d_max_conn() -> u32 {
+    8
+}
+fn d_sync() -> String {
+    "full".into()
+}
+fn d_acquire() -> u64 {
+    30
+}
+fn d_log_level() -> String {
+    "info".into()
+}
+fn d_log_format() -> String {
+    "text".into()
+}
+fn d_cache_ttl() -> u64 {
+    2000
+}
+fn d_checkpoint() -> u64 {
+    60
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address to listen on; port 0 picks a free port.
+    #[serde(default = "d_listen")]
+    pub listen: String,
+    /// Where the database, keys and TLS files live.
+    #[serde(default = "d_data_dir")]
+    pub data_dir: PathBuf,
+    /// Largest accepted request body, bytes.
+    #[serde(default = "d_body_limit")]
+    pub body_limit_bytes: usize,
+    /// Longest a request may run, seconds.
+    #[serde(default = "d_timeout")]
+    pub request_timeout_secs: u64,
+    /// How long shutdown waits for in-flight requests, seconds.
+    #[serde(default = "d_grace")]
+    pub shutdown_grace_secs: u64,
+    /// Names and addresses on the generated server certificate.
+    #[serde(default = "d_names")]
+    pub server_names: Vec<String>,
+    /// Serve plain HTTP instead of HTTPS. Development only.
+    #[serde(default)]
+    pub insecure_plain_http: bool,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Server certificate chain (PEM); default: issued by the local CA.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Server key (PEM).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// CA certificates that issue client certificates (PEM); enables mTLS.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// CRLs for client certificates (PEM).
+    #[serde(default)]
+    pub client_crl_file: Option<PathBuf>,
+}
+
+/// `[database]`.
+#[derive(Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `sqlite://…` or `postgres://…`; default `sqlite://<data_dir>/sigil.db`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Connection pool size.
+    #[serde(default = "d_max_conn")]
+    pub max_connections: u32,
+    /// SQLite `synchronous`: `full` or `normal`.
+    #[serde(default = "d_sync")]
+    pub sqlite_synchronous: String,
+    /// Seconds to wait for a connection.
+    #[serde(default = "d_acquire")]
+    pub acquire_timeout_secs: u64,
+}
+
+impl std::fmt::Debug for DatabaseSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSection")
+            .field("url", &self.url.as_deref().map(sigil_store::redact_url))
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` or `json`.
+    #[serde(default = "d_log_format")]
+    pub format: String,
+    /// A tracing filter, for example `info` or `sigil=debug,info`.
+    #[serde(default = "d_log_level")]
+    pub level: String,
+}
+
+/// `[api_keys]`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysSection {
+    /// How long a node caches a key lookup, ms; bounds how long another node may still accept
+    /// a key revoked elsewhere. 0 disables the cache.
+    #[serde(default = "d_cache_ttl")]
+    pub cache_ttl_ms: u64,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The audit signing key (PKCS#8 PEM); default `<data_dir>/audit-key.pem`, created if absent.
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// How often a signed checkpoint is written, seconds.
+    #[serde(default = "d_checkpoint")]
+    pub checkpoint_interval_secs: u64,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerSection,
+    /// `[tls]`.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// `[database]`.
+    pub database: DatabaseSection,
+    /// `[log]`.
+    pub log: LogSection,
+    /// `[api_keys]`.
+    pub api_keys: ApiKeysSection,
+    /// `[audit]`.
+    pub audit: AuditSection,
+    /// `[exposure]`.
+    #[serde(default)]
+    pub exposure: ExposureConfig,
+}
+
+/// `SIGIL__SERVER__LISTEN` → `server.listen`.
+fn env_key(var: &str) -> String {
+    var.trim_start_matches("SIGIL__")
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Environment values are TOML values when they parse as one (numbers, booleans, arrays),
+/// otherwise strings.
+fn env_value(v: &str) -> figment::value::Value {
+    use figment::value::Value;
+    match v.parse::<i64>() {
+        Ok(i) => return Value::from(i),
+        Err(_) => {}
+    }
+    match v {
+        "true" => Value::from(true),
+        "false" => Value::from(false),
+        _ => Value::from(v.to_owned()),
+    }
+}
+
+const EMPTY_SECTIONS: &str = "[server]\n[database]\n[log]\n[api_keys]\n[audit]\n";
+
+impl Config {
+    /// Loads defaults, then `file`, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut fig = Figment::new().merge(Toml::string(EMPTY_SECTIONS));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::Invalid(format!("{} does not exist", f.display())));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        let env: Vec<(String, String)> = env.filter(|(k, _)| k.starts_with("SIGIL__")).collect();
+        for (var, value) in env.iter().filter(|(k, _)| !k.ends_with("_FILE")) {
+            fig = fig.merge((env_key(var), env_value(value)));
+        }
+        for (var, path) in env.iter().filter(|(k, _)| k.ends_with("_FILE")) {
+            let value = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                var: var.clone(),
+                path: path.clone(),
+                source,
+            })?;
+            let key = env_key(var.trim_end_matches("_FILE"));
+            fig = fig.merge((key, value.trim_end_matches(['\r', '\n']).to_owned()));
+        }
+        let cfg: Config = fig.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid("log.format must be `text` or `json`".into()));
+        }
+        if !matches!(self.database.sqlite_synchronous.as_str(), "full" | "normal") {
+            return Err(ConfigError::Invalid("database.sqlite_synchronous must be `full` or `normal`".into()));
+        }
+        if self.server.body_limit_bytes == 0 || self.server.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("server.body_limit_bytes and server.request_timeout_secs must be positive".into()));
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(ConfigError::Invalid("tls.cert_file and tls.key_file go together".into()));
+        }
+        if self.audit.checkpoint_interval_secs == 0 {
+            return Err(ConfigError::Invalid("audit.checkpoint_interval_secs must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The database URL in force.
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.server.data_dir.join("sigil.db").display()))
+    }
+
+    /// The audit key path in force.
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.audit.signing_key_file.clone().unwrap_or_else(|| self.server.data_dir.join("audit-key.pem"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(v: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8443");
+        assert!(c.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.toml");
+        std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n").unwrap();
+        let e = Config::load_from(Some(&f), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn environment_and_secret_files_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("url");
+        std::fs::write(&secret, "postgres://u:p@127.0.0.1/db\n").unwrap();
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("SIGIL__SERVER__LISTEN", "127.0.0.1:9999"),
+                ("SIGIL__DATABASE__URL_FILE", secret.to_str().unwrap()),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:9999");
+        assert_eq!(c.database_url(), "postgres://u:p@127.0.0.1/db");
+        assert!(!format!("{c:?}").contains(":p@"));
+    }
+}

@@ -1,0 +1,197 @@
+//! Start-up: data directory, local CA, database and migrations, services, the first
+//! administrator key, the listener, background jobs and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum_server::Handle;
+use sigil_api::exposure::Exposure;
+use sigil_api::{AppState, Limits};
+use sigil_core::ports::{Clock, Store, SystemClock};
+use sigil_core::service::apikeys::ApiKeyService;
+use sigil_core::service::audit::AuditService;
+use sigil_pki::audit_key::AuditKey;
+use sigil_store::{DbOptions, SqlStore};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+/// Opens the database named by the configuration and applies migrations.
+pub async fn open_store(cfg: &Config) -> Result<SqlStore> {
+    let opts = DbOptions {
+        url: cfg.database_url(),
+        max_connections: cfg.database.max_connections,
+        sqlite_synchronous: cfg.database.sqlite_synchronous.clone(),
+        acquire_timeout: Duration::from_secs(cfg.database.acquire_timeout_secs),
+    };
+    let store = SqlStore::connect(&opts).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Core services over a store.
+pub struct Services {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// API keys.
+    pub api_keys: Arc<ApiKeyService>,
+    /// Audit.
+    pub audit: Arc<AuditService>,
+}
+
+/// Wires the services.
+pub async fn services(cfg: &Config, store: SqlStore) -> Result<Services> {
+    let store: Arc<dyn Store> = Arc::new(store);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let audit_key = Arc::new(AuditKey::load_or_create(&cfg.audit_key_path())?);
+    let audit = Arc::new(AuditService::new(store.clone(), clock.clone(), audit_key));
+    audit.register_key().await?;
+    let api_keys = Arc::new(ApiKeyService::new(
+        store.clone(),
+        clock,
+        Duration::from_millis(cfg.api_keys.cache_ttl_ms),
+    ));
+    Ok(Services { store, api_keys, audit })
+}
+
+/// A running server.
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// `https` or `http`.
+    pub scheme: &'static str,
+    handle: Handle<SocketAddr>,
+    task: JoinHandle<std::io::Result<()>>,
+    jobs: Vec<JoinHandle<()>>,
+    audit: Arc<AuditService>,
+    grace: Duration,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (up to the grace period), signs a final
+    /// checkpoint.
+    pub async fn shutdown(self) -> Result<()> {
+        self.handle.graceful_shutdown(Some(self.grace));
+        let res = self.task.await;
+        for j in self.jobs {
+            j.abort();
+        }
+        if let Err(e) = self.audit.checkpoint().await {
+            tracing::warn!(error = %e, "final audit checkpoint failed");
+        }
+        res.context("server task")?.context("server")?;
+        Ok(())
+    }
+}
+
+/// Starts the server described by `cfg` and returns once it accepts connections.
+pub async fn start(cfg: &Config) -> Result<Running> {
+    let data_dir = &cfg.server.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let (cert, key) = match (&cfg.tls.cert_file, &cfg.tls.key_file) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let files = sigil_pki::localca::ensure(data_dir, &cfg.server.server_names)?;
+            (files.server_cert(), files.server_key())
+        }
+    };
+    let store = open_store(cfg).await?;
+    let svc = services(cfg, store).await?;
+    if let Some(admin) = svc.api_keys.bootstrap_admin().await? {
+        let path = data_dir.join("admin.key");
+        sigil_pki::write_private(&path, format!("{}\n", admin.secret.value).as_bytes())?;
+        tracing::info!(path = %path.display(), "created the first administrator API key");
+    }
+    let (routes, openapi) = sigil_api::routes();
+    let exposure = Exposure::new(sigil_api::endpoints(&openapi), cfg.exposure.clone())?;
+    let state = AppState {
+        api_keys: svc.api_keys.clone(),
+        audit: svc.audit.clone(),
+        store: svc.store.clone(),
+        exposure: Arc::new(exposure),
+        metrics: Arc::default(),
+        openapi: Arc::new(openapi),
+    };
+    let limits = Limits {
+        body_bytes: cfg.server.body_limit_bytes,
+        request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
+    };
+    let app = sigil_api::app(state, routes, limits).into_make_service_with_connect_info::<SocketAddr>();
+    let listen: SocketAddr = cfg.server.listen.parse().with_context(|| format!("server.listen `{}`", cfg.server.listen))?;
+    let handle = Handle::new();
+    let (task, scheme) = if cfg.server.insecure_plain_http {
+        let server = axum_server::bind(listen).handle(handle.clone());
+        (tokio::spawn(async move { server.serve(app).await }), "http")
+    } else {
+        let tls = crate::tls::server_config(&cfg.tls, &cert, &key)?;
+        let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+        let server = axum_server::bind_rustls(listen, rustls).handle(handle.clone());
+        (tokio::spawn(async move { server.serve(app).await }), "https")
+    };
+    let addr = match handle.listening().await {
+        Some(a) => a,
+        None => {
+            let res = task.await;
+            anyhow::bail!("the server did not start: {res:?}");
+        }
+    };
+    let jobs = background(&svc, Duration::from_secs(cfg.audit.checkpoint_interval_secs));
+    Ok(Running {
+        addr,
+        scheme,
+        handle,
+        task,
+        jobs,
+        audit: svc.audit,
+        grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
+    })
+}
+
+fn background(svc: &Services, checkpoint_every: Duration) -> Vec<JoinHandle<()>> {
+    let audit = svc.audit.clone();
+    let cp = tokio::spawn(async move {
+        let mut t = tokio::time::interval(checkpoint_every);
+        t.tick().await;
+        loop {
+            t.tick().await;
+            if let Err(e) = audit.checkpoint().await {
+                tracing::warn!(error = %e, "audit checkpoint failed");
+            }
+        }
+    });
+    let keys = svc.api_keys.clone();
+    let prune = tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            t.tick().await;
+            if let Err(e) = keys.prune_rate_limits().await {
+                tracing::warn!(error = %e, "pruning rate-limit windows failed");
+            }
+        }
+    });
+    vec![cp, prune]
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
