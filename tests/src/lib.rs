@@ -1,1 +1,198 @@
-//! placeholder
+//! The testkit: starts the real Sigil server (HTTPS, real database) on 127.0.0.1 port 0 with a
+//! fresh data directory, and hands the test a client that trusts the server's local CA.
+//!
+//! Every storage-touching test runs once per backend from [`backends`]: SQLite always, and
+//! PostgreSQL when `SIGIL_TEST_DATABASE_URL` names a server (a fresh database per test).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::Value;
+use sigil_server::config::Config;
+use sigil_server::startup::{Running, start};
+pub use sigil_store::testing::TestDb;
+use sigil_store::SqlStore;
+
+/// Every backend to run a test on.
+pub async fn backends() -> Vec<TestDb> {
+    TestDb::all().await
+}
+
+fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Options for a test server.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// Extra TOML appended to the configuration file.
+    pub toml: String,
+    /// Use this data directory instead of a fresh one.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A running test server.
+pub struct TestServer {
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// The first-start administrator key.
+    pub admin_key: String,
+    /// A client trusting the local CA.
+    pub client: Client,
+    /// The configuration it runs with.
+    pub config: Config,
+    /// The database URL.
+    pub db_url: String,
+    running: Option<Running>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Starts a server on `db` with default options.
+    pub async fn start(db: &TestDb) -> TestServer {
+        Self::start_with(db, Options::default()).await
+    }
+
+    /// Starts a server on `db`.
+    pub async fn start_with(db: &TestDb, opts: Options) -> TestServer {
+        install_crypto();
+        let tmp = if opts.data_dir.is_none() { Some(tempfile::tempdir().unwrap()) } else { None };
+        let data_dir = opts.data_dir.clone().unwrap_or_else(|| tmp.as_ref().unwrap().path().to_path_buf());
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let cfg_file = data_dir.join("test.toml");
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nshutdown_grace_secs = 5\n\
+             [database]\nurl = \"{}\"\nsqlite_synchronous = \"normal\"\n\
+             [api_keys]\ncache_ttl_ms = 0\n{}",
+            data_dir.display(),
+            db.url,
+            opts.toml
+        );
+        // Later sections in `opts.toml` may repeat a table; TOML forbids that, so merge by
+        // writing the base and the extra into separate files only when needed.
+        std::fs::write(&cfg_file, merge_toml(&toml)).unwrap();
+        let config = Config::load_from(Some(&cfg_file), std::iter::empty()).unwrap();
+        let running = start(&config).await.unwrap();
+        let url = format!("https://{}", running.addr);
+        let admin_key = std::fs::read_to_string(data_dir.join("admin.key")).unwrap_or_default().trim().to_owned();
+        let client = client_for(&data_dir.join("tls/ca.pem"), None);
+        TestServer { url, admin_key, client, config, db_url: db.url.clone(), running: Some(running), _dir: tmp }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.server.data_dir
+    }
+
+    /// A request with `key`.
+    pub fn req(&self, method: Method, path: &str, key: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.url)).bearer_auth(key)
+    }
+
+    /// A request as the administrator.
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.req(method, path, &self.admin_key)
+    }
+
+    /// Creates an API key as the administrator from a JSON body; returns the response JSON.
+    pub async fn create_key(&self, body: Value) -> Value {
+        let r = self.admin(Method::POST, "/api/v1/api-keys").json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+        r.json().await.unwrap()
+    }
+
+    /// A second connection to the server's database, for inspection and tampering.
+    pub async fn db(&self) -> SqlStore {
+        let mut o = TestDb::sqlite().options();
+        o.url = self.db_url.clone();
+        SqlStore::connect(&o).await.unwrap()
+    }
+
+    /// Stops the server gracefully.
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// Merges TOML fragments that may repeat a table header or key into one document.
+fn merge_toml(s: &str) -> String {
+    let mut tables: Vec<(String, Vec<String>)> = vec![(String::new(), vec![])];
+    for line in s.lines() {
+        let t = line.trim();
+        if t.starts_with('[') && !t.starts_with("[[") {
+            if let Some(i) = tables.iter().position(|(h, _)| h == t) {
+                let (h, body) = tables.remove(i);
+                tables.push((h, body));
+            } else {
+                tables.push((t.to_owned(), vec![]));
+            }
+        } else if let Some((_, body)) = tables.last_mut() {
+            // A later value for the same key wins.
+            if let Some((k, _)) = t.split_once('=') {
+                let k = k.trim();
+                body.retain(|l| l.split_once('=').is_none_or(|(lk, _)| lk.trim() != k));
+            }
+            body.push(line.to_owned());
+        }
+    }
+    let mut out = String::new();
+    for (h, body) in tables {
+        if !h.is_empty() {
+            out.push_str(&h);
+            out.push('\n');
+        }
+        for l in body {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A client that trusts `ca` and connects from `local` (any 127.0.0.0/8 address works here).
+pub fn client_bound(ca: &Path, local: std::net::IpAddr) -> Client {
+    Client::builder().tls_backend_preconfigured(tls_config(ca, None)).local_address(local).build().unwrap()
+}
+
+/// A client that trusts `ca` and optionally presents a client certificate (cert chain PEM, key).
+pub fn client_for(ca: &Path, identity: Option<(&Path, &Path)>) -> Client {
+    Client::builder().tls_backend_preconfigured(tls_config(ca, identity)).build().unwrap()
+}
+
+fn tls_config(ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::ClientConfig {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    install_crypto();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut tls = match identity {
+        None => b.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect();
+            b.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap()).unwrap()
+        }
+    };
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tls
+}
+
+/// The JSON body of a response, with its status.
+pub async fn json(r: Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
