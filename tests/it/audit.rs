@@ -13,12 +13,19 @@ use sigil_tests::{TestServer, backends, json};
 /// Makes five audited changes (admin bootstrap + four creates).
 async fn some_history(s: &TestServer) {
     for i in 0..4 {
-        s.create_key(json!({"name": format!("h{i}"), "permissions": ["audit:read"]})).await;
+        s.create_key(json!({"name": format!("h{i}"), "permissions": ["audit:read"]}))
+            .await;
     }
 }
 
 async fn verify(s: &TestServer) -> Value {
-    let (st, r) = json(s.admin(Method::GET, "/api/v1/audit/verify").send().await.unwrap()).await;
+    let (st, r) = json(
+        s.admin(Method::GET, "/api/v1/audit/verify")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(st, 200, "{r}");
     r
 }
@@ -27,30 +34,89 @@ async fn verify(s: &TestServer) -> Value {
 async fn every_change_is_audited_with_its_actor_and_queryable() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
-        let k = s.create_key(json!({"name": "watched", "permissions": ["audit:read"]})).await;
+        let k = s
+            .create_key(json!({"name": "watched", "permissions": ["audit:read"]}))
+            .await;
         let id = k["id"].as_str().unwrap();
-        s.admin(Method::DELETE, &format!("/api/v1/api-keys/{id}")).send().await.unwrap();
-        let (_, trail) = json(s.admin(Method::GET, &format!("/api/v1/audit/objects/api_key/{id}")).send().await.unwrap()).await;
-        let actions: Vec<_> = trail["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        s.admin(Method::DELETE, &format!("/api/v1/api-keys/{id}"))
+            .send()
+            .await
+            .unwrap();
+        let (_, trail) = json(
+            s.admin(Method::GET, &format!("/api/v1/audit/objects/api_key/{id}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let actions: Vec<_> = trail["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
         assert_eq!(actions, ["api_key.create", "api_key.revoke"]);
         let ev = &trail["items"][0];
         assert_eq!(ev["actor"]["kind"], "api_key");
         assert_eq!(ev["client_ip"], "127.0.0.1");
         assert!(ev["request_id"].is_string());
-        assert!(!trail.to_string().contains(k["key"].as_str().unwrap()), "no secret in the trail");
+        assert!(
+            !trail.to_string().contains(k["key"].as_str().unwrap()),
+            "no secret in the trail"
+        );
         // Filters: action prefix, actor, time range.
-        let (_, q) = json(s.admin(Method::GET, "/api/v1/audit?action=api_key.rev*").send().await.unwrap()).await;
+        let (_, q) = json(
+            s.admin(Method::GET, "/api/v1/audit?action=api_key.rev*")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(q["items"].as_array().unwrap().len(), 1);
-        let (_, q) = json(s.admin(Method::GET, "/api/v1/audit?actor=system").send().await.unwrap()).await;
-        assert_eq!(q["items"].as_array().unwrap().len(), 1, "the bootstrap key was made by the system");
-        let (_, q) = json(s.admin(Method::GET, "/api/v1/audit?from=2999-01-01T00:00:00Z").send().await.unwrap()).await;
+        let (_, q) = json(
+            s.admin(Method::GET, "/api/v1/audit?actor=system")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            q["items"].as_array().unwrap().len(),
+            1,
+            "the bootstrap key was made by the system"
+        );
+        let (_, q) = json(
+            s.admin(Method::GET, "/api/v1/audit?from=2999-01-01T00:00:00Z")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert!(q["items"].as_array().unwrap().is_empty());
-        let (st, q) = json(s.admin(Method::GET, "/api/v1/audit?from=yesterday").send().await.unwrap()).await;
+        let (st, q) = json(
+            s.admin(Method::GET, "/api/v1/audit?from=yesterday")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!((st, q["code"].as_str()), (400, Some("invalid_query")));
         // Paging.
-        let (_, p1) = json(s.admin(Method::GET, "/api/v1/audit?limit=2").send().await.unwrap()).await;
+        let (_, p1) = json(
+            s.admin(Method::GET, "/api/v1/audit?limit=2")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         let c = p1["next_cursor"].as_str().unwrap();
-        let (_, p2) = json(s.admin(Method::GET, &format!("/api/v1/audit?limit=2&cursor={c}")).send().await.unwrap()).await;
+        let (_, p2) = json(
+            s.admin(Method::GET, &format!("/api/v1/audit?limit=2&cursor={c}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(p2["items"][0]["seq"], 3);
         assert_eq!(verify(&s).await["valid"], true);
         s.stop().await;
@@ -63,10 +129,18 @@ async fn verification_names_an_edited_event() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
         some_history(&s).await;
-        s.db().await.execute_raw("UPDATE audit_events SET object_id = 'forged' WHERE seq = 3").await.unwrap();
+        s.db()
+            .await
+            .execute_raw("UPDATE audit_events SET object_id = 'forged' WHERE seq = 3")
+            .await
+            .unwrap();
         let r = verify(&s).await;
         assert_eq!(r["valid"], false);
-        assert_eq!((r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()), (Some(3), Some("edited")), "{r}");
+        assert_eq!(
+            (r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()),
+            (Some(3), Some("edited")),
+            "{r}"
+        );
         s.stop().await;
         db.cleanup().await;
     }
@@ -77,9 +151,17 @@ async fn verification_names_a_deleted_event() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
         some_history(&s).await;
-        s.db().await.execute_raw("DELETE FROM audit_events WHERE seq = 2").await.unwrap();
+        s.db()
+            .await
+            .execute_raw("DELETE FROM audit_events WHERE seq = 2")
+            .await
+            .unwrap();
         let r = verify(&s).await;
-        assert_eq!((r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()), (Some(2), Some("deleted")), "{r}");
+        assert_eq!(
+            (r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()),
+            (Some(2), Some("deleted")),
+            "{r}"
+        );
         s.stop().await;
         db.cleanup().await;
     }
@@ -90,9 +172,17 @@ async fn verification_names_a_truncated_tail() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
         some_history(&s).await;
-        s.db().await.execute_raw("DELETE FROM audit_events WHERE seq = 5").await.unwrap();
+        s.db()
+            .await
+            .execute_raw("DELETE FROM audit_events WHERE seq = 5")
+            .await
+            .unwrap();
         let r = verify(&s).await;
-        assert_eq!((r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()), (Some(5), Some("truncated")), "{r}");
+        assert_eq!(
+            (r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()),
+            (Some(5), Some("truncated")),
+            "{r}"
+        );
         s.stop().await;
         db.cleanup().await;
     }
@@ -106,11 +196,20 @@ async fn verification_names_an_inserted_event() {
         let store = s.db().await;
         // A forger who knows the format: shift events 3.. up by one and put a well-formed event
         // chained to event 2 in the gap.
-        let events = store.audit_events(&AuditFilter::default(), 100).await.unwrap();
+        let events = store
+            .audit_events(&AuditFilter::default(), 100)
+            .await
+            .unwrap();
         let forged = NewAuditEvent::new(&Principal::system(), "api_key.create", "api_key", "ghost")
             .seal(3, time::OffsetDateTime::now_utc(), &events[1].hash);
-        store.execute_raw("UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 3").await.unwrap();
-        store.execute_raw("UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1000").await.unwrap();
+        store
+            .execute_raw("UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 3")
+            .await
+            .unwrap();
+        store
+            .execute_raw("UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1000")
+            .await
+            .unwrap();
         store
             .execute_raw(&format!(
                 "INSERT INTO audit_events (seq, id, occurred_at, actor_kind, actor_id, actor_name, action, object_type, object_id, outcome, details, prev_hash, hash) \
@@ -119,9 +218,16 @@ async fn verification_names_an_inserted_event() {
             ))
             .await
             .unwrap();
-        store.execute_raw("UPDATE audit_head SET seq = seq + 1").await.unwrap();
+        store
+            .execute_raw("UPDATE audit_head SET seq = seq + 1")
+            .await
+            .unwrap();
         let r = verify(&s).await;
-        assert_eq!((r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()), (Some(3), Some("inserted")), "{r}");
+        assert_eq!(
+            (r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()),
+            (Some(3), Some("inserted")),
+            "{r}"
+        );
         s.stop().await;
         db.cleanup().await;
     }
@@ -133,11 +239,24 @@ async fn verification_names_reordered_events() {
         let s = TestServer::start(&db).await;
         some_history(&s).await;
         let store = s.db().await;
-        store.execute_raw("UPDATE audit_events SET seq = -2 WHERE seq = 2").await.unwrap();
-        store.execute_raw("UPDATE audit_events SET seq = 2 WHERE seq = 3").await.unwrap();
-        store.execute_raw("UPDATE audit_events SET seq = 3 WHERE seq = -2").await.unwrap();
+        store
+            .execute_raw("UPDATE audit_events SET seq = -2 WHERE seq = 2")
+            .await
+            .unwrap();
+        store
+            .execute_raw("UPDATE audit_events SET seq = 2 WHERE seq = 3")
+            .await
+            .unwrap();
+        store
+            .execute_raw("UPDATE audit_events SET seq = 3 WHERE seq = -2")
+            .await
+            .unwrap();
         let r = verify(&s).await;
-        assert_eq!((r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()), (Some(2), Some("reordered")), "{r}");
+        assert_eq!(
+            (r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()),
+            (Some(2), Some("reordered")),
+            "{r}"
+        );
         s.stop().await;
         db.cleanup().await;
     }
@@ -148,22 +267,45 @@ async fn a_failing_audit_write_rolls_the_change_back() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
         let trigger = match db.backend {
-            "sqlite" => "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
-                         BEGIN SELECT RAISE(ABORT, 'audit store is full'); END",
-            _ => "CREATE FUNCTION fail_audit() RETURNS trigger AS $$ BEGIN \
+            "sqlite" => {
+                "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
+                         BEGIN SELECT RAISE(ABORT, 'audit store is full'); END"
+            }
+            _ => {
+                "CREATE FUNCTION fail_audit() RETURNS trigger AS $$ BEGIN \
                   RAISE EXCEPTION 'audit store is full'; END $$ LANGUAGE plpgsql; \
                   CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
-                  FOR EACH ROW EXECUTE FUNCTION fail_audit()",
+                  FOR EACH ROW EXECUTE FUNCTION fail_audit()"
+            }
         };
         s.db().await.execute_raw(trigger).await.unwrap();
-        let r = s.admin(Method::POST, "/api/v1/api-keys")
+        let r = s
+            .admin(Method::POST, "/api/v1/api-keys")
             .json(&json!({"name": "unaudited", "permissions": ["audit:read"]}))
-            .send().await.unwrap();
+            .send()
+            .await
+            .unwrap();
         let (st, b) = json(r).await;
-        assert_eq!((st, b["code"].as_str()), (503, Some("storage_unavailable")), "{b}");
-        assert!(!b.to_string().contains("audit store is full"), "internals stay in the log");
-        let (_, list) = json(s.admin(Method::GET, "/api/v1/api-keys?name=unaudited").send().await.unwrap()).await;
-        assert!(list["items"].as_array().unwrap().is_empty(), "the key was not kept: {list}");
+        assert_eq!(
+            (st, b["code"].as_str()),
+            (503, Some("storage_unavailable")),
+            "{b}"
+        );
+        assert!(
+            !b.to_string().contains("audit store is full"),
+            "internals stay in the log"
+        );
+        let (_, list) = json(
+            s.admin(Method::GET, "/api/v1/api-keys?name=unaudited")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(
+            list["items"].as_array().unwrap().is_empty(),
+            "the key was not kept: {list}"
+        );
         s.stop().await;
         db.cleanup().await;
     }
@@ -175,29 +317,63 @@ async fn exports_come_in_three_formats_with_a_verifiable_signature() {
         let s = TestServer::start(&db).await;
         some_history(&s).await;
         for format in ["json", "csv", "xml"] {
-            let r = s.admin(Method::GET, &format!("/api/v1/audit/export?format={format}")).send().await.unwrap();
+            let r = s
+                .admin(
+                    Method::GET,
+                    &format!("/api/v1/audit/export?format={format}"),
+                )
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
             let sig = r.headers()["sigil-signature"].to_str().unwrap().to_owned();
             assert_eq!(r.headers()["sigil-event-count"], "5");
             let body = r.bytes().await.unwrap();
             let dir = tempfile::tempdir().unwrap();
-            let (file, sigf) = (dir.path().join(format!("e.{format}")), dir.path().join("e.sig"));
+            let (file, sigf) = (
+                dir.path().join(format!("e.{format}")),
+                dir.path().join("e.sig"),
+            );
             std::fs::write(&file, &body).unwrap();
             std::fs::write(&sigf, &sig).unwrap();
-            let code = crate::cli::sigil(&["audit", "verify", "--file", file.to_str().unwrap(), "--signature", sigf.to_str().unwrap()]).await;
+            let code = crate::cli::sigil(&[
+                "audit",
+                "verify",
+                "--file",
+                file.to_str().unwrap(),
+                "--signature",
+                sigf.to_str().unwrap(),
+            ])
+            .await;
             assert_eq!(code, 0, "{format}");
             // One byte changed and the signature no longer holds.
             let mut bad = body.to_vec();
             let i = bad.len() / 2;
             bad[i] = bad[i].wrapping_add(1);
             std::fs::write(&file, &bad).unwrap();
-            let code = crate::cli::sigil(&["audit", "verify", "--file", file.to_str().unwrap(), "--signature", sigf.to_str().unwrap()]).await;
+            let code = crate::cli::sigil(&[
+                "audit",
+                "verify",
+                "--file",
+                file.to_str().unwrap(),
+                "--signature",
+                sigf.to_str().unwrap(),
+            ])
+            .await;
             assert_eq!(code, 1, "{format}");
-            let decoded = base64::engine::general_purpose::STANDARD.decode(&sig).unwrap();
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(&sig)
+                .unwrap();
             let sig: Value = serde_json::from_slice(&decoded).unwrap();
             assert_eq!(sig["algorithm"], "ecdsa-p256-sha256");
         }
-        let (st, b) = json(s.admin(Method::GET, "/api/v1/audit/export?format=pdf").send().await.unwrap()).await;
+        let (st, b) = json(
+            s.admin(Method::GET, "/api/v1/audit/export?format=pdf")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!((st, b["code"].as_str()), (400, Some("invalid_format")));
         s.stop().await;
         db.cleanup().await;
@@ -218,21 +394,55 @@ async fn signed_checkpoints_catch_a_rewritten_tail() {
             o.url = url.clone();
             sigil_store::SqlStore::connect(&o).await.unwrap()
         };
-        assert_eq!(store.audit_checkpoints().await.unwrap().last().unwrap().seq, 5);
+        assert_eq!(
+            store.audit_checkpoints().await.unwrap().last().unwrap().seq,
+            5
+        );
         // Rewrite event 5 and re-hash it consistently, head included: only the checkpoint notices.
-        let mut e = store.audit_events(&AuditFilter { after_seq: Some(4), ..Default::default() }, 1).await.unwrap().remove(0);
+        let mut e = store
+            .audit_events(
+                &AuditFilter {
+                    after_seq: Some(4),
+                    ..Default::default()
+                },
+                1,
+            )
+            .await
+            .unwrap()
+            .remove(0);
         e.object_id = "rewritten".into();
         e.hash = e.compute_hash();
-        store.execute_raw(&format!("UPDATE audit_events SET object_id = 'rewritten', hash = '{}' WHERE seq = 5", e.hash)).await.unwrap();
-        store.execute_raw(&format!("UPDATE audit_head SET hash = '{}'", e.hash)).await.unwrap();
-        let code = crate::cli::sigil(&["--data-dir", data_dir.to_str().unwrap(), "audit", "verify", "--database-url", &url]).await;
+        store
+            .execute_raw(&format!(
+                "UPDATE audit_events SET object_id = 'rewritten', hash = '{}' WHERE seq = 5",
+                e.hash
+            ))
+            .await
+            .unwrap();
+        store
+            .execute_raw(&format!("UPDATE audit_head SET hash = '{}'", e.hash))
+            .await
+            .unwrap();
+        let code = crate::cli::sigil(&[
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "audit",
+            "verify",
+            "--database-url",
+            &url,
+        ])
+        .await;
         assert_eq!(code, 1);
         let report = sigil_core::service::audit::verify_store(&store, &|k| {
-            Box::new(sigil_pki::audit_key::Keyring::from_records(k)) as Box<dyn sigil_core::audit::SignatureCheck>
+            Box::new(sigil_pki::audit_key::Keyring::from_records(k))
+                as Box<dyn sigil_core::audit::SignatureCheck>
         })
         .await
         .unwrap();
-        assert_eq!(report.problem.unwrap().kind, sigil_core::audit::ProblemKind::CheckpointMismatch);
+        assert_eq!(
+            report.problem.unwrap().kind,
+            sigil_core::audit::ProblemKind::CheckpointMismatch
+        );
         store.close().await;
         db.cleanup().await;
     }

@@ -3,36 +3,74 @@
 
 use reqwest::Method;
 use serde_json::json;
-use sigil_tests::{Options, TestServer, TestDb, json};
+use sigil_tests::{Options, TestDb, TestServer, json};
 
 #[tokio::test]
 async fn malformed_json_unknown_fields_and_wrong_types_are_400_naming_the_problem() {
     let db = TestDb::sqlite();
     let s = TestServer::start(&db).await;
     let post = |body: &'static str| {
-        s.admin(Method::POST, "/api/v1/api-keys").header("content-type", "application/json").body(body).send()
+        s.admin(Method::POST, "/api/v1/api-keys")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
     };
     let (st, b) = json(post("{\"name\": ").await.unwrap()).await;
     assert_eq!((st, b["code"].as_str()), (400, Some("invalid_json")));
-    let (st, b) = json(post("{\"name\": \"x\", \"permissions\": [\"*\"], \"colour\": 1}").await.unwrap()).await;
+    let (st, b) = json(
+        post("{\"name\": \"x\", \"permissions\": [\"*\"], \"colour\": 1}")
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((st, b["code"].as_str()), (400, Some("unknown_field")));
     assert!(b["detail"].as_str().unwrap().contains("colour"));
     let (st, b) = json(post("{\"name\": 5, \"permissions\": []}").await.unwrap()).await;
     assert_eq!(st, 400);
     assert!(b["detail"].as_str().unwrap().contains("name"), "{b}");
-    let r = s.admin(Method::POST, "/api/v1/api-keys").header("content-type", "text/plain").body("{}").send().await.unwrap();
+    let r = s
+        .admin(Method::POST, "/api/v1/api-keys")
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 415);
-    let (_, list) = json(s.admin(Method::GET, "/api/v1/api-keys").send().await.unwrap()).await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 1, "nothing was written");
+    let (_, list) = json(
+        s.admin(Method::GET, "/api/v1/api-keys")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "nothing was written"
+    );
     s.stop().await;
 }
 
 #[tokio::test]
 async fn an_oversized_body_is_413() {
     let db = TestDb::sqlite();
-    let s = TestServer::start_with(&db, Options { toml: "[server]\nbody_limit_bytes = 2048\n".into(), ..Default::default() }).await;
+    let s = TestServer::start_with(
+        &db,
+        Options {
+            toml: "[server]\nbody_limit_bytes = 2048\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     let big = json!({"name": "x", "description": "a".repeat(4096), "permissions": ["*"]});
-    let (st, b) = json(s.admin(Method::POST, "/api/v1/api-keys").json(&big).send().await.unwrap()).await;
+    let (st, b) = json(
+        s.admin(Method::POST, "/api/v1/api-keys")
+            .json(&big)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((st, b["code"].as_str()), (413, Some("body_too_large")));
     s.stop().await;
 }
@@ -41,13 +79,26 @@ async fn an_oversized_body_is_413() {
 async fn every_response_carries_a_request_id_and_unknown_paths_are_problem_404() {
     let db = TestDb::sqlite();
     let s = TestServer::start(&db).await;
-    let r = s.admin(Method::GET, "/api/v1/nothing-here").send().await.unwrap();
+    let r = s
+        .admin(Method::GET, "/api/v1/nothing-here")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.headers().contains_key("x-request-id"));
     assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let r = s.admin(Method::GET, "/health/live").header("x-request-id", "trace-me").send().await.unwrap();
+    let r = s
+        .admin(Method::GET, "/health/live")
+        .header("x-request-id", "trace-me")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-me");
-    let r = s.admin(Method::PUT, "/api/v1/api-keys").send().await.unwrap();
+    let r = s
+        .admin(Method::PUT, "/api/v1/api-keys")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     s.stop().await;
 }
@@ -59,9 +110,17 @@ async fn health_metrics_openapi_and_swagger_ui_are_served() {
     let get = |p: &str| s.client.get(format!("{}{p}", s.url)).send();
     assert_eq!(get("/health/live").await.unwrap().status(), 200);
     assert_eq!(get("/health/ready").await.unwrap().status(), 200);
-    s.admin(Method::GET, "/api/v1/api-keys").send().await.unwrap();
+    s.admin(Method::GET, "/api/v1/api-keys")
+        .send()
+        .await
+        .unwrap();
     let m = get("/metrics").await.unwrap().text().await.unwrap();
-    assert!(m.contains("sigil_http_requests_total{method=\"GET\",route=\"/api/v1/api-keys\",status=\"200\"}"), "{m}");
+    assert!(
+        m.contains(
+            "sigil_http_requests_total{method=\"GET\",route=\"/api/v1/api-keys\",status=\"200\"}"
+        ),
+        "{m}"
+    );
     assert!(m.contains("sigil_http_request_duration_seconds_bucket"));
     let (st, doc) = json(get("/openapi.json").await.unwrap()).await;
     assert_eq!(st, 200);
@@ -71,7 +130,12 @@ async fn health_metrics_openapi_and_swagger_ui_are_served() {
     let ui = get("/docs/").await.unwrap();
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().contains("swagger"));
-    let init = get("/docs/swagger-initializer.js").await.unwrap().text().await.unwrap();
+    let init = get("/docs/swagger-initializer.js")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(init.contains("/openapi.json"), "{init}");
     s.stop().await;
 }

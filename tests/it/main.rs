@@ -1,8 +1,11 @@
 //! Integration tests: the real server over HTTPS, on SQLite and (when configured) PostgreSQL.
 
+// Helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod apikeys;
 mod audit;
 mod cli;
-mod http;
 mod exposure;
+mod http;
 mod scaleout;

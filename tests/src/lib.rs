@@ -12,8 +12,8 @@ use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
 use sigil_server::config::Config;
 use sigil_server::startup::{Running, start};
-pub use sigil_store::testing::TestDb;
 use sigil_store::SqlStore;
+pub use sigil_store::testing::TestDb;
 
 /// Every backend to run a test on.
 pub async fn backends() -> Vec<TestDb> {
@@ -61,8 +61,15 @@ impl TestServer {
     /// Starts a server on `db`.
     pub async fn start_with(db: &TestDb, opts: Options) -> TestServer {
         install_crypto();
-        let tmp = if opts.data_dir.is_none() { Some(tempfile::tempdir().unwrap()) } else { None };
-        let data_dir = opts.data_dir.clone().unwrap_or_else(|| tmp.as_ref().unwrap().path().to_path_buf());
+        let tmp = if opts.data_dir.is_none() {
+            Some(tempfile::tempdir().unwrap())
+        } else {
+            None
+        };
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| tmp.as_ref().unwrap().path().to_path_buf());
         std::fs::create_dir_all(&data_dir).unwrap();
         let cfg_file = data_dir.join("test.toml");
         let toml = format!(
@@ -79,9 +86,20 @@ impl TestServer {
         let config = Config::load_from(Some(&cfg_file), std::iter::empty()).unwrap();
         let running = start(&config).await.unwrap();
         let url = format!("https://{}", running.addr);
-        let admin_key = std::fs::read_to_string(data_dir.join("admin.key")).unwrap_or_default().trim().to_owned();
+        let admin_key = std::fs::read_to_string(data_dir.join("admin.key"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         let client = client_for(&data_dir.join("tls/ca.pem"), None);
-        TestServer { url, admin_key, client, config, db_url: db.url.clone(), running: Some(running), _dir: tmp }
+        TestServer {
+            url,
+            admin_key,
+            client,
+            config,
+            db_url: db.url.clone(),
+            running: Some(running),
+            _dir: tmp,
+        }
     }
 
     /// The data directory.
@@ -91,7 +109,9 @@ impl TestServer {
 
     /// A request with `key`.
     pub fn req(&self, method: Method, path: &str, key: &str) -> RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.url)).bearer_auth(key)
+        self.client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(key)
     }
 
     /// A request as the administrator.
@@ -101,7 +121,12 @@ impl TestServer {
 
     /// Creates an API key as the administrator from a JSON body; returns the response JSON.
     pub async fn create_key(&self, body: Value) -> Value {
-        let r = self.admin(Method::POST, "/api/v1/api-keys").json(&body).send().await.unwrap();
+        let r = self
+            .admin(Method::POST, "/api/v1/api-keys")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201, "{:?}", r.text().await);
         r.json().await.unwrap()
     }
@@ -158,12 +183,19 @@ fn merge_toml(s: &str) -> String {
 
 /// A client that trusts `ca` and connects from `local` (any 127.0.0.0/8 address works here).
 pub fn client_bound(ca: &Path, local: std::net::IpAddr) -> Client {
-    Client::builder().tls_backend_preconfigured(tls_config(ca, None)).local_address(local).build().unwrap()
+    Client::builder()
+        .tls_backend_preconfigured(tls_config(ca, None))
+        .local_address(local)
+        .build()
+        .unwrap()
 }
 
 /// A client that trusts `ca` and optionally presents a client certificate (cert chain PEM, key).
 pub fn client_for(ca: &Path, identity: Option<(&Path, &Path)>) -> Client {
-    Client::builder().tls_backend_preconfigured(tls_config(ca, identity)).build().unwrap()
+    Client::builder()
+        .tls_backend_preconfigured(tls_config(ca, identity))
+        .build()
+        .unwrap()
 }
 
 fn tls_config(ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::ClientConfig {
@@ -182,8 +214,12 @@ fn tls_config(ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::ClientConf
     let mut tls = match identity {
         None => b.with_no_client_auth(),
         Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect();
-            b.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap()).unwrap()
+            let chain = CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            b.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap())
+                .unwrap()
         }
     };
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -194,5 +230,8 @@ fn tls_config(ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::ClientConf
 pub async fn json(r: Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }

@@ -31,9 +31,16 @@ fn presented_key(h: &HeaderMap) -> Option<String> {
     let bearer = h
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(|s| s.trim().to_owned());
-    bearer.or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned()))
+    bearer.or_else(|| {
+        h.get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.trim().to_owned())
+    })
 }
 
 /// The middleware.
@@ -45,7 +52,11 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
 }
 
 async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
-    let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
+    let Some(path) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+    else {
         return Err(ApiError::not_found());
     };
     let Some(rule) = st.exposure.resolve(req.method(), &path) else {
@@ -54,16 +65,18 @@ async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
     if !rule.enabled {
         return Err(ApiError::not_found());
     }
-    let ip: Option<IpAddr> =
-        req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
-    if let Some(ip) = ip {
-        if !st.exposure.ip_allowed(&rule, ip) {
-            return Err(CoreError::Forbidden {
-                code: "ip_not_allowed",
-                detail: format!("{ip} may not call this endpoint"),
-            }
-            .into());
+    let ip: Option<IpAddr> = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip());
+    if let Some(ip) = ip
+        && !st.exposure.ip_allowed(&rule, ip)
+    {
+        return Err(CoreError::Forbidden {
+            code: "ip_not_allowed",
+            detail: format!("{ip} may not call this endpoint"),
         }
+        .into());
     }
     let context = RequestContext {
         request_id: req
@@ -74,15 +87,22 @@ async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
         client_ip: ip,
     };
     let key = presented_key(req.headers());
-    let cert = req.extensions().get::<Arc<ClientCertificate>>().cloned().or_else(|| {
-        // rustls has already verified the chain against the client CA and its CRL.
-        let tls = req.extensions().get::<Arc<axum_server::tls::TlsInfo>>()?;
-        let der = tls.peer_certificates.first()?;
-        let subject = x509_parser::parse_x509_certificate(der)
-            .map(|(_, c)| c.subject().to_string())
-            .unwrap_or_default();
-        Some(Arc::new(ClientCertificate { sha256: hex::encode(Sha256::digest(der)), subject }))
-    });
+    let cert = req
+        .extensions()
+        .get::<Arc<ClientCertificate>>()
+        .cloned()
+        .or_else(|| {
+            // rustls has already verified the chain against the client CA and its CRL.
+            let tls = req.extensions().get::<Arc<axum_server::tls::TlsInfo>>()?;
+            let der = tls.peer_certificates.first()?;
+            let subject = x509_parser::parse_x509_certificate(der)
+                .map(|(_, c)| c.subject().to_string())
+                .unwrap_or_default();
+            Some(Arc::new(ClientCertificate {
+                sha256: hex::encode(Sha256::digest(der)),
+                subject,
+            }))
+        });
     let principal = match rule.auth {
         AuthMode::None => return Ok(()),
         AuthMode::ApiKey => {
@@ -90,7 +110,11 @@ async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
             st.api_keys.authenticate(&key, context).await?
         }
         AuthMode::Mtls | AuthMode::Either => match (cert, key, rule.auth) {
-            (Some(cert), _, _) => st.api_keys.authenticate_certificate(&cert.sha256, context).await?,
+            (Some(cert), _, _) => {
+                st.api_keys
+                    .authenticate_certificate(&cert.sha256, context)
+                    .await?
+            }
             (None, Some(key), AuthMode::Either) => st.api_keys.authenticate(&key, context).await?,
             _ => {
                 return Err(ApiError::new(

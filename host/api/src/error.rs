@@ -39,7 +39,12 @@ pub struct Problem {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), retry_after: None }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after: None,
+        }
     }
 
     /// 400 with a code.
@@ -67,20 +72,29 @@ impl From<CoreError> for ApiError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let retry_after = match &e {
-            CoreError::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
+            CoreError::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             _ => None,
         };
         let detail = if status.is_server_error() {
             // Internals go to the log, not to the client.
             tracing::error!(error = %e, "request failed");
             match status {
-                StatusCode::SERVICE_UNAVAILABLE => "the database is unavailable; nothing was changed".to_owned(),
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    "the database is unavailable; nothing was changed".to_owned()
+                }
                 _ => "internal error; nothing was changed".to_owned(),
             }
         } else {
             e.to_string()
         };
-        Self { status, code, detail, retry_after }
+        Self {
+            status,
+            code,
+            detail,
+            retry_after,
+        }
     }
 }
 
@@ -102,14 +116,20 @@ impl IntoResponse for ApiError {
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = (self.status, bytes).into_response();
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Some(s) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-                h.insert(header::RETRY_AFTER, v);
-            }
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            h.insert(header::RETRY_AFTER, v);
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"sigil\""));
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sigil\""),
+            );
         }
         res
     }

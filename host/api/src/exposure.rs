@@ -11,7 +11,9 @@ use ipnet::IpNet;
 use sigil_core::apikey::{parse_whitelist, whitelist_allows};
 
 /// How callers of an endpoint authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
     /// No authentication (health, docs, metrics, CRL, OCSP).
@@ -25,7 +27,9 @@ pub enum AuthMode {
 }
 
 /// Settings for a module or a single endpoint; unset fields inherit.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Serve it at all.
@@ -40,7 +44,9 @@ pub struct Rule {
 }
 
 /// The `[exposure]` section.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct ExposureConfig {
     /// Address ranges allowed for every endpoint (empty: any).
@@ -128,12 +134,21 @@ fn key(method: &Method, path: &str) -> String {
 
 impl Exposure {
     /// Builds the table for the served `endpoints` from `config`.
-    pub fn new(endpoints: Vec<(Method, String)>, config: ExposureConfig) -> Result<Self, ExposureError> {
+    pub fn new(
+        endpoints: Vec<(Method, String)>,
+        config: ExposureConfig,
+    ) -> Result<Self, ExposureError> {
         let table = Self::compile(&endpoints, config)?;
-        Ok(Self { endpoints, current: RwLock::new(Arc::new(table)) })
+        Ok(Self {
+            endpoints,
+            current: RwLock::new(Arc::new(table)),
+        })
     }
 
-    fn compile(endpoints: &[(Method, String)], config: ExposureConfig) -> Result<Table, ExposureError> {
+    fn compile(
+        endpoints: &[(Method, String)],
+        config: ExposureConfig,
+    ) -> Result<Table, ExposureError> {
         let nets = |list: &[String]| {
             parse_whitelist(list).map_err(|e| ExposureError::Invalid(e.to_string()))
         };
@@ -158,7 +173,10 @@ impl Exposure {
                 allowed_ips: ips.into_iter().map(str::to_owned).collect(),
                 nets: vec![],
             };
-            for rule in [config.modules.get(&module), config.endpoints.get(&k)].into_iter().flatten() {
+            for rule in [config.modules.get(&module), config.endpoints.get(&k)]
+                .into_iter()
+                .flatten()
+            {
                 if let Some(e) = rule.enabled {
                     r.enabled = e;
                 }
@@ -180,7 +198,11 @@ impl Exposure {
                 return Err(ExposureError::UnknownEndpoint(k.clone()));
             }
         }
-        Ok(Table { config, global, by_endpoint })
+        Ok(Table {
+            config,
+            global,
+            by_endpoint,
+        })
     }
 
     /// Checks a new configuration and, if it is valid, makes it current.
@@ -215,7 +237,10 @@ impl Exposure {
 
     /// Every endpoint with its resolved rule, sorted.
     pub fn list(&self) -> Vec<Resolved> {
-        let mut v: Vec<Resolved> = self.table().map(|t| t.by_endpoint.values().cloned().collect()).unwrap_or_default();
+        let mut v: Vec<Resolved> = self
+            .table()
+            .map(|t| t.by_endpoint.values().cloned().collect())
+            .unwrap_or_default();
         v.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
         v
     }
@@ -241,32 +266,75 @@ mod tests {
     #[test]
     fn endpoint_rules_override_module_rules() {
         let mut c = ExposureConfig::default();
-        c.modules.insert("api-keys".into(), Rule { enabled: Some(false), ..Default::default() });
-        c.endpoints.insert("GET /api/v1/api-keys".into(), Rule { enabled: Some(true), auth: Some(AuthMode::Either), ..Default::default() });
+        c.modules.insert(
+            "api-keys".into(),
+            Rule {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        );
+        c.endpoints.insert(
+            "GET /api/v1/api-keys".into(),
+            Rule {
+                enabled: Some(true),
+                auth: Some(AuthMode::Either),
+                ..Default::default()
+            },
+        );
         let x = Exposure::new(eps(), c).unwrap();
         assert!(x.enabled(&Method::GET, "/api/v1/api-keys"));
         assert!(!x.enabled(&Method::DELETE, "/api/v1/api-keys/{id}"));
-        assert_eq!(x.resolve(&Method::GET, "/api/v1/api-keys").unwrap().auth, AuthMode::Either);
-        assert_eq!(x.resolve(&Method::GET, "/health/live").unwrap().auth, AuthMode::None);
+        assert_eq!(
+            x.resolve(&Method::GET, "/api/v1/api-keys").unwrap().auth,
+            AuthMode::Either
+        );
+        assert_eq!(
+            x.resolve(&Method::GET, "/health/live").unwrap().auth,
+            AuthMode::None
+        );
     }
 
     #[test]
     fn unknown_names_and_open_management_endpoints_are_rejected() {
         let mut c = ExposureConfig::default();
         c.endpoints.insert("GET /nope".into(), Rule::default());
-        assert!(matches!(Exposure::new(eps(), c), Err(ExposureError::UnknownEndpoint(_))));
+        assert!(matches!(
+            Exposure::new(eps(), c),
+            Err(ExposureError::UnknownEndpoint(_))
+        ));
         let mut c = ExposureConfig::default();
         c.modules.insert("nope".into(), Rule::default());
-        assert!(matches!(Exposure::new(eps(), c), Err(ExposureError::UnknownModule(_))));
+        assert!(matches!(
+            Exposure::new(eps(), c),
+            Err(ExposureError::UnknownModule(_))
+        ));
         let mut c = ExposureConfig::default();
-        c.modules.insert("api-keys".into(), Rule { auth: Some(AuthMode::None), ..Default::default() });
-        assert!(matches!(Exposure::new(eps(), c), Err(ExposureError::Unauthenticated(_))));
+        c.modules.insert(
+            "api-keys".into(),
+            Rule {
+                auth: Some(AuthMode::None),
+                ..Default::default()
+            },
+        );
+        assert!(matches!(
+            Exposure::new(eps(), c),
+            Err(ExposureError::Unauthenticated(_))
+        ));
     }
 
     #[test]
     fn ip_ranges_apply_globally_and_per_endpoint() {
-        let mut c = ExposureConfig { allowed_ips: vec!["127.0.0.0/8".into()], ..Default::default() };
-        c.endpoints.insert("GET /api/v1/api-keys".into(), Rule { allowed_ips: Some(vec!["127.0.0.2".into()]), ..Default::default() });
+        let mut c = ExposureConfig {
+            allowed_ips: vec!["127.0.0.0/8".into()],
+            ..Default::default()
+        };
+        c.endpoints.insert(
+            "GET /api/v1/api-keys".into(),
+            Rule {
+                allowed_ips: Some(vec!["127.0.0.2".into()]),
+                ..Default::default()
+            },
+        );
         let x = Exposure::new(eps(), c).unwrap();
         let r = x.resolve(&Method::GET, "/api/v1/api-keys").unwrap();
         assert!(x.ip_allowed(&r, "127.0.0.2".parse().unwrap()));

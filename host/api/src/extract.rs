@@ -27,7 +27,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| {
-                let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let ct = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 ct == "application/json" || ct.ends_with("+json")
             });
         if !json_type {
@@ -39,7 +44,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body exceeds the size limit")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body exceeds the size limit",
+                )
             } else {
                 ApiError::bad_request("invalid_body", "the request body could not be read")
             }
@@ -55,8 +64,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
-        let code = if msg.starts_with("unknown field") { "unknown_field" } else { "invalid_json" };
-        let at = if path == "." || path.is_empty() { String::new() } else { format!(" at `{path}`") };
+        let code = if msg.starts_with("unknown field") {
+            "unknown_field"
+        } else {
+            "invalid_json"
+        };
+        let at = if path == "." || path.is_empty() {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
         ApiError::bad_request(code, format!("{msg}{at}"))
     })
 }
@@ -75,9 +92,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 }
 
 fn serde_urlencoded_strict<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| {
-        ApiError::bad_request("invalid_query", "the query string is malformed")
-    })?)
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{q}")
+            .parse()
+            .map_err(|_| ApiError::bad_request("invalid_query", "the query string is malformed"))?,
+    )
     .map(|axum::extract::Query(v)| v)
     .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
 }

@@ -9,7 +9,10 @@ use utoipa_axum::routes;
 use crate::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(live)).routes(routes!(ready)).routes(routes!(metrics))
+    OpenApiRouter::new()
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
 }
 
 /// Health status.
@@ -25,7 +28,10 @@ pub struct Health {
 /// The process is up.
 #[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = Health)))]
 async fn live() -> axum::Json<Health> {
-    axum::Json(Health { status: "ok", detail: None })
+    axum::Json(Health {
+        status: "ok",
+        detail: None,
+    })
 }
 
 /// The server can serve: the database answers.
@@ -33,10 +39,19 @@ async fn live() -> axum::Json<Health> {
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn ready(State(st): State<AppState>) -> impl IntoResponse {
     match st.store.ping().await {
-        Ok(()) => (StatusCode::OK, axum::Json(Health { status: "ok", detail: None })),
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(Health {
+                status: "ok",
+                detail: None,
+            }),
+        ),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(Health { status: "unavailable", detail: Some("database unreachable".into()) }),
+            axum::Json(Health {
+                status: "unavailable",
+                detail: Some("database unreachable".into()),
+            }),
         ),
     }
 }
@@ -45,7 +60,10 @@ async fn ready(State(st): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "metrics", responses((status = 200, content_type = "text/plain")))]
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         st.metrics.render(),
     )
 }

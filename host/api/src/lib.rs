@@ -86,7 +86,10 @@ impl utoipa::Modify for SecurityAddon {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
-        c.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+        c.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
     }
 }
 
@@ -159,17 +162,25 @@ async fn docs_gate(State(st): State<AppState>, req: Request, next: Next) -> Resp
 pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let swagger: Router<AppState> = Router::from(
-        utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")),
+        utoipa_swagger_ui::SwaggerUi::new("/docs")
+            .config(utoipa_swagger_ui::Config::from("/openapi.json")),
     )
     .layer(middleware::from_fn_with_state(state.clone(), docs_gate));
     routes
         .route("/openapi.json", axum::routing::get(openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard))
-        .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+        .route_layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
         .merge(swagger)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed here",
+            )
         })
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

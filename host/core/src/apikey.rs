@@ -23,7 +23,9 @@ pub const MAX_DESCRIPTION_LEN: usize = 1000;
 pub const MAX_WHITELIST_LEN: usize = 256;
 
 /// The unit of a rate-limit window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RateUnit {
     /// 60 seconds.
@@ -65,7 +67,9 @@ impl RateUnit {
 }
 
 /// N requests per window. Windows are fixed and aligned to UTC multiples of their length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Requests allowed per window (1 or more).
@@ -185,7 +189,11 @@ pub fn validate_name(name: &str) -> Result<String> {
 
 /// Validates a certificate fingerprint: 64 hex digits (colons allowed), returned lowercase.
 pub fn parse_fingerprint(s: &str) -> Result<String> {
-    let hex: String = s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+    let hex: String = s
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(CoreError::invalid(
             "invalid_fingerprint",
@@ -252,7 +260,9 @@ pub struct ApiKey {
 }
 
 /// Lifecycle state of a key, derived from its timestamps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
     /// Usable.
@@ -303,7 +313,9 @@ pub struct KeySecret {
 
 impl fmt::Debug for KeySecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeySecret").field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("KeySecret")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -327,7 +339,11 @@ impl KeySecret {
         zeroize::Zeroize::zeroize(&mut bytes);
         let value = format!("{KEY_TAG}{prefix}_{secret}");
         let hash = hash_secret(&value);
-        Ok(Self { value, prefix, hash })
+        Ok(Self {
+            value,
+            prefix,
+            hash,
+        })
     }
 }
 
@@ -367,7 +383,12 @@ mod tests {
 
     #[test]
     fn malformed_presented_keys_have_no_prefix() {
-        for bad in ["", "sgk_", "sgk_zzzzzzzzzzzz_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "Bearer x"] {
+        for bad in [
+            "",
+            "sgk_",
+            "sgk_zzzzzzzzzzzz_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "Bearer x",
+        ] {
             assert_eq!(presented_prefix(bad), None, "{bad}");
         }
     }
@@ -375,11 +396,28 @@ mod tests {
     #[test]
     fn expiry_accepts_the_four_forms_and_rejects_the_past() {
         let now = OffsetDateTime::now_utc();
-        assert_eq!(Expiry::parse("30d").unwrap().resolve(now).unwrap(), Some(now + Duration::days(30)));
+        assert_eq!(
+            Expiry::parse("30d").unwrap().resolve(now).unwrap(),
+            Some(now + Duration::days(30))
+        );
         assert_eq!(Expiry::parse("never").unwrap().resolve(now).unwrap(), None);
-        assert!(Expiry::parse("2001-01-01T00:00:00Z").unwrap().resolve(now).is_err());
-        assert!(Expiry::parse("2999-01-01T00:00:00Z").unwrap().resolve(now).unwrap().is_some());
-        assert_eq!(Expiry::parse("tomorrow").unwrap_err().code(), "invalid_expiry");
+        assert!(
+            Expiry::parse("2001-01-01T00:00:00Z")
+                .unwrap()
+                .resolve(now)
+                .is_err()
+        );
+        assert!(
+            Expiry::parse("2999-01-01T00:00:00Z")
+                .unwrap()
+                .resolve(now)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            Expiry::parse("tomorrow").unwrap_err().code(),
+            "invalid_expiry"
+        );
     }
 
     #[test]

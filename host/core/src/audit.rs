@@ -18,7 +18,9 @@ use crate::authz::Principal;
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Whether the audited operation succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// It took effect.
@@ -105,8 +107,17 @@ impl NewAuditEvent {
     }
 }
 
-const SECRET_NAMES: &[&str] =
-    &["secret", "password", "pin", "puk", "sad", "token", "private_key", "key_secret", "passphrase"];
+const SECRET_NAMES: &[&str] = &[
+    "secret",
+    "password",
+    "pin",
+    "puk",
+    "sad",
+    "token",
+    "private_key",
+    "key_secret",
+    "passphrase",
+];
 
 /// Removes fields whose names mark them as secrets, at any depth. Defence in depth: services
 /// already leave secrets out of the details they write.
@@ -367,14 +378,23 @@ impl ChainVerifier {
             if let Some(h) = head_seq.filter(|h| *h != last_seq) {
                 self.problem = Some(ChainProblem {
                     seq: last_seq + 1,
-                    kind: if h > last_seq { ProblemKind::Truncated } else { ProblemKind::Inserted },
-                    detail: format!("the chain ends at {last_seq} but the store recorded {h} events"),
+                    kind: if h > last_seq {
+                        ProblemKind::Truncated
+                    } else {
+                        ProblemKind::Inserted
+                    },
+                    detail: format!(
+                        "the chain ends at {last_seq} but the store recorded {h} events"
+                    ),
                 });
             } else if let Some(c) = self.checkpoints.front() {
                 self.problem = Some(ChainProblem {
                     seq: c.seq,
                     kind: ProblemKind::Truncated,
-                    detail: format!("a signed checkpoint covers {} but the chain ends at {last_seq}", c.seq),
+                    detail: format!(
+                        "a signed checkpoint covers {} but the chain ends at {last_seq}",
+                        c.seq
+                    ),
                 });
             }
         }
@@ -402,17 +422,26 @@ impl ChainVerifier {
         self.checked += 1;
         if e.seq > self.expected_seq {
             let (a, b) = (self.expected_seq, e.seq - 1);
-            return self.fail(a, ProblemKind::Deleted, format!("events {a} to {b} are missing"));
+            return self.fail(
+                a,
+                ProblemKind::Deleted,
+                format!("events {a} to {b} are missing"),
+            );
         }
         if e.seq < self.expected_seq {
             return self.fail(
                 e.seq,
                 ProblemKind::Inserted,
-                format!("sequence number {} appears again after {}", e.seq, self.expected_seq - 1),
+                format!(
+                    "sequence number {} appears again after {}",
+                    e.seq,
+                    self.expected_seq - 1
+                ),
             );
         }
         if e.prev_hash != self.prev_hash {
-            let swapped = next.is_some_and(|n| n.hash == e.prev_hash || n.prev_hash == self.prev_hash);
+            let swapped =
+                next.is_some_and(|n| n.hash == e.prev_hash || n.prev_hash == self.prev_hash);
             if swapped {
                 return self.fail(
                     e.seq,
@@ -424,17 +453,29 @@ impl ChainVerifier {
                 return self.fail(
                     e.seq - 1,
                     ProblemKind::Inserted,
-                    format!("event {} was not in the chain that event {} was written after", e.seq - 1, e.seq),
+                    format!(
+                        "event {} was not in the chain that event {} was written after",
+                        e.seq - 1,
+                        e.seq
+                    ),
                 );
             }
             return self.fail(
                 e.seq - 1,
                 ProblemKind::Edited,
-                format!("event {} was altered and re-hashed: event {} does not link to it", e.seq - 1, e.seq),
+                format!(
+                    "event {} was altered and re-hashed: event {} does not link to it",
+                    e.seq - 1,
+                    e.seq
+                ),
             );
         }
         if e.compute_hash() != e.hash {
-            return self.fail(e.seq, ProblemKind::Edited, format!("event {} does not match its hash", e.seq));
+            return self.fail(
+                e.seq,
+                ProblemKind::Edited,
+                format!("event {} does not match its hash", e.seq),
+            );
         }
         while let Some(c) = self.checkpoints.front() {
             if c.seq > e.seq {
@@ -444,7 +485,10 @@ impl ChainVerifier {
                 return self.fail(
                     e.seq,
                     ProblemKind::CheckpointMismatch,
-                    format!("the signed checkpoint at {} records a different hash", e.seq),
+                    format!(
+                        "the signed checkpoint at {} records a different hash",
+                        e.seq
+                    ),
                 );
             }
             self.checkpoints_checked += 1;
@@ -471,8 +515,11 @@ mod tests {
         let mut prev = GENESIS_HASH.to_owned();
         (1..=n)
             .map(|seq| {
-                let e = NewAuditEvent::new(&actor, "thing.create", "thing", seq)
-                    .seal(seq, OffsetDateTime::UNIX_EPOCH, &prev);
+                let e = NewAuditEvent::new(&actor, "thing.create", "thing", seq).seal(
+                    seq,
+                    OffsetDateTime::UNIX_EPOCH,
+                    &prev,
+                );
                 prev = e.hash.clone();
                 e
             })
@@ -527,8 +574,11 @@ mod tests {
     #[test]
     fn an_inserted_event_is_named() {
         let c = chain(5);
-        let forged = NewAuditEvent::new(&Principal::system(), "forged", "thing", "x")
-            .seal(3, OffsetDateTime::UNIX_EPOCH, &c[1].hash);
+        let forged = NewAuditEvent::new(&Principal::system(), "forged", "thing", "x").seal(
+            3,
+            OffsetDateTime::UNIX_EPOCH,
+            &c[1].hash,
+        );
         let mut tampered: Vec<_> = c[..2].to_vec();
         tampered.push(forged);
         for e in &c[2..] {
@@ -564,8 +614,14 @@ mod tests {
             v.finish(Some(3))
         };
         assert!(run(vec![cp(&c[1].hash, "ok")]).valid);
-        assert_eq!(run(vec![cp(&c[1].hash, "bad")]).problem.unwrap().kind, ProblemKind::CheckpointMismatch);
-        assert_eq!(run(vec![cp(&c[0].hash, "ok")]).problem.unwrap().kind, ProblemKind::CheckpointMismatch);
+        assert_eq!(
+            run(vec![cp(&c[1].hash, "bad")]).problem.unwrap().kind,
+            ProblemKind::CheckpointMismatch
+        );
+        assert_eq!(
+            run(vec![cp(&c[0].hash, "ok")]).problem.unwrap().kind,
+            ProblemKind::CheckpointMismatch
+        );
     }
 
     #[test]

@@ -106,7 +106,9 @@ impl PermissionSet {
             let ok = p == "*"
                 || lookup(p).is_some()
                 || p.strip_suffix(":*").is_some_and(|res| {
-                    CATALOGUE.iter().any(|c| c.name.split(':').next() == Some(res))
+                    CATALOGUE
+                        .iter()
+                        .any(|c| c.name.split(':').next() == Some(res))
                 });
             if !ok {
                 return Err(CoreError::invalid(
@@ -273,7 +275,10 @@ impl Principal {
     /// Checks that this principal holds `P` and returns the capability for it.
     pub fn authorize<P: Permission>(self: &Arc<Self>) -> Result<Capability<P>> {
         if self.permissions.allows(P::NAME) {
-            Ok(Capability { principal: Arc::clone(self), _p: PhantomData })
+            Ok(Capability {
+                principal: Arc::clone(self),
+                _p: PhantomData,
+            })
         } else {
             Err(CoreError::Forbidden {
                 code: "permission_denied",

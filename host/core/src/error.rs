@@ -107,25 +107,34 @@ impl fmt::Display for AuthFailure {
 impl CoreError {
     /// Shorthand for [`CoreError::Invalid`].
     pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Invalid { code, detail: detail.into() }
+        Self::Invalid {
+            code,
+            detail: detail.into(),
+        }
     }
 
     /// Shorthand for [`CoreError::NotFound`].
     pub fn not_found(object: &'static str, id: impl Into<String>) -> Self {
-        Self::NotFound { object, id: id.into() }
+        Self::NotFound {
+            object,
+            id: id.into(),
+        }
     }
 
     /// Shorthand for [`CoreError::Conflict`].
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Conflict { code, detail: detail.into() }
+        Self::Conflict {
+            code,
+            detail: detail.into(),
+        }
     }
 
     /// Stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Invalid { code, .. } | Self::Conflict { code, .. } | Self::Forbidden { code, .. } => {
-                code
-            }
+            Self::Invalid { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Forbidden { code, .. } => code,
             Self::NotFound { .. } => "not_found",
             Self::Unauthenticated(f) => f.code(),
             Self::RateLimited { .. } => "rate_limited",
@@ -156,9 +165,10 @@ pub enum StoreError {
 impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict { constraint } => {
-                Self::conflict("conflict", format!("conflicts with an existing record ({constraint})"))
-            }
+            StoreError::Conflict { constraint } => Self::conflict(
+                "conflict",
+                format!("conflicts with an existing record ({constraint})"),
+            ),
             StoreError::NotFound => Self::not_found("record", ""),
             StoreError::Backend(m) => Self::Storage(m),
         }

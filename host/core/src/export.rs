@@ -53,9 +53,23 @@ impl ExportFormat {
 }
 
 const COLUMNS: [&str; 17] = [
-    "seq", "id", "occurred_at", "actor_kind", "actor_id", "actor_name", "api_key_id",
-    "operator_id", "action", "object_type", "object_id", "outcome", "request_id", "client_ip",
-    "details", "prev_hash", "hash",
+    "seq",
+    "id",
+    "occurred_at",
+    "actor_kind",
+    "actor_id",
+    "actor_name",
+    "api_key_id",
+    "operator_id",
+    "action",
+    "object_type",
+    "object_id",
+    "outcome",
+    "request_id",
+    "client_ip",
+    "details",
+    "prev_hash",
+    "hash",
 ];
 
 fn rfc3339(us: i64) -> String {
@@ -115,7 +129,8 @@ pub fn encode(format: ExportFormat, events: &[AuditEvent], now: OffsetDateTime) 
             for e in events {
                 w.write_record(row(e)).map_err(io)?;
             }
-            w.into_inner().map_err(|e| CoreError::Internal(e.to_string()))
+            w.into_inner()
+                .map_err(|e| CoreError::Internal(e.to_string()))
         }
         ExportFormat::Xml => {
             let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -127,7 +142,11 @@ pub fn encode(format: ExportFormat, events: &[AuditEvent], now: OffsetDateTime) 
             for e in events {
                 let _ = writeln!(s, "  <event seq=\"{}\">", e.seq);
                 for (name, value) in COLUMNS.iter().zip(row(e)).skip(1) {
-                    let _ = writeln!(s, "    <{name}>{}</{name}>", quick_xml::escape::escape(value.as_str()));
+                    let _ = writeln!(
+                        s,
+                        "    <{name}>{}</{name}>",
+                        quick_xml::escape::escape(value.as_str())
+                    );
                 }
                 s.push_str("  </event>\n");
             }
@@ -139,10 +158,14 @@ pub fn encode(format: ExportFormat, events: &[AuditEvent], now: OffsetDateTime) 
 
 /// Parses a JSON export back into events.
 pub fn decode_json(bytes: &[u8]) -> Result<Vec<AuditEvent>> {
-    let doc: JsonExport = serde_json::from_slice(bytes)
-        .map_err(|e| CoreError::invalid("invalid_export", format!("not a Sigil JSON export: {e}")))?;
+    let doc: JsonExport = serde_json::from_slice(bytes).map_err(|e| {
+        CoreError::invalid("invalid_export", format!("not a Sigil JSON export: {e}"))
+    })?;
     if doc.format != EXPORT_FORMAT_ID {
-        return Err(CoreError::invalid("invalid_export", format!("unknown format `{}`", doc.format)));
+        return Err(CoreError::invalid(
+            "invalid_export",
+            format!("unknown format `{}`", doc.format),
+        ));
     }
     Ok(doc.events)
 }
@@ -188,14 +211,21 @@ impl ExportSignature {
     }
 
     /// Checks the signature against `body` with `keys`. Returns a description of the failure.
-    pub fn verify(&self, body: &[u8], keys: &dyn SignatureCheck) -> std::result::Result<(), String> {
+    pub fn verify(
+        &self,
+        body: &[u8],
+        keys: &dyn SignatureCheck,
+    ) -> std::result::Result<(), String> {
         let digest = hex::encode(Sha256::digest(body));
         if digest != self.sha256 {
             return Err("the file does not match the signed digest".into());
         }
         let msg = Self::message(&self.sha256, &self.signed_at, &self.key_id);
         if !keys.verify(&self.key_id, &msg, &self.signature) {
-            return Err(format!("the signature does not verify with audit key {}", self.key_id));
+            return Err(format!(
+                "the signature does not verify with audit key {}",
+                self.key_id
+            ));
         }
         Ok(())
     }
@@ -229,12 +259,19 @@ mod tests {
     #[test]
     fn csv_and_xml_escape_their_special_characters() {
         let ev = events();
-        let csv = String::from_utf8(encode(ExportFormat::Csv, &ev, OffsetDateTime::UNIX_EPOCH).unwrap()).unwrap();
+        let csv =
+            String::from_utf8(encode(ExportFormat::Csv, &ev, OffsetDateTime::UNIX_EPOCH).unwrap())
+                .unwrap();
         let mut r = csv::Reader::from_reader(csv.as_bytes());
         let rec = r.records().next().unwrap().unwrap();
         assert_eq!(&rec[10], "x<&>\"y");
         assert_eq!(&rec[16], ev[0].hash);
-        let xml = String::from_utf8(encode(ExportFormat::Xml, &ev, OffsetDateTime::UNIX_EPOCH).unwrap()).unwrap();
-        assert!(xml.contains("<object_id>x&lt;&amp;&gt;&quot;y</object_id>"), "{xml}");
+        let xml =
+            String::from_utf8(encode(ExportFormat::Xml, &ev, OffsetDateTime::UNIX_EPOCH).unwrap())
+                .unwrap();
+        assert!(
+            xml.contains("<object_id>x&lt;&amp;&gt;&quot;y</object_id>"),
+            "{xml}"
+        );
     }
 }

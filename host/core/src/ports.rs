@@ -112,10 +112,16 @@ pub trait Store: Send + Sync + 'static {
     /// The key bound to a client certificate fingerprint.
     async fn api_key_by_certificate(&self, sha256: &str) -> StoreResult<Option<ApiKey>>;
     /// A page of keys ordered by id (creation order).
-    async fn list_api_keys(&self, f: &ApiKeyFilter, page: &PageRequest) -> StoreResult<Vec<ApiKey>>;
+    async fn list_api_keys(&self, f: &ApiKeyFilter, page: &PageRequest)
+    -> StoreResult<Vec<ApiKey>>;
 
     /// Counts one request in a rate-limit window and returns the window's total across all nodes.
-    async fn rate_limit_hit(&self, key: &str, window_start: i64, window_end: i64) -> StoreResult<i64>;
+    async fn rate_limit_hit(
+        &self,
+        key: &str,
+        window_start: i64,
+        window_end: i64,
+    ) -> StoreResult<i64>;
     /// Removes windows that ended before `before`.
     async fn rate_limit_prune(&self, before: i64) -> StoreResult<u64>;
 
@@ -145,5 +151,9 @@ pub trait Tx: Send {
 
     /// Appends `events` to the audit chain and commits the whole transaction. If the audit write
     /// fails, nothing of the transaction is kept. `events` must not be empty.
-    async fn commit(self: Box<Self>, events: Vec<NewAuditEvent>, now: OffsetDateTime) -> StoreResult<Vec<AuditEvent>>;
+    async fn commit(
+        self: Box<Self>,
+        events: Vec<NewAuditEvent>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AuditEvent>>;
 }

@@ -18,8 +18,8 @@ use crate::{PkiError, pem, write_private};
 
 /// DER prefix of a P-256 SubjectPublicKeyInfo before the 65-byte uncompressed point.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
 /// The audit key of this node.
@@ -32,7 +32,9 @@ pub struct AuditKey {
 
 impl std::fmt::Debug for AuditKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditKey").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("AuditKey")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -42,8 +44,10 @@ impl AuditKey {
         let rng = SystemRandom::new();
         let alg = &signature::ECDSA_P256_SHA256_ASN1_SIGNING;
         let pkcs8 = if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| PkiError::Io { path: path.display().to_string(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| PkiError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
             pem::decode("PRIVATE KEY", &text)
                 .ok_or_else(|| PkiError::InvalidKey(path.display().to_string()))?
         } else {
@@ -57,7 +61,12 @@ impl AuditKey {
         spki.extend_from_slice(pair.public_key().as_ref());
         let key_id = key_id(&spki);
         let public_pem = pem::encode("PUBLIC KEY", &spki);
-        Ok(Self { pair, rng, key_id, public_pem })
+        Ok(Self {
+            pair,
+            rng,
+            key_id,
+            public_pem,
+        })
     }
 }
 
@@ -120,7 +129,8 @@ impl Keyring {
 
 impl SignatureCheck for Keyring {
     fn verify(&self, key_id: &str, message: &[u8], signature_b64: &str) -> bool {
-        let (Some(point), Ok(sig)) = (self.points.get(key_id), STANDARD.decode(signature_b64)) else {
+        let (Some(point), Ok(sig)) = (self.points.get(key_id), STANDARD.decode(signature_b64))
+        else {
             return false;
         };
         signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, point)
@@ -141,7 +151,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let again = AuditKey::load_or_create(&path).unwrap();
         assert_eq!(k.key_id(), again.key_id());

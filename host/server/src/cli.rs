@@ -118,9 +118,14 @@ pub struct VerifyArgs {
 }
 
 fn parse_rate(s: &str) -> Result<RateLimit> {
-    let (n, per) = s.split_once('/').context("rate limit must look like 100/minute")?;
+    let (n, per) = s
+        .split_once('/')
+        .context("rate limit must look like 100/minute")?;
     let per = RateUnit::parse(per).context("rate limit unit must be minute, hour or day")?;
-    Ok(RateLimit { requests: n.parse().context("rate limit count")?, per })
+    Ok(RateLimit {
+        requests: n.parse().context("rate limit count")?,
+        per,
+    })
 }
 
 /// Runs the command line.
@@ -145,7 +150,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Migrate => {
             std::fs::create_dir_all(&cfg.server.data_dir)?;
             startup::open_store(&cfg).await?;
-            println!("migrations applied to {}", sigil_store::redact_url(&cfg.database_url()));
+            println!(
+                "migrations applied to {}",
+                sigil_store::redact_url(&cfg.database_url())
+            );
             Ok(0)
         }
         Command::CheckConfig => {
@@ -178,23 +186,39 @@ async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
                 ip_whitelist: a.ip_whitelist,
                 client_cert_sha256: None,
             };
-            let k = svc.api_keys.create(&cli.authorize::<perm::ApiKeysCreate>()?, req).await?;
-            eprintln!("created API key {} ({}); the secret below is shown only once", k.key.id, k.key.name);
+            let k = svc
+                .api_keys
+                .create(&cli.authorize::<perm::ApiKeysCreate>()?, req)
+                .await?;
+            eprintln!(
+                "created API key {} ({}); the secret below is shown only once",
+                k.key.id, k.key.name
+            );
             println!("{}", k.secret.value);
         }
         ApiKeyCommand::List => {
             let cap = cli.authorize::<perm::ApiKeysRead>()?;
             let mut after = None;
             let now = time::OffsetDateTime::now_utc();
-            println!("{:<38} {:<8} {:<24} {}", "ID", "STATUS", "NAME", "PERMISSIONS");
+            println!("{:<38} {:<8} {:<24} PERMISSIONS", "ID", "STATUS", "NAME");
             loop {
                 let page = svc
                     .api_keys
-                    .list(&cap, ApiKeyFilter::default(), PageRequest { after, limit: 500 })
+                    .list(
+                        &cap,
+                        ApiKeyFilter::default(),
+                        PageRequest { after, limit: 500 },
+                    )
                     .await?;
                 for k in &page.items {
                     let status = format!("{:?}", k.status(now)).to_lowercase();
-                    println!("{:<38} {:<8} {:<24} {}", k.id, status, k.name, k.permissions.to_vec().join(","));
+                    println!(
+                        "{:<38} {:<8} {:<24} {}",
+                        k.id,
+                        status,
+                        k.name,
+                        k.permissions.to_vec().join(",")
+                    );
                 }
                 match page.next_cursor {
                     Some(c) => after = Some(c),
@@ -204,7 +228,10 @@ async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
         }
         ApiKeyCommand::Revoke { id, reason } => {
             let id = uuid::Uuid::parse_str(&id).context("the key id is not a UUID")?;
-            let k = svc.api_keys.revoke(&cli.authorize::<perm::ApiKeysRevoke>()?, id, reason).await?;
+            let k = svc
+                .api_keys
+                .revoke(&cli.authorize::<perm::ApiKeysRevoke>()?, id, reason)
+                .await?;
             println!("revoked {} ({})", k.id, k.name);
         }
     }
@@ -212,7 +239,9 @@ async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
 }
 
 fn trusted_keyring(a: &VerifyArgs) -> Result<Option<Keyring>> {
-    let Some(p) = &a.public_key else { return Ok(None) };
+    let Some(p) = &a.public_key else {
+        return Ok(None);
+    };
     let pem = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
     let mut k = Keyring::default();
     if k.add_pem(&pem, None).is_none() {
@@ -246,13 +275,18 @@ async fn verify(cfg: &Config, a: VerifyArgs) -> Result<i32> {
         let json = if raw.starts_with('{') {
             raw.as_bytes().to_vec()
         } else {
-            base64::engine::general_purpose::STANDARD.decode(raw).context("the signature is neither JSON nor base64")?
+            base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .context("the signature is neither JSON nor base64")?
         };
-        let sig: ExportSignature = serde_json::from_slice(&json).context("parsing the signature")?;
+        let sig: ExportSignature =
+            serde_json::from_slice(&json).context("parsing the signature")?;
         let ring = match &trusted {
             Some(t) => t.clone(),
             None => {
-                eprintln!("note: trusting the public key embedded in the signature (pass --public-key to pin one)");
+                eprintln!(
+                    "note: trusting the public key embedded in the signature (pass --public-key to pin one)"
+                );
                 let mut k = Keyring::default();
                 k.add_pem(&sig.public_key_pem, Some(&sig.key_id));
                 k
@@ -268,21 +302,24 @@ async fn verify(cfg: &Config, a: VerifyArgs) -> Result<i32> {
             }
         }
     }
-    if let Ok(events) = decode_json(&body) {
-        if let Some(first) = events.first() {
-            let none = Keyring::default();
-            let mut v = ChainVerifier::new(first.seq, &first.prev_hash.clone(), vec![], &none);
-            let contiguous = events.windows(2).all(|w| w[1].seq == w[0].seq + 1);
-            for e in events {
-                v.push(e);
-            }
-            let report = v.finish(None);
-            if contiguous || !report.valid {
-                ok &= report.valid;
-                out.insert("chain".into(), serde_json::to_value(&report)?);
-            } else {
-                out.insert("chain".into(), "not checked: the export is filtered (not contiguous)".into());
-            }
+    if let Ok(events) = decode_json(&body)
+        && let Some(first) = events.first()
+    {
+        let none = Keyring::default();
+        let mut v = ChainVerifier::new(first.seq, &first.prev_hash.clone(), vec![], &none);
+        let contiguous = events.windows(2).all(|w| w[1].seq == w[0].seq + 1);
+        for e in events {
+            v.push(e);
+        }
+        let report = v.finish(None);
+        if contiguous || !report.valid {
+            ok &= report.valid;
+            out.insert("chain".into(), serde_json::to_value(&report)?);
+        } else {
+            out.insert(
+                "chain".into(),
+                "not checked: the export is filtered (not contiguous)".into(),
+            );
         }
     }
     out.insert("valid".into(), ok.into());

@@ -53,7 +53,11 @@ pub async fn services(cfg: &Config, store: SqlStore) -> Result<Services> {
         clock,
         Duration::from_millis(cfg.api_keys.cache_ttl_ms),
     ));
-    Ok(Services { store, api_keys, audit })
+    Ok(Services {
+        store,
+        api_keys,
+        audit,
+    })
 }
 
 /// A running server.
@@ -89,7 +93,8 @@ impl Running {
 /// Starts the server described by `cfg` and returns once it accepts connections.
 pub async fn start(cfg: &Config) -> Result<Running> {
     let data_dir = &cfg.server.data_dir;
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let (cert, key) = match (&cfg.tls.cert_file, &cfg.tls.key_file) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => {
@@ -118,8 +123,13 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         body_bytes: cfg.server.body_limit_bytes,
         request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
     };
-    let app = sigil_api::app(state, routes, limits).into_make_service_with_connect_info::<SocketAddr>();
-    let listen: SocketAddr = cfg.server.listen.parse().with_context(|| format!("server.listen `{}`", cfg.server.listen))?;
+    let app =
+        sigil_api::app(state, routes, limits).into_make_service_with_connect_info::<SocketAddr>();
+    let listen: SocketAddr = cfg
+        .server
+        .listen
+        .parse()
+        .with_context(|| format!("server.listen `{}`", cfg.server.listen))?;
     let handle = Handle::new();
     let (task, scheme) = if cfg.server.insecure_plain_http {
         let server = axum_server::bind(listen).handle(handle.clone());
@@ -128,7 +138,10 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         let tls = crate::tls::server_config(&cfg.tls, &cert, &key)?;
         let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
         let server = axum_server::bind_rustls(listen, rustls).handle(handle.clone());
-        (tokio::spawn(async move { server.serve(app).await }), "https")
+        (
+            tokio::spawn(async move { server.serve(app).await }),
+            "https",
+        )
     };
     let addr = match handle.listening().await {
         Some(a) => a,
@@ -137,7 +150,10 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             anyhow::bail!("the server did not start: {res:?}");
         }
     };
-    let jobs = background(&svc, Duration::from_secs(cfg.audit.checkpoint_interval_secs));
+    let jobs = background(
+        &svc,
+        Duration::from_secs(cfg.audit.checkpoint_interval_secs),
+    );
     Ok(Running {
         addr,
         scheme,

@@ -19,13 +19,17 @@ pub fn server_config(tls: &TlsSection, cert: &Path, key: &Path) -> Result<Server
         .with_context(|| format!("reading {}", cert.display()))?
         .collect::<Result<_, _>>()
         .with_context(|| format!("parsing {}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
-    let builder = ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let mut cfg = match &tls.client_ca_file {
         None => builder.with_no_client_auth().with_single_cert(chain, key)?,
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))? {
+            for c in CertificateDer::pem_file_iter(ca)
+                .with_context(|| format!("reading {}", ca.display()))?
+            {
                 roots.add(c?)?;
             }
             let crls: Vec<CertificateRevocationListDer<'static>> = match &tls.client_crl_file {
@@ -40,7 +44,9 @@ pub fn server_config(tls: &TlsSection, cert: &Path, key: &Path) -> Result<Server
                 .allow_unauthenticated()
                 .with_crls(crls)
                 .build()?;
-            builder.with_client_cert_verifier(verifier).with_single_cert(chain, key)?
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(chain, key)?
         }
     };
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

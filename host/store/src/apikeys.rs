@@ -71,13 +71,19 @@ fn values(k: &ApiKey) -> StoreResult<Values> {
         permissions: serde_json::to_string(&k.permissions.to_vec())
             .map_err(|e| StoreError::Backend(e.to_string()))?,
         whitelist: serde_json::to_string(
-            &k.ip_whitelist.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            &k.ip_whitelist
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
         )
         .map_err(|e| StoreError::Backend(e.to_string()))?,
     })
 }
 
-pub(crate) async fn insert<'c, E: Executor<'c, Database = Any>>(e: E, k: &ApiKey) -> StoreResult<()> {
+pub(crate) async fn insert<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    k: &ApiKey,
+) -> StoreResult<()> {
     let v = values(k)?;
     sqlx::query(
         "INSERT INTO api_keys (id, name, description, key_prefix, secret_hash, permissions, \
@@ -113,7 +119,10 @@ pub(crate) async fn insert<'c, E: Executor<'c, Database = Any>>(e: E, k: &ApiKey
     .map_err(map_err)
 }
 
-pub(crate) async fn update<'c, E: Executor<'c, Database = Any>>(e: E, k: &ApiKey) -> StoreResult<()> {
+pub(crate) async fn update<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    k: &ApiKey,
+) -> StoreResult<()> {
     let v = values(k)?;
     let done = sqlx::query(
         "UPDATE api_keys SET name = $2, description = $3, key_prefix = $4, secret_hash = $5, \
@@ -151,10 +160,16 @@ pub(crate) async fn update<'c, E: Executor<'c, Database = Any>>(e: E, k: &ApiKey
 }
 
 pub(crate) async fn count<'c, E: Executor<'c, Database = Any>>(e: E) -> StoreResult<i64> {
-    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM api_keys").fetch_one(e).await.map_err(map_err)
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM api_keys")
+        .fetch_one(e)
+        .await
+        .map_err(map_err)
 }
 
-pub(crate) async fn by_id<'c, E: Executor<'c, Database = Any>>(e: E, id: Uuid) -> StoreResult<Option<ApiKey>> {
+pub(crate) async fn by_id<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: Uuid,
+) -> StoreResult<Option<ApiKey>> {
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id.to_string())
@@ -168,7 +183,8 @@ pub(crate) async fn by_prefix<'c, E: Executor<'c, Database = Any>>(
     e: E,
     prefix: &str,
 ) -> StoreResult<Option<ApiKey>> {
-    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_prefix = $1 OR previous_prefix = $1");
+    let sql =
+        format!("SELECT {COLUMNS} FROM api_keys WHERE key_prefix = $1 OR previous_prefix = $1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(prefix)
         .fetch_optional(e)
@@ -224,12 +240,16 @@ pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
         Some(KeyStatus::Revoked) => sql.push_str(" AND revoked_at IS NOT NULL"),
         Some(KeyStatus::Expired) => {
             let i = next();
-            sql.push_str(&format!(" AND revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ${i}"));
+            sql.push_str(&format!(
+                " AND revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ${i}"
+            ));
             ints.push((texts.len(), now));
         }
         Some(KeyStatus::Active) => {
             let i = next();
-            sql.push_str(&format!(" AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ${i})"));
+            sql.push_str(&format!(
+                " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ${i})"
+            ));
             ints.push((texts.len(), now));
         }
     }

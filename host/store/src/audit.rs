@@ -99,7 +99,13 @@ pub(crate) async fn events<'c, E: Executor<'c, Database = Any>>(
             Some(prefix) => cond(
                 &mut sql,
                 " AND action LIKE ? ESCAPE '\\'",
-                P::T(format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))),
+                P::T(format!(
+                    "{}%",
+                    prefix
+                        .replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                )),
             ),
             None => cond(&mut sql, " AND action = ?", P::T(v.clone())),
         }
@@ -139,7 +145,9 @@ pub(crate) async fn head<'c, E: Executor<'c, Database = Any>>(e: E) -> StoreResu
     })
 }
 
-pub(crate) async fn checkpoints<'c, E: Executor<'c, Database = Any>>(e: E) -> StoreResult<Vec<Checkpoint>> {
+pub(crate) async fn checkpoints<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+) -> StoreResult<Vec<Checkpoint>> {
     let rows = sqlx::query(
         "SELECT seq, hash, signed_at, key_id, signature FROM audit_checkpoints ORDER BY seq, key_id",
     )
@@ -195,11 +203,15 @@ pub(crate) async fn register_key<'c, E: Executor<'c, Database = Any>>(
     .map_err(map_err)
 }
 
-pub(crate) async fn keys<'c, E: Executor<'c, Database = Any>>(e: E) -> StoreResult<Vec<AuditKeyRecord>> {
-    let rows = sqlx::query("SELECT key_id, public_key_pem, created_at FROM audit_keys ORDER BY created_at")
-        .fetch_all(e)
-        .await
-        .map_err(map_err)?;
+pub(crate) async fn keys<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+) -> StoreResult<Vec<AuditKeyRecord>> {
+    let rows = sqlx::query(
+        "SELECT key_id, public_key_pem, created_at FROM audit_keys ORDER BY created_at",
+    )
+    .fetch_all(e)
+    .await
+    .map_err(map_err)?;
     rows.iter()
         .map(|r| {
             Ok(AuditKeyRecord {
@@ -210,4 +222,3 @@ pub(crate) async fn keys<'c, E: Executor<'c, Database = Any>>(e: E) -> StoreResu
         })
         .collect()
 }
-

@@ -110,11 +110,18 @@ impl SqlStore {
         } else {
             return Err(OpenError::Scheme(redact_url(&opts.url)));
         };
-        let connect_err = |source| OpenError::Connect { url: redact_url(&opts.url), source };
+        let connect_err = |source| OpenError::Connect {
+            url: redact_url(&opts.url),
+            source,
+        };
         match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(&opts.url);
-                let sync = if opts.sqlite_synchronous == "normal" { "NORMAL" } else { "FULL" };
+                let sync = if opts.sqlite_synchronous == "normal" {
+                    "NORMAL"
+                } else {
+                    "FULL"
+                };
                 let setup = format!(
                     "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;"
                 );
@@ -133,8 +140,14 @@ impl SqlStore {
                         .connect(&url)
                 };
                 let write = pool(1).await.map_err(connect_err)?;
-                let read = pool(opts.max_connections.max(1)).await.map_err(connect_err)?;
-                Ok(Self { read, write, backend })
+                let read = pool(opts.max_connections.max(1))
+                    .await
+                    .map_err(connect_err)?;
+                Ok(Self {
+                    read,
+                    write,
+                    backend,
+                })
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -143,7 +156,11 @@ impl SqlStore {
                     .connect(&opts.url)
                     .await
                     .map_err(connect_err)?;
-                Ok(Self { read: pool.clone(), write: pool, backend })
+                Ok(Self {
+                    read: pool.clone(),
+                    write: pool,
+                    backend,
+                })
             }
         }
     }
@@ -151,8 +168,16 @@ impl SqlStore {
     /// Applies pending migrations for this backend.
     pub async fn migrate(&self) -> Result<(), OpenError> {
         match self.backend {
-            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite").run(&self.write).await?,
-            Backend::Postgres => sqlx::migrate!("../../migrations/postgres").run(&self.write).await?,
+            Backend::Sqlite => {
+                sqlx::migrate!("../../migrations/sqlite")
+                    .run(&self.write)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("../../migrations/postgres")
+                    .run(&self.write)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -164,7 +189,10 @@ impl SqlStore {
 
     /// Runs raw SQL on the write connection. For tests that simulate tampering or failures.
     pub async fn execute_raw(&self, sql: &str) -> Result<(), sqlx::Error> {
-        self.write.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.map(|_| ())
+        self.write
+            .execute(sqlx::AssertSqlSafe(sql.to_owned()))
+            .await
+            .map(|_| ())
     }
 
     /// Closes both pools.
@@ -189,7 +217,10 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::RowNotFound => StoreError::NotFound,
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
-            constraint: db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned()),
+            constraint: db
+                .constraint()
+                .map(str::to_owned)
+                .unwrap_or_else(|| db.message().to_owned()),
         },
         other => StoreError::Backend(other.to_string()),
     }
@@ -219,12 +250,19 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await.map(|_| ()).map_err(map_err)
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map(|_| ())
+            .map_err(map_err)
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         let tx = self.write.begin().await.map_err(map_err)?;
-        Ok(Box::new(tx::SqlTx { tx, backend: self.backend }))
+        Ok(Box::new(tx::SqlTx {
+            tx,
+            backend: self.backend,
+        }))
     }
 
     async fn count_api_keys(&self) -> StoreResult<i64> {
@@ -243,7 +281,11 @@ impl Store for SqlStore {
         apikeys::by_certificate(&self.read, sha256).await
     }
 
-    async fn list_api_keys(&self, f: &ApiKeyFilter, page: &PageRequest) -> StoreResult<Vec<ApiKey>> {
+    async fn list_api_keys(
+        &self,
+        f: &ApiKeyFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Vec<ApiKey>> {
         apikeys::list(&self.read, f, page).await
     }
 
@@ -308,7 +350,10 @@ mod tests {
             redact_url("postgres://sigil:hunter2@127.0.0.1/sigil"),
             "postgres://sigil:***@127.0.0.1/sigil"
         );
-        assert_eq!(redact_url("sqlite://data/sigil.db"), "sqlite://data/sigil.db");
+        assert_eq!(
+            redact_url("sqlite://data/sigil.db"),
+            "sqlite://data/sigil.db"
+        );
     }
 
     #[test]
@@ -321,5 +366,4 @@ mod tests {
         assert_eq!(sqlite_url("sqlite://x.db"), "sqlite://x.db?mode=rwc");
         assert_eq!(sqlite_url("sqlite://x.db?mode=ro"), "sqlite://x.db?mode=ro");
     }
-
 }

@@ -28,7 +28,10 @@ impl Tx for SqlTx {
             // The single write connection already serialises SQLite writers.
             Backend::Sqlite => "",
         };
-        let sql = format!("SELECT {} FROM api_keys WHERE id = $1{lock}", apikeys::COLUMNS);
+        let sql = format!(
+            "SELECT {} FROM api_keys WHERE id = $1{lock}",
+            apikeys::COLUMNS
+        );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_string())
             .fetch_optional(&mut *self.tx)
@@ -47,7 +50,9 @@ impl Tx for SqlTx {
         now: OffsetDateTime,
     ) -> StoreResult<Vec<AuditEvent>> {
         if events.is_empty() {
-            return Err(StoreError::Backend("a change must be committed with its audit events".into()));
+            return Err(StoreError::Backend(
+                "a change must be committed with its audit events".into(),
+            ));
         }
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE",

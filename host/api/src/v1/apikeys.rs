@@ -164,7 +164,10 @@ pub struct IssuedKeyView {
 
 impl From<IssuedApiKey> for IssuedKeyView {
     fn from(i: IssuedApiKey) -> Self {
-        Self { key: i.secret.value.clone(), api_key: ApiKeyView::from_key(i.key) }
+        Self {
+            key: i.secret.value.clone(),
+            api_key: ApiKeyView::from_key(i.key),
+        }
     }
 }
 
@@ -242,7 +245,10 @@ async fn list(
         name_contains: q.name,
         ..Default::default()
     };
-    let page = PageRequest { after: q.cursor, limit: page_size(q.limit)? };
+    let page = PageRequest {
+        after: q.cursor,
+        limit: page_size(q.limit)?,
+    };
     let p = st.api_keys.list(&cap, filter, page).await?;
     Ok(axum::Json(ApiKeyPage {
         items: p.items.into_iter().map(ApiKeyView::from_key).collect(),
@@ -261,7 +267,9 @@ async fn show(
     Authorized(cap): Authorized<perm::ApiKeysRead>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ApiKeyView>, ApiError> {
-    Ok(axum::Json(ApiKeyView::from_key(st.api_keys.get(&cap, key_id(&id)?).await?)))
+    Ok(axum::Json(ApiKeyView::from_key(
+        st.api_keys.get(&cap, key_id(&id)?).await?,
+    )))
 }
 
 /// Change an API key's settings.
@@ -286,7 +294,9 @@ async fn update(
         ip_whitelist: b.ip_whitelist,
         client_cert_sha256: b.client_cert_sha256,
     };
-    Ok(axum::Json(ApiKeyView::from_key(st.api_keys.update(&cap, key_id(&id)?, patch).await?)))
+    Ok(axum::Json(ApiKeyView::from_key(
+        st.api_keys.update(&cap, key_id(&id)?, patch).await?,
+    )))
 }
 
 /// Revoke an API key (takes effect at once; repeating it is harmless).
@@ -300,7 +310,9 @@ async fn revoke(
     Path(id): Path<String>,
     Query(q): Query<RevokeQuery>,
 ) -> Result<axum::Json<ApiKeyView>, ApiError> {
-    Ok(axum::Json(ApiKeyView::from_key(st.api_keys.revoke(&cap, key_id(&id)?, q.reason).await?)))
+    Ok(axum::Json(ApiKeyView::from_key(
+        st.api_keys.revoke(&cap, key_id(&id)?, q.reason).await?,
+    )))
 }
 
 /// Replace an API key's secret, optionally keeping the old one valid for a grace period.
@@ -316,6 +328,9 @@ async fn rotate(
     Path(id): Path<String>,
     Json(b): Json<RotateBody>,
 ) -> Result<axum::Json<IssuedKeyView>, ApiError> {
-    let issued = st.api_keys.rotate(&cap, key_id(&id)?, b.grace_period_seconds).await?;
+    let issued = st
+        .api_keys
+        .rotate(&cap, key_id(&id)?, b.grace_period_seconds)
+        .await?;
     Ok(axum::Json(IssuedKeyView::from(issued)))
 }

@@ -78,8 +78,13 @@ impl From<AuditEvent> for AuditEventView {
             seq: e.seq,
             id: e.id.to_string(),
             occurred_at: rfc3339(e.occurred_at()),
-            details: serde_json::from_str(&e.details).unwrap_or(serde_json::Value::String(e.details)),
-            actor: ActorView { kind: e.actor_kind, id: e.actor_id, name: e.actor_name },
+            details: serde_json::from_str(&e.details)
+                .unwrap_or(serde_json::Value::String(e.details)),
+            actor: ActorView {
+                kind: e.actor_kind,
+                id: e.actor_id,
+                name: e.actor_name,
+            },
             api_key_id: e.api_key_id,
             operator_id: e.operator_id,
             action: e.action,
@@ -137,8 +142,16 @@ impl AuditQuery {
             object_id: self.object_id.clone(),
             action: self.action.clone(),
             outcome: self.outcome.clone(),
-            from_us: self.from.as_deref().map(|s| parse_time("from", s).map(unix_micros)).transpose()?,
-            until_us: self.until.as_deref().map(|s| parse_time("until", s).map(unix_micros)).transpose()?,
+            from_us: self
+                .from
+                .as_deref()
+                .map(|s| parse_time("from", s).map(unix_micros))
+                .transpose()?,
+            until_us: self
+                .until
+                .as_deref()
+                .map(|s| parse_time("until", s).map(unix_micros))
+                .transpose()?,
             after_seq: None,
         })
     }
@@ -155,9 +168,15 @@ async fn query(
     Query(q): Query<AuditQuery>,
 ) -> Result<axum::Json<AuditPage>, ApiError> {
     if q.format.is_some() {
-        return Err(ApiError::bad_request("invalid_query", "format applies to /api/v1/audit/export"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "format applies to /api/v1/audit/export",
+        ));
     }
-    let p = st.audit.query(&cap, q.filter()?, q.cursor.as_deref(), page_size(q.limit)?).await?;
+    let p = st
+        .audit
+        .query(&cap, q.filter()?, q.cursor.as_deref(), page_size(q.limit)?)
+        .await?;
     Ok(axum::Json(AuditPage {
         items: p.items.into_iter().map(Into::into).collect(),
         next_cursor: p.next_cursor,
@@ -185,8 +204,15 @@ async fn trail(
     Path((object_type, object_id)): Path<(String, String)>,
     Query(q): Query<TrailQuery>,
 ) -> Result<axum::Json<AuditPage>, ApiError> {
-    let f = AuditFilter { object_type: Some(object_type), object_id: Some(object_id), ..Default::default() };
-    let p = st.audit.query(&cap, f, q.cursor.as_deref(), page_size(q.limit)?).await?;
+    let f = AuditFilter {
+        object_type: Some(object_type),
+        object_id: Some(object_id),
+        ..Default::default()
+    };
+    let p = st
+        .audit
+        .query(&cap, f, q.cursor.as_deref(), page_size(q.limit)?)
+        .await?;
     Ok(axum::Json(AuditPage {
         items: p.items.into_iter().map(Into::into).collect(),
         next_cursor: p.next_cursor,
@@ -207,8 +233,10 @@ async fn export(
     let format = ExportFormat::parse(q.format.as_deref().unwrap_or("json"))?;
     let mut filter = q.filter()?;
     if let Some(c) = &q.cursor {
-        filter.after_seq =
-            Some(c.parse().map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not valid"))?);
+        filter.after_seq = Some(
+            c.parse()
+                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not valid"))?,
+        );
     }
     let ex = st.audit.export(&cap, filter, format, q.limit).await?;
     let sig = serde_json::to_vec(&ex.signature).unwrap_or_default();
@@ -220,7 +248,10 @@ async fn export(
     };
     let mut res = ex.body.into_response();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ex.content_type));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(ex.content_type),
+    );
     if let Ok(v) = HeaderValue::from_str(&sig) {
         h.insert("sigil-signature", v);
     }

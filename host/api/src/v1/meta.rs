@@ -12,7 +12,9 @@ use crate::extract::Authorized;
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(permissions)).routes(routes!(exposure))
+    OpenApiRouter::new()
+        .routes(routes!(permissions))
+        .routes(routes!(exposure))
 }
 
 /// The permission catalogue.
@@ -42,5 +44,8 @@ async fn exposure(
     State(st): State<AppState>,
     Authorized(_cap): Authorized<perm::ExposureRead>,
 ) -> Result<axum::Json<ExposureView>, ApiError> {
-    Ok(axum::Json(ExposureView { config: st.exposure.config(), endpoints: st.exposure.list() }))
+    Ok(axum::Json(ExposureView {
+        config: st.exposure.config(),
+        endpoints: st.exposure.list(),
+    }))
 }

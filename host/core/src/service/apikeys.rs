@@ -77,14 +77,21 @@ pub struct ApiKeyService {
 
 impl std::fmt::Debug for ApiKeyService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKeyService").field("cache_ttl", &self.cache_ttl).finish_non_exhaustive()
+        f.debug_struct("ApiKeyService")
+            .field("cache_ttl", &self.cache_ttl)
+            .finish_non_exhaustive()
     }
 }
 
 impl ApiKeyService {
     /// `cache_ttl` bounds how long another node may keep honouring a key revoked elsewhere.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, cache_ttl: StdDuration) -> Self {
-        Self { store, clock, cache: Mutex::new(HashMap::new()), cache_ttl }
+        Self {
+            store,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+            cache_ttl,
+        }
     }
 
     /// Creates a key. The caller may only grant permissions it holds itself.
@@ -117,7 +124,11 @@ impl ApiKeyService {
             previous_hash: None,
             previous_expires_at: None,
             rotated_at: None,
-            client_cert_sha256: req.client_cert_sha256.as_deref().map(apikey::parse_fingerprint).transpose()?,
+            client_cert_sha256: req
+                .client_cert_sha256
+                .as_deref()
+                .map(apikey::parse_fingerprint)
+                .transpose()?,
         };
         let mut tx = self.store.begin().await?;
         tx.insert_api_key(&key).await.map_err(name_conflict)?;
@@ -163,14 +174,20 @@ impl ApiKeyService {
                 .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
         }
         filter.now = Some(self.clock.now());
-        let fetch = PageRequest { after: page.after, limit: page.limit + 1 };
+        let fetch = PageRequest {
+            after: page.after,
+            limit: page.limit + 1,
+        };
         let rows = self.store.list_api_keys(&filter, &fetch).await?;
         Ok(paginate(rows, page.limit, |k| k.id.to_string()))
     }
 
     /// One key.
     pub async fn get(&self, _cap: &Capability<perm::ApiKeysRead>, id: Uuid) -> Result<ApiKey> {
-        self.store.api_key(id).await?.ok_or_else(|| CoreError::not_found("api_key", id.to_string()))
+        self.store
+            .api_key(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))
     }
 
     /// Changes a key's settings. Revoked keys cannot be changed.
@@ -187,7 +204,10 @@ impl ApiKeyService {
             .await?
             .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
         if before.revoked_at.is_some() {
-            return Err(CoreError::conflict("api_key_revoked", "a revoked API key cannot be changed"));
+            return Err(CoreError::conflict(
+                "api_key_revoked",
+                "a revoked API key cannot be changed",
+            ));
         }
         let mut key = before.clone();
         if let Some(n) = &patch.name {
@@ -240,7 +260,9 @@ impl ApiKeyService {
         if key.revoked_at.is_some() {
             return Ok(key);
         }
-        let reason = reason.map(|r| apikey::validate_description(&r)).transpose()?;
+        let reason = reason
+            .map(|r| apikey::validate_description(&r))
+            .transpose()?;
         key.revoked_at = Some(now);
         key.revocation_reason = reason.clone();
         key.previous_prefix = None;
@@ -277,10 +299,16 @@ impl ApiKeyService {
             .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
         match key.status(now) {
             KeyStatus::Revoked => {
-                return Err(CoreError::conflict("api_key_revoked", "a revoked API key cannot be rotated"));
+                return Err(CoreError::conflict(
+                    "api_key_revoked",
+                    "a revoked API key cannot be rotated",
+                ));
             }
             KeyStatus::Expired => {
-                return Err(CoreError::conflict("api_key_expired", "an expired API key cannot be rotated"));
+                return Err(CoreError::conflict(
+                    "api_key_expired",
+                    "an expired API key cannot be rotated",
+                ));
             }
             KeyStatus::Active => {}
         }
@@ -316,12 +344,18 @@ impl ApiKeyService {
     ) -> Result<Arc<Principal>> {
         let prefix =
             presented_prefix(presented).ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
-        let key = self.lookup(prefix).await?.ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
+        let key = self
+            .lookup(prefix)
+            .await?
+            .ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
         let hash = hash_secret(presented);
         let now = self.clock.now();
         let current = key.prefix == prefix && hashes_match(&hash, &key.secret_hash);
         let previous = key.previous_prefix.as_deref() == Some(prefix)
-            && key.previous_hash.as_deref().is_some_and(|h| hashes_match(&hash, h))
+            && key
+                .previous_hash
+                .as_deref()
+                .is_some_and(|h| hashes_match(&hash, h))
             && key.previous_expires_at.is_some_and(|t| t > now);
         if !current && !previous {
             return Err(CoreError::Unauthenticated(AuthFailure::Unknown));
@@ -356,13 +390,13 @@ impl ApiKeyService {
             KeyStatus::Expired => return Err(CoreError::Unauthenticated(AuthFailure::Expired)),
             KeyStatus::Active => {}
         }
-        if let Some(ip) = context.client_ip {
-            if !apikey::whitelist_allows(&key.ip_whitelist, ip) {
-                return Err(CoreError::Forbidden {
-                    code: "ip_not_allowed",
-                    detail: format!("requests from {ip} are not allowed for this API key"),
-                });
-            }
+        if let Some(ip) = context.client_ip
+            && !apikey::whitelist_allows(&key.ip_whitelist, ip)
+        {
+            return Err(CoreError::Forbidden {
+                code: "ip_not_allowed",
+                detail: format!("requests from {ip} are not allowed for this API key"),
+            });
         }
         if let Some(limit) = key.rate_limit {
             self.check_rate(&key, limit, now).await?;
@@ -383,7 +417,10 @@ impl ApiKeyService {
         let t = now.unix_timestamp();
         let start = t - t.rem_euclid(len);
         let end = start + len;
-        let count = self.store.rate_limit_hit(&format!("api_key:{}", key.id), start, end).await?;
+        let count = self
+            .store
+            .rate_limit_hit(&format!("api_key:{}", key.id), start, end)
+            .await?;
         if count > i64::from(limit.requests) {
             return Err(CoreError::RateLimited {
                 limit: limit.requests,
@@ -395,24 +432,25 @@ impl ApiKeyService {
     }
 
     async fn lookup(&self, prefix: &str) -> Result<Option<ApiKey>> {
-        if !self.cache_ttl.is_zero() {
-            if let Ok(cache) = self.cache.lock() {
-                if let Some((k, at)) = cache.get(prefix) {
-                    if at.elapsed() < self.cache_ttl {
-                        return Ok(Some(k.clone()));
-                    }
-                }
-            }
+        let caching = !self.cache_ttl.is_zero();
+        if caching
+            && let Ok(cache) = self.cache.lock()
+            && let Some((k, at)) = cache.get(prefix)
+            && at.elapsed() < self.cache_ttl
+        {
+            return Ok(Some(k.clone()));
         }
         let found = self.store.api_key_by_prefix(prefix).await?;
-        if let (Some(k), false) = (&found, self.cache_ttl.is_zero()) {
-            if let Ok(mut cache) = self.cache.lock() {
-                // Bound the cache; a full clear is cheap and rare.
-                if cache.len() > 10_000 {
-                    cache.clear();
-                }
-                cache.insert(prefix.to_owned(), (k.clone(), Instant::now()));
+        // Only hits are cached: a key created on another node works at once.
+        if caching
+            && let Some(k) = &found
+            && let Ok(mut cache) = self.cache.lock()
+        {
+            // Bound the cache; a full clear is cheap and rare.
+            if cache.len() > 10_000 {
+                cache.clear();
             }
+            cache.insert(prefix.to_owned(), (k.clone(), Instant::now()));
         }
         Ok(found)
     }
@@ -428,7 +466,10 @@ impl ApiKeyService {
 
     fn grantable(&self, principal: &Principal, requested: &[String]) -> Result<PermissionSet> {
         if requested.is_empty() {
-            return Err(CoreError::invalid("invalid_permission", "permissions must not be empty"));
+            return Err(CoreError::invalid(
+                "invalid_permission",
+                "permissions must not be empty",
+            ));
         }
         let set = PermissionSet::parse(requested)?;
         if !set.is_subset_of(&principal.permissions) {

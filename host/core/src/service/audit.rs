@@ -49,14 +49,20 @@ pub struct AuditService {
 
 impl std::fmt::Debug for AuditService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditService").field("key_id", &self.crypto.key_id()).finish_non_exhaustive()
+        f.debug_struct("AuditService")
+            .field("key_id", &self.crypto.key_id())
+            .finish_non_exhaustive()
     }
 }
 
 impl AuditService {
     /// Wires the service.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, crypto: Arc<dyn AuditCrypto>) -> Self {
-        Self { store, clock, crypto }
+        Self {
+            store,
+            clock,
+            crypto,
+        }
     }
 
     /// Registers this node's audit public key so that every verifier can check its checkpoints.
@@ -136,7 +142,12 @@ impl AuditService {
         let body = encode(format, &events, now)?;
         let signature = ExportSignature::sign(&body, now, self.crypto.as_ref())?;
         let _ = cap;
-        Ok(Export { count: events.len(), content_type: format.content_type(), body, signature })
+        Ok(Export {
+            count: events.len(),
+            content_type: format.content_type(),
+            body,
+            signature,
+        })
     }
 }
 
