@@ -8,4 +8,5 @@ mod audit;
 mod cli;
 mod exposure;
 mod http;
+mod mtls;
 mod scaleout;
