@@ -133,3 +133,124 @@ async fn an_endpoint_can_require_a_client_certificate() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn exposure_changed_through_the_api_applies_on_every_node_and_is_audited() {
+    for db in backends().await {
+        let opts = Options {
+            toml: "[server]\nsettings_refresh_ms = 100\n".into(),
+            ..Default::default()
+        };
+        let a = TestServer::start_with(&db, opts.clone()).await;
+        let b = TestServer::start_with(&db, opts).await;
+        let admin = a.admin_key.clone();
+        let body =
+            serde_json::json!({"endpoints": {"GET /api/v1/permissions": {"enabled": false}}});
+        let (st, view) = json(
+            a.admin(Method::PUT, "/api/v1/exposure")
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, view["source"].as_str()), (200, Some("api")), "{view}");
+        assert_eq!(
+            a.admin(Method::GET, "/api/v1/permissions")
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(
+            b.req(Method::GET, "/api/v1/permissions", &admin)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+        // Bad changes are refused and change nothing.
+        let lockout = serde_json::json!({"modules": {"exposure": {"enabled": false}}});
+        let (st, e) = json(
+            a.admin(Method::PUT, "/api/v1/exposure")
+                .json(&lockout)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, e["code"].as_str()), (409, Some("exposure_lockout")));
+        let unknown = serde_json::json!({"endpoints": {"GET /api/v1/nowhere": {"enabled": false}}});
+        let (st, e) = json(
+            a.admin(Method::PUT, "/api/v1/exposure")
+                .json(&unknown)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, e["code"].as_str()), (400, Some("invalid_exposure")));
+        let (st, e) = json(
+            a.admin(Method::PUT, "/api/v1/exposure")
+                .json(&serde_json::json!({"colour": 1}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, e["code"].as_str()), (400, Some("unknown_field")));
+        // A key without exposure:update may read but not change.
+        let reader = a
+            .create_key(serde_json::json!({"name": "x-reader", "permissions": ["exposure:read"]}))
+            .await;
+        let r = a
+            .req(
+                Method::PUT,
+                "/api/v1/exposure",
+                reader["key"].as_str().unwrap(),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        // Reset: the file applies again, everywhere.
+        let (st, view) = json(
+            a.admin(Method::DELETE, "/api/v1/exposure")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, view["source"].as_str()), (200, Some("file")));
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(
+            b.req(Method::GET, "/api/v1/permissions", &admin)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let (_, trail) = json(
+            a.admin(Method::GET, "/api/v1/audit/objects/setting/exposure")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let actions: Vec<_> = trail["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(actions, ["exposure.update", "exposure.reset"]);
+        a.stop().await;
+        b.stop().await;
+        db.cleanup().await;
+    }
+}

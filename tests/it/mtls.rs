@@ -34,7 +34,8 @@ fn client_pki() -> ClientPki {
     let dir = tempfile::tempdir().unwrap();
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(vec![]).unwrap();
-    ca.distinguished_name.push(DnType::CommonName, "Test Client CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "Test Client CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_identifier_method = KeyIdMethod::Sha256;
     let ca_cert = ca.self_signed(&ca_key).unwrap();
@@ -60,7 +61,11 @@ fn client_pki() -> ClientPki {
     .signed_by(&issuer)
     .unwrap();
     std::fs::write(dir.path().join("client-ca.crl.pem"), crl.pem().unwrap()).unwrap();
-    ClientPki { dir, good_sha256, other_sha256 }
+    ClientPki {
+        dir,
+        good_sha256,
+        other_sha256,
+    }
 }
 
 #[tokio::test]
@@ -75,36 +80,117 @@ async fn a_client_certificate_authenticates_as_its_bound_key_and_crl_entries_are
             d.join("client-ca.pem").display(),
             d.join("client-ca.crl.pem").display()
         );
-        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        let s = TestServer::start_with(
+            &db,
+            Options {
+                toml,
+                ..Default::default()
+            },
+        )
+        .await;
         let k = s
             .create_key(json!({"name": "by-cert", "permissions": ["api_keys:read", "audit:read"], "client_cert_sha256": pki.good_sha256}))
             .await;
         let ca = s.data_dir().join("tls/ca.pem");
-        let as_client = |name: &str| client_for(&ca, Some((&d.join(format!("{name}.pem")), &d.join(format!("{name}-key.pem")))));
+        let as_client = |name: &str| {
+            client_for(
+                &ca,
+                Some((
+                    &d.join(format!("{name}.pem")),
+                    &d.join(format!("{name}-key.pem")),
+                )),
+            )
+        };
         let url = |p: &str| format!("{}{p}", s.url);
 
         // The bound certificate is enough on an mTLS endpoint, with no API key at all.
-        let (st, body) = json(as_client("good").get(url("/api/v1/api-keys")).send().await.unwrap()).await;
+        let (st, body) = json(
+            as_client("good")
+                .get(url("/api/v1/api-keys"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(st, 200, "{body}");
         // An API key alone does not satisfy an mTLS endpoint.
-        let (st, b) = json(s.admin(Method::GET, "/api/v1/api-keys").send().await.unwrap()).await;
-        assert_eq!((st, b["code"].as_str()), (401, Some("client_certificate_required")));
+        let (st, b) = json(
+            s.admin(Method::GET, "/api/v1/api-keys")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (st, b["code"].as_str()),
+            (401, Some("client_certificate_required"))
+        );
         // "either" accepts both.
-        assert_eq!(as_client("good").get(url("/api/v1/audit")).send().await.unwrap().status(), 200);
-        assert_eq!(s.admin(Method::GET, "/api/v1/audit").send().await.unwrap().status(), 200);
+        assert_eq!(
+            as_client("good")
+                .get(url("/api/v1/audit"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(
+            s.admin(Method::GET, "/api/v1/audit")
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
         // A valid certificate bound to no key is unknown.
-        let (st, b) = json(as_client("other").get(url("/api/v1/api-keys")).send().await.unwrap()).await;
+        let (st, b) = json(
+            as_client("other")
+                .get(url("/api/v1/api-keys"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!((st, b["code"].as_str()), (401, Some("credentials_invalid")));
         let _ = &pki.other_sha256;
         // A revoked certificate does not get through the handshake.
-        assert!(as_client("revoked").get(url("/health/live")).send().await.is_err());
+        assert!(
+            as_client("revoked")
+                .get(url("/health/live"))
+                .send()
+                .await
+                .is_err()
+        );
         // The audit trail records the key the certificate stood for.
-        let (_, trail) = json(s.admin(Method::GET, "/api/v1/audit?limit=500").send().await.unwrap()).await;
-        assert!(trail["items"].as_array().unwrap().iter().any(|e| e["object_id"] == k["id"]));
+        let (_, trail) = json(
+            s.admin(Method::GET, "/api/v1/audit?limit=500")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(
+            trail["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["object_id"] == k["id"])
+        );
         // Revoking the key revokes the certificate's access too.
         let id = k["id"].as_str().unwrap();
-        s.admin(Method::DELETE, &format!("/api/v1/api-keys/{id}")).send().await.unwrap();
-        let (st, b) = json(as_client("good").get(url("/api/v1/api-keys")).send().await.unwrap()).await;
+        s.admin(Method::DELETE, &format!("/api/v1/api-keys/{id}"))
+            .send()
+            .await
+            .unwrap();
+        let (st, b) = json(
+            as_client("good")
+                .get(url("/api/v1/api-keys"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!((st, b["code"].as_str()), (401, Some("api_key_revoked")));
         s.stop().await;
         db.cleanup().await;

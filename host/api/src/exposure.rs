@@ -112,18 +112,43 @@ pub enum ExposureError {
     /// Authentication cannot be switched off for the management API.
     #[error("exposure: `{0}` must require authentication")]
     Unauthenticated(String),
+    /// The change would disable the endpoints that change exposure.
+    #[error("exposure: `{0}` must stay enabled, or exposure could not be changed back")]
+    LockOut(String),
+    /// A stored configuration that no longer parses.
+    #[error("exposure: stored configuration is invalid: {0}")]
+    Stored(String),
 }
+
+/// Where the configuration in force comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The `[exposure]` section of the configuration file.
+    File,
+    /// `PUT /api/v1/exposure` (stored in the database, shared by every node).
+    Api,
+}
+
+const SELF_ENDPOINTS: [&str; 3] = [
+    "GET /api/v1/exposure",
+    "PUT /api/v1/exposure",
+    "DELETE /api/v1/exposure",
+];
 
 /// The live exposure table; replaced atomically when the configuration changes.
 #[derive(Debug)]
 pub struct Exposure {
     endpoints: Vec<(Method, String)>,
+    file: ExposureConfig,
     current: RwLock<Arc<Table>>,
 }
 
 #[derive(Debug)]
 struct Table {
     config: ExposureConfig,
+    source: Source,
+    raw: Option<String>,
     global: Vec<IpNet>,
     by_endpoint: HashMap<String, Resolved>,
 }
@@ -138,9 +163,10 @@ impl Exposure {
         endpoints: Vec<(Method, String)>,
         config: ExposureConfig,
     ) -> Result<Self, ExposureError> {
-        let table = Self::compile(&endpoints, config)?;
+        let table = Self::compile(&endpoints, config.clone(), Source::File, None)?;
         Ok(Self {
             endpoints,
+            file: config,
             current: RwLock::new(Arc::new(table)),
         })
     }
@@ -148,6 +174,8 @@ impl Exposure {
     fn compile(
         endpoints: &[(Method, String)],
         config: ExposureConfig,
+        source: Source,
+        raw: Option<String>,
     ) -> Result<Table, ExposureError> {
         let nets = |list: &[String]| {
             parse_whitelist(list).map_err(|e| ExposureError::Invalid(e.to_string()))
@@ -200,18 +228,48 @@ impl Exposure {
         }
         Ok(Table {
             config,
+            source,
+            raw,
             global,
             by_endpoint,
         })
     }
 
-    /// Checks a new configuration and, if it is valid, makes it current.
-    pub fn replace(&self, config: ExposureConfig) -> Result<(), ExposureError> {
-        let table = Self::compile(&self.endpoints, config)?;
+    /// Checks a configuration submitted through the API without applying it: it must compile
+    /// and keep the exposure endpoints themselves reachable.
+    pub fn validate_update(&self, config: &ExposureConfig) -> Result<(), ExposureError> {
+        let t = Self::compile(&self.endpoints, config.clone(), Source::Api, None)?;
+        for e in SELF_ENDPOINTS {
+            if t.by_endpoint.get(e).is_some_and(|r| !r.enabled) {
+                return Err(ExposureError::LockOut(e.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the stored override (`None`: the file) current if it differs from what is in force.
+    /// Returns whether anything changed.
+    pub fn sync(&self, raw: Option<&str>) -> Result<bool, ExposureError> {
+        if self.table().is_some_and(|t| t.raw.as_deref() == raw) {
+            return Ok(false);
+        }
+        let table = match raw {
+            None => Self::compile(&self.endpoints, self.file.clone(), Source::File, None)?,
+            Some(r) => {
+                let cfg: ExposureConfig =
+                    serde_json::from_str(r).map_err(|e| ExposureError::Stored(e.to_string()))?;
+                Self::compile(&self.endpoints, cfg, Source::Api, Some(r.to_owned()))?
+            }
+        };
         if let Ok(mut cur) = self.current.write() {
             *cur = Arc::new(table);
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Where the configuration in force comes from.
+    pub fn source(&self) -> Source {
+        self.table().map(|t| t.source).unwrap_or(Source::File)
     }
 
     fn table(&self) -> Option<Arc<Table>> {
@@ -319,6 +377,39 @@ mod tests {
         assert!(matches!(
             Exposure::new(eps(), c),
             Err(ExposureError::Unauthenticated(_))
+        ));
+    }
+
+    #[test]
+    fn api_overrides_replace_the_file_and_cannot_lock_exposure_out() {
+        let mut eps = eps();
+        eps.push((Method::PUT, "/api/v1/exposure".into()));
+        let x = Exposure::new(eps, ExposureConfig::default()).unwrap();
+        let mut c = ExposureConfig::default();
+        c.endpoints.insert(
+            "GET /api/v1/api-keys".into(),
+            Rule {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        );
+        x.validate_update(&c).unwrap();
+        assert!(x.sync(Some(&serde_json::to_string(&c).unwrap())).unwrap());
+        assert_eq!(x.source(), Source::Api);
+        assert!(!x.enabled(&Method::GET, "/api/v1/api-keys"));
+        assert!(x.sync(None).unwrap());
+        assert!(x.enabled(&Method::GET, "/api/v1/api-keys"));
+        let mut c = ExposureConfig::default();
+        c.modules.insert(
+            "exposure".into(),
+            Rule {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        );
+        assert!(matches!(
+            x.validate_update(&c),
+            Err(ExposureError::LockOut(_))
         ));
     }
 

@@ -43,6 +43,8 @@ pub struct AppState {
     pub api_keys: Arc<ApiKeyService>,
     /// Audit trail.
     pub audit: Arc<AuditService>,
+    /// Shared settings (the exposure override).
+    pub settings: Arc<sigil_core::service::settings::SettingsService>,
     /// The store, for readiness checks.
     pub store: Arc<dyn Store>,
     /// Exposure table.

@@ -115,6 +115,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_keys(&self, f: &ApiKeyFilter, page: &PageRequest)
     -> StoreResult<Vec<ApiKey>>;
 
+    /// A setting's stored value (JSON text), if it was ever set through the API.
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
+
     /// Counts one request in a rate-limit window and returns the window's total across all nodes.
     async fn rate_limit_hit(
         &self,
@@ -148,6 +151,19 @@ pub trait Tx: Send {
     async fn api_key_for_update(&mut self, id: Uuid) -> StoreResult<Option<ApiKey>>;
     /// Replaces a key's mutable fields.
     async fn update_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
+
+    /// A setting's value as this transaction sees it.
+    async fn setting(&mut self, name: &str) -> StoreResult<Option<String>>;
+    /// Creates or replaces a setting.
+    async fn put_setting(
+        &mut self,
+        name: &str,
+        value: &str,
+        now_us: i64,
+        by: &str,
+    ) -> StoreResult<()>;
+    /// Removes a setting; returns whether it existed.
+    async fn delete_setting(&mut self, name: &str) -> StoreResult<bool>;
 
     /// Appends `events` to the audit chain and commits the whole transaction. If the audit write
     /// fails, nothing of the transaction is kept. `events` must not be empty.

@@ -44,6 +44,9 @@ fn d_grace() -> u64 {
 fn d_names() -> Vec<String> {
     vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
 }
+fn d_refresh() -> u64 {
+    2000
+}
 fn d_max_conn() -> u32 {
     8
 }
@@ -91,6 +94,9 @@ pub struct ServerSection {
     /// Serve plain HTTP instead of HTTPS. Development only.
     #[serde(default)]
     pub insecure_plain_http: bool,
+    /// How often settings changed through the API on other nodes are re-read, ms.
+    #[serde(default = "d_refresh")]
+    pub settings_refresh_ms: u64,
 }
 
 /// `[tls]`.
@@ -280,6 +286,11 @@ impl Config {
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err(ConfigError::Invalid(
                 "tls.cert_file and tls.key_file go together".into(),
+            ));
+        }
+        if self.server.settings_refresh_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "server.settings_refresh_ms must be positive".into(),
             ));
         }
         if self.audit.checkpoint_interval_secs == 0 {

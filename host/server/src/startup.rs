@@ -12,6 +12,7 @@ use sigil_api::{AppState, Limits};
 use sigil_core::ports::{Clock, Store, SystemClock};
 use sigil_core::service::apikeys::ApiKeyService;
 use sigil_core::service::audit::AuditService;
+use sigil_core::service::settings::SettingsService;
 use sigil_pki::audit_key::AuditKey;
 use sigil_store::{DbOptions, SqlStore};
 use tokio::task::JoinHandle;
@@ -39,6 +40,8 @@ pub struct Services {
     pub api_keys: Arc<ApiKeyService>,
     /// Audit.
     pub audit: Arc<AuditService>,
+    /// Shared settings.
+    pub settings: Arc<SettingsService>,
 }
 
 /// Wires the services.
@@ -48,6 +51,7 @@ pub async fn services(cfg: &Config, store: SqlStore) -> Result<Services> {
     let audit_key = Arc::new(AuditKey::load_or_create(&cfg.audit_key_path())?);
     let audit = Arc::new(AuditService::new(store.clone(), clock.clone(), audit_key));
     audit.register_key().await?;
+    let settings = Arc::new(SettingsService::new(store.clone(), clock.clone()));
     let api_keys = Arc::new(ApiKeyService::new(
         store.clone(),
         clock,
@@ -57,6 +61,7 @@ pub async fn services(cfg: &Config, store: SqlStore) -> Result<Services> {
         store,
         api_keys,
         audit,
+        settings,
     })
 }
 
@@ -110,12 +115,18 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         tracing::info!(path = %path.display(), "created the first administrator API key");
     }
     let (routes, openapi) = sigil_api::routes();
-    let exposure = Exposure::new(sigil_api::endpoints(&openapi), cfg.exposure.clone())?;
+    let exposure = Arc::new(Exposure::new(
+        sigil_api::endpoints(&openapi),
+        cfg.exposure.clone(),
+    )?);
+    // An override stored through the API wins over the file, on every node.
+    exposure.sync(svc.settings.exposure_raw().await?.as_deref())?;
     let state = AppState {
         api_keys: svc.api_keys.clone(),
         audit: svc.audit.clone(),
         store: svc.store.clone(),
-        exposure: Arc::new(exposure),
+        exposure: exposure.clone(),
+        settings: svc.settings.clone(),
         metrics: Arc::default(),
         openapi: Arc::new(openapi),
     };
@@ -150,10 +161,12 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             anyhow::bail!("the server did not start: {res:?}");
         }
     };
-    let jobs = background(
+    let mut jobs = background(
         &svc,
         Duration::from_secs(cfg.audit.checkpoint_interval_secs),
     );
+    let refresh = Duration::from_millis(cfg.server.settings_refresh_ms);
+    jobs.push(refresh_settings(svc.settings.clone(), exposure, refresh));
     Ok(Running {
         addr,
         scheme,
@@ -188,6 +201,28 @@ fn background(svc: &Services, checkpoint_every: Duration) -> Vec<JoinHandle<()>>
         }
     });
     vec![cp, prune]
+}
+
+/// Re-reads settings changed on other nodes.
+fn refresh_settings(
+    settings: Arc<SettingsService>,
+    exposure: Arc<Exposure>,
+    every: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(every);
+        loop {
+            t.tick().await;
+            match settings.exposure_raw().await {
+                Ok(raw) => {
+                    if let Err(e) = exposure.sync(raw.as_deref()) {
+                        tracing::error!(error = %e, "stored exposure configuration rejected; keeping the current one");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading settings failed"),
+            }
+        }
+    })
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

@@ -289,6 +289,14 @@ impl Store for SqlStore {
         apikeys::list(&self.read, f, page).await
     }
 
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_err)
+    }
+
     async fn rate_limit_hit(&self, key: &str, start: i64, end: i64) -> StoreResult<i64> {
         // Through the write pool: on SQLite this serialises with other writers instead of
         // racing them for the lock.

@@ -44,6 +44,49 @@ impl Tx for SqlTx {
         apikeys::update(&mut *self.tx, key).await
     }
 
+    async fn setting(&mut self, name: &str) -> StoreResult<Option<String>> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let sql = format!("SELECT value FROM settings WHERE name = $1{lock}");
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn put_setting(
+        &mut self,
+        name: &str,
+        value: &str,
+        now_us: i64,
+        by: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO settings (name, value, updated_at, updated_by) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET value = $2, updated_at = $3, updated_by = $4",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now_us)
+        .bind(by)
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+    }
+
+    async fn delete_setting(&mut self, name: &str) -> StoreResult<bool> {
+        sqlx::query("DELETE FROM settings WHERE name = $1")
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await
+            .map(|r| r.rows_affected() > 0)
+            .map_err(map_err)
+    }
+
     async fn commit(
         mut self: Box<Self>,
         events: Vec<NewAuditEvent>,

@@ -3,6 +3,7 @@
 
 pub mod apikeys;
 pub mod audit;
+pub mod settings;
 
 /// Default page size of list operations.
 pub const DEFAULT_PAGE: u32 = 50;
