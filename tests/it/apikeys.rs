@@ -12,24 +12,12 @@ async fn the_first_start_admin_key_works_and_is_private() {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
         }
-        let (st, body) = json(
-            s.admin(Method::GET, "/api/v1/api-keys")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, body) = json(s.admin(Method::GET, "/api/v1/api-keys").send().await.unwrap()).await;
         assert_eq!(st, 200, "{body}");
         assert_eq!(body["items"][0]["name"], "admin");
-        assert!(
-            !body.to_string().contains(&s.admin_key),
-            "secrets are never listed"
-        );
+        assert!(!body.to_string().contains(&s.admin_key), "secrets are never listed");
         s.stop().await;
         db.cleanup().await;
     }
@@ -45,37 +33,17 @@ async fn missing_unknown_and_malformed_keys_get_401() {
         assert_eq!(r.headers()["content-type"], "application/problem+json");
         let (_, b) = json(r).await;
         assert_eq!(b["code"], "credentials_missing");
-        for bad in [
-            "nonsense",
-            "sgk_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        ] {
+        for bad in ["nonsense", "sgk_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
             let (st, b) = json(s.client.get(&url).bearer_auth(bad).send().await.unwrap()).await;
-            assert_eq!(
-                (st, b["code"].as_str()),
-                (401, Some("credentials_invalid")),
-                "{bad}"
-            );
+            assert_eq!((st, b["code"].as_str()), (401, Some("credentials_invalid")), "{bad}");
         }
         // A valid prefix with a wrong secret is still unknown.
         let forged = format!("{}X", &s.admin_key[..s.admin_key.len() - 1]);
-        let (st, _) = json(
-            s.client
-                .get(&url)
-                .header("x-api-key", forged)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, _) =
+            json(s.client.get(&url).header("x-api-key", forged).send().await.unwrap()).await;
         assert_eq!(st, 401);
         // The X-API-Key header is accepted like the bearer token.
-        let r = s
-            .client
-            .get(&url)
-            .header("x-api-key", &s.admin_key)
-            .send()
-            .await
-            .unwrap();
+        let r = s.client.get(&url).header("x-api-key", &s.admin_key).send().await.unwrap();
         assert_eq!(r.status(), 200);
         s.stop().await;
         db.cleanup().await;
@@ -86,44 +54,26 @@ async fn missing_unknown_and_malformed_keys_get_401() {
 async fn a_revoked_key_is_refused_at_once() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
-        let k = s
-            .create_key(json!({"name": "temp", "permissions": ["api_keys:read"]}))
-            .await;
+        let k = s.create_key(json!({"name": "temp", "permissions": ["api_keys:read"]})).await;
         let secret = k["key"].as_str().unwrap();
         assert_eq!(
-            s.req(Method::GET, "/api/v1/api-keys", secret)
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            s.req(Method::GET, "/api/v1/api-keys", secret).send().await.unwrap().status(),
             200
         );
         let id = k["id"].as_str().unwrap();
         let (st, b) = json(
-            s.admin(
-                Method::DELETE,
-                &format!("/api/v1/api-keys/{id}?reason=leaked"),
-            )
-            .send()
-            .await
-            .unwrap(),
-        )
-        .await;
-        assert_eq!((st, b["status"].as_str()), (200, Some("revoked")));
-        let (st, b) = json(
-            s.req(Method::GET, "/api/v1/api-keys", secret)
+            s.admin(Method::DELETE, &format!("/api/v1/api-keys/{id}?reason=leaked"))
                 .send()
                 .await
                 .unwrap(),
         )
         .await;
+        assert_eq!((st, b["status"].as_str()), (200, Some("revoked")));
+        let (st, b) =
+            json(s.req(Method::GET, "/api/v1/api-keys", secret).send().await.unwrap()).await;
         assert_eq!((st, b["code"].as_str()), (401, Some("api_key_revoked")));
         // Revoking again is a harmless retry.
-        let r = s
-            .admin(Method::DELETE, &format!("/api/v1/api-keys/{id}"))
-            .send()
-            .await
-            .unwrap();
+        let r = s.admin(Method::DELETE, &format!("/api/v1/api-keys/{id}")).send().await.unwrap();
         assert_eq!(r.status(), 200);
         // Rotating a revoked key is a conflict.
         let r = s
@@ -150,21 +100,12 @@ async fn an_expired_key_is_refused() {
             .await;
         let secret = k["key"].as_str().unwrap();
         assert_eq!(
-            s.req(Method::GET, "/api/v1/api-keys", secret)
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            s.req(Method::GET, "/api/v1/api-keys", secret).send().await.unwrap().status(),
             200
         );
         tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
-        let (st, b) = json(
-            s.req(Method::GET, "/api/v1/api-keys", secret)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, b) =
+            json(s.req(Method::GET, "/api/v1/api-keys", secret).send().await.unwrap()).await;
         assert_eq!((st, b["code"].as_str()), (401, Some("api_key_expired")));
         // Past dates are refused at creation.
         let r = s.admin(Method::POST, "/api/v1/api-keys")
@@ -190,32 +131,16 @@ async fn the_ip_whitelist_admits_only_listed_addresses() {
         );
         // The default client connects from 127.0.0.1.
         let (st, b) = json(
-            s.client
-                .get(&url)
-                .bearer_auth(only2["key"].as_str().unwrap())
-                .send()
-                .await
-                .unwrap(),
+            s.client.get(&url).bearer_auth(only2["key"].as_str().unwrap()).send().await.unwrap(),
         )
         .await;
         assert_eq!((st, b["code"].as_str()), (403, Some("ip_not_allowed")));
-        let (st, _) = json(
-            from2
-                .get(&url)
-                .bearer_auth(only2["key"].as_str().unwrap())
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, _) =
+            json(from2.get(&url).bearer_auth(only2["key"].as_str().unwrap()).send().await.unwrap())
+                .await;
         assert_eq!(st, 200);
         let (st, _) = json(
-            s.client
-                .get(&url)
-                .bearer_auth(net["key"].as_str().unwrap())
-                .send()
-                .await
-                .unwrap(),
+            s.client.get(&url).bearer_auth(net["key"].as_str().unwrap()).send().await.unwrap(),
         )
         .await;
         assert_eq!(st, 200);
@@ -239,37 +164,18 @@ async fn the_rate_limit_answers_429_with_retry_after() {
         let secret = k["key"].as_str().unwrap();
         for _ in 0..3 {
             assert_eq!(
-                s.req(Method::GET, "/api/v1/api-keys", secret)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status(),
+                s.req(Method::GET, "/api/v1/api-keys", secret).send().await.unwrap().status(),
                 200
             );
         }
-        let r = s
-            .req(Method::GET, "/api/v1/api-keys", secret)
-            .send()
-            .await
-            .unwrap();
+        let r = s.req(Method::GET, "/api/v1/api-keys", secret).send().await.unwrap();
         assert_eq!(r.status(), 429);
-        let retry: u64 = r.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=86_400).contains(&retry));
         let (_, b) = json(r).await;
         assert_eq!(b["code"], "rate_limited");
         // Other keys are not affected.
-        assert_eq!(
-            s.admin(Method::GET, "/api/v1/api-keys")
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(s.admin(Method::GET, "/api/v1/api-keys").send().await.unwrap().status(), 200);
         s.stop().await;
         db.cleanup().await;
     }
@@ -279,17 +185,9 @@ async fn the_rate_limit_answers_429_with_retry_after() {
 async fn a_missing_permission_is_named_in_the_403() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
-        let k = s
-            .create_key(json!({"name": "reader", "permissions": ["api_keys:read"]}))
-            .await;
+        let k = s.create_key(json!({"name": "reader", "permissions": ["api_keys:read"]})).await;
         let secret = k["key"].as_str().unwrap();
-        let (st, b) = json(
-            s.req(Method::GET, "/api/v1/audit", secret)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, b) = json(s.req(Method::GET, "/api/v1/audit", secret).send().await.unwrap()).await;
         assert_eq!((st, b["code"].as_str()), (403, Some("permission_denied")));
         assert!(b["detail"].as_str().unwrap().contains("audit:read"), "{b}");
         // A key cannot mint a key with more than it holds.
@@ -299,20 +197,13 @@ async fn a_missing_permission_is_named_in_the_403() {
             )
             .await;
         let r = s
-            .req(
-                Method::POST,
-                "/api/v1/api-keys",
-                maker["key"].as_str().unwrap(),
-            )
+            .req(Method::POST, "/api/v1/api-keys", maker["key"].as_str().unwrap())
             .json(&json!({"name": "escalate", "permissions": ["*"]}))
             .send()
             .await
             .unwrap();
         let (st, b) = json(r).await;
-        assert_eq!(
-            (st, b["code"].as_str()),
-            (403, Some("permission_escalation"))
-        );
+        assert_eq!((st, b["code"].as_str()), (403, Some("permission_escalation")));
         // Unknown permissions are rejected by name.
         let r = s
             .admin(Method::POST, "/api/v1/api-keys")
@@ -331,12 +222,8 @@ async fn a_missing_permission_is_named_in_the_403() {
 async fn rotation_issues_a_new_secret_and_honours_the_grace_period() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
-        let a = s
-            .create_key(json!({"name": "rot", "permissions": ["api_keys:read"]}))
-            .await;
-        let b = s
-            .create_key(json!({"name": "rot2", "permissions": ["api_keys:read"]}))
-            .await;
+        let a = s.create_key(json!({"name": "rot", "permissions": ["api_keys:read"]})).await;
+        let b = s.create_key(json!({"name": "rot2", "permissions": ["api_keys:read"]})).await;
         let (old_a, old_b) = (a["key"].as_str().unwrap(), b["key"].as_str().unwrap());
         let rotate = |id: &str, grace: i64| {
             s.admin(Method::POST, &format!("/api/v1/api-keys/{id}/rotate"))
@@ -344,32 +231,12 @@ async fn rotation_issues_a_new_secret_and_honours_the_grace_period() {
         };
         let (st, ra) = json(rotate(a["id"].as_str().unwrap(), 0).send().await.unwrap()).await;
         assert_eq!(st, 200, "{ra}");
-        let (_, rb) = json(
-            rotate(b["id"].as_str().unwrap(), 3600)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (_, rb) = json(rotate(b["id"].as_str().unwrap(), 3600).send().await.unwrap()).await;
         let get = |k: &str| s.req(Method::GET, "/api/v1/api-keys", k).send();
-        assert_eq!(
-            get(old_a).await.unwrap().status(),
-            401,
-            "no grace: the old secret dies"
-        );
-        assert_eq!(
-            get(ra["key"].as_str().unwrap()).await.unwrap().status(),
-            200
-        );
-        assert_eq!(
-            get(old_b).await.unwrap().status(),
-            200,
-            "grace: the old secret still works"
-        );
-        assert_eq!(
-            get(rb["key"].as_str().unwrap()).await.unwrap().status(),
-            200
-        );
+        assert_eq!(get(old_a).await.unwrap().status(), 401, "no grace: the old secret dies");
+        assert_eq!(get(ra["key"].as_str().unwrap()).await.unwrap().status(), 200);
+        assert_eq!(get(old_b).await.unwrap().status(), 200, "grace: the old secret still works");
+        assert_eq!(get(rb["key"].as_str().unwrap()).await.unwrap().status(), 200);
         assert!(rb["previous_secret_valid_until"].is_string());
         s.stop().await;
         db.cleanup().await;
@@ -384,9 +251,7 @@ async fn keys_are_updated_listed_with_filters_and_paged() {
             s.create_key(json!({"name": format!("batch-{i}"), "permissions": ["api_keys:read"]}))
                 .await;
         }
-        let k = s
-            .create_key(json!({"name": "other", "permissions": ["api_keys:read"]}))
-            .await;
+        let k = s.create_key(json!({"name": "other", "permissions": ["api_keys:read"]})).await;
         let id = k["id"].as_str().unwrap();
         let r = s
             .admin(Method::PATCH, &format!("/api/v1/api-keys/{id}"))
@@ -430,33 +295,15 @@ async fn keys_are_updated_listed_with_filters_and_paged() {
                 None => break,
             }
         }
-        assert_eq!(
-            seen,
-            (0..5).map(|i| format!("batch-{i}")).collect::<Vec<_>>()
-        );
-        let (st, b) = json(
-            s.admin(Method::GET, "/api/v1/api-keys?limit=0")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        assert_eq!(seen, (0..5).map(|i| format!("batch-{i}")).collect::<Vec<_>>());
+        let (st, b) =
+            json(s.admin(Method::GET, "/api/v1/api-keys?limit=0").send().await.unwrap()).await;
         assert_eq!((st, b["code"].as_str()), (400, Some("invalid_limit")));
-        let (st, _) = json(
-            s.admin(Method::GET, "/api/v1/api-keys?colour=red")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, _) =
+            json(s.admin(Method::GET, "/api/v1/api-keys?colour=red").send().await.unwrap()).await;
         assert_eq!(st, 400);
-        let (st, _) = json(
-            s.admin(Method::GET, "/api/v1/api-keys/not-a-uuid")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, _) =
+            json(s.admin(Method::GET, "/api/v1/api-keys/not-a-uuid").send().await.unwrap()).await;
         assert_eq!(st, 404);
         s.stop().await;
         db.cleanup().await;

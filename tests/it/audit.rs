@@ -13,19 +13,12 @@ use sigil_tests::{TestServer, backends, json};
 /// Makes five audited changes (admin bootstrap + four creates).
 async fn some_history(s: &TestServer) {
     for i in 0..4 {
-        s.create_key(json!({"name": format!("h{i}"), "permissions": ["audit:read"]}))
-            .await;
+        s.create_key(json!({"name": format!("h{i}"), "permissions": ["audit:read"]})).await;
     }
 }
 
 async fn verify(s: &TestServer) -> Value {
-    let (st, r) = json(
-        s.admin(Method::GET, "/api/v1/audit/verify")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (st, r) = json(s.admin(Method::GET, "/api/v1/audit/verify").send().await.unwrap()).await;
     assert_eq!(st, 200, "{r}");
     r
 }
@@ -34,14 +27,9 @@ async fn verify(s: &TestServer) -> Value {
 async fn every_change_is_audited_with_its_actor_and_queryable() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
-        let k = s
-            .create_key(json!({"name": "watched", "permissions": ["audit:read"]}))
-            .await;
+        let k = s.create_key(json!({"name": "watched", "permissions": ["audit:read"]})).await;
         let id = k["id"].as_str().unwrap();
-        s.admin(Method::DELETE, &format!("/api/v1/api-keys/{id}"))
-            .send()
-            .await
-            .unwrap();
+        s.admin(Method::DELETE, &format!("/api/v1/api-keys/{id}")).send().await.unwrap();
         let (_, trail) = json(
             s.admin(Method::GET, &format!("/api/v1/audit/objects/api_key/{id}"))
                 .send()
@@ -60,55 +48,30 @@ async fn every_change_is_audited_with_its_actor_and_queryable() {
         assert_eq!(ev["actor"]["kind"], "api_key");
         assert_eq!(ev["client_ip"], "127.0.0.1");
         assert!(ev["request_id"].is_string());
-        assert!(
-            !trail.to_string().contains(k["key"].as_str().unwrap()),
-            "no secret in the trail"
-        );
+        assert!(!trail.to_string().contains(k["key"].as_str().unwrap()), "no secret in the trail");
         // Filters: action prefix, actor, time range.
-        let (_, q) = json(
-            s.admin(Method::GET, "/api/v1/audit?action=api_key.rev*")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (_, q) =
+            json(s.admin(Method::GET, "/api/v1/audit?action=api_key.rev*").send().await.unwrap())
+                .await;
         assert_eq!(q["items"].as_array().unwrap().len(), 1);
-        let (_, q) = json(
-            s.admin(Method::GET, "/api/v1/audit?actor=system")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (_, q) =
+            json(s.admin(Method::GET, "/api/v1/audit?actor=system").send().await.unwrap()).await;
         assert_eq!(
             q["items"].as_array().unwrap().len(),
             1,
             "the bootstrap key was made by the system"
         );
         let (_, q) = json(
-            s.admin(Method::GET, "/api/v1/audit?from=2999-01-01T00:00:00Z")
-                .send()
-                .await
-                .unwrap(),
+            s.admin(Method::GET, "/api/v1/audit?from=2999-01-01T00:00:00Z").send().await.unwrap(),
         )
         .await;
         assert!(q["items"].as_array().unwrap().is_empty());
-        let (st, q) = json(
-            s.admin(Method::GET, "/api/v1/audit?from=yesterday")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, q) =
+            json(s.admin(Method::GET, "/api/v1/audit?from=yesterday").send().await.unwrap()).await;
         assert_eq!((st, q["code"].as_str()), (400, Some("invalid_query")));
         // Paging.
-        let (_, p1) = json(
-            s.admin(Method::GET, "/api/v1/audit?limit=2")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (_, p1) =
+            json(s.admin(Method::GET, "/api/v1/audit?limit=2").send().await.unwrap()).await;
         let c = p1["next_cursor"].as_str().unwrap();
         let (_, p2) = json(
             s.admin(Method::GET, &format!("/api/v1/audit?limit=2&cursor={c}"))
@@ -151,11 +114,7 @@ async fn verification_names_a_deleted_event() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
         some_history(&s).await;
-        s.db()
-            .await
-            .execute_raw("DELETE FROM audit_events WHERE seq = 2")
-            .await
-            .unwrap();
+        s.db().await.execute_raw("DELETE FROM audit_events WHERE seq = 2").await.unwrap();
         let r = verify(&s).await;
         assert_eq!(
             (r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()),
@@ -172,11 +131,7 @@ async fn verification_names_a_truncated_tail() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
         some_history(&s).await;
-        s.db()
-            .await
-            .execute_raw("DELETE FROM audit_events WHERE seq = 5")
-            .await
-            .unwrap();
+        s.db().await.execute_raw("DELETE FROM audit_events WHERE seq = 5").await.unwrap();
         let r = verify(&s).await;
         assert_eq!(
             (r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()),
@@ -196,16 +151,10 @@ async fn verification_names_an_inserted_event() {
         let store = s.db().await;
         // A forger who knows the format: shift events 3.. up by one and put a well-formed event
         // chained to event 2 in the gap.
-        let events = store
-            .audit_events(&AuditFilter::default(), 100)
-            .await
-            .unwrap();
+        let events = store.audit_events(&AuditFilter::default(), 100).await.unwrap();
         let forged = NewAuditEvent::new(&Principal::system(), "api_key.create", "api_key", "ghost")
             .seal(3, time::OffsetDateTime::now_utc(), &events[1].hash);
-        store
-            .execute_raw("UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 3")
-            .await
-            .unwrap();
+        store.execute_raw("UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 3").await.unwrap();
         store
             .execute_raw("UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1000")
             .await
@@ -218,10 +167,7 @@ async fn verification_names_an_inserted_event() {
             ))
             .await
             .unwrap();
-        store
-            .execute_raw("UPDATE audit_head SET seq = seq + 1")
-            .await
-            .unwrap();
+        store.execute_raw("UPDATE audit_head SET seq = seq + 1").await.unwrap();
         let r = verify(&s).await;
         assert_eq!(
             (r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()),
@@ -239,18 +185,9 @@ async fn verification_names_reordered_events() {
         let s = TestServer::start(&db).await;
         some_history(&s).await;
         let store = s.db().await;
-        store
-            .execute_raw("UPDATE audit_events SET seq = -2 WHERE seq = 2")
-            .await
-            .unwrap();
-        store
-            .execute_raw("UPDATE audit_events SET seq = 2 WHERE seq = 3")
-            .await
-            .unwrap();
-        store
-            .execute_raw("UPDATE audit_events SET seq = 3 WHERE seq = -2")
-            .await
-            .unwrap();
+        store.execute_raw("UPDATE audit_events SET seq = -2 WHERE seq = 2").await.unwrap();
+        store.execute_raw("UPDATE audit_events SET seq = 2 WHERE seq = 3").await.unwrap();
+        store.execute_raw("UPDATE audit_events SET seq = 3 WHERE seq = -2").await.unwrap();
         let r = verify(&s).await;
         assert_eq!(
             (r["problem"]["seq"].as_i64(), r["problem"]["kind"].as_str()),
@@ -286,26 +223,12 @@ async fn a_failing_audit_write_rolls_the_change_back() {
             .await
             .unwrap();
         let (st, b) = json(r).await;
-        assert_eq!(
-            (st, b["code"].as_str()),
-            (503, Some("storage_unavailable")),
-            "{b}"
-        );
-        assert!(
-            !b.to_string().contains("audit store is full"),
-            "internals stay in the log"
-        );
-        let (_, list) = json(
-            s.admin(Method::GET, "/api/v1/api-keys?name=unaudited")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert!(
-            list["items"].as_array().unwrap().is_empty(),
-            "the key was not kept: {list}"
-        );
+        assert_eq!((st, b["code"].as_str()), (503, Some("storage_unavailable")), "{b}");
+        assert!(!b.to_string().contains("audit store is full"), "internals stay in the log");
+        let (_, list) =
+            json(s.admin(Method::GET, "/api/v1/api-keys?name=unaudited").send().await.unwrap())
+                .await;
+        assert!(list["items"].as_array().unwrap().is_empty(), "the key was not kept: {list}");
         s.stop().await;
         db.cleanup().await;
     }
@@ -318,10 +241,7 @@ async fn exports_come_in_three_formats_with_a_verifiable_signature() {
         some_history(&s).await;
         for format in ["json", "csv", "xml"] {
             let r = s
-                .admin(
-                    Method::GET,
-                    &format!("/api/v1/audit/export?format={format}"),
-                )
+                .admin(Method::GET, &format!("/api/v1/audit/export?format={format}"))
                 .send()
                 .await
                 .unwrap();
@@ -330,10 +250,7 @@ async fn exports_come_in_three_formats_with_a_verifiable_signature() {
             assert_eq!(r.headers()["sigil-event-count"], "5");
             let body = r.bytes().await.unwrap();
             let dir = tempfile::tempdir().unwrap();
-            let (file, sigf) = (
-                dir.path().join(format!("e.{format}")),
-                dir.path().join("e.sig"),
-            );
+            let (file, sigf) = (dir.path().join(format!("e.{format}")), dir.path().join("e.sig"));
             std::fs::write(&file, &body).unwrap();
             std::fs::write(&sigf, &sig).unwrap();
             let code = crate::cli::sigil(&[
@@ -361,19 +278,13 @@ async fn exports_come_in_three_formats_with_a_verifiable_signature() {
             ])
             .await;
             assert_eq!(code, 1, "{format}");
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(&sig)
-                .unwrap();
+            let decoded = base64::engine::general_purpose::STANDARD.decode(&sig).unwrap();
             let sig: Value = serde_json::from_slice(&decoded).unwrap();
             assert_eq!(sig["algorithm"], "ecdsa-p256-sha256");
         }
-        let (st, b) = json(
-            s.admin(Method::GET, "/api/v1/audit/export?format=pdf")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, b) =
+            json(s.admin(Method::GET, "/api/v1/audit/export?format=pdf").send().await.unwrap())
+                .await;
         assert_eq!((st, b["code"].as_str()), (400, Some("invalid_format")));
         s.stop().await;
         db.cleanup().await;
@@ -394,19 +305,10 @@ async fn signed_checkpoints_catch_a_rewritten_tail() {
             o.url = url.clone();
             sigil_store::SqlStore::connect(&o).await.unwrap()
         };
-        assert_eq!(
-            store.audit_checkpoints().await.unwrap().last().unwrap().seq,
-            5
-        );
+        assert_eq!(store.audit_checkpoints().await.unwrap().last().unwrap().seq, 5);
         // Rewrite event 5 and re-hash it consistently, head included: only the checkpoint notices.
         let mut e = store
-            .audit_events(
-                &AuditFilter {
-                    after_seq: Some(4),
-                    ..Default::default()
-                },
-                1,
-            )
+            .audit_events(&AuditFilter { after_seq: Some(4), ..Default::default() }, 1)
             .await
             .unwrap()
             .remove(0);
@@ -419,10 +321,7 @@ async fn signed_checkpoints_catch_a_rewritten_tail() {
             ))
             .await
             .unwrap();
-        store
-            .execute_raw(&format!("UPDATE audit_head SET hash = '{}'", e.hash))
-            .await
-            .unwrap();
+        store.execute_raw(&format!("UPDATE audit_head SET hash = '{}'", e.hash)).await.unwrap();
         let code = crate::cli::sigil(&[
             "--data-dir",
             data_dir.to_str().unwrap(),

@@ -73,10 +73,7 @@ async fn apikey_commands_work_on_the_data_dir_without_a_server() {
     );
     assert_eq!(sigil(&["--data-dir", d, "apikey", "list"]).await, 0);
     assert_eq!(sigil(&["--data-dir", d, "audit", "verify"]).await, 0);
-    assert_eq!(
-        sigil(&["--data-dir", d, "apikey", "revoke", "not-a-uuid"]).await,
-        2
-    );
+    assert_eq!(sigil(&["--data-dir", d, "apikey", "revoke", "not-a-uuid"]).await, 2);
     assert_eq!(sigil(&["--data-dir", d, "check-config"]).await, 0);
 }
 
@@ -93,11 +90,7 @@ async fn a_key_created_on_the_command_line_is_honoured_and_revoked_by_the_server
             .await;
         let secret = k["key"].as_str().unwrap();
         assert_eq!(
-            s.req(Method::GET, "/api/v1/api-keys", secret)
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            s.req(Method::GET, "/api/v1/api-keys", secret).send().await.unwrap().status(),
             200
         );
         assert_eq!(
@@ -114,20 +107,13 @@ async fn a_key_created_on_the_command_line_is_honoured_and_revoked_by_the_server
             0
         );
         assert_eq!(
-            s.req(Method::GET, "/api/v1/api-keys", secret)
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            s.req(Method::GET, "/api/v1/api-keys", secret).send().await.unwrap().status(),
             401
         );
         let (_, trail) = sigil_tests::json(
             s.admin(
                 Method::GET,
-                &format!(
-                    "/api/v1/audit/objects/api_key/{}",
-                    k["id"].as_str().unwrap()
-                ),
+                &format!("/api/v1/audit/objects/api_key/{}", k["id"].as_str().unwrap()),
             )
             .send()
             .await
@@ -145,13 +131,7 @@ async fn check_config_rejects_unknown_keys_and_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("s.toml");
     std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:0\"\n[exposure.endpoints.\"GET /api/v1/nothing\"]\nenabled = false\n").unwrap();
-    assert_eq!(
-        sigil(&["--config", f.to_str().unwrap(), "check-config"]).await,
-        2
-    );
+    assert_eq!(sigil(&["--config", f.to_str().unwrap(), "check-config"]).await, 2);
     std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:0\"\ncolour = \"red\"\n").unwrap();
-    assert_eq!(
-        sigil(&["--config", f.to_str().unwrap(), "check-config"]).await,
-        2
-    );
+    assert_eq!(sigil(&["--config", f.to_str().unwrap(), "check-config"]).await, 2);
 }

@@ -16,22 +16,12 @@ allowed_ips = ["10.0.0.0/8"]
 #[tokio::test]
 async fn disabled_endpoints_are_404_and_missing_from_the_openapi_document() {
     for db in backends().await {
-        let s = TestServer::start_with(
-            &db,
-            Options {
-                toml: TOML.into(),
-                ..Default::default()
-            },
-        )
-        .await;
+        let s =
+            TestServer::start_with(&db, Options { toml: TOML.into(), ..Default::default() }).await;
         let (st, b) = json(s.admin(Method::GET, "/api/v1/audit").send().await.unwrap()).await;
         assert_eq!((st, b["code"].as_str()), (404, Some("not_found")));
         assert_eq!(
-            s.admin(Method::GET, "/api/v1/audit/verify")
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            s.admin(Method::GET, "/api/v1/audit/verify").send().await.unwrap().status(),
             404
         );
         let some_id = "01a20721-c8e6-7322-a928-24ab094d9989";
@@ -52,47 +42,18 @@ async fn disabled_endpoints_are_404_and_missing_from_the_openapi_document() {
                 .status(),
             404
         );
-        assert_eq!(
-            s.admin(Method::GET, "/api/v1/api-keys")
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        let (_, doc) = json(
-            s.client
-                .get(format!("{}/openapi.json", s.url))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        assert_eq!(s.admin(Method::GET, "/api/v1/api-keys").send().await.unwrap().status(), 200);
+        let (_, doc) =
+            json(s.client.get(format!("{}/openapi.json", s.url)).send().await.unwrap()).await;
         let paths = doc["paths"].as_object().unwrap();
-        assert!(
-            !paths.keys().any(|p| p.starts_with("/api/v1/audit")),
-            "{:?}",
-            paths.keys()
-        );
+        assert!(!paths.keys().any(|p| p.starts_with("/api/v1/audit")), "{:?}", paths.keys());
         assert!(paths["/api/v1/api-keys/{id}"]["delete"].is_null());
         assert!(paths["/api/v1/api-keys/{id}"]["get"].is_object());
         // Outside the endpoint's range: 403 even for the administrator.
-        let (st, b) = json(
-            s.admin(Method::GET, "/api/v1/permissions")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, b) = json(s.admin(Method::GET, "/api/v1/permissions").send().await.unwrap()).await;
         assert_eq!((st, b["code"].as_str()), (403, Some("ip_not_allowed")));
         // The exposure view shows the effective rules.
-        let (st, view) = json(
-            s.admin(Method::GET, "/api/v1/exposure")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, view) = json(s.admin(Method::GET, "/api/v1/exposure").send().await.unwrap()).await;
         assert_eq!(st, 200);
         let audit = view["endpoints"]
             .as_array()
@@ -110,25 +71,10 @@ async fn disabled_endpoints_are_404_and_missing_from_the_openapi_document() {
 async fn an_endpoint_can_require_a_client_certificate() {
     for db in backends().await {
         let toml = "[exposure.endpoints.\"GET /api/v1/api-keys\"]\nauth = \"mtls\"\n";
-        let s = TestServer::start_with(
-            &db,
-            Options {
-                toml: toml.into(),
-                ..Default::default()
-            },
-        )
-        .await;
-        let (st, b) = json(
-            s.admin(Method::GET, "/api/v1/api-keys")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(
-            (st, b["code"].as_str()),
-            (401, Some("client_certificate_required"))
-        );
+        let s =
+            TestServer::start_with(&db, Options { toml: toml.into(), ..Default::default() }).await;
+        let (st, b) = json(s.admin(Method::GET, "/api/v1/api-keys").send().await.unwrap()).await;
+        assert_eq!((st, b["code"].as_str()), (401, Some("client_certificate_required")));
         s.stop().await;
         db.cleanup().await;
     }
@@ -137,61 +83,32 @@ async fn an_endpoint_can_require_a_client_certificate() {
 #[tokio::test]
 async fn exposure_changed_through_the_api_applies_on_every_node_and_is_audited() {
     for db in backends().await {
-        let opts = Options {
-            toml: "[server]\nsettings_refresh_ms = 100\n".into(),
-            ..Default::default()
-        };
+        let opts =
+            Options { toml: "[server]\nsettings_refresh_ms = 100\n".into(), ..Default::default() };
         let a = TestServer::start_with(&db, opts.clone()).await;
         let b = TestServer::start_with(&db, opts).await;
         let admin = a.admin_key.clone();
         let body =
             serde_json::json!({"endpoints": {"GET /api/v1/permissions": {"enabled": false}}});
-        let (st, view) = json(
-            a.admin(Method::PUT, "/api/v1/exposure")
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, view) =
+            json(a.admin(Method::PUT, "/api/v1/exposure").json(&body).send().await.unwrap()).await;
         assert_eq!((st, view["source"].as_str()), (200, Some("api")), "{view}");
-        assert_eq!(
-            a.admin(Method::GET, "/api/v1/permissions")
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            404
-        );
+        assert_eq!(a.admin(Method::GET, "/api/v1/permissions").send().await.unwrap().status(), 404);
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         assert_eq!(
-            b.req(Method::GET, "/api/v1/permissions", &admin)
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            b.req(Method::GET, "/api/v1/permissions", &admin).send().await.unwrap().status(),
             404
         );
         // Bad changes are refused and change nothing.
         let lockout = serde_json::json!({"modules": {"exposure": {"enabled": false}}});
-        let (st, e) = json(
-            a.admin(Method::PUT, "/api/v1/exposure")
-                .json(&lockout)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, e) =
+            json(a.admin(Method::PUT, "/api/v1/exposure").json(&lockout).send().await.unwrap())
+                .await;
         assert_eq!((st, e["code"].as_str()), (409, Some("exposure_lockout")));
         let unknown = serde_json::json!({"endpoints": {"GET /api/v1/nowhere": {"enabled": false}}});
-        let (st, e) = json(
-            a.admin(Method::PUT, "/api/v1/exposure")
-                .json(&unknown)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, e) =
+            json(a.admin(Method::PUT, "/api/v1/exposure").json(&unknown).send().await.unwrap())
+                .await;
         assert_eq!((st, e["code"].as_str()), (400, Some("invalid_exposure")));
         let (st, e) = json(
             a.admin(Method::PUT, "/api/v1/exposure")
@@ -207,39 +124,23 @@ async fn exposure_changed_through_the_api_applies_on_every_node_and_is_audited()
             .create_key(serde_json::json!({"name": "x-reader", "permissions": ["exposure:read"]}))
             .await;
         let r = a
-            .req(
-                Method::PUT,
-                "/api/v1/exposure",
-                reader["key"].as_str().unwrap(),
-            )
+            .req(Method::PUT, "/api/v1/exposure", reader["key"].as_str().unwrap())
             .json(&body)
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 403);
         // Reset: the file applies again, everywhere.
-        let (st, view) = json(
-            a.admin(Method::DELETE, "/api/v1/exposure")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, view) =
+            json(a.admin(Method::DELETE, "/api/v1/exposure").send().await.unwrap()).await;
         assert_eq!((st, view["source"].as_str()), (200, Some("file")));
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         assert_eq!(
-            b.req(Method::GET, "/api/v1/permissions", &admin)
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            b.req(Method::GET, "/api/v1/permissions", &admin).send().await.unwrap().status(),
             200
         );
         let (_, trail) = json(
-            a.admin(Method::GET, "/api/v1/audit/objects/setting/exposure")
-                .send()
-                .await
-                .unwrap(),
+            a.admin(Method::GET, "/api/v1/audit/objects/setting/exposure").send().await.unwrap(),
         )
         .await;
         let actions: Vec<_> = trail["items"]

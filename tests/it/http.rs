@@ -17,12 +17,9 @@ async fn malformed_json_unknown_fields_and_wrong_types_are_400_naming_the_proble
     };
     let (st, b) = json(post("{\"name\": ").await.unwrap()).await;
     assert_eq!((st, b["code"].as_str()), (400, Some("invalid_json")));
-    let (st, b) = json(
-        post("{\"name\": \"x\", \"permissions\": [\"*\"], \"colour\": 1}")
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (st, b) =
+        json(post("{\"name\": \"x\", \"permissions\": [\"*\"], \"colour\": 1}").await.unwrap())
+            .await;
     assert_eq!((st, b["code"].as_str()), (400, Some("unknown_field")));
     assert!(b["detail"].as_str().unwrap().contains("colour"));
     let (st, b) = json(post("{\"name\": 5, \"permissions\": []}").await.unwrap()).await;
@@ -36,18 +33,8 @@ async fn malformed_json_unknown_fields_and_wrong_types_are_400_naming_the_proble
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
-    let (_, list) = json(
-        s.admin(Method::GET, "/api/v1/api-keys")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        list["items"].as_array().unwrap().len(),
-        1,
-        "nothing was written"
-    );
+    let (_, list) = json(s.admin(Method::GET, "/api/v1/api-keys").send().await.unwrap()).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "nothing was written");
     s.stop().await;
 }
 
@@ -56,21 +43,12 @@ async fn an_oversized_body_is_413() {
     let db = TestDb::sqlite();
     let s = TestServer::start_with(
         &db,
-        Options {
-            toml: "[server]\nbody_limit_bytes = 2048\n".into(),
-            ..Default::default()
-        },
+        Options { toml: "[server]\nbody_limit_bytes = 2048\n".into(), ..Default::default() },
     )
     .await;
     let big = json!({"name": "x", "description": "a".repeat(4096), "permissions": ["*"]});
-    let (st, b) = json(
-        s.admin(Method::POST, "/api/v1/api-keys")
-            .json(&big)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (st, b) =
+        json(s.admin(Method::POST, "/api/v1/api-keys").json(&big).send().await.unwrap()).await;
     assert_eq!((st, b["code"].as_str()), (413, Some("body_too_large")));
     s.stop().await;
 }
@@ -79,11 +57,7 @@ async fn an_oversized_body_is_413() {
 async fn every_response_carries_a_request_id_and_unknown_paths_are_problem_404() {
     let db = TestDb::sqlite();
     let s = TestServer::start(&db).await;
-    let r = s
-        .admin(Method::GET, "/api/v1/nothing-here")
-        .send()
-        .await
-        .unwrap();
+    let r = s.admin(Method::GET, "/api/v1/nothing-here").send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.headers().contains_key("x-request-id"));
     assert_eq!(r.headers()["content-type"], "application/problem+json");
@@ -94,11 +68,7 @@ async fn every_response_carries_a_request_id_and_unknown_paths_are_problem_404()
         .await
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-me");
-    let r = s
-        .admin(Method::PUT, "/api/v1/api-keys")
-        .send()
-        .await
-        .unwrap();
+    let r = s.admin(Method::PUT, "/api/v1/api-keys").send().await.unwrap();
     assert_eq!(r.status(), 405);
     s.stop().await;
 }
@@ -110,10 +80,7 @@ async fn health_metrics_openapi_and_swagger_ui_are_served() {
     let get = |p: &str| s.client.get(format!("{}{p}", s.url)).send();
     assert_eq!(get("/health/live").await.unwrap().status(), 200);
     assert_eq!(get("/health/ready").await.unwrap().status(), 200);
-    s.admin(Method::GET, "/api/v1/api-keys")
-        .send()
-        .await
-        .unwrap();
+    s.admin(Method::GET, "/api/v1/api-keys").send().await.unwrap();
     let m = get("/metrics").await.unwrap().text().await.unwrap();
     assert!(
         m.contains(
@@ -130,12 +97,7 @@ async fn health_metrics_openapi_and_swagger_ui_are_served() {
     let ui = get("/docs/").await.unwrap();
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().contains("swagger"));
-    let init = get("/docs/swagger-initializer.js")
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let init = get("/docs/swagger-initializer.js").await.unwrap().text().await.unwrap();
     assert!(init.contains("/openapi.json"), "{init}");
     s.stop().await;
 }

@@ -9,4 +9,5 @@ mod cli;
 mod exposure;
 mod http;
 mod mtls;
+mod operators;
 mod scaleout;

@@ -11,10 +11,7 @@ async fn two_nodes_share_keys_revocations_rate_limits_and_one_audit_chain() {
         eprintln!("SIGIL_TEST_DATABASE_URL not set: scale-out needs PostgreSQL; skipped");
         return;
     };
-    let opts = Options {
-        toml: "[api_keys]\ncache_ttl_ms = 300\n".into(),
-        ..Default::default()
-    };
+    let opts = Options { toml: "[api_keys]\ncache_ttl_ms = 300\n".into(), ..Default::default() };
     let a = TestServer::start_with(&db, opts.clone()).await;
     let b = TestServer::start_with(&db, opts).await;
     assert_ne!(a.url, b.url);
@@ -28,63 +25,25 @@ async fn two_nodes_share_keys_revocations_rate_limits_and_one_audit_chain() {
     let secret = k["key"].as_str().unwrap();
     for node in [&a, &b, &a, &b, &a, &b] {
         assert_eq!(
-            node.req(Method::GET, "/api/v1/api-keys", secret)
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            node.req(Method::GET, "/api/v1/api-keys", secret).send().await.unwrap().status(),
             200
         );
     }
     // The seventh request is over the shared limit, whichever node gets it.
-    assert_eq!(
-        b.req(Method::GET, "/api/v1/api-keys", secret)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        429
-    );
-    assert_eq!(
-        a.req(Method::GET, "/api/v1/api-keys", secret)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        429
-    );
+    assert_eq!(b.req(Method::GET, "/api/v1/api-keys", secret).send().await.unwrap().status(), 429);
+    assert_eq!(a.req(Method::GET, "/api/v1/api-keys", secret).send().await.unwrap().status(), 429);
 
     // Revoked on A, refused on B within the cache TTL.
-    let k2 = a
-        .create_key(json!({"name": "revoke-me", "permissions": ["api_keys:read"]}))
-        .await;
+    let k2 = a.create_key(json!({"name": "revoke-me", "permissions": ["api_keys:read"]})).await;
     let s2 = k2["key"].as_str().unwrap();
-    assert_eq!(
-        b.req(Method::GET, "/api/v1/api-keys", s2)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(b.req(Method::GET, "/api/v1/api-keys", s2).send().await.unwrap().status(), 200);
     let id2 = k2["id"].as_str().unwrap();
     assert_eq!(
-        a.admin(Method::DELETE, &format!("/api/v1/api-keys/{id2}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        a.admin(Method::DELETE, &format!("/api/v1/api-keys/{id2}")).send().await.unwrap().status(),
         200
     );
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert_eq!(
-        b.req(Method::GET, "/api/v1/api-keys", s2)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(b.req(Method::GET, "/api/v1/api-keys", s2).send().await.unwrap().status(), 401);
 
     // Interleaved concurrent writes on both nodes.
     let mut tasks = vec![];
@@ -109,13 +68,8 @@ async fn two_nodes_share_keys_revocations_rate_limits_and_one_audit_chain() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 201);
     }
-    let (_, report) = json(
-        b.req(Method::GET, "/api/v1/audit/verify", &admin)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, report) =
+        json(b.req(Method::GET, "/api/v1/audit/verify", &admin).send().await.unwrap()).await;
     assert_eq!(report["valid"], true, "{report}");
     assert_eq!(report["last_seq"], 1 + 2 + 1 + 40);
     a.stop().await;

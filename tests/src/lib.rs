@@ -61,15 +61,9 @@ impl TestServer {
     /// Starts a server on `db`.
     pub async fn start_with(db: &TestDb, opts: Options) -> TestServer {
         install_crypto();
-        let tmp = if opts.data_dir.is_none() {
-            Some(tempfile::tempdir().unwrap())
-        } else {
-            None
-        };
-        let data_dir = opts
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| tmp.as_ref().unwrap().path().to_path_buf());
+        let tmp = if opts.data_dir.is_none() { Some(tempfile::tempdir().unwrap()) } else { None };
+        let data_dir =
+            opts.data_dir.clone().unwrap_or_else(|| tmp.as_ref().unwrap().path().to_path_buf());
         std::fs::create_dir_all(&data_dir).unwrap();
         let cfg_file = data_dir.join("test.toml");
         let toml = format!(
@@ -109,9 +103,7 @@ impl TestServer {
 
     /// A request with `key`.
     pub fn req(&self, method: Method, path: &str, key: &str) -> RequestBuilder {
-        self.client
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(key)
+        self.client.request(method, format!("{}{path}", self.url)).bearer_auth(key)
     }
 
     /// A request as the administrator.
@@ -121,12 +113,7 @@ impl TestServer {
 
     /// Creates an API key as the administrator from a JSON body; returns the response JSON.
     pub async fn create_key(&self, body: Value) -> Value {
-        let r = self
-            .admin(Method::POST, "/api/v1/api-keys")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = self.admin(Method::POST, "/api/v1/api-keys").json(&body).send().await.unwrap();
         assert_eq!(r.status(), 201, "{:?}", r.text().await);
         r.json().await.unwrap()
     }
@@ -192,10 +179,7 @@ pub fn client_bound(ca: &Path, local: std::net::IpAddr) -> Client {
 
 /// A client that trusts `ca` and optionally presents a client certificate (cert chain PEM, key).
 pub fn client_for(ca: &Path, identity: Option<(&Path, &Path)>) -> Client {
-    Client::builder()
-        .tls_backend_preconfigured(tls_config(ca, identity))
-        .build()
-        .unwrap()
+    Client::builder().tls_backend_preconfigured(tls_config(ca, identity)).build().unwrap()
 }
 
 fn tls_config(ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::ClientConfig {
@@ -214,12 +198,8 @@ fn tls_config(ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::ClientConf
     let mut tls = match identity {
         None => b.with_no_client_auth(),
         Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            b.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap())
-                .unwrap()
+            let chain = CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect();
+            b.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap()).unwrap()
         }
     };
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -230,8 +210,5 @@ fn tls_config(ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::ClientConf
 pub async fn json(r: Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }

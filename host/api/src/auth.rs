@@ -31,16 +31,9 @@ fn presented_key(h: &HeaderMap) -> Option<String> {
     let bearer = h
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|s| s.trim().to_owned());
-    bearer.or_else(|| {
-        h.get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.trim().to_owned())
-    })
+    bearer.or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned()))
 }
 
 /// The middleware.
@@ -52,11 +45,7 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
 }
 
 async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
-    let Some(path) = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-    else {
+    let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
         return Err(ApiError::not_found());
     };
     let Some(rule) = st.exposure.resolve(req.method(), &path) else {
@@ -65,10 +54,8 @@ async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
     if !rule.enabled {
         return Err(ApiError::not_found());
     }
-    let ip: Option<IpAddr> = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip());
+    let ip: Option<IpAddr> =
+        req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
     if let Some(ip) = ip
         && !st.exposure.ip_allowed(&rule, ip)
     {
@@ -87,22 +74,15 @@ async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
         client_ip: ip,
     };
     let key = presented_key(req.headers());
-    let cert = req
-        .extensions()
-        .get::<Arc<ClientCertificate>>()
-        .cloned()
-        .or_else(|| {
-            // rustls has already verified the chain against the client CA and its CRL.
-            let tls = req.extensions().get::<Arc<axum_server::tls::TlsInfo>>()?;
-            let der = tls.peer_certificates.first()?;
-            let subject = x509_parser::parse_x509_certificate(der)
-                .map(|(_, c)| c.subject().to_string())
-                .unwrap_or_default();
-            Some(Arc::new(ClientCertificate {
-                sha256: hex::encode(Sha256::digest(der)),
-                subject,
-            }))
-        });
+    let cert = req.extensions().get::<Arc<ClientCertificate>>().cloned().or_else(|| {
+        // rustls has already verified the chain against the client CA and its CRL.
+        let tls = req.extensions().get::<Arc<axum_server::tls::TlsInfo>>()?;
+        let der = tls.peer_certificates.first()?;
+        let subject = x509_parser::parse_x509_certificate(der)
+            .map(|(_, c)| c.subject().to_string())
+            .unwrap_or_default();
+        Some(Arc::new(ClientCertificate { sha256: hex::encode(Sha256::digest(der)), subject }))
+    });
     let principal = match rule.auth {
         AuthMode::None => return Ok(()),
         AuthMode::ApiKey => {
@@ -111,9 +91,7 @@ async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
         }
         AuthMode::Mtls | AuthMode::Either => match (cert, key, rule.auth) {
             (Some(cert), _, _) => {
-                st.api_keys
-                    .authenticate_certificate(&cert.sha256, context)
-                    .await?
+                st.api_keys.authenticate_certificate(&cert.sha256, context).await?
             }
             (None, Some(key), AuthMode::Either) => st.api_keys.authenticate(&key, context).await?,
             _ => {

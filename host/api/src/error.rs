@@ -39,12 +39,7 @@ pub struct Problem {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            detail: detail.into(),
-            retry_after: None,
-        }
+        Self { status, code, detail: detail.into(), retry_after: None }
     }
 
     /// 400 with a code.
@@ -72,9 +67,7 @@ impl From<CoreError> for ApiError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let retry_after = match &e {
-            CoreError::RateLimited {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
+            CoreError::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
             _ => None,
         };
         let detail = if status.is_server_error() {
@@ -89,12 +82,7 @@ impl From<CoreError> for ApiError {
         } else {
             e.to_string()
         };
-        Self {
-            status,
-            code,
-            detail,
-            retry_after,
-        }
+        Self { status, code, detail, retry_after }
     }
 }
 
@@ -116,20 +104,14 @@ impl IntoResponse for ApiError {
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = (self.status, bytes).into_response();
         let h = res.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(s) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {
             h.insert(header::RETRY_AFTER, v);
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            h.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"sigil\""),
-            );
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"sigil\""));
         }
         res
     }

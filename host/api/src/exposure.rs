@@ -130,11 +130,8 @@ pub enum Source {
     Api,
 }
 
-const SELF_ENDPOINTS: [&str; 3] = [
-    "GET /api/v1/exposure",
-    "PUT /api/v1/exposure",
-    "DELETE /api/v1/exposure",
-];
+const SELF_ENDPOINTS: [&str; 3] =
+    ["GET /api/v1/exposure", "PUT /api/v1/exposure", "DELETE /api/v1/exposure"];
 
 /// The live exposure table; replaced atomically when the configuration changes.
 #[derive(Debug)]
@@ -164,11 +161,7 @@ impl Exposure {
         config: ExposureConfig,
     ) -> Result<Self, ExposureError> {
         let table = Self::compile(&endpoints, config.clone(), Source::File, None)?;
-        Ok(Self {
-            endpoints,
-            file: config,
-            current: RwLock::new(Arc::new(table)),
-        })
+        Ok(Self { endpoints, file: config, current: RwLock::new(Arc::new(table)) })
     }
 
     fn compile(
@@ -201,9 +194,8 @@ impl Exposure {
                 allowed_ips: ips.into_iter().map(str::to_owned).collect(),
                 nets: vec![],
             };
-            for rule in [config.modules.get(&module), config.endpoints.get(&k)]
-                .into_iter()
-                .flatten()
+            for rule in
+                [config.modules.get(&module), config.endpoints.get(&k)].into_iter().flatten()
             {
                 if let Some(e) = rule.enabled {
                     r.enabled = e;
@@ -226,13 +218,7 @@ impl Exposure {
                 return Err(ExposureError::UnknownEndpoint(k.clone()));
             }
         }
-        Ok(Table {
-            config,
-            source,
-            raw,
-            global,
-            by_endpoint,
-        })
+        Ok(Table { config, source, raw, global, by_endpoint })
     }
 
     /// Checks a configuration submitted through the API without applying it: it must compile
@@ -295,10 +281,8 @@ impl Exposure {
 
     /// Every endpoint with its resolved rule, sorted.
     pub fn list(&self) -> Vec<Resolved> {
-        let mut v: Vec<Resolved> = self
-            .table()
-            .map(|t| t.by_endpoint.values().cloned().collect())
-            .unwrap_or_default();
+        let mut v: Vec<Resolved> =
+            self.table().map(|t| t.by_endpoint.values().cloned().collect()).unwrap_or_default();
         v.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
         v
     }
@@ -324,60 +308,30 @@ mod tests {
     #[test]
     fn endpoint_rules_override_module_rules() {
         let mut c = ExposureConfig::default();
-        c.modules.insert(
-            "api-keys".into(),
-            Rule {
-                enabled: Some(false),
-                ..Default::default()
-            },
-        );
+        c.modules.insert("api-keys".into(), Rule { enabled: Some(false), ..Default::default() });
         c.endpoints.insert(
             "GET /api/v1/api-keys".into(),
-            Rule {
-                enabled: Some(true),
-                auth: Some(AuthMode::Either),
-                ..Default::default()
-            },
+            Rule { enabled: Some(true), auth: Some(AuthMode::Either), ..Default::default() },
         );
         let x = Exposure::new(eps(), c).unwrap();
         assert!(x.enabled(&Method::GET, "/api/v1/api-keys"));
         assert!(!x.enabled(&Method::DELETE, "/api/v1/api-keys/{id}"));
-        assert_eq!(
-            x.resolve(&Method::GET, "/api/v1/api-keys").unwrap().auth,
-            AuthMode::Either
-        );
-        assert_eq!(
-            x.resolve(&Method::GET, "/health/live").unwrap().auth,
-            AuthMode::None
-        );
+        assert_eq!(x.resolve(&Method::GET, "/api/v1/api-keys").unwrap().auth, AuthMode::Either);
+        assert_eq!(x.resolve(&Method::GET, "/health/live").unwrap().auth, AuthMode::None);
     }
 
     #[test]
     fn unknown_names_and_open_management_endpoints_are_rejected() {
         let mut c = ExposureConfig::default();
         c.endpoints.insert("GET /nope".into(), Rule::default());
-        assert!(matches!(
-            Exposure::new(eps(), c),
-            Err(ExposureError::UnknownEndpoint(_))
-        ));
+        assert!(matches!(Exposure::new(eps(), c), Err(ExposureError::UnknownEndpoint(_))));
         let mut c = ExposureConfig::default();
         c.modules.insert("nope".into(), Rule::default());
-        assert!(matches!(
-            Exposure::new(eps(), c),
-            Err(ExposureError::UnknownModule(_))
-        ));
+        assert!(matches!(Exposure::new(eps(), c), Err(ExposureError::UnknownModule(_))));
         let mut c = ExposureConfig::default();
-        c.modules.insert(
-            "api-keys".into(),
-            Rule {
-                auth: Some(AuthMode::None),
-                ..Default::default()
-            },
-        );
-        assert!(matches!(
-            Exposure::new(eps(), c),
-            Err(ExposureError::Unauthenticated(_))
-        ));
+        c.modules
+            .insert("api-keys".into(), Rule { auth: Some(AuthMode::None), ..Default::default() });
+        assert!(matches!(Exposure::new(eps(), c), Err(ExposureError::Unauthenticated(_))));
     }
 
     #[test]
@@ -388,10 +342,7 @@ mod tests {
         let mut c = ExposureConfig::default();
         c.endpoints.insert(
             "GET /api/v1/api-keys".into(),
-            Rule {
-                enabled: Some(false),
-                ..Default::default()
-            },
+            Rule { enabled: Some(false), ..Default::default() },
         );
         x.validate_update(&c).unwrap();
         assert!(x.sync(Some(&serde_json::to_string(&c).unwrap())).unwrap());
@@ -400,31 +351,17 @@ mod tests {
         assert!(x.sync(None).unwrap());
         assert!(x.enabled(&Method::GET, "/api/v1/api-keys"));
         let mut c = ExposureConfig::default();
-        c.modules.insert(
-            "exposure".into(),
-            Rule {
-                enabled: Some(false),
-                ..Default::default()
-            },
-        );
-        assert!(matches!(
-            x.validate_update(&c),
-            Err(ExposureError::LockOut(_))
-        ));
+        c.modules.insert("exposure".into(), Rule { enabled: Some(false), ..Default::default() });
+        assert!(matches!(x.validate_update(&c), Err(ExposureError::LockOut(_))));
     }
 
     #[test]
     fn ip_ranges_apply_globally_and_per_endpoint() {
-        let mut c = ExposureConfig {
-            allowed_ips: vec!["127.0.0.0/8".into()],
-            ..Default::default()
-        };
+        let mut c =
+            ExposureConfig { allowed_ips: vec!["127.0.0.0/8".into()], ..Default::default() };
         c.endpoints.insert(
             "GET /api/v1/api-keys".into(),
-            Rule {
-                allowed_ips: Some(vec!["127.0.0.2".into()]),
-                ..Default::default()
-            },
+            Rule { allowed_ips: Some(vec!["127.0.0.2".into()]), ..Default::default() },
         );
         let x = Exposure::new(eps(), c).unwrap();
         let r = x.resolve(&Method::GET, "/api/v1/api-keys").unwrap();

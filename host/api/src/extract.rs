@@ -27,12 +27,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| {
-                let ct = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
+                let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
                 ct == "application/json" || ct.ends_with("+json")
             });
         if !json_type {
@@ -64,16 +59,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
-        let code = if msg.starts_with("unknown field") {
-            "unknown_field"
-        } else {
-            "invalid_json"
-        };
-        let at = if path == "." || path.is_empty() {
-            String::new()
-        } else {
-            format!(" at `{path}`")
-        };
+        let code = if msg.starts_with("unknown field") { "unknown_field" } else { "invalid_json" };
+        let at =
+            if path == "." || path.is_empty() { String::new() } else { format!(" at `{path}`") };
         ApiError::bad_request(code, format!("{msg}{at}"))
     })
 }
@@ -109,11 +97,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| AuthFailure::Missing.into())
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| AuthFailure::Missing.into())
     }
 }
 

@@ -9,10 +9,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(live))
-        .routes(routes!(ready))
-        .routes(routes!(metrics))
+    OpenApiRouter::new().routes(routes!(live)).routes(routes!(ready)).routes(routes!(metrics))
 }
 
 /// Health status.
@@ -28,10 +25,7 @@ pub struct Health {
 /// The process is up.
 #[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = Health)))]
 async fn live() -> axum::Json<Health> {
-    axum::Json(Health {
-        status: "ok",
-        detail: None,
-    })
+    axum::Json(Health { status: "ok", detail: None })
 }
 
 /// The server can serve: the database answers.
@@ -39,13 +33,7 @@ async fn live() -> axum::Json<Health> {
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn ready(State(st): State<AppState>) -> impl IntoResponse {
     match st.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            axum::Json(Health {
-                status: "ok",
-                detail: None,
-            }),
-        ),
+        Ok(()) => (StatusCode::OK, axum::Json(Health { status: "ok", detail: None })),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(Health {
@@ -59,11 +47,5 @@ async fn ready(State(st): State<AppState>) -> impl IntoResponse {
 /// Prometheus text exposition: requests by route and status, latency histograms.
 #[utoipa::path(get, path = "/metrics", tag = "metrics", responses((status = 200, content_type = "text/plain")))]
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        st.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], st.metrics.render())
 }

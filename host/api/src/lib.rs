@@ -43,6 +43,10 @@ pub struct AppState {
     pub api_keys: Arc<ApiKeyService>,
     /// Audit trail.
     pub audit: Arc<AuditService>,
+    /// Roles.
+    pub roles: Arc<sigil_core::service::roles::RoleService>,
+    /// Operators.
+    pub operators: Arc<sigil_core::service::operators::OperatorService>,
     /// Shared settings (the exposure override).
     pub settings: Arc<sigil_core::service::settings::SettingsService>,
     /// The store, for readiness checks.
@@ -73,6 +77,8 @@ pub struct Limits {
         (name = "audit", description = "The signed, hash-chained audit trail"),
         (name = "exposure", description = "Which endpoints are served and how they authenticate"),
         (name = "permissions", description = "The permission catalogue"),
+        (name = "roles", description = "Roles: named groups of permissions"),
+        (name = "operators", description = "Operators: people who act through Sigil, with roles"),
         (name = "health", description = "Liveness, readiness"),
         (name = "metrics", description = "Prometheus metrics"),
     )
@@ -101,6 +107,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(v1::apikeys::router())
         .merge(v1::audit::router())
         .merge(v1::meta::router())
+        .merge(v1::operators::router())
         .merge(health::router())
         .split_for_parts()
 }
@@ -171,10 +178,7 @@ pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router 
     routes
         .route("/openapi.json", axum::routing::get(openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard))
-        .route_layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            metrics::track,
-        ))
+        .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .merge(swagger)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {

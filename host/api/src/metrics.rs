@@ -45,21 +45,13 @@ impl Default for Metrics {
         let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
-        registry.register(
-            "http_requests",
-            "HTTP requests by route and status",
-            requests.clone(),
-        );
+        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by route",
             latency.clone(),
         );
-        Self {
-            registry,
-            requests,
-            latency,
-        }
+        Self { registry, requests, latency }
     }
 }
 
@@ -67,17 +59,10 @@ impl Metrics {
     /// Records one finished request.
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.requests
-            .get_or_create(&RequestLabels {
-                method: method.into(),
-                route: route.into(),
-                status,
-            })
+            .get_or_create(&RequestLabels { method: method.into(), route: route.into(), status })
             .inc();
         self.latency
-            .get_or_create(&RouteLabels {
-                method: method.into(),
-                route: route.into(),
-            })
+            .get_or_create(&RouteLabels { method: method.into(), route: route.into() })
             .observe(seconds);
     }
 
@@ -99,11 +84,6 @@ pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> R
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     let res = next.run(req).await;
-    m.observe(
-        &method,
-        &route,
-        res.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
+    m.observe(&method, &route, res.status().as_u16(), start.elapsed().as_secs_f64());
     res.into_response()
 }

@@ -130,10 +130,9 @@ impl Expiry {
             Self::Days30 => Ok(Some(now + Duration::days(30))),
             Self::Days60 => Ok(Some(now + Duration::days(60))),
             Self::Never => Ok(None),
-            Self::At(t) if t <= now => Err(CoreError::invalid(
-                "invalid_expiry",
-                "expires must be in the future",
-            )),
+            Self::At(t) if t <= now => {
+                Err(CoreError::invalid("invalid_expiry", "expires must be in the future"))
+            }
             Self::At(t) => Ok(Some(t)),
         }
     }
@@ -189,11 +188,7 @@ pub fn validate_name(name: &str) -> Result<String> {
 
 /// Validates a certificate fingerprint: 64 hex digits (colons allowed), returned lowercase.
 pub fn parse_fingerprint(s: &str) -> Result<String> {
-    let hex: String = s
-        .chars()
-        .filter(|c| *c != ':')
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let hex: String = s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(CoreError::invalid(
             "invalid_fingerprint",
@@ -313,9 +308,7 @@ pub struct KeySecret {
 
 impl fmt::Debug for KeySecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeySecret")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
+        f.debug_struct("KeySecret").field("prefix", &self.prefix).finish_non_exhaustive()
     }
 }
 
@@ -339,11 +332,7 @@ impl KeySecret {
         zeroize::Zeroize::zeroize(&mut bytes);
         let value = format!("{KEY_TAG}{prefix}_{secret}");
         let hash = hash_secret(&value);
-        Ok(Self {
-            value,
-            prefix,
-            hash,
-        })
+        Ok(Self { value, prefix, hash })
     }
 }
 
@@ -383,12 +372,9 @@ mod tests {
 
     #[test]
     fn malformed_presented_keys_have_no_prefix() {
-        for bad in [
-            "",
-            "sgk_",
-            "sgk_zzzzzzzzzzzz_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-            "Bearer x",
-        ] {
+        for bad in
+            ["", "sgk_", "sgk_zzzzzzzzzzzz_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "Bearer x"]
+        {
             assert_eq!(presented_prefix(bad), None, "{bad}");
         }
     }
@@ -401,23 +387,9 @@ mod tests {
             Some(now + Duration::days(30))
         );
         assert_eq!(Expiry::parse("never").unwrap().resolve(now).unwrap(), None);
-        assert!(
-            Expiry::parse("2001-01-01T00:00:00Z")
-                .unwrap()
-                .resolve(now)
-                .is_err()
-        );
-        assert!(
-            Expiry::parse("2999-01-01T00:00:00Z")
-                .unwrap()
-                .resolve(now)
-                .unwrap()
-                .is_some()
-        );
-        assert_eq!(
-            Expiry::parse("tomorrow").unwrap_err().code(),
-            "invalid_expiry"
-        );
+        assert!(Expiry::parse("2001-01-01T00:00:00Z").unwrap().resolve(now).is_err());
+        assert!(Expiry::parse("2999-01-01T00:00:00Z").unwrap().resolve(now).unwrap().is_some());
+        assert_eq!(Expiry::parse("tomorrow").unwrap_err().code(), "invalid_expiry");
     }
 
     #[test]

@@ -378,11 +378,7 @@ impl ChainVerifier {
             if let Some(h) = head_seq.filter(|h| *h != last_seq) {
                 self.problem = Some(ChainProblem {
                     seq: last_seq + 1,
-                    kind: if h > last_seq {
-                        ProblemKind::Truncated
-                    } else {
-                        ProblemKind::Inserted
-                    },
+                    kind: if h > last_seq { ProblemKind::Truncated } else { ProblemKind::Inserted },
                     detail: format!(
                         "the chain ends at {last_seq} but the store recorded {h} events"
                     ),
@@ -422,21 +418,13 @@ impl ChainVerifier {
         self.checked += 1;
         if e.seq > self.expected_seq {
             let (a, b) = (self.expected_seq, e.seq - 1);
-            return self.fail(
-                a,
-                ProblemKind::Deleted,
-                format!("events {a} to {b} are missing"),
-            );
+            return self.fail(a, ProblemKind::Deleted, format!("events {a} to {b} are missing"));
         }
         if e.seq < self.expected_seq {
             return self.fail(
                 e.seq,
                 ProblemKind::Inserted,
-                format!(
-                    "sequence number {} appears again after {}",
-                    e.seq,
-                    self.expected_seq - 1
-                ),
+                format!("sequence number {} appears again after {}", e.seq, self.expected_seq - 1),
             );
         }
         if e.prev_hash != self.prev_hash {
@@ -485,10 +473,7 @@ impl ChainVerifier {
                 return self.fail(
                     e.seq,
                     ProblemKind::CheckpointMismatch,
-                    format!(
-                        "the signed checkpoint at {} records a different hash",
-                        e.seq
-                    ),
+                    format!("the signed checkpoint at {} records a different hash", e.seq),
                 );
             }
             self.checkpoints_checked += 1;

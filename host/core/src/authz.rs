@@ -76,6 +76,14 @@ permissions! {
     RolesRead = "roles:read";
     /// Create, change and delete roles.
     RolesWrite = "roles:write";
+    /// List and read operators.
+    OperatorsRead = "operators:read";
+    /// Create operators.
+    OperatorsCreate = "operators:create";
+    /// Change operators' details, roles and client certificates.
+    OperatorsUpdate = "operators:update";
+    /// Enable and disable operator accounts.
+    OperatorsDisable = "operators:disable";
 }
 
 /// Returns the catalogue entry for `name`, if it is a known permission.
@@ -106,9 +114,7 @@ impl PermissionSet {
             let ok = p == "*"
                 || lookup(p).is_some()
                 || p.strip_suffix(":*").is_some_and(|res| {
-                    CATALOGUE
-                        .iter()
-                        .any(|c| c.name.split(':').next() == Some(res))
+                    CATALOGUE.iter().any(|c| c.name.split(':').next() == Some(res))
                 });
             if !ok {
                 return Err(CoreError::invalid(
@@ -275,10 +281,7 @@ impl Principal {
     /// Checks that this principal holds `P` and returns the capability for it.
     pub fn authorize<P: Permission>(self: &Arc<Self>) -> Result<Capability<P>> {
         if self.permissions.allows(P::NAME) {
-            Ok(Capability {
-                principal: Arc::clone(self),
-                _p: PhantomData,
-            })
+            Ok(Capability { principal: Arc::clone(self), _p: PhantomData })
         } else {
             Err(CoreError::Forbidden {
                 code: "permission_denied",

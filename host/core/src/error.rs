@@ -107,26 +107,17 @@ impl fmt::Display for AuthFailure {
 impl CoreError {
     /// Shorthand for [`CoreError::Invalid`].
     pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Invalid {
-            code,
-            detail: detail.into(),
-        }
+        Self::Invalid { code, detail: detail.into() }
     }
 
     /// Shorthand for [`CoreError::NotFound`].
     pub fn not_found(object: &'static str, id: impl Into<String>) -> Self {
-        Self::NotFound {
-            object,
-            id: id.into(),
-        }
+        Self::NotFound { object, id: id.into() }
     }
 
     /// Shorthand for [`CoreError::Conflict`].
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            detail: detail.into(),
-        }
+        Self::Conflict { code, detail: detail.into() }
     }
 
     /// Stable machine-readable code.

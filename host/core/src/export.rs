@@ -73,9 +73,7 @@ const COLUMNS: [&str; 17] = [
 ];
 
 fn rfc3339(us: i64) -> String {
-    from_unix_micros(us)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    from_unix_micros(us).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 fn row(e: &AuditEvent) -> [String; 17] {
@@ -129,8 +127,7 @@ pub fn encode(format: ExportFormat, events: &[AuditEvent], now: OffsetDateTime) 
             for e in events {
                 w.write_record(row(e)).map_err(io)?;
             }
-            w.into_inner()
-                .map_err(|e| CoreError::Internal(e.to_string()))
+            w.into_inner().map_err(|e| CoreError::Internal(e.to_string()))
         }
         ExportFormat::Xml => {
             let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -222,10 +219,7 @@ impl ExportSignature {
         }
         let msg = Self::message(&self.sha256, &self.signed_at, &self.key_id);
         if !keys.verify(&self.key_id, &msg, &self.signature) {
-            return Err(format!(
-                "the signature does not verify with audit key {}",
-                self.key_id
-            ));
+            return Err(format!("the signature does not verify with audit key {}", self.key_id));
         }
         Ok(())
     }
@@ -269,9 +263,6 @@ mod tests {
         let xml =
             String::from_utf8(encode(ExportFormat::Xml, &ev, OffsetDateTime::UNIX_EPOCH).unwrap())
                 .unwrap();
-        assert!(
-            xml.contains("<object_id>x&lt;&amp;&gt;&quot;y</object_id>"),
-            "{xml}"
-        );
+        assert!(xml.contains("<object_id>x&lt;&amp;&gt;&quot;y</object_id>"), "{xml}");
     }
 }

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod authz;
 pub mod error;
 pub mod export;
+pub mod operator;
 pub mod ports;
 pub mod service;
 

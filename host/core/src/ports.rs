@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::apikey::{ApiKey, KeyStatus};
 use crate::audit::{AuditEvent, Checkpoint, NewAuditEvent};
 use crate::error::StoreError;
+use crate::operator::{Operator, Role};
 
 /// Store result.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -49,6 +50,17 @@ pub struct ApiKeyFilter {
     pub operator_id: Option<String>,
     /// The time at which `status` is evaluated.
     pub now: Option<OffsetDateTime>,
+}
+
+/// Filters for listing operators.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorFilter {
+    /// Only enabled (true) or disabled (false) operators.
+    pub enabled: Option<bool>,
+    /// Holding this role.
+    pub role: Option<String>,
+    /// Username or display name contains this (case-insensitive).
+    pub name_contains: Option<String>,
 }
 
 /// Filters for audit queries. Times are microseconds since the epoch, inclusive from, exclusive
@@ -118,6 +130,19 @@ pub trait Store: Send + Sync + 'static {
     /// A setting's stored value (JSON text), if it was ever set through the API.
     async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
 
+    /// Every role, by name.
+    async fn roles(&self) -> StoreResult<Vec<Role>>;
+    /// One operator.
+    async fn operator(&self, id: Uuid) -> StoreResult<Option<Operator>>;
+    /// The operator bound to a client certificate fingerprint.
+    async fn operator_by_certificate(&self, sha256: &str) -> StoreResult<Option<Operator>>;
+    /// A page of operators ordered by id.
+    async fn list_operators(
+        &self,
+        f: &OperatorFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Vec<Operator>>;
+
     /// Counts one request in a rate-limit window and returns the window's total across all nodes.
     async fn rate_limit_hit(
         &self,
@@ -151,6 +176,23 @@ pub trait Tx: Send {
     async fn api_key_for_update(&mut self, id: Uuid) -> StoreResult<Option<ApiKey>>;
     /// Replaces a key's mutable fields.
     async fn update_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
+
+    /// Inserts a role.
+    async fn insert_role(&mut self, role: &Role) -> StoreResult<()>;
+    /// Replaces a role's description and permissions.
+    async fn update_role(&mut self, role: &Role) -> StoreResult<()>;
+    /// Deletes a role.
+    async fn delete_role(&mut self, name: &str) -> StoreResult<()>;
+    /// Reads a role and locks it until commit.
+    async fn role_for_update(&mut self, name: &str) -> StoreResult<Option<Role>>;
+    /// How many operators hold a role.
+    async fn count_role_holders(&mut self, name: &str) -> StoreResult<i64>;
+    /// Inserts an operator.
+    async fn insert_operator(&mut self, op: &Operator) -> StoreResult<()>;
+    /// Reads an operator and locks it until commit.
+    async fn operator_for_update(&mut self, id: Uuid) -> StoreResult<Option<Operator>>;
+    /// Replaces an operator's mutable fields.
+    async fn update_operator(&mut self, op: &Operator) -> StoreResult<()>;
 
     /// A setting's value as this transaction sees it.
     async fn setting(&mut self, name: &str) -> StoreResult<Option<String>>;

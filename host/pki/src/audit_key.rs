@@ -32,9 +32,7 @@ pub struct AuditKey {
 
 impl std::fmt::Debug for AuditKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditKey")
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
+        f.debug_struct("AuditKey").field("key_id", &self.key_id).finish_non_exhaustive()
     }
 }
 
@@ -44,10 +42,8 @@ impl AuditKey {
         let rng = SystemRandom::new();
         let alg = &signature::ECDSA_P256_SHA256_ASN1_SIGNING;
         let pkcs8 = if path.exists() {
-            let text = std::fs::read_to_string(path).map_err(|source| PkiError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| PkiError::Io { path: path.display().to_string(), source })?;
             pem::decode("PRIVATE KEY", &text)
                 .ok_or_else(|| PkiError::InvalidKey(path.display().to_string()))?
         } else {
@@ -61,12 +57,7 @@ impl AuditKey {
         spki.extend_from_slice(pair.public_key().as_ref());
         let key_id = key_id(&spki);
         let public_pem = pem::encode("PUBLIC KEY", &spki);
-        Ok(Self {
-            pair,
-            rng,
-            key_id,
-            public_pem,
-        })
+        Ok(Self { pair, rng, key_id, public_pem })
     }
 }
 
@@ -151,10 +142,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let again = AuditKey::load_or_create(&path).unwrap();
         assert_eq!(k.key_id(), again.key_id());

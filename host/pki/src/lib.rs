@@ -41,10 +41,7 @@ impl From<rcgen::Error> for PkiError {
 /// Writes `data` to `path` with mode 0600 (owner only), creating parent directories.
 pub fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), PkiError> {
     use std::io::Write as _;
-    let io = |source| PkiError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    let io = |source| PkiError::Io { path: path.display().to_string(), source };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }

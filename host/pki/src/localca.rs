@@ -24,9 +24,7 @@ pub struct LocalCaFiles {
 impl LocalCaFiles {
     /// `<data_dir>/tls`.
     pub fn in_data_dir(data_dir: &Path) -> Self {
-        Self {
-            dir: data_dir.join("tls"),
-        }
+        Self { dir: data_dir.join("tls") }
     }
     /// The trust anchor clients need.
     pub fn root_cert(&self) -> PathBuf {
@@ -53,17 +51,13 @@ impl LocalCaFiles {
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
-    std::fs::read_to_string(path).map_err(|source| PkiError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    std::fs::read_to_string(path)
+        .map_err(|source| PkiError::Io { path: path.display().to_string(), source })
 }
 
 fn write_public(path: &Path, data: &str) -> Result<(), PkiError> {
-    std::fs::write(path, data).map_err(|source| PkiError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    std::fs::write(path, data)
+        .map_err(|source| PkiError::Io { path: path.display().to_string(), source })
 }
 
 fn dn(cn: &str) -> DistinguishedName {
@@ -99,11 +93,7 @@ pub fn random_serial() -> Vec<u8> {
     if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut s).is_err() {
         // ring's system source does not fail on supported platforms; a time-based serial keeps
         // us going rather than refusing to start.
-        s[..16].copy_from_slice(
-            &OffsetDateTime::now_utc()
-                .unix_timestamp_nanos()
-                .to_be_bytes(),
-        );
+        s[..16].copy_from_slice(&OffsetDateTime::now_utc().unix_timestamp_nanos().to_be_bytes());
     }
     s[0] &= 0x7f;
     s[0] |= 0x01;
@@ -114,10 +104,8 @@ pub fn random_serial() -> Vec<u8> {
 /// missing or expires within 30 days. Returns the file set.
 pub fn ensure(data_dir: &Path, server_names: &[String]) -> Result<LocalCaFiles, PkiError> {
     let files = LocalCaFiles::in_data_dir(data_dir);
-    std::fs::create_dir_all(&files.dir).map_err(|source| PkiError::Io {
-        path: files.dir.display().to_string(),
-        source,
-    })?;
+    std::fs::create_dir_all(&files.dir)
+        .map_err(|source| PkiError::Io { path: files.dir.display().to_string(), source })?;
     if !files.root_cert().exists() || !files.issuing_cert().exists() {
         let root_key = KeyPair::generate()?;
         let root_params = ca_params("Sigil Local Root CA", 20, None);
@@ -177,10 +165,7 @@ fn issue_server_cert(files: &LocalCaFiles, names: &[String]) -> Result<(), PkiEr
     p.use_authority_key_identifier_extension = true;
     let cert = p.signed_by(&key, &issuer)?;
     write_private(&files.server_key(), key.serialize_pem().as_bytes())?;
-    write_public(
-        &files.server_cert(),
-        &format!("{}{}", cert.pem(), issuing_pem),
-    )
+    write_public(&files.server_cert(), &format!("{}{}", cert.pem(), issuing_pem))
 }
 
 #[cfg(test)]
@@ -193,17 +178,9 @@ mod tests {
         let files = ensure(dir.path(), &["localhost".into(), "127.0.0.1".into()]).unwrap();
         let root_before = std::fs::read(files.root_cert()).unwrap();
         ensure(dir.path(), &["localhost".into()]).unwrap();
-        assert_eq!(
-            std::fs::read(files.root_cert()).unwrap(),
-            root_before,
-            "root is kept"
-        );
+        assert_eq!(std::fs::read(files.root_cert()).unwrap(), root_before, "root is kept");
         // The chain file holds the leaf then the issuing CA; openssl must accept the leaf.
-        if std::process::Command::new("openssl")
-            .arg("version")
-            .output()
-            .is_ok()
-        {
+        if std::process::Command::new("openssl").arg("version").output().is_ok() {
             let leaf_only = dir.path().join("leaf.pem");
             let chain = std::fs::read_to_string(files.server_cert()).unwrap();
             let end = chain.find("-----END CERTIFICATE-----").unwrap() + 26;
@@ -218,11 +195,7 @@ mod tests {
                 .arg(&leaf_only)
                 .output()
                 .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         }
     }
 }

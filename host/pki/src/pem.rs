@@ -19,9 +19,6 @@ pub(crate) fn decode(label: &str, pem: &str) -> Option<Vec<u8>> {
     let end = format!("-----END {label}-----");
     let start = pem.find(&begin)? + begin.len();
     let stop = start + pem[start..].find(&end)?;
-    let body: String = pem[start..stop]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let body: String = pem[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
     STANDARD.decode(body).ok()
 }

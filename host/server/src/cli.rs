@@ -118,14 +118,9 @@ pub struct VerifyArgs {
 }
 
 fn parse_rate(s: &str) -> Result<RateLimit> {
-    let (n, per) = s
-        .split_once('/')
-        .context("rate limit must look like 100/minute")?;
+    let (n, per) = s.split_once('/').context("rate limit must look like 100/minute")?;
     let per = RateUnit::parse(per).context("rate limit unit must be minute, hour or day")?;
-    Ok(RateLimit {
-        requests: n.parse().context("rate limit count")?,
-        per,
-    })
+    Ok(RateLimit { requests: n.parse().context("rate limit count")?, per })
 }
 
 /// Runs the command line.
@@ -150,10 +145,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Migrate => {
             std::fs::create_dir_all(&cfg.server.data_dir)?;
             startup::open_store(&cfg).await?;
-            println!(
-                "migrations applied to {}",
-                sigil_store::redact_url(&cfg.database_url())
-            );
+            println!("migrations applied to {}", sigil_store::redact_url(&cfg.database_url()));
             Ok(0)
         }
         Command::CheckConfig => {
@@ -185,11 +177,9 @@ async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
                 rate_limit: a.rate_limit.as_deref().map(parse_rate).transpose()?,
                 ip_whitelist: a.ip_whitelist,
                 client_cert_sha256: None,
+                operator_id: None,
             };
-            let k = svc
-                .api_keys
-                .create(&cli.authorize::<perm::ApiKeysCreate>()?, req)
-                .await?;
+            let k = svc.api_keys.create(&cli.authorize::<perm::ApiKeysCreate>()?, req).await?;
             eprintln!(
                 "created API key {} ({}); the secret below is shown only once",
                 k.key.id, k.key.name
@@ -204,11 +194,7 @@ async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
             loop {
                 let page = svc
                     .api_keys
-                    .list(
-                        &cap,
-                        ApiKeyFilter::default(),
-                        PageRequest { after, limit: 500 },
-                    )
+                    .list(&cap, ApiKeyFilter::default(), PageRequest { after, limit: 500 })
                     .await?;
                 for k in &page.items {
                     let status = format!("{:?}", k.status(now)).to_lowercase();
@@ -228,10 +214,8 @@ async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
         }
         ApiKeyCommand::Revoke { id, reason } => {
             let id = uuid::Uuid::parse_str(&id).context("the key id is not a UUID")?;
-            let k = svc
-                .api_keys
-                .revoke(&cli.authorize::<perm::ApiKeysRevoke>()?, id, reason)
-                .await?;
+            let k =
+                svc.api_keys.revoke(&cli.authorize::<perm::ApiKeysRevoke>()?, id, reason).await?;
             println!("revoked {} ({})", k.id, k.name);
         }
     }

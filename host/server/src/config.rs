@@ -239,10 +239,7 @@ impl Config {
         let mut fig = Figment::new().merge(Toml::string(EMPTY_SECTIONS));
         if let Some(f) = file {
             if !f.exists() {
-                return Err(ConfigError::Invalid(format!(
-                    "{} does not exist",
-                    f.display()
-                )));
+                return Err(ConfigError::Invalid(format!("{} does not exist", f.display())));
             }
             fig = fig.merge(Toml::file(f));
         }
@@ -251,27 +248,20 @@ impl Config {
             fig = fig.merge((env_key(var), env_value(value)));
         }
         for (var, path) in env.iter().filter(|(k, _)| k.ends_with("_FILE")) {
-            let value =
-                std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
-                    var: var.clone(),
-                    path: path.clone(),
-                    source,
-                })?;
+            let value = std::fs::read_to_string(path).map_err(|source| {
+                ConfigError::SecretFile { var: var.clone(), path: path.clone(), source }
+            })?;
             let key = env_key(var.trim_end_matches("_FILE"));
             fig = fig.merge((key, value.trim_end_matches(['\r', '\n']).to_owned()));
         }
-        let cfg: Config = fig
-            .extract()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let cfg: Config = fig.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(ConfigError::Invalid(
-                "log.format must be `text` or `json`".into(),
-            ));
+            return Err(ConfigError::Invalid("log.format must be `text` or `json`".into()));
         }
         if !matches!(self.database.sqlite_synchronous.as_str(), "full" | "normal") {
             return Err(ConfigError::Invalid(
@@ -284,14 +274,10 @@ impl Config {
             ));
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err(ConfigError::Invalid(
-                "tls.cert_file and tls.key_file go together".into(),
-            ));
+            return Err(ConfigError::Invalid("tls.cert_file and tls.key_file go together".into()));
         }
         if self.server.settings_refresh_ms == 0 {
-            return Err(ConfigError::Invalid(
-                "server.settings_refresh_ms must be positive".into(),
-            ));
+            return Err(ConfigError::Invalid("server.settings_refresh_ms must be positive".into()));
         }
         if self.audit.checkpoint_interval_secs == 0 {
             return Err(ConfigError::Invalid(
@@ -304,10 +290,7 @@ impl Config {
     /// The database URL in force.
     pub fn database_url(&self) -> String {
         self.database.url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}",
-                self.server.data_dir.join("sigil.db").display()
-            )
+            format!("sqlite://{}", self.server.data_dir.join("sigil.db").display())
         })
     }
 
@@ -325,10 +308,7 @@ mod tests {
     use super::*;
 
     fn env(v: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
-        v.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect::<Vec<_>>()
-            .into_iter()
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>().into_iter()
     }
 
     #[test]
@@ -343,9 +323,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("s.toml");
         std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n").unwrap();
-        let e = Config::load_from(Some(&f), env(&[]))
-            .unwrap_err()
-            .to_string();
+        let e = Config::load_from(Some(&f), env(&[])).unwrap_err().to_string();
         assert!(e.contains("lisen"), "{e}");
     }
 

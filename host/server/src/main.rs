@@ -5,14 +5,10 @@ use sigil_server::cli::{Cli, run};
 use sigil_server::config::Config;
 
 fn init_tracing(cfg: Option<&Config>) {
-    let level = cfg
-        .map(|c| c.log.level.clone())
-        .unwrap_or_else(|| "info".into());
+    let level = cfg.map(|c| c.log.level.clone()).unwrap_or_else(|| "info".into());
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if cfg.is_some_and(|c| c.log.format == "json") {
         builder.json().init();
     } else {

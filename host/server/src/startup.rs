@@ -12,6 +12,8 @@ use sigil_api::{AppState, Limits};
 use sigil_core::ports::{Clock, Store, SystemClock};
 use sigil_core::service::apikeys::ApiKeyService;
 use sigil_core::service::audit::AuditService;
+use sigil_core::service::operators::OperatorService;
+use sigil_core::service::roles::RoleService;
 use sigil_core::service::settings::SettingsService;
 use sigil_pki::audit_key::AuditKey;
 use sigil_store::{DbOptions, SqlStore};
@@ -42,6 +44,10 @@ pub struct Services {
     pub audit: Arc<AuditService>,
     /// Shared settings.
     pub settings: Arc<SettingsService>,
+    /// Roles.
+    pub roles: Arc<RoleService>,
+    /// Operators.
+    pub operators: Arc<OperatorService>,
 }
 
 /// Wires the services.
@@ -54,15 +60,12 @@ pub async fn services(cfg: &Config, store: SqlStore) -> Result<Services> {
     let settings = Arc::new(SettingsService::new(store.clone(), clock.clone()));
     let api_keys = Arc::new(ApiKeyService::new(
         store.clone(),
-        clock,
+        clock.clone(),
         Duration::from_millis(cfg.api_keys.cache_ttl_ms),
     ));
-    Ok(Services {
-        store,
-        api_keys,
-        audit,
-        settings,
-    })
+    let roles = Arc::new(RoleService::new(store.clone(), clock.clone()));
+    let operators = Arc::new(OperatorService::new(store.clone(), clock));
+    Ok(Services { store, api_keys, audit, settings, roles, operators })
 }
 
 /// A running server.
@@ -115,10 +118,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         tracing::info!(path = %path.display(), "created the first administrator API key");
     }
     let (routes, openapi) = sigil_api::routes();
-    let exposure = Arc::new(Exposure::new(
-        sigil_api::endpoints(&openapi),
-        cfg.exposure.clone(),
-    )?);
+    let exposure = Arc::new(Exposure::new(sigil_api::endpoints(&openapi), cfg.exposure.clone())?);
     // An override stored through the API wins over the file, on every node.
     exposure.sync(svc.settings.exposure_raw().await?.as_deref())?;
     let state = AppState {
@@ -127,6 +127,8 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         store: svc.store.clone(),
         exposure: exposure.clone(),
         settings: svc.settings.clone(),
+        roles: svc.roles.clone(),
+        operators: svc.operators.clone(),
         metrics: Arc::default(),
         openapi: Arc::new(openapi),
     };
@@ -149,10 +151,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         let tls = crate::tls::server_config(&cfg.tls, &cert, &key)?;
         let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
         let server = axum_server::bind_rustls(listen, rustls).handle(handle.clone());
-        (
-            tokio::spawn(async move { server.serve(app).await }),
-            "https",
-        )
+        (tokio::spawn(async move { server.serve(app).await }), "https")
     };
     let addr = match handle.listening().await {
         Some(a) => a,
@@ -161,10 +160,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             anyhow::bail!("the server did not start: {res:?}");
         }
     };
-    let mut jobs = background(
-        &svc,
-        Duration::from_secs(cfg.audit.checkpoint_interval_secs),
-    );
+    let mut jobs = background(&svc, Duration::from_secs(cfg.audit.checkpoint_interval_secs));
     let refresh = Duration::from_millis(cfg.server.settings_refresh_ms);
     jobs.push(refresh_settings(svc.settings.clone(), exposure, refresh));
     Ok(Running {

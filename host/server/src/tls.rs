@@ -44,9 +44,7 @@ pub fn server_config(tls: &TlsSection, cert: &Path, key: &Path) -> Result<Server
                 .allow_unauthenticated()
                 .with_crls(crls)
                 .build()?;
-            builder
-                .with_client_cert_verifier(verifier)
-                .with_single_cert(chain, key)?
+            builder.with_client_cert_verifier(verifier).with_single_cert(chain, key)?
         }
     };
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

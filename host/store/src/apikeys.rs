@@ -71,10 +71,7 @@ fn values(k: &ApiKey) -> StoreResult<Values> {
         permissions: serde_json::to_string(&k.permissions.to_vec())
             .map_err(|e| StoreError::Backend(e.to_string()))?,
         whitelist: serde_json::to_string(
-            &k.ip_whitelist
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
+            &k.ip_whitelist.iter().map(ToString::to_string).collect::<Vec<_>>(),
         )
         .map_err(|e| StoreError::Backend(e.to_string()))?,
     })

@@ -101,10 +101,7 @@ pub(crate) async fn events<'c, E: Executor<'c, Database = Any>>(
                 " AND action LIKE ? ESCAPE '\\'",
                 P::T(format!(
                     "{}%",
-                    prefix
-                        .replace('\\', "\\\\")
-                        .replace('%', "\\%")
-                        .replace('_', "\\_")
+                    prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
                 )),
             ),
             None => cond(&mut sql, " AND action = ?", P::T(v.clone())),

@@ -11,6 +11,7 @@
 
 mod apikeys;
 mod audit;
+mod operators;
 pub mod testing;
 mod tx;
 
@@ -110,18 +111,11 @@ impl SqlStore {
         } else {
             return Err(OpenError::Scheme(redact_url(&opts.url)));
         };
-        let connect_err = |source| OpenError::Connect {
-            url: redact_url(&opts.url),
-            source,
-        };
+        let connect_err = |source| OpenError::Connect { url: redact_url(&opts.url), source };
         match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(&opts.url);
-                let sync = if opts.sqlite_synchronous == "normal" {
-                    "NORMAL"
-                } else {
-                    "FULL"
-                };
+                let sync = if opts.sqlite_synchronous == "normal" { "NORMAL" } else { "FULL" };
                 let setup = format!(
                     "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;"
                 );
@@ -140,14 +134,8 @@ impl SqlStore {
                         .connect(&url)
                 };
                 let write = pool(1).await.map_err(connect_err)?;
-                let read = pool(opts.max_connections.max(1))
-                    .await
-                    .map_err(connect_err)?;
-                Ok(Self {
-                    read,
-                    write,
-                    backend,
-                })
+                let read = pool(opts.max_connections.max(1)).await.map_err(connect_err)?;
+                Ok(Self { read, write, backend })
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -156,11 +144,7 @@ impl SqlStore {
                     .connect(&opts.url)
                     .await
                     .map_err(connect_err)?;
-                Ok(Self {
-                    read: pool.clone(),
-                    write: pool,
-                    backend,
-                })
+                Ok(Self { read: pool.clone(), write: pool, backend })
             }
         }
     }
@@ -168,15 +152,9 @@ impl SqlStore {
     /// Applies pending migrations for this backend.
     pub async fn migrate(&self) -> Result<(), OpenError> {
         match self.backend {
-            Backend::Sqlite => {
-                sqlx::migrate!("../../migrations/sqlite")
-                    .run(&self.write)
-                    .await?
-            }
+            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite").run(&self.write).await?,
             Backend::Postgres => {
-                sqlx::migrate!("../../migrations/postgres")
-                    .run(&self.write)
-                    .await?
+                sqlx::migrate!("../../migrations/postgres").run(&self.write).await?
             }
         }
         Ok(())
@@ -189,10 +167,7 @@ impl SqlStore {
 
     /// Runs raw SQL on the write connection. For tests that simulate tampering or failures.
     pub async fn execute_raw(&self, sql: &str) -> Result<(), sqlx::Error> {
-        self.write
-            .execute(sqlx::AssertSqlSafe(sql.to_owned()))
-            .await
-            .map(|_| ())
+        self.write.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.map(|_| ())
     }
 
     /// Closes both pools.
@@ -250,19 +225,12 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.read)
-            .await
-            .map(|_| ())
-            .map_err(map_err)
+        sqlx::query("SELECT 1").execute(&self.read).await.map(|_| ()).map_err(map_err)
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         let tx = self.write.begin().await.map_err(map_err)?;
-        Ok(Box::new(tx::SqlTx {
-            tx,
-            backend: self.backend,
-        }))
+        Ok(Box::new(tx::SqlTx { tx, backend: self.backend }))
     }
 
     async fn count_api_keys(&self) -> StoreResult<i64> {
@@ -295,6 +263,29 @@ impl Store for SqlStore {
             .fetch_optional(&self.read)
             .await
             .map_err(map_err)
+    }
+
+    async fn roles(&self) -> StoreResult<Vec<sigil_core::operator::Role>> {
+        operators::roles(&self.read).await
+    }
+
+    async fn operator(&self, id: Uuid) -> StoreResult<Option<sigil_core::operator::Operator>> {
+        operators::operator_where(&self.read, "id", &id.to_string(), "").await
+    }
+
+    async fn operator_by_certificate(
+        &self,
+        sha256: &str,
+    ) -> StoreResult<Option<sigil_core::operator::Operator>> {
+        operators::operator_where(&self.read, "client_cert_sha256", sha256, "").await
+    }
+
+    async fn list_operators(
+        &self,
+        f: &sigil_core::ports::OperatorFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Vec<sigil_core::operator::Operator>> {
+        operators::list(&self.read, f, page).await
     }
 
     async fn rate_limit_hit(&self, key: &str, start: i64, end: i64) -> StoreResult<i64> {
@@ -358,10 +349,7 @@ mod tests {
             redact_url("postgres://sigil:hunter2@127.0.0.1/sigil"),
             "postgres://sigil:***@127.0.0.1/sigil"
         );
-        assert_eq!(
-            redact_url("sqlite://data/sigil.db"),
-            "sqlite://data/sigil.db"
-        );
+        assert_eq!(redact_url("sqlite://data/sigil.db"), "sqlite://data/sigil.db");
     }
 
     #[test]

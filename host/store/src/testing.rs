@@ -38,12 +38,7 @@ impl TestDb {
     pub fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let url = format!("sqlite://{}/sigil.db", dir.path().display());
-        TestDb {
-            url,
-            backend: "sqlite",
-            admin: None,
-            _dir: Some(dir),
-        }
+        TestDb { url, backend: "sqlite", admin: None, _dir: Some(dir) }
     }
 
     /// A fresh PostgreSQL database, or `None` when the variable is unset.
@@ -60,17 +55,9 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("CREATE DATABASE: {e}"));
         pool.close().await;
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(&admin_url);
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
         let url = format!("{base}/{name}");
-        Some(TestDb {
-            url,
-            backend: "postgres",
-            admin: Some((admin_url, name)),
-            _dir: None,
-        })
+        Some(TestDb { url, backend: "postgres", admin: Some((admin_url, name)), _dir: None })
     }
 
     /// Options for this database.
@@ -85,9 +72,7 @@ impl TestDb {
 
     /// Connects and migrates.
     pub async fn store(&self) -> SqlStore {
-        let s = SqlStore::connect(&self.options())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let s = SqlStore::connect(&self.options()).await.unwrap_or_else(|e| panic!("{e}"));
         s.migrate().await.unwrap_or_else(|e| panic!("{e}"));
         s
     }
@@ -95,10 +80,7 @@ impl TestDb {
     /// Drops the PostgreSQL database (SQLite files go with their temporary directory).
     pub async fn cleanup(self) {
         if let Some((admin_url, name)) = &self.admin
-            && let Ok(pool) = AnyPoolOptions::new()
-                .max_connections(1)
-                .connect(admin_url)
-                .await
+            && let Ok(pool) = AnyPoolOptions::new().max_connections(1).connect(admin_url).await
         {
             let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
             let _ = pool.execute(sqlx::AssertSqlSafe(sql)).await;

@@ -9,11 +9,23 @@ use sqlx::{Any, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{Backend, apikeys, audit, map_err};
+use crate::{Backend, apikeys, audit, map_err, operators};
+use sigil_core::operator::{Operator, Role};
 
 pub(crate) struct SqlTx {
     pub(crate) tx: Transaction<'static, Any>,
     pub(crate) backend: Backend,
+}
+
+impl SqlTx {
+    /// The row-lock suffix: PostgreSQL locks rows read for update; the single SQLite write
+    /// connection already serialises writers.
+    fn lock(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
 }
 
 #[async_trait]
@@ -28,10 +40,7 @@ impl Tx for SqlTx {
             // The single write connection already serialises SQLite writers.
             Backend::Sqlite => "",
         };
-        let sql = format!(
-            "SELECT {} FROM api_keys WHERE id = $1{lock}",
-            apikeys::COLUMNS
-        );
+        let sql = format!("SELECT {} FROM api_keys WHERE id = $1{lock}", apikeys::COLUMNS);
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_string())
             .fetch_optional(&mut *self.tx)
@@ -42,6 +51,40 @@ impl Tx for SqlTx {
 
     async fn update_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
         apikeys::update(&mut *self.tx, key).await
+    }
+
+    async fn insert_role(&mut self, role: &Role) -> StoreResult<()> {
+        operators::insert_role(&mut *self.tx, role).await
+    }
+
+    async fn update_role(&mut self, role: &Role) -> StoreResult<()> {
+        operators::update_role(&mut *self.tx, role).await
+    }
+
+    async fn delete_role(&mut self, name: &str) -> StoreResult<()> {
+        operators::delete_role(&mut *self.tx, name).await
+    }
+
+    async fn role_for_update(&mut self, name: &str) -> StoreResult<Option<Role>> {
+        let lock = self.lock();
+        operators::role_for_update(&mut *self.tx, name, lock).await
+    }
+
+    async fn count_role_holders(&mut self, name: &str) -> StoreResult<i64> {
+        operators::count_role_holders(&mut *self.tx, name).await
+    }
+
+    async fn insert_operator(&mut self, op: &Operator) -> StoreResult<()> {
+        operators::insert_operator(&mut *self.tx, op).await
+    }
+
+    async fn operator_for_update(&mut self, id: Uuid) -> StoreResult<Option<Operator>> {
+        let lock = self.lock();
+        operators::operator_where(&mut *self.tx, "id", &id.to_string(), lock).await
+    }
+
+    async fn update_operator(&mut self, op: &Operator) -> StoreResult<()> {
+        operators::update_operator(&mut *self.tx, op).await
     }
 
     async fn setting(&mut self, name: &str) -> StoreResult<Option<String>> {

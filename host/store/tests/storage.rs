@@ -20,6 +20,7 @@ fn create(name: &str) -> CreateApiKey {
         rate_limit: None,
         ip_whitelist: vec!["10.0.0.0/8".into()],
         client_cert_sha256: None,
+        operator_id: None,
     }
 }
 
@@ -55,90 +56,35 @@ async fn api_keys_round_trip_with_filters_and_unique_names() {
         let dup = svc.create(&cap, create("hr-sync")).await.unwrap_err();
         assert_eq!(dup.code(), "name_taken");
 
-        let found = store
-            .api_key_by_prefix(&a.key.prefix)
-            .await
-            .unwrap()
-            .unwrap();
+        let found = store.api_key_by_prefix(&a.key.prefix).await.unwrap().unwrap();
         assert_eq!(found, a.key);
 
         let read = cli.authorize::<perm::ApiKeysRead>().unwrap();
         let page = svc
-            .list(
-                &read,
-                ApiKeyFilter::default(),
-                PageRequest {
-                    after: None,
-                    limit: 1,
-                },
-            )
+            .list(&read, ApiKeyFilter::default(), PageRequest { after: None, limit: 1 })
             .await
             .unwrap();
         assert_eq!(page.items.len(), 1);
         let next = svc
-            .list(
-                &read,
-                ApiKeyFilter::default(),
-                PageRequest {
-                    after: page.next_cursor,
-                    limit: 1,
-                },
-            )
+            .list(&read, ApiKeyFilter::default(), PageRequest { after: page.next_cursor, limit: 1 })
             .await
             .unwrap();
         assert_eq!(next.items[0].id, b.key.id);
         assert!(next.next_cursor.is_none());
 
         let revoke = cli.authorize::<perm::ApiKeysRevoke>().unwrap();
-        svc.revoke(&revoke, a.key.id, Some("test".into()))
-            .await
-            .unwrap();
-        let f = ApiKeyFilter {
-            status: Some(KeyStatus::Revoked),
-            ..Default::default()
-        };
-        let revoked = svc
-            .list(
-                &read,
-                f,
-                PageRequest {
-                    after: None,
-                    limit: 10,
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            revoked.items.iter().map(|k| k.id).collect::<Vec<_>>(),
-            vec![a.key.id]
-        );
-        let f = ApiKeyFilter {
-            name_contains: Some("PORT".into()),
-            ..Default::default()
-        };
-        let named = svc
-            .list(
-                &read,
-                f,
-                PageRequest {
-                    after: None,
-                    limit: 10,
-                },
-            )
-            .await
-            .unwrap();
+        svc.revoke(&revoke, a.key.id, Some("test".into())).await.unwrap();
+        let f = ApiKeyFilter { status: Some(KeyStatus::Revoked), ..Default::default() };
+        let revoked = svc.list(&read, f, PageRequest { after: None, limit: 10 }).await.unwrap();
+        assert_eq!(revoked.items.iter().map(|k| k.id).collect::<Vec<_>>(), vec![a.key.id]);
+        let f = ApiKeyFilter { name_contains: Some("PORT".into()), ..Default::default() };
+        let named = svc.list(&read, f, PageRequest { after: None, limit: 10 }).await.unwrap();
         assert_eq!(named.items.len(), 1);
 
         // Every change is on the chain, which verifies.
-        let events = store
-            .audit_events(&AuditFilter::default(), 100)
-            .await
-            .unwrap();
+        let events = store.audit_events(&AuditFilter::default(), 100).await.unwrap();
         let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
-        assert_eq!(
-            actions,
-            ["api_key.create", "api_key.create", "api_key.revoke"]
-        );
+        assert_eq!(actions, ["api_key.create", "api_key.create", "api_key.revoke"]);
         let mut v = ChainVerifier::new(1, GENESIS_HASH, vec![], &NoSig);
         events.into_iter().for_each(|e| v.push(e));
         let head = store.audit_head().await.unwrap();
@@ -180,19 +126,11 @@ async fn a_failing_audit_write_rolls_the_change_back() {
         let svc = ApiKeyService::new(dyn_store.clone(), Arc::new(SystemClock), Duration::ZERO);
         let cli = Principal::local_cli();
         let err = svc
-            .create(
-                &cli.authorize::<perm::ApiKeysCreate>().unwrap(),
-                create("doomed"),
-            )
+            .create(&cli.authorize::<perm::ApiKeysCreate>().unwrap(), create("doomed"))
             .await
             .unwrap_err();
         assert!(matches!(err, CoreError::Storage(_)), "{err:?}");
-        assert_eq!(
-            dyn_store.count_api_keys().await.unwrap(),
-            0,
-            "{}",
-            db.backend
-        );
+        assert_eq!(dyn_store.count_api_keys().await.unwrap(), 0, "{}", db.backend);
         assert_eq!(dyn_store.audit_head().await.unwrap().seq, 0);
         store.close().await;
         db.cleanup().await;
@@ -202,11 +140,8 @@ async fn a_failing_audit_write_rolls_the_change_back() {
 #[tokio::test]
 async fn concurrent_writers_build_one_chain() {
     each_backend(|store| async move {
-        let svc = Arc::new(ApiKeyService::new(
-            store.clone(),
-            Arc::new(SystemClock),
-            Duration::ZERO,
-        ));
+        let svc =
+            Arc::new(ApiKeyService::new(store.clone(), Arc::new(SystemClock), Duration::ZERO));
         let mut tasks = vec![];
         for i in 0..16 {
             let svc = svc.clone();
@@ -219,10 +154,7 @@ async fn concurrent_writers_build_one_chain() {
         for t in tasks {
             t.await.unwrap();
         }
-        let events = store
-            .audit_events(&AuditFilter::default(), 100)
-            .await
-            .unwrap();
+        let events = store.audit_events(&AuditFilter::default(), 100).await.unwrap();
         assert_eq!(events.len(), 16);
         let mut v = ChainVerifier::new(1, GENESIS_HASH, vec![], &NoSig);
         events.into_iter().for_each(|e| v.push(e));

@@ -52,6 +52,10 @@ pub struct CreateBody {
     /// SHA-256 fingerprint of a client certificate that authenticates as this key (mTLS).
     #[serde(default)]
     client_cert_sha256: Option<String>,
+    /// Operator the key acts for; the key then never exceeds the operator's roles and stops
+    /// working when the operator is disabled.
+    #[serde(default)]
+    operator_id: Option<Uuid>,
 }
 
 /// Body of `PATCH /api/v1/api-keys/{id}`; absent fields are unchanged, `null` clears.
@@ -74,6 +78,9 @@ pub struct UpdateBody {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     client_cert_sha256: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    operator_id: Option<Option<Uuid>>,
 }
 
 /// Body of `POST /api/v1/api-keys/{id}/rotate`.
@@ -164,10 +171,7 @@ pub struct IssuedKeyView {
 
 impl From<IssuedApiKey> for IssuedKeyView {
     fn from(i: IssuedApiKey) -> Self {
-        Self {
-            key: i.secret.value.clone(),
-            api_key: ApiKeyView::from_key(i.key),
-        }
+        Self { key: i.secret.value.clone(), api_key: ApiKeyView::from_key(i.key) }
     }
 }
 
@@ -225,6 +229,7 @@ async fn create(
         rate_limit: b.rate_limit,
         ip_whitelist: b.ip_whitelist,
         client_cert_sha256: b.client_cert_sha256,
+        operator_id: b.operator_id,
     };
     let issued = st.api_keys.create(&cap, req).await?;
     Ok((StatusCode::CREATED, axum::Json(IssuedKeyView::from(issued))))
@@ -245,10 +250,7 @@ async fn list(
         name_contains: q.name,
         ..Default::default()
     };
-    let page = PageRequest {
-        after: q.cursor,
-        limit: page_size(q.limit)?,
-    };
+    let page = PageRequest { after: q.cursor, limit: page_size(q.limit)? };
     let p = st.api_keys.list(&cap, filter, page).await?;
     Ok(axum::Json(ApiKeyPage {
         items: p.items.into_iter().map(ApiKeyView::from_key).collect(),
@@ -267,9 +269,7 @@ async fn show(
     Authorized(cap): Authorized<perm::ApiKeysRead>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ApiKeyView>, ApiError> {
-    Ok(axum::Json(ApiKeyView::from_key(
-        st.api_keys.get(&cap, key_id(&id)?).await?,
-    )))
+    Ok(axum::Json(ApiKeyView::from_key(st.api_keys.get(&cap, key_id(&id)?).await?)))
 }
 
 /// Change an API key's settings.
@@ -293,10 +293,9 @@ async fn update(
         rate_limit: b.rate_limit,
         ip_whitelist: b.ip_whitelist,
         client_cert_sha256: b.client_cert_sha256,
+        operator_id: b.operator_id,
     };
-    Ok(axum::Json(ApiKeyView::from_key(
-        st.api_keys.update(&cap, key_id(&id)?, patch).await?,
-    )))
+    Ok(axum::Json(ApiKeyView::from_key(st.api_keys.update(&cap, key_id(&id)?, patch).await?)))
 }
 
 /// Revoke an API key (takes effect at once; repeating it is harmless).
@@ -310,9 +309,7 @@ async fn revoke(
     Path(id): Path<String>,
     Query(q): Query<RevokeQuery>,
 ) -> Result<axum::Json<ApiKeyView>, ApiError> {
-    Ok(axum::Json(ApiKeyView::from_key(
-        st.api_keys.revoke(&cap, key_id(&id)?, q.reason).await?,
-    )))
+    Ok(axum::Json(ApiKeyView::from_key(st.api_keys.revoke(&cap, key_id(&id)?, q.reason).await?)))
 }
 
 /// Replace an API key's secret, optionally keeping the old one valid for a grace period.
@@ -328,9 +325,6 @@ async fn rotate(
     Path(id): Path<String>,
     Json(b): Json<RotateBody>,
 ) -> Result<axum::Json<IssuedKeyView>, ApiError> {
-    let issued = st
-        .api_keys
-        .rotate(&cap, key_id(&id)?, b.grace_period_seconds)
-        .await?;
+    let issued = st.api_keys.rotate(&cap, key_id(&id)?, b.grace_period_seconds).await?;
     Ok(axum::Json(IssuedKeyView::from(issued)))
 }

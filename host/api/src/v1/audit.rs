@@ -80,11 +80,7 @@ impl From<AuditEvent> for AuditEventView {
             occurred_at: rfc3339(e.occurred_at()),
             details: serde_json::from_str(&e.details)
                 .unwrap_or(serde_json::Value::String(e.details)),
-            actor: ActorView {
-                kind: e.actor_kind,
-                id: e.actor_id,
-                name: e.actor_name,
-            },
+            actor: ActorView { kind: e.actor_kind, id: e.actor_id, name: e.actor_name },
             api_key_id: e.api_key_id,
             operator_id: e.operator_id,
             action: e.action,
@@ -173,10 +169,7 @@ async fn query(
             "format applies to /api/v1/audit/export",
         ));
     }
-    let p = st
-        .audit
-        .query(&cap, q.filter()?, q.cursor.as_deref(), page_size(q.limit)?)
-        .await?;
+    let p = st.audit.query(&cap, q.filter()?, q.cursor.as_deref(), page_size(q.limit)?).await?;
     Ok(axum::Json(AuditPage {
         items: p.items.into_iter().map(Into::into).collect(),
         next_cursor: p.next_cursor,
@@ -209,10 +202,7 @@ async fn trail(
         object_id: Some(object_id),
         ..Default::default()
     };
-    let p = st
-        .audit
-        .query(&cap, f, q.cursor.as_deref(), page_size(q.limit)?)
-        .await?;
+    let p = st.audit.query(&cap, f, q.cursor.as_deref(), page_size(q.limit)?).await?;
     Ok(axum::Json(AuditPage {
         items: p.items.into_iter().map(Into::into).collect(),
         next_cursor: p.next_cursor,
@@ -248,10 +238,7 @@ async fn export(
     };
     let mut res = ex.body.into_response();
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(ex.content_type),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ex.content_type));
     if let Ok(v) = HeaderValue::from_str(&sig) {
         h.insert("sigil-signature", v);
     }

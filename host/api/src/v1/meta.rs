@@ -12,9 +12,11 @@ use crate::extract::{Authorized, Json};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(permissions))
-        .routes(routes!(exposure, put_exposure, reset_exposure))
+    OpenApiRouter::new().routes(routes!(permissions)).routes(routes!(
+        exposure,
+        put_exposure,
+        reset_exposure
+    ))
 }
 
 /// The permission catalogue.
@@ -59,11 +61,9 @@ fn view(st: &AppState) -> ExposureView {
 
 fn exposure_error(e: ExposureError) -> ApiError {
     match e {
-        ExposureError::LockOut(_) => ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "exposure_lockout",
-            e.to_string(),
-        ),
+        ExposureError::LockOut(_) => {
+            ApiError::new(axum::http::StatusCode::CONFLICT, "exposure_lockout", e.to_string())
+        }
         other => ApiError::bad_request("invalid_exposure", other.to_string()),
     }
 }

@@ -3,6 +3,7 @@
 pub mod apikeys;
 pub mod audit;
 pub mod meta;
+pub mod operators;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

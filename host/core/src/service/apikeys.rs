@@ -37,6 +37,8 @@ pub struct CreateApiKey {
     pub ip_whitelist: Vec<String>,
     /// SHA-256 fingerprint of a client certificate that authenticates as this key (mTLS).
     pub client_cert_sha256: Option<String>,
+    /// Operator the key acts for; it then never exceeds the operator's roles.
+    pub operator_id: Option<Uuid>,
 }
 
 /// A change to a key; `None` leaves a field as it is, `Some(None)` clears an optional one.
@@ -56,6 +58,8 @@ pub struct UpdateApiKey {
     pub ip_whitelist: Option<Vec<String>>,
     /// New or removed client certificate binding.
     pub client_cert_sha256: Option<Option<String>>,
+    /// New or removed operator binding.
+    pub operator_id: Option<Option<Uuid>>,
 }
 
 /// A key with its secret, returned once on creation or rotation.
@@ -77,21 +81,14 @@ pub struct ApiKeyService {
 
 impl std::fmt::Debug for ApiKeyService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKeyService")
-            .field("cache_ttl", &self.cache_ttl)
-            .finish_non_exhaustive()
+        f.debug_struct("ApiKeyService").field("cache_ttl", &self.cache_ttl).finish_non_exhaustive()
     }
 }
 
 impl ApiKeyService {
     /// `cache_ttl` bounds how long another node may keep honouring a key revoked elsewhere.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, cache_ttl: StdDuration) -> Self {
-        Self {
-            store,
-            clock,
-            cache: Mutex::new(HashMap::new()),
-            cache_ttl,
-        }
+        Self { store, clock, cache: Mutex::new(HashMap::new()), cache_ttl }
     }
 
     /// Creates a key. The caller may only grant permissions it holds itself.
@@ -114,7 +111,7 @@ impl ApiKeyService {
             expires_at: Expiry::parse(&req.expires)?.resolve(now)?,
             rate_limit: req.rate_limit.map(RateLimit::validate).transpose()?,
             ip_whitelist: apikey::parse_whitelist(&req.ip_whitelist)?,
-            operator_id: None,
+            operator_id: self.check_operator(req.operator_id).await?,
             created_at: now,
             updated_at: now,
             created_by: principal.id.clone(),
@@ -153,6 +150,7 @@ impl ApiKeyService {
             rate_limit: None,
             ip_whitelist: vec![],
             client_cert_sha256: None,
+            operator_id: None,
         };
         match self.create(&cap, req).await {
             Ok(k) => Ok(Some(k)),
@@ -174,20 +172,14 @@ impl ApiKeyService {
                 .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
         }
         filter.now = Some(self.clock.now());
-        let fetch = PageRequest {
-            after: page.after,
-            limit: page.limit + 1,
-        };
+        let fetch = PageRequest { after: page.after, limit: page.limit + 1 };
         let rows = self.store.list_api_keys(&filter, &fetch).await?;
         Ok(paginate(rows, page.limit, |k| k.id.to_string()))
     }
 
     /// One key.
     pub async fn get(&self, _cap: &Capability<perm::ApiKeysRead>, id: Uuid) -> Result<ApiKey> {
-        self.store
-            .api_key(id)
-            .await?
-            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))
+        self.store.api_key(id).await?.ok_or_else(|| CoreError::not_found("api_key", id.to_string()))
     }
 
     /// Changes a key's settings. Revoked keys cannot be changed.
@@ -198,6 +190,10 @@ impl ApiKeyService {
         patch: UpdateApiKey,
     ) -> Result<ApiKey> {
         let now = self.clock.now();
+        let operator = match patch.operator_id {
+            Some(o) => Some(self.check_operator(o).await?),
+            None => None,
+        };
         let mut tx = self.store.begin().await?;
         let before = tx
             .api_key_for_update(id)
@@ -231,6 +227,9 @@ impl ApiKeyService {
         if let Some(c) = &patch.client_cert_sha256 {
             key.client_cert_sha256 = c.as_deref().map(apikey::parse_fingerprint).transpose()?;
         }
+        if let Some(o) = operator {
+            key.operator_id = o;
+        }
         if key == before {
             return Ok(before);
         }
@@ -260,9 +259,7 @@ impl ApiKeyService {
         if key.revoked_at.is_some() {
             return Ok(key);
         }
-        let reason = reason
-            .map(|r| apikey::validate_description(&r))
-            .transpose()?;
+        let reason = reason.map(|r| apikey::validate_description(&r)).transpose()?;
         key.revoked_at = Some(now);
         key.revocation_reason = reason.clone();
         key.previous_prefix = None;
@@ -344,18 +341,13 @@ impl ApiKeyService {
     ) -> Result<Arc<Principal>> {
         let prefix =
             presented_prefix(presented).ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
-        let key = self
-            .lookup(prefix)
-            .await?
-            .ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
+        let key =
+            self.lookup(prefix).await?.ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
         let hash = hash_secret(presented);
         let now = self.clock.now();
         let current = key.prefix == prefix && hashes_match(&hash, &key.secret_hash);
         let previous = key.previous_prefix.as_deref() == Some(prefix)
-            && key
-                .previous_hash
-                .as_deref()
-                .is_some_and(|h| hashes_match(&hash, h))
+            && key.previous_hash.as_deref().is_some_and(|h| hashes_match(&hash, h))
             && key.previous_expires_at.is_some_and(|t| t > now);
         if !current && !previous {
             return Err(CoreError::Unauthenticated(AuthFailure::Unknown));
@@ -370,13 +362,45 @@ impl ApiKeyService {
         sha256: &str,
         context: RequestContext,
     ) -> Result<Arc<Principal>> {
-        let key = self
+        let now = self.clock.now();
+        if let Some(key) = self.store.api_key_by_certificate(sha256).await? {
+            return self.admit(key, now, context).await;
+        }
+        // Not a client's certificate: perhaps an operator's.
+        let op = self
             .store
-            .api_key_by_certificate(sha256)
+            .operator_by_certificate(sha256)
             .await?
             .ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
-        let now = self.clock.now();
-        self.admit(key, now, context).await
+        if !op.enabled {
+            return Err(CoreError::Unauthenticated(AuthFailure::Disabled));
+        }
+        let permissions = self.role_permissions(&op.roles).await?;
+        Ok(Arc::new(Principal {
+            kind: ActorKind::Operator,
+            id: op.id.to_string(),
+            name: op.username,
+            api_key_id: None,
+            operator_id: Some(op.id.to_string()),
+            permissions,
+            context,
+        }))
+    }
+
+    async fn role_permissions(&self, names: &[String]) -> Result<PermissionSet> {
+        let roles: Vec<_> =
+            self.store.roles().await?.into_iter().filter(|r| names.contains(&r.name)).collect();
+        Ok(crate::operator::role_permissions(&roles))
+    }
+
+    async fn check_operator(&self, id: Option<Uuid>) -> Result<Option<String>> {
+        let Some(id) = id else { return Ok(None) };
+        match self.store.operator(id).await? {
+            Some(_) => Ok(Some(id.to_string())),
+            None => {
+                Err(CoreError::invalid("unknown_operator", format!("operator {id} does not exist")))
+            }
+        }
     }
 
     async fn admit(
@@ -398,6 +422,22 @@ impl ApiKeyService {
                 detail: format!("requests from {ip} are not allowed for this API key"),
             });
         }
+        // A key bound to an operator acts within the operator's roles, and stops when the
+        // operator is disabled. Operators are not cached, so that takes effect at once.
+        let permissions = match &key.operator_id {
+            None => key.permissions.clone(),
+            Some(op_id) => {
+                let op = match Uuid::parse_str(op_id) {
+                    Ok(u) => self.store.operator(u).await?,
+                    Err(_) => None,
+                };
+                let op = op.ok_or(CoreError::Unauthenticated(AuthFailure::Disabled))?;
+                if !op.enabled {
+                    return Err(CoreError::Unauthenticated(AuthFailure::Disabled));
+                }
+                key.permissions.intersect(&self.role_permissions(&op.roles).await?)
+            }
+        };
         if let Some(limit) = key.rate_limit {
             self.check_rate(&key, limit, now).await?;
         }
@@ -407,7 +447,7 @@ impl ApiKeyService {
             name: key.name,
             api_key_id: Some(key.id),
             operator_id: key.operator_id,
-            permissions: key.permissions,
+            permissions,
             context,
         }))
     }
@@ -417,10 +457,7 @@ impl ApiKeyService {
         let t = now.unix_timestamp();
         let start = t - t.rem_euclid(len);
         let end = start + len;
-        let count = self
-            .store
-            .rate_limit_hit(&format!("api_key:{}", key.id), start, end)
-            .await?;
+        let count = self.store.rate_limit_hit(&format!("api_key:{}", key.id), start, end).await?;
         if count > i64::from(limit.requests) {
             return Err(CoreError::RateLimited {
                 limit: limit.requests,
@@ -466,10 +503,7 @@ impl ApiKeyService {
 
     fn grantable(&self, principal: &Principal, requested: &[String]) -> Result<PermissionSet> {
         if requested.is_empty() {
-            return Err(CoreError::invalid(
-                "invalid_permission",
-                "permissions must not be empty",
-            ));
+            return Err(CoreError::invalid("invalid_permission", "permissions must not be empty"));
         }
         let set = PermissionSet::parse(requested)?;
         if !set.is_subset_of(&principal.permissions) {
@@ -497,6 +531,8 @@ fn describe(k: &ApiKey) -> serde_json::Value {
         "expires_at_us": k.expires_at.map(unix_micros),
         "rate_limit": k.rate_limit,
         "ip_whitelist": k.ip_whitelist.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "operator_id": k.operator_id,
+        "client_cert_sha256": k.client_cert_sha256,
     })
 }
 

@@ -58,11 +58,7 @@ impl std::fmt::Debug for AuditService {
 impl AuditService {
     /// Wires the service.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, crypto: Arc<dyn AuditCrypto>) -> Self {
-        Self {
-            store,
-            clock,
-            crypto,
-        }
+        Self { store, clock, crypto }
     }
 
     /// Registers this node's audit public key so that every verifier can check its checkpoints.
@@ -142,12 +138,7 @@ impl AuditService {
         let body = encode(format, &events, now)?;
         let signature = ExportSignature::sign(&body, now, self.crypto.as_ref())?;
         let _ = cap;
-        Ok(Export {
-            count: events.len(),
-            content_type: format.content_type(),
-            body,
-            signature,
-        })
+        Ok(Export { count: events.len(), content_type: format.content_type(), body, signature })
     }
 }
 

@@ -3,6 +3,8 @@
 
 pub mod apikeys;
 pub mod audit;
+pub mod operators;
+pub mod roles;
 pub mod settings;
 
 /// Default page size of list operations.
@@ -36,8 +38,5 @@ pub(crate) fn paginate<T>(mut rows: Vec<T>, limit: u32, cursor: impl Fn(&T) -> S
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next_cursor = if more { rows.last().map(cursor) } else { None };
-    Page {
-        items: rows,
-        next_cursor,
-    }
+    Page { items: rows, next_cursor }
 }

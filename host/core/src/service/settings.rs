@@ -57,8 +57,7 @@ impl SettingsService {
         if before.as_ref() == Some(value) {
             return Ok(());
         }
-        tx.put_setting(EXPOSURE, &text, unix_micros(now), &cap.principal().id)
-            .await?;
+        tx.put_setting(EXPOSURE, &text, unix_micros(now), &cap.principal().id).await?;
         let event = NewAuditEvent::new(cap.principal(), "exposure.update", "setting", EXPOSURE)
             .details(serde_json::json!({"before": before, "after": value}));
         tx.commit(vec![event], now).await?;

@@ -1,0 +1,246 @@
+//! Operators: create, list, show, update, enable and disable. A disabled operator, and every API
+//! key and client certificate that acts for it, is refused on the next request.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::apikey::parse_fingerprint;
+use crate::audit::NewAuditEvent;
+use crate::authz::{Capability, perm};
+use crate::error::{CoreError, Result};
+use crate::operator::{Operator, validate_email, validate_username};
+use crate::ports::{Clock, OperatorFilter, PageRequest, Store};
+use crate::service::{Page, paginate};
+
+/// What a caller gives to create an operator.
+#[derive(Debug, Clone)]
+pub struct CreateOperator {
+    /// Unique login name.
+    pub username: String,
+    /// Display name (defaults to the username).
+    pub display_name: Option<String>,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Client certificate fingerprint.
+    pub client_cert_sha256: Option<String>,
+}
+
+/// A change to an operator; `None` leaves a field, `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOperator {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New e-mail.
+    pub email: Option<Option<String>>,
+    /// New roles.
+    pub roles: Option<Vec<String>>,
+    /// New certificate binding.
+    pub client_cert_sha256: Option<Option<String>>,
+}
+
+/// Operator operations.
+pub struct OperatorService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for OperatorService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorService").finish_non_exhaustive()
+    }
+}
+
+fn describe(o: &Operator) -> serde_json::Value {
+    serde_json::json!({
+        "username": o.username, "display_name": o.display_name, "email": o.email,
+        "roles": o.roles, "enabled": o.enabled, "client_cert_sha256": o.client_cert_sha256,
+    })
+}
+
+fn conflict(e: crate::StoreError) -> CoreError {
+    match e {
+        crate::StoreError::Conflict { constraint } if constraint.contains("cert") => {
+            CoreError::conflict(
+                "certificate_taken",
+                "this client certificate is bound to another operator",
+            )
+        }
+        crate::StoreError::Conflict { .. } => {
+            CoreError::conflict("name_taken", "an operator with this username exists")
+        }
+        other => other.into(),
+    }
+}
+
+impl OperatorService {
+    /// Wires the service.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    async fn check_roles(
+        &self,
+        principal: &crate::authz::Principal,
+        roles: &[String],
+    ) -> Result<Vec<String>> {
+        let known = self.store.roles().await?;
+        let mut granted = Vec::new();
+        for name in roles {
+            let role = known.iter().find(|r| &r.name == name).ok_or_else(|| {
+                CoreError::invalid(
+                    "unknown_role",
+                    format!("unknown role `{name}` (see GET /api/v1/roles)"),
+                )
+            })?;
+            granted.push(role.clone());
+        }
+        // Nobody hands out more than they hold.
+        if !crate::operator::role_permissions(&granted).is_subset_of(&principal.permissions) {
+            return Err(CoreError::Forbidden {
+                code: "permission_escalation",
+                detail:
+                    "an operator cannot be given roles that grant more than their grantor holds"
+                        .into(),
+            });
+        }
+        let mut names: Vec<String> = granted.into_iter().map(|r| r.name).collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Creates an enabled operator.
+    pub async fn create(
+        &self,
+        cap: &Capability<perm::OperatorsCreate>,
+        req: CreateOperator,
+    ) -> Result<Operator> {
+        let now = self.clock.now();
+        let username = validate_username(&req.username)?;
+        let op = Operator {
+            id: Uuid::now_v7(),
+            display_name: crate::apikey::validate_name(
+                req.display_name.as_deref().unwrap_or(&username),
+            )?,
+            username,
+            email: req.email.as_deref().map(validate_email).transpose()?,
+            roles: self.check_roles(cap.principal(), &req.roles).await?,
+            enabled: true,
+            client_cert_sha256: req
+                .client_cert_sha256
+                .as_deref()
+                .map(parse_fingerprint)
+                .transpose()?,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.store.begin().await?;
+        tx.insert_operator(&op).await.map_err(conflict)?;
+        let ev = NewAuditEvent::new(cap.principal(), "operator.create", "operator", op.id)
+            .details(describe(&op));
+        tx.commit(vec![ev], now).await?;
+        Ok(op)
+    }
+
+    /// Lists operators.
+    pub async fn list(
+        &self,
+        _cap: &Capability<perm::OperatorsRead>,
+        filter: OperatorFilter,
+        page: PageRequest,
+    ) -> Result<Page<Operator>> {
+        if let Some(a) = &page.after {
+            Uuid::parse_str(a)
+                .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
+        }
+        let rows = self
+            .store
+            .list_operators(&filter, &PageRequest { after: page.after, limit: page.limit + 1 })
+            .await?;
+        Ok(paginate(rows, page.limit, |o| o.id.to_string()))
+    }
+
+    /// One operator.
+    pub async fn get(&self, _cap: &Capability<perm::OperatorsRead>, id: Uuid) -> Result<Operator> {
+        self.store
+            .operator(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("operator", id.to_string()))
+    }
+
+    /// Changes details, roles or the certificate binding.
+    pub async fn update(
+        &self,
+        cap: &Capability<perm::OperatorsUpdate>,
+        id: Uuid,
+        patch: UpdateOperator,
+    ) -> Result<Operator> {
+        let now = self.clock.now();
+        let roles = match &patch.roles {
+            Some(r) => Some(self.check_roles(cap.principal(), r).await?),
+            None => None,
+        };
+        let mut tx = self.store.begin().await?;
+        let before = tx
+            .operator_for_update(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("operator", id.to_string()))?;
+        let mut op = before.clone();
+        if let Some(d) = &patch.display_name {
+            op.display_name = crate::apikey::validate_name(d)?;
+        }
+        if let Some(e) = &patch.email {
+            op.email = e.as_deref().map(validate_email).transpose()?;
+        }
+        if let Some(r) = roles {
+            op.roles = r;
+        }
+        if let Some(c) = &patch.client_cert_sha256 {
+            op.client_cert_sha256 = c.as_deref().map(parse_fingerprint).transpose()?;
+        }
+        if op == before {
+            return Ok(before);
+        }
+        op.updated_at = now;
+        tx.update_operator(&op).await.map_err(conflict)?;
+        let ev = NewAuditEvent::new(cap.principal(), "operator.update", "operator", id)
+            .details(serde_json::json!({"before": describe(&before), "after": describe(&op)}));
+        tx.commit(vec![ev], now).await?;
+        Ok(op)
+    }
+
+    /// Enables or disables an operator; repeating the same state is a harmless no-op.
+    pub async fn set_enabled(
+        &self,
+        cap: &Capability<perm::OperatorsDisable>,
+        id: Uuid,
+        enabled: bool,
+    ) -> Result<Operator> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let mut op = tx
+            .operator_for_update(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("operator", id.to_string()))?;
+        if op.enabled == enabled {
+            return Ok(op);
+        }
+        if !enabled && cap.principal().operator_id.as_deref() == Some(id.to_string().as_str()) {
+            return Err(CoreError::conflict(
+                "self_disable",
+                "an operator cannot disable themselves",
+            ));
+        }
+        op.enabled = enabled;
+        op.updated_at = now;
+        tx.update_operator(&op).await?;
+        let action = if enabled { "operator.enable" } else { "operator.disable" };
+        let ev = NewAuditEvent::new(cap.principal(), action, "operator", id)
+            .details(serde_json::json!({"username": op.username}));
+        tx.commit(vec![ev], now).await?;
+        Ok(op)
+    }
+}

@@ -1,0 +1,153 @@
+//! Roles: named groups of permissions that operators hold.
+
+use std::sync::Arc;
+
+use crate::audit::NewAuditEvent;
+use crate::authz::{Capability, PermissionSet, perm};
+use crate::error::{CoreError, Result};
+use crate::operator::{Role, validate_role_name};
+use crate::ports::{Clock, Store};
+
+/// What a caller gives to create or replace a role.
+#[derive(Debug, Clone)]
+pub struct RoleInput {
+    /// Description.
+    pub description: String,
+    /// Permission patterns.
+    pub permissions: Vec<String>,
+}
+
+/// Role operations.
+pub struct RoleService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for RoleService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleService").finish_non_exhaustive()
+    }
+}
+
+fn describe(r: &Role) -> serde_json::Value {
+    serde_json::json!({"description": r.description, "permissions": r.permissions.to_vec()})
+}
+
+impl RoleService {
+    /// Wires the service.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    /// Every role.
+    pub async fn list(&self, _cap: &Capability<perm::RolesRead>) -> Result<Vec<Role>> {
+        Ok(self.store.roles().await?)
+    }
+
+    /// One role.
+    pub async fn get(&self, _cap: &Capability<perm::RolesRead>, name: &str) -> Result<Role> {
+        self.store
+            .roles()
+            .await?
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| CoreError::not_found("role", name))
+    }
+
+    fn permissions(cap_holder: &PermissionSet, requested: &[String]) -> Result<PermissionSet> {
+        let set = PermissionSet::parse(requested)?;
+        if !set.is_subset_of(cap_holder) {
+            return Err(CoreError::Forbidden {
+                code: "permission_escalation",
+                detail: "a role cannot grant permissions its author does not hold".into(),
+            });
+        }
+        Ok(set)
+    }
+
+    /// Creates a role.
+    pub async fn create(
+        &self,
+        cap: &Capability<perm::RolesWrite>,
+        name: &str,
+        input: RoleInput,
+    ) -> Result<Role> {
+        let now = self.clock.now();
+        let role = Role {
+            name: validate_role_name(name)?,
+            description: crate::apikey::validate_description(&input.description)?,
+            permissions: Self::permissions(&cap.principal().permissions, &input.permissions)?,
+            built_in: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.store.begin().await?;
+        tx.insert_role(&role).await.map_err(|e| match e {
+            crate::StoreError::Conflict { .. } => {
+                CoreError::conflict("name_taken", format!("role `{name}` exists"))
+            }
+            other => other.into(),
+        })?;
+        let ev = NewAuditEvent::new(cap.principal(), "role.create", "role", &role.name)
+            .details(describe(&role));
+        tx.commit(vec![ev], now).await?;
+        Ok(role)
+    }
+
+    /// Replaces a role's description and permissions. Built-in roles are fixed.
+    pub async fn update(
+        &self,
+        cap: &Capability<perm::RolesWrite>,
+        name: &str,
+        input: RoleInput,
+    ) -> Result<Role> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let before =
+            tx.role_for_update(name).await?.ok_or_else(|| CoreError::not_found("role", name))?;
+        if before.built_in {
+            return Err(CoreError::conflict(
+                "built_in_role",
+                format!("built-in role `{name}` cannot be changed"),
+            ));
+        }
+        let mut role = before.clone();
+        role.description = crate::apikey::validate_description(&input.description)?;
+        role.permissions = Self::permissions(&cap.principal().permissions, &input.permissions)?;
+        if role == before {
+            return Ok(before);
+        }
+        role.updated_at = now;
+        tx.update_role(&role).await?;
+        let ev = NewAuditEvent::new(cap.principal(), "role.update", "role", name)
+            .details(serde_json::json!({"before": describe(&before), "after": describe(&role)}));
+        tx.commit(vec![ev], now).await?;
+        Ok(role)
+    }
+
+    /// Deletes a role that no operator holds.
+    pub async fn delete(&self, cap: &Capability<perm::RolesWrite>, name: &str) -> Result<()> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let role =
+            tx.role_for_update(name).await?.ok_or_else(|| CoreError::not_found("role", name))?;
+        if role.built_in {
+            return Err(CoreError::conflict(
+                "built_in_role",
+                format!("built-in role `{name}` cannot be deleted"),
+            ));
+        }
+        let holders = tx.count_role_holders(name).await?;
+        if holders > 0 {
+            return Err(CoreError::conflict(
+                "role_in_use",
+                format!("{holders} operator(s) hold role `{name}`"),
+            ));
+        }
+        tx.delete_role(name).await?;
+        let ev = NewAuditEvent::new(cap.principal(), "role.delete", "role", name)
+            .details(describe(&role));
+        tx.commit(vec![ev], now).await?;
+        Ok(())
+    }
+}

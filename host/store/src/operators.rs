@@ -1,0 +1,230 @@
+//! Role and operator rows.
+
+use sigil_core::StoreError;
+use sigil_core::audit::{from_unix_micros, unix_micros};
+use sigil_core::authz::PermissionSet;
+use sigil_core::operator::{Operator, Role};
+use sigil_core::ports::{OperatorFilter, PageRequest, StoreResult};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+use uuid::Uuid;
+
+use crate::{like_pattern, map_err};
+
+const ROLE_COLUMNS: &str = "name, description, permissions, built_in, created_at, updated_at";
+pub(crate) const OPERATOR_COLUMNS: &str =
+    "id, username, display_name, email, roles, enabled, client_cert_sha256, created_at, updated_at";
+
+fn json_list(text: &str, what: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(text).map_err(|_| StoreError::Backend(format!("corrupt {what}")))
+}
+
+fn to_json(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn role_from_row(r: &AnyRow) -> StoreResult<Role> {
+    let perms: String = r.try_get("permissions").map_err(map_err)?;
+    Ok(Role {
+        name: r.try_get("name").map_err(map_err)?,
+        description: r.try_get("description").map_err(map_err)?,
+        permissions: PermissionSet::from_stored(json_list(&perms, "roles.permissions")?),
+        built_in: r.try_get::<i64, _>("built_in").map_err(map_err)? != 0,
+        created_at: from_unix_micros(r.try_get("created_at").map_err(map_err)?),
+        updated_at: from_unix_micros(r.try_get("updated_at").map_err(map_err)?),
+    })
+}
+
+pub(crate) fn operator_from_row(r: &AnyRow) -> StoreResult<Operator> {
+    let id: String = r.try_get("id").map_err(map_err)?;
+    let roles: String = r.try_get("roles").map_err(map_err)?;
+    Ok(Operator {
+        id: Uuid::parse_str(&id).map_err(|_| StoreError::Backend("corrupt operators.id".into()))?,
+        username: r.try_get("username").map_err(map_err)?,
+        display_name: r.try_get("display_name").map_err(map_err)?,
+        email: r.try_get("email").map_err(map_err)?,
+        roles: json_list(&roles, "operators.roles")?,
+        enabled: r.try_get::<i64, _>("enabled").map_err(map_err)? != 0,
+        client_cert_sha256: r.try_get("client_cert_sha256").map_err(map_err)?,
+        created_at: from_unix_micros(r.try_get("created_at").map_err(map_err)?),
+        updated_at: from_unix_micros(r.try_get("updated_at").map_err(map_err)?),
+    })
+}
+
+pub(crate) async fn roles<'c, E: Executor<'c, Database = Any>>(e: E) -> StoreResult<Vec<Role>> {
+    let sql = format!("SELECT {ROLE_COLUMNS} FROM roles ORDER BY name");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(e).await.map_err(map_err)?;
+    rows.iter().map(role_from_row).collect()
+}
+
+pub(crate) async fn role_for_update<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    name: &str,
+    lock: &str,
+) -> StoreResult<Option<Role>> {
+    let sql = format!("SELECT {ROLE_COLUMNS} FROM roles WHERE name = $1{lock}");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(name)
+        .fetch_optional(e)
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(role_from_row).transpose()
+}
+
+pub(crate) async fn insert_role<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    r: &Role,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO roles (name, description, permissions, built_in, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&r.name)
+    .bind(&r.description)
+    .bind(to_json(&r.permissions.to_vec()))
+    .bind(i64::from(r.built_in))
+    .bind(unix_micros(r.created_at))
+    .bind(unix_micros(r.updated_at))
+    .execute(e)
+    .await
+    .map(|_| ())
+    .map_err(map_err)
+}
+
+pub(crate) async fn update_role<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    r: &Role,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE roles SET description = $2, permissions = $3, updated_at = $4 WHERE name = $1",
+    )
+    .bind(&r.name)
+    .bind(&r.description)
+    .bind(to_json(&r.permissions.to_vec()))
+    .bind(unix_micros(r.updated_at))
+    .execute(e)
+    .await
+    .map(|_| ())
+    .map_err(map_err)
+}
+
+pub(crate) async fn delete_role<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    name: &str,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM roles WHERE name = $1")
+        .bind(name)
+        .execute(e)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+}
+
+pub(crate) async fn count_role_holders<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    name: &str,
+) -> StoreResult<i64> {
+    // Role names are restricted to [a-z0-9_-], so the quoted JSON form matches exactly.
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM operators WHERE roles LIKE $1")
+        .bind(format!("%\"{name}\"%"))
+        .fetch_one(e)
+        .await
+        .map_err(map_err)
+}
+
+pub(crate) async fn insert_operator<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    o: &Operator,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO operators (id, username, display_name, email, roles, enabled, client_cert_sha256, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(o.id.to_string())
+    .bind(&o.username)
+    .bind(&o.display_name)
+    .bind(o.email.clone())
+    .bind(to_json(&o.roles))
+    .bind(i64::from(o.enabled))
+    .bind(o.client_cert_sha256.clone())
+    .bind(unix_micros(o.created_at))
+    .bind(unix_micros(o.updated_at))
+    .execute(e)
+    .await
+    .map(|_| ())
+    .map_err(map_err)
+}
+
+pub(crate) async fn update_operator<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    o: &Operator,
+) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE operators SET username = $2, display_name = $3, email = $4, roles = $5, enabled = $6, \
+         client_cert_sha256 = $7, updated_at = $8 WHERE id = $1",
+    )
+    .bind(o.id.to_string())
+    .bind(&o.username)
+    .bind(&o.display_name)
+    .bind(o.email.clone())
+    .bind(to_json(&o.roles))
+    .bind(i64::from(o.enabled))
+    .bind(o.client_cert_sha256.clone())
+    .bind(unix_micros(o.updated_at))
+    .execute(e)
+    .await
+    .map_err(map_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(crate) async fn operator_where<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    column: &'static str,
+    value: &str,
+    lock: &str,
+) -> StoreResult<Option<Operator>> {
+    let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE {column} = $1{lock}");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(value)
+        .fetch_optional(e)
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(operator_from_row).transpose()
+}
+
+pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    f: &OperatorFilter,
+    page: &PageRequest,
+) -> StoreResult<Vec<Operator>> {
+    let mut sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE 1 = 1");
+    let mut texts: Vec<String> = Vec::new();
+    if let Some(after) = &page.after {
+        texts.push(after.clone());
+        sql.push_str(&format!(" AND id > ${}", texts.len()));
+    }
+    if let Some(n) = &f.name_contains {
+        texts.push(like_pattern(n));
+        let i = texts.len();
+        sql.push_str(&format!(
+            " AND (LOWER(username) LIKE ${i} ESCAPE '\\' OR LOWER(display_name) LIKE ${i} ESCAPE '\\')"
+        ));
+    }
+    if let Some(r) = &f.role {
+        texts.push(format!("%\"{}\"%", r.replace(['%', '_', '\\', '"'], "")));
+        sql.push_str(&format!(" AND roles LIKE ${}", texts.len()));
+    }
+    if let Some(en) = f.enabled {
+        sql.push_str(if en { " AND enabled = 1" } else { " AND enabled = 0" });
+    }
+    sql.push_str(&format!(" ORDER BY id LIMIT {}", page.limit));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for t in texts {
+        q = q.bind(t);
+    }
+    let rows = q.fetch_all(e).await.map_err(map_err)?;
+    rows.iter().map(operator_from_row).collect()
+}
