@@ -346,3 +346,31 @@ async fn signed_checkpoints_catch_a_rewritten_tail() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn refused_requests_of_known_callers_are_audited_as_failures() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let k = s.create_key(json!({"name": "nosy", "permissions": ["api_keys:read"]})).await;
+        let r = s
+            .req(Method::GET, "/api/v1/audit/verify", k["key"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let (_, q) = json(
+            s.admin(Method::GET, "/api/v1/audit?action=access.denied&outcome=failure")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let ev = &q["items"][0];
+        assert_eq!(ev["object_id"], "GET /api/v1/audit/verify");
+        assert_eq!(ev["actor"]["id"], k["id"]);
+        assert_eq!(ev["details"]["code"], "permission_denied");
+        assert_eq!(verify(&s).await["valid"], true);
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

@@ -101,3 +101,71 @@ async fn health_metrics_openapi_and_swagger_ui_are_served() {
     assert!(init.contains("/openapi.json"), "{init}");
     s.stop().await;
 }
+
+/// A JSON body that arrives in `parts`, one every `gap`.
+fn slow_body(parts: Vec<String>, gap: std::time::Duration) -> reqwest::Body {
+    let stream = futures_util::stream::unfold(parts.into_iter(), move |mut it| async move {
+        let next = it.next()?;
+        tokio::time::sleep(gap).await;
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(next)), it))
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+fn key_body_parts(name: &str) -> Vec<String> {
+    vec![
+        "{\"name\": ".to_owned(),
+        format!("\"{name}\", "),
+        "\"permissions\": [\"audit:read\"]}".to_owned(),
+    ]
+}
+
+#[tokio::test]
+async fn a_request_that_outlives_the_timeout_gets_a_503_problem() {
+    let db = TestDb::sqlite();
+    let toml = "[server]\nrequest_timeout_secs = 1\n";
+    let s = TestServer::start_with(&db, Options { toml: toml.into(), ..Default::default() }).await;
+    let body = slow_body(key_body_parts("slow"), std::time::Duration::from_millis(700));
+    let r = s
+        .admin(Method::POST, "/api/v1/api-keys")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (st, b) = json(r).await;
+    assert_eq!((st, b["code"].as_str()), (503, Some("request_timeout")), "{b}");
+    let (_, list) =
+        json(s.admin(Method::GET, "/api/v1/api-keys?name=slow").send().await.unwrap()).await;
+    assert!(list["items"].as_array().unwrap().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_an_in_flight_request_finish() {
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db).await;
+    let (client, url, key) = (s.client.clone(), s.url.clone(), s.admin_key.clone());
+    let in_flight = tokio::spawn(async move {
+        let body = slow_body(key_body_parts("late"), std::time::Duration::from_millis(300));
+        client
+            .post(format!("{url}/api/v1/api-keys"))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+    });
+    // Shut down while the body is still arriving.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let url = s.url.clone();
+    let probe = s.client.clone();
+    let stopping = tokio::spawn(s.stop());
+    let r = in_flight.await.unwrap().expect("the in-flight request completes");
+    assert_eq!(r.status(), 201);
+    stopping.await.unwrap();
+    assert!(
+        probe.get(format!("{url}/health/live")).send().await.is_err(),
+        "no new connections after shutdown"
+    );
+}

@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use sigil_core::authz::RequestContext;
+use sigil_core::authz::{Principal, RequestContext};
 use sigil_core::{AuthFailure, CoreError};
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::exposure::AuthMode;
 use crate::extract::Caller;
 
@@ -39,12 +40,28 @@ fn presented_key(h: &HeaderMap) -> Option<String> {
 /// The middleware.
 pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     match check(&st, &mut req).await {
-        Ok(()) => next.run(req).await,
+        Ok(None) => next.run(req).await,
+        Ok(Some(principal)) => {
+            let endpoint = format!("{} {}", req.method(), matched(&req));
+            let res = next.run(req).await;
+            // Refusals of authenticated callers are security events: record them.
+            if res.status() == StatusCode::FORBIDDEN {
+                let code = res.extensions().get::<ErrorCode>().map_or("forbidden", |c| c.0);
+                if let Err(e) = st.audit.record_denied(&principal, &endpoint, code).await {
+                    tracing::warn!(error = %e, "recording a denied request failed");
+                }
+            }
+            res
+        }
         Err(e) => e.into_response(),
     }
 }
 
-async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
+fn matched(req: &Request) -> String {
+    req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default()
+}
+
+async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>>, ApiError> {
     let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
         return Err(ApiError::not_found());
     };
@@ -84,7 +101,7 @@ async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
         Some(Arc::new(ClientCertificate { sha256: hex::encode(Sha256::digest(der)), subject }))
     });
     let principal = match rule.auth {
-        AuthMode::None => return Ok(()),
+        AuthMode::None => return Ok(None),
         AuthMode::ApiKey => {
             let key = key.ok_or(AuthFailure::Missing)?;
             st.api_keys.authenticate(&key, context).await?
@@ -96,13 +113,13 @@ async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
             (None, Some(key), AuthMode::Either) => st.api_keys.authenticate(&key, context).await?,
             _ => {
                 return Err(ApiError::new(
-                    axum::http::StatusCode::UNAUTHORIZED,
+                    StatusCode::UNAUTHORIZED,
                     "client_certificate_required",
                     "this endpoint requires a client certificate",
                 ));
             }
         },
     };
-    req.extensions_mut().insert(Caller(principal));
-    Ok(())
+    req.extensions_mut().insert(Caller(principal.clone()));
+    Ok(Some(principal))
 }

@@ -20,6 +20,10 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+/// The stable code of an error response, left in the response's extensions for middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// The JSON body, also used as the OpenAPI schema of every error response.
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -103,6 +107,7 @@ impl IntoResponse for ApiError {
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = (self.status, bytes).into_response();
+        res.extensions_mut().insert(ErrorCode(self.code));
         let h = res.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(s) = self.retry_after

@@ -167,6 +167,19 @@ async fn docs_gate(State(st): State<AppState>, req: Request, next: Next) -> Resp
     }
 }
 
+/// Bounds a request's whole life (body upload included); answers problem+json when exceeded.
+async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            format!("the request took longer than {} s", limit.as_secs_f64()),
+        )
+        .into_response(),
+    }
+}
+
 /// The complete application.
 pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
@@ -189,10 +202,7 @@ pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router 
             )
         })
         .layer(DefaultBodyLimit::max(limits.body_bytes))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            limits.request_timeout,
-        ))
+        .layer(middleware::from_fn_with_state(limits.request_timeout, timeout))
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,

@@ -74,6 +74,12 @@ impl NewAuditEvent {
         }
     }
 
+    /// Marks the event as a refused or failed attempt.
+    pub fn failed(mut self) -> Self {
+        self.outcome = Outcome::Failure;
+        self
+    }
+
     /// Sets the details, removing any field whose name suggests a secret.
     pub fn details(mut self, details: serde_json::Value) -> Self {
         self.details = redact(details);

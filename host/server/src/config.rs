@@ -209,18 +209,10 @@ fn env_key(var: &str) -> String {
         .join(".")
 }
 
-/// Environment values are TOML values when they parse as one (numbers, booleans, arrays),
-/// otherwise strings.
+/// Environment values are parsed like figment's own environment provider: numbers, booleans,
+/// `[arrays]` and `{dicts}` become values, anything else a string.
 fn env_value(v: &str) -> figment::value::Value {
-    use figment::value::Value;
-    if let Ok(i) = v.parse::<i64>() {
-        return Value::from(i);
-    }
-    match v {
-        "true" => Value::from(true),
-        "false" => Value::from(false),
-        _ => Value::from(v.to_owned()),
-    }
+    v.parse().unwrap_or_else(|never: std::convert::Infallible| match never {})
 }
 
 const EMPTY_SECTIONS: &str = "[server]\n[database]\n[log]\n[api_keys]\n[audit]\n";
@@ -336,11 +328,15 @@ mod tests {
             None,
             env(&[
                 ("SIGIL__SERVER__LISTEN", "127.0.0.1:9999"),
+                ("SIGIL__SERVER__BODY_LIMIT_BYTES", "4096"),
+                ("SIGIL__EXPOSURE__ALLOWED_IPS", "[\"10.0.0.0/8\", \"127.0.0.1\"]"),
                 ("SIGIL__DATABASE__URL_FILE", secret.to_str().unwrap()),
             ]),
         )
         .unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:9999");
+        assert_eq!(c.server.body_limit_bytes, 4096);
+        assert_eq!(c.exposure.allowed_ips, ["10.0.0.0/8", "127.0.0.1"]);
         assert_eq!(c.database_url(), "postgres://u:p@127.0.0.1/db");
         assert!(!format!("{c:?}").contains(":p@"));
     }

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
+use crate::audit::NewAuditEvent;
 use crate::audit::{
     AuditEvent, ChainVerifier, Checkpoint, GENESIS_HASH, SignatureCheck, VerifyReport, unix_micros,
 };
-use crate::authz::{Capability, perm};
+use crate::authz::{Capability, Principal, perm};
 use crate::error::{CoreError, Result};
 use crate::export::{ExportFormat, ExportSignature, encode};
 use crate::ports::{AuditFilter, AuditKeyRecord, Clock, Store};
@@ -87,6 +88,23 @@ impl AuditService {
         }
         let rows = self.store.audit_events(&filter, limit + 1).await?;
         Ok(paginate(rows, limit, |e| e.seq.to_string()))
+    }
+
+    /// Records that `principal` was refused `endpoint` (`METHOD /path`) with `code`. Not a
+    /// change of state, but a security event auditors look for.
+    pub async fn record_denied(
+        &self,
+        principal: &Arc<Principal>,
+        endpoint: &str,
+        code: &str,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        let tx = self.store.begin().await?;
+        let ev = NewAuditEvent::new(principal, "access.denied", "endpoint", endpoint)
+            .failed()
+            .details(serde_json::json!({"code": code}));
+        tx.commit(vec![ev], now).await?;
+        Ok(())
     }
 
     /// Signs a checkpoint at the current head unless one exists there already.
