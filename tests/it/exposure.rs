@@ -155,3 +155,32 @@ async fn exposure_changed_through_the_api_applies_on_every_node_and_is_audited()
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_throttle_counts_each_caller_separately() {
+    for db in backends().await {
+        let toml = "[exposure.endpoints.\"GET /api/v1/permissions\"]\nrate_limit = { requests = 2, per = \"day\" }\n";
+        let s =
+            TestServer::start_with(&db, Options { toml: toml.into(), ..Default::default() }).await;
+        let other =
+            s.create_key(serde_json::json!({"name": "other", "permissions": ["roles:read"]})).await;
+        let other = other["key"].as_str().unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                s.admin(Method::GET, "/api/v1/permissions").send().await.unwrap().status(),
+                200
+            );
+        }
+        let r = s.admin(Method::GET, "/api/v1/permissions").send().await.unwrap();
+        assert_eq!(r.status(), 429);
+        assert!(r.headers().contains_key("retry-after"));
+        assert_eq!(
+            s.req(Method::GET, "/api/v1/permissions", other).send().await.unwrap().status(),
+            200
+        );
+        // Other endpoints are not throttled.
+        assert_eq!(s.admin(Method::GET, "/api/v1/api-keys").send().await.unwrap().status(), 200);
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

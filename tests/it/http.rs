@@ -3,54 +3,60 @@
 
 use reqwest::Method;
 use serde_json::json;
-use sigil_tests::{Options, TestDb, TestServer, json};
+use sigil_tests::{Options, TestDb, TestServer, backends, json};
 
 #[tokio::test]
 async fn malformed_json_unknown_fields_and_wrong_types_are_400_naming_the_problem() {
-    let db = TestDb::sqlite();
-    let s = TestServer::start(&db).await;
-    let post = |body: &'static str| {
-        s.admin(Method::POST, "/api/v1/api-keys")
-            .header("content-type", "application/json")
-            .body(body)
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let post = |body: &'static str| {
+            s.admin(Method::POST, "/api/v1/api-keys")
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+        };
+        let (st, b) = json(post("{\"name\": ").await.unwrap()).await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("invalid_json")));
+        let (st, b) =
+            json(post("{\"name\": \"x\", \"permissions\": [\"*\"], \"colour\": 1}").await.unwrap())
+                .await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("unknown_field")));
+        assert!(b["detail"].as_str().unwrap().contains("colour"));
+        let (st, b) = json(post("{\"name\": 5, \"permissions\": []}").await.unwrap()).await;
+        assert_eq!(st, 400);
+        assert!(b["detail"].as_str().unwrap().contains("name"), "{b}");
+        let r = s
+            .admin(Method::POST, "/api/v1/api-keys")
+            .header("content-type", "text/plain")
+            .body("{}")
             .send()
-    };
-    let (st, b) = json(post("{\"name\": ").await.unwrap()).await;
-    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_json")));
-    let (st, b) =
-        json(post("{\"name\": \"x\", \"permissions\": [\"*\"], \"colour\": 1}").await.unwrap())
-            .await;
-    assert_eq!((st, b["code"].as_str()), (400, Some("unknown_field")));
-    assert!(b["detail"].as_str().unwrap().contains("colour"));
-    let (st, b) = json(post("{\"name\": 5, \"permissions\": []}").await.unwrap()).await;
-    assert_eq!(st, 400);
-    assert!(b["detail"].as_str().unwrap().contains("name"), "{b}");
-    let r = s
-        .admin(Method::POST, "/api/v1/api-keys")
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 415);
-    let (_, list) = json(s.admin(Method::GET, "/api/v1/api-keys").send().await.unwrap()).await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 1, "nothing was written");
-    s.stop().await;
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415);
+        let (_, list) = json(s.admin(Method::GET, "/api/v1/api-keys").send().await.unwrap()).await;
+        assert_eq!(list["items"].as_array().unwrap().len(), 1, "nothing was written");
+        s.stop().await;
+        db.cleanup().await;
+    }
 }
 
 #[tokio::test]
 async fn an_oversized_body_is_413() {
-    let db = TestDb::sqlite();
-    let s = TestServer::start_with(
-        &db,
-        Options { toml: "[server]\nbody_limit_bytes = 2048\n".into(), ..Default::default() },
-    )
-    .await;
-    let big = json!({"name": "x", "description": "a".repeat(4096), "permissions": ["*"]});
-    let (st, b) =
-        json(s.admin(Method::POST, "/api/v1/api-keys").json(&big).send().await.unwrap()).await;
-    assert_eq!((st, b["code"].as_str()), (413, Some("body_too_large")));
-    s.stop().await;
+    for db in backends().await {
+        let s = TestServer::start_with(
+            &db,
+            Options { toml: "[server]\nbody_limit_bytes = 2048\n".into(), ..Default::default() },
+        )
+        .await;
+        let big = json!({"name": "x", "description": "a".repeat(4096), "permissions": ["*"]});
+        let (st, b) =
+            json(s.admin(Method::POST, "/api/v1/api-keys").json(&big).send().await.unwrap()).await;
+        assert_eq!((st, b["code"].as_str()), (413, Some("body_too_large")));
+        let (_, list) = json(s.admin(Method::GET, "/api/v1/api-keys").send().await.unwrap()).await;
+        assert_eq!(list["items"].as_array().unwrap().len(), 1, "nothing was written");
+        s.stop().await;
+        db.cleanup().await;
+    }
 }
 
 #[tokio::test]

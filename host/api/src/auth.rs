@@ -90,6 +90,15 @@ async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>
             .map(str::to_owned),
         client_ip: ip,
     };
+    let throttle = |who: String| {
+        let rule = &rule;
+        async move {
+            if let Some(limit) = rule.rate_limit {
+                st.api_keys.throttle(&format!("endpoint:{}:{who}", rule.endpoint), limit).await?;
+            }
+            Ok::<(), ApiError>(())
+        }
+    };
     let key = presented_key(req.headers());
     let cert = req.extensions().get::<Arc<ClientCertificate>>().cloned().or_else(|| {
         // rustls has already verified the chain against the client CA and its CRL.
@@ -101,7 +110,10 @@ async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>
         Some(Arc::new(ClientCertificate { sha256: hex::encode(Sha256::digest(der)), subject }))
     });
     let principal = match rule.auth {
-        AuthMode::None => return Ok(None),
+        AuthMode::None => {
+            throttle(ip.map(|i| i.to_string()).unwrap_or_default()).await?;
+            return Ok(None);
+        }
         AuthMode::ApiKey => {
             let key = key.ok_or(AuthFailure::Missing)?;
             st.api_keys.authenticate(&key, context).await?
@@ -120,6 +132,7 @@ async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>
             }
         },
     };
+    throttle(format!("{}:{}", principal.kind.as_str(), principal.id)).await?;
     req.extensions_mut().insert(Caller(principal.clone()));
     Ok(Some(principal))
 }

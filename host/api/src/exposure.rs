@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::http::Method;
 use ipnet::IpNet;
-use sigil_core::apikey::{parse_whitelist, whitelist_allows};
+use sigil_core::apikey::{RateLimit, parse_whitelist, whitelist_allows};
 
 /// How callers of an endpoint authenticate.
 #[derive(
@@ -41,6 +41,10 @@ pub struct Rule {
     /// Allowed client addresses and CIDR ranges (empty: any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_ips: Option<Vec<String>>,
+    /// Throttle: requests per window for each caller (API key, operator, or client address when
+    /// unauthenticated), on top of each key's own limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// The `[exposure]` section.
@@ -73,6 +77,8 @@ pub struct Resolved {
     pub auth: AuthMode,
     /// Allowed ranges for this endpoint (the global list applies as well).
     pub allowed_ips: Vec<String>,
+    /// Per-caller throttle.
+    pub rate_limit: Option<RateLimit>,
     #[serde(skip)]
     nets: Vec<IpNet>,
 }
@@ -192,6 +198,7 @@ impl Exposure {
                 enabled: true,
                 auth,
                 allowed_ips: ips.into_iter().map(str::to_owned).collect(),
+                rate_limit: None,
                 nets: vec![],
             };
             for rule in
@@ -205,6 +212,10 @@ impl Exposure {
                 }
                 if let Some(ips) = &rule.allowed_ips {
                     r.allowed_ips = ips.clone();
+                }
+                if let Some(l) = rule.rate_limit {
+                    r.rate_limit =
+                        Some(l.validate().map_err(|e| ExposureError::Invalid(e.to_string()))?);
                 }
             }
             if r.auth == AuthMode::None && path.starts_with("/api/") {

@@ -28,18 +28,23 @@ async fn live() -> axum::Json<Health> {
     axum::Json(Health { status: "ok", detail: None })
 }
 
-/// The server can serve: the database answers.
+/// The server can serve: the database answers and the audit key signs (without either, no
+/// change could be recorded).
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn ready(State(st): State<AppState>) -> impl IntoResponse {
-    match st.store.ping().await {
-        Ok(()) => (StatusCode::OK, axum::Json(Health { status: "ok", detail: None })),
-        Err(_) => (
+    let problem = if st.store.ping().await.is_err() {
+        Some("database unreachable")
+    } else if !st.audit.key_usable() {
+        Some("audit key unusable")
+    } else {
+        None
+    };
+    match problem {
+        None => (StatusCode::OK, axum::Json(Health { status: "ok", detail: None })),
+        Some(p) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(Health {
-                status: "unavailable",
-                detail: Some("database unreachable".into()),
-            }),
+            axum::Json(Health { status: "unavailable", detail: Some(p.into()) }),
         ),
     }
 }

@@ -71,7 +71,7 @@ pub struct Limits {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Sigil", description = "Credential lifecycle platform: certificates, tokens, remote signing."),
-    modifiers(&SecurityAddon),
+    modifiers(&SecurityAddon, &CommonResponses),
     tags(
         (name = "api-keys", description = "API keys: scopes, expiry, rate limits, IP whitelists, rotation"),
         (name = "audit", description = "The signed, hash-chained audit trail"),
@@ -98,6 +98,51 @@ impl utoipa::Modify for SecurityAddon {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
+    }
+}
+
+/// Every operation can be throttled (429) by its exposure rule or its key; the operations that
+/// need a credential can also answer 401 and 403. Documented here once instead of per handler.
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |d: &str| {
+            ResponseBuilder::new()
+                .description(d)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                )
+                .build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let secured = path.starts_with("/api/");
+            for op in
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
+                    .into_iter()
+                    .flatten()
+            {
+                let r = &mut op.responses.responses;
+                r.entry("429".into())
+                    .or_insert_with(|| problem("Rate limit exceeded; see Retry-After").into());
+                r.entry("404".into())
+                    .or_insert_with(|| problem("Not found, or not exposed").into());
+                if secured {
+                    r.entry("401".into()).or_insert_with(|| {
+                        problem("Missing, unknown, expired or revoked credential").into()
+                    });
+                    r.entry("403".into()).or_insert_with(|| {
+                        problem("Permission denied or address not allowed").into()
+                    });
+                    r.entry("503".into()).or_insert_with(|| {
+                        problem("Database unavailable or request timeout; nothing was changed")
+                            .into()
+                    });
+                }
+            }
+        }
     }
 }
 

@@ -453,19 +453,13 @@ impl ApiKeyService {
     }
 
     async fn check_rate(&self, key: &ApiKey, limit: RateLimit, now: OffsetDateTime) -> Result<()> {
-        let len = limit.per.seconds();
-        let t = now.unix_timestamp();
-        let start = t - t.rem_euclid(len);
-        let end = start + len;
-        let count = self.store.rate_limit_hit(&format!("api_key:{}", key.id), start, end).await?;
-        if count > i64::from(limit.requests) {
-            return Err(CoreError::RateLimited {
-                limit: limit.requests,
-                per: limit.per.as_str(),
-                retry_after_secs: u64::try_from((end - t).max(1)).unwrap_or(1),
-            });
-        }
-        Ok(())
+        throttle(self.store.as_ref(), &format!("api_key:{}", key.id), limit, now).await
+    }
+
+    /// Counts a request against `limit` in `bucket` (shared by every node); used for per-endpoint
+    /// throttling configured in the exposure rules.
+    pub async fn throttle(&self, bucket: &str, limit: RateLimit) -> Result<()> {
+        throttle(self.store.as_ref(), bucket, limit, self.clock.now()).await
     }
 
     async fn lookup(&self, prefix: &str) -> Result<Option<ApiKey>> {
@@ -543,4 +537,27 @@ fn name_conflict(e: crate::error::StoreError) -> CoreError {
         }
         other => other.into(),
     }
+}
+
+/// Fixed-window counting in the shared store: the window is aligned to UTC multiples of its
+/// length, so every node counts into the same row.
+async fn throttle(
+    store: &dyn Store,
+    bucket: &str,
+    limit: RateLimit,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let len = limit.per.seconds();
+    let t = now.unix_timestamp();
+    let start = t - t.rem_euclid(len);
+    let end = start + len;
+    let count = store.rate_limit_hit(bucket, start, end).await?;
+    if count > i64::from(limit.requests) {
+        return Err(CoreError::RateLimited {
+            limit: limit.requests,
+            per: limit.per.as_str(),
+            retry_after_secs: u64::try_from((end - t).max(1)).unwrap_or(1),
+        });
+    }
+    Ok(())
 }

@@ -107,6 +107,11 @@ impl AuditService {
         Ok(())
     }
 
+    /// Whether the audit key can sign (readiness).
+    pub fn key_usable(&self) -> bool {
+        self.crypto.sign(b"sigil-readiness-probe").is_ok()
+    }
+
     /// Signs a checkpoint at the current head unless one exists there already.
     pub async fn checkpoint(&self) -> Result<Option<Checkpoint>> {
         let head = self.store.audit_head().await?;
