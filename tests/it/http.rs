@@ -175,3 +175,21 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
         "no new connections after shutdown"
     );
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_refused() {
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db).await;
+    for body in ["[null, null]", "\"x\"", "42", ""] {
+        let r = s
+            .admin(Method::POST, "/api/v1/operators")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (st, b) = json(r).await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("invalid_json")), "{body}");
+    }
+    s.stop().await;
+}

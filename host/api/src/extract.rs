@@ -48,6 +48,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 ApiError::bad_request("invalid_body", "the request body could not be read")
             }
         })?;
+        // Every request body of this API is a JSON object; serde would also build a struct
+        // from an array, which no client means.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request("invalid_json", "the body must be a JSON object"));
+        }
         parse_json(&bytes).map(Json)
     }
 }

@@ -71,7 +71,7 @@ pub struct Limits {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Sigil", description = "Credential lifecycle platform: certificates, tokens, remote signing."),
-    modifiers(&SecurityAddon, &CommonResponses),
+    modifiers(&SecurityAddon),
     tags(
         (name = "api-keys", description = "API keys: scopes, expiry, rate limits, IP whitelists, rotation"),
         (name = "audit", description = "The signed, hash-chained audit trail"),
@@ -124,7 +124,28 @@ impl utoipa::Modify for CommonResponses {
                     .into_iter()
                     .flatten()
             {
+                let has_body = op.request_body.is_some();
                 let r = &mut op.responses.responses;
+                // Every error is problem+json, whatever the handler annotation said.
+                for (code, resp) in r.iter_mut() {
+                    if code.as_str() >= "400"
+                        && let utoipa::openapi::RefOr::T(resp) = resp
+                        && let Some(c) = resp.content.shift_remove("application/json")
+                    {
+                        resp.content.insert("application/problem+json".into(), c);
+                    }
+                }
+                if secured {
+                    r.entry("400".into())
+                        .or_insert_with(|| problem("Invalid parameter, body or cursor").into());
+                }
+                if has_body {
+                    r.entry("413".into()).or_insert_with(|| {
+                        problem("Body larger than server.body_limit_bytes").into()
+                    });
+                    r.entry("415".into())
+                        .or_insert_with(|| problem("Body is not application/json").into());
+                }
                 r.entry("429".into())
                     .or_insert_with(|| problem("Rate limit exceeded; see Retry-After").into());
                 r.entry("404".into())
@@ -148,13 +169,17 @@ impl utoipa::Modify for CommonResponses {
 
 /// Every route with its OpenAPI description, before state is attached.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(v1::apikeys::router())
         .merge(v1::audit::router())
         .merge(v1::meta::router())
         .merge(v1::operators::router())
         .merge(health::router())
-        .split_for_parts()
+        .split_for_parts();
+    // Modifiers declared on ApiDoc run before the routes' paths are merged in, so this one is
+    // applied to the finished document.
+    utoipa::Modify::modify(&CommonResponses, &mut doc);
+    (router, doc)
 }
 
 /// The (method, path template) of every operation in `doc`, plus the documentation routes.

@@ -34,14 +34,23 @@ fn default_expires() -> String {
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     /// Unique name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+    )]
     name: String,
     /// What the key is for.
     #[serde(default)]
     description: String,
-    /// `30d`, `60d`, `never` (default) or an RFC 3339 date-time.
+    /// `30d`, `60d`, `never` (default) or a future RFC 3339 date-time.
     #[serde(default = "default_expires")]
+    #[schema(
+        pattern = r"^(30d|60d|never|2[0-9]{3}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|[+-][0-2][0-9]:[0-5][0-9]))$"
+    )]
     expires: String,
     /// Permissions (`resource:action`, `resource:*`, `*`); see `GET /api/v1/permissions`.
+    #[schema(min_items = 1, value_type = Vec<super::PermissionName>)]
     permissions: Vec<String>,
     /// Optional rate limit.
     #[serde(default)]
@@ -79,7 +88,7 @@ pub struct UpdateBody {
     #[schema(value_type = Option<String>)]
     client_cert_sha256: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<uuid::Uuid>)]
     operator_id: Option<Option<Uuid>>,
 }
 
@@ -189,12 +198,15 @@ pub struct ApiKeyPage {
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// `active`, `expired` or `revoked`.
+    #[param(value_type = Option<KeyStatus>)]
     status: Option<String>,
     /// Name contains (case-insensitive).
     name: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// Cursor from the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     cursor: Option<String>,
 }
 

@@ -104,52 +104,80 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
-/// Filters shared by query and export.
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct AuditQuery {
-    /// Actor id (API key id, operator id, `cli`, `system`).
-    actor: Option<String>,
-    /// Object type, for example `api_key`.
-    object_type: Option<String>,
-    /// Object id.
-    object_id: Option<String>,
-    /// Action; a trailing `*` matches a prefix (`api_key.*`).
-    action: Option<String>,
-    /// `success` or `failure`.
-    outcome: Option<String>,
-    /// From (inclusive), RFC 3339.
-    from: Option<String>,
-    /// Until (exclusive), RFC 3339.
-    until: Option<String>,
-    /// Page size (query: 1–500, default 50; export: 1–100000, default 100000).
-    limit: Option<u32>,
-    /// Cursor from the previous page (export: continue after this sequence number).
-    cursor: Option<String>,
-    /// Export only: `csv`, `json` or `xml`.
-    format: Option<String>,
+/// Declares a query struct with the audit filters plus `$extra` fields.
+macro_rules! audit_query {
+    ($(#[$doc:meta])* $name:ident { $($extra:tt)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// Actor id (API key id, operator id, `cli`, `system`).
+            actor: Option<String>,
+            /// Object type, for example `api_key`.
+            object_type: Option<String>,
+            /// Object id.
+            object_id: Option<String>,
+            /// Action; a trailing `*` matches a prefix (`api_key.*`).
+            action: Option<String>,
+            /// `success` or `failure`.
+            #[param(pattern = "^(success|failure)$")]
+            outcome: Option<String>,
+            /// From (inclusive), RFC 3339.
+            #[param(value_type = Option<String>, format = DateTime)]
+            from: Option<String>,
+            /// Until (exclusive), RFC 3339.
+            #[param(value_type = Option<String>, format = DateTime)]
+            until: Option<String>,
+            /// Continue after this sequence number (from `next_cursor`).
+            #[param(value_type = Option<u64>)]
+            cursor: Option<String>,
+            $($extra)*
+        }
+
+        impl $name {
+            fn filter(&self) -> Result<AuditFilter, ApiError> {
+                let time = |name: &str, v: &Option<String>| {
+                    v.as_deref().map(|s| parse_time(name, s).map(unix_micros)).transpose()
+                };
+                if let Some(o) = self.outcome.as_deref().filter(|o| !matches!(*o, "success" | "failure")) {
+                    return Err(ApiError::bad_request(
+                        "invalid_query",
+                        format!("outcome must be success or failure, got `{o}`"),
+                    ));
+                }
+                Ok(AuditFilter {
+                    actor_id: self.actor.clone(),
+                    object_type: self.object_type.clone(),
+                    object_id: self.object_id.clone(),
+                    action: self.action.clone(),
+                    outcome: self.outcome.clone(),
+                    from_us: time("from", &self.from)?,
+                    until_us: time("until", &self.until)?,
+                    after_seq: None,
+                })
+            }
+        }
+    };
 }
 
-impl AuditQuery {
-    fn filter(&self) -> Result<AuditFilter, ApiError> {
-        Ok(AuditFilter {
-            actor_id: self.actor.clone(),
-            object_type: self.object_type.clone(),
-            object_id: self.object_id.clone(),
-            action: self.action.clone(),
-            outcome: self.outcome.clone(),
-            from_us: self
-                .from
-                .as_deref()
-                .map(|s| parse_time("from", s).map(unix_micros))
-                .transpose()?,
-            until_us: self
-                .until
-                .as_deref()
-                .map(|s| parse_time("until", s).map(unix_micros))
-                .transpose()?,
-            after_seq: None,
-        })
+audit_query! {
+    /// Query of `GET /api/v1/audit`.
+    AuditQuery {
+        /// Page size, 1 to 500 (default 50).
+        #[param(minimum = 1, maximum = 500)]
+        limit: Option<u32>,
+    }
+}
+
+audit_query! {
+    /// Query of `GET /api/v1/audit/export`.
+    ExportQuery {
+        /// Most events in the file, 1 to 100000 (default 100000).
+        #[param(minimum = 1, maximum = 100000)]
+        limit: Option<u32>,
+        /// `csv`, `json` (default) or `xml`.
+        #[param(pattern = "^(csv|json|xml)$")]
+        format: Option<String>,
     }
 }
 
@@ -163,12 +191,6 @@ async fn query(
     Authorized(cap): Authorized<perm::AuditRead>,
     Query(q): Query<AuditQuery>,
 ) -> Result<axum::Json<AuditPage>, ApiError> {
-    if q.format.is_some() {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "format applies to /api/v1/audit/export",
-        ));
-    }
     let p = st.audit.query(&cap, q.filter()?, q.cursor.as_deref(), page_size(q.limit)?).await?;
     Ok(axum::Json(AuditPage {
         items: p.items.into_iter().map(Into::into).collect(),
@@ -181,8 +203,10 @@ async fn query(
 #[serde(deny_unknown_fields)]
 pub struct TrailQuery {
     /// Page size, 1 to 500.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
-    /// Cursor.
+    /// Cursor (a sequence number).
+    #[param(value_type = Option<u64>)]
     cursor: Option<String>,
 }
 
@@ -211,14 +235,14 @@ async fn trail(
 
 /// Export events as CSV, JSON or XML. The detached signature (JSON, base64) is in the
 /// `Sigil-Signature` header; `sigil audit verify --file F --signature S` checks both.
-#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", params(AuditQuery),
+#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", params(ExportQuery),
     responses((status = 200, description = "The export file; signature in the Sigil-Signature header"),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = []), ("api_key" = [])))]
 async fn export(
     State(st): State<AppState>,
     Authorized(cap): Authorized<perm::AuditExport>,
-    Query(q): Query<AuditQuery>,
+    Query(q): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let format = ExportFormat::parse(q.format.as_deref().unwrap_or("json"))?;
     let mut filter = q.filter()?;

@@ -23,6 +23,30 @@ pub(crate) fn parse_time(field: &str, s: &str) -> Result<OffsetDateTime, crate::
     })
 }
 
+/// A permission pattern, documented with the catalogue as its enumeration.
+pub(crate) struct PermissionName;
+
+impl utoipa::PartialSchema for PermissionName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let mut names: Vec<String> = vec!["*".into()];
+        for p in sigil_core::authz::CATALOGUE {
+            let wildcard = format!("{}:*", p.name.split(':').next().unwrap_or(""));
+            if !names.contains(&wildcard) {
+                names.push(wildcard);
+            }
+            names.push(p.name.to_owned());
+        }
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(names))
+            .description(Some("A permission from GET /api/v1/permissions, `resource:*`, or `*`"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PermissionName {}
+
 /// Serde helper: distinguishes an absent field (`None`) from `null` (`Some(None)`).
 pub(crate) fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
 where

@@ -61,11 +61,13 @@ impl From<Role> for RoleView {
 #[serde(deny_unknown_fields)]
 pub struct CreateRoleBody {
     /// Unique name (lowercase letters, digits, `-`, `_`).
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     name: String,
     /// Description.
     #[serde(default)]
     description: String,
     /// Permission patterns.
+    #[schema(value_type = Vec<super::PermissionName>)]
     permissions: Vec<String>,
 }
 
@@ -77,6 +79,7 @@ pub struct PutRoleBody {
     #[serde(default)]
     description: String,
     /// Permission patterns.
+    #[schema(value_type = Vec<super::PermissionName>)]
     permissions: Vec<String>,
 }
 
@@ -202,12 +205,19 @@ pub struct OperatorPage {
 #[serde(deny_unknown_fields)]
 pub struct CreateOperatorBody {
     /// Unique login name.
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,128}$")]
     username: String,
     /// Display name (default: the username).
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+    )]
     display_name: Option<String>,
     /// E-mail.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63})+$")]
     email: Option<String>,
     /// Role names (see `GET /api/v1/roles`).
     #[serde(default)]
@@ -238,14 +248,17 @@ pub struct UpdateOperatorBody {
 #[serde(deny_unknown_fields)]
 pub struct OperatorQuery {
     /// `active` or `disabled`.
+    #[param(pattern = "^(active|disabled)$")]
     status: Option<String>,
     /// Holding this role.
     role: Option<String>,
     /// Username or display name contains (case-insensitive).
     name: Option<String>,
     /// Page size, 1 to 500.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// Cursor.
+    #[param(value_type = Option<uuid::Uuid>)]
     cursor: Option<String>,
 }
 

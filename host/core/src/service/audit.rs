@@ -82,8 +82,10 @@ impl AuditService {
     ) -> Result<Page<AuditEvent>> {
         if let Some(c) = cursor {
             filter.after_seq = Some(
-                c.parse::<i64>()
-                    .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?,
+                c.parse::<u64>()
+                    .ok()
+                    .and_then(|v| i64::try_from(v).ok())
+                    .ok_or_else(|| CoreError::invalid("invalid_cursor", "cursor is not valid"))?,
             );
         }
         let rows = self.store.audit_events(&filter, limit + 1).await?;
