@@ -9,10 +9,13 @@
 pub mod apikey;
 pub mod audit;
 pub mod authz;
+pub mod ca;
+pub mod cert;
 pub mod error;
 pub mod export;
 pub mod operator;
 pub mod ports;
+pub mod profile;
 pub mod service;
 
 pub use error::{AuthFailure, CoreError, Result, StoreError};

@@ -6,8 +6,12 @@
 #![deny(missing_docs)]
 
 pub mod audit_key;
+pub mod builtin;
+pub mod csr;
+pub mod keys;
 pub mod localca;
-mod pem;
+pub mod pem;
+pub mod seal;
 
 /// Errors from key and certificate handling.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,12 @@ pub enum PkiError {
     /// The random source failed.
     #[error("random source failed")]
     Random,
+    /// Sealed key material does not open with this master key.
+    #[error("sealed key material does not open with this master key")]
+    Sealed,
+    /// A certificate or request could not be parsed.
+    #[error("{0}")]
+    Parse(String),
 }
 
 impl From<rcgen::Error> for PkiError {

@@ -1,9 +1,10 @@
-//! Minimal PEM helpers for the few fixed labels this crate writes and reads.
+//! Minimal PEM helpers for the few fixed labels Sigil writes and reads.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-pub(crate) fn encode(label: &str, der: &[u8]) -> String {
+/// Encodes DER as PEM with `label`.
+pub fn encode(label: &str, der: &[u8]) -> String {
     let b64 = STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for chunk in b64.as_bytes().chunks(64) {
@@ -14,7 +15,8 @@ pub(crate) fn encode(label: &str, der: &[u8]) -> String {
     out
 }
 
-pub(crate) fn decode(label: &str, pem: &str) -> Option<Vec<u8>> {
+/// Decodes the first PEM block with `label`.
+pub fn decode(label: &str, pem: &str) -> Option<Vec<u8>> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let start = pem.find(&begin)? + begin.len();

@@ -1,0 +1,125 @@
+//! CA back ends. The built-in CA is the first implementation of [`Issuer`]; CA connector plugins
+//! implement the same port. Core decides what goes into a certificate (profiles); an issuer only
+//! signs it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::cert::{KeyType, RevocationReason};
+use crate::error::{CoreError, Result};
+use crate::profile::CertContent;
+
+/// One entry of a CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedEntry {
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// Revocation (or hold) time.
+    pub revoked_at: OffsetDateTime,
+    /// Reason (certificateHold while suspended).
+    pub reason: RevocationReason,
+}
+
+/// A CA back end.
+#[async_trait]
+pub trait Issuer: Send + Sync {
+    /// Stable id (used in profiles and CRL URLs).
+    fn id(&self) -> &str;
+    /// `builtin` or `plugin`.
+    fn kind(&self) -> &'static str;
+    /// The issuing CA certificate, DER.
+    fn ca_certificate(&self) -> &[u8];
+    /// The chain above the end entity: issuing CA first, root last.
+    fn chain(&self) -> &[Vec<u8>];
+    /// Signs a certificate with `content` and `serial`; returns its DER.
+    async fn issue(&self, content: &CertContent, serial: &[u8]) -> Result<Vec<u8>>;
+    /// Signs a CRL, for back ends whose revocation status Sigil publishes.
+    fn crl(
+        &self,
+        entries: &[RevokedEntry],
+        number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<Vec<u8>>;
+}
+
+/// A stored CA (its private keys sealed under the master key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaRecord {
+    /// Id.
+    pub id: String,
+    /// `builtin`.
+    pub kind: String,
+    /// Key type of the issuing CA.
+    pub key_type: KeyType,
+    /// Issuing CA certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// Issuing CA key, sealed PKCS#8.
+    pub key_sealed: Vec<u8>,
+    /// Root certificate, DER (the same as `cert_der` for a single-level CA).
+    pub root_der: Vec<u8>,
+    /// Root key, sealed PKCS#8, when Sigil holds it.
+    pub root_key_sealed: Option<Vec<u8>>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+/// Creates and loads built-in CAs; implemented in `sigil-pki`.
+pub trait CaFactory: Send + Sync {
+    /// Creates a root and an issuing CA with keys of type `key`.
+    fn create(&self, id: &str, key: KeyType, now: OffsetDateTime) -> Result<CaRecord>;
+    /// Imports an issuing CA from PEM (certificate, PKCS#8 key, and the chain up to its root).
+    fn import(
+        &self,
+        id: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        chain_pem: &str,
+        now: OffsetDateTime,
+    ) -> Result<CaRecord>;
+    /// Makes a stored CA usable.
+    fn load(&self, rec: &CaRecord) -> Result<Arc<dyn Issuer>>;
+}
+
+/// The CA back ends in service, by id.
+#[derive(Default)]
+pub struct Issuers {
+    map: RwLock<BTreeMap<String, Arc<dyn Issuer>>>,
+}
+
+impl std::fmt::Debug for Issuers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.ids()).finish()
+    }
+}
+
+impl Issuers {
+    /// Adds or replaces a back end.
+    pub fn insert(&self, issuer: Arc<dyn Issuer>) {
+        if let Ok(mut m) = self.map.write() {
+            m.insert(issuer.id().to_owned(), issuer);
+        }
+    }
+
+    /// The back end `id`.
+    pub fn get(&self, id: &str) -> Result<Arc<dyn Issuer>> {
+        self.map
+            .read()
+            .ok()
+            .and_then(|m| m.get(id).cloned())
+            .ok_or_else(|| CoreError::invalid("unknown_ca", format!("no CA back end `{id}`")))
+    }
+
+    /// All ids.
+    pub fn ids(&self) -> Vec<String> {
+        self.map.read().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// All back ends.
+    pub fn all(&self) -> Vec<Arc<dyn Issuer>> {
+        self.map.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+}

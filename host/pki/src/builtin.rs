@@ -1,0 +1,514 @@
+//! The built-in CA: a root and an issuing CA whose keys live in the database, sealed under the
+//! master key. Leaf certificates and CRLs are built with rcgen and signed with ring.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rcgen::string::{Ia5String, PrintableString};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
+    CustomExtension, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
+    SubjectPublicKeyInfo,
+};
+use rustls_pki_types::CertificateDer;
+use sigil_core::ca::{CaFactory, CaRecord, Issuer as CoreIssuer, RevokedEntry};
+use sigil_core::cert::{KeyType, NameAttribute, RevocationReason, San};
+use sigil_core::profile::CertContent;
+use sigil_core::{CoreError, Result};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::FromDer;
+
+use crate::seal::MasterKey;
+use crate::{PkiError, keys};
+
+fn internal(e: impl std::fmt::Display) -> CoreError {
+    CoreError::Internal(e.to_string())
+}
+
+impl From<PkiError> for CoreError {
+    fn from(e: PkiError) -> Self {
+        CoreError::Internal(e.to_string())
+    }
+}
+
+/// A usable built-in CA.
+pub struct BuiltinCa {
+    id: String,
+    cert_der: Vec<u8>,
+    chain: Vec<Vec<u8>>,
+    issuer: Issuer<'static, KeyPair>,
+    key_id: Vec<u8>,
+    crl_url: Option<String>,
+}
+
+impl std::fmt::Debug for BuiltinCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltinCa").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+fn dn_value(attribute: &str, value: &str) -> DnValue {
+    match attribute {
+        "C" | "serialNumber" => PrintableString::try_from(value)
+            .map(DnValue::PrintableString)
+            .unwrap_or_else(|_| DnValue::Utf8String(value.to_owned())),
+        "emailAddress" | "DC" => Ia5String::try_from(value)
+            .map(DnValue::Ia5String)
+            .unwrap_or_else(|_| DnValue::Utf8String(value.to_owned())),
+        _ => DnValue::Utf8String(value.to_owned()),
+    }
+}
+
+fn dn_type(attribute: &str) -> Result<DnType> {
+    Ok(match attribute {
+        "CN" => DnType::CommonName,
+        "O" => DnType::OrganizationName,
+        "OU" => DnType::OrganizationalUnitName,
+        "C" => DnType::CountryName,
+        "ST" => DnType::StateOrProvinceName,
+        "L" => DnType::LocalityName,
+        "serialNumber" => DnType::CustomDnType(vec![2, 5, 4, 5]),
+        "SN" => DnType::CustomDnType(vec![2, 5, 4, 4]),
+        "GN" => DnType::CustomDnType(vec![2, 5, 4, 42]),
+        "emailAddress" => DnType::CustomDnType(vec![1, 2, 840, 113_549, 1, 9, 1]),
+        "DC" => DnType::CustomDnType(vec![0, 9, 2342, 19_200_300, 100, 1, 25]),
+        "UID" => DnType::CustomDnType(vec![0, 9, 2342, 19_200_300, 100, 1, 1]),
+        other => DnType::CustomDnType(sigil_core::profile::parse_oid(other).ok_or_else(|| {
+            CoreError::invalid("subject_not_allowed", format!("unknown attribute {other}"))
+        })?),
+    })
+}
+
+fn distinguished_name(attrs: &[NameAttribute]) -> Result<DistinguishedName> {
+    let mut dn = DistinguishedName::new();
+    for a in attrs {
+        dn.push(dn_type(&a.attribute)?, dn_value(&a.attribute, &a.value));
+    }
+    Ok(dn)
+}
+
+fn san(s: &San) -> Result<SanType> {
+    let ia5 = |v: &str| {
+        Ia5String::try_from(v)
+            .map_err(|_| CoreError::invalid("san_not_allowed", format!("`{v}` is not ASCII")))
+    };
+    Ok(match s {
+        San::Dns(v) => SanType::DnsName(ia5(v)?),
+        San::Email(v) => SanType::Rfc822Name(ia5(v)?),
+        San::Uri(v) => SanType::URI(ia5(v)?),
+        San::Ip(v) => {
+            SanType::IpAddress(v.parse().map_err(|_| {
+                CoreError::invalid("san_not_allowed", format!("`{v}` is not an IP"))
+            })?)
+        }
+    })
+}
+
+fn key_usage(name: &str) -> Option<KeyUsagePurpose> {
+    Some(match name {
+        "digitalSignature" => KeyUsagePurpose::DigitalSignature,
+        "nonRepudiation" => KeyUsagePurpose::ContentCommitment,
+        "keyEncipherment" => KeyUsagePurpose::KeyEncipherment,
+        "dataEncipherment" => KeyUsagePurpose::DataEncipherment,
+        "keyAgreement" => KeyUsagePurpose::KeyAgreement,
+        "encipherOnly" => KeyUsagePurpose::EncipherOnly,
+        "decipherOnly" => KeyUsagePurpose::DecipherOnly,
+        _ => return None,
+    })
+}
+
+fn extended_key_usage(name: &str) -> Option<ExtendedKeyUsagePurpose> {
+    Some(match name {
+        "serverAuth" => ExtendedKeyUsagePurpose::ServerAuth,
+        "clientAuth" => ExtendedKeyUsagePurpose::ClientAuth,
+        "codeSigning" => ExtendedKeyUsagePurpose::CodeSigning,
+        "emailProtection" => ExtendedKeyUsagePurpose::EmailProtection,
+        "timeStamping" => ExtendedKeyUsagePurpose::TimeStamping,
+        "ocspSigning" => ExtendedKeyUsagePurpose::OcspSigning,
+        oid => ExtendedKeyUsagePurpose::Other(sigil_core::profile::parse_oid(oid)?),
+    })
+}
+
+/// The SubjectKeyIdentifier of a certificate.
+pub fn subject_key_id(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    cert.extensions().iter().find_map(|e| match e.parsed_extension() {
+        x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+        _ => None,
+    })
+}
+
+fn crl_reason(r: RevocationReason) -> rcgen::RevocationReason {
+    use rcgen::RevocationReason as R;
+    match r {
+        RevocationReason::Unspecified => R::Unspecified,
+        RevocationReason::KeyCompromise => R::KeyCompromise,
+        RevocationReason::CaCompromise => R::CaCompromise,
+        RevocationReason::AffiliationChanged => R::AffiliationChanged,
+        RevocationReason::Superseded => R::Superseded,
+        RevocationReason::CessationOfOperation => R::CessationOfOperation,
+        RevocationReason::CertificateHold => R::CertificateHold,
+        RevocationReason::PrivilegeWithdrawn => R::PrivilegeWithdrawn,
+        RevocationReason::AaCompromise => R::AaCompromise,
+    }
+}
+
+/// Parses a hex serial into bytes.
+pub fn serial_bytes(hex_serial: &str) -> Vec<u8> {
+    let padded =
+        if hex_serial.len() % 2 == 1 { format!("0{hex_serial}") } else { hex_serial.to_owned() };
+    hex::decode(padded).unwrap_or_default()
+}
+
+impl BuiltinCa {
+    /// The DER of the issuing CA certificate.
+    pub fn certificate(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    fn leaf_params(&self, c: &CertContent, serial: &[u8]) -> Result<CertificateParams> {
+        let mut p = CertificateParams::default();
+        p.distinguished_name = distinguished_name(&c.subject)?;
+        p.subject_alt_names = c.sans.iter().map(san).collect::<Result<_>>()?;
+        p.not_before = c.not_before;
+        p.not_after = c.not_after;
+        p.serial_number = Some(SerialNumber::from_slice(serial));
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = c.key_usage.iter().filter_map(|k| key_usage(k)).collect();
+        p.extended_key_usages =
+            c.extended_key_usage.iter().filter_map(|e| extended_key_usage(e)).collect();
+        p.use_authority_key_identifier_extension = true;
+        p.key_identifier_method = KeyIdMethod::Sha256;
+        if let Some(url) = &self.crl_url {
+            p.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![url.clone()] }];
+        }
+        p.custom_extensions = c
+            .custom_extensions
+            .iter()
+            .map(|(oid, critical, value)| {
+                let mut e = CustomExtension::from_oid_content(oid, value.clone());
+                e.set_criticality(*critical);
+                e
+            })
+            .collect();
+        Ok(p)
+    }
+}
+
+#[async_trait]
+impl CoreIssuer for BuiltinCa {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "builtin"
+    }
+
+    fn ca_certificate(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    fn chain(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+
+    async fn issue(&self, content: &CertContent, serial: &[u8]) -> Result<Vec<u8>> {
+        let params = self.leaf_params(content, serial)?;
+        let spki = SubjectPublicKeyInfo::from_der(&content.spki_der).map_err(|e| {
+            CoreError::invalid("key_not_allowed", format!("unsupported public key: {e}"))
+        })?;
+        let cert = params.signed_by(&spki, &self.issuer).map_err(internal)?;
+        Ok(cert.der().to_vec())
+    }
+
+    fn crl(
+        &self,
+        entries: &[RevokedEntry],
+        number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<Vec<u8>> {
+        let params = CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: entries
+                .iter()
+                .map(|e| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&serial_bytes(&e.serial)),
+                    revocation_time: e.revoked_at,
+                    reason_code: Some(crl_reason(e.reason)),
+                    invalidity_date: None,
+                })
+                .collect(),
+            // The CRL's AKI must equal the CA certificate's SKI, whatever method made it.
+            key_identifier_method: KeyIdMethod::PreSpecified(self.key_id.clone()),
+        };
+        Ok(params.signed_by(&self.issuer).map_err(internal)?.der().to_vec())
+    }
+}
+
+/// Creates and loads built-in CAs.
+pub struct BuiltinFactory {
+    master: Arc<MasterKey>,
+    crl_base_url: Option<String>,
+}
+
+impl std::fmt::Debug for BuiltinFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltinFactory")
+            .field("crl_base_url", &self.crl_base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ca_params(
+    cn: String,
+    years: i64,
+    path_len: Option<u8>,
+    now: OffsetDateTime,
+) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Sigil");
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    p.is_ca = match path_len {
+        Some(n) => IsCa::Ca(BasicConstraints::Constrained(n)),
+        None => IsCa::Ca(BasicConstraints::Unconstrained),
+    };
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.not_before = now - Duration::minutes(5);
+    p.not_after = now + Duration::days(365 * years);
+    p.serial_number = Some(SerialNumber::from_slice(&crate::localca::random_serial()));
+    p.use_authority_key_identifier_extension = path_len.is_some();
+    p.key_identifier_method = KeyIdMethod::Sha256;
+    p
+}
+
+fn pem_blocks(label: &str, text: &str) -> Vec<Vec<u8>> {
+    let begin = format!("-----BEGIN {label}-----");
+    text.split(&begin)
+        .skip(1)
+        .filter_map(|rest| crate::pem::decode(label, &format!("{begin}{rest}")))
+        .collect()
+}
+
+impl BuiltinFactory {
+    /// `crl_base_url` (for example `https://pki.example.org`) puts a CRL distribution point
+    /// `<base>/crl/<ca>.crl` into every certificate.
+    pub fn new(master: Arc<MasterKey>, crl_base_url: Option<String>) -> Self {
+        Self { master, crl_base_url }
+    }
+
+    /// A usable CA from a record.
+    pub fn load_builtin(&self, rec: &CaRecord) -> std::result::Result<BuiltinCa, PkiError> {
+        let pkcs8 = self.master.open(&rec.key_sealed)?;
+        let key = keys::load(&pkcs8, rec.key_type)?;
+        let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(rec.cert_der.as_slice()), key)?;
+        let key_id = subject_key_id(&rec.cert_der)
+            .ok_or_else(|| PkiError::Parse("the CA certificate has no SKI".into()))?;
+        let mut chain = vec![rec.cert_der.clone()];
+        if rec.root_der != rec.cert_der {
+            chain.push(rec.root_der.clone());
+        }
+        Ok(BuiltinCa {
+            id: rec.id.clone(),
+            cert_der: rec.cert_der.clone(),
+            chain,
+            issuer,
+            key_id,
+            crl_url: self
+                .crl_base_url
+                .as_ref()
+                .map(|b| format!("{}/crl/{}.crl", b.trim_end_matches('/'), rec.id)),
+        })
+    }
+}
+
+impl CaFactory for BuiltinFactory {
+    fn create(&self, id: &str, key: KeyType, now: OffsetDateTime) -> Result<CaRecord> {
+        let root_pkcs8 = keys::generate(key)?;
+        let root_key = keys::load(&root_pkcs8, key)?;
+        let root_params = ca_params(format!("Sigil Root CA ({id})"), 20, None, now);
+        let root = root_params.self_signed(&root_key).map_err(internal)?;
+        let issuing_pkcs8 = keys::generate(key)?;
+        let issuing_key = keys::load(&issuing_pkcs8, key)?;
+        let issuing = ca_params(format!("Sigil Issuing CA ({id})"), 10, Some(0), now)
+            .signed_by(&issuing_key, &Issuer::new(root_params, &root_key))
+            .map_err(internal)?;
+        Ok(CaRecord {
+            id: id.to_owned(),
+            kind: "builtin".into(),
+            key_type: key,
+            cert_der: issuing.der().to_vec(),
+            key_sealed: self.master.seal(&issuing_pkcs8)?,
+            root_der: root.der().to_vec(),
+            root_key_sealed: Some(self.master.seal(&root_pkcs8)?),
+            created_at: now,
+        })
+    }
+
+    fn import(
+        &self,
+        id: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        chain_pem: &str,
+        now: OffsetDateTime,
+    ) -> Result<CaRecord> {
+        let bad = |m: &str| CoreError::invalid("invalid_ca", m.to_owned());
+        let cert_der = pem_blocks("CERTIFICATE", cert_pem)
+            .into_iter()
+            .next()
+            .ok_or_else(|| bad("no CERTIFICATE in the CA certificate file"))?;
+        let pkcs8 = crate::pem::decode("PRIVATE KEY", key_pem)
+            .ok_or_else(|| bad("the CA key must be an unencrypted PKCS#8 PRIVATE KEY"))?;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&cert_der)
+            .map_err(|_| bad("the CA certificate does not parse"))?;
+        if !cert.is_ca() {
+            return Err(bad("the certificate is not a CA certificate"));
+        }
+        let key_type = match crate::csr::key_of(cert.public_key()) {
+            sigil_core::cert::RequestKey::Known(k) => k,
+            other => return Err(bad(&format!("unsupported CA key {other}"))),
+        };
+        let key = keys::load(&pkcs8, key_type)?;
+        if rcgen::PublicKeyData::subject_public_key_info(&key) != cert.public_key().raw {
+            return Err(bad("the key does not belong to the certificate"));
+        }
+        let chain = pem_blocks("CERTIFICATE", chain_pem);
+        let root_der = chain.last().cloned().unwrap_or_else(|| cert_der.clone());
+        Ok(CaRecord {
+            id: id.to_owned(),
+            kind: "builtin".into(),
+            key_type,
+            cert_der,
+            key_sealed: self.master.seal(&pkcs8)?,
+            root_der,
+            root_key_sealed: None,
+            created_at: now,
+        })
+    }
+
+    fn load(&self, rec: &CaRecord) -> Result<Arc<dyn CoreIssuer>> {
+        Ok(Arc::new(self.load_builtin(rec)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sigil_core::profile::built_in_profiles;
+
+    fn openssl(args: &[&str]) -> (bool, String) {
+        let out = std::process::Command::new("openssl").args(args).output().expect("openssl");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    #[tokio::test]
+    async fn issued_certificates_and_crls_pass_openssl() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
+        let factory = BuiltinFactory::new(master, Some("https://pki.example".into()));
+        for ca_key in [KeyType::P256, KeyType::Rsa2048] {
+            let rec = factory.create("test", ca_key, OffsetDateTime::now_utc()).unwrap();
+            let ca = factory.load_builtin(&rec).unwrap();
+            let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+            let mut req = CertificateParams::new(vec!["www.example.org".into()]).unwrap();
+            req.distinguished_name.push(DnType::CommonName, "www");
+            let csr = crate::csr::parse(
+                req.serialize_request(&leaf_key).unwrap().pem().unwrap().as_bytes(),
+            )
+            .unwrap();
+            let (_, spec) =
+                built_in_profiles().into_iter().find(|(n, _)| n == "tls-server").unwrap();
+            let content = spec.apply(&csr, OffsetDateTime::now_utc()).unwrap();
+            let serial = crate::localca::random_serial();
+            let der = ca.issue(&content, &serial).await.unwrap();
+            let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+            std::fs::write(p("leaf.pem"), crate::pem::encode("CERTIFICATE", &der)).unwrap();
+            std::fs::write(p("issuing.pem"), crate::pem::encode("CERTIFICATE", &rec.cert_der))
+                .unwrap();
+            std::fs::write(p("root.pem"), crate::pem::encode("CERTIFICATE", &rec.root_der))
+                .unwrap();
+            let (ok, out) = openssl(&[
+                "verify",
+                "-CAfile",
+                &p("root.pem"),
+                "-untrusted",
+                &p("issuing.pem"),
+                "-purpose",
+                "sslserver",
+                &p("leaf.pem"),
+            ]);
+            assert!(ok, "{ca_key}: {out}");
+            let (_, text) = openssl(&["x509", "-in", &p("leaf.pem"), "-noout", "-text"]);
+            assert!(
+                text.contains("DNS:www.example.org")
+                    && text.contains("TLS Web Server Authentication"),
+                "{text}"
+            );
+            assert!(text.contains("https://pki.example/crl/test.crl"), "{text}");
+            // A CRL listing the leaf: openssl reports it revoked.
+            let now = OffsetDateTime::now_utc();
+            let entry = RevokedEntry {
+                serial: hex::encode(&serial),
+                revoked_at: now,
+                reason: RevocationReason::KeyCompromise,
+            };
+            let crl = ca.crl(&[entry], 7, now, now + Duration::hours(24)).unwrap();
+            std::fs::write(p("crl.pem"), crate::pem::encode("X509 CRL", &crl)).unwrap();
+            let mut chain = std::fs::read_to_string(p("root.pem")).unwrap();
+            chain.push_str(&std::fs::read_to_string(p("issuing.pem")).unwrap());
+            std::fs::write(p("chain.pem"), chain).unwrap();
+            let (ok, out) =
+                openssl(&["crl", "-in", &p("crl.pem"), "-CAfile", &p("chain.pem"), "-noout"]);
+            assert!(ok, "{ca_key}: {out}");
+            let (ok, out) = openssl(&[
+                "verify",
+                "-crl_check",
+                "-CAfile",
+                &p("chain.pem"),
+                "-CRLfile",
+                &p("crl.pem"),
+                &p("leaf.pem"),
+            ]);
+            assert!(!ok && out.contains("certificate revoked"), "{ca_key}: {out}");
+        }
+    }
+
+    #[test]
+    fn an_imported_ca_must_match_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
+        let factory = BuiltinFactory::new(master.clone(), None);
+        let rec = factory.create("a", KeyType::P256, OffsetDateTime::now_utc()).unwrap();
+        let cert_pem = crate::pem::encode("CERTIFICATE", &rec.cert_der);
+        let key_pem = crate::pem::encode("PRIVATE KEY", &master.open(&rec.key_sealed).unwrap());
+        let root_pem = crate::pem::encode("CERTIFICATE", &rec.root_der);
+        let imported =
+            factory.import("b", &cert_pem, &key_pem, &root_pem, OffsetDateTime::now_utc()).unwrap();
+        assert_eq!(imported.root_der, rec.root_der);
+        let other = factory.create("c", KeyType::P256, OffsetDateTime::now_utc()).unwrap();
+        let other_key = crate::pem::encode("PRIVATE KEY", &master.open(&other.key_sealed).unwrap());
+        let e = factory
+            .import("d", &cert_pem, &other_key, &root_pem, OffsetDateTime::now_utc())
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_ca");
+    }
+}
