@@ -5,6 +5,7 @@
 
 mod apikeys;
 mod audit;
+mod certificates;
 mod cli;
 mod exposure;
 mod http;

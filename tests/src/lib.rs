@@ -66,12 +66,18 @@ impl TestServer {
             opts.data_dir.clone().unwrap_or_else(|| tmp.as_ref().unwrap().path().to_path_buf());
         std::fs::create_dir_all(&data_dir).unwrap();
         let cfg_file = data_dir.join("test.toml");
+        // Every node on one database must share the master key that seals the CA keys.
+        let master = std::env::temp_dir().join(format!(
+            "sigil-test-master-{}.key",
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, db.url.as_bytes()).simple()
+        ));
         let toml = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nshutdown_grace_secs = 5\n\
              [database]\nurl = \"{}\"\nsqlite_synchronous = \"normal\"\n\
-             [api_keys]\ncache_ttl_ms = 0\n{}",
+             [api_keys]\ncache_ttl_ms = 0\n[pki]\nmaster_key_file = \"{}\"\n{}",
             data_dir.display(),
             db.url,
+            master.display(),
             opts.toml
         );
         // Later sections in `opts.toml` may repeat a table; TOML forbids that, so merge by
@@ -211,4 +217,66 @@ pub async fn json(r: Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Runs openssl with `args`; returns (success, stdout + stderr).
+pub fn openssl(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("the openssl CLI is installed");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Makes a key and a CSR with the openssl CLI. `key` is an openssl `-newkey` argument such as
+/// `ec:P-256` (the curve is resolved here), `rsa:2048`; `sans` like `DNS:a.example,IP:10.0.0.1`.
+pub fn openssl_csr(
+    dir: &Path,
+    name: &str,
+    key: &str,
+    subject: &str,
+    sans: Option<&str>,
+) -> (String, PathBuf) {
+    let key_path = dir.join(format!("{name}.key"));
+    let csr_path = dir.join(format!("{name}.csr"));
+    let k = key_path.to_str().unwrap();
+    match key.strip_prefix("ec:") {
+        Some(curve) => {
+            let (ok, out) = openssl(&[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                &format!("ec_paramgen_curve:{curve}"),
+                "-out",
+                k,
+            ]);
+            assert!(ok, "{out}");
+        }
+        None => {
+            let bits = key.strip_prefix("rsa:").unwrap_or("2048");
+            let (ok, out) = openssl(&[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                &format!("rsa_keygen_bits:{bits}"),
+                "-out",
+                k,
+            ]);
+            assert!(ok, "{out}");
+        }
+    }
+    let mut args =
+        vec!["req", "-new", "-key", k, "-subj", subject, "-out", csr_path.to_str().unwrap()];
+    let ext;
+    if let Some(s) = sans {
+        ext = format!("subjectAltName={s}");
+        args.extend(["-addext", &ext]);
+    }
+    let (ok, out) = openssl(&args);
+    assert!(ok, "{out}");
+    (std::fs::read_to_string(&csr_path).unwrap(), key_path)
 }

@@ -96,7 +96,7 @@ pub fn module_of(path: &str) -> String {
 
 fn default_rule(module: &str) -> (AuthMode, Vec<&'static str>) {
     match module {
-        "health" | "docs" => (AuthMode::None, vec![]),
+        "health" | "docs" | "crl" | "ocsp" => (AuthMode::None, vec![]),
         // Metrics reveal traffic shape; by default only local scrapers see them.
         "metrics" => (AuthMode::None, vec!["127.0.0.0/8", "::1"]),
         _ => (AuthMode::ApiKey, vec![]),

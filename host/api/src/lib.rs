@@ -43,6 +43,12 @@ pub struct AppState {
     pub api_keys: Arc<ApiKeyService>,
     /// Audit trail.
     pub audit: Arc<AuditService>,
+    /// Certificates.
+    pub certificates: Arc<sigil_core::service::certificates::CertificateService>,
+    /// Profiles.
+    pub profiles: Arc<sigil_core::service::profiles::ProfileService>,
+    /// CA back ends and CRLs.
+    pub cas: Arc<sigil_core::service::cas::CaService>,
     /// Roles.
     pub roles: Arc<sigil_core::service::roles::RoleService>,
     /// Operators.
@@ -78,6 +84,10 @@ pub struct Limits {
         (name = "exposure", description = "Which endpoints are served and how they authenticate"),
         (name = "permissions", description = "The permission catalogue"),
         (name = "roles", description = "Roles: named groups of permissions"),
+        (name = "certificates", description = "Certificate lifecycle: issue, search, suspend, reactivate, revoke, renew"),
+        (name = "profiles", description = "Certificate profiles (templates)"),
+        (name = "ca-backends", description = "CA back ends"),
+        (name = "revocation", description = "CRLs and OCSP"),
         (name = "operators", description = "Operators: people who act through Sigil, with roles"),
         (name = "health", description = "Liveness, readiness"),
         (name = "metrics", description = "Prometheus metrics"),
@@ -174,6 +184,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(v1::audit::router())
         .merge(v1::meta::router())
         .merge(v1::operators::router())
+        .merge(v1::certificates::router())
+        .merge(v1::profiles::router())
         .merge(health::router())
         .split_for_parts();
     // Modifiers declared on ApiDoc run before the routes' paths are merged in, so this one is

@@ -84,6 +84,26 @@ permissions! {
     OperatorsUpdate = "operators:update";
     /// Enable and disable operator accounts.
     OperatorsDisable = "operators:disable";
+    /// Search and read certificates, download them.
+    CertificatesRead = "certificates:read";
+    /// Issue certificates from CSRs (single and batch).
+    CertificateIssue = "certificate:issue";
+    /// Suspend certificates (certificateHold).
+    CertificateSuspend = "certificate:suspend";
+    /// Reactivate suspended certificates.
+    CertificateReactivate = "certificate:reactivate";
+    /// Revoke certificates.
+    CertificateRevoke = "certificate:revoke";
+    /// Renew certificates.
+    CertificateRenew = "certificate:renew";
+    /// Change certificates' custom metadata.
+    CertificatesUpdate = "certificates:update";
+    /// List and read profiles.
+    ProfilesRead = "profiles:read";
+    /// Create and change profiles.
+    ProfilesWrite = "profiles:write";
+    /// List CA back ends.
+    CaBackendsRead = "ca_backends:read";
 }
 
 /// Returns the catalogue entry for `name`, if it is a known permission.

@@ -123,3 +123,11 @@ impl Issuers {
         self.map.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 }
+
+/// Parses and verifies certification requests; implemented in `sigil-pki`.
+pub trait CsrParser: Send + Sync {
+    /// Parses PEM, base64 or DER and checks the signature.
+    fn parse(&self, input: &[u8]) -> Result<crate::cert::ParsedCsr>;
+    /// The SubjectPublicKeyInfo (DER) of a certificate (for same-key renewal).
+    fn certificate_spki(&self, cert_der: &[u8]) -> Result<Vec<u8>>;
+}

@@ -8,8 +8,11 @@ use uuid::Uuid;
 
 use crate::apikey::{ApiKey, KeyStatus};
 use crate::audit::{AuditEvent, Checkpoint, NewAuditEvent};
+use crate::ca::{CaRecord, RevokedEntry};
+use crate::cert::{CertStatus, Certificate};
 use crate::error::StoreError;
 use crate::operator::{Operator, Role};
+use crate::profile::Profile;
 
 /// Store result.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -61,6 +64,64 @@ pub struct OperatorFilter {
     pub role: Option<String>,
     /// Username or display name contains this (case-insensitive).
     pub name_contains: Option<String>,
+}
+
+/// Sort order of certificate lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertSort {
+    /// Issue time, oldest first (the default).
+    #[default]
+    IssuedAsc,
+    /// Issue time, newest first.
+    IssuedDesc,
+    /// Expiry, soonest first.
+    ExpiresAsc,
+    /// Expiry, latest first.
+    ExpiresDesc,
+}
+
+/// Filters for listing certificates. Times are microseconds since the epoch.
+#[derive(Debug, Clone, Default)]
+pub struct CertFilter {
+    /// Stored status (`expired` is computed from `now_us`).
+    pub status: Option<CertStatus>,
+    /// Profile name.
+    pub profile: Option<String>,
+    /// CA back end id.
+    pub ca_id: Option<String>,
+    /// Subject or SAN contains this (case-insensitive).
+    pub text: Option<String>,
+    /// Serial (hex, exact).
+    pub serial: Option<String>,
+    /// Issued at or after.
+    pub issued_from_us: Option<i64>,
+    /// Issued before.
+    pub issued_until_us: Option<i64>,
+    /// notAfter at or after.
+    pub expires_from_us: Option<i64>,
+    /// notAfter before.
+    pub expires_until_us: Option<i64>,
+    /// Metadata `owner` field equals this.
+    pub owner: Option<String>,
+    /// Evaluation time for the `expired` status.
+    pub now_us: i64,
+    /// Sort order.
+    pub sort: CertSort,
+}
+
+/// A stored CRL.
+#[derive(Debug, Clone)]
+pub struct CrlRecord {
+    /// CRL number.
+    pub number: i64,
+    /// DER, when one has been made.
+    pub der: Option<Vec<u8>>,
+    /// thisUpdate, microseconds.
+    pub this_update_us: Option<i64>,
+    /// nextUpdate, microseconds.
+    pub next_update_us: Option<i64>,
+    /// A change happened since it was made.
+    pub stale: bool,
 }
 
 /// Filters for audit queries. Times are microseconds since the epoch, inclusive from, exclusive
@@ -130,6 +191,29 @@ pub trait Store: Send + Sync + 'static {
     /// A setting's stored value (JSON text), if it was ever set through the API.
     async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
 
+    /// Every stored CA.
+    async fn cas(&self) -> StoreResult<Vec<CaRecord>>;
+    /// A CA's CRL state.
+    async fn crl(&self, ca_id: &str) -> StoreResult<Option<CrlRecord>>;
+    /// Revoked and suspended certificates of a CA.
+    async fn revoked_entries(&self, ca_id: &str) -> StoreResult<Vec<RevokedEntry>>;
+    /// Every profile.
+    async fn profiles(&self) -> StoreResult<Vec<Profile>>;
+    /// One certificate.
+    async fn certificate(&self, id: Uuid) -> StoreResult<Option<Certificate>>;
+    /// A certificate by CA and serial.
+    async fn certificate_by_serial(
+        &self,
+        ca_id: &str,
+        serial: &str,
+    ) -> StoreResult<Option<Certificate>>;
+    /// A page of certificates. `after` is an opaque cursor produced by [`cert_cursor`].
+    async fn list_certificates(
+        &self,
+        f: &CertFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Vec<Certificate>>;
+
     /// Every role, by name.
     async fn roles(&self) -> StoreResult<Vec<Role>>;
     /// One operator.
@@ -177,6 +261,31 @@ pub trait Tx: Send {
     /// Replaces a key's mutable fields.
     async fn update_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
 
+    /// Inserts a CA.
+    async fn insert_ca(&mut self, ca: &CaRecord) -> StoreResult<()>;
+    /// Marks a CA's CRL as needing regeneration.
+    async fn mark_crl_stale(&mut self, ca_id: &str) -> StoreResult<()>;
+    /// Stores a new CRL; returns the CRL number it must carry (one more than the last).
+    async fn next_crl_number(&mut self, ca_id: &str) -> StoreResult<i64>;
+    /// Stores the signed CRL with its number and times.
+    async fn store_crl(
+        &mut self,
+        ca_id: &str,
+        der: &[u8],
+        this_update_us: i64,
+        next_update_us: i64,
+    ) -> StoreResult<()>;
+    /// Inserts a profile.
+    async fn insert_profile(&mut self, p: &Profile) -> StoreResult<()>;
+    /// Replaces a profile's rules.
+    async fn update_profile(&mut self, p: &Profile) -> StoreResult<()>;
+    /// Inserts a certificate.
+    async fn insert_certificate(&mut self, c: &Certificate) -> StoreResult<()>;
+    /// Reads a certificate and locks it until commit.
+    async fn certificate_for_update(&mut self, id: Uuid) -> StoreResult<Option<Certificate>>;
+    /// Replaces a certificate's mutable fields (status, revocation, metadata).
+    async fn update_certificate(&mut self, c: &Certificate) -> StoreResult<()>;
+
     /// Inserts a role.
     async fn insert_role(&mut self, role: &Role) -> StoreResult<()>;
     /// Replaces a role's description and permissions.
@@ -214,4 +323,19 @@ pub trait Tx: Send {
         events: Vec<NewAuditEvent>,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// The cursor of a certificate in a list sorted by `sort`: the sort key and the id.
+pub fn cert_cursor(c: &Certificate, sort: CertSort) -> String {
+    let key = match sort {
+        CertSort::IssuedAsc | CertSort::IssuedDesc => crate::audit::unix_micros(c.issued_at),
+        CertSort::ExpiresAsc | CertSort::ExpiresDesc => crate::audit::unix_micros(c.not_after),
+    };
+    format!("{key}_{}", c.id)
+}
+
+/// Splits a certificate cursor.
+pub fn parse_cert_cursor(s: &str) -> Option<(i64, Uuid)> {
+    let (k, id) = s.split_once('_')?;
+    Some((k.parse().ok()?, Uuid::parse_str(id).ok()?))
 }

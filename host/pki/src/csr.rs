@@ -126,6 +126,17 @@ pub fn parse(input: &[u8]) -> Result<ParsedCsr> {
     if !rest.is_empty() {
         return Err(invalid("trailing bytes after the request"));
     }
+    // ring verifies only RSA keys of 2048 bits and more; a weaker key is refused for what it
+    // is rather than as a bad signature.
+    let key = key_of(&csr.certification_request_info.subject_pki);
+    if let RequestKey::Rsa(bits) = key
+        && bits < 2048
+    {
+        return Err(CoreError::invalid(
+            "key_not_allowed",
+            format!("RSA keys of {bits} bits are too weak"),
+        ));
+    }
     csr.verify_signature().map_err(|_| {
         CoreError::invalid(
             "csr_signature_invalid",
@@ -162,6 +173,22 @@ pub fn parse(input: &[u8]) -> Result<ParsedCsr> {
         subject,
         sans,
     })
+}
+
+/// The PKCS#10 parser as sigil-core's port.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pkcs10;
+
+impl sigil_core::ca::CsrParser for Pkcs10 {
+    fn parse(&self, input: &[u8]) -> Result<ParsedCsr> {
+        parse(input)
+    }
+
+    fn certificate_spki(&self, cert_der: &[u8]) -> Result<Vec<u8>> {
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(cert_der)
+            .map_err(|_| CoreError::Internal("a stored certificate does not parse".into()))?;
+        Ok(cert.public_key().raw.to_vec())
+    }
 }
 
 fn ip_text(b: &[u8]) -> Result<String> {

@@ -166,6 +166,63 @@ pub struct ApiKeysSection {
     pub cache_ttl_ms: u64,
 }
 
+fn d_ca_id() -> String {
+    "builtin".into()
+}
+fn d_ca_key() -> String {
+    "p256".into()
+}
+fn d_crl_hours() -> u64 {
+    24
+}
+
+/// `[pki]`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkiSection {
+    /// Key that seals CA private keys in the database (base64, 32 bytes); default
+    /// `<data_dir>/master.key`, created if absent. Every node needs the same one.
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    /// Id of the built-in CA back end.
+    #[serde(default = "d_ca_id")]
+    pub ca_id: String,
+    /// Key type of the built-in CA created on first start: p256, p384, rsa-2048, rsa-3072, rsa-4096.
+    #[serde(default = "d_ca_key")]
+    pub ca_key_type: String,
+    /// Import the built-in CA from these PEM files on first start instead of creating one.
+    #[serde(default)]
+    pub import_cert_file: Option<PathBuf>,
+    /// The imported CA's PKCS#8 key.
+    #[serde(default)]
+    pub import_key_file: Option<PathBuf>,
+    /// The chain above the imported CA, root last.
+    #[serde(default)]
+    pub import_chain_file: Option<PathBuf>,
+    /// Public base URL (`https://pki.example.org`); when set, certificates carry a CRL
+    /// distribution point `<public_url>/crl/<ca>.crl`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// CRL validity, hours; CRLs are remade after every change and when a quarter is left.
+    #[serde(default = "d_crl_hours")]
+    pub crl_validity_hours: u64,
+}
+
+impl Default for PkiSection {
+    fn default() -> Self {
+        Self {
+            master_key_file: None,
+            ca_id: d_ca_id(),
+            ca_key_type: d_ca_key(),
+            import_cert_file: None,
+            import_key_file: None,
+            import_chain_file: None,
+            public_url: None,
+            crl_validity_hours: d_crl_hours(),
+        }
+    }
+}
+
 /// `[audit]`.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -195,6 +252,9 @@ pub struct Config {
     pub api_keys: ApiKeysSection,
     /// `[audit]`.
     pub audit: AuditSection,
+    /// `[pki]`.
+    #[serde(default)]
+    pub pki: PkiSection,
     /// `[exposure]`.
     #[serde(default)]
     pub exposure: ExposureConfig,
@@ -271,6 +331,18 @@ impl Config {
         if self.server.settings_refresh_ms == 0 {
             return Err(ConfigError::Invalid("server.settings_refresh_ms must be positive".into()));
         }
+        sigil_core::cert::KeyType::parse(&self.pki.ca_key_type)
+            .map_err(|e| ConfigError::Invalid(format!("pki.ca_key_type: {e}")))?;
+        if self.pki.import_cert_file.is_some() != self.pki.import_key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "pki.import_cert_file and pki.import_key_file go together".into(),
+            ));
+        }
+        if !(1..=24 * 365).contains(&self.pki.crl_validity_hours) {
+            return Err(ConfigError::Invalid(
+                "pki.crl_validity_hours must be between 1 and 8760".into(),
+            ));
+        }
         if self.audit.checkpoint_interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "audit.checkpoint_interval_secs must be positive".into(),
@@ -284,6 +356,11 @@ impl Config {
         self.database.url.clone().unwrap_or_else(|| {
             format!("sqlite://{}", self.server.data_dir.join("sigil.db").display())
         })
+    }
+
+    /// The master key path in force.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.pki.master_key_file.clone().unwrap_or_else(|| self.server.data_dir.join("master.key"))
     }
 
     /// The audit key path in force.

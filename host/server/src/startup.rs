@@ -9,13 +9,21 @@ use anyhow::{Context, Result};
 use axum_server::Handle;
 use sigil_api::exposure::Exposure;
 use sigil_api::{AppState, Limits};
+use sigil_core::ca::Issuers;
+use sigil_core::cert::KeyType;
 use sigil_core::ports::{Clock, Store, SystemClock};
 use sigil_core::service::apikeys::ApiKeyService;
 use sigil_core::service::audit::AuditService;
+use sigil_core::service::cas::{CaImport, CaService};
+use sigil_core::service::certificates::CertificateService;
 use sigil_core::service::operators::OperatorService;
+use sigil_core::service::profiles::ProfileService;
 use sigil_core::service::roles::RoleService;
 use sigil_core::service::settings::SettingsService;
 use sigil_pki::audit_key::AuditKey;
+use sigil_pki::builtin::BuiltinFactory;
+use sigil_pki::csr::Pkcs10;
+use sigil_pki::seal::MasterKey;
 use sigil_store::{DbOptions, SqlStore};
 use tokio::task::JoinHandle;
 
@@ -48,6 +56,12 @@ pub struct Services {
     pub roles: Arc<RoleService>,
     /// Operators.
     pub operators: Arc<OperatorService>,
+    /// Profiles.
+    pub profiles: Arc<ProfileService>,
+    /// CA back ends.
+    pub cas: Arc<CaService>,
+    /// Certificates.
+    pub certificates: Arc<CertificateService>,
 }
 
 /// Wires the services.
@@ -64,8 +78,44 @@ pub async fn services(cfg: &Config, store: SqlStore) -> Result<Services> {
         Duration::from_millis(cfg.api_keys.cache_ttl_ms),
     ));
     let roles = Arc::new(RoleService::new(store.clone(), clock.clone()));
-    let operators = Arc::new(OperatorService::new(store.clone(), clock));
-    Ok(Services { store, api_keys, audit, settings, roles, operators })
+    let operators = Arc::new(OperatorService::new(store.clone(), clock.clone()));
+    let issuers = Arc::new(Issuers::default());
+    let master = Arc::new(MasterKey::load_or_create(&cfg.master_key_path())?);
+    let factory = Arc::new(BuiltinFactory::new(master, cfg.pki.public_url.clone()));
+    let crl_validity =
+        time::Duration::hours(i64::try_from(cfg.pki.crl_validity_hours).unwrap_or(24));
+    let cas = Arc::new(CaService::new(
+        store.clone(),
+        clock.clone(),
+        issuers.clone(),
+        factory,
+        crl_validity,
+    ));
+    let import = match (&cfg.pki.import_cert_file, &cfg.pki.import_key_file) {
+        (Some(c), Some(k)) => Some(CaImport {
+            cert_pem: std::fs::read_to_string(c)
+                .with_context(|| format!("reading {}", c.display()))?,
+            key_pem: std::fs::read_to_string(k)
+                .with_context(|| format!("reading {}", k.display()))?,
+            chain_pem: match &cfg.pki.import_chain_file {
+                Some(f) => std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?,
+                None => String::new(),
+            },
+        }),
+        _ => None,
+    };
+    cas.bootstrap(&cfg.pki.ca_id, KeyType::parse(&cfg.pki.ca_key_type)?, import).await?;
+    let profiles = Arc::new(ProfileService::new(store.clone(), clock.clone(), issuers.clone()));
+    profiles.bootstrap().await?;
+    let certificates = Arc::new(CertificateService::new(
+        store.clone(),
+        clock,
+        issuers,
+        profiles.clone(),
+        Arc::new(Pkcs10),
+    ));
+    Ok(Services { store, api_keys, audit, settings, roles, operators, profiles, cas, certificates })
 }
 
 /// A running server.
@@ -128,6 +178,9 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         exposure: exposure.clone(),
         settings: svc.settings.clone(),
         roles: svc.roles.clone(),
+        certificates: svc.certificates.clone(),
+        profiles: svc.profiles.clone(),
+        cas: svc.cas.clone(),
         operators: svc.operators.clone(),
         metrics: Arc::default(),
         openapi: Arc::new(openapi),
@@ -196,7 +249,19 @@ fn background(svc: &Services, checkpoint_every: Duration) -> Vec<JoinHandle<()>>
             }
         }
     });
-    vec![cp, prune]
+    let cas = svc.cas.clone();
+    // CRLs are remade on demand after changes; this keeps them fresh when nobody asks.
+    let crls = tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_secs(60));
+        t.tick().await;
+        loop {
+            t.tick().await;
+            if let Err(e) = cas.refresh_crls().await {
+                tracing::warn!(error = %e, "refreshing CRLs failed");
+            }
+        }
+    });
+    vec![cp, prune, crls]
 }
 
 /// Re-reads settings changed on other nodes.

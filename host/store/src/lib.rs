@@ -11,6 +11,7 @@
 
 mod apikeys;
 mod audit;
+mod certs;
 mod operators;
 pub mod testing;
 mod tx;
@@ -263,6 +264,43 @@ impl Store for SqlStore {
             .fetch_optional(&self.read)
             .await
             .map_err(map_err)
+    }
+
+    async fn cas(&self) -> StoreResult<Vec<sigil_core::ca::CaRecord>> {
+        certs::cas(&self.read).await
+    }
+
+    async fn crl(&self, ca_id: &str) -> StoreResult<Option<sigil_core::ports::CrlRecord>> {
+        certs::crl(&self.read, ca_id).await
+    }
+
+    async fn revoked_entries(&self, ca_id: &str) -> StoreResult<Vec<sigil_core::ca::RevokedEntry>> {
+        certs::revoked_entries(&self.read, ca_id).await
+    }
+
+    async fn profiles(&self) -> StoreResult<Vec<sigil_core::profile::Profile>> {
+        certs::profiles(&self.read).await
+    }
+
+    async fn certificate(&self, id: Uuid) -> StoreResult<Option<sigil_core::cert::Certificate>> {
+        certs::certificate_where(&self.read, "id = $1", &[&id.to_string()], "").await
+    }
+
+    async fn certificate_by_serial(
+        &self,
+        ca_id: &str,
+        serial: &str,
+    ) -> StoreResult<Option<sigil_core::cert::Certificate>> {
+        certs::certificate_where(&self.read, "ca_id = $1 AND serial = $2", &[ca_id, serial], "")
+            .await
+    }
+
+    async fn list_certificates(
+        &self,
+        f: &sigil_core::ports::CertFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Vec<sigil_core::cert::Certificate>> {
+        certs::list(&self.read, f, page).await
     }
 
     async fn roles(&self) -> StoreResult<Vec<sigil_core::operator::Role>> {

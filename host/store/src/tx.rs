@@ -9,7 +9,7 @@ use sqlx::{Any, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{Backend, apikeys, audit, map_err, operators};
+use crate::{Backend, apikeys, audit, certs, map_err, operators};
 use sigil_core::operator::{Operator, Role};
 
 pub(crate) struct SqlTx {
@@ -51,6 +51,52 @@ impl Tx for SqlTx {
 
     async fn update_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
         apikeys::update(&mut *self.tx, key).await
+    }
+
+    async fn insert_ca(&mut self, ca: &sigil_core::ca::CaRecord) -> StoreResult<()> {
+        certs::insert_ca(&mut *self.tx, ca).await
+    }
+
+    async fn mark_crl_stale(&mut self, ca_id: &str) -> StoreResult<()> {
+        certs::mark_crl_stale(&mut *self.tx, ca_id).await
+    }
+
+    async fn next_crl_number(&mut self, ca_id: &str) -> StoreResult<i64> {
+        certs::next_crl_number(&mut *self.tx, ca_id).await
+    }
+
+    async fn store_crl(
+        &mut self,
+        ca_id: &str,
+        der: &[u8],
+        this_us: i64,
+        next_us: i64,
+    ) -> StoreResult<()> {
+        certs::store_crl(&mut *self.tx, ca_id, der, this_us, next_us).await
+    }
+
+    async fn insert_profile(&mut self, p: &sigil_core::profile::Profile) -> StoreResult<()> {
+        certs::insert_profile(&mut *self.tx, p).await
+    }
+
+    async fn update_profile(&mut self, p: &sigil_core::profile::Profile) -> StoreResult<()> {
+        certs::update_profile(&mut *self.tx, p).await
+    }
+
+    async fn insert_certificate(&mut self, c: &sigil_core::cert::Certificate) -> StoreResult<()> {
+        certs::insert_certificate(&mut *self.tx, c).await
+    }
+
+    async fn certificate_for_update(
+        &mut self,
+        id: Uuid,
+    ) -> StoreResult<Option<sigil_core::cert::Certificate>> {
+        let lock = self.lock();
+        certs::certificate_where(&mut *self.tx, "id = $1", &[&id.to_string()], lock).await
+    }
+
+    async fn update_certificate(&mut self, c: &sigil_core::cert::Certificate) -> StoreResult<()> {
+        certs::update_certificate(&mut *self.tx, c).await
     }
 
     async fn insert_role(&mut self, role: &Role) -> StoreResult<()> {

@@ -2,8 +2,10 @@
 
 pub mod apikeys;
 pub mod audit;
+pub mod certificates;
 pub mod meta;
 pub mod operators;
+pub mod profiles;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

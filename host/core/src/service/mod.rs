@@ -3,7 +3,10 @@
 
 pub mod apikeys;
 pub mod audit;
+pub mod cas;
+pub mod certificates;
 pub mod operators;
+pub mod profiles;
 pub mod roles;
 pub mod settings;
 

@@ -1,0 +1,165 @@
+//! `/api/v1/profiles` and `/api/v1/ca-backends`, plus the public CRL at `/crl/{ca}.crl`.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sigil_core::authz::perm;
+use sigil_core::profile::{Profile, ProfileSpec};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::certificates::pem;
+use super::rfc3339;
+use crate::AppState;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Authorized, Json};
+
+/// Routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, replace))
+        .routes(routes!(ca_backends))
+        .routes(routes!(crl))
+}
+
+/// A profile.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ProfileView {
+    /// Unique name.
+    pub name: String,
+    /// Created on first start.
+    pub built_in: bool,
+    /// Last change.
+    pub updated_at: String,
+    /// The rules.
+    #[serde(flatten)]
+    pub spec: ProfileSpec,
+}
+
+impl From<Profile> for ProfileView {
+    fn from(p: Profile) -> Self {
+        Self { name: p.name, built_in: p.built_in, updated_at: rfc3339(p.updated_at), spec: p.spec }
+    }
+}
+
+/// Body of `POST /api/v1/profiles` (documentation shape; the handler parses it strictly).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CreateProfile {
+    /// Unique name (lowercase letters, digits, `-`, `_`).
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
+    pub name: String,
+    /// The rules.
+    #[serde(flatten)]
+    pub spec: ProfileSpec,
+}
+
+/// List profiles.
+#[utoipa::path(get, path = "/api/v1/profiles", tag = "profiles",
+    responses((status = 200, body = Vec<ProfileView>)), security(("bearer" = []), ("api_key" = [])))]
+async fn list(
+    State(st): State<AppState>,
+    Authorized(cap): Authorized<perm::ProfilesRead>,
+) -> Result<axum::Json<Vec<ProfileView>>, ApiError> {
+    Ok(axum::Json(st.profiles.list(&cap).await?.into_iter().map(Into::into).collect()))
+}
+
+/// Create a profile.
+#[utoipa::path(post, path = "/api/v1/profiles", tag = "profiles", request_body = CreateProfile,
+    responses((status = 201, body = ProfileView), (status = 400, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn create(
+    State(st): State<AppState>,
+    Authorized(cap): Authorized<perm::ProfilesWrite>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    // `flatten` and `deny_unknown_fields` do not mix in serde: check the name, then parse the
+    // rest strictly.
+    let mut v: serde_json::Value = crate::extract::parse_json(&body)?;
+    let name = v
+        .as_object_mut()
+        .and_then(|o| o.remove("name"))
+        .and_then(|n| n.as_str().map(str::to_owned))
+        .ok_or_else(|| ApiError::bad_request("invalid_json", "missing field `name`"))?;
+    let spec: ProfileSpec = crate::extract::parse_json(v.to_string().as_bytes())?;
+    let p = st.profiles.create(&cap, &name, spec).await?;
+    Ok((StatusCode::CREATED, axum::Json(ProfileView::from(p))))
+}
+
+/// Show a profile.
+#[utoipa::path(get, path = "/api/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
+    responses((status = 200, body = ProfileView), (status = 404, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn show(
+    State(st): State<AppState>,
+    Authorized(cap): Authorized<perm::ProfilesRead>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<ProfileView>, ApiError> {
+    let p = st.profiles.get(&cap, &name).await.map_err(|_| ApiError::not_found())?;
+    Ok(axum::Json(p.into()))
+}
+
+/// Replace a profile's rules.
+#[utoipa::path(put, path = "/api/v1/profiles/{name}", tag = "profiles", params(("name" = String, Path)),
+    request_body = ProfileSpec,
+    responses((status = 200, body = ProfileView), (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn replace(
+    State(st): State<AppState>,
+    Authorized(cap): Authorized<perm::ProfilesWrite>,
+    Path(name): Path<String>,
+    Json(spec): Json<ProfileSpec>,
+) -> Result<axum::Json<ProfileView>, ApiError> {
+    Ok(axum::Json(st.profiles.update(&cap, &name, spec).await?.into()))
+}
+
+/// A CA back end.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CaBackendView {
+    /// Id (profiles name it in `ca`).
+    pub id: String,
+    /// `builtin` or `plugin`.
+    pub kind: String,
+    /// Where its CRL is published.
+    pub crl_url: String,
+    /// Issuing CA certificate, PEM.
+    pub certificate: String,
+    /// Issuing CA first, root last, PEM.
+    pub chain: Vec<String>,
+}
+
+/// List CA back ends.
+#[utoipa::path(get, path = "/api/v1/ca-backends", tag = "ca-backends",
+    responses((status = 200, body = Vec<CaBackendView>)), security(("bearer" = []), ("api_key" = [])))]
+async fn ca_backends(
+    State(st): State<AppState>,
+    Authorized(cap): Authorized<perm::CaBackendsRead>,
+) -> axum::Json<Vec<CaBackendView>> {
+    axum::Json(
+        st.cas
+            .list(&cap)
+            .into_iter()
+            .map(|i| CaBackendView {
+                id: i.id().to_owned(),
+                kind: i.kind().to_owned(),
+                crl_url: format!("/crl/{}.crl", i.id()),
+                certificate: pem("CERTIFICATE", i.ca_certificate()),
+                chain: i.chain().iter().map(|d| pem("CERTIFICATE", d)).collect(),
+            })
+            .collect(),
+    )
+}
+
+/// The CA's current CRL (DER), regenerated after every change and before nextUpdate.
+#[utoipa::path(get, path = "/crl/{file}", tag = "revocation",
+    params(("file" = String, Path, description = "`<ca>.crl`")),
+    responses((status = 200, content_type = "application/pkix-crl"), (status = 404, body = Problem)))]
+async fn crl(State(st): State<AppState>, Path(file): Path<String>) -> Result<Response, ApiError> {
+    let ca = file.strip_suffix(".crl").ok_or_else(ApiError::not_found)?;
+    let der = st.cas.crl(ca).await?;
+    let mut res = der.into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pkix-crl"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
+    Ok(res)
+}

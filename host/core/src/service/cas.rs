@@ -1,0 +1,121 @@
+//! CA back ends: the built-in CA created (or imported) on first start, the list of back ends,
+//! and CRLs regenerated after every change and before they go stale.
+
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+use crate::audit::{NewAuditEvent, unix_micros};
+use crate::authz::{Capability, Principal, perm};
+use crate::ca::{CaFactory, Issuer, Issuers};
+use crate::cert::KeyType;
+use crate::error::{CoreError, Result};
+use crate::ports::{Clock, Store};
+
+/// PEM material for importing the built-in CA instead of creating one.
+#[derive(Debug, Clone)]
+pub struct CaImport {
+    /// Issuing CA certificate.
+    pub cert_pem: String,
+    /// Its PKCS#8 key.
+    pub key_pem: String,
+    /// The chain above it, root last (may be empty for a self-signed CA).
+    pub chain_pem: String,
+}
+
+/// CA operations.
+pub struct CaService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    issuers: Arc<Issuers>,
+    factory: Arc<dyn CaFactory>,
+    crl_validity: Duration,
+}
+
+impl std::fmt::Debug for CaService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaService").field("issuers", &self.issuers).finish_non_exhaustive()
+    }
+}
+
+impl CaService {
+    /// Wires the service. CRLs are valid for `crl_validity` and remade when a quarter of it is left.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        issuers: Arc<Issuers>,
+        factory: Arc<dyn CaFactory>,
+        crl_validity: Duration,
+    ) -> Self {
+        Self { store, clock, issuers, factory, crl_validity }
+    }
+
+    /// Creates (or imports) the built-in CA `id` when the store has none, then loads every
+    /// stored CA into service.
+    pub async fn bootstrap(&self, id: &str, key: KeyType, import: Option<CaImport>) -> Result<()> {
+        if !self.store.cas().await?.iter().any(|c| c.id == id) {
+            let now = self.clock.now();
+            let rec = match &import {
+                Some(i) => self.factory.import(id, &i.cert_pem, &i.key_pem, &i.chain_pem, now)?,
+                None => self.factory.create(id, key, now)?,
+            };
+            let mut tx = self.store.begin().await?;
+            match tx.insert_ca(&rec).await {
+                Ok(()) => {
+                    let action = if import.is_some() { "ca.import" } else { "ca.create" };
+                    let ev = NewAuditEvent::new(&Principal::system(), action, "ca", id)
+                        .details(serde_json::json!({"key_type": rec.key_type.as_str()}));
+                    tx.commit(vec![ev], now).await?;
+                }
+                // Another node made it first; load theirs.
+                Err(crate::StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for rec in self.store.cas().await? {
+            self.issuers.insert(self.factory.load(&rec)?);
+        }
+        Ok(())
+    }
+
+    /// Every back end in service.
+    pub fn list(&self, _cap: &Capability<perm::CaBackendsRead>) -> Vec<Arc<dyn Issuer>> {
+        self.issuers.all()
+    }
+
+    /// The current CRL of `ca_id`, DER; remade when stale or close to its nextUpdate.
+    pub async fn crl(&self, ca_id: &str) -> Result<Vec<u8>> {
+        let rec = self.store.crl(ca_id).await?.ok_or_else(|| CoreError::not_found("ca", ca_id))?;
+        let now = self.clock.now();
+        let margin = unix_micros(now + self.crl_validity / 4);
+        if let (Some(der), false, Some(next)) = (&rec.der, rec.stale, rec.next_update_us)
+            && next > margin
+        {
+            return Ok(der.clone());
+        }
+        self.publish(ca_id, now).await
+    }
+
+    /// Makes and stores a new CRL for `ca_id`.
+    pub async fn publish(&self, ca_id: &str, now: OffsetDateTime) -> Result<Vec<u8>> {
+        let issuer = self.issuers.get(ca_id)?;
+        let entries = self.store.revoked_entries(ca_id).await?;
+        let mut tx = self.store.begin().await?;
+        let number = tx.next_crl_number(ca_id).await?;
+        let next = now + self.crl_validity;
+        let der = issuer.crl(&entries, u64::try_from(number).unwrap_or(0), now, next)?;
+        tx.store_crl(ca_id, &der, unix_micros(now), unix_micros(next)).await?;
+        let ev = NewAuditEvent::new(&Principal::system(), "crl.publish", "ca", ca_id)
+            .details(serde_json::json!({"crl_number": number, "entries": entries.len()}));
+        tx.commit(vec![ev], now).await?;
+        Ok(der)
+    }
+
+    /// Remakes every CRL that is stale or close to expiry (the background job).
+    pub async fn refresh_crls(&self) -> Result<()> {
+        for id in self.issuers.ids() {
+            self.crl(&id).await?;
+        }
+        Ok(())
+    }
+}

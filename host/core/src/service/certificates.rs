@@ -1,0 +1,444 @@
+//! The certificate lifecycle: issue from a CSR (single and batch), search, show, suspend,
+//! reactivate, revoke, renew, and custom metadata. Every change is committed with its audit event
+//! and marks the CA's CRL for regeneration in the same transaction.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use time::Duration;
+use uuid::Uuid;
+
+use crate::audit::NewAuditEvent;
+use crate::authz::{Capability, Permission, perm};
+use crate::ca::{CsrParser, Issuers};
+use crate::cert::{CertStatus, Certificate, ParsedCsr, RequestKey, RevocationReason};
+use crate::error::{CoreError, Result};
+use crate::ports::{CertFilter, Clock, PageRequest, Store, cert_cursor, parse_cert_cursor};
+use crate::service::profiles::ProfileService;
+use crate::service::{Page, paginate};
+
+/// Most requests in one batch.
+pub const MAX_BATCH: usize = 100;
+/// Largest metadata document, bytes of JSON.
+pub const MAX_METADATA: usize = 16 * 1024;
+
+/// A request to issue.
+#[derive(Debug, Clone)]
+pub struct IssueRequest {
+    /// The CSR (PEM, base64 or DER bytes).
+    pub csr: Vec<u8>,
+    /// Profile name.
+    pub profile: String,
+    /// Initial metadata (a JSON object).
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Certificate operations.
+pub struct CertificateService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    issuers: Arc<Issuers>,
+    profiles: Arc<ProfileService>,
+    csr: Arc<dyn CsrParser>,
+}
+
+impl std::fmt::Debug for CertificateService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateService").finish_non_exhaustive()
+    }
+}
+
+fn check_metadata(m: &serde_json::Value) -> Result<()> {
+    if !m.is_object() {
+        return Err(CoreError::invalid("invalid_metadata", "metadata must be a JSON object"));
+    }
+    if m.to_string().len() > MAX_METADATA {
+        return Err(CoreError::invalid(
+            "invalid_metadata",
+            format!("metadata is larger than {MAX_METADATA} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// JSON merge patch (RFC 7386) of `patch` into `target`.
+fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (target, patch) {
+        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+fn random_serial() -> Result<Vec<u8>> {
+    // 16 bytes of CSPRNG output (RFC 5280 allows 20; CA/B Forum wants 64+ random bits); positive
+    // and without a leading zero byte so that hex and DER agree.
+    let mut s = [0u8; 16];
+    getrandom::fill(&mut s)
+        .map_err(|e| CoreError::Internal(format!("random source failed: {e}")))?;
+    s[0] = (s[0] & 0x7f) | 0x10;
+    Ok(s.to_vec())
+}
+
+impl CertificateService {
+    /// Wires the service.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        issuers: Arc<Issuers>,
+        profiles: Arc<ProfileService>,
+        csr: Arc<dyn CsrParser>,
+    ) -> Self {
+        Self { store, clock, issuers, profiles, csr }
+    }
+
+    /// Issues one certificate.
+    pub async fn issue(
+        &self,
+        cap: &Capability<perm::CertificateIssue>,
+        req: IssueRequest,
+    ) -> Result<Certificate> {
+        let csr = self.csr.parse(&req.csr)?;
+        self.issue_parsed(cap, csr, &req.profile, req.metadata, None).await
+    }
+
+    /// Issues many; each item succeeds or fails on its own.
+    pub async fn issue_batch(
+        &self,
+        cap: &Capability<perm::CertificateIssue>,
+        reqs: Vec<IssueRequest>,
+    ) -> Result<Vec<Result<Certificate>>> {
+        if reqs.is_empty() || reqs.len() > MAX_BATCH {
+            return Err(CoreError::invalid(
+                "invalid_batch",
+                format!("a batch holds 1 to {MAX_BATCH} requests"),
+            ));
+        }
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            out.push(self.issue(cap, r).await);
+        }
+        Ok(out)
+    }
+
+    async fn issue_parsed<P: Permission>(
+        &self,
+        cap: &Capability<P>,
+        csr: ParsedCsr,
+        profile: &str,
+        metadata: Option<serde_json::Value>,
+        renewed_from: Option<Uuid>,
+    ) -> Result<Certificate> {
+        let metadata = metadata.unwrap_or_else(|| serde_json::json!({}));
+        check_metadata(&metadata)?;
+        let profile = self.profiles.find(profile).await?;
+        let now = self.clock.now();
+        let content = profile.spec.apply(&csr, now)?;
+        let issuer = self.issuers.get(&profile.spec.ca)?;
+        let serial = random_serial()?;
+        let der = issuer.issue(&content, &serial).await?;
+        let cert = Certificate {
+            id: Uuid::now_v7(),
+            serial: hex::encode(&serial),
+            ca_id: issuer.id().to_owned(),
+            profile: profile.name.clone(),
+            status: CertStatus::Active,
+            subject: content
+                .subject
+                .iter()
+                .map(|a| format!("{}={}", a.attribute, a.value))
+                .collect::<Vec<_>>()
+                .join(","),
+            sans: content.sans.clone(),
+            key_type: content.key_type,
+            not_before: content.not_before,
+            not_after: content.not_after,
+            sha256: hex::encode(Sha256::digest(&der)),
+            der,
+            issued_at: now,
+            issued_by: cap.principal().id.clone(),
+            revoked_at: None,
+            revocation_reason: None,
+            metadata,
+            renewed_from,
+            updated_at: now,
+        };
+        let mut tx = self.store.begin().await?;
+        tx.insert_certificate(&cert).await?;
+        let action = if renewed_from.is_some() { "certificate.renew" } else { "certificate.issue" };
+        let ev = NewAuditEvent::new(cap.principal(), action, "certificate", cert.id).details(serde_json::json!({
+            "serial": cert.serial, "profile": cert.profile, "ca": cert.ca_id, "subject": cert.subject,
+            "sans": cert.sans.iter().map(|s| s.tagged()).collect::<Vec<_>>(),
+            "not_after": crate::audit::unix_micros(cert.not_after), "renewed_from": renewed_from,
+        }));
+        tx.commit(vec![ev], now).await?;
+        Ok(cert)
+    }
+
+    /// One certificate.
+    pub async fn get(
+        &self,
+        _cap: &Capability<perm::CertificatesRead>,
+        id: Uuid,
+    ) -> Result<Certificate> {
+        self.store
+            .certificate(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("certificate", id.to_string()))
+    }
+
+    /// A page of certificates.
+    pub async fn list(
+        &self,
+        _cap: &Capability<perm::CertificatesRead>,
+        mut filter: CertFilter,
+        page: PageRequest,
+    ) -> Result<Page<Certificate>> {
+        if let Some(c) = &page.after {
+            parse_cert_cursor(c)
+                .ok_or_else(|| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
+        }
+        filter.now_us = crate::audit::unix_micros(self.clock.now());
+        let sort = filter.sort;
+        let rows = self
+            .store
+            .list_certificates(&filter, &PageRequest { after: page.after, limit: page.limit + 1 })
+            .await?;
+        Ok(paginate(rows, page.limit, |c| cert_cursor(c, sort)))
+    }
+
+    /// Applies a state change under the row lock, with its audit event and a stale CRL.
+    async fn transition<P: Permission>(
+        &self,
+        cap: &Capability<P>,
+        id: Uuid,
+        action: &str,
+        change: impl FnOnce(&mut Certificate, time::OffsetDateTime) -> Result<bool>,
+    ) -> Result<Certificate> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let mut cert = tx
+            .certificate_for_update(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("certificate", id.to_string()))?;
+        let before = cert.status;
+        if !change(&mut cert, now)? {
+            // Already in the requested state: a retry, nothing to write.
+            return Ok(cert);
+        }
+        cert.updated_at = now;
+        tx.update_certificate(&cert).await?;
+        tx.mark_crl_stale(&cert.ca_id).await?;
+        let ev = NewAuditEvent::new(cap.principal(), action, "certificate", id).details(
+            serde_json::json!({
+                "serial": cert.serial, "from": before.as_str(), "to": cert.status.as_str(),
+                "reason": cert.revocation_reason.map(|r| r.as_str()),
+            }),
+        );
+        tx.commit(vec![ev], now).await?;
+        Ok(cert)
+    }
+
+    /// Puts a certificate on hold (certificateHold).
+    pub async fn suspend(
+        &self,
+        cap: &Capability<perm::CertificateSuspend>,
+        id: Uuid,
+    ) -> Result<Certificate> {
+        let cert = self.get_any(id).await?;
+        let allowed = self
+            .profiles
+            .find(&cert.profile)
+            .await
+            .map(|p| p.spec.allow_suspension)
+            .unwrap_or(true);
+        if !allowed {
+            return Err(CoreError::conflict(
+                "suspension_not_allowed",
+                format!("profile `{}` does not allow suspension", cert.profile),
+            ));
+        }
+        self.transition(cap, id, "certificate.suspend", |c, now| match c.status_at(now) {
+            CertStatus::Suspended => Ok(false),
+            CertStatus::Active => {
+                c.status = CertStatus::Suspended;
+                c.revoked_at = Some(now);
+                c.revocation_reason = Some(RevocationReason::CertificateHold);
+                Ok(true)
+            }
+            s => Err(CoreError::conflict(
+                "invalid_transition",
+                format!("a {} certificate cannot be suspended", s.as_str()),
+            )),
+        })
+        .await
+    }
+
+    /// Releases a suspended certificate.
+    pub async fn reactivate(
+        &self,
+        cap: &Capability<perm::CertificateReactivate>,
+        id: Uuid,
+    ) -> Result<Certificate> {
+        self.transition(cap, id, "certificate.reactivate", |c, now| match c.status_at(now) {
+            CertStatus::Active => Ok(false),
+            CertStatus::Suspended => {
+                c.status = CertStatus::Active;
+                c.revoked_at = None;
+                c.revocation_reason = None;
+                Ok(true)
+            }
+            s => Err(CoreError::conflict(
+                "invalid_transition",
+                format!("a {} certificate cannot be reactivated", s.as_str()),
+            )),
+        })
+        .await
+    }
+
+    /// Revokes a certificate (final).
+    pub async fn revoke(
+        &self,
+        cap: &Capability<perm::CertificateRevoke>,
+        id: Uuid,
+        reason: RevocationReason,
+    ) -> Result<Certificate> {
+        if reason == RevocationReason::CertificateHold {
+            return Err(CoreError::invalid(
+                "invalid_reason",
+                "certificateHold is what suspend does; use POST …/suspend",
+            ));
+        }
+        self.transition(cap, id, "certificate.revoke", |c, now| match c.status {
+            CertStatus::Revoked => Ok(false),
+            _ => {
+                c.status = CertStatus::Revoked;
+                c.revoked_at = Some(now);
+                c.revocation_reason = Some(reason);
+                Ok(true)
+            }
+        })
+        .await
+    }
+
+    /// Renews a certificate within its profile's renewal window, with a new CSR or the same key.
+    pub async fn renew(
+        &self,
+        cap: &Capability<perm::CertificateRenew>,
+        id: Uuid,
+        csr: Option<Vec<u8>>,
+    ) -> Result<Certificate> {
+        let old = self.get_any(id).await?;
+        let now = self.clock.now();
+        match old.status_at(now) {
+            CertStatus::Revoked => {
+                return Err(CoreError::conflict(
+                    "invalid_transition",
+                    "a revoked certificate cannot be renewed",
+                ));
+            }
+            CertStatus::Suspended => {
+                return Err(CoreError::conflict(
+                    "invalid_transition",
+                    "a suspended certificate cannot be renewed",
+                ));
+            }
+            _ => {}
+        }
+        let profile = self.profiles.find(&old.profile).await?;
+        let opens = old.not_after - Duration::days(i64::from(profile.spec.renewal_window_days));
+        if now < opens {
+            return Err(CoreError::conflict(
+                "outside_renewal_window",
+                format!("renewal opens {} days before expiry", profile.spec.renewal_window_days),
+            ));
+        }
+        let parsed = match csr {
+            Some(bytes) => self.csr.parse(&bytes)?,
+            // Same key: the old certificate's key, subject and names go through the profile again.
+            None => self.same_key_request(&old)?,
+        };
+        self.issue_parsed(cap, parsed, &old.profile, Some(old.metadata.clone()), Some(old.id)).await
+    }
+
+    fn same_key_request(&self, old: &Certificate) -> Result<ParsedCsr> {
+        let subject = old
+            .subject
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(a, v)| crate::cert::NameAttribute {
+                attribute: a.to_owned(),
+                value: v.to_owned(),
+            })
+            .collect();
+        let spki = self.csr.certificate_spki(&old.der)?;
+        Ok(ParsedCsr {
+            der: vec![],
+            subject,
+            sans: old.sans.clone(),
+            spki_der: spki,
+            key: RequestKey::Known(old.key_type),
+        })
+    }
+
+    /// Merges `patch` into the metadata (RFC 7386: `null` removes a member).
+    pub async fn update_metadata(
+        &self,
+        cap: &Capability<perm::CertificatesUpdate>,
+        id: Uuid,
+        patch: serde_json::Value,
+    ) -> Result<Certificate> {
+        if !patch.is_object() {
+            return Err(CoreError::invalid("invalid_metadata", "metadata must be a JSON object"));
+        }
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let mut cert = tx
+            .certificate_for_update(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("certificate", id.to_string()))?;
+        let before = cert.metadata.clone();
+        merge(&mut cert.metadata, &patch);
+        check_metadata(&cert.metadata)?;
+        if cert.metadata == before {
+            return Ok(cert);
+        }
+        cert.updated_at = now;
+        tx.update_certificate(&cert).await?;
+        let ev = NewAuditEvent::new(cap.principal(), "certificate.update", "certificate", id)
+            .details(serde_json::json!({"before": before, "after": cert.metadata}));
+        tx.commit(vec![ev], now).await?;
+        Ok(cert)
+    }
+
+    async fn get_any(&self, id: Uuid) -> Result<Certificate> {
+        self.store
+            .certificate(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("certificate", id.to_string()))
+    }
+
+    /// Issuers, for the API's chain downloads.
+    pub fn issuers(&self) -> &Arc<Issuers> {
+        &self.issuers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_merges_like_rfc_7386() {
+        let mut m = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}});
+        merge(&mut m, &serde_json::json!({"a": null, "b": {"c": 5}, "e": "x"}));
+        assert_eq!(m, serde_json::json!({"b": {"c": 5, "d": 3}, "e": "x"}));
+    }
+}

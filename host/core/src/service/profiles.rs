@@ -1,0 +1,141 @@
+//! Profiles: list, show, create, replace; the built-in profiles are created on first start.
+
+use std::sync::Arc;
+
+use crate::audit::NewAuditEvent;
+use crate::authz::{Capability, Principal, perm};
+use crate::ca::Issuers;
+use crate::error::{CoreError, Result};
+use crate::operator::validate_role_name;
+use crate::ports::{Clock, Store};
+use crate::profile::{Profile, ProfileSpec, built_in_profiles};
+
+/// Profile operations.
+pub struct ProfileService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    issuers: Arc<Issuers>,
+}
+
+impl std::fmt::Debug for ProfileService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProfileService").finish_non_exhaustive()
+    }
+}
+
+impl ProfileService {
+    /// Wires the service.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, issuers: Arc<Issuers>) -> Self {
+        Self { store, clock, issuers }
+    }
+
+    /// Creates the built-in profiles that do not exist yet.
+    pub async fn bootstrap(&self) -> Result<()> {
+        let existing = self.store.profiles().await?;
+        let system = Principal::system();
+        for (name, spec) in built_in_profiles() {
+            if existing.iter().any(|p| p.name == name) {
+                continue;
+            }
+            let now = self.clock.now();
+            let p = Profile {
+                name: name.clone(),
+                spec,
+                built_in: true,
+                created_at: now,
+                updated_at: now,
+            };
+            let mut tx = self.store.begin().await?;
+            match tx.insert_profile(&p).await {
+                Ok(()) => {}
+                // Another node created it first.
+                Err(crate::StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let ev = NewAuditEvent::new(&system, "profile.create", "profile", &name)
+                .details(serde_json::to_value(&p.spec).unwrap_or_default());
+            tx.commit(vec![ev], now).await?;
+        }
+        Ok(())
+    }
+
+    /// Every profile.
+    pub async fn list(&self, _cap: &Capability<perm::ProfilesRead>) -> Result<Vec<Profile>> {
+        Ok(self.store.profiles().await?)
+    }
+
+    /// One profile.
+    pub async fn get(&self, _cap: &Capability<perm::ProfilesRead>, name: &str) -> Result<Profile> {
+        self.find(name).await
+    }
+
+    /// Looks a profile up for issuance.
+    pub(crate) async fn find(&self, name: &str) -> Result<Profile> {
+        self.store.profiles().await?.into_iter().find(|p| p.name == name).ok_or_else(|| {
+            CoreError::invalid(
+                "unknown_profile",
+                format!("no profile `{name}` (see GET /api/v1/profiles)"),
+            )
+        })
+    }
+
+    fn check(&self, spec: &ProfileSpec) -> Result<()> {
+        spec.validate()?;
+        self.issuers.get(&spec.ca).map(|_| ())
+    }
+
+    /// Creates a profile.
+    pub async fn create(
+        &self,
+        cap: &Capability<perm::ProfilesWrite>,
+        name: &str,
+        spec: ProfileSpec,
+    ) -> Result<Profile> {
+        let name = validate_role_name(name).map_err(|_| {
+            CoreError::invalid(
+                "invalid_name",
+                "a profile name is 1 to 64 lowercase letters, digits, `-` or `_`",
+            )
+        })?;
+        self.check(&spec)?;
+        let now = self.clock.now();
+        let p = Profile { name, spec, built_in: false, created_at: now, updated_at: now };
+        let mut tx = self.store.begin().await?;
+        tx.insert_profile(&p).await.map_err(|e| match e {
+            crate::StoreError::Conflict { .. } => {
+                CoreError::conflict("name_taken", format!("profile `{}` exists", p.name))
+            }
+            other => other.into(),
+        })?;
+        let ev = NewAuditEvent::new(cap.principal(), "profile.create", "profile", &p.name)
+            .details(serde_json::to_value(&p.spec).unwrap_or_default());
+        tx.commit(vec![ev], now).await?;
+        Ok(p)
+    }
+
+    /// Replaces a profile's rules (certificates already issued keep theirs).
+    pub async fn update(
+        &self,
+        cap: &Capability<perm::ProfilesWrite>,
+        name: &str,
+        spec: ProfileSpec,
+    ) -> Result<Profile> {
+        self.check(&spec)?;
+        let before = self.find(name).await.map_err(|_| CoreError::not_found("profile", name))?;
+        if before.spec == spec {
+            return Ok(before);
+        }
+        let now = self.clock.now();
+        let p = Profile { spec, updated_at: now, ..before.clone() };
+        let mut tx = self.store.begin().await?;
+        tx.update_profile(&p).await?;
+        let ev = NewAuditEvent::new(cap.principal(), "profile.update", "profile", name).details(
+            serde_json::json!({
+                "before": serde_json::to_value(&before.spec).unwrap_or_default(),
+                "after": serde_json::to_value(&p.spec).unwrap_or_default(),
+            }),
+        );
+        tx.commit(vec![ev], now).await?;
+        Ok(p)
+    }
+}

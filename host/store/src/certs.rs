@@ -1,0 +1,438 @@
+//! CA, CRL, profile and certificate rows.
+
+use sigil_core::StoreError;
+use sigil_core::audit::{from_unix_micros, unix_micros};
+use sigil_core::ca::{CaRecord, RevokedEntry};
+use sigil_core::cert::{CertStatus, Certificate, KeyType, RevocationReason, San};
+use sigil_core::ports::{
+    CertFilter, CertSort, CrlRecord, PageRequest, StoreResult, parse_cert_cursor,
+};
+use sigil_core::profile::{Profile, ProfileSpec};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+use uuid::Uuid;
+
+use crate::{like_pattern, map_err};
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("corrupt row: {what}"))
+}
+
+const CA_COLUMNS: &str =
+    "id, kind, key_type, cert_der, key_sealed, root_der, root_key_sealed, created_at";
+
+fn ca_from_row(r: &AnyRow) -> StoreResult<CaRecord> {
+    let kt: String = r.try_get("key_type").map_err(map_err)?;
+    Ok(CaRecord {
+        id: r.try_get("id").map_err(map_err)?,
+        kind: r.try_get("kind").map_err(map_err)?,
+        key_type: KeyType::parse(&kt).map_err(|_| corrupt("cas.key_type"))?,
+        cert_der: r.try_get("cert_der").map_err(map_err)?,
+        key_sealed: r.try_get("key_sealed").map_err(map_err)?,
+        root_der: r.try_get("root_der").map_err(map_err)?,
+        root_key_sealed: r.try_get("root_key_sealed").map_err(map_err)?,
+        created_at: from_unix_micros(r.try_get("created_at").map_err(map_err)?),
+    })
+}
+
+pub(crate) async fn cas<'c, E: Executor<'c, Database = Any>>(e: E) -> StoreResult<Vec<CaRecord>> {
+    let sql = format!("SELECT {CA_COLUMNS} FROM cas ORDER BY created_at, id");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(e).await.map_err(map_err)?;
+    rows.iter().map(ca_from_row).collect()
+}
+
+pub(crate) async fn insert_ca<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    c: &CaRecord,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO cas (id, kind, key_type, cert_der, key_sealed, root_der, root_key_sealed, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&c.id)
+    .bind(&c.kind)
+    .bind(c.key_type.as_str())
+    .bind(c.cert_der.clone())
+    .bind(c.key_sealed.clone())
+    .bind(c.root_der.clone())
+    .bind(c.root_key_sealed.clone())
+    .bind(unix_micros(c.created_at))
+    .execute(e)
+    .await
+    .map(|_| ())
+    .map_err(map_err)
+}
+
+pub(crate) async fn crl<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    ca_id: &str,
+) -> StoreResult<Option<CrlRecord>> {
+    let row = sqlx::query("SELECT crl_number, crl_der, crl_this_update, crl_next_update, crl_stale FROM cas WHERE id = $1")
+        .bind(ca_id)
+        .fetch_optional(e)
+        .await
+        .map_err(map_err)?;
+    row.map(|r| {
+        Ok(CrlRecord {
+            number: r.try_get("crl_number").map_err(map_err)?,
+            der: r.try_get("crl_der").map_err(map_err)?,
+            this_update_us: r.try_get("crl_this_update").map_err(map_err)?,
+            next_update_us: r.try_get("crl_next_update").map_err(map_err)?,
+            stale: r.try_get::<i64, _>("crl_stale").map_err(map_err)? != 0,
+        })
+    })
+    .transpose()
+}
+
+pub(crate) async fn mark_crl_stale<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    ca_id: &str,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE cas SET crl_stale = 1 WHERE id = $1")
+        .bind(ca_id)
+        .execute(e)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+}
+
+pub(crate) async fn next_crl_number<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    ca_id: &str,
+) -> StoreResult<i64> {
+    sqlx::query_scalar::<_, i64>(
+        "UPDATE cas SET crl_number = crl_number + 1 WHERE id = $1 RETURNING crl_number",
+    )
+    .bind(ca_id)
+    .fetch_optional(e)
+    .await
+    .map_err(map_err)?
+    .ok_or(StoreError::NotFound)
+}
+
+pub(crate) async fn store_crl<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    ca_id: &str,
+    der: &[u8],
+    this_us: i64,
+    next_us: i64,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE cas SET crl_der = $2, crl_this_update = $3, crl_next_update = $4, crl_stale = 0 WHERE id = $1")
+        .bind(ca_id)
+        .bind(der.to_vec())
+        .bind(this_us)
+        .bind(next_us)
+        .execute(e)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+}
+
+pub(crate) async fn revoked_entries<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    ca_id: &str,
+) -> StoreResult<Vec<RevokedEntry>> {
+    let rows = sqlx::query(
+        "SELECT serial, revoked_at, revocation_reason FROM certificates \
+         WHERE ca_id = $1 AND status IN ('revoked', 'suspended') ORDER BY revoked_at",
+    )
+    .bind(ca_id)
+    .fetch_all(e)
+    .await
+    .map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            let reason: Option<String> = r.try_get("revocation_reason").map_err(map_err)?;
+            let at: Option<i64> = r.try_get("revoked_at").map_err(map_err)?;
+            Ok(RevokedEntry {
+                serial: r.try_get("serial").map_err(map_err)?,
+                revoked_at: from_unix_micros(at.unwrap_or(0)),
+                reason: reason
+                    .as_deref()
+                    .map(RevocationReason::parse)
+                    .transpose()
+                    .map_err(|_| corrupt("revocation_reason"))?
+                    .unwrap_or(RevocationReason::Unspecified),
+            })
+        })
+        .collect()
+}
+
+fn profile_from_row(r: &AnyRow) -> StoreResult<Profile> {
+    let spec: String = r.try_get("spec").map_err(map_err)?;
+    Ok(Profile {
+        name: r.try_get("name").map_err(map_err)?,
+        spec: serde_json::from_str::<ProfileSpec>(&spec).map_err(|_| corrupt("profiles.spec"))?,
+        built_in: r.try_get::<i64, _>("built_in").map_err(map_err)? != 0,
+        created_at: from_unix_micros(r.try_get("created_at").map_err(map_err)?),
+        updated_at: from_unix_micros(r.try_get("updated_at").map_err(map_err)?),
+    })
+}
+
+pub(crate) async fn profiles<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+) -> StoreResult<Vec<Profile>> {
+    let rows = sqlx::query(
+        "SELECT name, spec, built_in, created_at, updated_at FROM profiles ORDER BY name",
+    )
+    .fetch_all(e)
+    .await
+    .map_err(map_err)?;
+    rows.iter().map(profile_from_row).collect()
+}
+
+pub(crate) async fn insert_profile<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    p: &Profile,
+) -> StoreResult<()> {
+    let spec = serde_json::to_string(&p.spec).map_err(|e| StoreError::Backend(e.to_string()))?;
+    sqlx::query("INSERT INTO profiles (name, spec, built_in, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&p.name)
+        .bind(spec)
+        .bind(i64::from(p.built_in))
+        .bind(unix_micros(p.created_at))
+        .bind(unix_micros(p.updated_at))
+        .execute(e)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+}
+
+pub(crate) async fn update_profile<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    p: &Profile,
+) -> StoreResult<()> {
+    let spec = serde_json::to_string(&p.spec).map_err(|e| StoreError::Backend(e.to_string()))?;
+    sqlx::query("UPDATE profiles SET spec = $2, updated_at = $3 WHERE name = $1")
+        .bind(&p.name)
+        .bind(spec)
+        .bind(unix_micros(p.updated_at))
+        .execute(e)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+}
+
+pub(crate) const CERT_COLUMNS: &str = "id, serial, ca_id, profile, status, subject, sans, key_type, not_before, \
+    not_after, der, sha256, issued_at, issued_by, revoked_at, revocation_reason, metadata, renewed_from, updated_at";
+
+pub(crate) fn cert_from_row(r: &AnyRow) -> StoreResult<Certificate> {
+    let s = |c: &str| r.try_get::<String, _>(c).map_err(map_err);
+    let id = s("id")?;
+    let sans: Vec<String> =
+        serde_json::from_str(&s("sans")?).map_err(|_| corrupt("certificates.sans"))?;
+    let reason: Option<String> = r.try_get("revocation_reason").map_err(map_err)?;
+    let renewed: Option<String> = r.try_get("renewed_from").map_err(map_err)?;
+    Ok(Certificate {
+        id: Uuid::parse_str(&id).map_err(|_| corrupt("certificates.id"))?,
+        serial: s("serial")?,
+        ca_id: s("ca_id")?,
+        profile: s("profile")?,
+        status: CertStatus::parse(&s("status")?).map_err(|_| corrupt("certificates.status"))?,
+        subject: s("subject")?,
+        sans: sans.iter().filter_map(|t| San::parse_tagged(t)).collect(),
+        key_type: KeyType::parse(&s("key_type")?).map_err(|_| corrupt("certificates.key_type"))?,
+        not_before: from_unix_micros(r.try_get("not_before").map_err(map_err)?),
+        not_after: from_unix_micros(r.try_get("not_after").map_err(map_err)?),
+        der: r.try_get("der").map_err(map_err)?,
+        sha256: s("sha256")?,
+        issued_at: from_unix_micros(r.try_get("issued_at").map_err(map_err)?),
+        issued_by: s("issued_by")?,
+        revoked_at: r
+            .try_get::<Option<i64>, _>("revoked_at")
+            .map_err(map_err)?
+            .map(from_unix_micros),
+        revocation_reason: reason
+            .as_deref()
+            .map(RevocationReason::parse)
+            .transpose()
+            .map_err(|_| corrupt("reason"))?,
+        metadata: serde_json::from_str(&s("metadata")?)
+            .map_err(|_| corrupt("certificates.metadata"))?,
+        renewed_from: renewed.as_deref().and_then(|r| Uuid::parse_str(r).ok()),
+        updated_at: from_unix_micros(r.try_get("updated_at").map_err(map_err)?),
+    })
+}
+
+fn search_text(c: &Certificate) -> String {
+    let mut t = c.subject.to_lowercase();
+    for s in &c.sans {
+        t.push('|');
+        t.push_str(&s.value().to_lowercase());
+    }
+    t
+}
+
+pub(crate) async fn insert_certificate<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    c: &Certificate,
+) -> StoreResult<()> {
+    let sans = serde_json::to_string(&c.sans.iter().map(San::tagged).collect::<Vec<_>>())
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO certificates (id, serial, ca_id, profile, status, subject, sans, search, key_type, not_before, \
+         not_after, der, sha256, issued_at, issued_by, revoked_at, revocation_reason, metadata, renewed_from, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+    )
+    .bind(c.id.to_string())
+    .bind(&c.serial)
+    .bind(&c.ca_id)
+    .bind(&c.profile)
+    .bind(c.status.as_str())
+    .bind(&c.subject)
+    .bind(sans)
+    .bind(search_text(c))
+    .bind(c.key_type.as_str())
+    .bind(unix_micros(c.not_before))
+    .bind(unix_micros(c.not_after))
+    .bind(c.der.clone())
+    .bind(&c.sha256)
+    .bind(unix_micros(c.issued_at))
+    .bind(&c.issued_by)
+    .bind(c.revoked_at.map(unix_micros))
+    .bind(c.revocation_reason.map(|r| r.as_str()))
+    .bind(c.metadata.to_string())
+    .bind(c.renewed_from.map(|u| u.to_string()))
+    .bind(unix_micros(c.updated_at))
+    .execute(e)
+    .await
+    .map(|_| ())
+    .map_err(map_err)
+}
+
+pub(crate) async fn update_certificate<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    c: &Certificate,
+) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE certificates SET status = $2, revoked_at = $3, revocation_reason = $4, metadata = $5, updated_at = $6 \
+         WHERE id = $1",
+    )
+    .bind(c.id.to_string())
+    .bind(c.status.as_str())
+    .bind(c.revoked_at.map(unix_micros))
+    .bind(c.revocation_reason.map(|r| r.as_str()))
+    .bind(c.metadata.to_string())
+    .bind(unix_micros(c.updated_at))
+    .execute(e)
+    .await
+    .map_err(map_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(crate) async fn certificate_where<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    clause: &'static str,
+    binds: &[&str],
+    lock: &str,
+) -> StoreResult<Option<Certificate>> {
+    let sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE {clause}{lock}");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        q = q.bind(b.to_string());
+    }
+    let row = q.fetch_optional(e).await.map_err(map_err)?;
+    row.as_ref().map(cert_from_row).transpose()
+}
+
+pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    f: &CertFilter,
+    page: &PageRequest,
+) -> StoreResult<Vec<Certificate>> {
+    enum P {
+        T(String),
+        I(i64),
+    }
+    let mut sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE 1 = 1");
+    let mut params: Vec<P> = Vec::new();
+    let mut cond = |sql: &mut String, clause: &str, p: Vec<P>| {
+        let mut c = clause.to_owned();
+        for p in p {
+            params.push(p);
+            c = c.replacen('?', &format!("${}", params.len()), 1);
+        }
+        sql.push_str(&c);
+    };
+    match f.status {
+        None => {}
+        Some(CertStatus::Expired) => cond(
+            &mut sql,
+            " AND status IN ('active', 'suspended') AND not_after <= ?",
+            vec![P::I(f.now_us)],
+        ),
+        Some(s @ (CertStatus::Active | CertStatus::Suspended)) => cond(
+            &mut sql,
+            " AND status = ? AND not_after > ?",
+            vec![P::T(s.as_str().into()), P::I(f.now_us)],
+        ),
+        Some(s) => cond(&mut sql, " AND status = ?", vec![P::T(s.as_str().into())]),
+    }
+    if let Some(v) = &f.profile {
+        cond(&mut sql, " AND profile = ?", vec![P::T(v.clone())]);
+    }
+    if let Some(v) = &f.ca_id {
+        cond(&mut sql, " AND ca_id = ?", vec![P::T(v.clone())]);
+    }
+    if let Some(v) = &f.serial {
+        cond(&mut sql, " AND serial = ?", vec![P::T(v.clone())]);
+    }
+    if let Some(v) = &f.text {
+        cond(&mut sql, " AND search LIKE ? ESCAPE '\\'", vec![P::T(like_pattern(v))]);
+    }
+    if let Some(v) = f.issued_from_us {
+        cond(&mut sql, " AND issued_at >= ?", vec![P::I(v)]);
+    }
+    if let Some(v) = f.issued_until_us {
+        cond(&mut sql, " AND issued_at < ?", vec![P::I(v)]);
+    }
+    if let Some(v) = f.expires_from_us {
+        cond(&mut sql, " AND not_after >= ?", vec![P::I(v)]);
+    }
+    if let Some(v) = f.expires_until_us {
+        cond(&mut sql, " AND not_after < ?", vec![P::I(v)]);
+    }
+    if let Some(v) = &f.owner {
+        // Owners are matched on the stored metadata text; exact match of the JSON member.
+        cond(
+            &mut sql,
+            " AND metadata LIKE ? ESCAPE '\\'",
+            vec![P::T(format!(
+                "%\"owner\":{}%",
+                escape_like(&serde_json::Value::String(v.clone()).to_string())
+            ))],
+        );
+    }
+    let (col, dir, cmp) = match f.sort {
+        CertSort::IssuedAsc => ("issued_at", "ASC", ">"),
+        CertSort::IssuedDesc => ("issued_at", "DESC", "<"),
+        CertSort::ExpiresAsc => ("not_after", "ASC", ">"),
+        CertSort::ExpiresDesc => ("not_after", "DESC", "<"),
+    };
+    if let Some(c) = &page.after {
+        let (k, id) =
+            parse_cert_cursor(c).ok_or_else(|| StoreError::Backend("bad cursor".into()))?;
+        cond(
+            &mut sql,
+            &format!(" AND ({col} {cmp} ? OR ({col} = ? AND id {cmp} ?))"),
+            vec![P::I(k), P::I(k), P::T(id.to_string())],
+        );
+    }
+    sql.push_str(&format!(" ORDER BY {col} {dir}, id {dir} LIMIT {}", page.limit));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for p in params {
+        q = match p {
+            P::T(t) => q.bind(t),
+            P::I(i) => q.bind(i),
+        };
+    }
+    let rows = q.fetch_all(e).await.map_err(map_err)?;
+    rows.iter().map(cert_from_row).collect()
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}

@@ -1,0 +1,433 @@
+//! The certificate lifecycle over HTTP, checked with the openssl CLI: issuance from CSRs made by
+//! openssl, profile enforcement, suspension visible in the CRL as certificateHold, reactivation,
+//! revocation, renewal, search, metadata, batch and downloads.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use sigil_tests::{TestServer, backends, json, openssl, openssl_csr};
+
+async fn issue(s: &TestServer, csr: &str, profile: &str) -> (u16, Value) {
+    json(
+        s.admin(Method::POST, "/api/v1/certificates")
+            .json(&json!({"csr": csr, "profile": profile}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// Writes the certificate, the chain and (optionally) the current CRL, and runs openssl verify.
+async fn verify(
+    s: &TestServer,
+    dir: &std::path::Path,
+    cert: &Value,
+    with_crl: bool,
+) -> (bool, String) {
+    let leaf = dir.join("leaf.pem");
+    std::fs::write(&leaf, cert["certificate"].as_str().unwrap()).unwrap();
+    let chain: String =
+        cert["chain"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let chain_path = dir.join("chain.pem");
+    std::fs::write(&chain_path, chain).unwrap();
+    let mut args = vec!["verify".to_owned(), "-CAfile".into(), chain_path.display().to_string()];
+    if with_crl {
+        let crl = s.client.get(format!("{}/crl/builtin.crl", s.url)).send().await.unwrap();
+        assert_eq!(crl.status(), 200);
+        assert_eq!(crl.headers()["content-type"], "application/pkix-crl");
+        let der = crl.bytes().await.unwrap();
+        let crl_der = dir.join("crl.der");
+        std::fs::write(&crl_der, &der).unwrap();
+        let crl_pem = dir.join("crl.pem");
+        let (ok, out) = openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            crl_der.to_str().unwrap(),
+            "-out",
+            crl_pem.to_str().unwrap(),
+            "-CAfile",
+            chain_path.to_str().unwrap(),
+        ]);
+        assert!(ok, "the CRL verifies: {out}");
+        args.extend(["-crl_check".into(), "-CRLfile".into(), crl_pem.display().to_string()]);
+    }
+    args.push(leaf.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    openssl(&args)
+}
+
+#[tokio::test]
+async fn issued_certificates_verify_and_follow_their_profile() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        for (name, key) in [("ec256", "ec:P-256"), ("ec384", "ec:P-384"), ("rsa", "rsa:2048")] {
+            let (csr, _) = openssl_csr(
+                dir.path(),
+                name,
+                key,
+                &format!("/CN={name}/O=Example"),
+                Some("DNS:a.example,IP:10.0.0.1"),
+            );
+            let (st, cert) = issue(&s, &csr, "tls-client").await;
+            assert_eq!(st, 201, "{cert}");
+            assert_eq!(cert["status"], "active");
+            assert!(cert["serial"].as_str().unwrap().len() >= 32, "16+ random bytes");
+            let (ok, out) = verify(&s, dir.path(), &cert, true).await;
+            assert!(ok, "{name}: {out}");
+            let (_, text) = openssl(&[
+                "x509",
+                "-in",
+                dir.path().join("leaf.pem").to_str().unwrap(),
+                "-noout",
+                "-text",
+            ]);
+            assert!(
+                text.contains("TLS Web Client Authentication")
+                    && text.contains(&format!("CN = {name}")),
+                "{text}"
+            );
+        }
+        // A server certificate needs a DNS SAN.
+        let (csr, _) =
+            openssl_csr(dir.path(), "srv", "ec:P-256", "/CN=srv", Some("DNS:www.example.org"));
+        let (st, cert) = issue(&s, &csr, "tls-server").await;
+        assert_eq!(st, 201, "{cert}");
+        let (_, text) = openssl(&[
+            "x509",
+            "-in",
+            &{
+                std::fs::write(dir.path().join("srv.pem"), cert["certificate"].as_str().unwrap())
+                    .unwrap();
+                dir.path().join("srv.pem").display().to_string()
+            },
+            "-noout",
+            "-ext",
+            "extendedKeyUsage,subjectAltName",
+        ]);
+        assert!(
+            text.contains("TLS Web Server Authentication") && text.contains("DNS:www.example.org"),
+            "{text}"
+        );
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_without_a_write() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (good, _) = openssl_csr(dir.path(), "g", "ec:P-256", "/CN=g", None);
+        let (nodns, _) = openssl_csr(dir.path(), "n", "ec:P-256", "/CN=n", None);
+        let (weak, _) = openssl_csr(dir.path(), "w", "rsa:1024", "/CN=w", None);
+        let (nocn, _) = openssl_csr(dir.path(), "x", "ec:P-256", "/O=NoCN", None);
+        // Tamper with the signed content: the signature no longer verifies.
+        let der_path = dir.path().join("t.der");
+        let (ok, _) = openssl(&[
+            "req",
+            "-in",
+            dir.path().join("g.csr").to_str().unwrap(),
+            "-outform",
+            "DER",
+            "-out",
+            der_path.to_str().unwrap(),
+        ]);
+        assert!(ok);
+        let mut der = std::fs::read(&der_path).unwrap();
+        let i = der.windows(1).rposition(|w| w == b"g").unwrap();
+        der[i] = b'h';
+        let tampered = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der);
+        for (csr, profile, code) in [
+            ("not a csr".to_owned(), "tls-client", "invalid_csr"),
+            (
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----"
+                    .to_owned(),
+                "tls-client",
+                "invalid_csr",
+            ),
+            (tampered, "tls-client", "csr_signature_invalid"),
+            (nodns, "tls-server", "san_not_allowed"),
+            (weak, "tls-client", "key_not_allowed"),
+            (nocn, "tls-client", "subject_not_allowed"),
+            (good, "no-such-profile", "unknown_profile"),
+        ] {
+            let (st, b) = issue(&s, &csr, profile).await;
+            assert_eq!((st, b["code"].as_str()), (400, Some(code)), "{b}");
+        }
+        let (_, list) =
+            json(s.admin(Method::GET, "/api/v1/certificates").send().await.unwrap()).await;
+        assert!(list["items"].as_array().unwrap().is_empty(), "nothing was written: {list}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn suspension_shows_as_certificate_hold_until_reactivated_and_revocation_is_final() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (csr, _) = openssl_csr(dir.path(), "c", "ec:P-256", "/CN=holder", None);
+        let (_, cert) = issue(&s, &csr, "tls-client").await;
+        let id = cert["id"].as_str().unwrap();
+        let act = |a: &str, body: Value| {
+            s.admin(Method::POST, &format!("/api/v1/certificates/{id}/{a}")).json(&body).send()
+        };
+
+        let (st, c) = json(act("suspend", json!({})).await.unwrap()).await;
+        assert_eq!(
+            (st, c["status"].as_str(), c["revocation_reason"].as_str()),
+            (200, Some("suspended"), Some("certificateHold"))
+        );
+        let (ok, out) = verify(&s, dir.path(), &cert, true).await;
+        assert!(!ok && out.contains("certificate revoked"), "{out}");
+        let (_, text) = openssl(&[
+            "crl",
+            "-in",
+            dir.path().join("crl.pem").to_str().unwrap(),
+            "-noout",
+            "-text",
+        ]);
+        assert!(
+            text.contains("Certificate Hold")
+                && text
+                    .to_lowercase()
+                    .contains(&cert["serial"].as_str().unwrap()[..8].to_lowercase()),
+            "{text}"
+        );
+        // Suspending again is a harmless retry.
+        assert_eq!(act("suspend", json!({})).await.unwrap().status(), 200);
+
+        let (st, c) = json(act("reactivate", json!({})).await.unwrap()).await;
+        assert_eq!((st, c["status"].as_str()), (200, Some("active")));
+        let (ok, out) = verify(&s, dir.path(), &cert, true).await;
+        assert!(ok, "good again after reactivation: {out}");
+
+        let (st, c) = json(act("revoke", json!({"reason": "keyCompromise"})).await.unwrap()).await;
+        assert_eq!(
+            (st, c["status"].as_str(), c["revocation_reason"].as_str()),
+            (200, Some("revoked"), Some("keyCompromise"))
+        );
+        let (ok, out) = verify(&s, dir.path(), &cert, true).await;
+        assert!(!ok && out.contains("certificate revoked"), "{out}");
+        let (st, b) = json(act("reactivate", json!({})).await.unwrap()).await;
+        assert_eq!((st, b["code"].as_str()), (409, Some("invalid_transition")));
+        let (st, b) = json(act("suspend", json!({})).await.unwrap()).await;
+        assert_eq!((st, b["code"].as_str()), (409, Some("invalid_transition")));
+        let (st, b) =
+            json(act("revoke", json!({"reason": "certificateHold"})).await.unwrap()).await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("invalid_reason")));
+        let (st, b) = json(act("revoke", json!({"reason": "because"})).await.unwrap()).await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("invalid_reason")));
+        // Every step is on the object's trail.
+        let (_, trail) = json(
+            s.admin(Method::GET, &format!("/api/v1/audit/objects/certificate/{id}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let actions: Vec<_> = trail["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "certificate.issue",
+                "certificate.suspend",
+                "certificate.reactivate",
+                "certificate.revoke"
+            ]
+        );
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn renewal_respects_the_window_and_keeps_or_replaces_the_key() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (csr, _) = openssl_csr(dir.path(), "r", "ec:P-256", "/CN=renewer", None);
+        let (_, cert) = issue(&s, &csr, "tls-client").await;
+        let id = cert["id"].as_str().unwrap();
+        let (st, b) = json(
+            s.admin(Method::POST, &format!("/api/v1/certificates/{id}/renew"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, b["code"].as_str()), (409, Some("outside_renewal_window")));
+        // A profile whose window spans the whole validity allows renewal at once.
+        let mut spec: Value =
+            json(s.admin(Method::GET, "/api/v1/profiles/tls-client").send().await.unwrap()).await.1;
+        for k in ["name", "built_in", "updated_at"] {
+            spec.as_object_mut().unwrap().remove(k);
+        }
+        spec["renewal_window_days"] = json!(365);
+        let (st, p) = json(
+            s.admin(Method::PUT, "/api/v1/profiles/tls-client").json(&spec).send().await.unwrap(),
+        )
+        .await;
+        assert_eq!(st, 200, "{p}");
+        let (st, same) = json(
+            s.admin(Method::POST, &format!("/api/v1/certificates/{id}/renew"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 201, "{same}");
+        assert_eq!(same["renewed_from"], id);
+        assert_ne!(same["serial"], cert["serial"]);
+        let pubkey = |pem: &str, name: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, pem).unwrap();
+            openssl(&["x509", "-in", p.to_str().unwrap(), "-noout", "-pubkey"]).1
+        };
+        assert_eq!(
+            pubkey(cert["certificate"].as_str().unwrap(), "a.pem"),
+            pubkey(same["certificate"].as_str().unwrap(), "b.pem")
+        );
+        let (csr2, _) = openssl_csr(dir.path(), "r2", "ec:P-384", "/CN=renewer", None);
+        let (st, fresh) = json(
+            s.admin(Method::POST, &format!("/api/v1/certificates/{id}/renew"))
+                .json(&json!({"csr": csr2}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, fresh["key_type"].as_str()), (201, Some("p384")), "{fresh}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn the_inventory_filters_sorts_pages_and_keeps_metadata() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut ids = vec![];
+        for i in 0..4 {
+            let (csr, _) = openssl_csr(
+                dir.path(),
+                &format!("i{i}"),
+                "ec:P-256",
+                &format!("/CN=host{i}"),
+                Some(&format!("DNS:host{i}.corp.example")),
+            );
+            let (st, c) =
+                issue(&s, &csr, if i % 2 == 0 { "tls-server" } else { "tls-client" }).await;
+            assert_eq!(st, 201, "{c}");
+            ids.push(c["id"].as_str().unwrap().to_owned());
+        }
+        let get = |q: &str| s.admin(Method::GET, &format!("/api/v1/certificates?{q}")).send();
+        let (_, p) = json(get("profile=tls-server").await.unwrap()).await;
+        assert_eq!(p["items"].as_array().unwrap().len(), 2);
+        let (_, p) = json(get("q=HOST3.corp").await.unwrap()).await;
+        assert_eq!(p["items"][0]["id"], ids[3]);
+        let (_, p) = json(get("expiring_within_days=366").await.unwrap()).await;
+        assert_eq!(
+            p["items"].as_array().unwrap().len(),
+            2,
+            "tls-client certificates expire within a year"
+        );
+        let (_, p) = json(get("sort=-issued_at&limit=3").await.unwrap()).await;
+        assert_eq!(p["items"][0]["id"], ids[3]);
+        let c = p["next_cursor"].as_str().unwrap();
+        let (_, p2) =
+            json(get(&format!("sort=-issued_at&limit=3&cursor={c}")).await.unwrap()).await;
+        assert_eq!(p2["items"][0]["id"], ids[0]);
+        let serial = json(
+            s.admin(Method::GET, &format!("/api/v1/certificates/{}", ids[1])).send().await.unwrap(),
+        )
+        .await
+        .1["serial"]
+            .clone();
+        let (_, p) = json(
+            get(&format!("serial={}", serial.as_str().unwrap().to_uppercase())).await.unwrap(),
+        )
+        .await;
+        assert_eq!(p["items"][0]["id"], ids[1]);
+        // Metadata: merge patch, searchable owner.
+        let r = s
+            .admin(Method::PATCH, &format!("/api/v1/certificates/{}", ids[2]))
+            .json(&json!({"metadata": {"owner": "alice", "cost_center": "42"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = s
+            .admin(Method::PATCH, &format!("/api/v1/certificates/{}", ids[2]))
+            .json(&json!({"metadata": {"cost_center": null}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(json(r).await.1["metadata"], json!({"owner": "alice"}));
+        let (_, p) = json(get("owner=alice").await.unwrap()).await;
+        assert_eq!(p["items"].as_array().unwrap().len(), 1);
+        let (st, b) = json(get("status=bogus").await.unwrap()).await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("invalid_filter")));
+        // Downloads.
+        let dl = |f: &str| {
+            s.admin(Method::GET, &format!("/api/v1/certificates/{}/download?format={f}", ids[0]))
+                .send()
+        };
+        let der = dl("der").await.unwrap().bytes().await.unwrap();
+        assert_eq!(der[0], 0x30);
+        let chain = dl("chain").await.unwrap().text().await.unwrap();
+        assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 3);
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_batch_reports_each_item() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _) = openssl_csr(dir.path(), "a", "ec:P-256", "/CN=a", None);
+        let (b, _) = openssl_csr(dir.path(), "b", "ec:P-256", "/CN=b", None);
+        let body = json!({"requests": [
+            {"csr": a, "profile": "tls-client"},
+            {"csr": "garbage", "profile": "tls-client"},
+            {"csr": b, "profile": "tls-client", "metadata": {"owner": "bob"}},
+        ]});
+        let (st, r) = json(
+            s.admin(Method::POST, "/api/v1/certificates/batch").json(&body).send().await.unwrap(),
+        )
+        .await;
+        assert_eq!(st, 200, "{r}");
+        assert_eq!((r["issued"].as_u64(), r["failed"].as_u64()), (Some(2), Some(1)));
+        assert_eq!(r["results"][1]["error"]["code"], "invalid_csr");
+        assert_eq!(r["results"][2]["certificate"]["metadata"]["owner"], "bob");
+        let (st, _) = json(
+            s.admin(Method::POST, "/api/v1/certificates/batch")
+                .json(&json!({"requests": []}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 400);
+        let (st, backends) =
+            json(s.admin(Method::GET, "/api/v1/ca-backends").send().await.unwrap()).await;
+        assert_eq!(st, 200);
+        assert_eq!(backends[0]["id"], "builtin");
+        assert_eq!(backends[0]["crl_url"], "/crl/builtin.crl");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
