@@ -270,9 +270,7 @@ async fn renewal_respects_the_window_and_keeps_or_replaces_the_key() {
         // A profile whose window spans the whole validity allows renewal at once.
         let mut spec: Value =
             json(s.admin(Method::GET, "/api/v1/profiles/tls-client").send().await.unwrap()).await.1;
-        for k in ["name", "built_in", "updated_at"] {
-            spec.as_object_mut().unwrap().remove(k);
-        }
+        spec = spec["spec"].take();
         spec["renewal_window_days"] = json!(365);
         let (st, p) = json(
             s.admin(Method::PUT, "/api/v1/profiles/tls-client").json(&spec).send().await.unwrap(),
@@ -427,6 +425,83 @@ async fn a_batch_reports_each_item() {
         assert_eq!(st, 200);
         assert_eq!(backends[0]["id"], "builtin");
         assert_eq!(backends[0]["crl_url"], "/crl/builtin.crl");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn profiles_are_created_validated_and_enforced() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let (_, list) = json(s.admin(Method::GET, "/api/v1/profiles").send().await.unwrap()).await;
+        let names: Vec<_> =
+            list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["tls-client", "tls-server"]);
+        let spec = json!({
+            "description": "corp web", "key_types": ["p256"], "validity_days": 90,
+            "key_usage": ["digitalSignature"], "extended_key_usage": ["serverAuth", "1.3.6.1.4.1.99999.1"],
+            "san": {"dns": "required", "dns_pattern": "[a-z0-9-]+\\.corp\\.example"},
+            "custom_extensions": [{"oid": "1.3.6.1.4.1.99999.2", "critical": false, "value": "DAVoZWxsbw=="}],
+            "renewal_window_days": 10, "allow_suspension": false
+        });
+        let (st, p) = json(
+            s.admin(Method::POST, "/api/v1/profiles")
+                .json(&json!({"name": "corp-web", "spec": spec}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 201, "{p}");
+        let (st, b) = json(
+            s.admin(Method::POST, "/api/v1/profiles")
+                .json(&json!({"name": "bad", "spec": {"key_types": [], "validity_days": 90}}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("invalid_profile")));
+        let (st, b) = json(
+            s.admin(Method::POST, "/api/v1/profiles")
+                .json(
+                    &json!({"name": "other-ca", "spec": {"key_types": ["p256"], "ca": "nowhere"}}),
+                )
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("unknown_ca")));
+        let dir = tempfile::tempdir().unwrap();
+        let (ok_csr, _) =
+            openssl_csr(dir.path(), "ok", "ec:P-256", "/CN=web", Some("DNS:web1.corp.example"));
+        let (bad_name, _) =
+            openssl_csr(dir.path(), "bn", "ec:P-256", "/CN=web", Some("DNS:web1.evil.example"));
+        let (bad_key, _) =
+            openssl_csr(dir.path(), "bk", "ec:P-384", "/CN=web", Some("DNS:web2.corp.example"));
+        let (st, cert) = issue(&s, &ok_csr, "corp-web").await;
+        assert_eq!(st, 201, "{cert}");
+        let p = dir.path().join("c.pem");
+        std::fs::write(&p, cert["certificate"].as_str().unwrap()).unwrap();
+        let (_, text) = openssl(&["x509", "-in", p.to_str().unwrap(), "-noout", "-text"]);
+        assert!(
+            text.contains("1.3.6.1.4.1.99999.2") && text.contains("1.3.6.1.4.1.99999.1"),
+            "{text}"
+        );
+        assert_eq!(issue(&s, &bad_name, "corp-web").await.1["code"], "san_not_allowed");
+        assert_eq!(issue(&s, &bad_key, "corp-web").await.1["code"], "key_not_allowed");
+        // The profile forbids suspension.
+        let id = cert["id"].as_str().unwrap();
+        let (st, b) = json(
+            s.admin(Method::POST, &format!("/api/v1/certificates/{id}/suspend"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, b["code"].as_str()), (409, Some("suspension_not_allowed")));
         s.stop().await;
         db.cleanup().await;
     }

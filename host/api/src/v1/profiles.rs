@@ -33,7 +33,6 @@ pub struct ProfileView {
     /// Last change.
     pub updated_at: String,
     /// The rules.
-    #[serde(flatten)]
     pub spec: ProfileSpec,
 }
 
@@ -43,15 +42,15 @@ impl From<Profile> for ProfileView {
     }
 }
 
-/// Body of `POST /api/v1/profiles` (documentation shape; the handler parses it strictly).
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+/// Body of `POST /api/v1/profiles`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateProfile {
     /// Unique name (lowercase letters, digits, `-`, `_`).
     #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
-    pub name: String,
+    name: String,
     /// The rules.
-    #[serde(flatten)]
-    pub spec: ProfileSpec,
+    spec: ProfileSpec,
 }
 
 /// List profiles.
@@ -71,18 +70,9 @@ async fn list(
 async fn create(
     State(st): State<AppState>,
     Authorized(cap): Authorized<perm::ProfilesWrite>,
-    body: axum::body::Bytes,
+    Json(b): Json<CreateProfile>,
 ) -> Result<impl IntoResponse, ApiError> {
-    // `flatten` and `deny_unknown_fields` do not mix in serde: check the name, then parse the
-    // rest strictly.
-    let mut v: serde_json::Value = crate::extract::parse_json(&body)?;
-    let name = v
-        .as_object_mut()
-        .and_then(|o| o.remove("name"))
-        .and_then(|n| n.as_str().map(str::to_owned))
-        .ok_or_else(|| ApiError::bad_request("invalid_json", "missing field `name`"))?;
-    let spec: ProfileSpec = crate::extract::parse_json(v.to_string().as_bytes())?;
-    let p = st.profiles.create(&cap, &name, spec).await?;
+    let p = st.profiles.create(&cap, &b.name, b.spec).await?;
     Ok((StatusCode::CREATED, axum::Json(ProfileView::from(p))))
 }
 
