@@ -506,3 +506,101 @@ async fn profiles_are_created_validated_and_enforced() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn ocsp_answers_good_revoked_with_hold_and_unknown() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (csr, _) = openssl_csr(dir.path(), "o", "ec:P-256", "/CN=ocsp-me", None);
+        let (_, cert) = issue(&s, &csr, "tls-client").await;
+        let id = cert["id"].as_str().unwrap().to_owned();
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        std::fs::write(p("leaf.pem"), cert["certificate"].as_str().unwrap()).unwrap();
+        std::fs::write(p("issuing.pem"), cert["chain"][0].as_str().unwrap()).unwrap();
+        let chain: String =
+            cert["chain"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        std::fs::write(p("chain.pem"), chain).unwrap();
+        // Asks with openssl, sends over HTTPS (POST or GET), and has openssl check the answer.
+        let ask = |extra: Vec<String>, get: bool| {
+            let s = &s;
+            let p = &p;
+            async move {
+                let mut args = vec!["ocsp".to_owned(), "-issuer".into(), p("issuing.pem")];
+                args.extend(extra);
+                args.extend(["-reqout".into(), p("req.der")]);
+                let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                let (ok, out) = openssl(&a);
+                assert!(ok, "{out}");
+                let req = std::fs::read(p("req.der")).unwrap();
+                let r = if get {
+                    let b64 =
+                        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &req);
+                    let enc: String = b64
+                        .chars()
+                        .map(|c| match c {
+                            '/' => "%2F".into(),
+                            '+' => "%2B".into(),
+                            '=' => "%3D".into(),
+                            c => c.to_string(),
+                        })
+                        .collect();
+                    s.client.get(format!("{}/ocsp/{enc}", s.url)).send().await.unwrap()
+                } else {
+                    s.client
+                        .post(format!("{}/ocsp", s.url))
+                        .header("content-type", "application/ocsp-request")
+                        .body(req)
+                        .send()
+                        .await
+                        .unwrap()
+                };
+                assert_eq!(r.status(), 200);
+                assert_eq!(r.headers()["content-type"], "application/ocsp-response");
+                std::fs::write(p("resp.der"), r.bytes().await.unwrap()).unwrap();
+                let mut args = vec![
+                    "ocsp".to_owned(),
+                    "-respin".into(),
+                    p("resp.der"),
+                    "-issuer".into(),
+                    p("issuing.pem"),
+                    "-CAfile".into(),
+                    p("chain.pem"),
+                    "-resp_text".into(),
+                ];
+                args.extend(["-reqin".into(), p("req.der")]);
+                let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                openssl(&a)
+            }
+        };
+        let by_cert = || vec!["-cert".to_owned(), p("leaf.pem")];
+        let (ok, out) = ask(by_cert(), false).await;
+        assert!(ok && out.contains("Response verify OK") && out.contains(": good"), "{out}");
+        let (ok, out) = ask(by_cert(), true).await;
+        assert!(ok && out.contains(": good"), "GET form: {out}");
+        s.admin(Method::POST, &format!("/api/v1/certificates/{id}/suspend")).send().await.unwrap();
+        let (_, out) = ask(by_cert(), false).await;
+        assert!(out.contains(": revoked") && out.contains("certificateHold"), "{out}");
+        s.admin(Method::POST, &format!("/api/v1/certificates/{id}/reactivate"))
+            .send()
+            .await
+            .unwrap();
+        let (_, out) = ask(by_cert(), false).await;
+        assert!(out.contains(": good"), "{out}");
+        s.admin(Method::POST, &format!("/api/v1/certificates/{id}/revoke"))
+            .json(&json!({"reason": "keyCompromise"}))
+            .send()
+            .await
+            .unwrap();
+        let (_, out) = ask(by_cert(), false).await;
+        assert!(out.contains(": revoked") && out.contains("keyCompromise"), "{out}");
+        let (_, out) = ask(vec!["-serial".into(), "0x123456789".into()], false).await;
+        assert!(out.contains(": unknown"), "{out}");
+        // Garbage is answered with malformedRequest, not an HTTP error.
+        let r = s.client.post(format!("{}/ocsp", s.url)).body("garbage").send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(&r.bytes().await.unwrap()[..], &[0x30, 0x03, 0x0a, 0x01, 0x01]);
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

@@ -36,6 +36,9 @@ pub trait Issuer: Send + Sync {
     fn chain(&self) -> &[Vec<u8>];
     /// Signs a certificate with `content` and `serial`; returns its DER.
     async fn issue(&self, content: &CertContent, serial: &[u8]) -> Result<Vec<u8>>;
+    /// Signs `message` with the CA key (for OCSP responses Sigil makes on the CA's behalf).
+    /// Returns the signature and the DER AlgorithmIdentifier of the signature algorithm.
+    fn sign(&self, message: &[u8]) -> Result<(Vec<u8>, Vec<u8>)>;
     /// Signs a CRL, for back ends whose revocation status Sigil publishes.
     fn crl(
         &self,
@@ -130,4 +133,48 @@ pub trait CsrParser: Send + Sync {
     fn parse(&self, input: &[u8]) -> Result<crate::cert::ParsedCsr>;
     /// The SubjectPublicKeyInfo (DER) of a certificate (for same-key renewal).
     fn certificate_spki(&self, cert_der: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// The status OCSP reports for one certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OcspStatus {
+    /// Issued by this CA and neither revoked nor on hold.
+    Good,
+    /// Revoked, or on hold (reason certificateHold).
+    Revoked {
+        /// When.
+        at: OffsetDateTime,
+        /// Why.
+        reason: RevocationReason,
+    },
+    /// Not known to this responder.
+    Unknown,
+}
+
+/// A parsed OCSP request.
+#[derive(Debug, Clone)]
+pub struct OcspQuery {
+    /// The request, DER (kept to echo CertIDs and the nonce).
+    pub der: Vec<u8>,
+    /// Per requested certificate: the index of the issuing CA among those passed to
+    /// [`Ocsp::parse`] (None when no CA matches), and the serial in hex.
+    pub items: Vec<(Option<usize>, String)>,
+}
+
+/// OCSP encoding; implemented in `sigil-pki`.
+pub trait Ocsp: Send + Sync {
+    /// Parses a request and matches each CertID against `cas`.
+    fn parse(&self, der: &[u8], cas: &[Arc<dyn Issuer>]) -> Result<OcspQuery>;
+    /// Builds the response for `query` with one status per item, signed by `signer`.
+    fn respond(
+        &self,
+        query: &OcspQuery,
+        statuses: &[OcspStatus],
+        signer: &dyn Issuer,
+        now: OffsetDateTime,
+    ) -> Result<Vec<u8>>;
+    /// The `malformedRequest` response.
+    fn malformed(&self) -> Vec<u8>;
+    /// The `unauthorized` response (no CA of ours issued what was asked about).
+    fn unauthorized(&self) -> Vec<u8>;
 }

@@ -39,7 +39,27 @@ pub struct BuiltinCa {
     chain: Vec<Vec<u8>>,
     issuer: Issuer<'static, KeyPair>,
     key_id: Vec<u8>,
+    key_type: KeyType,
     crl_url: Option<String>,
+}
+
+/// DER AlgorithmIdentifier of the signature algorithm a key of type `k` signs with.
+fn signature_algorithm_der(k: KeyType) -> Vec<u8> {
+    match k {
+        // ecdsa-with-SHA256, no parameters
+        KeyType::P256 => {
+            vec![0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]
+        }
+        // ecdsa-with-SHA384
+        KeyType::P384 => {
+            vec![0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03]
+        }
+        // sha256WithRSAEncryption, NULL parameters
+        KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => vec![
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05,
+            0x00,
+        ],
+    }
 }
 
 impl std::fmt::Debug for BuiltinCa {
@@ -223,6 +243,12 @@ impl CoreIssuer for BuiltinCa {
         Ok(cert.der().to_vec())
     }
 
+    fn sign(&self, message: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+        let key = self.issuer.key();
+        let sig = rcgen::SigningKey::sign(key, message).map_err(internal)?;
+        Ok((sig, signature_algorithm_der(self.key_type)))
+    }
+
     fn crl(
         &self,
         entries: &[RevokedEntry],
@@ -325,6 +351,7 @@ impl BuiltinFactory {
             chain,
             issuer,
             key_id,
+            key_type: rec.key_type,
             crl_url: self
                 .crl_base_url
                 .as_ref()

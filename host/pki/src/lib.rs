@@ -10,6 +10,7 @@ pub mod builtin;
 pub mod csr;
 pub mod keys;
 pub mod localca;
+pub mod ocsp;
 pub mod pem;
 pub mod seal;
 

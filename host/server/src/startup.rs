@@ -23,6 +23,7 @@ use sigil_core::service::settings::SettingsService;
 use sigil_pki::audit_key::AuditKey;
 use sigil_pki::builtin::BuiltinFactory;
 use sigil_pki::csr::Pkcs10;
+use sigil_pki::ocsp::OcspCodec;
 use sigil_pki::seal::MasterKey;
 use sigil_store::{DbOptions, SqlStore};
 use tokio::task::JoinHandle;
@@ -89,6 +90,7 @@ pub async fn services(cfg: &Config, store: SqlStore) -> Result<Services> {
         clock.clone(),
         issuers.clone(),
         factory,
+        Arc::new(OcspCodec),
         crl_validity,
     ));
     let import = match (&cfg.pki.import_cert_file, &cfg.pki.import_key_file) {

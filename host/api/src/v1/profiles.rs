@@ -21,6 +21,42 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show, replace))
         .routes(routes!(ca_backends))
         .routes(routes!(crl))
+        .routes(routes!(ocsp_post))
+        .routes(routes!(ocsp_get))
+}
+
+fn ocsp_response(der: Vec<u8>) -> Response {
+    let mut res = der.into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/ocsp-response"));
+    res
+}
+
+/// OCSP responder (RFC 6960), POST form: the body is a DER OCSPRequest.
+#[utoipa::path(post, path = "/ocsp", tag = "revocation",
+    request_body(content = Vec<u8>, content_type = "application/ocsp-request"),
+    responses((status = 200, content_type = "application/ocsp-response")))]
+async fn ocsp_post(
+    State(st): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    Ok(ocsp_response(st.cas.ocsp(&body).await?))
+}
+
+/// OCSP responder (RFC 6960), GET form: the path is the base64 (URL-encoded) DER OCSPRequest.
+#[utoipa::path(get, path = "/ocsp/{request}", tag = "revocation",
+    params(("request" = String, Path, description = "base64 DER OCSPRequest, URL-encoded")),
+    responses((status = 200, content_type = "application/ocsp-response")))]
+async fn ocsp_get(
+    State(st): State<AppState>,
+    Path(request): Path<String>,
+) -> Result<Response, ApiError> {
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(request.trim())
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(request.trim()))
+        .unwrap_or_default();
+    Ok(ocsp_response(st.cas.ocsp(&der).await?))
 }
 
 /// A profile.

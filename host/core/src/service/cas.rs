@@ -7,8 +7,8 @@ use time::{Duration, OffsetDateTime};
 
 use crate::audit::{NewAuditEvent, unix_micros};
 use crate::authz::{Capability, Principal, perm};
-use crate::ca::{CaFactory, Issuer, Issuers};
-use crate::cert::KeyType;
+use crate::ca::{CaFactory, Issuer, Issuers, Ocsp, OcspStatus};
+use crate::cert::{CertStatus, KeyType};
 use crate::error::{CoreError, Result};
 use crate::ports::{Clock, Store};
 
@@ -29,6 +29,7 @@ pub struct CaService {
     clock: Arc<dyn Clock>,
     issuers: Arc<Issuers>,
     factory: Arc<dyn CaFactory>,
+    ocsp: Arc<dyn Ocsp>,
     crl_validity: Duration,
 }
 
@@ -45,9 +46,43 @@ impl CaService {
         clock: Arc<dyn Clock>,
         issuers: Arc<Issuers>,
         factory: Arc<dyn CaFactory>,
+        ocsp: Arc<dyn Ocsp>,
         crl_validity: Duration,
     ) -> Self {
-        Self { store, clock, issuers, factory, crl_validity }
+        Self { store, clock, issuers, factory, ocsp, crl_validity }
+    }
+
+    /// Answers an OCSP request (DER) with an OCSP response (DER). Protocol failures are OCSP
+    /// responses too (malformedRequest, unauthorized), as RFC 6960 wants.
+    pub async fn ocsp(&self, request: &[u8]) -> Result<Vec<u8>> {
+        let cas = self.issuers.all();
+        let Ok(query) = self.ocsp.parse(request, &cas) else {
+            return Ok(self.ocsp.malformed());
+        };
+        let Some(signer) = query.items.iter().find_map(|(i, _)| *i) else {
+            return Ok(self.ocsp.unauthorized());
+        };
+        let Some(ca) = cas.get(signer) else {
+            return Ok(self.ocsp.unauthorized());
+        };
+        let mut statuses = Vec::with_capacity(query.items.len());
+        for (idx, serial) in &query.items {
+            let status = if *idx != Some(signer) {
+                OcspStatus::Unknown
+            } else {
+                match self.store.certificate_by_serial(ca.id(), serial).await? {
+                    None => OcspStatus::Unknown,
+                    Some(c) => match (c.status, c.revoked_at, c.revocation_reason) {
+                        (CertStatus::Revoked | CertStatus::Suspended, Some(at), Some(reason)) => {
+                            OcspStatus::Revoked { at, reason }
+                        }
+                        _ => OcspStatus::Good,
+                    },
+                }
+            };
+            statuses.push(status);
+        }
+        self.ocsp.respond(&query, &statuses, ca.as_ref(), self.clock.now())
     }
 
     /// Creates (or imports) the built-in CA `id` when the store has none, then loads every
