@@ -166,9 +166,25 @@ pub struct AuditKeyRecord {
     pub created_at_us: i64,
 }
 
+/// An insert-only change that needs no read first; such changes can be group-committed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum WriteOp {
+    /// Insert an issued certificate.
+    InsertCertificate(Box<Certificate>),
+}
+
 /// The database.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Applies insert-only `ops` and appends `events` in one atomic unit. On SQLite concurrent
+    /// callers are group-committed: one transaction carries many units, each still all-or-nothing.
+    async fn commit_ops(
+        &self,
+        ops: Vec<WriteOp>,
+        events: Vec<NewAuditEvent>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AuditEvent>>;
     /// Which backend: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Checks that the database answers.

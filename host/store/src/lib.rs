@@ -12,6 +12,7 @@
 mod apikeys;
 mod audit;
 mod certs;
+mod group;
 mod operators;
 pub mod testing;
 mod tx;
@@ -99,6 +100,8 @@ pub struct SqlStore {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    /// SQLite's group-commit writer (None on PostgreSQL, where concurrent transactions do).
+    group: Option<tokio::sync::mpsc::Sender<group::Unit>>,
 }
 
 impl SqlStore {
@@ -136,7 +139,8 @@ impl SqlStore {
                 };
                 let write = pool(1).await.map_err(connect_err)?;
                 let read = pool(opts.max_connections.max(1)).await.map_err(connect_err)?;
-                Ok(Self { read, write, backend })
+                let group = Some(group::spawn(write.clone()));
+                Ok(Self { read, write, backend, group })
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -145,7 +149,7 @@ impl SqlStore {
                     .connect(&opts.url)
                     .await
                     .map_err(connect_err)?;
-                Ok(Self { read: pool.clone(), write: pool, backend })
+                Ok(Self { read: pool.clone(), write: pool, backend, group: None })
             }
         }
     }
@@ -227,6 +231,31 @@ impl Store for SqlStore {
 
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.read).await.map(|_| ()).map_err(map_err)
+    }
+
+    async fn commit_ops(
+        &self,
+        ops: Vec<sigil_core::ports::WriteOp>,
+        events: Vec<sigil_core::audit::NewAuditEvent>,
+        now: time::OffsetDateTime,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        match &self.group {
+            Some(q) => {
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                q.send(group::Unit { ops, events, now, reply })
+                    .await
+                    .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
+                rx.await.map_err(|_| StoreError::Backend("the writer has stopped".into()))?
+            }
+            None => {
+                let mut tx = self.write.begin().await.map_err(map_err)?;
+                for op in &ops {
+                    group::apply(&mut tx, op).await?;
+                }
+                let t = tx::SqlTx { tx, backend: self.backend };
+                Box::new(t).commit(events, now).await
+            }
+        }
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {

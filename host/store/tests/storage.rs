@@ -163,3 +163,69 @@ async fn concurrent_writers_build_one_chain() {
     })
     .await;
 }
+
+fn cert(serial: &str) -> sigil_core::cert::Certificate {
+    let now = time::OffsetDateTime::now_utc();
+    sigil_core::cert::Certificate {
+        id: uuid::Uuid::now_v7(),
+        serial: serial.into(),
+        ca_id: "builtin".into(),
+        profile: "p".into(),
+        status: sigil_core::cert::CertStatus::Active,
+        subject: "CN=x".into(),
+        sans: vec![],
+        key_type: sigil_core::cert::KeyType::P256,
+        not_before: now,
+        not_after: now + time::Duration::days(1),
+        der: vec![0x30, 0x00],
+        sha256: "00".into(),
+        issued_at: now,
+        issued_by: "test".into(),
+        revoked_at: None,
+        revocation_reason: None,
+        metadata: serde_json::json!({}),
+        renewed_from: None,
+        updated_at: now,
+    }
+}
+
+#[tokio::test]
+async fn concurrent_inserts_are_group_committed_and_a_bad_unit_fails_alone() {
+    each_backend(|store| async move {
+        let mut tasks = vec![];
+        for i in 0..64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                // Units 10 and 11 collide on (ca, serial): exactly one of them must fail.
+                let serial = if i == 11 { "a10".to_owned() } else { format!("a{i}") };
+                let ev = sigil_core::audit::NewAuditEvent::new(
+                    &Principal::system(),
+                    "certificate.issue",
+                    "certificate",
+                    i,
+                );
+                store
+                    .commit_ops(
+                        vec![sigil_core::ports::WriteOp::InsertCertificate(Box::new(cert(
+                            &serial,
+                        )))],
+                        vec![ev],
+                        time::OffsetDateTime::now_utc(),
+                    )
+                    .await
+                    .is_ok()
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            ok += usize::from(t.await.unwrap());
+        }
+        assert_eq!(ok, 63);
+        let events = store.audit_events(&AuditFilter::default(), 500).await.unwrap();
+        assert_eq!(events.len(), 63, "the failed unit left no audit event");
+        let mut v = ChainVerifier::new(1, GENESIS_HASH, vec![], &NoSig);
+        events.into_iter().for_each(|e| v.push(e));
+        assert!(v.finish(Some(store.audit_head().await.unwrap().seq)).valid);
+    })
+    .await;
+}

@@ -1,6 +1,7 @@
 //! Profiles: list, show, create, replace; the built-in profiles are created on first start.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::audit::NewAuditEvent;
 use crate::authz::{Capability, Principal, perm};
@@ -15,7 +16,13 @@ pub struct ProfileService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     issuers: Arc<Issuers>,
+    /// Issuance looks a profile up on every request; a short-lived copy saves a query each time.
+    /// Changes made on another node are seen within [`CACHE_TTL`].
+    cache: Mutex<Option<(Instant, Arc<Vec<Profile>>)>>,
 }
+
+/// How long a node keeps its copy of the profiles.
+pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for ProfileService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -26,7 +33,27 @@ impl std::fmt::Debug for ProfileService {
 impl ProfileService {
     /// Wires the service.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, issuers: Arc<Issuers>) -> Self {
-        Self { store, clock, issuers }
+        Self { store, clock, issuers, cache: Mutex::new(None) }
+    }
+
+    async fn all(&self) -> Result<Arc<Vec<Profile>>> {
+        if let Ok(c) = self.cache.lock()
+            && let Some((at, list)) = c.as_ref()
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(Arc::clone(list));
+        }
+        let list = Arc::new(self.store.profiles().await?);
+        if let Ok(mut c) = self.cache.lock() {
+            *c = Some((Instant::now(), Arc::clone(&list)));
+        }
+        Ok(list)
+    }
+
+    fn forget(&self) {
+        if let Ok(mut c) = self.cache.lock() {
+            *c = None;
+        }
     }
 
     /// Creates the built-in profiles that do not exist yet.
@@ -71,7 +98,7 @@ impl ProfileService {
 
     /// Looks a profile up for issuance.
     pub(crate) async fn find(&self, name: &str) -> Result<Profile> {
-        self.store.profiles().await?.into_iter().find(|p| p.name == name).ok_or_else(|| {
+        self.all().await?.iter().find(|p| p.name == name).cloned().ok_or_else(|| {
             CoreError::invalid(
                 "unknown_profile",
                 format!("no profile `{name}` (see GET /api/v1/profiles)"),
@@ -110,6 +137,7 @@ impl ProfileService {
         let ev = NewAuditEvent::new(cap.principal(), "profile.create", "profile", &p.name)
             .details(serde_json::to_value(&p.spec).unwrap_or_default());
         tx.commit(vec![ev], now).await?;
+        self.forget();
         Ok(p)
     }
 
@@ -136,6 +164,7 @@ impl ProfileService {
             }),
         );
         tx.commit(vec![ev], now).await?;
+        self.forget();
         Ok(p)
     }
 }
