@@ -604,3 +604,30 @@ async fn ocsp_answers_good_revoked_with_hold_and_unknown() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn certificate_details_are_parsed_for_people() {
+    let db = sigil_tests::TestDb::sqlite();
+    let s = TestServer::start(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (csr, _) =
+        openssl_csr(dir.path(), "d", "rsa:2048", "/CN=detail/O=Example", Some("DNS:d.example"));
+    let (_, cert) = issue(&s, &csr, "tls-server").await;
+    let (st, full) = json(
+        s.admin(Method::GET, &format!("/api/v1/certificates/{}", cert["id"].as_str().unwrap()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let d = &full["details"];
+    assert_eq!(d["version"], 3);
+    assert_eq!(d["public_key_bits"], 2048);
+    assert_eq!(d["key_usage"], json!(["digitalSignature", "keyEncipherment"]));
+    assert_eq!(d["extended_key_usage"], json!(["serverAuth"]));
+    assert_eq!(d["is_ca"], false);
+    assert!(d["issuer"].as_str().unwrap().contains("Sigil Issuing CA"));
+    assert!(d["authority_key_id"].is_string() && d["subject_key_id"].is_string());
+    s.stop().await;
+}

@@ -61,9 +61,13 @@ fn csrs(n: usize) -> Vec<String> {
                     .map(|i| {
                         let key = rcgen::KeyPair::generate().unwrap();
                         let mut p = rcgen::CertificateParams::new(vec![]).unwrap();
-                        p.distinguished_name.push(rcgen::DnType::CommonName, format!("load-{t}-{i}"));
+                        p.distinguished_name
+                            .push(rcgen::DnType::CommonName, format!("load-{t}-{i}"));
                         let pem = p.serialize_request(&key).unwrap().pem().unwrap();
-                        serde_json::to_string(&serde_json::json!({"csr": pem, "profile": "PROFILE"})).unwrap()
+                        serde_json::to_string(
+                            &serde_json::json!({"csr": pem, "profile": "PROFILE"}),
+                        )
+                        .unwrap()
                     })
                     .collect::<Vec<_>>()
             })
@@ -111,7 +115,8 @@ fn spawn(synchronous: &str) -> Result<(Spawned, String, PathBuf)> {
     let stdout = child.stdout.take().context("no stdout")?;
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
-    let url = line.trim().strip_prefix("listening on ").context("unexpected first line")?.to_owned();
+    let url =
+        line.trim().strip_prefix("listening on ").context("unexpected first line")?.to_owned();
     let data = dir.path().to_path_buf();
     Ok((Spawned { child, _dir: dir }, url, data))
 }
@@ -127,10 +132,14 @@ async fn main() -> Result<()> {
         (None, args.url.clone(), args.data_dir.clone())
     };
     let pid = args.pid.or(spawned.as_ref().map(|s| s.child.id()));
-    let key = std::fs::read_to_string(data_dir.join("admin.key")).context("admin.key")?.trim().to_owned();
+    let key =
+        std::fs::read_to_string(data_dir.join("admin.key")).context("admin.key")?.trim().to_owned();
     eprintln!("generating {} CSRs…", args.requests + args.warmup);
     let bodies: Arc<Vec<String>> = Arc::new(
-        csrs(args.requests + args.warmup).into_iter().map(|b| b.replace("PROFILE", &args.profile)).collect(),
+        csrs(args.requests + args.warmup)
+            .into_iter()
+            .map(|b| b.replace("PROFILE", &args.profile))
+            .collect(),
     );
     let client = {
         let tls = {
@@ -140,10 +149,12 @@ async fn main() -> Result<()> {
             for c in CertificateDer::pem_file_iter(data_dir.join("tls/ca.pem"))? {
                 roots.add(c?)?;
             }
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth()
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth()
         };
         reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
@@ -183,7 +194,11 @@ async fn main() -> Result<()> {
                             Ok(r) => {
                                 errors += 1;
                                 if errors < 3 {
-                                    eprintln!("HTTP {}: {}", r.status(), r.text().await.unwrap_or_default());
+                                    eprintln!(
+                                        "HTTP {}: {}",
+                                        r.status(),
+                                        r.text().await.unwrap_or_default()
+                                    );
                                 }
                             }
                             Err(e) => {
@@ -217,16 +232,33 @@ async fn main() -> Result<()> {
     let wall = started.elapsed();
     let cpu1 = pid.and_then(cpu_ticks);
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("issuance benchmark: P-256 CSRs, profile {}, {} clients, HTTPS keep-alive (HTTP/1.1)", args.profile, args.concurrency);
+    println!(
+        "issuance benchmark: P-256 CSRs, profile {}, {} clients, HTTPS keep-alive (HTTP/1.1)",
+        args.profile, args.concurrency
+    );
     println!("  requests   {} ok, {} failed, in {:.2} s", lat.len(), errors, wall.as_secs_f64());
     println!("  throughput {:.0} issuances/s", lat.len() as f64 / wall.as_secs_f64());
-    println!("  latency    p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms", ms(pct(0.50)), ms(pct(0.90)), ms(pct(0.99)), ms(pct(1.0)));
+    println!(
+        "  latency    p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(pct(0.50)),
+        ms(pct(0.90)),
+        ms(pct(0.99)),
+        ms(pct(1.0))
+    );
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
         // Clock ticks are 100 per second on Linux.
         let cpu_s = (b - a) as f64 / 100.0;
-        println!("  server CPU {:.2} s, {:.0} µs per issuance", cpu_s, cpu_s * 1e6 / lat.len().max(1) as f64);
+        println!(
+            "  server CPU {:.2} s, {:.0} µs per issuance",
+            cpu_s,
+            cpu_s * 1e6 / lat.len().max(1) as f64
+        );
     }
     drop(spawned);
     if errors > 0 {

@@ -44,7 +44,7 @@ pub(crate) fn pem(label: &str, der: &[u8]) -> String {
 }
 
 /// A certificate.
-#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct CertificateView {
     /// Identifier.
     pub id: String,
@@ -84,6 +84,9 @@ pub struct CertificateView {
     pub certificate: String,
     /// Issuing CA first, root last, PEM.
     pub chain: Vec<String>,
+    /// Parsed fields (on `GET /api/v1/certificates/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<super::x509::CertificateDetails>,
 }
 
 impl CertificateView {
@@ -115,6 +118,7 @@ impl CertificateView {
             renewed_from: c.renewed_from.map(|u| u.to_string()),
             certificate: pem("CERTIFICATE", &c.der),
             chain,
+            details: None,
         }
     }
 }
@@ -400,7 +404,9 @@ async fn show(
     Authorized(cap): Authorized<perm::CertificatesRead>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CertificateView>, ApiError> {
-    Ok(axum::Json(CertificateView::new(&st, st.certificates.get(&cap, cert_id(&id)?).await?)))
+    let cert = st.certificates.get(&cap, cert_id(&id)?).await?;
+    let details = super::x509::details(&cert.der);
+    Ok(axum::Json(CertificateView { details, ..CertificateView::new(&st, cert) }))
 }
 
 /// Change custom metadata.

@@ -6,6 +6,7 @@ pub mod certificates;
 pub mod meta;
 pub mod operators;
 pub mod profiles;
+pub mod x509;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
