@@ -452,7 +452,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
         let factory = BuiltinFactory::new(master, Some("https://pki.example".into()));
-        for ca_key in [KeyType::P256, KeyType::Rsa2048] {
+        for ca_key in [KeyType::P256, KeyType::P384, KeyType::Rsa2048] {
             let rec = factory.create("test", ca_key, OffsetDateTime::now_utc()).unwrap();
             let ca = factory.load_builtin(&rec).unwrap();
             let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
