@@ -11,4 +11,5 @@ mod exposure;
 mod http;
 mod mtls;
 mod operators;
+mod plugins;
 mod scaleout;

@@ -1,2 +1,21 @@
-//! The Sigil plugin host (wasmtime component model). Nothing is implemented yet: the plugin
-//! platform issue fills this crate, and until then the server loads no plugins.
+//! The Sigil plugin host: WebAssembly components run with wasmtime's component model.
+//!
+//! One [`engine::PluginEngine`] per process (pooling allocator when the address space allows,
+//! epoch deadlines ticked every 10 ms, a compiled-code cache keyed by the component's digest and
+//! the engine). Each plugin is compiled and type-checked once into a pre-instantiated component;
+//! every call gets a fresh store with the plugin's memory limit and deadline, under the plugin's
+//! concurrency limit. Host interfaces are capabilities: a plugin that imports one its
+//! configuration does not grant is refused at load, with the interface named.
+//!
+//! Implemented worlds: `validator`. The `ca-connector`, `endpoint` and `workflow` worlds of
+//! `wit/` are recognised and refused as not yet supported by this host.
+
+mod bindings;
+pub mod engine;
+pub mod error;
+mod host;
+pub mod plugin;
+
+pub use engine::PluginEngine;
+pub use error::PluginError;
+pub use plugin::{LoadedPlugin, PluginPolicy, World};

@@ -1,0 +1,108 @@
+//! Host side of the imported interfaces, and the per-call store state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::validator::sigil::plugin::{clock, config, log, types, validation};
+
+/// Memory limiter that remembers whether the limit was hit and the peak size asked for.
+pub(crate) struct Limits {
+    pub(crate) max_bytes: usize,
+    pub(crate) hit: bool,
+    pub(crate) peak: usize,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Everything one call's store holds.
+pub(crate) struct State {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: Limits,
+    pub(crate) plugin: Arc<str>,
+    pub(crate) config: Arc<BTreeMap<String, String>>,
+}
+
+impl State {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        config: Arc<BTreeMap<String, String>>,
+        max_bytes: usize,
+    ) -> Self {
+        // No preopened directories, no environment, no network: WASI is linked because a Rust
+        // std guest imports it, not to give the plugin anything.
+        Self {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: Limits { max_bytes, hit: false, peak: 0 },
+            plugin,
+            config,
+        }
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for State {}
+impl validation::Host for State {}
+
+impl log::Host for State {
+    async fn log(&mut self, level: log::Level, message: String) {
+        let plugin = &*self.plugin;
+        // Plugins cannot flood the log with huge lines.
+        let message: String = message.chars().take(2000).collect();
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+impl config::Host for State {
+    async fn get(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+}
+
+impl clock::Host for State {
+    async fn now_ms(&mut self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,225 @@
+//! Loading (compile, world detection, capability check, pre-instantiation) and calling plugins.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
+
+use crate::bindings::validator::ValidatorPre;
+pub use crate::bindings::validator::sigil::plugin::types::Kv;
+pub use crate::bindings::validator::sigil::plugin::validation::{Subject, Verdict};
+use crate::engine::{MAX_MEMORY_MIB, PluginEngine, TICK};
+use crate::error::PluginError;
+use crate::host::State;
+
+/// Host interfaces a configuration may grant.
+pub const GRANTS: [&str; 5] = ["log", "config", "clock", "outbound-http", "sigil-api"];
+
+/// WASI interfaces every Rust std guest imports; linked with nothing behind them (no files,
+/// environment, or network), so they need no grant.
+const WASI_ALWAYS: [&str; 4] = ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/"];
+
+/// The world a component targets, found from its exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    /// `validate`.
+    Validator,
+    /// `info`, `issue`, `revoke`.
+    CaConnector,
+    /// `handle`.
+    Endpoint,
+    /// `on-event`.
+    Workflow,
+}
+
+/// Limits and grants of one plugin.
+#[derive(Debug, Clone)]
+pub struct PluginPolicy {
+    /// Deadline of one call, ms.
+    pub timeout_ms: u64,
+    /// Memory limit, MiB.
+    pub memory_mib: u64,
+    /// Calls in flight at once.
+    pub max_concurrency: usize,
+    /// Granted host interfaces (see [`GRANTS`]).
+    pub grants: BTreeSet<String>,
+    /// Values for the `config` interface.
+    pub config: BTreeMap<String, String>,
+}
+
+impl Default for PluginPolicy {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 100,
+            memory_mib: 32,
+            max_concurrency: 16,
+            grants: BTreeSet::new(),
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+/// A compiled, type-checked plugin ready to be called.
+pub struct LoadedPlugin {
+    /// Id from the configuration.
+    pub id: String,
+    /// Its world.
+    pub world: World,
+    /// Hex SHA-256 of the component.
+    pub digest: String,
+    /// Interfaces it imports.
+    pub imports: Vec<String>,
+    /// Its limits.
+    pub policy: PluginPolicy,
+    id_arc: Arc<str>,
+    config: Arc<BTreeMap<String, String>>,
+    pre: ValidatorPre<State>,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("id", &self.id)
+            .field("world", &self.world)
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a call cost.
+#[derive(Debug, Clone, Copy)]
+pub struct CallStats {
+    /// Wall time.
+    pub duration: Duration,
+    /// Largest linear memory the plugin asked for, bytes.
+    pub peak_memory: usize,
+}
+
+/// The world a component targets, from its export names.
+pub fn world_of(exports: &BTreeSet<String>) -> Option<World> {
+    if exports.contains("validate") {
+        Some(World::Validator)
+    } else if exports.contains("issue") && exports.contains("info") {
+        Some(World::CaConnector)
+    } else if exports.contains("handle") {
+        Some(World::Endpoint)
+    } else if exports.contains("on-event") {
+        Some(World::Workflow)
+    } else {
+        None
+    }
+}
+
+impl PluginEngine {
+    /// Compiles `bytes`, checks its world and imports against `policy`, and pre-instantiates it.
+    pub fn load(
+        &self,
+        id: &str,
+        bytes: &[u8],
+        policy: PluginPolicy,
+    ) -> Result<LoadedPlugin, PluginError> {
+        let incompatible =
+            |m: String| PluginError::Incompatible { plugin: id.to_owned(), message: m };
+        if policy.memory_mib == 0 || policy.memory_mib > MAX_MEMORY_MIB {
+            return Err(incompatible(format!("memory limit must be 1 to {MAX_MEMORY_MIB} MiB")));
+        }
+        let digest = hex::encode(Sha256::digest(bytes));
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| incompatible(format!("not a valid component: {e}")))?;
+        let ty = component.component_type();
+        let exports: BTreeSet<String> =
+            ty.exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_owned()).collect();
+        let world = world_of(&exports)
+            .ok_or_else(|| incompatible(format!("exports {exports:?} match no Sigil world")))?;
+        for name in &imports {
+            if WASI_ALWAYS.iter().any(|p| name.starts_with(p)) {
+                continue;
+            }
+            let grant = name
+                .strip_prefix("sigil:plugin/")
+                .map(|rest| rest.split('@').next().unwrap_or(rest).to_owned())
+                .unwrap_or_else(|| name.clone());
+            // Type-only interfaces carry no capability.
+            if matches!(grant.as_str(), "types" | "validation" | "connector" | "events") {
+                continue;
+            }
+            if !policy.grants.contains(&grant) {
+                return Err(PluginError::NotGranted {
+                    plugin: id.to_owned(),
+                    interface: name.clone(),
+                    grant,
+                });
+            }
+        }
+        if world != World::Validator {
+            return Err(incompatible(format!(
+                "the {world:?} world is not supported by this host yet"
+            )));
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| incompatible(format!("{e:#}")))
+            .and_then(|p| ValidatorPre::new(p).map_err(|e| incompatible(format!("{e:#}"))))?;
+        Ok(LoadedPlugin {
+            id: id.to_owned(),
+            world,
+            digest,
+            imports,
+            id_arc: Arc::from(id),
+            config: Arc::new(policy.config.clone()),
+            permits: Arc::new(Semaphore::new(policy.max_concurrency.max(1))),
+            policy,
+            pre,
+        })
+    }
+
+    /// Runs a validator in a fresh instance under the plugin's limits.
+    pub async fn validate(
+        &self,
+        p: &LoadedPlugin,
+        subject: &Subject,
+    ) -> Result<(Verdict, CallStats), PluginError> {
+        let _permit = p.permits.acquire().await.map_err(|e| PluginError::Engine(e.to_string()))?;
+        let started = Instant::now();
+        let max_bytes = usize::try_from(p.policy.memory_mib << 20).unwrap_or(usize::MAX);
+        let mut store = Store::new(
+            &self.engine,
+            State::new(Arc::clone(&p.id_arc), Arc::clone(&p.config), max_bytes),
+        );
+        store.limiter(|s| &mut s.limits);
+        let ticks = p.policy.timeout_ms / u64::try_from(TICK.as_millis()).unwrap_or(10) + 1;
+        store.set_epoch_deadline(ticks);
+        let call = async {
+            let bindings = p.pre.instantiate_async(&mut store).await?;
+            bindings.call_validate(&mut store, subject).await
+        };
+        // The epoch stops guest code; the outer timeout also bounds time spent in host calls.
+        let outcome =
+            tokio::time::timeout(Duration::from_millis(p.policy.timeout_ms) + TICK * 5, call).await;
+        let stats =
+            CallStats { duration: started.elapsed(), peak_memory: store.data().limits.peak };
+        let plugin = p.id.clone();
+        match outcome {
+            Err(_) => Err(PluginError::Timeout { plugin, ms: p.policy.timeout_ms }),
+            Ok(Ok(Ok(v))) => Ok((v, stats)),
+            Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin, message }),
+            Ok(Err(e)) => {
+                if store.data().limits.hit {
+                    Err(PluginError::MemoryLimit { plugin, mib: p.policy.memory_mib })
+                } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                    Err(PluginError::Timeout { plugin, ms: p.policy.timeout_ms })
+                } else {
+                    Err(PluginError::Trap { plugin, message: format!("{e:#}") })
+                }
+            }
+        }
+    }
+}
