@@ -116,3 +116,31 @@ async fn an_import_that_is_not_granted_is_refused_at_load_by_name() {
     let e = engine.load("junk", b"not wasm", policy(&[])).unwrap_err();
     assert_eq!(e.code(), "plugin_incompatible");
 }
+
+#[tokio::test]
+async fn plugin_check_and_run_report_world_limits_and_failures() {
+    let dir = env!("SIGIL_TEST_PLUGINS");
+    let p = |n: &str| format!("{dir}/{n}.wasm");
+    assert_eq!(crate::cli::sigil(&["plugin", "check", &p("naming_validator")]).await, 0);
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), b"junk").unwrap();
+    assert_eq!(crate::cli::sigil(&["plugin", "check", junk.path().to_str().unwrap()]).await, 1);
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), r#"{"attributes": {"CN": "a.corp.example"}, "sans": ["dns:a.corp.example"], "key_type": "p256", "key_bits": 256}"#).unwrap();
+    let i = input.path().to_str().unwrap();
+    assert_eq!(
+        crate::cli::sigil(&["plugin", "run", &p("naming_validator"), "--input", i]).await,
+        0
+    );
+    assert_eq!(
+        crate::cli::sigil(&["plugin", "run", &p("test_loop"), "--input", i, "--timeout-ms", "30"])
+            .await,
+        3
+    );
+    assert_eq!(
+        crate::cli::sigil(&["plugin", "run", &p("test_alloc"), "--input", i, "--memory-mib", "8"])
+            .await,
+        4
+    );
+    assert_eq!(crate::cli::sigil(&["plugin", "run", &p("test_trap"), "--input", i]).await, 1);
+}

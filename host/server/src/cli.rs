@@ -51,6 +51,33 @@ pub enum Command {
     /// Audit trail tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Plugin tools.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// `sigil plugin …`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Print a component's world, WIT version, imports and whether this host accepts it.
+    Check {
+        /// The component.
+        file: PathBuf,
+    },
+    /// Run one call under production limits and print the result, duration and peak memory.
+    Run {
+        /// The component.
+        file: PathBuf,
+        /// The call's input (for a validator: hook, attributes, sans, key_type, key_bits, context).
+        #[arg(long)]
+        input: PathBuf,
+        /// Deadline, ms.
+        #[arg(long, default_value_t = 100)]
+        timeout_ms: u64,
+        /// Memory limit, MiB.
+        #[arg(long, default_value_t = 32)]
+        memory_mib: u64,
+    },
 }
 
 /// `sigil apikey …`.
@@ -159,6 +186,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Apikey(c) => apikey(&cfg, c).await,
         Command::Audit(AuditCommand::Verify(a)) => verify(&cfg, a).await,
+        Command::Plugin(c) => {
+            let engine = sigil_wasm::PluginEngine::new(None)?;
+            match c {
+                PluginCommand::Check { file } => crate::plugin_cli::check(&engine, &file),
+                PluginCommand::Run { file, input, timeout_ms, memory_mib } => {
+                    crate::plugin_cli::run(&engine, &file, &input, timeout_ms, memory_mib).await
+                }
+            }
+        }
     }
 }
 

@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod plugin_cli;
 pub mod startup;
 pub mod tls;
