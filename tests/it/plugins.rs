@@ -144,3 +144,195 @@ async fn plugin_check_and_run_report_world_limits_and_failures() {
     );
     assert_eq!(crate::cli::sigil(&["plugin", "run", &p("test_trap"), "--input", i]).await, 1);
 }
+
+mod served {
+    use reqwest::Method;
+    use serde_json::{Value, json};
+    use sigil_tests::{Options, TestDb, TestServer, json, openssl_csr};
+
+    fn plugin_toml(id: &str, file: &std::path::Path, extra: &str) -> String {
+        format!(
+            "[plugins.load.{id}]\nfile = \"{}\"\ngrants = [\"log\", \"config\"]\nhooks = [\"certificate-issuance\"]\n{extra}\n",
+            file.display()
+        )
+    }
+
+    async fn issue(s: &TestServer, csr: &str, profile: &str) -> (u16, Value) {
+        json(
+            s.admin(Method::POST, "/api/v1/certificates")
+                .json(&json!({"csr": csr, "profile": profile}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    fn copy(name: &str, to: &std::path::Path) {
+        std::fs::copy(format!("{}/{name}.wasm", env!("SIGIL_TEST_PLUGINS")), to).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_validator_plugin_guards_issuance_and_can_replace_the_key_policy() {
+        for db in sigil_tests::backends().await {
+            let dir = tempfile::tempdir().unwrap();
+            let wasm = dir.path().join("naming.wasm");
+            copy("naming_validator", &wasm);
+            let toml = plugin_toml(
+                "naming",
+                &wasm,
+                "[plugins.load.naming.config]\ncn_suffix = \".corp.example\"\nmin_rsa_bits = \"3072\"",
+            );
+            let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+            let d = dir.path();
+            let (good, _) = openssl_csr(
+                d,
+                "g",
+                "ec:P-256",
+                "/CN=web.corp.example",
+                Some("DNS:web.corp.example"),
+            );
+            let (st, c) = issue(&s, &good, "tls-server").await;
+            assert_eq!(st, 201, "{c}");
+            let (evil, _) = openssl_csr(
+                d,
+                "e",
+                "ec:P-256",
+                "/CN=web.evil.example",
+                Some("DNS:web.corp.example"),
+            );
+            let (st, b) = issue(&s, &evil, "tls-server").await;
+            assert_eq!((st, b["code"].as_str()), (400, Some("validation_failed")), "{b}");
+            assert!(b["detail"].as_str().unwrap().contains("naming: CN web.evil.example"), "{b}");
+            // RSA-2048 is fine for the built-in profile but not for the plugin's key rule.
+            let (weak, _) = openssl_csr(
+                d,
+                "w",
+                "rsa:2048",
+                "/CN=rsa.corp.example",
+                Some("DNS:rsa.corp.example"),
+            );
+            let (st, b) = issue(&s, &weak, "tls-server").await;
+            assert_eq!((st, b["code"].as_str()), (400, Some("validation_failed")), "{b}");
+            // And the plugin's rule replaces the profile's: a P-384-only profile takes P-256 now.
+            let spec = json!({"key_types": ["p384"], "san": {"dns": "required"}, "extended_key_usage": ["serverAuth"]});
+            let r = s
+                .admin(Method::POST, "/api/v1/profiles")
+                .json(&json!({"name": "p384-only", "spec": spec}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            let (st, c) = issue(&s, &good, "p384-only").await;
+            assert_eq!((st, c["key_type"].as_str()), (201, Some("p256")), "{c}");
+            let (st, list) =
+                json(s.admin(Method::GET, "/api/v1/plugins").send().await.unwrap()).await;
+            assert_eq!(st, 200);
+            let p = &list[0];
+            assert_eq!(
+                (p["id"].as_str(), p["kind"].as_str(), p["status"].as_str()),
+                (Some("naming"), Some("validator"), Some("active")),
+                "{list}"
+            );
+            assert!(p["calls"].as_u64().unwrap() >= 4);
+            assert_eq!(p["faults"], 0);
+            s.stop().await;
+            db.cleanup().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_new_version_is_refused_and_the_old_one_keeps_serving() {
+        let db = TestDb::sqlite();
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = dir.path().join("naming.wasm");
+        copy("naming_validator", &wasm);
+        let toml = plugin_toml("naming", &wasm, "") + "[plugins]\nwatch = false\n";
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        let (_, before) = json(s.admin(Method::GET, "/api/v1/plugins").send().await.unwrap()).await;
+        // The new "version" never returns: its canary call times out.
+        copy("test_loop", &wasm);
+        let (st, after) =
+            json(s.admin(Method::POST, "/api/v1/plugins/reload").send().await.unwrap()).await;
+        assert_eq!(st, 200, "{after}");
+        assert_eq!(after[0]["status"], "failed");
+        assert!(after[0]["last_error"].as_str().unwrap().contains("canary"), "{after}");
+        assert_eq!(
+            after[0]["digest"], before[0]["digest"],
+            "the old version is still the one in service"
+        );
+        let (evil, _) = openssl_csr(
+            dir.path(),
+            "e",
+            "ec:P-256",
+            "/CN=web.evil.example",
+            Some("DNS:x.corp.example"),
+        );
+        let (st, b) = issue(&s, &evil, "tls-server").await;
+        assert_eq!(
+            (st, b["code"].as_str()),
+            (400, Some("validation_failed")),
+            "the old validator still decides: {b}"
+        );
+        // A good file again: reloaded, active.
+        copy("naming_validator", &wasm);
+        let (_, again) =
+            json(s.admin(Method::POST, "/api/v1/plugins/reload").send().await.unwrap()).await;
+        assert_eq!(again[0]["status"], "active", "{again}");
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn changing_the_configuration_file_reloads_plugins_by_itself() {
+        let db = TestDb::sqlite();
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = dir.path().join("naming.wasm");
+        copy("naming_validator", &wasm);
+        let s = TestServer::start(&db).await;
+        let (_, none) = json(s.admin(Method::GET, "/api/v1/plugins").send().await.unwrap()).await;
+        assert_eq!(none, json!([]));
+        let cfg = s.data_dir().join("test.toml");
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str(&plugin_toml("naming", &wasm, ""));
+        std::fs::write(&cfg, text).unwrap();
+        let mut loaded = json!([]);
+        for _ in 0..50 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            loaded = json(s.admin(Method::GET, "/api/v1/plugins").send().await.unwrap()).await.1;
+            if loaded[0]["status"] == "active" {
+                break;
+            }
+        }
+        assert_eq!(loaded[0]["id"], "naming", "{loaded}");
+        assert_eq!(loaded[0]["status"], "active");
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_failing_validator_fails_closed_unless_configured_open() {
+        let db = TestDb::sqlite();
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = dir.path().join("trap.wasm");
+        copy("test_trap", &wasm);
+        let toml = plugin_toml("closed", &wasm, "");
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        let (csr, _) = openssl_csr(dir.path(), "c", "ec:P-256", "/CN=x", Some("DNS:x.example"));
+        let (st, b) = issue(&s, &csr, "tls-server").await;
+        assert_eq!((st, b["code"].as_str()), (502, Some("plugin_trap")), "{b}");
+        let (_, p) = json(s.admin(Method::GET, "/api/v1/plugins").send().await.unwrap()).await;
+        assert_eq!(p[0]["faults"], 1);
+        let admin = s.admin_key.clone();
+        s.stop().await;
+        let toml = plugin_toml("open", &wasm, "fail_open = true");
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        let r = s
+            .req(Method::POST, "/api/v1/certificates", &admin)
+            .json(&json!({"csr": csr, "profile": "tls-server"}))
+            .send()
+            .await
+            .unwrap();
+        let (st, b) = json(r).await;
+        assert_eq!(st, 201, "{b}");
+        s.stop().await;
+    }
+}

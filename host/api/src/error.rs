@@ -68,13 +68,14 @@ impl From<CoreError> for ApiError {
             CoreError::Forbidden { .. } => StatusCode::FORBIDDEN,
             CoreError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             CoreError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CoreError::Dependency { .. } => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let retry_after = match &e {
             CoreError::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
             _ => None,
         };
-        let detail = if status.is_server_error() {
+        let detail = if status.is_server_error() && status != StatusCode::BAD_GATEWAY {
             // Internals go to the log, not to the client.
             tracing::error!(error = %e, "request failed");
             match status {

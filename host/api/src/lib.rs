@@ -49,6 +49,8 @@ pub struct AppState {
     pub profiles: Arc<sigil_core::service::profiles::ProfileService>,
     /// CA back ends and CRLs.
     pub cas: Arc<sigil_core::service::cas::CaService>,
+    /// The plugin set.
+    pub plugins: Arc<dyn sigil_core::ports::PluginControl>,
     /// Roles.
     pub roles: Arc<sigil_core::service::roles::RoleService>,
     /// Operators.
@@ -88,6 +90,7 @@ pub struct Limits {
         (name = "profiles", description = "Certificate profiles (templates)"),
         (name = "ca-backends", description = "CA back ends"),
         (name = "revocation", description = "CRLs and OCSP"),
+        (name = "plugins", description = "WebAssembly plugins: loaded set and reload"),
         (name = "operators", description = "Operators: people who act through Sigil, with roles"),
         (name = "health", description = "Liveness, readiness"),
         (name = "metrics", description = "Prometheus metrics"),
@@ -186,6 +189,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(v1::operators::router())
         .merge(v1::certificates::router())
         .merge(v1::profiles::router())
+        .merge(v1::plugins::router())
         .merge(health::router())
         .split_for_parts();
     // Modifiers declared on ApiDoc run before the routes' paths are merged in, so this one is

@@ -104,6 +104,10 @@ permissions! {
     ProfilesWrite = "profiles:write";
     /// List CA back ends.
     CaBackendsRead = "ca_backends:read";
+    /// See the loaded plugins and their state.
+    PluginsRead = "plugins:read";
+    /// Reload the plugin set.
+    PluginsReload = "plugins:reload";
 }
 
 /// Returns the catalogue entry for `name`, if it is a known permission.

@@ -55,6 +55,14 @@ pub enum CoreError {
         /// Seconds until the window resets.
         retry_after_secs: u64,
     },
+    /// A plugin or external CA the operation depends on failed (fail-closed).
+    #[error("{detail}")]
+    Dependency {
+        /// Stable code, for example `plugin_timeout`.
+        code: &'static str,
+        /// Explanation.
+        detail: String,
+    },
     /// Storage is unreachable or failed; the change (if any) was rolled back.
     #[error("storage failure: {0}")]
     Storage(String),
@@ -125,7 +133,8 @@ impl CoreError {
         match self {
             Self::Invalid { code, .. }
             | Self::Conflict { code, .. }
-            | Self::Forbidden { code, .. } => code,
+            | Self::Forbidden { code, .. }
+            | Self::Dependency { code, .. } => code,
             Self::NotFound { .. } => "not_found",
             Self::Unauthenticated(f) => f.code(),
             Self::RateLimited { .. } => "rate_limited",

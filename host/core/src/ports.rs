@@ -355,3 +355,86 @@ pub fn parse_cert_cursor(s: &str) -> Option<(i64, Uuid)> {
     let (k, id) = s.split_once('_')?;
     Some((k.parse().ok()?, Uuid::parse_str(id).ok()?))
 }
+
+/// What validator plugins see of an object at a hook point.
+#[derive(Debug, Clone)]
+pub struct ValidationInput {
+    /// Subject attributes or record fields.
+    pub attributes: Vec<crate::cert::NameAttribute>,
+    /// SANs.
+    pub sans: Vec<crate::cert::San>,
+    /// The key, when one is involved.
+    pub key: Option<crate::cert::RequestKey>,
+    /// Profile or record kind.
+    pub context: String,
+    /// The whole object, JSON.
+    pub json: String,
+}
+
+/// What validator plugins decided (when none refused).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ValidationOutcome {
+    /// A plugin took responsibility for the rules of this hook that overlap built-in ones (the
+    /// key policy at certificate issuance).
+    pub override_builtin: bool,
+}
+
+/// Validator plugins at hook points; implemented by the plugin host.
+#[async_trait]
+pub trait Validators: Send + Sync {
+    /// Runs every validator registered for `hook`. A refusal is `CoreError::Invalid` with code
+    /// `validation_failed` and the reasons; a failing fail-closed plugin is
+    /// `CoreError::Dependency`.
+    async fn validate(
+        &self,
+        hook: &str,
+        input: &ValidationInput,
+    ) -> crate::Result<ValidationOutcome>;
+}
+
+/// No plugins: every hook allows.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoValidators;
+
+#[async_trait]
+impl Validators for NoValidators {
+    async fn validate(
+        &self,
+        _hook: &str,
+        _input: &ValidationInput,
+    ) -> crate::Result<ValidationOutcome> {
+        Ok(ValidationOutcome::default())
+    }
+}
+
+/// The state of one loaded (or failed) plugin.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PluginStatus {
+    /// Id from the configuration.
+    pub id: String,
+    /// World: `validator`, `ca-connector`, `endpoint`, `workflow`.
+    pub kind: String,
+    /// Hex SHA-256 of the component in service.
+    pub digest: Option<String>,
+    /// Generation of the plugin set it belongs to.
+    pub generation: u64,
+    /// `active` or `failed` (failed: the last load failed; an older version may still serve).
+    pub status: String,
+    /// The last load or call error.
+    pub last_error: Option<String>,
+    /// Calls since load.
+    pub calls: u64,
+    /// Calls that failed (timeout, memory limit, trap).
+    pub faults: u64,
+    /// Hook points it runs at.
+    pub hooks: Vec<String>,
+}
+
+/// Operating the plugin set; implemented by the server.
+#[async_trait]
+pub trait PluginControl: Send + Sync {
+    /// The current set.
+    fn status(&self) -> Vec<PluginStatus>;
+    /// Re-reads the configuration and plugin files and swaps in what loads.
+    async fn reload(&self) -> crate::Result<Vec<PluginStatus>>;
+}

@@ -256,9 +256,20 @@ impl ProfileSpec {
 
     /// Checks `csr` against the profile and returns what goes into the certificate.
     pub fn apply(&self, csr: &ParsedCsr, now: OffsetDateTime) -> Result<CertContent> {
+        self.apply_with(csr, now, false)
+    }
+
+    /// As [`ProfileSpec::apply`]; with `key_policy_overridden` a validator plugin has taken over
+    /// the key rule, so any supported key type passes.
+    pub fn apply_with(
+        &self,
+        csr: &ParsedCsr,
+        now: OffsetDateTime,
+        key_policy_overridden: bool,
+    ) -> Result<CertContent> {
         let refuse = |code: &'static str, m: String| Err(CoreError::invalid(code, m));
         let key = match &csr.key {
-            RequestKey::Known(k) if self.key_types.contains(k) => *k,
+            RequestKey::Known(k) if key_policy_overridden || self.key_types.contains(k) => *k,
             other => {
                 let allowed: Vec<_> = self.key_types.iter().map(|k| k.as_str()).collect();
                 return refuse(

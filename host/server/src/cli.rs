@@ -2,6 +2,7 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
@@ -201,7 +202,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
 async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
     std::fs::create_dir_all(&cfg.server.data_dir)?;
     let store = startup::open_store(cfg).await?;
-    let svc = startup::services(cfg, store).await?;
+    let svc = startup::services(cfg, store, Arc::new(sigil_core::ports::NoValidators)).await?;
     let cli = Principal::local_cli();
     match c {
         ApiKeyCommand::Create(a) => {

@@ -223,6 +223,69 @@ impl Default for PkiSection {
     }
 }
 
+fn d_plugin_timeout() -> u64 {
+    100
+}
+fn d_plugin_memory() -> u64 {
+    32
+}
+fn d_plugin_concurrency() -> usize {
+    16
+}
+fn yes() -> bool {
+    true
+}
+
+/// `[plugins.load.<id>]`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntry {
+    /// The component (`.wasm`), absolute or relative to the working directory.
+    pub file: PathBuf,
+    /// Host interfaces it may import: log, config, clock, outbound-http, sigil-api.
+    #[serde(default)]
+    pub grants: Vec<String>,
+    /// Hook points for validators: `certificate-issuance`.
+    #[serde(default)]
+    pub hooks: Vec<String>,
+    /// Deadline of one call, ms.
+    #[serde(default = "d_plugin_timeout")]
+    pub timeout_ms: u64,
+    /// Memory limit, MiB.
+    #[serde(default = "d_plugin_memory")]
+    pub memory_mib: u64,
+    /// Calls in flight at once.
+    #[serde(default = "d_plugin_concurrency")]
+    pub max_concurrency: usize,
+    /// Let calls through when the plugin fails (validators fail closed by default).
+    #[serde(default)]
+    pub fail_open: bool,
+    /// Load it (false keeps the entry but unloads the plugin).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Values the plugin reads through the `config` interface.
+    #[serde(default)]
+    pub config: std::collections::BTreeMap<String, String>,
+}
+
+/// `[plugins]`.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsSection {
+    /// Compiled-code cache; default `<data_dir>/plugin-cache`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Reload when the configuration file or a plugin file changes.
+    #[serde(default)]
+    pub watch: Option<bool>,
+    /// Plugins by id.
+    #[serde(default)]
+    pub load: std::collections::BTreeMap<String, PluginEntry>,
+}
+
+/// Hook points that call validators in this version.
+pub const HOOKS: [&str; 1] = ["certificate-issuance"];
+
 /// `[audit]`.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -255,9 +318,15 @@ pub struct Config {
     /// `[pki]`.
     #[serde(default)]
     pub pki: PkiSection,
+    /// `[plugins]`.
+    #[serde(default)]
+    pub plugins: PluginsSection,
     /// `[exposure]`.
     #[serde(default)]
     pub exposure: ExposureConfig,
+    /// The file this was loaded from (not a configuration key).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `SIGIL__SERVER__LISTEN` → `server.listen`.
@@ -306,7 +375,8 @@ impl Config {
             let key = env_key(var.trim_end_matches("_FILE"));
             fig = fig.merge((key, value.trim_end_matches(['\r', '\n']).to_owned()));
         }
-        let cfg: Config = fig.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut cfg: Config = fig.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.source = file.map(Path::to_path_buf);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -342,6 +412,21 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "pki.crl_validity_hours must be between 1 and 8760".into(),
             ));
+        }
+        for (id, p) in &self.plugins.load {
+            if let Some(g) =
+                p.grants.iter().find(|g| !sigil_wasm::plugin::GRANTS.contains(&g.as_str()))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "plugins.load.{id}.grants: unknown grant `{g}`"
+                )));
+            }
+            if let Some(h) = p.hooks.iter().find(|h| !HOOKS.contains(&h.as_str())) {
+                return Err(ConfigError::Invalid(format!(
+                    "plugins.load.{id}.hooks: unknown hook `{h}` (available: {})",
+                    HOOKS.join(", ")
+                )));
+            }
         }
         if self.audit.checkpoint_interval_secs == 0 {
             return Err(ConfigError::Invalid(

@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod config;
 pub mod plugin_cli;
+pub mod plugins;
 pub mod startup;
 pub mod tls;

@@ -66,7 +66,11 @@ pub struct Services {
 }
 
 /// Wires the services.
-pub async fn services(cfg: &Config, store: SqlStore) -> Result<Services> {
+pub async fn services(
+    cfg: &Config,
+    store: SqlStore,
+    validators: Arc<dyn sigil_core::ports::Validators>,
+) -> Result<Services> {
     let store: Arc<dyn Store> = Arc::new(store);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let audit_key = Arc::new(AuditKey::load_or_create(&cfg.audit_key_path())?);
@@ -116,6 +120,7 @@ pub async fn services(cfg: &Config, store: SqlStore) -> Result<Services> {
         issuers,
         profiles.clone(),
         Arc::new(Pkcs10),
+        validators,
     ));
     Ok(Services { store, api_keys, audit, settings, roles, operators, profiles, cas, certificates })
 }
@@ -131,6 +136,7 @@ pub struct Running {
     jobs: Vec<JoinHandle<()>>,
     audit: Arc<AuditService>,
     grace: Duration,
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl Running {
@@ -163,7 +169,13 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         }
     };
     let store = open_store(cfg).await?;
-    let svc = services(cfg, store).await?;
+    let cache_dir = cfg.plugins.cache_dir.clone().unwrap_or_else(|| data_dir.join("plugin-cache"));
+    let engine = Arc::new(sigil_wasm::PluginEngine::new(Some(&cache_dir))?);
+    let registry = Arc::new(sigil_wasm::PluginRegistry::new(engine));
+    // A plugin that fails to load is reported on GET /api/v1/plugins; it does not stop the server.
+    registry.apply(crate::plugins::specs(cfg)).await;
+    let svc = services(cfg, store, registry.clone()).await?;
+    let plugin_host = Arc::new(crate::plugins::PluginHost::new(registry, cfg.source.clone()));
     if let Some(admin) = svc.api_keys.bootstrap_admin().await? {
         let path = data_dir.join("admin.key");
         sigil_pki::write_private(&path, format!("{}\n", admin.secret.value).as_bytes())?;
@@ -184,6 +196,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         profiles: svc.profiles.clone(),
         cas: svc.cas.clone(),
         operators: svc.operators.clone(),
+        plugins: plugin_host.clone(),
         metrics: Arc::default(),
         openapi: Arc::new(openapi),
     };
@@ -218,6 +231,14 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     let mut jobs = background(&svc, Duration::from_secs(cfg.audit.checkpoint_interval_secs));
     let refresh = Duration::from_millis(cfg.server.settings_refresh_ms);
     jobs.push(refresh_settings(svc.settings.clone(), exposure, refresh));
+    let watcher = if cfg.plugins.watch.unwrap_or(true) {
+        crate::plugins::watch(plugin_host, cfg).map(|(w, task)| {
+            jobs.push(task);
+            w
+        })
+    } else {
+        None
+    };
     Ok(Running {
         addr,
         scheme,
@@ -226,6 +247,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         jobs,
         audit: svc.audit,
         grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
+        _watcher: watcher,
     })
 }
 

@@ -15,7 +15,9 @@ pub mod engine;
 pub mod error;
 mod host;
 pub mod plugin;
+pub mod registry;
 
 pub use engine::PluginEngine;
 pub use error::PluginError;
 pub use plugin::{LoadedPlugin, PluginPolicy, World};
+pub use registry::{PluginRegistry, PluginSpec};

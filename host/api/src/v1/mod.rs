@@ -5,6 +5,7 @@ pub mod audit;
 pub mod certificates;
 pub mod meta;
 pub mod operators;
+pub mod plugins;
 pub mod profiles;
 pub mod x509;
 

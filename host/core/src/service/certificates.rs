@@ -42,6 +42,7 @@ pub struct CertificateService {
     issuers: Arc<Issuers>,
     profiles: Arc<ProfileService>,
     csr: Arc<dyn CsrParser>,
+    validators: Arc<dyn crate::ports::Validators>,
 }
 
 impl std::fmt::Debug for CertificateService {
@@ -97,8 +98,9 @@ impl CertificateService {
         issuers: Arc<Issuers>,
         profiles: Arc<ProfileService>,
         csr: Arc<dyn CsrParser>,
+        validators: Arc<dyn crate::ports::Validators>,
     ) -> Self {
-        Self { store, clock, issuers, profiles, csr }
+        Self { store, clock, issuers, profiles, csr, validators }
     }
 
     /// Issues one certificate.
@@ -142,7 +144,23 @@ impl CertificateService {
         check_metadata(&metadata)?;
         let profile = self.profiles.find(profile).await?;
         let now = self.clock.now();
-        let content = profile.spec.apply(&csr, now)?;
+        // Validator plugins at the `certificate-issuance` hook run before the profile's rules;
+        // one may take over the key policy.
+        let input = crate::ports::ValidationInput {
+            attributes: csr.subject.clone(),
+            sans: csr.sans.clone(),
+            key: Some(csr.key.clone()),
+            context: profile.name.clone(),
+            json: serde_json::json!({
+                "profile": profile.name,
+                "subject": csr.subject.iter().map(|a| format!("{}={}", a.attribute, a.value)).collect::<Vec<_>>(),
+                "sans": csr.sans.iter().map(|s| s.tagged()).collect::<Vec<_>>(),
+                "metadata": metadata,
+            })
+            .to_string(),
+        };
+        let outcome = self.validators.validate("certificate-issuance", &input).await?;
+        let content = profile.spec.apply_with(&csr, now, outcome.override_builtin)?;
         let issuer = self.issuers.get(&profile.spec.ca)?;
         let serial = random_serial()?;
         let der = issuer.issue(&content, &serial).await?;

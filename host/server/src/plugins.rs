@@ -1,0 +1,117 @@
+//! The plugin set in the running server: built from `[plugins]`, reloaded on demand
+//! (`POST /api/v1/plugins/reload`) and when the configuration file or a plugin file changes.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use notify::{RecursiveMode, Watcher};
+use sigil_core::ports::{PluginControl, PluginStatus};
+use sigil_core::{CoreError, Result};
+use sigil_wasm::{PluginPolicy, PluginRegistry, PluginSpec};
+
+use crate::config::Config;
+
+/// Specs from the configuration.
+pub fn specs(cfg: &Config) -> Vec<PluginSpec> {
+    cfg.plugins
+        .load
+        .iter()
+        .filter(|(_, p)| p.enabled)
+        .map(|(id, p)| PluginSpec {
+            id: id.clone(),
+            file: p.file.clone(),
+            hooks: p.hooks.clone(),
+            fail_open: p.fail_open,
+            policy: PluginPolicy {
+                timeout_ms: p.timeout_ms,
+                memory_mib: p.memory_mib,
+                max_concurrency: p.max_concurrency,
+                grants: p.grants.iter().cloned().collect::<BTreeSet<_>>(),
+                config: p.config.clone(),
+            },
+        })
+        .collect()
+}
+
+/// Reload and status for the API.
+pub struct PluginHost {
+    registry: Arc<PluginRegistry>,
+    config_file: Option<PathBuf>,
+}
+
+impl PluginHost {
+    /// Wires the host.
+    pub fn new(registry: Arc<PluginRegistry>, config_file: Option<PathBuf>) -> Self {
+        Self { registry, config_file }
+    }
+
+    /// Reads the configuration again and applies its `[plugins]`.
+    pub async fn reload_now(&self) -> Result<Vec<PluginStatus>> {
+        let cfg = Config::load(self.config_file.as_deref())
+            .map_err(|e| CoreError::invalid("invalid_configuration", e.to_string()))?;
+        Ok(self.registry.apply(specs(&cfg)).await)
+    }
+}
+
+#[async_trait]
+impl PluginControl for PluginHost {
+    fn status(&self) -> Vec<PluginStatus> {
+        self.registry.status()
+    }
+
+    async fn reload(&self) -> Result<Vec<PluginStatus>> {
+        self.reload_now().await
+    }
+}
+
+/// Watches the configuration file and the plugin files (through their directories, so that
+/// editors that replace files are seen) and reloads after changes settle for 300 ms.
+pub fn watch(
+    host: Arc<PluginHost>,
+    cfg: &Config,
+) -> Option<(notify::RecommendedWatcher, tokio::task::JoinHandle<()>)> {
+    let mut files: Vec<PathBuf> = cfg.plugins.load.values().map(|p| absolute(&p.file)).collect();
+    if let Some(f) = &cfg.source {
+        files.push(absolute(f));
+    }
+    if files.is_empty() {
+        return None;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
+    let watched = files.clone();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev
+            && ev.paths.iter().any(|p| watched.iter().any(|w| p == w))
+        {
+            let _ = tx.try_send(());
+        }
+    })
+    .ok()?;
+    let dirs: BTreeSet<PathBuf> =
+        files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
+    for d in dirs {
+        if let Err(e) = watcher.watch(&d, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %d.display(), error = %e, "cannot watch for plugin changes");
+        }
+    }
+    let task = tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            while rx.try_recv().is_ok() {}
+            match host.reload_now().await {
+                Ok(s) => tracing::info!(plugins = s.len(), "plugins reloaded after a file change"),
+                Err(e) => {
+                    tracing::error!(error = %e, "plugin reload failed; the current set keeps serving")
+                }
+            }
+        }
+    });
+    Some((watcher, task))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}

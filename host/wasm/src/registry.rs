@@ -1,0 +1,302 @@
+//! The loaded plugin set: built from configuration, swapped atomically on reload, and serving
+//! the validator hook points. A plugin that fails to load or fails its canary call never replaces
+//! a working version; its error is shown in the status.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use sigil_core::cert::{KeyType, RequestKey};
+use sigil_core::ports::{PluginStatus, ValidationInput, ValidationOutcome, Validators};
+use sigil_core::{CoreError, Result};
+
+use crate::engine::PluginEngine;
+use crate::error::PluginError;
+use crate::plugin::{Kv, LoadedPlugin, PluginPolicy, Subject, Verdict, World};
+
+/// One plugin as configured.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// Id.
+    pub id: String,
+    /// Component file.
+    pub file: PathBuf,
+    /// Hook points (validators): `certificate-issuance`, …
+    pub hooks: Vec<String>,
+    /// Let calls through when the plugin fails (default: closed for validators).
+    pub fail_open: bool,
+    /// Limits, grants, config values.
+    pub policy: PluginPolicy,
+}
+
+#[derive(Default)]
+struct Counters {
+    calls: AtomicU64,
+    faults: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+struct Entry {
+    plugin: Arc<LoadedPlugin>,
+    spec: PluginSpec,
+    counters: Arc<Counters>,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct Set {
+    entries: BTreeMap<String, Entry>,
+    /// Plugins whose latest load failed: (hooks, error).
+    failed: BTreeMap<String, (Vec<String>, String)>,
+}
+
+/// The registry.
+pub struct PluginRegistry {
+    engine: Arc<PluginEngine>,
+    current: RwLock<Arc<Set>>,
+    generation: AtomicU64,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for PluginRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginRegistry")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+fn same_spec(a: &PluginSpec, b: &PluginSpec) -> bool {
+    a.hooks == b.hooks
+        && a.fail_open == b.fail_open
+        && a.policy.timeout_ms == b.policy.timeout_ms
+        && a.policy.memory_mib == b.policy.memory_mib
+        && a.policy.max_concurrency == b.policy.max_concurrency
+        && a.policy.grants == b.policy.grants
+        && a.policy.config == b.policy.config
+}
+
+fn key_bits(k: KeyType) -> u32 {
+    match k {
+        KeyType::P256 => 256,
+        KeyType::P384 => 384,
+        other => other.rsa_bits().unwrap_or(0),
+    }
+}
+
+fn subject(hook: &str, input: &ValidationInput) -> Subject {
+    let (key_type, bits) = match &input.key {
+        Some(RequestKey::Known(k)) => (Some(k.as_str().to_owned()), Some(key_bits(*k))),
+        Some(RequestKey::Rsa(b)) => (Some("rsa".to_owned()), Some(*b)),
+        Some(RequestKey::Other(d)) => (Some(d.clone()), None),
+        None => (None, None),
+    };
+    Subject {
+        hook: hook.to_owned(),
+        attributes: input
+            .attributes
+            .iter()
+            .map(|a| Kv { key: a.attribute.clone(), value: a.value.clone() })
+            .collect(),
+        sans: input.sans.iter().map(|s| s.tagged()).collect(),
+        key_type,
+        key_bits: bits,
+        context: input.context.clone(),
+        json: input.json.clone(),
+    }
+}
+
+fn canary() -> Subject {
+    Subject {
+        hook: "canary".into(),
+        attributes: vec![],
+        sans: vec![],
+        key_type: None,
+        key_bits: None,
+        context: "canary".into(),
+        json: "{}".into(),
+    }
+}
+
+impl PluginRegistry {
+    /// An empty registry.
+    pub fn new(engine: Arc<PluginEngine>) -> Self {
+        Self {
+            engine,
+            current: RwLock::new(Arc::new(Set::default())),
+            generation: AtomicU64::new(0),
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn set(&self) -> Arc<Set> {
+        self.current.read().map(|s| Arc::clone(&s)).unwrap_or_default()
+    }
+
+    /// Loads `specs` off the request path (compile, type-check, canary call) and swaps the new
+    /// set in atomically; in-flight calls finish on the set they started with.
+    pub async fn apply(&self, specs: Vec<PluginSpec>) -> Vec<PluginStatus> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let old = self.set();
+        let generation = self.generation.load(Ordering::SeqCst) + 1;
+        let mut next = Set::default();
+        for spec in specs {
+            let prev = old.entries.get(&spec.id);
+            let bytes = match std::fs::read(&spec.file) {
+                Ok(b) => b,
+                Err(e) => {
+                    let msg = PluginError::Io {
+                        plugin: spec.id.clone(),
+                        message: format!("{}: {e}", spec.file.display()),
+                    }
+                    .to_string();
+                    self.keep_old(&mut next, prev, &spec, msg);
+                    continue;
+                }
+            };
+            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            if let Some(p) = prev.filter(|p| p.plugin.digest == digest && same_spec(&p.spec, &spec))
+            {
+                next.entries.insert(
+                    spec.id.clone(),
+                    Entry {
+                        plugin: Arc::clone(&p.plugin),
+                        spec,
+                        counters: Arc::clone(&p.counters),
+                        generation: p.generation,
+                    },
+                );
+                continue;
+            }
+            let loaded = match self.engine.load(&spec.id, &bytes, spec.policy.clone()) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.keep_old(&mut next, prev, &spec, e.to_string());
+                    continue;
+                }
+            };
+            if loaded.world == World::Validator {
+                match self.engine.validate(&loaded, &canary()).await {
+                    Ok(_) | Err(PluginError::Rejected { .. }) => {}
+                    Err(e) => {
+                        self.keep_old(&mut next, prev, &spec, format!("canary call failed: {e}"));
+                        continue;
+                    }
+                }
+            }
+            tracing::info!(plugin = %spec.id, digest = %loaded.digest, generation, "plugin loaded");
+            next.entries.insert(
+                spec.id.clone(),
+                Entry { plugin: Arc::new(loaded), spec, counters: Arc::default(), generation },
+            );
+        }
+        self.generation.store(generation, Ordering::SeqCst);
+        if let Ok(mut cur) = self.current.write() {
+            *cur = Arc::new(next);
+        }
+        self.status()
+    }
+
+    fn keep_old(&self, next: &mut Set, prev: Option<&Entry>, spec: &PluginSpec, error: String) {
+        tracing::error!(plugin = %spec.id, error = %error, "plugin not loaded; the previous version, if any, keeps serving");
+        if let Some(p) = prev {
+            next.entries.insert(
+                spec.id.clone(),
+                Entry {
+                    plugin: Arc::clone(&p.plugin),
+                    spec: p.spec.clone(),
+                    counters: Arc::clone(&p.counters),
+                    generation: p.generation,
+                },
+            );
+        }
+        next.failed.insert(spec.id.clone(), (spec.hooks.clone(), error));
+    }
+
+    /// Every plugin's state.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        let set = self.set();
+        let mut out: Vec<PluginStatus> = set
+            .entries
+            .iter()
+            .map(|(id, e)| {
+                let failed = set.failed.get(id);
+                PluginStatus {
+                    id: id.clone(),
+                    kind: serde_json::to_value(e.plugin.world)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    digest: Some(e.plugin.digest.clone()),
+                    generation: e.generation,
+                    status: if failed.is_some() { "failed" } else { "active" }.into(),
+                    last_error: failed
+                        .map(|f| f.1.clone())
+                        .or_else(|| e.counters.last_error.lock().ok().and_then(|l| l.clone())),
+                    calls: e.counters.calls.load(Ordering::Relaxed),
+                    faults: e.counters.faults.load(Ordering::Relaxed),
+                    hooks: e.spec.hooks.clone(),
+                }
+            })
+            .collect();
+        for (id, (hooks, error)) in &set.failed {
+            if !set.entries.contains_key(id) {
+                out.push(PluginStatus {
+                    id: id.clone(),
+                    kind: String::new(),
+                    digest: None,
+                    generation: 0,
+                    status: "failed".into(),
+                    last_error: Some(error.clone()),
+                    calls: 0,
+                    faults: 0,
+                    hooks: hooks.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+}
+
+#[async_trait]
+impl Validators for PluginRegistry {
+    async fn validate(&self, hook: &str, input: &ValidationInput) -> Result<ValidationOutcome> {
+        let set = self.set();
+        let mut outcome = ValidationOutcome::default();
+        let mut reasons = Vec::new();
+        let s = subject(hook, input);
+        for e in set.entries.values().filter(|e| {
+            e.plugin.world == World::Validator && e.spec.hooks.iter().any(|h| h == hook)
+        }) {
+            e.counters.calls.fetch_add(1, Ordering::Relaxed);
+            match self.engine.validate(&e.plugin, &s).await {
+                Ok((Verdict::Allow, _)) => {}
+                Ok((Verdict::OverrideAllow, _)) => outcome.override_builtin = true,
+                Ok((Verdict::Deny(r), _)) => {
+                    reasons.extend(r.into_iter().map(|r| format!("{}: {r}", e.spec.id)))
+                }
+                Err(err) => {
+                    e.counters.faults.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut l) = e.counters.last_error.lock() {
+                        *l = Some(err.to_string());
+                    }
+                    if e.spec.fail_open {
+                        tracing::warn!(plugin = %e.spec.id, error = %err, "validator failed; fail-open lets the call through");
+                        continue;
+                    }
+                    return Err(CoreError::Dependency {
+                        code: err.code(),
+                        detail: err.to_string(),
+                    });
+                }
+            }
+        }
+        if !reasons.is_empty() {
+            return Err(CoreError::invalid("validation_failed", reasons.join("; ")));
+        }
+        Ok(outcome)
+    }
+}
