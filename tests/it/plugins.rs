@@ -67,6 +67,24 @@ async fn a_validator_plugin_enforces_naming_and_key_rules_from_its_config() {
 }
 
 #[tokio::test]
+async fn a_plugin_written_with_the_sdk_loads_and_decides() {
+    let engine = PluginEngine::new(None).unwrap();
+    let mut p = policy(&["log", "config"]);
+    p.config = BTreeMap::from([("forbidden".to_owned(), "test, staging".to_owned())]);
+    let plugin = engine.load("sdk", &wasm("sdk_validator"), p).unwrap();
+    let (v, _) = engine
+        .validate(&plugin, &subject("prod.corp", &["dns:www.prod.corp"], None))
+        .await
+        .unwrap();
+    assert!(matches!(v, Verdict::Allow), "{v:?}");
+    let (v, _) = engine
+        .validate(&plugin, &subject("prod.corp", &["dns:staging.prod.corp"], None))
+        .await
+        .unwrap();
+    assert!(matches!(v, Verdict::Deny(ref r) if r.len() == 1 && r[0].contains("staging")), "{v:?}");
+}
+
+#[tokio::test]
 async fn runaway_and_memory_bomb_plugins_are_stopped_while_others_keep_working() {
     let engine = PluginEngine::new(None).unwrap();
     let looping = engine

@@ -382,6 +382,8 @@ pub struct ValidationOutcome {
 /// Validator plugins at hook points; implemented by the plugin host.
 #[async_trait]
 pub trait Validators: Send + Sync {
+    /// Whether any validator runs at `hook` (lets callers skip building the input).
+    fn active(&self, hook: &str) -> bool;
     /// Runs every validator registered for `hook`. A refusal is `CoreError::Invalid` with code
     /// `validation_failed` and the reasons; a failing fail-closed plugin is
     /// `CoreError::Dependency`.
@@ -398,6 +400,10 @@ pub struct NoValidators;
 
 #[async_trait]
 impl Validators for NoValidators {
+    fn active(&self, _hook: &str) -> bool {
+        false
+    }
+
     async fn validate(
         &self,
         _hook: &str,

@@ -263,6 +263,13 @@ impl PluginRegistry {
 
 #[async_trait]
 impl Validators for PluginRegistry {
+    fn active(&self, hook: &str) -> bool {
+        self.set()
+            .entries
+            .values()
+            .any(|e| e.plugin.world == World::Validator && e.spec.hooks.iter().any(|h| h == hook))
+    }
+
     async fn validate(&self, hook: &str, input: &ValidationInput) -> Result<ValidationOutcome> {
         let set = self.set();
         let mut outcome = ValidationOutcome::default();

@@ -146,20 +146,24 @@ impl CertificateService {
         let now = self.clock.now();
         // Validator plugins at the `certificate-issuance` hook run before the profile's rules;
         // one may take over the key policy.
-        let input = crate::ports::ValidationInput {
-            attributes: csr.subject.clone(),
-            sans: csr.sans.clone(),
-            key: Some(csr.key.clone()),
-            context: profile.name.clone(),
-            json: serde_json::json!({
-                "profile": profile.name,
-                "subject": csr.subject.iter().map(|a| format!("{}={}", a.attribute, a.value)).collect::<Vec<_>>(),
-                "sans": csr.sans.iter().map(|s| s.tagged()).collect::<Vec<_>>(),
-                "metadata": metadata,
-            })
-            .to_string(),
+        let outcome = if self.validators.active("certificate-issuance") {
+            let input = crate::ports::ValidationInput {
+                attributes: csr.subject.clone(),
+                sans: csr.sans.clone(),
+                key: Some(csr.key.clone()),
+                context: profile.name.clone(),
+                json: serde_json::json!({
+                    "profile": profile.name,
+                    "subject": csr.subject.iter().map(|a| format!("{}={}", a.attribute, a.value)).collect::<Vec<_>>(),
+                    "sans": csr.sans.iter().map(|s| s.tagged()).collect::<Vec<_>>(),
+                    "metadata": metadata,
+                })
+                .to_string(),
+            };
+            self.validators.validate("certificate-issuance", &input).await?
+        } else {
+            crate::ports::ValidationOutcome::default()
         };
-        let outcome = self.validators.validate("certificate-issuance", &input).await?;
         let content = profile.spec.apply_with(&csr, now, outcome.override_builtin)?;
         let issuer = self.issuers.get(&profile.spec.ca)?;
         let serial = random_serial()?;
