@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 use uuid::Uuid;
 
+use crate::filter::Select;
 use crate::{like_pattern, map_err};
 
 pub(crate) const COLUMNS: &str = "id, name, description, key_prefix, secret_hash, permissions, \
@@ -208,58 +209,29 @@ pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
     f: &ApiKeyFilter,
     page: &PageRequest,
 ) -> StoreResult<Vec<ApiKey>> {
-    let mut sql = format!("SELECT {COLUMNS} FROM api_keys WHERE 1 = 1");
-    let mut texts: Vec<String> = Vec::new();
-    let mut ints: Vec<(usize, i64)> = Vec::new();
-    let mut n = 0usize;
-    let mut next = || {
-        n += 1;
-        n
-    };
+    let mut q = Select::new(COLUMNS, "api_keys");
     if let Some(after) = &page.after {
-        let i = next();
-        sql.push_str(&format!(" AND id > ${i}"));
-        texts.push(after.clone());
+        q.and("id > ?", [after.as_str()]);
     }
     if let Some(name) = &f.name_contains {
-        let i = next();
-        sql.push_str(&format!(" AND LOWER(name) LIKE ${i} ESCAPE '\\'"));
-        texts.push(like_pattern(name));
+        q.and("LOWER(name) LIKE ? ESCAPE '\\'", [like_pattern(name)]);
     }
     if let Some(op) = &f.operator_id {
-        let i = next();
-        sql.push_str(&format!(" AND operator_id = ${i}"));
-        texts.push(op.clone());
+        q.and("operator_id = ?", [op.as_str()]);
     }
     let now = f.now.map(unix_micros).unwrap_or(0);
     match f.status {
         None => {}
-        Some(KeyStatus::Revoked) => sql.push_str(" AND revoked_at IS NOT NULL"),
+        Some(KeyStatus::Revoked) => {
+            q.and_raw("revoked_at IS NOT NULL");
+        }
         Some(KeyStatus::Expired) => {
-            let i = next();
-            sql.push_str(&format!(
-                " AND revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ${i}"
-            ));
-            ints.push((texts.len(), now));
+            q.and("revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ?", [now]);
         }
         Some(KeyStatus::Active) => {
-            let i = next();
-            sql.push_str(&format!(
-                " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ${i})"
-            ));
-            ints.push((texts.len(), now));
+            q.and("revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)", [now]);
         }
     }
-    sql.push_str(&format!(" ORDER BY id LIMIT {}", page.limit));
-    // Text parameters come first in numbering order; the single optional integer (status time)
-    // is always the last placeholder, so binding texts then ints keeps the order.
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for t in texts {
-        q = q.bind(t);
-    }
-    for (_, i) in ints {
-        q = q.bind(i);
-    }
-    let rows = q.fetch_all(e).await.map_err(map_err)?;
+    let rows = q.fetch(&format!("ORDER BY id LIMIT {}", page.limit), e).await?;
     rows.iter().map(from_row).collect()
 }

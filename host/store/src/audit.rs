@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 use uuid::Uuid;
 
+use crate::filter::{Select, escape_like};
 use crate::map_err;
 
 const COLUMNS: &str = "seq, id, occurred_at, actor_kind, actor_id, actor_name, api_key_id, \
@@ -75,59 +76,37 @@ pub(crate) async fn events<'c, E: Executor<'c, Database = Any>>(
     f: &AuditFilter,
     limit: u32,
 ) -> StoreResult<Vec<AuditEvent>> {
-    enum P {
-        T(String),
-        I(i64),
-    }
-    let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE 1 = 1");
-    let mut params: Vec<P> = Vec::new();
-    let mut cond = |sql: &mut String, clause: &str, p: P| {
-        params.push(p);
-        sql.push_str(&clause.replace("?", &format!("${}", params.len())));
-    };
+    let mut q = Select::new(COLUMNS, "audit_events");
     if let Some(v) = &f.actor_id {
-        cond(&mut sql, " AND actor_id = ?", P::T(v.clone()));
+        q.and("actor_id = ?", [v.as_str()]);
     }
     if let Some(v) = &f.object_type {
-        cond(&mut sql, " AND object_type = ?", P::T(v.clone()));
+        q.and("object_type = ?", [v.as_str()]);
     }
     if let Some(v) = &f.object_id {
-        cond(&mut sql, " AND object_id = ?", P::T(v.clone()));
+        q.and("object_id = ?", [v.as_str()]);
     }
     if let Some(v) = &f.action {
         match v.strip_suffix('*') {
-            Some(prefix) => cond(
-                &mut sql,
-                " AND action LIKE ? ESCAPE '\\'",
-                P::T(format!(
-                    "{}%",
-                    prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-                )),
-            ),
-            None => cond(&mut sql, " AND action = ?", P::T(v.clone())),
-        }
-    }
-    if let Some(v) = &f.outcome {
-        cond(&mut sql, " AND outcome = ?", P::T(v.clone()));
-    }
-    if let Some(v) = f.from_us {
-        cond(&mut sql, " AND occurred_at >= ?", P::I(v));
-    }
-    if let Some(v) = f.until_us {
-        cond(&mut sql, " AND occurred_at < ?", P::I(v));
-    }
-    if let Some(v) = f.after_seq {
-        cond(&mut sql, " AND seq > ?", P::I(v));
-    }
-    sql.push_str(&format!(" ORDER BY seq LIMIT {limit}"));
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for p in params {
-        q = match p {
-            P::T(t) => q.bind(t),
-            P::I(i) => q.bind(i),
+            Some(prefix) => {
+                q.and("action LIKE ? ESCAPE '\\'", [format!("{}%", escape_like(prefix))])
+            }
+            None => q.and("action = ?", [v.as_str()]),
         };
     }
-    let rows = q.fetch_all(e).await.map_err(map_err)?;
+    if let Some(v) = &f.outcome {
+        q.and("outcome = ?", [v.as_str()]);
+    }
+    if let Some(v) = f.from_us {
+        q.and("occurred_at >= ?", [v]);
+    }
+    if let Some(v) = f.until_us {
+        q.and("occurred_at < ?", [v]);
+    }
+    if let Some(v) = f.after_seq {
+        q.and("seq > ?", [v]);
+    }
+    let rows = q.fetch(&format!("ORDER BY seq LIMIT {limit}"), e).await?;
     rows.iter().map(from_row).collect()
 }
 

@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 use uuid::Uuid;
 
+use crate::filter::{Param, Select, escape_like};
 use crate::{like_pattern, map_err};
 
 fn corrupt(what: &str) -> StoreError {
@@ -343,68 +344,45 @@ pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
     f: &CertFilter,
     page: &PageRequest,
 ) -> StoreResult<Vec<Certificate>> {
-    enum P {
-        T(String),
-        I(i64),
-    }
-    let mut sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE 1 = 1");
-    let mut params: Vec<P> = Vec::new();
-    let mut cond = |sql: &mut String, clause: &str, p: Vec<P>| {
-        let mut c = clause.to_owned();
-        for p in p {
-            params.push(p);
-            c = c.replacen('?', &format!("${}", params.len()), 1);
-        }
-        sql.push_str(&c);
-    };
+    let mut q = Select::new(CERT_COLUMNS, "certificates");
     match f.status {
         None => {}
-        Some(CertStatus::Expired) => cond(
-            &mut sql,
-            " AND status IN ('active', 'suspended') AND not_after <= ?",
-            vec![P::I(f.now_us)],
-        ),
-        Some(s @ (CertStatus::Active | CertStatus::Suspended)) => cond(
-            &mut sql,
-            " AND status = ? AND not_after > ?",
-            vec![P::T(s.as_str().into()), P::I(f.now_us)],
-        ),
-        Some(s) => cond(&mut sql, " AND status = ?", vec![P::T(s.as_str().into())]),
+        Some(CertStatus::Expired) => {
+            q.and("status IN ('active', 'suspended') AND not_after <= ?", [f.now_us]);
+        }
+        Some(s @ (CertStatus::Active | CertStatus::Suspended)) => {
+            q.and("status = ? AND not_after > ?", [Param::from(s.as_str()), Param::Int(f.now_us)]);
+        }
+        Some(s) => {
+            q.and("status = ?", [s.as_str()]);
+        }
     }
     if let Some(v) = &f.profile {
-        cond(&mut sql, " AND profile = ?", vec![P::T(v.clone())]);
+        q.and("profile = ?", [v.as_str()]);
     }
     if let Some(v) = &f.ca_id {
-        cond(&mut sql, " AND ca_id = ?", vec![P::T(v.clone())]);
+        q.and("ca_id = ?", [v.as_str()]);
     }
     if let Some(v) = &f.serial {
-        cond(&mut sql, " AND serial = ?", vec![P::T(v.clone())]);
+        q.and("serial = ?", [v.as_str()]);
     }
     if let Some(v) = &f.text {
-        cond(&mut sql, " AND search LIKE ? ESCAPE '\\'", vec![P::T(like_pattern(v))]);
+        q.and("search LIKE ? ESCAPE '\\'", [like_pattern(v)]);
     }
-    if let Some(v) = f.issued_from_us {
-        cond(&mut sql, " AND issued_at >= ?", vec![P::I(v)]);
-    }
-    if let Some(v) = f.issued_until_us {
-        cond(&mut sql, " AND issued_at < ?", vec![P::I(v)]);
-    }
-    if let Some(v) = f.expires_from_us {
-        cond(&mut sql, " AND not_after >= ?", vec![P::I(v)]);
-    }
-    if let Some(v) = f.expires_until_us {
-        cond(&mut sql, " AND not_after < ?", vec![P::I(v)]);
+    for (clause, v) in [
+        ("issued_at >= ?", f.issued_from_us),
+        ("issued_at < ?", f.issued_until_us),
+        ("not_after >= ?", f.expires_from_us),
+        ("not_after < ?", f.expires_until_us),
+    ] {
+        if let Some(v) = v {
+            q.and(clause, [v]);
+        }
     }
     if let Some(v) = &f.owner {
-        // Owners are matched on the stored metadata text; exact match of the JSON member.
-        cond(
-            &mut sql,
-            " AND metadata LIKE ? ESCAPE '\\'",
-            vec![P::T(format!(
-                "%\"owner\":{}%",
-                escape_like(&serde_json::Value::String(v.clone()).to_string())
-            ))],
-        );
+        // The owner is matched on the stored metadata text: the exact JSON member.
+        let member = serde_json::Value::String(v.clone()).to_string();
+        q.and("metadata LIKE ? ESCAPE '\\'", [format!("%\"owner\":{}%", escape_like(&member))]);
     }
     let (col, dir, cmp) = match f.sort {
         CertSort::IssuedAsc => ("issued_at", "ASC", ">"),
@@ -415,24 +393,11 @@ pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
     if let Some(c) = &page.after {
         let (k, id) =
             parse_cert_cursor(c).ok_or_else(|| StoreError::Backend("bad cursor".into()))?;
-        cond(
-            &mut sql,
-            &format!(" AND ({col} {cmp} ? OR ({col} = ? AND id {cmp} ?))"),
-            vec![P::I(k), P::I(k), P::T(id.to_string())],
+        q.and(
+            &format!("({col} {cmp} ? OR ({col} = ? AND id {cmp} ?))"),
+            [Param::Int(k), Param::Int(k), Param::from(id.to_string())],
         );
     }
-    sql.push_str(&format!(" ORDER BY {col} {dir}, id {dir} LIMIT {}", page.limit));
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for p in params {
-        q = match p {
-            P::T(t) => q.bind(t),
-            P::I(i) => q.bind(i),
-        };
-    }
-    let rows = q.fetch_all(e).await.map_err(map_err)?;
+    let rows = q.fetch(&format!("ORDER BY {col} {dir}, id {dir} LIMIT {}", page.limit), e).await?;
     rows.iter().map(cert_from_row).collect()
-}
-
-fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }

@@ -12,6 +12,7 @@
 mod apikeys;
 mod audit;
 mod certs;
+mod filter;
 mod group;
 mod operators;
 pub mod testing;
@@ -206,18 +207,9 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+/// `%…%` around the lowercased, escaped `s`, for a `LIKE … ESCAPE '\'` substring match.
 pub(crate) fn like_pattern(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('%');
-    for c in s.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
+    format!("%{}%", filter::escape_like(&s.to_lowercase()))
 }
 
 #[async_trait]

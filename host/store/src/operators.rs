@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 use uuid::Uuid;
 
+use crate::filter::{Select, escape_like};
 use crate::{like_pattern, map_err};
 
 const ROLE_COLUMNS: &str = "name, description, permissions, built_in, created_at, updated_at";
@@ -200,31 +201,23 @@ pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
     f: &OperatorFilter,
     page: &PageRequest,
 ) -> StoreResult<Vec<Operator>> {
-    let mut sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE 1 = 1");
-    let mut texts: Vec<String> = Vec::new();
+    let mut q = Select::new(OPERATOR_COLUMNS, "operators");
     if let Some(after) = &page.after {
-        texts.push(after.clone());
-        sql.push_str(&format!(" AND id > ${}", texts.len()));
+        q.and("id > ?", [after.as_str()]);
     }
     if let Some(n) = &f.name_contains {
-        texts.push(like_pattern(n));
-        let i = texts.len();
-        sql.push_str(&format!(
-            " AND (LOWER(username) LIKE ${i} ESCAPE '\\' OR LOWER(display_name) LIKE ${i} ESCAPE '\\')"
-        ));
+        let p = like_pattern(n);
+        q.and(
+            "(LOWER(username) LIKE ? ESCAPE '\\' OR LOWER(display_name) LIKE ? ESCAPE '\\')",
+            [p.clone(), p],
+        );
     }
     if let Some(r) = &f.role {
-        texts.push(format!("%\"{}\"%", r.replace(['%', '_', '\\', '"'], "")));
-        sql.push_str(&format!(" AND roles LIKE ${}", texts.len()));
+        q.and("roles LIKE ? ESCAPE '\\'", [format!("%\"{}\"%", escape_like(r))]);
     }
     if let Some(en) = f.enabled {
-        sql.push_str(if en { " AND enabled = 1" } else { " AND enabled = 0" });
+        q.and("enabled = ?", [i64::from(en)]);
     }
-    sql.push_str(&format!(" ORDER BY id LIMIT {}", page.limit));
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for t in texts {
-        q = q.bind(t);
-    }
-    let rows = q.fetch_all(e).await.map_err(map_err)?;
+    let rows = q.fetch(&format!("ORDER BY id LIMIT {}", page.limit), e).await?;
     rows.iter().map(operator_from_row).collect()
 }
