@@ -15,7 +15,10 @@ use crate::host::State;
 /// Epoch tick; deadlines are counted in these.
 pub const TICK: Duration = Duration::from_millis(10);
 /// Largest memory any plugin may be given.
-pub const MAX_MEMORY_MIB: u64 = 512;
+pub const MAX_MEMORY_MIB: u64 = 256;
+/// Plugin instances alive at once in one process (the pool's size; per-plugin concurrency limits
+/// sit below it).
+pub const MAX_INSTANCES: u32 = 128;
 
 /// The shared engine and linker.
 pub struct PluginEngine {
@@ -48,10 +51,13 @@ impl PluginEngine {
         }
         let mut pooled = cfg.clone();
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(256)
-            .total_core_instances(512)
-            .total_memories(256)
-            .total_tables(512)
+        // Each memory slot reserves address space for MAX_MEMORY_MIB plus guard pages; the pool is
+        // sized so that a process keeps well inside the 128 TiB user address space even when a
+        // test binary runs dozens of servers at once.
+        pool.total_component_instances(MAX_INSTANCES)
+            .total_core_instances(MAX_INSTANCES * 2)
+            .total_memories(MAX_INSTANCES)
+            .total_tables(MAX_INSTANCES * 2)
             .max_memory_size(usize::try_from(MAX_MEMORY_MIB << 20).unwrap_or(usize::MAX))
             .linear_memory_keep_resident(64 << 10);
         pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
