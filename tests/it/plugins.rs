@@ -354,3 +354,93 @@ mod served {
         s.stop().await;
     }
 }
+
+mod ext {
+    use reqwest::Method;
+    use serde_json::json;
+    use sigil_tests::{Options, TestServer, backends, json, openssl_csr};
+
+    fn toml(file: &std::path::Path, permissions: &str) -> String {
+        format!(
+            "[plugins.load.expiry]\nfile = \"{}/expiry_report.wasm\"\ngrants = [\"config\", \"sigil-api\"]\npermissions = [{permissions}]\n",
+            file.display()
+        )
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_plugin_serves_a_report_from_sigils_own_api() {
+        for db in backends().await {
+            let dir = std::path::PathBuf::from(env!("SIGIL_TEST_PLUGINS"));
+            let s = TestServer::start_with(
+                &db,
+                Options { toml: toml(&dir, "\"certificates:read\""), ..Default::default() },
+            )
+            .await;
+            let tmp = tempfile::tempdir().unwrap();
+            for (i, profile) in ["tls-client", "tls-client", "tls-server"].iter().enumerate() {
+                let (csr, _) = openssl_csr(
+                    tmp.path(),
+                    &format!("c{i}"),
+                    "ec:P-256",
+                    &format!("/CN=c{i}"),
+                    Some(&format!("DNS:c{i}.example")),
+                );
+                let r = s
+                    .admin(Method::POST, "/api/v1/certificates")
+                    .json(&json!({"csr": csr, "profile": profile}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
+            let (st, report) = json(
+                s.admin(Method::GET, "/api/v1/ext/expiry/expiring?days=366").send().await.unwrap(),
+            )
+            .await;
+            assert_eq!(st, 200, "{report}");
+            assert_eq!(
+                report["count"], 2,
+                "tls-client certificates expire within a year: {report}"
+            );
+            assert_eq!(report["by_profile"]["tls-client"], 2);
+            // Sigil authenticates the caller first, and the plugin must exist.
+            let r =
+                s.client.get(format!("{}/api/v1/ext/expiry/expiring", s.url)).send().await.unwrap();
+            assert_eq!(r.status(), 401);
+            assert_eq!(
+                s.admin(Method::GET, "/api/v1/ext/nope/expiring").send().await.unwrap().status(),
+                404
+            );
+            let k = s
+                .create_key(json!({"name": "no-invoke", "permissions": ["certificates:read"]}))
+                .await;
+            let r = s
+                .req(Method::GET, "/api/v1/ext/expiry/expiring", k["key"].as_str().unwrap())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403);
+            s.stop().await;
+            db.cleanup().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plugin_only_has_the_permissions_it_was_granted() {
+        let db = sigil_tests::TestDb::sqlite();
+        let dir = std::path::PathBuf::from(env!("SIGIL_TEST_PLUGINS"));
+        let s = TestServer::start_with(&db, Options { toml: toml(&dir, ""), ..Default::default() })
+            .await;
+        let (st, body) =
+            json(s.admin(Method::GET, "/api/v1/ext/expiry/expiring").send().await.unwrap()).await;
+        assert_eq!(st, 502, "{body}");
+        assert_eq!(body["status"], 403, "Sigil refused the plugin: {body}");
+        // The refusal is on the audit trail, with the plugin as the actor.
+        let (_, denied) =
+            json(s.admin(Method::GET, "/api/v1/audit?action=access.denied").send().await.unwrap())
+                .await;
+        assert_eq!(denied["items"][0]["actor"]["kind"], "plugin", "{denied}");
+        assert_eq!(denied["items"][0]["actor"]["id"], "expiry");
+        s.stop().await;
+    }
+}

@@ -71,6 +71,13 @@ async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>
     if !rule.enabled {
         return Err(ApiError::not_found());
     }
+    // A plugin's in-process call: the principal is the plugin, with its granted permissions.
+    if let Some(crate::v1::ext::InternalCaller(p)) =
+        req.extensions().get::<crate::v1::ext::InternalCaller>().cloned()
+    {
+        req.extensions_mut().insert(Caller(p.clone()));
+        return Ok(Some(p));
+    }
     let ip: Option<IpAddr> =
         req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
     if let Some(ip) = ip

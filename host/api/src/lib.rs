@@ -51,6 +51,8 @@ pub struct AppState {
     pub cas: Arc<sigil_core::service::cas::CaService>,
     /// The plugin set.
     pub plugins: Arc<dyn sigil_core::ports::PluginControl>,
+    /// Endpoint plugins.
+    pub endpoints: Arc<dyn sigil_core::ports::Endpoints>,
     /// Roles.
     pub roles: Arc<sigil_core::service::roles::RoleService>,
     /// Operators.
@@ -190,6 +192,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(v1::certificates::router())
         .merge(v1::profiles::router())
         .merge(v1::plugins::router())
+        .merge(v1::ext::router())
         .merge(health::router())
         .split_for_parts();
     // Modifiers declared on ApiDoc run before the routes' paths are merged in, so this one is

@@ -108,6 +108,8 @@ permissions! {
     PluginsRead = "plugins:read";
     /// Reload the plugin set.
     PluginsReload = "plugins:reload";
+    /// Call endpoint plugins under /api/v1/ext/.
+    PluginsInvoke = "plugins:invoke";
 }
 
 /// Returns the catalogue entry for `name`, if it is a known permission.
@@ -232,6 +234,8 @@ pub enum ActorKind {
     Cli,
     /// The server itself (start-up tasks, scheduled jobs).
     System,
+    /// A plugin acting under its granted permissions.
+    Plugin,
 }
 
 impl ActorKind {
@@ -242,6 +246,7 @@ impl ActorKind {
             Self::Operator => "operator",
             Self::Cli => "cli",
             Self::System => "system",
+            Self::Plugin => "plugin",
         }
     }
 }

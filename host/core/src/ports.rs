@@ -444,3 +444,52 @@ pub trait PluginControl: Send + Sync {
     /// Re-reads the configuration and plugin files and swaps in what loads.
     async fn reload(&self) -> crate::Result<Vec<PluginStatus>>;
 }
+
+/// An HTTP exchange between a plugin and Sigil.
+#[derive(Debug, Clone, Default)]
+pub struct PluginHttp {
+    /// Method.
+    pub method: String,
+    /// Path (below the plugin's mount point for endpoints; an API path for `sigil-api`).
+    pub path: String,
+    /// Query string without `?`.
+    pub query: String,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// A response to a [`PluginHttp`] request.
+#[derive(Debug, Clone, Default)]
+pub struct PluginHttpResponse {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// Calls into Sigil's own API on a plugin's behalf (the `sigil-api` host interface); implemented
+/// by the API layer, which authorizes the call with the plugin's granted permissions.
+#[async_trait]
+pub trait ApiDispatcher: Send + Sync {
+    /// Performs `request` as `principal`.
+    async fn call(
+        &self,
+        principal: std::sync::Arc<crate::authz::Principal>,
+        request: PluginHttp,
+    ) -> PluginHttpResponse;
+}
+
+/// Endpoint plugins, served under `/api/v1/ext/{plugin}/…`; implemented by the plugin host.
+#[async_trait]
+pub trait Endpoints: Send + Sync {
+    /// Handles `request` with the endpoint plugin `id`; `None` when there is no such plugin.
+    async fn handle(
+        &self,
+        id: &str,
+        request: PluginHttp,
+    ) -> Option<crate::Result<PluginHttpResponse>>;
+}

@@ -266,6 +266,10 @@ pub struct PluginEntry {
     /// Values the plugin reads through the `config` interface.
     #[serde(default)]
     pub config: std::collections::BTreeMap<String, String>,
+    /// Permissions the plugin acts with when it calls Sigil through `sigil-api` (its calls are
+    /// audited as the plugin).
+    #[serde(default)]
+    pub permissions: Vec<String>,
 }
 
 /// `[plugins]`.
@@ -421,6 +425,8 @@ impl Config {
                     "plugins.load.{id}.grants: unknown grant `{g}`"
                 )));
             }
+            sigil_core::authz::PermissionSet::parse(&p.permissions)
+                .map_err(|e| ConfigError::Invalid(format!("plugins.load.{id}.permissions: {e}")))?;
             if let Some(h) = p.hooks.iter().find(|h| !HOOKS.contains(&h.as_str())) {
                 return Err(ConfigError::Invalid(format!(
                     "plugins.load.{id}.hooks: unknown hook `{h}` (available: {})",

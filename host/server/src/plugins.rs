@@ -31,6 +31,7 @@ pub fn specs(cfg: &Config) -> Vec<PluginSpec> {
                 max_concurrency: p.max_concurrency,
                 grants: p.grants.iter().cloned().collect::<BTreeSet<_>>(),
                 config: p.config.clone(),
+                permissions: p.permissions.clone(),
             },
         })
         .collect()

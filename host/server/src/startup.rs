@@ -137,6 +137,7 @@ pub struct Running {
     audit: Arc<AuditService>,
     grace: Duration,
     _watcher: Option<notify::RecommendedWatcher>,
+    registry: Arc<sigil_wasm::PluginRegistry>,
 }
 
 impl Running {
@@ -145,6 +146,7 @@ impl Running {
     pub async fn shutdown(self) -> Result<()> {
         self.handle.graceful_shutdown(Some(self.grace));
         let res = self.task.await;
+        self.registry.set_api(None);
         for j in self.jobs {
             j.abort();
         }
@@ -175,7 +177,8 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     // A plugin that fails to load is reported on GET /api/v1/plugins; it does not stop the server.
     registry.apply(crate::plugins::specs(cfg)).await;
     let svc = services(cfg, store, registry.clone()).await?;
-    let plugin_host = Arc::new(crate::plugins::PluginHost::new(registry, cfg.source.clone()));
+    let plugin_host =
+        Arc::new(crate::plugins::PluginHost::new(registry.clone(), cfg.source.clone()));
     if let Some(admin) = svc.api_keys.bootstrap_admin().await? {
         let path = data_dir.join("admin.key");
         sigil_pki::write_private(&path, format!("{}\n", admin.secret.value).as_bytes())?;
@@ -197,6 +200,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         cas: svc.cas.clone(),
         operators: svc.operators.clone(),
         plugins: plugin_host.clone(),
+        endpoints: registry.clone(),
         metrics: Arc::default(),
         openapi: Arc::new(openapi),
     };
@@ -204,8 +208,11 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         body_bytes: cfg.server.body_limit_bytes,
         request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
     };
-    let app =
-        sigil_api::app(state, routes, limits).into_make_service_with_connect_info::<SocketAddr>();
+    let router = sigil_api::app(state, routes, limits);
+    // Plugins call the API in-process through the same router (cleared at shutdown: the router
+    // holds the registry).
+    registry.set_api(Some(Arc::new(sigil_api::v1::ext::RouterDispatcher::new(router.clone()))));
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let listen: SocketAddr = cfg
         .server
         .listen
@@ -248,6 +255,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         audit: svc.audit,
         grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
         _watcher: watcher,
+        registry,
     })
 }
 

@@ -9,3 +9,18 @@ pub(crate) mod validator {
         exports: { default: async },
     });
 }
+
+pub(crate) mod endpoint {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "endpoint",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "sigil:plugin/types": super::validator::sigil::plugin::types,
+            "sigil:plugin/log": super::validator::sigil::plugin::log,
+            "sigil:plugin/config": super::validator::sigil::plugin::config,
+            "sigil:plugin/clock": super::validator::sigil::plugin::clock,
+        },
+    });
+}

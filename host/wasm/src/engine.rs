@@ -73,6 +73,13 @@ impl PluginEngine {
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
         Validator::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(engine_err)?;
+        // The endpoint world shares log/config/clock with the validator world; only its own
+        // interface is added.
+        crate::bindings::endpoint::sigil::plugin::sigil_api::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(engine_err)?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("sigil-epoch".into())

@@ -7,6 +7,10 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use sigil_core::authz::Principal;
+use sigil_core::ports::{ApiDispatcher, PluginHttp};
+
+use crate::bindings::endpoint::sigil::plugin::sigil_api;
 use crate::bindings::validator::sigil::plugin::{clock, config, log, types, validation};
 
 /// Memory limiter that remembers whether the limit was hit and the peak size asked for.
@@ -48,6 +52,8 @@ pub(crate) struct State {
     pub(crate) limits: Limits,
     pub(crate) plugin: Arc<str>,
     pub(crate) config: Arc<BTreeMap<String, String>>,
+    /// For the `sigil-api` interface: who the plugin acts as, and how to reach the API.
+    pub(crate) api: Option<(Arc<dyn ApiDispatcher>, Arc<Principal>)>,
 }
 
 impl State {
@@ -64,6 +70,7 @@ impl State {
             limits: Limits { max_bytes, hit: false, peak: 0 },
             plugin,
             config,
+            api: None,
         }
     }
 }
@@ -104,5 +111,26 @@ impl clock::Host for State {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0)
+    }
+}
+
+impl sigil_api::Host for State {
+    async fn call(&mut self, request: types::HttpRequest) -> Result<types::HttpResponse, String> {
+        let Some((dispatcher, principal)) = self.api.clone() else {
+            return Err("the sigil-api interface is not available here".into());
+        };
+        let req = PluginHttp {
+            method: request.method,
+            path: request.path,
+            query: request.query,
+            headers: request.headers.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+            body: request.body,
+        };
+        let res = dispatcher.call(principal, req).await;
+        Ok(types::HttpResponse {
+            status: res.status,
+            headers: res.headers.into_iter().map(|(key, value)| types::Kv { key, value }).collect(),
+            body: res.body,
+        })
     }
 }

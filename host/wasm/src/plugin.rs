@@ -9,12 +9,16 @@ use tokio::sync::Semaphore;
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
+use crate::bindings::endpoint::EndpointPre;
 use crate::bindings::validator::ValidatorPre;
 pub use crate::bindings::validator::sigil::plugin::types::Kv;
+use crate::bindings::validator::sigil::plugin::types::{HttpRequest, HttpResponse};
 pub use crate::bindings::validator::sigil::plugin::validation::{Subject, Verdict};
 use crate::engine::{MAX_MEMORY_MIB, PluginEngine, TICK};
 use crate::error::PluginError;
 use crate::host::State;
+use sigil_core::authz::{ActorKind, PermissionSet, Principal, RequestContext};
+use sigil_core::ports::{ApiDispatcher, PluginHttp, PluginHttpResponse};
 
 /// Host interfaces a configuration may grant.
 pub const GRANTS: [&str; 5] = ["log", "config", "clock", "outbound-http", "sigil-api"];
@@ -50,6 +54,8 @@ pub struct PluginPolicy {
     pub grants: BTreeSet<String>,
     /// Values for the `config` interface.
     pub config: BTreeMap<String, String>,
+    /// Permissions the plugin acts with through `sigil-api` (audited as the plugin).
+    pub permissions: Vec<String>,
 }
 
 impl Default for PluginPolicy {
@@ -60,8 +66,14 @@ impl Default for PluginPolicy {
             max_concurrency: 16,
             grants: BTreeSet::new(),
             config: BTreeMap::new(),
+            permissions: Vec::new(),
         }
     }
+}
+
+enum Pre {
+    Validator(ValidatorPre<State>),
+    Endpoint(EndpointPre<State>),
 }
 
 /// A compiled, type-checked plugin ready to be called.
@@ -78,8 +90,9 @@ pub struct LoadedPlugin {
     pub policy: PluginPolicy,
     id_arc: Arc<str>,
     config: Arc<BTreeMap<String, String>>,
-    pre: ValidatorPre<State>,
+    pre: Pre,
     permits: Arc<Semaphore>,
+    principal: Arc<Principal>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -158,16 +171,30 @@ impl PluginEngine {
                 });
             }
         }
-        if world != World::Validator {
-            return Err(incompatible(format!(
-                "the {world:?} world is not supported by this host yet"
-            )));
-        }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| incompatible(format!("{e:#}")))
-            .and_then(|p| ValidatorPre::new(p).map_err(|e| incompatible(format!("{e:#}"))))?;
+        let instance_pre =
+            self.linker.instantiate_pre(&component).map_err(|e| incompatible(format!("{e:#}")))?;
+        let pre = match world {
+            World::Validator => Pre::Validator(
+                ValidatorPre::new(instance_pre).map_err(|e| incompatible(format!("{e:#}")))?,
+            ),
+            World::Endpoint => Pre::Endpoint(
+                EndpointPre::new(instance_pre).map_err(|e| incompatible(format!("{e:#}")))?,
+            ),
+            other => {
+                return Err(incompatible(format!(
+                    "the {other:?} world is not supported by this host yet"
+                )));
+            }
+        };
+        let principal = Arc::new(Principal {
+            kind: ActorKind::Plugin,
+            id: id.to_owned(),
+            name: format!("plugin {id}"),
+            api_key_id: None,
+            operator_id: None,
+            permissions: PermissionSet::from_stored(policy.permissions.clone()),
+            context: RequestContext::default(),
+        });
         Ok(LoadedPlugin {
             id: id.to_owned(),
             world,
@@ -178,6 +205,7 @@ impl PluginEngine {
             permits: Arc::new(Semaphore::new(policy.max_concurrency.max(1))),
             policy,
             pre,
+            principal,
         })
     }
 
@@ -197,8 +225,14 @@ impl PluginEngine {
         store.limiter(|s| &mut s.limits);
         let ticks = p.policy.timeout_ms / u64::try_from(TICK.as_millis()).unwrap_or(10) + 1;
         store.set_epoch_deadline(ticks);
+        let Pre::Validator(pre) = &p.pre else {
+            return Err(PluginError::Incompatible {
+                plugin: p.id.clone(),
+                message: "not a validator".into(),
+            });
+        };
         let call = async {
-            let bindings = p.pre.instantiate_async(&mut store).await?;
+            let bindings = pre.instantiate_async(&mut store).await?;
             bindings.call_validate(&mut store, subject).await
         };
         // The epoch stops guest code; the outer timeout also bounds time spent in host calls.
@@ -211,6 +245,65 @@ impl PluginEngine {
             Err(_) => Err(PluginError::Timeout { plugin, ms: p.policy.timeout_ms }),
             Ok(Ok(Ok(v))) => Ok((v, stats)),
             Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin, message }),
+            Ok(Err(e)) => {
+                if store.data().limits.hit {
+                    Err(PluginError::MemoryLimit { plugin, mib: p.policy.memory_mib })
+                } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                    Err(PluginError::Timeout { plugin, ms: p.policy.timeout_ms })
+                } else {
+                    Err(PluginError::Trap { plugin, message: format!("{e:#}") })
+                }
+            }
+        }
+    }
+}
+
+impl PluginEngine {
+    /// Runs an endpoint plugin's `handle` in a fresh instance under its limits; `api` serves its
+    /// `sigil-api` calls.
+    pub async fn handle(
+        &self,
+        p: &LoadedPlugin,
+        request: PluginHttp,
+        api: Option<Arc<dyn ApiDispatcher>>,
+    ) -> Result<PluginHttpResponse, PluginError> {
+        let Pre::Endpoint(pre) = &p.pre else {
+            return Err(PluginError::Incompatible {
+                plugin: p.id.clone(),
+                message: "not an endpoint".into(),
+            });
+        };
+        let _permit = p.permits.acquire().await.map_err(|e| PluginError::Engine(e.to_string()))?;
+        let max_bytes = usize::try_from(p.policy.memory_mib << 20).unwrap_or(usize::MAX);
+        let mut state = State::new(Arc::clone(&p.id_arc), Arc::clone(&p.config), max_bytes);
+        state.api = api.map(|d| (d, Arc::clone(&p.principal)));
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(
+            p.policy.timeout_ms / u64::try_from(TICK.as_millis()).unwrap_or(10) + 1,
+        );
+        let req = HttpRequest {
+            method: request.method,
+            path: request.path,
+            query: request.query,
+            headers: request.headers.into_iter().map(|(key, value)| Kv { key, value }).collect(),
+            body: request.body,
+        };
+        let call = async {
+            let bindings = pre.instantiate_async(&mut store).await?;
+            bindings.call_handle(&mut store, &req).await
+        };
+        // Calls back into Sigil count against the deadline as well.
+        let outcome =
+            tokio::time::timeout(Duration::from_millis(p.policy.timeout_ms) + TICK * 5, call).await;
+        let plugin = p.id.clone();
+        match outcome {
+            Err(_) => Err(PluginError::Timeout { plugin, ms: p.policy.timeout_ms }),
+            Ok(Ok(HttpResponse { status, headers, body })) => Ok(PluginHttpResponse {
+                status,
+                headers: headers.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+                body,
+            }),
             Ok(Err(e)) => {
                 if store.data().limits.hit {
                     Err(PluginError::MemoryLimit { plugin, mib: p.policy.memory_mib })

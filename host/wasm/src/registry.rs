@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use sigil_core::cert::{KeyType, RequestKey};
-use sigil_core::ports::{PluginStatus, ValidationInput, ValidationOutcome, Validators};
+use sigil_core::ports::{
+    ApiDispatcher, Endpoints, PluginHttp, PluginHttpResponse, PluginStatus, ValidationInput,
+    ValidationOutcome, Validators,
+};
 use sigil_core::{CoreError, Result};
 
 use crate::engine::PluginEngine;
@@ -58,6 +61,9 @@ pub struct PluginRegistry {
     current: RwLock<Arc<Set>>,
     generation: AtomicU64,
     reloading: tokio::sync::Mutex<()>,
+    /// Serves `sigil-api` calls; set once the API exists, cleared at shutdown (it holds the API,
+    /// which holds this registry).
+    api: RwLock<Option<Arc<dyn ApiDispatcher>>>,
 }
 
 impl std::fmt::Debug for PluginRegistry {
@@ -128,6 +134,14 @@ impl PluginRegistry {
             current: RwLock::new(Arc::new(Set::default())),
             generation: AtomicU64::new(0),
             reloading: tokio::sync::Mutex::new(()),
+            api: RwLock::new(None),
+        }
+    }
+
+    /// Connects (or, with `None`, disconnects) the `sigil-api` interface.
+    pub fn set_api(&self, api: Option<Arc<dyn ApiDispatcher>>) {
+        if let Ok(mut a) = self.api.write() {
+            *a = api;
         }
     }
 
@@ -305,5 +319,22 @@ impl Validators for PluginRegistry {
             return Err(CoreError::invalid("validation_failed", reasons.join("; ")));
         }
         Ok(outcome)
+    }
+}
+
+#[async_trait]
+impl Endpoints for PluginRegistry {
+    async fn handle(&self, id: &str, request: PluginHttp) -> Option<Result<PluginHttpResponse>> {
+        let set = self.set();
+        let e = set.entries.get(id).filter(|e| e.plugin.world == World::Endpoint)?;
+        e.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let api = self.api.read().ok().and_then(|a| a.clone());
+        Some(self.engine.handle(&e.plugin, request, api).await.map_err(|err| {
+            e.counters.faults.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut l) = e.counters.last_error.lock() {
+                *l = Some(err.to_string());
+            }
+            CoreError::Dependency { code: err.code(), detail: err.to_string() }
+        }))
     }
 }

@@ -14,7 +14,9 @@ impl Validator for ForbiddenWords {
         names.extend(s.attribute("CN"));
         let reasons: Vec<String> = names
             .iter()
-            .filter_map(|n| words.iter().find(|w| n.contains(*w)).map(|w| format!("`{n}` contains `{w}`")))
+            .filter_map(|n| {
+                words.iter().find(|w| n.contains(*w)).map(|w| format!("`{n}` contains `{w}`"))
+            })
             .collect();
         if reasons.is_empty() {
             Ok(Verdict::Allow)

@@ -3,6 +3,7 @@
 pub mod apikeys;
 pub mod audit;
 pub mod certificates;
+pub mod ext;
 pub mod meta;
 pub mod operators;
 pub mod plugins;
