@@ -444,3 +444,69 @@ mod ext {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_workflow_plugin_acts_on_lifecycle_events_as_itself() {
+    use reqwest::Method;
+    use serde_json::json;
+    use sigil_tests::{Options, TestServer, json as body, openssl_csr};
+    for db in sigil_tests::backends().await {
+        let dir = env!("SIGIL_TEST_PLUGINS");
+        let toml = format!(
+            "[plugins.load.tagger]\nfile = \"{dir}/revocation_tagger.wasm\"\ngrants = [\"config\"]\n\
+             hooks = [\"certificate.revoked\"]\npermissions = [\"certificates:update\"]\n\
+             [plugins.load.tagger.config]\nnotify = \"pki-ops\"\n"
+        );
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let (csr, _) = openssl_csr(tmp.path(), "w", "ec:P-256", "/CN=w", None);
+        let (_, c) = body(
+            s.admin(Method::POST, "/api/v1/certificates")
+                .json(&json!({"csr": csr, "profile": "tls-client"}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let id = c["id"].as_str().unwrap().to_owned();
+        let r = s
+            .admin(Method::POST, &format!("/api/v1/certificates/{id}/revoke"))
+            .json(&json!({"reason": "keyCompromise"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let mut meta = json!({});
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            meta = body(
+                s.admin(Method::GET, &format!("/api/v1/certificates/{id}")).send().await.unwrap(),
+            )
+            .await
+            .1["metadata"]
+                .clone();
+            if meta.get("notify").is_some() {
+                break;
+            }
+        }
+        assert_eq!(
+            meta,
+            json!({"notify": "pki-ops", "notify_reason": "certificate.revoked: keyCompromise"})
+        );
+        let (_, trail) = body(
+            s.admin(Method::GET, &format!("/api/v1/audit/objects/certificate/{id}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let last = trail["items"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(
+            (last["action"].as_str(), last["actor"]["kind"].as_str(), last["actor"]["id"].as_str()),
+            (Some("certificate.update"), Some("plugin"), Some("tagger")),
+            "{trail}"
+        );
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

@@ -493,3 +493,32 @@ pub trait Endpoints: Send + Sync {
         request: PluginHttp,
     ) -> Option<crate::Result<PluginHttpResponse>>;
 }
+
+/// A lifecycle event for workflow plugins.
+#[derive(Debug, Clone)]
+pub struct LifecycleEvent {
+    /// `certificate.issued`, `certificate.suspended`, `certificate.reactivated`,
+    /// `certificate.revoked`, `certificate.renewed`.
+    pub kind: String,
+    /// Object type.
+    pub object_type: String,
+    /// Object id.
+    pub object_id: String,
+    /// Details, JSON.
+    pub json: String,
+}
+
+/// Where committed lifecycle changes are announced; implemented by the plugin host, which runs
+/// the workflow plugins off the request path.
+pub trait EventSink: Send + Sync {
+    /// Announces a committed change. Must not block.
+    fn emit(&self, event: LifecycleEvent);
+}
+
+/// Nobody listens.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn emit(&self, _event: LifecycleEvent) {}
+}

@@ -202,7 +202,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
 async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
     std::fs::create_dir_all(&cfg.server.data_dir)?;
     let store = startup::open_store(cfg).await?;
-    let svc = startup::services(cfg, store, Arc::new(sigil_core::ports::NoValidators)).await?;
+    let svc = startup::services(
+        cfg,
+        store,
+        Arc::new(sigil_core::ports::NoValidators),
+        Arc::new(sigil_core::ports::NoEvents),
+    )
+    .await?;
     let cli = Principal::local_cli();
     match c {
         ApiKeyCommand::Create(a) => {

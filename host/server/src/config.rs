@@ -245,7 +245,8 @@ pub struct PluginEntry {
     /// Host interfaces it may import: log, config, clock, outbound-http, sigil-api.
     #[serde(default)]
     pub grants: Vec<String>,
-    /// Hook points for validators: `certificate-issuance`.
+    /// Hook points: `certificate-issuance` (validators); `certificate.issued`, `.renewed`,
+    /// `.suspended`, `.reactivated`, `.revoked` (workflows).
     #[serde(default)]
     pub hooks: Vec<String>,
     /// Deadline of one call, ms.
@@ -287,8 +288,15 @@ pub struct PluginsSection {
     pub load: std::collections::BTreeMap<String, PluginEntry>,
 }
 
-/// Hook points that call validators in this version.
-pub const HOOKS: [&str; 1] = ["certificate-issuance"];
+/// Hook points: the validator hook, and the lifecycle events workflows subscribe to.
+pub const HOOKS: [&str; 6] = [
+    "certificate-issuance",
+    "certificate.issued",
+    "certificate.renewed",
+    "certificate.suspended",
+    "certificate.reactivated",
+    "certificate.revoked",
+];
 
 /// `[audit]`.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]

@@ -70,6 +70,7 @@ pub async fn services(
     cfg: &Config,
     store: SqlStore,
     validators: Arc<dyn sigil_core::ports::Validators>,
+    events: Arc<dyn sigil_core::ports::EventSink>,
 ) -> Result<Services> {
     let store: Arc<dyn Store> = Arc::new(store);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -121,6 +122,7 @@ pub async fn services(
         profiles.clone(),
         Arc::new(Pkcs10),
         validators,
+        events,
     ));
     Ok(Services { store, api_keys, audit, settings, roles, operators, profiles, cas, certificates })
 }
@@ -176,7 +178,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     let registry = Arc::new(sigil_wasm::PluginRegistry::new(engine));
     // A plugin that fails to load is reported on GET /api/v1/plugins; it does not stop the server.
     registry.apply(crate::plugins::specs(cfg)).await;
-    let svc = services(cfg, store, registry.clone()).await?;
+    let svc = services(cfg, store, registry.clone(), registry.clone()).await?;
     let plugin_host =
         Arc::new(crate::plugins::PluginHost::new(registry.clone(), cfg.source.clone()));
     if let Some(admin) = svc.api_keys.bootstrap_admin().await? {

@@ -24,3 +24,18 @@ pub(crate) mod endpoint {
         },
     });
 }
+
+pub(crate) mod workflow {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "workflow",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "sigil:plugin/types": super::validator::sigil::plugin::types,
+            "sigil:plugin/log": super::validator::sigil::plugin::log,
+            "sigil:plugin/config": super::validator::sigil::plugin::config,
+            "sigil:plugin/clock": super::validator::sigil::plugin::clock,
+        },
+    });
+}

@@ -14,6 +14,8 @@ use crate::bindings::validator::ValidatorPre;
 pub use crate::bindings::validator::sigil::plugin::types::Kv;
 use crate::bindings::validator::sigil::plugin::types::{HttpRequest, HttpResponse};
 pub use crate::bindings::validator::sigil::plugin::validation::{Subject, Verdict};
+use crate::bindings::workflow::WorkflowPre;
+pub use crate::bindings::workflow::sigil::plugin::events::{Action, Event};
 use crate::engine::{MAX_MEMORY_MIB, PluginEngine, TICK};
 use crate::error::PluginError;
 use crate::host::State;
@@ -74,6 +76,7 @@ impl Default for PluginPolicy {
 enum Pre {
     Validator(ValidatorPre<State>),
     Endpoint(EndpointPre<State>),
+    Workflow(WorkflowPre<State>),
 }
 
 /// A compiled, type-checked plugin ready to be called.
@@ -179,6 +182,9 @@ impl PluginEngine {
             ),
             World::Endpoint => Pre::Endpoint(
                 EndpointPre::new(instance_pre).map_err(|e| incompatible(format!("{e:#}")))?,
+            ),
+            World::Workflow => Pre::Workflow(
+                WorkflowPre::new(instance_pre).map_err(|e| incompatible(format!("{e:#}")))?,
             ),
             other => {
                 return Err(incompatible(format!(
@@ -314,5 +320,57 @@ impl PluginEngine {
                 }
             }
         }
+    }
+}
+
+impl PluginEngine {
+    /// Runs a workflow plugin's `on-event` in a fresh instance; returns the actions it asks for.
+    pub async fn on_event(
+        &self,
+        p: &LoadedPlugin,
+        event: &Event,
+    ) -> Result<Vec<Action>, PluginError> {
+        let Pre::Workflow(pre) = &p.pre else {
+            return Err(PluginError::Incompatible {
+                plugin: p.id.clone(),
+                message: "not a workflow".into(),
+            });
+        };
+        let _permit = p.permits.acquire().await.map_err(|e| PluginError::Engine(e.to_string()))?;
+        let max_bytes = usize::try_from(p.policy.memory_mib << 20).unwrap_or(usize::MAX);
+        let mut store = Store::new(
+            &self.engine,
+            State::new(Arc::clone(&p.id_arc), Arc::clone(&p.config), max_bytes),
+        );
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(
+            p.policy.timeout_ms / u64::try_from(TICK.as_millis()).unwrap_or(10) + 1,
+        );
+        let call = async {
+            let bindings = pre.instantiate_async(&mut store).await?;
+            bindings.call_on_event(&mut store, event).await
+        };
+        let outcome =
+            tokio::time::timeout(Duration::from_millis(p.policy.timeout_ms) + TICK * 5, call).await;
+        let plugin = p.id.clone();
+        match outcome {
+            Err(_) => Err(PluginError::Timeout { plugin, ms: p.policy.timeout_ms }),
+            Ok(Ok(Ok(actions))) => Ok(actions),
+            Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin, message }),
+            Ok(Err(e)) => {
+                if store.data().limits.hit {
+                    Err(PluginError::MemoryLimit { plugin, mib: p.policy.memory_mib })
+                } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                    Err(PluginError::Timeout { plugin, ms: p.policy.timeout_ms })
+                } else {
+                    Err(PluginError::Trap { plugin, message: format!("{e:#}") })
+                }
+            }
+        }
+    }
+
+    /// Who the plugin acts as (for actions carried out on its behalf).
+    pub fn principal_of(p: &LoadedPlugin) -> Arc<Principal> {
+        Arc::clone(&p.principal)
     }
 }

@@ -338,3 +338,69 @@ impl Endpoints for PluginRegistry {
         }))
     }
 }
+
+impl sigil_core::ports::EventSink for PluginRegistry {
+    fn emit(&self, event: sigil_core::ports::LifecycleEvent) {
+        let set = self.set();
+        let targets: Vec<(Arc<LoadedPlugin>, Arc<Counters>)> = set
+            .entries
+            .values()
+            .filter(|e| e.plugin.world == World::Workflow && e.spec.hooks.contains(&event.kind))
+            .map(|e| (Arc::clone(&e.plugin), Arc::clone(&e.counters)))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let engine = Arc::clone(&self.engine);
+        let api = self.api.read().ok().and_then(|a| a.clone());
+        // Workflows run after the change is committed and off the request path.
+        runtime.spawn(async move {
+            let ev = crate::plugin::Event {
+                kind: event.kind.clone(),
+                object_type: event.object_type.clone(),
+                object_id: event.object_id.clone(),
+                json: event.json.clone(),
+            };
+            for (plugin, counters) in targets {
+                counters.calls.fetch_add(1, Ordering::Relaxed);
+                let actions = match engine.on_event(&plugin, &ev).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        counters.faults.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut l) = counters.last_error.lock() {
+                            *l = Some(e.to_string());
+                        }
+                        tracing::warn!(plugin = %plugin.id, error = %e, "workflow failed");
+                        continue;
+                    }
+                };
+                let Some(api) = &api else { continue };
+                // A workflow asks; the host acts, under the plugin's permissions, a bounded number
+                // of times per event.
+                for a in actions.into_iter().take(16) {
+                    let (path, query) = match a.path.split_once('?') {
+                        Some((p, q)) => (p.to_owned(), q.to_owned()),
+                        None => (a.path.clone(), String::new()),
+                    };
+                    let req = PluginHttp {
+                        method: a.method.clone(),
+                        path,
+                        query,
+                        headers: vec![("content-type".into(), "application/json".into())],
+                        body: a.body.unwrap_or_default().into_bytes(),
+                    };
+                    let res = api.call(PluginEngine::principal_of(&plugin), req).await;
+                    if res.status >= 400 {
+                        counters.faults.fetch_add(1, Ordering::Relaxed);
+                        let msg = format!("action {} {} answered {}", a.method, a.path, res.status);
+                        tracing::warn!(plugin = %plugin.id, "{msg}");
+                        if let Ok(mut l) = counters.last_error.lock() {
+                            *l = Some(msg);
+                        }
+                    }
+                }
+            }
+        });
+    }
+}

@@ -43,6 +43,7 @@ pub struct CertificateService {
     profiles: Arc<ProfileService>,
     csr: Arc<dyn CsrParser>,
     validators: Arc<dyn crate::ports::Validators>,
+    events: Arc<dyn crate::ports::EventSink>,
 }
 
 impl std::fmt::Debug for CertificateService {
@@ -99,8 +100,23 @@ impl CertificateService {
         profiles: Arc<ProfileService>,
         csr: Arc<dyn CsrParser>,
         validators: Arc<dyn crate::ports::Validators>,
+        events: Arc<dyn crate::ports::EventSink>,
     ) -> Self {
-        Self { store, clock, issuers, profiles, csr, validators }
+        Self { store, clock, issuers, profiles, csr, validators, events }
+    }
+
+    fn announce(&self, kind: &str, c: &Certificate) {
+        self.events.emit(crate::ports::LifecycleEvent {
+            kind: kind.to_owned(),
+            object_type: "certificate".into(),
+            object_id: c.id.to_string(),
+            json: serde_json::json!({
+                "id": c.id, "serial": c.serial, "profile": c.profile, "subject": c.subject,
+                "status": c.status.as_str(), "reason": c.revocation_reason.map(|r| r.as_str()),
+                "metadata": c.metadata,
+            })
+            .to_string(),
+        });
     }
 
     /// Issues one certificate.
@@ -204,6 +220,10 @@ impl CertificateService {
         self.store
             .commit_ops(vec![WriteOp::InsertCertificate(Box::new(cert.clone()))], vec![ev], now)
             .await?;
+        self.announce(
+            if renewed_from.is_some() { "certificate.renewed" } else { "certificate.issued" },
+            &cert,
+        );
         Ok(cert)
     }
 
@@ -268,6 +288,12 @@ impl CertificateService {
             }),
         );
         tx.commit(vec![ev], now).await?;
+        let kind = match action {
+            "certificate.suspend" => "certificate.suspended",
+            "certificate.reactivate" => "certificate.reactivated",
+            _ => "certificate.revoked",
+        };
+        self.announce(kind, &cert);
         Ok(cert)
     }
 
