@@ -7,8 +7,9 @@
 //! concurrency limit. Host interfaces are capabilities: a plugin that imports one its
 //! configuration does not grant is refused at load, with the interface named.
 //!
-//! Implemented worlds: `validator`. The `ca-connector`, `endpoint` and `workflow` worlds of
-//! `wit/` are recognised and refused as not yet supported by this host.
+//! Implemented worlds: `validator`, `endpoint` (with the `sigil-api` interface) and `workflow`.
+//! The `ca-connector` world of `wit/` is recognised and refused as not yet supported, and the
+//! `outbound-http` interface is not linked yet (a component importing it is refused at load).
 
 mod bindings;
 pub mod engine;
