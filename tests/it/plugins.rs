@@ -510,3 +510,76 @@ async fn a_workflow_plugin_acts_on_lifecycle_events_as_itself() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn a_workflow_notifies_a_webhook_only_on_its_allowlist() {
+    use reqwest::Method;
+    use serde_json::json;
+    use sigil_tests::{Options, TestServer, json as body, openssl_csr};
+    // A webhook receiver on loopback.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(8);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |b: String| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(b).await;
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let db = sigil_tests::TestDb::sqlite();
+    let dir = env!("SIGIL_TEST_PLUGINS");
+    let plugin = |id: &str, allowed: &str| {
+        format!(
+            "[plugins.load.{id}]\nfile = \"{dir}/revocation_notifier.wasm\"\ngrants = [\"config\", \"outbound-http\"]\n\
+             hooks = [\"certificate.revoked\"]\nallowed_hosts = [\"{allowed}\"]\ntimeout_ms = 2000\n\
+             [plugins.load.{id}.config]\nurl = \"{hook}\"\n"
+        )
+    };
+    let toml = plugin("notify", &origin) + &plugin("blocked", "http://127.0.0.2:9");
+    let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (csr, _) = openssl_csr(tmp.path(), "n", "ec:P-256", "/CN=n", None);
+    let (_, c) = body(
+        s.admin(Method::POST, "/api/v1/certificates")
+            .json(&json!({"csr": csr, "profile": "tls-client"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    s.admin(Method::POST, &format!("/api/v1/certificates/{id}/revoke"))
+        .json(&json!({"reason": "superseded"}))
+        .send()
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(
+        (got["event"].as_str(), got["object_id"].as_str()),
+        (Some("certificate.revoked"), Some(id.as_str()))
+    );
+    assert_eq!(got["details"]["reason"], "superseded");
+    // The plugin whose allowlist does not include the webhook could not reach it.
+    let mut status = json!([]);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = body(s.admin(Method::GET, "/api/v1/plugins").send().await.unwrap()).await.1;
+        if status[0]["faults"] == 1 {
+            break;
+        }
+    }
+    let blocked = &status[0];
+    assert_eq!(blocked["id"], "blocked");
+    assert_eq!(blocked["faults"], 1, "{status}");
+    assert!(blocked["last_error"].as_str().unwrap().contains("allowed_hosts"), "{status}");
+    assert!(rx.try_recv().is_err(), "only one notification arrived");
+    s.stop().await;
+}

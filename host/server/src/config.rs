@@ -271,6 +271,9 @@ pub struct PluginEntry {
     /// audited as the plugin).
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// Origins (`scheme://host[:port]`) the plugin may reach through `outbound-http`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[plugins]`.

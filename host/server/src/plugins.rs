@@ -32,6 +32,7 @@ pub fn specs(cfg: &Config) -> Vec<PluginSpec> {
                 grants: p.grants.iter().cloned().collect::<BTreeSet<_>>(),
                 config: p.config.clone(),
                 permissions: p.permissions.clone(),
+                allowed_hosts: p.allowed_hosts.clone(),
             },
         })
         .collect()

@@ -80,6 +80,11 @@ impl PluginEngine {
             |s| s,
         )
         .map_err(engine_err)?;
+        crate::bindings::workflow::sigil::plugin::outbound_http::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(engine_err)?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("sigil-epoch".into())

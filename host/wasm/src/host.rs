@@ -54,6 +54,8 @@ pub(crate) struct State {
     pub(crate) config: Arc<BTreeMap<String, String>>,
     /// For the `sigil-api` interface: who the plugin acts as, and how to reach the API.
     pub(crate) api: Option<(Arc<dyn ApiDispatcher>, Arc<Principal>)>,
+    /// For the `outbound-http` interface.
+    pub(crate) outbound: Option<crate::outbound::Outbound>,
 }
 
 impl State {
@@ -71,6 +73,7 @@ impl State {
             plugin,
             config,
             api: None,
+            outbound: None,
         }
     }
 }

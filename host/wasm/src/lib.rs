@@ -8,13 +8,14 @@
 //! configuration does not grant is refused at load, with the interface named.
 //!
 //! Implemented worlds: `validator`, `endpoint` (with the `sigil-api` interface) and `workflow`.
-//! The `ca-connector` world of `wit/` is recognised and refused as not yet supported, and the
-//! `outbound-http` interface is not linked yet (a component importing it is refused at load).
+//! The `ca-connector` world of `wit/` is recognised and refused as not yet supported.
+//! `outbound-http` reaches only the origins in the plugin's `allowed_hosts`.
 
 mod bindings;
 pub mod engine;
 pub mod error;
 mod host;
+mod outbound;
 pub mod plugin;
 pub mod registry;
 

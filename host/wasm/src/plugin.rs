@@ -58,6 +58,8 @@ pub struct PluginPolicy {
     pub config: BTreeMap<String, String>,
     /// Permissions the plugin acts with through `sigil-api` (audited as the plugin).
     pub permissions: Vec<String>,
+    /// `outbound-http` allowlist: `scheme://host[:port]` origins the plugin may call.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for PluginPolicy {
@@ -69,6 +71,7 @@ impl Default for PluginPolicy {
             grants: BTreeSet::new(),
             config: BTreeMap::new(),
             permissions: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -96,6 +99,7 @@ pub struct LoadedPlugin {
     pre: Pre,
     permits: Arc<Semaphore>,
     principal: Arc<Principal>,
+    outbound: Option<crate::outbound::Outbound>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -209,6 +213,10 @@ impl PluginEngine {
             id_arc: Arc::from(id),
             config: Arc::new(policy.config.clone()),
             permits: Arc::new(Semaphore::new(policy.max_concurrency.max(1))),
+            outbound: crate::outbound::Outbound::new(
+                &policy.allowed_hosts,
+                Duration::from_millis(policy.timeout_ms.max(1000)),
+            ),
             policy,
             pre,
             principal,
@@ -338,10 +346,9 @@ impl PluginEngine {
         };
         let _permit = p.permits.acquire().await.map_err(|e| PluginError::Engine(e.to_string()))?;
         let max_bytes = usize::try_from(p.policy.memory_mib << 20).unwrap_or(usize::MAX);
-        let mut store = Store::new(
-            &self.engine,
-            State::new(Arc::clone(&p.id_arc), Arc::clone(&p.config), max_bytes),
-        );
+        let mut state = State::new(Arc::clone(&p.id_arc), Arc::clone(&p.config), max_bytes);
+        state.outbound = p.outbound.clone();
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(
             p.policy.timeout_ms / u64::try_from(TICK.as_millis()).unwrap_or(10) + 1,
