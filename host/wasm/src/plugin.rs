@@ -112,6 +112,36 @@ impl std::fmt::Debug for LoadedPlugin {
     }
 }
 
+impl LoadedPlugin {
+    /// The epoch stops guest code at the deadline; this outer bound also covers time spent in
+    /// host calls.
+    fn deadline(&self) -> Duration {
+        Duration::from_millis(self.policy.timeout_ms) + TICK * 5
+    }
+
+    fn not_a(&self, world: &str) -> PluginError {
+        PluginError::Incompatible {
+            plugin: self.id.clone(),
+            message: format!("not a {world} plugin"),
+        }
+    }
+
+    /// The typed error for a failed call (`None`: the outer deadline passed).
+    fn fault(&self, store: &Store<State>, e: Option<wasmtime::Error>) -> PluginError {
+        let plugin = self.id.clone();
+        match e {
+            _ if store.data().limits.hit => {
+                PluginError::MemoryLimit { plugin, mib: self.policy.memory_mib }
+            }
+            None => PluginError::Timeout { plugin, ms: self.policy.timeout_ms },
+            Some(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+                PluginError::Timeout { plugin, ms: self.policy.timeout_ms }
+            }
+            Some(e) => PluginError::Trap { plugin, message: format!("{e:#}") },
+        }
+    }
+}
+
 /// What a call cost.
 #[derive(Debug, Clone, Copy)]
 pub struct CallStats {
@@ -223,58 +253,48 @@ impl PluginEngine {
         })
     }
 
+    /// A fresh store for one call of `p`: its memory limit, its deadline, its outbound client.
+    fn store(&self, p: &LoadedPlugin) -> Store<State> {
+        let max_bytes = usize::try_from(p.policy.memory_mib << 20).unwrap_or(usize::MAX);
+        let mut state = State::new(Arc::clone(&p.id_arc), Arc::clone(&p.config), max_bytes);
+        state.outbound = p.outbound.clone();
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(
+            p.policy.timeout_ms / u64::try_from(TICK.as_millis()).unwrap_or(10) + 1,
+        );
+        store
+    }
+
     /// Runs a validator in a fresh instance under the plugin's limits.
     pub async fn validate(
         &self,
         p: &LoadedPlugin,
         subject: &Subject,
     ) -> Result<(Verdict, CallStats), PluginError> {
+        let Pre::Validator(pre) = &p.pre else {
+            return Err(p.not_a("validator"));
+        };
         let _permit = p.permits.acquire().await.map_err(|e| PluginError::Engine(e.to_string()))?;
         let started = Instant::now();
-        let max_bytes = usize::try_from(p.policy.memory_mib << 20).unwrap_or(usize::MAX);
-        let mut store = Store::new(
-            &self.engine,
-            State::new(Arc::clone(&p.id_arc), Arc::clone(&p.config), max_bytes),
-        );
-        store.limiter(|s| &mut s.limits);
-        let ticks = p.policy.timeout_ms / u64::try_from(TICK.as_millis()).unwrap_or(10) + 1;
-        store.set_epoch_deadline(ticks);
-        let Pre::Validator(pre) = &p.pre else {
-            return Err(PluginError::Incompatible {
-                plugin: p.id.clone(),
-                message: "not a validator".into(),
-            });
-        };
+        let mut store = self.store(p);
         let call = async {
             let bindings = pre.instantiate_async(&mut store).await?;
             bindings.call_validate(&mut store, subject).await
         };
-        // The epoch stops guest code; the outer timeout also bounds time spent in host calls.
-        let outcome =
-            tokio::time::timeout(Duration::from_millis(p.policy.timeout_ms) + TICK * 5, call).await;
+        let outcome = tokio::time::timeout(p.deadline(), call).await;
         let stats =
             CallStats { duration: started.elapsed(), peak_memory: store.data().limits.peak };
-        let plugin = p.id.clone();
         match outcome {
-            Err(_) => Err(PluginError::Timeout { plugin, ms: p.policy.timeout_ms }),
             Ok(Ok(Ok(v))) => Ok((v, stats)),
-            Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin, message }),
-            Ok(Err(e)) => {
-                if store.data().limits.hit {
-                    Err(PluginError::MemoryLimit { plugin, mib: p.policy.memory_mib })
-                } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                    Err(PluginError::Timeout { plugin, ms: p.policy.timeout_ms })
-                } else {
-                    Err(PluginError::Trap { plugin, message: format!("{e:#}") })
-                }
-            }
+            Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin: p.id.clone(), message }),
+            Ok(Err(e)) => Err(p.fault(&store, Some(e))),
+            Err(_) => Err(p.fault(&store, None)),
         }
     }
-}
 
-impl PluginEngine {
     /// Runs an endpoint plugin's `handle` in a fresh instance under its limits; `api` serves its
-    /// `sigil-api` calls.
+    /// `sigil-api` calls (which count against the deadline too).
     pub async fn handle(
         &self,
         p: &LoadedPlugin,
@@ -282,20 +302,11 @@ impl PluginEngine {
         api: Option<Arc<dyn ApiDispatcher>>,
     ) -> Result<PluginHttpResponse, PluginError> {
         let Pre::Endpoint(pre) = &p.pre else {
-            return Err(PluginError::Incompatible {
-                plugin: p.id.clone(),
-                message: "not an endpoint".into(),
-            });
+            return Err(p.not_a("endpoint"));
         };
         let _permit = p.permits.acquire().await.map_err(|e| PluginError::Engine(e.to_string()))?;
-        let max_bytes = usize::try_from(p.policy.memory_mib << 20).unwrap_or(usize::MAX);
-        let mut state = State::new(Arc::clone(&p.id_arc), Arc::clone(&p.config), max_bytes);
-        state.api = api.map(|d| (d, Arc::clone(&p.principal)));
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(
-            p.policy.timeout_ms / u64::try_from(TICK.as_millis()).unwrap_or(10) + 1,
-        );
+        let mut store = self.store(p);
+        store.data_mut().api = api.map(|d| (d, Arc::clone(&p.principal)));
         let req = HttpRequest {
             method: request.method,
             path: request.path,
@@ -307,31 +318,17 @@ impl PluginEngine {
             let bindings = pre.instantiate_async(&mut store).await?;
             bindings.call_handle(&mut store, &req).await
         };
-        // Calls back into Sigil count against the deadline as well.
-        let outcome =
-            tokio::time::timeout(Duration::from_millis(p.policy.timeout_ms) + TICK * 5, call).await;
-        let plugin = p.id.clone();
-        match outcome {
-            Err(_) => Err(PluginError::Timeout { plugin, ms: p.policy.timeout_ms }),
+        match tokio::time::timeout(p.deadline(), call).await {
             Ok(Ok(HttpResponse { status, headers, body })) => Ok(PluginHttpResponse {
                 status,
                 headers: headers.into_iter().map(|kv| (kv.key, kv.value)).collect(),
                 body,
             }),
-            Ok(Err(e)) => {
-                if store.data().limits.hit {
-                    Err(PluginError::MemoryLimit { plugin, mib: p.policy.memory_mib })
-                } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                    Err(PluginError::Timeout { plugin, ms: p.policy.timeout_ms })
-                } else {
-                    Err(PluginError::Trap { plugin, message: format!("{e:#}") })
-                }
-            }
+            Ok(Err(e)) => Err(p.fault(&store, Some(e))),
+            Err(_) => Err(p.fault(&store, None)),
         }
     }
-}
 
-impl PluginEngine {
     /// Runs a workflow plugin's `on-event` in a fresh instance; returns the actions it asks for.
     pub async fn on_event(
         &self,
@@ -339,40 +336,19 @@ impl PluginEngine {
         event: &Event,
     ) -> Result<Vec<Action>, PluginError> {
         let Pre::Workflow(pre) = &p.pre else {
-            return Err(PluginError::Incompatible {
-                plugin: p.id.clone(),
-                message: "not a workflow".into(),
-            });
+            return Err(p.not_a("workflow"));
         };
         let _permit = p.permits.acquire().await.map_err(|e| PluginError::Engine(e.to_string()))?;
-        let max_bytes = usize::try_from(p.policy.memory_mib << 20).unwrap_or(usize::MAX);
-        let mut state = State::new(Arc::clone(&p.id_arc), Arc::clone(&p.config), max_bytes);
-        state.outbound = p.outbound.clone();
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(
-            p.policy.timeout_ms / u64::try_from(TICK.as_millis()).unwrap_or(10) + 1,
-        );
+        let mut store = self.store(p);
         let call = async {
             let bindings = pre.instantiate_async(&mut store).await?;
             bindings.call_on_event(&mut store, event).await
         };
-        let outcome =
-            tokio::time::timeout(Duration::from_millis(p.policy.timeout_ms) + TICK * 5, call).await;
-        let plugin = p.id.clone();
-        match outcome {
-            Err(_) => Err(PluginError::Timeout { plugin, ms: p.policy.timeout_ms }),
+        match tokio::time::timeout(p.deadline(), call).await {
             Ok(Ok(Ok(actions))) => Ok(actions),
-            Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin, message }),
-            Ok(Err(e)) => {
-                if store.data().limits.hit {
-                    Err(PluginError::MemoryLimit { plugin, mib: p.policy.memory_mib })
-                } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                    Err(PluginError::Timeout { plugin, ms: p.policy.timeout_ms })
-                } else {
-                    Err(PluginError::Trap { plugin, message: format!("{e:#}") })
-                }
-            }
+            Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin: p.id.clone(), message }),
+            Ok(Err(e)) => Err(p.fault(&store, Some(e))),
+            Err(_) => Err(p.fault(&store, None)),
         }
     }
 
