@@ -583,3 +583,136 @@ async fn a_workflow_notifies_a_webhook_only_on_its_allowlist() {
     assert!(rx.try_recv().is_err(), "only one notification arrived");
     s.stop().await;
 }
+
+/// An HTTPS webhook on loopback with a certificate from a throwaway CA; returns the CA (PEM),
+/// the hook URL and the channel the received bodies arrive on.
+async fn https_hook() -> (String, String, tokio::sync::mpsc::Receiver<String>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+    let leaf = leaf.signed_by(&key, &issuer).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(8);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |b: String| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(b).await;
+                "ok"
+            }
+        }),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("https://{}/hook", listener.local_addr().unwrap());
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(server));
+    tokio::spawn(async move {
+        axum_server::from_tcp_rustls(listener, tls).unwrap().serve(app.into_make_service()).await
+    });
+    (ca_cert.pem(), url, rx)
+}
+
+#[tokio::test]
+async fn https_webhooks_are_reached_only_through_the_plugins_ca_file() {
+    use reqwest::Method;
+    use serde_json::json;
+    use sigil_tests::{Options, TestServer, json as body, openssl_csr};
+    let (ca_pem, hook, mut rx) = https_hook().await;
+    let origin = hook.trim_end_matches("/hook").to_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_file = tmp.path().join("hooks-ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let dir = env!("SIGIL_TEST_PLUGINS");
+    let plugin = |id: &str, extra: &str| {
+        format!(
+            "[plugins.load.{id}]\nfile = \"{dir}/revocation_notifier.wasm\"\ngrants = [\"config\", \"outbound-http\"]\n\
+             hooks = [\"certificate.revoked\"]\nallowed_hosts = [\"{origin}\"]\ntimeout_ms = 2000\n{extra}\
+             [plugins.load.{id}.config]\nurl = \"{hook}\"\n"
+        )
+    };
+    // `trusting` lists the webhook's CA; `untrusting` is allowed the origin but trusts no CA.
+    let toml = plugin("trusting", &format!("ca_file = \"{}\"\n", ca_file.display()))
+        + &plugin("untrusting", "");
+    let db = sigil_tests::TestDb::sqlite();
+    let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+    let (csr, _) = openssl_csr(tmp.path(), "h", "ec:P-256", "/CN=h", None);
+    let (_, c) = body(
+        s.admin(Method::POST, "/api/v1/certificates")
+            .json(&json!({"csr": csr, "profile": "tls-client"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    s.admin(Method::POST, &format!("/api/v1/certificates/{id}/revoke"))
+        .json(&json!({"reason": "keyCompromise"}))
+        .send()
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(got["object_id"].as_str(), Some(id.as_str()));
+    let mut status = json!([]);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = body(s.admin(Method::GET, "/api/v1/plugins").send().await.unwrap()).await.1;
+        if status[1]["faults"] == 1 {
+            break;
+        }
+    }
+    assert_eq!(
+        (status[0]["id"].as_str(), status[0]["faults"].as_u64()),
+        (Some("trusting"), Some(0))
+    );
+    let untrusting = &status[1];
+    assert_eq!(untrusting["id"], "untrusting");
+    assert_eq!(untrusting["faults"], 1, "{status}");
+    assert!(rx.try_recv().is_err(), "only the trusting plugin delivered");
+    s.stop().await;
+}
+
+#[test]
+fn a_ca_file_that_holds_no_certificate_refuses_the_plugin_at_load() {
+    let engine = PluginEngine::new(None).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.pem");
+    std::fs::write(&bad, "not a certificate\n").unwrap();
+    let err = engine
+        .load(
+            "notify",
+            &wasm("revocation_notifier"),
+            PluginPolicy { ca_file: Some(bad), ..policy(&["config", "outbound-http"]) },
+        )
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("ca_file"), "{err}");
+    let missing = engine
+        .load(
+            "notify",
+            &wasm("revocation_notifier"),
+            PluginPolicy {
+                ca_file: Some(tmp.path().join("absent.pem")),
+                ..policy(&["config", "outbound-http"])
+            },
+        )
+        .err()
+        .unwrap();
+    assert!(missing.to_string().contains("absent.pem"), "{missing}");
+}

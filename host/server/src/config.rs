@@ -274,6 +274,10 @@ pub struct PluginEntry {
     /// Origins (`scheme://host[:port]`) the plugin may reach through `outbound-http`.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// PEM file of CA certificates the plugin's `outbound-http` HTTPS requests trust (none by
+    /// default: HTTPS origins fail until their issuing CA is listed here).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[plugins]`.

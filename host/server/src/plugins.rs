@@ -33,6 +33,7 @@ pub fn specs(cfg: &Config) -> Vec<PluginSpec> {
                 config: p.config.clone(),
                 permissions: p.permissions.clone(),
                 allowed_hosts: p.allowed_hosts.clone(),
+                ca_file: p.ca_file.clone(),
             },
         })
         .collect()

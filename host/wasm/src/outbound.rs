@@ -1,6 +1,7 @@
 //! The `outbound-http` host interface: HTTP(S) requests to the origins in the plugin's
-//! allowlist, nothing else. HTTPS uses the ring provider with the web PKI roots the operator
-//! configures (none by default, so only plain HTTP origins and explicitly trusted CAs work).
+//! allowlist, nothing else. HTTPS uses the ring provider and trusts only the CAs in the
+//! plugin's `ca_file` (none by default), so a plugin reaches exactly the services the operator
+//! vouched for rather than anything with a public certificate.
 
 use std::time::Duration;
 
@@ -26,20 +27,36 @@ pub(crate) fn origin(url: &str) -> Option<String> {
 }
 
 impl Outbound {
-    pub(crate) fn new(allowed: &[String], timeout: Duration) -> Option<Self> {
+    /// `roots_pem` holds the trusted CA certificates (PEM, possibly empty).
+    pub(crate) fn new(
+        allowed: &[String],
+        roots_pem: &[u8],
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        if !roots_pem.is_empty() {
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(roots_pem) {
+                let cert = cert.map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+                roots.add(cert).map_err(|e| format!("unusable CA certificate: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("no certificate in the file".into());
+            }
+        }
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .ok()?
-            .with_root_certificates(rustls::RootCertStore::empty())
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
             .with_no_client_auth();
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .build()
-            .ok()?;
-        Some(Self { client, allowed: allowed.iter().filter_map(|a| origin(a)).collect() })
+            .map_err(|e| e.to_string())?;
+        Ok(Self { client, allowed: allowed.iter().filter_map(|a| origin(a)).collect() })
     }
 
     pub(crate) async fn send(&self, r: HttpRequest) -> Result<HttpResponse, String> {

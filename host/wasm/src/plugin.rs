@@ -60,6 +60,8 @@ pub struct PluginPolicy {
     pub permissions: Vec<String>,
     /// `outbound-http` allowlist: `scheme://host[:port]` origins the plugin may call.
     pub allowed_hosts: Vec<String>,
+    /// PEM bundle of CAs trusted for `outbound-http` HTTPS (none by default).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PluginPolicy {
@@ -72,6 +74,7 @@ impl Default for PluginPolicy {
             config: BTreeMap::new(),
             permissions: Vec::new(),
             allowed_hosts: Vec::new(),
+            ca_file: None,
         }
     }
 }
@@ -235,6 +238,22 @@ impl PluginEngine {
             permissions: PermissionSet::from_stored(policy.permissions.clone()),
             context: RequestContext::default(),
         });
+        let roots = match &policy.ca_file {
+            Some(path) => std::fs::read(path).map_err(|e| PluginError::Io {
+                plugin: id.to_owned(),
+                message: format!("reading ca_file {}: {e}", path.display()),
+            })?,
+            None => Vec::new(),
+        };
+        let outbound = crate::outbound::Outbound::new(
+            &policy.allowed_hosts,
+            &roots,
+            Duration::from_millis(policy.timeout_ms.max(1000)),
+        )
+        .map_err(|message| PluginError::Io {
+            plugin: id.to_owned(),
+            message: format!("ca_file: {message}"),
+        })?;
         Ok(LoadedPlugin {
             id: id.to_owned(),
             world,
@@ -243,10 +262,7 @@ impl PluginEngine {
             id_arc: Arc::from(id),
             config: Arc::new(policy.config.clone()),
             permits: Arc::new(Semaphore::new(policy.max_concurrency.max(1))),
-            outbound: crate::outbound::Outbound::new(
-                &policy.allowed_hosts,
-                Duration::from_millis(policy.timeout_ms.max(1000)),
-            ),
+            outbound: Some(outbound),
             policy,
             pre,
             principal,
