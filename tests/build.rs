@@ -21,6 +21,8 @@ fn main() {
         }
     }
     println!("cargo:rerun-if-changed={}", here.join("../wit").display());
+    println!("cargo:rerun-if-changed={}", here.join("../sdk/src").display());
+    println!("cargo:rerun-if-changed={}", here.join("../sdk/Cargo.toml").display());
 
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
@@ -41,16 +43,35 @@ fn main() {
 
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("plugins-target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-        .arg(plugins.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &out)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .status()
-        .expect("running cargo for plugins/");
-    assert!(status.success(), "building plugins/ for wasm32-wasip2 failed");
+    // One cargo call per plugin: each selects a single world through the SDK's features, and
+    // cargo unifies features across the packages of one call.
+    let mut names: Vec<String> = std::fs::read_dir(&plugins)
+        .expect("plugins/")
+        .flatten()
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let status = Command::new(&cargo)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                &name,
+                "--manifest-path",
+            ])
+            .arg(plugins.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &out)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .status()
+            .expect("running cargo for plugins/");
+        assert!(status.success(), "building plugins/{name} for wasm32-wasip2 failed");
+    }
     println!("cargo:rustc-env=SIGIL_TEST_PLUGINS={}", out.join("wasm32-wasip2/release").display());
 }

@@ -1,7 +1,8 @@
 //! `sigil-plugin-sdk`: write a Sigil plugin as a plain Rust impl.
 //!
 //! The generated WIT bindings stay hidden; a plugin implements a trait per world and exports it
-//! with one macro. Build with `cargo build --release --target wasm32-wasip2`; the result is a
+//! with one macro. Choose the world with a feature: `validator` (default), `workflow` or
+//! `endpoint` (exactly one). Build with `cargo build --release --target wasm32-wasip2`; the result is a
 //! component Sigil loads (see `sdk/README.md`).
 //!
 //! ```ignore
@@ -21,6 +22,21 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(any(
+    all(feature = "validator", feature = "workflow"),
+    all(feature = "validator", feature = "endpoint"),
+    all(feature = "workflow", feature = "endpoint"),
+))]
+compile_error!(
+    "a plugin targets one world: enable exactly one of the features `validator`, `workflow`, `endpoint` (use default-features = false)"
+);
+
+#[cfg(not(any(feature = "validator", feature = "workflow", feature = "endpoint")))]
+compile_error!("enable one of the features `validator`, `workflow`, `endpoint`");
+
+// One component targets one world, so the SDK generates the bindings of the world its feature
+// selects (two worlds in one module would merge into a component that claims both).
+#[cfg(feature = "validator")]
 #[doc(hidden)]
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
@@ -33,8 +49,122 @@ pub mod bindings {
     });
 }
 
+#[cfg(feature = "workflow")]
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "workflow",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_workflow",
+        default_bindings_module: "sigil_plugin_sdk::bindings",
+    });
+}
+
+#[cfg(feature = "endpoint")]
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "endpoint",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_endpoint",
+        default_bindings_module: "sigil_plugin_sdk::bindings",
+    });
+}
+
 /// Exports a type implementing [`validator::Validator`] as the plugin.
+#[cfg(feature = "validator")]
 pub use bindings::export_validator;
+
+/// Exports a type implementing [`workflow::Workflow`] as the plugin.
+#[cfg(feature = "workflow")]
+pub use bindings::export_workflow;
+
+/// Exports a type implementing [`endpoint::Endpoint`] as the plugin.
+#[cfg(feature = "endpoint")]
+pub use bindings::export_endpoint;
+
+/// HTTP request and response records shared by `outbound-http`, `sigil-api` and endpoints.
+#[cfg(any(feature = "workflow", feature = "endpoint"))]
+pub mod http {
+    pub use crate::bindings::sigil::plugin::types::{HttpRequest, HttpResponse, Kv};
+
+    /// A request with no query, headers or body.
+    pub fn request(method: &str, path: &str) -> HttpRequest {
+        HttpRequest {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A request carrying `json` as an `application/json` body.
+    pub fn json_request(method: &str, path: &str, json: String) -> HttpRequest {
+        HttpRequest {
+            headers: vec![Kv { key: "content-type".into(), value: "application/json".into() }],
+            body: json.into_bytes(),
+            ..request(method, path)
+        }
+    }
+
+    /// A response with `status`, a content type and a body.
+    pub fn response(status: u16, content_type: &str, body: Vec<u8>) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![Kv { key: "content-type".into(), value: content_type.to_owned() }],
+            body,
+        }
+    }
+}
+
+/// Requests to the origins in the plugin's `allowed_hosts` (needs the `outbound-http` grant;
+/// HTTPS trusts only the plugin's `ca_file`).
+#[cfg(feature = "workflow")]
+pub mod outbound {
+    use crate::http::{HttpRequest, HttpResponse};
+
+    /// Sends `request` (`path` is the absolute URL); no redirects are followed.
+    pub fn send(request: &HttpRequest) -> Result<HttpResponse, String> {
+        crate::bindings::sigil::plugin::outbound_http::send(request)
+    }
+}
+
+/// Sigil's own API, called as the plugin with its configured permissions (needs the `sigil-api`
+/// grant; every call is audited with the plugin as the actor).
+#[cfg(feature = "endpoint")]
+pub mod api {
+    use crate::http::{HttpRequest, HttpResponse};
+
+    /// Calls `request.path` (an API path such as `/api/v1/certificates`).
+    pub fn call(request: &HttpRequest) -> Result<HttpResponse, String> {
+        crate::bindings::sigil::plugin::sigil_api::call(request)
+    }
+}
+
+/// The workflow world: lifecycle events in, actions out.
+#[cfg(feature = "workflow")]
+pub mod workflow {
+    pub use crate::bindings::Guest as Workflow;
+    pub use crate::bindings::sigil::plugin::events::{Action, Event};
+
+    impl Action {
+        /// An API call the host carries out as the plugin.
+        pub fn call(method: &str, path: impl Into<String>, body: Option<String>) -> Self {
+            Action { method: method.to_owned(), path: path.into(), body }
+        }
+    }
+}
+
+/// The endpoint world: requests under `/api/v1/ext/{plugin}/`.
+#[cfg(feature = "endpoint")]
+pub mod endpoint {
+    pub use crate::bindings::Guest as Endpoint;
+}
 
 /// Logging into Sigil's log (needs the `log` grant).
 pub mod log {
@@ -78,6 +208,7 @@ pub mod clock {
 }
 
 /// The validator world.
+#[cfg(feature = "validator")]
 pub mod validator {
     pub use crate::bindings::Guest as Validator;
     pub use crate::bindings::sigil::plugin::types::Kv;

@@ -2,22 +2,17 @@
 //! (default: config `default_days`, else 30), grouped by profile. It reads them through the
 //! `sigil-api` interface, as itself (configure `permissions = ["certificates:read"]`).
 
-wit_bindgen::generate!({ world: "endpoint", path: "../../wit" });
-
-use sigil::plugin::types::Kv;
-use sigil::plugin::{config, sigil_api};
+use sigil_plugin_sdk::endpoint::Endpoint;
+use sigil_plugin_sdk::http::{self, HttpRequest, HttpResponse, response};
+use sigil_plugin_sdk::{api, config};
 
 struct Report;
 
 fn json(status: u16, v: serde_json::Value) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: vec![Kv { key: "content-type".into(), value: "application/json".into() }],
-        body: v.to_string().into_bytes(),
-    }
+    response(status, "application/json", v.to_string().into_bytes())
 }
 
-impl Guest for Report {
+impl Endpoint for Report {
     fn handle(request: HttpRequest) -> HttpResponse {
         if request.method != "GET" || request.path != "/expiring" {
             return json(404, serde_json::json!({"error": "try GET /expiring?days=N"}));
@@ -27,16 +22,12 @@ impl Guest for Report {
             .split('&')
             .find_map(|kv| kv.strip_prefix("days="))
             .and_then(|d| d.parse().ok())
-            .or_else(|| config::get("default_days").and_then(|d| d.parse().ok()))
-            .unwrap_or(30);
+            .unwrap_or_else(|| config::get_or("default_days", 30));
         let call = HttpRequest {
-            method: "GET".into(),
-            path: "/api/v1/certificates".into(),
             query: format!("expiring_within_days={days}&sort=not_after&limit=500"),
-            headers: vec![],
-            body: vec![],
+            ..http::request("GET", "/api/v1/certificates")
         };
-        let resp = match sigil_api::call(&call) {
+        let resp = match api::call(&call) {
             Ok(r) => r,
             Err(e) => return json(502, serde_json::json!({"error": e})),
         };
@@ -66,4 +57,4 @@ impl Guest for Report {
     }
 }
 
-export!(Report);
+sigil_plugin_sdk::export_endpoint!(Report);

@@ -1,27 +1,20 @@
 //! Posts each lifecycle event it is subscribed to (typically `certificate.revoked`) as JSON to the
 //! webhook in config `url`; the host lets it reach only the origins in its `allowed_hosts`.
 
-wit_bindgen::generate!({ world: "workflow", path: "../../wit" });
-
-use sigil::plugin::types::{HttpRequest, Kv};
-use sigil::plugin::{config, outbound_http};
+use sigil_plugin_sdk::http::json_request;
+use sigil_plugin_sdk::workflow::{Action, Event, Workflow};
+use sigil_plugin_sdk::{config, outbound};
 
 struct Notifier;
 
-impl Guest for Notifier {
+impl Workflow for Notifier {
     fn on_event(event: Event) -> Result<Vec<Action>, String> {
         let url = config::get("url").ok_or("config `url` is missing")?;
         let body = format!(
             "{{\"event\":\"{}\",\"object_type\":\"{}\",\"object_id\":\"{}\",\"details\":{}}}",
             event.kind, event.object_type, event.object_id, event.json
         );
-        let resp = outbound_http::send(&HttpRequest {
-            method: "POST".into(),
-            path: url,
-            query: String::new(),
-            headers: vec![Kv { key: "content-type".into(), value: "application/json".into() }],
-            body: body.into_bytes(),
-        })?;
+        let resp = outbound::send(&json_request("POST", &url, body))?;
         if resp.status >= 300 {
             return Err(format!("the webhook answered {}", resp.status));
         }
@@ -29,4 +22,4 @@ impl Guest for Notifier {
     }
 }
 
-export!(Notifier);
+sigil_plugin_sdk::export_workflow!(Notifier);

@@ -3,9 +3,8 @@
 //! The host carries the action out under the plugin's permissions (`certificates:update`) and
 //! audits it as the plugin.
 
-wit_bindgen::generate!({ world: "workflow", path: "../../wit" });
-
-use sigil::plugin::config;
+use sigil_plugin_sdk::config;
+use sigil_plugin_sdk::workflow::{Action, Event, Workflow};
 
 struct Tagger;
 
@@ -14,23 +13,23 @@ fn reason(json: &str) -> &str {
     json.split("\"reason\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("unspecified")
 }
 
-impl Guest for Tagger {
+impl Workflow for Tagger {
     fn on_event(event: Event) -> Result<Vec<Action>, String> {
         if event.object_type != "certificate" {
             return Ok(vec![]);
         }
-        let notify = config::get("notify").unwrap_or_else(|| "security-team".into());
+        let notify: String = config::get_or("notify", "security-team".to_owned());
         let body = format!(
             "{{\"metadata\":{{\"notify\":\"{notify}\",\"notify_reason\":\"{}: {}\"}}}}",
             event.kind,
             reason(&event.json)
         );
-        Ok(vec![Action {
-            method: "PATCH".into(),
-            path: format!("/api/v1/certificates/{}", event.object_id),
-            body: Some(body),
-        }])
+        Ok(vec![Action::call(
+            "PATCH",
+            format!("/api/v1/certificates/{}", event.object_id),
+            Some(body),
+        )])
     }
 }
 
-export!(Tagger);
+sigil_plugin_sdk::export_workflow!(Tagger);
