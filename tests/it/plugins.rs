@@ -684,6 +684,7 @@ async fn https_webhooks_are_reached_only_through_the_plugins_ca_file() {
     let untrusting = &status[1];
     assert_eq!(untrusting["id"], "untrusting");
     assert_eq!(untrusting["faults"], 1, "{status}");
+    assert!(untrusting["last_error"].as_str().unwrap().contains("UnknownIssuer"), "{status}");
     assert!(rx.try_recv().is_err(), "only the trusting plugin delivered");
     s.stop().await;
 }

@@ -77,7 +77,7 @@ impl Outbound {
         for kv in r.headers {
             req = req.header(kv.key, kv.value);
         }
-        let mut resp = req.send().await.map_err(|e| format!("request failed: {e}"))?;
+        let mut resp = req.send().await.map_err(|e| format!("request failed: {}", chain(&e)))?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -97,6 +97,22 @@ impl Outbound {
         }
         Ok(HttpResponse { status, headers, body })
     }
+}
+
+/// An error with its causes, so a plugin author sees why (`invalid peer certificate:
+/// UnknownIssuer`) and not only that a request failed.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 impl crate::bindings::workflow::sigil::plugin::outbound_http::Host for State {
