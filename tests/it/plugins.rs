@@ -511,13 +511,9 @@ async fn a_workflow_plugin_acts_on_lifecycle_events_as_itself() {
     }
 }
 
-#[tokio::test]
-async fn a_workflow_notifies_a_webhook_only_on_its_allowlist() {
-    use reqwest::Method;
-    use serde_json::json;
-    use sigil_tests::{Options, TestServer, json as body, openssl_csr};
-    // A webhook receiver on loopback.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(8);
+/// A webhook receiver: `POST /hook` bodies arrive on the returned channel.
+fn hook_app() -> (axum::Router, tokio::sync::mpsc::Receiver<String>) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(8);
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(move |b: String| {
@@ -528,6 +524,55 @@ async fn a_workflow_notifies_a_webhook_only_on_its_allowlist() {
             }
         }),
     );
+    (app, rx)
+}
+
+/// Issues a certificate and revokes it with `reason`; returns its id.
+async fn issue_and_revoke(s: &sigil_tests::TestServer, reason: &str) -> String {
+    use reqwest::Method;
+    let tmp = tempfile::tempdir().unwrap();
+    let (csr, _) = sigil_tests::openssl_csr(tmp.path(), "w", "ec:P-256", "/CN=w", None);
+    let (_, c) = sigil_tests::json(
+        s.admin(Method::POST, "/api/v1/certificates")
+            .json(&serde_json::json!({"csr": csr, "profile": "tls-client"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    let r = s
+        .admin(Method::POST, &format!("/api/v1/certificates/{id}/revoke"))
+        .json(&serde_json::json!({"reason": reason}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    id
+}
+
+/// `GET /api/v1/plugins`, polled until the plugin at `index` has a fault (or 2.5 s passed).
+async fn plugins_once_faulted(s: &sigil_tests::TestServer, index: usize) -> serde_json::Value {
+    let mut status = serde_json::json!([]);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = sigil_tests::json(
+            s.admin(reqwest::Method::GET, "/api/v1/plugins").send().await.unwrap(),
+        )
+        .await
+        .1;
+        if status[index]["faults"] == 1 {
+            break;
+        }
+    }
+    status
+}
+
+#[tokio::test]
+async fn a_workflow_notifies_a_webhook_only_on_its_allowlist() {
+    use sigil_tests::{Options, TestServer};
+    // A webhook receiver on loopback.
+    let (app, mut rx) = hook_app();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook = format!("http://{}/hook", listener.local_addr().unwrap());
     let origin = format!("http://{}", listener.local_addr().unwrap());
@@ -544,22 +589,7 @@ async fn a_workflow_notifies_a_webhook_only_on_its_allowlist() {
     };
     let toml = plugin("notify", &origin) + &plugin("blocked", "http://127.0.0.2:9");
     let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (csr, _) = openssl_csr(tmp.path(), "n", "ec:P-256", "/CN=n", None);
-    let (_, c) = body(
-        s.admin(Method::POST, "/api/v1/certificates")
-            .json(&json!({"csr": csr, "profile": "tls-client"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let id = c["id"].as_str().unwrap().to_owned();
-    s.admin(Method::POST, &format!("/api/v1/certificates/{id}/revoke"))
-        .json(&json!({"reason": "superseded"}))
-        .send()
-        .await
-        .unwrap();
+    let id = issue_and_revoke(&s, "superseded").await;
     let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
     let got: serde_json::Value = serde_json::from_str(&got).unwrap();
     assert_eq!(
@@ -568,14 +598,7 @@ async fn a_workflow_notifies_a_webhook_only_on_its_allowlist() {
     );
     assert_eq!(got["details"]["reason"], "superseded");
     // The plugin whose allowlist does not include the webhook could not reach it.
-    let mut status = json!([]);
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        status = body(s.admin(Method::GET, "/api/v1/plugins").send().await.unwrap()).await.1;
-        if status[0]["faults"] == 1 {
-            break;
-        }
-    }
+    let status = plugins_once_faulted(&s, 0).await;
     let blocked = &status[0];
     assert_eq!(blocked["id"], "blocked");
     assert_eq!(blocked["faults"], 1, "{status}");
@@ -607,17 +630,7 @@ async fn https_hook() -> (String, String, tokio::sync::mpsc::Receiver<String>) {
             rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
         )
         .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel::<String>(8);
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |b: String| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(b).await;
-                "ok"
-            }
-        }),
-    );
+    let (app, rx) = hook_app();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let url = format!("https://{}/hook", listener.local_addr().unwrap());
@@ -630,9 +643,7 @@ async fn https_hook() -> (String, String, tokio::sync::mpsc::Receiver<String>) {
 
 #[tokio::test]
 async fn https_webhooks_are_reached_only_through_the_plugins_ca_file() {
-    use reqwest::Method;
-    use serde_json::json;
-    use sigil_tests::{Options, TestServer, json as body, openssl_csr};
+    use sigil_tests::{Options, TestServer};
     let (ca_pem, hook, mut rx) = https_hook().await;
     let origin = hook.trim_end_matches("/hook").to_owned();
     let tmp = tempfile::tempdir().unwrap();
@@ -651,32 +662,11 @@ async fn https_webhooks_are_reached_only_through_the_plugins_ca_file() {
         + &plugin("untrusting", "");
     let db = sigil_tests::TestDb::sqlite();
     let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
-    let (csr, _) = openssl_csr(tmp.path(), "h", "ec:P-256", "/CN=h", None);
-    let (_, c) = body(
-        s.admin(Method::POST, "/api/v1/certificates")
-            .json(&json!({"csr": csr, "profile": "tls-client"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let id = c["id"].as_str().unwrap().to_owned();
-    s.admin(Method::POST, &format!("/api/v1/certificates/{id}/revoke"))
-        .json(&json!({"reason": "keyCompromise"}))
-        .send()
-        .await
-        .unwrap();
+    let id = issue_and_revoke(&s, "keyCompromise").await;
     let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
     let got: serde_json::Value = serde_json::from_str(&got).unwrap();
     assert_eq!(got["object_id"].as_str(), Some(id.as_str()));
-    let mut status = json!([]);
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        status = body(s.admin(Method::GET, "/api/v1/plugins").send().await.unwrap()).await.1;
-        if status[1]["faults"] == 1 {
-            break;
-        }
-    }
+    let status = plugins_once_faulted(&s, 1).await;
     assert_eq!(
         (status[0]["id"].as_str(), status[0]["faults"].as_u64()),
         (Some("trusting"), Some(0))
