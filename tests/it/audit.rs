@@ -30,13 +30,7 @@ async fn every_change_is_audited_with_its_actor_and_queryable() {
         let k = s.create_key(json!({"name": "watched", "permissions": ["audit:read"]})).await;
         let id = k["id"].as_str().unwrap();
         s.admin(Method::DELETE, &format!("/api/v1/api-keys/{id}")).send().await.unwrap();
-        let (_, trail) = json(
-            s.admin(Method::GET, &format!("/api/v1/audit/objects/api_key/{id}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let trail = s.trail("api_key", id).await;
         let actions: Vec<_> = trail["items"]
             .as_array()
             .unwrap()

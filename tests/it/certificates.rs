@@ -224,19 +224,7 @@ async fn suspension_shows_as_certificate_hold_until_reactivated_and_revocation_i
         let (st, b) = json(act("revoke", json!({"reason": "because"})).await.unwrap()).await;
         assert_eq!((st, b["code"].as_str()), (400, Some("invalid_reason")));
         // Every step is on the object's trail.
-        let (_, trail) = json(
-            s.admin(Method::GET, &format!("/api/v1/audit/objects/certificate/{id}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        let actions: Vec<_> = trail["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["action"].as_str().unwrap())
-            .collect();
+        let actions = s.trail_actions("certificate", id).await;
         assert_eq!(
             actions,
             [

@@ -110,16 +110,7 @@ async fn a_key_created_on_the_command_line_is_honoured_and_revoked_by_the_server
             s.req(Method::GET, "/api/v1/api-keys", secret).send().await.unwrap().status(),
             401
         );
-        let (_, trail) = sigil_tests::json(
-            s.admin(
-                Method::GET,
-                &format!("/api/v1/audit/objects/api_key/{}", k["id"].as_str().unwrap()),
-            )
-            .send()
-            .await
-            .unwrap(),
-        )
-        .await;
+        let trail = s.trail("api_key", k["id"].as_str().unwrap()).await;
         assert_eq!(trail["items"][1]["actor"]["kind"], "cli");
         s.stop().await;
         db.cleanup().await;

@@ -139,16 +139,7 @@ async fn exposure_changed_through_the_api_applies_on_every_node_and_is_audited()
             b.req(Method::GET, "/api/v1/permissions", &admin).send().await.unwrap().status(),
             200
         );
-        let (_, trail) = json(
-            a.admin(Method::GET, "/api/v1/audit/objects/setting/exposure").send().await.unwrap(),
-        )
-        .await;
-        let actions: Vec<_> = trail["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["action"].as_str().unwrap())
-            .collect();
+        let actions = a.trail_actions("setting", "exposure").await;
         assert_eq!(actions, ["exposure.update", "exposure.reset"]);
         a.stop().await;
         b.stop().await;

@@ -162,19 +162,7 @@ async fn a_key_bound_to_an_operator_is_limited_by_its_roles_and_stops_when_disab
         )
         .await;
         assert_eq!(l["items"].as_array().unwrap().len(), 1);
-        let (_, trail) = json(
-            s.admin(Method::GET, &format!("/api/v1/audit/objects/operator/{op_id}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        let actions: Vec<_> = trail["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["action"].as_str().unwrap())
-            .collect();
+        let actions = s.trail_actions("operator", op_id).await;
         assert_eq!(
             actions,
             ["operator.create", "operator.disable", "operator.enable", "operator.update"]

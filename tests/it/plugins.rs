@@ -493,13 +493,7 @@ async fn a_workflow_plugin_acts_on_lifecycle_events_as_itself() {
             meta,
             json!({"notify": "pki-ops", "notify_reason": "certificate.revoked: keyCompromise"})
         );
-        let (_, trail) = body(
-            s.admin(Method::GET, &format!("/api/v1/audit/objects/certificate/{id}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let trail = s.trail("certificate", &id).await;
         let last = trail["items"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(
             (last["action"].as_str(), last["actor"]["kind"].as_str(), last["actor"]["id"].as_str()),

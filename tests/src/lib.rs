@@ -124,6 +124,26 @@ impl TestServer {
         r.json().await.unwrap()
     }
 
+    /// The audit trail of one object (`GET /api/v1/audit/objects/{type}/{id}`), as the
+    /// administrator; the call must succeed.
+    pub async fn trail(&self, object_type: &str, id: &str) -> Value {
+        let path = format!("/api/v1/audit/objects/{object_type}/{id}");
+        let (status, trail) = json(self.admin(Method::GET, &path).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{trail}");
+        trail
+    }
+
+    /// The actions on one object's audit trail, oldest first.
+    pub async fn trail_actions(&self, object_type: &str, id: &str) -> Vec<String> {
+        let trail = self.trail(object_type, id).await;
+        trail["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// A second connection to the server's database, for inspection and tampering.
     pub async fn db(&self) -> SqlStore {
         let mut o = TestDb::sqlite().options();
