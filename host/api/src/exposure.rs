@@ -145,6 +145,10 @@ pub struct Exposure {
     endpoints: Vec<(Method, String)>,
     file: ExposureConfig,
     current: RwLock<Arc<Table>>,
+    /// Held from reading the stored override to installing it. Without it the periodic refresh
+    /// can read the old value, lose the race to an API write that installs the new one, and
+    /// then install the old one over it until its next tick.
+    syncing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -167,7 +171,12 @@ impl Exposure {
         config: ExposureConfig,
     ) -> Result<Self, ExposureError> {
         let table = Self::compile(&endpoints, config.clone(), Source::File, None)?;
-        Ok(Self { endpoints, file: config, current: RwLock::new(Arc::new(table)) })
+        Ok(Self {
+            endpoints,
+            file: config,
+            current: RwLock::new(Arc::new(table)),
+            syncing: tokio::sync::Mutex::new(()),
+        })
     }
 
     fn compile(
@@ -242,6 +251,12 @@ impl Exposure {
             }
         }
         Ok(())
+    }
+
+    /// Hold this while reading the stored override and passing it to [`Exposure::sync`], so that
+    /// two readers cannot install their values in the opposite order of their reads.
+    pub async fn sync_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.syncing.lock().await
     }
 
     /// Makes the stored override (`None`: the file) current if it differs from what is in force.

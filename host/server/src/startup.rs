@@ -308,6 +308,7 @@ fn refresh_settings(
         let mut t = tokio::time::interval(every);
         loop {
             t.tick().await;
+            let _sync = exposure.sync_guard().await;
             match settings.exposure_raw().await {
                 Ok(raw) => {
                     if let Err(e) = exposure.sync(raw.as_deref()) {

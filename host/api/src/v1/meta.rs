@@ -82,6 +82,7 @@ async fn put_exposure(
     st.exposure.validate_update(&cfg).map_err(exposure_error)?;
     let value = serde_json::to_value(&cfg)
         .map_err(|e| ApiError::bad_request("invalid_exposure", e.to_string()))?;
+    let _sync = st.exposure.sync_guard().await;
     st.settings.put_exposure(&cap, &value).await?;
     let raw = st.settings.exposure_raw().await?;
     st.exposure.sync(raw.as_deref()).map_err(exposure_error)?;
@@ -96,6 +97,7 @@ async fn reset_exposure(
     State(st): State<AppState>,
     Authorized(cap): Authorized<perm::ExposureUpdate>,
 ) -> Result<axum::Json<ExposureView>, ApiError> {
+    let _sync = st.exposure.sync_guard().await;
     st.settings.reset_exposure(&cap).await?;
     st.exposure.sync(None).map_err(exposure_error)?;
     Ok(axum::Json(view(&st)))
