@@ -1,8 +1,8 @@
 //! `sigil-plugin-sdk`: write a Sigil plugin as a plain Rust impl.
 //!
 //! The generated WIT bindings stay hidden; a plugin implements a trait per world and exports it
-//! with one macro. Choose the world with a feature: `validator` (default), `workflow` or
-//! `endpoint` (exactly one). Build with `cargo build --release --target wasm32-wasip2`; the result is a
+//! with one macro. Choose the world with a feature: `validator` (default), `workflow`,
+//! `endpoint` or `ca-connector` (exactly one). Build with `cargo build --release --target wasm32-wasip2`; the result is a
 //! component Sigil loads (see `sdk/README.md`).
 //!
 //! ```ignore
@@ -25,14 +25,22 @@
 #[cfg(any(
     all(feature = "validator", feature = "workflow"),
     all(feature = "validator", feature = "endpoint"),
+    all(feature = "validator", feature = "ca-connector"),
     all(feature = "workflow", feature = "endpoint"),
+    all(feature = "workflow", feature = "ca-connector"),
+    all(feature = "endpoint", feature = "ca-connector"),
 ))]
 compile_error!(
-    "a plugin targets one world: enable exactly one of the features `validator`, `workflow`, `endpoint` (use default-features = false)"
+    "a plugin targets one world: enable exactly one of the features `validator`, `workflow`, `endpoint`, `ca-connector` (use default-features = false)"
 );
 
-#[cfg(not(any(feature = "validator", feature = "workflow", feature = "endpoint")))]
-compile_error!("enable one of the features `validator`, `workflow`, `endpoint`");
+#[cfg(not(any(
+    feature = "validator",
+    feature = "workflow",
+    feature = "endpoint",
+    feature = "ca-connector"
+)))]
+compile_error!("enable one of the features `validator`, `workflow`, `endpoint`, `ca-connector`");
 
 // One component targets one world, so the SDK generates the bindings of the world its feature
 // selects (two worlds in one module would merge into a component that claims both).
@@ -75,6 +83,23 @@ pub mod bindings {
     });
 }
 
+#[cfg(feature = "ca-connector")]
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "ca-connector",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_ca_connector",
+        default_bindings_module: "sigil_plugin_sdk::bindings",
+    });
+}
+
+/// Exports a type implementing [`connector::CaConnector`] as the plugin.
+#[cfg(feature = "ca-connector")]
+pub use bindings::export_ca_connector;
+
 /// Exports a type implementing [`validator::Validator`] as the plugin.
 #[cfg(feature = "validator")]
 pub use bindings::export_validator;
@@ -88,7 +113,7 @@ pub use bindings::export_workflow;
 pub use bindings::export_endpoint;
 
 /// HTTP request and response records shared by `outbound-http`, `sigil-api` and endpoints.
-#[cfg(any(feature = "workflow", feature = "endpoint"))]
+#[cfg(any(feature = "workflow", feature = "endpoint", feature = "ca-connector"))]
 pub mod http {
     pub use crate::bindings::sigil::plugin::types::{HttpRequest, HttpResponse, Kv};
 
@@ -124,7 +149,7 @@ pub mod http {
 
 /// Requests to the origins in the plugin's `allowed_hosts` (needs the `outbound-http` grant;
 /// HTTPS trusts only the plugin's `ca_file`).
-#[cfg(feature = "workflow")]
+#[cfg(any(feature = "workflow", feature = "ca-connector"))]
 pub mod outbound {
     use crate::http::{HttpRequest, HttpResponse};
 
@@ -157,6 +182,74 @@ pub mod workflow {
         pub fn call(method: &str, path: impl Into<String>, body: Option<String>) -> Self {
             Action { method: method.to_owned(), path: path.into(), body }
         }
+    }
+}
+
+/// The CA connector world: Sigil's profiles route issuance and revocation to an external CA.
+///
+/// The host checks every certificate `issue` returns (requested key, issuer, signature) and
+/// records the serial and validity the CA chose. `revoke` must be idempotent: Sigil calls it
+/// again when a retry follows a failure.
+#[cfg(feature = "ca-connector")]
+pub mod connector {
+    pub use crate::bindings::Guest as CaConnector;
+    pub use crate::bindings::sigil::plugin::connector::{
+        CertificateRef, ConnectorInfo, IssueRequest, Issued,
+    };
+    pub use crate::bindings::sigil::plugin::types::Kv;
+
+    impl IssueRequest {
+        /// The first subject attribute named `name` (`CN`, `O`, …).
+        pub fn attribute(&self, name: &str) -> Option<&str> {
+            self.subject.iter().find(|kv| kv.key == name).map(|kv| kv.value.as_str())
+        }
+
+        /// DNS names and IP addresses among the SANs (what most CAs call `hosts`).
+        pub fn hosts(&self) -> Vec<&str> {
+            self.sans
+                .iter()
+                .filter_map(|s| s.strip_prefix("dns:").or_else(|| s.strip_prefix("ip:")))
+                .collect()
+        }
+    }
+}
+
+/// PEM encoding and decoding (external CAs speak PEM; the WIT carries DER).
+pub mod pem {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
+    /// `der` as a PEM block labelled `label` (`CERTIFICATE`, `CERTIFICATE REQUEST`, …).
+    pub fn encode(label: &str, der: &[u8]) -> String {
+        let b64 = STANDARD.encode(der);
+        let mut out = format!("-----BEGIN {label}-----\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(chunk));
+            out.push('\n');
+        }
+        out.push_str(&format!("-----END {label}-----\n"));
+        out
+    }
+
+    /// Every block labelled `label` in `text`, decoded, in order.
+    pub fn decode_all(label: &str, text: &str) -> Result<Vec<Vec<u8>>, String> {
+        let begin = format!("-----BEGIN {label}-----");
+        let end = format!("-----END {label}-----");
+        let mut out = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find(&begin) {
+            let body = &rest[start + begin.len()..];
+            let stop = body.find(&end).ok_or_else(|| format!("unterminated {label} block"))?;
+            let b64: String = body[..stop].chars().filter(|c| !c.is_whitespace()).collect();
+            out.push(STANDARD.decode(b64).map_err(|e| format!("{label}: bad base64: {e}"))?);
+            rest = &body[stop + end.len()..];
+        }
+        Ok(out)
+    }
+
+    /// The first block labelled `label` in `text`, decoded.
+    pub fn decode(label: &str, text: &str) -> Result<Vec<u8>, String> {
+        decode_all(label, text)?.into_iter().next().ok_or_else(|| format!("no {label} block"))
     }
 }
 

@@ -7,6 +7,7 @@ mod apikeys;
 mod audit;
 mod certificates;
 mod cli;
+mod connector;
 mod exposure;
 mod http;
 mod mtls;

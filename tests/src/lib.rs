@@ -5,6 +5,8 @@
 //! PostgreSQL when `SIGIL_TEST_DATABASE_URL` names a server (a fresh database per test).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support
 
+pub mod cfssl;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 
@@ -20,7 +22,7 @@ pub async fn backends() -> Vec<TestDb> {
     TestDb::all().await
 }
 
-fn install_crypto() {
+pub(crate) fn install_crypto() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -23,6 +23,41 @@ pub struct RevokedEntry {
     pub reason: RevocationReason,
 }
 
+/// What Sigil asks a back end to issue.
+#[derive(Debug, Clone, Copy)]
+pub struct IssueOrder<'a> {
+    /// What the profile decided.
+    pub content: &'a CertContent,
+    /// The serial Sigil chose (a back end that chooses its own ignores it).
+    pub serial: &'a [u8],
+    /// The PKCS#10 request, DER (empty for a same-key renewal, which has none).
+    pub csr_der: &'a [u8],
+    /// The profile name.
+    pub profile: &'a str,
+}
+
+/// What a back end issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Its serial (the back end's own for an external CA).
+    pub serial: Vec<u8>,
+    /// notBefore as issued.
+    pub not_before: OffsetDateTime,
+    /// notAfter as issued.
+    pub not_after: OffsetDateTime,
+}
+
+/// A certificate a back end issued, for revocation and holds.
+#[derive(Debug, Clone, Copy)]
+pub struct IssuedRef<'a> {
+    /// Serial, lowercase hex.
+    pub serial: &'a str,
+    /// The certificate, DER.
+    pub der: &'a [u8],
+}
+
 /// A CA back end.
 #[async_trait]
 pub trait Issuer: Send + Sync {
@@ -34,8 +69,30 @@ pub trait Issuer: Send + Sync {
     fn ca_certificate(&self) -> &[u8];
     /// The chain above the end entity: issuing CA first, root last.
     fn chain(&self) -> &[Vec<u8>];
-    /// Signs a certificate with `content` and `serial`; returns its DER.
-    async fn issue(&self, content: &CertContent, serial: &[u8]) -> Result<Vec<u8>>;
+    /// Issues a certificate for `order`.
+    async fn issue(&self, order: &IssueOrder<'_>) -> Result<Issued>;
+    /// Whether Sigil signs this back end's CRL and OCSP responses (it holds the key). An
+    /// external CA publishes its own status; Sigil then only tells it about changes.
+    fn publishes_status(&self) -> bool {
+        true
+    }
+    /// Whether certificates of this back end can be put on hold and released.
+    fn supports_suspension(&self) -> bool {
+        true
+    }
+    /// Tells the back end a certificate is revoked, before Sigil records it (an error leaves it
+    /// unchanged). A back end whose status Sigil publishes has nothing to do.
+    async fn revoke(&self, _cert: IssuedRef<'_>, _reason: RevocationReason) -> Result<()> {
+        Ok(())
+    }
+    /// Tells the back end a certificate is on hold, before Sigil records it.
+    async fn suspend(&self, _cert: IssuedRef<'_>) -> Result<()> {
+        Ok(())
+    }
+    /// Tells the back end a hold is lifted, before Sigil records it.
+    async fn reactivate(&self, _cert: IssuedRef<'_>) -> Result<()> {
+        Ok(())
+    }
     /// Signs `message` with the CA key (for OCSP responses Sigil makes on the CA's behalf).
     /// Returns the signature and the DER AlgorithmIdentifier of the signature algorithm.
     fn sign(&self, message: &[u8]) -> Result<(Vec<u8>, Vec<u8>)>;
@@ -87,10 +144,20 @@ pub trait CaFactory: Send + Sync {
     fn load(&self, rec: &CaRecord) -> Result<Arc<dyn Issuer>>;
 }
 
-/// The CA back ends in service, by id.
+/// Back ends that come and go at run time (CA connector plugins, swapped on reload).
+pub trait IssuerSource: Send + Sync {
+    /// The back end `id`, if this source serves it now.
+    fn issuer(&self, id: &str) -> Option<Arc<dyn Issuer>>;
+    /// Every back end it serves now.
+    fn issuers(&self) -> Vec<Arc<dyn Issuer>>;
+}
+
+/// The CA back ends in service, by id: the stored (built-in) CAs, then those of the dynamic
+/// source. A stored CA wins over a plugin of the same id.
 #[derive(Default)]
 pub struct Issuers {
     map: RwLock<BTreeMap<String, Arc<dyn Issuer>>>,
+    source: RwLock<Option<Arc<dyn IssuerSource>>>,
 }
 
 impl std::fmt::Debug for Issuers {
@@ -107,23 +174,50 @@ impl Issuers {
         }
     }
 
+    /// Connects the dynamic source (or disconnects it, with `None`, at shutdown: the source
+    /// may hold what holds this).
+    pub fn set_source(&self, source: Option<Arc<dyn IssuerSource>>) {
+        if let Ok(mut s) = self.source.write() {
+            *s = source;
+        }
+    }
+
+    fn source(&self) -> Option<Arc<dyn IssuerSource>> {
+        self.source.read().ok().and_then(|s| s.clone())
+    }
+
     /// The back end `id`.
     pub fn get(&self, id: &str) -> Result<Arc<dyn Issuer>> {
         self.map
             .read()
             .ok()
             .and_then(|m| m.get(id).cloned())
+            .or_else(|| self.source().and_then(|s| s.issuer(id)))
             .ok_or_else(|| CoreError::invalid("unknown_ca", format!("no CA back end `{id}`")))
     }
 
-    /// All ids.
+    /// All ids, sorted.
     pub fn ids(&self) -> Vec<String> {
-        self.map.read().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        self.all().iter().map(|i| i.id().to_owned()).collect()
     }
 
-    /// All back ends.
+    /// All back ends, sorted by id.
     pub fn all(&self) -> Vec<Arc<dyn Issuer>> {
-        self.map.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        let mut out: BTreeMap<String, Arc<dyn Issuer>> = BTreeMap::new();
+        if let Some(s) = self.source() {
+            for i in s.issuers() {
+                out.insert(i.id().to_owned(), i);
+            }
+        }
+        if let Ok(m) = self.map.read() {
+            out.extend(m.iter().map(|(k, v)| (k.clone(), Arc::clone(v))));
+        }
+        out.into_values().collect()
+    }
+
+    /// The back ends whose CRL and OCSP Sigil signs.
+    pub fn publishing(&self) -> Vec<Arc<dyn Issuer>> {
+        self.all().into_iter().filter(|i| i.publishes_status()).collect()
     }
 }
 

@@ -12,7 +12,7 @@ use rcgen::{
     SubjectPublicKeyInfo,
 };
 use rustls_pki_types::CertificateDer;
-use sigil_core::ca::{CaFactory, CaRecord, Issuer as CoreIssuer, RevokedEntry};
+use sigil_core::ca::{CaFactory, CaRecord, IssueOrder, Issued, Issuer as CoreIssuer, RevokedEntry};
 use sigil_core::cert::{KeyType, NameAttribute, RevocationReason, San};
 use sigil_core::profile::CertContent;
 use sigil_core::{CoreError, Result};
@@ -234,13 +234,19 @@ impl CoreIssuer for BuiltinCa {
         &self.chain
     }
 
-    async fn issue(&self, content: &CertContent, serial: &[u8]) -> Result<Vec<u8>> {
-        let params = self.leaf_params(content, serial)?;
+    async fn issue(&self, order: &IssueOrder<'_>) -> Result<Issued> {
+        let content = order.content;
+        let params = self.leaf_params(content, order.serial)?;
         let spki = SubjectPublicKeyInfo::from_der(&content.spki_der).map_err(|e| {
             CoreError::invalid("key_not_allowed", format!("unsupported public key: {e}"))
         })?;
         let cert = params.signed_by(&spki, &self.issuer).map_err(internal)?;
-        Ok(cert.der().to_vec())
+        Ok(Issued {
+            der: cert.der().to_vec(),
+            serial: order.serial.to_vec(),
+            not_before: content.not_before,
+            not_after: content.not_after,
+        })
     }
 
     fn sign(&self, message: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
@@ -466,7 +472,15 @@ mod tests {
                 built_in_profiles().into_iter().find(|(n, _)| n == "tls-server").unwrap();
             let content = spec.apply(&csr, OffsetDateTime::now_utc()).unwrap();
             let serial = crate::localca::random_serial();
-            let der = ca.issue(&content, &serial).await.unwrap();
+            let order = IssueOrder {
+                content: &content,
+                serial: &serial,
+                csr_der: &csr.der,
+                profile: "tls-server",
+            };
+            let issued = ca.issue(&order).await.unwrap();
+            assert_eq!(issued.serial, serial);
+            let der = issued.der;
             let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
             std::fs::write(p("leaf.pem"), crate::pem::encode("CERTIFICATE", &der)).unwrap();
             std::fs::write(p("issuing.pem"), crate::pem::encode("CERTIFICATE", &rec.cert_der))

@@ -236,8 +236,9 @@ fn yes() -> bool {
     true
 }
 
-/// `[plugins.load.<id>]`.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+/// `[plugins.load.<id>]`. Its `Debug` shows config keys, not values: plugin configuration
+/// carries credentials (a CA's HMAC key, a webhook token).
+#[derive(Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginEntry {
     /// The component (`.wasm`), absolute or relative to the working directory.
@@ -278,6 +279,25 @@ pub struct PluginEntry {
     /// default: HTTPS origins fail until their issuing CA is listed here).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PluginEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginEntry")
+            .field("file", &self.file)
+            .field("grants", &self.grants)
+            .field("hooks", &self.hooks)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("memory_mib", &self.memory_mib)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("fail_open", &self.fail_open)
+            .field("enabled", &self.enabled)
+            .field("config_keys", &self.config.keys().collect::<Vec<_>>())
+            .field("permissions", &self.permissions)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 /// `[plugins]`.

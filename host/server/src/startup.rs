@@ -179,6 +179,8 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     // A plugin that fails to load is reported on GET /api/v1/plugins; it does not stop the server.
     registry.apply(crate::plugins::specs(cfg)).await;
     let svc = services(cfg, store, registry.clone(), registry.clone()).await?;
+    // CA connector plugins serve as back ends under their plugin ids, swapped with the set.
+    svc.certificates.issuers().set_source(Some(registry.clone()));
     let plugin_host =
         Arc::new(crate::plugins::PluginHost::new(registry.clone(), cfg.source.clone()));
     if let Some(admin) = svc.api_keys.bootstrap_admin().await? {

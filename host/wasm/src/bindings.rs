@@ -39,3 +39,19 @@ pub(crate) mod workflow {
         },
     });
 }
+
+pub(crate) mod connector {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "ca-connector",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "sigil:plugin/types": super::validator::sigil::plugin::types,
+            "sigil:plugin/log": super::validator::sigil::plugin::log,
+            "sigil:plugin/config": super::validator::sigil::plugin::config,
+            "sigil:plugin/clock": super::validator::sigil::plugin::clock,
+            "sigil:plugin/outbound-http": super::workflow::sigil::plugin::outbound_http,
+        },
+    });
+}

@@ -7,11 +7,12 @@
 //! concurrency limit. Host interfaces are capabilities: a plugin that imports one its
 //! configuration does not grant is refused at load, with the interface named.
 //!
-//! Implemented worlds: `validator`, `endpoint` (with the `sigil-api` interface) and `workflow`.
-//! The `ca-connector` world of `wit/` is recognised and refused as not yet supported.
+//! Worlds: `validator`, `endpoint` (with the `sigil-api` interface), `workflow`, and
+//! `ca-connector`, which serves as a CA back end (the core `Issuer` port) under its plugin id.
 //! `outbound-http` reaches only the origins in the plugin's `allowed_hosts`.
 
 mod bindings;
+mod connector;
 pub mod engine;
 pub mod error;
 mod host;
@@ -19,6 +20,7 @@ mod outbound;
 pub mod plugin;
 pub mod registry;
 
+pub use connector::serial_decimal;
 pub use engine::PluginEngine;
 pub use error::PluginError;
 pub use plugin::{LoadedPlugin, PluginPolicy, World};

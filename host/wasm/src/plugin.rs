@@ -9,6 +9,10 @@ use tokio::sync::Semaphore;
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
+use crate::bindings::connector::CaConnectorPre;
+pub use crate::bindings::connector::sigil::plugin::connector::{
+    CertificateRef, ConnectorInfo, IssueRequest, Issued,
+};
 use crate::bindings::endpoint::EndpointPre;
 use crate::bindings::validator::ValidatorPre;
 pub use crate::bindings::validator::sigil::plugin::types::Kv;
@@ -43,8 +47,8 @@ pub enum World {
     Workflow,
 }
 
-/// Limits and grants of one plugin.
-#[derive(Debug, Clone)]
+/// Limits and grants of one plugin. `Debug` shows config keys only: values may be credentials.
+#[derive(Clone)]
 pub struct PluginPolicy {
     /// Deadline of one call, ms.
     pub timeout_ms: u64,
@@ -64,6 +68,21 @@ pub struct PluginPolicy {
     pub ca_file: Option<std::path::PathBuf>,
 }
 
+impl std::fmt::Debug for PluginPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginPolicy")
+            .field("timeout_ms", &self.timeout_ms)
+            .field("memory_mib", &self.memory_mib)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("grants", &self.grants)
+            .field("config_keys", &self.config.keys().collect::<Vec<_>>())
+            .field("permissions", &self.permissions)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
 impl Default for PluginPolicy {
     fn default() -> Self {
         Self {
@@ -81,6 +100,7 @@ impl Default for PluginPolicy {
 
 enum Pre {
     Validator(ValidatorPre<State>),
+    Connector(CaConnectorPre<State>),
     Endpoint(EndpointPre<State>),
     Workflow(WorkflowPre<State>),
 }
@@ -143,6 +163,32 @@ impl LoadedPlugin {
             Some(e) => PluginError::Trap { plugin, message: format!("{e:#}") },
         }
     }
+}
+
+/// One call into a CA connector.
+#[derive(Debug, Clone, Copy)]
+pub enum ConnectorCall<'a> {
+    /// `info`.
+    Info,
+    /// `issue`.
+    Issue(&'a IssueRequest),
+    /// `revoke` with an RFC 5280 reason name.
+    Revoke(&'a CertificateRef, &'a str),
+    /// `suspend`.
+    Suspend(&'a CertificateRef),
+    /// `reactivate`.
+    Reactivate(&'a CertificateRef),
+}
+
+/// What a CA connector answered.
+#[derive(Debug, Clone)]
+pub enum ConnectorReply {
+    /// To `info`.
+    Info(ConnectorInfo),
+    /// To `issue`.
+    Issued(Issued),
+    /// To `revoke`, `suspend`, `reactivate`.
+    Done,
 }
 
 /// What a call cost.
@@ -223,11 +269,9 @@ impl PluginEngine {
             World::Workflow => Pre::Workflow(
                 WorkflowPre::new(instance_pre).map_err(|e| incompatible(format!("{e:#}")))?,
             ),
-            other => {
-                return Err(incompatible(format!(
-                    "the {other:?} world is not supported by this host yet"
-                )));
-            }
+            World::CaConnector => Pre::Connector(
+                CaConnectorPre::new(instance_pre).map_err(|e| incompatible(format!("{e:#}")))?,
+            ),
         };
         let principal = Arc::new(Principal {
             kind: ActorKind::Plugin,
@@ -362,6 +406,43 @@ impl PluginEngine {
         };
         match tokio::time::timeout(p.deadline(), call).await {
             Ok(Ok(Ok(actions))) => Ok(actions),
+            Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin: p.id.clone(), message }),
+            Ok(Err(e)) => Err(p.fault(&store, Some(e))),
+            Err(_) => Err(p.fault(&store, None)),
+        }
+    }
+
+    /// Runs one export of a CA connector in a fresh instance under its limits.
+    pub async fn connector(
+        &self,
+        p: &LoadedPlugin,
+        call: ConnectorCall<'_>,
+    ) -> Result<ConnectorReply, PluginError> {
+        let Pre::Connector(pre) = &p.pre else {
+            return Err(p.not_a("ca-connector"));
+        };
+        let _permit = p.permits.acquire().await.map_err(|e| PluginError::Engine(e.to_string()))?;
+        let mut store = self.store(p);
+        let run = async {
+            let b = pre.instantiate_async(&mut store).await?;
+            wasmtime::Result::Ok(match call {
+                ConnectorCall::Info => b.call_info(&mut store).await?.map(ConnectorReply::Info),
+                ConnectorCall::Issue(r) => {
+                    b.call_issue(&mut store, r).await?.map(ConnectorReply::Issued)
+                }
+                ConnectorCall::Revoke(c, reason) => {
+                    b.call_revoke(&mut store, c, reason).await?.map(|()| ConnectorReply::Done)
+                }
+                ConnectorCall::Suspend(c) => {
+                    b.call_suspend(&mut store, c).await?.map(|()| ConnectorReply::Done)
+                }
+                ConnectorCall::Reactivate(c) => {
+                    b.call_reactivate(&mut store, c).await?.map(|()| ConnectorReply::Done)
+                }
+            })
+        };
+        match tokio::time::timeout(p.deadline(), run).await {
+            Ok(Ok(Ok(reply))) => Ok(reply),
             Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin: p.id.clone(), message }),
             Ok(Err(e)) => Err(p.fault(&store, Some(e))),
             Err(_) => Err(p.fault(&store, None)),

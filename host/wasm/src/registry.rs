@@ -15,6 +15,7 @@ use sigil_core::ports::{
 };
 use sigil_core::{CoreError, Result};
 
+use crate::connector::PluginIssuer;
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
 use crate::plugin::{Kv, LoadedPlugin, PluginPolicy, Subject, Verdict, World};
@@ -34,11 +35,25 @@ pub struct PluginSpec {
     pub policy: PluginPolicy,
 }
 
+/// Calls and faults of one plugin, kept across reloads of the same version.
 #[derive(Default)]
-struct Counters {
+pub(crate) struct Counters {
     calls: AtomicU64,
     faults: AtomicU64,
     last_error: Mutex<Option<String>>,
+}
+
+impl Counters {
+    pub(crate) fn record_call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_fault(&self, error: &str) {
+        self.faults.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut l) = self.last_error.lock() {
+            *l = Some(error.to_owned());
+        }
+    }
 }
 
 struct Entry {
@@ -46,6 +61,8 @@ struct Entry {
     spec: PluginSpec,
     counters: Arc<Counters>,
     generation: u64,
+    /// For a CA connector: the back end it serves.
+    issuer: Option<Arc<PluginIssuer>>,
 }
 
 #[derive(Default)]
@@ -82,6 +99,9 @@ fn same_spec(a: &PluginSpec, b: &PluginSpec) -> bool {
         && a.policy.max_concurrency == b.policy.max_concurrency
         && a.policy.grants == b.policy.grants
         && a.policy.config == b.policy.config
+        && a.policy.permissions == b.policy.permissions
+        && a.policy.allowed_hosts == b.policy.allowed_hosts
+        && a.policy.ca_file == b.policy.ca_file
 }
 
 fn key_bits(k: KeyType) -> u32 {
@@ -180,6 +200,7 @@ impl PluginRegistry {
                         spec,
                         counters: Arc::clone(&p.counters),
                         generation: p.generation,
+                        issuer: p.issuer.clone(),
                     },
                 );
                 continue;
@@ -200,11 +221,25 @@ impl PluginRegistry {
                     }
                 }
             }
-            tracing::info!(plugin = %spec.id, digest = %loaded.digest, generation, "plugin loaded");
-            next.entries.insert(
-                spec.id.clone(),
-                Entry { plugin: Arc::new(loaded), spec, counters: Arc::default(), generation },
-            );
+            let plugin = Arc::new(loaded);
+            let counters = Arc::<Counters>::default();
+            let mut issuer = None;
+            if plugin.world == World::CaConnector {
+                // The canary of a connector is `info`: it must reach its CA and describe it.
+                let engine = Arc::clone(&self.engine);
+                match PluginIssuer::connect(engine, Arc::clone(&plugin), Arc::clone(&counters))
+                    .await
+                {
+                    Ok(i) => issuer = Some(Arc::new(i)),
+                    Err(e) => {
+                        self.keep_old(&mut next, prev, &spec, format!("canary call failed: {e}"));
+                        continue;
+                    }
+                }
+            }
+            tracing::info!(plugin = %spec.id, digest = %plugin.digest, generation, "plugin loaded");
+            next.entries
+                .insert(spec.id.clone(), Entry { plugin, spec, counters, generation, issuer });
         }
         self.generation.store(generation, Ordering::SeqCst);
         if let Ok(mut cur) = self.current.write() {
@@ -223,6 +258,7 @@ impl PluginRegistry {
                     spec: p.spec.clone(),
                     counters: Arc::clone(&p.counters),
                     generation: p.generation,
+                    issuer: p.issuer.clone(),
                 },
             );
         }
@@ -300,10 +336,7 @@ impl Validators for PluginRegistry {
                     reasons.extend(r.into_iter().map(|r| format!("{}: {r}", e.spec.id)))
                 }
                 Err(err) => {
-                    e.counters.faults.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut l) = e.counters.last_error.lock() {
-                        *l = Some(err.to_string());
-                    }
+                    e.counters.record_fault(&err.to_string());
                     if e.spec.fail_open {
                         tracing::warn!(plugin = %e.spec.id, error = %err, "validator failed; fail-open lets the call through");
                         continue;
@@ -330,10 +363,7 @@ impl Endpoints for PluginRegistry {
         e.counters.calls.fetch_add(1, Ordering::Relaxed);
         let api = self.api.read().ok().and_then(|a| a.clone());
         Some(self.engine.handle(&e.plugin, request, api).await.map_err(|err| {
-            e.counters.faults.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut l) = e.counters.last_error.lock() {
-                *l = Some(err.to_string());
-            }
+            e.counters.record_fault(&err.to_string());
             CoreError::Dependency { code: err.code(), detail: err.to_string() }
         }))
     }
@@ -367,10 +397,7 @@ impl sigil_core::ports::EventSink for PluginRegistry {
                 let actions = match engine.on_event(&plugin, &ev).await {
                     Ok(a) => a,
                     Err(e) => {
-                        counters.faults.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut l) = counters.last_error.lock() {
-                            *l = Some(e.to_string());
-                        }
+                        counters.record_fault(&e.to_string());
                         tracing::warn!(plugin = %plugin.id, error = %e, "workflow failed");
                         continue;
                     }
@@ -392,15 +419,29 @@ impl sigil_core::ports::EventSink for PluginRegistry {
                     };
                     let res = api.call(PluginEngine::principal_of(&plugin), req).await;
                     if res.status >= 400 {
-                        counters.faults.fetch_add(1, Ordering::Relaxed);
                         let msg = format!("action {} {} answered {}", a.method, a.path, res.status);
                         tracing::warn!(plugin = %plugin.id, "{msg}");
-                        if let Ok(mut l) = counters.last_error.lock() {
-                            *l = Some(msg);
-                        }
+                        counters.record_fault(&msg);
                     }
                 }
             }
         });
+    }
+}
+
+impl sigil_core::ca::IssuerSource for PluginRegistry {
+    fn issuer(&self, id: &str) -> Option<Arc<dyn sigil_core::ca::Issuer>> {
+        let set = self.set();
+        let i = set.entries.get(id)?.issuer.clone()?;
+        Some(i)
+    }
+
+    fn issuers(&self) -> Vec<Arc<dyn sigil_core::ca::Issuer>> {
+        let set = self.set();
+        set.entries
+            .values()
+            .filter_map(|e| e.issuer.clone())
+            .map(|i| i as Arc<dyn sigil_core::ca::Issuer>)
+            .collect()
     }
 }

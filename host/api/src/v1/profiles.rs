@@ -146,8 +146,11 @@ pub struct CaBackendView {
     pub id: String,
     /// `builtin` or `plugin`.
     pub kind: String,
-    /// Where its CRL is published.
-    pub crl_url: String,
+    /// Where Sigil publishes its CRL; absent for an external CA (a `plugin` back end), which
+    /// publishes its own status.
+    pub crl_url: Option<String>,
+    /// Whether its certificates can be suspended (put on hold).
+    pub supports_suspension: bool,
     /// Issuing CA certificate, PEM.
     pub certificate: String,
     /// Issuing CA first, root last, PEM.
@@ -168,7 +171,8 @@ async fn ca_backends(
             .map(|i| CaBackendView {
                 id: i.id().to_owned(),
                 kind: i.kind().to_owned(),
-                crl_url: format!("/crl/{}.crl", i.id()),
+                crl_url: i.publishes_status().then(|| format!("/crl/{}.crl", i.id())),
+                supports_suspension: i.supports_suspension(),
                 certificate: pem("CERTIFICATE", i.ca_certificate()),
                 chain: i.chain().iter().map(|d| pem("CERTIFICATE", d)).collect(),
             })

@@ -55,7 +55,8 @@ impl CaService {
     /// Answers an OCSP request (DER) with an OCSP response (DER). Protocol failures are OCSP
     /// responses too (malformedRequest, unauthorized), as RFC 6960 wants.
     pub async fn ocsp(&self, request: &[u8]) -> Result<Vec<u8>> {
-        let cas = self.issuers.all();
+        // Only back ends whose status Sigil publishes: an external CA answers for its own.
+        let cas = self.issuers.publishing();
         let Ok(query) = self.ocsp.parse(request, &cas) else {
             return Ok(self.ocsp.malformed());
         };
@@ -148,8 +149,8 @@ impl CaService {
 
     /// Remakes every CRL that is stale or close to expiry (the background job).
     pub async fn refresh_crls(&self) -> Result<()> {
-        for id in self.issuers.ids() {
-            self.crl(&id).await?;
+        for ca in self.issuers.publishing() {
+            self.crl(ca.id()).await?;
         }
         Ok(())
     }

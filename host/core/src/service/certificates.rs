@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::audit::NewAuditEvent;
 use crate::authz::{Capability, Permission, perm};
-use crate::ca::{CsrParser, Issuers};
+use crate::ca::{CsrParser, IssuedRef, Issuers};
 use crate::cert::{CertStatus, Certificate, ParsedCsr, RequestKey, RevocationReason};
 use crate::error::{CoreError, Result};
 use crate::ports::{
@@ -183,10 +183,18 @@ impl CertificateService {
         let content = profile.spec.apply_with(&csr, now, outcome.override_builtin)?;
         let issuer = self.issuers.get(&profile.spec.ca)?;
         let serial = random_serial()?;
-        let der = issuer.issue(&content, &serial).await?;
+        let issued = issuer
+            .issue(&crate::ca::IssueOrder {
+                content: &content,
+                serial: &serial,
+                csr_der: &csr.der,
+                profile: &profile.name,
+            })
+            .await?;
+        let der = issued.der;
         let cert = Certificate {
             id: Uuid::now_v7(),
-            serial: hex::encode(&serial),
+            serial: hex::encode(&issued.serial),
             ca_id: issuer.id().to_owned(),
             profile: profile.name.clone(),
             status: CertStatus::Active,
@@ -198,8 +206,9 @@ impl CertificateService {
                 .join(","),
             sans: content.sans.clone(),
             key_type: content.key_type,
-            not_before: content.not_before,
-            not_after: content.not_after,
+            // As issued: an external CA may apply its own validity.
+            not_before: issued.not_before,
+            not_after: issued.not_after,
             sha256: hex::encode(Sha256::digest(&der)),
             der,
             issued_at: now,
@@ -316,6 +325,17 @@ impl CertificateService {
                 format!("profile `{}` does not allow suspension", cert.profile),
             ));
         }
+        let backend = self.backend(&cert)?;
+        if !backend.supports_suspension() {
+            return Err(CoreError::conflict(
+                "suspension_not_supported",
+                format!("CA back end `{}` cannot put certificates on hold", cert.ca_id),
+            ));
+        }
+        // The external CA first: if it refuses, nothing changes here.
+        if cert.status_at(self.clock.now()) == CertStatus::Active {
+            backend.suspend(IssuedRef { serial: &cert.serial, der: &cert.der }).await?;
+        }
         self.transition(cap, id, "certificate.suspend", |c, now| match c.status_at(now) {
             CertStatus::Suspended => Ok(false),
             CertStatus::Active => {
@@ -338,6 +358,12 @@ impl CertificateService {
         cap: &Capability<perm::CertificateReactivate>,
         id: Uuid,
     ) -> Result<Certificate> {
+        let cert = self.get_any(id).await?;
+        if cert.status_at(self.clock.now()) == CertStatus::Suspended {
+            self.backend(&cert)?
+                .reactivate(IssuedRef { serial: &cert.serial, der: &cert.der })
+                .await?;
+        }
         self.transition(cap, id, "certificate.reactivate", |c, now| match c.status_at(now) {
             CertStatus::Active => Ok(false),
             CertStatus::Suspended => {
@@ -366,6 +392,13 @@ impl CertificateService {
                 "invalid_reason",
                 "certificateHold is what suspend does; use POST …/suspend",
             ));
+        }
+        let cert = self.get_any(id).await?;
+        if cert.status != CertStatus::Revoked {
+            // Idempotent at the back end, so a retry after a failed commit converges.
+            self.backend(&cert)?
+                .revoke(IssuedRef { serial: &cert.serial, der: &cert.der }, reason)
+                .await?;
         }
         self.transition(cap, id, "certificate.revoke", |c, now| match c.status {
             CertStatus::Revoked => Ok(false),
@@ -467,6 +500,15 @@ impl CertificateService {
             .details(serde_json::json!({"before": before, "after": cert.metadata}));
         tx.commit(vec![ev], now).await?;
         Ok(cert)
+    }
+
+    /// The back end that issued `cert`; one that is gone (a connector no longer configured) is a
+    /// dependency failure, so that nothing is recorded the CA does not know about.
+    fn backend(&self, cert: &Certificate) -> Result<Arc<dyn crate::ca::Issuer>> {
+        self.issuers.get(&cert.ca_id).map_err(|_| CoreError::Dependency {
+            code: "ca_unavailable",
+            detail: format!("CA back end `{}` is not in service", cert.ca_id),
+        })
     }
 
     async fn get_any(&self, id: Uuid) -> Result<Certificate> {
