@@ -8,6 +8,8 @@
 //! target/release/loadgen --spawn --requests 30000 --concurrency 64
 //! # or against a running server:
 //! target/release/loadgen --url https://127.0.0.1:8443 --data-dir data --pid $(pidof sigil)
+//! # swap a profile's CA back end between the built-in CA and connector `cfssl` every 250 ms:
+//! target/release/loadgen --spawn --config with-cfssl.toml --swap-ca cfssl
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark tool
 
@@ -49,6 +51,43 @@ struct Args {
     /// Profile to issue under.
     #[arg(long, default_value = "tls-client")]
     profile: String,
+    /// With --spawn: the configuration file the server starts with.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Issue under a profile of our own (tls-client's rules) whose CA back end swaps between
+    /// the built-in CA and this one (a CA connector plugin id) during the run.
+    #[arg(long)]
+    swap_ca: Option<String>,
+    /// With --swap-ca: time between swaps.
+    #[arg(long, default_value_t = 250)]
+    swap_every_ms: u64,
+}
+
+/// Creates profile `loadgen-swap` on tls-client's rules; returns its spec and the built-in CA id.
+async fn swap_profile(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+) -> Result<(serde_json::Value, String)> {
+    let p: serde_json::Value = client
+        .get(format!("{url}/api/v1/profiles/tls-client"))
+        .bearer_auth(key)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let spec = p["spec"].clone();
+    let builtin = spec["ca"].as_str().context("tls-client has no ca")?.to_owned();
+    let r = client
+        .post(format!("{url}/api/v1/profiles"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"name": "loadgen-swap", "spec": spec}))
+        .send()
+        .await?;
+    if !r.status().is_success() && r.status() != 409 {
+        bail!("creating profile loadgen-swap: {}", r.text().await?);
+    }
+    Ok((spec, builtin))
 }
 
 fn csrs(n: usize) -> Vec<String> {
@@ -98,14 +137,19 @@ impl Drop for Spawned {
     }
 }
 
-fn spawn(synchronous: &str) -> Result<(Spawned, String, PathBuf)> {
+fn spawn(synchronous: &str, config: Option<&PathBuf>) -> Result<(Spawned, String, PathBuf)> {
     let bin = std::env::current_exe()?.with_file_name("sigil");
     if !bin.exists() {
         bail!("{} not found: run `cargo build --release --workspace --bins` first", bin.display());
     }
     let dir = tempfile::tempdir()?;
-    let mut child = std::process::Command::new(&bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.arg("serve");
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let mut child = cmd
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("SIGIL__DATABASE__SQLITE_SYNCHRONOUS", synchronous)
         .env("SIGIL_LOG", "warn")
@@ -123,10 +167,13 @@ fn spawn(synchronous: &str) -> Result<(Spawned, String, PathBuf)> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.swap_ca.is_some() {
+        args.profile = "loadgen-swap".into();
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (spawned, url, data_dir) = if args.spawn {
-        let (s, url, dir) = spawn(&args.synchronous)?;
+        let (s, url, dir) = spawn(&args.synchronous, args.config.as_ref())?;
         (Some(s), url, dir)
     } else {
         (None, args.url.clone(), args.data_dir.clone())
@@ -162,6 +209,16 @@ async fn main() -> Result<()> {
             .pool_max_idle_per_host(args.concurrency)
             .build()?
     };
+    let swap = match &args.swap_ca {
+        Some(ca) => {
+            let (spec, builtin) = swap_profile(&client, &url, &key).await?;
+            Some((spec, builtin, ca.clone()))
+        }
+        None => None,
+    };
+    // Responses naming the swapped-in back end (swap mode only).
+    let on_swapped = Arc::new(AtomicUsize::new(0));
+    let marker = args.swap_ca.as_ref().map(|ca| format!("\"ca\":\"{ca}\""));
     let endpoint = format!("{url}/api/v1/certificates");
     let run = |start: usize, count: usize| {
         let next = Arc::new(AtomicUsize::new(start));
@@ -170,6 +227,7 @@ async fn main() -> Result<()> {
             .map(|_| {
                 let (client, endpoint, key, bodies, next) =
                     (client.clone(), endpoint.clone(), key.clone(), bodies.clone(), next.clone());
+                let (marker, on_swapped) = (marker.clone(), on_swapped.clone());
                 tokio::spawn(async move {
                     let mut lat = Vec::new();
                     let mut errors = 0usize;
@@ -188,8 +246,13 @@ async fn main() -> Result<()> {
                             .await;
                         match r {
                             Ok(r) if r.status() == 201 => {
-                                let _ = r.bytes().await;
+                                let b = r.bytes().await.unwrap_or_default();
                                 lat.push(t.elapsed());
+                                if let Some(m) = &marker
+                                    && b.windows(m.len()).any(|w| w == m.as_bytes())
+                                {
+                                    on_swapped.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                             Ok(r) => {
                                 errors += 1;
@@ -226,10 +289,42 @@ async fn main() -> Result<()> {
     };
     eprintln!("warming up with {} requests…", args.warmup);
     let _ = run(0, args.warmup).await;
+    on_swapped.store(0, Ordering::Relaxed);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Swaps the profile's back end while the measured run issues under it.
+    let swapper = swap.map(|(mut spec, builtin, ca)| {
+        let (client, url, key, stop) = (client.clone(), url.clone(), key.clone(), stop.clone());
+        let every = Duration::from_millis(args.swap_every_ms);
+        tokio::spawn(async move {
+            let mut swaps = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(every).await;
+                let to = if swaps.is_multiple_of(2) { &ca } else { &builtin };
+                spec["ca"] = serde_json::json!(to);
+                let r = client
+                    .put(format!("{url}/api/v1/profiles/loadgen-swap"))
+                    .bearer_auth(&key)
+                    .json(&spec)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => swaps += 1,
+                    Ok(r) => eprintln!("swap refused: {}", r.text().await.unwrap_or_default()),
+                    Err(e) => eprintln!("swap failed: {e}"),
+                }
+            }
+            swaps
+        })
+    });
     let cpu0 = pid.and_then(cpu_ticks);
     let started = Instant::now();
     let (mut lat, errors) = run(args.warmup, args.requests).await;
     let wall = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let swaps = match swapper {
+        Some(t) => Some(t.await?),
+        None => None,
+    };
     let cpu1 = pid.and_then(cpu_ticks);
     lat.sort();
     let pct = |p: f64| {
@@ -251,6 +346,14 @@ async fn main() -> Result<()> {
         ms(pct(0.99)),
         ms(pct(1.0))
     );
+    if let (Some(n), Some(ca)) = (swaps, &args.swap_ca) {
+        let on = on_swapped.load(Ordering::Relaxed);
+        println!(
+            "  swaps      {n} back-end swaps (built-in <-> {ca}, every {} ms): {} built-in, {on} {ca}",
+            args.swap_every_ms,
+            lat.len() - on
+        );
+    }
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
         // Clock ticks are 100 per second on Linux.
         let cpu_s = (b - a) as f64 / 100.0;
