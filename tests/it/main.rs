@@ -12,5 +12,6 @@ mod exposure;
 mod http;
 mod mtls;
 mod operators;
+mod org;
 mod plugins;
 mod scaleout;

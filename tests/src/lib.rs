@@ -126,6 +126,36 @@ impl TestServer {
         r.json().await.unwrap()
     }
 
+    /// `POST path` with `body` as the administrator; the call must answer 201. Returns the body.
+    pub async fn create(&self, path: &str, body: Value) -> Value {
+        let (st, b) = json(self.admin(Method::POST, path).json(&body).send().await.unwrap()).await;
+        assert_eq!(st, 201, "POST {path}: {b}");
+        b
+    }
+
+    /// Creates operator `username` with `roles` and `extra` fields (scope: `offices`,
+    /// `divisions`, `unrestricted`), and an API key acting for it with `permissions`.
+    /// Returns (operator id, key secret).
+    pub async fn operator_key(
+        &self,
+        username: &str,
+        roles: &[&str],
+        extra: Value,
+        permissions: &[&str],
+    ) -> (String, String) {
+        let mut body = serde_json::json!({"username": username, "roles": roles});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let op = self.create("/api/v1/operators", body).await;
+        let id = op["id"].as_str().unwrap().to_owned();
+        let key = self
+            .create_key(serde_json::json!({"name": format!("{username}-key"),
+                "permissions": permissions, "operator_id": id}))
+            .await;
+        (id, key["key"].as_str().unwrap().to_owned())
+    }
+
     /// The audit trail of one object (`GET /api/v1/audit/objects/{type}/{id}`), as the
     /// administrator; the call must succeed.
     pub async fn trail(&self, object_type: &str, id: &str) -> Value {

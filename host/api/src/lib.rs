@@ -57,6 +57,8 @@ pub struct AppState {
     pub roles: Arc<sigil_core::service::roles::RoleService>,
     /// Operators.
     pub operators: Arc<sigil_core::service::operators::OperatorService>,
+    /// Organizations, divisions, offices.
+    pub org: Arc<sigil_core::service::org::OrgService>,
     /// Shared settings (the exposure override).
     pub settings: Arc<sigil_core::service::settings::SettingsService>,
     /// The store, for readiness checks.
@@ -189,6 +191,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(v1::audit::router())
         .merge(v1::meta::router())
         .merge(v1::operators::router())
+        .merge(v1::org::router())
         .merge(v1::certificates::router())
         .merge(v1::profiles::router())
         .merge(v1::plugins::router())

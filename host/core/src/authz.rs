@@ -84,6 +84,10 @@ permissions! {
     OperatorsUpdate = "operators:update";
     /// Enable and disable operator accounts.
     OperatorsDisable = "operators:disable";
+    /// List and read organizations, divisions and registration offices (within scope).
+    OrganizationsRead = "organizations:read";
+    /// Create and change organizations, divisions and offices.
+    OrganizationsWrite = "organizations:write";
     /// Search and read certificates, download them.
     CertificatesRead = "certificates:read";
     /// Issue certificates from CSRs (single and batch).
@@ -275,6 +279,8 @@ pub struct Principal {
     pub operator_id: Option<String>,
     /// Effective permissions.
     pub permissions: PermissionSet,
+    /// Which offices' objects it sees (an operator's divisions and offices).
+    pub scope: crate::org::Scope,
     /// Request context.
     pub context: RequestContext,
 }
@@ -290,6 +296,7 @@ impl Principal {
             api_key_id: None,
             operator_id: None,
             permissions: PermissionSet::all(),
+            scope: crate::org::Scope::All,
             context: RequestContext::default(),
         })
     }
@@ -303,6 +310,7 @@ impl Principal {
             api_key_id: None,
             operator_id: None,
             permissions: PermissionSet::all(),
+            scope: crate::org::Scope::All,
             context: RequestContext::default(),
         })
     }

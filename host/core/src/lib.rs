@@ -14,8 +14,10 @@ pub mod cert;
 pub mod error;
 pub mod export;
 pub mod operator;
+pub mod org;
 pub mod ports;
 pub mod profile;
+pub mod records;
 pub mod service;
 
 pub use error::{AuthFailure, CoreError, Result, StoreError};

@@ -42,6 +42,12 @@ pub struct Operator {
     pub enabled: bool,
     /// Client certificate (SHA-256 fingerprint) that authenticates as this operator.
     pub client_cert_sha256: Option<String>,
+    /// Sees every office (otherwise only `divisions` and `offices`).
+    pub unrestricted: bool,
+    /// Divisions whose offices the operator sees.
+    pub divisions: Vec<Uuid>,
+    /// Offices the operator sees.
+    pub offices: Vec<Uuid>,
     /// Creation time.
     pub created_at: OffsetDateTime,
     /// Last change.

@@ -176,7 +176,7 @@ pub enum WriteOp {
 
 /// The database.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: crate::records::RecordStore + Send + Sync + 'static {
     /// Applies insert-only `ops` and appends `events` in one atomic unit. On SQLite concurrent
     /// callers are group-committed: one transaction carries many units, each still all-or-nothing.
     async fn commit_ops(
@@ -269,7 +269,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls everything back.
 #[async_trait]
-pub trait Tx: Send {
+pub trait Tx: crate::records::RecordTx + Send {
     /// Inserts a new API key.
     async fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
     /// Reads a key and locks it against concurrent writers until commit.

@@ -57,6 +57,8 @@ pub struct Services {
     pub roles: Arc<RoleService>,
     /// Operators.
     pub operators: Arc<OperatorService>,
+    /// Organizations, divisions, offices.
+    pub org: Arc<sigil_core::service::org::OrgService>,
     /// Profiles.
     pub profiles: Arc<ProfileService>,
     /// CA back ends.
@@ -85,6 +87,7 @@ pub async fn services(
     ));
     let roles = Arc::new(RoleService::new(store.clone(), clock.clone()));
     let operators = Arc::new(OperatorService::new(store.clone(), clock.clone()));
+    let org = Arc::new(sigil_core::service::org::OrgService::new(store.clone(), clock.clone()));
     let issuers = Arc::new(Issuers::default());
     let master = Arc::new(MasterKey::load_or_create(&cfg.master_key_path())?);
     let factory = Arc::new(BuiltinFactory::new(master, cfg.pki.public_url.clone()));
@@ -124,7 +127,18 @@ pub async fn services(
         validators,
         events,
     ));
-    Ok(Services { store, api_keys, audit, settings, roles, operators, profiles, cas, certificates })
+    Ok(Services {
+        store,
+        api_keys,
+        audit,
+        settings,
+        roles,
+        operators,
+        org,
+        profiles,
+        cas,
+        certificates,
+    })
 }
 
 /// A running server.
@@ -203,6 +217,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         profiles: svc.profiles.clone(),
         cas: svc.cas.clone(),
         operators: svc.operators.clone(),
+        org: svc.org.clone(),
         plugins: plugin_host.clone(),
         endpoints: registry.clone(),
         metrics: Arc::default(),

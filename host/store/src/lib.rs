@@ -15,6 +15,7 @@ mod certs;
 mod filter;
 mod group;
 mod operators;
+mod records;
 pub mod testing;
 mod tx;
 
@@ -210,6 +211,37 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 /// `%…%` around the lowercased, escaped `s`, for a `LIKE … ESCAPE '\'` substring match.
 pub(crate) fn like_pattern(s: &str) -> String {
     format!("%{}%", filter::escape_like(&s.to_lowercase()))
+}
+
+#[async_trait]
+impl sigil_core::records::RecordStore for SqlStore {
+    async fn record(
+        &self,
+        table: &'static sigil_core::records::Table,
+        id: &str,
+    ) -> StoreResult<Option<String>> {
+        let q = sigil_core::records::RecordQuery::all(vec![sigil_core::records::Cond::Eq(
+            "id",
+            id.into(),
+        )]);
+        Ok(records::select(&self.read, table, &q, "").await?.into_iter().next())
+    }
+
+    async fn records(
+        &self,
+        table: &'static sigil_core::records::Table,
+        q: &sigil_core::records::RecordQuery,
+    ) -> StoreResult<Vec<String>> {
+        records::select(&self.read, table, q, "").await
+    }
+
+    async fn count_records(
+        &self,
+        table: &'static sigil_core::records::Table,
+        conds: &[sigil_core::records::Cond],
+    ) -> StoreResult<i64> {
+        records::count(&self.read, table, conds).await
+    }
 }
 
 #[async_trait]

@@ -13,8 +13,16 @@ use crate::filter::{Select, escape_like};
 use crate::{like_pattern, map_err};
 
 const ROLE_COLUMNS: &str = "name, description, permissions, built_in, created_at, updated_at";
-pub(crate) const OPERATOR_COLUMNS: &str =
-    "id, username, display_name, email, roles, enabled, client_cert_sha256, created_at, updated_at";
+pub(crate) const OPERATOR_COLUMNS: &str = "id, username, display_name, email, roles, enabled, \
+     client_cert_sha256, unrestricted, divisions, offices, created_at, updated_at";
+
+fn uuid_list(text: &str, what: &str) -> StoreResult<Vec<Uuid>> {
+    serde_json::from_str(text).map_err(|_| StoreError::Backend(format!("corrupt {what}")))
+}
+
+fn uuids_json(v: &[Uuid]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
 
 fn json_list(text: &str, what: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(text).map_err(|_| StoreError::Backend(format!("corrupt {what}")))
@@ -47,6 +55,15 @@ pub(crate) fn operator_from_row(r: &AnyRow) -> StoreResult<Operator> {
         roles: json_list(&roles, "operators.roles")?,
         enabled: r.try_get::<i64, _>("enabled").map_err(map_err)? != 0,
         client_cert_sha256: r.try_get("client_cert_sha256").map_err(map_err)?,
+        unrestricted: r.try_get::<i64, _>("unrestricted").map_err(map_err)? != 0,
+        divisions: uuid_list(
+            &r.try_get::<String, _>("divisions").map_err(map_err)?,
+            "operators.divisions",
+        )?,
+        offices: uuid_list(
+            &r.try_get::<String, _>("offices").map_err(map_err)?,
+            "operators.offices",
+        )?,
         created_at: from_unix_micros(r.try_get("created_at").map_err(map_err)?),
         updated_at: from_unix_micros(r.try_get("updated_at").map_err(map_err)?),
     })
@@ -139,7 +156,8 @@ pub(crate) async fn insert_operator<'c, E: Executor<'c, Database = Any>>(
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO operators (id, username, display_name, email, roles, enabled, client_cert_sha256, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         created_at, updated_at, unrestricted, divisions, offices) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(o.id.to_string())
     .bind(&o.username)
@@ -150,6 +168,9 @@ pub(crate) async fn insert_operator<'c, E: Executor<'c, Database = Any>>(
     .bind(o.client_cert_sha256.clone())
     .bind(unix_micros(o.created_at))
     .bind(unix_micros(o.updated_at))
+    .bind(i64::from(o.unrestricted))
+    .bind(uuids_json(&o.divisions))
+    .bind(uuids_json(&o.offices))
     .execute(e)
     .await
     .map(|_| ())
@@ -162,7 +183,8 @@ pub(crate) async fn update_operator<'c, E: Executor<'c, Database = Any>>(
 ) -> StoreResult<()> {
     let done = sqlx::query(
         "UPDATE operators SET username = $2, display_name = $3, email = $4, roles = $5, enabled = $6, \
-         client_cert_sha256 = $7, updated_at = $8 WHERE id = $1",
+         client_cert_sha256 = $7, updated_at = $8, unrestricted = $9, divisions = $10, offices = $11 \
+         WHERE id = $1",
     )
     .bind(o.id.to_string())
     .bind(&o.username)
@@ -172,6 +194,9 @@ pub(crate) async fn update_operator<'c, E: Executor<'c, Database = Any>>(
     .bind(i64::from(o.enabled))
     .bind(o.client_cert_sha256.clone())
     .bind(unix_micros(o.updated_at))
+    .bind(i64::from(o.unrestricted))
+    .bind(uuids_json(&o.divisions))
+    .bind(uuids_json(&o.offices))
     .execute(e)
     .await
     .map_err(map_err)?;

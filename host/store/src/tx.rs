@@ -9,8 +9,9 @@ use sqlx::{Any, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{Backend, apikeys, audit, certs, map_err, operators};
+use crate::{Backend, apikeys, audit, certs, map_err, operators, records};
 use sigil_core::operator::{Operator, Role};
+use sigil_core::records::{Cond, RecordQuery, RecordRow, Table};
 
 pub(crate) struct SqlTx {
     pub(crate) tx: Transaction<'static, Any>,
@@ -25,6 +26,39 @@ impl SqlTx {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
         }
+    }
+}
+
+#[async_trait]
+impl sigil_core::records::RecordTx for SqlTx {
+    async fn insert_record(&mut self, table: &'static Table, row: &RecordRow) -> StoreResult<()> {
+        records::insert(&mut *self.tx, table, row).await
+    }
+
+    async fn update_record(&mut self, table: &'static Table, row: &RecordRow) -> StoreResult<()> {
+        records::update(&mut *self.tx, table, row).await
+    }
+
+    async fn delete_record(&mut self, table: &'static Table, id: &str) -> StoreResult<()> {
+        records::delete(&mut *self.tx, table, id).await
+    }
+
+    async fn record_for_update(
+        &mut self,
+        table: &'static Table,
+        id: &str,
+    ) -> StoreResult<Option<String>> {
+        let q = RecordQuery::all(vec![Cond::Eq("id", id.into())]);
+        let lock = self.lock();
+        Ok(records::select(&mut *self.tx, table, &q, lock).await?.into_iter().next())
+    }
+
+    async fn records_in_tx(
+        &mut self,
+        table: &'static Table,
+        q: &RecordQuery,
+    ) -> StoreResult<Vec<String>> {
+        records::select(&mut *self.tx, table, q, "").await
     }
 }
 

@@ -280,6 +280,9 @@ impl PluginEngine {
             api_key_id: None,
             operator_id: None,
             permissions: PermissionSet::from_stored(policy.permissions.clone()),
+            // Plugins are configured by whoever runs the server; their reach is their
+            // permissions.
+            scope: sigil_core::org::Scope::All,
             context: RequestContext::default(),
         });
         let roots = match &policy.ca_file {

@@ -6,6 +6,7 @@ pub mod certificates;
 pub mod ext;
 pub mod meta;
 pub mod operators;
+pub mod org;
 pub mod plugins;
 pub mod profiles;
 pub mod x509;

@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show_operator, update_operator))
         .routes(routes!(enable_operator))
         .routes(routes!(disable_operator))
+        .routes(routes!(operator_scope))
 }
 
 /// A role.
@@ -169,6 +170,12 @@ pub struct OperatorView {
     pub status: String,
     /// Bound client certificate fingerprint.
     pub client_cert_sha256: Option<String>,
+    /// Sees every office; otherwise only `divisions` and `offices`.
+    pub unrestricted: bool,
+    /// Divisions whose offices the operator sees.
+    pub divisions: Vec<String>,
+    /// Offices the operator sees.
+    pub offices: Vec<String>,
     /// Creation time.
     pub created_at: String,
     /// Last change.
@@ -185,6 +192,9 @@ impl From<Operator> for OperatorView {
             roles: o.roles,
             status: if o.enabled { "active" } else { "disabled" }.into(),
             client_cert_sha256: o.client_cert_sha256,
+            unrestricted: o.unrestricted,
+            divisions: o.divisions.iter().map(Uuid::to_string).collect(),
+            offices: o.offices.iter().map(Uuid::to_string).collect(),
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
         }
@@ -225,6 +235,15 @@ pub struct CreateOperatorBody {
     /// Client certificate SHA-256 fingerprint that authenticates as this operator.
     #[serde(default)]
     client_cert_sha256: Option<String>,
+    /// Sees every office (default: true when neither `divisions` nor `offices` is given).
+    #[serde(default)]
+    unrestricted: Option<bool>,
+    /// Division ids: the operator sees every office in them.
+    #[serde(default)]
+    divisions: Vec<Uuid>,
+    /// Office ids the operator sees.
+    #[serde(default)]
+    offices: Vec<Uuid>,
 }
 
 /// Body of `PATCH /api/v1/operators/{id}`.
@@ -241,6 +260,15 @@ pub struct UpdateOperatorBody {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     client_cert_sha256: Option<Option<String>>,
+    /// Sees every office.
+    #[serde(default)]
+    unrestricted: Option<bool>,
+    /// Replaces the divisions.
+    #[serde(default)]
+    divisions: Option<Vec<Uuid>>,
+    /// Replaces the offices.
+    #[serde(default)]
+    offices: Option<Vec<Uuid>>,
 }
 
 /// Query of `GET /api/v1/operators`.
@@ -314,6 +342,9 @@ async fn create_operator(
         email: b.email,
         roles: b.roles,
         client_cert_sha256: b.client_cert_sha256,
+        unrestricted: b.unrestricted,
+        divisions: b.divisions,
+        offices: b.offices,
     };
     Ok((StatusCode::CREATED, axum::Json(OperatorView::from(st.operators.create(&cap, req).await?))))
 }
@@ -348,6 +379,9 @@ async fn update_operator(
         email: b.email,
         roles: b.roles,
         client_cert_sha256: b.client_cert_sha256,
+        unrestricted: b.unrestricted,
+        divisions: b.divisions,
+        offices: b.offices,
     };
     Ok(axum::Json(st.operators.update(&cap, operator_id(&id)?, patch).await?.into()))
 }
@@ -376,4 +410,36 @@ async fn disable_operator(
     Path(id): Path<String>,
 ) -> Result<axum::Json<OperatorView>, ApiError> {
     Ok(axum::Json(st.operators.set_enabled(&cap, operator_id(&id)?, false).await?.into()))
+}
+
+/// An operator's visibility scope.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ScopeView {
+    /// The operator.
+    pub operator_id: String,
+    /// Sees every office (then `divisions` and `offices` are empty).
+    pub unrestricted: bool,
+    /// Assigned divisions.
+    pub divisions: Vec<super::org::DivisionView>,
+    /// Every office the operator sees: assigned ones and those of its divisions.
+    pub offices: Vec<super::org::OfficeView>,
+}
+
+/// The divisions and offices an operator sees.
+#[utoipa::path(get, path = "/api/v1/operators/{id}/scope", tag = "operators", params(("id" = String, Path)),
+    responses((status = 200, body = ScopeView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn operator_scope(
+    State(st): State<AppState>,
+    Authorized(cap): Authorized<perm::OperatorsRead>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ScopeView>, ApiError> {
+    let (op, divisions, offices) = st.operators.scope(&cap, operator_id(&id)?).await?;
+    Ok(axum::Json(ScopeView {
+        operator_id: op.id.to_string(),
+        unrestricted: op.unrestricted,
+        divisions: divisions.into_iter().map(Into::into).collect(),
+        offices: offices.into_iter().map(Into::into).collect(),
+    }))
 }

@@ -376,6 +376,7 @@ impl ApiKeyService {
             return Err(CoreError::Unauthenticated(AuthFailure::Disabled));
         }
         let permissions = self.role_permissions(&op.roles).await?;
+        let scope = crate::org::scope_of(self.store.as_ref(), &op).await?;
         Ok(Arc::new(Principal {
             kind: ActorKind::Operator,
             id: op.id.to_string(),
@@ -383,6 +384,7 @@ impl ApiKeyService {
             api_key_id: None,
             operator_id: Some(op.id.to_string()),
             permissions,
+            scope,
             context,
         }))
     }
@@ -424,8 +426,8 @@ impl ApiKeyService {
         }
         // A key bound to an operator acts within the operator's roles, and stops when the
         // operator is disabled. Operators are not cached, so that takes effect at once.
-        let permissions = match &key.operator_id {
-            None => key.permissions.clone(),
+        let (permissions, scope) = match &key.operator_id {
+            None => (key.permissions.clone(), crate::org::Scope::All),
             Some(op_id) => {
                 let op = match Uuid::parse_str(op_id) {
                     Ok(u) => self.store.operator(u).await?,
@@ -435,7 +437,8 @@ impl ApiKeyService {
                 if !op.enabled {
                     return Err(CoreError::Unauthenticated(AuthFailure::Disabled));
                 }
-                key.permissions.intersect(&self.role_permissions(&op.roles).await?)
+                let scope = crate::org::scope_of(self.store.as_ref(), &op).await?;
+                (key.permissions.intersect(&self.role_permissions(&op.roles).await?), scope)
             }
         };
         if let Some(limit) = key.rate_limit {
@@ -448,6 +451,7 @@ impl ApiKeyService {
             api_key_id: Some(key.id),
             operator_id: key.operator_id,
             permissions,
+            scope,
             context,
         }))
     }

@@ -66,14 +66,14 @@ fn check_metadata(m: &serde_json::Value) -> Result<()> {
 }
 
 /// JSON merge patch (RFC 7386) of `patch` into `target`.
-fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
     match (target, patch) {
         (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
             for (k, v) in p {
                 if v.is_null() {
                     t.remove(k);
                 } else {
-                    merge(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                    merge_patch(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
                 }
             }
         }
@@ -489,7 +489,7 @@ impl CertificateService {
             .await?
             .ok_or_else(|| CoreError::not_found("certificate", id.to_string()))?;
         let before = cert.metadata.clone();
-        merge(&mut cert.metadata, &patch);
+        merge_patch(&mut cert.metadata, &patch);
         check_metadata(&cert.metadata)?;
         if cert.metadata == before {
             return Ok(cert);
@@ -531,7 +531,7 @@ mod tests {
     #[test]
     fn metadata_merges_like_rfc_7386() {
         let mut m = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}});
-        merge(&mut m, &serde_json::json!({"a": null, "b": {"c": 5}, "e": "x"}));
+        merge_patch(&mut m, &serde_json::json!({"a": null, "b": {"c": 5}, "e": "x"}));
         assert_eq!(m, serde_json::json!({"b": {"c": 5, "d": 3}, "e": "x"}));
     }
 }

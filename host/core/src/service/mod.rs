@@ -6,6 +6,7 @@ pub mod audit;
 pub mod cas;
 pub mod certificates;
 pub mod operators;
+pub mod org;
 pub mod profiles;
 pub mod roles;
 pub mod settings;

@@ -10,7 +10,9 @@ use crate::audit::NewAuditEvent;
 use crate::authz::{Capability, perm};
 use crate::error::{CoreError, Result};
 use crate::operator::{Operator, validate_email, validate_username};
+use crate::org;
 use crate::ports::{Clock, OperatorFilter, PageRequest, Store};
+use crate::records::{Cond, Record, RecordQuery, SqlValue, decode_all};
 use crate::service::{Page, paginate};
 
 /// What a caller gives to create an operator.
@@ -26,6 +28,12 @@ pub struct CreateOperator {
     pub roles: Vec<String>,
     /// Client certificate fingerprint.
     pub client_cert_sha256: Option<String>,
+    /// Sees every office; defaults to true when neither divisions nor offices are given.
+    pub unrestricted: Option<bool>,
+    /// Divisions whose offices the operator sees.
+    pub divisions: Vec<Uuid>,
+    /// Offices the operator sees.
+    pub offices: Vec<Uuid>,
 }
 
 /// A change to an operator; `None` leaves a field, `Some(None)` clears an optional one.
@@ -39,6 +47,12 @@ pub struct UpdateOperator {
     pub roles: Option<Vec<String>>,
     /// New certificate binding.
     pub client_cert_sha256: Option<Option<String>>,
+    /// New scope: unrestricted or not.
+    pub unrestricted: Option<bool>,
+    /// New divisions.
+    pub divisions: Option<Vec<Uuid>>,
+    /// New offices.
+    pub offices: Option<Vec<Uuid>>,
 }
 
 /// Operator operations.
@@ -57,6 +71,7 @@ fn describe(o: &Operator) -> serde_json::Value {
     serde_json::json!({
         "username": o.username, "display_name": o.display_name, "email": o.email,
         "roles": o.roles, "enabled": o.enabled, "client_cert_sha256": o.client_cert_sha256,
+        "unrestricted": o.unrestricted, "divisions": o.divisions, "offices": o.offices,
     })
 }
 
@@ -112,6 +127,101 @@ impl OperatorService {
         Ok(names)
     }
 
+    /// Checks a scope assignment: the divisions and offices exist, and nobody hands out a wider
+    /// scope than they have. Returns them sorted and deduplicated.
+    async fn check_scope(
+        &self,
+        principal: &crate::authz::Principal,
+        unrestricted: bool,
+        mut divisions: Vec<Uuid>,
+        mut offices: Vec<Uuid>,
+    ) -> Result<(Vec<Uuid>, Vec<Uuid>)> {
+        divisions.sort();
+        divisions.dedup();
+        offices.sort();
+        offices.dedup();
+        if divisions.len() + offices.len() > 1000 {
+            return Err(CoreError::invalid("invalid_scope", "at most 1000 divisions and offices"));
+        }
+        let scope = &principal.scope;
+        if unrestricted && !scope.is_all() {
+            return Err(CoreError::Forbidden {
+                code: "scope_escalation",
+                detail: "only an unrestricted caller can make an operator unrestricted".into(),
+            });
+        }
+        for d in &divisions {
+            let div = self.store.record(&org::DIVISIONS, &d.to_string()).await?;
+            if div.is_none() {
+                return Err(CoreError::invalid("unknown_division", format!("no division {d}")));
+            }
+            if !scope.is_all() {
+                // A restricted caller may pass on a division only if it sees all of it.
+                let q = RecordQuery::all(vec![Cond::Eq("division_id", SqlValue::from(*d))]);
+                let inside: Vec<org::Office> =
+                    decode_all(self.store.records(&org::OFFICES, &q).await?)?;
+                if inside.iter().any(|o| !scope.sees(Some(o.id))) {
+                    return Err(CoreError::invalid("unknown_division", format!("no division {d}")));
+                }
+            }
+        }
+        for o in &offices {
+            let known = self.store.record(&org::OFFICES, &o.to_string()).await?.is_some();
+            if !known || !scope.sees(Some(*o)) {
+                return Err(CoreError::invalid("unknown_office", format!("no office {o}")));
+            }
+        }
+        Ok((divisions, offices))
+    }
+
+    /// Whether `principal` may see operator `op`: an unrestricted caller sees everyone; a
+    /// restricted one sees restricted operators whose whole scope lies inside its own.
+    async fn visible(&self, principal: &crate::authz::Principal, op: &Operator) -> Result<bool> {
+        if principal.scope.is_all() {
+            return Ok(true);
+        }
+        if op.unrestricted || (op.divisions.is_empty() && op.offices.is_empty()) {
+            return Ok(false);
+        }
+        match org::scope_of(self.store.as_ref(), op).await? {
+            org::Scope::Offices(set) => Ok(set.iter().all(|o| principal.scope.sees(Some(*o)))),
+            org::Scope::All => Ok(false),
+        }
+    }
+
+    async fn find(&self, principal: &crate::authz::Principal, id: Uuid) -> Result<Operator> {
+        match self.store.operator(id).await? {
+            Some(op) if self.visible(principal, &op).await? => Ok(op),
+            _ => Err(CoreError::not_found("operator", id.to_string())),
+        }
+    }
+
+    /// The effective scope of an operator: divisions, and every office it sees.
+    pub async fn scope(
+        &self,
+        cap: &Capability<perm::OperatorsRead>,
+        id: Uuid,
+    ) -> Result<(Operator, Vec<org::Division>, Vec<org::Office>)> {
+        let op = self.find(cap.principal(), id).await?;
+        let mut divisions = Vec::new();
+        for d in &op.divisions {
+            if let Some(b) = self.store.record(&org::DIVISIONS, &d.to_string()).await? {
+                divisions.push(<org::Division as Record>::from_body(&b)?);
+            }
+        }
+        let offices = match org::scope_of(self.store.as_ref(), &op).await? {
+            org::Scope::All => Vec::new(),
+            org::Scope::Offices(set) => {
+                let q = RecordQuery::all(vec![Cond::In(
+                    "id",
+                    set.iter().map(|o| SqlValue::from(*o)).collect(),
+                )]);
+                decode_all(self.store.records(&org::OFFICES, &q).await?)?
+            }
+        };
+        Ok((op, divisions, offices))
+    }
+
     /// Creates an enabled operator.
     pub async fn create(
         &self,
@@ -120,6 +230,10 @@ impl OperatorService {
     ) -> Result<Operator> {
         let now = self.clock.now();
         let username = validate_username(&req.username)?;
+        let unrestricted =
+            req.unrestricted.unwrap_or(req.divisions.is_empty() && req.offices.is_empty());
+        let (divisions, offices) =
+            self.check_scope(cap.principal(), unrestricted, req.divisions, req.offices).await?;
         let op = Operator {
             id: Uuid::now_v7(),
             display_name: crate::apikey::validate_name(
@@ -134,6 +248,9 @@ impl OperatorService {
                 .as_deref()
                 .map(parse_fingerprint)
                 .transpose()?,
+            unrestricted,
+            divisions,
+            offices,
             created_at: now,
             updated_at: now,
         };
@@ -148,7 +265,7 @@ impl OperatorService {
     /// Lists operators.
     pub async fn list(
         &self,
-        _cap: &Capability<perm::OperatorsRead>,
+        cap: &Capability<perm::OperatorsRead>,
         filter: OperatorFilter,
         page: PageRequest,
     ) -> Result<Page<Operator>> {
@@ -156,19 +273,39 @@ impl OperatorService {
             Uuid::parse_str(a)
                 .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
         }
-        let rows = self
-            .store
-            .list_operators(&filter, &PageRequest { after: page.after, limit: page.limit + 1 })
-            .await?;
-        Ok(paginate(rows, page.limit, |o| o.id.to_string()))
+        let principal = cap.principal();
+        if principal.scope.is_all() {
+            let rows = self
+                .store
+                .list_operators(&filter, &PageRequest { after: page.after, limit: page.limit + 1 })
+                .await?;
+            return Ok(paginate(rows, page.limit, |o| o.id.to_string()));
+        }
+        // A restricted caller: keep reading pages until this one is full of visible operators.
+        let mut out = Vec::new();
+        let mut after = page.after;
+        loop {
+            let batch = self
+                .store
+                .list_operators(&filter, &PageRequest { after: after.clone(), limit: 200 })
+                .await?;
+            let done = batch.len() < 200;
+            after = batch.last().map(|o| o.id.to_string());
+            for op in batch {
+                if self.visible(principal, &op).await? {
+                    out.push(op);
+                }
+            }
+            if done || out.len() > page.limit as usize {
+                break;
+            }
+        }
+        Ok(paginate(out, page.limit, |o| o.id.to_string()))
     }
 
     /// One operator.
-    pub async fn get(&self, _cap: &Capability<perm::OperatorsRead>, id: Uuid) -> Result<Operator> {
-        self.store
-            .operator(id)
-            .await?
-            .ok_or_else(|| CoreError::not_found("operator", id.to_string()))
+    pub async fn get(&self, cap: &Capability<perm::OperatorsRead>, id: Uuid) -> Result<Operator> {
+        self.find(cap.principal(), id).await
     }
 
     /// Changes details, roles or the certificate binding.
@@ -183,12 +320,31 @@ impl OperatorService {
             Some(r) => Some(self.check_roles(cap.principal(), r).await?),
             None => None,
         };
+        let current = self.find(cap.principal(), id).await?;
+        let scope =
+            if patch.unrestricted.is_some() || patch.divisions.is_some() || patch.offices.is_some()
+            {
+                let unrestricted = patch.unrestricted.unwrap_or(current.unrestricted);
+                let divisions = patch.divisions.clone().unwrap_or(current.divisions.clone());
+                let offices = patch.offices.clone().unwrap_or(current.offices.clone());
+                Some((
+                    unrestricted,
+                    self.check_scope(cap.principal(), unrestricted, divisions, offices).await?,
+                ))
+            } else {
+                None
+            };
         let mut tx = self.store.begin().await?;
         let before = tx
             .operator_for_update(id)
             .await?
             .ok_or_else(|| CoreError::not_found("operator", id.to_string()))?;
         let mut op = before.clone();
+        if let Some((unrestricted, (divisions, offices))) = scope {
+            op.unrestricted = unrestricted;
+            op.divisions = divisions;
+            op.offices = offices;
+        }
         if let Some(d) = &patch.display_name {
             op.display_name = crate::apikey::validate_name(d)?;
         }
@@ -220,6 +376,7 @@ impl OperatorService {
         enabled: bool,
     ) -> Result<Operator> {
         let now = self.clock.now();
+        self.find(cap.principal(), id).await?;
         let mut tx = self.store.begin().await?;
         let mut op = tx
             .operator_for_update(id)
