@@ -13,5 +13,6 @@ mod http;
 mod mtls;
 mod operators;
 mod org;
+mod people;
 mod plugins;
 mod scaleout;

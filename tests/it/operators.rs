@@ -13,7 +13,16 @@ async fn roles_are_managed_with_built_ins_protected_and_no_escalation() {
         assert_eq!(st, 200);
         let names: Vec<_> =
             roles.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["administrator", "auditor", "organization-manager", "security-officer"]);
+        assert_eq!(
+            names,
+            [
+                "administrator",
+                "auditor",
+                "organization-manager",
+                "registration-officer",
+                "security-officer"
+            ]
+        );
         let r = s.admin(Method::POST, "/api/v1/roles")
             .json(&json!({"name": "help-desk", "description": "Help desk", "permissions": ["api_keys:read"]}))
             .send().await.unwrap();

@@ -59,6 +59,8 @@ pub struct AppState {
     pub operators: Arc<sigil_core::service::operators::OperatorService>,
     /// Organizations, divisions, offices.
     pub org: Arc<sigil_core::service::org::OrgService>,
+    /// People and custom fields.
+    pub people: Arc<sigil_core::service::people::PeopleService>,
     /// Shared settings (the exposure override).
     pub settings: Arc<sigil_core::service::settings::SettingsService>,
     /// The store, for readiness checks.
@@ -192,6 +194,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(v1::meta::router())
         .merge(v1::operators::router())
         .merge(v1::org::router())
+        .merge(v1::people::router())
         .merge(v1::certificates::router())
         .merge(v1::profiles::router())
         .merge(v1::plugins::router())

@@ -88,6 +88,12 @@ permissions! {
     OrganizationsRead = "organizations:read";
     /// Create and change organizations, divisions and offices.
     OrganizationsWrite = "organizations:write";
+    /// Read people's personal data and the custom field definitions; validate attributes.
+    PeopleRead = "people:read";
+    /// Create and change people and their extended attributes.
+    PeopleWrite = "people:write";
+    /// Define, change and delete custom fields.
+    CustomFieldsWrite = "custom_fields:write";
     /// Search and read certificates, download them.
     CertificatesRead = "certificates:read";
     /// Issue certificates from CSRs (single and batch).

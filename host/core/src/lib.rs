@@ -15,6 +15,7 @@ pub mod error;
 pub mod export;
 pub mod operator;
 pub mod org;
+pub mod people;
 pub mod ports;
 pub mod profile;
 pub mod records;

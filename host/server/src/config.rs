@@ -246,7 +246,8 @@ pub struct PluginEntry {
     /// Host interfaces it may import: log, config, clock, outbound-http, sigil-api.
     #[serde(default)]
     pub grants: Vec<String>,
-    /// Hook points: `certificate-issuance` (validators); `certificate.issued`, `.renewed`,
+    /// Hook points: `certificate-issuance`, `person`, `custom-field` (validators);
+    /// `certificate.issued`, `.renewed`,
     /// `.suspended`, `.reactivated`, `.revoked` (workflows).
     #[serde(default)]
     pub hooks: Vec<String>,
@@ -316,8 +317,10 @@ pub struct PluginsSection {
 }
 
 /// Hook points: the validator hook, and the lifecycle events workflows subscribe to.
-pub const HOOKS: [&str; 6] = [
+pub const HOOKS: [&str; 8] = [
     "certificate-issuance",
+    "person",
+    "custom-field",
     "certificate.issued",
     "certificate.renewed",
     "certificate.suspended",

@@ -59,6 +59,8 @@ pub struct Services {
     pub operators: Arc<OperatorService>,
     /// Organizations, divisions, offices.
     pub org: Arc<sigil_core::service::org::OrgService>,
+    /// People and custom fields.
+    pub people: Arc<sigil_core::service::people::PeopleService>,
     /// Profiles.
     pub profiles: Arc<ProfileService>,
     /// CA back ends.
@@ -88,6 +90,11 @@ pub async fn services(
     let roles = Arc::new(RoleService::new(store.clone(), clock.clone()));
     let operators = Arc::new(OperatorService::new(store.clone(), clock.clone()));
     let org = Arc::new(sigil_core::service::org::OrgService::new(store.clone(), clock.clone()));
+    let people = Arc::new(sigil_core::service::people::PeopleService::new(
+        store.clone(),
+        clock.clone(),
+        validators.clone(),
+    ));
     let issuers = Arc::new(Issuers::default());
     let master = Arc::new(MasterKey::load_or_create(&cfg.master_key_path())?);
     let factory = Arc::new(BuiltinFactory::new(master, cfg.pki.public_url.clone()));
@@ -135,6 +142,7 @@ pub async fn services(
         roles,
         operators,
         org,
+        people,
         profiles,
         cas,
         certificates,
@@ -218,6 +226,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         cas: svc.cas.clone(),
         operators: svc.operators.clone(),
         org: svc.org.clone(),
+        people: svc.people.clone(),
         plugins: plugin_host.clone(),
         endpoints: registry.clone(),
         metrics: Arc::default(),

@@ -7,6 +7,7 @@ pub mod ext;
 pub mod meta;
 pub mod operators;
 pub mod org;
+pub mod people;
 pub mod plugins;
 pub mod profiles;
 pub mod x509;

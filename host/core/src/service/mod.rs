@@ -7,6 +7,7 @@ pub mod cas;
 pub mod certificates;
 pub mod operators;
 pub mod org;
+pub mod people;
 pub mod profiles;
 pub mod roles;
 pub mod settings;
