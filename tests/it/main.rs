@@ -8,6 +8,7 @@ mod audit;
 mod certificates;
 mod cli;
 mod connector;
+mod devices;
 mod exposure;
 mod http;
 mod mtls;

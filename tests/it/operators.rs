@@ -18,9 +18,11 @@ async fn roles_are_managed_with_built_ins_protected_and_no_escalation() {
             [
                 "administrator",
                 "auditor",
+                "device-officer",
                 "organization-manager",
                 "registration-officer",
-                "security-officer"
+                "security-officer",
+                "service-desk"
             ]
         );
         let r = s.admin(Method::POST, "/api/v1/roles")

@@ -156,6 +156,66 @@ impl TestServer {
         (id, key["key"].as_str().unwrap().to_owned())
     }
 
+    /// The CRL of CA `ca` as `openssl crl -text` prints it.
+    pub async fn crl_text(&self, ca: &str) -> String {
+        let r = self.client.get(format!("{}/crl/{ca}.crl", self.url)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let dir = tempfile::tempdir().unwrap();
+        let der = dir.path().join("crl.der");
+        std::fs::write(&der, r.bytes().await.unwrap()).unwrap();
+        let (ok, out) =
+            openssl(&["crl", "-inform", "DER", "-in", der.to_str().unwrap(), "-noout", "-text"]);
+        assert!(ok, "{out}");
+        out
+    }
+
+    /// Asks Sigil's OCSP responder about `cert` (a certificate view with `certificate` and
+    /// `chain`) with openssl, checks the response's signature, and returns openssl's text of
+    /// it (`Cert Status: good`, or `Cert Status: revoked` with `Revocation Reason: …`).
+    pub async fn ocsp_text(&self, cert: &Value) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        std::fs::write(p("leaf.pem"), cert["certificate"].as_str().unwrap()).unwrap();
+        std::fs::write(p("issuing.pem"), cert["chain"][0].as_str().unwrap()).unwrap();
+        let chain: String =
+            cert["chain"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        std::fs::write(p("chain.pem"), chain).unwrap();
+        let (ok, out) = openssl(&[
+            "ocsp",
+            "-issuer",
+            &p("issuing.pem"),
+            "-cert",
+            &p("leaf.pem"),
+            "-reqout",
+            &p("req.der"),
+        ]);
+        assert!(ok, "{out}");
+        let r = self
+            .client
+            .post(format!("{}/ocsp", self.url))
+            .header("content-type", "application/ocsp-request")
+            .body(std::fs::read(p("req.der")).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        std::fs::write(p("resp.der"), r.bytes().await.unwrap()).unwrap();
+        let (ok, out) = openssl(&[
+            "ocsp",
+            "-respin",
+            &p("resp.der"),
+            "-reqin",
+            &p("req.der"),
+            "-issuer",
+            &p("issuing.pem"),
+            "-CAfile",
+            &p("chain.pem"),
+            "-resp_text",
+        ]);
+        assert!(ok && out.contains("Response verify OK"), "{out}");
+        out
+    }
+
     /// The audit trail of one object (`GET /api/v1/audit/objects/{type}/{id}`), as the
     /// administrator; the call must succeed.
     pub async fn trail(&self, object_type: &str, id: &str) -> Value {

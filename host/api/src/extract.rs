@@ -118,3 +118,11 @@ impl<S: Send + Sync, P: Permission> FromRequestParts<S> for Authorized<P> {
         Ok(Self(p.authorize::<P>()?))
     }
 }
+
+/// An optional JSON body: empty (or only whitespace) means `T::default()`.
+pub(crate) fn optional_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(bytes)
+}

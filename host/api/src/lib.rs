@@ -61,6 +61,8 @@ pub struct AppState {
     pub org: Arc<sigil_core::service::org::OrgService>,
     /// People and custom fields.
     pub people: Arc<sigil_core::service::people::PeopleService>,
+    /// Devices.
+    pub devices: Arc<sigil_core::service::devices::DeviceService>,
     /// Shared settings (the exposure override).
     pub settings: Arc<sigil_core::service::settings::SettingsService>,
     /// The store, for readiness checks.
@@ -195,6 +197,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(v1::operators::router())
         .merge(v1::org::router())
         .merge(v1::people::router())
+        .merge(v1::devices::router())
         .merge(v1::certificates::router())
         .merge(v1::profiles::router())
         .merge(v1::plugins::router())

@@ -94,6 +94,18 @@ permissions! {
     PeopleWrite = "people:write";
     /// Define, change and delete custom fields.
     CustomFieldsWrite = "custom_fields:write";
+    /// List devices, their state, history and production metadata.
+    DevicesRead = "devices:read";
+    /// Register devices, change their data, link certificates.
+    DevicesWrite = "devices:write";
+    /// Activate a registered device.
+    DeviceActivate = "device:activate";
+    /// Suspend a device or report it lost (its certificates go on hold).
+    DeviceSuspend = "device:suspend";
+    /// Reactivate a suspended or found device (the holds it placed are released).
+    DeviceReactivate = "device:reactivate";
+    /// Revoke, terminate, expire a device or report it damaged (its certificates are revoked).
+    DeviceRevoke = "device:revoke";
     /// Search and read certificates, download them.
     CertificatesRead = "certificates:read";
     /// Issue certificates from CSRs (single and batch).

@@ -61,6 +61,8 @@ pub struct Services {
     pub org: Arc<sigil_core::service::org::OrgService>,
     /// People and custom fields.
     pub people: Arc<sigil_core::service::people::PeopleService>,
+    /// Devices.
+    pub devices: Arc<sigil_core::service::devices::DeviceService>,
     /// Profiles.
     pub profiles: Arc<ProfileService>,
     /// CA back ends.
@@ -127,11 +129,18 @@ pub async fn services(
     profiles.bootstrap().await?;
     let certificates = Arc::new(CertificateService::new(
         store.clone(),
-        clock,
+        clock.clone(),
         issuers,
         profiles.clone(),
         Arc::new(Pkcs10),
         validators,
+        events.clone(),
+    ));
+    let devices = Arc::new(sigil_core::service::devices::DeviceService::new(
+        store.clone(),
+        clock,
+        certificates.clone(),
+        people.clone(),
         events,
     ));
     Ok(Services {
@@ -143,6 +152,7 @@ pub async fn services(
         operators,
         org,
         people,
+        devices,
         profiles,
         cas,
         certificates,
@@ -227,6 +237,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         operators: svc.operators.clone(),
         org: svc.org.clone(),
         people: svc.people.clone(),
+        devices: svc.devices.clone(),
         plugins: plugin_host.clone(),
         endpoints: registry.clone(),
         metrics: Arc::default(),

@@ -424,12 +424,7 @@ async fn update(
     Ok(axum::Json(CertificateView::new(&st, c)))
 }
 
-fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    crate::extract::parse_json(bytes)
-}
+use crate::extract::optional_body;
 
 /// Suspend (certificateHold): reported revoked by CRL and OCSP until reactivated.
 #[utoipa::path(post, path = "/api/v1/certificates/{id}/suspend", tag = "certificates", params(("id" = String, Path)),

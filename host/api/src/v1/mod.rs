@@ -3,6 +3,7 @@
 pub mod apikeys;
 pub mod audit;
 pub mod certificates;
+pub mod devices;
 pub mod ext;
 pub mod meta;
 pub mod operators;

@@ -24,6 +24,76 @@ pub const MAX_BATCH: usize = 100;
 /// Largest metadata document, bytes of JSON.
 pub const MAX_METADATA: usize = 16 * 1024;
 
+/// A state change of a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertChange {
+    /// Put on hold.
+    Suspend,
+    /// Release a hold.
+    Reactivate,
+    /// Revoke for good.
+    Revoke(RevocationReason),
+}
+
+impl CertChange {
+    fn action(self) -> &'static str {
+        match self {
+            Self::Suspend => "certificate.suspend",
+            Self::Reactivate => "certificate.reactivate",
+            Self::Revoke(_) => "certificate.revoke",
+        }
+    }
+
+    fn event(self) -> &'static str {
+        match self {
+            Self::Suspend => "certificate.suspended",
+            Self::Reactivate => "certificate.reactivated",
+            Self::Revoke(_) => "certificate.revoked",
+        }
+    }
+
+    /// Changes `c`; false when it is already in the target state (a retry).
+    fn apply(self, c: &mut Certificate, now: time::OffsetDateTime) -> Result<bool> {
+        match self {
+            Self::Suspend => match c.status_at(now) {
+                CertStatus::Suspended => Ok(false),
+                CertStatus::Active => {
+                    c.status = CertStatus::Suspended;
+                    c.revoked_at = Some(now);
+                    c.revocation_reason = Some(RevocationReason::CertificateHold);
+                    Ok(true)
+                }
+                s => Err(CoreError::conflict(
+                    "invalid_transition",
+                    format!("a {} certificate cannot be suspended", s.as_str()),
+                )),
+            },
+            Self::Reactivate => match c.status_at(now) {
+                CertStatus::Active => Ok(false),
+                CertStatus::Suspended => {
+                    c.status = CertStatus::Active;
+                    c.revoked_at = None;
+                    c.revocation_reason = None;
+                    Ok(true)
+                }
+                s => Err(CoreError::conflict(
+                    "invalid_transition",
+                    format!("a {} certificate cannot be reactivated", s.as_str()),
+                )),
+            },
+            Self::Revoke(reason) => match c.status {
+                CertStatus::Revoked => Ok(false),
+                _ => {
+                    c.status = CertStatus::Revoked;
+                    c.revoked_at = Some(now);
+                    c.revocation_reason = Some(reason);
+                    Ok(true)
+                }
+            },
+        }
+    }
+}
+
 /// A request to issue.
 #[derive(Debug, Clone)]
 pub struct IssueRequest {
@@ -268,41 +338,92 @@ impl CertificateService {
         Ok(paginate(rows, page.limit, |c| cert_cursor(c, sort)))
     }
 
-    /// Applies a state change under the row lock, with its audit event and a stale CRL.
-    async fn transition<P: Permission>(
+    /// Applies `change` to certificate `id` inside `tx` (row lock, stale CRL, audit event).
+    /// Returns the certificate and, when it changed, the event to commit with the transaction;
+    /// the caller commits and then calls [`Self::announce_change`]. The back end must have been
+    /// told first ([`Self::tell_backend`]).
+    pub async fn change_in_tx(
         &self,
-        cap: &Capability<P>,
+        tx: &mut dyn crate::ports::Tx,
+        principal: &Arc<crate::authz::Principal>,
         id: Uuid,
-        action: &str,
-        change: impl FnOnce(&mut Certificate, time::OffsetDateTime) -> Result<bool>,
-    ) -> Result<Certificate> {
-        let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
+        change: CertChange,
+        now: time::OffsetDateTime,
+    ) -> Result<(Certificate, Option<NewAuditEvent>)> {
         let mut cert = tx
             .certificate_for_update(id)
             .await?
             .ok_or_else(|| CoreError::not_found("certificate", id.to_string()))?;
         let before = cert.status;
-        if !change(&mut cert, now)? {
+        if !change.apply(&mut cert, now)? {
             // Already in the requested state: a retry, nothing to write.
-            return Ok(cert);
+            return Ok((cert, None));
         }
         cert.updated_at = now;
         tx.update_certificate(&cert).await?;
         tx.mark_crl_stale(&cert.ca_id).await?;
-        let ev = NewAuditEvent::new(cap.principal(), action, "certificate", id).details(
+        let ev = NewAuditEvent::new(principal, change.action(), "certificate", id).details(
             serde_json::json!({
                 "serial": cert.serial, "from": before.as_str(), "to": cert.status.as_str(),
                 "reason": cert.revocation_reason.map(|r| r.as_str()),
             }),
         );
+        Ok((cert, Some(ev)))
+    }
+
+    /// Announces a committed change to workflows.
+    pub fn announce_change(&self, change: CertChange, cert: &Certificate) {
+        self.announce(change.event(), cert);
+    }
+
+    /// Tells an external CA about `change` before Sigil records it (a no-op for the built-in
+    /// CA and when the change would not apply).
+    pub async fn tell_backend(&self, cert: &Certificate, change: CertChange) -> Result<()> {
+        let now = self.clock.now();
+        let r = IssuedRef { serial: &cert.serial, der: &cert.der };
+        match change {
+            CertChange::Suspend => {
+                let backend = self.backend(cert)?;
+                if !backend.supports_suspension() {
+                    return Err(CoreError::conflict(
+                        "suspension_not_supported",
+                        format!("CA back end `{}` cannot put certificates on hold", cert.ca_id),
+                    ));
+                }
+                if cert.status_at(now) == CertStatus::Active {
+                    backend.suspend(r).await?;
+                }
+            }
+            CertChange::Reactivate => {
+                if cert.status_at(now) == CertStatus::Suspended {
+                    self.backend(cert)?.reactivate(r).await?;
+                }
+            }
+            CertChange::Revoke(reason) => {
+                // Idempotent at the back end, so a retry after a failed commit converges.
+                if cert.status != CertStatus::Revoked {
+                    self.backend(cert)?.revoke(r, reason).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a state change in a transaction of its own.
+    async fn transition<P: Permission>(
+        &self,
+        cap: &Capability<P>,
+        id: Uuid,
+        change: CertChange,
+    ) -> Result<Certificate> {
+        let cert = self.get_any(id).await?;
+        self.tell_backend(&cert, change).await?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let (cert, ev) = self.change_in_tx(tx.as_mut(), cap.principal(), id, change, now).await?;
+        let Some(ev) = ev else { return Ok(cert) };
         tx.commit(vec![ev], now).await?;
-        let kind = match action {
-            "certificate.suspend" => "certificate.suspended",
-            "certificate.reactivate" => "certificate.reactivated",
-            _ => "certificate.revoked",
-        };
-        self.announce(kind, &cert);
+        self.announce_change(change, &cert);
         Ok(cert)
     }
 
@@ -325,31 +446,7 @@ impl CertificateService {
                 format!("profile `{}` does not allow suspension", cert.profile),
             ));
         }
-        let backend = self.backend(&cert)?;
-        if !backend.supports_suspension() {
-            return Err(CoreError::conflict(
-                "suspension_not_supported",
-                format!("CA back end `{}` cannot put certificates on hold", cert.ca_id),
-            ));
-        }
-        // The external CA first: if it refuses, nothing changes here.
-        if cert.status_at(self.clock.now()) == CertStatus::Active {
-            backend.suspend(IssuedRef { serial: &cert.serial, der: &cert.der }).await?;
-        }
-        self.transition(cap, id, "certificate.suspend", |c, now| match c.status_at(now) {
-            CertStatus::Suspended => Ok(false),
-            CertStatus::Active => {
-                c.status = CertStatus::Suspended;
-                c.revoked_at = Some(now);
-                c.revocation_reason = Some(RevocationReason::CertificateHold);
-                Ok(true)
-            }
-            s => Err(CoreError::conflict(
-                "invalid_transition",
-                format!("a {} certificate cannot be suspended", s.as_str()),
-            )),
-        })
-        .await
+        self.transition(cap, id, CertChange::Suspend).await
     }
 
     /// Releases a suspended certificate.
@@ -358,26 +455,7 @@ impl CertificateService {
         cap: &Capability<perm::CertificateReactivate>,
         id: Uuid,
     ) -> Result<Certificate> {
-        let cert = self.get_any(id).await?;
-        if cert.status_at(self.clock.now()) == CertStatus::Suspended {
-            self.backend(&cert)?
-                .reactivate(IssuedRef { serial: &cert.serial, der: &cert.der })
-                .await?;
-        }
-        self.transition(cap, id, "certificate.reactivate", |c, now| match c.status_at(now) {
-            CertStatus::Active => Ok(false),
-            CertStatus::Suspended => {
-                c.status = CertStatus::Active;
-                c.revoked_at = None;
-                c.revocation_reason = None;
-                Ok(true)
-            }
-            s => Err(CoreError::conflict(
-                "invalid_transition",
-                format!("a {} certificate cannot be reactivated", s.as_str()),
-            )),
-        })
-        .await
+        self.transition(cap, id, CertChange::Reactivate).await
     }
 
     /// Revokes a certificate (final).
@@ -393,23 +471,7 @@ impl CertificateService {
                 "certificateHold is what suspend does; use POST …/suspend",
             ));
         }
-        let cert = self.get_any(id).await?;
-        if cert.status != CertStatus::Revoked {
-            // Idempotent at the back end, so a retry after a failed commit converges.
-            self.backend(&cert)?
-                .revoke(IssuedRef { serial: &cert.serial, der: &cert.der }, reason)
-                .await?;
-        }
-        self.transition(cap, id, "certificate.revoke", |c, now| match c.status {
-            CertStatus::Revoked => Ok(false),
-            _ => {
-                c.status = CertStatus::Revoked;
-                c.revoked_at = Some(now);
-                c.revocation_reason = Some(reason);
-                Ok(true)
-            }
-        })
-        .await
+        self.transition(cap, id, CertChange::Revoke(reason)).await
     }
 
     /// Renews a certificate within its profile's renewal window, with a new CSR or the same key.

@@ -5,6 +5,7 @@ pub mod apikeys;
 pub mod audit;
 pub mod cas;
 pub mod certificates;
+pub mod devices;
 pub mod operators;
 pub mod org;
 pub mod people;
