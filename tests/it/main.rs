@@ -16,4 +16,5 @@ mod operators;
 mod org;
 mod people;
 mod plugins;
+mod requests;
 mod scaleout;

@@ -21,6 +21,7 @@ async fn roles_are_managed_with_built_ins_protected_and_no_escalation() {
                 "device-officer",
                 "organization-manager",
                 "registration-officer",
+                "request-approver",
                 "security-officer",
                 "service-desk"
             ]

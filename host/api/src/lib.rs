@@ -63,6 +63,8 @@ pub struct AppState {
     pub people: Arc<sigil_core::service::people::PeopleService>,
     /// Devices.
     pub devices: Arc<sigil_core::service::devices::DeviceService>,
+    /// Enrolment requests.
+    pub requests: Arc<sigil_core::service::requests::RequestService>,
     /// Shared settings (the exposure override).
     pub settings: Arc<sigil_core::service::settings::SettingsService>,
     /// The store, for readiness checks.
@@ -198,6 +200,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(v1::org::router())
         .merge(v1::people::router())
         .merge(v1::devices::router())
+        .merge(v1::requests::router())
         .merge(v1::certificates::router())
         .merge(v1::profiles::router())
         .merge(v1::plugins::router())

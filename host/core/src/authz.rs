@@ -106,6 +106,12 @@ permissions! {
     DeviceReactivate = "device:reactivate";
     /// Revoke, terminate, expire a device or report it damaged (its certificates are revoked).
     DeviceRevoke = "device:revoke";
+    /// List and read enrolment requests.
+    RequestsRead = "requests:read";
+    /// Create enrolment requests, enrich their metadata, cancel them.
+    RequestsWrite = "requests:write";
+    /// Approve or reject enrolment requests.
+    RequestsApprove = "requests:approve";
     /// Search and read certificates, download them.
     CertificatesRead = "certificates:read";
     /// Issue certificates from CSRs (single and batch).

@@ -20,6 +20,7 @@ pub mod people;
 pub mod ports;
 pub mod profile;
 pub mod records;
+pub mod request;
 pub mod service;
 
 pub use error::{AuthFailure, CoreError, Result, StoreError};

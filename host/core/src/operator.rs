@@ -17,6 +17,9 @@ pub struct Role {
     pub description: String,
     /// What it grants.
     pub permissions: PermissionSet,
+    /// Roles that may not be held together with this one (separation of duties; the
+    /// exclusion applies both ways).
+    pub excludes: Vec<String>,
     /// Shipped with Sigil; cannot be changed or deleted.
     pub built_in: bool,
     /// Creation time.
@@ -96,6 +99,18 @@ pub fn validate_email(s: &str) -> Result<String> {
         }
         _ => Err(CoreError::invalid("invalid_email", format!("`{s}` is not an e-mail address"))),
     }
+}
+
+/// The first pair of `roles` that exclude each other (either side declaring it suffices).
+pub fn conflicting_pair(roles: &[Role]) -> Option<(String, String)> {
+    roles.iter().find_map(|a| {
+        roles
+            .iter()
+            .find(|b| {
+                a.name != b.name && (a.excludes.contains(&b.name) || b.excludes.contains(&a.name))
+            })
+            .map(|b| (a.name.clone(), b.name.clone()))
+    })
 }
 
 /// The union of what `roles` grant.

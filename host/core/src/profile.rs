@@ -169,6 +169,18 @@ pub struct ProfileSpec {
     /// Whether certificates of this profile may be suspended.
     #[serde(default = "yes")]
     pub allow_suspension: bool,
+    /// Approvals an enrolment request for this profile needs before it is carried out, each by
+    /// a different operator (1 to 3; 2 or more is dual control).
+    #[serde(default = "one")]
+    pub approvals_required: u8,
+    /// Whether the requester of an enrolment request may approve it; false keeps request and
+    /// approval with different operators (separation of duties).
+    #[serde(default)]
+    pub requester_may_approve: bool,
+}
+
+fn one() -> u8 {
+    1
 }
 
 /// Key usage names accepted in profiles.
@@ -209,6 +221,9 @@ impl ProfileSpec {
         let bad = |m: String| Err(CoreError::invalid("invalid_profile", m));
         if self.key_types.is_empty() {
             return bad("key_types must list at least one key type".into());
+        }
+        if !(1..=3).contains(&self.approvals_required) {
+            return bad("approvals_required must be between 1 and 3".into());
         }
         if !(1..=3650).contains(&self.validity_days) {
             return bad("validity_days must be between 1 and 3650".into());
@@ -469,6 +484,8 @@ pub fn built_in_profiles() -> Vec<(String, ProfileSpec)> {
                 ca: default_ca(),
                 renewal_window_days: 30,
                 allow_suspension: true,
+                approvals_required: 1,
+                requester_may_approve: false,
             },
         ),
         (
@@ -490,6 +507,8 @@ pub fn built_in_profiles() -> Vec<(String, ProfileSpec)> {
                 ca: default_ca(),
                 renewal_window_days: 30,
                 allow_suspension: true,
+                approvals_required: 1,
+                requester_may_approve: false,
             },
         ),
     ]

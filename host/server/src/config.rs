@@ -246,9 +246,9 @@ pub struct PluginEntry {
     /// Host interfaces it may import: log, config, clock, outbound-http, sigil-api.
     #[serde(default)]
     pub grants: Vec<String>,
-    /// Hook points: `certificate-issuance`, `person`, `custom-field` (validators);
-    /// `certificate.issued`, `.renewed`,
-    /// `.suspended`, `.reactivated`, `.revoked` (workflows).
+    /// Hook points: `certificate-issuance`, `enrolment-request`, `person`, `custom-field`
+    /// (validators); lifecycle events `certificate.*`, `request.*`, `device.*` (workflows; see
+    /// [`HOOKS`]).
     #[serde(default)]
     pub hooks: Vec<String>,
     /// Deadline of one call, ms.
@@ -317,8 +317,9 @@ pub struct PluginsSection {
 }
 
 /// Hook points: the validator hook, and the lifecycle events workflows subscribe to.
-pub const HOOKS: [&str; 8] = [
+pub const HOOKS: [&str; 24] = [
     "certificate-issuance",
+    "enrolment-request",
     "person",
     "custom-field",
     "certificate.issued",
@@ -326,6 +327,21 @@ pub const HOOKS: [&str; 8] = [
     "certificate.suspended",
     "certificate.reactivated",
     "certificate.revoked",
+    "request.created",
+    "request.approved",
+    "request.rejected",
+    "request.cancelled",
+    "request.completed",
+    "request.failed",
+    "device.registered",
+    "device.active",
+    "device.suspended",
+    "device.lost",
+    "device.damaged",
+    "device.revoked",
+    "device.expired",
+    "device.terminated",
+    "device.pin_reset",
 ];
 
 /// `[audit]`.

@@ -63,6 +63,8 @@ pub struct Services {
     pub people: Arc<sigil_core::service::people::PeopleService>,
     /// Devices.
     pub devices: Arc<sigil_core::service::devices::DeviceService>,
+    /// Enrolment requests.
+    pub requests: Arc<sigil_core::service::requests::RequestService>,
     /// Profiles.
     pub profiles: Arc<ProfileService>,
     /// CA back ends.
@@ -133,15 +135,27 @@ pub async fn services(
         issuers,
         profiles.clone(),
         Arc::new(Pkcs10),
-        validators,
+        validators.clone(),
         events.clone(),
     ));
     let devices = Arc::new(sigil_core::service::devices::DeviceService::new(
         store.clone(),
-        clock,
+        clock.clone(),
         certificates.clone(),
         people.clone(),
-        events,
+        events.clone(),
+    ));
+    let requests = Arc::new(sigil_core::service::requests::RequestService::new(
+        store.clone(),
+        clock,
+        sigil_core::service::requests::RequestDeps {
+            people: people.clone(),
+            profiles: profiles.clone(),
+            certificates: certificates.clone(),
+            devices: devices.clone(),
+            validators,
+            events,
+        },
     ));
     Ok(Services {
         store,
@@ -153,6 +167,7 @@ pub async fn services(
         org,
         people,
         devices,
+        requests,
         profiles,
         cas,
         certificates,
@@ -238,6 +253,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         org: svc.org.clone(),
         people: svc.people.clone(),
         devices: svc.devices.clone(),
+        requests: svc.requests.clone(),
         plugins: plugin_host.clone(),
         endpoints: registry.clone(),
         metrics: Arc::default(),

@@ -12,7 +12,8 @@ use uuid::Uuid;
 use crate::filter::{Select, escape_like};
 use crate::{like_pattern, map_err};
 
-const ROLE_COLUMNS: &str = "name, description, permissions, built_in, created_at, updated_at";
+const ROLE_COLUMNS: &str =
+    "name, description, permissions, excludes, built_in, created_at, updated_at";
 pub(crate) const OPERATOR_COLUMNS: &str = "id, username, display_name, email, roles, enabled, \
      client_cert_sha256, unrestricted, divisions, offices, created_at, updated_at";
 
@@ -38,6 +39,10 @@ pub(crate) fn role_from_row(r: &AnyRow) -> StoreResult<Role> {
         name: r.try_get("name").map_err(map_err)?,
         description: r.try_get("description").map_err(map_err)?,
         permissions: PermissionSet::from_stored(json_list(&perms, "roles.permissions")?),
+        excludes: json_list(
+            &r.try_get::<String, _>("excludes").map_err(map_err)?,
+            "roles.excludes",
+        )?,
         built_in: r.try_get::<i64, _>("built_in").map_err(map_err)? != 0,
         created_at: from_unix_micros(r.try_get("created_at").map_err(map_err)?),
         updated_at: from_unix_micros(r.try_get("updated_at").map_err(map_err)?),
@@ -94,8 +99,8 @@ pub(crate) async fn insert_role<'c, E: Executor<'c, Database = Any>>(
     r: &Role,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO roles (name, description, permissions, built_in, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO roles (name, description, permissions, built_in, created_at, updated_at, excludes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&r.name)
     .bind(&r.description)
@@ -103,6 +108,7 @@ pub(crate) async fn insert_role<'c, E: Executor<'c, Database = Any>>(
     .bind(i64::from(r.built_in))
     .bind(unix_micros(r.created_at))
     .bind(unix_micros(r.updated_at))
+    .bind(to_json(&r.excludes))
     .execute(e)
     .await
     .map(|_| ())
@@ -114,12 +120,14 @@ pub(crate) async fn update_role<'c, E: Executor<'c, Database = Any>>(
     r: &Role,
 ) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE roles SET description = $2, permissions = $3, updated_at = $4 WHERE name = $1",
+        "UPDATE roles SET description = $2, permissions = $3, updated_at = $4, excludes = $5 \
+         WHERE name = $1",
     )
     .bind(&r.name)
     .bind(&r.description)
     .bind(to_json(&r.permissions.to_vec()))
     .bind(unix_micros(r.updated_at))
+    .bind(to_json(&r.excludes))
     .execute(e)
     .await
     .map(|_| ())

@@ -2,7 +2,8 @@
 //! - `person`: the e-mail address must be in one of the comma-separated `email_domains`;
 //! - `custom-field`: the attribute named by `checksum_field` must pass the Luhn check; with
 //!   `override = "yes"` the plugin takes over the built-in custom-field rules (pattern, length,
-//!   allowed values) for the attributes it accepts.
+//!   allowed values) for the attributes it accepts;
+//! - `enrolment-request`: requests for people of the offices in `blocked_offices` are refused.
 
 use sigil_plugin_sdk::config;
 use sigil_plugin_sdk::validator::{Subject, SubjectExt, Validator, Verdict};
@@ -55,6 +56,15 @@ impl Validator for PersonRules {
                     Ok(Verdict::OverrideAllow)
                 } else {
                     Ok(Verdict::Allow)
+                }
+            }
+            "enrolment-request" => {
+                let blocked = config::get("blocked_offices").unwrap_or_default();
+                match s.attribute("office_id") {
+                    Some(o) if blocked.split(',').map(str::trim).any(|b| b == o) => {
+                        Ok(Verdict::Deny(vec![format!("office {o} takes no enrolment requests")]))
+                    }
+                    _ => Ok(Verdict::Allow),
                 }
             }
             _ => Ok(Verdict::Allow),

@@ -11,6 +11,7 @@ pub mod org;
 pub mod people;
 pub mod plugins;
 pub mod profiles;
+pub mod requests;
 pub mod x509;
 
 use time::OffsetDateTime;

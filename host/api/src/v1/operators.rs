@@ -39,6 +39,8 @@ pub struct RoleView {
     pub description: String,
     /// Granted permissions.
     pub permissions: Vec<String>,
+    /// Roles that may not be held together with this one.
+    pub excludes: Vec<String>,
     /// Shipped with Sigil (read-only).
     pub built_in: bool,
     /// Last change.
@@ -51,6 +53,7 @@ impl From<Role> for RoleView {
             name: r.name,
             description: r.description,
             permissions: r.permissions.to_vec(),
+            excludes: r.excludes,
             built_in: r.built_in,
             updated_at: rfc3339(r.updated_at),
         }
@@ -70,6 +73,9 @@ pub struct CreateRoleBody {
     /// Permission patterns.
     #[schema(value_type = Vec<super::PermissionName>)]
     permissions: Vec<String>,
+    /// Roles that may not be held together with this one (separation of duties).
+    #[serde(default)]
+    excludes: Vec<String>,
 }
 
 /// Body of `PUT /api/v1/roles/{name}`.
@@ -82,6 +88,9 @@ pub struct PutRoleBody {
     /// Permission patterns.
     #[schema(value_type = Vec<super::PermissionName>)]
     permissions: Vec<String>,
+    /// Roles that may not be held together with this one (separation of duties).
+    #[serde(default)]
+    excludes: Vec<String>,
 }
 
 /// List roles.
@@ -105,7 +114,8 @@ async fn create_role(
     Authorized(cap): Authorized<perm::RolesWrite>,
     Json(b): Json<CreateRoleBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let input = RoleInput { description: b.description, permissions: b.permissions };
+    let input =
+        RoleInput { description: b.description, permissions: b.permissions, excludes: b.excludes };
     let role = st.roles.create(&cap, &b.name, input).await?;
     Ok((StatusCode::CREATED, axum::Json(RoleView::from(role))))
 }
@@ -135,7 +145,8 @@ async fn put_role(
     Path(name): Path<String>,
     Json(b): Json<PutRoleBody>,
 ) -> Result<axum::Json<RoleView>, ApiError> {
-    let input = RoleInput { description: b.description, permissions: b.permissions };
+    let input =
+        RoleInput { description: b.description, permissions: b.permissions, excludes: b.excludes };
     Ok(axum::Json(st.roles.update(&cap, &name, input).await?.into()))
 }
 

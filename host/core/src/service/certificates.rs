@@ -306,6 +306,13 @@ impl CertificateService {
         Ok(cert)
     }
 
+    /// Checks that `csr` parses, proves possession and passes `profile` (for requests that
+    /// are issued later).
+    pub async fn check_request(&self, csr: &[u8], profile: &crate::profile::Profile) -> Result<()> {
+        let parsed = self.csr.parse(csr)?;
+        profile.spec.apply_with(&parsed, self.clock.now(), false).map(drop)
+    }
+
     /// One certificate.
     pub async fn get(
         &self,

@@ -10,6 +10,7 @@ pub mod operators;
 pub mod org;
 pub mod people;
 pub mod profiles;
+pub mod requests;
 pub mod roles;
 pub mod settings;
 

@@ -112,6 +112,12 @@ impl OperatorService {
             })?;
             granted.push(role.clone());
         }
+        if let Some((a, b)) = crate::operator::conflicting_pair(&granted) {
+            return Err(CoreError::conflict(
+                "conflicting_roles",
+                format!("roles `{a}` and `{b}` exclude each other (separation of duties)"),
+            ));
+        }
         // Nobody hands out more than they hold.
         if !crate::operator::role_permissions(&granted).is_subset_of(&principal.permissions) {
             return Err(CoreError::Forbidden {

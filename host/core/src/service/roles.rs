@@ -15,6 +15,8 @@ pub struct RoleInput {
     pub description: String,
     /// Permission patterns.
     pub permissions: Vec<String>,
+    /// Roles that may not be held together with this one.
+    pub excludes: Vec<String>,
 }
 
 /// Role operations.
@@ -30,7 +32,9 @@ impl std::fmt::Debug for RoleService {
 }
 
 fn describe(r: &Role) -> serde_json::Value {
-    serde_json::json!({"description": r.description, "permissions": r.permissions.to_vec()})
+    serde_json::json!({
+        "description": r.description, "permissions": r.permissions.to_vec(), "excludes": r.excludes,
+    })
 }
 
 impl RoleService {
@@ -65,6 +69,48 @@ impl RoleService {
         Ok(set)
     }
 
+    /// Checks an exclusion list: known roles, not the role itself, and no operator holding the
+    /// role together with one it would exclude.
+    async fn check_excludes(&self, name: &str, excludes: &[String]) -> Result<Vec<String>> {
+        let known = self.store.roles().await?;
+        let mut out = Vec::new();
+        for x in excludes {
+            if x == name {
+                return Err(CoreError::invalid("invalid_excludes", "a role cannot exclude itself"));
+            }
+            if !known.iter().any(|r| &r.name == x) {
+                return Err(CoreError::invalid("unknown_role", format!("unknown role `{x}`")));
+            }
+            let mut after = None;
+            loop {
+                let holders = self
+                    .store
+                    .list_operators(
+                        &crate::ports::OperatorFilter {
+                            role: Some(name.to_owned()),
+                            ..Default::default()
+                        },
+                        &crate::ports::PageRequest { after: after.clone(), limit: 500 },
+                    )
+                    .await?;
+                if let Some(o) = holders.iter().find(|o| o.roles.contains(x)) {
+                    return Err(CoreError::conflict(
+                        "roles_held_together",
+                        format!("operator `{}` holds both `{name}` and `{x}`", o.username),
+                    ));
+                }
+                if holders.len() < 500 {
+                    break;
+                }
+                after = holders.last().map(|o| o.id.to_string());
+            }
+            out.push(x.clone());
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// Creates a role.
     pub async fn create(
         &self,
@@ -77,6 +123,7 @@ impl RoleService {
             name: validate_role_name(name)?,
             description: crate::apikey::validate_description(&input.description)?,
             permissions: Self::permissions(&cap.principal().permissions, &input.permissions)?,
+            excludes: self.check_excludes(name, &input.excludes).await?,
             built_in: false,
             created_at: now,
             updated_at: now,
@@ -102,6 +149,7 @@ impl RoleService {
         input: RoleInput,
     ) -> Result<Role> {
         let now = self.clock.now();
+        let excludes = self.check_excludes(name, &input.excludes).await?;
         let mut tx = self.store.begin().await?;
         let before =
             tx.role_for_update(name).await?.ok_or_else(|| CoreError::not_found("role", name))?;
@@ -112,6 +160,7 @@ impl RoleService {
             ));
         }
         let mut role = before.clone();
+        role.excludes = excludes;
         role.description = crate::apikey::validate_description(&input.description)?;
         role.permissions = Self::permissions(&cap.principal().permissions, &input.permissions)?;
         if role == before {
