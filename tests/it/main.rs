@@ -11,6 +11,7 @@ mod connector;
 mod devices;
 mod exposure;
 mod http;
+mod import;
 mod mtls;
 mod operators;
 mod org;

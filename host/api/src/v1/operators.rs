@@ -6,6 +6,7 @@ use axum::response::IntoResponse;
 use sigil_core::authz::perm;
 use sigil_core::operator::{Operator, Role};
 use sigil_core::ports::{OperatorFilter, PageRequest};
+use sigil_core::service::operator_import::{ImportMode, ImportReport, ParsedRow, parse_csv};
 use sigil_core::service::operators::{CreateOperator, UpdateOperator};
 use sigil_core::service::page_size;
 use sigil_core::service::roles::RoleInput;
@@ -28,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enable_operator))
         .routes(routes!(disable_operator))
         .routes(routes!(operator_scope))
+        .routes(routes!(import_operators))
 }
 
 /// A role.
@@ -347,16 +349,7 @@ async fn create_operator(
     Authorized(cap): Authorized<perm::OperatorsCreate>,
     Json(b): Json<CreateOperatorBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let req = CreateOperator {
-        username: b.username,
-        display_name: b.display_name,
-        email: b.email,
-        roles: b.roles,
-        client_cert_sha256: b.client_cert_sha256,
-        unrestricted: b.unrestricted,
-        divisions: b.divisions,
-        offices: b.offices,
-    };
+    let req = CreateOperator::from(b);
     Ok((StatusCode::CREATED, axum::Json(OperatorView::from(st.operators.create(&cap, req).await?))))
 }
 
@@ -453,4 +446,93 @@ async fn operator_scope(
         divisions: divisions.into_iter().map(Into::into).collect(),
         offices: offices.into_iter().map(Into::into).collect(),
     }))
+}
+
+/// Query of `POST /api/v1/operators/import`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// `all_or_nothing` (default): every row valid or nothing is written; `best_effort`: each
+    /// valid row is created.
+    #[param(value_type = Option<ImportMode>)]
+    mode: Option<String>,
+}
+
+impl From<CreateOperatorBody> for CreateOperator {
+    fn from(b: CreateOperatorBody) -> Self {
+        CreateOperator {
+            username: b.username,
+            display_name: b.display_name,
+            email: b.email,
+            roles: b.roles,
+            client_cert_sha256: b.client_cert_sha256,
+            unrestricted: b.unrestricted,
+            divisions: b.divisions,
+            offices: b.offices,
+        }
+    }
+}
+
+/// JSON rows: an array of operator objects (as `POST /api/v1/operators` takes), each read on
+/// its own so that one bad row is reported rather than refusing the whole body.
+fn json_rows(body: &[u8]) -> Result<Vec<ParsedRow>, ApiError> {
+    let rows: Vec<serde_json::Value> = crate::extract::parse_json(body)?;
+    Ok(rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let username = v["username"].as_str().unwrap_or_default().to_owned();
+            let parsed = serde_json::from_value::<CreateOperatorBody>(v)
+                .map(Into::into)
+                .map_err(|e| sigil_core::CoreError::invalid("invalid_row", e.to_string()));
+            (i + 1, username, parsed)
+        })
+        .collect())
+}
+
+/// Import operators in bulk from JSON (an array of operator objects) or CSV (`text/csv`, a
+/// header row with `username`, `display_name`, `email`, `roles`, `divisions`, `offices`,
+/// `unrestricted`, `client_cert_sha256`; lists separated by `;`). Each row is validated like a
+/// single create and reported; see `committed` for whether anything was written.
+#[utoipa::path(post, path = "/api/v1/operators/import", tag = "operators", params(ImportQuery),
+    request_body(content = Vec<CreateOperatorBody>, description = "JSON array, or text/csv"),
+    responses((status = 200, body = ImportReport), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 415, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn import_operators(
+    State(st): State<AppState>,
+    Authorized(cap): Authorized<perm::OperatorsCreate>,
+    Query(q): Query<ImportQuery>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<ImportReport>, ApiError> {
+    let mode = match q.mode.as_deref() {
+        None | Some("all_or_nothing") => ImportMode::AllOrNothing,
+        Some("best_effort") => ImportMode::BestEffort,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("mode must be all_or_nothing or best_effort, got `{other}`"),
+            ));
+        }
+    };
+    let ctype = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let rows = if ctype.starts_with("text/csv") {
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::bad_request("invalid_csv", "the CSV is not UTF-8"))?;
+        parse_csv(text)?
+    } else if ctype.starts_with("application/json") {
+        json_rows(&body)?
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json or text/csv",
+        ));
+    };
+    Ok(axum::Json(st.operators.import(&cap, rows, mode).await?))
 }

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod cas;
 pub mod certificates;
 pub mod devices;
+pub mod operator_import;
 pub mod operators;
 pub mod org;
 pub mod people;

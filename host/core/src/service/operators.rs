@@ -228,10 +228,10 @@ impl OperatorService {
         Ok((op, divisions, offices))
     }
 
-    /// Creates an enabled operator.
-    pub async fn create(
+    /// Validates `req` into the operator it would create (nothing is written).
+    pub(crate) async fn prepare(
         &self,
-        cap: &Capability<perm::OperatorsCreate>,
+        principal: &crate::authz::Principal,
         req: CreateOperator,
     ) -> Result<Operator> {
         let now = self.clock.now();
@@ -239,15 +239,15 @@ impl OperatorService {
         let unrestricted =
             req.unrestricted.unwrap_or(req.divisions.is_empty() && req.offices.is_empty());
         let (divisions, offices) =
-            self.check_scope(cap.principal(), unrestricted, req.divisions, req.offices).await?;
-        let op = Operator {
+            self.check_scope(principal, unrestricted, req.divisions, req.offices).await?;
+        Ok(Operator {
             id: Uuid::now_v7(),
             display_name: crate::apikey::validate_name(
                 req.display_name.as_deref().unwrap_or(&username),
             )?,
             username,
             email: req.email.as_deref().map(validate_email).transpose()?,
-            roles: self.check_roles(cap.principal(), &req.roles).await?,
+            roles: self.check_roles(principal, &req.roles).await?,
             enabled: true,
             client_cert_sha256: req
                 .client_cert_sha256
@@ -259,12 +259,43 @@ impl OperatorService {
             offices,
             created_at: now,
             updated_at: now,
-        };
-        let mut tx = self.store.begin().await?;
-        tx.insert_operator(&op).await.map_err(conflict)?;
-        let ev = NewAuditEvent::new(cap.principal(), "operator.create", "operator", op.id)
-            .details(describe(&op));
-        tx.commit(vec![ev], now).await?;
+        })
+    }
+
+    /// Inserts prepared operators in one transaction, with one audit event each. A failure
+    /// names the index of the operator that caused it (None: the transaction itself failed).
+    pub(crate) async fn insert_all(
+        &self,
+        principal: &Arc<crate::authz::Principal>,
+        ops: &[Operator],
+        batch: Option<&str>,
+    ) -> std::result::Result<(), (Option<usize>, CoreError)> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await.map_err(|e| (None, e.into()))?;
+        let mut events = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            tx.insert_operator(op).await.map_err(|e| (Some(i), conflict(e)))?;
+            let mut details = describe(op);
+            if let Some(b) = batch {
+                details["import"] = serde_json::json!(b);
+            }
+            events.push(
+                NewAuditEvent::new(principal, "operator.create", "operator", op.id)
+                    .details(details),
+            );
+        }
+        tx.commit(events, now).await.map_err(|e| (None, e.into()))?;
+        Ok(())
+    }
+
+    /// Creates an enabled operator.
+    pub async fn create(
+        &self,
+        cap: &Capability<perm::OperatorsCreate>,
+        req: CreateOperator,
+    ) -> Result<Operator> {
+        let op = self.prepare(cap.principal(), req).await?;
+        self.insert_all(cap.principal(), std::slice::from_ref(&op), None).await.map_err(|e| e.1)?;
         Ok(op)
     }
 
