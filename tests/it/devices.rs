@@ -322,3 +322,50 @@ async fn devices_keep_to_scopes_serials_and_the_permission_of_each_transition() 
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn certificates_outside_an_operators_offices_do_not_exist_for_it() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let (a, b, _, _) = setup(&s).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let mk = |cn: &str, office: Option<&str>| {
+            let (csr, _) = openssl_csr(tmp.path(), cn, "ec:P-256", &format!("/CN={cn}"), None);
+            json!({"csr": csr, "profile": "tls-client", "office_id": office})
+        };
+        let in_a = s.create("/api/v1/certificates", mk("in-a", Some(&a))).await;
+        let in_b = s.create("/api/v1/certificates", mk("in-b", Some(&b))).await;
+        let nowhere = s.create("/api/v1/certificates", mk("nowhere", None)).await;
+        assert_eq!(in_a["office_id"], a.as_str());
+        let perms = ["certificates:read", "certificate:issue", "certificate:suspend"];
+        s.create("/api/v1/roles", json!({"name": "ra", "permissions": perms})).await;
+        let (_, key) = s.operator_key("ra-a", &["ra"], json!({"offices": [a]}), &perms).await;
+        let call = |m: Method, path: String, body: Value| {
+            let (s, key) = (&s, key.clone());
+            async move { json(s.req(m, &path, &key).json(&body).send().await.unwrap()).await }
+        };
+        let (_, list) = call(Method::GET, "/api/v1/certificates".into(), json!(null)).await;
+        let ids: Vec<&str> =
+            list["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [in_a["id"].as_str().unwrap()]);
+        for other in [&in_b, &nowhere] {
+            let id = other["id"].as_str().unwrap();
+            assert_eq!(
+                call(Method::GET, format!("/api/v1/certificates/{id}"), json!(null)).await.0,
+                404
+            );
+            assert_eq!(
+                call(Method::POST, format!("/api/v1/certificates/{id}/suspend"), json!({})).await.0,
+                404
+            );
+        }
+        let (st, e) = call(Method::POST, "/api/v1/certificates".into(), mk("x", None)).await;
+        assert_eq!((st, e["code"].as_str()), (400, Some("missing_field")));
+        let (st, e) = call(Method::POST, "/api/v1/certificates".into(), mk("y", Some(&b))).await;
+        assert_eq!((st, e["code"].as_str()), (400, Some("unknown_office")));
+        let (st, c) = call(Method::POST, "/api/v1/certificates".into(), mk("z", Some(&a))).await;
+        assert_eq!(st, 201, "{c}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

@@ -341,6 +341,9 @@ pub struct Certificate {
     pub metadata: serde_json::Value,
     /// The certificate this one renewed.
     pub renewed_from: Option<Uuid>,
+    /// The registration office it belongs to (its holder's), when it has one; operators with a
+    /// restricted scope see only certificates of their offices.
+    pub office_id: Option<Uuid>,
     /// Last change.
     pub updated_at: OffsetDateTime,
 }

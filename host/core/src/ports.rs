@@ -103,6 +103,10 @@ pub struct CertFilter {
     pub expires_until_us: Option<i64>,
     /// Metadata `owner` field equals this.
     pub owner: Option<String>,
+    /// Of this office.
+    pub office_id: Option<Uuid>,
+    /// Only certificates of these offices (a restricted caller's scope).
+    pub scope: Option<Vec<Uuid>>,
     /// Evaluation time for the `expired` status.
     pub now_us: i64,
     /// Sort order.

@@ -215,7 +215,8 @@ pub(crate) async fn update_profile<'c, E: Executor<'c, Database = Any>>(
 }
 
 pub(crate) const CERT_COLUMNS: &str = "id, serial, ca_id, profile, status, subject, sans, key_type, not_before, \
-    not_after, der, sha256, issued_at, issued_by, revoked_at, revocation_reason, metadata, renewed_from, updated_at";
+    not_after, der, sha256, issued_at, issued_by, revoked_at, revocation_reason, metadata, renewed_from, updated_at, \
+    office_id";
 
 pub(crate) fn cert_from_row(r: &AnyRow) -> StoreResult<Certificate> {
     let s = |c: &str| r.try_get::<String, _>(c).map_err(map_err);
@@ -251,6 +252,10 @@ pub(crate) fn cert_from_row(r: &AnyRow) -> StoreResult<Certificate> {
         metadata: serde_json::from_str(&s("metadata")?)
             .map_err(|_| corrupt("certificates.metadata"))?,
         renewed_from: renewed.as_deref().and_then(|r| Uuid::parse_str(r).ok()),
+        office_id: r
+            .try_get::<Option<String>, _>("office_id")
+            .map_err(map_err)?
+            .and_then(|o| Uuid::parse_str(&o).ok()),
         updated_at: from_unix_micros(r.try_get("updated_at").map_err(map_err)?),
     })
 }
@@ -272,8 +277,9 @@ pub(crate) async fn insert_certificate<'c, E: Executor<'c, Database = Any>>(
         .map_err(|e| StoreError::Backend(e.to_string()))?;
     sqlx::query(
         "INSERT INTO certificates (id, serial, ca_id, profile, status, subject, sans, search, key_type, not_before, \
-         not_after, der, sha256, issued_at, issued_by, revoked_at, revocation_reason, metadata, renewed_from, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+         not_after, der, sha256, issued_at, issued_by, revoked_at, revocation_reason, metadata, renewed_from, updated_at, \
+         office_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
     )
     .bind(c.id.to_string())
     .bind(&c.serial)
@@ -295,6 +301,7 @@ pub(crate) async fn insert_certificate<'c, E: Executor<'c, Database = Any>>(
     .bind(c.metadata.to_string())
     .bind(c.renewed_from.map(|u| u.to_string()))
     .bind(unix_micros(c.updated_at))
+    .bind(c.office_id.map(|u| u.to_string()))
     .execute(e)
     .await
     .map(|_| ())
@@ -377,6 +384,17 @@ pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
     ] {
         if let Some(v) = v {
             q.and(clause, [v]);
+        }
+    }
+    if let Some(v) = f.office_id {
+        q.and("office_id = ?", [v.to_string()]);
+    }
+    if let Some(offices) = &f.scope {
+        if offices.is_empty() {
+            q.and_raw("1 = 0");
+        } else {
+            let marks = vec!["?"; offices.len()].join(", ");
+            q.and(&format!("office_id IN ({marks})"), offices.iter().map(|o| o.to_string()));
         }
     }
     if let Some(v) = &f.owner {

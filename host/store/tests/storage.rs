@@ -185,6 +185,7 @@ fn cert(serial: &str) -> sigil_core::cert::Certificate {
         revocation_reason: None,
         metadata: serde_json::json!({}),
         renewed_from: None,
+        office_id: None,
         updated_at: now,
     }
 }

@@ -80,6 +80,8 @@ pub struct CertificateView {
     pub metadata: serde_json::Value,
     /// The certificate this one renewed.
     pub renewed_from: Option<String>,
+    /// Registration office.
+    pub office_id: Option<String>,
     /// The certificate, PEM.
     pub certificate: String,
     /// Issuing CA first, root last, PEM.
@@ -116,6 +118,7 @@ impl CertificateView {
             revocation_reason: c.revocation_reason,
             metadata: c.metadata,
             renewed_from: c.renewed_from.map(|u| u.to_string()),
+            office_id: c.office_id.map(|u| u.to_string()),
             certificate: pem("CERTIFICATE", &c.der),
             chain,
             details: None,
@@ -135,6 +138,10 @@ pub struct IssueBody {
     /// Custom metadata (a JSON object; `owner` is searchable).
     #[serde(default)]
     metadata: Option<serde_json::Value>,
+    /// The registration office it belongs to (required for an operator with a restricted
+    /// scope, who then sees it).
+    #[serde(default)]
+    office_id: Option<Uuid>,
 }
 
 /// Body of `POST /api/v1/certificates/batch`.
@@ -233,6 +240,8 @@ pub struct ListQuery {
     profile: Option<String>,
     /// CA back end id.
     ca: Option<String>,
+    /// Of this registration office.
+    office_id: Option<Uuid>,
     /// Subject or SAN contains (case-insensitive).
     q: Option<String>,
     /// Serial, hex.
@@ -298,7 +307,12 @@ async fn issue(
     Authorized(cap): Authorized<perm::CertificateIssue>,
     Json(b): Json<IssueBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let req = IssueRequest { csr: b.csr.into_bytes(), profile: b.profile, metadata: b.metadata };
+    let req = IssueRequest {
+        csr: b.csr.into_bytes(),
+        profile: b.profile,
+        metadata: b.metadata,
+        office_id: b.office_id,
+    };
     let cert = st.certificates.issue(&cap, req).await?;
     Ok((StatusCode::CREATED, axum::Json(CertificateView::new(&st, cert))))
 }
@@ -315,7 +329,12 @@ async fn batch(
     let reqs = b
         .requests
         .into_iter()
-        .map(|r| IssueRequest { csr: r.csr.into_bytes(), profile: r.profile, metadata: r.metadata })
+        .map(|r| IssueRequest {
+            csr: r.csr.into_bytes(),
+            profile: r.profile,
+            metadata: r.metadata,
+            office_id: r.office_id,
+        })
         .collect();
     let results = st.certificates.issue_batch(&cap, reqs).await?;
     let mut out = BatchResult { issued: 0, failed: 0, results: Vec::with_capacity(results.len()) };
@@ -364,6 +383,8 @@ async fn list(
         text: q.q.clone(),
         serial: q.serial.as_deref().map(|s| s.trim_start_matches('0').to_ascii_lowercase()),
         owner: q.owner.clone(),
+        office_id: q.office_id,
+        scope: None,
         issued_from_us: us("issued_from", &q.issued_from)?,
         issued_until_us: us("issued_until", &q.issued_until)?,
         expires_from_us: us("expires_from", &q.expires_from)?,

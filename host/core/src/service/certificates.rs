@@ -103,6 +103,8 @@ pub struct IssueRequest {
     pub profile: String,
     /// Initial metadata (a JSON object).
     pub metadata: Option<serde_json::Value>,
+    /// The registration office it belongs to (required for a restricted caller).
+    pub office_id: Option<Uuid>,
 }
 
 /// Certificate operations.
@@ -195,8 +197,9 @@ impl CertificateService {
         cap: &Capability<perm::CertificateIssue>,
         req: IssueRequest,
     ) -> Result<Certificate> {
+        self.check_office(cap.principal(), req.office_id).await?;
         let csr = self.csr.parse(&req.csr)?;
-        self.issue_parsed(cap, csr, &req.profile, req.metadata, None).await
+        self.issue_parsed(cap, csr, &req.profile, req.metadata, None, req.office_id).await
     }
 
     /// Issues many; each item succeeds or fails on its own.
@@ -225,6 +228,7 @@ impl CertificateService {
         profile: &str,
         metadata: Option<serde_json::Value>,
         renewed_from: Option<Uuid>,
+        office_id: Option<Uuid>,
     ) -> Result<Certificate> {
         let metadata = metadata.unwrap_or_else(|| serde_json::json!({}));
         check_metadata(&metadata)?;
@@ -287,6 +291,7 @@ impl CertificateService {
             revocation_reason: None,
             metadata,
             renewed_from,
+            office_id,
             updated_at: now,
         };
         let action = if renewed_from.is_some() { "certificate.renew" } else { "certificate.issue" };
@@ -316,19 +321,44 @@ impl CertificateService {
     /// One certificate.
     pub async fn get(
         &self,
-        _cap: &Capability<perm::CertificatesRead>,
+        cap: &Capability<perm::CertificatesRead>,
         id: Uuid,
     ) -> Result<Certificate> {
-        self.store
-            .certificate(id)
-            .await?
-            .ok_or_else(|| CoreError::not_found("certificate", id.to_string()))
+        self.visible(cap.principal(), id).await
+    }
+
+    /// A certificate `p` sees, or 404: a restricted caller sees only its offices' certificates.
+    pub async fn visible(&self, p: &crate::authz::Principal, id: Uuid) -> Result<Certificate> {
+        match self.store.certificate(id).await? {
+            Some(c) if p.scope.sees(c.office_id) => Ok(c),
+            _ => Err(CoreError::not_found("certificate", id.to_string())),
+        }
+    }
+
+    /// A restricted caller issues only into an office it sees.
+    async fn check_office(&self, p: &crate::authz::Principal, office: Option<Uuid>) -> Result<()> {
+        match office {
+            None if p.scope.is_all() => Ok(()),
+            None => Err(CoreError::invalid(
+                "missing_field",
+                "`office_id` is required for an operator with a restricted scope",
+            )),
+            Some(o) => {
+                let known =
+                    self.store.record(&crate::org::OFFICES, &o.to_string()).await?.is_some();
+                if known && p.scope.sees(Some(o)) {
+                    Ok(())
+                } else {
+                    Err(CoreError::invalid("unknown_office", format!("no office {o}")))
+                }
+            }
+        }
     }
 
     /// A page of certificates.
     pub async fn list(
         &self,
-        _cap: &Capability<perm::CertificatesRead>,
+        cap: &Capability<perm::CertificatesRead>,
         mut filter: CertFilter,
         page: PageRequest,
     ) -> Result<Page<Certificate>> {
@@ -337,6 +367,9 @@ impl CertificateService {
                 .ok_or_else(|| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
         }
         filter.now_us = crate::audit::unix_micros(self.clock.now());
+        if let crate::org::Scope::Offices(set) = &cap.principal().scope {
+            filter.scope = Some(set.iter().copied().collect());
+        }
         let sort = filter.sort;
         let rows = self
             .store
@@ -423,7 +456,7 @@ impl CertificateService {
         id: Uuid,
         change: CertChange,
     ) -> Result<Certificate> {
-        let cert = self.get_any(id).await?;
+        let cert = self.visible(cap.principal(), id).await?;
         self.tell_backend(&cert, change).await?;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
@@ -440,7 +473,7 @@ impl CertificateService {
         cap: &Capability<perm::CertificateSuspend>,
         id: Uuid,
     ) -> Result<Certificate> {
-        let cert = self.get_any(id).await?;
+        let cert = self.visible(cap.principal(), id).await?;
         let allowed = self
             .profiles
             .find(&cert.profile)
@@ -488,7 +521,7 @@ impl CertificateService {
         id: Uuid,
         csr: Option<Vec<u8>>,
     ) -> Result<Certificate> {
-        let old = self.get_any(id).await?;
+        let old = self.visible(cap.principal(), id).await?;
         let now = self.clock.now();
         match old.status_at(now) {
             CertStatus::Revoked => {
@@ -518,7 +551,15 @@ impl CertificateService {
             // Same key: the old certificate's key, subject and names go through the profile again.
             None => self.same_key_request(&old)?,
         };
-        self.issue_parsed(cap, parsed, &old.profile, Some(old.metadata.clone()), Some(old.id)).await
+        self.issue_parsed(
+            cap,
+            parsed,
+            &old.profile,
+            Some(old.metadata.clone()),
+            Some(old.id),
+            old.office_id,
+        )
+        .await
     }
 
     fn same_key_request(&self, old: &Certificate) -> Result<ParsedCsr> {
@@ -551,6 +592,7 @@ impl CertificateService {
         if !patch.is_object() {
             return Err(CoreError::invalid("invalid_metadata", "metadata must be a JSON object"));
         }
+        self.visible(cap.principal(), id).await?;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         let mut cert = tx
@@ -578,13 +620,6 @@ impl CertificateService {
             code: "ca_unavailable",
             detail: format!("CA back end `{}` is not in service", cert.ca_id),
         })
-    }
-
-    async fn get_any(&self, id: Uuid) -> Result<Certificate> {
-        self.store
-            .certificate(id)
-            .await?
-            .ok_or_else(|| CoreError::not_found("certificate", id.to_string()))
     }
 
     /// Issuers, for the API's chain downloads.

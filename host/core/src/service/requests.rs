@@ -528,6 +528,7 @@ impl RequestService {
                         metadata: Some(serde_json::json!({
                             "request_id": r.id, "person_id": r.person_id, "office_id": r.office_id,
                         })),
+                        office_id: Some(r.office_id),
                     },
                 )
                 .await?;
