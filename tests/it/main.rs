@@ -12,6 +12,7 @@ mod devices;
 mod exposure;
 mod http;
 mod import;
+mod monitoring;
 mod mtls;
 mod operators;
 mod org;

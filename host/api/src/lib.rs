@@ -201,6 +201,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(v1::people::router())
         .merge(v1::devices::router())
         .merge(v1::requests::router())
+        .merge(v1::stream::router())
+        .merge(v1::reports::router())
         .merge(v1::certificates::router())
         .merge(v1::profiles::router())
         .merge(v1::plugins::router())

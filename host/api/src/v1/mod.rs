@@ -11,7 +11,9 @@ pub mod org;
 pub mod people;
 pub mod plugins;
 pub mod profiles;
+pub mod reports;
 pub mod requests;
+pub mod stream;
 pub mod x509;
 
 use time::OffsetDateTime;

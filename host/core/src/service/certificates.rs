@@ -378,6 +378,61 @@ impl CertificateService {
         Ok(paginate(rows, page.limit, |c| cert_cursor(c, sort)))
     }
 
+    /// Active certificates expiring within `days` days, grouped by registration office
+    /// (`None`: no office), soonest first, within the caller's scope. At most `max` in all.
+    pub async fn expiring_by_office(
+        &self,
+        cap: &Capability<perm::CertificatesRead>,
+        days: u32,
+        max: usize,
+    ) -> Result<(Vec<(Option<crate::org::Office>, Vec<Certificate>)>, bool)> {
+        if !(1..=3650).contains(&days) {
+            return Err(CoreError::invalid("invalid_days", "days must be between 1 and 3650"));
+        }
+        let now = self.clock.now();
+        let filter = CertFilter {
+            status: Some(CertStatus::Active),
+            expires_until_us: Some(crate::audit::unix_micros(
+                now + Duration::days(i64::from(days)),
+            )),
+            sort: crate::ports::CertSort::ExpiresAsc,
+            ..Default::default()
+        };
+        let mut all = Vec::new();
+        let mut after = None;
+        let mut truncated = false;
+        loop {
+            let page = self.list(cap, filter.clone(), PageRequest { after, limit: 500 }).await?;
+            all.extend(page.items);
+            if all.len() >= max {
+                truncated = page.next_cursor.is_some() || all.len() > max;
+                all.truncate(max);
+                break;
+            }
+            match page.next_cursor {
+                Some(c) => after = Some(c),
+                None => break,
+            }
+        }
+        let mut groups: std::collections::BTreeMap<Option<Uuid>, Vec<Certificate>> =
+            Default::default();
+        for c in all {
+            groups.entry(c.office_id).or_default().push(c);
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for (office, certs) in groups {
+            let o = match office {
+                Some(id) => match self.store.record(&crate::org::OFFICES, &id.to_string()).await? {
+                    Some(b) => Some(<crate::org::Office as crate::records::Record>::from_body(&b)?),
+                    None => None,
+                },
+                None => None,
+            };
+            out.push((o, certs));
+        }
+        Ok((out, truncated))
+    }
+
     /// Applies `change` to certificate `id` inside `tx` (row lock, stale CRL, audit event).
     /// Returns the certificate and, when it changed, the event to commit with the transaction;
     /// the caller commits and then calls [`Self::announce_change`]. The back end must have been
