@@ -6,17 +6,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sigil_tests::{TestServer, backends, json, openssl, openssl_csr};
 
-async fn issue(s: &TestServer, csr: &str, profile: &str) -> (u16, Value) {
-    json(
-        s.admin(Method::POST, "/api/v1/certificates")
-            .json(&json!({"csr": csr, "profile": profile}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-}
-
 /// Writes the certificate, the chain and (optionally) the current CRL, and runs openssl verify.
 async fn verify(
     s: &TestServer,
@@ -71,7 +60,7 @@ async fn issued_certificates_verify_and_follow_their_profile() {
                 &format!("/CN={name}/O=Example"),
                 Some("DNS:a.example,IP:10.0.0.1"),
             );
-            let (st, cert) = issue(&s, &csr, "tls-client").await;
+            let (st, cert) = s.issue(&csr, "tls-client").await;
             assert_eq!(st, 201, "{cert}");
             assert_eq!(cert["status"], "active");
             assert!(cert["serial"].as_str().unwrap().len() >= 32, "16+ random bytes");
@@ -93,7 +82,7 @@ async fn issued_certificates_verify_and_follow_their_profile() {
         // A server certificate needs a DNS SAN.
         let (csr, _) =
             openssl_csr(dir.path(), "srv", "ec:P-256", "/CN=srv", Some("DNS:www.example.org"));
-        let (st, cert) = issue(&s, &csr, "tls-server").await;
+        let (st, cert) = s.issue(&csr, "tls-server").await;
         assert_eq!(st, 201, "{cert}");
         let (_, text) = openssl(&[
             "x509",
@@ -155,7 +144,7 @@ async fn bad_requests_are_refused_without_a_write() {
             (nocn, "tls-client", "subject_not_allowed"),
             (good, "no-such-profile", "unknown_profile"),
         ] {
-            let (st, b) = issue(&s, &csr, profile).await;
+            let (st, b) = s.issue(&csr, profile).await;
             assert_eq!((st, b["code"].as_str()), (400, Some(code)), "{b}");
         }
         let (_, list) =
@@ -172,7 +161,7 @@ async fn suspension_shows_as_certificate_hold_until_reactivated_and_revocation_i
         let s = TestServer::start(&db).await;
         let dir = tempfile::tempdir().unwrap();
         let (csr, _) = openssl_csr(dir.path(), "c", "ec:P-256", "/CN=holder", None);
-        let (_, cert) = issue(&s, &csr, "tls-client").await;
+        let (_, cert) = s.issue(&csr, "tls-client").await;
         let id = cert["id"].as_str().unwrap();
         let act = |a: &str, body: Value| {
             s.admin(Method::POST, &format!("/api/v1/certificates/{id}/{a}")).json(&body).send()
@@ -245,7 +234,7 @@ async fn renewal_respects_the_window_and_keeps_or_replaces_the_key() {
         let s = TestServer::start(&db).await;
         let dir = tempfile::tempdir().unwrap();
         let (csr, _) = openssl_csr(dir.path(), "r", "ec:P-256", "/CN=renewer", None);
-        let (_, cert) = issue(&s, &csr, "tls-client").await;
+        let (_, cert) = s.issue(&csr, "tls-client").await;
         let id = cert["id"].as_str().unwrap();
         let (st, b) = json(
             s.admin(Method::POST, &format!("/api/v1/certificates/{id}/renew"))
@@ -313,8 +302,7 @@ async fn the_inventory_filters_sorts_pages_and_keeps_metadata() {
                 &format!("/CN=host{i}"),
                 Some(&format!("DNS:host{i}.corp.example")),
             );
-            let (st, c) =
-                issue(&s, &csr, if i % 2 == 0 { "tls-server" } else { "tls-client" }).await;
+            let (st, c) = s.issue(&csr, if i % 2 == 0 { "tls-server" } else { "tls-client" }).await;
             assert_eq!(st, 201, "{c}");
             ids.push(c["id"].as_str().unwrap().to_owned());
         }
@@ -469,7 +457,7 @@ async fn profiles_are_created_validated_and_enforced() {
             openssl_csr(dir.path(), "bn", "ec:P-256", "/CN=web", Some("DNS:web1.evil.example"));
         let (bad_key, _) =
             openssl_csr(dir.path(), "bk", "ec:P-384", "/CN=web", Some("DNS:web2.corp.example"));
-        let (st, cert) = issue(&s, &ok_csr, "corp-web").await;
+        let (st, cert) = s.issue(&ok_csr, "corp-web").await;
         assert_eq!(st, 201, "{cert}");
         let p = dir.path().join("c.pem");
         std::fs::write(&p, cert["certificate"].as_str().unwrap()).unwrap();
@@ -478,8 +466,8 @@ async fn profiles_are_created_validated_and_enforced() {
             text.contains("1.3.6.1.4.1.99999.2") && text.contains("1.3.6.1.4.1.99999.1"),
             "{text}"
         );
-        assert_eq!(issue(&s, &bad_name, "corp-web").await.1["code"], "san_not_allowed");
-        assert_eq!(issue(&s, &bad_key, "corp-web").await.1["code"], "key_not_allowed");
+        assert_eq!(s.issue(&bad_name, "corp-web").await.1["code"], "san_not_allowed");
+        assert_eq!(s.issue(&bad_key, "corp-web").await.1["code"], "key_not_allowed");
         // The profile forbids suspension.
         let id = cert["id"].as_str().unwrap();
         let (st, b) = json(
@@ -501,7 +489,7 @@ async fn ocsp_answers_good_revoked_with_hold_and_unknown() {
         let s = TestServer::start(&db).await;
         let dir = tempfile::tempdir().unwrap();
         let (csr, _) = openssl_csr(dir.path(), "o", "ec:P-256", "/CN=ocsp-me", None);
-        let (_, cert) = issue(&s, &csr, "tls-client").await;
+        let (_, cert) = s.issue(&csr, "tls-client").await;
         let id = cert["id"].as_str().unwrap().to_owned();
         let p = |n: &str| dir.path().join(n).display().to_string();
         std::fs::write(p("leaf.pem"), cert["certificate"].as_str().unwrap()).unwrap();
@@ -600,7 +588,7 @@ async fn certificate_details_are_parsed_for_people() {
     let dir = tempfile::tempdir().unwrap();
     let (csr, _) =
         openssl_csr(dir.path(), "d", "rsa:2048", "/CN=detail/O=Example", Some("DNS:d.example"));
-    let (_, cert) = issue(&s, &csr, "tls-server").await;
+    let (_, cert) = s.issue(&csr, "tls-server").await;
     let (st, full) = json(
         s.admin(Method::GET, &format!("/api/v1/certificates/{}", cert["id"].as_str().unwrap()))
             .send()

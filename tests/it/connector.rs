@@ -53,17 +53,6 @@ async fn switch(s: &TestServer, name: &str, ca: &str) {
     assert_eq!(st, 200, "{p}");
 }
 
-async fn issue(s: &TestServer, csr: &str, profile: &str) -> (u16, Value) {
-    body(
-        s.admin(Method::POST, "/api/v1/certificates")
-            .json(&json!({"csr": csr, "profile": profile}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn a_profile_routed_to_cfssl_issues_there_and_revocation_reaches_cfssls_certdb() {
     let mut ca = Cfssl::start().await;
@@ -92,7 +81,7 @@ async fn a_profile_routed_to_cfssl_issues_there_and_revocation_reaches_cfssls_ce
 
         let tmp = tempfile::tempdir().unwrap();
         let (csr, _) = openssl_csr(tmp.path(), "alice", "ec:P-256", "/CN=alice", None);
-        let (st, cert) = issue(&s, &csr, "cfssl-client").await;
+        let (st, cert) = s.issue(&csr, "cfssl-client").await;
         assert_eq!(st, 201, "{cert}");
         assert_eq!(cert["ca"], "cfssl");
         let leaf = tmp.path().join("leaf.pem");
@@ -155,7 +144,7 @@ async fn a_profile_routed_to_cfssl_issues_there_and_revocation_reaches_cfssls_ce
 
         // With cfssl down nothing is issued or revoked, and nothing is recorded.
         let (csr2, _) = openssl_csr(tmp.path(), "bob", "ec:P-256", "/CN=bob", None);
-        let (st, other) = issue(&s, &csr2, "cfssl-client").await;
+        let (st, other) = s.issue(&csr2, "cfssl-client").await;
         assert_eq!(st, 201, "{other}");
         let other_id = other["id"].as_str().unwrap().to_owned();
         ca.stop();
@@ -166,7 +155,7 @@ async fn a_profile_routed_to_cfssl_issues_there_and_revocation_reaches_cfssls_ce
                 .1,
         );
         let (csr3, _) = openssl_csr(tmp.path(), "carol", "ec:P-256", "/CN=carol", None);
-        let (st, b) = issue(&s, &csr3, "cfssl-client").await;
+        let (st, b) = s.issue(&csr3, "cfssl-client").await;
         assert_eq!(st, 502, "{b}");
         assert!(b["detail"].as_str().unwrap().contains("cfssl"), "{b}");
         let after = count(
@@ -243,7 +232,7 @@ async fn the_ca_back_end_swaps_between_built_in_and_cfssl_under_load_without_a_f
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(csr) = pool.get(i) else { break };
-                        let (st, c) = issue(&s, csr, "swap").await;
+                        let (st, c) = s.issue(csr, "swap").await;
                         seen.push((st, c["ca"].as_str().unwrap_or_default().to_owned(), c));
                     }
                     seen
@@ -397,18 +386,18 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
         assert!(broken["last_error"].as_str().unwrap().contains("ca_pem"), "{broken}");
 
         // The wrong key: the request was for another key than the one certified.
-        let (st, b) = issue(&s, &other_csr, "honest").await;
+        let (st, b) = s.issue(&other_csr, "honest").await;
         assert_eq!((st, b["code"].as_str()), (502, Some("ca_bad_certificate")), "{b}");
         assert!(b["detail"].as_str().unwrap().contains("public key"), "{b}");
         // The wrong CA: certified by a CA other than the one the connector claims.
-        let (st, b) = issue(&s, &csr, "wrongca").await;
+        let (st, b) = s.issue(&csr, "wrongca").await;
         assert_eq!((st, b["code"].as_str()), (502, Some("ca_bad_certificate")), "{b}");
         let (_, all) =
             body(s.admin(Method::GET, "/api/v1/certificates").send().await.unwrap()).await;
         assert_eq!(all["items"].as_array().unwrap().len(), 0, "nothing was recorded: {all}");
 
         // An honest answer is recorded with the CA's serial and validity.
-        let (st, c) = issue(&s, &csr, "honest").await;
+        let (st, c) = s.issue(&csr, "honest").await;
         assert_eq!(st, 201, "{c}");
         assert_eq!(c["ca"], "honest");
         let id = c["id"].as_str().unwrap().to_owned();
@@ -424,7 +413,7 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
             assert_eq!((st, b["status"].as_str()), (200, Some(status)), "{b}");
         }
         // A back end that refuses a revocation leaves the certificate as it was.
-        let (st, c2) = issue(&s, &csr, "refusing").await;
+        let (st, c2) = s.issue(&csr, "refusing").await;
         assert_eq!(st, 201, "{c2}");
         let id2 = c2["id"].as_str().unwrap();
         let (st, b) = body(

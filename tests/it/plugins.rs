@@ -165,7 +165,7 @@ async fn plugin_check_and_run_report_world_limits_and_failures() {
 
 mod served {
     use reqwest::Method;
-    use serde_json::{Value, json};
+    use serde_json::json;
     use sigil_tests::{Options, TestDb, TestServer, json, openssl_csr};
 
     fn plugin_toml(id: &str, file: &std::path::Path, extra: &str) -> String {
@@ -173,17 +173,6 @@ mod served {
             "[plugins.load.{id}]\nfile = \"{}\"\ngrants = [\"log\", \"config\"]\nhooks = [\"certificate-issuance\"]\n{extra}\n",
             file.display()
         )
-    }
-
-    async fn issue(s: &TestServer, csr: &str, profile: &str) -> (u16, Value) {
-        json(
-            s.admin(Method::POST, "/api/v1/certificates")
-                .json(&json!({"csr": csr, "profile": profile}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
     }
 
     fn copy(name: &str, to: &std::path::Path) {
@@ -210,7 +199,7 @@ mod served {
                 "/CN=web.corp.example",
                 Some("DNS:web.corp.example"),
             );
-            let (st, c) = issue(&s, &good, "tls-server").await;
+            let (st, c) = s.issue(&good, "tls-server").await;
             assert_eq!(st, 201, "{c}");
             let (evil, _) = openssl_csr(
                 d,
@@ -219,7 +208,7 @@ mod served {
                 "/CN=web.evil.example",
                 Some("DNS:web.corp.example"),
             );
-            let (st, b) = issue(&s, &evil, "tls-server").await;
+            let (st, b) = s.issue(&evil, "tls-server").await;
             assert_eq!((st, b["code"].as_str()), (400, Some("validation_failed")), "{b}");
             assert!(b["detail"].as_str().unwrap().contains("naming: CN web.evil.example"), "{b}");
             // RSA-2048 is fine for the built-in profile but not for the plugin's key rule.
@@ -230,7 +219,7 @@ mod served {
                 "/CN=rsa.corp.example",
                 Some("DNS:rsa.corp.example"),
             );
-            let (st, b) = issue(&s, &weak, "tls-server").await;
+            let (st, b) = s.issue(&weak, "tls-server").await;
             assert_eq!((st, b["code"].as_str()), (400, Some("validation_failed")), "{b}");
             // And the plugin's rule replaces the profile's: a P-384-only profile takes P-256 now.
             let spec = json!({"key_types": ["p384"], "san": {"dns": "required"}, "extended_key_usage": ["serverAuth"]});
@@ -241,7 +230,7 @@ mod served {
                 .await
                 .unwrap();
             assert_eq!(r.status(), 201);
-            let (st, c) = issue(&s, &good, "p384-only").await;
+            let (st, c) = s.issue(&good, "p384-only").await;
             assert_eq!((st, c["key_type"].as_str()), (201, Some("p256")), "{c}");
             let (st, list) =
                 json(s.admin(Method::GET, "/api/v1/plugins").send().await.unwrap()).await;
@@ -286,7 +275,7 @@ mod served {
             "/CN=web.evil.example",
             Some("DNS:x.corp.example"),
         );
-        let (st, b) = issue(&s, &evil, "tls-server").await;
+        let (st, b) = s.issue(&evil, "tls-server").await;
         assert_eq!(
             (st, b["code"].as_str()),
             (400, Some("validation_failed")),
@@ -335,7 +324,7 @@ mod served {
         let toml = plugin_toml("closed", &wasm, "");
         let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
         let (csr, _) = openssl_csr(dir.path(), "c", "ec:P-256", "/CN=x", Some("DNS:x.example"));
-        let (st, b) = issue(&s, &csr, "tls-server").await;
+        let (st, b) = s.issue(&csr, "tls-server").await;
         assert_eq!((st, b["code"].as_str()), (502, Some("plugin_trap")), "{b}");
         let (_, p) = json(s.admin(Method::GET, "/api/v1/plugins").send().await.unwrap()).await;
         assert_eq!(p[0]["faults"], 1);

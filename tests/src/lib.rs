@@ -126,6 +126,14 @@ impl TestServer {
         r.json().await.unwrap()
     }
 
+    /// Issues a certificate from `csr` (PEM) under `profile` as the administrator; returns
+    /// the status and body, whatever they are.
+    pub async fn issue(&self, csr: &str, profile: &str) -> (u16, Value) {
+        let body = serde_json::json!({"csr": csr, "profile": profile});
+        json(self.admin(Method::POST, "/api/v1/certificates").json(&body).send().await.unwrap())
+            .await
+    }
+
     /// `POST path` with `body` as the administrator; the call must answer 201. Returns the body.
     pub async fn create(&self, path: &str, body: Value) -> Value {
         let (st, b) = json(self.admin(Method::POST, path).json(&body).send().await.unwrap()).await;

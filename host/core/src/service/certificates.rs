@@ -17,12 +17,10 @@ use crate::ports::{
     CertFilter, Clock, PageRequest, Store, WriteOp, cert_cursor, parse_cert_cursor,
 };
 use crate::service::profiles::ProfileService;
-use crate::service::{Page, paginate};
+use crate::service::{Page, check_metadata, paginate};
 
 /// Most requests in one batch.
 pub const MAX_BATCH: usize = 100;
-/// Largest metadata document, bytes of JSON.
-pub const MAX_METADATA: usize = 16 * 1024;
 
 /// A state change of a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,19 +120,6 @@ impl std::fmt::Debug for CertificateService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CertificateService").finish_non_exhaustive()
     }
-}
-
-fn check_metadata(m: &serde_json::Value) -> Result<()> {
-    if !m.is_object() {
-        return Err(CoreError::invalid("invalid_metadata", "metadata must be a JSON object"));
-    }
-    if m.to_string().len() > MAX_METADATA {
-        return Err(CoreError::invalid(
-            "invalid_metadata",
-            format!("metadata is larger than {MAX_METADATA} bytes"),
-        ));
-    }
-    Ok(())
 }
 
 /// JSON merge patch (RFC 7386) of `patch` into `target`.

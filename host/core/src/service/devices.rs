@@ -19,10 +19,10 @@ use crate::device::{
 use crate::error::{CoreError, Result};
 use crate::org::OFFICES;
 use crate::ports::{Clock, EventSink, LifecycleEvent, PageRequest, Store};
-use crate::records::{Cond, Record, RecordQuery, conflict_as, decode_all};
+use crate::records::{Cond, Record, conflict_as};
 use crate::service::certificates::{CertChange, CertificateService};
 use crate::service::people::PeopleService;
-use crate::service::{Page, paginate};
+use crate::service::{Page, check_metadata, lock_unchanged, record_page};
 
 /// Default PIN retries of a new device.
 pub const PIN_RETRIES: u8 = 3;
@@ -123,16 +123,6 @@ fn check_production(p: &Production) -> Result<()> {
     }
     if serde_json::Value::Object(p.extra.clone()).to_string().len() > 16 * 1024 {
         return Err(CoreError::invalid("invalid_field", "production.extra is larger than 16 KiB"));
-    }
-    Ok(())
-}
-
-fn check_metadata(m: &serde_json::Value) -> Result<()> {
-    if !m.is_object() || m.to_string().len() > 16 * 1024 {
-        return Err(CoreError::invalid(
-            "invalid_metadata",
-            "metadata is a JSON object of at most 16 KiB",
-        ));
     }
     Ok(())
 }
@@ -260,10 +250,6 @@ impl DeviceService {
         f: DeviceFilter,
         page: PageRequest,
     ) -> Result<Page<Device>> {
-        if let Some(a) = &page.after {
-            Uuid::parse_str(a)
-                .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
-        }
         let mut conds = Vec::new();
         if let Some(s) = f.status {
             conds.push(Cond::Eq("status", s.as_str().into()));
@@ -284,9 +270,7 @@ impl DeviceService {
             conds.push(Cond::Eq("serial", s.into()));
         }
         conds.extend(cap.principal().scope.condition("office_id"));
-        let q = RecordQuery { conds, after: page.after, limit: page.limit + 1 };
-        let rows: Vec<Device> = decode_all(self.store.records(&DEVICES, &q).await?)?;
-        Ok(paginate(rows, page.limit, |d| d.id.to_string()))
+        record_page::<Device>(self.store.as_ref(), conds, page).await
     }
 
     /// A device's lifecycle history, oldest first.
@@ -297,17 +281,7 @@ impl DeviceService {
         page: PageRequest,
     ) -> Result<Page<DeviceEvent>> {
         self.visible(cap.principal(), id).await?;
-        if let Some(a) = &page.after {
-            Uuid::parse_str(a)
-                .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
-        }
-        let q = RecordQuery {
-            conds: vec![Cond::Eq("device_id", id.into())],
-            after: page.after,
-            limit: page.limit + 1,
-        };
-        let rows: Vec<DeviceEvent> = decode_all(self.store.records(&DEVICE_EVENTS, &q).await?)?;
-        Ok(paginate(rows, page.limit, |e| e.id.to_string()))
+        record_page(self.store.as_ref(), vec![Cond::Eq("device_id", id.into())], page).await
     }
 
     /// Writes `after` over `before` (which must still be current) with a history entry and
@@ -323,16 +297,7 @@ impl DeviceService {
     ) -> Result<Vec<(CertChange, Certificate)>> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let current = tx
-            .record_for_update(&DEVICES, &after.id.to_string())
-            .await?
-            .ok_or_else(|| CoreError::not_found("device", after.id.to_string()))?;
-        if Device::from_body(&current)? != *before {
-            return Err(CoreError::conflict(
-                "concurrent_update",
-                "changed meanwhile; read it again and retry",
-            ));
-        }
+        lock_unchanged(tx.as_mut(), before, "device").await?;
         tx.update_record(&DEVICES, &after.to_row()?).await?;
         tx.insert_record(&DEVICE_EVENTS, &history.to_row()?).await?;
         let mut changed = Vec::new();

@@ -12,10 +12,7 @@ use crate::error::{CoreError, Result};
 use crate::org::{Division, OFFICES, Office, Organization};
 use crate::ports::{Clock, PageRequest, Store};
 use crate::records::{Cond, Record, RecordQuery, SqlValue, conflict_as, decode_all};
-use crate::service::{Page, paginate};
-
-/// Largest metadata document of an organization object, bytes of JSON.
-pub const MAX_METADATA: usize = 16 * 1024;
+use crate::service::{Page, check_metadata, lock_unchanged, record_page};
 
 /// Fields of an organization, division or office that a caller sets.
 #[derive(Debug, Clone, Default)]
@@ -124,19 +121,6 @@ fn metadata(m: Option<serde_json::Value>) -> Result<serde_json::Value> {
     Ok(m)
 }
 
-fn check_metadata(m: &serde_json::Value) -> Result<()> {
-    if !m.is_object() {
-        return Err(CoreError::invalid("invalid_metadata", "metadata must be a JSON object"));
-    }
-    if m.to_string().len() > MAX_METADATA {
-        return Err(CoreError::invalid(
-            "invalid_metadata",
-            format!("metadata is larger than {MAX_METADATA} bytes"),
-        ));
-    }
-    Ok(())
-}
-
 fn code(s: Option<&str>) -> Result<String> {
     let s = s.map(str::trim).unwrap_or_default();
     let ok = (1..=32).contains(&s.len())
@@ -160,14 +144,6 @@ fn restricted_writer(p: &Principal) -> Result<()> {
                 .into(),
         })
     }
-}
-
-fn cursor_check(page: &PageRequest) -> Result<()> {
-    if let Some(a) = &page.after {
-        Uuid::parse_str(a)
-            .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
-    }
-    Ok(())
 }
 
 impl OrgService {
@@ -201,11 +177,8 @@ impl OrgService {
         page: PageRequest,
         extra: Option<Cond>,
     ) -> Result<Page<R>> {
-        cursor_check(&page)?;
         conds.extend(extra);
-        let q = RecordQuery { conds, after: page.after, limit: page.limit + 1 };
-        let rows: Vec<R> = decode_all(self.store.records(R::TABLE, &q).await?)?;
-        Ok(paginate(rows, page.limit, |r| r.id().to_string()))
+        record_page(self.store.as_ref(), conds, page).await
     }
 
     /// Creates an organization.
@@ -252,17 +225,7 @@ impl OrgService {
         }
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        // Lock the row; a concurrent change in between is a conflict, not a lost update.
-        let current = tx
-            .record_for_update(R::TABLE, &after.id().to_string())
-            .await?
-            .ok_or_else(|| CoreError::not_found(k.object, after.id().to_string()))?;
-        if R::from_body(&current)? != *before {
-            return Err(CoreError::conflict(
-                "concurrent_update",
-                "changed meanwhile; read it again and retry",
-            ));
-        }
+        lock_unchanged(tx.as_mut(), before, k.object).await?;
         tx.update_record(R::TABLE, &after.to_row()?)
             .await
             .map_err(conflict_as(k.clash_code, k.clash.to_owned()))?;

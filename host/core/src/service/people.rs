@@ -18,7 +18,7 @@ use crate::people::{
 };
 use crate::ports::{Clock, PageRequest, Store, ValidationInput, Validators};
 use crate::records::{Cond, Record, RecordQuery, conflict_as, decode_all};
-use crate::service::{Page, paginate};
+use crate::service::{Page, lock_unchanged, record_page};
 
 type Attributes = serde_json::Map<String, serde_json::Value>;
 
@@ -387,10 +387,6 @@ impl PeopleService {
         f: PersonFilter,
         page: PageRequest,
     ) -> Result<Page<Person>> {
-        if let Some(a) = &page.after {
-            Uuid::parse_str(a)
-                .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
-        }
         let mut conds = Vec::new();
         if let Some(o) = f.office_id {
             conds.push(Cond::Eq("office_id", o.into()));
@@ -405,9 +401,7 @@ impl PeopleService {
             conds.push(Cond::Eq("email", e.to_lowercase().into()));
         }
         conds.extend(cap.principal().scope.condition("office_id"));
-        let q = RecordQuery { conds, after: page.after, limit: page.limit + 1 };
-        let rows: Vec<Person> = decode_all(self.store.records(&PEOPLE, &q).await?)?;
-        Ok(paginate(rows, page.limit, |p| p.id.to_string()))
+        record_page::<Person>(self.store.as_ref(), conds, page).await
     }
 
     /// Changes a person: standard fields, office (both in scope), attributes by merge patch.
@@ -456,16 +450,7 @@ impl PeopleService {
         let now = self.clock.now();
         p.updated_at = now;
         let mut tx = self.store.begin().await?;
-        let current = tx
-            .record_for_update(&PEOPLE, &id.to_string())
-            .await?
-            .ok_or_else(|| CoreError::not_found("person", id.to_string()))?;
-        if Person::from_body(&current)? != before {
-            return Err(CoreError::conflict(
-                "concurrent_update",
-                "changed meanwhile; read it again and retry",
-            ));
-        }
+        lock_unchanged(tx.as_mut(), &before, "person").await?;
         tx.update_record(&PEOPLE, &p.to_row()?).await.map_err(conflict_as(
             "external_id_taken",
             "a person with this external_id exists".into(),

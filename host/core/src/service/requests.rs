@@ -14,7 +14,7 @@ use crate::error::{CoreError, Result};
 use crate::ports::{
     Clock, EventSink, LifecycleEvent, PageRequest, Store, ValidationInput, Validators,
 };
-use crate::records::{Cond, Record, RecordQuery, decode_all};
+use crate::records::{Cond, Record};
 use crate::request::{
     Approval, CertificateItem, DeviceItem, EnrolmentRequest, MAX_ITEMS, REQUESTS, RequestResult,
     RequestStatus,
@@ -23,7 +23,7 @@ use crate::service::certificates::{CertificateService, IssueRequest};
 use crate::service::devices::{DeviceService, RegisterDevice};
 use crate::service::people::PeopleService;
 use crate::service::profiles::ProfileService;
-use crate::service::{Page, paginate};
+use crate::service::{Page, check_metadata, lock_unchanged, record_page};
 
 /// What a caller asks for.
 #[derive(Debug, Clone)]
@@ -182,12 +182,7 @@ impl RequestService {
             return Err(CoreError::invalid("invalid_serial", "a serial is 1 to 128 characters"));
         }
         let metadata = n.metadata.unwrap_or_else(|| serde_json::json!({}));
-        if !metadata.is_object() || metadata.to_string().len() > 16 * 1024 {
-            return Err(CoreError::invalid(
-                "invalid_metadata",
-                "metadata is a JSON object of at most 16 KiB",
-            ));
-        }
+        check_metadata(&metadata)?;
         let now = self.clock.now();
         let r = EnrolmentRequest {
             id: Uuid::now_v7(),
@@ -258,10 +253,6 @@ impl RequestService {
         f: RequestFilter,
         page: PageRequest,
     ) -> Result<Page<EnrolmentRequest>> {
-        if let Some(a) = &page.after {
-            Uuid::parse_str(a)
-                .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
-        }
         let mut conds = Vec::new();
         if let Some(s) = f.status {
             conds.push(Cond::Eq("status", s.as_str().into()));
@@ -285,9 +276,7 @@ impl RequestService {
             conds.push(Cond::Lt("created_at", t));
         }
         conds.extend(cap.principal().scope.condition("office_id"));
-        let q = RecordQuery { conds, after: page.after, limit: page.limit + 1 };
-        let rows: Vec<EnrolmentRequest> = decode_all(self.store.records(&REQUESTS, &q).await?)?;
-        Ok(paginate(rows, page.limit, |r| r.id.to_string()))
+        record_page::<EnrolmentRequest>(self.store.as_ref(), conds, page).await
     }
 
     /// Locks the request, checks it is unchanged since `before`, applies `f`, writes it with
@@ -302,16 +291,7 @@ impl RequestService {
     ) -> Result<()> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let cur = tx
-            .record_for_update(&REQUESTS, &before.id.to_string())
-            .await?
-            .ok_or_else(|| CoreError::not_found("request", before.id.to_string()))?;
-        if EnrolmentRequest::from_body(&cur)? != *before {
-            return Err(CoreError::conflict(
-                "concurrent_update",
-                "changed meanwhile; read it again and retry",
-            ));
-        }
+        lock_unchanged(tx.as_mut(), before, "request").await?;
         tx.update_record(&REQUESTS, &after.to_row()?).await?;
         let ev = NewAuditEvent::new(p, action, "request", before.id).details(details);
         tx.commit(vec![ev], now).await?;
