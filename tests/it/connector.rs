@@ -327,7 +327,7 @@ async fn the_ca_back_end_swaps_between_built_in_and_cfssl_under_load_without_a_f
 }
 
 /// A CA (certificate PEM and issuer) made with rcgen.
-fn rcgen_ca(cn: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+pub(crate) fn rcgen_ca(cn: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -690,3 +690,64 @@ fn a_ca_file_that_holds_no_certificate_refuses_the_plugin_at_load() {
         .unwrap();
     assert!(missing.to_string().contains("absent.pem"), "{missing}");
 }
+
+#[tokio::test]
+async fn plugin_run_calls_every_world_from_json() {
+    use serde_json::json;
+    let engine = PluginEngine::new(None).unwrap();
+    let mut wf = policy(&["config"]);
+    wf.config = BTreeMap::from([("offices".to_owned(), "o1".to_owned())]);
+    let auto = engine.load("auto", &wasm("auto_approver"), wf).unwrap();
+    let event = json!({"kind": "request.created", "object_type": "request", "object_id": "r1",
+                       "json": {"office_id": "o1"}});
+    let (out, stats) = engine.run_json(&auto, &event).await.unwrap();
+    assert_eq!(out["actions"][0]["path"], "/api/v1/requests/r1/approve", "{out}");
+    assert!(stats.peak_memory > 0);
+    let (out, _) = engine
+        .run_json(&auto, &json!({"kind": "request.created", "json": {"office_id": "o2"}}))
+        .await
+        .unwrap();
+    assert_eq!(out["actions"], json!([]));
+    // A CA connector (the test double): info, and a call it does not have.
+    let (ca_pem, _) = crate::connector::rcgen_ca("Run CA");
+    let mut cp = policy(&["config"]);
+    cp.config = BTreeMap::from([("ca_pem".to_owned(), ca_pem.clone())]);
+    let conn = engine.load("double", &wasm("test_connector"), cp).unwrap();
+    let (info, _) = engine.run_json(&conn, &json!({"call": "info"})).await.unwrap();
+    let der = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        info["ca_certificate"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert!(
+        ca_pem.contains(
+            &base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)[..40]
+        )
+    );
+    let e = engine.run_json(&conn, &json!({"call": "frobnicate"})).await.unwrap_err();
+    assert!(
+        matches!(e, PluginError::Rejected { .. }) && e.to_string().contains("frobnicate"),
+        "{e}"
+    );
+    // An endpoint answers its request (without Sigil's API behind it here).
+    let ep =
+        engine.load("expiry", &wasm("expiry_report"), policy(&["config", "sigil-api"])).unwrap();
+    let (out, _) =
+        engine.run_json(&ep, &json!({"method": "GET", "path": "/nowhere"})).await.unwrap();
+    assert!(out["status"].as_u64().unwrap() >= 400, "{out}");
+    // And through the CLI, with config values.
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), event.to_string()).unwrap();
+    let dir = env!("SIGIL_TEST_PLUGINS");
+    let code = crate::cli::sigil(&[
+        "plugin",
+        "run",
+        &format!("{dir}/auto_approver.wasm"),
+        "--input",
+        input.path().to_str().unwrap(),
+        "--set",
+        "offices=o1",
+    ])
+    .await;
+    assert_eq!(code, 0);
+}

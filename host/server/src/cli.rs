@@ -69,9 +69,18 @@ pub enum PluginCommand {
     Run {
         /// The component.
         file: PathBuf,
-        /// The call's input (for a validator: hook, attributes, sans, key_type, key_bits, context).
+        /// The call's input as JSON: validator `{hook, attributes, sans, key_type, key_bits,
+        /// context}`; endpoint `{method, path, query, headers, body}`; workflow `{kind,
+        /// object_type, object_id, json}`; ca-connector `{call: info|issue|revoke|suspend|
+        /// reactivate, …}`.
         #[arg(long)]
         input: PathBuf,
+        /// Origins `outbound-http` may reach during the call (repeatable).
+        #[arg(long = "allow-host")]
+        allow_host: Vec<String>,
+        /// A value for the plugin's `config` interface, `KEY=VALUE` (repeatable).
+        #[arg(long = "set", value_parser = key_value)]
+        set: Vec<(String, String)>,
         /// Deadline, ms.
         #[arg(long, default_value_t = 100)]
         timeout_ms: u64,
@@ -191,8 +200,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let engine = sigil_wasm::PluginEngine::new(None)?;
             match c {
                 PluginCommand::Check { file } => crate::plugin_cli::check(&engine, &file),
-                PluginCommand::Run { file, input, timeout_ms, memory_mib } => {
-                    crate::plugin_cli::run(&engine, &file, &input, timeout_ms, memory_mib).await
+                PluginCommand::Run { file, input, timeout_ms, memory_mib, allow_host, set } => {
+                    let policy = sigil_wasm::PluginPolicy {
+                        timeout_ms,
+                        memory_mib,
+                        allowed_hosts: allow_host,
+                        config: set.into_iter().collect(),
+                        ..Default::default()
+                    };
+                    crate::plugin_cli::run(&engine, &file, &input, policy).await
                 }
             }
         }
@@ -352,4 +368,10 @@ async fn verify(cfg: &Config, a: VerifyArgs) -> Result<i32> {
     out.insert("valid".into(), ok.into());
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(if ok { 0 } else { 1 })
+}
+
+fn key_value(s: &str) -> std::result::Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
 }

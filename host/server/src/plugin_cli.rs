@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use sigil_wasm::plugin::{GRANTS, Subject, Verdict};
+use sigil_wasm::plugin::GRANTS;
 use sigil_wasm::{PluginEngine, PluginError, PluginPolicy};
 
 fn all_grants() -> PluginPolicy {
@@ -54,59 +54,28 @@ pub fn check(engine: &PluginEngine, file: &Path) -> Result<i32> {
     }
 }
 
-/// Runs one call under production limits; exit code 0 on success, 3 on timeout, 4 on the memory
-/// limit, 1 on any other failure.
+/// Runs one call of the plugin's world under production limits (inputs per world: see
+/// `sdk/README.md`); exit code 0 on success, 3 on timeout, 4 on the memory limit, 1 on any
+/// other failure.
 pub async fn run(
     engine: &PluginEngine,
     file: &Path,
     input: &Path,
-    timeout_ms: u64,
-    memory_mib: u64,
+    policy: PluginPolicy,
 ) -> Result<i32> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let text =
         std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).context("the input is not JSON")?;
-    let policy = PluginPolicy { timeout_ms, memory_mib, ..all_grants() };
+    // Every grant: the run is for trying the plugin out, not for limiting it.
+    let policy = PluginPolicy { grants: all_grants().grants, ..policy };
     let plugin = engine.load("run", &bytes, policy)?;
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-    let subject = Subject {
-        hook: s("hook").unwrap_or_else(|| "certificate-issuance".into()),
-        attributes: v
-            .get("attributes")
-            .and_then(|a| a.as_object())
-            .map(|m| {
-                m.iter()
-                    .map(|(k, val)| sigil_wasm::plugin::Kv {
-                        key: k.clone(),
-                        value: val.as_str().unwrap_or_default().to_owned(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        sans: v
-            .get("sans")
-            .and_then(|a| a.as_array())
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default(),
-        key_type: s("key_type"),
-        key_bits: v
-            .get("key_bits")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|b| u32::try_from(b).ok()),
-        context: s("context").unwrap_or_default(),
-        json: text.clone(),
-    };
-    match engine.validate(&plugin, &subject).await {
-        Ok((verdict, stats)) => {
-            let result = match verdict {
-                Verdict::Allow => serde_json::json!({"verdict": "allow"}),
-                Verdict::OverrideAllow => serde_json::json!({"verdict": "override-allow"}),
-                Verdict::Deny(r) => serde_json::json!({"verdict": "deny", "reasons": r}),
-            };
+    match engine.run_json(&plugin, &v).await {
+        Ok((result, stats)) => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({
+                    "world": plugin.world,
                     "result": result,
                     "duration_us": stats.duration.as_micros(),
                     "peak_memory_bytes": stats.peak_memory,

@@ -19,6 +19,7 @@ mod host;
 mod outbound;
 pub mod plugin;
 pub mod registry;
+mod run;
 
 pub use connector::serial_decimal;
 pub use engine::PluginEngine;

@@ -16,7 +16,7 @@ pub use crate::bindings::connector::sigil::plugin::connector::{
 use crate::bindings::endpoint::EndpointPre;
 use crate::bindings::validator::ValidatorPre;
 pub use crate::bindings::validator::sigil::plugin::types::Kv;
-use crate::bindings::validator::sigil::plugin::types::{HttpRequest, HttpResponse};
+pub(crate) use crate::bindings::validator::sigil::plugin::types::{HttpRequest, HttpResponse};
 pub use crate::bindings::validator::sigil::plugin::validation::{Subject, Verdict};
 use crate::bindings::workflow::WorkflowPre;
 pub use crate::bindings::workflow::sigil::plugin::events::{Action, Event};
@@ -98,7 +98,7 @@ impl Default for PluginPolicy {
     }
 }
 
-enum Pre {
+pub(crate) enum Pre {
     Validator(ValidatorPre<State>),
     Connector(CaConnectorPre<State>),
     Endpoint(EndpointPre<State>),
@@ -119,8 +119,8 @@ pub struct LoadedPlugin {
     pub policy: PluginPolicy,
     id_arc: Arc<str>,
     config: Arc<BTreeMap<String, String>>,
-    pre: Pre,
-    permits: Arc<Semaphore>,
+    pub(crate) pre: Pre,
+    pub(crate) permits: Arc<Semaphore>,
     principal: Arc<Principal>,
     outbound: Option<crate::outbound::Outbound>,
 }
@@ -138,7 +138,7 @@ impl std::fmt::Debug for LoadedPlugin {
 impl LoadedPlugin {
     /// The epoch stops guest code at the deadline; this outer bound also covers time spent in
     /// host calls.
-    fn deadline(&self) -> Duration {
+    pub(crate) fn deadline(&self) -> Duration {
         Duration::from_millis(self.policy.timeout_ms) + TICK * 5
     }
 
@@ -150,7 +150,7 @@ impl LoadedPlugin {
     }
 
     /// The typed error for a failed call (`None`: the outer deadline passed).
-    fn fault(&self, store: &Store<State>, e: Option<wasmtime::Error>) -> PluginError {
+    pub(crate) fn fault(&self, store: &Store<State>, e: Option<wasmtime::Error>) -> PluginError {
         let plugin = self.id.clone();
         match e {
             _ if store.data().limits.hit => {
@@ -317,7 +317,7 @@ impl PluginEngine {
     }
 
     /// A fresh store for one call of `p`: its memory limit, its deadline, its outbound client.
-    fn store(&self, p: &LoadedPlugin) -> Store<State> {
+    pub(crate) fn store(&self, p: &LoadedPlugin) -> Store<State> {
         let max_bytes = usize::try_from(p.policy.memory_mib << 20).unwrap_or(usize::MAX);
         let mut state = State::new(Arc::clone(&p.id_arc), Arc::clone(&p.config), max_bytes);
         state.outbound = p.outbound.clone();
