@@ -20,3 +20,4 @@ mod people;
 mod plugins;
 mod requests;
 mod scaleout;
+mod selfservice;

@@ -65,6 +65,8 @@ pub struct AppState {
     pub devices: Arc<sigil_core::service::devices::DeviceService>,
     /// Enrolment requests.
     pub requests: Arc<sigil_core::service::requests::RequestService>,
+    /// Self-service.
+    pub selfservice: Arc<sigil_core::service::selfservice::SelfService>,
     /// Shared settings (the exposure override).
     pub settings: Arc<sigil_core::service::settings::SettingsService>,
     /// The store, for readiness checks.
@@ -203,6 +205,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(v1::requests::router())
         .merge(v1::stream::router())
         .merge(v1::reports::router())
+        .merge(v1::selfservice::router())
         .merge(v1::certificates::router())
         .merge(v1::profiles::router())
         .merge(v1::plugins::router())

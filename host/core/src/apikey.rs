@@ -252,6 +252,9 @@ pub struct ApiKey {
     pub rotated_at: Option<OffsetDateTime>,
     /// Hex SHA-256 of the client certificate (mTLS) that authenticates as this key.
     pub client_cert_sha256: Option<String>,
+    /// The token holder (a person) the key acts for: it may use the self-service endpoints for
+    /// that person's devices only.
+    pub holder_id: Option<Uuid>,
 }
 
 /// Lifecycle state of a key, derived from its timestamps.

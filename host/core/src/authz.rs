@@ -138,6 +138,8 @@ permissions! {
     PluginsReload = "plugins:reload";
     /// Call endpoint plugins under /api/v1/ext/.
     PluginsInvoke = "plugins:invoke";
+    /// Self-service for the key's own token holder (devices under /api/v1/self).
+    SelfService = "self_service:use";
 }
 
 /// Returns the catalogue entry for `name`, if it is a known permission.
@@ -301,6 +303,8 @@ pub struct Principal {
     pub api_key_id: Option<Uuid>,
     /// The operator acted for, when there is one.
     pub operator_id: Option<String>,
+    /// The token holder (a person) acted for, for self-service.
+    pub holder_id: Option<Uuid>,
     /// Effective permissions.
     pub permissions: PermissionSet,
     /// Which offices' objects it sees (an operator's divisions and offices).
@@ -319,6 +323,7 @@ impl Principal {
             name: "sigil command line".into(),
             api_key_id: None,
             operator_id: None,
+            holder_id: None,
             permissions: PermissionSet::all(),
             scope: crate::org::Scope::All,
             context: RequestContext::default(),
@@ -333,6 +338,7 @@ impl Principal {
             name: "sigil server".into(),
             api_key_id: None,
             operator_id: None,
+            holder_id: None,
             permissions: PermissionSet::all(),
             scope: crate::org::Scope::All,
             context: RequestContext::default(),

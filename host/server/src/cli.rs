@@ -237,6 +237,7 @@ async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
                 ip_whitelist: a.ip_whitelist,
                 client_cert_sha256: None,
                 operator_id: None,
+                holder_id: None,
             };
             let k = svc.api_keys.create(&cli.authorize::<perm::ApiKeysCreate>()?, req).await?;
             eprintln!(

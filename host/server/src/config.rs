@@ -317,7 +317,7 @@ pub struct PluginsSection {
 }
 
 /// Hook points: the validator hook, and the lifecycle events workflows subscribe to.
-pub const HOOKS: [&str; 24] = [
+pub const HOOKS: [&str; 23] = [
     "certificate-issuance",
     "enrolment-request",
     "person",
@@ -341,7 +341,6 @@ pub const HOOKS: [&str; 24] = [
     "device.revoked",
     "device.expired",
     "device.terminated",
-    "device.pin_reset",
 ];
 
 /// `[audit]`.

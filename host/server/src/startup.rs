@@ -65,6 +65,8 @@ pub struct Services {
     pub devices: Arc<sigil_core::service::devices::DeviceService>,
     /// Enrolment requests.
     pub requests: Arc<sigil_core::service::requests::RequestService>,
+    /// Self-service.
+    pub selfservice: Arc<sigil_core::service::selfservice::SelfService>,
     /// Profiles.
     pub profiles: Arc<ProfileService>,
     /// CA back ends.
@@ -145,6 +147,10 @@ pub async fn services(
         people.clone(),
         events.clone(),
     ));
+    let selfservice = Arc::new(sigil_core::service::selfservice::SelfService::new(
+        store.clone(),
+        devices.clone(),
+    ));
     let requests = Arc::new(sigil_core::service::requests::RequestService::new(
         store.clone(),
         clock,
@@ -168,6 +174,7 @@ pub async fn services(
         people,
         devices,
         requests,
+        selfservice,
         profiles,
         cas,
         certificates,
@@ -254,6 +261,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         people: svc.people.clone(),
         devices: svc.devices.clone(),
         requests: svc.requests.clone(),
+        selfservice: svc.selfservice.clone(),
         plugins: plugin_host.clone(),
         endpoints: registry.clone(),
         metrics: Arc::default(),

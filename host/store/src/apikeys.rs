@@ -15,7 +15,7 @@ use crate::{like_pattern, map_err};
 pub(crate) const COLUMNS: &str = "id, name, description, key_prefix, secret_hash, permissions, \
     expires_at, rate_limit_requests, rate_limit_per, ip_whitelist, operator_id, created_at, \
     updated_at, created_by, revoked_at, revocation_reason, previous_prefix, previous_hash, \
-    previous_expires_at, rotated_at, client_cert_sha256";
+    previous_expires_at, rotated_at, client_cert_sha256, holder_id";
 
 fn bad(what: &str) -> StoreError {
     StoreError::Backend(format!("corrupt api_keys row: {what}"))
@@ -58,6 +58,7 @@ pub(crate) fn from_row(r: &AnyRow) -> StoreResult<ApiKey> {
         previous_expires_at: t(get_oi("previous_expires_at")?),
         rotated_at: t(get_oi("rotated_at")?),
         client_cert_sha256: get_os("client_cert_sha256")?,
+        holder_id: get_os("holder_id")?.and_then(|h| Uuid::parse_str(&h).ok()),
     })
 }
 
@@ -87,8 +88,8 @@ pub(crate) async fn insert<'c, E: Executor<'c, Database = Any>>(
         "INSERT INTO api_keys (id, name, description, key_prefix, secret_hash, permissions, \
          expires_at, rate_limit_requests, rate_limit_per, ip_whitelist, operator_id, created_at, \
          updated_at, created_by, revoked_at, revocation_reason, previous_prefix, previous_hash, \
-         previous_expires_at, rotated_at, client_cert_sha256) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+         previous_expires_at, rotated_at, client_cert_sha256, holder_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
     )
     .bind(k.id.to_string())
     .bind(&k.name)
@@ -111,6 +112,7 @@ pub(crate) async fn insert<'c, E: Executor<'c, Database = Any>>(
     .bind(k.previous_expires_at.map(unix_micros))
     .bind(k.rotated_at.map(unix_micros))
     .bind(k.client_cert_sha256.clone())
+    .bind(k.holder_id.map(|h| h.to_string()))
     .execute(e)
     .await
     .map(|_| ())
@@ -127,7 +129,8 @@ pub(crate) async fn update<'c, E: Executor<'c, Database = Any>>(
          permissions = $6, expires_at = $7, rate_limit_requests = $8, rate_limit_per = $9, \
          ip_whitelist = $10, operator_id = $11, updated_at = $12, revoked_at = $13, \
          revocation_reason = $14, previous_prefix = $15, previous_hash = $16, \
-         previous_expires_at = $17, rotated_at = $18, client_cert_sha256 = $19 WHERE id = $1",
+         previous_expires_at = $17, rotated_at = $18, client_cert_sha256 = $19, holder_id = $20 \
+         WHERE id = $1",
     )
     .bind(k.id.to_string())
     .bind(&k.name)
@@ -148,6 +151,7 @@ pub(crate) async fn update<'c, E: Executor<'c, Database = Any>>(
     .bind(k.previous_expires_at.map(unix_micros))
     .bind(k.rotated_at.map(unix_micros))
     .bind(k.client_cert_sha256.clone())
+    .bind(k.holder_id.map(|h| h.to_string()))
     .execute(e)
     .await
     .map_err(map_err)?;

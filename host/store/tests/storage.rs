@@ -20,6 +20,7 @@ fn create(name: &str) -> CreateApiKey {
         rate_limit: None,
         ip_whitelist: vec!["10.0.0.0/8".into()],
         client_cert_sha256: None,
+        holder_id: None,
         operator_id: None,
     }
 }

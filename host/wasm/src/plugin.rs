@@ -279,6 +279,7 @@ impl PluginEngine {
             name: format!("plugin {id}"),
             api_key_id: None,
             operator_id: None,
+            holder_id: None,
             permissions: PermissionSet::from_stored(policy.permissions.clone()),
             // Plugins are configured by whoever runs the server; their reach is their
             // permissions.

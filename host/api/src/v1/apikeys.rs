@@ -65,6 +65,11 @@ pub struct CreateBody {
     /// working when the operator is disabled.
     #[serde(default)]
     operator_id: Option<Uuid>,
+    /// Token holder (a person) the key acts for: it then reaches that person's devices through
+    /// the self-service endpoints (`/api/v1/self`, permission `self_service:use`) and nothing
+    /// of anyone else's.
+    #[serde(default)]
+    holder_id: Option<Uuid>,
 }
 
 /// Body of `PATCH /api/v1/api-keys/{id}`; absent fields are unchanged, `null` clears.
@@ -124,6 +129,8 @@ pub struct ApiKeyView {
     pub ip_whitelist: Vec<String>,
     /// Bound operator.
     pub operator_id: Option<String>,
+    /// Bound token holder.
+    pub holder_id: Option<String>,
     /// Bound client certificate fingerprint.
     pub client_cert_sha256: Option<String>,
     /// Creation time.
@@ -156,6 +163,7 @@ impl ApiKeyView {
             rate_limit: k.rate_limit,
             ip_whitelist: k.ip_whitelist.iter().map(ToString::to_string).collect(),
             operator_id: k.operator_id,
+            holder_id: k.holder_id.map(|h| h.to_string()),
             client_cert_sha256: k.client_cert_sha256,
             created_at: rfc3339(k.created_at),
             updated_at: rfc3339(k.updated_at),
@@ -242,6 +250,7 @@ async fn create(
         ip_whitelist: b.ip_whitelist,
         client_cert_sha256: b.client_cert_sha256,
         operator_id: b.operator_id,
+        holder_id: b.holder_id,
     };
     let issued = st.api_keys.create(&cap, req).await?;
     Ok((StatusCode::CREATED, axum::Json(IssuedKeyView::from(issued))))

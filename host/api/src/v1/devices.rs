@@ -210,7 +210,7 @@ pub struct TransitionBody {
     /// Why (kept in the history and the audit trail).
     #[serde(default)]
     #[schema(max_length = 500)]
-    reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// RFC 5280 reason for the certificates a revocation cascades to (revoke, damaged,
     /// terminate); default unspecified, or cessationOfOperation for damaged and terminated.
     #[serde(default)]

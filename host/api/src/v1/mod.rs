@@ -13,6 +13,7 @@ pub mod plugins;
 pub mod profiles;
 pub mod reports;
 pub mod requests;
+pub mod selfservice;
 pub mod stream;
 pub mod x509;
 

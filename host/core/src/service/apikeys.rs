@@ -39,6 +39,8 @@ pub struct CreateApiKey {
     pub client_cert_sha256: Option<String>,
     /// Operator the key acts for; it then never exceeds the operator's roles.
     pub operator_id: Option<Uuid>,
+    /// Token holder (a person) the key acts for, for self-service.
+    pub holder_id: Option<Uuid>,
 }
 
 /// A change to a key; `None` leaves a field as it is, `Some(None)` clears an optional one.
@@ -126,6 +128,7 @@ impl ApiKeyService {
                 .as_deref()
                 .map(apikey::parse_fingerprint)
                 .transpose()?,
+            holder_id: self.check_holder(req.holder_id, req.operator_id.is_some()).await?,
         };
         let mut tx = self.store.begin().await?;
         tx.insert_api_key(&key).await.map_err(name_conflict)?;
@@ -151,6 +154,7 @@ impl ApiKeyService {
             ip_whitelist: vec![],
             client_cert_sha256: None,
             operator_id: None,
+            holder_id: None,
         };
         match self.create(&cap, req).await {
             Ok(k) => Ok(Some(k)),
@@ -383,6 +387,7 @@ impl ApiKeyService {
             name: op.username,
             api_key_id: None,
             operator_id: Some(op.id.to_string()),
+            holder_id: None,
             permissions,
             scope,
             context,
@@ -393,6 +398,20 @@ impl ApiKeyService {
         let roles: Vec<_> =
             self.store.roles().await?.into_iter().filter(|r| names.contains(&r.name)).collect();
         Ok(crate::operator::role_permissions(&roles))
+    }
+
+    async fn check_holder(&self, holder: Option<Uuid>, has_operator: bool) -> Result<Option<Uuid>> {
+        let Some(h) = holder else { return Ok(None) };
+        if has_operator {
+            return Err(CoreError::invalid(
+                "invalid_binding",
+                "a key acts for an operator or for a token holder, not both",
+            ));
+        }
+        if self.store.record(&crate::people::PEOPLE, &h.to_string()).await?.is_none() {
+            return Err(CoreError::invalid("unknown_person", format!("no person {h}")));
+        }
+        Ok(Some(h))
     }
 
     async fn check_operator(&self, id: Option<Uuid>) -> Result<Option<String>> {
@@ -450,6 +469,7 @@ impl ApiKeyService {
             name: key.name,
             api_key_id: Some(key.id),
             operator_id: key.operator_id,
+            holder_id: key.holder_id,
             permissions,
             scope,
             context,

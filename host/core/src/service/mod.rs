@@ -13,6 +13,7 @@ pub mod people;
 pub mod profiles;
 pub mod requests;
 pub mod roles;
+pub mod selfservice;
 pub mod settings;
 
 /// Default page size of list operations.

@@ -1,0 +1,80 @@
+//! `/api/v1/self`: what a token holder does for themselves through a key bound to them.
+
+use axum::extract::{Path, State};
+use sigil_core::authz::perm;
+use sigil_core::device::DeviceStatus;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::devices::{DeviceView, TransitionBody};
+use crate::AppState;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Authorized, optional_body};
+
+/// Routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(my_devices))
+        .routes(routes!(suspend))
+        .routes(routes!(reactivate))
+        .routes(routes!(report_lost))
+        .routes(routes!(report_damaged))
+}
+
+/// The holder's own devices.
+#[utoipa::path(get, path = "/api/v1/self/devices", tag = "self-service",
+    responses((status = 200, body = Vec<DeviceView>), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn my_devices(
+    State(st): State<AppState>,
+    Authorized(cap): Authorized<perm::SelfService>,
+) -> Result<axum::Json<Vec<DeviceView>>, ApiError> {
+    Ok(axum::Json(st.selfservice.devices(&cap).await?.into_iter().map(Into::into).collect()))
+}
+
+macro_rules! step {
+    ($name:ident, $path:literal, $to:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "self-service", params(("id" = String, Path)),
+            request_body(content = Option<TransitionBody>),
+            responses((status = 200, body = DeviceView), (status = 400, body = Problem), (status = 401, body = Problem),
+                (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+            security(("bearer" = []), ("api_key" = [])))]
+        async fn $name(
+            State(st): State<AppState>,
+            Authorized(cap): Authorized<perm::SelfService>,
+            Path(i): Path<String>,
+            body: axum::body::Bytes,
+        ) -> Result<axum::Json<DeviceView>, ApiError> {
+            let b: TransitionBody = optional_body(&body)?;
+            let id = Uuid::parse_str(&i).map_err(|_| ApiError::not_found())?;
+            Ok(axum::Json(st.selfservice.transition(&cap, id, $to, b.reason).await?.into()))
+        }
+    };
+}
+
+step!(
+    suspend,
+    "/api/v1/self/devices/{id}/suspend",
+    DeviceStatus::Suspended,
+    "Suspend one of my devices for a while (its certificates go on hold)."
+);
+step!(
+    reactivate,
+    "/api/v1/self/devices/{id}/reactivate",
+    DeviceStatus::Active,
+    "Lift my own temporary suspension (the holds it placed are released)."
+);
+step!(
+    report_lost,
+    "/api/v1/self/devices/{id}/lost",
+    DeviceStatus::Lost,
+    "Report one of my devices lost (its certificates go on hold)."
+);
+step!(
+    report_damaged,
+    "/api/v1/self/devices/{id}/damaged",
+    DeviceStatus::Damaged,
+    "Report one of my devices damaged (its certificates are revoked)."
+);
