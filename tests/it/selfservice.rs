@@ -90,6 +90,27 @@ async fn self_service_acts_for_the_token_holder_only() {
         let (st, e) =
             json(s.admin(Method::GET, "/api/v1/self/devices").send().await.unwrap()).await;
         assert_eq!((st, e["code"].as_str()), (403, Some("not_a_holder")));
+        // Renewal of my certificate reaches the renewal rules (outside its window here); a
+        // certificate that is not mine does not exist for me.
+        let (st, e) = call(Method::POST, format!("/api/v1/self/certificates/{cid}/renew")).await;
+        assert_eq!((st, e["code"].as_str()), (409, Some("outside_renewal_window")), "{e}");
+        let (csr2, _) = openssl_csr(tmp.path(), "other", "ec:P-256", "/CN=other", None);
+        let other =
+            s.create("/api/v1/certificates", json!({"csr": csr2, "profile": "tls-client"})).await;
+        let (st, _) = call(
+            Method::POST,
+            format!("/api/v1/self/certificates/{}/renew", other["id"].as_str().unwrap()),
+        )
+        .await;
+        assert_eq!(st, 404);
+        // A virtual token is asked for through an enrolment request for me, pending approval.
+        let (st, r) = call(Method::POST, "/api/v1/self/virtual-tokens".into()).await;
+        assert_eq!(
+            (st, r["status"].as_str(), r["person_id"].as_str()),
+            (201, Some("pending"), Some(ana.as_str())),
+            "{r}"
+        );
+        assert_eq!(r["device"]["kind"], "virtual_token");
         // Lost: holds stay until an operator decides; the holder cannot "find" it back.
         let (st, d) = call(Method::POST, format!("/api/v1/self/devices/{mine}/lost")).await;
         assert_eq!((st, d["status"].as_str()), (200, Some("lost")));

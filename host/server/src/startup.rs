@@ -147,10 +147,6 @@ pub async fn services(
         people.clone(),
         events.clone(),
     ));
-    let selfservice = Arc::new(sigil_core::service::selfservice::SelfService::new(
-        store.clone(),
-        devices.clone(),
-    ));
     let requests = Arc::new(sigil_core::service::requests::RequestService::new(
         store.clone(),
         clock,
@@ -162,6 +158,12 @@ pub async fn services(
             validators,
             events,
         },
+    ));
+    let selfservice = Arc::new(sigil_core::service::selfservice::SelfService::new(
+        store.clone(),
+        devices.clone(),
+        certificates.clone(),
+        requests.clone(),
     ));
     Ok(Services {
         store,

@@ -209,7 +209,7 @@ pub struct ActionBody {
 pub struct RenewBody {
     /// A new CSR; without one the certificate is renewed with the same key.
     #[serde(default)]
-    csr: Option<String>,
+    pub(crate) csr: Option<String>,
 }
 
 /// Body of `PATCH /api/v1/certificates/{id}`.

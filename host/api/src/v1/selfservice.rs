@@ -7,7 +7,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use sigil_core::request::CertificateItem;
+
+use super::certificates::{CertificateView, RenewBody};
 use super::devices::{DeviceView, TransitionBody};
+use super::requests::RequestView;
 use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Authorized, optional_body};
@@ -20,6 +26,51 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reactivate))
         .routes(routes!(report_lost))
         .routes(routes!(report_damaged))
+        .routes(routes!(renew_certificate))
+        .routes(routes!(request_virtual_token))
+}
+
+/// Body of `POST /api/v1/self/virtual-tokens`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualTokenBody {
+    /// A certificate for the token: profile and PKCS#10 request (PEM).
+    #[serde(default)]
+    certificate: Option<CertificateItem>,
+}
+
+/// Renew one of my certificates (with a new CSR, or the same key).
+#[utoipa::path(post, path = "/api/v1/self/certificates/{id}/renew", tag = "self-service",
+    params(("id" = String, Path)), request_body(content = Option<RenewBody>),
+    responses((status = 201, body = CertificateView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn renew_certificate(
+    State(st): State<AppState>,
+    Authorized(cap): Authorized<perm::SelfService>,
+    Path(i): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let b: RenewBody = optional_body(&body)?;
+    let id = Uuid::parse_str(&i).map_err(|_| ApiError::not_found())?;
+    let c = st.selfservice.renew(&cap, id, b.csr.map(String::into_bytes)).await?;
+    Ok((StatusCode::CREATED, axum::Json(CertificateView::new(&st, c))))
+}
+
+/// Ask for a virtual token: an enrolment request for me (pending approval).
+#[utoipa::path(post, path = "/api/v1/self/virtual-tokens", tag = "self-service",
+    request_body(content = Option<VirtualTokenBody>),
+    responses((status = 201, body = RequestView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn request_virtual_token(
+    State(st): State<AppState>,
+    Authorized(cap): Authorized<perm::SelfService>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let b: VirtualTokenBody = optional_body(&body)?;
+    let r = st.selfservice.request_virtual_token(&cap, b.certificate).await?;
+    Ok((StatusCode::CREATED, axum::Json(RequestView::from(r))))
 }
 
 /// The holder's own devices.

@@ -1,22 +1,29 @@
-//! Self-service: a key bound to a token holder acts on that person's devices only — temporary
-//! suspension and its reversal, reporting a device lost or damaged. Anything else, and anyone
-//! else's device, does not exist for it (404).
+//! Self-service: a key bound to a token holder acts for that person only — temporary
+//! suspension of their devices and its reversal, reporting a device lost or damaged, renewing
+//! their certificates, asking for a virtual token. Anyone else's device or certificate does not
+//! exist for it (404).
 
 use std::sync::Arc;
 
 use uuid::Uuid;
 
 use crate::authz::{Capability, PermissionSet, Principal, perm};
+use crate::cert::Certificate;
 use crate::device::{DEVICES, Device, DeviceStatus};
 use crate::error::{CoreError, Result};
 use crate::ports::Store;
 use crate::records::{Cond, Record, RecordQuery, decode_all};
+use crate::request::{CertificateItem, DeviceItem, EnrolmentRequest};
+use crate::service::certificates::CertificateService;
 use crate::service::devices::DeviceService;
+use crate::service::requests::{NewRequest, RequestService};
 
 /// Self-service operations.
 pub struct SelfService {
     store: Arc<dyn Store>,
     devices: Arc<DeviceService>,
+    certificates: Arc<CertificateService>,
+    requests: Arc<RequestService>,
 }
 
 impl std::fmt::Debug for SelfService {
@@ -34,15 +41,79 @@ fn holder(p: &Principal) -> Result<Uuid> {
 
 impl SelfService {
     /// Wires the service.
-    pub fn new(store: Arc<dyn Store>, devices: Arc<DeviceService>) -> Self {
-        Self { store, devices }
+    pub fn new(
+        store: Arc<dyn Store>,
+        devices: Arc<DeviceService>,
+        certificates: Arc<CertificateService>,
+        requests: Arc<RequestService>,
+    ) -> Self {
+        Self { store, devices, certificates, requests }
+    }
+
+    /// The holder acting with exactly `permission`, on objects already checked to be theirs.
+    fn acting(p: &Arc<Principal>, permission: &str) -> Result<Arc<Principal>> {
+        Ok(Arc::new(Principal {
+            permissions: PermissionSet::parse([permission])?,
+            scope: crate::org::Scope::All,
+            ..(**p).clone()
+        }))
+    }
+
+    /// Renews one of the holder's certificates (on one of their devices, or issued for them by
+    /// an enrolment request), with a new CSR or the same key, inside the profile's window.
+    pub async fn renew(
+        &self,
+        cap: &Capability<perm::SelfService>,
+        id: Uuid,
+        csr: Option<Vec<u8>>,
+    ) -> Result<Certificate> {
+        let p = cap.principal();
+        let h = holder(p)?;
+        let cert = self
+            .store
+            .certificate(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("certificate", id.to_string()))?;
+        let for_holder =
+            cert.metadata.get("person_id").and_then(|v| v.as_str()) == Some(h.to_string().as_str());
+        let on_device = self.devices_of(h).await?.iter().any(|d| d.certificates.contains(&id));
+        if !for_holder && !on_device {
+            return Err(CoreError::not_found("certificate", id.to_string()));
+        }
+        let c = Self::acting(p, "certificate:renew")?.authorize::<perm::CertificateRenew>()?;
+        self.certificates.renew(&c, id, csr).await
+    }
+
+    /// Asks for a virtual token for the holder: an enrolment request (pending approval, as
+    /// any other) with a `virtual_token` device and, optionally, a certificate from `csr`.
+    pub async fn request_virtual_token(
+        &self,
+        cap: &Capability<perm::SelfService>,
+        certificate: Option<CertificateItem>,
+    ) -> Result<EnrolmentRequest> {
+        let p = cap.principal();
+        let h = holder(p)?;
+        let c = Self::acting(p, "requests:write")?.authorize::<perm::RequestsWrite>()?;
+        let n = NewRequest {
+            person_id: h,
+            certificates: certificate.into_iter().collect(),
+            device: Some(DeviceItem {
+                kind: crate::device::DeviceKind::VirtualToken,
+                serial: None,
+            }),
+            metadata: Some(serde_json::json!({"self_service": true})),
+        };
+        self.requests.create(&c, n).await
+    }
+
+    async fn devices_of(&self, h: Uuid) -> Result<Vec<Device>> {
+        let q = RecordQuery::all(vec![Cond::Eq("holder_id", h.into())]);
+        decode_all(self.store.records(&DEVICES, &q).await?)
     }
 
     /// The holder's devices.
     pub async fn devices(&self, cap: &Capability<perm::SelfService>) -> Result<Vec<Device>> {
-        let h = holder(cap.principal())?;
-        let q = RecordQuery::all(vec![Cond::Eq("holder_id", h.into())]);
-        decode_all(self.store.records(&DEVICES, &q).await?)
+        self.devices_of(holder(cap.principal())?).await
     }
 
     /// One of the holder's devices, or 404.
@@ -75,13 +146,7 @@ impl SelfService {
                 ),
             ));
         }
-        let needed = crate::service::devices::permission_for(d.status, to);
-        // The holder acts with exactly the device permission this step needs, on this device.
-        let acting = Arc::new(Principal {
-            permissions: PermissionSet::parse([needed])?,
-            scope: crate::org::Scope::All,
-            ..(**p).clone()
-        });
+        let acting = Self::acting(p, crate::service::devices::permission_for(d.status, to))?;
         match to {
             DeviceStatus::Suspended | DeviceStatus::Lost => {
                 let c = acting.authorize::<perm::DeviceSuspend>()?;
