@@ -149,6 +149,21 @@ impl LoadedPlugin {
         }
     }
 
+    /// The result of a call that may have been stopped at the outer deadline (`Err(Elapsed)`),
+    /// trapped (`Ok(Err)`), or returned the plugin's own error (`Ok(Ok(Err))`).
+    pub(crate) fn outcome<T>(
+        &self,
+        store: &Store<State>,
+        r: Result<wasmtime::Result<Result<T, String>>, tokio::time::error::Elapsed>,
+    ) -> Result<T, PluginError> {
+        match r {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin: self.id.clone(), message }),
+            Ok(Err(e)) => Err(self.fault(store, Some(e))),
+            Err(_) => Err(self.fault(store, None)),
+        }
+    }
+
     /// The typed error for a failed call (`None`: the outer deadline passed).
     pub(crate) fn fault(&self, store: &Store<State>, e: Option<wasmtime::Error>) -> PluginError {
         let plugin = self.id.clone();
@@ -349,12 +364,7 @@ impl PluginEngine {
         let outcome = tokio::time::timeout(p.deadline(), call).await;
         let stats =
             CallStats { duration: started.elapsed(), peak_memory: store.data().limits.peak };
-        match outcome {
-            Ok(Ok(Ok(v))) => Ok((v, stats)),
-            Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin: p.id.clone(), message }),
-            Ok(Err(e)) => Err(p.fault(&store, Some(e))),
-            Err(_) => Err(p.fault(&store, None)),
-        }
+        p.outcome(&store, outcome).map(|v| (v, stats))
     }
 
     /// Runs an endpoint plugin's `handle` in a fresh instance under its limits; `api` serves its
@@ -408,12 +418,8 @@ impl PluginEngine {
             let bindings = pre.instantiate_async(&mut store).await?;
             bindings.call_on_event(&mut store, event).await
         };
-        match tokio::time::timeout(p.deadline(), call).await {
-            Ok(Ok(Ok(actions))) => Ok(actions),
-            Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin: p.id.clone(), message }),
-            Ok(Err(e)) => Err(p.fault(&store, Some(e))),
-            Err(_) => Err(p.fault(&store, None)),
-        }
+        let r = tokio::time::timeout(p.deadline(), call).await;
+        p.outcome(&store, r)
     }
 
     /// Runs one export of a CA connector in a fresh instance under its limits.
@@ -445,12 +451,8 @@ impl PluginEngine {
                 }
             })
         };
-        match tokio::time::timeout(p.deadline(), run).await {
-            Ok(Ok(Ok(reply))) => Ok(reply),
-            Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin: p.id.clone(), message }),
-            Ok(Err(e)) => Err(p.fault(&store, Some(e))),
-            Err(_) => Err(p.fault(&store, None)),
-        }
+        let r = tokio::time::timeout(p.deadline(), run).await;
+        p.outcome(&store, r)
     }
 
     /// Who the plugin acts as (for actions carried out on its behalf).

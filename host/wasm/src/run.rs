@@ -171,12 +171,7 @@ impl PluginEngine {
         let outcome = tokio::time::timeout(p.deadline(), call).await;
         let stats =
             CallStats { duration: started.elapsed(), peak_memory: store.data().limits.peak };
-        match outcome {
-            Ok(Ok(Ok(v))) => Ok((v, stats)),
-            Ok(Ok(Err(message))) => Err(PluginError::Rejected { plugin: p.id.clone(), message }),
-            Ok(Err(e)) => Err(p.fault(&store, Some(e))),
-            Err(_) => Err(p.fault(&store, None)),
-        }
+        p.outcome(&store, outcome).map(|v| (v, stats))
     }
 }
 
