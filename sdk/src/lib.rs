@@ -2,7 +2,7 @@
 //!
 //! The generated WIT bindings stay hidden; a plugin implements a trait per world and exports it
 //! with one macro. Choose the world with a feature: `validator` (default), `workflow`,
-//! `endpoint` or `ca-connector` (exactly one). Build with `cargo build --release --target wasm32-wasip2`; the result is a
+//! `endpoint`, `ca-connector` or `identity-source` (exactly one). Build with `cargo build --release --target wasm32-wasip2`; the result is a
 //! component Sigil loads (see `sdk/README.md`).
 //!
 //! ```ignore
@@ -22,25 +22,16 @@
 //! ```
 #![deny(missing_docs)]
 
-#[cfg(any(
-    all(feature = "validator", feature = "workflow"),
-    all(feature = "validator", feature = "endpoint"),
-    all(feature = "validator", feature = "ca-connector"),
-    all(feature = "workflow", feature = "endpoint"),
-    all(feature = "workflow", feature = "ca-connector"),
-    all(feature = "endpoint", feature = "ca-connector"),
-))]
-compile_error!(
-    "a plugin targets one world: enable exactly one of the features `validator`, `workflow`, `endpoint`, `ca-connector` (use default-features = false)"
+// Exactly one world per plugin: the sum of the enabled world features must be one.
+const _: () = assert!(
+    (cfg!(feature = "validator") as u8)
+        + (cfg!(feature = "workflow") as u8)
+        + (cfg!(feature = "endpoint") as u8)
+        + (cfg!(feature = "ca-connector") as u8)
+        + (cfg!(feature = "identity-source") as u8)
+        == 1,
+    "a plugin targets one world: enable exactly one of the features `validator`, `workflow`, `endpoint`, `ca-connector`, `identity-source` (use default-features = false)"
 );
-
-#[cfg(not(any(
-    feature = "validator",
-    feature = "workflow",
-    feature = "endpoint",
-    feature = "ca-connector"
-)))]
-compile_error!("enable one of the features `validator`, `workflow`, `endpoint`, `ca-connector`");
 
 // One component targets one world, so the SDK generates the bindings of the world its feature
 // selects (two worlds in one module would merge into a component that claims both).
@@ -96,6 +87,23 @@ pub mod bindings {
     });
 }
 
+#[cfg(feature = "identity-source")]
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "identity-source",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_identity_source",
+        default_bindings_module: "sigil_plugin_sdk::bindings",
+    });
+}
+
+/// Exports a type implementing [`identity::IdentitySource`] as the plugin.
+#[cfg(feature = "identity-source")]
+pub use bindings::export_identity_source;
+
 /// Exports a type implementing [`connector::CaConnector`] as the plugin.
 #[cfg(feature = "ca-connector")]
 pub use bindings::export_ca_connector;
@@ -113,7 +121,12 @@ pub use bindings::export_workflow;
 pub use bindings::export_endpoint;
 
 /// HTTP request and response records shared by `outbound-http`, `sigil-api` and endpoints.
-#[cfg(any(feature = "workflow", feature = "endpoint", feature = "ca-connector"))]
+#[cfg(any(
+    feature = "workflow",
+    feature = "endpoint",
+    feature = "ca-connector",
+    feature = "identity-source"
+))]
 pub mod http {
     pub use crate::bindings::sigil::plugin::types::{HttpRequest, HttpResponse, Kv};
 
@@ -149,7 +162,7 @@ pub mod http {
 
 /// Requests to the origins in the plugin's `allowed_hosts` (needs the `outbound-http` grant;
 /// HTTPS trusts only the plugin's `ca_file`).
-#[cfg(any(feature = "workflow", feature = "ca-connector"))]
+#[cfg(any(feature = "workflow", feature = "ca-connector", feature = "identity-source"))]
 pub mod outbound {
     use crate::http::{HttpRequest, HttpResponse};
 
@@ -250,6 +263,23 @@ pub mod pem {
     /// The first block labelled `label` in `text`, decoded.
     pub fn decode(label: &str, text: &str) -> Result<Vec<u8>, String> {
         decode_all(label, text)?.into_iter().next().ok_or_else(|| format!("no {label} block"))
+    }
+}
+
+/// The identity-source world: completes person records from a system of record.
+#[cfg(feature = "identity-source")]
+pub mod identity {
+    pub use crate::bindings::Guest as IdentitySource;
+    pub use crate::bindings::sigil::plugin::types::Kv;
+
+    /// The value Sigil knows under `name` (`external_id`, `email`, `attributes.badge`, …).
+    pub fn known<'a>(known: &'a [Kv], name: &str) -> Option<&'a str> {
+        known.iter().find(|kv| kv.key == name).map(|kv| kv.value.as_str())
+    }
+
+    /// A field to return.
+    pub fn field(name: &str, value: impl Into<String>) -> Kv {
+        Kv { key: name.to_owned(), value: value.into() }
     }
 }
 

@@ -67,6 +67,10 @@ pub struct AppState {
     pub requests: Arc<sigil_core::service::requests::RequestService>,
     /// Self-service.
     pub selfservice: Arc<sigil_core::service::selfservice::SelfService>,
+    /// Identity sources.
+    pub identity: Arc<sigil_core::service::identity::IdentityService>,
+    /// PIN reset.
+    pub pins: Arc<sigil_core::service::pin_reset::PinResetService>,
     /// Shared settings (the exposure override).
     pub settings: Arc<sigil_core::service::settings::SettingsService>,
     /// The store, for readiness checks.
@@ -206,6 +210,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(v1::stream::router())
         .merge(v1::reports::router())
         .merge(v1::selfservice::router())
+        .merge(v1::pin_reset::router())
+        .merge(v1::identity::router())
         .merge(v1::certificates::router())
         .merge(v1::profiles::router())
         .merge(v1::plugins::router())

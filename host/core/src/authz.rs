@@ -106,6 +106,10 @@ permissions! {
     DeviceReactivate = "device:reactivate";
     /// Revoke, terminate, expire a device or report it damaged (its certificates are revoked).
     DeviceRevoke = "device:revoke";
+    /// Set up a device's PIN reset secrets (administration key, unlock code).
+    DevicePersonalize = "device:personalize";
+    /// Reset a device's blocked PIN (answers its challenge or hands out its unlock code).
+    DevicePinReset = "device:pin_reset";
     /// List and read enrolment requests.
     RequestsRead = "requests:read";
     /// Create enrolment requests, enrich their metadata, cancel them.

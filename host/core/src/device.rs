@@ -172,8 +172,11 @@ pub struct Device {
     pub production: Production,
     /// Free-form attributes (a JSON object).
     pub metadata: serde_json::Value,
-    /// PIN retries left before the device locks (self-service PIN reset restores them).
+    /// PIN retries left before the device locks (a PIN reset restores them).
     pub pin_retries_left: u8,
+    /// Which PIN reset methods are set up (the secrets live apart, sealed).
+    #[serde(default)]
+    pub pin_reset: crate::unlock::PinResetSetup,
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -22,5 +22,6 @@ pub mod profile;
 pub mod records;
 pub mod request;
 pub mod service;
+pub mod unlock;
 
 pub use error::{AuthFailure, CoreError, Result, StoreError};

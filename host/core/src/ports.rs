@@ -417,6 +417,40 @@ impl Validators for NoValidators {
     }
 }
 
+/// External identity sources (identity-source plugins); implemented by the plugin host.
+#[async_trait]
+pub trait IdentitySources: Send + Sync {
+    /// Ids of the sources in service.
+    fn sources(&self) -> Vec<String>;
+    /// What `source` knows of the person `known` describes (pairs of field name and value,
+    /// `attributes.<name>` for extended attributes); `Ok(None)`: no such person there. An
+    /// unknown source is `Invalid` (`unknown_source`); a failing plugin is `Dependency`.
+    async fn lookup(
+        &self,
+        source: &str,
+        known: &[(String, String)],
+    ) -> crate::Result<Option<Vec<(String, String)>>>;
+}
+
+/// No identity sources.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoIdentitySources;
+
+#[async_trait]
+impl IdentitySources for NoIdentitySources {
+    fn sources(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn lookup(
+        &self,
+        source: &str,
+        _known: &[(String, String)],
+    ) -> crate::Result<Option<Vec<(String, String)>>> {
+        Err(crate::CoreError::invalid("unknown_source", format!("no identity source `{source}`")))
+    }
+}
+
 /// The state of one loaded (or failed) plugin.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PluginStatus {

@@ -223,6 +223,7 @@ async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
         store,
         Arc::new(sigil_core::ports::NoValidators),
         Arc::new(sigil_core::ports::NoEvents),
+        Arc::new(sigil_core::ports::NoIdentitySources),
     )
     .await?;
     let cli = Principal::local_cli();

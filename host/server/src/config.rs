@@ -317,7 +317,7 @@ pub struct PluginsSection {
 }
 
 /// Hook points: the validator hook, and the lifecycle events workflows subscribe to.
-pub const HOOKS: [&str; 23] = [
+pub const HOOKS: [&str; 24] = [
     "certificate-issuance",
     "enrolment-request",
     "person",
@@ -341,6 +341,7 @@ pub const HOOKS: [&str; 23] = [
     "device.revoked",
     "device.expired",
     "device.terminated",
+    "device.pin_reset",
 ];
 
 /// `[audit]`.

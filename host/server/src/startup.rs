@@ -67,6 +67,10 @@ pub struct Services {
     pub requests: Arc<sigil_core::service::requests::RequestService>,
     /// Self-service.
     pub selfservice: Arc<sigil_core::service::selfservice::SelfService>,
+    /// Identity sources.
+    pub identity: Arc<sigil_core::service::identity::IdentityService>,
+    /// PIN reset.
+    pub pins: Arc<sigil_core::service::pin_reset::PinResetService>,
     /// Profiles.
     pub profiles: Arc<ProfileService>,
     /// CA back ends.
@@ -81,6 +85,7 @@ pub async fn services(
     store: SqlStore,
     validators: Arc<dyn sigil_core::ports::Validators>,
     events: Arc<dyn sigil_core::ports::EventSink>,
+    sources: Arc<dyn sigil_core::ports::IdentitySources>,
 ) -> Result<Services> {
     let store: Arc<dyn Store> = Arc::new(store);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -101,8 +106,11 @@ pub async fn services(
         clock.clone(),
         validators.clone(),
     ));
+    let identity =
+        Arc::new(sigil_core::service::identity::IdentityService::new(people.clone(), sources));
     let issuers = Arc::new(Issuers::default());
     let master = Arc::new(MasterKey::load_or_create(&cfg.master_key_path())?);
+    let unlock = Arc::new(sigil_pki::unlock::CardUnlock::new(master.clone()));
     let factory = Arc::new(BuiltinFactory::new(master, cfg.pki.public_url.clone()));
     let crl_validity =
         time::Duration::hours(i64::try_from(cfg.pki.crl_validity_hours).unwrap_or(24));
@@ -147,6 +155,12 @@ pub async fn services(
         people.clone(),
         events.clone(),
     ));
+    let pins = Arc::new(sigil_core::service::pin_reset::PinResetService::new(
+        store.clone(),
+        clock.clone(),
+        devices.clone(),
+        unlock,
+    ));
     let requests = Arc::new(sigil_core::service::requests::RequestService::new(
         store.clone(),
         clock,
@@ -164,6 +178,7 @@ pub async fn services(
         devices.clone(),
         certificates.clone(),
         requests.clone(),
+        pins.clone(),
     ));
     Ok(Services {
         store,
@@ -177,6 +192,8 @@ pub async fn services(
         devices,
         requests,
         selfservice,
+        identity,
+        pins,
         profiles,
         cas,
         certificates,
@@ -234,7 +251,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     let registry = Arc::new(sigil_wasm::PluginRegistry::new(engine));
     // A plugin that fails to load is reported on GET /api/v1/plugins; it does not stop the server.
     registry.apply(crate::plugins::specs(cfg)).await;
-    let svc = services(cfg, store, registry.clone(), registry.clone()).await?;
+    let svc = services(cfg, store, registry.clone(), registry.clone(), registry.clone()).await?;
     // CA connector plugins serve as back ends under their plugin ids, swapped with the set.
     svc.certificates.issuers().set_source(Some(registry.clone()));
     let plugin_host =
@@ -264,6 +281,8 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         devices: svc.devices.clone(),
         requests: svc.requests.clone(),
         selfservice: svc.selfservice.clone(),
+        pins: svc.pins.clone(),
+        identity: svc.identity.clone(),
         plugins: plugin_host.clone(),
         endpoints: registry.clone(),
         metrics: Arc::default(),

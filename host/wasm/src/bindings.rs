@@ -55,3 +55,19 @@ pub(crate) mod connector {
         },
     });
 }
+
+pub(crate) mod identity {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "identity-source",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "sigil:plugin/types": super::validator::sigil::plugin::types,
+            "sigil:plugin/log": super::validator::sigil::plugin::log,
+            "sigil:plugin/config": super::validator::sigil::plugin::config,
+            "sigil:plugin/clock": super::validator::sigil::plugin::clock,
+            "sigil:plugin/outbound-http": super::workflow::sigil::plugin::outbound_http,
+        },
+    });
+}

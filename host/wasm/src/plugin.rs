@@ -14,6 +14,7 @@ pub use crate::bindings::connector::sigil::plugin::connector::{
     CertificateRef, ConnectorInfo, IssueRequest, Issued,
 };
 use crate::bindings::endpoint::EndpointPre;
+use crate::bindings::identity::IdentitySourcePre;
 use crate::bindings::validator::ValidatorPre;
 pub use crate::bindings::validator::sigil::plugin::types::Kv;
 pub(crate) use crate::bindings::validator::sigil::plugin::types::{HttpRequest, HttpResponse};
@@ -45,6 +46,8 @@ pub enum World {
     Endpoint,
     /// `on-event`.
     Workflow,
+    /// `lookup`.
+    IdentitySource,
 }
 
 /// Limits and grants of one plugin. `Debug` shows config keys only: values may be credentials.
@@ -103,6 +106,7 @@ pub(crate) enum Pre {
     Connector(CaConnectorPre<State>),
     Endpoint(EndpointPre<State>),
     Workflow(WorkflowPre<State>),
+    Identity(IdentitySourcePre<State>),
 }
 
 /// A compiled, type-checked plugin ready to be called.
@@ -225,6 +229,8 @@ pub fn world_of(exports: &BTreeSet<String>) -> Option<World> {
         Some(World::Endpoint)
     } else if exports.contains("on-event") {
         Some(World::Workflow)
+    } else if exports.contains("lookup") {
+        Some(World::IdentitySource)
     } else {
         None
     }
@@ -286,6 +292,9 @@ impl PluginEngine {
             ),
             World::CaConnector => Pre::Connector(
                 CaConnectorPre::new(instance_pre).map_err(|e| incompatible(format!("{e:#}")))?,
+            ),
+            World::IdentitySource => Pre::Identity(
+                IdentitySourcePre::new(instance_pre).map_err(|e| incompatible(format!("{e:#}")))?,
             ),
         };
         let principal = Arc::new(Principal {
@@ -452,6 +461,25 @@ impl PluginEngine {
             })
         };
         let r = tokio::time::timeout(p.deadline(), run).await;
+        p.outcome(&store, r)
+    }
+
+    /// Runs an identity source's `lookup` in a fresh instance under its limits.
+    pub async fn lookup(
+        &self,
+        p: &LoadedPlugin,
+        known: &[Kv],
+    ) -> Result<Option<Vec<Kv>>, PluginError> {
+        let Pre::Identity(pre) = &p.pre else {
+            return Err(p.not_a("identity-source"));
+        };
+        let _permit = p.permits.acquire().await.map_err(|e| PluginError::Engine(e.to_string()))?;
+        let mut store = self.store(p);
+        let call = async {
+            let bindings = pre.instantiate_async(&mut store).await?;
+            bindings.call_lookup(&mut store, known).await
+        };
+        let r = tokio::time::timeout(p.deadline(), call).await;
         p.outcome(&store, r)
     }
 

@@ -429,6 +429,47 @@ impl sigil_core::ports::EventSink for PluginRegistry {
     }
 }
 
+#[async_trait]
+impl sigil_core::ports::IdentitySources for PluginRegistry {
+    fn sources(&self) -> Vec<String> {
+        let set = self.set();
+        set.entries
+            .values()
+            .filter(|e| e.plugin.world == World::IdentitySource)
+            .map(|e| e.spec.id.clone())
+            .collect()
+    }
+
+    async fn lookup(
+        &self,
+        source: &str,
+        known: &[(String, String)],
+    ) -> Result<Option<Vec<(String, String)>>> {
+        let set = self.set();
+        let e = set
+            .entries
+            .get(source)
+            .filter(|e| e.plugin.world == World::IdentitySource)
+            .ok_or_else(|| {
+                CoreError::invalid("unknown_source", format!("no identity source `{source}`"))
+            })?;
+        e.counters.record_call();
+        let known: Vec<Kv> =
+            known.iter().map(|(k, v)| Kv { key: k.clone(), value: v.clone() }).collect();
+        match self.engine.lookup(&e.plugin, &known).await {
+            Ok(found) => Ok(found.map(|f| f.into_iter().map(|kv| (kv.key, kv.value)).collect())),
+            Err(err) => {
+                e.counters.record_fault(&err.to_string());
+                let code = match err {
+                    PluginError::Rejected { .. } => "identity_source_failed",
+                    _ => err.code(),
+                };
+                Err(CoreError::Dependency { code, detail: err.to_string() })
+            }
+        }
+    }
+}
+
 impl sigil_core::ca::IssuerSource for PluginRegistry {
     fn issuer(&self, id: &str) -> Option<Arc<dyn sigil_core::ca::Issuer>> {
         let set = self.set();

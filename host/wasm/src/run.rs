@@ -7,7 +7,8 @@
 //! - workflow: `{kind, object_type, object_id, json}`;
 //! - ca-connector: `{call: "info"}`, `{call: "issue", csr (PEM), subject: {k: v}, sans: [],
 //!   validity_days, profile}`, `{call: "revoke" | "suspend" | "reactivate", serial (hex),
-//!   reason}`. Certificates come back as base64 DER.
+//!   reason}`. Certificates come back as base64 DER;
+//! - identity-source: `{known: {k: v}}`.
 
 use std::time::Instant;
 
@@ -138,6 +139,12 @@ impl PluginEngine {
                     let b = pre.instantiate_async(&mut store).await?;
                     b.call_on_event(&mut store, &ev).await?.map(|actions| {
                         json!({"actions": actions.iter().map(|a| json!({"method": a.method, "path": a.path, "body": a.body})).collect::<Vec<_>>()})
+                    })
+                }
+                Pre::Identity(pre) => {
+                    let b = pre.instantiate_async(&mut store).await?;
+                    b.call_lookup(&mut store, &kvs(input, "known")).await?.map(|found| {
+                        json!({"found": found.map(|f| f.into_iter().map(|kv| (kv.key, kv.value)).collect::<std::collections::BTreeMap<_, _>>())})
                     })
                 }
                 Pre::Connector(pre) => {

@@ -63,6 +63,8 @@ pub struct DeviceView {
     pub metadata: serde_json::Value,
     /// PIN retries left.
     pub pin_retries_left: u8,
+    /// Which PIN reset methods are set up.
+    pub pin_reset: sigil_core::unlock::PinResetSetup,
     /// Creation time.
     pub created_at: String,
     /// Last change.
@@ -85,6 +87,7 @@ impl From<Device> for DeviceView {
             production: d.production,
             metadata: d.metadata,
             pin_retries_left: d.pin_retries_left,
+            pin_reset: d.pin_reset,
             created_at: rfc3339(d.created_at),
             updated_at: rfc3339(d.updated_at),
             status_changed_at: rfc3339(d.status_changed_at),
@@ -193,6 +196,10 @@ pub struct UpdateBody {
     /// Production fields to set; `extra` is merged.
     #[serde(default)]
     production: Option<Production>,
+    /// PIN retries left, as the card middleware reports them (0 = blocked).
+    #[serde(default)]
+    #[schema(maximum = 15)]
+    pin_retries_left: Option<u8>,
 }
 
 /// Body of `POST /api/v1/devices/{id}/certificates`.
@@ -342,7 +349,12 @@ async fn update_device(
     Path(i): Path<String>,
     Json(b): Json<UpdateBody>,
 ) -> Result<axum::Json<DeviceView>, ApiError> {
-    let u = UpdateDevice { holder_id: b.holder_id, metadata: b.metadata, production: b.production };
+    let u = UpdateDevice {
+        holder_id: b.holder_id,
+        metadata: b.metadata,
+        production: b.production,
+        pin_retries_left: b.pin_retries_left,
+    };
     Ok(axum::Json(st.devices.update(&cap, id(&i)?, u).await?.into()))
 }
 

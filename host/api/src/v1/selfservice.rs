@@ -13,6 +13,7 @@ use sigil_core::request::CertificateItem;
 
 use super::certificates::{CertificateView, RenewBody};
 use super::devices::{DeviceView, TransitionBody};
+use super::pin_reset::{ResetBody, ResetView, no_store};
 use super::requests::RequestView;
 use crate::AppState;
 use crate::error::{ApiError, Problem};
@@ -28,6 +29,24 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(report_damaged))
         .routes(routes!(renew_certificate))
         .routes(routes!(request_virtual_token))
+        .routes(routes!(reset_pin))
+}
+
+/// Reset my blocked PIN: the response to my card's challenge, or its unlock code.
+#[utoipa::path(post, path = "/api/v1/self/devices/{id}/pin-reset", tag = "self-service",
+    params(("id" = String, Path)), request_body(content = Option<ResetBody>),
+    responses((status = 200, body = ResetView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn reset_pin(
+    State(st): State<AppState>,
+    Authorized(cap): Authorized<perm::SelfService>,
+    Path(i): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, ApiError> {
+    let b: ResetBody = optional_body(&body)?;
+    let id = Uuid::parse_str(&i).map_err(|_| ApiError::not_found())?;
+    Ok(no_store(ResetView::from(st.selfservice.reset_pin(&cap, id, b.challenge).await?)))
 }
 
 /// Body of `POST /api/v1/self/virtual-tokens`.

@@ -26,6 +26,8 @@ use crate::service::{Page, check_metadata, lock_unchanged, record_page};
 
 /// Default PIN retries of a new device.
 pub const PIN_RETRIES: u8 = 3;
+/// Most PIN retries a card may report.
+pub const MAX_PIN_RETRIES: u8 = 15;
 
 /// A device to register.
 #[derive(Debug, Clone)]
@@ -53,6 +55,8 @@ pub struct UpdateDevice {
     pub metadata: Option<serde_json::Value>,
     /// Production fields to set (absent ones stay; `extra` is merged).
     pub production: Option<Production>,
+    /// PIN retries left, as the card reports them.
+    pub pin_retries_left: Option<u8>,
 }
 
 /// Filters of the device list.
@@ -81,6 +85,24 @@ pub fn permission_for(from: DeviceStatus, to: DeviceStatus) -> &'static str {
         (_, DeviceStatus::Suspended | DeviceStatus::Lost) => "device:suspend",
         _ => "device:revoke",
     }
+}
+
+/// A row of another table written in the same transaction as a device change.
+#[derive(Debug)]
+pub(crate) enum RowWrite {
+    /// A new row.
+    Insert(&'static crate::records::Table, crate::records::RecordRow),
+    /// A replaced row.
+    Update(&'static crate::records::Table, crate::records::RecordRow),
+}
+
+/// What else a device change writes in its transaction.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Also<'a> {
+    /// Certificates the change cascades to.
+    pub(crate) certs: &'a [(Uuid, CertChange)],
+    /// Rows of other tables.
+    pub(crate) rows: &'a [RowWrite],
 }
 
 /// Device operations.
@@ -158,7 +180,7 @@ impl DeviceService {
         Ok(())
     }
 
-    fn history_entry(&self, d: &Device, p: &Principal, kind: &str) -> DeviceEvent {
+    pub(crate) fn history_entry(&self, d: &Device, p: &Principal, kind: &str) -> DeviceEvent {
         DeviceEvent {
             id: Uuid::now_v7(),
             device_id: d.id,
@@ -172,7 +194,7 @@ impl DeviceService {
         }
     }
 
-    fn emit(&self, kind: &str, d: &Device, extra: serde_json::Value) {
+    pub(crate) fn emit(&self, kind: &str, d: &Device, extra: serde_json::Value) {
         self.events.emit(LifecycleEvent {
             kind: kind.to_owned(),
             object_type: "device".into(),
@@ -217,6 +239,7 @@ impl DeviceService {
             production: r.production,
             metadata,
             pin_retries_left: PIN_RETRIES,
+            pin_reset: Default::default(),
             created_at: now,
             updated_at: now,
             status_changed_at: now,
@@ -286,20 +309,27 @@ impl DeviceService {
 
     /// Writes `after` over `before` (which must still be current) with a history entry and
     /// audit events, plus whatever `extra` adds to the transaction.
-    async fn save(
+    pub(crate) async fn save(
         &self,
         before: &Device,
         after: &Device,
         history: DeviceEvent,
         mut events: Vec<NewAuditEvent>,
-        certs: &[(Uuid, CertChange)],
+        also: Also<'_>,
         p: &Arc<Principal>,
     ) -> Result<Vec<(CertChange, Certificate)>> {
+        let Also { certs, rows } = also;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         lock_unchanged(tx.as_mut(), before, "device").await?;
         tx.update_record(&DEVICES, &after.to_row()?).await?;
         tx.insert_record(&DEVICE_EVENTS, &history.to_row()?).await?;
+        for w in rows {
+            match w {
+                RowWrite::Insert(t, r) => tx.insert_record(t, r).await?,
+                RowWrite::Update(t, r) => tx.update_record(t, r).await?,
+            }
+        }
         let mut changed = Vec::new();
         for (id, change) in certs {
             let (cert, ev) =
@@ -357,6 +387,15 @@ impl DeviceService {
             }
             check_production(&d.production)?;
         }
+        if let Some(n) = u.pin_retries_left {
+            if n > MAX_PIN_RETRIES {
+                return Err(CoreError::invalid(
+                    "invalid_field",
+                    format!("`pin_retries_left` is 0 to {MAX_PIN_RETRIES}"),
+                ));
+            }
+            d.pin_retries_left = n;
+        }
         if d == before {
             return Ok(before);
         }
@@ -364,8 +403,9 @@ impl DeviceService {
         let h = self.history_entry(&d, p, "updated");
         let ev = NewAuditEvent::new(p, "device.update", "device", id).details(serde_json::json!({
             "holder_id": d.holder_id, "production": d.production, "metadata": d.metadata,
+            "pin_retries_left": d.pin_retries_left,
         }));
-        self.save(&before, &d, h, vec![ev], &[], p).await?;
+        self.save(&before, &d, h, vec![ev], Also::default(), p).await?;
         Ok(d)
     }
 
@@ -400,7 +440,7 @@ impl DeviceService {
         h.certificates = vec![cert_id];
         let ev = NewAuditEvent::new(p, "device.link_certificate", "device", id)
             .details(serde_json::json!({"certificate_id": cert_id}));
-        self.save(&before, &d, h, vec![ev], &[], p).await?;
+        self.save(&before, &d, h, vec![ev], Also::default(), p).await?;
         Ok(d)
     }
 
@@ -499,7 +539,7 @@ impl DeviceService {
             }),
         );
         let certs = h.certificates.clone();
-        self.save(&before, &d, h, vec![ev], &targets, p).await?;
+        self.save(&before, &d, h, vec![ev], Also { certs: &targets, rows: &[] }, p).await?;
         self.emit(
             &format!("device.{}", to.as_str()),
             &d,

@@ -411,6 +411,40 @@ impl PeopleService {
         id: Uuid,
         input: PersonInput,
     ) -> Result<Person> {
+        self.update_as(cap, id, input, "person.update", serde_json::Map::new()).await
+    }
+
+    /// An extended attribute's value from text, typed as its custom field says (integers and
+    /// booleans parsed; anything unparsable stays text for validation to refuse); `None` when
+    /// no custom field has that name.
+    pub(crate) async fn typed_attribute(
+        &self,
+        name: &str,
+        text: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        let Some(field) = self.field_by_name(name).await? else { return Ok(None) };
+        Ok(Some(match field.field_type {
+            FieldType::Integer => {
+                text.trim().parse::<i64>().map_or_else(|_| text.into(), serde_json::Value::from)
+            }
+            FieldType::Boolean => match text.trim() {
+                "true" => true.into(),
+                "false" => false.into(),
+                _ => text.into(),
+            },
+            _ => text.into(),
+        }))
+    }
+
+    /// [`PeopleService::update`] audited as `action`, with `details` added to the event.
+    pub(crate) async fn update_as(
+        &self,
+        cap: &Capability<perm::PeopleWrite>,
+        id: Uuid,
+        input: PersonInput,
+        action: &str,
+        details: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Person> {
         let before = self.visible(cap.principal(), id).await?;
         let mut p = before.clone();
         if let Some(o) = input.office_id
@@ -455,9 +489,11 @@ impl PeopleService {
             "external_id_taken",
             "a person with this external_id exists".into(),
         ))?;
-        let ev = NewAuditEvent::new(cap.principal(), "person.update", "person", id).details(
-            serde_json::json!({"fields": changed_fields(&before, &p), "office_id": p.office_id}),
-        );
+        let mut d = details;
+        d.insert("fields".into(), changed_fields(&before, &p).into());
+        d.insert("office_id".into(), p.office_id.to_string().into());
+        let ev = NewAuditEvent::new(cap.principal(), action, "person", id)
+            .details(serde_json::Value::Object(d));
         tx.commit(vec![ev], now).await?;
         Ok(p)
     }

@@ -1,6 +1,6 @@
 //! Self-service: a key bound to a token holder acts for that person only — temporary
-//! suspension of their devices and its reversal, reporting a device lost or damaged, renewing
-//! their certificates, asking for a virtual token. Anyone else's device or certificate does not
+//! suspension of their devices and its reversal, reporting a device lost or damaged, resetting
+//! their PIN, renewing their certificates, asking for a virtual token. Anyone else's device or certificate does not
 //! exist for it (404).
 
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use crate::records::{Cond, Record, RecordQuery, decode_all};
 use crate::request::{CertificateItem, DeviceItem, EnrolmentRequest};
 use crate::service::certificates::CertificateService;
 use crate::service::devices::DeviceService;
+use crate::service::pin_reset::{PinReset, PinResetService};
 use crate::service::requests::{NewRequest, RequestService};
 
 /// Self-service operations.
@@ -24,6 +25,7 @@ pub struct SelfService {
     devices: Arc<DeviceService>,
     certificates: Arc<CertificateService>,
     requests: Arc<RequestService>,
+    pins: Arc<PinResetService>,
 }
 
 impl std::fmt::Debug for SelfService {
@@ -46,8 +48,23 @@ impl SelfService {
         devices: Arc<DeviceService>,
         certificates: Arc<CertificateService>,
         requests: Arc<RequestService>,
+        pins: Arc<PinResetService>,
     ) -> Self {
-        Self { store, devices, certificates, requests }
+        Self { store, devices, certificates, requests, pins }
+    }
+
+    /// Unblocks the PIN of one of the holder's devices: the response to its challenge, or its
+    /// unlock code when no challenge is given.
+    pub async fn reset_pin(
+        &self,
+        cap: &Capability<perm::SelfService>,
+        id: Uuid,
+        challenge: Option<String>,
+    ) -> Result<PinReset> {
+        let p = cap.principal();
+        let d = self.mine(p, id).await?;
+        let acting = Self::acting(p, "device:pin_reset")?;
+        self.pins.reset_device(&acting, d, challenge).await
     }
 
     /// The holder acting with exactly `permission`, on objects already checked to be theirs.
