@@ -7,12 +7,7 @@ use sigil_tests::{TestServer, backends, json, openssl_csr};
 
 /// Office A and B, a person in A, and a registered smart card held by that person.
 async fn setup(s: &TestServer) -> (String, String, String, Value) {
-    let org = s.create("/api/v1/organizations", json!({"name": "Acme"})).await;
-    let div =
-        s.create("/api/v1/divisions", json!({"name": "HQ", "organization_id": org["id"]})).await;
-    let office = |c: &str| json!({"division_id": div["id"], "code": c, "name": c});
-    let a = s.create("/api/v1/offices", office("A")).await["id"].as_str().unwrap().to_owned();
-    let b = s.create("/api/v1/offices", office("B")).await["id"].as_str().unwrap().to_owned();
+    let [a, b]: [String; 2] = s.offices(&["A", "B"]).await.try_into().unwrap();
     let person = s
         .create(
             "/api/v1/people",

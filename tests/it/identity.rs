@@ -78,14 +78,8 @@ async fn a_person_record_is_completed_from_the_hr_system_through_the_identity_pl
             .await;
             assert_eq!(st, 201, "{f}");
         }
-        let org = s.create("/api/v1/organizations", json!({"name": "Acme"})).await;
-        let div = s
-            .create("/api/v1/divisions", json!({"name": "HQ", "organization_id": org["id"]}))
-            .await;
-        let office = s
-            .create("/api/v1/offices", json!({"division_id": div["id"], "code": "A", "name": "A"}))
-            .await;
-        let person = |ext: &str, family: &str| json!({"office_id": office["id"], "external_id": ext, "given_name": "Ana", "family_name": family});
+        let office = s.offices(&["A"]).await.remove(0);
+        let person = |ext: &str, family: &str| json!({"office_id": office, "external_id": ext, "given_name": "Ana", "family_name": family});
         let ana = s.create("/api/v1/people", person("E100", "Novak")).await["id"]
             .as_str()
             .unwrap()

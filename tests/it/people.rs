@@ -8,12 +8,7 @@ use sigil_tests::{Options, TestServer, backends, json};
 
 /// An organization with offices A and B; returns their ids.
 async fn offices(s: &TestServer) -> (String, String) {
-    let org = s.create("/api/v1/organizations", json!({"name": "Acme"})).await;
-    let div =
-        s.create("/api/v1/divisions", json!({"name": "HQ", "organization_id": org["id"]})).await;
-    let office = |code: &str| json!({"division_id": div["id"], "code": code, "name": code});
-    let a = s.create("/api/v1/offices", office("A")).await["id"].as_str().unwrap().to_owned();
-    let b = s.create("/api/v1/offices", office("B")).await["id"].as_str().unwrap().to_owned();
+    let [a, b]: [String; 2] = s.offices(&["A", "B"]).await.try_into().unwrap();
     (a, b)
 }
 

@@ -33,15 +33,7 @@ struct Setup {
 }
 
 async fn people(s: &TestServer) -> Setup {
-    let org = s.create("/api/v1/organizations", json!({"name": "Acme"})).await;
-    let div =
-        s.create("/api/v1/divisions", json!({"name": "HQ", "organization_id": org["id"]})).await;
-    let office = s
-        .create("/api/v1/offices", json!({"division_id": div["id"], "code": "A", "name": "A"}))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let office = s.offices(&["A"]).await.remove(0);
     let person = |n: &str| json!({"office_id": office, "given_name": n, "family_name": n});
     let ana = s.create("/api/v1/people", person("Ana")).await["id"].as_str().unwrap().to_owned();
     let bor = s.create("/api/v1/people", person("Bor")).await["id"].as_str().unwrap().to_owned();

@@ -16,12 +16,7 @@ struct World {
 }
 
 async fn world(s: &TestServer) -> World {
-    let org = s.create("/api/v1/organizations", json!({"name": "Acme"})).await;
-    let div =
-        s.create("/api/v1/divisions", json!({"name": "HQ", "organization_id": org["id"]})).await;
-    let office = |c: &str| json!({"division_id": div["id"], "code": c, "name": c});
-    let a = s.create("/api/v1/offices", office("A")).await["id"].as_str().unwrap().to_owned();
-    let b = s.create("/api/v1/offices", office("B")).await["id"].as_str().unwrap().to_owned();
+    let [a, b]: [String; 2] = s.offices(&["A", "B"]).await.try_into().unwrap();
     let person = |o: &str, n: &str| json!({"office_id": o, "given_name": n, "family_name": n});
     let ana =
         s.create("/api/v1/people", person(&a, "Ana")).await["id"].as_str().unwrap().to_owned();

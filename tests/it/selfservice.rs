@@ -9,19 +9,13 @@ use sigil_tests::{TestServer, backends, json, openssl_csr};
 async fn self_service_acts_for_the_token_holder_only() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
-        let org = s.create("/api/v1/organizations", json!({"name": "Acme"})).await;
-        let div = s
-            .create("/api/v1/divisions", json!({"name": "HQ", "organization_id": org["id"]}))
-            .await;
-        let a = s
-            .create("/api/v1/offices", json!({"division_id": div["id"], "code": "A", "name": "A"}))
-            .await;
-        let person = |n: &str| json!({"office_id": a["id"], "given_name": n, "family_name": n});
+        let a = s.offices(&["A"]).await.remove(0);
+        let person = |n: &str| json!({"office_id": a, "given_name": n, "family_name": n});
         let ana =
             s.create("/api/v1/people", person("Ana")).await["id"].as_str().unwrap().to_owned();
         let bor =
             s.create("/api/v1/people", person("Bor")).await["id"].as_str().unwrap().to_owned();
-        let card = |serial: &str, holder: &str| json!({"kind": "smart_card", "serial": serial, "office_id": a["id"], "holder_id": holder});
+        let card = |serial: &str, holder: &str| json!({"kind": "smart_card", "serial": serial, "office_id": a, "holder_id": holder});
         let mine = s.create("/api/v1/devices", card("SC-ANA", &ana)).await["id"]
             .as_str()
             .unwrap()

@@ -141,6 +141,29 @@ impl TestServer {
         b
     }
 
+    /// Creates organization "Acme", its division "HQ" and one office per code (named as the
+    /// code); returns the offices' ids in order.
+    pub async fn offices(&self, codes: &[&str]) -> Vec<String> {
+        let org = self.create("/api/v1/organizations", serde_json::json!({"name": "Acme"})).await;
+        let div = self
+            .create(
+                "/api/v1/divisions",
+                serde_json::json!({"name": "HQ", "organization_id": org["id"]}),
+            )
+            .await;
+        let mut out = Vec::new();
+        for c in codes {
+            let o = self
+                .create(
+                    "/api/v1/offices",
+                    serde_json::json!({"division_id": div["id"], "code": c, "name": c}),
+                )
+                .await;
+            out.push(o["id"].as_str().unwrap().to_owned());
+        }
+        out
+    }
+
     /// Creates operator `username` with `roles` and `extra` fields (scope: `offices`,
     /// `divisions`, `unrestricted`), and an API key acting for it with `permissions`.
     /// Returns (operator id, key secret).
