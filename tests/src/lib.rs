@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support
 
 pub mod cfssl;
+pub mod csc;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod csc;
 pub mod error;
 pub mod exposure;
 pub mod extract;
@@ -71,6 +72,12 @@ pub struct AppState {
     pub identity: Arc<sigil_core::service::identity::IdentityService>,
     /// PIN reset.
     pub pins: Arc<sigil_core::service::pin_reset::PinResetService>,
+    /// CSC signers and signing credentials.
+    pub signers: Arc<sigil_core::service::signers::SignerService>,
+    /// The CSC protocol.
+    pub csc: Arc<sigil_core::service::csc::CscService>,
+    /// CSC provider configurations.
+    pub csc_providers: Arc<sigil_core::service::csc_providers::CscProviderService>,
     /// Shared settings (the exposure override).
     pub settings: Arc<sigil_core::service::settings::SettingsService>,
     /// The store, for readiness checks.
@@ -96,6 +103,7 @@ pub struct Limits {
 #[openapi(
     info(title = "Sigil", description = "Credential lifecycle platform: certificates, tokens, remote signing."),
     modifiers(&SecurityAddon),
+    components(schemas(csc::CscErrorBody)),
     tags(
         (name = "api-keys", description = "API keys: scopes, expiry, rate limits, IP whitelists, rotation"),
         (name = "audit", description = "The signed, hash-chained audit trail"),
@@ -108,6 +116,9 @@ pub struct Limits {
         (name = "revocation", description = "CRLs and OCSP"),
         (name = "plugins", description = "WebAssembly plugins: loaded set and reload"),
         (name = "operators", description = "Operators: people who act through Sigil, with roles"),
+        (name = "signers", description = "CSC signers and their signing credentials"),
+        (name = "csc-providers", description = "CSC provider configurations (what /csc/*/info says)"),
+        (name = "csc", description = "Cloud Signature Consortium API v1.0.4 (/csc/v1) and v2 (/csc/v2); errors are CSC's {error, error_description}"),
         (name = "health", description = "Liveness, readiness"),
         (name = "metrics", description = "Prometheus metrics"),
     )
@@ -122,6 +133,10 @@ impl utoipa::Modify for SecurityAddon {
         c.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        c.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
         c.add_security_scheme(
             "api_key",
@@ -146,7 +161,42 @@ impl utoipa::Modify for CommonResponses {
                 )
                 .build()
         };
+        let csc_error = |d: &str| {
+            ResponseBuilder::new()
+                .description(d)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("CscErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
         for (path, item) in doc.paths.paths.iter_mut() {
+            if path.starts_with("/csc/") {
+                // CSC answers its own error body, as application/json.
+                for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                    let r = &mut op.responses.responses;
+                    let mut add = |code: &str, d: &str| {
+                        r.entry(code.into()).or_insert_with(|| csc_error(d).into());
+                    };
+                    add(
+                        "400",
+                        "invalid_request (bad or missing parameter), invalid_pin (v1), invalid_authentication_data (v2), authentication_error",
+                    );
+                    if !path.ends_with("/info") {
+                        add("401", "invalid_token or expired_token");
+                    }
+                    add("403", "access_denied: the address may not call this endpoint");
+                    add("404", "Not exposed");
+                    add("405", "Method not allowed");
+                    add("413", "Body larger than server.body_limit_bytes");
+                    add("429", "temporarily_unavailable: rate limit exceeded; see Retry-After");
+                    add("500", "server_error");
+                    add("503", "temporarily_unavailable: database unavailable or timeout");
+                }
+                continue;
+            }
             let secured = path.starts_with("/api/");
             for op in
                 [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
@@ -216,6 +266,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(v1::profiles::router())
         .merge(v1::plugins::router())
         .merge(v1::ext::router())
+        .merge(v1::signers::router())
+        .merge(v1::csc_providers::router())
+        .merge(csc::router())
         .merge(health::router())
         .split_for_parts();
     // Modifiers declared on ApiDoc run before the routes' paths are merged in, so this one is
@@ -315,6 +368,8 @@ pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router 
         })
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(middleware::from_fn_with_state(limits.request_timeout, timeout))
+        // Outside every layer that can refuse a request, so CSC paths answer CSC errors.
+        .layer(middleware::from_fn(csc::errors))
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,

@@ -144,6 +144,14 @@ permissions! {
     PluginsInvoke = "plugins:invoke";
     /// Self-service for the key's own token holder (devices under /api/v1/self).
     SelfService = "self_service:use";
+    /// List and read CSC signers and their signing credentials.
+    SignersRead = "signers:read";
+    /// Create, change and disable signers and signing credentials (issues their certificates).
+    SignersWrite = "signers:write";
+    /// List and read CSC provider configurations.
+    CscProvidersRead = "csc_providers:read";
+    /// Create, change and delete CSC provider configurations.
+    CscProvidersWrite = "csc_providers:write";
 }
 
 /// Returns the catalogue entry for `name`, if it is a known permission.
@@ -270,6 +278,8 @@ pub enum ActorKind {
     System,
     /// A plugin acting under its granted permissions.
     Plugin,
+    /// A CSC signer (remote signing), acting on its own credentials only.
+    Signer,
 }
 
 impl ActorKind {
@@ -281,6 +291,7 @@ impl ActorKind {
             Self::Cli => "cli",
             Self::System => "system",
             Self::Plugin => "plugin",
+            Self::Signer => "signer",
         }
     }
 }

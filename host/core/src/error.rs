@@ -157,6 +157,15 @@ pub enum StoreError {
     /// The row to change was not there.
     #[error("row not found")]
     NotFound,
+    /// A conditional write's condition did not hold (for example a spent SAD); nothing of
+    /// the unit was written.
+    #[error("{detail}")]
+    Refused {
+        /// Stable code.
+        code: &'static str,
+        /// Explanation for the client.
+        detail: String,
+    },
     /// Anything else: connection loss, a failed trigger, a serialization failure.
     #[error("{0}")]
     Backend(String),
@@ -170,6 +179,7 @@ impl From<StoreError> for CoreError {
                 format!("conflicts with an existing record ({constraint})"),
             ),
             StoreError::NotFound => Self::not_found("record", ""),
+            StoreError::Refused { code, detail } => Self::invalid(code, detail),
             StoreError::Backend(m) => Self::Storage(m),
         }
     }

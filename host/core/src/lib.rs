@@ -11,6 +11,7 @@ pub mod audit;
 pub mod authz;
 pub mod ca;
 pub mod cert;
+pub mod csc;
 pub mod device;
 pub mod error;
 pub mod export;

@@ -170,12 +170,16 @@ pub struct AuditKeyRecord {
     pub created_at_us: i64,
 }
 
-/// An insert-only change that needs no read first; such changes can be group-committed.
+/// A change that is one statement (or a conditional update) and needs no read by the caller
+/// first; such changes can be group-committed.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum WriteOp {
     /// Insert an issued certificate.
     InsertCertificate(Box<Certificate>),
+    /// Spend a SAD on a signHash: refused with [`StoreError::Refused`] (and nothing of the
+    /// unit written) when it is unknown, another's, expired, exhausted, or not for these hashes.
+    ConsumeSad(crate::csc::SadUse),
 }
 
 /// The database.
@@ -256,6 +260,8 @@ pub trait Store: crate::records::RecordStore + Send + Sync + 'static {
     ) -> StoreResult<i64>;
     /// Removes windows that ended before `before`.
     async fn rate_limit_prune(&self, before: i64) -> StoreResult<u64>;
+    /// Removes CSC access/refresh tokens and SADs that expired before `before` (unix µs).
+    async fn csc_prune(&self, before: i64) -> StoreResult<u64>;
 
     /// A page of audit events, ordered by seq ascending.
     async fn audit_events(&self, f: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEvent>>;
@@ -335,6 +341,9 @@ pub trait Tx: crate::records::RecordTx + Send {
     ) -> StoreResult<()>;
     /// Removes a setting; returns whether it existed.
     async fn delete_setting(&mut self, name: &str) -> StoreResult<bool>;
+
+    /// Inserts a SAD.
+    async fn insert_sad(&mut self, sad: &crate::csc::Sad) -> StoreResult<()>;
 
     /// Appends `events` to the audit chain and commits the whole transaction. If the audit write
     /// fails, nothing of the transaction is kept. `events` must not be empty.

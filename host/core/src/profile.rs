@@ -511,6 +511,25 @@ pub fn built_in_profiles() -> Vec<(String, ProfileSpec)> {
                 requester_may_approve: false,
             },
         ),
+        (
+            "document-signing".into(),
+            ProfileSpec {
+                description: "Document signing keys of CSC signing credentials (CN required)"
+                    .into(),
+                key_types: vec![KeyType::P256, KeyType::P384, KeyType::Rsa2048, KeyType::Rsa3072],
+                validity_days: 730,
+                key_usage: vec!["digitalSignature".into(), "nonRepudiation".into()],
+                extended_key_usage: vec![],
+                subject: SubjectRules { common_name: Requirement::Required, ..Default::default() },
+                san: SanRules::default(),
+                custom_extensions: vec![],
+                ca: default_ca(),
+                renewal_window_days: 30,
+                allow_suspension: true,
+                approvals_required: 1,
+                requester_may_approve: false,
+            },
+        ),
     ]
 }
 

@@ -13,6 +13,7 @@ pub mod localca;
 pub mod ocsp;
 pub mod pem;
 pub mod seal;
+pub mod signing;
 pub mod unlock;
 
 /// Errors from key and certificate handling.

@@ -166,6 +166,73 @@ pub struct ApiKeysSection {
     pub cache_ttl_ms: u64,
 }
 
+fn d_access_ttl() -> i64 {
+    3600
+}
+fn d_refresh_ttl() -> i64 {
+    30 * 24 * 3600
+}
+fn d_sad_ttl() -> i64 {
+    300
+}
+fn d_pin_retries() -> u8 {
+    3
+}
+
+/// `[csc]`: the Cloud Signature Consortium API.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CscSection {
+    /// Lifetime of an access token from `auth/login`, seconds.
+    #[serde(default = "d_access_ttl")]
+    pub access_token_ttl_secs: i64,
+    /// Lifetime of a refresh token (`rememberMe`), seconds.
+    #[serde(default = "d_refresh_ttl")]
+    pub refresh_token_ttl_secs: i64,
+    /// Lifetime of a SAD from `credentials/authorize`, seconds.
+    #[serde(default = "d_sad_ttl")]
+    pub sad_ttl_secs: i64,
+    /// Wrong PINs before a signing credential locks.
+    #[serde(default = "d_pin_retries")]
+    pub pin_retries: u8,
+    /// How long a node caches a token or credential lookup, ms; bounds how long another node
+    /// may still honour a revoked token, a disabled signer or credential, or a revoked
+    /// certificate. 0 disables the cache.
+    #[serde(default = "d_cache_ttl")]
+    pub cache_ttl_ms: u64,
+}
+
+impl Default for CscSection {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: d_access_ttl(),
+            refresh_token_ttl_secs: d_refresh_ttl(),
+            sad_ttl_secs: d_sad_ttl(),
+            pin_retries: d_pin_retries(),
+            cache_ttl_ms: d_cache_ttl(),
+        }
+    }
+}
+
+impl CscSection {
+    /// The settings, checked.
+    pub fn settings(&self) -> anyhow::Result<sigil_core::csc::CscSettings> {
+        let positive = |n: i64, k: &str| {
+            if n > 0 { Ok(n) } else { Err(anyhow::anyhow!("csc.{k} must be positive")) }
+        };
+        if !(1..=15).contains(&self.pin_retries) {
+            anyhow::bail!("csc.pin_retries must be 1 to 15");
+        }
+        Ok(sigil_core::csc::CscSettings {
+            access_ttl_secs: positive(self.access_token_ttl_secs, "access_token_ttl_secs")?,
+            refresh_ttl_secs: positive(self.refresh_token_ttl_secs, "refresh_token_ttl_secs")?,
+            sad_ttl_secs: positive(self.sad_ttl_secs, "sad_ttl_secs")?,
+            pin_retries: self.pin_retries,
+            cache_ttl: std::time::Duration::from_millis(self.cache_ttl_ms),
+        })
+    }
+}
+
 fn d_ca_id() -> String {
     "builtin".into()
 }
@@ -382,6 +449,9 @@ pub struct Config {
     /// `[exposure]`.
     #[serde(default)]
     pub exposure: ExposureConfig,
+    /// `[csc]`.
+    #[serde(default)]
+    pub csc: CscSection,
     /// The file this was loaded from (not a configuration key).
     #[serde(skip)]
     pub source: Option<PathBuf>,

@@ -69,6 +69,12 @@ pub struct Services {
     pub selfservice: Arc<sigil_core::service::selfservice::SelfService>,
     /// Identity sources.
     pub identity: Arc<sigil_core::service::identity::IdentityService>,
+    /// CSC signers and credentials.
+    pub signers: Arc<sigil_core::service::signers::SignerService>,
+    /// The CSC protocol.
+    pub csc: Arc<sigil_core::service::csc::CscService>,
+    /// CSC provider configurations.
+    pub csc_providers: Arc<sigil_core::service::csc_providers::CscProviderService>,
     /// PIN reset.
     pub pins: Arc<sigil_core::service::pin_reset::PinResetService>,
     /// Profiles.
@@ -111,6 +117,7 @@ pub async fn services(
     let issuers = Arc::new(Issuers::default());
     let master = Arc::new(MasterKey::load_or_create(&cfg.master_key_path())?);
     let unlock = Arc::new(sigil_pki::unlock::CardUnlock::new(master.clone()));
+    let credential_keys = Arc::new(sigil_pki::signing::CredentialKeys::new(master.clone()));
     let factory = Arc::new(BuiltinFactory::new(master, cfg.pki.public_url.clone()));
     let crl_validity =
         time::Duration::hours(i64::try_from(cfg.pki.crl_validity_hours).unwrap_or(24));
@@ -163,7 +170,7 @@ pub async fn services(
     ));
     let requests = Arc::new(sigil_core::service::requests::RequestService::new(
         store.clone(),
-        clock,
+        clock.clone(),
         sigil_core::service::requests::RequestDeps {
             people: people.clone(),
             profiles: profiles.clone(),
@@ -172,6 +179,23 @@ pub async fn services(
             validators,
             events,
         },
+    ));
+    let signers = Arc::new(sigil_core::service::signers::SignerService::new(
+        store.clone(),
+        clock.clone(),
+        people.clone(),
+        certificates.clone(),
+        credential_keys,
+        cfg.csc.settings()?,
+    ));
+    let csc = Arc::new(sigil_core::service::csc::CscService::new(
+        store.clone(),
+        clock.clone(),
+        signers.clone(),
+    ));
+    let csc_providers = Arc::new(sigil_core::service::csc_providers::CscProviderService::new(
+        store.clone(),
+        clock.clone(),
     ));
     let selfservice = Arc::new(sigil_core::service::selfservice::SelfService::new(
         store.clone(),
@@ -193,6 +217,9 @@ pub async fn services(
         requests,
         selfservice,
         identity,
+        signers,
+        csc,
+        csc_providers,
         pins,
         profiles,
         cas,
@@ -282,6 +309,9 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         requests: svc.requests.clone(),
         selfservice: svc.selfservice.clone(),
         pins: svc.pins.clone(),
+        signers: svc.signers.clone(),
+        csc: svc.csc.clone(),
+        csc_providers: svc.csc_providers.clone(),
         identity: svc.identity.clone(),
         plugins: plugin_host.clone(),
         endpoints: registry.clone(),
@@ -356,12 +386,16 @@ fn background(svc: &Services, checkpoint_every: Duration) -> Vec<JoinHandle<()>>
         }
     });
     let keys = svc.api_keys.clone();
+    let csc = svc.csc.clone();
     let prune = tokio::spawn(async move {
         let mut t = tokio::time::interval(Duration::from_secs(3600));
         loop {
             t.tick().await;
             if let Err(e) = keys.prune_rate_limits().await {
                 tracing::warn!(error = %e, "pruning rate-limit windows failed");
+            }
+            if let Err(e) = csc.prune().await {
+                tracing::warn!(error = %e, "pruning expired CSC tokens and SADs failed");
             }
         }
     });

@@ -11,7 +11,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{audit, certs, map_err};
+use crate::{audit, certs, csc, map_err};
 
 /// Most units in one transaction.
 pub(crate) const MAX_BATCH: usize = 256;
@@ -65,6 +65,7 @@ pub(crate) fn spawn(pool: AnyPool) -> mpsc::Sender<Unit> {
 pub(crate) async fn apply(conn: &mut AnyConnection, op: &WriteOp) -> StoreResult<()> {
     match op {
         WriteOp::InsertCertificate(c) => certs::insert_certificate(conn, c).await,
+        WriteOp::ConsumeSad(u) => csc::consume(conn, u).await,
         #[allow(unreachable_patterns)]
         _ => Err(StoreError::Backend("unsupported write operation".into())),
     }

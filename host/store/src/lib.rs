@@ -12,6 +12,7 @@
 mod apikeys;
 mod audit;
 mod certs;
+mod csc;
 mod filter;
 mod group;
 mod operators;
@@ -403,6 +404,10 @@ impl Store for SqlStore {
             .await
             .map(|r| r.rows_affected())
             .map_err(map_err)
+    }
+
+    async fn csc_prune(&self, before: i64) -> StoreResult<u64> {
+        csc::prune(&self.write, before).await
     }
 
     async fn audit_events(&self, f: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEvent>> {

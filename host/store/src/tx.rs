@@ -210,6 +210,10 @@ impl Tx for SqlTx {
             .map_err(map_err)
     }
 
+    async fn insert_sad(&mut self, sad: &sigil_core::csc::Sad) -> StoreResult<()> {
+        crate::csc::insert(&mut *self.tx, sad).await
+    }
+
     async fn commit(
         mut self: Box<Self>,
         events: Vec<NewAuditEvent>,

@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Who acted.
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ActorView {
-    /// `api_key`, `operator`, `cli`, `system`, `plugin`.
+    /// `api_key`, `operator`, `cli`, `system`, `plugin`, `signer`.
     pub kind: String,
     /// Actor id.
     pub id: String,

@@ -3,6 +3,7 @@
 pub mod apikeys;
 pub mod audit;
 pub mod certificates;
+pub mod csc_providers;
 pub mod devices;
 pub mod ext;
 pub mod identity;
@@ -16,6 +17,7 @@ pub mod profiles;
 pub mod reports;
 pub mod requests;
 pub mod selfservice;
+pub mod signers;
 pub mod stream;
 pub mod x509;
 

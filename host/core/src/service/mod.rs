@@ -5,6 +5,8 @@ pub mod apikeys;
 pub mod audit;
 pub mod cas;
 pub mod certificates;
+pub mod csc;
+pub mod csc_providers;
 pub mod devices;
 pub mod identity;
 pub mod operator_import;
@@ -17,6 +19,7 @@ pub mod requests;
 pub mod roles;
 pub mod selfservice;
 pub mod settings;
+pub mod signers;
 
 /// Default page size of list operations.
 pub const DEFAULT_PAGE: u32 = 50;

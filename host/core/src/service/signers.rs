@@ -1,0 +1,531 @@
+//! Signers (CSC users) and their signing credentials.
+//!
+//! A credential's certificate is issued through Sigil's own certificate path (profile
+//! `document-signing` unless another is named), so it is in the inventory, the audit trail, and
+//! in CRL and OCSP once revoked. Passwords and PINs are kept as Argon2id hashes only; neither
+//! reaches the audit trail.
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::audit::NewAuditEvent;
+use crate::authz::{Capability, PermissionSet, Principal, perm};
+use crate::cert::{Certificate, KeyType};
+use crate::csc::{
+    CREDENTIALS, CredentialStatus, CscSettings, SIGNERS, Signer, SigningCredential, SigningKeys,
+};
+use crate::error::{CoreError, Result};
+use crate::ports::{Clock, PageRequest, Store};
+use crate::records::{Cond, Record, RecordQuery, conflict_as, decode_all};
+use crate::service::certificates::{CertificateService, IssueRequest};
+use crate::service::csc::CscCache;
+use crate::service::people::PeopleService;
+use crate::service::{Page, lock_unchanged, record_page};
+
+/// Largest `multisign`.
+pub const MAX_MULTISIGN: u32 = 1000;
+/// The profile credential certificates are issued under by default.
+pub const SIGNING_PROFILE: &str = "document-signing";
+
+/// Hashes a password or PIN with Argon2id (off the async threads: it is slow on purpose).
+pub(crate) async fn hash_secret(secret: Zeroizing<String>) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        argon2::Argon2::default()
+            .hash_password(secret.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| CoreError::Internal(format!("hashing a secret: {e}")))
+    })
+    .await
+    .map_err(|e| CoreError::Internal(format!("hashing a secret: {e}")))?
+}
+
+/// Whether `secret` matches the Argon2id `hash`.
+pub(crate) async fn verify_secret(secret: Zeroizing<String>, hash: String) -> Result<bool> {
+    tokio::task::spawn_blocking(move || {
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| CoreError::Storage(format!("corrupt secret hash: {e}")))?;
+        Ok(argon2::Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
+    })
+    .await
+    .map_err(|e| CoreError::Internal(format!("verifying a secret: {e}")))?
+}
+
+fn check_username(u: &str) -> Result<String> {
+    let u = u.trim().to_lowercase();
+    let ok = (1..=64).contains(&u.len())
+        && u.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+    if !ok {
+        return Err(CoreError::invalid(
+            "invalid_username",
+            "a username is 1 to 64 letters, digits, `.`, `_`, `@` or `-`",
+        ));
+    }
+    Ok(u)
+}
+
+fn check_password(p: &str) -> Result<()> {
+    if !(8..=1024).contains(&p.chars().count()) {
+        return Err(CoreError::invalid("invalid_password", "a password is 8 to 1024 characters"));
+    }
+    Ok(())
+}
+
+fn check_pin(p: &str) -> Result<()> {
+    if !(4..=64).contains(&p.len()) || !p.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(CoreError::invalid(
+            "invalid_pin",
+            "a PIN is 4 to 64 printable ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_description(d: &str) -> Result<()> {
+    if d.chars().count() > 255 || d.chars().any(char::is_control) {
+        return Err(CoreError::invalid(
+            "invalid_description",
+            "a description is at most 255 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A new signer.
+#[derive(Clone)]
+pub struct NewSigner {
+    /// Login name.
+    pub username: String,
+    /// Password.
+    pub password: Zeroizing<String>,
+    /// The person it is.
+    pub person_id: Option<Uuid>,
+    /// Description.
+    pub description: String,
+}
+
+/// A change to a signer; absent fields stay.
+#[derive(Clone, Default)]
+pub struct SignerChange {
+    /// New password.
+    pub password: Option<Zeroizing<String>>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+    /// Person (`Some(None)` unlinks).
+    pub person_id: Option<Option<Uuid>>,
+    /// Description.
+    pub description: Option<String>,
+}
+
+/// A new signing credential.
+#[derive(Clone)]
+pub struct NewCredential {
+    /// The owner, by username.
+    pub signer: String,
+    /// Key algorithm: `p256`, `p384`, `rsa-2048`, `rsa-3072`.
+    pub key_algorithm: KeyType,
+    /// The PIN.
+    pub pin: Zeroizing<String>,
+    /// 1 or 2.
+    pub scal: u8,
+    /// Most signatures per authorization.
+    pub multisign: u32,
+    /// Description.
+    pub description: String,
+    /// Profile of its certificate (default `document-signing`).
+    pub profile: Option<String>,
+}
+
+/// A change to a credential; absent fields stay.
+#[derive(Clone, Default)]
+pub struct CredentialChange {
+    /// Enable or disable.
+    pub status: Option<CredentialStatus>,
+    /// A new PIN (also unlocks).
+    pub pin: Option<Zeroizing<String>>,
+    /// Restore the PIN retries of a locked credential.
+    pub unlock: bool,
+    /// Most signatures per authorization.
+    pub multisign: Option<u32>,
+    /// Description.
+    pub description: Option<String>,
+}
+
+/// Signer and credential operations.
+pub struct SignerService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    people: Arc<PeopleService>,
+    certificates: Arc<CertificateService>,
+    keys: Arc<dyn SigningKeys>,
+    settings: CscSettings,
+    cache: Arc<CscCache>,
+}
+
+impl std::fmt::Debug for SignerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignerService").finish_non_exhaustive()
+    }
+}
+
+impl SignerService {
+    /// Wires the service.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        people: Arc<PeopleService>,
+        certificates: Arc<CertificateService>,
+        keys: Arc<dyn SigningKeys>,
+        settings: CscSettings,
+    ) -> Self {
+        let cache = Arc::new(CscCache::new(settings.cache_ttl));
+        Self { store, clock, people, certificates, keys, settings, cache }
+    }
+
+    /// The signing keys port (for the CSC service).
+    pub fn keys(&self) -> Arc<dyn SigningKeys> {
+        Arc::clone(&self.keys)
+    }
+
+    /// The CSC settings.
+    pub fn settings(&self) -> CscSettings {
+        self.settings
+    }
+
+    /// The token and credential cache shared with the CSC service.
+    pub fn cache(&self) -> Arc<CscCache> {
+        Arc::clone(&self.cache)
+    }
+
+    /// A signer by id.
+    pub async fn signer(&self, id: Uuid) -> Result<Option<Signer>> {
+        let body = self.store.record(&SIGNERS, &id.to_string()).await?;
+        body.map(|b| Signer::from_body(&b)).transpose()
+    }
+
+    /// A signer by username.
+    pub async fn signer_by_name(&self, username: &str) -> Result<Option<Signer>> {
+        let q = RecordQuery::all(vec![Cond::Eq("username", username.trim().to_lowercase().into())]);
+        Ok(decode_all::<Signer>(self.store.records(&SIGNERS, &q).await?)?.into_iter().next())
+    }
+
+    /// A credential by id.
+    pub async fn credential(&self, id: Uuid) -> Result<Option<SigningCredential>> {
+        let body = self.store.record(&CREDENTIALS, &id.to_string()).await?;
+        body.map(|b| SigningCredential::from_body(&b)).transpose()
+    }
+
+    /// A signer's credentials.
+    pub async fn credentials_of(&self, signer: Uuid) -> Result<Vec<SigningCredential>> {
+        let q = RecordQuery::all(vec![Cond::Eq("signer_id", signer.into())]);
+        decode_all(self.store.records(&CREDENTIALS, &q).await?)
+    }
+
+    async fn check_person(&self, p: &Principal, person: Option<Uuid>) -> Result<()> {
+        if let Some(id) = person {
+            self.people
+                .visible(p, id)
+                .await
+                .map_err(|_| CoreError::invalid("unknown_person", format!("no person {id}")))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a signer.
+    pub async fn create_signer(
+        &self,
+        cap: &Capability<perm::SignersWrite>,
+        n: NewSigner,
+    ) -> Result<Signer> {
+        let username = check_username(&n.username)?;
+        check_password(&n.password)?;
+        check_description(&n.description)?;
+        self.check_person(cap.principal(), n.person_id).await?;
+        let now = self.clock.now();
+        let s = Signer {
+            id: Uuid::now_v7(),
+            username,
+            person_id: n.person_id,
+            password_hash: hash_secret(n.password).await?,
+            enabled: true,
+            description: n.description,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.store.begin().await?;
+        tx.insert_record(&SIGNERS, &s.to_row()?)
+            .await
+            .map_err(conflict_as("username_taken", format!("a signer `{}` exists", s.username)))?;
+        let ev = NewAuditEvent::new(cap.principal(), "signer.create", "signer", s.id)
+            .details(serde_json::json!({"username": s.username, "person_id": s.person_id}));
+        tx.commit(vec![ev], now).await?;
+        Ok(s)
+    }
+
+    /// A page of signers.
+    pub async fn list_signers(
+        &self,
+        _cap: &Capability<perm::SignersRead>,
+        enabled: Option<bool>,
+        person_id: Option<Uuid>,
+        page: PageRequest,
+    ) -> Result<Page<Signer>> {
+        let mut conds = Vec::new();
+        if let Some(e) = enabled {
+            conds.push(Cond::Eq("enabled", e.into()));
+        }
+        if let Some(p) = person_id {
+            conds.push(Cond::Eq("person_id", p.into()));
+        }
+        record_page(self.store.as_ref(), conds, page).await
+    }
+
+    /// One signer, or 404.
+    pub async fn get_signer(
+        &self,
+        _cap: &Capability<perm::SignersRead>,
+        id: Uuid,
+    ) -> Result<Signer> {
+        self.signer(id).await?.ok_or_else(|| CoreError::not_found("signer", id.to_string()))
+    }
+
+    /// Changes a signer (a disabled signer's CSC tokens stop working at once: every CSC call
+    /// checks the signer).
+    pub async fn update_signer(
+        &self,
+        cap: &Capability<perm::SignersWrite>,
+        id: Uuid,
+        c: SignerChange,
+    ) -> Result<Signer> {
+        let before =
+            self.signer(id).await?.ok_or_else(|| CoreError::not_found("signer", id.to_string()))?;
+        let mut s = before.clone();
+        let mut fields = Vec::new();
+        if let Some(p) = c.password {
+            check_password(&p)?;
+            s.password_hash = hash_secret(p).await?;
+            fields.push("password");
+        }
+        if let Some(e) = c.enabled
+            && e != s.enabled
+        {
+            s.enabled = e;
+            fields.push("enabled");
+        }
+        if let Some(p) = c.person_id
+            && p != s.person_id
+        {
+            self.check_person(cap.principal(), p).await?;
+            s.person_id = p;
+            fields.push("person_id");
+        }
+        if let Some(d) = c.description
+            && d != s.description
+        {
+            check_description(&d)?;
+            s.description = d;
+            fields.push("description");
+        }
+        if fields.is_empty() {
+            return Ok(before);
+        }
+        let now = self.clock.now();
+        s.updated_at = now;
+        let mut tx = self.store.begin().await?;
+        lock_unchanged(tx.as_mut(), &before, "signer").await?;
+        tx.update_record(&SIGNERS, &s.to_row()?).await?;
+        let ev = NewAuditEvent::new(cap.principal(), "signer.update", "signer", id)
+            .details(serde_json::json!({"fields": fields, "enabled": s.enabled}));
+        tx.commit(vec![ev], now).await?;
+        self.cache.forget_signer(id);
+        Ok(s)
+    }
+
+    /// Creates a credential: a new key, its certificate from Sigil's CA path, a hashed PIN.
+    pub async fn create_credential(
+        &self,
+        cap: &Capability<perm::SignersWrite>,
+        n: NewCredential,
+    ) -> Result<(SigningCredential, Certificate)> {
+        let p = cap.principal();
+        let signer = self.signer_by_name(&n.signer).await?.ok_or_else(|| {
+            CoreError::invalid("unknown_signer", format!("no signer `{}`", n.signer.trim()))
+        })?;
+        if !matches!(
+            n.key_algorithm,
+            KeyType::P256 | KeyType::P384 | KeyType::Rsa2048 | KeyType::Rsa3072
+        ) {
+            return Err(CoreError::invalid(
+                "invalid_key_algorithm",
+                "key_algorithm is p256, p384, rsa-2048 or rsa-3072",
+            ));
+        }
+        check_pin(&n.pin)?;
+        check_description(&n.description)?;
+        if !matches!(n.scal, 1 | 2) {
+            return Err(CoreError::invalid("invalid_scal", "scal is 1 or 2"));
+        }
+        if !(1..=MAX_MULTISIGN).contains(&n.multisign) {
+            return Err(CoreError::invalid(
+                "invalid_multisign",
+                format!("multisign is 1 to {MAX_MULTISIGN}"),
+            ));
+        }
+        let (cn, office) = match signer.person_id {
+            Some(pid) => {
+                let person = self.people.visible(p, pid).await?;
+                (format!("{} {}", person.given_name, person.family_name), Some(person.office_id))
+            }
+            None => (signer.username.clone(), None),
+        };
+        let pin_numeric = n.pin.bytes().all(|b| b.is_ascii_digit());
+        let pin_hash = hash_secret(n.pin).await?;
+        let (sealed_key, csr) = self.keys.generate(n.key_algorithm, cn.trim()).await?;
+        let id = Uuid::now_v7();
+        let issuer = Arc::new(Principal {
+            permissions: PermissionSet::parse(["certificate:issue"])?,
+            ..(**p).clone()
+        });
+        let cert = self
+            .certificates
+            .issue(
+                &issuer.authorize::<perm::CertificateIssue>()?,
+                IssueRequest {
+                    csr,
+                    profile: n.profile.unwrap_or_else(|| SIGNING_PROFILE.to_owned()),
+                    metadata: Some(serde_json::json!({
+                        "signing_credential_id": id, "signer": signer.username,
+                    })),
+                    office_id: office,
+                },
+            )
+            .await?;
+        let now = self.clock.now();
+        let c = SigningCredential {
+            id,
+            signer_id: signer.id,
+            certificate_id: cert.id,
+            key_algorithm: n.key_algorithm,
+            sealed_key,
+            pin_hash,
+            pin_retries_left: self.settings.pin_retries,
+            pin_numeric,
+            scal: n.scal,
+            multisign: n.multisign,
+            status: CredentialStatus::Enabled,
+            description: n.description,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.store.begin().await?;
+        tx.insert_record(&CREDENTIALS, &c.to_row()?).await?;
+        let ev = NewAuditEvent::new(p, "signing_credential.create", "signing_credential", id)
+            .details(serde_json::json!({
+                "signer": signer.username, "key_algorithm": c.key_algorithm, "scal": c.scal,
+                "multisign": c.multisign, "certificate_id": cert.id, "serial": cert.serial,
+            }));
+        tx.commit(vec![ev], now).await?;
+        Ok((c, cert))
+    }
+
+    /// A page of credentials.
+    pub async fn list_credentials(
+        &self,
+        _cap: &Capability<perm::SignersRead>,
+        signer_id: Option<Uuid>,
+        status: Option<CredentialStatus>,
+        page: PageRequest,
+    ) -> Result<Page<SigningCredential>> {
+        let mut conds = Vec::new();
+        if let Some(s) = signer_id {
+            conds.push(Cond::Eq("signer_id", s.into()));
+        }
+        if let Some(s) = status {
+            conds.push(Cond::Eq("status", s.as_str().into()));
+        }
+        record_page(self.store.as_ref(), conds, page).await
+    }
+
+    /// One credential, or 404.
+    pub async fn get_credential(
+        &self,
+        _cap: &Capability<perm::SignersRead>,
+        id: Uuid,
+    ) -> Result<SigningCredential> {
+        self.credential(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("signing_credential", id.to_string()))
+    }
+
+    /// Enables or disables a credential, sets a new PIN, unlocks it, changes its limits.
+    pub async fn update_credential(
+        &self,
+        cap: &Capability<perm::SignersWrite>,
+        id: Uuid,
+        ch: CredentialChange,
+    ) -> Result<SigningCredential> {
+        let before = self
+            .credential(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("signing_credential", id.to_string()))?;
+        let mut c = before.clone();
+        let mut fields = Vec::new();
+        if let Some(s) = ch.status
+            && s != c.status
+        {
+            c.status = s;
+            fields.push("status");
+        }
+        if let Some(pin) = ch.pin {
+            check_pin(&pin)?;
+            c.pin_numeric = pin.bytes().all(|b| b.is_ascii_digit());
+            c.pin_hash = hash_secret(pin).await?;
+            c.pin_retries_left = self.settings.pin_retries;
+            fields.push("pin");
+        }
+        if ch.unlock && c.pin_retries_left != self.settings.pin_retries {
+            c.pin_retries_left = self.settings.pin_retries;
+            fields.push("pin_retries_left");
+        }
+        if let Some(m) = ch.multisign
+            && m != c.multisign
+        {
+            if !(1..=MAX_MULTISIGN).contains(&m) {
+                return Err(CoreError::invalid(
+                    "invalid_multisign",
+                    format!("multisign is 1 to {MAX_MULTISIGN}"),
+                ));
+            }
+            c.multisign = m;
+            fields.push("multisign");
+        }
+        if let Some(d) = ch.description
+            && d != c.description
+        {
+            check_description(&d)?;
+            c.description = d;
+            fields.push("description");
+        }
+        if fields.is_empty() {
+            return Ok(before);
+        }
+        let now = self.clock.now();
+        c.updated_at = now;
+        let mut tx = self.store.begin().await?;
+        lock_unchanged(tx.as_mut(), &before, "signing_credential").await?;
+        tx.update_record(&CREDENTIALS, &c.to_row()?).await?;
+        let ev = NewAuditEvent::new(
+            cap.principal(),
+            "signing_credential.update",
+            "signing_credential",
+            id,
+        )
+        .details(serde_json::json!({"fields": fields, "status": c.status}));
+        tx.commit(vec![ev], now).await?;
+        self.cache.forget_credential(id);
+        Ok(c)
+    }
+}

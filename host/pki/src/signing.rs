@@ -1,0 +1,364 @@
+//! Signing credentials of the CSC API: key generation with a PKCS#10 request for Sigil's own
+//! certificate path, and signatures over precomputed digests (signHash) with the sealed key.
+//!
+//! ring signs only messages it hashes itself, so signHash uses OpenSSL (the system libcrypto):
+//! its RSA private-key operation is constant-time and blinded, which a remotely timed service
+//! needs (the `rsa` crate is not: RUSTSEC-2023-0071), and its P-256 ECDSA costs about 30 µs.
+//! ECDSA signatures are returned DER-encoded, as CMS (and so pyHanko) needs them. Opened keys
+//! are cached per credential so that a signature does not pay for unsealing and parsing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use openssl::md::{Md, MdRef};
+use openssl::pkey::{PKey, Private};
+use openssl::pkey_ctx::PkeyCtx;
+use openssl::rsa::Padding;
+use openssl::sign::RsaPssSaltlen;
+use sigil_core::CoreError;
+use sigil_core::cert::KeyType;
+use sigil_core::csc::{HashAlgo, SignScheme, SigningKeys};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::seal::MasterKey;
+
+/// Most opened keys kept; a full clear is cheap and rare.
+const CACHE_MAX: usize = 10_000;
+
+/// Signatures computed inline on the async thread: a few ECDSA ones cost less than a hop.
+const INLINE_EC: usize = 8;
+
+type OpenKey = Arc<PKey<Private>>;
+
+/// [`SigningKeys`] with keys sealed under the master key.
+pub struct CredentialKeys {
+    master: Arc<MasterKey>,
+    /// credential id → (its sealed key, opened): a changed sealed key is opened again.
+    cache: Mutex<HashMap<Uuid, (String, OpenKey)>>,
+}
+
+impl std::fmt::Debug for CredentialKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialKeys").finish_non_exhaustive()
+    }
+}
+
+impl CredentialKeys {
+    /// Seals with `master`.
+    pub fn new(master: Arc<MasterKey>) -> Self {
+        Self { master, cache: Mutex::new(HashMap::new()) }
+    }
+
+    fn open(&self, id: Uuid, sealed_key: &str) -> Result<OpenKey, CoreError> {
+        if let Ok(c) = self.cache.lock()
+            && let Some((s, k)) = c.get(&id)
+            && s == sealed_key
+        {
+            return Ok(Arc::clone(k));
+        }
+        let sealed = STANDARD.decode(sealed_key).map_err(bad_key)?;
+        let pkcs8 = self.master.open(&sealed)?;
+        let key = Arc::new(PKey::private_key_from_pkcs8(&pkcs8).map_err(bad_key)?);
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= CACHE_MAX {
+                c.clear();
+            }
+            c.insert(id, (sealed_key.to_owned(), Arc::clone(&key)));
+        }
+        Ok(key)
+    }
+}
+
+fn bad_key(e: impl std::fmt::Display) -> CoreError {
+    CoreError::Internal(format!("credential key: {e}"))
+}
+
+fn md(h: HashAlgo) -> &'static MdRef {
+    match h {
+        HashAlgo::Sha256 => Md::sha256(),
+        HashAlgo::Sha384 => Md::sha384(),
+        HashAlgo::Sha512 => Md::sha512(),
+    }
+}
+
+fn is_ec(k: KeyType) -> bool {
+    matches!(k, KeyType::P256 | KeyType::P384)
+}
+
+/// Signs `digest` with `key` of type `k`: ECDSA (DER), PKCS#1 v1.5 over a DigestInfo, or PSS
+/// with MGF1 over the same hash.
+pub fn sign_digest(
+    key: &PKey<Private>,
+    k: KeyType,
+    hash: HashAlgo,
+    scheme: SignScheme,
+    digest: &[u8],
+) -> Result<Vec<u8>, CoreError> {
+    if digest.len() != hash.digest_len() {
+        return Err(CoreError::invalid("invalid_request", "Invalid digest value length"));
+    }
+    if is_ec(k) != (scheme == SignScheme::Ecdsa) {
+        return Err(CoreError::invalid(
+            "invalid_request",
+            format!("a {k} key does not sign with this signAlgo"),
+        ));
+    }
+    let failed = |e: openssl::error::ErrorStack| {
+        CoreError::invalid("invalid_request", format!("signing failed: {e}"))
+    };
+    let mut ctx = PkeyCtx::new(key).map_err(bad_key)?;
+    ctx.sign_init().map_err(bad_key)?;
+    ctx.set_signature_md(md(hash)).map_err(failed)?;
+    match scheme {
+        SignScheme::Ecdsa => {}
+        SignScheme::RsaPkcs1 => ctx.set_rsa_padding(Padding::PKCS1).map_err(failed)?,
+        SignScheme::RsaPss { salt_len } => {
+            let salt = i32::try_from(salt_len)
+                .map_err(|_| CoreError::invalid("invalid_request", "PSS salt too long"))?;
+            ctx.set_rsa_padding(Padding::PKCS1_PSS).map_err(failed)?;
+            ctx.set_rsa_mgf1_md(md(hash)).map_err(failed)?;
+            ctx.set_rsa_pss_saltlen(RsaPssSaltlen::custom(salt)).map_err(failed)?;
+        }
+    }
+    let mut sig = Vec::new();
+    ctx.sign_to_vec(digest, &mut sig).map_err(failed)?;
+    Ok(sig)
+}
+
+/// A new PKCS#8 key of type `k` from OpenSSL (fast RSA key generation).
+pub fn generate(k: KeyType) -> Result<Zeroizing<Vec<u8>>, CoreError> {
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    let key = match k {
+        KeyType::P256 | KeyType::P384 => {
+            let nid = if k == KeyType::P256 { Nid::X9_62_PRIME256V1 } else { Nid::SECP384R1 };
+            let group = EcGroup::from_curve_name(nid).map_err(bad_key)?;
+            PKey::from_ec_key(EcKey::generate(&group).map_err(bad_key)?).map_err(bad_key)?
+        }
+        _ => {
+            let bits = k.rsa_bits().unwrap_or(2048);
+            PKey::from_rsa(openssl::rsa::Rsa::generate(bits).map_err(bad_key)?).map_err(bad_key)?
+        }
+    };
+    Ok(Zeroizing::new(key.private_key_to_pkcs8().map_err(bad_key)?))
+}
+
+/// A new key with a PKCS#10 request for common name `cn`: (sealed key, CSR DER).
+fn new_key(master: &MasterKey, k: KeyType, cn: &str) -> Result<(String, Vec<u8>), CoreError> {
+    let pkcs8 = generate(k)?;
+    let kp = crate::keys::load(&pkcs8, k)?;
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(crate::PkiError::from)?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let csr = params.serialize_request(&kp).map_err(crate::PkiError::from)?;
+    let sealed = master.seal(&pkcs8)?;
+    Ok((STANDARD.encode(sealed), csr.der().to_vec()))
+}
+
+/// One DER TLV: (tag, content, rest).
+fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = b.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 2 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |a, &x| (a << 8) | usize::from(x));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The hash of an AlgorithmIdentifier SEQUENCE.
+fn alg_hash(seq: &[u8]) -> Option<HashAlgo> {
+    let (0x30, inner, _) = tlv(seq)? else { return None };
+    let (0x06, oid, _) = tlv(inner)? else { return None };
+    match oid {
+        [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01] => Some(HashAlgo::Sha256),
+        [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02] => Some(HashAlgo::Sha384),
+        [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03] => Some(HashAlgo::Sha512),
+        _ => None,
+    }
+}
+
+/// RSASSA-PSS-params (RFC 4055): hash, MGF1 over the same hash, salt length, trailer 1. The
+/// SHA-1 defaults are refused.
+pub fn pss_params(der: &[u8]) -> Option<(HashAlgo, usize)> {
+    let (0x30, mut body, _) = tlv(der)? else { return None };
+    let (mut hash, mut mgf_hash, mut salt) = (None, None, 20usize);
+    while !body.is_empty() {
+        let (tag, content, rest) = tlv(body)?;
+        match tag {
+            0xa0 => hash = Some(alg_hash(content)?),
+            0xa1 => {
+                // SEQUENCE { OID id-mgf1, AlgorithmIdentifier hash }
+                let (0x30, inner, _) = tlv(content)? else { return None };
+                let (0x06, oid, params) = tlv(inner)? else { return None };
+                if oid != [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08] {
+                    return None;
+                }
+                mgf_hash = Some(alg_hash(params)?);
+            }
+            0xa2 => {
+                let (0x02, int, _) = tlv(content)? else { return None };
+                if int.is_empty() || int.len() > 4 {
+                    return None;
+                }
+                salt = int.iter().fold(0usize, |a, &x| (a << 8) | usize::from(x));
+            }
+            0xa3 => {
+                let (0x02, [1], _) = tlv(content)? else { return None };
+            }
+            _ => return None,
+        }
+        body = rest;
+    }
+    let hash = hash?;
+    (mgf_hash? == hash).then_some((hash, salt))
+}
+
+#[async_trait::async_trait]
+impl SigningKeys for CredentialKeys {
+    async fn generate(&self, k: KeyType, cn: &str) -> sigil_core::Result<(String, Vec<u8>)> {
+        let (master, cn) = (Arc::clone(&self.master), cn.to_owned());
+        tokio::task::spawn_blocking(move || new_key(&master, k, &cn))
+            .await
+            .map_err(|e| CoreError::Internal(format!("key generation: {e}")))?
+    }
+
+    fn pss_params(&self, der: &[u8]) -> sigil_core::Result<(HashAlgo, usize)> {
+        pss_params(der).ok_or_else(|| {
+            CoreError::invalid(
+                "invalid_request",
+                "Invalid parameter signAlgoParams: RSASSA-PSS-params with SHA-256/384/512 and MGF1 over the same hash",
+            )
+        })
+    }
+
+    async fn sign_hashes(
+        &self,
+        id: Uuid,
+        k: KeyType,
+        sealed_key: &str,
+        hash: HashAlgo,
+        scheme: SignScheme,
+        digests: Vec<Vec<u8>>,
+    ) -> sigil_core::Result<Vec<Vec<u8>>> {
+        let key = self.open(id, sealed_key)?;
+        let inline = is_ec(k) && digests.len() <= INLINE_EC;
+        let all = move || {
+            digests.iter().map(|d| sign_digest(&key, k, hash, scheme, d)).collect::<Result<_, _>>()
+        };
+        // RSA signatures take about a millisecond each: keep them off the async threads.
+        if inline {
+            all()
+        } else {
+            tokio::task::spawn_blocking(all)
+                .await
+                .map_err(|e| CoreError::Internal(format!("signing: {e}")))?
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest as _;
+
+    fn digest(hash: HashAlgo, msg: &[u8]) -> Vec<u8> {
+        match hash {
+            HashAlgo::Sha256 => sha2::Sha256::digest(msg).to_vec(),
+            HashAlgo::Sha384 => sha2::Sha384::digest(msg).to_vec(),
+            HashAlgo::Sha512 => sha2::Sha512::digest(msg).to_vec(),
+        }
+    }
+
+    #[test]
+    fn signatures_over_a_digest_verify_as_signatures_over_the_message() {
+        use ring::signature::{
+            ECDSA_P256_SHA256_ASN1, ECDSA_P384_SHA384_ASN1, RSA_PKCS1_2048_8192_SHA256,
+            RSA_PKCS1_2048_8192_SHA512, RSA_PSS_2048_8192_SHA256, UnparsedPublicKey,
+            VerificationAlgorithm,
+        };
+        let msg = b"the document";
+        let cases: [(KeyType, HashAlgo, SignScheme, &dyn VerificationAlgorithm); 5] = [
+            (KeyType::P256, HashAlgo::Sha256, SignScheme::Ecdsa, &ECDSA_P256_SHA256_ASN1),
+            (KeyType::P384, HashAlgo::Sha384, SignScheme::Ecdsa, &ECDSA_P384_SHA384_ASN1),
+            (KeyType::Rsa2048, HashAlgo::Sha256, SignScheme::RsaPkcs1, &RSA_PKCS1_2048_8192_SHA256),
+            (KeyType::Rsa3072, HashAlgo::Sha512, SignScheme::RsaPkcs1, &RSA_PKCS1_2048_8192_SHA512),
+            // ring verifies PSS with the salt as long as the hash only; pyHanko's largest salt
+            // is verified with openssl by the integration tests.
+            (
+                KeyType::Rsa2048,
+                HashAlgo::Sha256,
+                SignScheme::RsaPss { salt_len: 32 },
+                &RSA_PSS_2048_8192_SHA256,
+            ),
+        ];
+        for (k, hash, scheme, alg) in cases {
+            let pkcs8 = generate(k).unwrap();
+            let key = PKey::private_key_from_pkcs8(&pkcs8).unwrap();
+            let sig = sign_digest(&key, k, hash, scheme, &digest(hash, msg)).unwrap();
+            let kp = crate::keys::load(&pkcs8, k).unwrap();
+            let spki = rcgen::PublicKeyData::subject_public_key_info(&kp);
+            let (_, info) =
+                <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<_>>::from_der(&spki).unwrap();
+            let pk = UnparsedPublicKey::new(alg, info.subject_public_key.data.to_vec());
+            pk.verify(msg, &sig).unwrap_or_else(|_| panic!("{k:?} {scheme:?}"));
+        }
+    }
+
+    #[test]
+    fn pss_params_as_pyhanko_sends_them_are_read() {
+        // SHA-256, MGF1 with SHA-256, salt 222 (the largest for RSA-2048).
+        let der = hex::decode(concat!(
+            "3034a00f300d06096086480165030402010500",
+            "a11c301a06092a864886f70d010108300d06096086480165030402010500",
+            "a2030201de"
+        ))
+        .unwrap();
+        assert_eq!(pss_params(&der), Some((HashAlgo::Sha256, 222)));
+        // The SHA-1 defaults (an empty SEQUENCE) are refused.
+        assert_eq!(pss_params(&[0x30, 0x00]), None);
+    }
+
+    #[test]
+    fn a_digest_of_the_wrong_length_or_an_rsa_scheme_on_an_ec_key_is_refused() {
+        let pkcs8 = generate(KeyType::P256).unwrap();
+        let key = PKey::private_key_from_pkcs8(&pkcs8).unwrap();
+        let e = sign_digest(&key, KeyType::P256, HashAlgo::Sha256, SignScheme::Ecdsa, &[0; 31]);
+        assert!(matches!(e, Err(CoreError::Invalid { .. })));
+        let e = sign_digest(&key, KeyType::P256, HashAlgo::Sha256, SignScheme::RsaPkcs1, &[0; 32]);
+        assert!(matches!(e, Err(CoreError::Invalid { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_sealed_key_signs_after_being_opened_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
+        let keys = CredentialKeys::new(master);
+        let (sealed, csr) = keys.generate(KeyType::P256, "alice").await.unwrap();
+        assert!(!csr.is_empty());
+        let id = Uuid::now_v7();
+        let d = vec![digest(HashAlgo::Sha256, b"a"), digest(HashAlgo::Sha256, b"b")];
+        let sigs = keys
+            .sign_hashes(id, KeyType::P256, &sealed, HashAlgo::Sha256, SignScheme::Ecdsa, d.clone())
+            .await
+            .unwrap();
+        assert_eq!(sigs.len(), 2);
+        // A different sealed key under the same id is opened anew, not served from the cache.
+        let (other, _) = keys.generate(KeyType::P256, "bob").await.unwrap();
+        let again = keys
+            .sign_hashes(id, KeyType::P256, &other, HashAlgo::Sha256, SignScheme::Ecdsa, d)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 2);
+        assert!(keys.cache.lock().unwrap().get(&id).is_some_and(|(s, _)| *s == other));
+    }
+}
