@@ -413,7 +413,7 @@ async fn profiles_are_created_validated_and_enforced() {
         let (_, list) = json(s.admin(Method::GET, "/api/v1/profiles").send().await.unwrap()).await;
         let names: Vec<_> =
             list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["tls-client", "tls-server"]);
+        assert_eq!(names, ["document-signing", "tls-client", "tls-server"]);
         let spec = json!({
             "description": "corp web", "key_types": ["p256"], "validity_days": 90,
             "key_usage": ["digitalSignature"], "extended_key_usage": ["serverAuth", "1.3.6.1.4.1.99999.1"],

@@ -786,3 +786,54 @@ async fn csc_endpoints_are_throttled_and_hidden_by_exposure_with_csc_errors() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn concurrent_sign_hash_calls_never_spend_a_sad_twice() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        s.signer("kim", "kim's password").await;
+        let c = s.credential("kim", "p256", "9753", 1, 3).await;
+        let id = c["credential_id"].as_str().unwrap().to_owned();
+        let token = s.csc_login("v1", "kim", "kim's password").await;
+        // A SAD for three signatures, raced by twelve single-hash calls.
+        let a = s
+            .csc(
+                "v1",
+                "credentials/authorize",
+                &token,
+                json!({"credentialID": id, "numSignatures": 3, "PIN": "9753"}),
+            )
+            .await;
+        let sad = a.body["SAD"].as_str().unwrap().to_owned();
+        let calls = (0..12).map(|i| {
+            let body = json!({"credentialID": id, "SAD": sad, "hash": [sha256(format!("doc {i}").as_bytes())],
+                "signAlgo": "1.2.840.10045.4.3.2"});
+            let (s, token) = (&s, token.clone());
+            async move { s.csc("v1", "signatures/signHash", &token, body).await }
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        let ok = answers.iter().filter(|a| a.status == 200).count();
+        assert_eq!(ok, 3, "{answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.status == 200 || (a.status, a.error()) == (400, "invalid_request"))
+        );
+        // The audit trail has exactly three successful signings.
+        let (_, trail) = json(
+            s.admin(Method::GET, &format!("/api/v1/audit/objects/signing_credential/{id}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let signed = trail["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "csc.sign_hash" && e["details"]["outcome"] == "ok")
+            .count();
+        assert_eq!(signed, 3);
+        s.stop().await;
+    }
+}

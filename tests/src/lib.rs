@@ -7,6 +7,7 @@
 
 pub mod cfssl;
 pub mod csc;
+pub mod signhash;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};

@@ -454,3 +454,54 @@ pub trait SigningKeys: Send + Sync {
         digests: Vec<Vec<u8>>,
     ) -> crate::Result<Vec<Vec<u8>>>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spend(credential: Uuid, signer: Uuid, hashes: &[&str], now_us: i64) -> SadUse {
+        SadUse {
+            id: "sad".into(),
+            credential_id: credential,
+            signer_id: signer,
+            hashes: hashes.iter().map(|h| (*h).to_owned()).collect(),
+            now_us,
+        }
+    }
+
+    #[test]
+    fn each_authorized_hash_signs_once_and_others_not_at_all() {
+        assert_eq!(spend_hashes("aa bb aa", &["aa".into()]), Some("aa bb".into()));
+        assert_eq!(spend_hashes("aa bb", &["BB".into(), "aa".into()]), Some(String::new()));
+        assert_eq!(spend_hashes("aa", &["aa".into(), "aa".into()]), None, "twice");
+        assert_eq!(spend_hashes("aa bb", &["cc".into()]), None, "never authorized");
+    }
+
+    #[test]
+    fn a_refused_sad_says_why() {
+        let (c, s, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let u = spend(c, s, &["aa"], 100);
+        assert_eq!(sad_refusal(None, &u), "Invalid SAD");
+        assert_eq!(sad_refusal(Some((other, s, 1, 200)), &u), "Invalid SAD");
+        assert_eq!(sad_refusal(Some((c, other, 1, 200)), &u), "Invalid SAD");
+        assert_eq!(sad_refusal(Some((c, s, 1, 100)), &u), "SAD expired");
+        assert_eq!(
+            sad_refusal(Some((c, s, 0, 200)), &u),
+            "The SAD does not authorize this many more signatures"
+        );
+        assert_eq!(sad_refusal(Some((c, s, 1, 200)), &u), "Hash is not authorized by the SAD.");
+    }
+
+    #[test]
+    fn credentials_advertise_the_combined_algorithms_clients_send() {
+        assert!(key_algos(KeyType::P256).contains(&"1.2.840.10045.4.3.2"));
+        assert!(key_algos(KeyType::Rsa2048).contains(&"1.2.840.113549.1.1.11"));
+        assert!(key_algos(KeyType::Rsa2048).contains(&"1.2.840.113549.1.1.10"));
+        assert_eq!(sign_algo("1.2.840.113549.1.1.1"), Some((None, SignFamily::RsaPkcs1)));
+        assert_eq!(sign_algo("1.2.3"), None);
+        assert_eq!(
+            HashAlgo::from_oid("2.16.840.1.101.3.4.2.2").map(HashAlgo::digest_len),
+            Some(48)
+        );
+    }
+}

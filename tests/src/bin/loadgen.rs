@@ -10,6 +10,8 @@
 //! target/release/loadgen --url https://127.0.0.1:8443 --data-dir data --pid $(pidof sigil)
 //! # swap a profile's CA back end between the built-in CA and connector `cfssl` every 250 ms:
 //! target/release/loadgen --spawn --config with-cfssl.toml --swap-ca cfssl
+//! # remote signing: CSC signHash with a P-256 credential (signature + SAD spend + audit event)
+//! target/release/loadgen --spawn --mode sign-hash --requests 50000 --concurrency 64
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark tool
 
@@ -21,9 +23,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-/// Issuance load generator.
+/// Issuance and signing load generator.
 #[derive(Debug, Parser)]
 struct Args {
+    /// `issue` (POST /api/v1/certificates) or `sign-hash` (POST /csc/v1/signatures/signHash).
+    #[arg(long, default_value = "issue")]
+    mode: String,
     /// Server URL (ignored with --spawn).
     #[arg(long, default_value = "https://127.0.0.1:8443")]
     url: String,
@@ -181,13 +186,6 @@ async fn main() -> Result<()> {
     let pid = args.pid.or(spawned.as_ref().map(|s| s.child.id()));
     let key =
         std::fs::read_to_string(data_dir.join("admin.key")).context("admin.key")?.trim().to_owned();
-    eprintln!("generating {} CSRs…", args.requests + args.warmup);
-    let bodies: Arc<Vec<String>> = Arc::new(
-        csrs(args.requests + args.warmup)
-            .into_iter()
-            .map(|b| b.replace("PROFILE", &args.profile))
-            .collect(),
-    );
     let client = {
         let tls = {
             use rustls_pki_types::CertificateDer;
@@ -209,6 +207,41 @@ async fn main() -> Result<()> {
             .pool_max_idle_per_host(args.concurrency)
             .build()?
     };
+    if args.mode == "sign-hash" {
+        let setup = sigil_tests::signhash::setup(&client, &url, &key).await?;
+        eprintln!("warming up with {} signatures…", args.warmup);
+        let _ = sigil_tests::signhash::run(&client, &setup, args.concurrency, 0, args.warmup).await;
+        let cpu0 = pid.and_then(cpu_ticks);
+        let started = Instant::now();
+        let (lat, errors) = sigil_tests::signhash::run(
+            &client,
+            &setup,
+            args.concurrency,
+            args.warmup,
+            args.requests,
+        )
+        .await;
+        let wall = started.elapsed();
+        let cpu = cpu0.zip(pid.and_then(cpu_ticks)).map(|(a, b)| (b - a) as f64 / 100.0);
+        println!(
+            "signHash benchmark: P-256 credential, one SHA-256 digest per request, {} clients, \
+             HTTPS keep-alive (HTTP/1.1), SAD spent and audit event written per signature",
+            args.concurrency
+        );
+        report(lat, errors, wall, cpu, "signatures");
+        drop(spawned);
+        if errors > 0 {
+            bail!("{errors} requests failed");
+        }
+        return Ok(());
+    }
+    eprintln!("generating {} CSRs…", args.requests + args.warmup);
+    let bodies: Arc<Vec<String>> = Arc::new(
+        csrs(args.requests + args.warmup)
+            .into_iter()
+            .map(|b| b.replace("PROFILE", &args.profile))
+            .collect(),
+    );
     let swap = match &args.swap_ca {
         Some(ca) => {
             let (spec, builtin) = swap_profile(&client, &url, &key).await?;
@@ -326,41 +359,19 @@ async fn main() -> Result<()> {
         None => None,
     };
     let cpu1 = pid.and_then(cpu_ticks);
-    lat.sort();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "issuance benchmark: P-256 CSRs, profile {}, {} clients, HTTPS keep-alive (HTTP/1.1)",
         args.profile, args.concurrency
     );
-    println!("  requests   {} ok, {} failed, in {:.2} s", lat.len(), errors, wall.as_secs_f64());
-    println!("  throughput {:.0} issuances/s", lat.len() as f64 / wall.as_secs_f64());
-    println!(
-        "  latency    p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        ms(pct(0.50)),
-        ms(pct(0.90)),
-        ms(pct(0.99)),
-        ms(pct(1.0))
-    );
+    let ok = lat.len();
+    let cpu = cpu0.zip(cpu1).map(|(a, b)| (b - a) as f64 / 100.0);
+    report(std::mem::take(&mut lat), errors, wall, cpu, "issuances");
     if let (Some(n), Some(ca)) = (swaps, &args.swap_ca) {
         let on = on_swapped.load(Ordering::Relaxed);
         println!(
             "  swaps      {n} back-end swaps (built-in <-> {ca}, every {} ms): {} built-in, {on} {ca}",
             args.swap_every_ms,
-            lat.len() - on
-        );
-    }
-    if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        // Clock ticks are 100 per second on Linux.
-        let cpu_s = (b - a) as f64 / 100.0;
-        println!(
-            "  server CPU {:.2} s, {:.0} µs per issuance",
-            cpu_s,
-            cpu_s * 1e6 / lat.len().max(1) as f64
+            ok - on
         );
     }
     drop(spawned);
@@ -368,4 +379,32 @@ async fn main() -> Result<()> {
         bail!("{errors} requests failed");
     }
     Ok(())
+}
+
+/// Prints throughput, latency percentiles and (when known) the server's CPU seconds per item.
+fn report(mut lat: Vec<Duration>, errors: usize, wall: Duration, cpu_s: Option<f64>, what: &str) {
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("  requests   {} ok, {} failed, in {:.2} s", lat.len(), errors, wall.as_secs_f64());
+    println!("  throughput {:.0} {what}/s", lat.len() as f64 / wall.as_secs_f64());
+    println!(
+        "  latency    p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(pct(0.50)),
+        ms(pct(0.90)),
+        ms(pct(0.99)),
+        ms(pct(1.0))
+    );
+    if let Some(cpu_s) = cpu_s {
+        // Clock ticks are 100 per second on Linux.
+        println!(
+            "  server CPU {:.2} s, {:.0} µs per request",
+            cpu_s,
+            cpu_s * 1e6 / lat.len().max(1) as f64
+        );
+    }
 }
