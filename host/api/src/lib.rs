@@ -184,7 +184,8 @@ impl utoipa::Modify for CommonResponses {
                         "400",
                         "invalid_request (bad or missing parameter), invalid_pin (v1), invalid_authentication_data (v2), authentication_error",
                     );
-                    if !path.ends_with("/info") {
+                    // Only the service `info` is unauthenticated (credentials/info is not).
+                    if !(path.ends_with("/v1/info") || path.ends_with("/v2/info")) {
                         add("401", "invalid_token or expired_token");
                     }
                     add("403", "access_denied: the address may not call this endpoint");

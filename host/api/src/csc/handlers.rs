@@ -463,7 +463,7 @@ async fn v1_info_get(State(st): State<AppState>) -> Answer {
 
 /// Log in with HTTP Basic (or a refresh token): a bearer access token, and with `rememberMe` a
 /// refresh token.
-#[utoipa::path(post, path = "/csc/v1/auth/login", tag = "csc", request_body(content = Option<LoginRequest>), responses((status = 200, body = LoginResponse)), security(("basic" = [])))]
+#[utoipa::path(post, path = "/csc/v1/auth/login", tag = "csc", request_body(content = Option<LoginRequest>), responses((status = 200, body = LoginResponse)), security(("basic" = []), ()))]
 async fn v1_login(State(st): State<AppState>, ctx: Ctx, raw: Bytes) -> Answer {
     login(st, ctx, Version::V1, raw).await
 }
@@ -514,7 +514,7 @@ async fn v2_info_get(State(st): State<AppState>) -> Answer {
 
 /// Log in with HTTP Basic (or a refresh token): a bearer access token, and with `rememberMe` a
 /// refresh token.
-#[utoipa::path(post, path = "/csc/v2/auth/login", tag = "csc", request_body(content = Option<LoginRequest>), responses((status = 200, body = LoginResponse)), security(("basic" = [])))]
+#[utoipa::path(post, path = "/csc/v2/auth/login", tag = "csc", request_body(content = Option<LoginRequest>), responses((status = 200, body = LoginResponse)), security(("basic" = []), ()))]
 async fn v2_login(State(st): State<AppState>, ctx: Ctx, raw: Bytes) -> Answer {
     login(st, ctx, Version::V2, raw).await
 }
