@@ -658,13 +658,7 @@ async fn wrong_pins_lock_the_credential_until_it_is_unlocked() {
         assert_eq!(r.status(), 200);
         assert_eq!(authorize("v2", "135790").await.status, 200);
         // Every authorize is audited with its outcome, never the PIN or the SAD.
-        let (_, trail) = json(
-            s.admin(Method::GET, &format!("/api/v1/audit/objects/signing_credential/{id}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let trail = s.trail("signing_credential", id).await;
         let outcomes: Vec<&str> = trail["items"]
             .as_array()
             .unwrap()
@@ -731,13 +725,7 @@ async fn sign_hash_is_audited_and_a_revoked_certificate_signs_no_more() {
         );
         let i = s.csc("v1", "credentials/info", &token, json!({"credentialID": id})).await;
         assert_eq!(i.body["cert"]["status"], "revoked");
-        let (_, trail) = json(
-            s.admin(Method::GET, &format!("/api/v1/audit/objects/signing_credential/{id}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let trail = s.trail("signing_credential", id).await;
         let signs: Vec<&Value> = trail["items"]
             .as_array()
             .unwrap()
@@ -820,13 +808,7 @@ async fn concurrent_sign_hash_calls_never_spend_a_sad_twice() {
                 .all(|a| a.status == 200 || (a.status, a.error()) == (400, "invalid_request"))
         );
         // The audit trail has exactly three successful signings.
-        let (_, trail) = json(
-            s.admin(Method::GET, &format!("/api/v1/audit/objects/signing_credential/{id}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let trail = s.trail("signing_credential", &id).await;
         let signed = trail["items"]
             .as_array()
             .unwrap()

@@ -277,11 +277,7 @@ fn describe(
         credential_id: None,
         description: c.description.clone(),
         key: KeyInfo {
-            status: match c.status {
-                CredentialStatus::Enabled => "enabled",
-                CredentialStatus::Disabled => "disabled",
-            }
-            .to_owned(),
+            status: c.status.as_str().to_owned(),
             algo: key_algos(c.key_algorithm).iter().map(|a| (*a).to_owned()).collect(),
             len,
             curve,

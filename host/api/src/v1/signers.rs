@@ -364,8 +364,7 @@ async fn list_credentials(
     let p = st.signers.list_credentials(&cap, q.signer_id, q.status, page).await?;
     let mut items = Vec::with_capacity(p.items.len());
     for c in p.items {
-        let cert =
-            st.store.certificate(c.certificate_id).await.map_err(sigil_core::CoreError::from)?;
+        let cert = st.signers.certificate_of(&c).await?;
         items.push(CredentialView::new(&st, c, cert));
     }
     Ok(axum::Json(CredentialPage { items, next_cursor: p.next_cursor }))
@@ -413,7 +412,7 @@ async fn show_credential(
     Path(i): Path<String>,
 ) -> Result<axum::Json<CredentialView>, ApiError> {
     let c = st.signers.get_credential(&cap, id(&i)?).await?;
-    let cert = st.store.certificate(c.certificate_id).await.map_err(sigil_core::CoreError::from)?;
+    let cert = st.signers.certificate_of(&c).await?;
     Ok(axum::Json(CredentialView::new(&st, c, cert)))
 }
 
@@ -437,6 +436,6 @@ async fn update_credential(
         description: b.description,
     };
     let c = st.signers.update_credential(&cap, id(&i)?, change).await?;
-    let cert = st.store.certificate(c.certificate_id).await.map_err(sigil_core::CoreError::from)?;
+    let cert = st.signers.certificate_of(&c).await?;
     Ok(axum::Json(CredentialView::new(&st, c, cert)))
 }

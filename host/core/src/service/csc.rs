@@ -307,8 +307,7 @@ impl CscService {
 
     async fn token(&self, digest: &str) -> Result<Option<CscToken>> {
         let body = self.store.record(&TOKENS, digest).await?;
-        body.map(|b| serde_json::from_str(&b).map_err(|e| CoreError::Storage(e.to_string())))
-            .transpose()
+        body.map(|b| CscToken::from_body(&b)).transpose()
     }
 
     /// `auth/login` with a refresh token: a new access token (the refresh token stays).
@@ -366,7 +365,7 @@ impl CscService {
         if t.kind == "refresh" {
             let q = RecordQuery::all(vec![Cond::Eq("signer_id", s.signer.id.into())]);
             for b in self.store.records(&TOKENS, &q).await? {
-                if let Ok(c) = serde_json::from_str::<CscToken>(&b)
+                if let Ok(c) = CscToken::from_body(&b)
                     && c.parent.as_deref() == Some(id.as_str())
                 {
                     ids.push(c.id);
@@ -391,7 +390,7 @@ impl CscService {
     pub async fn list(&self, s: &Session) -> Result<Vec<(SigningCredential, Certificate)>> {
         let mut out = Vec::new();
         for c in self.signers.credentials_of(s.signer.id).await? {
-            if let Some(cert) = self.store.certificate(c.certificate_id).await? {
+            if let Some(cert) = self.signers.certificate_of(&c).await? {
                 out.push((c, cert));
             }
         }
@@ -410,7 +409,7 @@ impl CscService {
             Some(hit) => hit,
             None => {
                 let c = self.signers.credential(id).await?.ok_or_else(bad)?;
-                let cert = self.store.certificate(c.certificate_id).await?.ok_or_else(bad)?;
+                let cert = self.signers.certificate_of(&c).await?.ok_or_else(bad)?;
                 self.cache.put_credential(c.clone(), cert.clone());
                 (c, cert)
             }

@@ -84,6 +84,16 @@ fn check_pin(p: &str) -> Result<()> {
     Ok(())
 }
 
+fn check_multisign(m: u32) -> Result<()> {
+    if !(1..=MAX_MULTISIGN).contains(&m) {
+        return Err(CoreError::invalid(
+            "invalid_multisign",
+            format!("multisign is 1 to {MAX_MULTISIGN}"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_description(d: &str) -> Result<()> {
     if d.chars().count() > 255 || d.chars().any(char::is_control) {
         return Err(CoreError::invalid(
@@ -216,6 +226,11 @@ impl SignerService {
     pub async fn credential(&self, id: Uuid) -> Result<Option<SigningCredential>> {
         let body = self.store.record(&CREDENTIALS, &id.to_string()).await?;
         body.map(|b| SigningCredential::from_body(&b)).transpose()
+    }
+
+    /// The certificate of credential `c` (none if it has gone from the inventory).
+    pub async fn certificate_of(&self, c: &SigningCredential) -> Result<Option<Certificate>> {
+        Ok(self.store.certificate(c.certificate_id).await?)
     }
 
     /// A signer's credentials.
@@ -368,12 +383,7 @@ impl SignerService {
         if !matches!(n.scal, 1 | 2) {
             return Err(CoreError::invalid("invalid_scal", "scal is 1 or 2"));
         }
-        if !(1..=MAX_MULTISIGN).contains(&n.multisign) {
-            return Err(CoreError::invalid(
-                "invalid_multisign",
-                format!("multisign is 1 to {MAX_MULTISIGN}"),
-            ));
-        }
+        check_multisign(n.multisign)?;
         let (cn, office) = match signer.person_id {
             Some(pid) => {
                 let person = self.people.visible(p, pid).await?;
@@ -493,12 +503,7 @@ impl SignerService {
         if let Some(m) = ch.multisign
             && m != c.multisign
         {
-            if !(1..=MAX_MULTISIGN).contains(&m) {
-                return Err(CoreError::invalid(
-                    "invalid_multisign",
-                    format!("multisign is 1 to {MAX_MULTISIGN}"),
-                ));
-            }
+            check_multisign(m)?;
             c.multisign = m;
             fields.push("multisign");
         }
