@@ -127,6 +127,7 @@ async fn a_signing_credential_gets_its_certificate_from_sigils_ca_path() {
             assert_eq!((st, v["code"].as_str()), (400, Some(code)), "{body} → {v}");
         }
         s.stop().await;
+        db.cleanup().await;
     }
 }
 
@@ -209,6 +210,7 @@ async fn signatures_from_sign_hash_verify_with_openssl_for_every_key_and_scheme(
             );
         }
         s.stop().await;
+        db.cleanup().await;
     }
 }
 
@@ -276,6 +278,7 @@ async fn several_hashes_are_signed_in_order_under_one_sad_through_v2_names() {
             "single by default"
         );
         s.stop().await;
+        db.cleanup().await;
     }
 }
 
@@ -350,6 +353,7 @@ async fn info_answers_unauthenticated_from_the_default_csc_provider() {
         let actions = s.trail_actions("csc_provider", &pid).await;
         assert_eq!(actions, ["csc_provider.create", "csc_provider.update", "csc_provider.delete"]);
         s.stop().await;
+        db.cleanup().await;
     }
 }
 
@@ -416,6 +420,7 @@ async fn login_refresh_and_revoke_follow_the_csc_rules() {
             s.client.post(&url).basic_auth("erin", Some("erin's password")).send().await.unwrap();
         assert_eq!(r.status(), 400);
         s.stop().await;
+        db.cleanup().await;
     }
 }
 
@@ -606,6 +611,7 @@ async fn every_csc_error_is_csc_json_with_the_right_status_and_code() {
             "expired token",
         );
         s.stop().await;
+        db.cleanup().await;
     }
 }
 
@@ -682,6 +688,7 @@ async fn wrong_pins_lock_the_credential_until_it_is_unlocked() {
         let text = trail.to_string();
         assert!(!text.contains("135790") && !text.contains("000000"), "{text}");
         s.stop().await;
+        db.cleanup().await;
     }
 }
 
@@ -739,6 +746,7 @@ async fn sign_hash_is_audited_and_a_revoked_certificate_signs_no_more() {
         assert_eq!(signs[1]["details"]["outcome"], "invalid_request");
         assert!(!trail.to_string().contains(&sad), "the SAD never reaches the audit trail");
         s.stop().await;
+        db.cleanup().await;
     }
 }
 
@@ -772,6 +780,7 @@ async fn csc_endpoints_are_throttled_and_hidden_by_exposure_with_csc_errors() {
             (404, "application/json", "invalid_request")
         );
         s.stop().await;
+        db.cleanup().await;
     }
 }
 
@@ -817,5 +826,6 @@ async fn concurrent_sign_hash_calls_never_spend_a_sad_twice() {
             .count();
         assert_eq!(signed, 3);
         s.stop().await;
+        db.cleanup().await;
     }
 }

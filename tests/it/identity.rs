@@ -180,5 +180,6 @@ async fn a_person_record_is_completed_from_the_hr_system_through_the_identity_pl
         .await;
         assert_eq!((st, l["code"].as_str()), (400, Some("unknown_source")), "{l}");
         s.stop().await;
+        db.cleanup().await;
     }
 }

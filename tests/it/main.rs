@@ -9,6 +9,7 @@ mod certificates;
 mod cli;
 mod connector;
 mod csc;
+mod csc_login;
 mod devices;
 mod exposure;
 mod http;

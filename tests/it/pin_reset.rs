@@ -149,6 +149,7 @@ async fn a_holder_unblocks_their_pin_with_a_response_openssl_computes_the_same_w
             hist["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
         assert_eq!(kinds.last(), Some(&"pin_reset"), "{hist}");
         s.stop().await;
+        db.cleanup().await;
     }
 }
 
@@ -210,5 +211,6 @@ async fn the_service_desk_hands_out_an_unlock_code_only_for_an_active_card_in_sc
             "{d}"
         );
         s.stop().await;
+        db.cleanup().await;
     }
 }

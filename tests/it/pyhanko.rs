@@ -100,5 +100,6 @@ async fn pyhanko_signs_a_pdf_through_csc_v1_and_validates_it_against_sigils_ca()
             .count();
         assert_eq!(ok, 2, "{v}");
         s.stop().await;
+        db.cleanup().await;
     }
 }

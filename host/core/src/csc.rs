@@ -48,6 +48,19 @@ pub struct Signer {
     /// Last change.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// Wrong passwords at `auth/login` since the last successful login or unlock.
+    #[serde(default)]
+    pub failed_logins: u32,
+    /// Until when `auth/login` refuses this signer after too many wrong passwords.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub locked_until: Option<OffsetDateTime>,
+}
+
+impl Signer {
+    /// Whether `auth/login` refuses this signer at `now` (too many wrong passwords).
+    pub fn login_locked(&self, now: OffsetDateTime) -> bool {
+        self.locked_until.is_some_and(|t| t > now)
+    }
 }
 
 impl std::fmt::Debug for Signer {
@@ -418,6 +431,10 @@ pub struct CscSettings {
     pub sad_ttl_secs: i64,
     /// Wrong PINs before a credential locks.
     pub pin_retries: u8,
+    /// Consecutive wrong passwords at `auth/login` before a signer is locked out (0: never).
+    pub login_retries: u32,
+    /// How long that lockout lasts, seconds.
+    pub login_lock_secs: i64,
     /// How long a node caches a token or credential lookup; bounds how long another node may
     /// still honour a revoked token, a disabled signer or credential, or a revoked certificate.
     pub cache_ttl: std::time::Duration,
@@ -430,6 +447,8 @@ impl Default for CscSettings {
             refresh_ttl_secs: 30 * 24 * 3600,
             sad_ttl_secs: 300,
             pin_retries: 3,
+            login_retries: 5,
+            login_lock_secs: 900,
             cache_ttl: std::time::Duration::from_secs(2),
         }
     }

@@ -178,6 +178,12 @@ fn d_sad_ttl() -> i64 {
 fn d_pin_retries() -> u8 {
     3
 }
+fn d_login_retries() -> u32 {
+    5
+}
+fn d_login_lock() -> i64 {
+    900
+}
 
 /// `[csc]`: the Cloud Signature Consortium API.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -195,6 +201,12 @@ pub struct CscSection {
     /// Wrong PINs before a signing credential locks.
     #[serde(default = "d_pin_retries")]
     pub pin_retries: u8,
+    /// Consecutive wrong passwords at `auth/login` before a signer is locked out (0: never).
+    #[serde(default = "d_login_retries")]
+    pub login_retries: u32,
+    /// How long that lockout lasts, seconds.
+    #[serde(default = "d_login_lock")]
+    pub login_lock_secs: i64,
     /// How long a node caches a token or credential lookup, ms; bounds how long another node
     /// may still honour a revoked token, a disabled signer or credential, or a revoked
     /// certificate. 0 disables the cache.
@@ -209,6 +221,8 @@ impl Default for CscSection {
             refresh_token_ttl_secs: d_refresh_ttl(),
             sad_ttl_secs: d_sad_ttl(),
             pin_retries: d_pin_retries(),
+            login_retries: d_login_retries(),
+            login_lock_secs: d_login_lock(),
             cache_ttl_ms: d_cache_ttl(),
         }
     }
@@ -228,6 +242,8 @@ impl CscSection {
             refresh_ttl_secs: positive(self.refresh_token_ttl_secs, "refresh_token_ttl_secs")?,
             sad_ttl_secs: positive(self.sad_ttl_secs, "sad_ttl_secs")?,
             pin_retries: self.pin_retries,
+            login_retries: self.login_retries,
+            login_lock_secs: positive(self.login_lock_secs, "login_lock_secs")?,
             cache_ttl: std::time::Duration::from_millis(self.cache_ttl_ms),
         })
     }

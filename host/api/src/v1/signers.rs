@@ -43,6 +43,11 @@ pub struct SignerView {
     pub enabled: bool,
     /// Description.
     pub description: String,
+    /// Wrong passwords at `auth/login` since the last successful login or unlock.
+    pub failed_logins: u32,
+    /// While in the future, `auth/login` refuses the signer (too many wrong passwords;
+    /// `PATCH` with `unlock` or a new `password` lifts it).
+    pub locked_until: Option<String>,
     /// Creation time.
     pub created_at: String,
     /// Last change.
@@ -57,6 +62,8 @@ impl From<Signer> for SignerView {
             person_id: s.person_id.map(|p| p.to_string()),
             enabled: s.enabled,
             description: s.description,
+            failed_logins: s.failed_logins,
+            locked_until: s.locked_until.map(rfc3339),
             created_at: rfc3339(s.created_at),
             updated_at: rfc3339(s.updated_at),
         }
@@ -168,10 +175,13 @@ pub struct CreateSignerBody {
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSignerBody {
-    /// A new password.
+    /// A new password (also lifts a login lockout).
     #[serde(default)]
     #[schema(min_length = 8, max_length = 1024)]
     password: Option<String>,
+    /// Lift a login lockout and forget earlier wrong passwords.
+    #[serde(default)]
+    unlock: bool,
     /// Enable or disable (disabling stops its tokens at once).
     #[serde(default)]
     enabled: Option<bool>,
@@ -329,7 +339,7 @@ async fn show_signer(
     Ok(axum::Json(st.signers.get_signer(&cap, id(&i)?).await?.into()))
 }
 
-/// Change a signer: password, enabled, person, description.
+/// Change a signer: password, enabled, person, description; lift a login lockout.
 #[utoipa::path(patch, path = "/api/v1/signers/{id}", tag = "signers", params(("id" = String, Path)),
     request_body = UpdateSignerBody,
     responses((status = 200, body = SignerView), (status = 400, body = Problem), (status = 401, body = Problem),
@@ -346,6 +356,7 @@ async fn update_signer(
         enabled: b.enabled,
         person_id: b.person_id,
         description: b.description,
+        unlock: b.unlock,
     };
     Ok(axum::Json(st.signers.update_signer(&cap, id(&i)?, change).await?.into()))
 }

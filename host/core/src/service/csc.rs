@@ -18,6 +18,7 @@ use std::time::Instant;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -26,13 +27,13 @@ use crate::audit::{NewAuditEvent, unix_micros};
 use crate::authz::{ActorKind, PermissionSet, Principal, RequestContext};
 use crate::cert::{CertStatus, Certificate, KeyType};
 use crate::csc::{
-    CREDENTIALS, CredentialStatus, CscSettings, CscToken, HashAlgo, Sad, SadUse, SignFamily,
-    SignScheme, Signer, SigningCredential, SigningKeys, TOKENS, sign_algo,
+    CREDENTIALS, CredentialStatus, CscSettings, CscToken, HashAlgo, SIGNERS, Sad, SadUse,
+    SignFamily, SignScheme, Signer, SigningCredential, SigningKeys, TOKENS, sign_algo,
 };
 use crate::error::{AuthFailure, CoreError, Result, StoreError};
 use crate::ports::{Clock, Store, WriteOp};
 use crate::records::{Cond, Record, RecordQuery};
-use crate::service::signers::{SignerService, verify_secret};
+use crate::service::signers::{SignerService, verify_nothing, verify_secret};
 
 /// Most hashes in one authorize or signHash.
 pub const MAX_HASHES: usize = 1000;
@@ -234,6 +235,10 @@ impl CscService {
     }
 
     /// `auth/login` with a username and password; `remember_me` adds a refresh token.
+    ///
+    /// `csc.login_retries` consecutive wrong passwords lock the signer out for
+    /// `csc.login_lock_secs`; every refusal looks and takes the same (one Argon2id
+    /// verification), whether the username is unknown, disabled, locked out or the password wrong.
     pub async fn login(
         &self,
         username: &str,
@@ -241,23 +246,72 @@ impl CscService {
         remember_me: bool,
         context: RequestContext,
     ) -> Result<Login> {
+        let now = self.clock.now();
         let signer = self.signers.signer_by_name(username).await?;
-        let ok = match &signer {
-            Some(s) if s.enabled => verify_secret(password, s.password_hash.clone()).await?,
-            _ => false,
+        let ok = match signer.as_ref().filter(|s| s.enabled && !s.login_locked(now)) {
+            Some(s) => verify_secret(password, s.password_hash.clone()).await?,
+            None => verify_nothing(password).await?,
         };
-        let Some(s) = signer.filter(|_| ok) else {
-            let mut system = (*Principal::system()).clone();
-            system.context = context;
-            // The name is audited (it may be a typo'd one), never the password.
-            let name: String = username.chars().take(64).collect();
-            let ev = NewAuditEvent::new(&Arc::new(system), "csc.login", "signer", name)
-                .details(serde_json::json!({"outcome": "authentication_error"}))
-                .failed();
-            self.audit_only(vec![ev]).await?;
-            return Err(CoreError::invalid("authentication_error", "Authentication failed."));
+        match signer {
+            Some(s) if ok => self.issue_tokens(&s, remember_me, None, context).await,
+            Some(s) if s.enabled => {
+                self.count_wrong_password(s.id, context).await?;
+                Err(Self::login_refused())
+            }
+            other => {
+                let mut system = (*Principal::system()).clone();
+                system.context = context;
+                // An unknown name is audited as given (it may be a typo), never the password.
+                let (id, outcome) = match other {
+                    Some(s) => (s.id.to_string(), "disabled"),
+                    None => (username.chars().take(64).collect(), "authentication_error"),
+                };
+                let ev = NewAuditEvent::new(&Arc::new(system), "csc.login", "signer", id)
+                    .details(serde_json::json!({"outcome": outcome}))
+                    .failed();
+                self.audit_only(vec![ev]).await?;
+                Err(Self::login_refused())
+            }
+        }
+    }
+
+    fn login_refused() -> CoreError {
+        CoreError::invalid("authentication_error", "Authentication failed.")
+    }
+
+    /// Counts a wrong password against signer `id`, locking it out at `csc.login_retries`.
+    async fn count_wrong_password(&self, id: Uuid, context: RequestContext) -> Result<()> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let body = tx.record_for_update(&SIGNERS, &id.to_string()).await?;
+        let Some(mut cur) = body.map(|b| Signer::from_body(&b)).transpose()? else {
+            return Err(Self::login_refused());
         };
-        self.issue_tokens(&s, remember_me, None, context).await
+        let outcome = if cur.login_locked(now) {
+            // Locked by a concurrent attempt since it was read: nothing more to count.
+            "locked"
+        } else {
+            cur.failed_logins = cur.failed_logins.saturating_add(1);
+            let retries = self.settings.login_retries;
+            let lock = retries > 0 && cur.failed_logins >= retries;
+            if lock {
+                cur.failed_logins = 0;
+                cur.locked_until = Some(now + Duration::seconds(self.settings.login_lock_secs));
+            }
+            cur.updated_at = now;
+            tx.update_record(&SIGNERS, &cur.to_row()?).await?;
+            if lock { "locked_out" } else { "authentication_error" }
+        };
+        let mut system = (*Principal::system()).clone();
+        system.context = context;
+        let ev = NewAuditEvent::new(&Arc::new(system), "csc.login", "signer", id)
+            .details(serde_json::json!({
+                "outcome": outcome,
+                "locked_until": cur.locked_until.and_then(|t| t.format(&Rfc3339).ok()),
+            }))
+            .failed();
+        tx.commit(vec![ev], now).await?;
+        Ok(())
     }
 
     async fn issue_tokens(
@@ -268,6 +322,27 @@ impl CscService {
         context: RequestContext,
     ) -> Result<Login> {
         let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        if parent.is_none() && (s.failed_logins != 0 || s.locked_until.is_some()) {
+            // A right password forgets the wrong ones, unless a concurrent attempt has just
+            // locked the signer out.
+            let body = tx.record_for_update(&SIGNERS, &s.id.to_string()).await?;
+            let mut cur =
+                body.map(|b| Signer::from_body(&b)).transpose()?.ok_or_else(Self::login_refused)?;
+            if cur.login_locked(now) {
+                drop(tx);
+                let ev = Self::principal(s, context.clone());
+                let ev = NewAuditEvent::new(&ev, "csc.login", "signer", s.id)
+                    .details(serde_json::json!({"outcome": "locked"}))
+                    .failed();
+                self.audit_only(vec![ev]).await?;
+                return Err(Self::login_refused());
+            }
+            cur.failed_logins = 0;
+            cur.locked_until = None;
+            cur.updated_at = now;
+            tx.update_record(&SIGNERS, &cur.to_row()?).await?;
+        }
         let access = Self::random_token()?;
         let refresh = if remember_me { Some(Self::random_token()?) } else { None };
         let refresh_id = refresh.as_ref().map(|r| digest_id(r));
@@ -287,7 +362,6 @@ impl CscService {
                 expires_at: now + Duration::seconds(self.settings.refresh_ttl_secs),
             });
         }
-        let mut tx = self.store.begin().await?;
         for r in &rows {
             tx.insert_record(&TOKENS, &r.to_row()?).await?;
         }

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::NewAuditEvent;
 use crate::authz::{Capability, PermissionSet, Principal, perm};
-use crate::cert::{Certificate, KeyType};
+use crate::cert::{Certificate, KeyType, RevocationReason};
 use crate::csc::{
     CREDENTIALS, CredentialStatus, CscSettings, SIGNERS, Signer, SigningCredential, SigningKeys,
 };
@@ -52,6 +52,21 @@ pub(crate) async fn verify_secret(secret: Zeroizing<String>, hash: String) -> Re
     })
     .await
     .map_err(|e| CoreError::Internal(format!("verifying a secret: {e}")))?
+}
+
+/// Spends the time of one Argon2id verification and answers `false`: a login for an unknown,
+/// disabled or locked-out signer then takes as long as a wrong password, so that timing does
+/// not tell which usernames exist.
+pub(crate) async fn verify_nothing(secret: Zeroizing<String>) -> Result<bool> {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = match DUMMY.get() {
+        Some(h) => h.clone(),
+        None => {
+            let h = hash_secret(Zeroizing::new(Uuid::new_v4().to_string())).await?;
+            DUMMY.get_or_init(|| h).clone()
+        }
+    };
+    verify_secret(secret, hash).await.map(|_| false)
 }
 
 fn check_username(u: &str) -> Result<String> {
@@ -128,6 +143,8 @@ pub struct SignerChange {
     pub person_id: Option<Option<Uuid>>,
     /// Description.
     pub description: Option<String>,
+    /// Lift a login lockout and forget earlier wrong passwords (a new password does too).
+    pub unlock: bool,
 }
 
 /// A new signing credential.
@@ -269,6 +286,8 @@ impl SignerService {
             description: n.description,
             created_at: now,
             updated_at: now,
+            failed_logins: 0,
+            locked_until: None,
         };
         let mut tx = self.store.begin().await?;
         tx.insert_record(&SIGNERS, &s.to_row()?)
@@ -323,6 +342,13 @@ impl SignerService {
             check_password(&p)?;
             s.password_hash = hash_secret(p).await?;
             fields.push("password");
+        }
+        if (c.unlock || fields.contains(&"password"))
+            && (s.failed_logins != 0 || s.locked_until.is_some())
+        {
+            s.failed_logins = 0;
+            s.locked_until = None;
+            fields.push("unlock");
         }
         if let Some(e) = c.enabled
             && e != s.enabled
@@ -430,15 +456,45 @@ impl SignerService {
             created_at: now,
             updated_at: now,
         };
-        let mut tx = self.store.begin().await?;
-        tx.insert_record(&CREDENTIALS, &c.to_row()?).await?;
         let ev = NewAuditEvent::new(p, "signing_credential.create", "signing_credential", id)
             .details(serde_json::json!({
                 "signer": signer.username, "key_algorithm": c.key_algorithm, "scal": c.scal,
                 "multisign": c.multisign, "certificate_id": cert.id, "serial": cert.serial,
             }));
-        tx.commit(vec![ev], now).await?;
+        if let Err(e) = self.insert_credential(&c, ev).await {
+            self.withdraw(p, &cert).await;
+            return Err(e);
+        }
         Ok((c, cert))
+    }
+
+    async fn insert_credential(&self, c: &SigningCredential, ev: NewAuditEvent) -> Result<()> {
+        let mut tx = self.store.begin().await?;
+        tx.insert_record(&CREDENTIALS, &c.to_row()?).await?;
+        tx.commit(vec![ev], c.created_at).await?;
+        Ok(())
+    }
+
+    /// Revokes (cessationOfOperation) the certificate of a credential that could not be stored,
+    /// so that no valid certificate is left whose key nobody holds. Best effort: the
+    /// credential's own error is what the caller sees.
+    async fn withdraw(&self, p: &Arc<Principal>, cert: &Certificate) {
+        let revoker = Arc::new(Principal {
+            permissions: PermissionSet::parse(["certificate:revoke"]).unwrap_or_default(),
+            ..(**p).clone()
+        });
+        let revoked = match revoker.authorize::<perm::CertificateRevoke>() {
+            Ok(cap) => {
+                self.certificates
+                    .revoke(&cap, cert.id, RevocationReason::CessationOfOperation)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = revoked {
+            tracing::error!(certificate = %cert.id, error = %e,
+                "a signing credential was not stored and its certificate could not be revoked");
+        }
     }
 
     /// A page of credentials.
