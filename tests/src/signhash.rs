@@ -1,5 +1,5 @@
-//! The load generator's CSC mode: `signatures/signHash` with a P-256 credential through
-//! `/csc/v1`, each request one distinct SHA-256 digest, signed and audited. Every client logs
+//! The load generator's CSC mode: `signatures/signHash` with a P-256 (or P-384, RSA-2048,
+//! RSA-3072) credential through `/csc/v1`, each request one distinct SHA-256 digest, signed and audited. Every client logs
 //! in once, authorizes a SAD for 1,000 signatures with the PIN, and authorizes again when it
 //! is spent (those authorizations run inside the measured time but are not latency samples).
 
@@ -25,11 +25,23 @@ pub struct Setup {
     url: String,
     credential: String,
     token: String,
+    sign_algo: &'static str,
 }
 
-/// Creates the signer and a P-256 credential (SCAL 1, multisign 1,000) as the administrator
-/// `key`, and logs in.
-pub async fn setup(client: &reqwest::Client, url: &str, key: &str) -> Result<Setup> {
+/// The signature algorithm OID signHash is asked for with a key of type `alg` (SHA-256
+/// digests: ECDSA with SHA-256, or RSA PKCS#1 v1.5 with SHA-256).
+fn sign_algo(alg: &str) -> Result<&'static str> {
+    Ok(match alg {
+        "p256" | "p384" => "1.2.840.10045.4.3.2",
+        "rsa-2048" | "rsa-3072" => "1.2.840.113549.1.1.11",
+        other => bail!("--key-algorithm is p256, p384, rsa-2048 or rsa-3072, not {other}"),
+    })
+}
+
+/// Creates the signer and a credential with a key of type `alg` (SCAL 1, multisign 1,000) as
+/// the administrator `key`, and logs in.
+pub async fn setup(client: &reqwest::Client, url: &str, key: &str, alg: &str) -> Result<Setup> {
+    let sign_algo = sign_algo(alg)?;
     let r = client
         .post(format!("{url}/api/v1/signers"))
         .bearer_auth(key)
@@ -42,7 +54,7 @@ pub async fn setup(client: &reqwest::Client, url: &str, key: &str) -> Result<Set
     let r = client
         .post(format!("{url}/api/v1/signing-credentials"))
         .bearer_auth(key)
-        .json(&json!({"signer": USER, "key_algorithm": "p256", "pin": PIN, "scal": 1,
+        .json(&json!({"signer": USER, "key_algorithm": alg, "pin": PIN, "scal": 1,
             "multisign": PER_SAD}))
         .send()
         .await?;
@@ -58,7 +70,7 @@ pub async fn setup(client: &reqwest::Client, url: &str, key: &str) -> Result<Set
         .await?;
     let v: Value = r.json().await?;
     let token = v["access_token"].as_str().context("access_token")?.to_owned();
-    Ok(Setup { url: url.to_owned(), credential, token })
+    Ok(Setup { url: url.to_owned(), credential, token, sign_algo })
 }
 
 async fn authorize(client: &reqwest::Client, s: &Setup) -> Result<String> {
@@ -108,8 +120,8 @@ pub async fn run(
                     }
                     let digest = STANDARD.encode(Sha256::digest(i.to_le_bytes()));
                     let body = format!(
-                        r#"{{"credentialID":"{}","SAD":"{sad}","hash":["{digest}"],"signAlgo":"1.2.840.10045.4.3.2"}}"#,
-                        s.credential
+                        r#"{{"credentialID":"{}","SAD":"{sad}","hash":["{digest}"],"signAlgo":"{}"}}"#,
+                        s.credential, s.sign_algo
                     );
                     let t = Instant::now();
                     let r = client

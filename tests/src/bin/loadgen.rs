@@ -12,6 +12,9 @@
 //! target/release/loadgen --spawn --config with-cfssl.toml --swap-ca cfssl
 //! # remote signing: CSC signHash with a P-256 credential (signature + SAD spend + audit event)
 //! target/release/loadgen --spawn --mode sign-hash --requests 50000 --concurrency 64
+//! # … with an RSA key, or on PostgreSQL (the spawned server inherits the environment):
+//! target/release/loadgen --spawn --mode sign-hash --key-algorithm rsa-2048
+//! SIGIL__DATABASE__URL=postgres://… target/release/loadgen --spawn --mode sign-hash
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark tool
 
@@ -53,6 +56,9 @@ struct Args {
     /// Concurrent clients (one keep-alive connection each).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// With --mode sign-hash: the credential's key, `p256`, `p384`, `rsa-2048` or `rsa-3072`.
+    #[arg(long, default_value = "p256")]
+    key_algorithm: String,
     /// Profile to issue under.
     #[arg(long, default_value = "tls-client")]
     profile: String,
@@ -208,7 +214,7 @@ async fn main() -> Result<()> {
             .build()?
     };
     if args.mode == "sign-hash" {
-        let setup = sigil_tests::signhash::setup(&client, &url, &key).await?;
+        let setup = sigil_tests::signhash::setup(&client, &url, &key, &args.key_algorithm).await?;
         eprintln!("warming up with {} signatures…", args.warmup);
         let _ = sigil_tests::signhash::run(&client, &setup, args.concurrency, 0, args.warmup).await;
         let cpu0 = pid.and_then(cpu_ticks);
@@ -224,9 +230,9 @@ async fn main() -> Result<()> {
         let wall = started.elapsed();
         let cpu = cpu0.zip(pid.and_then(cpu_ticks)).map(|(a, b)| (b - a) as f64 / 100.0);
         println!(
-            "signHash benchmark: P-256 credential, one SHA-256 digest per request, {} clients, \
+            "signHash benchmark: {} credential, one SHA-256 digest per request, {} clients, \
              HTTPS keep-alive (HTTP/1.1), SAD spent and audit event written per signature",
-            args.concurrency
+            args.key_algorithm, args.concurrency
         );
         report(lat, errors, wall, cpu, "signatures");
         drop(spawned);
