@@ -207,19 +207,7 @@ async fn verification_names_reordered_events() {
 async fn a_failing_audit_write_rolls_the_change_back() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
-        let trigger = match db.backend {
-            "sqlite" => {
-                "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
-                         BEGIN SELECT RAISE(ABORT, 'audit store is full'); END"
-            }
-            _ => {
-                "CREATE FUNCTION fail_audit() RETURNS trigger AS $$ BEGIN \
-                  RAISE EXCEPTION 'audit store is full'; END $$ LANGUAGE plpgsql; \
-                  CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
-                  FOR EACH ROW EXECUTE FUNCTION fail_audit()"
-            }
-        };
-        s.db().await.execute_raw(trigger).await.unwrap();
+        s.refuse_inserts("audit_events", "audit store is full").await;
         let r = s
             .admin(Method::POST, "/api/v1/api-keys")
             .json(&json!({"name": "unaudited", "permissions": ["audit:read"]}))

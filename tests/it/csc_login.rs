@@ -127,19 +127,7 @@ async fn a_credential_that_cannot_be_stored_leaves_its_certificate_revoked() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
         s.signer("kim", "kim's password").await;
-        let trigger = match db.backend {
-            "sqlite" => {
-                "CREATE TRIGGER no_credentials BEFORE INSERT ON signing_credentials \
-                 BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-            }
-            _ => {
-                "CREATE FUNCTION no_credentials() RETURNS trigger AS $$ BEGIN \
-                 RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql; \
-                 CREATE TRIGGER no_credentials BEFORE INSERT ON signing_credentials \
-                 FOR EACH ROW EXECUTE FUNCTION no_credentials()"
-            }
-        };
-        s.db().await.execute_raw(trigger).await.unwrap();
+        s.refuse_inserts("signing_credentials", "disk full").await;
         let r = s
             .admin(Method::POST, "/api/v1/signing-credentials")
             .json(&json!({"signer": "kim", "key_algorithm": "p256", "pin": "246802"}))

@@ -276,6 +276,25 @@ impl TestServer {
         SqlStore::connect(&o).await.unwrap()
     }
 
+    /// Makes every insert into `table` fail with `message` from now on (a trigger), to see
+    /// what a write failure in the middle of an operation leaves behind.
+    pub async fn refuse_inserts(&self, table: &str, message: &str) {
+        let sql = if self.db_url.starts_with("sqlite") {
+            format!(
+                "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
+                 BEGIN SELECT RAISE(ABORT, '{message}'); END"
+            )
+        } else {
+            format!(
+                "CREATE FUNCTION refuse_{table}() RETURNS trigger AS $$ BEGIN \
+                 RAISE EXCEPTION '{message}'; END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+            )
+        };
+        self.db().await.execute_raw(&sql).await.unwrap();
+    }
+
     /// Stops the server gracefully.
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
