@@ -345,6 +345,15 @@ impl Principal {
         })
     }
 
+    /// The same actor (audited as itself) holding exactly `permissions`: for a service that
+    /// performs a step of its own on the caller's behalf (issuing, revoking).
+    pub fn acting_with<'a>(
+        self: &Arc<Self>,
+        permissions: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Arc<Self>> {
+        Ok(Arc::new(Self { permissions: PermissionSet::parse(permissions)?, ..(**self).clone() }))
+    }
+
     /// The server itself, for start-up work such as creating the first administrator key.
     pub fn system() -> Arc<Self> {
         Arc::new(Self {

@@ -259,20 +259,25 @@ impl CscService {
                 Err(Self::login_refused())
             }
             other => {
-                let mut system = (*Principal::system()).clone();
-                system.context = context;
                 // An unknown name is audited as given (it may be a typo), never the password.
                 let (id, outcome) = match other {
                     Some(s) => (s.id.to_string(), "disabled"),
                     None => (username.chars().take(64).collect(), "authentication_error"),
                 };
-                let ev = NewAuditEvent::new(&Arc::new(system), "csc.login", "signer", id)
+                let ev = NewAuditEvent::new(&Self::system(context), "csc.login", "signer", id)
                     .details(serde_json::json!({"outcome": outcome}))
                     .failed();
                 self.audit_only(vec![ev]).await?;
                 Err(Self::login_refused())
             }
         }
+    }
+
+    /// The server, as the actor of a refused login (nobody has authenticated).
+    fn system(context: RequestContext) -> Arc<Principal> {
+        let mut system = (*Principal::system()).clone();
+        system.context = context;
+        Arc::new(system)
     }
 
     fn login_refused() -> CoreError {
@@ -302,9 +307,7 @@ impl CscService {
             tx.update_record(&SIGNERS, &cur.to_row()?).await?;
             if lock { "locked_out" } else { "authentication_error" }
         };
-        let mut system = (*Principal::system()).clone();
-        system.context = context;
-        let ev = NewAuditEvent::new(&Arc::new(system), "csc.login", "signer", id)
+        let ev = NewAuditEvent::new(&Self::system(context), "csc.login", "signer", id)
             .details(serde_json::json!({
                 "outcome": outcome,
                 "locked_until": cur.locked_until.and_then(|t| t.format(&Rfc3339).ok()),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::audit::NewAuditEvent;
-use crate::authz::{Capability, PermissionSet, Principal, perm};
+use crate::authz::{Capability, Principal, perm};
 use crate::error::{CoreError, Result};
 use crate::ports::{
     Clock, EventSink, LifecycleEvent, PageRequest, Store, ValidationInput, Validators,
@@ -443,10 +443,7 @@ impl RequestService {
         approver: &Arc<Principal>,
         claimed: EnrolmentRequest,
     ) -> Result<EnrolmentRequest> {
-        let acting = Arc::new(Principal {
-            permissions: PermissionSet::parse(["certificate:issue", "devices:write"])?,
-            ..(**approver).clone()
-        });
+        let acting = approver.acting_with(["certificate:issue", "devices:write"])?;
         let mut result = RequestResult::default();
         let outcome = self.issue_items(&acting, &claimed, &mut result).await;
         let mut r = claimed.clone();

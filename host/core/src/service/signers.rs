@@ -12,7 +12,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::audit::NewAuditEvent;
-use crate::authz::{Capability, PermissionSet, Principal, perm};
+use crate::authz::{Capability, Principal, perm};
 use crate::cert::{Certificate, KeyType, RevocationReason};
 use crate::csc::{
     CREDENTIALS, CredentialStatus, CscSettings, SIGNERS, Signer, SigningCredential, SigningKeys,
@@ -421,10 +421,7 @@ impl SignerService {
         let pin_hash = hash_secret(n.pin).await?;
         let (sealed_key, csr) = self.keys.generate(n.key_algorithm, cn.trim()).await?;
         let id = Uuid::now_v7();
-        let issuer = Arc::new(Principal {
-            permissions: PermissionSet::parse(["certificate:issue"])?,
-            ..(**p).clone()
-        });
+        let issuer = p.acting_with(["certificate:issue"])?;
         let cert = self
             .certificates
             .issue(
@@ -479,11 +476,10 @@ impl SignerService {
     /// so that no valid certificate is left whose key nobody holds. Best effort: the
     /// credential's own error is what the caller sees.
     async fn withdraw(&self, p: &Arc<Principal>, cert: &Certificate) {
-        let revoker = Arc::new(Principal {
-            permissions: PermissionSet::parse(["certificate:revoke"]).unwrap_or_default(),
-            ..(**p).clone()
-        });
-        let revoked = match revoker.authorize::<perm::CertificateRevoke>() {
+        let revoked = match p
+            .acting_with(["certificate:revoke"])
+            .and_then(|r| r.authorize::<perm::CertificateRevoke>())
+        {
             Ok(cap) => {
                 self.certificates
                     .revoke(&cap, cert.id, RevocationReason::CessationOfOperation)
