@@ -5,6 +5,8 @@
 
 mod apikeys;
 mod audit;
+mod authz_attacks;
+mod authz_matrix;
 mod certificates;
 mod cli;
 mod connector;

@@ -292,8 +292,17 @@ async fn a_workflow_auto_approves_requests_of_its_offices_and_a_validator_blocks
         assert_eq!(st, 200, "{status}");
         assert!(status.as_array().unwrap().iter().all(|p| p["status"] == "active"), "{status}");
         let tmp = tempfile::tempdir().unwrap();
+        // A plugin is not a person: it approves only under a profile that lets anyone approve
+        // (dual control and "requester may not approve", as tls-client says, count operators).
+        let (_, p) =
+            json(s.admin(Method::GET, "/api/v1/profiles/tls-client").send().await.unwrap()).await;
+        let mut spec = p["spec"].clone();
+        spec["requester_may_approve"] = json!(true);
+        s.create("/api/v1/profiles", json!({"name": "auto", "spec": spec})).await;
+        let (_, guarded) = call(&s, &s.admin_key, Method::POST, "/api/v1/requests",
+            json!({"person_id": w.ana, "certificates": [{"profile": "tls-client", "csr": csr(tmp.path(), "guarded")}]})).await;
         let (_, r) = call(&s, &s.admin_key, Method::POST, "/api/v1/requests",
-            json!({"person_id": w.ana, "certificates": [{"profile": "tls-client", "csr": csr(tmp.path(), "auto")}]})).await;
+            json!({"person_id": w.ana, "certificates": [{"profile": "auto", "csr": csr(tmp.path(), "auto")}]})).await;
         let id = r["id"].as_str().unwrap().to_owned();
         let mut got = Value::Null;
         for _ in 0..100 {
@@ -309,6 +318,16 @@ async fn a_workflow_auto_approves_requests_of_its_offices_and_a_validator_blocks
         assert_eq!(got["status"], "completed", "{got}");
         assert_eq!(got["approvals"][0]["by"], "auto");
         assert_eq!(got["result"]["certificates"].as_array().unwrap().len(), 1);
+        // The tls-client request, filed first, was refused to the plugin and still waits.
+        let gid = guarded["id"].as_str().unwrap();
+        let (_, g) =
+            json(s.admin(Method::GET, &format!("/api/v1/requests/{gid}")).send().await.unwrap())
+                .await;
+        assert_eq!(
+            (g["status"].as_str(), g["approvals"].as_array().map(Vec::len)),
+            (Some("pending"), Some(0)),
+            "{g}"
+        );
         // Office B takes no requests at all: the validator refuses them.
         let (st, e) = call(
             &s,

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use sigil_core::authz::{Principal, RequestContext};
+use sigil_core::authz::{AuthMethod, Principal, RequestContext};
 use sigil_core::{AuthFailure, CoreError};
 
 use crate::AppState;
@@ -71,10 +71,45 @@ async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>
     if !rule.enabled {
         return Err(ApiError::not_found());
     }
-    // A plugin's in-process call: the principal is the plugin, with its granted permissions.
+    // A plugin's in-process call for a caller: the principal is the plugin narrowed to the
+    // caller's authority, and the endpoint's exposure rules apply to the outer request's
+    // address and credential, as if the caller had called it directly.
     if let Some(crate::v1::ext::InternalCaller(p)) =
         req.extensions().get::<crate::v1::ext::InternalCaller>().cloned()
     {
+        if let Some(ip) = p.context.client_ip
+            && !st.exposure.ip_allowed(&rule, ip)
+        {
+            return Err(CoreError::Forbidden {
+                code: "ip_not_allowed",
+                detail: format!("{ip} may not call this endpoint"),
+            }
+            .into());
+        }
+        // No outer request at all (a workflow's action, carried out by the host on the
+        // plugin's grant): nothing to hold it to.
+        let admitted = match (rule.auth, p.context.authenticated_by) {
+            (_, None) => p.context.client_ip.is_none(),
+            (AuthMode::None | AuthMode::Either, _) => true,
+            (AuthMode::ApiKey, by) => by == Some(AuthMethod::ApiKey),
+            (AuthMode::Mtls, by) => by == Some(AuthMethod::ClientCertificate),
+        };
+        if !admitted {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "client_certificate_required",
+                "this endpoint requires a client certificate",
+            ));
+        }
+        if let Some(limit) = rule.rate_limit {
+            // The caller's own bucket: calls through a plugin count against the caller.
+            let who = match (&p.api_key_id, &p.operator_id) {
+                (Some(k), _) => format!("api_key:{k}"),
+                (None, Some(o)) => format!("operator:{o}"),
+                (None, None) => format!("{}:{}", p.kind.as_str(), p.id),
+            };
+            st.api_keys.throttle(&format!("endpoint:{}:{who}", rule.endpoint), limit).await?;
+        }
         req.extensions_mut().insert(Caller(p.clone()));
         return Ok(Some(p));
     }
@@ -89,13 +124,14 @@ async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>
         }
         .into());
     }
-    let context = RequestContext {
+    let mut context = RequestContext {
         request_id: req
             .headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         client_ip: ip,
+        authenticated_by: None,
     };
     let throttle = |who: String| {
         let rule = &rule;
@@ -123,13 +159,18 @@ async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>
         }
         AuthMode::ApiKey => {
             let key = key.ok_or(AuthFailure::Missing)?;
+            context.authenticated_by = Some(AuthMethod::ApiKey);
             st.api_keys.authenticate(&key, context).await?
         }
         AuthMode::Mtls | AuthMode::Either => match (cert, key, rule.auth) {
             (Some(cert), _, _) => {
+                context.authenticated_by = Some(AuthMethod::ClientCertificate);
                 st.api_keys.authenticate_certificate(&cert.sha256, context).await?
             }
-            (None, Some(key), AuthMode::Either) => st.api_keys.authenticate(&key, context).await?,
+            (None, Some(key), AuthMode::Either) => {
+                context.authenticated_by = Some(AuthMethod::ApiKey);
+                st.api_keys.authenticate(&key, context).await?
+            }
             _ => {
                 return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,

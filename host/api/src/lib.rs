@@ -6,6 +6,7 @@
 //! core service, map the result.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod auth;
 pub mod csc;
 pub mod error;
@@ -199,11 +200,21 @@ impl utoipa::Modify for CommonResponses {
                 continue;
             }
             let secured = path.starts_with("/api/");
-            for op in
-                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
-                    .into_iter()
-                    .flatten()
-            {
+            for (method, op) in [
+                (Method::GET, &mut item.get),
+                (Method::POST, &mut item.post),
+                (Method::PUT, &mut item.put),
+                (Method::PATCH, &mut item.patch),
+                (Method::DELETE, &mut item.delete),
+            ] {
+                let Some(op) = op else { continue };
+                if secured {
+                    let rule = access::access(&method, path).describe(&method, path);
+                    op.description = Some(match op.description.take() {
+                        Some(d) if !d.is_empty() => format!("{d}\n\n{rule}"),
+                        _ => rule,
+                    });
+                }
                 let has_body = op.request_body.is_some();
                 let r = &mut op.responses.responses;
                 // Every error is problem+json, whatever the handler annotation said.

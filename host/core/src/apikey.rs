@@ -255,6 +255,9 @@ pub struct ApiKey {
     /// The token holder (a person) the key acts for: it may use the self-service endpoints for
     /// that person's devices only.
     pub holder_id: Option<Uuid>,
+    /// The key that minted this one (lineage; None when an operator's certificate, the command
+    /// line or the server created it).
+    pub parent_id: Option<Uuid>,
 }
 
 /// Lifecycle state of a key, derived from its timestamps.

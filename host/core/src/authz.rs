@@ -140,7 +140,7 @@ permissions! {
     PluginsRead = "plugins:read";
     /// Reload the plugin set.
     PluginsReload = "plugins:reload";
-    /// Call endpoint plugins under /api/v1/ext/.
+    /// Call every endpoint plugin under /api/v1/ext/ (`plugins:invoke:<id>` grants one plugin).
     PluginsInvoke = "plugins:invoke";
     /// Self-service for the key's own token holder (devices under /api/v1/self).
     SelfService = "self_service:use";
@@ -153,6 +153,31 @@ permissions! {
     /// Create, change and delete CSC provider configurations.
     CscProvidersWrite = "csc_providers:write";
 }
+
+/// The plugin id of a per-plugin invoke permission `plugins:invoke:<id>` (an id is 1 to 64
+/// lowercase letters, digits, `-` or `_`).
+pub fn plugin_invoke_target(p: &str) -> Option<&str> {
+    let id = p.strip_prefix("plugins:invoke:")?;
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    ok.then_some(id)
+}
+
+/// Permissions over what every office shares (roles, profiles, custom fields, CSC providers,
+/// exposure, the plugin set) or over records that are not kept per office (the audit trail):
+/// only a principal that sees every office may use them, whatever its permissions say.
+pub const UNRESTRICTED_ONLY: &[&str] = &[
+    perm::RolesWrite::NAME,
+    perm::ProfilesWrite::NAME,
+    perm::CustomFieldsWrite::NAME,
+    perm::CscProvidersWrite::NAME,
+    perm::ExposureUpdate::NAME,
+    perm::PluginsReload::NAME,
+    perm::AuditRead::NAME,
+    perm::AuditExport::NAME,
+];
 
 /// Returns the catalogue entry for `name`, if it is a known permission.
 pub fn lookup(name: &str) -> Option<&'static PermissionInfo> {
@@ -181,6 +206,7 @@ impl PermissionSet {
             let p = p.as_ref().trim();
             let ok = p == "*"
                 || lookup(p).is_some()
+                || plugin_invoke_target(p).is_some()
                 || p.strip_suffix(":*").is_some_and(|res| {
                     CATALOGUE.iter().any(|c| c.name.split(':').next() == Some(res))
                 });
@@ -204,6 +230,10 @@ impl PermissionSet {
     /// Whether the set grants `name`.
     pub fn allows(&self, name: &str) -> bool {
         if self.0.contains("*") || self.0.contains(name) {
+            return true;
+        }
+        // `plugins:invoke` grants every plugin's `plugins:invoke:<id>`.
+        if plugin_invoke_target(name).is_some() && self.0.contains(perm::PluginsInvoke::NAME) {
             return true;
         }
         match name.split_once(':') {
@@ -243,11 +273,20 @@ impl PermissionSet {
         if self.0.contains("*") {
             return other.clone();
         }
+        // Per-plugin grants are not in the catalogue: keep those both sides allow.
+        let per_plugin = self
+            .0
+            .iter()
+            .chain(other.0.iter())
+            .filter(|p| plugin_invoke_target(p).is_some())
+            .filter(|p| self.allows(p) && other.allows(p))
+            .cloned();
         Self(
             CATALOGUE
                 .iter()
                 .filter(|c| self.allows(c.name) && other.allows(c.name))
                 .map(|c| c.name.to_owned())
+                .chain(per_plugin)
                 .collect(),
         )
     }
@@ -261,6 +300,25 @@ impl PermissionSet {
 impl fmt::Debug for PermissionSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set().entries(&self.0).finish()
+    }
+}
+
+/// What a principal may do: its permissions and its scope. Nothing Sigil hands out (an API
+/// key, an operator's roles and scope, a plugin call made for a caller) may exceed the
+/// authority of whoever hands it out, and no caller may change a key or an operator whose
+/// authority exceeds its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    /// Effective permissions (after intersection with an operator's roles).
+    pub permissions: PermissionSet,
+    /// Which offices' objects it reaches.
+    pub scope: crate::org::Scope,
+}
+
+impl Authority {
+    /// Whether everything `other` may do, this may do too.
+    pub fn covers(&self, other: &Authority) -> bool {
+        other.permissions.is_subset_of(&self.permissions) && self.scope.covers(&other.scope)
     }
 }
 
@@ -303,6 +361,18 @@ pub struct RequestContext {
     pub request_id: Option<String>,
     /// The client address as seen by the server.
     pub client_ip: Option<IpAddr>,
+    /// How the caller proved who it is (the exposure rules of calls a plugin makes for this
+    /// caller are checked against it).
+    pub authenticated_by: Option<AuthMethod>,
+}
+
+/// The credential a request authenticated with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// An API key in a header.
+    ApiKey,
+    /// A verified client certificate (mTLS).
+    ClientCertificate,
 }
 
 /// An authenticated caller.
@@ -369,8 +439,69 @@ impl Principal {
         })
     }
 
-    /// Checks that this principal holds `P` and returns the capability for it.
+    /// This principal's authority.
+    pub fn authority(&self) -> Authority {
+        Authority { permissions: self.permissions.clone(), scope: self.scope.clone() }
+    }
+
+    /// Refuses (403 `authority_exceeded`) unless `target`'s authority lies within this
+    /// principal's: the one rule for changing, rotating, revoking or rebinding a credential.
+    /// A token holder's key changes no credential at all.
+    pub fn ensure_covers(&self, target: &Authority, what: &str) -> Result<()> {
+        if self.holder_id.is_none() && self.authority().covers(target) {
+            return Ok(());
+        }
+        Err(CoreError::Forbidden {
+            code: "authority_exceeded",
+            detail: format!(
+                "this {what} holds permissions or a scope beyond the caller's own, so the caller \
+                 cannot change it"
+            ),
+        })
+    }
+
+    /// Whether this principal may call endpoint plugin `plugin` (`plugins:invoke` for every
+    /// plugin, `plugins:invoke:<id>` for one).
+    pub fn may_invoke(&self, plugin: &str) -> bool {
+        self.permissions.allows(&format!("plugins:invoke:{plugin}"))
+    }
+
+    /// The principal a plugin acts as while serving `caller`: the plugin, audited as itself on
+    /// the caller's behalf, with only what both the plugin's grant and the caller's authority
+    /// allow (permissions intersected, scopes intersected, the caller's token holder and
+    /// request context, so the caller's exposure rules apply to the plugin's calls too). It
+    /// keeps the caller's operator and key, so a request it files is the caller's (separation
+    /// of duties) and a key it mints descends from the caller's key; as a plugin it never
+    /// counts as an approver under dual control.
+    pub fn on_behalf_of(&self, caller: &Principal) -> Arc<Principal> {
+        Arc::new(Self {
+            kind: self.kind,
+            id: self.id.clone(),
+            name: format!("{} for {}:{}", self.name, caller.kind.as_str(), caller.id),
+            api_key_id: caller.api_key_id,
+            operator_id: caller.operator_id.clone(),
+            holder_id: caller.holder_id,
+            permissions: self.permissions.intersect(&caller.permissions),
+            scope: self.scope.intersect(&caller.scope),
+            context: caller.context.clone(),
+        })
+    }
+
+    /// Checks that this principal holds `P` (and, for the [`UNRESTRICTED_ONLY`] permissions,
+    /// sees every office) and returns the capability for it.
     pub fn authorize<P: Permission>(self: &Arc<Self>) -> Result<Capability<P>> {
+        if self.permissions.allows(P::NAME)
+            && !self.scope.is_all()
+            && UNRESTRICTED_ONLY.contains(&P::NAME)
+        {
+            return Err(CoreError::Forbidden {
+                code: "scope_restricted",
+                detail: format!(
+                    "`{}` reaches every office; a caller with a restricted scope cannot use it",
+                    P::NAME
+                ),
+            });
+        }
         if self.permissions.allows(P::NAME) {
             Ok(Capability { principal: Arc::clone(self), _p: PhantomData })
         } else {
@@ -435,6 +566,34 @@ mod tests {
         assert!(!admin.is_subset_of(&audit));
         let both = audit.intersect(&PermissionSet::parse(["audit:read", "roles:read"]).unwrap());
         assert_eq!(both.to_vec(), vec!["audit:read".to_owned()]);
+    }
+
+    #[test]
+    fn per_plugin_invoke_permissions_grant_one_plugin() {
+        let one = PermissionSet::parse(["plugins:invoke:expiry-report"]).unwrap();
+        assert!(one.allows("plugins:invoke:expiry-report"));
+        assert!(!one.allows("plugins:invoke:other"));
+        assert!(!one.allows("plugins:invoke"));
+        let all = PermissionSet::parse(["plugins:invoke"]).unwrap();
+        assert!(all.allows("plugins:invoke:anything"));
+        assert!(one.is_subset_of(&all));
+        assert!(!all.is_subset_of(&one));
+        assert_eq!(one.intersect(&all).to_vec(), vec!["plugins:invoke:expiry-report".to_owned()]);
+        assert!(PermissionSet::parse(["plugins:invoke:Bad Id"]).is_err());
+    }
+
+    #[test]
+    fn authority_covers_permissions_and_scope_together() {
+        let office = Uuid::now_v7();
+        let admin = Authority { permissions: PermissionSet::all(), scope: crate::org::Scope::All };
+        let scoped = Authority {
+            permissions: PermissionSet::parse(["api_keys:*"]).unwrap(),
+            scope: crate::org::Scope::offices([office]),
+        };
+        assert!(admin.covers(&scoped));
+        assert!(!scoped.covers(&admin));
+        let wider_scope = Authority { scope: crate::org::Scope::All, ..scoped.clone() };
+        assert!(!scoped.covers(&wider_scope));
     }
 
     #[test]

@@ -168,6 +168,11 @@ pub struct Device {
     /// Certificates the device's suspension put on hold (released on reactivation).
     #[serde(default)]
     pub held: Vec<Uuid>,
+    /// Who placed the current suspension or loss report (`holder:<person id>` for the token
+    /// holder through self-service, else `<actor kind>:<actor id>`); a holder may lift only a
+    /// suspension the holder placed.
+    #[serde(default)]
+    pub suspended_by: Option<String>,
     /// Production metadata.
     pub production: Production,
     /// Free-form attributes (a JSON object).

@@ -51,6 +51,8 @@ pub struct ApiKeyFilter {
     pub name_contains: Option<String>,
     /// Bound to this operator.
     pub operator_id: Option<String>,
+    /// Minted by this key.
+    pub parent_id: Option<Uuid>,
     /// The time at which `status` is evaluated.
     pub now: Option<OffsetDateTime>,
 }
@@ -345,6 +347,9 @@ pub trait Tx: crate::records::RecordTx + Send {
     /// Inserts a SAD.
     async fn insert_sad(&mut self, sad: &crate::csc::Sad) -> StoreResult<()>;
 
+    /// Deletes every CSC token and SAD of `signer`; returns how many.
+    async fn end_csc_sessions(&mut self, signer: Uuid) -> StoreResult<u64>;
+
     /// Appends `events` to the audit chain and commits the whole transaction. If the audit write
     /// fails, nothing of the transaction is kept. `events` must not be empty.
     async fn commit(
@@ -533,10 +538,14 @@ pub trait ApiDispatcher: Send + Sync {
 /// Endpoint plugins, served under `/api/v1/ext/{plugin}/…`; implemented by the plugin host.
 #[async_trait]
 pub trait Endpoints: Send + Sync {
-    /// Handles `request` with the endpoint plugin `id`; `None` when there is no such plugin.
+    /// Handles `request` with the endpoint plugin `id` for `caller`; `None` when there is no
+    /// such plugin. The plugin's own calls into Sigil's API run as
+    /// [`crate::authz::Principal::on_behalf_of`] the caller. A caller without
+    /// `plugins:invoke:<id>` (or `plugins:invoke`) is refused.
     async fn handle(
         &self,
         id: &str,
+        caller: &std::sync::Arc<crate::authz::Principal>,
         request: PluginHttp,
     ) -> Option<crate::Result<PluginHttpResponse>>;
 }

@@ -104,6 +104,9 @@ pub enum ApiKeyCommand {
         /// Reason, recorded in the audit trail.
         #[arg(long)]
         reason: Option<String>,
+        /// Also revoke every key it minted, and theirs.
+        #[arg(long)]
+        cascade: bool,
     },
 }
 
@@ -273,10 +276,10 @@ async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
                 }
             }
         }
-        ApiKeyCommand::Revoke { id, reason } => {
+        ApiKeyCommand::Revoke { id, reason, cascade } => {
             let id = uuid::Uuid::parse_str(&id).context("the key id is not a UUID")?;
-            let k =
-                svc.api_keys.revoke(&cli.authorize::<perm::ApiKeysRevoke>()?, id, reason).await?;
+            let cap = cli.authorize::<perm::ApiKeysRevoke>()?;
+            let k = svc.api_keys.revoke(&cap, id, reason, cascade).await?;
             println!("revoked {} ({})", k.id, k.name);
         }
     }

@@ -15,7 +15,7 @@ use crate::{like_pattern, map_err};
 pub(crate) const COLUMNS: &str = "id, name, description, key_prefix, secret_hash, permissions, \
     expires_at, rate_limit_requests, rate_limit_per, ip_whitelist, operator_id, created_at, \
     updated_at, created_by, revoked_at, revocation_reason, previous_prefix, previous_hash, \
-    previous_expires_at, rotated_at, client_cert_sha256, holder_id";
+    previous_expires_at, rotated_at, client_cert_sha256, holder_id, parent_id";
 
 fn bad(what: &str) -> StoreError {
     StoreError::Backend(format!("corrupt api_keys row: {what}"))
@@ -59,6 +59,7 @@ pub(crate) fn from_row(r: &AnyRow) -> StoreResult<ApiKey> {
         rotated_at: t(get_oi("rotated_at")?),
         client_cert_sha256: get_os("client_cert_sha256")?,
         holder_id: get_os("holder_id")?.and_then(|h| Uuid::parse_str(&h).ok()),
+        parent_id: get_os("parent_id")?.and_then(|h| Uuid::parse_str(&h).ok()),
     })
 }
 
@@ -88,8 +89,8 @@ pub(crate) async fn insert<'c, E: Executor<'c, Database = Any>>(
         "INSERT INTO api_keys (id, name, description, key_prefix, secret_hash, permissions, \
          expires_at, rate_limit_requests, rate_limit_per, ip_whitelist, operator_id, created_at, \
          updated_at, created_by, revoked_at, revocation_reason, previous_prefix, previous_hash, \
-         previous_expires_at, rotated_at, client_cert_sha256, holder_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
+         previous_expires_at, rotated_at, client_cert_sha256, holder_id, parent_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
     )
     .bind(k.id.to_string())
     .bind(&k.name)
@@ -113,6 +114,7 @@ pub(crate) async fn insert<'c, E: Executor<'c, Database = Any>>(
     .bind(k.rotated_at.map(unix_micros))
     .bind(k.client_cert_sha256.clone())
     .bind(k.holder_id.map(|h| h.to_string()))
+    .bind(k.parent_id.map(|h| h.to_string()))
     .execute(e)
     .await
     .map(|_| ())
@@ -222,6 +224,9 @@ pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
     }
     if let Some(op) = &f.operator_id {
         q.and("operator_id = ?", [op.as_str()]);
+    }
+    if let Some(parent) = &f.parent_id {
+        q.and("parent_id = ?", [parent.to_string()]);
     }
     let now = f.now.map(unix_micros).unwrap_or(0);
     match f.status {

@@ -108,3 +108,22 @@ where
         .map_err(map_err)?;
     Ok(a.rows_affected() + b.rows_affected())
 }
+
+/// Deletes every token and SAD of signer `signer` (a password change, a disable or a lockout
+/// ends them in the transaction that makes the change).
+pub(crate) async fn end_sessions(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    signer: &str,
+) -> StoreResult<u64> {
+    let a = sqlx::query("DELETE FROM csc_sads WHERE signer_id = $1")
+        .bind(signer)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    let b = sqlx::query("DELETE FROM csc_tokens WHERE signer_id = $1")
+        .bind(signer)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(a.rows_affected() + b.rows_affected())
+}

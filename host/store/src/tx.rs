@@ -214,6 +214,10 @@ impl Tx for SqlTx {
         crate::csc::insert(&mut *self.tx, sad).await
     }
 
+    async fn end_csc_sessions(&mut self, signer: Uuid) -> StoreResult<u64> {
+        crate::csc::end_sessions(&mut self.tx, &signer.to_string()).await
+    }
+
     async fn commit(
         mut self: Box<Self>,
         events: Vec<NewAuditEvent>,

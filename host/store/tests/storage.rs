@@ -74,7 +74,7 @@ async fn api_keys_round_trip_with_filters_and_unique_names() {
         assert!(next.next_cursor.is_none());
 
         let revoke = cli.authorize::<perm::ApiKeysRevoke>().unwrap();
-        svc.revoke(&revoke, a.key.id, Some("test".into())).await.unwrap();
+        svc.revoke(&revoke, a.key.id, Some("test".into()), false).await.unwrap();
         let f = ApiKeyFilter { status: Some(KeyStatus::Revoked), ..Default::default() };
         let revoked = svc.list(&read, f, PageRequest { after: None, limit: 10 }).await.unwrap();
         assert_eq!(revoked.items.iter().map(|k| k.id).collect::<Vec<_>>(), vec![a.key.id]);

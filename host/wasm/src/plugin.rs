@@ -306,7 +306,7 @@ impl PluginEngine {
             holder_id: None,
             permissions: PermissionSet::from_stored(policy.permissions.clone()),
             // Plugins are configured by whoever runs the server; their reach is their
-            // permissions.
+            // permissions, narrowed to the caller's authority when they serve a caller.
             scope: sigil_core::org::Scope::All,
             context: RequestContext::default(),
         });
@@ -381,6 +381,7 @@ impl PluginEngine {
     pub async fn handle(
         &self,
         p: &LoadedPlugin,
+        caller: &Principal,
         request: PluginHttp,
         api: Option<Arc<dyn ApiDispatcher>>,
     ) -> Result<PluginHttpResponse, PluginError> {
@@ -389,7 +390,8 @@ impl PluginEngine {
         };
         let _permit = p.permits.acquire().await.map_err(|e| PluginError::Engine(e.to_string()))?;
         let mut store = self.store(p);
-        store.data_mut().api = api.map(|d| (d, Arc::clone(&p.principal)));
+        // The plugin's calls into the API never reach further than the caller could itself.
+        store.data_mut().api = api.map(|d| (d, p.principal.on_behalf_of(caller)));
         let req = HttpRequest {
             method: request.method,
             path: request.path,

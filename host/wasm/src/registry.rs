@@ -357,12 +357,23 @@ impl Validators for PluginRegistry {
 
 #[async_trait]
 impl Endpoints for PluginRegistry {
-    async fn handle(&self, id: &str, request: PluginHttp) -> Option<Result<PluginHttpResponse>> {
+    async fn handle(
+        &self,
+        id: &str,
+        caller: &Arc<sigil_core::authz::Principal>,
+        request: PluginHttp,
+    ) -> Option<Result<PluginHttpResponse>> {
+        if !caller.may_invoke(id) {
+            return Some(Err(CoreError::Forbidden {
+                code: "permission_denied",
+                detail: format!("missing permission `plugins:invoke:{id}` (or `plugins:invoke`)"),
+            }));
+        }
         let set = self.set();
         let e = set.entries.get(id).filter(|e| e.plugin.world == World::Endpoint)?;
         e.counters.calls.fetch_add(1, Ordering::Relaxed);
         let api = self.api.read().ok().and_then(|a| a.clone());
-        Some(self.engine.handle(&e.plugin, request, api).await.map_err(|err| {
+        Some(self.engine.handle(&e.plugin, caller, request, api).await.map_err(|err| {
             e.counters.record_fault(&err.to_string());
             CoreError::Dependency { code: err.code(), detail: err.to_string() }
         }))

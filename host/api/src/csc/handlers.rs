@@ -61,6 +61,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|ConnectInfo(a)| a.ip()),
+            authenticated_by: None,
         };
         Ok(Self { headers: parts.headers.clone(), context })
     }

@@ -131,6 +131,9 @@ pub struct ApiKeyView {
     pub operator_id: Option<String>,
     /// Bound token holder.
     pub holder_id: Option<String>,
+    /// The key that minted this one (its lineage; absent when an operator, the command line or
+    /// the server created it).
+    pub parent_id: Option<String>,
     /// Bound client certificate fingerprint.
     pub client_cert_sha256: Option<String>,
     /// Creation time.
@@ -164,6 +167,7 @@ impl ApiKeyView {
             ip_whitelist: k.ip_whitelist.iter().map(ToString::to_string).collect(),
             operator_id: k.operator_id,
             holder_id: k.holder_id.map(|h| h.to_string()),
+            parent_id: k.parent_id.map(|h| h.to_string()),
             client_cert_sha256: k.client_cert_sha256,
             created_at: rfc3339(k.created_at),
             updated_at: rfc3339(k.updated_at),
@@ -224,13 +228,19 @@ pub struct ListQuery {
 pub struct RevokeQuery {
     /// Why the key is revoked (recorded in the audit trail).
     reason: Option<String>,
+    /// Also revoke every key this key minted, and the keys those minted (default false).
+    cascade: Option<bool>,
 }
 
 fn key_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::not_found())
 }
 
-/// Create an API key. The secret is in the response and nowhere else.
+/// Create an API key. The secret is in the response and nowhere else. Authorization:
+/// `api_keys:create`; the new key must lie within the caller's authority (permissions it holds,
+/// an operator and holder inside its scope; a caller bound to an operator mints keys bound to
+/// that operator by default) and expire no later than the key that creates it, which is
+/// recorded as its `parent_id`.
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateBody,
     responses((status = 201, body = IssuedKeyView), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem),
@@ -256,7 +266,8 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(IssuedKeyView::from(issued))))
 }
 
-/// List API keys, oldest first, with filters and cursor pagination.
+/// List API keys, oldest first, with filters and cursor pagination. A caller with a restricted
+/// scope sees only keys whose scope lies within its own.
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(ListQuery),
     responses((status = 200, body = ApiKeyPage), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 429, body = Problem)),
@@ -293,7 +304,8 @@ async fn show(
     Ok(axum::Json(ApiKeyView::from_key(st.api_keys.get(&cap, key_id(&id)?).await?)))
 }
 
-/// Change an API key's settings.
+/// Change an API key's settings. Authorization: `api_keys:update`; the key, before and after
+/// the change, must lie within the caller's authority (403 `authority_exceeded`).
 #[utoipa::path(patch, path = "/api/v1/api-keys/{id}", tag = "api-keys", request_body = UpdateBody,
     params(("id" = String, Path, description = "API key id")),
     responses((status = 200, body = ApiKeyView), (status = 400, body = Problem),
@@ -319,7 +331,10 @@ async fn update(
     Ok(axum::Json(ApiKeyView::from_key(st.api_keys.update(&cap, key_id(&id)?, patch).await?)))
 }
 
-/// Revoke an API key (takes effect at once; repeating it is harmless).
+/// Revoke an API key (takes effect at once; repeating it is harmless). Authorization:
+/// `api_keys:revoke`, and the key must lie within the caller's authority (its effective
+/// permissions and scope no wider than the caller's; 404 outside the caller's scope, 403
+/// `authority_exceeded` otherwise). `cascade=true` also revokes the keys it minted.
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", params(("id" = String, Path, description = "API key id"), RevokeQuery),
     responses((status = 200, body = ApiKeyView), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)),
@@ -330,10 +345,15 @@ async fn revoke(
     Path(id): Path<String>,
     Query(q): Query<RevokeQuery>,
 ) -> Result<axum::Json<ApiKeyView>, ApiError> {
-    Ok(axum::Json(ApiKeyView::from_key(st.api_keys.revoke(&cap, key_id(&id)?, q.reason).await?)))
+    let cascade = q.cascade.unwrap_or(false);
+    Ok(axum::Json(ApiKeyView::from_key(
+        st.api_keys.revoke(&cap, key_id(&id)?, q.reason, cascade).await?,
+    )))
 }
 
 /// Replace an API key's secret, optionally keeping the old one valid for a grace period.
+/// Authorization: `api_keys:rotate`, and the key must lie within the caller's authority (403
+/// `authority_exceeded` otherwise).
 #[utoipa::path(post, path = "/api/v1/api-keys/{id}/rotate", tag = "api-keys", request_body = RotateBody,
     params(("id" = String, Path, description = "API key id")),
     responses((status = 200, body = IssuedKeyView), (status = 400, body = Problem),

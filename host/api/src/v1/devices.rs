@@ -57,6 +57,9 @@ pub struct DeviceView {
     pub holder_id: Option<String>,
     /// Certificates on the device.
     pub certificates: Vec<String>,
+    /// Who placed the current suspension or loss report (`holder:<person id>` when the token
+    /// holder did, through self-service; a holder lifts only its own suspensions).
+    pub suspended_by: Option<String>,
     /// Production metadata.
     pub production: Production,
     /// Free-form attributes.
@@ -84,6 +87,7 @@ impl From<Device> for DeviceView {
             office_id: d.office_id.to_string(),
             holder_id: d.holder_id.map(|h| h.to_string()),
             certificates: d.certificates.iter().map(Uuid::to_string).collect(),
+            suspended_by: d.suspended_by,
             production: d.production,
             metadata: d.metadata,
             pin_retries_left: d.pin_retries_left,

@@ -9,7 +9,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use sigil_core::authz::{Principal, perm};
+use sigil_core::authz::Principal;
 use sigil_core::ports::{ApiDispatcher, PluginHttp, PluginHttpResponse};
 use tower::ServiceExt;
 use utoipa_axum::router::OpenApiRouter;
@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::{ApiError, Problem};
-use crate::extract::Authorized;
+use crate::extract::Caller;
 
 /// Largest response a plugin's call into the API may read.
 const MAX_INTERNAL_BODY: usize = 4 << 20;
@@ -34,10 +34,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 async fn serve(
     st: AppState,
+    caller: Arc<Principal>,
     plugin: String,
     path: String,
     req: Request,
 ) -> Result<Response, ApiError> {
+    if !caller.may_invoke(&plugin) {
+        return Err(sigil_core::CoreError::Forbidden {
+            code: "permission_denied",
+            detail: format!("missing permission `plugins:invoke:{plugin}` (or `plugins:invoke`)"),
+        }
+        .into());
+    }
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -57,7 +65,8 @@ async fn serve(
             .collect(),
         body: body.to_vec(),
     };
-    let resp = st.endpoints.handle(&plugin, request).await.ok_or_else(ApiError::not_found)??;
+    let resp =
+        st.endpoints.handle(&plugin, &caller, request).await.ok_or_else(ApiError::not_found)??;
     let mut out = resp.body.into_response();
     *out.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
     for (k, v) in resp.headers {
@@ -70,7 +79,10 @@ async fn serve(
     Ok(out)
 }
 
-/// Calls endpoint plugin `plugin` (GET).
+/// Calls endpoint plugin `plugin` (GET). Authorization: `plugins:invoke:<plugin>` (or
+/// `plugins:invoke` for every plugin); the plugin's own calls into the API act with the
+/// intersection of its grant and the caller's authority and scope, under the caller's exposure
+/// rules.
 #[utoipa::path(get, path = "/api/v1/ext/{plugin}/{path}", tag = "plugins",
     params(("plugin" = String, Path), ("path" = String, Path)),
     responses((status = 200, description = "What the plugin answers"), (status = 404, body = Problem),
@@ -78,14 +90,14 @@ async fn serve(
     security(("bearer" = []), ("api_key" = [])))]
 async fn ext_get(
     State(st): State<AppState>,
-    Authorized(_cap): Authorized<perm::PluginsInvoke>,
+    Caller(caller): Caller,
     Path((plugin, path)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    serve(st, plugin, path, req).await
+    serve(st, caller, plugin, path, req).await
 }
 
-/// Calls endpoint plugin `plugin` (POST).
+/// Calls endpoint plugin `plugin` (POST). Authorization as for GET.
 #[utoipa::path(post, path = "/api/v1/ext/{plugin}/{path}", tag = "plugins",
     params(("plugin" = String, Path), ("path" = String, Path)),
     responses((status = 200, description = "What the plugin answers"), (status = 404, body = Problem),
@@ -93,11 +105,11 @@ async fn ext_get(
     security(("bearer" = []), ("api_key" = [])))]
 async fn ext_post(
     State(st): State<AppState>,
-    Authorized(_cap): Authorized<perm::PluginsInvoke>,
+    Caller(caller): Caller,
     Path((plugin, path)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    serve(st, plugin, path, req).await
+    serve(st, caller, plugin, path, req).await
 }
 
 /// Serves plugins' `sigil-api` calls through the full router, as the plugin.

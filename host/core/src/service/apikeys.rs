@@ -12,8 +12,11 @@ use crate::apikey::{
     presented_prefix,
 };
 use crate::audit::{NewAuditEvent, unix_micros};
-use crate::authz::{ActorKind, Capability, PermissionSet, Principal, RequestContext, perm};
+use crate::authz::{
+    ActorKind, Authority, Capability, Permission, PermissionSet, Principal, RequestContext, perm,
+};
 use crate::error::{AuthFailure, CoreError, Result};
+use crate::org::Scope;
 use crate::ports::{ApiKeyFilter, Clock, PageRequest, Store};
 use crate::service::{Page, paginate};
 
@@ -93,14 +96,21 @@ impl ApiKeyService {
         Self { store, clock, cache: Mutex::new(HashMap::new()), cache_ttl }
     }
 
-    /// Creates a key. The caller may only grant permissions it holds itself.
+    /// Creates a key within the caller's authority: only permissions it holds, bound to an
+    /// operator inside its scope (a caller bound to an operator mints keys bound to that
+    /// operator unless it names another), for a token holder it sees, expiring no later than
+    /// the key that mints it. The minting key is recorded as the new key's parent.
     pub async fn create(
         &self,
         cap: &Capability<perm::ApiKeysCreate>,
-        req: CreateApiKey,
+        mut req: CreateApiKey,
     ) -> Result<IssuedApiKey> {
         let now = self.clock.now();
         let principal = cap.principal();
+        if req.operator_id.is_none() && req.holder_id.is_none() {
+            req.operator_id =
+                principal.operator_id.as_deref().and_then(|o| Uuid::parse_str(o).ok());
+        }
         let permissions = self.grantable(principal, &req.permissions)?;
         let secret = KeySecret::generate()?;
         let key = ApiKey {
@@ -113,7 +123,7 @@ impl ApiKeyService {
             expires_at: Expiry::parse(&req.expires)?.resolve(now)?,
             rate_limit: req.rate_limit.map(RateLimit::validate).transpose()?,
             ip_whitelist: apikey::parse_whitelist(&req.ip_whitelist)?,
-            operator_id: self.check_operator(req.operator_id).await?,
+            operator_id: self.check_operator(principal, req.operator_id).await?,
             created_at: now,
             updated_at: now,
             created_by: principal.id.clone(),
@@ -128,14 +138,105 @@ impl ApiKeyService {
                 .as_deref()
                 .map(apikey::parse_fingerprint)
                 .transpose()?,
-            holder_id: self.check_holder(req.holder_id, req.operator_id.is_some()).await?,
+            holder_id: self
+                .check_holder(principal, req.holder_id, req.operator_id.is_some())
+                .await?,
+            parent_id: principal.api_key_id,
         };
+        if key.holder_id.is_some() && !key.permissions.is_subset_of(&holder_permissions()?) {
+            return Err(CoreError::invalid(
+                "invalid_permission",
+                "a token holder's key carries `self_service:use` (and `plugins:invoke`) only: \
+                 it acts for its holder through self-service",
+            ));
+        }
+        principal.ensure_covers(&self.authority_of(&key).await?, "API key")?;
+        self.check_lifetime(&key).await?;
         let mut tx = self.store.begin().await?;
         tx.insert_api_key(&key).await.map_err(name_conflict)?;
         let event = NewAuditEvent::new(principal, "api_key.create", "api_key", key.id)
             .details(describe(&key));
         tx.commit(vec![event], now).await?;
         Ok(IssuedApiKey { key, secret })
+    }
+
+    /// The authority `key` acts with: its permissions within its operator's roles and the
+    /// operator's scope; a token holder's key reaches its holder's office only. A key whose
+    /// operator or holder has gone reaches nothing.
+    pub async fn authority_of(&self, key: &ApiKey) -> Result<Authority> {
+        if let Some(op_id) = &key.operator_id {
+            let op = match Uuid::parse_str(op_id) {
+                Ok(u) => self.store.operator(u).await?,
+                Err(_) => None,
+            };
+            return Ok(match op {
+                Some(op) => Authority {
+                    permissions: key
+                        .permissions
+                        .intersect(&self.role_permissions(&op.roles).await?),
+                    scope: crate::org::scope_of(self.store.as_ref(), &op).await?,
+                },
+                None => {
+                    Authority { permissions: PermissionSet::default(), scope: Scope::nothing() }
+                }
+            });
+        }
+        if let Some(h) = key.holder_id {
+            let office = self
+                .store
+                .record(&crate::people::PEOPLE, &h.to_string())
+                .await?
+                .and_then(|b| <crate::people::Person as crate::records::Record>::from_body(&b).ok())
+                .map(|p| p.office_id);
+            // Who may manage a holder's key: whoever sees the holder's office. (What the key
+            // itself sees is nothing office-bound; see `admit`.)
+            return Ok(Authority {
+                permissions: key.permissions.clone(),
+                scope: office.map_or_else(Scope::nothing, |o| Scope::offices([o])),
+            });
+        }
+        Ok(Authority { permissions: key.permissions.clone(), scope: Scope::All })
+    }
+
+    /// A key `p` sees: one whose scope lies within `p`'s (404 otherwise, so that keys outside
+    /// the caller's scope do not exist for it).
+    async fn visible(&self, p: &Principal, key: ApiKey) -> Result<(ApiKey, Authority)> {
+        let authority = self.authority_of(&key).await?;
+        // A key that reaches no office (its operator has no scope, or is gone) belongs to no
+        // office: only a caller who sees every office manages it.
+        if p.scope.covers(&authority.scope) && (p.scope.is_all() || !authority.scope.is_nothing()) {
+            Ok((key, authority))
+        } else {
+            Err(CoreError::not_found("api_key", key.id.to_string()))
+        }
+    }
+
+    /// A key `p` may change: visible, and with no more authority than `p`.
+    async fn changeable(&self, p: &Principal, key: ApiKey) -> Result<ApiKey> {
+        let (key, authority) = self.visible(p, key).await?;
+        p.ensure_covers(&authority, "API key")?;
+        Ok(key)
+    }
+
+    /// A key never outlives the key that minted it.
+    async fn check_lifetime(&self, key: &ApiKey) -> Result<()> {
+        let Some(parent) = key.parent_id else { return Ok(()) };
+        let Some(parent) = self.store.api_key(parent).await? else { return Ok(()) };
+        if let Some(limit) = parent.expires_at
+            && key.expires_at.is_none_or(|e| e > limit)
+        {
+            return Err(CoreError::invalid(
+                "expiry_beyond_creator",
+                format!(
+                    "a key cannot outlive the key that mints it (expires {}); choose an earlier \
+                     `expires`",
+                    limit
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Creates the first administrator key when the store has none. Returns `None` otherwise.
@@ -164,10 +265,10 @@ impl ApiKeyService {
         }
     }
 
-    /// Lists keys, oldest first.
+    /// Lists the keys the caller sees (those within its scope), oldest first.
     pub async fn list(
         &self,
-        _cap: &Capability<perm::ApiKeysRead>,
+        cap: &Capability<perm::ApiKeysRead>,
         mut filter: ApiKeyFilter,
         page: PageRequest,
     ) -> Result<Page<ApiKey>> {
@@ -176,14 +277,42 @@ impl ApiKeyService {
                 .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
         }
         filter.now = Some(self.clock.now());
-        let fetch = PageRequest { after: page.after, limit: page.limit + 1 };
-        let rows = self.store.list_api_keys(&filter, &fetch).await?;
-        Ok(paginate(rows, page.limit, |k| k.id.to_string()))
+        let p = cap.principal();
+        if p.scope.is_all() {
+            let fetch = PageRequest { after: page.after, limit: page.limit + 1 };
+            let rows = self.store.list_api_keys(&filter, &fetch).await?;
+            return Ok(paginate(rows, page.limit, |k| k.id.to_string()));
+        }
+        // A restricted caller: read on until the page is full of keys it sees.
+        let mut out = Vec::new();
+        let mut after = page.after;
+        loop {
+            let batch = self
+                .store
+                .list_api_keys(&filter, &PageRequest { after: after.clone(), limit: 200 })
+                .await?;
+            let done = batch.len() < 200;
+            after = batch.last().map(|k| k.id.to_string());
+            for k in batch {
+                if let Ok((k, _)) = self.visible(p, k).await {
+                    out.push(k);
+                }
+            }
+            if done || out.len() > page.limit as usize {
+                break;
+            }
+        }
+        Ok(paginate(out, page.limit, |k| k.id.to_string()))
     }
 
-    /// One key.
-    pub async fn get(&self, _cap: &Capability<perm::ApiKeysRead>, id: Uuid) -> Result<ApiKey> {
-        self.store.api_key(id).await?.ok_or_else(|| CoreError::not_found("api_key", id.to_string()))
+    /// One key (404 outside the caller's scope).
+    pub async fn get(&self, cap: &Capability<perm::ApiKeysRead>, id: Uuid) -> Result<ApiKey> {
+        let key = self
+            .store
+            .api_key(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
+        Ok(self.visible(cap.principal(), key).await?.0)
     }
 
     /// Changes a key's settings. Revoked keys cannot be changed.
@@ -194,10 +323,17 @@ impl ApiKeyService {
         patch: UpdateApiKey,
     ) -> Result<ApiKey> {
         let now = self.clock.now();
+        let p = cap.principal();
         let operator = match patch.operator_id {
-            Some(o) => Some(self.check_operator(o).await?),
+            Some(o) => Some(self.check_operator(p, o).await?),
             None => None,
         };
+        let current = self
+            .store
+            .api_key(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
+        self.changeable(p, current).await?;
         let mut tx = self.store.begin().await?;
         let before = tx
             .api_key_for_update(id)
@@ -232,11 +368,39 @@ impl ApiKeyService {
             key.client_cert_sha256 = c.as_deref().map(apikey::parse_fingerprint).transpose()?;
         }
         if let Some(o) = operator {
+            if o.is_some() && key.holder_id.is_some() {
+                return Err(CoreError::invalid(
+                    "invalid_binding",
+                    "a key acts for an operator or for a token holder, not both",
+                ));
+            }
             key.operator_id = o;
+        }
+        if key.holder_id.is_some() && !key.permissions.is_subset_of(&holder_permissions()?) {
+            return Err(CoreError::invalid(
+                "invalid_permission",
+                "a token holder's key carries `self_service:use` (and `plugins:invoke`) only",
+            ));
         }
         if key == before {
             return Ok(before);
         }
+        // A key lives no longer than the key that changes it (no key extends its own life).
+        if key.expires_at != before.expires_at
+            && let Some(caller) = p.api_key_id
+            && let Some(caller) = self.store.api_key(caller).await?
+            && let Some(limit) = caller.expires_at
+            && key.expires_at.is_none_or(|e| e > limit)
+        {
+            return Err(CoreError::invalid(
+                "expiry_beyond_creator",
+                "a key cannot be made to outlive the key that changes it",
+            ));
+        }
+        // What the key becomes must lie within the caller's authority too (a rebinding, an
+        // unbinding or new permissions), and within its creator's lifetime.
+        p.ensure_covers(&self.authority_of(&key).await?, "API key")?;
+        self.check_lifetime(&key).await?;
         key.updated_at = now;
         tx.update_api_key(&key).await.map_err(name_conflict)?;
         let event = NewAuditEvent::new(cap.principal(), "api_key.update", "api_key", id)
@@ -246,36 +410,106 @@ impl ApiKeyService {
         Ok(key)
     }
 
-    /// Revokes a key at once. Revoking a revoked key changes nothing and succeeds (retries are
-    /// safe).
+    /// Revokes a key at once; with `cascade`, also every key it minted, and theirs, in the same
+    /// transaction. Revoking a revoked key changes nothing and succeeds (retries are safe; a
+    /// cascading retry still reaches descendants left active).
     pub async fn revoke(
         &self,
         cap: &Capability<perm::ApiKeysRevoke>,
         id: Uuid,
         reason: Option<String>,
+        cascade: bool,
     ) -> Result<ApiKey> {
         let now = self.clock.now();
+        let p = cap.principal();
+        let reason = reason.map(|r| apikey::validate_description(&r)).transpose()?;
+        let current = self
+            .store
+            .api_key(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
+        self.changeable(p, current).await?;
+        let descendants = if cascade { self.descendants(id).await? } else { Vec::new() };
+        // Every key the cascade reaches must lie within the caller's authority too (one may
+        // have been rebound since it was minted): all or nothing.
+        for child in &descendants {
+            if let Some(k) = self.store.api_key(*child).await? {
+                self.changeable(p, k).await?;
+            }
+        }
         let mut tx = self.store.begin().await?;
-        let mut key = tx
+        let mut root = tx
             .api_key_for_update(id)
             .await?
             .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
-        if key.revoked_at.is_some() {
-            return Ok(key);
+        let mut events = Vec::new();
+        let mut revoked = Vec::new();
+        if root.revoked_at.is_none() {
+            revoke_in_place(&mut root, now, reason.clone());
+            tx.update_api_key(&root).await?;
+            events.push(NewAuditEvent::new(p, "api_key.revoke", "api_key", id).details(
+                serde_json::json!({
+                    "name": root.name, "reason": reason, "cascade": cascade,
+                    "descendants": descendants.len(),
+                }),
+            ));
+            revoked.push(root.clone());
         }
-        let reason = reason.map(|r| apikey::validate_description(&r)).transpose()?;
-        key.revoked_at = Some(now);
-        key.revocation_reason = reason.clone();
-        key.previous_prefix = None;
-        key.previous_hash = None;
-        key.previous_expires_at = None;
-        key.updated_at = now;
-        tx.update_api_key(&key).await?;
-        let event = NewAuditEvent::new(cap.principal(), "api_key.revoke", "api_key", id)
-            .details(serde_json::json!({"name": key.name, "reason": reason}));
-        tx.commit(vec![event], now).await?;
-        self.forget(&key);
-        Ok(key)
+        for child in descendants {
+            let Some(mut k) = tx.api_key_for_update(child).await? else { continue };
+            if k.revoked_at.is_some() {
+                continue;
+            }
+            revoke_in_place(&mut k, now, Some(format!("minted by revoked key {id}")));
+            tx.update_api_key(&k).await?;
+            events.push(NewAuditEvent::new(p, "api_key.revoke", "api_key", k.id).details(
+                serde_json::json!({"name": k.name, "reason": k.revocation_reason, "cascade_from": id}),
+            ));
+            revoked.push(k);
+        }
+        if events.is_empty() {
+            return Ok(root);
+        }
+        tx.commit(events, now).await?;
+        for k in &revoked {
+            self.forget(k);
+        }
+        Ok(root)
+    }
+
+    /// Every key minted by `id`, by the keys it minted, and so on (breadth first, bounded).
+    async fn descendants(&self, id: Uuid) -> Result<Vec<Uuid>> {
+        const MAX: usize = 10_000;
+        let mut out = Vec::new();
+        let mut queue = std::collections::VecDeque::from([id]);
+        while let Some(parent) = queue.pop_front() {
+            let mut after = None;
+            loop {
+                let filter = ApiKeyFilter { parent_id: Some(parent), ..ApiKeyFilter::default() };
+                let batch = self
+                    .store
+                    .list_api_keys(&filter, &PageRequest { after: after.clone(), limit: 500 })
+                    .await?;
+                let done = batch.len() < 500;
+                after = batch.last().map(|k| k.id.to_string());
+                for k in batch {
+                    if k.id != id && !out.contains(&k.id) {
+                        out.push(k.id);
+                        queue.push_back(k.id);
+                    }
+                }
+                if out.len() > MAX {
+                    return Err(CoreError::invalid(
+                        "too_many_descendants",
+                        format!("more than {MAX} keys descend from this key"),
+                    ));
+                }
+                if done {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Replaces a key's secret. With a grace period the old secret keeps working until it ends.
@@ -293,6 +527,12 @@ impl ApiKeyService {
                 format!("grace_period_seconds must be between 0 and {MAX_GRACE_SECS}"),
             ));
         }
+        let current = self
+            .store
+            .api_key(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
+        self.changeable(cap.principal(), current).await?;
         let mut tx = self.store.begin().await?;
         let mut key = tx
             .api_key_for_update(id)
@@ -400,7 +640,14 @@ impl ApiKeyService {
         Ok(crate::operator::role_permissions(&roles))
     }
 
-    async fn check_holder(&self, holder: Option<Uuid>, has_operator: bool) -> Result<Option<Uuid>> {
+    /// A token holder the caller sees (an unknown person and one outside the caller's scope
+    /// get the same answer).
+    async fn check_holder(
+        &self,
+        p: &Principal,
+        holder: Option<Uuid>,
+        has_operator: bool,
+    ) -> Result<Option<Uuid>> {
         let Some(h) = holder else { return Ok(None) };
         if has_operator {
             return Err(CoreError::invalid(
@@ -408,20 +655,29 @@ impl ApiKeyService {
                 "a key acts for an operator or for a token holder, not both",
             ));
         }
-        if self.store.record(&crate::people::PEOPLE, &h.to_string()).await?.is_none() {
-            return Err(CoreError::invalid("unknown_person", format!("no person {h}")));
+        let person = self
+            .store
+            .record(&crate::people::PEOPLE, &h.to_string())
+            .await?
+            .map(|b| <crate::people::Person as crate::records::Record>::from_body(&b))
+            .transpose()?;
+        match person {
+            Some(person) if p.scope.sees(Some(person.office_id)) => Ok(Some(h)),
+            _ => Err(CoreError::invalid("unknown_person", format!("no person {h}"))),
         }
-        Ok(Some(h))
     }
 
-    async fn check_operator(&self, id: Option<Uuid>) -> Result<Option<String>> {
+    /// An operator the caller sees (its whole scope within the caller's): one outside and one
+    /// that does not exist get the same answer.
+    async fn check_operator(&self, p: &Principal, id: Option<Uuid>) -> Result<Option<String>> {
         let Some(id) = id else { return Ok(None) };
-        match self.store.operator(id).await? {
-            Some(_) => Ok(Some(id.to_string())),
-            None => {
-                Err(CoreError::invalid("unknown_operator", format!("operator {id} does not exist")))
+        if let Some(op) = self.store.operator(id).await? {
+            let scope = crate::org::scope_of(self.store.as_ref(), &op).await?;
+            if p.scope.covers(&scope) && (p.scope.is_all() || !scope.is_nothing()) {
+                return Ok(Some(id.to_string()));
             }
         }
+        Err(CoreError::invalid("unknown_operator", format!("operator {id} does not exist")))
     }
 
     async fn admit(
@@ -446,7 +702,11 @@ impl ApiKeyService {
         // A key bound to an operator acts within the operator's roles, and stops when the
         // operator is disabled. Operators are not cached, so that takes effect at once.
         let (permissions, scope) = match &key.operator_id {
-            None => (key.permissions.clone(), crate::org::Scope::All),
+            // A token holder's key reaches its holder's objects through self-service only.
+            None if key.holder_id.is_some() => {
+                (key.permissions.intersect(&holder_permissions()?), Scope::nothing())
+            }
+            None => (key.permissions.clone(), Scope::All),
             Some(op_id) => {
                 let op = match Uuid::parse_str(op_id) {
                     Ok(u) => self.store.operator(u).await?,
@@ -540,6 +800,21 @@ impl ApiKeyService {
     }
 }
 
+/// All a token holder's key may carry: self-service, and calling endpoint plugins (which then
+/// act for the holder with no more than that).
+fn holder_permissions() -> Result<PermissionSet> {
+    PermissionSet::parse([perm::SelfService::NAME, perm::PluginsInvoke::NAME])
+}
+
+fn revoke_in_place(key: &mut ApiKey, now: OffsetDateTime, reason: Option<String>) {
+    key.revoked_at = Some(now);
+    key.revocation_reason = reason;
+    key.previous_prefix = None;
+    key.previous_hash = None;
+    key.previous_expires_at = None;
+    key.updated_at = now;
+}
+
 /// The audit description of a key (never its secret or hash).
 fn describe(k: &ApiKey) -> serde_json::Value {
     serde_json::json!({
@@ -550,6 +825,8 @@ fn describe(k: &ApiKey) -> serde_json::Value {
         "rate_limit": k.rate_limit,
         "ip_whitelist": k.ip_whitelist.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "operator_id": k.operator_id,
+        "holder_id": k.holder_id,
+        "parent_id": k.parent_id,
         "client_cert_sha256": k.client_cert_sha256,
     })
 }

@@ -352,7 +352,7 @@ impl CertificateService {
                 .ok_or_else(|| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
         }
         filter.now_us = crate::audit::unix_micros(self.clock.now());
-        if let crate::org::Scope::Offices(set) = &cap.principal().scope {
+        if let Some(set) = cap.principal().scope.office_set() {
             filter.scope = Some(set.iter().copied().collect());
         }
         let sort = filter.sort;

@@ -47,6 +47,10 @@ pub struct Session {
     pub signer: Signer,
     /// Who to audit.
     pub principal: Arc<Principal>,
+    /// The access token's id (the digest of its secret): authorizing a SAD checks, in its
+    /// transaction, that the token still exists, so a token ended on another node (password
+    /// change, disable, lockout) cannot authorize signatures from a cache.
+    token_id: String,
 }
 
 /// Tokens `auth/login` hands out.
@@ -302,6 +306,8 @@ impl CscService {
             if lock {
                 cur.failed_logins = 0;
                 cur.locked_until = Some(now + Duration::seconds(self.settings.login_lock_secs));
+                // A lockout ends the signer's tokens and SADs with it (someone is guessing).
+                tx.end_csc_sessions(id).await?;
             }
             cur.updated_at = now;
             tx.update_record(&SIGNERS, &cur.to_row()?).await?;
@@ -314,6 +320,9 @@ impl CscService {
             }))
             .failed();
         tx.commit(vec![ev], now).await?;
+        if outcome == "locked_out" {
+            self.cache.forget_signer(id);
+        }
         Ok(())
     }
 
@@ -415,7 +424,7 @@ impl CscService {
                     .signer(t.signer_id)
                     .await?
                     .ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
-                self.cache.put_session(id, s.clone(), t.expires_at);
+                self.cache.put_session(id.clone(), s.clone(), t.expires_at);
                 (s, t.expires_at)
             }
         };
@@ -426,7 +435,7 @@ impl CscService {
             return Err(CoreError::Unauthenticated(AuthFailure::Disabled));
         }
         let principal = Self::principal(&signer, context);
-        Ok(Session { signer, principal })
+        Ok(Session { signer, principal, token_id: id })
     }
 
     /// `auth/revoke`: an access token, or a refresh token with the access tokens made from it.
@@ -541,6 +550,12 @@ impl CscService {
         let good = verify_secret(pin, c.pin_hash.clone()).await?;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
+        if tx.record_for_update(&TOKENS, &s.token_id).await?.is_none() {
+            drop(tx);
+            self.cache.forget_token(&s.token_id);
+            self.audit_only(vec![ev("invalid_token")]).await?;
+            return Err(CoreError::Unauthenticated(AuthFailure::Unknown));
+        }
         let current = tx.record_for_update(&CREDENTIALS, &c.id.to_string()).await?;
         let mut cur = current
             .map(|b| SigningCredential::from_body(&b))

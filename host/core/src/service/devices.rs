@@ -160,7 +160,18 @@ impl DeviceService {
     ) -> Self {
         Self { store, clock, certificates, people, events }
     }
+}
 
+/// Who `p` is in a device's history and in `suspended_by`: the token holder when a holder's
+/// key acts, else the actor itself.
+pub(crate) fn actor_of(p: &Principal) -> String {
+    match p.holder_id {
+        Some(h) => format!("holder:{h}"),
+        None => format!("{}:{}", p.kind.as_str(), p.id),
+    }
+}
+
+impl DeviceService {
     /// A device `p` sees, or 404.
     pub async fn visible(&self, p: &Principal, id: Uuid) -> Result<Device> {
         let body = self.store.record(&DEVICES, &id.to_string()).await?;
@@ -188,7 +199,7 @@ impl DeviceService {
             from: None,
             to: None,
             reason: None,
-            actor: format!("{}:{}", p.kind.as_str(), p.id),
+            actor: actor_of(p),
             certificates: vec![],
             at: self.clock.now(),
         }
@@ -236,6 +247,7 @@ impl DeviceService {
             status: DeviceStatus::Registered,
             certificates: vec![],
             held: vec![],
+            suspended_by: None,
             production: r.production,
             metadata,
             pin_retries_left: PIN_RETRIES,
@@ -418,14 +430,16 @@ impl DeviceService {
     ) -> Result<Device> {
         let p = cap.principal();
         let before = self.visible(p, id).await?;
-        if before.certificates.contains(&cert_id) {
-            return Ok(before);
-        }
-        if self.store.certificate(cert_id).await?.is_none() {
+        // Through the certificates' visibility rule: one outside the caller's scope and one
+        // that does not exist get the same answer (also when it is linked already).
+        if self.certificates.visible(p, cert_id).await.is_err() {
             return Err(CoreError::invalid(
                 "unknown_certificate",
                 format!("no certificate {cert_id}"),
             ));
+        }
+        if before.certificates.contains(&cert_id) {
+            return Ok(before);
         }
         if before.certificates.len() >= MAX_CERTIFICATES {
             return Err(CoreError::conflict(
@@ -504,7 +518,8 @@ impl DeviceService {
                 _ => before.certificates.clone(),
             };
             for cid in ids {
-                let Some(cert) = self.store.certificate(cid).await? else { continue };
+                // The cascade reaches only certificates the caller sees.
+                let Ok(cert) = self.certificates.visible(p, cid).await else { continue };
                 let applies = match change {
                     CertChange::Suspend => cert.status_at(now) == CertStatus::Active,
                     CertChange::Reactivate => cert.status_at(now) == CertStatus::Suspended,
@@ -521,10 +536,21 @@ impl DeviceService {
                     held.extend(targets.iter().map(|t| t.0));
                     held
                 }
-                _ => vec![],
+                // Holds the caller could not see (and so did not release) stay recorded, for a
+                // caller who sees them to release.
+                _ => before
+                    .held
+                    .iter()
+                    .filter(|h| !targets.iter().any(|t| t.0 == **h))
+                    .copied()
+                    .collect(),
             };
         }
         d.status = to;
+        d.suspended_by = match to {
+            DeviceStatus::Suspended | DeviceStatus::Lost => Some(actor_of(p)),
+            _ => None,
+        };
         d.status_changed_at = now;
         d.updated_at = now;
         let mut h = self.history_entry(&d, p, "transition");

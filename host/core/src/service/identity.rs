@@ -120,8 +120,9 @@ impl IdentityService {
         overwrite: bool,
         dry_run: bool,
     ) -> Result<Completion> {
-        let source = self.pick(source)?;
+        // The person first: someone outside the caller's scope is not found, whatever else.
         let before = self.people.visible(cap.principal(), id).await?;
+        let source = self.pick(source)?;
         let answer = self.sources.lookup(&source, &known(&before)).await?;
         let Some(fields) = answer else {
             return Ok(Completion {

@@ -157,18 +157,11 @@ impl OperatorService {
             });
         }
         for d in &divisions {
+            // A restricted caller passes on only a division it holds itself: a division brings
+            // the offices opened in it later, which seeing today's offices does not cover.
             let div = self.store.record(&org::DIVISIONS, &d.to_string()).await?;
-            if div.is_none() {
+            if div.is_none() || !scope.holds_division(*d) {
                 return Err(CoreError::invalid("unknown_division", format!("no division {d}")));
-            }
-            if !scope.is_all() {
-                // A restricted caller may pass on a division only if it sees all of it.
-                let q = RecordQuery::all(vec![Cond::Eq("division_id", SqlValue::from(*d))]);
-                let inside: Vec<org::Office> =
-                    decode_all(self.store.records(&org::OFFICES, &q).await?)?;
-                if inside.iter().any(|o| !scope.sees(Some(o.id))) {
-                    return Err(CoreError::invalid("unknown_division", format!("no division {d}")));
-                }
             }
         }
         for o in &offices {
@@ -181,7 +174,8 @@ impl OperatorService {
     }
 
     /// Whether `principal` may see operator `op`: an unrestricted caller sees everyone; a
-    /// restricted one sees restricted operators whose whole scope lies inside its own.
+    /// restricted one sees restricted operators whose whole scope (offices and divisions) lies
+    /// inside its own.
     async fn visible(&self, principal: &crate::authz::Principal, op: &Operator) -> Result<bool> {
         if principal.scope.is_all() {
             return Ok(true);
@@ -189,10 +183,7 @@ impl OperatorService {
         if op.unrestricted || (op.divisions.is_empty() && op.offices.is_empty()) {
             return Ok(false);
         }
-        match org::scope_of(self.store.as_ref(), op).await? {
-            org::Scope::Offices(set) => Ok(set.iter().all(|o| principal.scope.sees(Some(*o)))),
-            org::Scope::All => Ok(false),
-        }
+        Ok(principal.scope.covers(&org::scope_of(self.store.as_ref(), op).await?))
     }
 
     async fn find(&self, principal: &crate::authz::Principal, id: Uuid) -> Result<Operator> {
@@ -200,6 +191,23 @@ impl OperatorService {
             Some(op) if self.visible(principal, &op).await? => Ok(op),
             _ => Err(CoreError::not_found("operator", id.to_string())),
         }
+    }
+
+    /// The authority operator `op` acts with: its roles' permissions and its scope.
+    pub async fn authority(&self, op: &Operator) -> Result<crate::authz::Authority> {
+        let roles: Vec<_> =
+            self.store.roles().await?.into_iter().filter(|r| op.roles.contains(&r.name)).collect();
+        Ok(crate::authz::Authority {
+            permissions: crate::operator::role_permissions(&roles),
+            scope: org::scope_of(self.store.as_ref(), op).await?,
+        })
+    }
+
+    /// An operator `principal` may change: visible, and with no more authority than it.
+    async fn changeable(&self, principal: &crate::authz::Principal, id: Uuid) -> Result<Operator> {
+        let op = self.find(principal, id).await?;
+        principal.ensure_covers(&self.authority(&op).await?, "operator")?;
+        Ok(op)
     }
 
     /// The effective scope of an operator: divisions, and every office it sees.
@@ -215,9 +223,9 @@ impl OperatorService {
                 divisions.push(<org::Division as Record>::from_body(&b)?);
             }
         }
-        let offices = match org::scope_of(self.store.as_ref(), &op).await? {
-            org::Scope::All => Vec::new(),
-            org::Scope::Offices(set) => {
+        let offices = match org::scope_of(self.store.as_ref(), &op).await?.office_set() {
+            None => Vec::new(),
+            Some(set) => {
                 let q = RecordQuery::all(vec![Cond::In(
                     "id",
                     set.iter().map(|o| SqlValue::from(*o)).collect(),
@@ -345,7 +353,8 @@ impl OperatorService {
         self.find(cap.principal(), id).await
     }
 
-    /// Changes details, roles or the certificate binding.
+    /// Changes details, roles, scope or the certificate binding of an operator whose authority
+    /// (roles and scope) lies within the caller's; the new roles and scope must too.
     pub async fn update(
         &self,
         cap: &Capability<perm::OperatorsUpdate>,
@@ -357,7 +366,7 @@ impl OperatorService {
             Some(r) => Some(self.check_roles(cap.principal(), r).await?),
             None => None,
         };
-        let current = self.find(cap.principal(), id).await?;
+        let current = self.changeable(cap.principal(), id).await?;
         let scope =
             if patch.unrestricted.is_some() || patch.divisions.is_some() || patch.offices.is_some()
             {
@@ -405,7 +414,8 @@ impl OperatorService {
         Ok(op)
     }
 
-    /// Enables or disables an operator; repeating the same state is a harmless no-op.
+    /// Enables or disables an operator whose authority lies within the caller's; repeating the
+    /// same state is a harmless no-op.
     pub async fn set_enabled(
         &self,
         cap: &Capability<perm::OperatorsDisable>,
@@ -413,7 +423,7 @@ impl OperatorService {
         enabled: bool,
     ) -> Result<Operator> {
         let now = self.clock.now();
-        self.find(cap.principal(), id).await?;
+        self.changeable(cap.principal(), id).await?;
         let mut tx = self.store.begin().await?;
         let mut op = tx
             .operator_for_update(id)

@@ -399,6 +399,18 @@ impl RequestService {
         let before = self.visible(p, id).await?;
         Self::pending(&before)?;
         let who = actor(p);
+        // Dual control and separation of duties count people: under such a profile only an
+        // operator (or a key bound to one) approves, never an unbound key or a plugin, so two
+        // keys of one administrator are one approver.
+        let counts_people = before.approvals_required > 1 || !before.requester_may_approve;
+        if counts_people && (p.operator_id.is_none() || p.kind == crate::authz::ActorKind::Plugin) {
+            return Err(CoreError::Forbidden {
+                code: "approver_not_an_operator",
+                detail: "this request needs approvals from distinct operators: approve with a \
+                         key bound to an operator, or as an operator"
+                    .into(),
+            });
+        }
         if !before.requester_may_approve && who == before.requested_by {
             return Err(CoreError::Forbidden {
                 code: "separation_of_duties",

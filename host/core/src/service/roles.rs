@@ -159,6 +159,14 @@ impl RoleService {
                 format!("built-in role `{name}` cannot be changed"),
             ));
         }
+        // A role is changed only by someone who holds all it grants: otherwise a caller could
+        // strip (or reshape) the authority of operators who hold more than it does.
+        if !before.permissions.is_subset_of(&cap.principal().permissions) {
+            return Err(CoreError::Forbidden {
+                code: "authority_exceeded",
+                detail: format!("role `{name}` grants permissions the caller does not hold"),
+            });
+        }
         let mut role = before.clone();
         role.excludes = excludes;
         role.description = crate::apikey::validate_description(&input.description)?;

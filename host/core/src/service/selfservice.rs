@@ -163,6 +163,19 @@ impl SelfService {
                 ),
             ));
         }
+        // A holder lifts only a suspension the holder placed; an operator's stays until an
+        // operator lifts it.
+        if to == DeviceStatus::Active
+            && d.status == DeviceStatus::Suspended
+            && d.suspended_by != Some(crate::service::devices::actor_of(p))
+        {
+            return Err(CoreError::Forbidden {
+                code: "suspended_by_operator",
+                detail:
+                    "this device was suspended by an operator; only an operator can reactivate it"
+                        .into(),
+            });
+        }
         let acting = Self::acting(p, crate::service::devices::permission_for(d.status, to))?;
         match to {
             DeviceStatus::Suspended | DeviceStatus::Lost => {

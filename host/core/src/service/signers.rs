@@ -12,7 +12,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::audit::NewAuditEvent;
-use crate::authz::{Capability, Principal, perm};
+use crate::authz::{Capability, Permission, Principal, perm};
 use crate::cert::{Certificate, KeyType, RevocationReason};
 use crate::csc::{
     CREDENTIALS, CredentialStatus, CscSettings, SIGNERS, Signer, SigningCredential, SigningKeys,
@@ -256,14 +256,94 @@ impl SignerService {
         decode_all(self.store.records(&CREDENTIALS, &q).await?)
     }
 
+    /// A signer's person must be one the caller sees; a caller with a restricted scope must
+    /// name one (a signer of no person is visible to unrestricted callers only).
     async fn check_person(&self, p: &Principal, person: Option<Uuid>) -> Result<()> {
-        if let Some(id) = person {
-            self.people
-                .visible(p, id)
-                .await
-                .map_err(|_| CoreError::invalid("unknown_person", format!("no person {id}")))?;
+        match person {
+            Some(id) => {
+                self.people
+                    .visible(p, id)
+                    .await
+                    .map_err(|_| CoreError::invalid("unknown_person", format!("no person {id}")))?;
+            }
+            None if !p.scope.is_all() => {
+                return Err(CoreError::invalid(
+                    "missing_field",
+                    "`person_id` is required for a caller with a restricted scope",
+                ));
+            }
+            None => {}
         }
         Ok(())
+    }
+
+    /// Whether `p` sees signer `s`: the visibility rule of signers is their person's (a signer
+    /// of no person is seen by unrestricted callers only).
+    async fn sees_signer(&self, p: &Principal, s: &Signer) -> Result<bool> {
+        if p.scope.is_all() {
+            return Ok(true);
+        }
+        let Some(person) = s.person_id else { return Ok(false) };
+        match self.people.visible(p, person).await {
+            Ok(_) => Ok(true),
+            Err(CoreError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A signer `p` sees, or 404.
+    async fn visible_signer(&self, p: &Principal, id: Uuid) -> Result<Signer> {
+        match self.signer(id).await? {
+            Some(s) if self.sees_signer(p, &s).await? => Ok(s),
+            _ => Err(CoreError::not_found("signer", id.to_string())),
+        }
+    }
+
+    /// A credential `p` sees (its signer's rule), or 404.
+    async fn visible_credential(&self, p: &Principal, id: Uuid) -> Result<SigningCredential> {
+        let c = self.credential(id).await?;
+        if let Some(c) = c
+            && let Some(s) = self.signer(c.signer_id).await?
+            && self.sees_signer(p, &s).await?
+        {
+            return Ok(c);
+        }
+        Err(CoreError::not_found("signing_credential", id.to_string()))
+    }
+
+    /// Reads pages until one is full of rows whose signer (`signer_of`) `p` sees: a
+    /// restricted caller's list, filtered by the signers' visibility rule.
+    async fn scoped_page<R: Record>(
+        &self,
+        p: &Principal,
+        conds: Vec<Cond>,
+        page: PageRequest,
+        signer_of: fn(&R) -> Uuid,
+    ) -> Result<Page<R>> {
+        let mut out = Vec::new();
+        let mut after = page.after.clone();
+        loop {
+            let batch: Page<R> = record_page(
+                self.store.as_ref(),
+                conds.clone(),
+                PageRequest { after: after.clone(), limit: 200 },
+            )
+            .await?;
+            for r in batch.items {
+                let seen = match self.signer(signer_of(&r)).await? {
+                    Some(s) => self.sees_signer(p, &s).await?,
+                    None => false,
+                };
+                if seen {
+                    out.push(r);
+                }
+            }
+            after = batch.next_cursor;
+            if after.is_none() || out.len() > page.limit as usize {
+                break;
+            }
+        }
+        Ok(crate::service::paginate(out, page.limit, |r| r.id().to_string()))
     }
 
     /// Creates a signer.
@@ -302,7 +382,7 @@ impl SignerService {
     /// A page of signers.
     pub async fn list_signers(
         &self,
-        _cap: &Capability<perm::SignersRead>,
+        cap: &Capability<perm::SignersRead>,
         enabled: Option<bool>,
         person_id: Option<Uuid>,
         page: PageRequest,
@@ -314,28 +394,32 @@ impl SignerService {
         if let Some(p) = person_id {
             conds.push(Cond::Eq("person_id", p.into()));
         }
-        record_page(self.store.as_ref(), conds, page).await
+        let p = cap.principal();
+        if p.scope.is_all() {
+            return record_page(self.store.as_ref(), conds, page).await;
+        }
+        self.scoped_page(p, conds, page, |s: &Signer| s.id).await
     }
 
-    /// One signer, or 404.
+    /// One signer, or 404 (also outside the caller's scope).
     pub async fn get_signer(
         &self,
-        _cap: &Capability<perm::SignersRead>,
+        cap: &Capability<perm::SignersRead>,
         id: Uuid,
     ) -> Result<Signer> {
-        self.signer(id).await?.ok_or_else(|| CoreError::not_found("signer", id.to_string()))
+        self.visible_signer(cap.principal(), id).await
     }
 
-    /// Changes a signer (a disabled signer's CSC tokens stop working at once: every CSC call
-    /// checks the signer).
+    /// Changes a signer the caller sees. A new password or a disable ends the signer's CSC
+    /// tokens and SADs in the same transaction (on every node: SADs are spent in the database,
+    /// and authorizing a SAD checks the token there).
     pub async fn update_signer(
         &self,
         cap: &Capability<perm::SignersWrite>,
         id: Uuid,
         c: SignerChange,
     ) -> Result<Signer> {
-        let before =
-            self.signer(id).await?.ok_or_else(|| CoreError::not_found("signer", id.to_string()))?;
+        let before = self.visible_signer(cap.principal(), id).await?;
         let mut s = before.clone();
         let mut fields = Vec::new();
         if let Some(p) = c.password {
@@ -378,8 +462,11 @@ impl SignerService {
         let mut tx = self.store.begin().await?;
         lock_unchanged(tx.as_mut(), &before, "signer").await?;
         tx.update_record(&SIGNERS, &s.to_row()?).await?;
-        let ev = NewAuditEvent::new(cap.principal(), "signer.update", "signer", id)
-            .details(serde_json::json!({"fields": fields, "enabled": s.enabled}));
+        let ends_sessions = fields.contains(&"password") || (before.enabled && !s.enabled);
+        let ended = if ends_sessions { tx.end_csc_sessions(id).await? } else { 0 };
+        let ev = NewAuditEvent::new(cap.principal(), "signer.update", "signer", id).details(
+            serde_json::json!({"fields": fields, "enabled": s.enabled, "sessions_ended": ended}),
+        );
         tx.commit(vec![ev], now).await?;
         self.cache.forget_signer(id);
         Ok(s)
@@ -392,9 +479,24 @@ impl SignerService {
         n: NewCredential,
     ) -> Result<(SigningCredential, Certificate)> {
         let p = cap.principal();
-        let signer = self.signer_by_name(&n.signer).await?.ok_or_else(|| {
-            CoreError::invalid("unknown_signer", format!("no signer `{}`", n.signer.trim()))
-        })?;
+        let unknown =
+            || CoreError::invalid("unknown_signer", format!("no signer `{}`", n.signer.trim()));
+        let signer = self.signer_by_name(&n.signer).await?.ok_or_else(unknown)?;
+        if !self.sees_signer(p, &signer).await? {
+            return Err(unknown());
+        }
+        // `signers:write` issues document-signing certificates only; another profile needs the
+        // caller's own `certificate:issue` (the service acts with no more than the caller).
+        let profile = n.profile.clone().unwrap_or_else(|| SIGNING_PROFILE.to_owned());
+        if profile != SIGNING_PROFILE && !p.permissions.allows(perm::CertificateIssue::NAME) {
+            return Err(CoreError::Forbidden {
+                code: "permission_denied",
+                detail: format!(
+                    "a credential under profile `{profile}` needs `certificate:issue`; \
+                     `signers:write` issues `{SIGNING_PROFILE}` certificates only"
+                ),
+            });
+        }
         if !matches!(
             n.key_algorithm,
             KeyType::P256 | KeyType::P384 | KeyType::Rsa2048 | KeyType::Rsa3072
@@ -428,7 +530,7 @@ impl SignerService {
                 &issuer.authorize::<perm::CertificateIssue>()?,
                 IssueRequest {
                     csr,
-                    profile: n.profile.unwrap_or_else(|| SIGNING_PROFILE.to_owned()),
+                    profile,
                     metadata: Some(serde_json::json!({
                         "signing_credential_id": id, "signer": signer.username,
                     })),
@@ -496,7 +598,7 @@ impl SignerService {
     /// A page of credentials.
     pub async fn list_credentials(
         &self,
-        _cap: &Capability<perm::SignersRead>,
+        cap: &Capability<perm::SignersRead>,
         signer_id: Option<Uuid>,
         status: Option<CredentialStatus>,
         page: PageRequest,
@@ -508,18 +610,20 @@ impl SignerService {
         if let Some(s) = status {
             conds.push(Cond::Eq("status", s.as_str().into()));
         }
-        record_page(self.store.as_ref(), conds, page).await
+        let p = cap.principal();
+        if p.scope.is_all() {
+            return record_page(self.store.as_ref(), conds, page).await;
+        }
+        self.scoped_page(p, conds, page, |c: &SigningCredential| c.signer_id).await
     }
 
-    /// One credential, or 404.
+    /// One credential, or 404 (also outside the caller's scope).
     pub async fn get_credential(
         &self,
-        _cap: &Capability<perm::SignersRead>,
+        cap: &Capability<perm::SignersRead>,
         id: Uuid,
     ) -> Result<SigningCredential> {
-        self.credential(id)
-            .await?
-            .ok_or_else(|| CoreError::not_found("signing_credential", id.to_string()))
+        self.visible_credential(cap.principal(), id).await
     }
 
     /// Enables or disables a credential, sets a new PIN, unlocks it, changes its limits.
@@ -529,10 +633,7 @@ impl SignerService {
         id: Uuid,
         ch: CredentialChange,
     ) -> Result<SigningCredential> {
-        let before = self
-            .credential(id)
-            .await?
-            .ok_or_else(|| CoreError::not_found("signing_credential", id.to_string()))?;
+        let before = self.visible_credential(cap.principal(), id).await?;
         let mut c = before.clone();
         let mut fields = Vec::new();
         if let Some(s) = ch.status
