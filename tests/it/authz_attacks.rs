@@ -793,3 +793,170 @@ async fn a_restricted_operator_grants_only_divisions_it_holds() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn a_key_cannot_extend_its_own_life_nor_a_holders_key_gain_an_operator() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let k = s
+            .create_key(
+                json!({"name": "k", "permissions": ["api_keys:update"], "expires": in_hours(24)}),
+            )
+            .await;
+        let (kid, kk) = (id(&k), k["key"].as_str().unwrap().to_owned());
+        for expires in [json!("never"), json!(in_hours(48))] {
+            let (st, e) = call(
+                &s,
+                &kk,
+                Method::PATCH,
+                &format!("/api/v1/api-keys/{kid}"),
+                Some(json!({"expires": expires})),
+            )
+            .await;
+            assert_eq!((st, e["code"].as_str()), (400, Some("expiry_beyond_creator")), "{e}");
+        }
+        let (st, e) = call(
+            &s,
+            &kk,
+            Method::PATCH,
+            &format!("/api/v1/api-keys/{kid}"),
+            Some(json!({"expires": in_hours(12)})),
+        )
+        .await;
+        assert_eq!(st, 200, "shortening is fine: {e}");
+
+        let (a, _, _, _) = two_offices(&s).await;
+        let ana = person(&s, &a, "Ana").await;
+        let h = s
+            .create_key(json!({"name": "h", "permissions": ["self_service:use"], "holder_id": ana}))
+            .await;
+        s.create("/api/v1/roles", json!({"name": "everything", "permissions": ["*"]})).await;
+        let op = id(&s
+            .create("/api/v1/operators", json!({"username": "root", "roles": ["everything"]}))
+            .await);
+        let (st, e) = call(
+            &s,
+            &s.admin_key,
+            Method::PATCH,
+            &format!("/api/v1/api-keys/{}", id(&h)),
+            Some(json!({"operator_id": op})),
+        )
+        .await;
+        assert_eq!((st, e["code"].as_str()), (400, Some("invalid_binding")), "{e}");
+        let (st, e) = call(
+            &s,
+            &s.admin_key,
+            Method::PATCH,
+            &format!("/api/v1/api-keys/{}", id(&h)),
+            Some(json!({"permissions": ["*"]})),
+        )
+        .await;
+        assert_eq!((st, e["code"].as_str()), (400, Some("invalid_permission")), "{e}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_cascading_revocation_stops_at_a_key_beyond_the_callers_authority() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let officer = s.create_key(json!({"name": "officer", "permissions": ["api_keys:*"]})).await;
+        let ok = officer["key"].as_str().unwrap();
+        let parent = s.create_key(json!({"name": "parent", "permissions": ["api_keys:*"]})).await;
+        let (st, child) = call(
+            &s,
+            parent["key"].as_str().unwrap(),
+            Method::POST,
+            "/api/v1/api-keys",
+            Some(json!({"name": "child", "permissions": ["api_keys:read"]})),
+        )
+        .await;
+        assert_eq!(st, 201, "{child}");
+        // The administrator widens the child beyond what the officer holds.
+        let (st, _) = call(
+            &s,
+            &s.admin_key,
+            Method::PATCH,
+            &format!("/api/v1/api-keys/{}", id(&child)),
+            Some(json!({"permissions": ["*"]})),
+        )
+        .await;
+        assert_eq!(st, 200);
+        let (st, e) = call(
+            &s,
+            ok,
+            Method::DELETE,
+            &format!("/api/v1/api-keys/{}?cascade=true", id(&parent)),
+            None,
+        )
+        .await;
+        assert_eq!((st, e["code"].as_str()), (403, Some("authority_exceeded")), "{e}");
+        // All or nothing: the parent still works.
+        let (st, _) =
+            call(&s, parent["key"].as_str().unwrap(), Method::GET, "/api/v1/api-keys", None).await;
+        assert_eq!(st, 200);
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_files_requests_and_mints_keys_for_its_caller_not_for_itself() {
+    for db in backends().await {
+        let dir = std::path::PathBuf::from(env!("SIGIL_TEST_PLUGINS"));
+        let toml = format!(
+            "[plugins.load.test-proxy]\nfile = \"{}/test_proxy.wasm\"\ngrants = [\"sigil-api\"]\npermissions = [\"*\"]\n",
+            dir.display()
+        );
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        let (a, _, _, _) = two_offices(&s).await;
+        let ana = person(&s, &a, "Ana").await;
+        let perms = ["requests:*", "people:read", "api_keys:create", "plugins:invoke:test-proxy"];
+        s.create("/api/v1/roles", json!({"name": "ra", "permissions": perms})).await;
+        let (op, k) = s.operator_key("ra", &["ra"], json!({}), &perms).await;
+        let via = |method: &str, to: &str| {
+            format!("/api/v1/ext/test-proxy/call?method={method}&to={}", to.replace('/', "%2F"))
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let (csr, _) = openssl_csr(tmp.path(), "p", "ec:P-256", "/CN=p", None);
+        // tls-client forbids the requester to approve: filing through the plugin is still filing.
+        let (st, r) = call(
+            &s,
+            &k,
+            Method::POST,
+            &via("POST", "/requests"),
+            Some(
+                json!({"person_id": ana, "certificates": [{"profile": "tls-client", "csr": csr}]}),
+            ),
+        )
+        .await;
+        assert_eq!(st, 201, "{r}");
+        assert_eq!(r["requested_by"], json!(op), "{r}");
+        let (st, e) = call(
+            &s,
+            &k,
+            Method::POST,
+            &format!("/api/v1/requests/{}/approve", id(&r)),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!((st, e["code"].as_str()), (403, Some("separation_of_duties")), "{e}");
+        // A key minted through the plugin descends from the caller's key, bound to its operator.
+        let (st, m) = call(
+            &s,
+            &k,
+            Method::POST,
+            &via("POST", "/api-keys"),
+            Some(json!({"name": "via-plugin", "permissions": ["people:read"]})),
+        )
+        .await;
+        assert_eq!(st, 201, "{m}");
+        assert_eq!(m["operator_id"], json!(op));
+        let (_, mine) =
+            call(&s, &s.admin_key, Method::GET, "/api/v1/api-keys?name=ra-key", None).await;
+        assert_eq!(m["parent_id"], mine["items"][0]["id"], "{m}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

@@ -275,7 +275,25 @@ impl DeviceService {
 
     /// One device.
     pub async fn get(&self, cap: &Capability<perm::DevicesRead>, id: Uuid) -> Result<Device> {
-        self.visible(cap.principal(), id).await
+        let d = self.visible(cap.principal(), id).await?;
+        self.redacted(cap.principal(), d).await
+    }
+
+    /// `d` as `p` may see it: the certificates on it (and on hold by it) that `p` does not see
+    /// are left out, so that their ids do not leak through a device in `p`'s office.
+    async fn redacted(&self, p: &Principal, mut d: Device) -> Result<Device> {
+        if p.scope.is_all() {
+            return Ok(d);
+        }
+        let mut seen = Vec::with_capacity(d.certificates.len());
+        for c in &d.certificates {
+            if self.certificates.visible(p, *c).await.is_ok() {
+                seen.push(*c);
+            }
+        }
+        d.held.retain(|h| seen.contains(h));
+        d.certificates = seen;
+        Ok(d)
     }
 
     /// A page of devices in scope.
@@ -305,7 +323,14 @@ impl DeviceService {
             conds.push(Cond::Eq("serial", s.into()));
         }
         conds.extend(cap.principal().scope.condition("office_id"));
-        record_page::<Device>(self.store.as_ref(), conds, page).await
+        let mut page = record_page::<Device>(self.store.as_ref(), conds, page).await?;
+        let p = cap.principal();
+        let mut items = Vec::with_capacity(page.items.len());
+        for d in page.items {
+            items.push(self.redacted(p, d).await?);
+        }
+        page.items = items;
+        Ok(page)
     }
 
     /// A device's lifecycle history, oldest first.
@@ -409,7 +434,7 @@ impl DeviceService {
             d.pin_retries_left = n;
         }
         if d == before {
-            return Ok(before);
+            return self.redacted(p, before).await;
         }
         d.updated_at = self.clock.now();
         let h = self.history_entry(&d, p, "updated");
@@ -418,7 +443,7 @@ impl DeviceService {
             "pin_retries_left": d.pin_retries_left,
         }));
         self.save(&before, &d, h, vec![ev], Also::default(), p).await?;
-        Ok(d)
+        self.redacted(p, d).await
     }
 
     /// Records that a certificate is on the device (its lifecycle then follows the device's).
@@ -439,7 +464,7 @@ impl DeviceService {
             ));
         }
         if before.certificates.contains(&cert_id) {
-            return Ok(before);
+            return self.redacted(p, before).await;
         }
         if before.certificates.len() >= MAX_CERTIFICATES {
             return Err(CoreError::conflict(
@@ -455,7 +480,7 @@ impl DeviceService {
         let ev = NewAuditEvent::new(p, "device.link_certificate", "device", id)
             .details(serde_json::json!({"certificate_id": cert_id}));
         self.save(&before, &d, h, vec![ev], Also::default(), p).await?;
-        Ok(d)
+        self.redacted(p, d).await
     }
 
     /// Moves a device to `to`; `P` must be the permission [`permission_for`] names. The
@@ -483,7 +508,7 @@ impl DeviceService {
         let p = cap.principal();
         let before = self.visible(p, id).await?;
         if before.status == to {
-            return Ok(before);
+            return self.redacted(p, before).await;
         }
         let needed = permission_for(before.status, to);
         if P::NAME != needed {
@@ -571,6 +596,6 @@ impl DeviceService {
             &d,
             serde_json::json!({"from": before.status, "certificates": certs}),
         );
-        Ok(d)
+        self.redacted(p, d).await
     }
 }
