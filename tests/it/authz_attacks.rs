@@ -960,3 +960,141 @@ async fn a_plugin_files_requests_and_mints_keys_for_its_caller_not_for_itself() 
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn renewing_into_another_subject_needs_certificate_issue() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let (_, p) =
+            json(s.admin(Method::GET, "/api/v1/profiles/tls-client").send().await.unwrap()).await;
+        let mut spec = p["spec"].clone();
+        spec["renewal_window_days"] = spec["validity_days"].clone();
+        s.create("/api/v1/profiles", json!({"name": "renewable", "spec": spec})).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let csr = |n: &str, cn: &str| {
+            openssl_csr(tmp.path(), n, "ec:P-256", &format!("/CN={cn}"), None).0
+        };
+        let c = s
+            .create(
+                "/api/v1/certificates",
+                json!({"csr": csr("a", "alice"), "profile": "renewable"}),
+            )
+            .await;
+        let k =
+            s.create_key(json!({"name": "renewer", "permissions": ["certificate:renew"]})).await;
+        let k = k["key"].as_str().unwrap();
+        let path = format!("/api/v1/certificates/{}/renew", id(&c));
+        let (st, e) =
+            call(&s, k, Method::POST, &path, Some(json!({"csr": csr("m", "Chief Executive")})))
+                .await;
+        assert_eq!((st, e["code"].as_str()), (403, Some("renewal_changes_identity")), "{e}");
+        let (st, e) =
+            call(&s, k, Method::POST, &path, Some(json!({"csr": csr("b", "alice")}))).await;
+        assert_eq!(
+            (st, e["subject"].as_str()),
+            (201, Some("CN=alice")),
+            "a new key, the same identity: {e}"
+        );
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_holders_key_reaches_only_devices_of_its_holders_office() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let (a, b, _, _) = two_offices(&s).await;
+        let p = person(&s, &b, "Pia").await;
+        let d = id(&s
+            .create(
+                "/api/v1/devices",
+                json!({"kind": "smart_card", "serial": "SC-B", "office_id": b, "holder_id": p}),
+            )
+            .await);
+        call(&s, &s.admin_key, Method::POST, &format!("/api/v1/devices/{d}/activate"), None).await;
+        // Pia moves to office A; whoever sees A now manages her key, and sees nothing of B.
+        let (st, e) = call(
+            &s,
+            &s.admin_key,
+            Method::PATCH,
+            &format!("/api/v1/people/{p}"),
+            Some(json!({"office_id": a})),
+        )
+        .await;
+        assert_eq!(st, 200, "{e}");
+        let hk = s
+            .create_key(json!({"name": "pia", "permissions": ["self_service:use"], "holder_id": p}))
+            .await;
+        let hk = hk["key"].as_str().unwrap();
+        let (st, list) = call(&s, hk, Method::GET, "/api/v1/self/devices", None).await;
+        assert_eq!(
+            (st, list.as_array().map(Vec::len).or(list["items"].as_array().map(Vec::len))),
+            (200, Some(0)),
+            "{list}"
+        );
+        let (st, _) = call(
+            &s,
+            hk,
+            Method::POST,
+            &format!("/api/v1/self/devices/{d}/damaged"),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(st, 404);
+        let (_, dev) =
+            call(&s, &s.admin_key, Method::GET, &format!("/api/v1/devices/{d}"), None).await;
+        assert_eq!(dev["status"], "active");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_serial_or_source_id_used_in_another_office_tells_nothing() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let (a, b, _, _) = two_offices(&s).await;
+        s.create(
+            "/api/v1/devices",
+            json!({"kind": "smart_card", "serial": "SC-7", "office_id": b}),
+        )
+        .await;
+        s.create(
+            "/api/v1/people",
+            json!({"office_id": b, "given_name": "Bor", "family_name": "B", "external_id": "E-7"}),
+        )
+        .await;
+        let perms = ["devices:*", "people:*"];
+        s.create("/api/v1/roles", json!({"name": "clerk", "permissions": perms})).await;
+        let (_, k) = s.operator_key("clerk-a", &["clerk"], json!({"offices": [a]}), &perms).await;
+        // Office A's clerk registers the same values as if office B did not exist...
+        let (st, e) = call(
+            &s,
+            &k,
+            Method::POST,
+            "/api/v1/devices",
+            Some(json!({"kind": "smart_card", "serial": "SC-7", "office_id": a})),
+        )
+        .await;
+        assert_eq!(st, 201, "{e}");
+        let person =
+            json!({"office_id": a, "given_name": "Ana", "family_name": "A", "external_id": "E-7"});
+        let (st, e) = call(&s, &k, Method::POST, "/api/v1/people", Some(person.clone())).await;
+        assert_eq!(st, 201, "{e}");
+        // ...and a clash within its own office is still a clash.
+        let (st, e) = call(
+            &s,
+            &k,
+            Method::POST,
+            "/api/v1/devices",
+            Some(json!({"kind": "smart_card", "serial": "SC-7", "office_id": a})),
+        )
+        .await;
+        assert_eq!((st, e["code"].as_str()), (409, Some("serial_taken")), "{e}");
+        let (st, e) = call(&s, &k, Method::POST, "/api/v1/people", Some(person)).await;
+        assert_eq!((st, e["code"].as_str()), (409, Some("external_id_taken")), "{e}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

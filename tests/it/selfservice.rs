@@ -26,8 +26,12 @@ async fn self_service_acts_for_the_token_holder_only() {
             .to_owned();
         let tmp = tempfile::tempdir().unwrap();
         let (csr, _) = openssl_csr(tmp.path(), "ana", "ec:P-256", "/CN=ana", None);
-        let cert =
-            s.create("/api/v1/certificates", json!({"csr": csr, "profile": "tls-client"})).await;
+        let cert = s
+            .create(
+                "/api/v1/certificates",
+                json!({"csr": csr, "profile": "tls-client", "office_id": a}),
+            )
+            .await;
         let cid = cert["id"].as_str().unwrap().to_owned();
         for (d, c) in [(&mine, Some(&cid)), (&theirs, None)] {
             if let Some(c) = c {

@@ -159,7 +159,7 @@ pub struct Device {
     pub holder_id: Option<Uuid>,
     /// Kind.
     pub kind: DeviceKind,
-    /// Serial number (unique).
+    /// Serial number (unique within the office).
     pub serial: String,
     /// State.
     pub status: DeviceStatus,

@@ -170,7 +170,7 @@ pub struct HistoryPage {
 pub struct RegisterBody {
     /// Kind.
     kind: DeviceKind,
-    /// Serial number (unique).
+    /// Serial number (unique within the office).
     #[schema(min_length = 1, max_length = 128)]
     serial: String,
     /// Registration office.

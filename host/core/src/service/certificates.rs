@@ -587,7 +587,30 @@ impl CertificateService {
             ));
         }
         let parsed = match csr {
-            Some(bytes) => self.csr.parse(&bytes)?,
+            Some(bytes) => {
+                let parsed = self.csr.parse(&bytes)?;
+                // A renewal changes the key, not the identity: a CSR naming another subject or
+                // other names is an issuance, which `certificate:renew` alone does not grant.
+                let same = self.same_key_request(&old)?;
+                let key = |a: &crate::cert::NameAttribute| (a.attribute.clone(), a.value.clone());
+                let mut want: Vec<_> = same.subject.iter().map(key).collect();
+                let mut got: Vec<_> = parsed.subject.iter().map(key).collect();
+                want.sort();
+                got.sort();
+                let same_names = parsed.sans.iter().all(|n| old.sans.contains(n))
+                    && old.sans.iter().all(|n| parsed.sans.contains(n));
+                if (want != got || !same_names)
+                    && !cap.principal().permissions.allows(perm::CertificateIssue::NAME)
+                {
+                    return Err(CoreError::Forbidden {
+                        code: "renewal_changes_identity",
+                        detail: "the CSR names another subject or other names than the \
+                                 certificate it renews; that needs `certificate:issue`"
+                            .into(),
+                    });
+                }
+                parsed
+            }
             // Same key: the old certificate's key, subject and names go through the profile again.
             None => self.same_key_request(&old)?,
         };

@@ -261,7 +261,7 @@ impl DeviceService {
         let mut tx = self.store.begin().await?;
         tx.insert_record(&DEVICES, &d.to_row()?).await.map_err(conflict_as(
             "serial_taken",
-            format!("a device with serial `{}` exists", d.serial),
+            format!("a device with serial `{}` exists in this office", d.serial),
         ))?;
         tx.insert_record(&DEVICE_EVENTS, &h.to_row()?).await?;
         let ev = NewAuditEvent::new(p, "device.register", "device", d.id).details(serde_json::json!({

@@ -348,7 +348,7 @@ impl PeopleService {
         let mut tx = self.store.begin().await?;
         tx.insert_record(&PEOPLE, &p.to_row()?).await.map_err(conflict_as(
             "external_id_taken",
-            "a person with this external_id exists".into(),
+            "a person with this external_id exists in this office".into(),
         ))?;
         let empty = Person {
             external_id: None,
@@ -487,7 +487,7 @@ impl PeopleService {
         lock_unchanged(tx.as_mut(), &before, "person").await?;
         tx.update_record(&PEOPLE, &p.to_row()?).await.map_err(conflict_as(
             "external_id_taken",
-            "a person with this external_id exists".into(),
+            "a person with this external_id exists in this office".into(),
         ))?;
         let mut d = details;
         d.insert("fields".into(), changed_fields(&before, &p).into());

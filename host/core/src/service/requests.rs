@@ -487,6 +487,15 @@ impl RequestService {
     ) -> Result<()> {
         let issue_cap = acting.authorize::<perm::CertificateIssue>()?;
         let dev_cap = acting.authorize::<perm::DevicesWrite>()?;
+        // The person must still be one of the request's office (and visible to the approver):
+        // a person moved since would get certificates and a device in an office not theirs.
+        let person = self.people.visible(acting, r.person_id).await?;
+        if person.office_id != r.office_id {
+            return Err(CoreError::conflict(
+                "person_moved",
+                "the person has moved to another office since the request was filed",
+            ));
+        }
         if let Some(d) = &r.device {
             let serial =
                 d.serial.clone().unwrap_or_else(|| format!("VT-{}", Uuid::now_v7().simple()));

@@ -63,17 +63,30 @@ impl SelfService {
     ) -> Result<PinReset> {
         let p = cap.principal();
         let d = self.mine(p, id).await?;
-        let acting = Self::acting(p, "device:pin_reset")?;
+        let acting = self.acting(p, "device:pin_reset").await?;
         self.pins.reset_device(&acting, d, challenge).await
     }
 
-    /// The holder acting with exactly `permission`, on objects already checked to be theirs.
-    fn acting(p: &Arc<Principal>, permission: &str) -> Result<Arc<Principal>> {
+    /// The holder acting with exactly `permission`, within the holder's own office (whoever
+    /// manages the holder's key sees that office, and no other), on objects already checked
+    /// to be theirs.
+    async fn acting(&self, p: &Arc<Principal>, permission: &str) -> Result<Arc<Principal>> {
+        let office = self.holder_office(p).await?;
         Ok(Arc::new(Principal {
             permissions: PermissionSet::parse([permission])?,
-            scope: crate::org::Scope::All,
+            scope: crate::org::Scope::offices(office),
             ..(**p).clone()
         }))
+    }
+
+    /// The holder's office (None when the person has gone).
+    async fn holder_office(&self, p: &Principal) -> Result<Option<Uuid>> {
+        let h = holder(p)?;
+        let body = self.store.record(&crate::people::PEOPLE, &h.to_string()).await?;
+        Ok(body
+            .map(|b| crate::people::Person::from_body(&b))
+            .transpose()?
+            .map(|person| person.office_id))
     }
 
     /// Renews one of the holder's certificates (on one of their devices, or issued for them by
@@ -94,10 +107,11 @@ impl SelfService {
         let for_holder =
             cert.metadata.get("person_id").and_then(|v| v.as_str()) == Some(h.to_string().as_str());
         let on_device = self.devices_of(h).await?.iter().any(|d| d.certificates.contains(&id));
-        if !for_holder && !on_device {
+        let office = self.holder_office(p).await?;
+        if (!for_holder && !on_device) || office.is_none() || cert.office_id != office {
             return Err(CoreError::not_found("certificate", id.to_string()));
         }
-        let c = Self::acting(p, "certificate:renew")?.authorize::<perm::CertificateRenew>()?;
+        let c = self.acting(p, "certificate:renew").await?.authorize::<perm::CertificateRenew>()?;
         self.certificates.renew(&c, id, csr).await
     }
 
@@ -110,7 +124,7 @@ impl SelfService {
     ) -> Result<EnrolmentRequest> {
         let p = cap.principal();
         let h = holder(p)?;
-        let c = Self::acting(p, "requests:write")?.authorize::<perm::RequestsWrite>()?;
+        let c = self.acting(p, "requests:write").await?.authorize::<perm::RequestsWrite>()?;
         let n = NewRequest {
             person_id: h,
             certificates: certificate.into_iter().collect(),
@@ -130,15 +144,19 @@ impl SelfService {
 
     /// The holder's devices.
     pub async fn devices(&self, cap: &Capability<perm::SelfService>) -> Result<Vec<Device>> {
-        self.devices_of(holder(cap.principal())?).await
+        let office = self.holder_office(cap.principal()).await?;
+        let mut all = self.devices_of(holder(cap.principal())?).await?;
+        all.retain(|d| Some(d.office_id) == office);
+        Ok(all)
     }
 
     /// One of the holder's devices, or 404.
     async fn mine(&self, p: &Principal, id: Uuid) -> Result<Device> {
         let h = holder(p)?;
+        let office = self.holder_office(p).await?;
         let body = self.store.record(&DEVICES, &id.to_string()).await?;
         match body.map(|b| Device::from_body(&b)).transpose()? {
-            Some(d) if d.holder_id == Some(h) => Ok(d),
+            Some(d) if d.holder_id == Some(h) && Some(d.office_id) == office => Ok(d),
             _ => Err(CoreError::not_found("device", id.to_string())),
         }
     }
@@ -176,7 +194,7 @@ impl SelfService {
                         .into(),
             });
         }
-        let acting = Self::acting(p, crate::service::devices::permission_for(d.status, to))?;
+        let acting = self.acting(p, crate::service::devices::permission_for(d.status, to)).await?;
         match to {
             DeviceStatus::Suspended | DeviceStatus::Lost => {
                 let c = acting.authorize::<perm::DeviceSuspend>()?;
