@@ -101,6 +101,21 @@ async fn self_service_acts_for_the_token_holder_only() {
         )
         .await;
         assert_eq!(st, 404);
+        // Metadata anyone with `certificates:update` can write does not make a certificate mine.
+        let (csr3, _) = openssl_csr(tmp.path(), "claimed", "ec:P-256", "/CN=claimed", None);
+        let claimed = s
+            .create(
+                "/api/v1/certificates",
+                json!({"csr": csr3, "profile": "tls-client", "office_id": a,
+                       "metadata": {"person_id": ana, "request_id": uuid::Uuid::now_v7()}}),
+            )
+            .await;
+        let (st, _) = call(
+            Method::POST,
+            format!("/api/v1/self/certificates/{}/renew", claimed["id"].as_str().unwrap()),
+        )
+        .await;
+        assert_eq!(st, 404);
         // A virtual token is asked for through an enrolment request for me, pending approval.
         let (st, r) = call(Method::POST, "/api/v1/self/virtual-tokens".into()).await;
         assert_eq!(

@@ -104,8 +104,23 @@ impl SelfService {
             .certificate(id)
             .await?
             .ok_or_else(|| CoreError::not_found("certificate", id.to_string()))?;
-        let for_holder =
-            cert.metadata.get("person_id").and_then(|v| v.as_str()) == Some(h.to_string().as_str());
+        // Issued for the holder by an enrolment request: the request (a server-kept record)
+        // says so, not the certificate's metadata, which callers can write.
+        let for_holder = match cert
+            .metadata
+            .get("request_id")
+            .and_then(|v| v.as_str())
+            .and_then(|r| Uuid::parse_str(r).ok())
+        {
+            Some(rid) => self
+                .store
+                .record(&crate::request::REQUESTS, &rid.to_string())
+                .await?
+                .map(|b| EnrolmentRequest::from_body(&b))
+                .transpose()?
+                .is_some_and(|r| r.person_id == h && r.result.certificates.contains(&id)),
+            None => false,
+        };
         let on_device = self.devices_of(h).await?.iter().any(|d| d.certificates.contains(&id));
         let office = self.holder_office(p).await?;
         if (!for_holder && !on_device) || office.is_none() || cert.office_id != office {
