@@ -354,6 +354,13 @@ async fn a_device_officer_cannot_link_or_revoke_another_offices_certificate() {
                     .await;
             assert_eq!(v["status"], "active", "{v}");
         }
+        // Neither the device nor its history names them to the officer.
+        for path in [format!("/api/v1/devices/{dev}"), format!("/api/v1/devices/{dev}/history")] {
+            let (st, v) = call(&s, &k, Method::GET, &path, None).await;
+            assert_eq!(st, 200);
+            let text = v.to_string();
+            assert!(!text.contains(&cert_b) && !text.contains(&cert_none), "{path}: {text}");
+        }
         s.stop().await;
         db.cleanup().await;
     }

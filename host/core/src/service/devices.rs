@@ -340,8 +340,24 @@ impl DeviceService {
         id: Uuid,
         page: PageRequest,
     ) -> Result<Page<DeviceEvent>> {
-        self.visible(cap.principal(), id).await?;
-        record_page(self.store.as_ref(), vec![Cond::Eq("device_id", id.into())], page).await
+        let p = cap.principal();
+        self.visible(p, id).await?;
+        let mut page: Page<DeviceEvent> =
+            record_page(self.store.as_ref(), vec![Cond::Eq("device_id", id.into())], page).await?;
+        if !p.scope.is_all() {
+            // An entry names only the certificates the caller sees (an unrestricted actor's
+            // cascade may have reached others).
+            for e in &mut page.items {
+                let mut seen = Vec::with_capacity(e.certificates.len());
+                for c in &e.certificates {
+                    if self.certificates.visible(p, *c).await.is_ok() {
+                        seen.push(*c);
+                    }
+                }
+                e.certificates = seen;
+            }
+        }
+        Ok(page)
     }
 
     /// Writes `after` over `before` (which must still be current) with a history entry and
