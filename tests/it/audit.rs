@@ -246,7 +246,10 @@ async fn exports_come_in_three_formats_with_a_verifiable_signature() {
             let (file, sigf) = (dir.path().join(format!("e.{format}")), dir.path().join("e.sig"));
             std::fs::write(&file, &body).unwrap();
             std::fs::write(&sigf, &sig).unwrap();
+            let dd = s.data_dir().to_str().unwrap().to_owned();
             let code = crate::cli::sigil(&[
+                "--data-dir",
+                &dd,
                 "audit",
                 "verify",
                 "--file",
@@ -256,12 +259,54 @@ async fn exports_come_in_three_formats_with_a_verifiable_signature() {
             ])
             .await;
             assert_eq!(code, 0, "{format}");
+            // A made-up export signed with a key of the forger's own does not verify: the key
+            // in the signature file is never trusted, only the pinned one.
+            let forger =
+                sigil_pki::audit_key::AuditKey::load_or_create(&dir.path().join("forger.pem"))
+                    .unwrap();
+            let forged = sigil_core::export::ExportSignature::sign(
+                &body,
+                time::OffsetDateTime::now_utc(),
+                &forger,
+            )
+            .unwrap();
+            let forged_sig = dir.path().join("forged.sig");
+            std::fs::write(&forged_sig, serde_json::to_vec(&forged).unwrap()).unwrap();
+            let code = crate::cli::sigil(&[
+                "--data-dir",
+                &dd,
+                "audit",
+                "verify",
+                "--file",
+                file.to_str().unwrap(),
+                "--signature",
+                forged_sig.to_str().unwrap(),
+            ])
+            .await;
+            assert_eq!(code, 1, "{format}: a forged signature verified");
+            // With no pinned key at all, verification refuses to run (exit 2).
+            let empty = tempfile::tempdir().unwrap();
+            let code = crate::cli::sigil(&[
+                "--data-dir",
+                empty.path().to_str().unwrap(),
+                "audit",
+                "verify",
+                "--file",
+                file.to_str().unwrap(),
+                "--signature",
+                sigf.to_str().unwrap(),
+            ])
+            .await;
+            assert_eq!(code, 2, "{format}");
+            assert!(!empty.path().join("audit-key.pem").exists(), "verification creates no key");
             // One byte changed and the signature no longer holds.
             let mut bad = body.to_vec();
             let i = bad.len() / 2;
             bad[i] = bad[i].wrapping_add(1);
             std::fs::write(&file, &bad).unwrap();
             let code = crate::cli::sigil(&[
+                "--data-dir",
+                &dd,
                 "audit",
                 "verify",
                 "--file",

@@ -13,6 +13,7 @@ use sigil_core::authz::{Principal, perm};
 use sigil_core::export::{ExportSignature, decode_json};
 use sigil_core::ports::{ApiKeyFilter, PageRequest};
 use sigil_core::service::apikeys::CreateApiKey;
+use sigil_core::service::audit::AuditCrypto as _;
 use sigil_pki::audit_key::Keyring;
 
 use crate::config::Config;
@@ -329,14 +330,22 @@ async fn verify(cfg: &Config, a: VerifyArgs) -> Result<i32> {
         };
         let sig: ExportSignature =
             serde_json::from_slice(&json).context("parsing the signature")?;
+        // Never the key the signature file carries: anyone can sign a made-up export with a
+        // key of their own. The key is pinned: `--public-key`, or this node's audit key.
         let ring = match &trusted {
             Some(t) => t.clone(),
             None => {
-                eprintln!(
-                    "note: trusting the public key embedded in the signature (pass --public-key to pin one)"
-                );
+                let path = cfg.audit_key_path();
+                if !path.exists() {
+                    bail!(
+                        "no pinned audit key: pass --public-key FILE (the audit public key, PEM) \
+                         or --data-dir of the node whose audit key signed the export"
+                    );
+                }
+                let key = sigil_pki::audit_key::AuditKey::load_or_create(&path)?;
                 let mut k = Keyring::default();
-                k.add_pem(&sig.public_key_pem, Some(&sig.key_id));
+                k.add_pem(key.public_key_pem(), None);
+                eprintln!("note: verifying against the audit key of {}", path.display());
                 k
             }
         };
