@@ -414,3 +414,31 @@ async fn refused_requests_of_known_callers_are_audited_as_failures() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn a_client_request_id_that_is_not_short_and_plain_is_replaced_in_the_trail() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let mut ids = Vec::new();
+        for (i, rid) in
+            ["=HYPERLINK(\"http://evil\")", &"a".repeat(500), "plain-id_1.2"].iter().enumerate()
+        {
+            let r = s
+                .admin(Method::POST, "/api/v1/api-keys")
+                .header("x-request-id", *rid)
+                .json(&serde_json::json!({"name": format!("k{i}"), "permissions": ["audit:read"]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            let (_, k) = json(r).await;
+            let trail = s.trail("api_key", k["id"].as_str().unwrap()).await;
+            ids.push(trail["items"][0]["request_id"].as_str().unwrap_or("").to_owned());
+        }
+        assert!(!ids[0].starts_with('=') && !ids[0].is_empty(), "{ids:?}");
+        assert!(ids[1].len() <= 64, "{ids:?}");
+        assert_eq!(ids[2], "plain-id_1.2");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

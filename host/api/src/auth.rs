@@ -37,6 +37,21 @@ fn presented_key(h: &HeaderMap) -> Option<String> {
     bearer.or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned()))
 }
 
+/// The request id to record: a client's `x-request-id` only when it is short and plain (1 to 64
+/// letters, digits, `.`, `_`, `-`), so that nobody can put control characters, formulas or
+/// megabytes into the audit trail through it; anything else is replaced by a fresh id.
+pub fn request_id(h: &HeaderMap) -> Option<String> {
+    let v = h.get("x-request-id")?;
+    let plain = (1..=64).contains(&v.len())
+        && v.as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    Some(match v.to_str() {
+        Ok(v) if plain => v.to_owned(),
+        _ => uuid::Uuid::now_v7().to_string(),
+    })
+}
+
 /// The middleware.
 pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     match check(&st, &mut req).await {
@@ -125,11 +140,7 @@ async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>
         .into());
     }
     let mut context = RequestContext {
-        request_id: req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        request_id: request_id(req.headers()),
         client_ip: ip,
         authenticated_by: None,
     };

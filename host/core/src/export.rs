@@ -99,6 +99,30 @@ fn row(e: &AuditEvent) -> [String; 17] {
     ]
 }
 
+/// A CSV cell a spreadsheet will not run: a value that begins like a formula (`=`, `+`, `-`,
+/// `@`, a tab or a carriage return) gets a leading `'` (OWASP's advice). The JSON export, which
+/// verification reads, keeps every value as recorded.
+fn csv_cell(v: &str) -> std::borrow::Cow<'_, str> {
+    match v.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{v}").into(),
+        _ => v.into(),
+    }
+}
+
+/// Text XML 1.0 can carry: control characters other than tab, newline and carriage return
+/// (which no parser accepts, even escaped) are written as `\u{…}`.
+fn xml_text(v: &str) -> String {
+    v.chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+                format!("\\u{{{:04x}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// The JSON export document.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct JsonExport {
@@ -125,7 +149,7 @@ pub fn encode(format: ExportFormat, events: &[AuditEvent], now: OffsetDateTime) 
             let io = |e: csv::Error| CoreError::Internal(e.to_string());
             w.write_record(COLUMNS).map_err(io)?;
             for e in events {
-                w.write_record(row(e)).map_err(io)?;
+                w.write_record(row(e).iter().map(|c| csv_cell(c).into_owned())).map_err(io)?;
             }
             w.into_inner().map_err(|e| CoreError::Internal(e.to_string()))
         }
@@ -142,7 +166,7 @@ pub fn encode(format: ExportFormat, events: &[AuditEvent], now: OffsetDateTime) 
                     let _ = writeln!(
                         s,
                         "    <{name}>{}</{name}>",
-                        quick_xml::escape::escape(value.as_str())
+                        quick_xml::escape::escape(xml_text(&value).as_str())
                     );
                 }
                 s.push_str("  </event>\n");
@@ -264,5 +288,32 @@ mod tests {
             String::from_utf8(encode(ExportFormat::Xml, &ev, OffsetDateTime::UNIX_EPOCH).unwrap())
                 .unwrap();
         assert!(xml.contains("<object_id>x&lt;&amp;&gt;&quot;y</object_id>"), "{xml}");
+    }
+
+    #[test]
+    fn exports_neutralise_formulas_and_control_characters_from_anonymous_input() {
+        let mut ev = events();
+        ev[0].actor_name = "=HYPERLINK(\"http://evil\")".into();
+        ev[0].object_id = "bad\u{1b}[31m\u{0}name".into();
+        let csv =
+            String::from_utf8(encode(ExportFormat::Csv, &ev, OffsetDateTime::UNIX_EPOCH).unwrap())
+                .unwrap();
+        let mut r = csv::Reader::from_reader(csv.as_bytes());
+        let rec = r.records().next().unwrap().unwrap();
+        assert_eq!(&rec[5], "'=HYPERLINK(\"http://evil\")");
+        let xml =
+            String::from_utf8(encode(ExportFormat::Xml, &ev, OffsetDateTime::UNIX_EPOCH).unwrap())
+                .unwrap();
+        assert!(!xml.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')));
+        assert!(xml.contains("bad\\u{001b}[31m\\u{0000}name"), "{xml}");
+        // Still well-formed XML.
+        let mut reader = quick_xml::Reader::from_str(&xml);
+        loop {
+            match reader.read_event() {
+                Ok(quick_xml::events::Event::Eof) => break,
+                Ok(_) => {}
+                Err(e) => panic!("not well-formed: {e}"),
+            }
+        }
     }
 }

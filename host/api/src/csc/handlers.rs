@@ -52,11 +52,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let context = RequestContext {
-            request_id: parts
-                .headers
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            request_id: crate::auth::request_id(&parts.headers),
             client_ip: parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
