@@ -488,6 +488,20 @@ fn env_value(v: &str) -> figment::value::Value {
     v.parse().unwrap_or_else(|never: std::convert::Infallible| match never {})
 }
 
+/// Configuration keys whose value is a file path (`…_file`): their `SIGIL__…_FILE` variable
+/// sets the path itself rather than reading a value from a file.
+const PATH_KEYS: &[&str] = &[
+    "tls.cert_file",
+    "tls.key_file",
+    "tls.client_ca_file",
+    "tls.client_crl_file",
+    "audit.signing_key_file",
+    "pki.master_key_file",
+    "pki.import_cert_file",
+    "pki.import_key_file",
+    "pki.import_chain_file",
+];
+
 const EMPTY_SECTIONS: &str = "[server]\n[database]\n[log]\n[api_keys]\n[audit]\n";
 
 impl Config {
@@ -509,10 +523,13 @@ impl Config {
             fig = fig.merge(Toml::file(f));
         }
         let env: Vec<(String, String)> = env.filter(|(k, _)| k.starts_with("SIGIL__")).collect();
-        for (var, value) in env.iter().filter(|(k, _)| !k.ends_with("_FILE")) {
+        // A key that is itself a path (`SIGIL__PKI__MASTER_KEY_FILE`) is set as given; any
+        // other `*_FILE` variable reads its key's value from the file it names.
+        let direct = |k: &str| !k.ends_with("_FILE") || PATH_KEYS.contains(&env_key(k).as_str());
+        for (var, value) in env.iter().filter(|(k, _)| direct(k)) {
             fig = fig.merge((env_key(var), env_value(value)));
         }
-        for (var, path) in env.iter().filter(|(k, _)| k.ends_with("_FILE")) {
+        for (var, path) in env.iter().filter(|(k, _)| !direct(k)) {
             let value = std::fs::read_to_string(path).map_err(|source| {
                 ConfigError::SecretFile { var: var.clone(), path: path.clone(), source }
             })?;
@@ -625,6 +642,40 @@ mod tests {
         std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n").unwrap();
         let e = Config::load_from(Some(&f), env(&[])).unwrap_err().to_string();
         assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn every_documented_path_key_can_be_set_from_the_environment() {
+        // Every `…_file` key of config/sigil.toml's top-level sections is in PATH_KEYS...
+        let doc = include_str!("../../../config/sigil.toml");
+        let mut section = String::new();
+        for line in doc.lines() {
+            let t = line.trim_start_matches('#').trim();
+            if t.starts_with('[') && !line.starts_with('#') {
+                section = t.trim_matches(['[', ']']).to_owned();
+            } else if let Some((k, _)) = t.split_once('=')
+                && k.trim().ends_with("_file")
+                && !section.starts_with("plugins")
+                && !k.trim().contains(' ')
+            {
+                let key = format!("{section}.{}", k.trim());
+                assert!(PATH_KEYS.contains(&key.as_str()), "{key} is not in PATH_KEYS");
+            }
+        }
+        // ...and setting one from the environment sets the path.
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("SIGIL__PKI__MASTER_KEY_FILE", "/etc/sigil/master.key"),
+                ("SIGIL__AUDIT__SIGNING_KEY_FILE", "/etc/sigil/audit-key.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.pki.master_key_file.as_deref(), Some(Path::new("/etc/sigil/master.key")));
+        assert_eq!(
+            c.audit.signing_key_file.as_deref(),
+            Some(Path::new("/etc/sigil/audit-key.pem"))
+        );
     }
 
     #[test]
