@@ -576,6 +576,26 @@ async fn ocsp_answers_good_revoked_with_hold_and_unknown() {
         let r = s.client.post(format!("{}/ocsp", s.url)).body("garbage").send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(&r.bytes().await.unwrap()[..], &[0x30, 0x03, 0x0a, 0x01, 0x01]);
+        // An anonymous request asks about at most 16 certificates; more is malformedRequest.
+        for (n, malformed) in [(16, false), (17, true)] {
+            let mut args = vec!["ocsp".to_owned(), "-issuer".into(), p("issuing.pem")];
+            for i in 0..n {
+                args.extend(["-serial".to_owned(), format!("0x{:x}", 0x1000 + i)]);
+            }
+            args.extend(["-no_nonce".to_owned(), "-reqout".into(), p("many.der")]);
+            let (ok, out) = openssl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            assert!(ok, "{out}");
+            let r = s
+                .client
+                .post(format!("{}/ocsp", s.url))
+                .header("content-type", "application/ocsp-request")
+                .body(std::fs::read(p("many.der")).unwrap())
+                .send()
+                .await
+                .unwrap();
+            let body = r.bytes().await.unwrap();
+            assert_eq!(body[..] == [0x30, 0x03, 0x0a, 0x01, 0x01], malformed, "{n} CertIDs");
+        }
         s.stop().await;
         db.cleanup().await;
     }

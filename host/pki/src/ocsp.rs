@@ -43,6 +43,9 @@ fn ca_hashes(cert_der: &[u8]) -> Option<CaHashes> {
     })
 }
 
+/// Most CertIDs answered in one OCSP request; more is a malformedRequest.
+pub const MAX_CERT_IDS: usize = 16;
+
 fn digest(alg: &str, data: &[u8]) -> Option<Vec<u8>> {
     match alg {
         SHA1 => Some(Sha1::digest(data).to_vec()),
@@ -62,6 +65,10 @@ fn gtime(t: OffsetDateTime) -> Result<OcspGeneralizedTime> {
 impl Ocsp for OcspCodec {
     fn parse(&self, der: &[u8], cas: &[Arc<dyn Issuer>]) -> Result<OcspQuery> {
         let req = OcspRequest::from_der(der).map_err(bad)?;
+        // Each CertID costs a lookup and a signed answer; an anonymous caller gets a few.
+        if req.tbs_request.request_list.len() > MAX_CERT_IDS {
+            return Err(bad("too many certificates in one request"));
+        }
         let hashes: Vec<Option<CaHashes>> =
             cas.iter().map(|c| ca_hashes(c.ca_certificate())).collect();
         let mut items = Vec::new();
