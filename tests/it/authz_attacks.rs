@@ -1105,3 +1105,30 @@ async fn a_serial_or_source_id_used_in_another_office_tells_nothing() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn a_plugin_endpoint_keeps_the_servers_body_limit() {
+    let db = sigil_tests::TestDb::sqlite();
+    let dir = std::path::PathBuf::from(env!("SIGIL_TEST_PLUGINS"));
+    let toml = format!(
+        "[server]\nbody_limit_bytes = 65536\n[plugins.load.test-proxy]\nfile = \"{}/test_proxy.wasm\"\ngrants = [\"sigil-api\"]\npermissions = [\"*\"]\n",
+        dir.display()
+    );
+    let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+    let path = "/api/v1/ext/test-proxy/call?method=POST&to=%2Fpeople";
+    // The target ignores bodies: only the entry point's own limit can refuse this one.
+    let r = s
+        .admin(Method::POST, "/api/v1/ext/test-proxy/call?method=GET&to=%2Fpermissions")
+        .header("content-type", "application/json")
+        .body(vec![b' '; 200 * 1024])
+        .send()
+        .await
+        .unwrap();
+    let (st, e) = json(r).await;
+    assert_eq!((st, e["code"].as_str()), (413, Some("body_too_large")), "{e}");
+    // Within the limit the call goes through to the plugin (and on to Sigil, which refuses the
+    // empty person).
+    let (st, _) = call(&s, &s.admin_key, Method::POST, path, Some(json!({}))).await;
+    assert_eq!(st, 400);
+    s.stop().await;
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
+use axum::extract::FromRequest as _;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -46,25 +47,30 @@ async fn serve(
         }
         .into());
     }
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|_| ApiError::bad_request("invalid_body", "the body could not be read"))?
-        .to_bytes();
-    let request = PluginHttp {
-        method: parts.method.to_string(),
-        path: format!("/{path}"),
-        query: parts.uri.query().unwrap_or("").to_owned(),
-        headers: parts
-            .headers
-            .iter()
-            // Credentials stay with Sigil.
-            .filter(|(k, _)| !matches!(k.as_str(), "authorization" | "x-api-key" | "cookie"))
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.to_string(), v.to_owned())))
-            .collect(),
-        body: body.to_vec(),
-    };
+    let method = req.method().to_string();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let headers = req
+        .headers()
+        .iter()
+        // Credentials stay with Sigil.
+        .filter(|(k, _)| !matches!(k.as_str(), "authorization" | "x-api-key" | "cookie"))
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.to_string(), v.to_owned())))
+        .collect();
+    // Through the `Bytes` extractor, so that the server's body limit applies here as on every
+    // other route (413 at once for a declared oversized length).
+    let body = axum::body::Bytes::from_request(req, &st).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body exceeds the size limit",
+            )
+        } else {
+            ApiError::bad_request("invalid_body", "the body could not be read")
+        }
+    })?;
+    let request =
+        PluginHttp { method, path: format!("/{path}"), query, headers, body: body.to_vec() };
     let resp =
         st.endpoints.handle(&plugin, &caller, request).await.ok_or_else(ApiError::not_found)??;
     let mut out = resp.body.into_response();
