@@ -226,6 +226,26 @@ async fn a_failing_audit_write_rolls_the_change_back() {
     }
 }
 
+/// `sigil --data-dir DATA audit verify --file FILE --signature SIG`; its exit code.
+async fn verify_export(
+    data: &std::path::Path,
+    file: &std::path::Path,
+    sig: &std::path::Path,
+) -> i32 {
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    crate::cli::sigil(&[
+        "--data-dir",
+        &s(data),
+        "audit",
+        "verify",
+        "--file",
+        &s(file),
+        "--signature",
+        &s(sig),
+    ])
+    .await
+}
+
 #[tokio::test]
 async fn exports_come_in_three_formats_with_a_verifiable_signature() {
     for db in backends().await {
@@ -246,18 +266,7 @@ async fn exports_come_in_three_formats_with_a_verifiable_signature() {
             let (file, sigf) = (dir.path().join(format!("e.{format}")), dir.path().join("e.sig"));
             std::fs::write(&file, &body).unwrap();
             std::fs::write(&sigf, &sig).unwrap();
-            let dd = s.data_dir().to_str().unwrap().to_owned();
-            let code = crate::cli::sigil(&[
-                "--data-dir",
-                &dd,
-                "audit",
-                "verify",
-                "--file",
-                file.to_str().unwrap(),
-                "--signature",
-                sigf.to_str().unwrap(),
-            ])
-            .await;
+            let code = verify_export(s.data_dir(), &file, &sigf).await;
             assert_eq!(code, 0, "{format}");
             // A made-up export signed with a key of the forger's own does not verify: the key
             // in the signature file is never trusted, only the pinned one.
@@ -272,31 +281,11 @@ async fn exports_come_in_three_formats_with_a_verifiable_signature() {
             .unwrap();
             let forged_sig = dir.path().join("forged.sig");
             std::fs::write(&forged_sig, serde_json::to_vec(&forged).unwrap()).unwrap();
-            let code = crate::cli::sigil(&[
-                "--data-dir",
-                &dd,
-                "audit",
-                "verify",
-                "--file",
-                file.to_str().unwrap(),
-                "--signature",
-                forged_sig.to_str().unwrap(),
-            ])
-            .await;
+            let code = verify_export(s.data_dir(), &file, &forged_sig).await;
             assert_eq!(code, 1, "{format}: a forged signature verified");
             // With no pinned key at all, verification refuses to run (exit 2).
             let empty = tempfile::tempdir().unwrap();
-            let code = crate::cli::sigil(&[
-                "--data-dir",
-                empty.path().to_str().unwrap(),
-                "audit",
-                "verify",
-                "--file",
-                file.to_str().unwrap(),
-                "--signature",
-                sigf.to_str().unwrap(),
-            ])
-            .await;
+            let code = verify_export(empty.path(), &file, &sigf).await;
             assert_eq!(code, 2, "{format}");
             assert!(!empty.path().join("audit-key.pem").exists(), "verification creates no key");
             // One byte changed and the signature no longer holds.
@@ -304,17 +293,7 @@ async fn exports_come_in_three_formats_with_a_verifiable_signature() {
             let i = bad.len() / 2;
             bad[i] = bad[i].wrapping_add(1);
             std::fs::write(&file, &bad).unwrap();
-            let code = crate::cli::sigil(&[
-                "--data-dir",
-                &dd,
-                "audit",
-                "verify",
-                "--file",
-                file.to_str().unwrap(),
-                "--signature",
-                sigf.to_str().unwrap(),
-            ])
-            .await;
+            let code = verify_export(s.data_dir(), &file, &sigf).await;
             assert_eq!(code, 1, "{format}");
             let decoded = base64::engine::general_purpose::STANDARD.decode(&sig).unwrap();
             let sig: Value = serde_json::from_slice(&decoded).unwrap();

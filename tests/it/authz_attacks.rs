@@ -458,11 +458,7 @@ async fn signers_outside_the_callers_scope_do_not_exist_for_it() {
 #[tokio::test]
 async fn an_endpoint_plugin_acts_with_no_more_than_its_callers_authority_and_exposure() {
     for db in backends().await {
-        let dir = std::path::PathBuf::from(env!("SIGIL_TEST_PLUGINS"));
-        let toml = format!(
-            "[plugins.load.test-proxy]\nfile = \"{}/test_proxy.wasm\"\ngrants = [\"sigil-api\"]\npermissions = [\"*\"]\n",
-            dir.display()
-        );
+        let toml = sigil_tests::proxy_plugin_toml();
         let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
         let (a, b, _, _) = two_offices(&s).await;
         let tmp = tempfile::tempdir().unwrap();
@@ -911,11 +907,7 @@ async fn a_cascading_revocation_stops_at_a_key_beyond_the_callers_authority() {
 #[tokio::test]
 async fn a_plugin_files_requests_and_mints_keys_for_its_caller_not_for_itself() {
     for db in backends().await {
-        let dir = std::path::PathBuf::from(env!("SIGIL_TEST_PLUGINS"));
-        let toml = format!(
-            "[plugins.load.test-proxy]\nfile = \"{}/test_proxy.wasm\"\ngrants = [\"sigil-api\"]\npermissions = [\"*\"]\n",
-            dir.display()
-        );
+        let toml = sigil_tests::proxy_plugin_toml();
         let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
         let (a, _, _, _) = two_offices(&s).await;
         let ana = person(&s, &a, "Ana").await;
@@ -1109,11 +1101,7 @@ async fn a_serial_or_source_id_used_in_another_office_tells_nothing() {
 #[tokio::test]
 async fn a_plugin_endpoint_keeps_the_servers_body_limit() {
     let db = sigil_tests::TestDb::sqlite();
-    let dir = std::path::PathBuf::from(env!("SIGIL_TEST_PLUGINS"));
-    let toml = format!(
-        "[server]\nbody_limit_bytes = 65536\n[plugins.load.test-proxy]\nfile = \"{}/test_proxy.wasm\"\ngrants = [\"sigil-api\"]\npermissions = [\"*\"]\n",
-        dir.display()
-    );
+    let toml = format!("[server]\nbody_limit_bytes = 65536\n{}", sigil_tests::proxy_plugin_toml());
     let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
     let path = "/api/v1/ext/test-proxy/call?method=POST&to=%2Fpeople";
     // The target ignores bodies: only the entry point's own limit can refuse this one.

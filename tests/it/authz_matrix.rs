@@ -539,11 +539,7 @@ impl World {
 }
 
 async fn world(db: &sigil_tests::TestDb) -> World {
-    let dir = std::path::PathBuf::from(env!("SIGIL_TEST_PLUGINS"));
-    let toml = format!(
-        "[plugins.load.test-proxy]\nfile = \"{}/test_proxy.wasm\"\ngrants = [\"sigil-api\"]\npermissions = [\"*\"]\n",
-        dir.display()
-    );
+    let toml = sigil_tests::proxy_plugin_toml();
     let s = TestServer::start_with(db, Options { toml, ..Default::default() }).await;
     let tmp = tempfile::tempdir().unwrap();
     s.create("/api/v1/roles", json!({"name": "officer", "permissions": ["*"]})).await;

@@ -303,6 +303,17 @@ impl TestServer {
     }
 }
 
+/// The configuration of the `test-proxy` endpoint plugin (`plugins/test-proxy`) granted every
+/// permission: `POST /api/v1/ext/test-proxy/call?method=M&to=<path>` forwards to `/api/v1<path>`
+/// as the plugin acting for its caller.
+pub fn proxy_plugin_toml() -> String {
+    format!(
+        "[plugins.load.test-proxy]\nfile = \"{}/test_proxy.wasm\"\ngrants = [\"sigil-api\"]\n\
+         permissions = [\"*\"]\n",
+        env!("SIGIL_TEST_PLUGINS")
+    )
+}
+
 /// Merges TOML fragments that may repeat a table header or key into one document.
 fn merge_toml(s: &str) -> String {
     let mut tables: Vec<(String, Vec<String>)> = vec![(String::new(), vec![])];

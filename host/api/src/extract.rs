@@ -37,17 +37,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 "the body must be application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "the request body exceeds the size limit",
-                )
-            } else {
-                ApiError::bad_request("invalid_body", "the request body could not be read")
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         // Every request body of this API is a JSON object; serde would also build a struct
         // from an array, which no client means.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -55,6 +45,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         }
         parse_json(&bytes).map(Json)
     }
+}
+
+/// The whole body of `req`, under the server's body limit (413 `body_too_large`).
+pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body exceeds the size limit",
+            )
+        } else {
+            ApiError::bad_request("invalid_body", "the request body could not be read")
+        }
+    })
 }
 
 /// Parses JSON, reporting the path of the field that failed.

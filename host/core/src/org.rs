@@ -201,6 +201,14 @@ impl Scope {
         }
     }
 
+    /// Whether a principal of this scope manages what has scope `other` (an operator, a key):
+    /// `other` lies within this scope, and, unless this scope is unrestricted, reaches at
+    /// least one office or division (what belongs to no office is managed only by those who
+    /// see every office).
+    pub fn manages(&self, other: &Scope) -> bool {
+        self.covers(other) && (self.is_all() || !other.is_nothing())
+    }
+
     /// Whether the division `d` lies wholly in this scope (including offices opened later).
     pub fn holds_division(&self, d: Uuid) -> bool {
         match self {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::extract::FromRequest as _;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -56,19 +55,8 @@ async fn serve(
         .filter(|(k, _)| !matches!(k.as_str(), "authorization" | "x-api-key" | "cookie"))
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.to_string(), v.to_owned())))
         .collect();
-    // Through the `Bytes` extractor, so that the server's body limit applies here as on every
-    // other route (413 at once for a declared oversized length).
-    let body = axum::body::Bytes::from_request(req, &st).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the request body exceeds the size limit",
-            )
-        } else {
-            ApiError::bad_request("invalid_body", "the body could not be read")
-        }
-    })?;
+    // Under the server's body limit, as on every other route.
+    let body = crate::extract::body_bytes(req, &st).await?;
     let request =
         PluginHttp { method, path: format!("/{path}"), query, headers, body: body.to_vec() };
     let resp =

@@ -198,22 +198,26 @@ impl ApiKeyService {
         Ok(Authority { permissions: key.permissions.clone(), scope: Scope::All })
     }
 
-    /// A key `p` sees: one whose scope lies within `p`'s (404 otherwise, so that keys outside
-    /// the caller's scope do not exist for it).
-    async fn visible(&self, p: &Principal, key: ApiKey) -> Result<(ApiKey, Authority)> {
-        let authority = self.authority_of(&key).await?;
-        // A key that reaches no office (its operator has no scope, or is gone) belongs to no
-        // office: only a caller who sees every office manages it.
-        if p.scope.covers(&authority.scope) && (p.scope.is_all() || !authority.scope.is_nothing()) {
-            Ok((key, authority))
-        } else {
-            Err(CoreError::not_found("api_key", key.id.to_string()))
-        }
+    /// A stored key, or 404.
+    async fn stored(&self, id: Uuid) -> Result<ApiKey> {
+        self.store.api_key(id).await?.ok_or_else(|| CoreError::not_found("api_key", id.to_string()))
     }
 
-    /// A key `p` may change: visible, and with no more authority than `p`.
-    async fn changeable(&self, p: &Principal, key: ApiKey) -> Result<ApiKey> {
-        let (key, authority) = self.visible(p, key).await?;
+    /// The authority of `key` when `p` sees it: its scope lies within `p`'s (`Scope::manages`);
+    /// None otherwise, so that keys outside the caller's scope do not exist for it.
+    async fn seen(&self, p: &Principal, key: &ApiKey) -> Result<Option<Authority>> {
+        let authority = self.authority_of(key).await?;
+        Ok(p.scope.manages(&authority.scope).then_some(authority))
+    }
+
+    /// Key `id` when `p` may change it: visible (404 otherwise), and with no more authority
+    /// than `p` (403).
+    async fn changeable(&self, p: &Principal, id: Uuid) -> Result<ApiKey> {
+        let key = self.stored(id).await?;
+        let authority = self
+            .seen(p, &key)
+            .await?
+            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
         p.ensure_covers(&authority, "API key")?;
         Ok(key)
     }
@@ -223,7 +227,7 @@ impl ApiKeyService {
         let Some(parent) = key.parent_id else { return Ok(()) };
         let Some(parent) = self.store.api_key(parent).await? else { return Ok(()) };
         if let Some(limit) = parent.expires_at
-            && key.expires_at.is_none_or(|e| e > limit)
+            && outlives(key, limit)
         {
             return Err(CoreError::invalid(
                 "expiry_beyond_creator",
@@ -294,7 +298,7 @@ impl ApiKeyService {
             let done = batch.len() < 200;
             after = batch.last().map(|k| k.id.to_string());
             for k in batch {
-                if let Ok((k, _)) = self.visible(p, k).await {
+                if self.seen(p, &k).await?.is_some() {
                     out.push(k);
                 }
             }
@@ -307,12 +311,11 @@ impl ApiKeyService {
 
     /// One key (404 outside the caller's scope).
     pub async fn get(&self, cap: &Capability<perm::ApiKeysRead>, id: Uuid) -> Result<ApiKey> {
-        let key = self
-            .store
-            .api_key(id)
-            .await?
-            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
-        Ok(self.visible(cap.principal(), key).await?.0)
+        let key = self.stored(id).await?;
+        match self.seen(cap.principal(), &key).await? {
+            Some(_) => Ok(key),
+            None => Err(CoreError::not_found("api_key", id.to_string())),
+        }
     }
 
     /// Changes a key's settings. Revoked keys cannot be changed.
@@ -328,12 +331,7 @@ impl ApiKeyService {
             Some(o) => Some(self.check_operator(p, o).await?),
             None => None,
         };
-        let current = self
-            .store
-            .api_key(id)
-            .await?
-            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
-        self.changeable(p, current).await?;
+        self.changeable(p, id).await?;
         let mut tx = self.store.begin().await?;
         let before = tx
             .api_key_for_update(id)
@@ -390,7 +388,7 @@ impl ApiKeyService {
             && let Some(caller) = p.api_key_id
             && let Some(caller) = self.store.api_key(caller).await?
             && let Some(limit) = caller.expires_at
-            && key.expires_at.is_none_or(|e| e > limit)
+            && outlives(&key, limit)
         {
             return Err(CoreError::invalid(
                 "expiry_beyond_creator",
@@ -423,19 +421,12 @@ impl ApiKeyService {
         let now = self.clock.now();
         let p = cap.principal();
         let reason = reason.map(|r| apikey::validate_description(&r)).transpose()?;
-        let current = self
-            .store
-            .api_key(id)
-            .await?
-            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
-        self.changeable(p, current).await?;
+        self.changeable(p, id).await?;
         let descendants = if cascade { self.descendants(id).await? } else { Vec::new() };
         // Every key the cascade reaches must lie within the caller's authority too (one may
         // have been rebound since it was minted): all or nothing.
         for child in &descendants {
-            if let Some(k) = self.store.api_key(*child).await? {
-                self.changeable(p, k).await?;
-            }
+            self.changeable(p, *child).await?;
         }
         let mut tx = self.store.begin().await?;
         let mut root = tx
@@ -527,12 +518,7 @@ impl ApiKeyService {
                 format!("grace_period_seconds must be between 0 and {MAX_GRACE_SECS}"),
             ));
         }
-        let current = self
-            .store
-            .api_key(id)
-            .await?
-            .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
-        self.changeable(cap.principal(), current).await?;
+        self.changeable(cap.principal(), id).await?;
         let mut tx = self.store.begin().await?;
         let mut key = tx
             .api_key_for_update(id)
@@ -673,7 +659,7 @@ impl ApiKeyService {
         let Some(id) = id else { return Ok(None) };
         if let Some(op) = self.store.operator(id).await? {
             let scope = crate::org::scope_of(self.store.as_ref(), &op).await?;
-            if p.scope.covers(&scope) && (p.scope.is_all() || !scope.is_nothing()) {
+            if p.scope.manages(&scope) {
                 return Ok(Some(id.to_string()));
             }
         }
@@ -804,6 +790,11 @@ impl ApiKeyService {
 /// act for the holder with no more than that).
 fn holder_permissions() -> Result<PermissionSet> {
     PermissionSet::parse([perm::SelfService::NAME, perm::PluginsInvoke::NAME])
+}
+
+/// Whether `key` would still be valid after `limit`.
+fn outlives(key: &ApiKey, limit: OffsetDateTime) -> bool {
+    key.expires_at.is_none_or(|e| e > limit)
 }
 
 fn revoke_in_place(key: &mut ApiKey, now: OffsetDateTime, reason: Option<String>) {

@@ -180,10 +180,7 @@ impl OperatorService {
         if principal.scope.is_all() {
             return Ok(true);
         }
-        if op.unrestricted || (op.divisions.is_empty() && op.offices.is_empty()) {
-            return Ok(false);
-        }
-        Ok(principal.scope.covers(&org::scope_of(self.store.as_ref(), op).await?))
+        Ok(principal.scope.manages(&org::scope_of(self.store.as_ref(), op).await?))
     }
 
     async fn find(&self, principal: &crate::authz::Principal, id: Uuid) -> Result<Operator> {

@@ -62,16 +62,20 @@ impl SelfService {
         challenge: Option<String>,
     ) -> Result<PinReset> {
         let p = cap.principal();
-        let d = self.mine(p, id).await?;
-        let acting = self.acting(p, "device:pin_reset").await?;
+        let office = self.holder_office(p).await?;
+        let d = self.mine(p, office, id).await?;
+        let acting = Self::acting(p, office, "device:pin_reset")?;
         self.pins.reset_device(&acting, d, challenge).await
     }
 
     /// The holder acting with exactly `permission`, within the holder's own office (whoever
     /// manages the holder's key sees that office, and no other), on objects already checked
     /// to be theirs.
-    async fn acting(&self, p: &Arc<Principal>, permission: &str) -> Result<Arc<Principal>> {
-        let office = self.holder_office(p).await?;
+    fn acting(
+        p: &Arc<Principal>,
+        office: Option<Uuid>,
+        permission: &str,
+    ) -> Result<Arc<Principal>> {
         Ok(Arc::new(Principal {
             permissions: PermissionSet::parse([permission])?,
             scope: crate::org::Scope::offices(office),
@@ -104,6 +108,10 @@ impl SelfService {
             .certificate(id)
             .await?
             .ok_or_else(|| CoreError::not_found("certificate", id.to_string()))?;
+        let office = self.holder_office(p).await?;
+        if office.is_none() || cert.office_id != office {
+            return Err(CoreError::not_found("certificate", id.to_string()));
+        }
         // Issued for the holder by an enrolment request: the request (a server-kept record)
         // says so, not the certificate's metadata, which callers can write.
         let for_holder = match cert
@@ -122,11 +130,11 @@ impl SelfService {
             None => false,
         };
         let on_device = self.devices_of(h).await?.iter().any(|d| d.certificates.contains(&id));
-        let office = self.holder_office(p).await?;
-        if (!for_holder && !on_device) || office.is_none() || cert.office_id != office {
+        if !for_holder && !on_device {
             return Err(CoreError::not_found("certificate", id.to_string()));
         }
-        let c = self.acting(p, "certificate:renew").await?.authorize::<perm::CertificateRenew>()?;
+        let c =
+            Self::acting(p, office, "certificate:renew")?.authorize::<perm::CertificateRenew>()?;
         self.certificates.renew(&c, id, csr).await
     }
 
@@ -139,7 +147,8 @@ impl SelfService {
     ) -> Result<EnrolmentRequest> {
         let p = cap.principal();
         let h = holder(p)?;
-        let c = self.acting(p, "requests:write").await?.authorize::<perm::RequestsWrite>()?;
+        let office = self.holder_office(p).await?;
+        let c = Self::acting(p, office, "requests:write")?.authorize::<perm::RequestsWrite>()?;
         let n = NewRequest {
             person_id: h,
             certificates: certificate.into_iter().collect(),
@@ -166,9 +175,8 @@ impl SelfService {
     }
 
     /// One of the holder's devices, or 404.
-    async fn mine(&self, p: &Principal, id: Uuid) -> Result<Device> {
+    async fn mine(&self, p: &Principal, office: Option<Uuid>, id: Uuid) -> Result<Device> {
         let h = holder(p)?;
-        let office = self.holder_office(p).await?;
         let body = self.store.record(&DEVICES, &id.to_string()).await?;
         match body.map(|b| Device::from_body(&b)).transpose()? {
             Some(d) if d.holder_id == Some(h) && Some(d.office_id) == office => Ok(d),
@@ -186,7 +194,8 @@ impl SelfService {
         reason: Option<String>,
     ) -> Result<Device> {
         let p = cap.principal();
-        let d = self.mine(p, id).await?;
+        let office = self.holder_office(p).await?;
+        let d = self.mine(p, office, id).await?;
         if to == DeviceStatus::Active && d.status != DeviceStatus::Suspended && d.status != to {
             return Err(CoreError::conflict(
                 "invalid_transition",
@@ -209,7 +218,8 @@ impl SelfService {
                         .into(),
             });
         }
-        let acting = self.acting(p, crate::service::devices::permission_for(d.status, to)).await?;
+        let acting =
+            Self::acting(p, office, crate::service::devices::permission_for(d.status, to))?;
         match to {
             DeviceStatus::Suspended | DeviceStatus::Lost => {
                 let c = acting.authorize::<perm::DeviceSuspend>()?;
