@@ -311,7 +311,11 @@ async fn exports_come_in_three_formats_with_a_verifiable_signature() {
 #[tokio::test]
 async fn signed_checkpoints_catch_a_rewritten_tail() {
     for db in backends().await {
-        let s = TestServer::start(&db).await;
+        // The data directory (audit key, anchor log) outlives the server.
+        let dir = tempfile::tempdir().unwrap();
+        let opts =
+            sigil_tests::Options { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+        let s = TestServer::start_with(&db, opts).await;
         some_history(&s).await;
         let last = verify(&s).await["last_seq"].as_i64().unwrap();
         let data_dir = s.data_dir().to_path_buf();
@@ -323,7 +327,7 @@ async fn signed_checkpoints_catch_a_rewritten_tail() {
             o.url = url.clone();
             sigil_store::SqlStore::connect(&o).await.unwrap()
         };
-        assert_eq!(store.audit_checkpoints().await.unwrap().last().unwrap().seq, last);
+        assert_eq!(store.audit_checkpoints(1).await.unwrap().last().unwrap().seq, last);
         // Rewrite the last event and re-hash it consistently, head included: only the checkpoint
         // notices.
         let mut e = store
@@ -351,12 +355,12 @@ async fn signed_checkpoints_catch_a_rewritten_tail() {
         ])
         .await;
         assert_eq!(code, 1);
-        let report = sigil_core::service::audit::verify_store(&store, &|k| {
-            Box::new(sigil_pki::audit_key::Keyring::from_records(k))
-                as Box<dyn sigil_core::audit::SignatureCheck>
-        })
-        .await
-        .unwrap();
+        let pinned =
+            sigil_pki::audit_key::AuditKey::load_or_create(&data_dir.join("audit-key.pem"))
+                .unwrap()
+                .keyring();
+        let report =
+            sigil_core::service::audit::verify_store(&store, &pinned, None, None).await.unwrap();
         assert_eq!(
             report.problem.unwrap().kind,
             sigil_core::audit::ProblemKind::CheckpointMismatch

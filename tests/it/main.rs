@@ -5,6 +5,7 @@
 
 mod apikeys;
 mod audit;
+mod audit_anchor;
 mod authz_attacks;
 mod authz_matrix;
 mod certificates;

@@ -11,9 +11,26 @@ async fn two_nodes_share_keys_revocations_rate_limits_and_one_audit_chain() {
         eprintln!("SIGIL_TEST_DATABASE_URL not set: scale-out needs PostgreSQL; skipped");
         return;
     };
-    let opts = Options { toml: "[api_keys]\ncache_ttl_ms = 300\n".into(), ..Default::default() };
-    let a = TestServer::start_with(&db, opts.clone()).await;
-    let b = TestServer::start_with(&db, opts).await;
+    // Each node signs checkpoints with its own audit key and pins the other's public key.
+    let keys = tempfile::tempdir().unwrap();
+    let key = |n: &str| {
+        let path = keys.path().join(format!("{n}.pem"));
+        let k = sigil_pki::audit_key::AuditKey::load_or_create(&path).unwrap();
+        (path, k.publish(&keys.path().join(format!("{n}.pem"))).unwrap(), k)
+    };
+    let (a_key, a_pub, a_audit) = key("a");
+    let (b_key, b_pub, _) = key("b");
+    let opts = |own: &std::path::Path, other: &std::path::Path| Options {
+        toml: format!(
+            "[api_keys]\ncache_ttl_ms = 300\n[audit]\nsigning_key_file = \"{}\"\n\
+             trusted_keys = [\"{}\"]\n",
+            own.display(),
+            other.display()
+        ),
+        ..Default::default()
+    };
+    let a = TestServer::start_with(&db, opts(&a_key, &b_pub)).await;
+    let b = TestServer::start_with(&db, opts(&b_key, &a_pub)).await;
     assert_ne!(a.url, b.url);
     // Only the first node created an administrator key.
     assert!(!a.admin_key.is_empty());
@@ -68,9 +85,21 @@ async fn two_nodes_share_keys_revocations_rate_limits_and_one_audit_chain() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 201);
     }
-    let (_, report) =
-        json(b.req(Method::GET, "/api/v1/audit/verify", &admin).send().await.unwrap()).await;
-    assert_eq!(report["valid"], true, "{report}");
+    // Checkpoints by either node chain onto each other's, and each node verifies them all.
+    assert!(a.checkpoint().await.unwrap().is_some());
+    let r = b
+        .req(Method::POST, "/api/v1/api-keys", &admin)
+        .json(&json!({"name": "after-a", "permissions": ["audit:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(b.checkpoint().await.unwrap().is_some());
+    for node in [&a, &b] {
+        let (_, report) =
+            json(node.req(Method::GET, "/api/v1/audit/verify", &admin).send().await.unwrap()).await;
+        assert_eq!(report["valid"], true, "{report}");
+    }
     let (_, keys) = json(
         b.req(Method::GET, "/api/v1/audit?action=api_key.*&limit=500", &admin)
             .send()
@@ -78,7 +107,7 @@ async fn two_nodes_share_keys_revocations_rate_limits_and_one_audit_chain() {
             .unwrap(),
     )
     .await;
-    assert_eq!(keys["items"].as_array().unwrap().len(), 1 + 2 + 1 + 40);
+    assert_eq!(keys["items"].as_array().unwrap().len(), 1 + 2 + 1 + 40 + 1);
     a.stop().await;
     b.stop().await;
     // Both nodes signed checkpoints with their own keys; the chain and both still verify.
@@ -87,14 +116,19 @@ async fn two_nodes_share_keys_revocations_rate_limits_and_one_audit_chain() {
         o.url = db.url.clone();
         sigil_store::SqlStore::connect(&o).await.unwrap()
     };
-    let r = sigil_core::service::audit::verify_store(&store, &|k| {
-        Box::new(sigil_pki::audit_key::Keyring::from_records(k))
-            as Box<dyn sigil_core::audit::SignatureCheck>
-    })
-    .await
-    .unwrap();
+    let mut both = a_audit.keyring();
+    both.add_file(&b_pub).unwrap();
+    let r = sigil_core::service::audit::verify_store(&store, &both, None, None).await.unwrap();
     assert!(r.valid, "{r:?}");
-    assert!(r.checkpoints_checked >= 1);
+    assert!(r.checkpoints_checked >= 2);
+    // A verifier that pins only A's key does not accept B's checkpoints.
+    let r = sigil_core::service::audit::verify_store(&store, &a_audit.keyring(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.problem.map(|p| p.kind),
+        Some(sigil_core::audit::ProblemKind::CheckpointUntrusted)
+    );
     store.close().await;
     db.cleanup().await;
 }

@@ -106,6 +106,11 @@ impl TestServer {
         }
     }
 
+    /// Signs an audit checkpoint now, as the periodic job does.
+    pub async fn checkpoint(&self) -> sigil_core::Result<Option<sigil_core::audit::Checkpoint>> {
+        self.running.as_ref().expect("running").checkpoint().await
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.config.server.data_dir

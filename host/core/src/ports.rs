@@ -269,10 +269,11 @@ pub trait Store: crate::records::RecordStore + Send + Sync + 'static {
     async fn audit_events(&self, f: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEvent>>;
     /// The recorded head of the chain.
     async fn audit_head(&self) -> StoreResult<AuditHead>;
-    /// Checkpoints, ordered by seq.
-    async fn audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+    /// Checkpoints whose counter is at least `from_counter`, ordered by counter.
+    async fn audit_checkpoints(&self, from_counter: i64) -> StoreResult<Vec<Checkpoint>>;
     /// Stores a signed checkpoint (not itself an audited change: it only attests to the chain).
-    async fn insert_audit_checkpoint(&self, c: &Checkpoint) -> StoreResult<()>;
+    /// False when its counter is taken (another node checkpointed first).
+    async fn insert_audit_checkpoint(&self, c: &Checkpoint) -> StoreResult<bool>;
     /// Registers an audit public key (idempotent).
     async fn register_audit_key(&self, k: &AuditKeyRecord) -> StoreResult<()>;
     /// All registered audit keys.

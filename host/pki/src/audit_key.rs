@@ -59,6 +59,25 @@ impl AuditKey {
         let public_pem = pem::encode("PUBLIC KEY", &spki);
         Ok(Self { pair, rng, key_id, public_pem })
     }
+
+    /// Writes the public key next to the private one (`<name>.pub.pem`, unless it is there
+    /// already) so that other nodes and offline verifiers can pin it. Returns its path.
+    pub fn publish(&self, key_path: &Path) -> std::result::Result<std::path::PathBuf, PkiError> {
+        let path = key_path.with_extension("pub.pem");
+        let current = std::fs::read_to_string(&path).ok();
+        if current.as_deref() != Some(self.public_pem.as_str()) {
+            std::fs::write(&path, &self.public_pem)
+                .map_err(|source| PkiError::Io { path: path.display().to_string(), source })?;
+        }
+        Ok(path)
+    }
+
+    /// A keyring holding this key only.
+    pub fn keyring(&self) -> Keyring {
+        let mut k = Keyring::default();
+        k.add_pem(&self.public_pem, None);
+        k
+    }
 }
 
 /// Key id: hex of the first 16 bytes of SHA-256 over the SubjectPublicKeyInfo DER.
@@ -82,10 +101,6 @@ impl AuditCrypto for AuditKey {
             .map_err(|_| CoreError::Internal("audit signature failed".into()))?;
         Ok(STANDARD.encode(sig.as_ref()))
     }
-
-    fn keyring(&self, keys: &[AuditKeyRecord]) -> Box<dyn SignatureCheck> {
-        Box::new(Keyring::from_records(keys))
-    }
 }
 
 /// Public audit keys by id.
@@ -105,6 +120,18 @@ impl Keyring {
         k
     }
 
+    /// Adds the public key in the PEM file at `path`; fails when it is not a P-256 public key.
+    pub fn add_file(&mut self, path: &Path) -> std::result::Result<String, PkiError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| PkiError::Io { path: path.display().to_string(), source })?;
+        self.add_pem(&text, None).ok_or_else(|| PkiError::InvalidKey(path.display().to_string()))
+    }
+
+    /// Whether no key is pinned.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
     /// Adds a public key PEM; when `expected_id` is given the key must hash to it.
     pub fn add_pem(&mut self, pem_text: &str, expected_id: Option<&str>) -> Option<String> {
         let der = pem::decode("PUBLIC KEY", pem_text)?;
@@ -119,6 +146,10 @@ impl Keyring {
 }
 
 impl SignatureCheck for Keyring {
+    fn knows(&self, key_id: &str) -> bool {
+        self.points.contains_key(key_id)
+    }
+
     fn verify(&self, key_id: &str, message: &[u8], signature_b64: &str) -> bool {
         let (Some(point), Ok(sig)) = (self.points.get(key_id), STANDARD.decode(signature_b64))
         else {
@@ -152,9 +183,17 @@ mod tests {
             public_key_pem: k.public_key_pem().into(),
             created_at_us: 0,
         };
-        let ring = k.keyring(&[rec]);
+        let ring = Keyring::from_records(&[rec]);
         assert!(ring.verify(k.key_id(), b"hello", &sig));
         assert!(!ring.verify(k.key_id(), b"hellO", &sig));
         assert!(!ring.verify("other", b"hello", &sig));
+        // The published public key pins the same key.
+        let pubfile = k.publish(&path).unwrap();
+        assert_eq!(pubfile, dir.path().join("audit-key.pub.pem"));
+        let mut pinned = Keyring::default();
+        assert_eq!(pinned.add_file(&pubfile).unwrap(), k.key_id());
+        assert!(pinned.knows(k.key_id()) && !pinned.knows("other"));
+        assert!(pinned.verify(k.key_id(), b"hello", &sig));
+        assert!(Keyring::default().add_file(&path).is_err(), "a private key is not a public key");
     }
 }

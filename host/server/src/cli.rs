@@ -8,12 +8,11 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use clap::{Args, Parser, Subcommand};
 use sigil_core::apikey::{RateLimit, RateUnit};
-use sigil_core::audit::{ChainVerifier, SignatureCheck};
+use sigil_core::audit::{ChainVerifier, Freshness};
 use sigil_core::authz::{Principal, perm};
 use sigil_core::export::{ExportSignature, decode_json};
 use sigil_core::ports::{ApiKeyFilter, PageRequest};
 use sigil_core::service::apikeys::CreateApiKey;
-use sigil_core::service::audit::AuditCrypto as _;
 use sigil_pki::audit_key::Keyring;
 
 use crate::config::Config;
@@ -153,9 +152,17 @@ pub struct VerifyArgs {
     /// The detached signature (the `Sigil-Signature` header value, or its decoded JSON).
     #[arg(long, requires = "file")]
     pub signature: Option<PathBuf>,
-    /// Trust only this audit public key (PEM).
+    /// Trust only these audit public keys (PEM; repeatable). Default: this node's audit key
+    /// (from `--data-dir`) and the configured `audit.trusted_keys`.
     #[arg(long)]
-    pub public_key: Option<PathBuf>,
+    pub public_key: Vec<PathBuf>,
+    /// The anchor log to hold the database to. Default: this node's, when it exists.
+    #[arg(long, conflicts_with = "file")]
+    pub anchor_file: Option<PathBuf>,
+    /// Fail when the newest checkpoint is older than this many seconds (0: no bound). Default:
+    /// `audit.checkpoint_max_age_secs`.
+    #[arg(long, conflicts_with = "file")]
+    pub max_checkpoint_age: Option<u64>,
 }
 
 fn parse_rate(s: &str) -> Result<RateLimit> {
@@ -287,31 +294,55 @@ async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
     Ok(0)
 }
 
-fn trusted_keyring(a: &VerifyArgs) -> Result<Option<Keyring>> {
-    let Some(p) = &a.public_key else {
-        return Ok(None);
-    };
-    let pem = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+/// The pinned audit keys: `--public-key` files, or this node's key and `audit.trusted_keys`.
+/// Never a key found in the database or in the file being verified.
+fn pinned_keys(cfg: &Config, a: &VerifyArgs) -> Result<Keyring> {
     let mut k = Keyring::default();
-    if k.add_pem(&pem, None).is_none() {
-        bail!("{} is not a P-256 public key in PEM", p.display());
+    for p in &a.public_key {
+        k.add_file(p)
+            .with_context(|| format!("{} is not a P-256 public key in PEM", p.display()))?;
     }
-    Ok(Some(k))
+    if !a.public_key.is_empty() {
+        return Ok(k);
+    }
+    let path = cfg.audit_key_path();
+    if path.exists() {
+        let key = sigil_pki::audit_key::AuditKey::load_or_create(&path)?;
+        eprintln!("note: trusting the audit key of {}", path.display());
+        k = key.keyring();
+    }
+    let k = startup::pinned_audit_keys(cfg, k)?;
+    if k.is_empty() {
+        bail!(
+            "no pinned audit key: pass --public-key FILE (an audit public key, PEM) or --data-dir \
+             of the node whose audit key signed"
+        );
+    }
+    Ok(k)
 }
 
 async fn verify(cfg: &Config, a: VerifyArgs) -> Result<i32> {
-    let trusted = trusted_keyring(&a)?;
     let Some(file) = &a.file else {
+        let pinned = pinned_keys(cfg, &a)?;
         let mut cfg = cfg.clone();
         if let Some(url) = &a.database_url {
             cfg.database.url = Some(url.clone());
         }
+        let anchor_path = a.anchor_file.clone().unwrap_or_else(|| cfg.anchor_path());
+        let anchor = if anchor_path.exists() || a.anchor_file.is_some() {
+            eprintln!("note: holding the chain to the anchor log {}", anchor_path.display());
+            crate::anchor::FileAnchor::read_latest(&anchor_path)?
+        } else {
+            None
+        };
+        let max_age = a.max_checkpoint_age.unwrap_or(cfg.audit.checkpoint_max_age_secs);
+        let freshness = (max_age > 0).then(|| Freshness {
+            now_us: sigil_core::audit::unix_micros(time::OffsetDateTime::now_utc()),
+            max_age_us: i64::try_from(max_age.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
+        });
         let store = startup::open_store(&cfg).await?;
-        let report = sigil_core::service::audit::verify_store(&store, &|keys| match &trusted {
-            Some(t) => Box::new(t.clone()) as Box<dyn SignatureCheck>,
-            None => Box::new(Keyring::from_records(keys)),
-        })
-        .await?;
+        let report =
+            sigil_core::service::audit::verify_store(&store, &pinned, anchor, freshness).await?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(if report.valid { 0 } else { 1 });
     };
@@ -331,25 +362,8 @@ async fn verify(cfg: &Config, a: VerifyArgs) -> Result<i32> {
         let sig: ExportSignature =
             serde_json::from_slice(&json).context("parsing the signature")?;
         // Never the key the signature file carries: anyone can sign a made-up export with a
-        // key of their own. The key is pinned: `--public-key`, or this node's audit key.
-        let ring = match &trusted {
-            Some(t) => t.clone(),
-            None => {
-                let path = cfg.audit_key_path();
-                if !path.exists() {
-                    bail!(
-                        "no pinned audit key: pass --public-key FILE (the audit public key, PEM) \
-                         or --data-dir of the node whose audit key signed the export"
-                    );
-                }
-                let key = sigil_pki::audit_key::AuditKey::load_or_create(&path)?;
-                let mut k = Keyring::default();
-                k.add_pem(key.public_key_pem(), None);
-                eprintln!("note: verifying against the audit key of {}", path.display());
-                k
-            }
-        };
-        match sig.verify(&body, &ring) {
+        // key of their own.
+        match sig.verify(&body, &pinned_keys(cfg, &a)?) {
             Ok(()) => {
                 out.insert("signature".into(), "valid".into());
             }
@@ -362,8 +376,7 @@ async fn verify(cfg: &Config, a: VerifyArgs) -> Result<i32> {
     if let Ok(events) = decode_json(&body)
         && let Some(first) = events.first()
     {
-        let none = Keyring::default();
-        let mut v = ChainVerifier::new(first.seq, &first.prev_hash.clone(), vec![], &none);
+        let mut v = ChainVerifier::new(first.seq, &first.prev_hash.clone());
         let contiguous = events.windows(2).all(|w| w[1].seq == w[0].seq + 1);
         for e in events {
             v.push(e);

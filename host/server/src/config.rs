@@ -68,6 +68,9 @@ fn d_cache_ttl() -> u64 {
 fn d_checkpoint() -> u64 {
     60
 }
+fn d_checkpoint_max_age() -> u64 {
+    3600
+}
 
 /// `[server]`.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -437,6 +440,24 @@ pub struct AuditSection {
     /// How often a signed checkpoint is written, seconds.
     #[serde(default = "d_checkpoint")]
     pub checkpoint_interval_secs: u64,
+    /// Verification fails when the newest checkpoint is older than this, seconds (0: no
+    /// bound). Checkpoints are written without new events once the newest is half this old.
+    #[serde(default = "d_checkpoint_max_age")]
+    pub checkpoint_max_age_secs: u64,
+    /// Public keys (PEM) of the other nodes' audit keys; with this node's own key they are the
+    /// only keys whose checkpoints verify.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+    /// Append-only log of the checkpoints this node signed; default next to the audit key
+    /// (`audit-anchors.log` in its directory).
+    #[serde(default)]
+    pub anchor_file: Option<PathBuf>,
+    /// A second copy of the anchor log, for example on another volume.
+    #[serde(default)]
+    pub anchor_copy_file: Option<PathBuf>,
+    /// A syslog socket (`/dev/log`) that receives each checkpoint as well.
+    #[serde(default)]
+    pub anchor_syslog_socket: Option<PathBuf>,
 }
 
 /// The whole file.
@@ -496,6 +517,8 @@ const PATH_KEYS: &[&str] = &[
     "tls.client_ca_file",
     "tls.client_crl_file",
     "audit.signing_key_file",
+    "audit.anchor_file",
+    "audit.anchor_copy_file",
     "pki.master_key_file",
     "pki.import_cert_file",
     "pki.import_key_file",
@@ -596,6 +619,16 @@ impl Config {
                 "audit.checkpoint_interval_secs must be positive".into(),
             ));
         }
+        let a = &self.audit;
+        if a.checkpoint_max_age_secs != 0
+            && a.checkpoint_max_age_secs < a.checkpoint_interval_secs.saturating_mul(2)
+        {
+            return Err(ConfigError::Invalid(
+                "audit.checkpoint_max_age_secs must be 0 or at least twice \
+                 audit.checkpoint_interval_secs (checkpoints could not keep up with it)"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -617,6 +650,14 @@ impl Config {
             .signing_key_file
             .clone()
             .unwrap_or_else(|| self.server.data_dir.join("audit-key.pem"))
+    }
+
+    /// Where this node's anchor log is: next to the audit key unless configured.
+    pub fn anchor_path(&self) -> PathBuf {
+        self.audit.anchor_file.clone().unwrap_or_else(|| {
+            let key = self.audit_key_path();
+            key.parent().unwrap_or(Path::new(".")).join("audit-anchors.log")
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! shutdown and the offline subcommands. The integration tests start the real server through
 //! [`startup::start`].
 
+pub mod anchor;
 pub mod cli;
 pub mod config;
 pub mod plugin_cli;

@@ -13,14 +13,14 @@ use sigil_core::ca::Issuers;
 use sigil_core::cert::KeyType;
 use sigil_core::ports::{Clock, Store, SystemClock};
 use sigil_core::service::apikeys::ApiKeyService;
-use sigil_core::service::audit::AuditService;
+use sigil_core::service::audit::{AuditService, AuditTrust};
 use sigil_core::service::cas::{CaImport, CaService};
 use sigil_core::service::certificates::CertificateService;
 use sigil_core::service::operators::OperatorService;
 use sigil_core::service::profiles::ProfileService;
 use sigil_core::service::roles::RoleService;
 use sigil_core::service::settings::SettingsService;
-use sigil_pki::audit_key::AuditKey;
+use sigil_pki::audit_key::{AuditKey, Keyring};
 use sigil_pki::builtin::BuiltinFactory;
 use sigil_pki::csr::Pkcs10;
 use sigil_pki::ocsp::OcspCodec;
@@ -85,6 +85,15 @@ pub struct Services {
     pub certificates: Arc<CertificateService>,
 }
 
+/// `own` (this node's key, when it has one) plus the configured `audit.trusted_keys`: the only
+/// keys whose checkpoints verify.
+pub fn pinned_audit_keys(cfg: &Config, mut own: Keyring) -> Result<Keyring> {
+    for p in &cfg.audit.trusted_keys {
+        own.add_file(p).with_context(|| format!("audit.trusted_keys: {}", p.display()))?;
+    }
+    Ok(own)
+}
+
 /// Wires the services.
 pub async fn services(
     cfg: &Config,
@@ -95,8 +104,20 @@ pub async fn services(
 ) -> Result<Services> {
     let store: Arc<dyn Store> = Arc::new(store);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let audit_key = Arc::new(AuditKey::load_or_create(&cfg.audit_key_path())?);
-    let audit = Arc::new(AuditService::new(store.clone(), clock.clone(), audit_key));
+    let key_path = cfg.audit_key_path();
+    let audit_key = AuditKey::load_or_create(&key_path)?;
+    audit_key.publish(&key_path)?;
+    let trust = AuditTrust {
+        keys: Arc::new(pinned_audit_keys(cfg, audit_key.keyring())?),
+        anchor: Arc::new(crate::anchor::FileAnchor::new(
+            cfg.anchor_path(),
+            cfg.audit.anchor_copy_file.clone(),
+            cfg.audit.anchor_syslog_socket.clone(),
+        )),
+        max_age_secs: cfg.audit.checkpoint_max_age_secs,
+    };
+    let audit =
+        Arc::new(AuditService::new(store.clone(), clock.clone(), Arc::new(audit_key), trust));
     audit.register_key().await?;
     let settings = Arc::new(SettingsService::new(store.clone(), clock.clone()));
     let api_keys = Arc::new(ApiKeyService::new(
@@ -243,6 +264,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// Signs an audit checkpoint now (as the periodic job does), after verifying the chain.
+    pub async fn checkpoint(&self) -> sigil_core::Result<Option<sigil_core::audit::Checkpoint>> {
+        self.audit.checkpoint().await
+    }
+
     /// Stops accepting, lets in-flight requests finish (up to the grace period), signs a final
     /// checkpoint.
     pub async fn shutdown(self) -> Result<()> {
@@ -381,7 +407,7 @@ fn background(svc: &Services, checkpoint_every: Duration) -> Vec<JoinHandle<()>>
         loop {
             t.tick().await;
             if let Err(e) = audit.checkpoint().await {
-                tracing::warn!(error = %e, "audit checkpoint failed");
+                tracing::error!(error = %e, "audit checkpoint failed");
             }
         }
     });

@@ -123,18 +123,23 @@ pub(crate) async fn head<'c, E: Executor<'c, Database = Any>>(e: E) -> StoreResu
 
 pub(crate) async fn checkpoints<'c, E: Executor<'c, Database = Any>>(
     e: E,
+    from_counter: i64,
 ) -> StoreResult<Vec<Checkpoint>> {
     let rows = sqlx::query(
-        "SELECT seq, hash, signed_at, key_id, signature FROM audit_checkpoints ORDER BY seq, key_id",
+        "SELECT counter, seq, hash, prev, signed_at, key_id, signature FROM audit_checkpoints \
+         WHERE counter >= $1 ORDER BY counter",
     )
+    .bind(from_counter)
     .fetch_all(e)
     .await
     .map_err(map_err)?;
     rows.iter()
         .map(|r| {
             Ok(Checkpoint {
+                counter: r.try_get("counter").map_err(map_err)?,
                 seq: r.try_get("seq").map_err(map_err)?,
                 hash: r.try_get("hash").map_err(map_err)?,
+                prev: r.try_get("prev").map_err(map_err)?,
                 signed_at_us: r.try_get("signed_at").map_err(map_err)?,
                 key_id: r.try_get("key_id").map_err(map_err)?,
                 signature: r.try_get("signature").map_err(map_err)?,
@@ -146,19 +151,21 @@ pub(crate) async fn checkpoints<'c, E: Executor<'c, Database = Any>>(
 pub(crate) async fn insert_checkpoint<'c, E: Executor<'c, Database = Any>>(
     e: E,
     c: &Checkpoint,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     sqlx::query(
-        "INSERT INTO audit_checkpoints (seq, key_id, hash, signed_at, signature) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq, key_id) DO NOTHING",
+        "INSERT INTO audit_checkpoints (counter, seq, hash, prev, signed_at, key_id, signature) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (counter) DO NOTHING",
     )
+    .bind(c.counter)
     .bind(c.seq)
-    .bind(&c.key_id)
     .bind(&c.hash)
+    .bind(&c.prev)
     .bind(c.signed_at_us)
+    .bind(&c.key_id)
     .bind(&c.signature)
     .execute(e)
     .await
-    .map(|_| ())
+    .map(|r| r.rows_affected() == 1)
     .map_err(map_err)
 }
 

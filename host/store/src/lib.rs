@@ -418,11 +418,11 @@ impl Store for SqlStore {
         audit::head(&self.read).await
     }
 
-    async fn audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        audit::checkpoints(&self.read).await
+    async fn audit_checkpoints(&self, from_counter: i64) -> StoreResult<Vec<Checkpoint>> {
+        audit::checkpoints(&self.read, from_counter).await
     }
 
-    async fn insert_audit_checkpoint(&self, c: &Checkpoint) -> StoreResult<()> {
+    async fn insert_audit_checkpoint(&self, c: &Checkpoint) -> StoreResult<bool> {
         audit::insert_checkpoint(&self.write, c).await
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sigil_core::CoreError;
 use sigil_core::apikey::KeyStatus;
-use sigil_core::audit::{ChainVerifier, GENESIS_HASH, SignatureCheck};
+use sigil_core::audit::{ChainVerifier, Checkpoint, GENESIS_HASH};
 use sigil_core::authz::{Principal, perm};
 use sigil_core::ports::{ApiKeyFilter, AuditFilter, PageRequest, Store, SystemClock};
 use sigil_core::service::apikeys::{ApiKeyService, CreateApiKey};
@@ -22,13 +22,6 @@ fn create(name: &str) -> CreateApiKey {
         client_cert_sha256: None,
         holder_id: None,
         operator_id: None,
-    }
-}
-
-struct NoSig;
-impl SignatureCheck for NoSig {
-    fn verify(&self, _: &str, _: &[u8], _: &str) -> bool {
-        false
     }
 }
 
@@ -86,7 +79,7 @@ async fn api_keys_round_trip_with_filters_and_unique_names() {
         let events = store.audit_events(&AuditFilter::default(), 100).await.unwrap();
         let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
         assert_eq!(actions, ["api_key.create", "api_key.create", "api_key.revoke"]);
-        let mut v = ChainVerifier::new(1, GENESIS_HASH, vec![], &NoSig);
+        let mut v = ChainVerifier::new(1, GENESIS_HASH);
         events.into_iter().for_each(|e| v.push(e));
         let head = store.audit_head().await.unwrap();
         assert!(v.finish(Some(head.seq)).valid);
@@ -157,7 +150,7 @@ async fn concurrent_writers_build_one_chain() {
         }
         let events = store.audit_events(&AuditFilter::default(), 100).await.unwrap();
         assert_eq!(events.len(), 16);
-        let mut v = ChainVerifier::new(1, GENESIS_HASH, vec![], &NoSig);
+        let mut v = ChainVerifier::new(1, GENESIS_HASH);
         events.into_iter().for_each(|e| v.push(e));
         let r = v.finish(Some(store.audit_head().await.unwrap().seq));
         assert!(r.valid, "{r:?}");
@@ -225,9 +218,33 @@ async fn concurrent_inserts_are_group_committed_and_a_bad_unit_fails_alone() {
         assert_eq!(ok, 63);
         let events = store.audit_events(&AuditFilter::default(), 500).await.unwrap();
         assert_eq!(events.len(), 63, "the failed unit left no audit event");
-        let mut v = ChainVerifier::new(1, GENESIS_HASH, vec![], &NoSig);
+        let mut v = ChainVerifier::new(1, GENESIS_HASH);
         events.into_iter().for_each(|e| v.push(e));
         assert!(v.finish(Some(store.audit_head().await.unwrap().seq)).valid);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn checkpoints_are_kept_by_counter_and_a_taken_counter_is_refused() {
+    each_backend(|store| async move {
+        let cp = |counter: i64, seq: i64| Checkpoint {
+            counter,
+            seq,
+            hash: format!("h{seq}"),
+            prev: GENESIS_HASH.into(),
+            signed_at_us: 7,
+            key_id: "k".into(),
+            signature: "s".into(),
+        };
+        assert!(store.insert_audit_checkpoint(&cp(1, 3)).await.unwrap());
+        assert!(store.insert_audit_checkpoint(&cp(2, 3)).await.unwrap());
+        assert!(store.insert_audit_checkpoint(&cp(3, 9)).await.unwrap());
+        // Another node that signed counter 3 as well lost the race; the first one stays.
+        assert!(!store.insert_audit_checkpoint(&cp(3, 10)).await.unwrap());
+        assert_eq!(store.audit_checkpoints(1).await.unwrap(), vec![cp(1, 3), cp(2, 3), cp(3, 9)]);
+        assert_eq!(store.audit_checkpoints(2).await.unwrap(), vec![cp(2, 3), cp(3, 9)]);
+        assert!(store.audit_checkpoints(4).await.unwrap().is_empty());
     })
     .await;
 }

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::audit::NewAuditEvent;
+use crate::audit::verify::Start;
 use crate::audit::{
-    AuditEvent, ChainVerifier, Checkpoint, GENESIS_HASH, SignatureCheck, VerifyReport, unix_micros,
+    AnchorLog, AuditEvent, ChainProblem, ChainVerifier, Checkpoint, Freshness, NewAuditEvent,
+    ProblemKind, SignatureCheck, VerifyReport, unix_micros,
 };
 use crate::authz::{Capability, Principal, perm};
 use crate::error::{CoreError, Result};
@@ -24,8 +25,29 @@ pub trait AuditCrypto: Send + Sync {
     fn public_key_pem(&self) -> &str;
     /// Base64 DER ECDSA signature over `message`.
     fn sign(&self, message: &[u8]) -> Result<String>;
-    /// A checker for signatures by any of `keys`.
-    fn keyring(&self, keys: &[AuditKeyRecord]) -> Box<dyn SignatureCheck>;
+}
+
+/// What the audit chain is held to: the keys pinned by configuration (never the keys stored in
+/// the database), this node's anchor log, and how old the newest checkpoint may be.
+#[derive(Clone)]
+pub struct AuditTrust {
+    /// Pinned audit public keys: this node's and the other nodes' configured ones.
+    pub keys: Arc<dyn SignatureCheck>,
+    /// This node's append-only record of the checkpoints it signed.
+    pub anchor: Arc<dyn AnchorLog>,
+    /// The newest checkpoint must be younger than this many seconds (0: no bound). Checkpoints
+    /// are also written, without new events, when the newest is half this old.
+    pub max_age_secs: u64,
+}
+
+impl AuditTrust {
+    fn freshness(&self, now_us: i64) -> Option<Freshness> {
+        (self.max_age_secs > 0).then(|| Freshness {
+            now_us,
+            max_age_us: i64::try_from(self.max_age_secs.saturating_mul(1_000_000))
+                .unwrap_or(i64::MAX),
+        })
+    }
 }
 
 /// A signed export.
@@ -46,6 +68,9 @@ pub struct AuditService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     crypto: Arc<dyn AuditCrypto>,
+    trust: AuditTrust,
+    // One checkpoint at a time on this node (other nodes race on the counter).
+    checkpointing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for AuditService {
@@ -58,11 +83,17 @@ impl std::fmt::Debug for AuditService {
 
 impl AuditService {
     /// Wires the service.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, crypto: Arc<dyn AuditCrypto>) -> Self {
-        Self { store, clock, crypto }
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        crypto: Arc<dyn AuditCrypto>,
+        trust: AuditTrust,
+    ) -> Self {
+        Self { store, clock, crypto, trust, checkpointing: tokio::sync::Mutex::new(()) }
     }
 
-    /// Registers this node's audit public key so that every verifier can check its checkpoints.
+    /// Records this node's audit public key in the store, so operators can see which keys sign
+    /// (verifiers never trust a key because it is stored there: keys are pinned).
     pub async fn register_key(&self) -> Result<()> {
         let rec = AuditKeyRecord {
             key_id: self.crypto.key_id().to_owned(),
@@ -114,33 +145,67 @@ impl AuditService {
         self.crypto.sign(b"sigil-readiness-probe").is_ok()
     }
 
-    /// Signs a checkpoint at the current head unless one exists there already.
+    /// Signs the next checkpoint at the current head, after verifying the chain from this node's
+    /// anchored checkpoint (the whole chain when it has none), so that a forged head is never
+    /// signed; then appends it to the anchor log. Nothing is signed when the newest checkpoint
+    /// already covers the head and is younger than half the freshness bound, or when another
+    /// node took the counter first.
     pub async fn checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let _one = self.checkpointing.lock().await;
         let head = self.store.audit_head().await?;
         if head.seq == 0 {
             return Ok(None);
         }
-        let existing = self.store.audit_checkpoints().await?;
-        if existing.last().is_some_and(|c| c.seq >= head.seq) {
+        let anchor = self.trust.anchor.latest()?;
+        let checkpoints =
+            self.store.audit_checkpoints(anchor.as_ref().map_or(1, |a| a.counter)).await?;
+        let now_us = unix_micros(self.clock.now());
+        if let Some(n) = checkpoints.last()
+            && n.seq >= head.seq
+            && self
+                .trust
+                .freshness(now_us)
+                .is_none_or(|f| now_us - n.signed_at_us < f.max_age_us / 2)
+        {
             return Ok(None);
         }
-        let signed_at_us = unix_micros(self.clock.now());
-        let key_id = self.crypto.key_id().to_owned();
-        let msg = Checkpoint::message(head.seq, &head.hash, signed_at_us, &key_id);
-        let c = Checkpoint {
-            seq: head.seq,
-            hash: head.hash,
-            signed_at_us,
-            key_id,
-            signature: self.crypto.sign(&msg)?,
+        let newest = checkpoints.last().cloned();
+        let start = match &anchor {
+            Some(a) => Start {
+                first_seq: a.seq + 1,
+                prev_hash: a.hash.clone(),
+                checkpoints,
+                anchor: anchor.clone(),
+                freshness: None,
+            },
+            None => Start { checkpoints, ..Start::chain() },
         };
-        self.store.insert_audit_checkpoint(&c).await?;
+        let report = walk(self.store.as_ref(), start, self.trust.keys.as_ref(), head.seq).await?;
+        if let Some(p) = report.problem {
+            return Err(CoreError::conflict(
+                "audit_chain_broken",
+                format!(
+                    "not signing a checkpoint: the audit chain fails verification at {}: {}",
+                    p.seq, p.detail
+                ),
+            ));
+        }
+        let mut c =
+            Checkpoint::next(newest.as_ref(), head.seq, &head.hash, now_us, self.crypto.key_id());
+        c.signature = self.crypto.sign(&c.message())?;
+        if !self.store.insert_audit_checkpoint(&c).await? {
+            return Ok(None);
+        }
+        self.trust.anchor.append(&c)?;
         Ok(Some(c))
     }
 
-    /// Walks the whole chain and every checkpoint; reports the first broken link.
+    /// Walks the whole chain and every checkpoint with the pinned keys, this node's anchor and
+    /// the freshness bound; reports the first broken link.
     pub async fn verify(&self, _cap: &Capability<perm::AuditVerify>) -> Result<VerifyReport> {
-        verify_store(self.store.as_ref(), &|keys| self.crypto.keyring(keys)).await
+        let anchor = self.trust.anchor.latest()?;
+        let freshness = self.trust.freshness(unix_micros(self.clock.now()));
+        verify_store(self.store.as_ref(), self.trust.keys.as_ref(), anchor, freshness).await
     }
 
     /// Exports matching events in `format` with a detached signature.
@@ -167,31 +232,63 @@ impl AuditService {
     }
 }
 
-/// Builds a signature checker from registered audit keys.
-pub type KeyringFactory<'a> = &'a (dyn Fn(&[AuditKeyRecord]) -> Box<dyn SignatureCheck> + Sync);
-
-/// Verifies the chain stored in `store` (also used offline by `sigil audit verify`).
-pub async fn verify_store(store: &dyn Store, keyring: KeyringFactory<'_>) -> Result<VerifyReport> {
-    let keys = store.audit_keys().await?;
-    let keyring = keyring(&keys);
-    let checkpoints = store.audit_checkpoints().await?;
-    let last_checkpoint_seq = checkpoints.last().map(|c| c.seq);
+/// Verifies the whole chain stored in `store` against the pinned `keys`, the anchored
+/// checkpoint and the freshness bound (also used offline by `sigil audit verify`).
+pub async fn verify_store(
+    store: &dyn Store,
+    keys: &dyn SignatureCheck,
+    anchor: Option<Checkpoint>,
+    freshness: Option<Freshness>,
+) -> Result<VerifyReport> {
+    let checkpoints = store.audit_checkpoints(1).await?;
     let head = store.audit_head().await?;
-    let mut verifier = ChainVerifier::new(1, GENESIS_HASH, checkpoints, keyring.as_ref());
-    let mut filter = AuditFilter::default();
+    let start = Start { checkpoints, anchor, freshness, ..Start::chain() };
+    walk(store, start, keys, head.seq).await
+}
+
+/// Feeds the events from `start` up to `head_seq` through a verifier.
+async fn walk(
+    store: &dyn Store,
+    start: Start,
+    keys: &dyn SignatureCheck,
+    head_seq: i64,
+) -> Result<VerifyReport> {
+    let mut filter = AuditFilter { after_seq: Some(start.first_seq - 1), ..Default::default() };
+    let mut verifier = ChainVerifier::start(start, keys);
     loop {
         let batch = store.audit_events(&filter, VERIFY_BATCH).await?;
         let Some(last) = batch.last() else { break };
         filter.after_seq = Some(last.seq);
         let full = batch.len() == VERIFY_BATCH as usize;
+        // Events written after the head was read are not this run's business.
+        let mut beyond = false;
         for e in batch {
+            if e.seq > head_seq {
+                beyond = true;
+                break;
+            }
             verifier.push(e);
         }
-        if verifier.failed() || !full {
+        if verifier.failed() || !full || beyond {
             break;
         }
     }
-    let mut report = verifier.finish(Some(head.seq));
-    report.last_checkpoint_seq = last_checkpoint_seq;
+    let mut report = verifier.finish(Some(head_seq));
+    if report.valid {
+        // Rows past the recorded head (a head moved back over a kept tail). An event written
+        // since the head was read is past `head_seq` too, but never past the head re-read after
+        // it: the head moves in the same transaction as the event is written.
+        let after = AuditFilter { after_seq: Some(head_seq), ..Default::default() };
+        if let Some(e) = store.audit_events(&after, 1).await?.pop()
+            && e.seq > store.audit_head().await?.seq
+        {
+            report.valid = false;
+            report.problem = Some(ChainProblem {
+                seq: e.seq,
+                kind: ProblemKind::Inserted,
+                detail: format!("event {} lies beyond the recorded head of the chain", e.seq),
+            });
+        }
+    }
     Ok(report)
 }
