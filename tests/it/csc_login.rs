@@ -32,7 +32,9 @@ async fn patch_signer(s: &TestServer, id: &str, body: Value) -> Value {
 #[tokio::test]
 async fn wrong_passwords_lock_a_signer_out_until_it_lapses_or_is_lifted() {
     for db in backends().await {
-        let toml = "[csc]\nlogin_retries = 3\nlogin_lock_secs = 2\ncache_ttl_ms = 0\n".to_owned();
+        let toml = "[csc]\nlogin_retries = 3\nlogin_lock_secs = 2\ncache_ttl_ms = 0\n\
+                    login_per_username_per_minute = 0\n"
+            .to_owned();
         let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
         let id = s.signer("ivy", "ivy's password").await;
         let refused = (
@@ -146,6 +148,148 @@ async fn a_credential_that_cannot_be_stored_leaves_its_certificate_revoked() {
         assert_eq!(items.len(), 1, "{certs}");
         assert_eq!(items[0]["status"], "revoked", "{certs}");
         assert_eq!(items[0]["revocation_reason"], "cessationOfOperation", "{certs}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+/// The CSC `auth/login` answer for `user`/`password` sent from a fresh connection.
+async fn login_status(
+    url: String,
+    client: reqwest::Client,
+    user: String,
+    pw: String,
+) -> (u16, Option<String>) {
+    let r = client
+        .post(format!("{url}/csc/v2/auth/login"))
+        .basic_auth(user, Some(pw))
+        .send()
+        .await
+        .unwrap();
+    let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    (r.status().as_u16(), retry)
+}
+
+#[tokio::test]
+async fn a_concurrent_burst_gets_no_more_guesses_than_the_retry_budget() {
+    for db in backends().await {
+        let toml = "[csc]\nlogin_retries = 5\ncache_ttl_ms = 0\nargon2_queue = 100\n\
+                    login_per_address_per_minute = 0\nlogin_per_username_per_minute = 0\n"
+            .to_owned();
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        let id = s.signer("burst", "the right one").await;
+        // 59 wrong guesses and the right password last, all at once.
+        let mut tasks = vec![];
+        for i in 0..60 {
+            let pw = if i == 59 { "the right one".to_owned() } else { format!("guess {i}") };
+            tasks.push(tokio::spawn(login_status(
+                s.url.clone(),
+                s.client.clone(),
+                "burst".into(),
+                pw,
+            )));
+        }
+        let mut answers = vec![];
+        for t in tasks {
+            answers.push(t.await.unwrap().0);
+        }
+        assert!(answers[..59].iter().all(|a| *a == 400), "{answers:?}");
+        // In the trail: no more wrong passwords were tried than the budget, and no login
+        // succeeded after the lockout was recorded.
+        let (_, trail) = json(
+            s.admin(
+                Method::GET,
+                &format!("/api/v1/audit?object_id={id}&action=csc.login&limit=500"),
+            )
+            .send()
+            .await
+            .unwrap(),
+        )
+        .await;
+        let outcomes: Vec<&str> = trail["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["details"]["outcome"].as_str().unwrap_or("?"))
+            .collect();
+        let tried = outcomes
+            .iter()
+            .filter(|o| matches!(**o, "authentication_error" | "locked_out"))
+            .count();
+        let locked_at = outcomes.iter().position(|o| *o == "locked_out");
+        let ok_at = outcomes.iter().position(|o| *o == "ok");
+        assert!(locked_at.is_some(), "{outcomes:?}");
+        if let Some(ok) = ok_at {
+            assert!(ok < locked_at.unwrap(), "a login succeeded after the lockout: {outcomes:?}");
+            assert_eq!(answers[59], 200);
+        } else {
+            assert_eq!(answers[59], 400);
+            assert_eq!(tried, 5, "{outcomes:?}");
+        }
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn logins_are_throttled_per_address_and_per_username_before_any_hashing() {
+    for db in backends().await {
+        let toml = "[csc]\nlogin_per_address_per_minute = 5\nlogin_per_username_per_minute = 3\n"
+            .to_owned();
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        s.signer("thea", "thea's password").await;
+        let go = |user: &str, pw: &str| {
+            login_status(s.url.clone(), s.client.clone(), user.into(), pw.into())
+        };
+        for _ in 0..3 {
+            assert_eq!(go("thea", "guess").await.0, 400);
+        }
+        // The username's budget is spent for this minute, even for the right password.
+        let (st, retry) = go("Thea", "thea's password").await;
+        assert_eq!(st, 429);
+        assert!(retry.unwrap().parse::<u64>().unwrap() <= 60);
+        // Other names from the same address, up to the address's budget.
+        assert_eq!(go("someone", "x").await.0, 400);
+        assert_eq!(
+            go("someone-else", "x").await.0,
+            429,
+            "the fourth... sixth attempt from one address"
+        );
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn password_hashing_beyond_its_bound_is_shed_with_503_and_retry_after() {
+    for db in backends().await {
+        let toml = "[csc]\nargon2_concurrency = 1\nargon2_queue = 1\n\
+                    login_per_address_per_minute = 0\nlogin_per_username_per_minute = 0\n"
+            .to_owned();
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        let mut tasks = vec![];
+        for i in 0..24 {
+            tasks.push(tokio::spawn(login_status(
+                s.url.clone(),
+                s.client.clone(),
+                format!("nobody{i}"),
+                "pw".into(),
+            )));
+        }
+        let (mut refused, mut shed) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                (400, _) => refused += 1,
+                (503, Some(r)) => {
+                    assert_eq!(r, "1");
+                    shed += 1;
+                }
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        assert!(refused >= 2 && shed >= 1, "{refused} refused, {shed} shed");
+        // The server recovers at once.
+        assert_eq!(login(&s, "nobody", "pw").await.0, 400);
         s.stop().await;
         db.cleanup().await;
     }

@@ -7,6 +7,7 @@
 
 pub mod cfssl;
 pub mod csc;
+pub mod login_load;
 pub mod signhash;
 
 use std::path::{Path, PathBuf};

@@ -67,15 +67,17 @@ impl From<CoreError> for ApiError {
             CoreError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             CoreError::Forbidden { .. } => StatusCode::FORBIDDEN,
             CoreError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            CoreError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CoreError::Storage(_) | CoreError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             CoreError::Dependency { .. } => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let retry_after = match &e {
-            CoreError::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
+            CoreError::RateLimited { retry_after_secs, .. }
+            | CoreError::Busy { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         };
-        let detail = if status.is_server_error() && status != StatusCode::BAD_GATEWAY {
+        let busy = matches!(e, CoreError::Busy { .. });
+        let detail = if status.is_server_error() && status != StatusCode::BAD_GATEWAY && !busy {
             // Internals go to the log, not to the client.
             tracing::error!(error = %e, "request failed");
             match status {

@@ -438,6 +438,14 @@ pub struct CscSettings {
     /// How long a node caches a token or credential lookup; bounds how long another node may
     /// still honour a revoked token, a disabled signer or credential, or a revoked certificate.
     pub cache_ttl: std::time::Duration,
+    /// Argon2id hashes and verifications that run at once (each takes about 19 MiB).
+    pub argon2_concurrency: usize,
+    /// How many more may wait for one; beyond that a request is shed with 503.
+    pub argon2_queue: usize,
+    /// `auth/login` attempts per client address per minute, across nodes (0: no limit).
+    pub login_per_address_per_minute: u32,
+    /// `auth/login` attempts per username per minute, across nodes (0: no limit).
+    pub login_per_username_per_minute: u32,
 }
 
 impl Default for CscSettings {
@@ -450,6 +458,10 @@ impl Default for CscSettings {
             login_retries: 5,
             login_lock_secs: 900,
             cache_ttl: std::time::Duration::from_secs(2),
+            argon2_concurrency: 2,
+            argon2_queue: 8,
+            login_per_address_per_minute: 60,
+            login_per_username_per_minute: 20,
         }
     }
 }

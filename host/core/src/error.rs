@@ -55,6 +55,13 @@ pub enum CoreError {
         /// Seconds until the window resets.
         retry_after_secs: u64,
     },
+    /// The server sheds this request: a bounded resource (such as password hashing) is at its
+    /// limit. Nothing was done; retry after the given time.
+    #[error("the server is busy; retry in {retry_after_secs} s")]
+    Busy {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
     /// A plugin or external CA the operation depends on failed (fail-closed).
     #[error("{detail}")]
     Dependency {
@@ -139,6 +146,7 @@ impl CoreError {
             Self::Unauthenticated(f) => f.code(),
             Self::RateLimited { .. } => "rate_limited",
             Self::Storage(_) => "storage_unavailable",
+            Self::Busy { .. } => "server_busy",
             Self::Internal(_) => "internal",
         }
     }

@@ -215,6 +215,30 @@ pub struct CscSection {
     /// certificate. 0 disables the cache.
     #[serde(default = "d_cache_ttl")]
     pub cache_ttl_ms: u64,
+    /// Password and PIN hashes (Argon2id, about 19 MiB each) that run at once; default: the
+    /// number of CPUs.
+    #[serde(default)]
+    pub argon2_concurrency: Option<usize>,
+    /// How many more may wait for a slot (at most 2 s); beyond that a request gets 503 with
+    /// `Retry-After`.
+    #[serde(default = "d_argon2_queue")]
+    pub argon2_queue: usize,
+    /// `auth/login` attempts per client address per minute, counted across nodes (0: no limit).
+    #[serde(default = "d_login_per_address")]
+    pub login_per_address_per_minute: u32,
+    /// `auth/login` attempts per username per minute, counted across nodes (0: no limit).
+    #[serde(default = "d_login_per_username")]
+    pub login_per_username_per_minute: u32,
+}
+
+fn d_argon2_queue() -> usize {
+    8
+}
+fn d_login_per_address() -> u32 {
+    60
+}
+fn d_login_per_username() -> u32 {
+    20
 }
 
 impl Default for CscSection {
@@ -227,6 +251,10 @@ impl Default for CscSection {
             login_retries: d_login_retries(),
             login_lock_secs: d_login_lock(),
             cache_ttl_ms: d_cache_ttl(),
+            argon2_concurrency: None,
+            argon2_queue: d_argon2_queue(),
+            login_per_address_per_minute: d_login_per_address(),
+            login_per_username_per_minute: d_login_per_username(),
         }
     }
 }
@@ -237,6 +265,9 @@ impl CscSection {
         let positive = |n: i64, k: &str| {
             if n > 0 { Ok(n) } else { Err(anyhow::anyhow!("csc.{k} must be positive")) }
         };
+        if self.argon2_concurrency == Some(0) {
+            anyhow::bail!("csc.argon2_concurrency must be positive");
+        }
         if !(1..=15).contains(&self.pin_retries) {
             anyhow::bail!("csc.pin_retries must be 1 to 15");
         }
@@ -248,6 +279,12 @@ impl CscSection {
             login_retries: self.login_retries,
             login_lock_secs: positive(self.login_lock_secs, "login_lock_secs")?,
             cache_ttl: std::time::Duration::from_millis(self.cache_ttl_ms),
+            argon2_concurrency: self.argon2_concurrency.unwrap_or_else(|| {
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+            }),
+            argon2_queue: self.argon2_queue,
+            login_per_address_per_minute: self.login_per_address_per_minute,
+            login_per_username_per_minute: self.login_per_username_per_minute,
         })
     }
 }

@@ -15,6 +15,9 @@
 //! # … with an RSA key, or on PostgreSQL (the spawned server inherits the environment):
 //! target/release/loadgen --spawn --mode sign-hash --key-algorithm rsa-2048
 //! SIGIL__DATABASE__URL=postgres://… target/release/loadgen --spawn --mode sign-hash
+//! # anonymous auth/login from 64 clients (login throttles off, so only the Argon2 bound
+//! # holds): peak server memory and /health/live latency while they run
+//! target/release/loadgen --spawn --mode login --requests 2000 --concurrency 64
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark tool
 
@@ -29,7 +32,8 @@ use clap::Parser;
 /// Issuance and signing load generator.
 #[derive(Debug, Parser)]
 struct Args {
-    /// `issue` (POST /api/v1/certificates) or `sign-hash` (POST /csc/v1/signatures/signHash).
+    /// `issue` (POST /api/v1/certificates), `sign-hash` (POST /csc/v1/signatures/signHash) or
+    /// `login` (anonymous POST /csc/v1/auth/login).
     #[arg(long, default_value = "issue")]
     mode: String,
     /// Server URL (ignored with --spawn).
@@ -163,6 +167,10 @@ fn spawn(synchronous: &str, config: Option<&PathBuf>) -> Result<(Spawned, String
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("SIGIL__DATABASE__SQLITE_SYNCHRONOUS", synchronous)
+        // Login mode measures the Argon2 bound, so the per-address throttle (which would
+        // otherwise answer most of one address's requests with 429) is off.
+        .env("SIGIL__CSC__LOGIN_PER_ADDRESS_PER_MINUTE", "0")
+        .env("SIGIL__CSC__LOGIN_PER_USERNAME_PER_MINUTE", "0")
         .env("SIGIL_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -213,6 +221,40 @@ async fn main() -> Result<()> {
             .pool_max_idle_per_host(args.concurrency)
             .build()?
     };
+    if args.mode == "login" {
+        let pid = pid.context("--mode login needs --spawn or --pid (memory is sampled)")?;
+        let r =
+            sigil_tests::login_load::run(&client, &url, pid, args.concurrency, args.requests).await;
+        let mut h = r.health.clone();
+        h.sort();
+        let pct = |p: f64| h.get(((h.len() as f64 * p) as usize).min(h.len().saturating_sub(1)));
+        println!(
+            "auth/login benchmark: {} anonymous attempts (unknown usernames) from {} clients in \
+             {:.1} s: {} refused (400), {} throttled (429), {} shed (503), {} other",
+            args.requests,
+            args.concurrency,
+            r.wall.as_secs_f64(),
+            r.refused,
+            r.throttled,
+            r.shed,
+            r.other
+        );
+        println!(
+            "server memory: {} MiB before, {} MiB peak; /health/live during the run: p50 {:?}, \
+             p99 {:?}, max {:?} ({} probes)",
+            r.rss_before_kib / 1024,
+            r.rss_peak_kib / 1024,
+            pct(0.5).copied().unwrap_or_default(),
+            pct(0.99).copied().unwrap_or_default(),
+            h.last().copied().unwrap_or_default(),
+            h.len()
+        );
+        drop(spawned);
+        if r.other > 0 {
+            bail!("{} requests failed", r.other);
+        }
+        return Ok(());
+    }
     if args.mode == "sign-hash" {
         let setup = sigil_tests::signhash::setup(&client, &url, &key, &args.key_algorithm).await?;
         eprintln!("warming up with {} signatures…", args.warmup);

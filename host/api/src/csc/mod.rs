@@ -98,6 +98,19 @@ impl CscError {
                 r.retry_after = retry;
                 r
             }
+            e @ CoreError::Busy { .. } => {
+                let retry = match &e {
+                    CoreError::Busy { retry_after_secs } => Some(*retry_after_secs),
+                    _ => None,
+                };
+                let mut r = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    e.to_string(),
+                );
+                r.retry_after = retry;
+                r
+            }
             CoreError::Storage(m) => {
                 tracing::error!(error = %m, "CSC request failed on storage");
                 Self::new(

@@ -833,7 +833,7 @@ fn name_conflict(e: crate::error::StoreError) -> CoreError {
 
 /// Fixed-window counting in the shared store: the window is aligned to UTC multiples of its
 /// length, so every node counts into the same row.
-async fn throttle(
+pub(crate) async fn throttle(
     store: &dyn Store,
     bucket: &str,
     limit: RateLimit,

@@ -23,6 +23,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::apikey::{RateLimit, RateUnit};
 use crate::audit::{NewAuditEvent, unix_micros};
 use crate::authz::{ActorKind, PermissionSet, Principal, RequestContext};
 use crate::cert::{CertStatus, Certificate, KeyType};
@@ -33,7 +34,8 @@ use crate::csc::{
 use crate::error::{AuthFailure, CoreError, Result, StoreError};
 use crate::ports::{Clock, Store, WriteOp};
 use crate::records::{Cond, Record, RecordQuery};
-use crate::service::signers::{SignerService, verify_nothing, verify_secret};
+use crate::service::apikeys::throttle;
+use crate::service::signers::SignerService;
 
 /// Most hashes in one authorize or signHash.
 pub const MAX_HASHES: usize = 1000;
@@ -240,9 +242,12 @@ impl CscService {
 
     /// `auth/login` with a username and password; `remember_me` adds a refresh token.
     ///
-    /// `csc.login_retries` consecutive wrong passwords lock the signer out for
-    /// `csc.login_lock_secs`; every refusal looks and takes the same (one Argon2id
-    /// verification), whether the username is unknown, disabled, locked out or the password wrong.
+    /// Attempts are throttled per client address and per username (across nodes) before any
+    /// work. `csc.login_retries` consecutive wrong passwords lock the signer out for
+    /// `csc.login_lock_secs`; each attempt is reserved against that budget before its password
+    /// is hashed, so a concurrent burst gets no more guesses than the budget. Every refusal
+    /// looks and takes the same (one Argon2id verification), whether the username is unknown,
+    /// disabled, locked out or the password wrong.
     pub async fn login(
         &self,
         username: &str,
@@ -250,31 +255,87 @@ impl CscService {
         remember_me: bool,
         context: RequestContext,
     ) -> Result<Login> {
-        let now = self.clock.now();
+        self.throttle_login(username, &context).await?;
         let signer = self.signers.signer_by_name(username).await?;
-        let ok = match signer.as_ref().filter(|s| s.enabled && !s.login_locked(now)) {
-            Some(s) => verify_secret(password, s.password_hash.clone()).await?,
-            None => verify_nothing(password).await?,
-        };
-        match signer {
-            Some(s) if ok => self.issue_tokens(&s, remember_me, None, context).await,
-            Some(s) if s.enabled => {
-                self.count_wrong_password(s.id, context).await?;
-                Err(Self::login_refused())
-            }
+        let secrets = self.signers.secrets();
+        let s = match signer {
+            Some(s) if s.enabled => s,
             other => {
-                // An unknown name is audited as given (it may be a typo), never the password.
+                secrets.verify_nothing(password).await?;
                 let (id, outcome) = match other {
                     Some(s) => (s.id.to_string(), "disabled"),
+                    // An unknown name is audited as given (it may be a typo), never the password.
                     None => (username.chars().take(64).collect(), "authentication_error"),
                 };
                 let ev = NewAuditEvent::new(&Self::system(context), "csc.login", "signer", id)
                     .details(serde_json::json!({"outcome": outcome}))
                     .failed();
                 self.audit_only(vec![ev]).await?;
-                Err(Self::login_refused())
+                return Err(Self::login_refused());
             }
+        };
+        if !self.reserve_attempt(s.id, &context).await? {
+            secrets.verify_nothing(password).await?;
+            let ev = NewAuditEvent::new(&Self::system(context), "csc.login", "signer", s.id)
+                .details(serde_json::json!({"outcome": "locked"}))
+                .failed();
+            self.audit_only(vec![ev]).await?;
+            return Err(Self::login_refused());
         }
+        if secrets.verify(password, s.password_hash.clone()).await? {
+            self.issue_tokens(&s, remember_me, None, context).await
+        } else {
+            self.count_wrong_password(s.id, context).await?;
+            Err(Self::login_refused())
+        }
+    }
+
+    /// Counts the attempt in this minute's windows for its address and its username.
+    async fn throttle_login(&self, username: &str, context: &RequestContext) -> Result<()> {
+        let now = self.clock.now();
+        let per_minute = |requests| RateLimit { requests, per: RateUnit::Minute };
+        let by_address = self.settings.login_per_address_per_minute;
+        if let (Some(ip), true) = (context.client_ip, by_address > 0) {
+            let bucket = format!("csc-login-address:{ip}");
+            throttle(self.store.as_ref(), &bucket, per_minute(by_address), now).await?;
+        }
+        let by_name = self.settings.login_per_username_per_minute;
+        if by_name > 0 {
+            let name: String = username.trim().to_lowercase().chars().take(64).collect();
+            let bucket = format!("csc-login-username:{name}");
+            throttle(self.store.as_ref(), &bucket, per_minute(by_name), now).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes one attempt from signer `id`'s budget before its password is hashed: false when
+    /// the signer is locked out or every remaining attempt is already being tried. A right
+    /// password gives the attempt back ([`Self::issue_tokens`]); a wrong one keeps it and may
+    /// lock the signer out ([`Self::count_wrong_password`]).
+    async fn reserve_attempt(&self, id: Uuid, context: &RequestContext) -> Result<bool> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let body = tx.record_for_update(&SIGNERS, &id.to_string()).await?;
+        let Some(mut cur) = body.map(|b| Signer::from_body(&b)).transpose()? else {
+            return Ok(false);
+        };
+        let retries = self.settings.login_retries;
+        if cur.login_locked(now) || (retries > 0 && cur.failed_logins >= retries) {
+            return Ok(false);
+        }
+        if retries == 0 {
+            return Ok(true);
+        }
+        cur.failed_logins = cur.failed_logins.saturating_add(1);
+        cur.updated_at = now;
+        tx.update_record(&SIGNERS, &cur.to_row()?).await?;
+        // The counter is state, so the reservation is audited too; the attempt's outcome is
+        // audited as `csc.login` when it is settled (wrong password or login).
+        let ev =
+            NewAuditEvent::new(&Self::system(context.clone()), "csc.login_attempt", "signer", id)
+                .details(serde_json::json!({"failed_logins": cur.failed_logins}));
+        tx.commit(vec![ev], now).await?;
+        Ok(true)
     }
 
     /// The server, as the actor of a refused login (nobody has authenticated).
@@ -288,7 +349,8 @@ impl CscService {
         CoreError::invalid("authentication_error", "Authentication failed.")
     }
 
-    /// Counts a wrong password against signer `id`, locking it out at `csc.login_retries`.
+    /// Settles a wrong password against signer `id` (the attempt was counted when it was
+    /// reserved), locking it out once `csc.login_retries` are spent.
     async fn count_wrong_password(&self, id: Uuid, context: RequestContext) -> Result<()> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
@@ -296,22 +358,26 @@ impl CscService {
         let Some(mut cur) = body.map(|b| Signer::from_body(&b)).transpose()? else {
             return Err(Self::login_refused());
         };
+        let retries = self.settings.login_retries;
         let outcome = if cur.login_locked(now) {
-            // Locked by a concurrent attempt since it was read: nothing more to count.
-            "locked"
-        } else {
-            cur.failed_logins = cur.failed_logins.saturating_add(1);
-            let retries = self.settings.login_retries;
-            let lock = retries > 0 && cur.failed_logins >= retries;
-            if lock {
-                cur.failed_logins = 0;
-                cur.locked_until = Some(now + Duration::seconds(self.settings.login_lock_secs));
-                // A lockout ends the signer's tokens and SADs with it (someone is guessing).
-                tx.end_csc_sessions(id).await?;
-            }
+            // Locked by a concurrent attempt since this one was reserved: nothing more to count.
+            "authentication_error"
+        } else if retries > 0 && cur.failed_logins >= retries {
+            cur.failed_logins = 0;
+            cur.locked_until = Some(now + Duration::seconds(self.settings.login_lock_secs));
+            // A lockout ends the signer's tokens and SADs with it (someone is guessing).
+            tx.end_csc_sessions(id).await?;
             cur.updated_at = now;
             tx.update_record(&SIGNERS, &cur.to_row()?).await?;
-            if lock { "locked_out" } else { "authentication_error" }
+            "locked_out"
+        } else {
+            if retries == 0 {
+                // Nothing was reserved; the count is still shown to administrators.
+                cur.failed_logins = cur.failed_logins.saturating_add(1);
+                cur.updated_at = now;
+                tx.update_record(&SIGNERS, &cur.to_row()?).await?;
+            }
+            "authentication_error"
         };
         let ev = NewAuditEvent::new(&Self::system(context), "csc.login", "signer", id)
             .details(serde_json::json!({
@@ -335,9 +401,9 @@ impl CscService {
     ) -> Result<Login> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        if parent.is_none() && (s.failed_logins != 0 || s.locked_until.is_some()) {
-            // A right password forgets the wrong ones, unless a concurrent attempt has just
-            // locked the signer out.
+        if parent.is_none() {
+            // A right password forgets the wrong ones (and gives back its own reserved
+            // attempt), unless a concurrent attempt has just locked the signer out.
             let body = tx.record_for_update(&SIGNERS, &s.id.to_string()).await?;
             let mut cur =
                 body.map(|b| Signer::from_body(&b)).transpose()?.ok_or_else(Self::login_refused)?;
@@ -547,7 +613,7 @@ impl CscService {
             self.audit_only(vec![ev("invalid_request")]).await?;
             return Err(invalid("Missing string parameter PIN"));
         };
-        let good = verify_secret(pin, c.pin_hash.clone()).await?;
+        let good = self.signers.secrets().verify(pin, c.pin_hash.clone()).await?;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         if tx.record_for_update(&TOKENS, &s.token_id).await?.is_none() {

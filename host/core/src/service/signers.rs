@@ -30,43 +30,100 @@ pub const MAX_MULTISIGN: u32 = 1000;
 /// The profile credential certificates are issued under by default.
 pub const SIGNING_PROFILE: &str = "document-signing";
 
-/// Hashes a password or PIN with Argon2id (off the async threads: it is slow on purpose).
-pub(crate) async fn hash_secret(secret: Zeroizing<String>) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        argon2::Argon2::default()
-            .hash_password(secret.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| CoreError::Internal(format!("hashing a secret: {e}")))
-    })
-    .await
-    .map_err(|e| CoreError::Internal(format!("hashing a secret: {e}")))?
+/// Argon2id hashing and verification of passwords and PINs, with a bound on how many run at once.
+///
+/// Each one takes about 19 MiB and tens of milliseconds of a core on purpose, and `auth/login` is
+/// unauthenticated: without a bound, a burst of anonymous logins takes the server's memory and
+/// CPU. At most `concurrency` run at once and at most `queue` wait (for at most
+/// [`SecretGate::MAX_WAIT`]); anything beyond is shed at once with 503 and `Retry-After`.
+#[derive(Debug)]
+pub struct SecretGate {
+    slots: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    queue: usize,
+    dummy: tokio::sync::OnceCell<String>,
 }
 
-/// Whether `secret` matches the Argon2id `hash`.
-pub(crate) async fn verify_secret(secret: Zeroizing<String>, hash: String) -> Result<bool> {
-    tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash)
-            .map_err(|e| CoreError::Storage(format!("corrupt secret hash: {e}")))?;
-        Ok(argon2::Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
-    })
-    .await
-    .map_err(|e| CoreError::Internal(format!("verifying a secret: {e}")))?
+/// Counts a waiter for as long as it waits (also when its request is dropped).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
-/// Spends the time of one Argon2id verification and answers `false`: a login for an unknown,
-/// disabled or locked-out signer then takes as long as a wrong password, so that timing does
-/// not tell which usernames exist.
-pub(crate) async fn verify_nothing(secret: Zeroizing<String>) -> Result<bool> {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let hash = match DUMMY.get() {
-        Some(h) => h.clone(),
-        None => {
-            let h = hash_secret(Zeroizing::new(Uuid::new_v4().to_string())).await?;
-            DUMMY.get_or_init(|| h).clone()
+impl SecretGate {
+    /// Longest wait for a slot before the call is shed.
+    pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+    /// At most `concurrency` (at least 1) hashes at once, `queue` waiting.
+    pub fn new(concurrency: usize, queue: usize) -> Self {
+        Self {
+            slots: tokio::sync::Semaphore::new(concurrency.max(1)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            queue,
+            dummy: tokio::sync::OnceCell::new(),
         }
-    };
-    verify_secret(secret, hash).await.map(|_| false)
+    }
+
+    fn busy() -> CoreError {
+        CoreError::Busy { retry_after_secs: 1 }
+    }
+
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        if let Ok(p) = self.slots.try_acquire() {
+            return Ok(p);
+        }
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.waiting.fetch_add(1, SeqCst) >= self.queue {
+            self.waiting.fetch_sub(1, SeqCst);
+            return Err(Self::busy());
+        }
+        let _waiting = Waiting(&self.waiting);
+        match tokio::time::timeout(Self::MAX_WAIT, self.slots.acquire()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(Self::busy()),
+        }
+    }
+
+    /// Hashes a password or PIN (off the async threads: it is slow on purpose).
+    pub async fn hash(&self, secret: Zeroizing<String>) -> Result<String> {
+        let _slot = self.slot().await?;
+        tokio::task::spawn_blocking(move || {
+            let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+            argon2::Argon2::default()
+                .hash_password(secret.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| CoreError::Internal(format!("hashing a secret: {e}")))
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("hashing a secret: {e}")))?
+    }
+
+    /// Whether `secret` matches the Argon2id `hash`.
+    pub async fn verify(&self, secret: Zeroizing<String>, hash: String) -> Result<bool> {
+        let _slot = self.slot().await?;
+        tokio::task::spawn_blocking(move || {
+            let parsed = PasswordHash::new(&hash)
+                .map_err(|e| CoreError::Storage(format!("corrupt secret hash: {e}")))?;
+            Ok(argon2::Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("verifying a secret: {e}")))?
+    }
+
+    /// Spends the time of one verification and answers `false`: a login for an unknown,
+    /// disabled or locked-out signer then takes as long as a wrong password, so that timing does
+    /// not tell which usernames exist.
+    pub async fn verify_nothing(&self, secret: Zeroizing<String>) -> Result<bool> {
+        let hash = self
+            .dummy
+            .get_or_try_init(|| self.hash(Zeroizing::new(Uuid::new_v4().to_string())))
+            .await?
+            .clone();
+        self.verify(secret, hash).await.map(|_| false)
+    }
 }
 
 fn check_username(u: &str) -> Result<String> {
@@ -190,6 +247,7 @@ pub struct SignerService {
     keys: Arc<dyn SigningKeys>,
     settings: CscSettings,
     cache: Arc<CscCache>,
+    secrets: Arc<SecretGate>,
 }
 
 impl std::fmt::Debug for SignerService {
@@ -209,7 +267,13 @@ impl SignerService {
         settings: CscSettings,
     ) -> Self {
         let cache = Arc::new(CscCache::new(settings.cache_ttl));
-        Self { store, clock, people, certificates, keys, settings, cache }
+        let secrets = Arc::new(SecretGate::new(settings.argon2_concurrency, settings.argon2_queue));
+        Self { store, clock, people, certificates, keys, settings, cache, secrets }
+    }
+
+    /// Password and PIN hashing, bounded.
+    pub fn secrets(&self) -> &Arc<SecretGate> {
+        &self.secrets
     }
 
     /// The signing keys port (for the CSC service).
@@ -361,7 +425,7 @@ impl SignerService {
             id: Uuid::now_v7(),
             username,
             person_id: n.person_id,
-            password_hash: hash_secret(n.password).await?,
+            password_hash: self.secrets.hash(n.password).await?,
             enabled: true,
             description: n.description,
             created_at: now,
@@ -424,7 +488,7 @@ impl SignerService {
         let mut fields = Vec::new();
         if let Some(p) = c.password {
             check_password(&p)?;
-            s.password_hash = hash_secret(p).await?;
+            s.password_hash = self.secrets.hash(p).await?;
             fields.push("password");
         }
         if (c.unlock || fields.contains(&"password"))
@@ -520,7 +584,7 @@ impl SignerService {
             None => (signer.username.clone(), None),
         };
         let pin_numeric = n.pin.bytes().all(|b| b.is_ascii_digit());
-        let pin_hash = hash_secret(n.pin).await?;
+        let pin_hash = self.secrets.hash(n.pin).await?;
         let (sealed_key, csr) = self.keys.generate(n.key_algorithm, cn.trim()).await?;
         let id = Uuid::now_v7();
         let issuer = p.acting_with(["certificate:issue"])?;
@@ -645,7 +709,7 @@ impl SignerService {
         if let Some(pin) = ch.pin {
             check_pin(&pin)?;
             c.pin_numeric = pin.bytes().all(|b| b.is_ascii_digit());
-            c.pin_hash = hash_secret(pin).await?;
+            c.pin_hash = self.secrets.hash(pin).await?;
             c.pin_retries_left = self.settings.pin_retries;
             fields.push("pin");
         }
