@@ -425,3 +425,59 @@ async fn a_client_request_id_that_is_not_short_and_plain_is_replaced_in_the_trai
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn repeated_refusals_are_counted_into_one_event_per_minute() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let k = s.create_key(json!({"name": "nosy", "permissions": ["api_keys:read"]})).await;
+        let key = k["key"].as_str().unwrap();
+        for _ in 0..40 {
+            let r = s.req(Method::GET, "/api/v1/audit/verify", key).send().await.unwrap();
+            assert_eq!(r.status(), 403);
+        }
+        // Anonymous logins with made-up names from one address.
+        for i in 0..12 {
+            let r = s
+                .client
+                .post(format!("{}/csc/v2/auth/login", s.url))
+                .basic_auth(format!("made-up-{i}"), Some("x"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400);
+        }
+        let store = s.db().await;
+        let count = |action: &'static str| {
+            let store = &store;
+            async move {
+                let f = AuditFilter { action: Some(action.into()), ..Default::default() };
+                store.audit_events(&f, 1000).await.unwrap()
+            }
+        };
+        // A minute may have turned during the loop: then two events of each kind.
+        assert!(count("access.denied").await.len() <= 2);
+        assert!(count("csc.login").await.len() <= 2);
+        // At shutdown the counts are written.
+        s.stop().await;
+        let total = |evs: Vec<sigil_core::audit::AuditEvent>| -> u64 {
+            evs.iter()
+                .map(|e| {
+                    serde_json::from_str::<Value>(&e.details).unwrap()["count"].as_u64().unwrap()
+                })
+                .sum()
+        };
+        let denied = count("access.denied").await.len() as u64;
+        assert_eq!(denied + total(count("access.denied.repeated").await), 40);
+        let logins = count("csc.login").await.len() as u64;
+        assert_eq!(logins + total(count("csc.login.repeated").await), 12);
+        let repeated = count("access.denied.repeated").await;
+        let d: Value = serde_json::from_str(&repeated[0].details).unwrap();
+        assert_eq!(
+            (d["by"].as_str(), d["code"].as_str()),
+            (k["id"].as_str(), Some("permission_denied"))
+        );
+        store.close().await;
+        db.cleanup().await;
+    }
+}

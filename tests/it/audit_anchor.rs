@@ -136,8 +136,8 @@ async fn a_truncated_tail_is_caught_though_the_newest_checkpoints_and_the_head_w
         let url = s.db_url.clone();
         s.stop().await;
         assert_eq!(offline(dir.path(), &url, &[]).await, 1);
-        // A verifier without this node's anchor log is left with the freshness bound: the
-        // start-up checkpoint that survived is older than it.
+        // A verifier without this node's anchor log is left with the freshness bound: no
+        // surviving checkpoint covers events older than it.
         let no_anchor = dir.path().join("elsewhere.log");
         let no_anchor = no_anchor.to_str().unwrap();
         assert_eq!(

@@ -627,3 +627,53 @@ async fn certificate_details_are_parsed_for_people() {
     assert!(d["authority_key_id"].is_string() && d["subject_key_id"].is_string());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_repeated_ocsp_request_reuses_its_signed_answer_until_the_status_changes() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (csr, _) = openssl_csr(dir.path(), "o", "ec:P-256", "/CN=ocsp-cached", None);
+        let (_, cert) = s.issue(&csr, "tls-client").await;
+        let id = cert["id"].as_str().unwrap().to_owned();
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        std::fs::write(p("leaf.pem"), cert["certificate"].as_str().unwrap()).unwrap();
+        std::fs::write(p("issuing.pem"), cert["chain"][0].as_str().unwrap()).unwrap();
+        // Without a nonce (RFC 5019), as most relying parties ask.
+        let (ok, out) = openssl(&[
+            "ocsp",
+            "-issuer",
+            &p("issuing.pem"),
+            "-cert",
+            &p("leaf.pem"),
+            "-no_nonce",
+            "-reqout",
+            &p("req.der"),
+        ]);
+        assert!(ok, "{out}");
+        let req = std::fs::read(p("req.der")).unwrap();
+        let ask = || async {
+            let r = s
+                .client
+                .post(format!("{}/ocsp", s.url))
+                .header("content-type", "application/ocsp-request")
+                .body(req.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap().to_vec()
+        };
+        // ECDSA signatures are randomised: equal bytes mean one signature served twice.
+        let first = ask().await;
+        assert_eq!(ask().await, first);
+        s.admin(Method::POST, &format!("/api/v1/certificates/{id}/suspend")).send().await.unwrap();
+        let after = ask().await;
+        assert_ne!(after, first, "a status change is answered at once");
+        std::fs::write(p("resp.der"), &after).unwrap();
+        let (_, out) = openssl(&["ocsp", "-respin", &p("resp.der"), "-resp_text", "-noverify"]);
+        assert!(out.contains("Cert Status: revoked"), "{out}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

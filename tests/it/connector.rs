@@ -157,7 +157,10 @@ async fn a_profile_routed_to_cfssl_issues_there_and_revocation_reaches_cfssls_ce
         let (csr3, _) = openssl_csr(tmp.path(), "carol", "ec:P-256", "/CN=carol", None);
         let (st, b) = s.issue(&csr3, "cfssl-client").await;
         assert_eq!(st, 502, "{b}");
-        assert!(b["detail"].as_str().unwrap().contains("cfssl"), "{b}");
+        // The client gets a code; the connector's message (with cfssl's address) goes to the log.
+        let detail = b["detail"].as_str().unwrap();
+        assert!(detail.contains(b["code"].as_str().unwrap()), "{b}");
+        assert!(!detail.contains("127.0.0.1") && !detail.contains("http"), "{b}");
         let after = count(
             &body(s.admin(Method::GET, "/api/v1/certificates?ca=cfssl").send().await.unwrap())
                 .await
@@ -388,7 +391,6 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
         // The wrong key: the request was for another key than the one certified.
         let (st, b) = s.issue(&other_csr, "honest").await;
         assert_eq!((st, b["code"].as_str()), (502, Some("ca_bad_certificate")), "{b}");
-        assert!(b["detail"].as_str().unwrap().contains("public key"), "{b}");
         // The wrong CA: certified by a CA other than the one the connector claims.
         let (st, b) = s.issue(&csr, "wrongca").await;
         assert_eq!((st, b["code"].as_str()), (502, Some("ca_bad_certificate")), "{b}");

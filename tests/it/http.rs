@@ -193,3 +193,60 @@ async fn a_body_that_is_not_a_json_object_is_refused() {
     }
     s.stop().await;
 }
+
+/// A body of which `sent` bytes arrive, and then nothing more, ever.
+fn stalled_body(sent: usize) -> reqwest::Body {
+    let first = futures_util::stream::once(async move {
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; sent]))
+    });
+    reqwest::Body::wrap_stream(futures_util::StreamExt::chain(
+        first,
+        futures_util::stream::pending(),
+    ))
+}
+
+#[tokio::test]
+async fn a_body_declared_too_large_is_refused_at_once_over_http1_and_http2() {
+    let db = TestDb::sqlite();
+    let toml = "[server]\nbody_limit_bytes = 65536\nrequest_timeout_secs = 20\n";
+    let s = TestServer::start_with(&db, Options { toml: toml.into(), ..Default::default() }).await;
+    let h1 = sigil_tests::client_http1(&s.data_dir().join("tls/ca.pem"));
+    for (client, version) in
+        [(&h1, reqwest::Version::HTTP_11), (&s.client, reqwest::Version::HTTP_2)]
+    {
+        for path in ["/api/v1/api-keys", "/api/v1/ext/nothing/here", "/csc/v2/auth/login"] {
+            let started = std::time::Instant::now();
+            let r = client
+                .post(format!("{}{path}", s.url))
+                .bearer_auth(&s.admin_key)
+                .header("content-type", "application/json")
+                .header("content-length", (20 * 1024 * 1024).to_string())
+                .body(stalled_body(4096))
+                .send();
+            let r = tokio::time::timeout(std::time::Duration::from_secs(5), r)
+                .await
+                .expect("answered at once, without waiting for the body")
+                .unwrap();
+            assert_eq!(r.version(), version);
+            assert_eq!(r.status(), 413, "{path} over {version:?}");
+            let (_, b) = json(r).await;
+            let code = b["code"].as_str().or(b["error"].as_str());
+            assert!(matches!(code, Some("body_too_large" | "invalid_request")), "{b}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        }
+        // A body with no declared length is cut at the limit as it is read: 413, not a reset.
+        let chunks = futures_util::stream::iter(
+            (0..64).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 4096]))),
+        );
+        let r = client
+            .post(format!("{}/api/v1/api-keys", s.url))
+            .bearer_auth(&s.admin_key)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413, "{version:?}");
+    }
+    s.stop().await;
+}

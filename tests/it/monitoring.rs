@@ -154,3 +154,59 @@ async fn the_expiry_report_counts_certificates_per_office_within_the_callers_sco
         db.cleanup().await;
     }
 }
+
+/// Reads until the stream ends (or panics after `secs`); returns how long that took.
+async fn until_it_ends(resp: reqwest::Response, secs: u64) -> Duration {
+    let started = std::time::Instant::now();
+    let mut body = resp.bytes_stream();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(deadline, body.next()).await {
+            Ok(None) | Ok(Some(Err(_))) => return started.elapsed(),
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!("the stream is still open after {secs} s"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_event_stream_ends_with_its_key_and_its_lifetime_and_streams_are_capped() {
+    for db in backends().await {
+        let toml = "[server]\nstream_max_secs = 4\nstreams_per_caller = 2\nstreams_total = 3\n";
+        let s = TestServer::start_with(
+            &db,
+            sigil_tests::Options { toml: toml.into(), ..Default::default() },
+        )
+        .await;
+        let k = s.create_key(json!({"name": "watcher", "permissions": ["audit:read"]})).await;
+        let key = k["key"].as_str().unwrap().to_owned();
+        let open = |key: String| s.req(Method::GET, "/api/v1/audit/stream", &key).send();
+        let one = open(key.clone()).await.unwrap();
+        let two = open(key.clone()).await.unwrap();
+        assert_eq!((one.status().as_u16(), two.status().as_u16()), (200, 200));
+        // A third stream for the same key is refused; another caller still gets one.
+        let (st, e) = json(open(key.clone()).await.unwrap()).await;
+        assert_eq!((st, e["code"].as_str()), (429, Some("too_many_streams")), "{e}");
+        let admin = open(s.admin_key.clone()).await.unwrap();
+        assert_eq!(admin.status(), 200);
+        // The node's total is reached.
+        let other = s.create_key(json!({"name": "other", "permissions": ["audit:read"]})).await;
+        let (st, _) = json(open(other["key"].as_str().unwrap().into()).await.unwrap()).await;
+        assert_eq!(st, 429);
+        // Revoking the key ends its streams within seconds, before their lifetime.
+        let id = k["id"].as_str().unwrap();
+        let r = s.admin(Method::DELETE, &format!("/api/v1/api-keys/{id}")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let (a, b) = tokio::join!(until_it_ends(one, 10), until_it_ends(two, 10));
+        assert!(a < Duration::from_secs(4) && b < Duration::from_secs(4), "{a:?} {b:?}");
+        // The administrator's stream ends at its maximum lifetime (the client reconnects).
+        let lived = until_it_ends(admin, 10).await;
+        assert!(lived >= Duration::from_secs(2), "{lived:?}");
+        // Ended streams give their slots back.
+        let again = open(s.admin_key.clone()).await.unwrap();
+        assert_eq!(again.status(), 200);
+        drop(again);
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

@@ -214,3 +214,55 @@ async fn the_service_desk_hands_out_an_unlock_code_only_for_an_active_card_in_sc
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn challenge_response_resets_are_limited_per_device_per_day_and_refusals_audited() {
+    for db in backends().await {
+        let toml = "[devices]\npin_resets_per_day = 2\n".to_owned();
+        let s =
+            TestServer::start_with(&db, sigil_tests::Options { toml, ..Default::default() }).await;
+        let p = people(&s).await;
+        let one = card(&s, &p.office, "SC-ONE", &p.ana).await;
+        let two = card(&s, &p.office, "SC-TWO", &p.ana).await;
+        let aes_key = "000102030405060708090a0b0c0d0e0f";
+        for id in [&one, &two] {
+            let (st, d) = setup(&s, id, json!({"algorithm": "aes128", "admin_key": aes_key})).await;
+            assert_eq!(st, 200, "{d}");
+        }
+        let reset = |id: &str, challenge: &str| {
+            let path = format!("/api/v1/devices/{id}/pin-reset");
+            let body = json!({"challenge": challenge});
+            let r = s.admin(Method::POST, &path).json(&body).send();
+            async move {
+                let r = r.await.unwrap();
+                let retry = r.headers().get("retry-after").is_some();
+                let (st, v) = json(r).await;
+                (st, v, retry)
+            }
+        };
+        // Two answers under the card's administration key, then no more today: the key is not
+        // an oracle for as many challenges as a caller likes.
+        for c in ["00000000000000000000000000000001", "00000000000000000000000000000002"] {
+            let (st, r, _) = reset(&one, c).await;
+            assert_eq!(st, 200, "{r}");
+        }
+        let (st, r, retry) = reset(&one, "00000000000000000000000000000003").await;
+        assert_eq!((st, r["code"].as_str(), retry), (429, Some("rate_limited"), true), "{r}");
+        assert!(r.get("response").is_none(), "{r}");
+        // The limit is per device; a malformed challenge is refused before it counts.
+        let (st, r, _) = reset(&two, "abcd").await;
+        assert_eq!((st, r["code"].as_str()), (400, Some("invalid_challenge")), "{r}");
+        assert_eq!(reset(&two, "00000000000000000000000000000004").await.0, 200);
+        // The refusal is in the device's trail.
+        let trail = s.trail("device", &one).await;
+        let refused = trail["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "device.pin_reset" && e["outcome"] == "failure")
+            .count();
+        assert_eq!(refused, 1, "{trail}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

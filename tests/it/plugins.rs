@@ -751,3 +751,64 @@ async fn plugin_run_calls_every_world_from_json() {
     .await;
     assert_eq!(code, 0);
 }
+
+#[tokio::test]
+async fn workflows_triggered_by_workflow_actions_stop_at_the_depth_limit() {
+    use reqwest::Method;
+    use serde_json::json;
+    use sigil_tests::{Options, TestServer};
+    for db in sigil_tests::backends().await {
+        let dir = env!("SIGIL_TEST_PLUGINS");
+        let toml = format!(
+            "[plugins.load.pingpong]\nfile = \"{dir}/test_pingpong.wasm\"\n\
+             hooks = [\"device.active\", \"device.suspended\"]\npermissions = [\"*\"]\n"
+        );
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        let org = s.create("/api/v1/organizations", json!({"name": "Acme"})).await;
+        let div = s
+            .create("/api/v1/divisions", json!({"name": "HQ", "organization_id": org["id"]}))
+            .await;
+        let office = s
+            .create("/api/v1/offices", json!({"division_id": div["id"], "code": "A", "name": "A"}))
+            .await;
+        let dev = s
+            .create(
+                "/api/v1/devices",
+                json!({"kind": "usb_token", "serial": "PP-1", "office_id": office["id"]}),
+            )
+            .await;
+        let id = dev["id"].as_str().unwrap().to_owned();
+        let r = s.admin(Method::POST, &format!("/api/v1/devices/{id}/activate")).send().await;
+        assert_eq!(r.unwrap().status(), 200);
+        // The plugin answers its own changes: suspend, activate, suspend, … until the host stops
+        // announcing changes made three workflow actions deep.
+        let by_plugin = || async {
+            let trail = s.trail("device", &id).await;
+            trail["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["actor"]["kind"] == "plugin")
+                .map(|e| e["action"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let mut seen = vec![];
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            seen = by_plugin().await;
+            if seen.len() >= 3 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(by_plugin().await, seen, "the chain went on");
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        let (_, d) = sigil_tests::json(
+            s.admin(Method::GET, &format!("/api/v1/devices/{id}")).send().await.unwrap(),
+        )
+        .await;
+        assert_eq!(d["status"], "suspended", "{d}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

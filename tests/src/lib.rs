@@ -364,6 +364,13 @@ pub fn client_bound(ca: &Path, local: std::net::IpAddr) -> Client {
         .unwrap()
 }
 
+/// A client that speaks HTTP/1.1 only (the default one negotiates HTTP/2).
+pub fn client_http1(ca: &Path) -> Client {
+    let mut tls = tls_config(ca, None);
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Client::builder().tls_backend_preconfigured(tls).http1_only().build().unwrap()
+}
+
 /// A client that trusts `ca` and optionally presents a client certificate (cert chain PEM, key).
 pub fn client_for(ca: &Path, identity: Option<(&Path, &Path)>) -> Client {
     Client::builder().tls_backend_preconfigured(tls_config(ca, identity)).build().unwrap()

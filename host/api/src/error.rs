@@ -86,11 +86,24 @@ impl From<CoreError> for ApiError {
                 }
                 _ => "internal error; nothing was changed".to_owned(),
             }
+        } else if let CoreError::Dependency { code, detail } = &e {
+            // A plugin's or CA connector's own words can carry internal URLs and addresses:
+            // they go to the log, the client gets the code.
+            tracing::warn!(code, error = %detail, "a plugin or CA back end failed");
+            dependency_detail(code)
         } else {
             e.to_string()
         };
         Self { status, code, detail, retry_after }
     }
+}
+
+/// What a client is told when a plugin or CA back end failed: the stable code, never the
+/// component's own message.
+pub(crate) fn dependency_detail(code: &str) -> String {
+    format!(
+        "a plugin or CA back end this operation depends on failed ({code}); nothing was changed"
+    )
 }
 
 impl From<AuthFailure> for ApiError {

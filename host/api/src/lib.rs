@@ -89,6 +89,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document of every route (filtered per request by exposure).
     pub openapi: Arc<utoipa::openapi::OpenApi>,
+    /// Open event streams and their bounds.
+    pub streams: Arc<v1::stream::StreamSlots>,
 }
 
 /// HTTP limits.
@@ -345,6 +347,21 @@ async fn docs_gate(State(st): State<AppState>, req: Request, next: Next) -> Resp
 }
 
 /// Bounds a request's whole life (body upload included); answers problem+json when exceeded.
+/// A body declared (`Content-Length`) larger than the limit is refused at once, before anything
+/// reads it: a client need not send it, and the server does not wait for it (HTTP/1.1 and
+/// HTTP/2 alike; a body without a declared length is cut at the limit as it is read).
+async fn declared_length(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return extract::too_large().into_response();
+    }
+    next.run(req).await
+}
+
 async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
@@ -379,6 +396,7 @@ pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router 
             )
         })
         .layer(DefaultBodyLimit::max(limits.body_bytes))
+        .layer(middleware::from_fn_with_state(limits.body_bytes, declared_length))
         .layer(middleware::from_fn_with_state(limits.request_timeout, timeout))
         // Outside every layer that can refuse a request, so CSC paths answer CSC errors.
         .layer(middleware::from_fn(csc::errors))

@@ -32,6 +32,15 @@ fn d_listen() -> String {
 fn d_data_dir() -> PathBuf {
     PathBuf::from("./data")
 }
+fn d_stream_max() -> u64 {
+    3600
+}
+fn d_streams_per_caller() -> usize {
+    4
+}
+fn d_streams_total() -> usize {
+    64
+}
 fn d_body_limit() -> usize {
     1024 * 1024
 }
@@ -88,6 +97,16 @@ pub struct ServerSection {
     /// Longest a request may run, seconds.
     #[serde(default = "d_timeout")]
     pub request_timeout_secs: u64,
+    /// Longest an event stream (`/api/v1/audit/stream`) stays open, seconds; the client then
+    /// reconnects with `Last-Event-ID` and is authenticated again.
+    #[serde(default = "d_stream_max")]
+    pub stream_max_secs: u64,
+    /// Open event streams per caller (API key or operator).
+    #[serde(default = "d_streams_per_caller")]
+    pub streams_per_caller: usize,
+    /// Open event streams on this node in total.
+    #[serde(default = "d_streams_total")]
+    pub streams_total: usize,
     /// How long shutdown waits for in-flight requests, seconds.
     #[serde(default = "d_grace")]
     pub shutdown_grace_secs: u64,
@@ -467,6 +486,25 @@ pub const HOOKS: [&str; 24] = [
     "device.pin_reset",
 ];
 
+/// `[devices]`: cards and tokens.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesSection {
+    /// PIN resets per device per day (UTC), across nodes; beyond: 429, audited (0: no limit).
+    #[serde(default = "d_pin_resets_per_day")]
+    pub pin_resets_per_day: u32,
+}
+
+fn d_pin_resets_per_day() -> u32 {
+    3
+}
+
+impl Default for DevicesSection {
+    fn default() -> Self {
+        Self { pin_resets_per_day: d_pin_resets_per_day() }
+    }
+}
+
 /// `[audit]`.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -526,6 +564,9 @@ pub struct Config {
     /// `[csc]`.
     #[serde(default)]
     pub csc: CscSection,
+    /// `[devices]`.
+    #[serde(default)]
+    pub devices: DevicesSection,
     /// The file this was loaded from (not a configuration key).
     #[serde(skip)]
     pub source: Option<PathBuf>,

@@ -188,6 +188,7 @@ pub async fn services(
         clock.clone(),
         devices.clone(),
         unlock,
+        cfg.devices.pin_resets_per_day,
     ));
     let requests = Arc::new(sigil_core::service::requests::RequestService::new(
         store.clone(),
@@ -213,6 +214,7 @@ pub async fn services(
         store.clone(),
         clock.clone(),
         signers.clone(),
+        audit.refusals(),
     ));
     let csc_providers = Arc::new(sigil_core::service::csc_providers::CscProviderService::new(
         store.clone(),
@@ -277,6 +279,9 @@ impl Running {
         self.registry.set_api(None);
         for j in self.jobs {
             j.abort();
+        }
+        if let Err(e) = self.audit.flush_refusals(true).await {
+            tracing::warn!(error = %e, "writing refusal summaries failed");
         }
         if let Err(e) = self.audit.checkpoint().await {
             tracing::warn!(error = %e, "final audit checkpoint failed");
@@ -343,6 +348,11 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         endpoints: registry.clone(),
         metrics: Arc::default(),
         openapi: Arc::new(openapi),
+        streams: Arc::new(sigil_api::v1::stream::StreamSlots::new(
+            cfg.server.streams_per_caller,
+            cfg.server.streams_total,
+            Duration::from_secs(cfg.server.stream_max_secs),
+        )),
     };
     let limits = Limits {
         body_bytes: cfg.server.body_limit_bytes,
@@ -411,6 +421,16 @@ fn background(svc: &Services, checkpoint_every: Duration) -> Vec<JoinHandle<()>>
             }
         }
     });
+    let audit = svc.audit.clone();
+    let refusals = tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_secs(15));
+        loop {
+            t.tick().await;
+            if let Err(e) = audit.flush_refusals(false).await {
+                tracing::warn!(error = %e, "writing refusal summaries failed");
+            }
+        }
+    });
     let keys = svc.api_keys.clone();
     let csc = svc.csc.clone();
     let prune = tokio::spawn(async move {
@@ -437,7 +457,7 @@ fn background(svc: &Services, checkpoint_every: Duration) -> Vec<JoinHandle<()>>
             }
         }
     });
-    vec![cp, prune, crls]
+    vec![cp, refusals, prune, crls]
 }
 
 /// Re-reads settings changed on other nodes.

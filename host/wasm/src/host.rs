@@ -13,6 +13,9 @@ use sigil_core::ports::{ApiDispatcher, PluginHttp};
 use crate::bindings::endpoint::sigil::plugin::sigil_api;
 use crate::bindings::validator::sigil::plugin::{clock, config, log, types, validation};
 
+/// Most host resources (streams, pollables, requests…) one call may hold at once.
+pub(crate) const MAX_RESOURCES: usize = 1024;
+
 /// Memory limiter that remembers whether the limit was hit and the peak size asked for.
 pub(crate) struct Limits {
     pub(crate) max_bytes: usize,
@@ -64,11 +67,17 @@ impl State {
         config: Arc<BTreeMap<String, String>>,
         max_bytes: usize,
     ) -> Self {
-        // No preopened directories, no environment, no network: WASI is linked because a Rust
-        // std guest imports it, not to give the plugin anything.
+        // No preopened directories, no environment, no sockets (not even unconnected ones,
+        // which would still take file descriptors), no name lookup: WASI is linked because a
+        // Rust std guest imports it, not to give the plugin anything. Outbound HTTP is its own
+        // grant.
+        let mut wasi = WasiCtx::builder();
+        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Self {
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            table,
             limits: Limits { max_bytes, hit: false, peak: 0 },
             plugin,
             config,

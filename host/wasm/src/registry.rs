@@ -380,8 +380,27 @@ impl Endpoints for PluginRegistry {
     }
 }
 
+tokio::task_local! {
+    /// How many workflow actions led to the change being announced (0: a caller's own change).
+    static WORKFLOW_DEPTH: u8;
+}
+
+/// Changes made by workflow actions trigger workflows again only this many times in a row, so
+/// workflows that answer each other's (or their own) changes cannot loop forever.
+pub const MAX_WORKFLOW_DEPTH: u8 = 3;
+
 impl sigil_core::ports::EventSink for PluginRegistry {
     fn emit(&self, event: sigil_core::ports::LifecycleEvent) {
+        let depth = WORKFLOW_DEPTH.try_with(|d| *d).unwrap_or(0);
+        if depth >= MAX_WORKFLOW_DEPTH {
+            tracing::warn!(
+                kind = %event.kind,
+                object = %event.object_id,
+                depth,
+                "a change made by workflow actions {depth} levels deep triggers no more workflows"
+            );
+            return;
+        }
         let set = self.set();
         let targets: Vec<(Arc<LoadedPlugin>, Arc<Counters>)> = set
             .entries
@@ -428,7 +447,9 @@ impl sigil_core::ports::EventSink for PluginRegistry {
                         headers: vec![("content-type".into(), "application/json".into())],
                         body: a.body.unwrap_or_default().into_bytes(),
                     };
-                    let res = api.call(PluginEngine::principal_of(&plugin), req).await;
+                    // The changes this action makes are announced one level deeper.
+                    let call = api.call(PluginEngine::principal_of(&plugin), req);
+                    let res = WORKFLOW_DEPTH.scope(depth + 1, call).await;
                     if res.status >= 400 {
                         let msg = format!("action {} {} answered {}", a.method, a.path, res.status);
                         tracing::warn!(plugin = %plugin.id, "{msg}");

@@ -119,8 +119,13 @@ impl CscError {
                     "the database is unavailable; nothing was changed",
                 )
             }
-            CoreError::Dependency { detail, .. } => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", detail)
+            CoreError::Dependency { code, detail } => {
+                tracing::warn!(code, error = %detail, "a plugin or CA back end failed");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    crate::error::dependency_detail(code),
+                )
             }
             other => {
                 tracing::error!(error = %other, "CSC request failed");

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -22,6 +22,67 @@ use crate::extract::{Authorized, Query};
 
 /// How often the stream looks for new events.
 const POLL: Duration = Duration::from_millis(250);
+/// How often an open stream checks that its caller may still read the trail.
+const RECHECK: Duration = Duration::from_secs(2);
+
+/// Open streams per caller and in total, and how long one may stay open.
+#[derive(Debug)]
+pub struct StreamSlots {
+    open: std::sync::Mutex<(usize, std::collections::HashMap<String, usize>)>,
+    per_caller: usize,
+    total: usize,
+    max_lifetime: Duration,
+}
+
+/// One open stream; its slot is given back when the stream is dropped (the client went away
+/// or the stream ended).
+#[derive(Debug)]
+struct Slot {
+    slots: std::sync::Arc<StreamSlots>,
+    caller: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.slots.open.lock() {
+            open.0 = open.0.saturating_sub(1);
+            if let Some(n) = open.1.get_mut(&self.caller) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.1.remove(&self.caller);
+                }
+            }
+        }
+    }
+}
+
+impl StreamSlots {
+    /// At most `per_caller` streams per caller and `total` on this node, each open at most
+    /// `max_lifetime`.
+    pub fn new(per_caller: usize, total: usize, max_lifetime: Duration) -> Self {
+        Self { open: Default::default(), per_caller, total, max_lifetime }
+    }
+
+    fn take(self: &std::sync::Arc<Self>, caller: &str) -> Result<Slot, ApiError> {
+        let full = || {
+            ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                "too many event streams are open; close one or retry later",
+            )
+        };
+        let mut open = self.open.lock().map_err(|_| full())?;
+        let mine = open.1.get(caller).copied().unwrap_or(0);
+        if open.0 >= self.total || mine >= self.per_caller {
+            let mut e = full();
+            e.retry_after = Some(5);
+            return Err(e);
+        }
+        open.0 += 1;
+        open.1.insert(caller.to_owned(), mine + 1);
+        Ok(Slot { slots: self.clone(), caller: caller.to_owned() })
+    }
+}
 /// Events read per look.
 const BATCH: u32 = 200;
 
@@ -60,7 +121,7 @@ fn matches(patterns: &[String], action: &str) -> bool {
     security(("bearer" = []), ("api_key" = [])))]
 async fn stream(
     State(st): State<AppState>,
-    Authorized(_cap): Authorized<perm::AuditRead>,
+    Authorized(cap): Authorized<perm::AuditRead>,
     Query(q): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -86,37 +147,76 @@ async fn stream(
         return Err(ApiError::bad_request("invalid_query", "at most 50 types"));
     }
     let filter = AuditFilter { object_type: q.object_type, ..Default::default() };
-    let state = (st, start, VecDeque::new());
-    let events = futures_util::stream::unfold(state, move |(st, mut after, mut queue)| {
-        let (patterns, filter) = (patterns.clone(), filter.clone());
-        async move {
-            loop {
-                if let Some(ev) = queue.pop_front() {
-                    return Some((Ok(ev), (st, after, queue)));
-                }
-                let f = AuditFilter { after_seq: Some(after), ..filter.clone() };
-                match st.store.audit_events(&f, BATCH).await {
-                    Ok(rows) if !rows.is_empty() => {
-                        for e in rows {
-                            after = e.seq;
-                            if !matches(&patterns, &e.action) {
-                                continue;
-                            }
-                            let id = e.seq.to_string();
-                            let action = e.action.clone();
-                            let data = serde_json::to_string(&AuditEventView::from(e))
-                                .unwrap_or_else(|_| "{}".into());
-                            queue.push_back(Event::default().id(id).event(action).data(data));
-                        }
+    let principal = cap.principal().clone();
+    let slot = st.streams.take(&principal.id)?;
+    let ends = Instant::now() + st.streams.max_lifetime;
+    let watch = Watch { principal, slot, ends, next_check: Instant::now() + RECHECK };
+    let state = (st, start, VecDeque::new(), watch);
+    let events = futures_util::stream::unfold(
+        state,
+        move |(st, mut after, mut queue, mut watch)| {
+            let (patterns, filter) = (patterns.clone(), filter.clone());
+            async move {
+                loop {
+                    if !watch.still_open(&st).await {
+                        return None;
                     }
-                    Ok(_) => tokio::time::sleep(POLL).await,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "audit stream: reading events failed; retrying");
-                        tokio::time::sleep(POLL * 4).await;
+                    if let Some(ev) = queue.pop_front() {
+                        return Some((Ok(ev), (st, after, queue, watch)));
+                    }
+                    let f = AuditFilter { after_seq: Some(after), ..filter.clone() };
+                    match st.store.audit_events(&f, BATCH).await {
+                        Ok(rows) if !rows.is_empty() => {
+                            for e in rows {
+                                after = e.seq;
+                                if !matches(&patterns, &e.action) {
+                                    continue;
+                                }
+                                let id = e.seq.to_string();
+                                let action = e.action.clone();
+                                let data = serde_json::to_string(&AuditEventView::from(e))
+                                    .unwrap_or_else(|_| "{}".into());
+                                queue.push_back(Event::default().id(id).event(action).data(data));
+                            }
+                        }
+                        Ok(_) => tokio::time::sleep(POLL).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "audit stream: reading events failed; retrying");
+                            tokio::time::sleep(POLL * 4).await;
+                        }
                     }
                 }
             }
-        }
-    });
+        },
+    );
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// What keeps a stream open: its lifetime, and a caller that may still read the trail.
+struct Watch {
+    principal: std::sync::Arc<sigil_core::authz::Principal>,
+    slot: Slot,
+    ends: Instant,
+    next_check: Instant,
+}
+
+impl Watch {
+    async fn still_open(&mut self, st: &AppState) -> bool {
+        let now = Instant::now();
+        if now >= self.ends {
+            return false;
+        }
+        if now < self.next_check {
+            return true;
+        }
+        self.next_check = now + RECHECK;
+        let _ = &self.slot;
+        match st.api_keys.reauthenticate(&self.principal).await {
+            Ok(p) => p.authorize::<perm::AuditRead>().is_ok(),
+            Err(e) => {
+                tracing::info!(caller = %self.principal.id, error = %e, "audit stream ended: the caller may no longer read");
+                false
+            }
+        }
+    }
 }

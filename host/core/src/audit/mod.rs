@@ -7,6 +7,7 @@
 //! append-only anchor log outside the database, so that a rewrite of the whole tail, a truncation
 //! or a rollback is caught as well.
 
+pub mod refusals;
 pub mod verify;
 
 pub use verify::{

@@ -582,7 +582,7 @@ impl ApiKeyService {
         if !current && !previous {
             return Err(CoreError::Unauthenticated(AuthFailure::Unknown));
         }
-        self.admit(key, now, context).await
+        self.admit(key, now, context, true).await
     }
 
     /// Authenticates a verified client certificate by its SHA-256 fingerprint: the key bound to
@@ -594,7 +594,7 @@ impl ApiKeyService {
     ) -> Result<Arc<Principal>> {
         let now = self.clock.now();
         if let Some(key) = self.store.api_key_by_certificate(sha256).await? {
-            return self.admit(key, now, context).await;
+            return self.admit(key, now, context, true).await;
         }
         // Not a client's certificate: perhaps an operator's.
         let op = self
@@ -602,6 +602,14 @@ impl ApiKeyService {
             .operator_by_certificate(sha256)
             .await?
             .ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
+        self.operator_principal(op, context).await
+    }
+
+    async fn operator_principal(
+        &self,
+        op: crate::operator::Operator,
+        context: RequestContext,
+    ) -> Result<Arc<Principal>> {
         if !op.enabled {
             return Err(CoreError::Unauthenticated(AuthFailure::Disabled));
         }
@@ -618,6 +626,32 @@ impl ApiKeyService {
             scope,
             context,
         }))
+    }
+
+    /// The caller behind `p` as it would be admitted now: read from the store (not the cache)
+    /// and not counted against its rate limit. Long-lived responses (the audit stream) re-check
+    /// their caller with it, so a revoked or expired key, a disabled operator or a withdrawn
+    /// role ends them.
+    pub async fn reauthenticate(&self, p: &Principal) -> Result<Arc<Principal>> {
+        let now = self.clock.now();
+        if let Some(id) = p.api_key_id {
+            let key = self
+                .store
+                .api_key(id)
+                .await?
+                .ok_or(CoreError::Unauthenticated(AuthFailure::Revoked))?;
+            return self.admit(key, now, p.context.clone(), false).await;
+        }
+        if p.kind == ActorKind::Operator {
+            let id = p.operator_id.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+            let op = match id {
+                Some(u) => self.store.operator(u).await?,
+                None => None,
+            };
+            let op = op.ok_or(CoreError::Unauthenticated(AuthFailure::Disabled))?;
+            return self.operator_principal(op, p.context.clone()).await;
+        }
+        Ok(Arc::new(p.clone()))
     }
 
     async fn role_permissions(&self, names: &[String]) -> Result<PermissionSet> {
@@ -671,6 +705,7 @@ impl ApiKeyService {
         key: ApiKey,
         now: OffsetDateTime,
         context: RequestContext,
+        count: bool,
     ) -> Result<Arc<Principal>> {
         match key.status(now) {
             KeyStatus::Revoked => return Err(CoreError::Unauthenticated(AuthFailure::Revoked)),
@@ -706,7 +741,7 @@ impl ApiKeyService {
                 (key.permissions.intersect(&self.role_permissions(&op.roles).await?), scope)
             }
         };
-        if let Some(limit) = key.rate_limit {
+        if let Some(limit) = key.rate_limit.filter(|_| count) {
             self.check_rate(&key, limit, now).await?;
         }
         Ok(Arc::new(Principal {

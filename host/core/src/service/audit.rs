@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::refusals::Refusals;
 use crate::audit::verify::Start;
 use crate::audit::{
     AnchorLog, AuditEvent, ChainProblem, ChainVerifier, Checkpoint, Freshness, NewAuditEvent,
@@ -16,6 +17,8 @@ use crate::service::{Page, paginate};
 /// Most events in one export; larger ranges are exported in pieces with `after`.
 pub const MAX_EXPORT: u32 = 100_000;
 const VERIFY_BATCH: u32 = 1000;
+/// Kinds of refusal tracked per minute before they are counted together.
+const MAX_REFUSAL_KINDS: usize = 10_000;
 
 /// Signs with the audit key; implemented in `sigil-pki`.
 pub trait AuditCrypto: Send + Sync {
@@ -69,6 +72,7 @@ pub struct AuditService {
     clock: Arc<dyn Clock>,
     crypto: Arc<dyn AuditCrypto>,
     trust: AuditTrust,
+    refusals: Arc<Refusals>,
     // One checkpoint at a time on this node (other nodes race on the counter).
     checkpointing: tokio::sync::Mutex<()>,
 }
@@ -89,7 +93,24 @@ impl AuditService {
         crypto: Arc<dyn AuditCrypto>,
         trust: AuditTrust,
     ) -> Self {
-        Self { store, clock, crypto, trust, checkpointing: tokio::sync::Mutex::new(()) }
+        let refusals = Arc::new(Refusals::new(MAX_REFUSAL_KINDS));
+        Self { store, clock, crypto, trust, refusals, checkpointing: tokio::sync::Mutex::new(()) }
+    }
+
+    /// The per-minute aggregation of refusals, shared with the services that refuse.
+    pub fn refusals(&self) -> Arc<Refusals> {
+        self.refusals.clone()
+    }
+
+    /// Writes the summaries of refusals counted in minutes that have ended (all of them when
+    /// `all`, as at shutdown).
+    pub async fn flush_refusals(&self, all: bool) -> Result<()> {
+        let now = self.clock.now();
+        let events = self.refusals.drain(now, all);
+        if !events.is_empty() {
+            self.store.commit_ops(vec![], events, now).await?;
+        }
+        Ok(())
     }
 
     /// Records this node's audit public key in the store, so operators can see which keys sign
@@ -124,7 +145,8 @@ impl AuditService {
     }
 
     /// Records that `principal` was refused `endpoint` (`METHOD /path`) with `code`. Not a
-    /// change of state, but a security event auditors look for.
+    /// change of state, but a security event auditors look for: the first such refusal of a
+    /// minute is written at once, the rest are counted into one `access.denied.repeated` event.
     pub async fn record_denied(
         &self,
         principal: &Arc<Principal>,
@@ -132,11 +154,13 @@ impl AuditService {
         code: &str,
     ) -> Result<()> {
         let now = self.clock.now();
-        let tx = self.store.begin().await?;
         let ev = NewAuditEvent::new(principal, "access.denied", "endpoint", endpoint)
             .failed()
             .details(serde_json::json!({"code": code}));
-        tx.commit(vec![ev], now).await?;
+        let events = self.refusals.admit(now, &principal.id, endpoint, code, ev).into_events();
+        if !events.is_empty() {
+            self.store.commit_ops(vec![], events, now).await?;
+        }
         Ok(())
     }
 

@@ -1,7 +1,10 @@
 //! CA back ends: the built-in CA created (or imported) on first start, the list of back ends,
 //! and CRLs regenerated after every change and before they go stale.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 
 use time::{Duration, OffsetDateTime};
 
@@ -31,6 +34,44 @@ pub struct CaService {
     factory: Arc<dyn CaFactory>,
     ocsp: Arc<dyn Ocsp>,
     crl_validity: Duration,
+    answers: OcspAnswers,
+}
+
+/// Signed OCSP responses kept for a short time, by request, with the statuses they state: a
+/// repeated request whose certificates' statuses are unchanged gets the same response without a
+/// new signature. Statuses are still read from the store for every request, so a revocation on
+/// any node shows at once.
+#[derive(Debug, Default)]
+struct OcspAnswers {
+    by_request: std::sync::Mutex<HashMap<[u8; 32], Answer>>,
+}
+
+/// The statuses a response states, the response, and when it was signed.
+type Answer = (Vec<OcspStatus>, Vec<u8>, std::time::Instant);
+
+/// How long a signed response is reused.
+const OCSP_REUSE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Responses kept at most (the oldest are dropped all at once past it).
+const OCSP_KEPT: usize = 4096;
+
+impl OcspAnswers {
+    fn get(&self, key: &[u8; 32], statuses: &[OcspStatus]) -> Option<Vec<u8>> {
+        let map = self.by_request.lock().ok()?;
+        let (s, der, at) = map.get(key)?;
+        (s.as_slice() == statuses && at.elapsed() < OCSP_REUSE).then(|| der.clone())
+    }
+
+    fn put(&self, key: [u8; 32], statuses: Vec<OcspStatus>, der: &[u8]) {
+        if let Ok(mut map) = self.by_request.lock() {
+            if map.len() >= OCSP_KEPT {
+                map.retain(|_, (_, _, at)| at.elapsed() < OCSP_REUSE);
+                if map.len() >= OCSP_KEPT {
+                    map.clear();
+                }
+            }
+            map.insert(key, (statuses, der.to_vec(), std::time::Instant::now()));
+        }
+    }
 }
 
 impl std::fmt::Debug for CaService {
@@ -49,7 +90,7 @@ impl CaService {
         ocsp: Arc<dyn Ocsp>,
         crl_validity: Duration,
     ) -> Self {
-        Self { store, clock, issuers, factory, ocsp, crl_validity }
+        Self { store, clock, issuers, factory, ocsp, crl_validity, answers: OcspAnswers::default() }
     }
 
     /// Answers an OCSP request (DER) with an OCSP response (DER). Protocol failures are OCSP
@@ -83,7 +124,13 @@ impl CaService {
             };
             statuses.push(status);
         }
-        self.ocsp.respond(&query, &statuses, ca.as_ref(), self.clock.now())
+        let key: [u8; 32] = Sha256::digest(request).into();
+        if let Some(der) = self.answers.get(&key, &statuses) {
+            return Ok(der);
+        }
+        let der = self.ocsp.respond(&query, &statuses, ca.as_ref(), self.clock.now())?;
+        self.answers.put(key, statuses, &der);
+        Ok(der)
     }
 
     /// Creates (or imports) the built-in CA `id` when the store has none, then loads every

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::apikey::{RateLimit, RateUnit};
+use crate::audit::refusals::Refusals;
 use crate::audit::{NewAuditEvent, unix_micros};
 use crate::authz::{ActorKind, PermissionSet, Principal, RequestContext};
 use crate::cert::{CertStatus, Certificate, KeyType};
@@ -187,6 +188,7 @@ pub struct CscService {
     keys: Arc<dyn SigningKeys>,
     settings: CscSettings,
     cache: Arc<CscCache>,
+    refusals: Arc<Refusals>,
 }
 
 impl std::fmt::Debug for CscService {
@@ -197,11 +199,27 @@ impl std::fmt::Debug for CscService {
 
 impl CscService {
     /// Wires the service.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, signers: Arc<SignerService>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        signers: Arc<SignerService>,
+        refusals: Arc<Refusals>,
+    ) -> Self {
         let keys = signers.keys();
         let settings = signers.settings();
         let cache = signers.cache();
-        Self { store, clock, signers, keys, settings, cache }
+        Self { store, clock, signers, keys, settings, cache, refusals }
+    }
+
+    /// Records a refused login that changed nothing, aggregated per address and minute (over
+    /// every username: an anonymous caller makes them up).
+    async fn refused(&self, ev: NewAuditEvent, context: &RequestContext, why: &str) -> Result<()> {
+        let who = context.client_ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let events = self.refusals.admit(self.clock.now(), &who, "", why, ev).into_events();
+        if !events.is_empty() {
+            self.audit_only(events).await?;
+        }
+        Ok(())
     }
 
     /// Deletes tokens and SADs that have expired.
@@ -267,19 +285,21 @@ impl CscService {
                     // An unknown name is audited as given (it may be a typo), never the password.
                     None => (username.chars().take(64).collect(), "authentication_error"),
                 };
-                let ev = NewAuditEvent::new(&Self::system(context), "csc.login", "signer", id)
-                    .details(serde_json::json!({"outcome": outcome}))
-                    .failed();
-                self.audit_only(vec![ev]).await?;
+                let ev =
+                    NewAuditEvent::new(&Self::system(context.clone()), "csc.login", "signer", id)
+                        .details(serde_json::json!({"outcome": outcome}))
+                        .failed();
+                self.refused(ev, &context, outcome).await?;
                 return Err(Self::login_refused());
             }
         };
         if !self.reserve_attempt(s.id, &context).await? {
             secrets.verify_nothing(password).await?;
-            let ev = NewAuditEvent::new(&Self::system(context), "csc.login", "signer", s.id)
-                .details(serde_json::json!({"outcome": "locked"}))
-                .failed();
-            self.audit_only(vec![ev]).await?;
+            let ev =
+                NewAuditEvent::new(&Self::system(context.clone()), "csc.login", "signer", s.id)
+                    .details(serde_json::json!({"outcome": "locked"}))
+                    .failed();
+            self.refused(ev, &context, "locked").await?;
             return Err(Self::login_refused());
         }
         if secrets.verify(password, s.password_hash.clone()).await? {
@@ -735,10 +755,8 @@ impl CscService {
                 return Err(e);
             }
         };
-        let sigs = self
-            .keys
-            .sign_hashes(c.id, c.key_algorithm, &c.sealed_key, hash, scheme, r.hashes.clone())
-            .await?;
+        // The SAD is spent (with the audit event) before any private-key work, so a bogus,
+        // spent or foreign SAD costs no signature at all.
         let spend = SadUse {
             id: digest_id(&r.sad),
             credential_id: c.id,
@@ -747,12 +765,24 @@ impl CscService {
             now_us: unix_micros(now),
         };
         match self.store.commit_ops(vec![WriteOp::ConsumeSad(spend)], vec![ev("ok")], now).await {
-            Ok(_) => Ok(sigs),
+            Ok(_) => {}
             Err(StoreError::Refused { code, detail }) => {
                 self.audit_only(vec![ev("invalid_sad")]).await?;
-                Err(CoreError::invalid(code, detail))
+                return Err(CoreError::invalid(code, detail));
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        }
+        match self
+            .keys
+            .sign_hashes(c.id, c.key_algorithm, &c.sealed_key, hash, scheme, r.hashes.clone())
+            .await
+        {
+            Ok(sigs) => Ok(sigs),
+            Err(e) => {
+                // The SAD stays spent (fail closed); the trail says no signature came of it.
+                self.audit_only(vec![ev("signing_failed")]).await?;
+                Err(e)
+            }
         }
     }
 

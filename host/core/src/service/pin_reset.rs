@@ -12,12 +12,14 @@ use base64::engine::general_purpose::STANDARD;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::apikey::{RateLimit, RateUnit};
 use crate::audit::NewAuditEvent;
 use crate::authz::{Capability, Principal, perm};
 use crate::device::{Device, DeviceStatus};
 use crate::error::{CoreError, Result};
 use crate::ports::{Clock, Store};
 use crate::records::Record;
+use crate::service::apikeys::throttle;
 use crate::service::devices::{Also, DeviceService, PIN_RETRIES, RowWrite};
 use crate::unlock::{DEVICE_SECRETS, DeviceSecret, UnlockAlgorithm, UnlockCrypto};
 
@@ -93,6 +95,7 @@ pub struct PinResetService {
     clock: Arc<dyn Clock>,
     devices: Arc<DeviceService>,
     crypto: Arc<dyn UnlockCrypto>,
+    per_day: u32,
 }
 
 impl std::fmt::Debug for PinResetService {
@@ -108,8 +111,36 @@ impl PinResetService {
         clock: Arc<dyn Clock>,
         devices: Arc<DeviceService>,
         crypto: Arc<dyn UnlockCrypto>,
+        per_day: u32,
     ) -> Self {
-        Self { store, clock, devices, crypto }
+        Self { store, clock, devices, crypto, per_day }
+    }
+
+    /// Counts a reset of device `d` in today's window (UTC, across nodes); past
+    /// `devices.pin_resets_per_day` the reset is refused (429) and the refusal audited. With a
+    /// challenge-response key every answer is a use of the card's administration key, so the
+    /// key must not be an unmetered oracle.
+    async fn meter(&self, p: &Arc<Principal>, d: &Device) -> Result<()> {
+        if self.per_day == 0 {
+            return Ok(());
+        }
+        let limit = RateLimit { requests: self.per_day, per: RateUnit::Day };
+        let bucket = format!("pin-reset:{}", d.id);
+        let now = self.clock.now();
+        if let Err(e) = throttle(self.store.as_ref(), &bucket, limit, now).await {
+            if matches!(e, CoreError::RateLimited { .. }) {
+                let ev = NewAuditEvent::new(p, "device.pin_reset", "device", d.id)
+                    .details(serde_json::json!({
+                        "serial": d.serial,
+                        "refused": "pin_reset_limit",
+                        "per_day": self.per_day,
+                    }))
+                    .failed();
+                self.store.commit_ops(vec![], vec![ev], now).await?;
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn seal(&self, plain: &[u8]) -> Result<String> {
@@ -275,11 +306,12 @@ impl PinResetService {
             )
         };
         let secret = self.secret(before.id).await?;
-        let (method, response, unlock_code) = match challenge {
+        // Everything is checked before the reset is metered; the secrets are used after.
+        let plan = match challenge {
             Some(c) => {
                 let (Some(alg), Some(sealed)) = (
                     secret.as_ref().and_then(|s| s.algorithm),
-                    secret.as_ref().and_then(|s| s.admin_key.as_deref()),
+                    secret.as_ref().and_then(|s| s.admin_key.clone()),
                 ) else {
                     return Err(unavailable("administration key"));
                 };
@@ -291,15 +323,22 @@ impl PinResetService {
                         format!("a {} challenge is {} bytes", alg.as_str(), alg.block_len()),
                     ));
                 }
-                let key = self.open(sealed)?;
+                Ok((alg, sealed, challenge))
+            }
+            None => match secret.as_ref().and_then(|s| s.unlock_code.clone()) {
+                Some(sealed) => Err(sealed),
+                None => return Err(unavailable("unlock code")),
+            },
+        };
+        self.meter(p, &before).await?;
+        let (method, response, unlock_code) = match plan {
+            Ok((alg, sealed, challenge)) => {
+                let key = self.open(&sealed)?;
                 let r = self.crypto.respond(alg, &key, &challenge)?;
                 ("challenge-response", Some(hex::encode(r)), None)
             }
-            None => {
-                let Some(sealed) = secret.as_ref().and_then(|s| s.unlock_code.as_deref()) else {
-                    return Err(unavailable("unlock code"));
-                };
-                let code = self.open(sealed)?;
+            Err(sealed) => {
+                let code = self.open(&sealed)?;
                 let code = Zeroizing::new(String::from_utf8_lossy(&code).into_owned());
                 ("unlock-code", None, Some(code))
             }

@@ -34,14 +34,23 @@ pub const SIGNING_PROFILE: &str = "document-signing";
 ///
 /// Each one takes about 19 MiB and tens of milliseconds of a core on purpose, and `auth/login` is
 /// unauthenticated: without a bound, a burst of anonymous logins takes the server's memory and
-/// CPU. At most `concurrency` run at once and at most `queue` wait (for at most
+/// CPU. At most `concurrency` run at once, on as many threads of their own (so the allocator
+/// keeps no more than that many 19 MiB arenas), and at most `queue` wait (for at most
 /// [`SecretGate::MAX_WAIT`]); anything beyond is shed at once with 503 and `Retry-After`.
-#[derive(Debug)]
 pub struct SecretGate {
     slots: tokio::sync::Semaphore,
     waiting: std::sync::atomic::AtomicUsize,
     queue: usize,
     dummy: tokio::sync::OnceCell<String>,
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+impl std::fmt::Debug for SecretGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretGate").field("queue", &self.queue).finish_non_exhaustive()
+    }
 }
 
 /// Counts a waiter for as long as it waits (also when its request is dropped).
@@ -59,12 +68,51 @@ impl SecretGate {
 
     /// At most `concurrency` (at least 1) hashes at once, `queue` waiting.
     pub fn new(concurrency: usize, queue: usize) -> Self {
+        let concurrency = concurrency.max(1);
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..concurrency {
+            let rx = Arc::clone(&rx);
+            let spawned =
+                std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return, // the gate was dropped
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password hashing thread");
+            }
+        }
         Self {
-            slots: tokio::sync::Semaphore::new(concurrency.max(1)),
+            slots: tokio::sync::Semaphore::new(concurrency),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             queue,
             dummy: tokio::sync::OnceCell::new(),
+            jobs,
         }
+    }
+
+    /// Runs `f` on a hashing thread (the caller holds a slot).
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| CoreError::Internal("the password hashing threads are gone".into()))?;
+        rx.await.map_err(|_| CoreError::Internal("a password hashing job was lost".into()))?
     }
 
     fn busy() -> CoreError {
@@ -90,7 +138,7 @@ impl SecretGate {
     /// Hashes a password or PIN (off the async threads: it is slow on purpose).
     pub async fn hash(&self, secret: Zeroizing<String>) -> Result<String> {
         let _slot = self.slot().await?;
-        tokio::task::spawn_blocking(move || {
+        self.run(move || {
             let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
             argon2::Argon2::default()
                 .hash_password(secret.as_bytes(), &salt)
@@ -98,19 +146,17 @@ impl SecretGate {
                 .map_err(|e| CoreError::Internal(format!("hashing a secret: {e}")))
         })
         .await
-        .map_err(|e| CoreError::Internal(format!("hashing a secret: {e}")))?
     }
 
     /// Whether `secret` matches the Argon2id `hash`.
     pub async fn verify(&self, secret: Zeroizing<String>, hash: String) -> Result<bool> {
         let _slot = self.slot().await?;
-        tokio::task::spawn_blocking(move || {
+        self.run(move || {
             let parsed = PasswordHash::new(&hash)
                 .map_err(|e| CoreError::Storage(format!("corrupt secret hash: {e}")))?;
             Ok(argon2::Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
         })
         .await
-        .map_err(|e| CoreError::Internal(format!("verifying a secret: {e}")))?
     }
 
     /// Spends the time of one verification and answers `false`: a login for an unknown,
