@@ -13,10 +13,12 @@ async fn two_nodes_share_keys_revocations_rate_limits_and_one_audit_chain() {
     };
     // Each node signs checkpoints with its own audit key and pins the other's public key.
     let keys = tempfile::tempdir().unwrap();
+    // Each key in a directory of its own: the anchor log lives next to it.
     let key = |n: &str| {
-        let path = keys.path().join(format!("{n}.pem"));
+        std::fs::create_dir_all(keys.path().join(n)).unwrap();
+        let path = keys.path().join(n).join("audit-key.pem");
         let k = sigil_pki::audit_key::AuditKey::load_or_create(&path).unwrap();
-        (path, k.publish(&keys.path().join(format!("{n}.pem"))).unwrap(), k)
+        (path.clone(), k.publish(&path).unwrap(), k)
     };
     let (a_key, a_pub, a_audit) = key("a");
     let (b_key, b_pub, _) = key("b");
@@ -94,7 +96,16 @@ async fn two_nodes_share_keys_revocations_rate_limits_and_one_audit_chain() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    assert!(b.checkpoint().await.unwrap().is_some());
+    let by_b = b.checkpoint().await.unwrap().unwrap();
+    // A anchors B's newest checkpoint too once it has verified it, so a writer who removes B's
+    // checkpoints and rewrites what they covered is caught on A as well.
+    assert!(a.checkpoint().await.unwrap().is_none(), "nothing new to sign");
+    let anchored = sigil_server::anchor::FileAnchor::read_latest(
+        &a_key.parent().unwrap().join("audit-anchors.log"),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(anchored, by_b);
     for node in [&a, &b] {
         let (_, report) =
             json(node.req(Method::GET, "/api/v1/audit/verify", &admin).send().await.unwrap()).await;

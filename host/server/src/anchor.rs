@@ -47,13 +47,14 @@ impl FileAnchor {
         if from > 0 && !lines.is_empty() {
             lines.remove(0); // a partial line
         }
-        // A line cut short by a crash is skipped; anything else that does not parse is refused.
+        // A line cut short by a crash (JSON that ends early, wherever it now sits) is skipped;
+        // anything else that does not parse is refused.
         let mut newest: Option<Checkpoint> = None;
         for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             match serde_json::from_str::<Checkpoint>(line) {
                 Ok(c) if newest.as_ref().is_none_or(|n| c.counter > n.counter) => newest = Some(c),
                 Ok(_) => {}
-                Err(_) if i + 1 == lines.len() => {}
+                Err(e) if e.is_eof() || i + 1 == lines.len() => {}
                 Err(e) => {
                     return Err(CoreError::Internal(format!(
                         "the audit anchor log {} has a line that is not a checkpoint: {e}",
@@ -74,6 +75,17 @@ impl FileAnchor {
             opts.mode(0o600);
         }
         let mut f = opts.open(path)?;
+        // After a line cut short by a crash, start on a line of its own.
+        let len = f.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            let mut r = std::fs::File::open(path)?;
+            r.seek(SeekFrom::Start(len - 1))?;
+            r.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                f.write_all(b"\n")?;
+            }
+        }
         f.write_all(line.as_bytes())?;
         f.sync_data()
     }
@@ -179,6 +191,11 @@ mod tests {
         let good = serde_json::to_string(&cp(3)).unwrap();
         std::fs::write(&p, format!("{good}\n{{\"counter\":4,\"se")).unwrap();
         assert_eq!(FileAnchor::read_latest(&p).unwrap(), Some(cp(3)));
+        // The next checkpoints go on lines of their own and stay readable.
+        let a = FileAnchor::new(p.clone(), None, None);
+        a.append(&cp(5)).unwrap();
+        a.append(&cp(6)).unwrap();
+        assert_eq!(FileAnchor::read_latest(&p).unwrap(), Some(cp(6)));
         std::fs::write(&p, format!("garbage\n{good}\n")).unwrap();
         assert!(FileAnchor::read_latest(&p).is_err());
     }

@@ -291,6 +291,10 @@ async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
             println!("revoked {} ({})", k.id, k.name);
         }
     }
+    // What the command changed is signed and anchored at once, as a server does at shutdown.
+    if let Err(e) = svc.audit.checkpoint().await {
+        eprintln!("warning: no audit checkpoint was signed: {e}");
+    }
     Ok(0)
 }
 

@@ -385,6 +385,11 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             anyhow::bail!("the server did not start: {res:?}");
         }
     };
+    // The chain as it stands at start is verified, anchored and signed before anything is
+    // served (verification holds every event to a signed checkpoint).
+    if let Err(e) = svc.audit.checkpoint().await {
+        tracing::error!(error = %e, "audit checkpoint at start failed");
+    }
     let mut jobs = background(&svc, Duration::from_secs(cfg.audit.checkpoint_interval_secs));
     let refresh = Duration::from_millis(cfg.server.settings_refresh_ms);
     jobs.push(refresh_settings(svc.settings.clone(), exposure, refresh));

@@ -184,15 +184,6 @@ impl AuditService {
         let checkpoints =
             self.store.audit_checkpoints(anchor.as_ref().map_or(1, |a| a.counter)).await?;
         let now_us = unix_micros(self.clock.now());
-        if let Some(n) = checkpoints.last()
-            && n.seq >= head.seq
-            && self
-                .trust
-                .freshness(now_us)
-                .is_none_or(|f| now_us - n.signed_at_us < f.max_age_us / 2)
-        {
-            return Ok(None);
-        }
         let newest = checkpoints.last().cloned();
         let start = match &anchor {
             Some(a) => Start {
@@ -214,8 +205,33 @@ impl AuditService {
                 ),
             ));
         }
-        let mut c =
-            Checkpoint::next(newest.as_ref(), head.seq, &head.hash, now_us, self.crypto.key_id());
+        // The newest checkpoint that verified is anchored here too, whichever node signed it,
+        // so that this node holds the others' checkpoints to the chain as well.
+        if let Some(n) = &newest
+            && anchor.as_ref().is_none_or(|a| n.counter > a.counter)
+        {
+            self.trust.anchor.append(n)?;
+        }
+        let fresh = |n: &Checkpoint| {
+            self.trust.freshness(now_us).is_none_or(|f| now_us - n.signed_at_us < f.max_age_us / 2)
+        };
+        if newest.as_ref().is_some_and(|n| n.seq >= head.seq && fresh(n)) {
+            return Ok(None);
+        }
+        // Sign what was verified, not what the head row says.
+        if report.last_seq != head.seq || report.last_hash != head.hash {
+            return Err(CoreError::conflict(
+                "audit_chain_broken",
+                "not signing a checkpoint: the recorded head is not the end of the verified chain",
+            ));
+        }
+        let mut c = Checkpoint::next(
+            newest.as_ref(),
+            report.last_seq,
+            &report.last_hash,
+            now_us,
+            self.crypto.key_id(),
+        );
         c.signature = self.crypto.sign(&c.message())?;
         if !self.store.insert_audit_checkpoint(&c).await? {
             return Ok(None);

@@ -124,7 +124,11 @@ impl CaService {
             };
             statuses.push(status);
         }
-        let key: [u8; 32] = Sha256::digest(request).into();
+        let mut h = Sha256::new();
+        h.update(ca.id().as_bytes());
+        h.update([0]);
+        h.update(request);
+        let key: [u8; 32] = h.finalize().into();
         if let Some(der) = self.answers.get(&key, &statuses) {
             return Ok(der);
         }

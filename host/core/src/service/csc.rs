@@ -40,6 +40,8 @@ use crate::service::signers::SignerService;
 
 /// Most hashes in one authorize or signHash.
 pub const MAX_HASHES: usize = 1000;
+/// How long a reserved login attempt may take to settle before it counts as a wrong password.
+const ATTEMPT_LEASE: Duration = Duration::seconds(30);
 /// Most entries in each cache; a full clear is cheap and rare.
 const CACHE_MAX: usize = 10_000;
 
@@ -276,10 +278,13 @@ impl CscService {
         self.throttle_login(username, &context).await?;
         let signer = self.signers.signer_by_name(username).await?;
         let secrets = self.signers.secrets();
+        // The hashing slot is taken before the attempt is reserved, so a request shed for load
+        // spends none of the signer's budget.
+        let slot = secrets.slot().await?;
         let s = match signer {
             Some(s) if s.enabled => s,
             other => {
-                secrets.verify_nothing(password).await?;
+                secrets.verify_nothing(slot, password).await?;
                 let (id, outcome) = match other {
                     Some(s) => (s.id.to_string(), "disabled"),
                     // An unknown name is audited as given (it may be a typo), never the password.
@@ -294,7 +299,7 @@ impl CscService {
             }
         };
         if !self.reserve_attempt(s.id, &context).await? {
-            secrets.verify_nothing(password).await?;
+            secrets.verify_nothing(slot, password).await?;
             let ev =
                 NewAuditEvent::new(&Self::system(context.clone()), "csc.login", "signer", s.id)
                     .details(serde_json::json!({"outcome": "locked"}))
@@ -302,7 +307,7 @@ impl CscService {
             self.refused(ev, &context, "locked").await?;
             return Err(Self::login_refused());
         }
-        if secrets.verify(password, s.password_hash.clone()).await? {
+        if secrets.verify_in(slot, password, s.password_hash.clone()).await? {
             self.issue_tokens(&s, remember_me, None, context).await
         } else {
             self.count_wrong_password(s.id, context).await?;
@@ -340,7 +345,30 @@ impl CscService {
             return Ok(false);
         };
         let retries = self.settings.login_retries;
-        if cur.login_locked(now) || (retries > 0 && cur.failed_logins >= retries) {
+        if cur.login_locked(now) {
+            return Ok(false);
+        }
+        if retries > 0 && cur.failed_logins >= retries {
+            // Every attempt is taken. Attempts that never settled (the client went away, the
+            // node stopped) count as wrong once their lease is over: the signer is then locked
+            // out for the usual time, never indefinitely.
+            if now - cur.updated_at > ATTEMPT_LEASE {
+                cur.failed_logins = 0;
+                cur.locked_until = Some(now + Duration::seconds(self.settings.login_lock_secs));
+                cur.updated_at = now;
+                tx.end_csc_sessions(id).await?;
+                tx.update_record(&SIGNERS, &cur.to_row()?).await?;
+                let ev =
+                    NewAuditEvent::new(&Self::system(context.clone()), "csc.login", "signer", id)
+                        .details(serde_json::json!({
+                            "outcome": "locked_out",
+                            "why": "unsettled_attempts",
+                            "locked_until": cur.locked_until.and_then(|t| t.format(&Rfc3339).ok()),
+                        }))
+                        .failed();
+                tx.commit(vec![ev], now).await?;
+                self.cache.forget_signer(id);
+            }
             return Ok(false);
         }
         if retries == 0 {
