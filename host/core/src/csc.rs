@@ -475,11 +475,15 @@ pub trait SigningKeys: Send + Sync {
     /// The hash and salt length of DER `RSASSA-PSS-params` (the MGF1 hash must be the same).
     fn pss_params(&self, der: &[u8]) -> crate::Result<(HashAlgo, usize)>;
     /// Signs each of `digests` with credential `id`'s sealed key, as `scheme` says, in order.
+    /// The opened key must be the one `certificate` (DER, the credential's end-entity
+    /// certificate) certifies: a sealed key copied from elsewhere (a CA's) signs nothing.
+    #[allow(clippy::too_many_arguments)]
     async fn sign_hashes(
         &self,
         id: Uuid,
         k: KeyType,
         sealed_key: &str,
+        certificate: &[u8],
         hash: HashAlgo,
         scheme: SignScheme,
         digests: Vec<Vec<u8>>,

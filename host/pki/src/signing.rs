@@ -33,11 +33,15 @@ const INLINE_EC: usize = 8;
 
 type OpenKey = Arc<PKey<Private>>;
 
+/// A sealed key, the certificate it was checked against, and the key opened.
+type Opened = (String, Vec<u8>, OpenKey);
+
 /// [`SigningKeys`] with keys sealed under the master key.
 pub struct CredentialKeys {
     master: Arc<MasterKey>,
-    /// credential id → (its sealed key, opened): a changed sealed key is opened again.
-    cache: Mutex<HashMap<Uuid, (String, OpenKey)>>,
+    /// credential id → (its sealed key, its certificate, opened): a changed sealed key or
+    /// certificate is opened and checked again.
+    cache: Mutex<HashMap<Uuid, Opened>>,
 }
 
 impl std::fmt::Debug for CredentialKeys {
@@ -52,24 +56,52 @@ impl CredentialKeys {
         Self { master, cache: Mutex::new(HashMap::new()) }
     }
 
-    fn open(&self, id: Uuid, sealed_key: &str) -> Result<OpenKey, CoreError> {
+    fn open(&self, id: Uuid, sealed_key: &str, certificate: &[u8]) -> Result<OpenKey, CoreError> {
         if let Ok(c) = self.cache.lock()
-            && let Some((s, k)) = c.get(&id)
+            && let Some((s, cert, k)) = c.get(&id)
             && s == sealed_key
+            && cert.as_slice() == certificate
         {
             return Ok(Arc::clone(k));
         }
         let sealed = STANDARD.decode(sealed_key).map_err(bad_key)?;
         let pkcs8 = self.master.open(&sealed)?;
         let key = Arc::new(PKey::private_key_from_pkcs8(&pkcs8).map_err(bad_key)?);
+        check_certifies(&key, certificate)?;
         if let Ok(mut c) = self.cache.lock() {
             if c.len() >= CACHE_MAX {
                 c.clear();
             }
-            c.insert(id, (sealed_key.to_owned(), Arc::clone(&key)));
+            c.insert(id, (sealed_key.to_owned(), certificate.to_vec(), Arc::clone(&key)));
         }
         Ok(key)
     }
+}
+
+/// The key must be the one `certificate` certifies, and the certificate an end-entity one that
+/// may not sign certificates or CRLs: so a sealed CA key put in a credential's row (or a
+/// credential pointed at a CA certificate) signs nothing.
+fn check_certifies(key: &PKey<Private>, certificate: &[u8]) -> Result<(), CoreError> {
+    use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
+    // Internal: the API logs it and tells the client only that nothing was signed.
+    let refused = |why: &str| CoreError::Internal(format!("credential key refused: {why}"));
+    let (_, cert) =
+        X509Certificate::from_der(certificate).map_err(|_| refused("unreadable certificate"))?;
+    let spki = key.public_key_to_der().map_err(bad_key)?;
+    let (_, opened) =
+        SubjectPublicKeyInfo::from_der(&spki).map_err(|_| refused("unreadable public key"))?;
+    if opened.subject_public_key.data != cert.public_key().subject_public_key.data {
+        return Err(refused("the key is not the one its certificate certifies"));
+    }
+    if cert.is_ca() {
+        return Err(refused("the certificate is a CA certificate"));
+    }
+    if let Ok(Some(ku)) = cert.key_usage()
+        && (ku.value.key_cert_sign() || ku.value.crl_sign())
+    {
+        return Err(refused("the certificate may sign certificates or CRLs"));
+    }
+    Ok(())
 }
 
 fn bad_key(e: impl std::fmt::Display) -> CoreError {
@@ -246,11 +278,12 @@ impl SigningKeys for CredentialKeys {
         id: Uuid,
         k: KeyType,
         sealed_key: &str,
+        certificate: &[u8],
         hash: HashAlgo,
         scheme: SignScheme,
         digests: Vec<Vec<u8>>,
     ) -> sigil_core::Result<Vec<Vec<u8>>> {
-        let key = self.open(id, sealed_key)?;
+        let key = self.open(id, sealed_key, certificate)?;
         let inline = is_ec(k) && digests.len() <= INLINE_EC;
         let all = move || {
             digests.iter().map(|d| sign_digest(&key, k, hash, scheme, d)).collect::<Result<_, _>>()
@@ -338,6 +371,36 @@ mod tests {
         assert!(matches!(e, Err(CoreError::Invalid { .. })));
     }
 
+    /// A certificate for `pkcs8`'s key, self-signed by `signer` (or by itself), CA or not.
+    fn cert_for(pkcs8: &[u8], signer: Option<&[u8]>, ca: bool) -> Vec<u8> {
+        use openssl::x509::extension::{BasicConstraints, KeyUsage};
+        let key = PKey::private_key_from_pkcs8(pkcs8).unwrap();
+        let signing = PKey::private_key_from_pkcs8(signer.unwrap_or(pkcs8)).unwrap();
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "t").unwrap();
+        let name = name.build();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap()).unwrap();
+        if ca {
+            b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
+            b.append_extension(KeyUsage::new().key_cert_sign().crl_sign().build().unwrap())
+                .unwrap();
+        } else {
+            b.append_extension(KeyUsage::new().digital_signature().build().unwrap()).unwrap();
+        }
+        b.sign(&signing, openssl::hash::MessageDigest::sha256()).unwrap();
+        b.build().to_der().unwrap()
+    }
+
+    fn pkcs8_of(keys: &CredentialKeys, sealed: &str) -> Vec<u8> {
+        keys.master.open(&STANDARD.decode(sealed).unwrap()).unwrap().to_vec()
+    }
+
     #[tokio::test]
     async fn a_sealed_key_signs_after_being_opened_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -345,20 +408,67 @@ mod tests {
         let keys = CredentialKeys::new(master);
         let (sealed, csr) = keys.generate(KeyType::P256, "alice").await.unwrap();
         assert!(!csr.is_empty());
+        let cert = cert_for(&pkcs8_of(&keys, &sealed), None, false);
         let id = Uuid::now_v7();
         let d = vec![digest(HashAlgo::Sha256, b"a"), digest(HashAlgo::Sha256, b"b")];
-        let sigs = keys
-            .sign_hashes(id, KeyType::P256, &sealed, HashAlgo::Sha256, SignScheme::Ecdsa, d.clone())
-            .await
-            .unwrap();
+        let sign = |sealed: String, cert: Vec<u8>, d: Vec<Vec<u8>>| {
+            let keys = &keys;
+            async move {
+                keys.sign_hashes(
+                    id,
+                    KeyType::P256,
+                    &sealed,
+                    &cert,
+                    HashAlgo::Sha256,
+                    SignScheme::Ecdsa,
+                    d,
+                )
+                .await
+            }
+        };
+        let sigs = sign(sealed.clone(), cert.clone(), d.clone()).await.unwrap();
         assert_eq!(sigs.len(), 2);
         // A different sealed key under the same id is opened anew, not served from the cache.
         let (other, _) = keys.generate(KeyType::P256, "bob").await.unwrap();
-        let again = keys
-            .sign_hashes(id, KeyType::P256, &other, HashAlgo::Sha256, SignScheme::Ecdsa, d)
-            .await
-            .unwrap();
+        let other_cert = cert_for(&pkcs8_of(&keys, &other), None, false);
+        let again = sign(other.clone(), other_cert, d.clone()).await.unwrap();
         assert_eq!(again.len(), 2);
-        assert!(keys.cache.lock().unwrap().get(&id).is_some_and(|(s, _)| *s == other));
+        assert!(keys.cache.lock().unwrap().get(&id).is_some_and(|(s, _, _)| *s == other));
+        // Another key than the certificate's signs nothing, even for a cached id.
+        assert!(sign(other, cert.clone(), d.clone()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_ca_key_moved_into_a_credential_signs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
+        let keys = CredentialKeys::new(master);
+        // The "CA key" sealed the same way, with its own CA certificate.
+        let (ca_sealed, _) = keys.generate(KeyType::P256, "ca").await.unwrap();
+        let ca_pkcs8 = pkcs8_of(&keys, &ca_sealed);
+        let ca_cert = cert_for(&ca_pkcs8, None, true);
+        let (cred_sealed, _) = keys.generate(KeyType::P256, "alice").await.unwrap();
+        let cred_cert = cert_for(&pkcs8_of(&keys, &cred_sealed), Some(&ca_pkcs8), false);
+        let d = vec![digest(HashAlgo::Sha256, b"tbs of www.bank.example")];
+        let sign = |sealed: String, cert: Vec<u8>| {
+            let (keys, d) = (&keys, d.clone());
+            async move {
+                keys.sign_hashes(
+                    Uuid::now_v7(),
+                    KeyType::P256,
+                    &sealed,
+                    &cert,
+                    HashAlgo::Sha256,
+                    SignScheme::Ecdsa,
+                    d,
+                )
+                .await
+            }
+        };
+        // The CA key in the credential's row, with the credential's certificate.
+        assert!(sign(ca_sealed.clone(), cred_cert.clone()).await.is_err());
+        // … or with the CA's own certificate: a CA certificate certifies no signing credential.
+        assert!(sign(ca_sealed, ca_cert).await.is_err());
+        assert!(sign(cred_sealed, cred_cert).await.is_ok());
     }
 }

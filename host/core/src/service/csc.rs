@@ -757,9 +757,9 @@ impl CscService {
         Ok(c)
     }
 
-    /// `signatures/signHash`: signs every hash in order and spends the SAD on them in the same
-    /// unit as the audit event; a SAD that is unknown, another's, expired, exhausted or not
-    /// for these hashes gives no signature.
+    /// `signatures/signHash`: spends the SAD on the hashes in one unit with the audit event,
+    /// then signs every hash in order; a SAD that is unknown, another's, expired, exhausted or
+    /// not for these hashes gives no signature, and costs none.
     pub async fn sign_hash(&self, s: &Session, r: SignHash) -> Result<Vec<Vec<u8>>> {
         let n = r.hashes.len();
         let ev = |outcome: &str| {
@@ -773,10 +773,10 @@ impl CscService {
         };
         let now = self.clock.now();
         let prepared = match self.credential(s, &r.credential_id).await {
-            Ok((c, cert)) => self.check_sign(&c, &cert, &r, now).map(|hs| (c, hs)),
+            Ok((c, cert)) => self.check_sign(&c, &cert, &r, now).map(|hs| (c, cert, hs)),
             Err(e) => Err(e),
         };
-        let (c, (hash, scheme)) = match prepared {
+        let (c, cert, (hash, scheme)) = match prepared {
             Ok(v) => v,
             Err(e) => {
                 self.audit_only(vec![ev("invalid_request")]).await?;
@@ -802,7 +802,15 @@ impl CscService {
         }
         match self
             .keys
-            .sign_hashes(c.id, c.key_algorithm, &c.sealed_key, hash, scheme, r.hashes.clone())
+            .sign_hashes(
+                c.id,
+                c.key_algorithm,
+                &c.sealed_key,
+                &cert.der,
+                hash,
+                scheme,
+                r.hashes.clone(),
+            )
             .await
         {
             Ok(sigs) => Ok(sigs),
