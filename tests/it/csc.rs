@@ -829,3 +829,48 @@ async fn concurrent_sign_hash_calls_never_spend_a_sad_twice() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn a_ca_key_copied_into_a_credential_row_signs_nothing() {
+    use sigil_core::ports::Store as _;
+    for db in backends().await {
+        let toml = "[csc]\ncache_ttl_ms = 0\n".to_owned();
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        s.signer("mallory", "mallory's password").await;
+        let c = s.credential("mallory", "p256", "2468", 1, 10).await;
+        let id = c["id"].as_str().unwrap().to_owned();
+        let token = s.csc_login("v1", "mallory", "mallory's password").await;
+        let digest = Sha256::digest(b"tbsCertificate of www.bank.example").to_vec();
+        let sign = |sad: String| {
+            let req = json!({"credentialID": id, "SAD": sad, "hash": [STANDARD.encode(&digest)],
+                "signAlgo": "1.2.840.10045.4.3.2"});
+            s.csc("v1", "signatures/signHash", &token, req)
+        };
+        let sad = s.csc_authorize(&token, &id, "2468", &[STANDARD.encode(&digest)]).await;
+        assert_eq!(sign(sad).await.status, 200, "the credential signs with its own key");
+        // A database writer copies the sealed issuing-CA key into the credential's row.
+        let store = s.db().await;
+        let ca = store.cas().await.unwrap().into_iter().next().unwrap();
+        let body: String =
+            sigil_core::records::RecordStore::record(&store, &sigil_core::csc::CREDENTIALS, &id)
+                .await
+                .unwrap()
+                .expect("the credential row");
+        let mut body: Value = serde_json::from_str(&body).unwrap();
+        body["sealed_key"] = json!(STANDARD.encode(&ca.key_sealed));
+        let text = body.to_string().replace('\'', "''");
+        store
+            .execute_raw(&format!(
+                "UPDATE signing_credentials SET body = '{text}' WHERE id = '{id}'"
+            ))
+            .await
+            .unwrap();
+        let sad = s.csc_authorize(&token, &id, "2468", &[STANDARD.encode(&digest)]).await;
+        let a = sign(sad).await;
+        assert!(a.status >= 400, "{:?}", a.body);
+        assert!(a.body.get("signatures").is_none(), "{:?}", a.body);
+        store.close().await;
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
