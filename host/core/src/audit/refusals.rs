@@ -28,7 +28,12 @@ struct Entry {
 struct Window {
     minute: i64,
     kinds: HashMap<Kind, Entry>,
+    /// Events handed out that could not be written; they go out again with the next ones.
+    unwritten: Vec<NewAuditEvent>,
 }
+
+/// Most events kept for a retry after a failed write.
+const MAX_UNWRITTEN: usize = 10_000;
 
 /// The aggregator, one per node.
 #[derive(Debug)]
@@ -77,7 +82,10 @@ impl Refusals {
             // A poisoned lock: write the event rather than lose it.
             return Admitted { event: Some(ev), summaries: vec![] };
         };
-        let summaries = if w.minute != minute { Self::roll(&mut w, minute) } else { vec![] };
+        let mut summaries = std::mem::take(&mut w.unwritten);
+        if w.minute != minute {
+            summaries.extend(Self::roll(&mut w, minute));
+        }
         let mut kind = (ev.action.clone(), who.to_owned(), what.to_owned(), code.to_owned());
         if !w.kinds.contains_key(&kind) && w.kinds.len() >= self.max_kinds {
             kind = (ev.action.clone(), "*".into(), "*".into(), "*".into());
@@ -100,8 +108,24 @@ impl Refusals {
     pub fn drain(&self, now: OffsetDateTime, all: bool) -> Vec<NewAuditEvent> {
         let minute = now.unix_timestamp().div_euclid(60);
         match self.window.lock() {
-            Ok(mut w) if all || w.minute != minute => Self::roll(&mut w, minute),
-            _ => vec![],
+            Ok(mut w) => {
+                let mut out = std::mem::take(&mut w.unwritten);
+                if all || w.minute != minute {
+                    out.extend(Self::roll(&mut w, minute));
+                }
+                out
+            }
+            Err(_) => vec![],
+        }
+    }
+
+    /// Takes back `events` that could not be written (the store failed), so that the next
+    /// write carries them: a count is not lost to one failed commit. At most
+    /// [`MAX_UNWRITTEN`] are kept.
+    pub fn put_back(&self, events: Vec<NewAuditEvent>) {
+        if let Ok(mut w) = self.window.lock() {
+            let room = MAX_UNWRITTEN.saturating_sub(w.unwritten.len());
+            w.unwritten.extend(events.into_iter().take(room));
         }
     }
 
@@ -174,6 +198,22 @@ mod tests {
         assert_eq!(s.details["count"], 500);
         assert_eq!(s.details["by"], "k1");
         assert_eq!(s.details["minute"], "1970-01-01T00:01:00Z");
+    }
+
+    #[test]
+    fn summaries_that_could_not_be_written_go_out_with_the_next_ones() {
+        let r = Refusals::new(10);
+        r.admit(at(0), "k", "GET /a", "c", denied("GET /a"));
+        r.admit(at(1), "k", "GET /a", "c", denied("GET /a"));
+        let lost = r.drain(at(61), false);
+        assert_eq!(lost.len(), 1);
+        r.put_back(lost);
+        // The next refusal carries the summary that failed, then its own event.
+        let a = r.admit(at(62), "k", "GET /b", "c", denied("GET /b"));
+        assert_eq!(a.summaries.len(), 1);
+        assert_eq!(a.summaries[0].details["count"], 1);
+        assert!(a.event.is_some());
+        assert!(r.drain(at(200), true).is_empty());
     }
 
     #[test]

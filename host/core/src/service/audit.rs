@@ -107,8 +107,11 @@ impl AuditService {
     pub async fn flush_refusals(&self, all: bool) -> Result<()> {
         let now = self.clock.now();
         let events = self.refusals.drain(now, all);
-        if !events.is_empty() {
-            self.store.commit_ops(vec![], events, now).await?;
+        if !events.is_empty()
+            && let Err(e) = self.store.commit_ops(vec![], events.clone(), now).await
+        {
+            self.refusals.put_back(events);
+            return Err(e.into());
         }
         Ok(())
     }
@@ -158,8 +161,11 @@ impl AuditService {
             .failed()
             .details(serde_json::json!({"code": code}));
         let events = self.refusals.admit(now, &principal.id, endpoint, code, ev).into_events();
-        if !events.is_empty() {
-            self.store.commit_ops(vec![], events, now).await?;
+        if !events.is_empty()
+            && let Err(e) = self.store.commit_ops(vec![], events.clone(), now).await
+        {
+            self.refusals.put_back(events);
+            return Err(e.into());
         }
         Ok(())
     }

@@ -218,8 +218,11 @@ impl CscService {
     async fn refused(&self, ev: NewAuditEvent, context: &RequestContext, why: &str) -> Result<()> {
         let who = context.client_ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         let events = self.refusals.admit(self.clock.now(), &who, "", why, ev).into_events();
-        if !events.is_empty() {
-            self.audit_only(events).await?;
+        if !events.is_empty()
+            && let Err(e) = self.audit_only(events.clone()).await
+        {
+            self.refusals.put_back(events);
+            return Err(e);
         }
         Ok(())
     }
