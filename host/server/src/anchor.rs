@@ -68,7 +68,7 @@ impl FileAnchor {
 
     fn append_to(path: &Path, line: &str) -> std::io::Result<()> {
         let mut opts = std::fs::OpenOptions::new();
-        opts.create(true).append(true);
+        opts.create(true).read(true).append(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
@@ -79,9 +79,8 @@ impl FileAnchor {
         let len = f.metadata()?.len();
         if len > 0 {
             let mut last = [0u8; 1];
-            let mut r = std::fs::File::open(path)?;
-            r.seek(SeekFrom::Start(len - 1))?;
-            r.read_exact(&mut last)?;
+            f.seek(SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)?;
             if last[0] != b'\n' {
                 f.write_all(b"\n")?;
             }

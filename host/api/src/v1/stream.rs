@@ -150,7 +150,7 @@ async fn stream(
     let principal = cap.principal().clone();
     let slot = st.streams.take(&principal.id)?;
     let ends = Instant::now() + st.streams.max_lifetime;
-    let watch = Watch { principal, slot, ends, next_check: Instant::now() + RECHECK };
+    let watch = Watch { principal, _slot: slot, ends, next_check: Instant::now() + RECHECK };
     let state = (st, start, VecDeque::new(), watch);
     let events = futures_util::stream::unfold(
         state,
@@ -195,7 +195,8 @@ async fn stream(
 /// What keeps a stream open: its lifetime, and a caller that may still read the trail.
 struct Watch {
     principal: std::sync::Arc<sigil_core::authz::Principal>,
-    slot: Slot,
+    // Held for the stream's life; dropping it gives the place back.
+    _slot: Slot,
     ends: Instant,
     next_check: Instant,
 }
@@ -210,7 +211,6 @@ impl Watch {
             return true;
         }
         self.next_check = now + RECHECK;
-        let _ = &self.slot;
         match st.api_keys.reauthenticate(&self.principal).await {
             Ok(p) => p.authorize::<perm::AuditRead>().is_ok(),
             Err(e) => {

@@ -201,7 +201,6 @@ pub struct ChainVerifier {
     newest: Option<Checkpoint>,
     anchored: Option<i64>,
     freshness: Option<Freshness>,
-    first_event_us: Option<i64>,
     checked: u64,
     checkpoints_checked: u64,
     problem: Option<ChainProblem>,
@@ -238,7 +237,6 @@ impl ChainVerifier {
             newest: checkpoints.last().cloned(),
             anchored: anchor.as_ref().map(|a| a.counter),
             freshness,
-            first_event_us: None,
             checked: 0,
             checkpoints_checked: 0,
             problem: None,
@@ -344,9 +342,6 @@ impl ChainVerifier {
 
     /// Feeds the next event in sequence order.
     pub fn push(&mut self, e: AuditEvent) {
-        if self.first_event_us.is_none() {
-            self.first_event_us = Some(e.occurred_at_us);
-        }
         if let Some(cur) = self.pending.take() {
             self.check(&cur, Some(&e));
         }
@@ -410,7 +405,7 @@ impl ChainVerifier {
             }),
             // Event times are the database's word: with a bound, events must be covered by at
             // least one signed checkpoint (a server signs one as it starts).
-            None if self.first_event_us.is_some() => Some(ChainProblem {
+            None if self.checked > 0 => Some(ChainProblem {
                 seq: 1,
                 kind: ProblemKind::CheckpointMissing,
                 detail: "no signed checkpoint covers any event".into(),

@@ -107,13 +107,7 @@ impl AuditService {
     pub async fn flush_refusals(&self, all: bool) -> Result<()> {
         let now = self.clock.now();
         let events = self.refusals.drain(now, all);
-        if !events.is_empty()
-            && let Err(e) = self.store.commit_ops(vec![], events.clone(), now).await
-        {
-            self.refusals.put_back(events);
-            return Err(e.into());
-        }
-        Ok(())
+        write_refusals(self.store.as_ref(), &self.refusals, events, now).await
     }
 
     /// Records this node's audit public key in the store, so operators can see which keys sign
@@ -161,13 +155,7 @@ impl AuditService {
             .failed()
             .details(serde_json::json!({"code": code}));
         let events = self.refusals.admit(now, &principal.id, endpoint, code, ev).into_events();
-        if !events.is_empty()
-            && let Err(e) = self.store.commit_ops(vec![], events.clone(), now).await
-        {
-            self.refusals.put_back(events);
-            return Err(e.into());
-        }
-        Ok(())
+        write_refusals(self.store.as_ref(), &self.refusals, events, now).await
     }
 
     /// Whether the audit key can sign (readiness).
@@ -276,6 +264,24 @@ impl AuditService {
         let _ = cap;
         Ok(Export { count: events.len(), content_type: format.content_type(), body, signature })
     }
+}
+
+/// Writes refusal events (and summaries) from `refusals`; when the store fails they are put
+/// back, to go out with the next ones.
+pub(crate) async fn write_refusals(
+    store: &dyn Store,
+    refusals: &Refusals,
+    events: Vec<NewAuditEvent>,
+    now: time::OffsetDateTime,
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = store.commit_ops(vec![], events.clone(), now).await {
+        refusals.put_back(events);
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// Verifies the whole chain stored in `store` against the pinned `keys`, the anchored

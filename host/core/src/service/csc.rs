@@ -36,6 +36,7 @@ use crate::error::{AuthFailure, CoreError, Result, StoreError};
 use crate::ports::{Clock, Store, WriteOp};
 use crate::records::{Cond, Record, RecordQuery};
 use crate::service::apikeys::throttle;
+use crate::service::audit::write_refusals;
 use crate::service::signers::SignerService;
 
 mod login;
@@ -217,14 +218,9 @@ impl CscService {
     /// every username: an anonymous caller makes them up).
     async fn refused(&self, ev: NewAuditEvent, context: &RequestContext, why: &str) -> Result<()> {
         let who = context.client_ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        let events = self.refusals.admit(self.clock.now(), &who, "", why, ev).into_events();
-        if !events.is_empty()
-            && let Err(e) = self.audit_only(events.clone()).await
-        {
-            self.refusals.put_back(events);
-            return Err(e);
-        }
-        Ok(())
+        let now = self.clock.now();
+        let events = self.refusals.admit(now, &who, "", why, ev).into_events();
+        write_refusals(self.store.as_ref(), &self.refusals, events, now).await
     }
 
     /// Deletes tokens and SADs that have expired.

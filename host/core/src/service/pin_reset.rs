@@ -89,6 +89,14 @@ fn check_code(code: &str) -> Result<()> {
     Ok(())
 }
 
+/// What a reset will do, decided (and its input checked) before it is metered.
+enum Plan {
+    /// Answer `challenge` with the sealed administration key.
+    Respond { alg: UnlockAlgorithm, sealed: String, challenge: Vec<u8> },
+    /// Hand out the sealed unlock code.
+    HandOut { sealed: String },
+}
+
 /// PIN reset operations.
 pub struct PinResetService {
     store: Arc<dyn Store>,
@@ -323,21 +331,21 @@ impl PinResetService {
                         format!("a {} challenge is {} bytes", alg.as_str(), alg.block_len()),
                     ));
                 }
-                Ok((alg, sealed, challenge))
+                Plan::Respond { alg, sealed, challenge }
             }
             None => match secret.as_ref().and_then(|s| s.unlock_code.clone()) {
-                Some(sealed) => Err(sealed),
+                Some(sealed) => Plan::HandOut { sealed },
                 None => return Err(unavailable("unlock code")),
             },
         };
         self.meter(p, &before).await?;
         let (method, response, unlock_code) = match plan {
-            Ok((alg, sealed, challenge)) => {
+            Plan::Respond { alg, sealed, challenge } => {
                 let key = self.open(&sealed)?;
                 let r = self.crypto.respond(alg, &key, &challenge)?;
                 ("challenge-response", Some(hex::encode(r)), None)
             }
-            Err(sealed) => {
+            Plan::HandOut { sealed } => {
                 let code = self.open(&sealed)?;
                 let code = Zeroizing::new(String::from_utf8_lossy(&code).into_owned());
                 ("unlock-code", None, Some(code))

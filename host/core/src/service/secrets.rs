@@ -55,6 +55,25 @@ fn blocks(memory: &mut Vec<argon2::Block>, n: usize) -> &mut [argon2::Block] {
     &mut memory[..n]
 }
 
+/// `a`'s output of `len` bytes for `secret` and `salt`, computed in the thread's `memory`.
+fn output(
+    a: &argon2::Argon2<'_>,
+    secret: &str,
+    salt: &[u8],
+    len: usize,
+    memory: &mut Vec<argon2::Block>,
+) -> argon2::password_hash::Result<argon2::password_hash::Output> {
+    argon2::password_hash::Output::init_with(len, |out| {
+        a.hash_password_into_with_memory(
+            secret.as_bytes(),
+            salt,
+            out,
+            blocks(memory, a.params().block_count()),
+        )
+        .map_err(|_| argon2::password_hash::Error::Crypto)
+    })
+}
+
 /// Counts a waiter for as long as it waits (also when its request is dropped).
 struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
 
@@ -152,16 +171,7 @@ impl SecretGate {
             let mut salt_buf = [0u8; 64];
             let salt_bytes = salt.decode_b64(&mut salt_buf).map_err(|e| fail(&e))?;
             let len = params.output_len().unwrap_or(argon2::Params::DEFAULT_OUTPUT_LEN);
-            let output = argon2::password_hash::Output::init_with(len, |out| {
-                a.hash_password_into_with_memory(
-                    secret.as_bytes(),
-                    salt_bytes,
-                    out,
-                    blocks(memory, params.block_count()),
-                )
-                .map_err(|_| argon2::password_hash::Error::Crypto)
-            })
-            .map_err(|e| fail(&e))?;
+            let output = output(&a, &secret, salt_bytes, len, memory).map_err(|e| fail(&e))?;
             let phc = PasswordHash {
                 algorithm: argon2::Algorithm::Argon2id.ident(),
                 version: Some(argon2::Version::V0x13.into()),
@@ -201,17 +211,9 @@ impl SecretGate {
             };
             let mut salt_buf = [0u8; 64];
             let salt_bytes = salt.decode_b64(&mut salt_buf).map_err(|e| corrupt(&e))?;
-            let a = argon2::Argon2::new(algorithm, version, params.clone());
-            let computed = argon2::password_hash::Output::init_with(expected.len(), |out| {
-                a.hash_password_into_with_memory(
-                    secret.as_bytes(),
-                    salt_bytes,
-                    out,
-                    blocks(memory, params.block_count()),
-                )
-                .map_err(|_| argon2::password_hash::Error::Crypto)
-            })
-            .map_err(|e| corrupt(&e))?;
+            let a = argon2::Argon2::new(algorithm, version, params);
+            let computed =
+                output(&a, &secret, salt_bytes, expected.len(), memory).map_err(|e| corrupt(&e))?;
             // `Output`'s equality is constant-time.
             Ok(computed == expected)
         })

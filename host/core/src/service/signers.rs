@@ -22,7 +22,7 @@ use crate::records::{Cond, Record, RecordQuery, conflict_as, decode_all};
 use crate::service::certificates::{CertificateService, IssueRequest};
 use crate::service::csc::CscCache;
 use crate::service::people::PeopleService;
-pub use crate::service::secrets::{SecretGate, Slot};
+use crate::service::secrets::SecretGate;
 use crate::service::{Page, lock_unchanged, record_page};
 
 /// Largest `multisign`.
