@@ -28,4 +28,5 @@ mod plugins;
 mod pyhanko;
 mod requests;
 mod scaleout;
+mod sealing;
 mod selfservice;

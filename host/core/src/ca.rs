@@ -7,10 +7,12 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
 use crate::cert::{KeyType, RevocationReason};
 use crate::error::{CoreError, Result};
 use crate::profile::CertContent;
+use crate::sealing::{SealBinding, SealPurpose};
 
 /// One entry of a CRL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,16 +123,54 @@ pub struct CaRecord {
     pub key_sealed: Vec<u8>,
     /// Root certificate, DER (the same as `cert_der` for a single-level CA).
     pub root_der: Vec<u8>,
-    /// Root key, sealed PKCS#8, when Sigil holds it.
+    /// Root key, sealed PKCS#8: only in databases from before the root key moved out of the
+    /// database (it is moved to a file at start).
     pub root_key_sealed: Option<Vec<u8>>,
     /// Creation time.
     pub created_at: OffsetDateTime,
 }
 
+/// Where CA `id`'s issuing key of type `k` is sealed.
+pub fn ca_key_binding(id: &str, k: KeyType) -> SealBinding {
+    SealBinding::new(SealPurpose::CaKey, id, k.as_str())
+}
+
+/// Where CA `id`'s root key of type `k` was sealed (databases from before it moved out).
+pub fn ca_root_key_binding(id: &str, k: KeyType) -> SealBinding {
+    SealBinding::new(SealPurpose::CaRootKey, id, k.as_str())
+}
+
+/// A CA just created: its record (issuing key sealed, no root key) and the root's key, which
+/// the caller keeps outside the database.
+pub struct NewCa {
+    /// What to store.
+    pub record: CaRecord,
+    /// The root's PKCS#8 key, PEM.
+    pub root_key_pem: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for NewCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCa").field("id", &self.record.id).finish_non_exhaustive()
+    }
+}
+
+/// Where root CA keys go instead of the database: a directory on the node that created them,
+/// from which the operator moves them offline. Implemented by the server.
+pub trait RootKeyVault: Send + Sync {
+    /// Keeps CA `ca_id`'s root key (PEM); says where. Never overwrites another key.
+    fn keep(&self, ca_id: &str, pem: &str) -> Result<String>;
+    /// Removes what `keep` wrote for a CA that another node created first.
+    fn discard(&self, ca_id: &str, kept_at: &str);
+}
+
 /// Creates and loads built-in CAs; implemented in `sigil-pki`.
 pub trait CaFactory: Send + Sync {
-    /// Creates a root and an issuing CA with keys of type `key`.
-    fn create(&self, id: &str, key: KeyType, now: OffsetDateTime) -> Result<CaRecord>;
+    /// Creates a root and an issuing CA with keys of type `key`. The root key is returned, not
+    /// stored: only the issuing key is sealed into the record.
+    fn create(&self, id: &str, key: KeyType, now: OffsetDateTime) -> Result<NewCa>;
+    /// The root key a record from before the root key moved out still holds, as PEM.
+    fn root_key_pem(&self, rec: &CaRecord) -> Result<Option<Zeroizing<String>>>;
     /// Imports an issuing CA from PEM (certificate, PKCS#8 key, and the chain up to its root).
     fn import(
         &self,

@@ -2,6 +2,7 @@
 //! provider configurations, access tokens and signature activation data (SAD), and the
 //! algorithm identifiers the API speaks.
 
+use crate::sealing::{SealBinding, SealPurpose};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -466,24 +467,42 @@ impl Default for CscSettings {
     }
 }
 
+/// Where credential `id`'s key of type `k` is sealed.
+pub fn credential_binding(id: Uuid, k: KeyType) -> SealBinding {
+    SealBinding::new(SealPurpose::CredentialKey, id, k.as_str())
+}
+
+/// A credential's key as [`SigningKeys::sign_hashes`] needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct CredentialKey<'a> {
+    /// The credential's id, as requested (the row the key must be sealed for).
+    pub id: Uuid,
+    /// Its key type.
+    pub key_type: KeyType,
+    /// The sealed key, base64.
+    pub sealed_key: &'a str,
+    /// Its certificate, DER.
+    pub certificate: &'a [u8],
+    /// The certificate of the CA back end that issued it, DER.
+    pub issuer: &'a [u8],
+}
+
 /// Key generation and signing with sealed credential keys; implemented in `sigil-pki`.
 #[async_trait::async_trait]
 pub trait SigningKeys: Send + Sync {
-    /// A new key of type `k`, sealed (base64), and a PKCS#10 request (DER) for it with the
-    /// common name `cn` (off the async threads: RSA key generation takes up to seconds).
-    async fn generate(&self, k: KeyType, cn: &str) -> crate::Result<(String, Vec<u8>)>;
+    /// A new key of type `k` for credential `id`, sealed (base64) for that credential only,
+    /// and a PKCS#10 request (DER) for it with the common name `cn` (off the async threads: RSA
+    /// key generation takes up to seconds).
+    async fn generate(&self, id: Uuid, k: KeyType, cn: &str) -> crate::Result<(String, Vec<u8>)>;
     /// The hash and salt length of DER `RSASSA-PSS-params` (the MGF1 hash must be the same).
     fn pss_params(&self, der: &[u8]) -> crate::Result<(HashAlgo, usize)>;
-    /// Signs each of `digests` with credential `id`'s sealed key, as `scheme` says, in order.
-    /// The opened key must be the one `certificate` (DER, the credential's end-entity
-    /// certificate) certifies: a sealed key copied from elsewhere (a CA's) signs nothing.
-    #[allow(clippy::too_many_arguments)]
+    /// Signs each of `digests` with `credential`'s sealed key, as `scheme` says, in order. The
+    /// key opens only as this credential's, and must be the one its end-entity certificate
+    /// certifies, that certificate signed by its CA: a sealed key copied from elsewhere (a
+    /// CA's, another credential's) signs nothing.
     async fn sign_hashes(
         &self,
-        id: Uuid,
-        k: KeyType,
-        sealed_key: &str,
-        certificate: &[u8],
+        credential: CredentialKey<'_>,
         hash: HashAlgo,
         scheme: SignScheme,
         digests: Vec<Vec<u8>>,

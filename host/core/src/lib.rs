@@ -22,6 +22,7 @@ pub mod ports;
 pub mod profile;
 pub mod records;
 pub mod request;
+pub mod sealing;
 pub mod service;
 pub mod unlock;
 

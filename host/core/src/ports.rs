@@ -292,6 +292,15 @@ pub trait Tx: crate::records::RecordTx + Send {
 
     /// Inserts a CA.
     async fn insert_ca(&mut self, ca: &CaRecord) -> StoreResult<()>;
+    /// Replaces a CA's sealed keys (re-sealing); `NotFound` when it is gone.
+    async fn set_ca_keys(
+        &mut self,
+        id: &str,
+        key_sealed: &[u8],
+        root_key_sealed: Option<&[u8]>,
+    ) -> StoreResult<()>;
+    /// Removes a CA's stored root key (moved out of the database).
+    async fn clear_ca_root_key(&mut self, id: &str) -> StoreResult<()>;
     /// Marks a CA's CRL as needing regeneration.
     async fn mark_crl_stale(&mut self, ca_id: &str) -> StoreResult<()>;
     /// Stores a new CRL; returns the CRL number it must carry (one more than the last).

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::records::{Record, SqlValue, Table};
+use crate::sealing::{SealBinding, SealPurpose};
 
 /// Sealed PIN-reset secrets, one row per device (id = the device's id).
 pub static DEVICE_SECRETS: Table = Table { name: "device_secrets", columns: &["updated_at"] };
@@ -118,12 +119,22 @@ impl Record for DeviceSecret {
     }
 }
 
+/// Where device `id`'s administration key for `algorithm` is sealed.
+pub fn admin_key_binding(id: Uuid, algorithm: UnlockAlgorithm) -> SealBinding {
+    SealBinding::new(SealPurpose::CardAdminKey, id, algorithm.as_str())
+}
+
+/// Where device `id`'s unlock code is sealed.
+pub fn unlock_code_binding(id: Uuid) -> SealBinding {
+    SealBinding::new(SealPurpose::CardUnlockCode, id, "text")
+}
+
 /// Sealing and the challenge-response cipher; implemented in `sigil-pki`.
 pub trait UnlockCrypto: Send + Sync {
-    /// Encrypts a secret for storage.
-    fn seal(&self, plain: &[u8]) -> crate::Result<Vec<u8>>;
-    /// Decrypts what `seal` produced.
-    fn open(&self, sealed: &[u8]) -> crate::Result<Zeroizing<Vec<u8>>>;
+    /// Encrypts a secret for storage, bound to `binding`.
+    fn seal(&self, binding: &SealBinding, plain: &[u8]) -> crate::Result<Vec<u8>>;
+    /// Decrypts what `seal` produced for the same `binding`.
+    fn open(&self, binding: &SealBinding, sealed: &[u8]) -> crate::Result<Zeroizing<Vec<u8>>>;
     /// The response to `challenge`: one block encrypted with `key` (lengths already checked).
     fn respond(
         &self,

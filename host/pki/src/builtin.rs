@@ -12,12 +12,16 @@ use rcgen::{
     SubjectPublicKeyInfo,
 };
 use rustls_pki_types::CertificateDer;
-use sigil_core::ca::{CaFactory, CaRecord, IssueOrder, Issued, Issuer as CoreIssuer, RevokedEntry};
+use sigil_core::ca::{
+    CaFactory, CaRecord, IssueOrder, Issued, Issuer as CoreIssuer, NewCa, RevokedEntry,
+    ca_key_binding, ca_root_key_binding,
+};
 use sigil_core::cert::{KeyType, NameAttribute, RevocationReason, San};
 use sigil_core::profile::CertContent;
 use sigil_core::{CoreError, Result};
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
+use zeroize::Zeroizing;
 
 use crate::seal::MasterKey;
 use crate::{PkiError, keys};
@@ -342,7 +346,7 @@ impl BuiltinFactory {
 
     /// A usable CA from a record.
     pub fn load_builtin(&self, rec: &CaRecord) -> std::result::Result<BuiltinCa, PkiError> {
-        let pkcs8 = self.master.open(&rec.key_sealed)?;
+        let pkcs8 = self.master.open(&ca_key_binding(&rec.id, rec.key_type), &rec.key_sealed)?;
         let key = keys::load(&pkcs8, rec.key_type)?;
         let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(rec.cert_der.as_slice()), key)?;
         let key_id = subject_key_id(&rec.cert_der)
@@ -367,7 +371,7 @@ impl BuiltinFactory {
 }
 
 impl CaFactory for BuiltinFactory {
-    fn create(&self, id: &str, key: KeyType, now: OffsetDateTime) -> Result<CaRecord> {
+    fn create(&self, id: &str, key: KeyType, now: OffsetDateTime) -> Result<NewCa> {
         let root_pkcs8 = keys::generate(key)?;
         let root_key = keys::load(&root_pkcs8, key)?;
         let root_params = ca_params(format!("Sigil Root CA ({id})"), 20, None, now);
@@ -377,16 +381,26 @@ impl CaFactory for BuiltinFactory {
         let issuing = ca_params(format!("Sigil Issuing CA ({id})"), 10, Some(0), now)
             .signed_by(&issuing_key, &Issuer::new(root_params, &root_key))
             .map_err(internal)?;
-        Ok(CaRecord {
+        let record = CaRecord {
             id: id.to_owned(),
             kind: "builtin".into(),
             key_type: key,
             cert_der: issuing.der().to_vec(),
-            key_sealed: self.master.seal(&issuing_pkcs8)?,
+            key_sealed: self.master.seal(&ca_key_binding(id, key), &issuing_pkcs8)?,
             root_der: root.der().to_vec(),
-            root_key_sealed: Some(self.master.seal(&root_pkcs8)?),
+            root_key_sealed: None,
             created_at: now,
+        };
+        Ok(NewCa {
+            record,
+            root_key_pem: Zeroizing::new(crate::pem::encode("PRIVATE KEY", &root_pkcs8)),
         })
+    }
+
+    fn root_key_pem(&self, rec: &CaRecord) -> Result<Option<Zeroizing<String>>> {
+        let Some(sealed) = &rec.root_key_sealed else { return Ok(None) };
+        let pkcs8 = self.master.open(&ca_root_key_binding(&rec.id, rec.key_type), sealed)?;
+        Ok(Some(Zeroizing::new(crate::pem::encode("PRIVATE KEY", &pkcs8))))
     }
 
     fn import(
@@ -424,7 +438,7 @@ impl CaFactory for BuiltinFactory {
             kind: "builtin".into(),
             key_type,
             cert_der,
-            key_sealed: self.master.seal(&pkcs8)?,
+            key_sealed: self.master.seal(&ca_key_binding(id, key_type), &pkcs8)?,
             root_der,
             root_key_sealed: None,
             created_at: now,
@@ -459,7 +473,10 @@ mod tests {
         let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
         let factory = BuiltinFactory::new(master, Some("https://pki.example".into()));
         for ca_key in [KeyType::P256, KeyType::P384, KeyType::Rsa2048] {
-            let rec = factory.create("test", ca_key, OffsetDateTime::now_utc()).unwrap();
+            let new = factory.create("test", ca_key, OffsetDateTime::now_utc()).unwrap();
+            assert!(new.record.root_key_sealed.is_none(), "the root key is not stored");
+            assert!(new.root_key_pem.contains("PRIVATE KEY"));
+            let rec = new.record;
             let ca = factory.load_builtin(&rec).unwrap();
             let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
             let mut req = CertificateParams::new(vec!["www.example.org".into()]).unwrap();
@@ -538,15 +555,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
         let factory = BuiltinFactory::new(master.clone(), None);
-        let rec = factory.create("a", KeyType::P256, OffsetDateTime::now_utc()).unwrap();
+        let rec = factory.create("a", KeyType::P256, OffsetDateTime::now_utc()).unwrap().record;
         let cert_pem = crate::pem::encode("CERTIFICATE", &rec.cert_der);
-        let key_pem = crate::pem::encode("PRIVATE KEY", &master.open(&rec.key_sealed).unwrap());
+        let opened = master.open(&ca_key_binding("a", KeyType::P256), &rec.key_sealed).unwrap();
+        let key_pem = crate::pem::encode("PRIVATE KEY", &opened);
         let root_pem = crate::pem::encode("CERTIFICATE", &rec.root_der);
         let imported =
             factory.import("b", &cert_pem, &key_pem, &root_pem, OffsetDateTime::now_utc()).unwrap();
         assert_eq!(imported.root_der, rec.root_der);
-        let other = factory.create("c", KeyType::P256, OffsetDateTime::now_utc()).unwrap();
-        let other_key = crate::pem::encode("PRIVATE KEY", &master.open(&other.key_sealed).unwrap());
+        let other = factory.create("c", KeyType::P256, OffsetDateTime::now_utc()).unwrap().record;
+        let opened = master.open(&ca_key_binding("c", KeyType::P256), &other.key_sealed).unwrap();
+        let other_key = crate::pem::encode("PRIVATE KEY", &opened);
+        // A CA's sealed key does not load as another CA's.
+        let swapped = CaRecord { key_sealed: other.key_sealed.clone(), ..rec.clone() };
+        assert!(factory.load_builtin(&swapped).is_err());
         let e = factory
             .import("d", &cert_pem, &other_key, &root_pem, OffsetDateTime::now_utc())
             .unwrap_err();

@@ -37,8 +37,11 @@ pub enum PkiError {
     /// The random source failed.
     #[error("random source failed")]
     Random,
-    /// Sealed key material does not open with this master key.
-    #[error("sealed key material does not open with this master key")]
+    /// Sealed key material does not open: another master key, a blob sealed for another
+    /// purpose, row or key type, or a legacy blob that was not re-sealed.
+    #[error(
+        "sealed key material does not open here (another master key, or sealed for another purpose or row)"
+    )]
     Sealed,
     /// A certificate or request could not be parsed.
     #[error("{0}")]

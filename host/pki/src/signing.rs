@@ -19,7 +19,7 @@ use openssl::rsa::Padding;
 use openssl::sign::RsaPssSaltlen;
 use sigil_core::CoreError;
 use sigil_core::cert::KeyType;
-use sigil_core::csc::{HashAlgo, SignScheme, SigningKeys};
+use sigil_core::csc::{CredentialKey, HashAlgo, SignScheme, SigningKeys, credential_binding};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -33,14 +33,15 @@ const INLINE_EC: usize = 8;
 
 type OpenKey = Arc<PKey<Private>>;
 
-/// A sealed key, the certificate it was checked against, and the key opened.
-type Opened = (String, Vec<u8>, OpenKey);
+/// A sealed key, the certificate and issuer certificate it was checked against, and the key
+/// opened.
+type Opened = (String, Vec<u8>, Vec<u8>, OpenKey);
 
 /// [`SigningKeys`] with keys sealed under the master key.
 pub struct CredentialKeys {
     master: Arc<MasterKey>,
-    /// credential id → (its sealed key, its certificate, opened): a changed sealed key or
-    /// certificate is opened and checked again.
+    /// credential id → (its sealed key, its certificate, its issuer, opened): a change to any
+    /// is opened and checked again.
     cache: Mutex<HashMap<Uuid, Opened>>,
 }
 
@@ -56,32 +57,46 @@ impl CredentialKeys {
         Self { master, cache: Mutex::new(HashMap::new()) }
     }
 
-    fn open(&self, id: Uuid, sealed_key: &str, certificate: &[u8]) -> Result<OpenKey, CoreError> {
+    fn open(&self, r: &CredentialKey<'_>) -> Result<OpenKey, CoreError> {
         if let Ok(c) = self.cache.lock()
-            && let Some((s, cert, k)) = c.get(&id)
-            && s == sealed_key
-            && cert.as_slice() == certificate
+            && let Some((s, cert, issuer, k)) = c.get(&r.id)
+            && s == r.sealed_key
+            && cert.as_slice() == r.certificate
+            && issuer.as_slice() == r.issuer
         {
             return Ok(Arc::clone(k));
         }
-        let sealed = STANDARD.decode(sealed_key).map_err(bad_key)?;
-        let pkcs8 = self.master.open(&sealed)?;
+        let sealed = STANDARD.decode(r.sealed_key).map_err(bad_key)?;
+        let pkcs8 = self.master.open(&credential_binding(r.id, r.key_type), &sealed)?;
         let key = Arc::new(PKey::private_key_from_pkcs8(&pkcs8).map_err(bad_key)?);
-        check_certifies(&key, certificate)?;
+        check_certifies(&key, r.certificate, r.issuer)?;
         if let Ok(mut c) = self.cache.lock() {
             if c.len() >= CACHE_MAX {
                 c.clear();
             }
-            c.insert(id, (sealed_key.to_owned(), certificate.to_vec(), Arc::clone(&key)));
+            c.insert(
+                r.id,
+                (
+                    r.sealed_key.to_owned(),
+                    r.certificate.to_vec(),
+                    r.issuer.to_vec(),
+                    Arc::clone(&key),
+                ),
+            );
         }
         Ok(key)
     }
 }
 
-/// The key must be the one `certificate` certifies, and the certificate an end-entity one that
-/// may not sign certificates or CRLs: so a sealed CA key put in a credential's row (or a
-/// credential pointed at a CA certificate) signs nothing.
-fn check_certifies(key: &PKey<Private>, certificate: &[u8]) -> Result<(), CoreError> {
+/// The key must be the one `certificate` certifies, the certificate an end-entity one that may
+/// not sign certificates or CRLs, and signed by `issuer` (the certificate of the CA back end it
+/// names): so a sealed CA key put in a credential's row, a credential pointed at a CA
+/// certificate, or a certificate forged into the inventory signs nothing.
+fn check_certifies(
+    key: &PKey<Private>,
+    certificate: &[u8],
+    issuer: &[u8],
+) -> Result<(), CoreError> {
     use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
     // Internal: the API logs it and tells the client only that nothing was signed.
     let refused = |why: &str| CoreError::Internal(format!("credential key refused: {why}"));
@@ -101,6 +116,13 @@ fn check_certifies(key: &PKey<Private>, certificate: &[u8]) -> Result<(), CoreEr
     {
         return Err(refused("the certificate may sign certificates or CRLs"));
     }
+    let (_, ca) =
+        X509Certificate::from_der(issuer).map_err(|_| refused("unreadable issuer certificate"))?;
+    if !ca.is_ca() || cert.issuer() != ca.subject() {
+        return Err(refused("the certificate is not issued by its CA back end"));
+    }
+    cert.verify_signature(Some(ca.public_key()))
+        .map_err(|_| refused("the certificate's signature does not verify with its CA's key"))?;
     Ok(())
 }
 
@@ -178,15 +200,21 @@ pub fn generate(k: KeyType) -> Result<Zeroizing<Vec<u8>>, CoreError> {
     Ok(Zeroizing::new(key.private_key_to_pkcs8().map_err(bad_key)?))
 }
 
-/// A new key with a PKCS#10 request for common name `cn`: (sealed key, CSR DER).
-fn new_key(master: &MasterKey, k: KeyType, cn: &str) -> Result<(String, Vec<u8>), CoreError> {
+/// A new key for credential `id` with a PKCS#10 request for common name `cn`: (sealed key, CSR
+/// DER).
+fn new_key(
+    master: &MasterKey,
+    id: Uuid,
+    k: KeyType,
+    cn: &str,
+) -> Result<(String, Vec<u8>), CoreError> {
     let pkcs8 = generate(k)?;
     let kp = crate::keys::load(&pkcs8, k)?;
     let mut params =
         rcgen::CertificateParams::new(Vec::<String>::new()).map_err(crate::PkiError::from)?;
     params.distinguished_name.push(rcgen::DnType::CommonName, cn);
     let csr = params.serialize_request(&kp).map_err(crate::PkiError::from)?;
-    let sealed = master.seal(&pkcs8)?;
+    let sealed = master.seal(&credential_binding(id, k), &pkcs8)?;
     Ok((STANDARD.encode(sealed), csr.der().to_vec()))
 }
 
@@ -257,9 +285,14 @@ pub fn pss_params(der: &[u8]) -> Option<(HashAlgo, usize)> {
 
 #[async_trait::async_trait]
 impl SigningKeys for CredentialKeys {
-    async fn generate(&self, k: KeyType, cn: &str) -> sigil_core::Result<(String, Vec<u8>)> {
+    async fn generate(
+        &self,
+        id: Uuid,
+        k: KeyType,
+        cn: &str,
+    ) -> sigil_core::Result<(String, Vec<u8>)> {
         let (master, cn) = (Arc::clone(&self.master), cn.to_owned());
-        tokio::task::spawn_blocking(move || new_key(&master, k, &cn))
+        tokio::task::spawn_blocking(move || new_key(&master, id, k, &cn))
             .await
             .map_err(|e| CoreError::Internal(format!("key generation: {e}")))?
     }
@@ -275,15 +308,13 @@ impl SigningKeys for CredentialKeys {
 
     async fn sign_hashes(
         &self,
-        id: Uuid,
-        k: KeyType,
-        sealed_key: &str,
-        certificate: &[u8],
+        credential: CredentialKey<'_>,
         hash: HashAlgo,
         scheme: SignScheme,
         digests: Vec<Vec<u8>>,
     ) -> sigil_core::Result<Vec<Vec<u8>>> {
-        let key = self.open(id, sealed_key, certificate)?;
+        let key = self.open(&credential)?;
+        let k = credential.key_type;
         let inline = is_ec(k) && digests.len() <= INLINE_EC;
         let all = move || {
             digests.iter().map(|d| sign_digest(&key, k, hash, scheme, d)).collect::<Result<_, _>>()
@@ -397,8 +428,28 @@ mod tests {
         b.build().to_der().unwrap()
     }
 
-    fn pkcs8_of(keys: &CredentialKeys, sealed: &str) -> Vec<u8> {
-        keys.master.open(&STANDARD.decode(sealed).unwrap()).unwrap().to_vec()
+    fn pkcs8_of(keys: &CredentialKeys, id: Uuid, sealed: &str) -> Vec<u8> {
+        let at = credential_binding(id, KeyType::P256);
+        keys.master.open(&at, &STANDARD.decode(sealed).unwrap()).unwrap().to_vec()
+    }
+
+    /// Signs one digest as credential `id` with `sealed`, `cert` and `issuer`.
+    async fn sign_one(
+        keys: &CredentialKeys,
+        id: Uuid,
+        sealed: &str,
+        cert: &[u8],
+        issuer: &[u8],
+    ) -> sigil_core::Result<Vec<Vec<u8>>> {
+        let key = CredentialKey {
+            id,
+            key_type: KeyType::P256,
+            sealed_key: sealed,
+            certificate: cert,
+            issuer,
+        };
+        let d = vec![digest(HashAlgo::Sha256, b"tbs of www.bank.example")];
+        keys.sign_hashes(key, HashAlgo::Sha256, SignScheme::Ecdsa, d).await
     }
 
     #[tokio::test]
@@ -406,69 +457,51 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
         let keys = CredentialKeys::new(master);
-        let (sealed, csr) = keys.generate(KeyType::P256, "alice").await.unwrap();
-        assert!(!csr.is_empty());
-        let cert = cert_for(&pkcs8_of(&keys, &sealed), None, false);
+        let ca = generate(KeyType::P256).unwrap();
+        let ca_cert = cert_for(&ca, None, true);
         let id = Uuid::now_v7();
-        let d = vec![digest(HashAlgo::Sha256, b"a"), digest(HashAlgo::Sha256, b"b")];
-        let sign = |sealed: String, cert: Vec<u8>, d: Vec<Vec<u8>>| {
-            let keys = &keys;
-            async move {
-                keys.sign_hashes(
-                    id,
-                    KeyType::P256,
-                    &sealed,
-                    &cert,
-                    HashAlgo::Sha256,
-                    SignScheme::Ecdsa,
-                    d,
-                )
-                .await
-            }
-        };
-        let sigs = sign(sealed.clone(), cert.clone(), d.clone()).await.unwrap();
-        assert_eq!(sigs.len(), 2);
+        let (sealed, csr) = keys.generate(id, KeyType::P256, "alice").await.unwrap();
+        assert!(!csr.is_empty());
+        let cert = cert_for(&pkcs8_of(&keys, id, &sealed), Some(&ca), false);
+        assert_eq!(sign_one(&keys, id, &sealed, &cert, &ca_cert).await.unwrap().len(), 1);
         // A different sealed key under the same id is opened anew, not served from the cache.
-        let (other, _) = keys.generate(KeyType::P256, "bob").await.unwrap();
-        let other_cert = cert_for(&pkcs8_of(&keys, &other), None, false);
-        let again = sign(other.clone(), other_cert, d.clone()).await.unwrap();
-        assert_eq!(again.len(), 2);
-        assert!(keys.cache.lock().unwrap().get(&id).is_some_and(|(s, _, _)| *s == other));
+        let (other, _) = keys.generate(id, KeyType::P256, "bob").await.unwrap();
+        let other_cert = cert_for(&pkcs8_of(&keys, id, &other), Some(&ca), false);
+        assert_eq!(sign_one(&keys, id, &other, &other_cert, &ca_cert).await.unwrap().len(), 1);
+        assert!(keys.cache.lock().unwrap().get(&id).is_some_and(|(s, ..)| *s == other));
         // Another key than the certificate's signs nothing, even for a cached id.
-        assert!(sign(other, cert.clone(), d.clone()).await.is_err());
+        assert!(sign_one(&keys, id, &other, &cert, &ca_cert).await.is_err());
     }
 
     #[tokio::test]
-    async fn a_ca_key_moved_into_a_credential_signs_nothing() {
+    async fn a_key_sealed_for_another_row_or_an_uncertified_key_signs_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
+        let keys = CredentialKeys::new(master.clone());
+        let ca = generate(KeyType::P256).unwrap();
+        let ca_cert = cert_for(&ca, None, true);
+        let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let (alice_sealed, _) = keys.generate(alice, KeyType::P256, "alice").await.unwrap();
+        let alice_cert = cert_for(&pkcs8_of(&keys, alice, &alice_sealed), Some(&ca), false);
+        assert!(sign_one(&keys, alice, &alice_sealed, &alice_cert, &ca_cert).await.is_ok());
+        // Alice's row copied to Bob's id (key and certificate): sealed for Alice only.
+        assert!(sign_one(&keys, bob, &alice_sealed, &alice_cert, &ca_cert).await.is_err());
+        // The CA's key, sealed as the CA's, in a credential's row with its certificate.
+        let ca_sealed = STANDARD.encode(
+            master.seal(&sigil_core::ca::ca_key_binding("default", KeyType::P256), &ca).unwrap(),
+        );
+        assert!(sign_one(&keys, alice, &ca_sealed, &ca_cert, &ca_cert).await.is_err());
+        // Even a CA key sealed for this very credential (only the master key's holder could do
+        // that): a CA certificate certifies no signing credential.
+        let as_alice =
+            STANDARD.encode(master.seal(&credential_binding(alice, KeyType::P256), &ca).unwrap());
+        assert!(sign_one(&keys, alice, &as_alice, &ca_cert, &ca_cert).await.is_err());
+        // A forged end-entity certificate for the CA's key, not signed by the CA.
+        let forged = cert_for(&ca, Some(&generate(KeyType::P256).unwrap()), false);
+        assert!(sign_one(&keys, alice, &as_alice, &forged, &ca_cert).await.is_err());
+        // Alice's own certificate, but checked against an issuer that did not sign it.
+        let other_ca = cert_for(&generate(KeyType::P256).unwrap(), None, true);
         let keys = CredentialKeys::new(master);
-        // The "CA key" sealed the same way, with its own CA certificate.
-        let (ca_sealed, _) = keys.generate(KeyType::P256, "ca").await.unwrap();
-        let ca_pkcs8 = pkcs8_of(&keys, &ca_sealed);
-        let ca_cert = cert_for(&ca_pkcs8, None, true);
-        let (cred_sealed, _) = keys.generate(KeyType::P256, "alice").await.unwrap();
-        let cred_cert = cert_for(&pkcs8_of(&keys, &cred_sealed), Some(&ca_pkcs8), false);
-        let d = vec![digest(HashAlgo::Sha256, b"tbs of www.bank.example")];
-        let sign = |sealed: String, cert: Vec<u8>| {
-            let (keys, d) = (&keys, d.clone());
-            async move {
-                keys.sign_hashes(
-                    Uuid::now_v7(),
-                    KeyType::P256,
-                    &sealed,
-                    &cert,
-                    HashAlgo::Sha256,
-                    SignScheme::Ecdsa,
-                    d,
-                )
-                .await
-            }
-        };
-        // The CA key in the credential's row, with the credential's certificate.
-        assert!(sign(ca_sealed.clone(), cred_cert.clone()).await.is_err());
-        // … or with the CA's own certificate: a CA certificate certifies no signing credential.
-        assert!(sign(ca_sealed, ca_cert).await.is_err());
-        assert!(sign(cred_sealed, cred_cert).await.is_ok());
+        assert!(sign_one(&keys, alice, &alice_sealed, &alice_cert, &other_ca).await.is_err());
     }
 }

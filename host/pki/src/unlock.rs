@@ -10,6 +10,7 @@ use std::sync::Arc;
 use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
 use ring::rand::{SecureRandom, SystemRandom};
 use sigil_core::CoreError;
+use sigil_core::sealing::SealBinding;
 use sigil_core::unlock::{UnlockAlgorithm, UnlockCrypto};
 use zeroize::Zeroizing;
 
@@ -50,12 +51,12 @@ pub fn respond(algorithm: UnlockAlgorithm, key: &[u8], challenge: &[u8]) -> Opti
 }
 
 impl UnlockCrypto for CardUnlock {
-    fn seal(&self, plain: &[u8]) -> sigil_core::Result<Vec<u8>> {
-        Ok(self.master.seal(plain)?)
+    fn seal(&self, binding: &SealBinding, plain: &[u8]) -> sigil_core::Result<Vec<u8>> {
+        Ok(self.master.seal(binding, plain)?)
     }
 
-    fn open(&self, sealed: &[u8]) -> sigil_core::Result<Zeroizing<Vec<u8>>> {
-        Ok(self.master.open(sealed)?)
+    fn open(&self, binding: &SealBinding, sealed: &[u8]) -> sigil_core::Result<Zeroizing<Vec<u8>>> {
+        Ok(self.master.open(binding, sealed)?)
     }
 
     fn respond(

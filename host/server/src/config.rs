@@ -722,6 +722,11 @@ impl Config {
         self.pki.master_key_file.clone().unwrap_or_else(|| self.server.data_dir.join("master.key"))
     }
 
+    /// Where root CA keys created (or moved out of the database) by this node are written.
+    pub fn root_key_dir(&self) -> PathBuf {
+        self.server.data_dir.join("ca")
+    }
+
     /// The audit key path in force.
     pub fn audit_key_path(&self) -> PathBuf {
         self.audit

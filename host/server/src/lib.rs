@@ -7,5 +7,6 @@ pub mod cli;
 pub mod config;
 pub mod plugin_cli;
 pub mod plugins;
+pub mod root_keys;
 pub mod startup;
 pub mod tls;

@@ -64,6 +64,37 @@ pub(crate) async fn insert_ca<'c, E: Executor<'c, Database = Any>>(
     .map_err(map_err)
 }
 
+pub(crate) async fn set_ca_keys<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+    key_sealed: &[u8],
+    root_key_sealed: Option<&[u8]>,
+) -> StoreResult<()> {
+    let done = sqlx::query("UPDATE cas SET key_sealed = $1, root_key_sealed = $2 WHERE id = $3")
+        .bind(key_sealed.to_vec())
+        .bind(root_key_sealed.map(<[u8]>::to_vec))
+        .bind(id)
+        .execute(e)
+        .await
+        .map_err(map_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(crate) async fn clear_ca_root_key<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE cas SET root_key_sealed = NULL WHERE id = $1")
+        .bind(id)
+        .execute(e)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+}
+
 pub(crate) async fn crl<'c, E: Executor<'c, Database = Any>>(
     e: E,
     ca_id: &str,

@@ -91,6 +91,19 @@ impl Tx for SqlTx {
         certs::insert_ca(&mut *self.tx, ca).await
     }
 
+    async fn set_ca_keys(
+        &mut self,
+        id: &str,
+        key_sealed: &[u8],
+        root_key_sealed: Option<&[u8]>,
+    ) -> StoreResult<()> {
+        certs::set_ca_keys(&mut *self.tx, id, key_sealed, root_key_sealed).await
+    }
+
+    async fn clear_ca_root_key(&mut self, id: &str) -> StoreResult<()> {
+        certs::clear_ca_root_key(&mut *self.tx, id).await
+    }
+
     async fn mark_crl_stale(&mut self, ca_id: &str) -> StoreResult<()> {
         certs::mark_crl_stale(&mut *self.tx, ca_id).await
     }

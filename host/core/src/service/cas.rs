@@ -10,7 +10,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::audit::{NewAuditEvent, unix_micros};
 use crate::authz::{Capability, Principal, perm};
-use crate::ca::{CaFactory, Issuer, Issuers, Ocsp, OcspStatus};
+use crate::ca::{CaFactory, CaRecord, Issuer, Issuers, Ocsp, OcspStatus, RootKeyVault};
 use crate::cert::{CertStatus, KeyType};
 use crate::error::{CoreError, Result};
 use crate::ports::{Clock, Store};
@@ -138,24 +138,42 @@ impl CaService {
     }
 
     /// Creates (or imports) the built-in CA `id` when the store has none, then loads every
-    /// stored CA into service.
-    pub async fn bootstrap(&self, id: &str, key: KeyType, import: Option<CaImport>) -> Result<()> {
+    /// stored CA into service. A created root's key goes to `vault`, never to the database.
+    pub async fn bootstrap(
+        &self,
+        id: &str,
+        key: KeyType,
+        import: Option<CaImport>,
+        vault: &dyn RootKeyVault,
+    ) -> Result<()> {
         if !self.store.cas().await?.iter().any(|c| c.id == id) {
             let now = self.clock.now();
-            let rec = match &import {
-                Some(i) => self.factory.import(id, &i.cert_pem, &i.key_pem, &i.chain_pem, now)?,
-                None => self.factory.create(id, key, now)?,
+            let (rec, kept) = match &import {
+                Some(i) => {
+                    (self.factory.import(id, &i.cert_pem, &i.key_pem, &i.chain_pem, now)?, None)
+                }
+                None => {
+                    let new = self.factory.create(id, key, now)?;
+                    // Kept before the CA is stored, so a stored CA never lacks its root key.
+                    let at = vault.keep(id, &new.root_key_pem)?;
+                    (new.record, Some(at))
+                }
             };
             let mut tx = self.store.begin().await?;
             match tx.insert_ca(&rec).await {
                 Ok(()) => {
                     let action = if import.is_some() { "ca.import" } else { "ca.create" };
-                    let ev = NewAuditEvent::new(&Principal::system(), action, "ca", id)
-                        .details(serde_json::json!({"key_type": rec.key_type.as_str()}));
+                    let ev = NewAuditEvent::new(&Principal::system(), action, "ca", id).details(
+                        serde_json::json!({"key_type": rec.key_type.as_str(), "root_key": kept}),
+                    );
                     tx.commit(vec![ev], now).await?;
                 }
                 // Another node made it first; load theirs.
-                Err(crate::StoreError::Conflict { .. }) => {}
+                Err(crate::StoreError::Conflict { .. }) => {
+                    if let Some(at) = &kept {
+                        vault.discard(id, at);
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -163,6 +181,44 @@ impl CaService {
             self.issuers.insert(self.factory.load(&rec)?);
         }
         Ok(())
+    }
+
+    /// Moves the root keys that records from before the root key moved out still hold into
+    /// `vault`, then removes them from the database; the ids of the CAs moved, with where.
+    pub async fn move_root_keys_out(
+        &self,
+        vault: &dyn RootKeyVault,
+    ) -> Result<Vec<(String, String)>> {
+        let mut moved = Vec::new();
+        for rec in self.store.cas().await? {
+            let Some(pem) = self.factory.root_key_pem(&rec)? else { continue };
+            let at = vault.keep(&rec.id, &pem)?;
+            let now = self.clock.now();
+            let mut tx = self.store.begin().await?;
+            tx.clear_ca_root_key(&rec.id).await?;
+            let ev = NewAuditEvent::new(&Principal::system(), "ca.root_key_moved", "ca", &rec.id)
+                .details(serde_json::json!({"to": at}));
+            tx.commit(vec![ev], now).await?;
+            moved.push((rec.id, at));
+        }
+        Ok(moved)
+    }
+
+    /// Installs CA `id` from an issuing certificate, its key and the chain above it (the
+    /// offline root's certificate), as `sigil ca install` does: the key is sealed for this CA
+    /// and the root's key is never asked for. Running nodes serve it after a restart.
+    pub async fn install(&self, id: &str, import: &CaImport) -> Result<CaRecord> {
+        let now = self.clock.now();
+        let rec =
+            self.factory.import(id, &import.cert_pem, &import.key_pem, &import.chain_pem, now)?;
+        let mut tx = self.store.begin().await?;
+        tx.insert_ca(&rec)
+            .await
+            .map_err(crate::records::conflict_as("ca_exists", format!("CA {id} already exists")))?;
+        let ev = NewAuditEvent::new(&Principal::local_cli(), "ca.install", "ca", id)
+            .details(serde_json::json!({"key_type": rec.key_type.as_str(), "offline_root": true}));
+        tx.commit(vec![ev], now).await?;
+        Ok(rec)
     }
 
     /// Every back end in service.

@@ -29,8 +29,8 @@ use crate::audit::{NewAuditEvent, unix_micros};
 use crate::authz::{ActorKind, PermissionSet, Principal, RequestContext};
 use crate::cert::{CertStatus, Certificate, KeyType};
 use crate::csc::{
-    CREDENTIALS, CredentialStatus, CscSettings, CscToken, HashAlgo, SIGNERS, Sad, SadUse,
-    SignFamily, SignScheme, Signer, SigningCredential, SigningKeys, TOKENS, sign_algo,
+    CREDENTIALS, CredentialKey, CredentialStatus, CscSettings, CscToken, HashAlgo, SIGNERS, Sad,
+    SadUse, SignFamily, SignScheme, Signer, SigningCredential, SigningKeys, TOKENS, sign_algo,
 };
 use crate::error::{AuthFailure, CoreError, Result, StoreError};
 use crate::ports::{Clock, Store, WriteOp};
@@ -630,19 +630,20 @@ impl CscService {
             }
             Err(e) => return Err(e.into()),
         }
-        match self
-            .keys
-            .sign_hashes(
-                c.id,
-                c.key_algorithm,
-                &c.sealed_key,
-                &cert.der,
-                hash,
-                scheme,
-                r.hashes.clone(),
-            )
-            .await
-        {
+        let signed = match self.signers.issuer_certificate(&cert) {
+            Ok(issuer) => {
+                let key = CredentialKey {
+                    id: c.id,
+                    key_type: c.key_algorithm,
+                    sealed_key: &c.sealed_key,
+                    certificate: &cert.der,
+                    issuer: &issuer,
+                };
+                self.keys.sign_hashes(key, hash, scheme, r.hashes.clone()).await
+            }
+            Err(e) => Err(e),
+        };
+        match signed {
             Ok(sigs) => Ok(sigs),
             Err(e) => {
                 // The SAD stays spent (fail closed); the trail says no signature came of it.

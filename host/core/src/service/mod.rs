@@ -17,6 +17,7 @@ pub mod pin_reset;
 pub mod profiles;
 pub mod requests;
 pub mod roles;
+pub mod sealing;
 pub mod secrets;
 pub mod selfservice;
 pub mod settings;

@@ -19,9 +19,13 @@ use crate::device::{Device, DeviceStatus};
 use crate::error::{CoreError, Result};
 use crate::ports::{Clock, Store};
 use crate::records::Record;
+use crate::sealing::SealBinding;
 use crate::service::apikeys::throttle;
 use crate::service::devices::{Also, DeviceService, PIN_RETRIES, RowWrite};
-use crate::unlock::{DEVICE_SECRETS, DeviceSecret, UnlockAlgorithm, UnlockCrypto};
+use crate::unlock::{
+    DEVICE_SECRETS, DeviceSecret, UnlockAlgorithm, UnlockCrypto, admin_key_binding,
+    unlock_code_binding,
+};
 
 /// A secret to set: a given value, one Sigil generates (returned once), or none (removed).
 #[derive(Clone)]
@@ -151,15 +155,15 @@ impl PinResetService {
         Ok(())
     }
 
-    fn seal(&self, plain: &[u8]) -> Result<String> {
-        Ok(STANDARD.encode(self.crypto.seal(plain)?))
+    fn seal(&self, at: &SealBinding, plain: &[u8]) -> Result<String> {
+        Ok(STANDARD.encode(self.crypto.seal(at, plain)?))
     }
 
-    fn open(&self, sealed: &str) -> Result<Zeroizing<Vec<u8>>> {
+    fn open(&self, at: &SealBinding, sealed: &str) -> Result<Zeroizing<Vec<u8>>> {
         let raw = STANDARD
             .decode(sealed)
             .map_err(|_| CoreError::Storage("corrupt sealed device secret".into()))?;
-        self.crypto.open(&raw)
+        self.crypto.open(at, &raw)
     }
 
     fn generate_code(&self) -> Result<Zeroizing<String>> {
@@ -236,7 +240,7 @@ impl PinResetService {
                     }
                 };
                 s.algorithm = Some(alg);
-                s.admin_key = Some(self.seal(&key)?);
+                s.admin_key = Some(self.seal(&admin_key_binding(id, alg), &key)?);
             }
         }
         match change.unlock_code {
@@ -244,11 +248,11 @@ impl PinResetService {
             Some(SecretInput::Remove) => s.unlock_code = None,
             Some(SecretInput::Given(code)) => {
                 check_code(&code)?;
-                s.unlock_code = Some(self.seal(code.as_bytes())?);
+                s.unlock_code = Some(self.seal(&unlock_code_binding(id), code.as_bytes())?);
             }
             Some(SecretInput::Generate) => {
                 let code = self.generate_code()?;
-                s.unlock_code = Some(self.seal(code.as_bytes())?);
+                s.unlock_code = Some(self.seal(&unlock_code_binding(id), code.as_bytes())?);
                 generated.unlock_code = Some(code);
             }
         }
@@ -341,12 +345,12 @@ impl PinResetService {
         self.meter(p, &before).await?;
         let (method, response, unlock_code) = match plan {
             Plan::Respond { alg, sealed, challenge } => {
-                let key = self.open(&sealed)?;
+                let key = self.open(&admin_key_binding(before.id, alg), &sealed)?;
                 let r = self.crypto.respond(alg, &key, &challenge)?;
                 ("challenge-response", Some(hex::encode(r)), None)
             }
             Plan::HandOut { sealed } => {
-                let code = self.open(&sealed)?;
+                let code = self.open(&unlock_code_binding(before.id), &sealed)?;
                 let code = Zeroizing::new(String::from_utf8_lossy(&code).into_owned());
                 ("unlock-code", None, Some(code))
             }

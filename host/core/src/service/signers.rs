@@ -210,7 +210,19 @@ impl SignerService {
     /// A credential by id.
     pub async fn credential(&self, id: Uuid) -> Result<Option<SigningCredential>> {
         let body = self.store.record(&CREDENTIALS, &id.to_string()).await?;
-        body.map(|b| SigningCredential::from_body(&b)).transpose()
+        let c = body.map(|b| SigningCredential::from_body(&b)).transpose()?;
+        match c {
+            // A body copied into another row is not that row's credential.
+            Some(c) if c.id != id => {
+                Err(CoreError::Storage(format!("signing credential row {id} holds another id")))
+            }
+            c => Ok(c),
+        }
+    }
+
+    /// The certificate of the CA back end that issued `cert`, DER.
+    pub fn issuer_certificate(&self, cert: &Certificate) -> Result<Vec<u8>> {
+        Ok(self.certificates.issuers().get(&cert.ca_id)?.ca_certificate().to_vec())
     }
 
     /// The certificate of credential `c` (none if it has gone from the inventory).
@@ -489,8 +501,8 @@ impl SignerService {
         };
         let pin_numeric = n.pin.bytes().all(|b| b.is_ascii_digit());
         let pin_hash = self.secrets.hash(n.pin).await?;
-        let (sealed_key, csr) = self.keys.generate(n.key_algorithm, cn.trim()).await?;
         let id = Uuid::now_v7();
+        let (sealed_key, csr) = self.keys.generate(id, n.key_algorithm, cn.trim()).await?;
         let issuer = p.acting_with(["certificate:issue"])?;
         let cert = self
             .certificates
