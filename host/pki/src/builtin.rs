@@ -163,7 +163,7 @@ pub fn subject_key_id(der: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-fn crl_reason(r: RevocationReason) -> rcgen::RevocationReason {
+pub(crate) fn crl_reason(r: RevocationReason) -> rcgen::RevocationReason {
     use rcgen::RevocationReason as R;
     match r {
         RevocationReason::Unspecified => R::Unspecified,
@@ -301,7 +301,7 @@ impl std::fmt::Debug for BuiltinFactory {
     }
 }
 
-fn ca_params(
+pub(crate) fn ca_params(
     cn: String,
     years: i64,
     path_len: Option<u8>,
@@ -329,7 +329,7 @@ fn ca_params(
     p
 }
 
-fn pem_blocks(label: &str, text: &str) -> Vec<Vec<u8>> {
+pub(crate) fn pem_blocks(label: &str, text: &str) -> Vec<Vec<u8>> {
     let begin = format!("-----BEGIN {label}-----");
     text.split(&begin)
         .skip(1)

@@ -11,6 +11,7 @@ pub mod csr;
 pub mod keys;
 pub mod localca;
 pub mod ocsp;
+pub mod offline;
 pub mod pem;
 pub mod seal;
 pub mod signing;

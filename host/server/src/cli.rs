@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `check-config`, `apikey`, `audit verify`.
+//! The command line: `serve`, `migrate`, `check-config`, `apikey`, `audit verify`, `plugin`,
+//! and `ca` (the offline root, in `ca_cli`).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -55,6 +56,9 @@ pub enum Command {
     /// Plugin tools.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// CA tools: an offline root that signs the issuing CA and its own CRLs.
+    #[command(subcommand)]
+    Ca(crate::ca_cli::CaCommand),
 }
 
 /// `sigil plugin …`.
@@ -207,6 +211,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Apikey(c) => apikey(&cfg, c).await,
         Command::Audit(AuditCommand::Verify(a)) => verify(&cfg, a).await,
+        Command::Ca(c) => crate::ca_cli::run(&cfg, c).await,
         Command::Plugin(c) => {
             let engine = sigil_wasm::PluginEngine::new(None)?;
             match c {

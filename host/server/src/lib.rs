@@ -3,6 +3,7 @@
 //! [`startup::start`].
 
 pub mod anchor;
+pub mod ca_cli;
 pub mod cli;
 pub mod config;
 pub mod plugin_cli;

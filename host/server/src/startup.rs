@@ -171,7 +171,7 @@ pub async fn services(
         tracing::warn!(ca, file = at, "the root CA key left the database; move it offline");
     }
     let profiles = Arc::new(ProfileService::new(store.clone(), clock.clone(), issuers.clone()));
-    profiles.bootstrap().await?;
+    profiles.bootstrap(&cfg.pki.ca_id).await?;
     let certificates = Arc::new(CertificateService::new(
         store.clone(),
         clock.clone(),

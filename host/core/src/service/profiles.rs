@@ -56,14 +56,16 @@ impl ProfileService {
         }
     }
 
-    /// Creates the built-in profiles that do not exist yet.
-    pub async fn bootstrap(&self) -> Result<()> {
+    /// Creates the built-in profiles that do not exist yet, issuing from `default_ca`.
+    pub async fn bootstrap(&self, default_ca: &str) -> Result<()> {
         let existing = self.store.profiles().await?;
         let system = Principal::system();
-        for (name, spec) in built_in_profiles() {
+        for (name, mut spec) in built_in_profiles() {
             if existing.iter().any(|p| p.name == name) {
                 continue;
             }
+            // Built-in profiles issue from the CA the deployment names (`pki.ca_id`).
+            default_ca.clone_into(&mut spec.ca);
             let now = self.clock.now();
             let p = Profile {
                 name: name.clone(),
