@@ -1,6 +1,7 @@
 //! Sealed secrets bound to their purpose and row: a blob moved to another row opens nowhere,
-//! secrets sealed the old way (one label for all) are re-bound once at start only when they fit
-//! their row, and the root CA key lives in a file, not in the database.
+//! secrets sealed the old way (one label for all) are re-bound only by `sigil migrate
+//! --reseal-legacy` and only when they fit their row, a CA's key is never certified as an end
+//! entity, and the root CA key lives in a file, not in the database.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -13,6 +14,8 @@ use sigil_core::ports::Store as _;
 use sigil_core::records::RecordStore as _;
 use sigil_core::unlock::{DEVICE_SECRETS, unlock_code_binding};
 use sigil_pki::seal::MasterKey;
+use sigil_server::config::Config;
+use sigil_server::startup::start;
 use sigil_store::SqlStore;
 use sigil_tests::{Options, TestServer, backends, json};
 use uuid::Uuid;
@@ -164,7 +167,7 @@ async fn a_sealed_secret_moved_to_another_row_opens_nowhere() {
 }
 
 #[tokio::test]
-async fn legacy_secrets_are_rebound_at_start_and_one_that_does_not_fit_its_row_stays_unusable() {
+async fn legacy_secrets_are_rebound_only_by_the_operator_and_only_when_they_fit_their_row() {
     for db in backends().await {
         let dir = tempfile::tempdir().unwrap();
         let opts = Options {
@@ -227,7 +230,15 @@ async fn legacy_secrets_are_rebound_at_start_and_one_that_does_not_fit_its_row_s
         d["unlock_code"] = json!(STANDARD.encode(master.seal_legacy_for_tests(&c).unwrap()));
         set_body(&store, "device_secrets", &card, &d).await;
 
-        let s = TestServer::start_with(&db, opts).await;
+        // The server never opens a legacy blob: it does not start with the CA's key one.
+        let cfg_file = dir.path().join("test.toml");
+        let config = Config::load_from(Some(&cfg_file), std::iter::empty()).unwrap();
+        let e = start(&config).await.err().expect("no start with a legacy CA key");
+        assert!(format!("{e:#}").contains("reseal-legacy"), "{e:#}");
+        // The operator re-seals once, with every node stopped.
+        let c = cfg_file.to_str().unwrap();
+        assert_eq!(crate::cli::sigil(&["--config", c, "migrate", "--reseal-legacy"]).await, 0);
+        let s = TestServer::start_with(&db, opts.clone()).await;
         // Everything that fits its row works again, bound to it.
         let ca = store.cas().await.unwrap().remove(0);
         assert!(MasterKey::is_bound(&ca.key_sealed));
@@ -276,6 +287,16 @@ async fn legacy_secrets_are_rebound_at_start_and_one_that_does_not_fit_its_row_s
                 .count(),
             1
         );
+        s.stop().await;
+        // A legacy blob planted later (from an old backup) is never re-bound by a start.
+        let mut a = body(&store, &CREDENTIALS, &ana).await;
+        a["sealed_key"] = json!(STANDARD.encode(master.seal_legacy_for_tests(&key).unwrap()));
+        set_body(&store, "signing_credentials", &ana, &a).await;
+        let s = TestServer::start_with(&db, opts).await;
+        let r = sign(&s, "ana", "ana's password", &ana).await;
+        assert!(r.status >= 400 && r.body.get("signatures").is_none(), "{:?}", r.body);
+        let a = body(&store, &CREDENTIALS, &ana).await;
+        assert!(!MasterKey::is_bound(&STANDARD.decode(a["sealed_key"].as_str().unwrap()).unwrap()));
         store.close().await;
         s.stop().await;
         db.cleanup().await;
@@ -288,4 +309,41 @@ fn opts_master(db: &sigil_tests::TestDb, _opts: &Options) -> std::path::PathBuf 
         "sigil-test-master-{}.key",
         Uuid::new_v5(&Uuid::NAMESPACE_URL, db.url.as_bytes()).simple()
     ))
+}
+
+#[tokio::test]
+async fn a_ca_certificate_planted_in_the_inventory_is_never_renewed_as_an_end_entity() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (csr, _) = sigil_tests::openssl_csr(dir.path(), "r", "ec:P-256", "/CN=renewer", None);
+        let (st, cert) = s.issue(&csr, "tls-client").await;
+        assert_eq!(st, 201, "{cert}");
+        let id = cert["id"].as_str().unwrap().to_owned();
+        let mut spec =
+            json(s.admin(Method::GET, "/api/v1/profiles/tls-client").send().await.unwrap()).await.1
+                ["spec"]
+                .take();
+        spec["renewal_window_days"] = json!(365);
+        let r =
+            s.admin(Method::PUT, "/api/v1/profiles/tls-client").json(&spec).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        // A database writer swaps the certificate's DER for the issuing CA's certificate: a
+        // same-key renewal (no proof of possession) would certify the CA's key.
+        let store = s.db().await;
+        let ca = store.cas().await.unwrap().remove(0);
+        store
+            .execute_raw(&format!(
+                "UPDATE certificates SET der = {} WHERE id = '{id}'",
+                blob(&db.url, &ca.cert_der)
+            ))
+            .await
+            .unwrap();
+        let path = format!("/api/v1/certificates/{id}/renew");
+        let (st, b) = json(s.admin(Method::POST, &path).send().await.unwrap()).await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("key_not_allowed")), "{b}");
+        store.close().await;
+        s.stop().await;
+        db.cleanup().await;
+    }
 }

@@ -483,8 +483,9 @@ pub struct CredentialKey<'a> {
     pub sealed_key: &'a str,
     /// Its certificate, DER.
     pub certificate: &'a [u8],
-    /// The certificate of the CA back end that issued it, DER.
-    pub issuer: &'a [u8],
+    /// The certificates of the CA back end that issued it, DER: its issuing CA certificate
+    /// first, then the chain above it. None of their keys may sign as a credential.
+    pub ca_chain: &'a [Vec<u8>],
 }
 
 /// Key generation and signing with sealed credential keys; implemented in `sigil-pki`.

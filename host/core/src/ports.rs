@@ -292,13 +292,14 @@ pub trait Tx: crate::records::RecordTx + Send {
 
     /// Inserts a CA.
     async fn insert_ca(&mut self, ca: &CaRecord) -> StoreResult<()>;
-    /// Replaces a CA's sealed keys (re-sealing); `NotFound` when it is gone.
+    /// Replaces a CA's sealed keys (issuing, root) with `new` when they are still `old`;
+    /// whether they were replaced.
     async fn set_ca_keys(
         &mut self,
         id: &str,
-        key_sealed: &[u8],
-        root_key_sealed: Option<&[u8]>,
-    ) -> StoreResult<()>;
+        old: (&[u8], Option<&[u8]>),
+        new: (&[u8], Option<&[u8]>),
+    ) -> StoreResult<bool>;
     /// Removes a CA's stored root key (moved out of the database).
     async fn clear_ca_root_key(&mut self, id: &str) -> StoreResult<()>;
     /// Marks a CA's CRL as needing regeneration.

@@ -4,9 +4,10 @@
 //! sealed: a CA key copied into a credential's row, a credential key moved to another
 //! credential, or an administration key handed out as an unlock code all fail to open.
 //!
-//! Blobs sealed before this binding existed ("v1", one shared label) are re-sealed once at
-//! start, each after a check that it fits its row (a key must match the certificate on record),
-//! and are refused everywhere else.
+//! Blobs sealed before this binding existed ("v1", one shared label) are refused everywhere.
+//! `sigil migrate --reseal-legacy`, run once by the operator while upgrading, re-seals each one
+//! that fits its row (a key must match the certificate on record, and more); the server itself
+//! never opens a legacy blob, so one planted later (from an old backup) stays unusable.
 
 use std::fmt;
 
@@ -94,8 +95,18 @@ impl fmt::Display for SealBinding {
 /// What a blob sealed before bindings existed must be to be re-sealed for its row.
 #[derive(Debug, Clone, Copy)]
 pub enum LegacyCheck<'a> {
-    /// A PKCS#8 private key whose public key is the one in this certificate (DER).
-    KeyOf(&'a [u8]),
+    /// A PKCS#8 private key whose public key is the one in `cert` (DER).
+    KeyOf {
+        /// The certificate on record.
+        cert: &'a [u8],
+        /// `cert` must be an end-entity certificate (no CA, no certificate or CRL signing).
+        end_entity: bool,
+        /// `cert` must be signed by this CA certificate (DER), when given.
+        issued_by: Option<&'a [u8]>,
+        /// The key must not be the key of any of these certificates (DER): CA keys, for a
+        /// credential; the root's, for an issuing CA that is not its own root.
+        not_of: &'a [Vec<u8>],
+    },
     /// A symmetric key of exactly this many bytes.
     SymmetricKey(usize),
     /// An unlock code: 4 to 16 printable ASCII characters.
@@ -116,6 +127,8 @@ pub enum Resealed {
 
 /// Re-sealing of legacy blobs, implemented in `sigil-pki`.
 pub trait Resealer: Send + Sync {
+    /// Whether `sealed` is already bound (cheap: no decryption).
+    fn is_bound(&self, sealed: &[u8]) -> bool;
     /// Re-seals `sealed` for `binding` when it is a legacy blob that passes `check`.
     fn reseal_legacy(
         &self,

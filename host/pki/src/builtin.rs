@@ -346,8 +346,29 @@ impl BuiltinFactory {
 
     /// A usable CA from a record.
     pub fn load_builtin(&self, rec: &CaRecord) -> std::result::Result<BuiltinCa, PkiError> {
-        let pkcs8 = self.master.open(&ca_key_binding(&rec.id, rec.key_type), &rec.key_sealed)?;
+        let pkcs8 = self
+            .master
+            .open(&ca_key_binding(&rec.id, rec.key_type), &rec.key_sealed)
+            .map_err(|e| {
+                if MasterKey::is_bound(&rec.key_sealed) {
+                    e
+                } else {
+                    PkiError::Parse(format!(
+                        "CA {}'s key was sealed by an earlier version: stop every node and run \
+                         `sigil migrate --reseal-legacy` once",
+                        rec.id
+                    ))
+                }
+            })?;
         let key = keys::load(&pkcs8, rec.key_type)?;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&rec.cert_der)
+            .map_err(|_| PkiError::Parse(format!("CA {}'s certificate does not parse", rec.id)))?;
+        if rcgen::PublicKeyData::subject_public_key_info(&key) != cert.public_key().raw {
+            return Err(PkiError::Parse(format!(
+                "CA {}'s sealed key is not the key of its certificate",
+                rec.id
+            )));
+        }
         let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(rec.cert_der.as_slice()), key)?;
         let key_id = subject_key_id(&rec.cert_der)
             .ok_or_else(|| PkiError::Parse("the CA certificate has no SKI".into()))?;
@@ -569,6 +590,12 @@ mod tests {
         // A CA's sealed key does not load as another CA's.
         let swapped = CaRecord { key_sealed: other.key_sealed.clone(), ..rec.clone() };
         assert!(factory.load_builtin(&swapped).is_err());
+        // Nor does another key sealed for this CA: it must be its certificate's key.
+        let resealed = master.seal(&ca_key_binding("a", KeyType::P256), &opened).unwrap();
+        let mismatched = CaRecord { key_sealed: resealed, ..rec.clone() };
+        let e = factory.load_builtin(&mismatched).unwrap_err();
+        assert!(e.to_string().contains("not the key of its certificate"), "{e}");
+        assert!(factory.load_builtin(&rec).is_ok());
         let e = factory
             .import("d", &cert_pem, &other_key, &root_pem, OffsetDateTime::now_utc())
             .unwrap_err();

@@ -34,6 +34,18 @@ const LEGACY_LABEL: &[u8] = b"sigil-sealed-v1";
 const MAGIC: &[u8; 4] = b"SGL\x02";
 
 impl MasterKey {
+    /// Loads the base64 key at `path`; an absent file is an error (for tools that must use the
+    /// deployment's key, never make a new one).
+    pub fn load(path: &Path) -> Result<Self, PkiError> {
+        if !path.exists() {
+            return Err(PkiError::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no master key here"),
+            });
+        }
+        Self::load_or_create(path)
+    }
+
     /// Loads the base64 key at `path`, creating it (mode 0600) when absent.
     pub fn load_or_create(path: &Path) -> Result<Self, PkiError> {
         let rng = SystemRandom::new();
@@ -125,6 +137,10 @@ impl MasterKey {
 }
 
 impl Resealer for MasterKey {
+    fn is_bound(&self, sealed: &[u8]) -> bool {
+        Self::is_bound(sealed)
+    }
+
     fn reseal_legacy(
         &self,
         sealed: &[u8],
@@ -164,15 +180,41 @@ fn fits(plain: &[u8], check: LegacyCheck<'_>) -> Result<(), String> {
             Ok(())
         }
         LegacyCheck::UnlockCode => Err("not an unlock code".into()),
-        LegacyCheck::KeyOf(cert) => {
+        LegacyCheck::KeyOf { cert, end_entity, issued_by, not_of } => {
             use x509_parser::prelude::{FromDer, X509Certificate};
             let key = openssl::pkey::PKey::private_key_from_pkcs8(plain)
                 .map_err(|_| "not a PKCS#8 private key".to_owned())?;
             let spki = key.public_key_to_der().map_err(|e| e.to_string())?;
-            let (_, c) = X509Certificate::from_der(cert)
-                .map_err(|_| "its certificate does not parse".to_owned())?;
+            let parse = |der| {
+                X509Certificate::from_der(der)
+                    .map(|(_, c)| c)
+                    .map_err(|_| "a certificate on record does not parse".to_owned())
+            };
+            let c = parse(cert)?;
             if c.public_key().raw != spki.as_slice() {
                 return Err("not the key of the certificate on record".into());
+            }
+            for other in not_of {
+                if parse(other)?.public_key().raw == spki.as_slice() {
+                    return Err("the key of a CA certificate".into());
+                }
+            }
+            if end_entity {
+                let signs = c
+                    .key_usage()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|ku| ku.value.key_cert_sign() || ku.value.crl_sign());
+                if c.is_ca() || signs {
+                    return Err("its certificate is a CA certificate".into());
+                }
+            }
+            if let Some(ca) = issued_by {
+                let ca = parse(ca)?;
+                if c.issuer() != ca.subject() || c.verify_signature(Some(ca.public_key())).is_err()
+                {
+                    return Err("its certificate is not signed by its CA".into());
+                }
             }
             Ok(())
         }

@@ -33,14 +33,13 @@ const INLINE_EC: usize = 8;
 
 type OpenKey = Arc<PKey<Private>>;
 
-/// A sealed key, the certificate and issuer certificate it was checked against, and the key
-/// opened.
-type Opened = (String, Vec<u8>, Vec<u8>, OpenKey);
+/// A sealed key, the certificate and CA chain it was checked against, and the key opened.
+type Opened = (String, Vec<u8>, Vec<Vec<u8>>, OpenKey);
 
 /// [`SigningKeys`] with keys sealed under the master key.
 pub struct CredentialKeys {
     master: Arc<MasterKey>,
-    /// credential id → (its sealed key, its certificate, its issuer, opened): a change to any
+    /// credential id → (its sealed key, its certificate, its CA chain, opened): a change to any
     /// is opened and checked again.
     cache: Mutex<HashMap<Uuid, Opened>>,
 }
@@ -59,17 +58,17 @@ impl CredentialKeys {
 
     fn open(&self, r: &CredentialKey<'_>) -> Result<OpenKey, CoreError> {
         if let Ok(c) = self.cache.lock()
-            && let Some((s, cert, issuer, k)) = c.get(&r.id)
+            && let Some((s, cert, chain, k)) = c.get(&r.id)
             && s == r.sealed_key
             && cert.as_slice() == r.certificate
-            && issuer.as_slice() == r.issuer
+            && chain.as_slice() == r.ca_chain
         {
             return Ok(Arc::clone(k));
         }
         let sealed = STANDARD.decode(r.sealed_key).map_err(bad_key)?;
         let pkcs8 = self.master.open(&credential_binding(r.id, r.key_type), &sealed)?;
         let key = Arc::new(PKey::private_key_from_pkcs8(&pkcs8).map_err(bad_key)?);
-        check_certifies(&key, r.certificate, r.issuer)?;
+        check_certifies(&key, r.certificate, r.ca_chain)?;
         if let Ok(mut c) = self.cache.lock() {
             if c.len() >= CACHE_MAX {
                 c.clear();
@@ -79,7 +78,7 @@ impl CredentialKeys {
                 (
                     r.sealed_key.to_owned(),
                     r.certificate.to_vec(),
-                    r.issuer.to_vec(),
+                    r.ca_chain.to_vec(),
                     Arc::clone(&key),
                 ),
             );
@@ -89,13 +88,14 @@ impl CredentialKeys {
 }
 
 /// The key must be the one `certificate` certifies, the certificate an end-entity one that may
-/// not sign certificates or CRLs, and signed by `issuer` (the certificate of the CA back end it
-/// names): so a sealed CA key put in a credential's row, a credential pointed at a CA
-/// certificate, or a certificate forged into the inventory signs nothing.
+/// not sign certificates or CRLs, signed by the first of `ca_chain` (the CA back end it names),
+/// and the key none of the chain's: so a sealed CA key put in a credential's row, a credential
+/// pointed at a CA certificate, a certificate forged into the inventory, or even a genuine
+/// end-entity certificate for a CA's own key signs nothing.
 fn check_certifies(
     key: &PKey<Private>,
     certificate: &[u8],
-    issuer: &[u8],
+    ca_chain: &[Vec<u8>],
 ) -> Result<(), CoreError> {
     use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
     // Internal: the API logs it and tells the client only that nothing was signed.
@@ -116,8 +116,16 @@ fn check_certifies(
     {
         return Err(refused("the certificate may sign certificates or CRLs"));
     }
-    let (_, ca) =
-        X509Certificate::from_der(issuer).map_err(|_| refused("unreadable issuer certificate"))?;
+    let mut cas = Vec::with_capacity(ca_chain.len());
+    for der in ca_chain {
+        let (_, ca) =
+            X509Certificate::from_der(der).map_err(|_| refused("unreadable CA certificate"))?;
+        if ca.public_key().subject_public_key.data == opened.subject_public_key.data {
+            return Err(refused("the key is a CA's key"));
+        }
+        cas.push(ca);
+    }
+    let ca = cas.first().ok_or_else(|| refused("no CA certificate"))?;
     if !ca.is_ca() || cert.issuer() != ca.subject() {
         return Err(refused("the certificate is not issued by its CA back end"));
     }
@@ -433,7 +441,7 @@ mod tests {
         keys.master.open(&at, &STANDARD.decode(sealed).unwrap()).unwrap().to_vec()
     }
 
-    /// Signs one digest as credential `id` with `sealed`, `cert` and `issuer`.
+    /// Signs one digest as credential `id` with `sealed`, `cert` and the CA `issuer`.
     async fn sign_one(
         keys: &CredentialKeys,
         id: Uuid,
@@ -446,7 +454,7 @@ mod tests {
             key_type: KeyType::P256,
             sealed_key: sealed,
             certificate: cert,
-            issuer,
+            ca_chain: &[issuer.to_vec()],
         };
         let d = vec![digest(HashAlgo::Sha256, b"tbs of www.bank.example")];
         keys.sign_hashes(key, HashAlgo::Sha256, SignScheme::Ecdsa, d).await
@@ -499,6 +507,9 @@ mod tests {
         // A forged end-entity certificate for the CA's key, not signed by the CA.
         let forged = cert_for(&ca, Some(&generate(KeyType::P256).unwrap()), false);
         assert!(sign_one(&keys, alice, &as_alice, &forged, &ca_cert).await.is_err());
+        // A genuine end-entity certificate for the CA's own key, signed by the CA.
+        let ee_for_ca = cert_for(&ca, Some(&ca), false);
+        assert!(sign_one(&keys, alice, &as_alice, &ee_for_ca, &ca_cert).await.is_err());
         // Alice's own certificate, but checked against an issuer that did not sign it.
         let other_ca = cert_for(&generate(KeyType::P256).unwrap(), None, true);
         let keys = CredentialKeys::new(master);

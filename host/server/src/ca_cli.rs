@@ -39,8 +39,8 @@ pub enum CaCommand {
         /// Common name.
         #[arg(long, default_value = "Sigil Root CA")]
         cn: String,
-        /// Validity in years.
-        #[arg(long, default_value_t = 20)]
+        /// Validity in years (1 to 50).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=50))]
         years: i64,
     },
     /// On a server node: make issuing CA `id`'s key (kept sealed in the data directory) and
@@ -73,8 +73,8 @@ pub enum CaCommand {
         /// Where to write the issuing CA certificate (PEM).
         #[arg(long)]
         out: PathBuf,
-        /// Validity in years (never past the root's).
-        #[arg(long, default_value_t = 10)]
+        /// Validity in years (1 to 50; never past the root's).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..=50))]
         years: i64,
         /// Most CA certificates allowed below it.
         #[arg(long, default_value_t = 0)]
@@ -108,8 +108,8 @@ pub enum CaCommand {
         /// CRL number; default: the current Unix time, so each CRL's is larger.
         #[arg(long)]
         number: Option<u64>,
-        /// Days until nextUpdate.
-        #[arg(long, default_value_t = 90)]
+        /// Days until nextUpdate (1 to 3650).
+        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(i64).range(1..=3650))]
         days: i64,
         /// Where to write the CRL (DER).
         #[arg(long)]
@@ -176,7 +176,13 @@ pub async fn run(cfg: &Config, c: CaCommand) -> Result<i32> {
             let k = KeyType::parse(&key_type)?;
             let (pkcs8, csr) =
                 new_request(k, cn.as_deref().unwrap_or(&format!("Sigil Issuing CA ({id})")))?;
-            let master = MasterKey::load_or_create(&cfg.master_key_path())?;
+            // The first command on a new node may come before the first start: it makes the
+            // master key then, and says so (every node must use the same one).
+            let key_path = cfg.master_key_path();
+            if !key_path.exists() {
+                eprintln!("no master key at {}: creating one", key_path.display());
+            }
+            let master = MasterKey::load_or_create(&key_path)?;
             let sealed = master.seal(&ca_key_binding(&id, k), &pkcs8)?;
             let pending =
                 Pending { ca_id: id.clone(), key_type: k, sealed: STANDARD.encode(sealed) };
@@ -240,7 +246,7 @@ async fn install(cfg: &Config, id: &str, cert: &Path, chain: &Path) -> Result<i3
     }
     let (cert_pem, chain_pem) = (read(cert)?, read(chain)?);
     check_chain(&cert_pem, &chain_pem)?;
-    let master = Arc::new(MasterKey::load_or_create(&cfg.master_key_path())?);
+    let master = Arc::new(MasterKey::load(&cfg.master_key_path())?);
     let sealed = STANDARD.decode(&pending.sealed).context("the pending request file is corrupt")?;
     let pkcs8 = master.open(&ca_key_binding(id, pending.key_type), &sealed)?;
     let key_pem = sigil_pki::pem::encode("PRIVATE KEY", &pkcs8);

@@ -44,7 +44,12 @@ pub enum Command {
         listen: Option<String>,
     },
     /// Apply database migrations and exit.
-    Migrate,
+    Migrate {
+        /// Also re-seal, once, the secrets an earlier version sealed (before each was bound to
+        /// its row), each only if it fits its row; run it with every node stopped.
+        #[arg(long)]
+        reseal_legacy: bool,
+    },
     /// Load and check the configuration, print it (secrets redacted) and exit.
     CheckConfig,
     /// Manage API keys directly in the database (no server needed).
@@ -194,10 +199,19 @@ pub async fn run(cli: Cli) -> Result<i32> {
             running.shutdown().await?;
             Ok(0)
         }
-        Command::Migrate => {
+        Command::Migrate { reseal_legacy } => {
             std::fs::create_dir_all(&cfg.server.data_dir)?;
-            startup::open_store(&cfg).await?;
+            let store = startup::open_store(&cfg).await?;
             println!("migrations applied to {}", sigil_store::redact_url(&cfg.database_url()));
+            if reseal_legacy {
+                let master = sigil_pki::seal::MasterKey::load(&cfg.master_key_path())?;
+                let now = time::OffsetDateTime::now_utc();
+                let r = sigil_core::service::sealing::reseal_legacy(&store, &master, now).await?;
+                println!("legacy sealed secrets re-sealed for their rows: {}", r.resealed);
+                for (at, why) in &r.refused {
+                    eprintln!("left unusable: {at}: {why}");
+                }
+            }
             Ok(0)
         }
         Command::CheckConfig => {

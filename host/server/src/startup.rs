@@ -137,7 +137,7 @@ pub async fn services(
         Arc::new(sigil_core::service::identity::IdentityService::new(people.clone(), sources));
     let issuers = Arc::new(Issuers::default());
     let master = Arc::new(MasterKey::load_or_create(&cfg.master_key_path())?);
-    reseal_legacy_secrets(store.as_ref(), master.as_ref(), clock.now()).await?;
+    warn_of_legacy_secrets(store.as_ref(), master.as_ref()).await?;
     let unlock = Arc::new(sigil_pki::unlock::CardUnlock::new(master.clone()));
     let credential_keys = Arc::new(sigil_pki::signing::CredentialKeys::new(master.clone()));
     let factory = Arc::new(BuiltinFactory::new(master, cfg.pki.public_url.clone()));
@@ -167,8 +167,15 @@ pub async fn services(
     };
     let vault = crate::root_keys::RootKeyDir::new(cfg.root_key_dir());
     cas.bootstrap(&cfg.pki.ca_id, KeyType::parse(&cfg.pki.ca_key_type)?, import, &vault).await?;
-    for (ca, at) in cas.move_root_keys_out(&vault).await? {
-        tracing::warn!(ca, file = at, "the root CA key left the database; move it offline");
+    for (ca, moved) in cas.move_root_keys_out(&vault).await? {
+        match moved {
+            Ok(at) => {
+                tracing::warn!(ca, file = at, "the root CA key left the database; move it offline");
+            }
+            Err(why) => {
+                tracing::warn!(ca, why, "a root CA key in the database cannot be moved out")
+            }
+        }
     }
     let profiles = Arc::new(ProfileService::new(store.clone(), clock.clone(), issuers.clone()));
     profiles.bootstrap(&cfg.pki.ca_id).await?;
@@ -515,22 +522,15 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Re-seals secrets sealed before they were bound to their purpose and row, once; what does not
-/// fit its row is left to be refused where it is used.
-async fn reseal_legacy_secrets(
-    store: &dyn Store,
-    master: &MasterKey,
-    now: time::OffsetDateTime,
-) -> Result<()> {
-    let report = sigil_core::service::sealing::reseal_legacy(store, master, now).await?;
-    if report.resealed > 0 {
-        tracing::info!(resealed = report.resealed, "legacy sealed secrets bound to their rows");
-    }
-    for (secret, why) in &report.refused {
+/// Says how many secrets sealed by an earlier version (before each was bound to its row) are
+/// left: they are refused until `sigil migrate --reseal-legacy` re-seals them.
+async fn warn_of_legacy_secrets(store: &dyn Store, master: &MasterKey) -> Result<()> {
+    let n = sigil_core::service::sealing::count_legacy(store, master).await?;
+    if n > 0 {
         tracing::warn!(
-            secret,
-            why,
-            "a legacy sealed secret does not fit its row and stays unusable"
+            secrets = n,
+            "secrets sealed by an earlier version are refused: stop every node and run \
+             `sigil migrate --reseal-legacy` once"
         );
     }
     Ok(())

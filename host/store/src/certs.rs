@@ -67,20 +67,25 @@ pub(crate) async fn insert_ca<'c, E: Executor<'c, Database = Any>>(
 pub(crate) async fn set_ca_keys<'c, E: Executor<'c, Database = Any>>(
     e: E,
     id: &str,
-    key_sealed: &[u8],
-    root_key_sealed: Option<&[u8]>,
-) -> StoreResult<()> {
-    let done = sqlx::query("UPDATE cas SET key_sealed = $1, root_key_sealed = $2 WHERE id = $3")
-        .bind(key_sealed.to_vec())
-        .bind(root_key_sealed.map(<[u8]>::to_vec))
+    old: (&[u8], Option<&[u8]>),
+    new: (&[u8], Option<&[u8]>),
+) -> StoreResult<bool> {
+    // A NULL is compared with IS NULL (a bound NULL has no type PostgreSQL could infer).
+    let root_was = if old.1.is_some() { "root_key_sealed = $5" } else { "root_key_sealed IS NULL" };
+    let sql = format!(
+        "UPDATE cas SET key_sealed = $1, root_key_sealed = $2 \
+         WHERE id = $3 AND key_sealed = $4 AND {root_was}"
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(new.0.to_vec())
+        .bind(new.1.map(<[u8]>::to_vec))
         .bind(id)
-        .execute(e)
-        .await
-        .map_err(map_err)?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
+        .bind(old.0.to_vec());
+    if let Some(r) = old.1 {
+        q = q.bind(r.to_vec());
     }
-    Ok(())
+    let done = q.execute(e).await.map_err(map_err)?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub(crate) async fn clear_ca_root_key<'c, E: Executor<'c, Database = Any>>(

@@ -94,10 +94,10 @@ impl Tx for SqlTx {
     async fn set_ca_keys(
         &mut self,
         id: &str,
-        key_sealed: &[u8],
-        root_key_sealed: Option<&[u8]>,
-    ) -> StoreResult<()> {
-        certs::set_ca_keys(&mut *self.tx, id, key_sealed, root_key_sealed).await
+        old: (&[u8], Option<&[u8]>),
+        new: (&[u8], Option<&[u8]>),
+    ) -> StoreResult<bool> {
+        certs::set_ca_keys(&mut *self.tx, id, old, new).await
     }
 
     async fn clear_ca_root_key(&mut self, id: &str) -> StoreResult<()> {

@@ -184,22 +184,40 @@ impl CaService {
     }
 
     /// Moves the root keys that records from before the root key moved out still hold into
-    /// `vault`, then removes them from the database; the ids of the CAs moved, with where.
+    /// `vault`, then removes them from the database: per CA, where it went, or why it could not
+    /// (a legacy blob not re-sealed yet, say), which is audited and left as it is.
     pub async fn move_root_keys_out(
         &self,
         vault: &dyn RootKeyVault,
-    ) -> Result<Vec<(String, String)>> {
+    ) -> Result<Vec<(String, std::result::Result<String, String>)>> {
         let mut moved = Vec::new();
         for rec in self.store.cas().await? {
-            let Some(pem) = self.factory.root_key_pem(&rec)? else { continue };
-            let at = vault.keep(&rec.id, &pem)?;
             let now = self.clock.now();
+            let pem = match self.factory.root_key_pem(&rec) {
+                Ok(Some(pem)) => pem,
+                Ok(None) => continue,
+                Err(e) => {
+                    let why = e.to_string();
+                    let ev = NewAuditEvent::new(
+                        &Principal::system(),
+                        "ca.root_key_moved",
+                        "ca",
+                        &rec.id,
+                    )
+                    .details(serde_json::json!({"why": why}))
+                    .failed();
+                    self.store.begin().await?.commit(vec![ev], now).await?;
+                    moved.push((rec.id, Err(why)));
+                    continue;
+                }
+            };
+            let at = vault.keep(&rec.id, &pem)?;
             let mut tx = self.store.begin().await?;
             tx.clear_ca_root_key(&rec.id).await?;
             let ev = NewAuditEvent::new(&Principal::system(), "ca.root_key_moved", "ca", &rec.id)
                 .details(serde_json::json!({"to": at}));
             tx.commit(vec![ev], now).await?;
-            moved.push((rec.id, at));
+            moved.push((rec.id, Ok(at)));
         }
         Ok(moved)
     }

@@ -636,6 +636,20 @@ impl CertificateService {
             })
             .collect();
         let spki = self.csr.certificate_spki(&old.der)?;
+        // A same-key renewal proves no possession: the key comes from the stored certificate.
+        // Never certify a CA's own key as an end entity (a certificate row planted with a CA
+        // certificate would otherwise turn into one).
+        let issuer = self.issuers.get(&old.ca_id)?;
+        for ca in
+            std::iter::once(issuer.ca_certificate()).chain(issuer.chain().iter().map(Vec::as_slice))
+        {
+            if self.csr.certificate_spki(ca)? == spki {
+                return Err(CoreError::invalid(
+                    "key_not_allowed",
+                    "the certificate's key is a CA's key; it is never renewed as an end entity",
+                ));
+            }
+        }
         Ok(ParsedCsr {
             der: vec![],
             subject,

@@ -630,14 +630,19 @@ impl CscService {
             }
             Err(e) => return Err(e.into()),
         }
-        let signed = match self.signers.issuer_certificate(&cert) {
-            Ok(issuer) => {
+        // The back end's absence is the server's problem, not the client's: logged, not told.
+        let chain = self
+            .signers
+            .ca_chain(&cert)
+            .map_err(|e| CoreError::Internal(format!("the credential's CA back end: {e}")));
+        let signed = match chain {
+            Ok(chain) => {
                 let key = CredentialKey {
                     id: c.id,
                     key_type: c.key_algorithm,
                     sealed_key: &c.sealed_key,
                     certificate: &cert.der,
-                    issuer: &issuer,
+                    ca_chain: &chain,
                 };
                 self.keys.sign_hashes(key, hash, scheme, r.hashes.clone()).await
             }

@@ -175,7 +175,13 @@ impl PinResetService {
 
     async fn secret(&self, id: Uuid) -> Result<Option<DeviceSecret>> {
         let body = self.store.record(&DEVICE_SECRETS, &id.to_string()).await?;
-        body.map(|b| DeviceSecret::from_body(&b)).transpose()
+        match body.map(|b| DeviceSecret::from_body(&b)).transpose()? {
+            // A body copied into another row is not that row's secret.
+            Some(s) if s.id != id => {
+                Err(CoreError::Storage(format!("device secret row {id} holds another id")))
+            }
+            s => Ok(s),
+        }
     }
 
     /// Sets up, replaces or removes a device's PIN reset secrets. Generated ones are returned

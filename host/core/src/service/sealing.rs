@@ -1,8 +1,11 @@
-//! The one-time re-sealing, at start, of secrets sealed before they were bound to their purpose
-//! and row ([`crate::sealing`]). Each legacy blob is re-sealed for the row it is in only when it
-//! fits that row: a key must be the one of the certificate on record, a card key must have its
-//! cipher's length, an unlock code must look like one. A blob that does not fit stays as it is,
-//! is refused wherever it is used, and is reported in the audit trail.
+//! The re-sealing of secrets sealed before they were bound to their purpose and row
+//! ([`crate::sealing`]), run once by the operator (`sigil migrate --reseal-legacy`) while
+//! upgrading; the server never opens a legacy blob itself. Each legacy blob is re-sealed for the
+//! row it is in only when it fits that row: a CA key must be the key of the CA certificate on
+//! record (an issuing CA's not its root's); a credential key that of its end-entity certificate,
+//! signed by its CA, and no CA's key; a card key must have its cipher's length, an unlock code
+//! must look like one. A blob that does not fit stays as it is, is refused wherever it is used,
+//! and is reported in the audit trail.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -14,7 +17,7 @@ use crate::ca::{ca_key_binding, ca_root_key_binding};
 use crate::csc::{CREDENTIALS, SigningCredential};
 use crate::error::Result;
 use crate::ports::Store;
-use crate::records::{Record, RecordQuery, decode_all};
+use crate::records::{Record, RecordQuery, Table, decode_all};
 use crate::sealing::{LegacyCheck, Resealed, Resealer, SealBinding};
 use crate::unlock::{DEVICE_SECRETS, DeviceSecret, admin_key_binding, unlock_code_binding};
 
@@ -82,6 +85,44 @@ pub async fn reseal_legacy(
     Ok(report)
 }
 
+/// Reads every record of `table`, a page at a time, in row order. The cursor is the decoded
+/// record's id; a row whose body holds an id that does not advance the cursor ends the walk
+/// (such a row is corrupt and refused wherever it is used), so the walk always ends.
+async fn all_records<R: Record>(store: &dyn Store, table: &'static Table) -> Result<Vec<Vec<R>>> {
+    let mut pages = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let q = RecordQuery { conds: vec![], after: after.clone(), limit: PAGE };
+        let page: Vec<R> = decode_all(store.records(table, &q).await?)?;
+        let Some(last) = page.last().map(|r| r.id().to_string()) else { return Ok(pages) };
+        if after.as_ref().is_some_and(|a| *a >= last) {
+            return Ok(pages);
+        }
+        after = Some(last);
+        pages.push(page);
+    }
+}
+
+/// How many stored secrets are still legacy blobs (refused until re-sealed).
+pub async fn count_legacy(store: &dyn Store, sealer: &dyn Resealer) -> Result<usize> {
+    let mut n = 0;
+    for rec in store.cas().await? {
+        n += usize::from(!sealer.is_bound(&rec.key_sealed));
+        n += usize::from(rec.root_key_sealed.as_ref().is_some_and(|r| !sealer.is_bound(r)));
+    }
+    let legacy = |b64: &str| STANDARD.decode(b64).map_or(true, |b| !sealer.is_bound(&b));
+    for page in all_records::<SigningCredential>(store, &CREDENTIALS).await? {
+        n += page.iter().filter(|c| legacy(&c.sealed_key)).count();
+    }
+    for page in all_records::<DeviceSecret>(store, &DEVICE_SECRETS).await? {
+        for s in page {
+            n += usize::from(s.admin_key.as_deref().is_some_and(legacy));
+            n += usize::from(s.unlock_code.as_deref().is_some_and(legacy));
+        }
+    }
+    Ok(n)
+}
+
 async fn cas(
     store: &dyn Store,
     sealer: &dyn Resealer,
@@ -90,17 +131,28 @@ async fn cas(
 ) -> Result<()> {
     for rec in store.cas().await? {
         let at = ca_key_binding(&rec.id, rec.key_type);
-        let key = report.note(
-            &at,
-            sealer.reseal_legacy(&rec.key_sealed, &at, LegacyCheck::KeyOf(&rec.cert_der)),
-        );
+        // An issuing CA's row holding its root's key would put the root online.
+        let root_only = [rec.root_der.clone()];
+        let not_of: &[Vec<u8>] = if rec.cert_der == rec.root_der { &[] } else { &root_only };
+        let check =
+            LegacyCheck::KeyOf { cert: &rec.cert_der, end_entity: false, issued_by: None, not_of };
+        let key = if sealer.is_bound(&rec.key_sealed) {
+            None
+        } else {
+            report.note(&at, sealer.reseal_legacy(&rec.key_sealed, &at, check))
+        };
         let root = match &rec.root_key_sealed {
-            Some(sealed) => {
+            Some(sealed) if !sealer.is_bound(sealed) => {
                 let at = ca_root_key_binding(&rec.id, rec.key_type);
-                report
-                    .note(&at, sealer.reseal_legacy(sealed, &at, LegacyCheck::KeyOf(&rec.root_der)))
+                let check = LegacyCheck::KeyOf {
+                    cert: &rec.root_der,
+                    end_entity: false,
+                    issued_by: None,
+                    not_of: &[],
+                };
+                report.note(&at, sealer.reseal_legacy(sealed, &at, check))
             }
-            None => None,
+            _ => None,
         };
         let (key_new, root_new) = (key.is_some(), root.is_some());
         if key_new || root_new {
@@ -111,8 +163,12 @@ async fn cas(
                 .filter_map(|(new, name)| new.then_some(name))
                 .collect();
             let mut tx = store.begin().await?;
-            tx.set_ca_keys(&rec.id, key, root).await?;
-            tx.commit(vec![rebound("ca", &rec.id, &purposes)], now).await?;
+            // Only over what was read: a row changed meanwhile (say, its root key moved out by
+            // another node) is left alone.
+            let old = (rec.key_sealed.as_slice(), rec.root_key_sealed.as_deref());
+            if tx.set_ca_keys(&rec.id, old, (key, root)).await? {
+                tx.commit(vec![rebound("ca", &rec.id, &purposes)], now).await?;
+            }
         }
     }
     Ok(())
@@ -124,20 +180,32 @@ async fn credentials(
     report: &mut ResealReport,
     now: OffsetDateTime,
 ) -> Result<()> {
-    let mut after = None;
-    loop {
-        let q = RecordQuery { conds: vec![], after: after.clone(), limit: PAGE };
-        let page: Vec<SigningCredential> = decode_all(store.records(&CREDENTIALS, &q).await?)?;
-        let Some(last) = page.last() else { return Ok(()) };
-        after = Some(last.id.to_string());
+    let cas = store.cas().await?;
+    let ca_certs: Vec<Vec<u8>> =
+        cas.iter().flat_map(|c| [c.cert_der.clone(), c.root_der.clone()]).collect();
+    for page in all_records::<SigningCredential>(store, &CREDENTIALS).await? {
         for c in page {
             let at = crate::csc::credential_binding(c.id, c.key_algorithm);
             let Ok(sealed) = STANDARD.decode(&c.sealed_key) else {
                 report.refused.push((at.to_string(), "not base64".into()));
                 continue;
             };
+            if sealer.is_bound(&sealed) {
+                continue;
+            }
             let outcome = match store.certificate(c.certificate_id).await? {
-                Some(cert) => sealer.reseal_legacy(&sealed, &at, LegacyCheck::KeyOf(&cert.der)),
+                Some(cert) => {
+                    // Its CA's certificate when the CA is stored here (a connector's CA is not).
+                    let issued_by =
+                        cas.iter().find(|ca| ca.id == cert.ca_id).map(|ca| ca.cert_der.as_slice());
+                    let check = LegacyCheck::KeyOf {
+                        cert: &cert.der,
+                        end_entity: true,
+                        issued_by,
+                        not_of: &ca_certs,
+                    };
+                    sealer.reseal_legacy(&sealed, &at, check)
+                }
                 None => Resealed::Refused("its certificate is not in the inventory".into()),
             };
             if let Some(new) = report.note(&at, outcome) {
@@ -154,6 +222,7 @@ async fn credentials(
             }
         }
     }
+    Ok(())
 }
 
 async fn device_secrets(
@@ -162,12 +231,7 @@ async fn device_secrets(
     report: &mut ResealReport,
     now: OffsetDateTime,
 ) -> Result<()> {
-    let mut after = None;
-    loop {
-        let q = RecordQuery { conds: vec![], after: after.clone(), limit: PAGE };
-        let page: Vec<DeviceSecret> = decode_all(store.records(&DEVICE_SECRETS, &q).await?)?;
-        let Some(last) = page.last() else { return Ok(()) };
-        after = Some(last.id.to_string());
+    for page in all_records::<DeviceSecret>(store, &DEVICE_SECRETS).await? {
         for s in page {
             let admin = match (&s.admin_key, s.algorithm) {
                 (Some(k), Some(alg)) => {
@@ -204,6 +268,7 @@ async fn device_secrets(
             }
         }
     }
+    Ok(())
 }
 
 /// Re-seals a base64 blob; the new blob, base64, when it was re-sealed.
@@ -218,6 +283,9 @@ fn reseal_text(
         report.refused.push((at.to_string(), "not base64".into()));
         return None;
     };
+    if sealer.is_bound(&raw) {
+        return None;
+    }
     report.note(at, sealer.reseal_legacy(&raw, at, check)).map(|b| STANDARD.encode(b))
 }
 

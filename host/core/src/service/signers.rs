@@ -220,9 +220,13 @@ impl SignerService {
         }
     }
 
-    /// The certificate of the CA back end that issued `cert`, DER.
-    pub fn issuer_certificate(&self, cert: &Certificate) -> Result<Vec<u8>> {
-        Ok(self.certificates.issuers().get(&cert.ca_id)?.ca_certificate().to_vec())
+    /// The certificates of the CA back end that issued `cert`, DER: its issuing CA certificate
+    /// first, then the chain above it.
+    pub fn ca_chain(&self, cert: &Certificate) -> Result<Vec<Vec<u8>>> {
+        let issuer = self.certificates.issuers().get(&cert.ca_id)?;
+        let mut chain = vec![issuer.ca_certificate().to_vec()];
+        chain.extend(issuer.chain().iter().cloned());
+        Ok(chain)
     }
 
     /// The certificate of credential `c` (none if it has gone from the inventory).
