@@ -73,15 +73,30 @@ pub async fn setup(client: &reqwest::Client, url: &str, key: &str, alg: &str) ->
     Ok(Setup { url: url.to_owned(), credential, token, sign_algo })
 }
 
+/// Authorizes a SAD with the PIN; a 503 (the server shedding Argon2 work) is retried after its
+/// `Retry-After`, as a well-behaved client does.
 async fn authorize(client: &reqwest::Client, s: &Setup) -> Result<String> {
-    let r = client
-        .post(format!("{}/csc/v1/credentials/authorize", s.url))
-        .bearer_auth(&s.token)
-        .json(&json!({"credentialID": s.credential, "numSignatures": PER_SAD, "PIN": PIN}))
-        .send()
-        .await?;
-    let v: Value = r.json().await?;
-    Ok(v["SAD"].as_str().context("SAD")?.to_owned())
+    for _ in 0..20 {
+        let r = client
+            .post(format!("{}/csc/v1/credentials/authorize", s.url))
+            .bearer_auth(&s.token)
+            .json(&json!({"credentialID": s.credential, "numSignatures": PER_SAD, "PIN": PIN}))
+            .send()
+            .await?;
+        if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            let secs = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1u64);
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            continue;
+        }
+        let v: Value = r.json().await?;
+        return Ok(v["SAD"].as_str().context("SAD")?.to_owned());
+    }
+    bail!("authorize: still shed after 20 tries")
 }
 
 /// Runs requests `start..start + count` over `concurrency` clients; returns the latencies of
