@@ -347,28 +347,51 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
     let (ca1, issuer1) = rcgen_ca("Double CA 1");
     let (ca2, _) = rcgen_ca("Double CA 2");
     let key = KeyPair::generate().unwrap();
+    // What tls-client decides, narrowed as an external CA may: a shorter life, the same usage.
     let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
     leaf.distinguished_name.push(DnType::CommonName, "double");
-    leaf.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    leaf.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
     leaf.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let csr = leaf.serialize_request(&key).unwrap().pem().unwrap();
     let leaf_pem = leaf.signed_by(&key, &issuer1).unwrap().pem();
+    // Wider than the decision: another subject, server authentication, a longer life.
+    let wider_pem = {
+        let mut p = leaf.clone();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, "Chief Executive");
+        p.signed_by(&key, &issuer1).unwrap().pem()
+    };
+    let server_auth_pem = {
+        let mut p = leaf.clone();
+        p.extended_key_usages.push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+        p.signed_by(&key, &issuer1).unwrap().pem()
+    };
+    let longer_pem = {
+        let mut p = leaf.clone();
+        p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
+        p.signed_by(&key, &issuer1).unwrap().pem()
+    };
     let other_csr = {
         let k = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name.push(DnType::CommonName, "double");
         p.serialize_request(&k).unwrap().pem().unwrap()
     };
-    let double = |id: &str, ca: &str, extra: &str| {
+    let double_of = |id: &str, ca: &str, leaf_pem: &str, extra: &str| {
         format!(
             "[plugins.load.{id}]\nfile = \"{dir}/test_connector.wasm\"\ngrants = [\"config\"]\n\
              [plugins.load.{id}.config]\nca_pem = \"\"\"\n{ca}\"\"\"\nleaf_pem = \"\"\"\n{leaf_pem}\"\"\"\n{extra}"
         )
     };
+    let double = |id: &str, ca: &str, extra: &str| double_of(id, ca, &leaf_pem, extra);
     let toml = [
         double("honest", &ca1, "suspension = \"yes\"\n"),
         double("wrongca", &ca2, ""),
         double("refusing", &ca1, "refuse = \"yes\"\n"),
+        double_of("wider", &ca1, &wider_pem, ""),
+        double_of("serverauth", &ca1, &server_auth_pem, ""),
+        double_of("longer", &ca1, &longer_pem, ""),
         "[plugins.load.broken]\nfile = \"".to_owned()
             + dir
             + "/test_connector.wasm\"\ngrants = [\"config\"]\n",
@@ -377,7 +400,7 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
     for db in sigil_tests::backends().await {
         let s =
             TestServer::start_with(&db, Options { toml: toml.clone(), ..Default::default() }).await;
-        for id in ["honest", "wrongca", "refusing"] {
+        for id in ["honest", "wrongca", "refusing", "wider", "serverauth", "longer"] {
             profile_on(&s, id, Some(id)).await;
         }
         // A connector whose canary (`info`) fails is not loaded, and says why.
@@ -394,6 +417,25 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
         // The wrong CA: certified by a CA other than the one the connector claims.
         let (st, b) = s.issue(&csr, "wrongca").await;
         assert_eq!((st, b["code"].as_str()), (502, Some("ca_bad_certificate")), "{b}");
+        // Wider than the profile decided (another subject, another usage, a longer life): the
+        // certificate is refused before it is recorded, taken back at the CA, and audited.
+        for id in ["wider", "serverauth", "longer"] {
+            let (st, b) = s.issue(&csr, id).await;
+            assert_eq!((st, b["code"].as_str()), (502, Some("ca_result_mismatch")), "{id}: {b}");
+        }
+        let (_, refused) = body(
+            s.admin(Method::GET, "/api/v1/audit?action=certificate.issue&outcome=failure")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let refused = refused["items"].as_array().unwrap();
+        assert!(
+            refused.iter().any(|e| e["details"]["refused"] == "ca_result_mismatch"
+                && e["details"]["revoked_at_ca"] == true),
+            "{refused:?}"
+        );
         let (_, all) =
             body(s.admin(Method::GET, "/api/v1/certificates").send().await.unwrap()).await;
         assert_eq!(all["items"].as_array().unwrap().len(), 0, "nothing was recorded: {all}");

@@ -10,6 +10,7 @@ mod authz_attacks;
 mod authz_matrix;
 mod certificates;
 mod cli;
+mod conformance;
 mod connector;
 mod csc;
 mod csc_login;

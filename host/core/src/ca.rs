@@ -267,6 +267,9 @@ pub trait CsrParser: Send + Sync {
     fn parse(&self, input: &[u8]) -> Result<crate::cert::ParsedCsr>;
     /// The SubjectPublicKeyInfo (DER) of a certificate (for same-key renewal).
     fn certificate_spki(&self, cert_der: &[u8]) -> Result<Vec<u8>>;
+    /// What an issued certificate says (subject, SANs, key, validity, usages), read from its DER.
+    fn issued_content(&self, cert_der: &[u8])
+    -> Result<crate::profile::conformance::IssuedContent>;
 }
 
 /// The status OCSP reports for one certificate.

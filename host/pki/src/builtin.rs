@@ -150,6 +150,7 @@ fn extended_key_usage(name: &str) -> Option<ExtendedKeyUsagePurpose> {
         "emailProtection" => ExtendedKeyUsagePurpose::EmailProtection,
         "timeStamping" => ExtendedKeyUsagePurpose::TimeStamping,
         "ocspSigning" => ExtendedKeyUsagePurpose::OcspSigning,
+        "documentSigning" => ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 36]),
         oid => ExtendedKeyUsagePurpose::Other(sigil_core::profile::parse_oid(oid)?),
     })
 }
@@ -276,7 +277,9 @@ impl CoreIssuer for BuiltinCa {
                 .map(|e| RevokedCertParams {
                     serial_number: SerialNumber::from_slice(&serial_bytes(&e.serial)),
                     revocation_time: e.revoked_at,
-                    reason_code: Some(crl_reason(e.reason)),
+                    // An unspecified reason is left out (RFC 5280 §5.3.1), as in OCSP.
+                    reason_code: (e.reason != RevocationReason::Unspecified)
+                        .then(|| crl_reason(e.reason)),
                     invalidity_date: None,
                 })
                 .collect(),

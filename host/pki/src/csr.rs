@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 use sigil_core::cert::{KeyType, NameAttribute, ParsedCsr, RequestKey, San};
+use sigil_core::profile::conformance::IssuedContent;
 use sigil_core::{CoreError, Result};
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -144,24 +145,20 @@ pub fn parse(input: &[u8]) -> Result<ParsedCsr> {
         )
     })?;
     let info = &csr.certification_request_info;
+    // An RDN with several attributes is read differently by different relying parties.
+    if info.subject.iter_rdn().any(|rdn| rdn.iter().count() > 1) {
+        return Err(CoreError::invalid(
+            "subject_not_allowed",
+            "the subject has a multi-valued RDN (several attributes in one RDN)",
+        ));
+    }
     let subject = name_attributes(&info.subject)?;
     let mut sans = Vec::new();
     if let Some(exts) = csr.requested_extensions() {
         for ext in exts {
             if let ParsedExtension::SubjectAlternativeName(san) = ext {
                 for name in &san.general_names {
-                    sans.push(match name {
-                        GeneralName::DNSName(d) => San::Dns(d.to_ascii_lowercase()),
-                        GeneralName::RFC822Name(e) => San::Email((*e).to_owned()),
-                        GeneralName::URI(u) => San::Uri((*u).to_owned()),
-                        GeneralName::IPAddress(b) => San::Ip(ip_text(b)?),
-                        other => {
-                            return Err(CoreError::invalid(
-                                "san_not_allowed",
-                                format!("unsupported SAN type {other:?}"),
-                            ));
-                        }
-                    });
+                    sans.push(san_of(name)?);
                 }
             }
         }
@@ -189,6 +186,26 @@ impl sigil_core::ca::CsrParser for Pkcs10 {
             .map_err(|_| CoreError::Internal("a stored certificate does not parse".into()))?;
         Ok(cert.public_key().raw.to_vec())
     }
+
+    fn issued_content(&self, cert_der: &[u8]) -> Result<IssuedContent> {
+        crate::inspect::issued_content(cert_der)
+    }
+}
+
+/// A subject alternative name as Sigil knows them (DNS names lowercased).
+pub fn san_of(name: &GeneralName<'_>) -> Result<San> {
+    Ok(match name {
+        GeneralName::DNSName(d) => San::Dns(d.to_ascii_lowercase()),
+        GeneralName::RFC822Name(e) => San::Email((*e).to_owned()),
+        GeneralName::URI(u) => San::Uri((*u).to_owned()),
+        GeneralName::IPAddress(b) => San::Ip(ip_text(b)?),
+        other => {
+            return Err(CoreError::invalid(
+                "san_not_allowed",
+                format!("unsupported SAN type {other:?}"),
+            ));
+        }
+    })
 }
 
 fn ip_text(b: &[u8]) -> Result<String> {

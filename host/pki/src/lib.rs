@@ -8,6 +8,7 @@
 pub mod audit_key;
 pub mod builtin;
 pub mod csr;
+pub mod inspect;
 pub mod keys;
 pub mod localca;
 pub mod ocsp;

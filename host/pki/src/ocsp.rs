@@ -8,6 +8,7 @@ use der::{Decode, Encode};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use sigil_core::ca::{Issuer, Ocsp, OcspQuery, OcspStatus};
+use sigil_core::cert::RevocationReason;
 use sigil_core::{CoreError, Result};
 use time::OffsetDateTime;
 use x509_cert::Certificate as X509;
@@ -26,9 +27,24 @@ fn bad(m: impl std::fmt::Display) -> CoreError {
     CoreError::invalid("invalid_ocsp_request", m.to_string())
 }
 
-/// The OCSP codec.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct OcspCodec;
+/// The OCSP codec: responses valid (nextUpdate) for `validity`.
+#[derive(Debug, Clone, Copy)]
+pub struct OcspCodec {
+    validity: time::Duration,
+}
+
+impl OcspCodec {
+    /// Responses that say they may be relied on for `validity`.
+    pub fn new(validity: time::Duration) -> Self {
+        Self { validity }
+    }
+}
+
+impl Default for OcspCodec {
+    fn default() -> Self {
+        Self::new(time::Duration::hours(1))
+    }
+}
 
 struct CaHashes {
     name_der: Vec<u8>,
@@ -101,6 +117,7 @@ impl Ocsp for OcspCodec {
     ) -> Result<Vec<u8>> {
         let req = OcspRequest::from_der(&query.der).map_err(bad)?;
         let this_update = gtime(now)?;
+        let next_update = Some(gtime(now + self.validity)?);
         let mut responses = Vec::new();
         for (r, status) in req.tbs_request.request_list.iter().zip(statuses) {
             let cert_status = match status {
@@ -108,14 +125,16 @@ impl Ocsp for OcspCodec {
                 OcspStatus::Unknown => CertStatus::unknown(),
                 OcspStatus::Revoked { at, reason } => CertStatus::revoked(RevokedInfo {
                     revocation_time: gtime(*at)?,
-                    revocation_reason: Some(crl_reason(reason.code())),
+                    // As in the CRL: an unspecified reason is left out (RFC 5280 §5.3.1).
+                    revocation_reason: (*reason != RevocationReason::Unspecified)
+                        .then(|| crl_reason(reason.code())),
                 }),
             };
             responses.push(SingleResponse {
                 cert_id: r.req_cert.clone(),
                 cert_status,
                 this_update,
-                next_update: None,
+                next_update,
                 single_extensions: None,
             });
         }

@@ -128,7 +128,8 @@ impl Root {
                 .map(|(serial, reason, at)| RevokedCertParams {
                     serial_number: SerialNumber::from_slice(&serial_bytes(serial)),
                     revocation_time: *at,
-                    reason_code: Some(crl_reason(*reason)),
+                    reason_code: (*reason != RevocationReason::Unspecified)
+                        .then(|| crl_reason(*reason)),
                     invalidity_date: None,
                 })
                 .collect(),

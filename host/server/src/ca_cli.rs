@@ -257,7 +257,7 @@ async fn install(cfg: &Config, id: &str, cert: &Path, chain: &Path) -> Result<i3
         Arc::new(SystemClock),
         Arc::new(Issuers::default()),
         Arc::new(BuiltinFactory::new(master, cfg.pki.public_url.clone())),
-        Arc::new(sigil_pki::ocsp::OcspCodec),
+        Arc::new(sigil_pki::ocsp::OcspCodec::default()),
         time::Duration::hours(24),
     );
     let import = CaImport { cert_pem, key_pem, chain_pem };

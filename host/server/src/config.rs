@@ -350,6 +350,13 @@ pub struct PkiSection {
     /// CRL validity, hours; CRLs are remade after every change and when a quarter is left.
     #[serde(default = "d_crl_hours")]
     pub crl_validity_hours: u64,
+    /// How long an OCSP response may be relied on (its nextUpdate), seconds.
+    #[serde(default = "d_ocsp_validity")]
+    pub ocsp_validity_secs: u64,
+}
+
+fn d_ocsp_validity() -> u64 {
+    3600
 }
 
 impl Default for PkiSection {
@@ -363,6 +370,7 @@ impl Default for PkiSection {
             import_chain_file: None,
             public_url: None,
             crl_validity_hours: d_crl_hours(),
+            ocsp_validity_secs: d_ocsp_validity(),
         }
     }
 }
@@ -670,6 +678,11 @@ impl Config {
         if self.pki.import_cert_file.is_some() != self.pki.import_key_file.is_some() {
             return Err(ConfigError::Invalid(
                 "pki.import_cert_file and pki.import_key_file go together".into(),
+            ));
+        }
+        if !(60..=7 * 24 * 3600).contains(&self.pki.ocsp_validity_secs) {
+            return Err(ConfigError::Invalid(
+                "pki.ocsp_validity_secs must be between 60 and 604800".into(),
             ));
         }
         if !(1..=24 * 365).contains(&self.pki.crl_validity_hours) {

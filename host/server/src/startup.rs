@@ -148,7 +148,9 @@ pub async fn services(
         clock.clone(),
         issuers.clone(),
         factory,
-        Arc::new(OcspCodec),
+        Arc::new(OcspCodec::new(time::Duration::seconds(
+            i64::try_from(cfg.pki.ocsp_validity_secs).unwrap_or(3600),
+        ))),
         crl_validity,
     ));
     let import = match (&cfg.pki.import_cert_file, &cfg.pki.import_key_file) {

@@ -16,6 +16,7 @@ use crate::error::{CoreError, Result};
 use crate::ports::{
     CertFilter, Clock, PageRequest, Store, WriteOp, cert_cursor, parse_cert_cursor,
 };
+use crate::profile::conformance;
 use crate::service::profiles::ProfileService;
 use crate::service::{Page, check_metadata, paginate};
 
@@ -250,6 +251,29 @@ impl CertificateService {
                 profile: &profile.name,
             })
             .await?;
+        // What was issued must be what the profile decided (exactly, for Sigil's own CA; never
+        // wider, for an external one), read back from the DER, before it is recorded.
+        let got = self.csr.issued_content(&issued.der)?;
+        if let Err(e) = conformance::check_issued(&content, &got, issuer.kind() == "builtin") {
+            let serial = hex::encode(&issued.serial);
+            // Out there but not recorded: take it back where the back end can.
+            let taken_back = issuer
+                .revoke(
+                    IssuedRef { serial: &serial, der: &issued.der },
+                    RevocationReason::CessationOfOperation,
+                )
+                .await
+                .is_ok();
+            let ev =
+                NewAuditEvent::new(cap.principal(), "certificate.issue", "certificate", &serial)
+                    .details(serde_json::json!({
+                        "refused": e.code(), "why": e.to_string(), "ca": issuer.id(),
+                        "profile": profile.name, "revoked_at_ca": taken_back,
+                    }))
+                    .failed();
+            self.store.commit_ops(vec![], vec![ev], now).await?;
+            return Err(e);
+        }
         let der = issued.der;
         let cert = Certificate {
             id: Uuid::now_v7(),
@@ -697,6 +721,11 @@ impl CertificateService {
             code: "ca_unavailable",
             detail: format!("CA back end `{}` is not in service", cert.ca_id),
         })
+    }
+
+    /// The profiles.
+    pub fn profiles(&self) -> &Arc<ProfileService> {
+        &self.profiles
     }
 
     /// Issuers, for the API's chain downloads.

@@ -61,7 +61,8 @@ impl ProfileService {
         let existing = self.store.profiles().await?;
         let system = Principal::system();
         for (name, mut spec) in built_in_profiles() {
-            if existing.iter().any(|p| p.name == name) {
+            if let Some(old) = existing.iter().find(|p| p.name == name) {
+                self.upgrade_built_in(old).await?;
                 continue;
             }
             // Built-in profiles issue from the CA the deployment names (`pki.ca_id`).
@@ -88,6 +89,31 @@ impl ProfileService {
         Ok(())
     }
 
+    /// Brings a built-in profile stored by an earlier version up to a rule it predates: the
+    /// document-signing profile without an extended key usage (so valid for TLS too) gets RFC
+    /// 9336 documentSigning. Audited; a profile an operator gave an EKU is left alone.
+    async fn upgrade_built_in(&self, old: &Profile) -> Result<()> {
+        if !(old.built_in
+            && old.name == "document-signing"
+            && old.spec.extended_key_usage.is_empty())
+        {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let mut p = old.clone();
+        p.spec.extended_key_usage = vec!["documentSigning".into()];
+        p.updated_at = now;
+        let mut tx = self.store.begin().await?;
+        tx.update_profile(&p).await?;
+        let ev = NewAuditEvent::new(&Principal::system(), "profile.update", "profile", &p.name)
+            .details(serde_json::json!({
+                "extended_key_usage": p.spec.extended_key_usage,
+                "why": "signing certificates carry id-kp-documentSigning (RFC 9336)",
+            }));
+        tx.commit(vec![ev], now).await?;
+        Ok(())
+    }
+
     /// Every profile.
     pub async fn list(&self, _cap: &Capability<perm::ProfilesRead>) -> Result<Vec<Profile>> {
         Ok(self.store.profiles().await?)
@@ -99,6 +125,7 @@ impl ProfileService {
     }
 
     /// Looks a profile up for issuance.
+    /// The profile `name`, for services that checked their caller already.
     pub(crate) async fn find(&self, name: &str) -> Result<Profile> {
         self.all().await?.iter().find(|p| p.name == name).cloned().ok_or_else(|| {
             CoreError::invalid(

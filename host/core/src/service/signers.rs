@@ -481,6 +481,23 @@ impl SignerService {
                 ),
             });
         }
+        // A signing key's certificate must say it is for signing (RFC 9336 documentSigning or
+        // emailProtection) and never for TLS: a credential cannot be used to mint a TLS identity.
+        let spec = self.certificates.profiles().find(&profile).await?.spec;
+        let eku = &spec.extended_key_usage;
+        let signing = eku.iter().any(|e| {
+            matches!(e.as_str(), "documentSigning" | "emailProtection")
+                || e == crate::profile::DOCUMENT_SIGNING_OID
+        });
+        if !signing || eku.iter().any(|e| matches!(e.as_str(), "serverAuth" | "clientAuth")) {
+            return Err(CoreError::invalid(
+                "profile_not_for_signing",
+                format!(
+                    "profile `{profile}` is not a signing profile: its extended key usage must \
+                     include documentSigning or emailProtection and not serverAuth or clientAuth"
+                ),
+            ));
+        }
         if !matches!(
             n.key_algorithm,
             KeyType::P256 | KeyType::P384 | KeyType::Rsa2048 | KeyType::Rsa3072

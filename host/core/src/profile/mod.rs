@@ -3,6 +3,8 @@
 //! turns a verified request into the exact content of the certificate, or refuses it with the
 //! rule that failed.
 
+pub mod conformance;
+
 use regex::Regex;
 use time::{Duration, OffsetDateTime};
 
@@ -144,11 +146,12 @@ pub struct ProfileSpec {
     /// Validity in days.
     #[serde(default = "default_validity")]
     pub validity_days: u32,
-    /// Key usage bits by RFC name (`digitalSignature`, `keyEncipherment`, …).
+    /// Key usage bits by RFC name (`digitalSignature`, `keyEncipherment`, …). Each certificate
+    /// gets those its key type may carry (EC: no encipherment; RSA: no key agreement).
     #[serde(default)]
     pub key_usage: Vec<String>,
     /// Extended key usages: `serverAuth`, `clientAuth`, `codeSigning`, `emailProtection`,
-    /// `timeStamping`, `ocspSigning`, or a dotted OID.
+    /// `timeStamping`, `ocspSigning`, `documentSigning` (RFC 9336), or a dotted OID.
     #[serde(default)]
     pub extended_key_usage: Vec<String>,
     /// Subject rules.
@@ -196,9 +199,20 @@ pub const KEY_USAGES: [&str; 9] = [
     "decipherOnly",
 ];
 
-/// Extended key usage names accepted in profiles.
-pub const EXTENDED_KEY_USAGES: [&str; 6] =
-    ["serverAuth", "clientAuth", "codeSigning", "emailProtection", "timeStamping", "ocspSigning"];
+/// Extended key usage names accepted in profiles (`documentSigning` is RFC 9336's
+/// id-kp-documentSigning, 1.3.6.1.5.5.7.3.36).
+pub const EXTENDED_KEY_USAGES: [&str; 7] = [
+    "serverAuth",
+    "clientAuth",
+    "codeSigning",
+    "emailProtection",
+    "timeStamping",
+    "ocspSigning",
+    "documentSigning",
+];
+
+/// The OID of RFC 9336's id-kp-documentSigning.
+pub const DOCUMENT_SIGNING_OID: &str = "1.3.6.1.5.5.7.3.36";
 
 /// Parses a dotted OID.
 pub fn parse_oid(s: &str) -> Option<Vec<u64>> {
@@ -245,9 +259,21 @@ impl ProfileSpec {
         {
             return bad(format!("unknown extended key usage `{e}`"));
         }
-        for c in &self.custom_extensions {
-            if parse_oid(&c.oid).is_none() {
+        for (i, c) in self.custom_extensions.iter().enumerate() {
+            let Some(arcs) = parse_oid(&c.oid) else {
                 return bad(format!("custom extension oid `{}` is not a dotted OID", c.oid));
+            };
+            if conformance::RESERVED_EXTENSIONS.contains(&conformance::dotted(&arcs).as_str()) {
+                return bad(format!(
+                    "custom extension {} is one Sigil sets itself (use the profile's own fields)",
+                    c.oid
+                ));
+            }
+            if self.custom_extensions[..i]
+                .iter()
+                .any(|o| parse_oid(&o.oid).as_deref() == Some(arcs.as_slice()))
+            {
+                return bad(format!("custom extension {} is listed twice", c.oid));
             }
             if base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &c.value).is_err()
             {
@@ -296,6 +322,7 @@ impl ProfileSpec {
                 );
             }
         };
+        conformance::check_no_repeats(&csr.subject)?;
         for a in &csr.subject {
             if !self.subject.allowed_attributes.contains(&a.attribute) {
                 return refuse(
@@ -352,6 +379,33 @@ impl ProfileSpec {
             .as_deref()
             .map(|p| anchored("san.email_pattern", p))
             .transpose()?;
+        // A subject e-mail address is an e-mail address too: the same rules as an e-mail SAN.
+        for a in csr.subject.iter().filter(|a| a.attribute == "emailAddress") {
+            let as_san = San::Email(a.value.clone());
+            if self.san.email == Requirement::Forbidden {
+                return refuse(
+                    "subject_not_allowed",
+                    "the profile does not allow e-mail addresses (subject emailAddress)".into(),
+                );
+            }
+            validate_san(&as_san).map_err(|_| {
+                CoreError::invalid(
+                    "subject_not_allowed",
+                    format!("subject emailAddress `{}` is malformed", a.value),
+                )
+            })?;
+            if let Some(re) = &email_re
+                && !re.is_match(&a.value)
+            {
+                return refuse(
+                    "subject_not_allowed",
+                    format!(
+                        "subject emailAddress `{}` does not match the profile's pattern",
+                        a.value
+                    ),
+                );
+            }
+        }
         for s in &csr.sans {
             validate_san(s)?;
             let re = match s {
@@ -367,9 +421,26 @@ impl ProfileSpec {
                 return refuse("san_not_allowed", m);
             }
         }
-        // Backdate a little for clocks that run behind.
+        // Backdate a little for clocks that run behind. The validity period includes both ends
+        // (RFC 5280 §4.1.2.5), so notAfter is one second short of notBefore + validity_days:
+        // the certificate lives exactly as long as the profile says.
+        // Whole seconds: what X.509 times can say, so the certificate says exactly this.
+        let now = now.replace_nanosecond(0).unwrap_or(now);
         let not_before = now - Duration::minutes(5);
-        let not_after = now + Duration::days(i64::from(self.validity_days));
+        let not_after =
+            not_before + Duration::days(i64::from(self.validity_days)) - Duration::seconds(1);
+        let key_usage = conformance::key_usage_for(key, &self.key_usage)?;
+        if let Some(c) = self.custom_extensions.iter().find(|c| {
+            parse_oid(&c.oid).is_some_and(|a| {
+                conformance::RESERVED_EXTENSIONS.contains(&conformance::dotted(&a).as_str())
+            })
+        }) {
+            // A profile stored before the rule: refuse rather than issue a contradiction.
+            return refuse(
+                "invalid_profile",
+                format!("the profile's custom extension {} is one Sigil sets itself", c.oid),
+            );
+        }
         Ok(CertContent {
             subject: csr.subject.clone(),
             sans: csr.sans.clone(),
@@ -377,7 +448,7 @@ impl ProfileSpec {
             key_type: key,
             not_before,
             not_after,
-            key_usage: self.key_usage.clone(),
+            key_usage,
             extended_key_usage: self.extended_key_usage.clone(),
             custom_extensions: self
                 .custom_extensions
@@ -519,7 +590,7 @@ pub fn built_in_profiles() -> Vec<(String, ProfileSpec)> {
                 key_types: vec![KeyType::P256, KeyType::P384, KeyType::Rsa2048, KeyType::Rsa3072],
                 validity_days: 730,
                 key_usage: vec!["digitalSignature".into(), "nonRepudiation".into()],
-                extended_key_usage: vec![],
+                extended_key_usage: vec!["documentSigning".into()],
                 subject: SubjectRules { common_name: Requirement::Required, ..Default::default() },
                 san: SanRules::default(),
                 custom_extensions: vec![],

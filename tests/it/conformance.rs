@@ -1,0 +1,272 @@
+//! Issuance that strict relying parties accept: key usage fitting the key type, the exact
+//! validity the profile says, one value per subject attribute, subject e-mail under the e-mail
+//! rules, no profile extension the CA sets itself, signing certificates marked for signing, and
+//! OCSP answers with a nextUpdate and reasons as the CRL gives them.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use sigil_tests::{TestServer, backends, json, openssl, openssl_csr};
+
+/// `openssl x509 -noout -text` of `pem`, and whether `openssl verify -x509_strict -purpose P`
+/// accepts it against its chain.
+fn inspect(dir: &std::path::Path, cert: &Value, purpose: &str) -> (String, bool, String) {
+    let p = |n: &str| dir.join(n).display().to_string();
+    std::fs::write(p("leaf.pem"), cert["certificate"].as_str().unwrap()).unwrap();
+    let chain: Vec<&str> =
+        cert["chain"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    std::fs::write(p("issuing.pem"), chain[0]).unwrap();
+    std::fs::write(p("root.pem"), chain.last().unwrap()).unwrap();
+    let (ok, text) = openssl(&["x509", "-in", &p("leaf.pem"), "-noout", "-text"]);
+    assert!(ok, "{text}");
+    let (ok, out) = openssl(&[
+        "verify",
+        "-x509_strict",
+        "-purpose",
+        purpose,
+        "-CAfile",
+        &p("root.pem"),
+        "-untrusted",
+        &p("issuing.pem"),
+        &p("leaf.pem"),
+    ]);
+    (text, ok, out)
+}
+
+/// The text after `heading` in openssl's output, to the end of that line's block.
+fn section<'a>(text: &'a str, heading: &str) -> &'a str {
+    text.split_once(heading).map(|(_, rest)| rest.lines().nth(1).unwrap_or("").trim()).unwrap_or("")
+}
+
+#[tokio::test]
+async fn key_usage_fits_the_key_type_and_a_certificate_lives_exactly_its_validity() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        for (key, usage) in [
+            ("ec:P-256", "Digital Signature"),
+            ("ec:P-384", "Digital Signature"),
+            ("rsa:2048", "Digital Signature, Key Encipherment"),
+        ] {
+            let (csr, _) =
+                openssl_csr(dir.path(), "k", key, "/CN=www", Some("DNS:www.example.org"));
+            let (st, c) = s.issue(&csr, "tls-server").await;
+            assert_eq!(st, 201, "{c}");
+            let (text, ok, out) = inspect(dir.path(), &c, "sslserver");
+            assert!(ok, "{key}: {out}");
+            assert_eq!(section(&text, "X509v3 Key Usage: critical"), usage, "{key}: {text}");
+            // notAfter - notBefore + 1 s (both ends included) is exactly 397 days.
+            let nb = time::OffsetDateTime::parse(
+                c["not_before"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            let na = time::OffsetDateTime::parse(
+                c["not_after"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            assert_eq!(na - nb + time::Duration::seconds(1), time::Duration::days(397), "{c}");
+        }
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_subject_with_a_repeated_attribute_a_multi_valued_rdn_or_an_unruled_email_is_refused() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        // Two CNs: the first passes a pattern, the last is what a relying party may show.
+        let mut spec =
+            json(s.admin(Method::GET, "/api/v1/profiles/tls-client").send().await.unwrap()).await.1
+                ["spec"]
+                .take();
+        spec["subject"]["common_name_pattern"] = json!("Ana Alpha");
+        spec["san"]["email_pattern"] = json!(".*@corp\\.example");
+        let r = s
+            .admin(Method::POST, "/api/v1/profiles")
+            .json(&json!({"name": "staff", "spec": spec}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let refused = |subject: &str| {
+            let (csr, _) = openssl_csr(dir.path(), "s", "ec:P-256", subject, None);
+            let s = &s;
+            async move { s.issue(&csr, "staff").await }
+        };
+        for subject in [
+            "/CN=Ana Alpha/CN=Chief Executive",
+            "/CN=Ana Alpha/emailAddress=ceo@elsewhere.example",
+            "/CN=Ana Alpha/emailAddress=not-an-address",
+        ] {
+            let (st, b) = refused(subject).await;
+            assert_eq!(
+                (st, b["code"].as_str()),
+                (400, Some("subject_not_allowed")),
+                "{subject}: {b}"
+            );
+        }
+        let (st, b) = refused("/CN=Ana Alpha/emailAddress=ana@corp.example").await;
+        assert_eq!(st, 201, "{b}");
+        // tls-server forbids e-mail names, in the subject too.
+        let (csr, _) = openssl_csr(
+            dir.path(),
+            "w",
+            "ec:P-256",
+            "/CN=w/emailAddress=a@b.example",
+            Some("DNS:w.example"),
+        );
+        let (st, b) = s.issue(&csr, "tls-server").await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("subject_not_allowed")), "{b}");
+        // A multi-valued RDN (CN and O in one RDN).
+        let key = dir.path().join("m.key").display().to_string();
+        let out_csr = dir.path().join("m.csr").display().to_string();
+        let (ok, out) = openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-subj",
+            "/CN=Ana Alpha+O=Corp",
+            "-multivalue-rdn",
+            "-out",
+            &out_csr,
+        ]);
+        assert!(ok, "{out}");
+        let (st, b) = s.issue(&std::fs::read_to_string(&out_csr).unwrap(), "staff").await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("subject_not_allowed")), "{b}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_profile_may_not_supply_an_extension_the_ca_sets() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let mut spec =
+            json(s.admin(Method::GET, "/api/v1/profiles/tls-client").send().await.unwrap()).await.1
+                ["spec"]
+                .take();
+        // basicConstraints CA:TRUE (30 03 01 01 ff), keyUsage, AIA, SAN: all the CA's own.
+        for oid in ["2.5.29.19", "2.5.29.15", "1.3.6.1.5.5.7.1.1", "2.5.29.17"] {
+            spec["custom_extensions"] =
+                json!([{"oid": oid, "critical": true, "value": "MAMBAf8="}]);
+            let (st, b) = json(
+                s.admin(Method::POST, "/api/v1/profiles")
+                    .json(&json!({"name": "x", "spec": spec}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!((st, b["code"].as_str()), (400, Some("invalid_profile")), "{oid}: {b}");
+        }
+        // An extension of its own is fine, once.
+        let own = json!({"oid": "1.3.6.1.4.1.55555.1", "critical": false, "value": "BQA="});
+        spec["custom_extensions"] = json!([own, own]);
+        let (st, b) = json(
+            s.admin(Method::POST, "/api/v1/profiles")
+                .json(&json!({"name": "x", "spec": spec}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("invalid_profile")), "{b}");
+        spec["custom_extensions"] = json!([own]);
+        let (st, b) = json(
+            s.admin(Method::POST, "/api/v1/profiles")
+                .json(&json!({"name": "x", "spec": spec}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 201, "{b}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn signing_certificates_say_document_signing_and_credentials_use_signing_profiles_only() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        s.signer("ana", "ana's password").await;
+        let c = s.credential("ana", "p256", "2468", 1, 1).await;
+        let cert = c["certificate"]["certificate"]
+            .as_str()
+            .or(c["certificate"].as_str())
+            .map(str::to_owned);
+        let id =
+            c["certificate_id"].as_str().or(c["certificate"]["id"].as_str()).map(str::to_owned);
+        let pem = match (cert, id) {
+            (Some(pem), _) if pem.contains("BEGIN CERTIFICATE") => pem,
+            (_, Some(id)) => json(
+                s.admin(Method::GET, &format!("/api/v1/certificates/{id}")).send().await.unwrap(),
+            )
+            .await
+            .1["certificate"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            _ => panic!("no certificate in {c}"),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.pem");
+        std::fs::write(&f, &pem).unwrap();
+        let (ok, text) =
+            openssl(&["x509", "-in", f.to_str().unwrap(), "-noout", "-ext", "extendedKeyUsage"]);
+        assert!(
+            ok && (text.contains("1.3.6.1.5.5.7.3.36") || text.contains("Document Signing")),
+            "{text}"
+        );
+        assert!(!text.contains("TLS Web"), "{text}");
+        // A TLS profile is not a signing profile.
+        let r = s
+            .admin(Method::POST, "/api/v1/signing-credentials")
+            .json(&json!({"signer": "ana", "key_algorithm": "p256", "pin": "2468", "scal": 1, "multisign": 1, "profile": "tls-client"}))
+            .send()
+            .await
+            .unwrap();
+        let (st, b) = json(r).await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("profile_not_for_signing")), "{b}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn ocsp_answers_carry_a_next_update_and_reasons_as_the_crl_gives_them() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (csr, _) = openssl_csr(dir.path(), "o", "ec:P-256", "/CN=o", None);
+        let (_, cert) = s.issue(&csr, "tls-client").await;
+        let text = s.ocsp_text(&cert).await;
+        assert!(text.contains("Next Update:"), "{text}");
+        let id = cert["id"].as_str().unwrap();
+        let r = s
+            .admin(Method::POST, &format!("/api/v1/certificates/{id}/revoke"))
+            .json(&json!({"reason": "unspecified"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let text = s.ocsp_text(&cert).await;
+        assert!(text.contains("revoked") && !text.contains("Reason"), "{text}");
+        let crl = s.crl_text("builtin").await;
+        let serial = cert["serial"].as_str().unwrap().to_ascii_uppercase();
+        assert!(crl.contains(&serial) && !crl.contains("CRL Reason Code"), "{crl}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
