@@ -209,6 +209,7 @@ const MATRIX: &[(&str, &str, Rule, &str)] = &[
     ("GET", "/api/v1/signing-credentials/{id}", Scoped(T::Credential), ""),
     ("PATCH", "/api/v1/signing-credentials/{id}", Scoped(T::Credential), r#"{"description":"x"}"#),
     ("GET", "/crl/{file}", Public, ""),
+    ("GET", "/ca/{file}", Public, ""),
     ("POST", "/csc/v1/auth/login", Public, ""),
     ("POST", "/csc/v1/auth/revoke", Public, ""),
     ("POST", "/csc/v1/credentials/authorize", Public, ""),

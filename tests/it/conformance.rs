@@ -270,3 +270,76 @@ async fn ocsp_answers_carry_a_next_update_and_reasons_as_the_crl_gives_them() {
         db.cleanup().await;
     }
 }
+
+/// A free port on 127.0.0.1 (bound and released: the server takes it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+// openssl (a blocking child process) talks to the in-process server: a second worker serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crls_ocsp_and_ca_certificates_are_published_over_plain_http_where_certificates_point() {
+    for db in backends().await {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let toml = format!("[pki]\npublic_url = \"{base}\"\nhttp_listen = \"127.0.0.1:{port}\"\n");
+        let s =
+            TestServer::start_with(&db, sigil_tests::Options { toml, ..Default::default() }).await;
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        let (csr, _) = openssl_csr(dir.path(), "h", "ec:P-256", "/CN=h", None);
+        let (st, cert) = s.issue(&csr, "tls-client").await;
+        assert_eq!(st, 201, "{cert}");
+        let (text, ok, out) = inspect(dir.path(), &cert, "sslclient");
+        assert!(ok, "{out}");
+        assert!(text.contains(&format!("OCSP - URI:{base}/ocsp")), "{text}");
+        assert!(text.contains(&format!("CA Issuers - URI:{base}/ca/builtin.crt")), "{text}");
+        assert!(text.contains(&format!("URI:{base}/crl/builtin.crl")), "{text}");
+        // openssl follows the certificate: the responder named in it, over HTTP.
+        let (ok, out) = openssl(&[
+            "ocsp",
+            "-issuer",
+            &p("issuing.pem"),
+            "-cert",
+            &p("leaf.pem"),
+            "-url",
+            &format!("{base}/ocsp"),
+            "-CAfile",
+            &p("root.pem"),
+            "-verify_other",
+            &p("issuing.pem"),
+        ]);
+        assert!(ok && out.contains(": good") && out.contains("Response verify OK"), "{out}");
+        // The CRL from its distribution point, downloaded by openssl itself.
+        let chain = format!(
+            "{}{}",
+            std::fs::read_to_string(p("issuing.pem")).unwrap(),
+            std::fs::read_to_string(p("root.pem")).unwrap()
+        );
+        std::fs::write(p("chain.pem"), chain).unwrap();
+        let (ok, out) = openssl(&[
+            "verify",
+            "-crl_check",
+            "-crl_download",
+            "-CAfile",
+            &p("chain.pem"),
+            &p("leaf.pem"),
+        ]);
+        assert!(ok, "{out}");
+        // caIssuers: the issuing CA's certificate, DER.
+        let plain = reqwest::Client::new();
+        let r = plain.get(format!("{base}/ca/builtin.crt")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        std::fs::write(p("ca.der"), r.bytes().await.unwrap()).unwrap();
+        let (ok, out) =
+            openssl(&["x509", "-inform", "DER", "-in", &p("ca.der"), "-noout", "-subject"]);
+        assert!(ok && out.contains("Sigil Issuing CA"), "{out}");
+        // Nothing else is served over plain HTTP.
+        for path in ["/api/v1/certificates", "/health/live", "/openapi.json", "/ca/nope.crt"] {
+            let r = plain.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(r.status(), 404, "{path}");
+        }
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

@@ -97,7 +97,7 @@ pub fn module_of(path: &str) -> String {
 fn default_rule(module: &str) -> (AuthMode, Vec<&'static str>) {
     match module {
         // CSC authenticates its own way: HTTP Basic at auth/login, then its bearer tokens.
-        "health" | "docs" | "crl" | "ocsp" | "csc" => (AuthMode::None, vec![]),
+        "health" | "docs" | "crl" | "ocsp" | "ca" | "csc" => (AuthMode::None, vec![]),
         // Metrics reveal traffic shape; by default only local scrapers see them.
         "metrics" => (AuthMode::None, vec!["127.0.0.0/8", "::1"]),
         _ => (AuthMode::ApiKey, vec![]),

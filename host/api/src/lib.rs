@@ -374,6 +374,27 @@ async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Res
     }
 }
 
+/// The plain-HTTP publication application (`pki.http_listen`): CRLs, OCSP and CA certificates
+/// only, under the same exposure rules, limits and logging as on HTTPS; anything else is 404.
+pub fn publication_app(state: AppState, limits: Limits) -> Router {
+    v1::profiles::publication()
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed here",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
+        .layer(middleware::from_fn_with_state(limits.body_bytes, declared_length))
+        .layer(middleware::from_fn_with_state(limits.request_timeout, timeout))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
 /// The complete application.
 pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");

@@ -45,6 +45,8 @@ pub struct BuiltinCa {
     key_id: Vec<u8>,
     key_type: KeyType,
     crl_url: Option<String>,
+    /// The authorityInfoAccess value leaves carry (OCSP and this CA's certificate).
+    aia: Option<Vec<u8>>,
 }
 
 /// DER AlgorithmIdentifier of the signature algorithm a key of type `k` signs with.
@@ -217,6 +219,10 @@ impl BuiltinCa {
                 e
             })
             .collect();
+        if let Some(aia) = &self.aia {
+            p.custom_extensions
+                .push(CustomExtension::from_oid_content(&crate::aia::OID, aia.clone()));
+        }
         Ok(p)
     }
 }
@@ -341,8 +347,10 @@ pub(crate) fn pem_blocks(label: &str, text: &str) -> Vec<Vec<u8>> {
 }
 
 impl BuiltinFactory {
-    /// `crl_base_url` (for example `https://pki.example.org`) puts a CRL distribution point
-    /// `<base>/crl/<ca>.crl` into every certificate.
+    /// `crl_base_url` (for example `http://pki.example.org`, the plain-HTTP publication address)
+    /// puts into every certificate a CRL distribution point `<base>/crl/<ca>.crl` and an
+    /// authorityInfoAccess with the OCSP responder `<base>/ocsp` and the issuer's certificate
+    /// `<base>/ca/<ca>.crt`.
     pub fn new(master: Arc<MasterKey>, crl_base_url: Option<String>) -> Self {
         Self { master, crl_base_url }
     }
@@ -386,11 +394,17 @@ impl BuiltinFactory {
             issuer,
             key_id,
             key_type: rec.key_type,
-            crl_url: self
-                .crl_base_url
-                .as_ref()
-                .map(|b| format!("{}/crl/{}.crl", b.trim_end_matches('/'), rec.id)),
+            crl_url: self.url(&format!("crl/{}.crl", rec.id)),
+            aia: crate::aia::value(
+                self.url("ocsp").as_deref(),
+                self.url(&format!("ca/{}.crt", rec.id)).as_deref(),
+            ),
         })
+    }
+
+    /// `<public_url>/<path>`, when a public URL is set.
+    fn url(&self, path: &str) -> Option<String> {
+        self.crl_base_url.as_ref().map(|b| format!("{}/{path}", b.trim_end_matches('/')))
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`sigil_core::service::audit::AuditCrypto`] port; it knows nothing of HTTP or SQL.
 #![deny(missing_docs)]
 
+pub mod aia;
 pub mod audit_key;
 pub mod builtin;
 pub mod csr;

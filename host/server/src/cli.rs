@@ -42,6 +42,10 @@ pub enum Command {
         /// Address to listen on (port 0 picks a free port).
         #[arg(long)]
         listen: Option<String>,
+        /// Address of the plain-HTTP publication listener (CRLs, OCSP, CA certificates;
+        /// overrides pki.http_listen; port 0 picks a free port).
+        #[arg(long)]
+        http_listen: Option<String>,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -187,12 +191,18 @@ pub async fn run(cli: Cli) -> Result<i32> {
         cfg.server.data_dir = d;
     }
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve { listen, http_listen } => {
             if let Some(l) = listen {
                 cfg.server.listen = l;
             }
+            if http_listen.is_some() {
+                cfg.pki.http_listen = http_listen;
+            }
             let running = startup::start(&cfg).await?;
             println!("listening on {}://{}", running.scheme, running.addr);
+            if let Some(a) = running.publishing {
+                println!("publishing on http://{a}");
+            }
             let _ = std::io::stdout().flush();
             startup::shutdown_signal().await;
             tracing::info!("shutting down: finishing in-flight requests");

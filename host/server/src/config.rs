@@ -353,6 +353,10 @@ pub struct PkiSection {
     /// How long an OCSP response may be relied on (its nextUpdate), seconds.
     #[serde(default = "d_ocsp_validity")]
     pub ocsp_validity_secs: u64,
+    /// Address of the plain-HTTP publication listener (CRLs, OCSP, CA certificates only);
+    /// unset: none.
+    #[serde(default)]
+    pub http_listen: Option<String>,
 }
 
 fn d_ocsp_validity() -> u64 {
@@ -371,6 +375,7 @@ impl Default for PkiSection {
             public_url: None,
             crl_validity_hours: d_crl_hours(),
             ocsp_validity_secs: d_ocsp_validity(),
+            http_listen: None,
         }
     }
 }

@@ -270,6 +270,9 @@ pub struct Running {
     pub addr: SocketAddr,
     /// `https` or `http`.
     pub scheme: &'static str,
+    /// The plain-HTTP publication address, when `pki.http_listen` is set.
+    pub publishing: Option<SocketAddr>,
+    publication_task: Option<(Handle<SocketAddr>, JoinHandle<std::io::Result<()>>)>,
     handle: Handle<SocketAddr>,
     task: JoinHandle<std::io::Result<()>>,
     jobs: Vec<JoinHandle<()>>,
@@ -290,6 +293,10 @@ impl Running {
     pub async fn shutdown(self) -> Result<()> {
         self.handle.graceful_shutdown(Some(self.grace));
         let res = self.task.await;
+        if let Some((h, t)) = self.publication_task {
+            h.graceful_shutdown(Some(self.grace));
+            let _ = t.await;
+        }
         self.registry.set_api(None);
         for j in self.jobs {
             j.abort();
@@ -372,6 +379,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         body_bytes: cfg.server.body_limit_bytes,
         request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
     };
+    let publication = sigil_api::publication_app(state.clone(), limits);
     let router = sigil_api::app(state, routes, limits);
     // Plugins call the API in-process through the same router (cleared at shutdown: the router
     // holds the registry).
@@ -399,6 +407,21 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             anyhow::bail!("the server did not start: {res:?}");
         }
     };
+    let (publishing, publication_task) = match &cfg.pki.http_listen {
+        Some(a) => {
+            let at: SocketAddr = a.parse().with_context(|| format!("pki.http_listen `{a}`"))?;
+            let h = Handle::new();
+            let server = axum_server::bind(at).handle(h.clone());
+            let app = publication.into_make_service_with_connect_info::<SocketAddr>();
+            let task = tokio::spawn(async move { server.serve(app).await });
+            let Some(bound) = h.listening().await else {
+                let res = task.await;
+                anyhow::bail!("the publication listener did not start: {res:?}");
+            };
+            (Some(bound), Some((h, task)))
+        }
+        None => (None, None),
+    };
     // The chain as it stands at start is verified, anchored and signed before anything is
     // served (verification holds every event to a signed checkpoint).
     if let Err(e) = svc.audit.checkpoint().await {
@@ -418,6 +441,8 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     Ok(Running {
         addr,
         scheme,
+        publishing,
+        publication_task,
         handle,
         task,
         jobs,

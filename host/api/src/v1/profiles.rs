@@ -21,8 +21,37 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show, replace))
         .routes(routes!(ca_backends))
         .routes(routes!(crl))
+        .routes(routes!(ca_certificate))
         .routes(routes!(ocsp_post))
         .routes(routes!(ocsp_get))
+}
+
+/// What the plain-HTTP publication listener serves (`pki.http_listen`): CRLs, OCSP and CA
+/// certificates, and nothing else (RFC 5280 §4.2.1.13 and RFC 6960 relying parties fetch them
+/// over HTTP; checking a CRL fetched over TLS would need revocation checking itself).
+pub fn publication() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/crl/{file}", axum::routing::get(crl))
+        .route("/ca/{file}", axum::routing::get(ca_certificate))
+        .route("/ocsp", axum::routing::post(ocsp_post))
+        .route("/ocsp/{request}", axum::routing::get(ocsp_get))
+}
+
+/// A CA back end's certificate (DER), where authorityInfoAccess caIssuers points.
+#[utoipa::path(get, path = "/ca/{file}", tag = "revocation",
+    params(("file" = String, Path, description = "`<ca>.crt`")),
+    responses((status = 200, content_type = "application/pkix-cert"), (status = 404, body = Problem)))]
+async fn ca_certificate(
+    State(st): State<AppState>,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
+    let ca = file.strip_suffix(".crt").ok_or_else(ApiError::not_found)?;
+    let der = st.cas.ca_certificate(ca).map_err(|_| ApiError::not_found())?;
+    let mut res = der.into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pkix-cert"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=3600"));
+    Ok(res)
 }
 
 fn ocsp_response(der: Vec<u8>) -> Response {

@@ -239,6 +239,12 @@ impl CaService {
         Ok(rec)
     }
 
+    /// The certificate (DER) of CA back end `id`, for relying parties that build the chain
+    /// (authorityInfoAccess caIssuers).
+    pub fn ca_certificate(&self, id: &str) -> Result<Vec<u8>> {
+        Ok(self.issuers.get(id)?.ca_certificate().to_vec())
+    }
+
     /// Every back end in service.
     pub fn list(&self, _cap: &Capability<perm::CaBackendsRead>) -> Vec<Arc<dyn Issuer>> {
         self.issuers.all()
