@@ -343,3 +343,30 @@ async fn crls_ocsp_and_ca_certificates_are_published_over_plain_http_where_certi
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn the_cas_made_on_first_start_carry_the_configured_names() {
+    for db in backends().await {
+        let toml = "[pki.ca_subject]\norganization = \"Example Corp\"\ncountry = \"DE\"\n\
+                    issuing_common_name = \"Example Issuing CA\"\n"
+            .to_owned();
+        let s =
+            TestServer::start_with(&db, sigil_tests::Options { toml, ..Default::default() }).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (csr, _) = openssl_csr(dir.path(), "n", "ec:P-256", "/CN=n", None);
+        let (_, cert) = s.issue(&csr, "tls-client").await;
+        let (text, ok, out) = inspect(dir.path(), &cert, "sslclient");
+        assert!(ok, "{out}");
+        assert!(text.contains("Issuer: C = DE, O = Example Corp, CN = Example Issuing CA"), "{text}");
+        let root = dir.path().join("root.pem").display().to_string();
+        let (_, subject) = openssl(&["x509", "-in", &root, "-noout", "-subject"]);
+        assert!(subject.contains("C = DE, O = Example Corp, CN = Sigil Root CA (builtin)"), "{subject}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+    let bad = tempfile::tempdir().unwrap();
+    let f = bad.path().join("c.toml");
+    std::fs::write(&f, "[pki.ca_subject]\ncountry = \"Germany\"\n").unwrap();
+    let e = sigil_server::config::Config::load_from(Some(&f), std::iter::empty()).unwrap_err();
+    assert!(e.to_string().contains("two capital letters"), "{e}");
+}

@@ -296,10 +296,50 @@ impl CoreIssuer for BuiltinCa {
     }
 }
 
+/// The names of the CAs made on first start (`[pki.ca_subject]`): C, O, then the CN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaNames {
+    /// O.
+    pub organization: Option<String>,
+    /// C (two letters).
+    pub country: Option<String>,
+    /// The root's CN; default `Sigil Root CA (<id>)`.
+    pub root_common_name: Option<String>,
+    /// The issuing CA's CN; default `Sigil Issuing CA (<id>)`.
+    pub issuing_common_name: Option<String>,
+}
+
+impl Default for CaNames {
+    fn default() -> Self {
+        Self {
+            organization: Some("Sigil".into()),
+            country: None,
+            root_common_name: None,
+            issuing_common_name: None,
+        }
+    }
+}
+
+impl CaNames {
+    /// The DN for common name `cn`.
+    pub fn dn(&self, cn: &str) -> DistinguishedName {
+        let mut dn = DistinguishedName::new();
+        if let Some(c) = &self.country {
+            dn.push(DnType::CountryName, dn_value("C", c));
+        }
+        if let Some(o) = &self.organization {
+            dn.push(DnType::OrganizationName, o.as_str());
+        }
+        dn.push(DnType::CommonName, cn);
+        dn
+    }
+}
+
 /// Creates and loads built-in CAs.
 pub struct BuiltinFactory {
     master: Arc<MasterKey>,
     crl_base_url: Option<String>,
+    names: CaNames,
 }
 
 impl std::fmt::Debug for BuiltinFactory {
@@ -311,15 +351,12 @@ impl std::fmt::Debug for BuiltinFactory {
 }
 
 pub(crate) fn ca_params(
-    cn: String,
+    dn: DistinguishedName,
     years: i64,
     path_len: Option<u8>,
     now: OffsetDateTime,
 ) -> CertificateParams {
     let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Sigil");
-    dn.push(DnType::CommonName, cn);
     p.distinguished_name = dn;
     p.is_ca = match path_len {
         Some(n) => IsCa::Ca(BasicConstraints::Constrained(n)),
@@ -352,7 +389,14 @@ impl BuiltinFactory {
     /// authorityInfoAccess with the OCSP responder `<base>/ocsp` and the issuer's certificate
     /// `<base>/ca/<ca>.crt`.
     pub fn new(master: Arc<MasterKey>, crl_base_url: Option<String>) -> Self {
-        Self { master, crl_base_url }
+        Self { master, crl_base_url, names: CaNames::default() }
+    }
+
+    /// Names the CAs it creates `names`.
+    #[must_use]
+    pub fn with_names(mut self, names: CaNames) -> Self {
+        self.names = names;
+        self
     }
 
     /// A usable CA from a record.
@@ -412,11 +456,15 @@ impl CaFactory for BuiltinFactory {
     fn create(&self, id: &str, key: KeyType, now: OffsetDateTime) -> Result<NewCa> {
         let root_pkcs8 = keys::generate(key)?;
         let root_key = keys::load(&root_pkcs8, key)?;
-        let root_params = ca_params(format!("Sigil Root CA ({id})"), 20, None, now);
+        let n = &self.names;
+        let root_cn = n.root_common_name.clone().unwrap_or_else(|| format!("Sigil Root CA ({id})"));
+        let issuing_cn =
+            n.issuing_common_name.clone().unwrap_or_else(|| format!("Sigil Issuing CA ({id})"));
+        let root_params = ca_params(n.dn(&root_cn), 20, None, now);
         let root = root_params.self_signed(&root_key).map_err(internal)?;
         let issuing_pkcs8 = keys::generate(key)?;
         let issuing_key = keys::load(&issuing_pkcs8, key)?;
-        let issuing = ca_params(format!("Sigil Issuing CA ({id})"), 10, Some(0), now)
+        let issuing = ca_params(n.dn(&issuing_cn), 10, Some(0), now)
             .signed_by(&issuing_key, &Issuer::new(root_params, &root_key))
             .map_err(internal)?;
         let record = CaRecord {

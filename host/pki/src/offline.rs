@@ -13,34 +13,38 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use zeroize::Zeroizing;
 
-use crate::builtin::{ca_params, crl_reason, serial_bytes};
+use crate::builtin::{CaNames, ca_params, crl_reason, serial_bytes};
 use crate::{PkiError, keys, pem};
 
 fn bad(m: impl Into<String>) -> PkiError {
     PkiError::Parse(m.into())
 }
 
-/// A new self-signed root: (PKCS#8 key PEM, certificate PEM).
+/// A new self-signed root named `names` (its root CN) : (PKCS#8 key PEM, certificate PEM).
 pub fn new_root(
     k: KeyType,
-    cn: &str,
+    names: &CaNames,
     years: i64,
     now: OffsetDateTime,
 ) -> Result<(Zeroizing<String>, String), PkiError> {
     let pkcs8 = keys::generate(k)?;
     let key = keys::load(&pkcs8, k)?;
-    let cert = ca_params(cn.to_owned(), years, None, now).self_signed(&key)?;
+    let cn = names.root_common_name.as_deref().unwrap_or("Sigil Root CA");
+    let cert = ca_params(names.dn(cn), years, None, now).self_signed(&key)?;
     Ok((Zeroizing::new(pem::encode("PRIVATE KEY", &pkcs8)), pem::encode("CERTIFICATE", cert.der())))
 }
 
-/// A new issuing CA key of type `k` and a PKCS#10 request for it with common name `cn`:
-/// (PKCS#8 key DER, request PEM).
-pub fn new_request(k: KeyType, cn: &str) -> Result<(Zeroizing<Vec<u8>>, String), PkiError> {
+/// A new issuing CA key of type `k` and a PKCS#10 request for it named `names` (its issuing
+/// CN, or `cn`): (PKCS#8 key DER, request PEM).
+pub fn new_request(
+    k: KeyType,
+    names: &CaNames,
+    cn: &str,
+) -> Result<(Zeroizing<Vec<u8>>, String), PkiError> {
     let pkcs8 = keys::generate(k)?;
     let key = keys::load(&pkcs8, k)?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(rcgen::DnType::OrganizationName, "Sigil");
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params.distinguished_name = names.dn(names.issuing_common_name.as_deref().unwrap_or(cn));
     let csr = params.serialize_request(&key)?;
     Ok((pkcs8, csr.pem()?))
 }
@@ -102,8 +106,8 @@ impl Root {
         let csr =
             CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(der))
                 .map_err(|e| bad(format!("the request does not verify: {e}")))?;
-        let mut params = ca_params(String::new(), years, Some(path_len), now);
-        params.distinguished_name = csr.params.distinguished_name.clone();
+        let mut params =
+            ca_params(csr.params.distinguished_name.clone(), years, Some(path_len), now);
         params.not_after = params.not_after.min(self.not_after);
         let cert = params.signed_by(&csr.public_key, &self.issuer)?;
         Ok(pem::encode("CERTIFICATE", cert.der()))
@@ -194,9 +198,15 @@ mod tests {
     fn an_offline_root_signs_an_issuing_ca_and_a_crl_that_openssl_accepts() {
         let dir = tempfile::tempdir().unwrap();
         let now = OffsetDateTime::now_utc();
-        let (root_key, root_pem) = new_root(KeyType::P384, "Example Root", 20, now).unwrap();
+        let names = CaNames {
+            organization: Some("Example Corp".into()),
+            country: Some("DE".into()),
+            root_common_name: Some("Example Root".into()),
+            issuing_common_name: None,
+        };
+        let (root_key, root_pem) = new_root(KeyType::P384, &names, 20, now).unwrap();
         let root = Root::load(&root_key, &root_pem).unwrap();
-        let (_, csr) = new_request(KeyType::P256, "Example Issuing").unwrap();
+        let (_, csr) = new_request(KeyType::P256, &names, "Example Issuing").unwrap();
         let issuing = root.sign_issuing(&csr, 50, 0, now).unwrap();
         check_chain(&issuing, &root_pem).unwrap();
         let crl =
@@ -208,10 +218,8 @@ mod tests {
             openssl(dir.path(), &["verify", "-x509_strict", "-CAfile", "root.pem", "issuing.pem"]);
         assert!(ok, "{out}");
         let (ok, out) = openssl(dir.path(), &["x509", "-in", "issuing.pem", "-noout", "-text"]);
-        assert!(
-            ok && out.contains("CA:TRUE, pathlen:0") && out.contains("Example Issuing"),
-            "{out}"
-        );
+        assert!(ok && out.contains("CA:TRUE, pathlen:0"), "{out}");
+        assert!(out.contains("C = DE, O = Example Corp, CN = Example Issuing"), "{out}");
         // Never valid past the root.
         let (_, r) = X509Certificate::from_der(root.der()).unwrap();
         let i = pem::decode("CERTIFICATE", &issuing).unwrap();
@@ -228,7 +236,7 @@ mod tests {
             "{out}"
         );
         // A chain to another root, or a key that is not the root's, is refused.
-        let (other_key, other_pem) = new_root(KeyType::P256, "Other Root", 20, now).unwrap();
+        let (other_key, other_pem) = new_root(KeyType::P256, &CaNames::default(), 20, now).unwrap();
         assert!(check_chain(&issuing, &other_pem).is_err());
         assert!(Root::load(&other_key, &root_pem).is_err());
     }

@@ -14,7 +14,7 @@ use sigil_core::ca::{Issuers, ca_key_binding};
 use sigil_core::cert::{KeyType, RevocationReason};
 use sigil_core::ports::SystemClock;
 use sigil_core::service::cas::{CaImport, CaService};
-use sigil_pki::builtin::BuiltinFactory;
+use sigil_pki::builtin::{BuiltinFactory, CaNames};
 use sigil_pki::offline::{Root, check_chain, new_request, new_root};
 use sigil_pki::seal::MasterKey;
 use time::OffsetDateTime;
@@ -39,6 +39,12 @@ pub enum CaCommand {
         /// Common name.
         #[arg(long, default_value = "Sigil Root CA")]
         cn: String,
+        /// Organization (O); none when not given.
+        #[arg(long)]
+        org: Option<String>,
+        /// Country (C, two letters); none when not given.
+        #[arg(long)]
+        country: Option<String>,
         /// Validity in years (1 to 50).
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=50))]
         years: i64,
@@ -58,6 +64,12 @@ pub enum CaCommand {
         /// Common name.
         #[arg(long)]
         cn: Option<String>,
+        /// Organization (O); none when not given.
+        #[arg(long)]
+        org: Option<String>,
+        /// Country (C, two letters); none when not given.
+        #[arg(long)]
+        country: Option<String>,
     },
     /// Offline: sign an issuing CA certificate from a request with the root key.
     Sign {
@@ -155,8 +167,9 @@ fn pending_path(cfg: &Config, id: &str) -> Result<PathBuf> {
 pub async fn run(cfg: &Config, c: CaCommand) -> Result<i32> {
     let now = OffsetDateTime::now_utc();
     match c {
-        CaCommand::Root { key_out, cert_out, key_type, cn, years } => {
-            let (key, cert) = new_root(KeyType::parse(&key_type)?, &cn, years, now)?;
+        CaCommand::Root { key_out, cert_out, key_type, cn, org, country, years } => {
+            let names = names(org, country, Some(cn), None)?;
+            let (key, cert) = new_root(KeyType::parse(&key_type)?, &names, years, now)?;
             write_new(&key_out, key.as_bytes(), true)?;
             write_new(&cert_out, cert.as_bytes(), false)?;
             eprintln!(
@@ -165,7 +178,7 @@ pub async fn run(cfg: &Config, c: CaCommand) -> Result<i32> {
                 cert_out.display()
             );
         }
-        CaCommand::Request { id, out, key_type, cn } => {
+        CaCommand::Request { id, out, key_type, cn, org, country } => {
             let path = pending_path(cfg, &id)?;
             if path.exists() {
                 bail!(
@@ -174,8 +187,8 @@ pub async fn run(cfg: &Config, c: CaCommand) -> Result<i32> {
                 );
             }
             let k = KeyType::parse(&key_type)?;
-            let (pkcs8, csr) =
-                new_request(k, cn.as_deref().unwrap_or(&format!("Sigil Issuing CA ({id})")))?;
+            let names = names(org, country, None, cn)?;
+            let (pkcs8, csr) = new_request(k, &names, &format!("Sigil Issuing CA ({id})"))?;
             // The first command on a new node may come before the first start: it makes the
             // master key then, and says so (every node must use the same one).
             let key_path = cfg.master_key_path();
@@ -217,6 +230,26 @@ pub async fn run(cfg: &Config, c: CaCommand) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// CA names from the command line; a country is two letters.
+fn names(
+    org: Option<String>,
+    country: Option<String>,
+    root_cn: Option<String>,
+    issuing_cn: Option<String>,
+) -> Result<CaNames> {
+    if let Some(c) = &country
+        && !(c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        bail!("--country is two capital letters (ISO 3166), not `{c}`");
+    }
+    Ok(CaNames {
+        organization: org,
+        country,
+        root_common_name: root_cn,
+        issuing_common_name: issuing_cn,
+    })
 }
 
 fn revoked_entry(

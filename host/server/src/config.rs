@@ -357,6 +357,42 @@ pub struct PkiSection {
     /// unset: none.
     #[serde(default)]
     pub http_listen: Option<String>,
+    /// Names of the root and issuing CA made on first start.
+    #[serde(default)]
+    pub ca_subject: CaSubject,
+}
+
+/// `[pki.ca_subject]`: the names of the CAs made on first start.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSubject {
+    /// O; empty for none.
+    #[serde(default = "d_ca_org")]
+    pub organization: String,
+    /// C, two capital letters; empty for none.
+    #[serde(default)]
+    pub country: String,
+    /// The root's CN; empty: `Sigil Root CA (<ca_id>)`.
+    #[serde(default)]
+    pub root_common_name: String,
+    /// The issuing CA's CN; empty: `Sigil Issuing CA (<ca_id>)`.
+    #[serde(default)]
+    pub issuing_common_name: String,
+}
+
+fn d_ca_org() -> String {
+    "Sigil".into()
+}
+
+impl Default for CaSubject {
+    fn default() -> Self {
+        Self {
+            organization: d_ca_org(),
+            country: String::new(),
+            root_common_name: String::new(),
+            issuing_common_name: String::new(),
+        }
+    }
 }
 
 fn d_ocsp_validity() -> u64 {
@@ -376,6 +412,7 @@ impl Default for PkiSection {
             crl_validity_hours: d_crl_hours(),
             ocsp_validity_secs: d_ocsp_validity(),
             http_listen: None,
+            ca_subject: CaSubject::default(),
         }
     }
 }
@@ -684,6 +721,13 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "pki.import_cert_file and pki.import_key_file go together".into(),
             ));
+        }
+        let c = &self.pki.ca_subject.country;
+        let two_letters = c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase());
+        if !(c.is_empty() || two_letters) {
+            return Err(ConfigError::Invalid(format!(
+                "pki.ca_subject.country is two capital letters (ISO 3166), not `{c}`"
+            )));
         }
         if !(60..=7 * 24 * 3600).contains(&self.pki.ocsp_validity_secs) {
             return Err(ConfigError::Invalid(

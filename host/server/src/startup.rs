@@ -140,7 +140,16 @@ pub async fn services(
     warn_of_legacy_secrets(store.as_ref(), master.as_ref()).await?;
     let unlock = Arc::new(sigil_pki::unlock::CardUnlock::new(master.clone()));
     let credential_keys = Arc::new(sigil_pki::signing::CredentialKeys::new(master.clone()));
-    let factory = Arc::new(BuiltinFactory::new(master, cfg.pki.public_url.clone()));
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    let subject = &cfg.pki.ca_subject;
+    let names = sigil_pki::builtin::CaNames {
+        organization: some(&subject.organization),
+        country: some(&subject.country),
+        root_common_name: some(&subject.root_common_name),
+        issuing_common_name: some(&subject.issuing_common_name),
+    };
+    let factory =
+        Arc::new(BuiltinFactory::new(master, cfg.pki.public_url.clone()).with_names(names));
     let crl_validity =
         time::Duration::hours(i64::try_from(cfg.pki.crl_validity_hours).unwrap_or(24));
     let cas = Arc::new(CaService::new(
