@@ -994,6 +994,25 @@ async fn renewing_into_another_subject_needs_certificate_issue() {
             (201, Some("CN=alice")),
             "a new key, the same identity: {e}"
         );
+        let renewed = id(&e);
+        // The administrator cannot change the identity in a renewal either: that is a new
+        // enrolment, with its approvals.
+        let path2 = format!("/api/v1/certificates/{renewed}/renew");
+        let admin = s.admin_key.clone();
+        let (st, e) = call(
+            &s,
+            &admin,
+            Method::POST,
+            &path2,
+            Some(json!({"csr": csr("x", "Chief Executive")})),
+        )
+        .await;
+        assert_eq!((st, e["code"].as_str()), (403, Some("renewal_changes_identity")), "{e}");
+        // Renewed once: the old certificate is not renewed again, the new one is.
+        let (st, e) = call(&s, k, Method::POST, &path, Some(json!({}))).await;
+        assert_eq!((st, e["code"].as_str()), (409, Some("already_renewed")), "{e}");
+        let (st, e) = call(&s, k, Method::POST, &path2, Some(json!({}))).await;
+        assert_eq!(st, 201, "{e}");
         s.stop().await;
         db.cleanup().await;
     }

@@ -273,9 +273,19 @@ async fn renewal_respects_the_window_and_keeps_or_replaces_the_key() {
             pubkey(cert["certificate"].as_str().unwrap(), "a.pem"),
             pubkey(same["certificate"].as_str().unwrap(), "b.pem")
         );
+        // Renewed once: the renewal is what is renewed next.
+        let (st, again) = json(
+            s.admin(Method::POST, &format!("/api/v1/certificates/{id}/renew"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, again["code"].as_str()), (409, Some("already_renewed")), "{again}");
+        let next = same["id"].as_str().unwrap();
         let (csr2, _) = openssl_csr(dir.path(), "r2", "ec:P-384", "/CN=renewer", None);
         let (st, fresh) = json(
-            s.admin(Method::POST, &format!("/api/v1/certificates/{id}/renew"))
+            s.admin(Method::POST, &format!("/api/v1/certificates/{next}/renew"))
                 .json(&json!({"csr": csr2}))
                 .send()
                 .await

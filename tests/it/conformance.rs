@@ -357,10 +357,16 @@ async fn the_cas_made_on_first_start_carry_the_configured_names() {
         let (_, cert) = s.issue(&csr, "tls-client").await;
         let (text, ok, out) = inspect(dir.path(), &cert, "sslclient");
         assert!(ok, "{out}");
-        assert!(text.contains("Issuer: C = DE, O = Example Corp, CN = Example Issuing CA"), "{text}");
+        assert!(
+            text.contains("Issuer: C = DE, O = Example Corp, CN = Example Issuing CA"),
+            "{text}"
+        );
         let root = dir.path().join("root.pem").display().to_string();
         let (_, subject) = openssl(&["x509", "-in", &root, "-noout", "-subject"]);
-        assert!(subject.contains("C = DE, O = Example Corp, CN = Sigil Root CA (builtin)"), "{subject}");
+        assert!(
+            subject.contains("C = DE, O = Example Corp, CN = Sigil Root CA (builtin)"),
+            "{subject}"
+        );
         s.stop().await;
         db.cleanup().await;
     }

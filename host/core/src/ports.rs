@@ -227,6 +227,8 @@ pub trait Store: crate::records::RecordStore + Send + Sync + 'static {
     async fn profiles(&self) -> StoreResult<Vec<Profile>>;
     /// One certificate.
     async fn certificate(&self, id: Uuid) -> StoreResult<Option<Certificate>>;
+    /// The certificate that renewed certificate `id`, if any.
+    async fn renewal_of(&self, id: Uuid) -> StoreResult<Option<Certificate>>;
     /// A certificate by CA and serial.
     async fn certificate_by_serial(
         &self,

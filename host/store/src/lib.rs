@@ -340,6 +340,11 @@ impl Store for SqlStore {
         certs::certificate_where(&self.read, "id = $1", &[&id.to_string()], "").await
     }
 
+    async fn renewal_of(&self, id: Uuid) -> StoreResult<Option<sigil_core::cert::Certificate>> {
+        // The write pool: a renewal just made on this node must be seen at once.
+        certs::certificate_where(&self.write, "renewed_from = $1", &[&id.to_string()], "").await
+    }
+
     async fn certificate_by_serial(
         &self,
         ca_id: &str,

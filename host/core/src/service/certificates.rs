@@ -603,33 +603,49 @@ impl CertificateService {
             _ => {}
         }
         let profile = self.profiles.find(&old.profile).await?;
-        let opens = old.not_after - Duration::days(i64::from(profile.spec.renewal_window_days));
+        let window = Duration::days(i64::from(profile.spec.renewal_window_days));
+        let opens = old.not_after - window;
         if now < opens {
             return Err(CoreError::conflict(
                 "outside_renewal_window",
                 format!("renewal opens {} days before expiry", profile.spec.renewal_window_days),
             ));
         }
+        // Renewal continues a certificate; one long expired is a new enrolment.
+        if now > old.not_after + window {
+            return Err(CoreError::conflict(
+                "outside_renewal_window",
+                format!(
+                    "renewal closed {} days after expiry; enrol anew",
+                    profile.spec.renewal_window_days
+                ),
+            ));
+        }
+        // A certificate is renewed once: its renewal is renewed next, so no certificate turns
+        // into many.
+        if let Some(next) = self.store.renewal_of(old.id).await? {
+            return Err(CoreError::conflict(
+                "already_renewed",
+                format!("certificate {} renewed it; renew that one", next.id),
+            ));
+        }
         let parsed = match csr {
             Some(bytes) => {
                 let parsed = self.csr.parse(&bytes)?;
-                // A renewal changes the key, not the identity: a CSR naming another subject or
-                // other names is an issuance, which `certificate:renew` alone does not grant.
+                // A renewal changes the key, never the identity: a CSR naming another subject
+                // or other names is a new enrolment (with its approvals), whoever asks.
                 let same = self.same_key_request(&old)?;
                 let key = |a: &crate::cert::NameAttribute| (a.attribute.clone(), a.value.clone());
-                let mut want: Vec<_> = same.subject.iter().map(key).collect();
-                let mut got: Vec<_> = parsed.subject.iter().map(key).collect();
-                want.sort();
-                got.sort();
+                let want: Vec<_> = same.subject.iter().map(key).collect();
+                let got: Vec<_> = parsed.subject.iter().map(key).collect();
                 let same_names = parsed.sans.iter().all(|n| old.sans.contains(n))
-                    && old.sans.iter().all(|n| parsed.sans.contains(n));
-                if (want != got || !same_names)
-                    && !cap.principal().permissions.allows(perm::CertificateIssue::NAME)
-                {
+                    && old.sans.iter().all(|n| parsed.sans.contains(n))
+                    && parsed.sans.len() == old.sans.len();
+                if want != got || !same_names {
                     return Err(CoreError::Forbidden {
                         code: "renewal_changes_identity",
                         detail: "the CSR names another subject or other names than the \
-                                 certificate it renews; that needs `certificate:issue`"
+                                 certificate it renews; that is a new enrolment"
                             .into(),
                     });
                 }
@@ -650,15 +666,9 @@ impl CertificateService {
     }
 
     fn same_key_request(&self, old: &Certificate) -> Result<ParsedCsr> {
-        let subject = old
-            .subject
-            .split(',')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(a, v)| crate::cert::NameAttribute {
-                attribute: a.to_owned(),
-                value: v.to_owned(),
-            })
-            .collect();
+        // The subject as the certificate says it, attribute by attribute (the stored text
+        // form cannot tell a comma inside a value from a separator).
+        let subject = self.csr.issued_content(&old.der)?.subject;
         let spki = self.csr.certificate_spki(&old.der)?;
         // A same-key renewal proves no possession: the key comes from the stored certificate.
         // Never certify a CA's own key as an end entity (a certificate row planted with a CA
