@@ -25,6 +25,7 @@ mod operators;
 mod org;
 mod people;
 mod pin_reset;
+mod pkilint;
 mod plugins;
 mod pyhanko;
 mod requests;
