@@ -326,6 +326,33 @@ async fn crls_ocsp_and_ca_certificates_are_published_over_plain_http_where_certi
             &p("leaf.pem"),
         ]);
         assert!(ok, "{out}");
+        // The issuing CA points to the root's CRL and certificate; openssl checks both CRLs,
+        // fetching each from its distribution point.
+        let (_, ca_text) = openssl(&["x509", "-in", &p("issuing.pem"), "-noout", "-text"]);
+        assert!(ca_text.contains(&format!("URI:{base}/crl/builtin-root.crl")), "{ca_text}");
+        assert!(
+            ca_text.contains(&format!("CA Issuers - URI:{base}/ca/builtin-root.crt")),
+            "{ca_text}"
+        );
+        // The issuing CA, checked against the root's CRL that openssl downloads (a self-signed
+        // root has no CRL of its own, so -crl_check_all over the whole chain cannot pass).
+        let (ok, out) = openssl(&[
+            "verify",
+            "-crl_check",
+            "-crl_download",
+            "-CAfile",
+            &p("root.pem"),
+            &p("issuing.pem"),
+        ]);
+        assert!(ok, "{out}");
+        let r =
+            reqwest::Client::new().get(format!("{base}/ca/builtin-root.crt")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        std::fs::write(p("root.der"), r.bytes().await.unwrap()).unwrap();
+        let (_, a) =
+            openssl(&["x509", "-inform", "DER", "-in", &p("root.der"), "-noout", "-fingerprint"]);
+        let (_, b) = openssl(&["x509", "-in", &p("root.pem"), "-noout", "-fingerprint"]);
+        assert_eq!(a, b);
         // caIssuers: the issuing CA's certificate, DER.
         let plain = reqwest::Client::new();
         let r = plain.get(format!("{base}/ca/builtin.crt")).send().await.unwrap();

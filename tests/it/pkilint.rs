@@ -97,6 +97,11 @@ async fn every_built_in_profile_crl_and_ocsp_response_passes_pkilint() {
         let crl = plain.get(format!("{base}/crl/builtin.crl")).send().await.unwrap();
         std::fs::write(p("crl.der"), crl.bytes().await.unwrap()).unwrap();
         findings.push(lint("lint_crl", &["-t", "CRL", "-p", "PKIX", &p("crl.der")]));
+        // The root's CRL (signed on first start), an ARL: it lists CA certificates.
+        let arl = plain.get(format!("{base}/crl/builtin-root.crl")).send().await.unwrap();
+        assert_eq!(arl.status(), 200);
+        std::fs::write(p("root-crl.der"), arl.bytes().await.unwrap()).unwrap();
+        findings.push(lint("lint_crl", &["-t", "ARL", "-p", "PKIX", &p("root-crl.der")]));
         // An OCSP response, as a client gets it.
         let leaf = p("document-signing-rsa-2048.pem");
         let (ok, out) = openssl(&[

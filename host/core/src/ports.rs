@@ -302,6 +302,8 @@ pub trait Tx: crate::records::RecordTx + Send {
         old: (&[u8], Option<&[u8]>),
         new: (&[u8], Option<&[u8]>),
     ) -> StoreResult<bool>;
+    /// Stores the CA's root CRL (DER).
+    async fn set_root_crl(&mut self, id: &str, der: &[u8]) -> StoreResult<()>;
     /// Removes a CA's stored root key (moved out of the database).
     async fn clear_ca_root_key(&mut self, id: &str) -> StoreResult<()>;
     /// Marks a CA's CRL as needing regeneration.

@@ -464,9 +464,34 @@ impl CaFactory for BuiltinFactory {
         let root = root_params.self_signed(&root_key).map_err(internal)?;
         let issuing_pkcs8 = keys::generate(key)?;
         let issuing_key = keys::load(&issuing_pkcs8, key)?;
-        let issuing = ca_params(n.dn(&issuing_cn), 10, Some(0), now)
-            .signed_by(&issuing_key, &Issuer::new(root_params, &root_key))
-            .map_err(internal)?;
+        let mut issuing_params = ca_params(n.dn(&issuing_cn), 10, Some(0), now);
+        // Where a relying party finds the root's CRL and certificate (RFC 5280 4.2.1.13, 4.2.2.1).
+        if let Some(url) = self.url(&format!("crl/{id}-root.crl")) {
+            issuing_params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![url] }];
+        }
+        if let Some(aia) =
+            crate::aia::value(None, self.url(&format!("ca/{id}-root.crt")).as_deref())
+        {
+            issuing_params
+                .custom_extensions
+                .push(CustomExtension::from_oid_content(&crate::aia::OID, aia));
+        }
+        let root_issuer = Issuer::new(root_params, &root_key);
+        let issuing = issuing_params.signed_by(&issuing_key, &root_issuer).map_err(internal)?;
+        // The root's first CRL, signed while its key is here: valid a year, after which the
+        // operator signs the next one offline (`sigil ca crl`, `sigil ca publish-root-crl`).
+        let root_key_id = subject_key_id(root.der())
+            .ok_or_else(|| CoreError::Internal("the root certificate has no SKI".into()))?;
+        let root_crl = CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + Duration::days(365),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![],
+            key_identifier_method: KeyIdMethod::PreSpecified(root_key_id),
+        }
+        .signed_by(&root_issuer)
+        .map_err(internal)?;
         let record = CaRecord {
             id: id.to_owned(),
             kind: "builtin".into(),
@@ -475,12 +500,47 @@ impl CaFactory for BuiltinFactory {
             key_sealed: self.master.seal(&ca_key_binding(id, key), &issuing_pkcs8)?,
             root_der: root.der().to_vec(),
             root_key_sealed: None,
+            root_crl_der: Some(root_crl.der().to_vec()),
             created_at: now,
         };
         Ok(NewCa {
             record,
             root_key_pem: Zeroizing::new(crate::pem::encode("PRIVATE KEY", &root_pkcs8)),
         })
+    }
+
+    fn check_root_crl(&self, rec: &CaRecord, der: &[u8]) -> Result<u64> {
+        let bad = |m: String| CoreError::invalid("invalid_crl", m);
+        let number = |d: &[u8]| -> Result<u64> {
+            let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(d)
+                .map_err(|_| bad("the CRL does not parse".into()))?;
+            let n = crl.crl_number().map(|n| n.to_u64_digits()).unwrap_or_default();
+            Ok(match n.as_slice() {
+                [] => 0,
+                [one] => *one,
+                _ => u64::MAX,
+            })
+        };
+        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
+            .map_err(|_| bad("the CRL does not parse".into()))?;
+        let (_, root) = x509_parser::certificate::X509Certificate::from_der(&rec.root_der)
+            .map_err(|_| bad("the root certificate does not parse".into()))?;
+        if crl.issuer() != root.subject() {
+            return Err(bad(format!(
+                "the CRL is issued by {}, not by the root {}",
+                crl.issuer(),
+                root.subject()
+            )));
+        }
+        crl.verify_signature(root.public_key())
+            .map_err(|_| bad("the CRL's signature does not verify with the root's key".into()))?;
+        let n = number(der)?;
+        if let Some(old) = &rec.root_crl_der
+            && number(old)? >= n
+        {
+            return Err(bad(format!("CRL number {n} is not above the published one")));
+        }
+        Ok(n)
     }
 
     fn root_key_pem(&self, rec: &CaRecord) -> Result<Option<Zeroizing<String>>> {
@@ -527,6 +587,7 @@ impl CaFactory for BuiltinFactory {
             key_sealed: self.master.seal(&ca_key_binding(id, key_type), &pkcs8)?,
             root_der,
             root_key_sealed: None,
+            root_crl_der: None,
             created_at: now,
         })
     }

@@ -105,6 +105,17 @@ pub enum CaCommand {
         #[arg(long)]
         chain: PathBuf,
     },
+    /// On a server node: publish CA `id`'s root CRL (signed offline with `sigil ca crl`) at
+    /// `/crl/<id>-root.crl`; it must verify with the root's key and be numbered above the
+    /// current one.
+    PublishRootCrl {
+        /// The CA id.
+        #[arg(long)]
+        id: String,
+        /// The CRL (DER), as `sigil ca crl` wrote it.
+        #[arg(long)]
+        crl: PathBuf,
+    },
     /// Offline: sign the root's CRL.
     Crl {
         /// The root's private key (PEM).
@@ -215,6 +226,11 @@ pub async fn run(cfg: &Config, c: CaCommand) -> Result<i32> {
             eprintln!("issuing CA certificate written to {}", out.display());
         }
         CaCommand::Install { id, cert, chain } => return install(cfg, &id, &cert, &chain).await,
+        CaCommand::PublishRootCrl { id, crl } => {
+            let der = std::fs::read(&crl).with_context(|| format!("reading {}", crl.display()))?;
+            let number = ca_service(cfg).await?.publish_root_crl(&id, &der).await?;
+            eprintln!("root CRL {number} of CA {id} published at /crl/{id}-root.crl");
+        }
         CaCommand::Crl { root_key, root_cert, revoke, number, days, out } => {
             let root = Root::load(&read(&root_key)?, &read(&root_cert)?)?;
             let revoked =
@@ -252,6 +268,24 @@ fn names(
     })
 }
 
+/// The CA service over the configured database, for the commands that change CAs.
+async fn ca_service(cfg: &Config) -> Result<CaService> {
+    ca_service_with(cfg, Arc::new(MasterKey::load(&cfg.master_key_path())?)).await
+}
+
+async fn ca_service_with(cfg: &Config, master: Arc<MasterKey>) -> Result<CaService> {
+    std::fs::create_dir_all(&cfg.server.data_dir)?;
+    let store: Arc<dyn sigil_core::ports::Store> = Arc::new(startup::open_store(cfg).await?);
+    Ok(CaService::new(
+        store,
+        Arc::new(SystemClock),
+        Arc::new(Issuers::default()),
+        Arc::new(BuiltinFactory::new(master, cfg.pki.public_url.clone())),
+        Arc::new(sigil_pki::ocsp::OcspCodec::default()),
+        time::Duration::hours(24),
+    ))
+}
+
 fn revoked_entry(
     s: &str,
     now: OffsetDateTime,
@@ -283,16 +317,7 @@ async fn install(cfg: &Config, id: &str, cert: &Path, chain: &Path) -> Result<i3
     let sealed = STANDARD.decode(&pending.sealed).context("the pending request file is corrupt")?;
     let pkcs8 = master.open(&ca_key_binding(id, pending.key_type), &sealed)?;
     let key_pem = sigil_pki::pem::encode("PRIVATE KEY", &pkcs8);
-    std::fs::create_dir_all(&cfg.server.data_dir)?;
-    let store: Arc<dyn sigil_core::ports::Store> = Arc::new(startup::open_store(cfg).await?);
-    let cas = CaService::new(
-        store,
-        Arc::new(SystemClock),
-        Arc::new(Issuers::default()),
-        Arc::new(BuiltinFactory::new(master, cfg.pki.public_url.clone())),
-        Arc::new(sigil_pki::ocsp::OcspCodec::default()),
-        time::Duration::hours(24),
-    );
+    let cas = ca_service_with(cfg, master).await?;
     let import = CaImport { cert_pem, key_pem, chain_pem };
     let rec = cas.install(id, &import).await?;
     std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;

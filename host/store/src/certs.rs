@@ -20,7 +20,7 @@ fn corrupt(what: &str) -> StoreError {
 }
 
 const CA_COLUMNS: &str =
-    "id, kind, key_type, cert_der, key_sealed, root_der, root_key_sealed, created_at";
+    "id, kind, key_type, cert_der, key_sealed, root_der, root_key_sealed, root_crl_der, created_at";
 
 fn ca_from_row(r: &AnyRow) -> StoreResult<CaRecord> {
     let kt: String = r.try_get("key_type").map_err(map_err)?;
@@ -32,6 +32,7 @@ fn ca_from_row(r: &AnyRow) -> StoreResult<CaRecord> {
         key_sealed: r.try_get("key_sealed").map_err(map_err)?,
         root_der: r.try_get("root_der").map_err(map_err)?,
         root_key_sealed: r.try_get("root_key_sealed").map_err(map_err)?,
+        root_crl_der: r.try_get("root_crl_der").map_err(map_err)?,
         created_at: from_unix_micros(r.try_get("created_at").map_err(map_err)?),
     })
 }
@@ -47,8 +48,8 @@ pub(crate) async fn insert_ca<'c, E: Executor<'c, Database = Any>>(
     c: &CaRecord,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO cas (id, kind, key_type, cert_der, key_sealed, root_der, root_key_sealed, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO cas (id, kind, key_type, cert_der, key_sealed, root_der, root_key_sealed, root_crl_der, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&c.id)
     .bind(&c.kind)
@@ -57,6 +58,7 @@ pub(crate) async fn insert_ca<'c, E: Executor<'c, Database = Any>>(
     .bind(c.key_sealed.clone())
     .bind(c.root_der.clone())
     .bind(c.root_key_sealed.clone())
+    .bind(c.root_crl_der.clone())
     .bind(unix_micros(c.created_at))
     .execute(e)
     .await
@@ -86,6 +88,23 @@ pub(crate) async fn set_ca_keys<'c, E: Executor<'c, Database = Any>>(
     }
     let done = q.execute(e).await.map_err(map_err)?;
     Ok(done.rows_affected() == 1)
+}
+
+pub(crate) async fn set_root_crl<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    id: &str,
+    der: &[u8],
+) -> StoreResult<()> {
+    let done = sqlx::query("UPDATE cas SET root_crl_der = $1 WHERE id = $2")
+        .bind(der.to_vec())
+        .bind(id)
+        .execute(e)
+        .await
+        .map_err(map_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
 }
 
 pub(crate) async fn clear_ca_root_key<'c, E: Executor<'c, Database = Any>>(

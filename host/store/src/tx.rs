@@ -100,6 +100,10 @@ impl Tx for SqlTx {
         certs::set_ca_keys(&mut *self.tx, id, old, new).await
     }
 
+    async fn set_root_crl(&mut self, id: &str, der: &[u8]) -> StoreResult<()> {
+        certs::set_root_crl(&mut *self.tx, id, der).await
+    }
+
     async fn clear_ca_root_key(&mut self, id: &str) -> StoreResult<()> {
         certs::clear_ca_root_key(&mut *self.tx, id).await
     }

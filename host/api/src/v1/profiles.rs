@@ -46,7 +46,7 @@ async fn ca_certificate(
     Path(file): Path<String>,
 ) -> Result<Response, ApiError> {
     let ca = file.strip_suffix(".crt").ok_or_else(ApiError::not_found)?;
-    let der = st.cas.ca_certificate(ca).map_err(|_| ApiError::not_found())?;
+    let der = st.cas.ca_certificate(ca).await.map_err(|_| ApiError::not_found())?;
     let mut res = der.into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pkix-cert"));

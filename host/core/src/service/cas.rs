@@ -241,8 +241,38 @@ impl CaService {
 
     /// The certificate (DER) of CA back end `id`, for relying parties that build the chain
     /// (authorityInfoAccess caIssuers).
-    pub fn ca_certificate(&self, id: &str) -> Result<Vec<u8>> {
-        Ok(self.issuers.get(id)?.ca_certificate().to_vec())
+    /// `<ca>-root` names CA `<ca>`'s root certificate.
+    pub async fn ca_certificate(&self, id: &str) -> Result<Vec<u8>> {
+        if let Ok(i) = self.issuers.get(id) {
+            return Ok(i.ca_certificate().to_vec());
+        }
+        self.root_of(id).await?.map(|r| r.root_der).ok_or_else(|| CoreError::not_found("ca", id))
+    }
+
+    /// The stored CA whose root `name` (`<ca>-root`) names, when it has a root of its own.
+    async fn root_of(&self, name: &str) -> Result<Option<CaRecord>> {
+        let Some(id) = name.strip_suffix("-root") else { return Ok(None) };
+        Ok(self.store.cas().await?.into_iter().find(|c| c.id == id && c.root_der != c.cert_der))
+    }
+
+    /// Publishes CA `id`'s root CRL, signed offline (`sigil ca crl`): it must be the root's,
+    /// verify with its key, and be newer than the one published.
+    pub async fn publish_root_crl(&self, id: &str, der: &[u8]) -> Result<u64> {
+        let rec = self
+            .store
+            .cas()
+            .await?
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| CoreError::invalid("unknown_ca", format!("no CA `{id}`")))?;
+        let number = self.factory.check_root_crl(&rec, der)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        tx.set_root_crl(id, der).await?;
+        let ev = NewAuditEvent::new(&Principal::local_cli(), "ca.root_crl_publish", "ca", id)
+            .details(serde_json::json!({"crl_number": number}));
+        tx.commit(vec![ev], now).await?;
+        Ok(number)
     }
 
     /// Every back end in service.
@@ -252,7 +282,14 @@ impl CaService {
 
     /// The current CRL of `ca_id`, DER; remade when stale or close to its nextUpdate.
     pub async fn crl(&self, ca_id: &str) -> Result<Vec<u8>> {
-        let rec = self.store.crl(ca_id).await?.ok_or_else(|| CoreError::not_found("ca", ca_id))?;
+        let Some(rec) = self.store.crl(ca_id).await? else {
+            // `<ca>-root`: the root's CRL, signed where the root key is and published as is.
+            return self
+                .root_of(ca_id)
+                .await?
+                .and_then(|r| r.root_crl_der)
+                .ok_or_else(|| CoreError::not_found("ca", ca_id));
+        };
         let now = self.clock.now();
         let margin = unix_micros(now + self.crl_validity / 4);
         if let (Some(der), false, Some(next)) = (&rec.der, rec.stale, rec.next_update_us)
