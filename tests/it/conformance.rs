@@ -403,3 +403,52 @@ async fn the_cas_made_on_first_start_carry_the_configured_names() {
     let e = sigil_server::config::Config::load_from(Some(&f), std::iter::empty()).unwrap_err();
     assert!(e.to_string().contains("two capital letters"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_renewals_of_one_certificate_record_only_one() {
+    for db in backends().await {
+        let s = std::sync::Arc::new(TestServer::start(&db).await);
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec =
+            json(s.admin(Method::GET, "/api/v1/profiles/tls-client").send().await.unwrap()).await.1
+                ["spec"]
+                .take();
+        spec["renewal_window_days"] = json!(365);
+        let r =
+            s.admin(Method::PUT, "/api/v1/profiles/tls-client").json(&spec).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let (csr, _) = openssl_csr(dir.path(), "c", "ec:P-256", "/CN=c", None);
+        let (_, cert) = s.issue(&csr, "tls-client").await;
+        let id = cert["id"].as_str().unwrap().to_owned();
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, id) = (s.clone(), id.clone());
+                tokio::spawn(async move {
+                    let path = format!("/api/v1/certificates/{id}/renew");
+                    json(s.admin(Method::POST, &path).send().await.unwrap()).await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for c in calls {
+            let (st, b) = c.await.unwrap();
+            match st {
+                201 => ok += 1,
+                409 => assert_eq!(b["code"], "already_renewed", "{b}"),
+                other => panic!("{other}: {b}"),
+            }
+        }
+        assert_eq!(ok, 1, "one renewal recorded");
+        let (_, list) =
+            json(s.admin(Method::GET, "/api/v1/certificates?limit=50").send().await.unwrap()).await;
+        let renewals = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["renewed_from"] == id.as_str())
+            .count();
+        assert_eq!(renewals, 1);
+        std::sync::Arc::into_inner(s).unwrap().stop().await;
+        db.cleanup().await;
+    }
+}

@@ -173,9 +173,9 @@ pub trait CaFactory: Send + Sync {
     fn create(&self, id: &str, key: KeyType, now: OffsetDateTime) -> Result<NewCa>;
     /// The root key a record from before the root key moved out still holds, as PEM.
     fn root_key_pem(&self, rec: &CaRecord) -> Result<Option<Zeroizing<String>>>;
-    /// Checks a root CRL (DER) for `rec`: issued by its root, its signature verifying with the
-    /// root's key, numbered above the one published; its CRL number.
-    fn check_root_crl(&self, rec: &CaRecord, der: &[u8]) -> Result<u64>;
+    /// Checks a root CRL (DER) for `rec`: a full CRL issued by its root, its signature verifying
+    /// with the root's key, current at `now`, numbered above the one published; its number.
+    fn check_root_crl(&self, rec: &CaRecord, der: &[u8], now: OffsetDateTime) -> Result<u64>;
     /// Imports an issuing CA from PEM (certificate, PKCS#8 key, and the chain up to its root).
     fn import(
         &self,

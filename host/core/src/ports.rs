@@ -179,6 +179,16 @@ pub struct AuditKeyRecord {
 pub enum WriteOp {
     /// Insert an issued certificate.
     InsertCertificate(Box<Certificate>),
+    /// Claim the one renewal of certificate `renewed_from` for `renewal`: a second claim is
+    /// [`StoreError::Conflict`] (and nothing of the unit written).
+    ClaimRenewal {
+        /// The certificate renewed.
+        renewed_from: Uuid,
+        /// Its renewal.
+        renewal: Uuid,
+        /// When, microseconds.
+        at_us: i64,
+    },
     /// Spend a SAD on a signHash: refused with [`StoreError::Refused`] (and nothing of the
     /// unit written) when it is unknown, another's, expired, exhausted, or not for these hashes.
     ConsumeSad(crate::csc::SadUse),

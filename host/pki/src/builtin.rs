@@ -509,20 +509,23 @@ impl CaFactory for BuiltinFactory {
         })
     }
 
-    fn check_root_crl(&self, rec: &CaRecord, der: &[u8]) -> Result<u64> {
+    fn check_root_crl(&self, rec: &CaRecord, der: &[u8], now: OffsetDateTime) -> Result<u64> {
+        use x509_parser::revocation_list::CertificateRevocationList;
         let bad = |m: String| CoreError::invalid("invalid_crl", m);
-        let number = |d: &[u8]| -> Result<u64> {
-            let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(d)
-                .map_err(|_| bad("the CRL does not parse".into()))?;
-            let n = crl.crl_number().map(|n| n.to_u64_digits()).unwrap_or_default();
-            Ok(match n.as_slice() {
-                [] => 0,
-                [one] => *one,
-                _ => u64::MAX,
-            })
+        // The CRL number, which must be there and fit 64 bits.
+        let number = |crl: &CertificateRevocationList<'_>| -> Result<u64> {
+            let n = crl.crl_number().ok_or_else(|| bad("the CRL has no CRL number".into()))?;
+            match n.to_u64_digits().as_slice() {
+                [] => Ok(0),
+                [one] => Ok(*one),
+                _ => Err(bad("the CRL number does not fit 64 bits".into())),
+            }
         };
-        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
-            .map_err(|_| bad("the CRL does not parse".into()))?;
+        let (rest, crl) = CertificateRevocationList::from_der(der)
+            .map_err(|_| bad("the CRL does not parse (DER expected)".into()))?;
+        if !rest.is_empty() {
+            return Err(bad("trailing bytes after the CRL".into()));
+        }
         let (_, root) = x509_parser::certificate::X509Certificate::from_der(&rec.root_der)
             .map_err(|_| bad("the root certificate does not parse".into()))?;
         if crl.issuer() != root.subject() {
@@ -534,9 +537,27 @@ impl CaFactory for BuiltinFactory {
         }
         crl.verify_signature(root.public_key())
             .map_err(|_| bad("the CRL's signature does not verify with the root's key".into()))?;
-        let n = number(der)?;
+        // A full CRL of every certificate the root signed: no delta, no partition.
+        for e in crl.extensions() {
+            let oid = e.oid.to_id_string();
+            if oid == "2.5.29.27" || oid == "2.5.29.28" {
+                return Err(bad(format!(
+                    "a delta or partitioned CRL ({oid}) cannot replace the root's full CRL"
+                )));
+            }
+        }
+        let this = crl.last_update().to_datetime();
+        let next = crl.next_update().map(|t| t.to_datetime());
+        if this > now + Duration::minutes(5) {
+            return Err(bad("the CRL's thisUpdate is in the future".into()));
+        }
+        if next.is_none_or(|n| n <= now) {
+            return Err(bad("the CRL has no nextUpdate or it has passed".into()));
+        }
+        let n = number(&crl)?;
         if let Some(old) = &rec.root_crl_der
-            && number(old)? >= n
+            && let Ok((_, old)) = CertificateRevocationList::from_der(old)
+            && number(&old).is_ok_and(|o| o >= n)
         {
             return Err(bad(format!("CRL number {n} is not above the published one")));
         }

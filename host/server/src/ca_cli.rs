@@ -171,6 +171,9 @@ fn pending_path(cfg: &Config, id: &str) -> Result<PathBuf> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')) {
         bail!("a CA id is letters, digits, '-' and '_'");
     }
+    if id.ends_with("-root") {
+        bail!("a CA id may not end in `-root` (reserved for the CA's root)");
+    }
     Ok(cfg.root_key_dir().join(format!("{id}.pending-key.json")))
 }
 

@@ -722,6 +722,17 @@ impl Config {
                 "pki.import_cert_file and pki.import_key_file go together".into(),
             ));
         }
+        if let Some(u) = &self.pki.public_url {
+            let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                && u.bytes().all(|b| b.is_ascii_graphic())
+                && !u.contains(['?', '#']);
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "pki.public_url is an ASCII http:// or https:// URL without query or fragment, \
+                     not `{u}`"
+                )));
+            }
+        }
         let c = &self.pki.ca_subject.country;
         let two_letters = c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase());
         if !(c.is_empty() || two_letters) {
@@ -739,7 +750,18 @@ impl Config {
                 "pki.crl_validity_hours must be between 1 and 8760".into(),
             ));
         }
+        // `<ca>-root` names a CA's root (its CRL and certificate): no back end may take it.
+        if self.pki.ca_id.ends_with("-root") {
+            return Err(ConfigError::Invalid(
+                "pki.ca_id may not end in `-root` (reserved for the CA's root)".into(),
+            ));
+        }
         for (id, p) in &self.plugins.load {
+            if id.ends_with("-root") {
+                return Err(ConfigError::Invalid(format!(
+                    "plugins.load.{id}: a plugin id may not end in `-root` (reserved for CA roots)"
+                )));
+            }
             if let Some(g) =
                 p.grants.iter().find(|g| !sigil_wasm::plugin::GRANTS.contains(&g.as_str()))
             {

@@ -66,6 +66,17 @@ pub(crate) async fn apply(conn: &mut AnyConnection, op: &WriteOp) -> StoreResult
     match op {
         WriteOp::InsertCertificate(c) => certs::insert_certificate(conn, c).await,
         WriteOp::ConsumeSad(u) => csc::consume(conn, u).await,
+        WriteOp::ClaimRenewal { renewed_from, renewal, at_us } => sqlx::query(
+            "INSERT INTO certificate_renewals (renewed_from, renewal_id, claimed_at) \
+                 VALUES ($1, $2, $3)",
+        )
+        .bind(renewed_from.to_string())
+        .bind(renewal.to_string())
+        .bind(*at_us)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(map_err),
         #[allow(unreachable_patterns)]
         _ => Err(StoreError::Backend("unsupported write operation".into())),
     }

@@ -265,8 +265,14 @@ impl CaService {
             .into_iter()
             .find(|c| c.id == id)
             .ok_or_else(|| CoreError::invalid("unknown_ca", format!("no CA `{id}`")))?;
-        let number = self.factory.check_root_crl(&rec, der)?;
+        if rec.root_der == rec.cert_der {
+            return Err(CoreError::invalid(
+                "invalid_crl",
+                format!("CA `{id}` is its own root: its CRL is the one Sigil signs"),
+            ));
+        }
         let now = self.clock.now();
+        let number = self.factory.check_root_crl(&rec, der, now)?;
         let mut tx = self.store.begin().await?;
         tx.set_root_crl(id, der).await?;
         let ev = NewAuditEvent::new(&Principal::local_cli(), "ca.root_crl_publish", "ca", id)

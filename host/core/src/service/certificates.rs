@@ -12,7 +12,7 @@ use crate::audit::NewAuditEvent;
 use crate::authz::{Capability, Permission, perm};
 use crate::ca::{CsrParser, IssuedRef, Issuers};
 use crate::cert::{CertStatus, Certificate, ParsedCsr, RequestKey, RevocationReason};
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, Result, StoreError};
 use crate::ports::{
     CertFilter, Clock, PageRequest, Store, WriteOp, cert_cursor, parse_cert_cursor,
 };
@@ -253,8 +253,16 @@ impl CertificateService {
             .await?;
         // What was issued must be what the profile decided (exactly, for Sigil's own CA; never
         // wider, for an external one), read back from the DER, before it is recorded.
-        let got = self.csr.issued_content(&issued.der)?;
-        if let Err(e) = conformance::check_issued(&content, &got, issuer.kind() == "builtin") {
+        // A certificate that cannot even be read back goes the same way as one that differs.
+        let verdict = self
+            .csr
+            .issued_content(&issued.der)
+            .map_err(|e| CoreError::Dependency {
+                code: "ca_result_mismatch",
+                detail: format!("the CA back end issued a certificate Sigil cannot read: {e}"),
+            })
+            .and_then(|got| conformance::check_issued(&content, &got, issuer.kind() == "builtin"));
+        if let Err(e) = verdict {
             let serial = hex::encode(&issued.serial);
             // Out there but not recorded: take it back where the back end can.
             let taken_back = issuer
@@ -310,9 +318,35 @@ impl CertificateService {
             "not_after": crate::audit::unix_micros(cert.not_after), "renewed_from": renewed_from,
         }));
         // Insert-only: eligible for group commit, which is what makes issuance fast on SQLite.
-        self.store
-            .commit_ops(vec![WriteOp::InsertCertificate(Box::new(cert.clone()))], vec![ev], now)
-            .await?;
+        // A renewal claims its certificate in the same unit, so of two concurrent renewals of
+        // one certificate only one is recorded.
+        let mut ops = vec![WriteOp::InsertCertificate(Box::new(cert.clone()))];
+        if let Some(from) = renewed_from {
+            ops.push(WriteOp::ClaimRenewal {
+                renewed_from: from,
+                renewal: cert.id,
+                at_us: crate::audit::unix_micros(now),
+            });
+        }
+        match self.store.commit_ops(ops, vec![ev], now).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { constraint })
+                if constraint.contains("certificate_renewals") =>
+            {
+                // Never handed out: take it back where the back end keeps its own records.
+                let _ = issuer
+                    .revoke(
+                        IssuedRef { serial: &cert.serial, der: &cert.der },
+                        RevocationReason::Superseded,
+                    )
+                    .await;
+                return Err(CoreError::conflict(
+                    "already_renewed",
+                    "the certificate was renewed meanwhile; renew its renewal",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.announce(
             if renewed_from.is_some() { "certificate.renewed" } else { "certificate.issued" },
             &cert,

@@ -484,12 +484,17 @@ impl SignerService {
         // A signing key's certificate must say it is for signing (RFC 9336 documentSigning or
         // emailProtection) and never for TLS: a credential cannot be used to mint a TLS identity.
         let spec = self.certificates.profiles().find(&profile).await?.spec;
-        let eku = &spec.extended_key_usage;
-        let signing = eku.iter().any(|e| {
-            matches!(e.as_str(), "documentSigning" | "emailProtection")
-                || e == crate::profile::DOCUMENT_SIGNING_OID
-        });
-        if !signing || eku.iter().any(|e| matches!(e.as_str(), "serverAuth" | "clientAuth")) {
+        // Compared as OIDs, so a dotted spelling of a TLS purpose (or anyExtendedKeyUsage)
+        // counts as what it is.
+        let eku: Vec<String> = spec
+            .extended_key_usage
+            .iter()
+            .map(|e| crate::profile::conformance::eku_oid(e))
+            .collect();
+        let has = |oid: &str| eku.iter().any(|e| e == oid);
+        let signing = has(crate::profile::DOCUMENT_SIGNING_OID) || has("1.3.6.1.5.5.7.3.4");
+        let tls_or_any = has("1.3.6.1.5.5.7.3.1") || has("1.3.6.1.5.5.7.3.2") || has("2.5.29.37.0");
+        if !signing || tls_or_any {
             return Err(CoreError::invalid(
                 "profile_not_for_signing",
                 format!(
