@@ -452,3 +452,32 @@ async fn concurrent_renewals_of_one_certificate_record_only_one() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_that_needs_a_credential_is_not_served_over_plain_http() {
+    for db in backends().await {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let toml = format!(
+            "[pki]\nhttp_listen = \"127.0.0.1:{port}\"\n[exposure.modules.crl]\nauth = \"api_key\"\n"
+        );
+        let s =
+            TestServer::start_with(&db, sigil_tests::Options { toml, ..Default::default() }).await;
+        let plain = reqwest::Client::new();
+        // A key would travel in clear text: the CRL is not served here at all, key or not.
+        let r = plain
+            .get(format!("{base}/crl/builtin.crl"))
+            .bearer_auth(&s.admin_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let r = plain.get(format!("{base}/ca/builtin.crt")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "what needs no credential still is");
+        // Over HTTPS, with its key, as configured.
+        let r = s.admin(Method::GET, "/crl/builtin.crl").send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

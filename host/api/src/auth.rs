@@ -72,6 +72,18 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
     }
 }
 
+/// The guard of the plain-HTTP publication listener: only endpoints that need no credential are
+/// served there (a key or a client certificate would travel in clear text, or could not be
+/// presented at all); an endpoint configured to need one is 404 on this listener and keeps
+/// being served over HTTPS.
+pub async fn plain_guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let path = matched(&req);
+    match st.exposure.resolve(req.method(), &path) {
+        Some(rule) if rule.auth == AuthMode::None => guard(State(st), req, next).await,
+        _ => ApiError::not_found().into_response(),
+    }
+}
+
 fn matched(req: &Request) -> String {
     req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default()
 }

@@ -378,7 +378,7 @@ async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Res
 /// only, under the same exposure rules, limits and logging as on HTTPS; anything else is 404.
 pub fn publication_app(state: AppState, limits: Limits) -> Router {
     v1::profiles::publication()
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::plain_guard))
         .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
@@ -392,6 +392,8 @@ pub fn publication_app(state: AppState, limits: Limits) -> Router {
         .layer(middleware::from_fn_with_state(limits.body_bytes, declared_length))
         .layer(middleware::from_fn_with_state(limits.request_timeout, timeout))
         .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static("x-request-id")))
+        .layer(SetRequestIdLayer::new(HeaderName::from_static("x-request-id"), MakeRequestUuid))
         .with_state(state)
 }
 
