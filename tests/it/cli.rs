@@ -187,12 +187,28 @@ async fn an_offline_root_signs_the_issuing_ca_and_its_crl_and_the_server_never_h
                 &o("corp.csr"),
                 "--out",
                 &out,
+                "--public-url",
+                "http://pki.example.org",
+                "--ca-id",
+                "corp",
             ]
             .map(str::to_owned);
             async move { sigil(&args.iter().map(String::as_str).collect::<Vec<_>>()).await }
         };
         assert_eq!(sign(o("other-key.pem"), o("x.pem")).await, 2);
         assert_eq!(sign(o("root-key.pem"), o("corp.pem")).await, 0);
+        let (_, text) = openssl(&["x509", "-in", &o("corp.pem"), "-noout", "-text"]);
+        assert!(text.contains("URI:http://pki.example.org/crl/corp-root.crl"), "{text}");
+        assert!(
+            text.contains("CA Issuers - URI:http://pki.example.org/ca/corp-root.crt"),
+            "{text}"
+        );
+        let (_, text) = openssl(&["x509", "-in", &o("corp.pem"), "-noout", "-text"]);
+        assert!(text.contains("URI:http://pki.example.org/crl/corp-root.crl"), "{text}");
+        assert!(
+            text.contains("CA Issuers - URI:http://pki.example.org/ca/corp-root.crt"),
+            "{text}"
+        );
         // Node: a chain to another root is refused and leaves the request pending.
         let other = ["ca", "root", "--key-out", &o("r2-key.pem"), "--cert-out", &o("r2.pem")];
         assert_eq!(sigil(&other).await, 0);

@@ -93,12 +93,15 @@ impl Root {
     }
 
     /// Signs an issuing CA certificate for the request `csr_pem` (its signature checked),
-    /// valid `years` but never past the root, with path length `path_len`; PEM.
+    /// valid `years` but never past the root, with path length `path_len`; with `published`
+    /// (the root's CRL URL and its certificate's URL) it carries a CRL distribution point and
+    /// an authorityInfoAccess caIssuers; PEM.
     pub fn sign_issuing(
         &self,
         csr_pem: &str,
         years: i64,
         path_len: u8,
+        published: Option<(&str, &str)>,
         now: OffsetDateTime,
     ) -> Result<String, PkiError> {
         let der = pem::decode("CERTIFICATE REQUEST", csr_pem)
@@ -109,6 +112,15 @@ impl Root {
         let mut params =
             ca_params(csr.params.distinguished_name.clone(), years, Some(path_len), now);
         params.not_after = params.not_after.min(self.not_after);
+        if let Some((crl, ca)) = published {
+            params.crl_distribution_points =
+                vec![rcgen::CrlDistributionPoint { uris: vec![crl.to_owned()] }];
+            if let Some(aia) = crate::aia::value(None, Some(ca)) {
+                params
+                    .custom_extensions
+                    .push(rcgen::CustomExtension::from_oid_content(&crate::aia::OID, aia));
+            }
+        }
         let cert = params.signed_by(&csr.public_key, &self.issuer)?;
         Ok(pem::encode("CERTIFICATE", cert.der()))
     }
@@ -207,7 +219,9 @@ mod tests {
         let (root_key, root_pem) = new_root(KeyType::P384, &names, 20, now).unwrap();
         let root = Root::load(&root_key, &root_pem).unwrap();
         let (_, csr) = new_request(KeyType::P256, &names, "Example Issuing").unwrap();
-        let issuing = root.sign_issuing(&csr, 50, 0, now).unwrap();
+        let urls =
+            ("http://pki.example.org/crl/corp-root.crl", "http://pki.example.org/ca/corp-root.crt");
+        let issuing = root.sign_issuing(&csr, 50, 0, Some(urls), now).unwrap();
         check_chain(&issuing, &root_pem).unwrap();
         let crl =
             root.crl(&[("0abc".into(), RevocationReason::KeyCompromise, now)], 7, 30, now).unwrap();
@@ -220,6 +234,8 @@ mod tests {
         let (ok, out) = openssl(dir.path(), &["x509", "-in", "issuing.pem", "-noout", "-text"]);
         assert!(ok && out.contains("CA:TRUE, pathlen:0"), "{out}");
         assert!(out.contains("C = DE, O = Example Corp, CN = Example Issuing"), "{out}");
+        assert!(out.contains("URI:http://pki.example.org/crl/corp-root.crl"), "{out}");
+        assert!(out.contains("CA Issuers - URI:http://pki.example.org/ca/corp-root.crt"), "{out}");
         // Never valid past the root.
         let (_, r) = X509Certificate::from_der(root.der()).unwrap();
         let i = pem::decode("CERTIFICATE", &issuing).unwrap();

@@ -91,6 +91,13 @@ pub enum CaCommand {
         /// Most CA certificates allowed below it.
         #[arg(long, default_value_t = 0)]
         path_len: u8,
+        /// The servers' `pki.public_url`: the certificate then points to the root's CRL
+        /// (`<url>/crl/<ca-id>-root.crl`) and certificate (`<url>/ca/<ca-id>-root.crt`).
+        #[arg(long, requires = "ca_id")]
+        public_url: Option<String>,
+        /// The CA id the servers will know it by (with --public-url).
+        #[arg(long, requires = "public_url")]
+        ca_id: Option<String>,
     },
     /// On a server node: install issuing CA `id` from its signed certificate and the root's
     /// certificate, with the key `sigil ca request` made. Restart the nodes to serve it.
@@ -222,9 +229,23 @@ pub async fn run(cfg: &Config, c: CaCommand) -> Result<i32> {
                 path.display()
             );
         }
-        CaCommand::Sign { root_key, root_cert, csr, out, years, path_len } => {
+        CaCommand::Sign { root_key, root_cert, csr, out, years, path_len, public_url, ca_id } => {
             let root = Root::load(&read(&root_key)?, &read(&root_cert)?)?;
-            let cert = root.sign_issuing(&read(&csr)?, years, path_len, now)?;
+            let urls = match (public_url, ca_id) {
+                (Some(u), Some(id)) => {
+                    pending_path(cfg, &id)?; // the same id rules as on the servers
+                    let u = u.trim_end_matches('/').to_owned();
+                    if !(u.starts_with("http://") || u.starts_with("https://"))
+                        || !u.bytes().all(|b| b.is_ascii_graphic())
+                    {
+                        bail!("--public-url is an ASCII http:// or https:// URL");
+                    }
+                    Some((format!("{u}/crl/{id}-root.crl"), format!("{u}/ca/{id}-root.crt")))
+                }
+                _ => None,
+            };
+            let published = urls.as_ref().map(|(c, a)| (c.as_str(), a.as_str()));
+            let cert = root.sign_issuing(&read(&csr)?, years, path_len, published, now)?;
             write_new(&out, cert.as_bytes(), false)?;
             eprintln!("issuing CA certificate written to {}", out.display());
         }
