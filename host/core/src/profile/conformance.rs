@@ -57,6 +57,39 @@ pub fn check_no_repeats(subject: &[NameAttribute]) -> Result<()> {
     Ok(())
 }
 
+/// The upper bounds of RFC 5280 appendix A.1 (ub-common-name and kin), in characters; C is two
+/// letters.
+fn upper_bound(attribute: &str) -> Option<usize> {
+    Some(match attribute {
+        "CN" | "O" | "OU" | "serialNumber" => 64,
+        "L" | "ST" => 128,
+        "emailAddress" => 255,
+        "C" => 2,
+        _ => return None,
+    })
+}
+
+/// Refuses subject values longer than RFC 5280 allows (and a country that is not two letters).
+pub fn check_lengths(subject: &[NameAttribute]) -> Result<()> {
+    for a in subject {
+        let n = a.value.chars().count();
+        let too_long = upper_bound(&a.attribute).is_some_and(|max| n > max);
+        let bad_country =
+            a.attribute == "C" && !(n == 2 && a.value.bytes().all(|b| b.is_ascii_uppercase()));
+        if n == 0 || too_long || bad_country {
+            return Err(CoreError::invalid(
+                "subject_not_allowed",
+                match upper_bound(&a.attribute) {
+                    Some(2) => "subject C is two capital letters (ISO 3166)".to_owned(),
+                    Some(max) => format!("subject {} is 1 to {max} characters", a.attribute),
+                    None => format!("subject {} is empty", a.attribute),
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Extensions the issuer sets (or that only a CA may carry): a profile's custom extensions may
 /// not supply them. basicConstraints, keyUsage, extKeyUsage, subjectAltName, subjectKeyIdentifier,
 /// authorityKeyIdentifier, cRLDistributionPoints, authorityInfoAccess, nameConstraints,
@@ -228,6 +261,15 @@ mod tests {
             key_usage_for(KeyType::P256, &names(&["digitalSignature", "encipherOnly"])).unwrap(),
             names(&["digitalSignature"])
         );
+    }
+
+    #[test]
+    fn subject_values_longer_than_rfc_5280_allows_are_refused() {
+        let attr = |a: &str, v: &str| NameAttribute { attribute: a.into(), value: v.into() };
+        assert!(check_lengths(&[attr("CN", &"a".repeat(64)), attr("C", "DE")]).is_ok());
+        for bad in [attr("CN", &"a".repeat(65)), attr("C", "DEU"), attr("C", "de"), attr("O", "")] {
+            assert_eq!(check_lengths(&[bad]).unwrap_err().code(), "subject_not_allowed");
+        }
     }
 
     #[test]

@@ -323,6 +323,7 @@ impl ProfileSpec {
             }
         };
         conformance::check_no_repeats(&csr.subject)?;
+        conformance::check_lengths(&csr.subject)?;
         for a in &csr.subject {
             if !self.subject.allowed_attributes.contains(&a.attribute) {
                 return refuse(
