@@ -271,16 +271,11 @@ async fn ocsp_answers_carry_a_next_update_and_reasons_as_the_crl_gives_them() {
     }
 }
 
-/// A free port on 127.0.0.1 (bound and released: the server takes it next).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 // openssl (a blocking child process) talks to the in-process server: a second worker serves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crls_ocsp_and_ca_certificates_are_published_over_plain_http_where_certificates_point() {
     for db in backends().await {
-        let port = free_port();
+        let port = sigil_tests::free_port();
         let base = format!("http://127.0.0.1:{port}");
         let toml = format!("[pki]\npublic_url = \"{base}\"\nhttp_listen = \"127.0.0.1:{port}\"\n");
         let s =
@@ -456,7 +451,7 @@ async fn concurrent_renewals_of_one_certificate_record_only_one() {
 #[tokio::test]
 async fn an_endpoint_that_needs_a_credential_is_not_served_over_plain_http() {
     for db in backends().await {
-        let port = free_port();
+        let port = sigil_tests::free_port();
         let base = format!("http://127.0.0.1:{port}");
         let toml = format!(
             "[pki]\nhttp_listen = \"127.0.0.1:{port}\"\n[exposure.modules.crl]\nauth = \"api_key\"\n"

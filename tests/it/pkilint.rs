@@ -41,16 +41,12 @@ fn lint(tool: &str, args: &[&str]) -> String {
     if out.status.success() { String::new() } else { format!("{tool} {args:?}:\n{text}") }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 // openssl (a blocking child process) talks to the in-process server: a second worker serves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_built_in_profile_crl_and_ocsp_response_passes_pkilint() {
     ensure_pkilint();
     for db in backends().await {
-        let port = free_port();
+        let port = sigil_tests::free_port();
         let base = format!("http://127.0.0.1:{port}");
         let toml = format!("[pki]\npublic_url = \"{base}\"\nhttp_listen = \"127.0.0.1:{port}\"\n");
         let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;

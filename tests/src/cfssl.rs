@@ -69,10 +69,6 @@ fn cfssl_json(dir: &Path, args: &[&str], bare: &str) {
     assert!(child.wait().unwrap().success(), "cfssljson -bare {bare}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 impl Cfssl {
     /// Creates a CA and starts `cfssl serve` for it.
     pub async fn start() -> Cfssl {
@@ -116,7 +112,7 @@ impl Cfssl {
         )
         .unwrap();
         let mut cfssl = Cfssl { url: String::new(), dir, child: None };
-        cfssl.serve(free_port()).await;
+        cfssl.serve(crate::free_port()).await;
         cfssl
     }
 

@@ -20,6 +20,11 @@ use sigil_server::startup::{Running, start};
 use sigil_store::SqlStore;
 pub use sigil_store::testing::TestDb;
 
+/// A free port on 127.0.0.1 (bound and released: the server under test takes it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// Every backend to run a test on.
 pub async fn backends() -> Vec<TestDb> {
     TestDb::all().await

@@ -374,12 +374,10 @@ async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Res
     }
 }
 
-/// The plain-HTTP publication application (`pki.http_listen`): CRLs, OCSP and CA certificates
-/// only, under the same exposure rules, limits and logging as on HTTPS; anything else is 404.
-pub fn publication_app(state: AppState, limits: Limits) -> Router {
-    v1::profiles::publication()
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::plain_guard))
-        .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+/// 404 and 405 as problems, the body limit (also for a declared Content-Length) and the request
+/// timeout: what every listener's routes get.
+fn bounded(routes: Router<AppState>, limits: Limits) -> Router<AppState> {
+    routes
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -391,6 +389,15 @@ pub fn publication_app(state: AppState, limits: Limits) -> Router {
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(middleware::from_fn_with_state(limits.body_bytes, declared_length))
         .layer(middleware::from_fn_with_state(limits.request_timeout, timeout))
+}
+
+/// The plain-HTTP publication application (`pki.http_listen`): CRLs, OCSP and CA certificates
+/// only, under the same exposure rules, limits and logging as on HTTPS; anything else is 404.
+pub fn publication_app(state: AppState, limits: Limits) -> Router {
+    let routes = v1::profiles::publication()
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::plain_guard))
+        .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track));
+    bounded(routes, limits)
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(HeaderName::from_static("x-request-id")))
         .layer(SetRequestIdLayer::new(HeaderName::from_static("x-request-id"), MakeRequestUuid))
@@ -405,22 +412,12 @@ pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router 
             .config(utoipa_swagger_ui::Config::from("/openapi.json")),
     )
     .layer(middleware::from_fn_with_state(state.clone(), docs_gate));
-    routes
+    let routes = routes
         .route("/openapi.json", axum::routing::get(openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard))
         .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
-        .merge(swagger)
-        .fallback(|| async { ApiError::not_found() })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this method is not allowed here",
-            )
-        })
-        .layer(DefaultBodyLimit::max(limits.body_bytes))
-        .layer(middleware::from_fn_with_state(limits.body_bytes, declared_length))
-        .layer(middleware::from_fn_with_state(limits.request_timeout, timeout))
+        .merge(swagger);
+    bounded(routes, limits)
         // Outside every layer that can refuse a request, so CSC paths answer CSC errors.
         .layer(middleware::from_fn(csc::errors))
         .layer(TraceLayer::new_for_http())

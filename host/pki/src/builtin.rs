@@ -152,8 +152,10 @@ fn extended_key_usage(name: &str) -> Option<ExtendedKeyUsagePurpose> {
         "emailProtection" => ExtendedKeyUsagePurpose::EmailProtection,
         "timeStamping" => ExtendedKeyUsagePurpose::TimeStamping,
         "ocspSigning" => ExtendedKeyUsagePurpose::OcspSigning,
-        "documentSigning" => ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 36]),
-        oid => ExtendedKeyUsagePurpose::Other(sigil_core::profile::parse_oid(oid)?),
+        // documentSigning and dotted OIDs: core's one name-to-OID table.
+        other => ExtendedKeyUsagePurpose::Other(sigil_core::profile::parse_oid(
+            &sigil_core::profile::conformance::eku_oid(other),
+        )?),
     })
 }
 
