@@ -32,3 +32,4 @@ mod requests;
 mod scaleout;
 mod sealing;
 mod selfservice;
+mod supersession;

@@ -341,6 +341,11 @@ pub struct Certificate {
     pub metadata: serde_json::Value,
     /// The certificate this one renewed.
     pub renewed_from: Option<Uuid>,
+    /// Its renewal, once renewed (it is superseded).
+    pub superseded_by: Option<Uuid>,
+    /// When a superseded certificate is revoked (reason superseded): its renewal time plus the
+    /// profile's `supersede_grace_days`.
+    pub superseded_until: Option<OffsetDateTime>,
     /// The registration office it belongs to (its holder's), when it has one; operators with a
     /// restricted scope see only certificates of their offices.
     pub office_id: Option<Uuid>,

@@ -105,6 +105,8 @@ pub struct CertFilter {
     pub expires_until_us: Option<i64>,
     /// Metadata `owner` field equals this.
     pub owner: Option<String>,
+    /// Superseded by a renewal (true) or not (false).
+    pub superseded: Option<bool>,
     /// Of this office.
     pub office_id: Option<Uuid>,
     /// Only certificates of these offices (a restricted caller's scope).
@@ -188,6 +190,8 @@ pub enum WriteOp {
         renewal: Uuid,
         /// When, microseconds.
         at_us: i64,
+        /// When the renewed certificate is revoked as superseded, microseconds.
+        superseded_until_us: i64,
     },
     /// Spend a SAD on a signHash: refused with [`StoreError::Refused`] (and nothing of the
     /// unit written) when it is unknown, another's, expired, exhausted, or not for these hashes.
@@ -239,6 +243,9 @@ pub trait Store: crate::records::RecordStore + Send + Sync + 'static {
     async fn certificate(&self, id: Uuid) -> StoreResult<Option<Certificate>>;
     /// The certificate that renewed certificate `id`, if any.
     async fn renewal_of(&self, id: Uuid) -> StoreResult<Option<Certificate>>;
+    /// Superseded certificates whose grace ended at or before `now_us` and that are not
+    /// revoked yet, oldest first, at most `limit`.
+    async fn superseded_due(&self, now_us: i64, limit: u32) -> StoreResult<Vec<Certificate>>;
     /// A certificate by CA and serial.
     async fn certificate_by_serial(
         &self,

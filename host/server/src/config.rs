@@ -360,6 +360,13 @@ pub struct PkiSection {
     /// Names of the root and issuing CA made on first start.
     #[serde(default)]
     pub ca_subject: CaSubject,
+    /// How often superseded certificates past their grace are revoked, seconds.
+    #[serde(default = "d_supersede_check")]
+    pub supersede_check_secs: u64,
+}
+
+fn d_supersede_check() -> u64 {
+    60
 }
 
 /// `[pki.ca_subject]`: the names of the CAs made on first start.
@@ -413,6 +420,7 @@ impl Default for PkiSection {
             ocsp_validity_secs: d_ocsp_validity(),
             http_listen: None,
             ca_subject: CaSubject::default(),
+            supersede_check_secs: d_supersede_check(),
         }
     }
 }
@@ -739,6 +747,11 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "pki.ca_subject.country is two capital letters (ISO 3166), not `{c}`"
             )));
+        }
+        if !(1..=86_400).contains(&self.pki.supersede_check_secs) {
+            return Err(ConfigError::Invalid(
+                "pki.supersede_check_secs must be between 1 and 86400".into(),
+            ));
         }
         if !(60..=7 * 24 * 3600).contains(&self.pki.ocsp_validity_secs) {
             return Err(ConfigError::Invalid(

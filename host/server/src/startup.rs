@@ -437,6 +437,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         tracing::error!(error = %e, "audit checkpoint at start failed");
     }
     let mut jobs = background(&svc, Duration::from_secs(cfg.audit.checkpoint_interval_secs));
+    jobs.push(revoke_superseded(svc.certificates.clone(), cfg.pki.supersede_check_secs));
     let refresh = Duration::from_millis(cfg.server.settings_refresh_ms);
     jobs.push(refresh_settings(svc.settings.clone(), exposure, refresh));
     let watcher = if cfg.plugins.watch.unwrap_or(true) {
@@ -511,6 +512,23 @@ fn background(svc: &Services, checkpoint_every: Duration) -> Vec<JoinHandle<()>>
         }
     });
     vec![cp, refusals, prune, crls]
+}
+
+/// Revokes superseded certificates once their grace has ended (every node may run it: a
+/// certificate is revoked once, the others find it revoked already).
+fn revoke_superseded(certs: Arc<CertificateService>, every_secs: u64) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_secs(every_secs));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            t.tick().await;
+            match certs.revoke_superseded().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(revoked = n, "superseded certificates revoked"),
+                Err(e) => tracing::warn!(error = %e, "revoking superseded certificates failed"),
+            }
+        }
+    })
 }
 
 /// Re-reads settings changed on other nodes.

@@ -271,7 +271,7 @@ pub(crate) async fn update_profile<'c, E: Executor<'c, Database = Any>>(
 
 pub(crate) const CERT_COLUMNS: &str = "id, serial, ca_id, profile, status, subject, sans, key_type, not_before, \
     not_after, der, sha256, issued_at, issued_by, revoked_at, revocation_reason, metadata, renewed_from, updated_at, \
-    office_id";
+    office_id, superseded_by, superseded_until";
 
 pub(crate) fn cert_from_row(r: &AnyRow) -> StoreResult<Certificate> {
     let s = |c: &str| r.try_get::<String, _>(c).map_err(map_err);
@@ -307,6 +307,14 @@ pub(crate) fn cert_from_row(r: &AnyRow) -> StoreResult<Certificate> {
         metadata: serde_json::from_str(&s("metadata")?)
             .map_err(|_| corrupt("certificates.metadata"))?,
         renewed_from: renewed.as_deref().and_then(|r| Uuid::parse_str(r).ok()),
+        superseded_by: r
+            .try_get::<Option<String>, _>("superseded_by")
+            .map_err(map_err)?
+            .and_then(|o| Uuid::parse_str(&o).ok()),
+        superseded_until: r
+            .try_get::<Option<i64>, _>("superseded_until")
+            .map_err(map_err)?
+            .map(from_unix_micros),
         office_id: r
             .try_get::<Option<String>, _>("office_id")
             .map_err(map_err)?
@@ -441,6 +449,15 @@ pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
             q.and(clause, [v]);
         }
     }
+    match f.superseded {
+        Some(true) => {
+            q.and_raw("superseded_by IS NOT NULL");
+        }
+        Some(false) => {
+            q.and_raw("superseded_by IS NULL");
+        }
+        None => {}
+    }
     if let Some(v) = f.office_id {
         q.and("office_id = ?", [v.to_string()]);
     }
@@ -472,5 +489,19 @@ pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
         );
     }
     let rows = q.fetch(&format!("ORDER BY {col} {dir}, id {dir} LIMIT {}", page.limit), e).await?;
+    rows.iter().map(cert_from_row).collect()
+}
+
+pub(crate) async fn superseded_due<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    now_us: i64,
+    limit: u32,
+) -> StoreResult<Vec<Certificate>> {
+    let sql = format!(
+        "SELECT {CERT_COLUMNS} FROM certificates WHERE superseded_until <= $1 \
+         AND status IN ('active', 'suspended') ORDER BY superseded_until, id LIMIT {limit}"
+    );
+    let rows =
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_us).fetch_all(e).await.map_err(map_err)?;
     rows.iter().map(cert_from_row).collect()
 }

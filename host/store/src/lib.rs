@@ -345,6 +345,14 @@ impl Store for SqlStore {
         certs::certificate_where(&self.write, "renewed_from = $1", &[&id.to_string()], "").await
     }
 
+    async fn superseded_due(
+        &self,
+        now_us: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<sigil_core::cert::Certificate>> {
+        certs::superseded_due(&self.write, now_us, limit).await
+    }
+
     async fn certificate_by_serial(
         &self,
         ca_id: &str,

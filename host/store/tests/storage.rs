@@ -179,6 +179,8 @@ fn cert(serial: &str) -> sigil_core::cert::Certificate {
         revocation_reason: None,
         metadata: serde_json::json!({}),
         renewed_from: None,
+        superseded_by: None,
+        superseded_until: None,
         office_id: None,
         updated_at: now,
     }

@@ -80,6 +80,10 @@ pub struct CertificateView {
     pub metadata: serde_json::Value,
     /// The certificate this one renewed.
     pub renewed_from: Option<String>,
+    /// The renewal that superseded this certificate.
+    pub superseded_by: Option<String>,
+    /// When a superseded certificate is revoked (reason superseded), unless revoked before.
+    pub superseded_until: Option<String>,
     /// Registration office.
     pub office_id: Option<String>,
     /// The certificate, PEM.
@@ -118,6 +122,8 @@ impl CertificateView {
             revocation_reason: c.revocation_reason,
             metadata: c.metadata,
             renewed_from: c.renewed_from.map(|u| u.to_string()),
+            superseded_by: c.superseded_by.map(|u| u.to_string()),
+            superseded_until: c.superseded_until.map(rfc3339),
             office_id: c.office_id.map(|u| u.to_string()),
             certificate: pem("CERTIFICATE", &c.der),
             chain,
@@ -242,6 +248,8 @@ pub struct ListQuery {
     ca: Option<String>,
     /// Of this registration office.
     office_id: Option<Uuid>,
+    /// Superseded by a renewal (`true`) or not (`false`).
+    superseded: Option<bool>,
     /// Subject or SAN contains (case-insensitive).
     q: Option<String>,
     /// Serial, hex.
@@ -384,6 +392,7 @@ async fn list(
         serial: q.serial.as_deref().map(|s| s.trim_start_matches('0').to_ascii_lowercase()),
         owner: q.owner.clone(),
         office_id: q.office_id,
+        superseded: q.superseded,
         scope: None,
         issued_from_us: us("issued_from", &q.issued_from)?,
         issued_until_us: us("issued_until", &q.issued_until)?,

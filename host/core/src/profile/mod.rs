@@ -3,7 +3,10 @@
 //! turns a verified request into the exact content of the certificate, or refuses it with the
 //! rule that failed.
 
+mod builtin;
 pub mod conformance;
+
+pub use builtin::built_in_profiles;
 
 use regex::Regex;
 use time::{Duration, OffsetDateTime};
@@ -121,7 +124,7 @@ pub struct CustomExtension {
     pub value: String,
 }
 
-fn default_ca() -> String {
+pub(crate) fn default_ca() -> String {
     "builtin".into()
 }
 fn default_validity() -> u32 {
@@ -180,6 +183,21 @@ pub struct ProfileSpec {
     /// approval with different operators (separation of duties).
     #[serde(default)]
     pub requester_may_approve: bool,
+    /// Days a renewed certificate stays valid beside its renewal (to deploy the new one)
+    /// before Sigil revokes it with reason superseded; 0 revokes it at once.
+    #[serde(default = "default_supersede_grace")]
+    pub supersede_grace_days: u32,
+    /// Certificate policy OIDs (dotted) of the certificatePolicies extension.
+    #[serde(default)]
+    pub certificate_policies: Vec<String>,
+    /// The profile follows the CA/Browser Forum TLS Baseline Requirements (a publicly trusted
+    /// sub-CA): its rules are checked when it is saved and on every request.
+    #[serde(default)]
+    pub cabf_server_auth: bool,
+}
+
+fn default_supersede_grace() -> u32 {
+    7
 }
 
 fn one() -> u8 {
@@ -291,6 +309,9 @@ impl ProfileSpec {
         }
         if self.renewal_window_days > self.validity_days {
             return bad("renewal_window_days cannot exceed validity_days".into());
+        }
+        if self.supersede_grace_days > 3650 {
+            return bad("supersede_grace_days must be between 0 and 3650".into());
         }
         Ok(())
     }
@@ -536,73 +557,6 @@ pub struct Profile {
     pub created_at: OffsetDateTime,
     /// Last change.
     pub updated_at: OffsetDateTime,
-}
-
-/// The profiles created on first start.
-pub fn built_in_profiles() -> Vec<(String, ProfileSpec)> {
-    let all_keys = KeyType::ALL.to_vec();
-    vec![
-        (
-            "tls-client".into(),
-            ProfileSpec {
-                description: "TLS client authentication (CN required)".into(),
-                key_types: all_keys.clone(),
-                validity_days: 365,
-                key_usage: vec!["digitalSignature".into()],
-                extended_key_usage: vec!["clientAuth".into()],
-                subject: SubjectRules { common_name: Requirement::Required, ..Default::default() },
-                san: SanRules::default(),
-                custom_extensions: vec![],
-                ca: default_ca(),
-                renewal_window_days: 30,
-                allow_suspension: true,
-                approvals_required: 1,
-                requester_may_approve: false,
-            },
-        ),
-        (
-            "tls-server".into(),
-            ProfileSpec {
-                description: "TLS server authentication (DNS SAN required)".into(),
-                key_types: all_keys,
-                validity_days: 397,
-                key_usage: vec!["digitalSignature".into(), "keyEncipherment".into()],
-                extended_key_usage: vec!["serverAuth".into()],
-                subject: SubjectRules::default(),
-                san: SanRules {
-                    dns: Requirement::Required,
-                    email: Requirement::Forbidden,
-                    uri: Requirement::Forbidden,
-                    ..Default::default()
-                },
-                custom_extensions: vec![],
-                ca: default_ca(),
-                renewal_window_days: 30,
-                allow_suspension: true,
-                approvals_required: 1,
-                requester_may_approve: false,
-            },
-        ),
-        (
-            "document-signing".into(),
-            ProfileSpec {
-                description: "Document signing keys of CSC signing credentials (CN required)"
-                    .into(),
-                key_types: vec![KeyType::P256, KeyType::P384, KeyType::Rsa2048, KeyType::Rsa3072],
-                validity_days: 730,
-                key_usage: vec!["digitalSignature".into(), "nonRepudiation".into()],
-                extended_key_usage: vec!["documentSigning".into()],
-                subject: SubjectRules { common_name: Requirement::Required, ..Default::default() },
-                san: SanRules::default(),
-                custom_extensions: vec![],
-                ca: default_ca(),
-                renewal_window_days: 30,
-                allow_suspension: true,
-                approvals_required: 1,
-                requester_may_approve: false,
-            },
-        ),
-    ]
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! reactivate, revoke, renew, and custom metadata. Every change is committed with its audit event
 //! and marks the CA's CRL for regeneration in the same transaction.
 
+mod supersession;
+
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -308,6 +310,8 @@ impl CertificateService {
             revocation_reason: None,
             metadata,
             renewed_from,
+            superseded_by: None,
+            superseded_until: None,
             office_id,
             updated_at: now,
         };
@@ -322,10 +326,12 @@ impl CertificateService {
         // one certificate only one is recorded.
         let mut ops = vec![WriteOp::InsertCertificate(Box::new(cert.clone()))];
         if let Some(from) = renewed_from {
+            let grace = Duration::days(i64::from(profile.spec.supersede_grace_days));
             ops.push(WriteOp::ClaimRenewal {
                 renewed_from: from,
                 renewal: cert.id,
                 at_us: crate::audit::unix_micros(now),
+                superseded_until_us: crate::audit::unix_micros(now + grace),
             });
         }
         match self.store.commit_ops(ops, vec![ev], now).await {
@@ -697,6 +703,14 @@ impl CertificateService {
             old.office_id,
         )
         .await
+    }
+
+    /// The subject of a stored certificate, attribute by attribute, as its DER says it.
+    pub fn subject_attributes(
+        &self,
+        cert: &Certificate,
+    ) -> Result<Vec<crate::cert::NameAttribute>> {
+        Ok(self.csr.issued_content(&cert.der)?.subject)
     }
 
     fn same_key_request(&self, old: &Certificate) -> Result<ParsedCsr> {

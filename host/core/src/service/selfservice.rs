@@ -133,9 +133,55 @@ impl SelfService {
         if !for_holder && !on_device {
             return Err(CoreError::not_found("certificate", id.to_string()));
         }
+        self.still_names_holder(h, &cert).await?;
         let c =
             Self::acting(p, office, "certificate:renew")?.authorize::<perm::CertificateRenew>()?;
         self.certificates.renew(&c, id, csr).await
+    }
+
+    /// A holder renews a certificate only while it still describes them: its e-mail addresses
+    /// (subject and SANs), given name and surname must be what the person record says now. A
+    /// changed record (a new name or address, or one removed) calls for a new enrolment, with
+    /// its approvals. The CN is free text (a device id, a role) and is not compared.
+    async fn still_names_holder(&self, h: Uuid, cert: &Certificate) -> Result<()> {
+        let person = self
+            .store
+            .record(&crate::people::PEOPLE, &h.to_string())
+            .await?
+            .map(|b| crate::people::Person::from_body(&b))
+            .transpose()?
+            .ok_or_else(|| CoreError::not_found("certificate", cert.id.to_string()))?;
+        let email = person.email.as_deref().map(str::to_lowercase);
+        let mut stale = Vec::new();
+        for a in self.certificates.subject_attributes(cert)? {
+            let current = match a.attribute.as_str() {
+                "emailAddress" => email.clone().filter(|e| *e == a.value.to_lowercase()),
+                "GN" => Some(person.given_name.clone()).filter(|g| *g == a.value),
+                "SN" => Some(person.family_name.clone()).filter(|f| *f == a.value),
+                _ => continue,
+            };
+            if current.is_none() {
+                stale.push(format!("{}={}", a.attribute, a.value));
+            }
+        }
+        for s in &cert.sans {
+            if let crate::cert::San::Email(e) = s
+                && email.as_deref() != Some(e.to_lowercase().as_str())
+            {
+                stale.push(format!("email:{e}"));
+            }
+        }
+        if stale.is_empty() {
+            return Ok(());
+        }
+        Err(CoreError::conflict(
+            "person_record_changed",
+            format!(
+                "the certificate names {} and the person record no longer does; ask for a new \
+                 enrolment",
+                stale.join(", ")
+            ),
+        ))
     }
 
     /// Asks for a virtual token for the holder: an enrolment request (pending approval, as

@@ -1,0 +1,225 @@
+//! Supersession: a renewed certificate names its renewal, stays valid for its profile's grace,
+//! and is then revoked with reason superseded (CRL, OCSP, audit as the server). A holder renews
+//! only a certificate that still names them as their person record does.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use sigil_tests::{Options, TestServer, backends, json, openssl_csr};
+
+async fn get(s: &TestServer, path: &str) -> Value {
+    let (st, v) = json(s.admin(Method::GET, path).send().await.unwrap()).await;
+    assert_eq!(st, 200, "{path}: {v}");
+    v
+}
+
+/// A copy of tls-client, renewable at once, whose renewed certificates get `grace` days.
+async fn renewable_profile(s: &TestServer, name: &str, grace: u32) {
+    let mut spec = get(s, "/api/v1/profiles/tls-client").await["spec"].take();
+    spec["renewal_window_days"] = json!(365);
+    spec["supersede_grace_days"] = json!(grace);
+    let (st, b) = json(
+        s.admin(Method::POST, "/api/v1/profiles")
+            .json(&json!({"name": name, "spec": spec}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().into()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_superseded_then_revoked_as_superseded_after_its_grace() {
+    for db in backends().await {
+        let toml = "[pki]\nsupersede_check_secs = 1\n".to_owned();
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        let dir = tempfile::tempdir().unwrap();
+        renewable_profile(&s, "now", 0).await;
+        renewable_profile(&s, "week", 7).await;
+        let mut olds = vec![];
+        for (profile, cn) in [("now", "/CN=quick"), ("week", "/CN=slow")] {
+            let (csr, _) = openssl_csr(dir.path(), profile, "ec:P-256", cn, None);
+            let (st, old) = s.issue(&csr, profile).await;
+            assert_eq!(st, 201, "{old}");
+            let id = old["id"].as_str().unwrap().to_owned();
+            let (st, new) = json(
+                s.admin(Method::POST, &format!("/api/v1/certificates/{id}/renew"))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(st, 201, "{new}");
+            let old = get(&s, &format!("/api/v1/certificates/{id}")).await;
+            assert_eq!(old["superseded_by"], new["id"], "{old}");
+            assert!(old["superseded_until"].is_string(), "{old}");
+            assert!(new["superseded_by"].is_null() && new["superseded_until"].is_null());
+            olds.push((old, new));
+        }
+        // Listed apart: the superseded ones, and the current ones.
+        let superseded = ids(&get(&s, "/api/v1/certificates?superseded=true").await);
+        let current = ids(&get(&s, "/api/v1/certificates?superseded=false").await);
+        for (old, new) in &olds {
+            let (o, n) = (old["id"].as_str().unwrap(), new["id"].as_str().unwrap());
+            assert!(superseded.iter().any(|i| i == o) && !superseded.iter().any(|i| i == n));
+            assert!(current.iter().any(|i| i == n) && !current.iter().any(|i| i == o));
+        }
+        // Grace 0: revoked by the server's sweep, reason superseded, everywhere.
+        let quick = olds[0].0["id"].as_str().unwrap();
+        let mut revoked = Value::Null;
+        for _ in 0..100 {
+            revoked = get(&s, &format!("/api/v1/certificates/{quick}")).await;
+            if revoked["status"] == "revoked" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(revoked["status"], "revoked", "{revoked}");
+        assert_eq!(revoked["revocation_reason"], "superseded");
+        let crl = s.crl_text("builtin").await;
+        let serial = revoked["serial"].as_str().unwrap().to_uppercase();
+        let entry = crl.split("Serial Number: ").find(|e| e.starts_with(&serial)).expect("listed");
+        assert!(entry.contains("Superseded"), "{crl}");
+        let ocsp = s.ocsp_text(&revoked).await;
+        assert!(ocsp.contains("Cert Status: revoked") && ocsp.contains("superseded"), "{ocsp}");
+        let trail = s.trail("certificate", quick).await;
+        let ev = trail["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == "certificate.revoke")
+            .expect("audited");
+        assert_eq!(ev["actor"]["kind"], "system", "{ev}");
+        assert_eq!(ev["details"]["superseded_by"], olds[0].1["id"], "{ev}");
+        // The renewal lives on; a week's grace is not over, sweeps or not.
+        let renewal =
+            get(&s, &format!("/api/v1/certificates/{}", olds[0].1["id"].as_str().unwrap())).await;
+        assert_eq!(renewal["status"], "active");
+        let slow =
+            get(&s, &format!("/api/v1/certificates/{}", olds[1].0["id"].as_str().unwrap())).await;
+        assert_eq!(slow["status"], "active", "{slow}");
+        assert!(s.ocsp_text(&slow).await.contains("Cert Status: good"));
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_grace_beyond_ten_years_is_refused() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let mut spec = get(&s, "/api/v1/profiles/tls-client").await["spec"].take();
+        spec["supersede_grace_days"] = json!(3651);
+        let (st, e) = json(
+            s.admin(Method::PUT, "/api/v1/profiles/tls-client").json(&spec).send().await.unwrap(),
+        )
+        .await;
+        assert_eq!((st, e["code"].as_str()), (400, Some("invalid_profile")), "{e}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_holder_renews_only_a_certificate_that_still_names_them_as_their_record_does() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let a = s.offices(&["A"]).await.remove(0);
+        let mut spec = get(&s, "/api/v1/profiles/tls-client").await["spec"].take();
+        spec["renewal_window_days"] = json!(365);
+        spec["subject"]["allowed_attributes"] = json!(["CN", "GN", "SN", "emailAddress"]);
+        let r = s.admin(Method::PUT, "/api/v1/profiles/tls-client").json(&spec).send().await;
+        assert_eq!(r.unwrap().status(), 200);
+        let ana = s
+            .create(
+                "/api/v1/people",
+                json!({"office_id": a, "given_name": "Ana", "family_name": "Alpha",
+                       "email": "ana@acme.example"}),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let card = s
+            .create(
+                "/api/v1/devices",
+                json!({"kind": "smart_card", "serial": "SC-1", "office_id": a, "holder_id": ana}),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let mut certs = vec![];
+        for (name, subject, san) in [
+            ("mail", "/CN=Ana Alpha/emailAddress=ana@acme.example", None),
+            ("san", "/CN=Ana Alpha", Some("email:Ana@Acme.example")),
+            ("names", "/CN=Ana/GN=Ana/SN=Alpha", None),
+        ] {
+            let (csr, _) = openssl_csr(dir.path(), name, "ec:P-256", subject, san);
+            let c = s
+                .create(
+                    "/api/v1/certificates",
+                    json!({"csr": csr, "profile": "tls-client", "office_id": a}),
+                )
+                .await;
+            let id = c["id"].as_str().unwrap().to_owned();
+            let r = s
+                .admin(Method::POST, &format!("/api/v1/devices/{card}/certificates"))
+                .json(&json!({"certificate_id": id}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            certs.push(id);
+        }
+        let key = s
+            .create_key(
+                json!({"name": "ana", "permissions": ["self_service:use"], "holder_id": ana}),
+            )
+            .await["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let renew = |id: String| {
+            let (s, key) = (&s, key.clone());
+            async move {
+                let path = format!("/api/v1/self/certificates/{id}/renew");
+                json(s.req(Method::POST, &path, &key).send().await.unwrap()).await
+            }
+        };
+        // The record still says so: the first renews (e-mail compared without case).
+        let (st, b) = renew(certs[1].clone()).await;
+        assert_eq!(st, 201, "{b}");
+        // Ana marries and moves: her record changes, her certificates no longer describe her.
+        let r = s
+            .admin(Method::PATCH, &format!("/api/v1/people/{ana}"))
+            .json(&json!({"family_name": "Beta", "email": "ana.beta@acme.example"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        for (id, names) in [(&certs[0], "ana@acme.example"), (&certs[2], "SN=Alpha")] {
+            let (st, e) = renew(id.clone()).await;
+            assert_eq!((st, e["code"].as_str()), (409, Some("person_record_changed")), "{e}");
+            assert!(e["detail"].as_str().unwrap().contains(names), "{e}");
+        }
+        // An operator may still renew them (the operator answers for the identity).
+        let (st, b) = json(
+            s.admin(Method::POST, &format!("/api/v1/certificates/{}/renew", certs[2]))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 201, "{b}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
