@@ -423,7 +423,7 @@ async fn profiles_are_created_validated_and_enforced() {
         let (_, list) = json(s.admin(Method::GET, "/api/v1/profiles").send().await.unwrap()).await;
         let names: Vec<_> =
             list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["document-signing", "tls-client", "tls-server"]);
+        assert_eq!(names, ["document-signing", "tls-client", "tls-server", "tls-server-public"]);
         let spec = json!({
             "description": "corp web", "key_types": ["p256"], "validity_days": 90,
             "key_usage": ["digitalSignature"], "extended_key_usage": ["serverAuth", "1.3.6.1.4.1.99999.1"],
@@ -677,6 +677,30 @@ async fn a_repeated_ocsp_request_reuses_its_signed_answer_until_the_status_chang
         // ECDSA signatures are randomised: equal bytes mean one signature served twice.
         let first = ask().await;
         assert_eq!(ask().await, first);
+        // Any request about this certificate, nonce or not, gets the answer kept for it
+        // (RFC 5019): one signature per certificate and status, not per request.
+        for nonce in ["-nonce", "-nonce"] {
+            let (ok, out) = openssl(&[
+                "ocsp",
+                "-issuer",
+                &p("issuing.pem"),
+                "-cert",
+                &p("leaf.pem"),
+                nonce,
+                "-reqout",
+                &p("nonce.der"),
+            ]);
+            assert!(ok, "{out}");
+            let r = s
+                .client
+                .post(format!("{}/ocsp", s.url))
+                .header("content-type", "application/ocsp-request")
+                .body(std::fs::read(p("nonce.der")).unwrap())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.bytes().await.unwrap().to_vec(), first, "one answer per certificate");
+        }
         s.admin(Method::POST, &format!("/api/v1/certificates/{id}/suspend")).send().await.unwrap();
         let after = ask().await;
         assert_ne!(after, first, "a status change is answered at once");

@@ -354,6 +354,7 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
     leaf.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(30);
     leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let csr = leaf.serialize_request(&key).unwrap().pem().unwrap();
+    leaf.use_authority_key_identifier_extension = true;
     let leaf_pem = leaf.signed_by(&key, &issuer1).unwrap().pem();
     // Wider than the decision: another subject, server authentication, a longer life.
     let wider_pem = {
@@ -370,6 +371,21 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
     let longer_pem = {
         let mut p = leaf.clone();
         p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
+        p.signed_by(&key, &issuer1).unwrap().pem()
+    };
+    // An extension the profile does not set (here one no relying party knows), and no
+    // authority key identifier (RFC 5280 §4.2.1.1: path building needs it).
+    let extra_pem = {
+        let mut p = leaf.clone();
+        p.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 4, 1, 55555, 9],
+            vec![5, 0],
+        )];
+        p.signed_by(&key, &issuer1).unwrap().pem()
+    };
+    let no_aki_pem = {
+        let mut p = leaf.clone();
+        p.use_authority_key_identifier_extension = false;
         p.signed_by(&key, &issuer1).unwrap().pem()
     };
     let other_csr = {
@@ -392,6 +408,8 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
         double_of("wider", &ca1, &wider_pem, ""),
         double_of("serverauth", &ca1, &server_auth_pem, ""),
         double_of("longer", &ca1, &longer_pem, ""),
+        double_of("extra", &ca1, &extra_pem, ""),
+        double_of("noaki", &ca1, &no_aki_pem, ""),
         "[plugins.load.broken]\nfile = \"".to_owned()
             + dir
             + "/test_connector.wasm\"\ngrants = [\"config\"]\n",
@@ -400,7 +418,9 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
     for db in sigil_tests::backends().await {
         let s =
             TestServer::start_with(&db, Options { toml: toml.clone(), ..Default::default() }).await;
-        for id in ["honest", "wrongca", "refusing", "wider", "serverauth", "longer"] {
+        for id in
+            ["honest", "wrongca", "refusing", "wider", "serverauth", "longer", "extra", "noaki"]
+        {
             profile_on(&s, id, Some(id)).await;
         }
         // A connector whose canary (`info`) fails is not loaded, and says why.
@@ -419,9 +439,16 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
         assert_eq!((st, b["code"].as_str()), (502, Some("ca_bad_certificate")), "{b}");
         // Wider than the profile decided (another subject, another usage, a longer life): the
         // certificate is refused before it is recorded, taken back at the CA, and audited.
-        for id in ["wider", "serverauth", "longer"] {
+        for (id, why) in [
+            ("wider", "subject CN=Chief Executive"),
+            ("serverauth", "extended key usage"),
+            ("longer", "validity"),
+            ("extra", "extension 1.3.6.1.4.1.55555.9"),
+            ("noaki", "authority key identifier"),
+        ] {
             let (st, b) = s.issue(&csr, id).await;
             assert_eq!((st, b["code"].as_str()), (502, Some("ca_result_mismatch")), "{id}: {b}");
+            assert!(b["detail"].as_str().unwrap().contains(why), "{id}: {b}");
         }
         let (_, refused) = body(
             s.admin(Method::GET, "/api/v1/audit?action=certificate.issue&outcome=failure")

@@ -8,6 +8,7 @@ mod audit;
 mod audit_anchor;
 mod authz_attacks;
 mod authz_matrix;
+mod cabf;
 mod certificates;
 mod cli;
 mod conformance;

@@ -120,3 +120,54 @@ async fn every_built_in_profile_crl_and_ocsp_response_passes_pkilint() {
         db.cleanup().await;
     }
 }
+
+// The CA/Browser Forum profile points to a public host (nothing is fetched from it here): its
+// certificates pass pkilint's CA/Browser Forum linter for domain-validated subscriber
+// certificates, and verify for TLS servers under openssl's strict checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ca_browser_forum_profile_passes_the_baseline_requirements_linter() {
+    ensure_pkilint();
+    for db in backends().await {
+        let toml = "[pki]\npublic_url = \"http://pki.sigil-pki.org\"\n".to_owned();
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        let mut findings = Vec::new();
+        for key in ["ec:P-256", "ec:P-384", "rsa:2048"] {
+            let name = key.replace(':', "-");
+            let sans = "DNS:www.sigil-pki.org,DNS:*.sigil-pki.org";
+            let (csr, _) = openssl_csr(dir.path(), &name, key, "/CN=www.sigil-pki.org", Some(sans));
+            let (st, cert) = s.issue(&csr, "tls-server-public").await;
+            assert_eq!(st, 201, "{name}: {cert}");
+            let file = p(&format!("{name}.pem"));
+            std::fs::write(&file, cert["certificate"].as_str().unwrap()).unwrap();
+            // (It runs the RFC 5280 checks too, but for those the Forum's rules supersede,
+            // such as the syntax of wildcard names.)
+            findings
+                .push(lint("lint_cabf_serverauth_cert", &["-t", "DV-FINAL-CERTIFICATE", &file]));
+            let chain: Vec<&str> =
+                cert["chain"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+            std::fs::write(p("issuing.pem"), chain[0]).unwrap();
+            std::fs::write(p("root.pem"), chain[chain.len() - 1]).unwrap();
+            let (ok, out) = openssl(&[
+                "verify",
+                "-x509_strict",
+                "-purpose",
+                "sslserver",
+                "-CAfile",
+                &p("root.pem"),
+                "-untrusted",
+                &p("issuing.pem"),
+                &file,
+            ]);
+            assert!(ok, "{name}: {out}");
+            let (_, text) = openssl(&["x509", "-in", &file, "-noout", "-text"]);
+            assert!(text.contains("Policy: 2.23.140.1.2.1"), "{text}");
+            assert!(text.contains("OCSP - URI:http://pki.sigil-pki.org/ocsp"), "{text}");
+        }
+        let findings: Vec<String> = findings.into_iter().filter(|f| !f.is_empty()).collect();
+        assert!(findings.is_empty(), "pkilint findings:\n{}", findings.join("\n"));
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

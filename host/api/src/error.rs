@@ -86,6 +86,10 @@ impl From<CoreError> for ApiError {
                 }
                 _ => "internal error; nothing was changed".to_owned(),
             }
+        } else if let CoreError::Dependency { code: "ca_result_mismatch", detail } = &e {
+            // Sigil's own comparison of what was issued with what the profile decided: it
+            // names the differing content, which is the caller's own request.
+            detail.clone()
         } else if let CoreError::Dependency { code, detail } = &e {
             // A plugin's or CA connector's own words can carry internal URLs and addresses:
             // they go to the log, the client gets the code.

@@ -78,6 +78,12 @@ pub trait Issuer: Send + Sync {
     fn publishes_status(&self) -> bool {
         true
     }
+    /// Why the back end cannot issue under a CA/Browser Forum profile, when it knows before
+    /// issuing: the built-in CA's certificates must point to its CRL and OCSP responder at a
+    /// public host (`pki.public_url`). An external CA's certificates are checked once issued.
+    fn unfit_for_public_trust(&self) -> Option<String> {
+        None
+    }
     /// Whether certificates of this back end can be put on hold and released.
     fn supports_suspension(&self) -> bool {
         true
@@ -301,6 +307,11 @@ pub struct OcspQuery {
     /// Per requested certificate: the index of the issuing CA among those passed to
     /// [`Ocsp::parse`] (None when no CA matches), and the serial in hex.
     pub items: Vec<(Option<usize>, String)>,
+    /// The CertID of each item, DER (what a response for that certificate answers).
+    pub cert_ids: Vec<Vec<u8>>,
+    /// Whether the response echoes the request's nonce (RFC 6960 §4.4.1); a response kept per
+    /// certificate for everyone (RFC 5019) does not.
+    pub echo_nonce: bool,
 }
 
 /// OCSP encoding; implemented in `sigil-pki`.
@@ -315,6 +326,8 @@ pub trait Ocsp: Send + Sync {
         signer: &dyn Issuer,
         now: OffsetDateTime,
     ) -> Result<Vec<u8>>;
+    /// How long a response may be relied on (its nextUpdate after its thisUpdate).
+    fn validity(&self) -> time::Duration;
     /// The `malformedRequest` response.
     fn malformed(&self) -> Vec<u8>;
     /// The `unauthorized` response (no CA of ours issued what was asked about).

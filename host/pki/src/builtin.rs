@@ -247,6 +247,24 @@ impl CoreIssuer for BuiltinCa {
         &self.chain
     }
 
+    fn unfit_for_public_trust(&self) -> Option<String> {
+        let Some(url) = &self.crl_url else {
+            return Some(
+                "its certificates point to no CRL or OCSP responder: set pki.public_url".into(),
+            );
+        };
+        let host = url.split_once("://").map_or("", |(_, r)| r);
+        let host = host.split(['/', '?', '#']).next().unwrap_or("");
+        // Without the port: a bracketed IPv6 literal, else what precedes the last colon.
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        (!sigil_core::profile::cabf::public_host(host)).then(|| {
+            format!("pki.public_url names `{host}`, which is not a public host name or address")
+        })
+    }
+
     async fn issue(&self, order: &IssueOrder<'_>) -> Result<Issued> {
         let content = order.content;
         let params = self.leaf_params(content, order.serial)?;

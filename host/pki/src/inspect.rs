@@ -21,8 +21,15 @@ pub fn issued_content(der: &[u8]) -> Result<IssuedContent> {
     let subject = name_attributes(cert.subject())?;
     let mut sans = Vec::new();
     let (mut key_usage, mut eku, mut is_ca) = (Vec::new(), None, false);
+    let (mut aki, mut ski) = (None, None);
+    let mut extensions = Vec::new();
     for ext in cert.extensions() {
+        extensions.push((ext.oid.to_id_string(), ext.critical, ext.value.to_vec()));
         match ext.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                aki = a.key_identifier.as_ref().map(|k| k.0.to_vec());
+            }
+            ParsedExtension::SubjectKeyIdentifier(k) => ski = Some(k.0.to_vec()),
             ParsedExtension::SubjectAlternativeName(san) => {
                 for name in &san.general_names {
                     sans.push(san_of(name)?);
@@ -77,5 +84,10 @@ pub fn issued_content(der: &[u8]) -> Result<IssuedContent> {
         key_usage,
         extended_key_usage: eku,
         is_ca,
+        extensions,
+        issuer_der: cert.issuer().as_raw().to_vec(),
+        subject_der: cert.subject().as_raw().to_vec(),
+        authority_key_id: aki,
+        subject_key_id: ski,
     })
 }

@@ -88,8 +88,10 @@ impl Ocsp for OcspCodec {
         let hashes: Vec<Option<CaHashes>> =
             cas.iter().map(|c| ca_hashes(c.ca_certificate())).collect();
         let mut items = Vec::new();
+        let mut cert_ids = Vec::new();
         for r in &req.tbs_request.request_list {
             let id = &r.req_cert;
+            cert_ids.push(id.to_der().map_err(bad)?);
             let alg = id.hash_algorithm.oid.to_string();
             let matched = hashes.iter().position(|h| {
                 h.as_ref().is_some_and(|h| {
@@ -105,7 +107,7 @@ impl Ocsp for OcspCodec {
         if items.is_empty() {
             return Err(bad("the request asks about no certificate"));
         }
-        Ok(OcspQuery { der: der.to_vec(), items })
+        Ok(OcspQuery { der: der.to_vec(), items, cert_ids, echo_nonce: true })
     }
 
     fn respond(
@@ -143,7 +145,8 @@ impl Ocsp for OcspCodec {
             .tbs_request
             .request_extensions
             .as_ref()
-            .and_then(|exts| exts.iter().find(|e| e.extn_id.to_string() == NONCE).cloned());
+            .and_then(|exts| exts.iter().find(|e| e.extn_id.to_string() == NONCE).cloned())
+            .filter(|_| query.echo_nonce);
         let key_hash = {
             let c = X509::from_der(signer.ca_certificate())
                 .map_err(|e| CoreError::Internal(e.to_string()))?;
@@ -172,6 +175,10 @@ impl Ocsp for OcspCodec {
         OcspResponse::successful(basic)
             .and_then(|r| r.to_der())
             .map_err(|e| CoreError::Internal(e.to_string()))
+    }
+
+    fn validity(&self) -> time::Duration {
+        self.validity
     }
 
     fn malformed(&self) -> Vec<u8> {

@@ -77,5 +77,38 @@ pub fn built_in_profiles() -> Vec<(String, ProfileSpec)> {
                 cabf_server_auth: false,
             },
         ),
+        (
+            "tls-server-public".into(),
+            ProfileSpec {
+                description: "TLS server authentication under the CA/Browser Forum Baseline \
+                              Requirements (domain validated), for a publicly trusted sub-CA; \
+                              needs pki.public_url"
+                    .into(),
+                key_types: vec![KeyType::P256, KeyType::P384, KeyType::Rsa2048, KeyType::Rsa3072],
+                validity_days: super::cabf::MAX_VALIDITY_DAYS,
+                key_usage: vec!["digitalSignature".into(), "keyEncipherment".into()],
+                extended_key_usage: vec!["serverAuth".into()],
+                subject: SubjectRules {
+                    common_name: Requirement::Optional,
+                    common_name_pattern: None,
+                    allowed_attributes: vec!["CN".into(), "C".into()],
+                },
+                san: SanRules {
+                    dns: Requirement::Required,
+                    email: Requirement::Forbidden,
+                    uri: Requirement::Forbidden,
+                    ..Default::default()
+                },
+                custom_extensions: vec![],
+                ca: default_ca(),
+                renewal_window_days: 30,
+                allow_suspension: false,
+                approvals_required: 1,
+                requester_may_approve: false,
+                supersede_grace_days: 7,
+                certificate_policies: vec![super::cabf::DV.into()],
+                cabf_server_auth: true,
+            },
+        ),
     ]
 }

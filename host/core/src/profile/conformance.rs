@@ -139,6 +139,16 @@ pub struct IssuedContent {
     pub extended_key_usage: Option<Vec<String>>,
     /// basicConstraints cA.
     pub is_ca: bool,
+    /// Every extension: dotted OID, critical, value (the DER inside the OCTET STRING).
+    pub extensions: Vec<(String, bool, Vec<u8>)>,
+    /// The issuer name, DER.
+    pub issuer_der: Vec<u8>,
+    /// The subject name, DER.
+    pub subject_der: Vec<u8>,
+    /// The authority key identifier's keyIdentifier.
+    pub authority_key_id: Option<Vec<u8>>,
+    /// The subject key identifier.
+    pub subject_key_id: Option<Vec<u8>>,
 }
 
 /// The dotted OID of an extended key usage name (or the OID itself).
@@ -156,6 +166,57 @@ pub fn eku_oid(name: &str) -> String {
     .to_owned()
 }
 
+/// Extensions an issuer sets on an end-entity certificate itself; anything else must come from
+/// the profile.
+const ISSUER_EXTENSIONS: [&str; 8] = [
+    "2.5.29.19",
+    "2.5.29.15",
+    "2.5.29.37",
+    "2.5.29.17",
+    "2.5.29.14",
+    "2.5.29.35",
+    "2.5.29.31",
+    AIA_OID,
+];
+
+/// authorityInfoAccess.
+const AIA_OID: &str = "1.3.6.1.5.5.7.1.1";
+/// cRLDistributionPoints.
+const CRL_DP_OID: &str = "2.5.29.31";
+
+/// Every extension once; none the profile did not ask for beyond the issuer's own; every
+/// extension of the profile, as the profile says it; the revocation pointers a CA/Browser Forum
+/// profile needs.
+fn check_extensions(decided: &CertContent, got: &IssuedContent) -> std::result::Result<(), String> {
+    for (i, (oid, ..)) in got.extensions.iter().enumerate() {
+        if got.extensions[..i].iter().any(|(o, ..)| o == oid) {
+            return Err(format!("extension {oid} twice"));
+        }
+        let of_profile = decided.custom_extensions.iter().any(|(arcs, ..)| dotted(arcs) == *oid);
+        if !of_profile && !ISSUER_EXTENSIONS.contains(&oid.as_str()) {
+            return Err(format!("extension {oid}, which the profile does not set"));
+        }
+    }
+    for (arcs, critical, value) in &decided.custom_extensions {
+        let oid = dotted(arcs);
+        match got.extensions.iter().find(|(o, ..)| *o == oid) {
+            Some((_, c, v)) if c == critical && v == value => {}
+            Some(_) => return Err(format!("extension {oid} with another value or criticality")),
+            None => return Err(format!("no extension {oid}, which the profile sets")),
+        }
+    }
+    if decided.cabf_server_auth {
+        for (oid, name) in
+            [(AIA_OID, "authorityInfoAccess"), (CRL_DP_OID, "CRL distribution point")]
+        {
+            if !got.extensions.iter().any(|(o, ..)| o == oid) {
+                return Err(format!("no {name}, which a CA/Browser Forum certificate needs"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How far an external CA's validity may stray from the decision (its own backdating and
 /// clock): never more.
 const EXTERNAL_SLACK: Duration = Duration::minutes(10);
@@ -164,7 +225,12 @@ const EXTERNAL_SLACK: Duration = Duration::minutes(10);
 /// issued exactly the decision; an external CA may narrow it (fewer usages, a shorter life) but
 /// never widen it: the same key, subject (attribute by attribute, in order) and names, no CA
 /// flag, no usage or extended usage the profile did not decide, no life beyond the decision.
-pub fn check_issued(decided: &CertContent, got: &IssuedContent, exact: bool) -> Result<()> {
+pub fn check_issued(
+    decided: &CertContent,
+    got: &IssuedContent,
+    ca: &IssuedContent,
+    exact: bool,
+) -> Result<()> {
     let refuse = |why: String| {
         Err(CoreError::Dependency {
             code: "ca_result_mismatch",
@@ -176,6 +242,14 @@ pub fn check_issued(decided: &CertContent, got: &IssuedContent, exact: bool) -> 
     if got.spki_der != decided.spki_der {
         return refuse("another public key".into());
     }
+    // Issued under the CA's name and key identifier (a relying party builds the path by them).
+    if got.issuer_der != ca.subject_der {
+        return refuse("an issuer name other than the CA's subject".into());
+    }
+    if got.authority_key_id.is_none() || got.authority_key_id != ca.subject_key_id {
+        return refuse("an authority key identifier other than the CA's key identifier".into());
+    }
+    check_extensions(decided, got).or_else(&refuse)?;
     if got.multi_valued_rdn || got.subject != decided.subject {
         let show = |s: &[NameAttribute]| {
             s.iter().map(|a| format!("{}={}", a.attribute, a.value)).collect::<Vec<_>>().join(",")

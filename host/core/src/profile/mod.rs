@@ -4,6 +4,7 @@
 //! rule that failed.
 
 mod builtin;
+pub mod cabf;
 pub mod conformance;
 
 pub use builtin::built_in_profiles;
@@ -313,6 +314,10 @@ impl ProfileSpec {
         if self.supersede_grace_days > 3650 {
             return bad("supersede_grace_days must be between 0 and 3650".into());
         }
+        cabf::validate_policies(self)?;
+        if self.cabf_server_auth {
+            cabf::validate(self)?;
+        }
         Ok(())
     }
 
@@ -463,6 +468,24 @@ impl ProfileSpec {
                 format!("the profile's custom extension {} is one Sigil sets itself", c.oid),
             );
         }
+        if self.cabf_server_auth {
+            cabf::check_request(self, &csr.subject, &csr.sans)?;
+        }
+        let mut custom_extensions: Vec<(Vec<u64>, bool, Vec<u8>)> = self
+            .custom_extensions
+            .iter()
+            .filter_map(|c| {
+                let value =
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &c.value)
+                        .ok()?;
+                Some((parse_oid(&c.oid)?, c.critical, value))
+            })
+            .collect();
+        let policies: Vec<Vec<u64>> =
+            self.certificate_policies.iter().filter_map(|p| parse_oid(p)).collect();
+        if !policies.is_empty() {
+            custom_extensions.push((vec![2, 5, 29, 32], false, cabf::policies_der(&policies)));
+        }
         Ok(CertContent {
             subject: csr.subject.clone(),
             sans: csr.sans.clone(),
@@ -472,18 +495,8 @@ impl ProfileSpec {
             not_after,
             key_usage,
             extended_key_usage: self.extended_key_usage.clone(),
-            custom_extensions: self
-                .custom_extensions
-                .iter()
-                .filter_map(|c| {
-                    let value = base64::Engine::decode(
-                        &base64::engine::general_purpose::STANDARD,
-                        &c.value,
-                    )
-                    .ok()?;
-                    Some((parse_oid(&c.oid)?, c.critical, value))
-                })
-                .collect(),
+            custom_extensions,
+            cabf_server_auth: self.cabf_server_auth,
         })
     }
 }
@@ -540,8 +553,11 @@ pub struct CertContent {
     pub key_usage: Vec<String>,
     /// Extended key usage names or OIDs.
     pub extended_key_usage: Vec<String>,
-    /// (OID arcs, critical, value DER).
+    /// (OID arcs, critical, value DER): the profile's own extensions and its
+    /// certificatePolicies.
     pub custom_extensions: Vec<(Vec<u64>, bool, Vec<u8>)>,
+    /// Under a CA/Browser Forum profile: the certificate must point to its CRL and OCSP.
+    pub cabf_server_auth: bool,
 }
 
 /// A stored profile.

@@ -10,7 +10,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::audit::{NewAuditEvent, unix_micros};
 use crate::authz::{Capability, Principal, perm};
-use crate::ca::{CaFactory, CaRecord, Issuer, Issuers, Ocsp, OcspStatus, RootKeyVault};
+use crate::ca::{CaFactory, CaRecord, Issuer, Issuers, Ocsp, OcspQuery, OcspStatus, RootKeyVault};
 use crate::cert::{CertStatus, KeyType};
 use crate::error::{CoreError, Result};
 use crate::ports::{Clock, Store};
@@ -37,34 +37,47 @@ pub struct CaService {
     answers: OcspAnswers,
 }
 
-/// Signed OCSP responses kept for a short time, by request, with the statuses they state: a
-/// repeated request whose certificates' statuses are unchanged gets the same response without a
-/// new signature. Statuses are still read from the store for every request, so a revocation on
-/// any node shows at once.
+/// Signed OCSP responses kept with the statuses they state. A request about one certificate
+/// (what relying parties send) is answered per certificate (RFC 5019): one response per CertID,
+/// without the nonce, served to everyone until that certificate's status changes or a quarter
+/// of the response's validity has passed. A request about several certificates is kept per
+/// request, nonce and all, briefly. Statuses are read from the store for every request, so a
+/// change on any node shows at once.
 #[derive(Debug, Default)]
 struct OcspAnswers {
-    by_request: std::sync::Mutex<HashMap<[u8; 32], Answer>>,
+    kept: std::sync::Mutex<HashMap<[u8; 32], Answer>>,
 }
 
 /// The statuses a response states, the response, and when it was signed.
 type Answer = (Vec<OcspStatus>, Vec<u8>, std::time::Instant);
 
-/// How long a signed response is reused.
-const OCSP_REUSE: std::time::Duration = std::time::Duration::from_secs(60);
-/// Responses kept at most (the oldest are dropped all at once past it).
-const OCSP_KEPT: usize = 4096;
+/// How long a response to a request about several certificates is reused.
+const OCSP_REUSE_REQUEST: std::time::Duration = std::time::Duration::from_secs(60);
+/// Responses kept at most (the stale are dropped past it, then all).
+const OCSP_KEPT: usize = 16_384;
 
 impl OcspAnswers {
-    fn get(&self, key: &[u8; 32], statuses: &[OcspStatus]) -> Option<Vec<u8>> {
-        let map = self.by_request.lock().ok()?;
+    fn get(
+        &self,
+        key: &[u8; 32],
+        statuses: &[OcspStatus],
+        reuse: std::time::Duration,
+    ) -> Option<Vec<u8>> {
+        let map = self.kept.lock().ok()?;
         let (s, der, at) = map.get(key)?;
-        (s.as_slice() == statuses && at.elapsed() < OCSP_REUSE).then(|| der.clone())
+        (s.as_slice() == statuses && at.elapsed() < reuse).then(|| der.clone())
     }
 
-    fn put(&self, key: [u8; 32], statuses: Vec<OcspStatus>, der: &[u8]) {
-        if let Ok(mut map) = self.by_request.lock() {
+    fn put(
+        &self,
+        key: [u8; 32],
+        statuses: Vec<OcspStatus>,
+        der: &[u8],
+        reuse: std::time::Duration,
+    ) {
+        if let Ok(mut map) = self.kept.lock() {
             if map.len() >= OCSP_KEPT {
-                map.retain(|_, (_, _, at)| at.elapsed() < OCSP_REUSE);
+                map.retain(|_, (_, _, at)| at.elapsed() < reuse);
                 if map.len() >= OCSP_KEPT {
                     map.clear();
                 }
@@ -124,16 +137,28 @@ impl CaService {
             };
             statuses.push(status);
         }
+        // One certificate: kept per CertID for everyone; several: per request.
+        let one = match query.cert_ids.as_slice() {
+            [one] => Some(one.as_slice()),
+            _ => None,
+        };
+        let per_certificate = one.is_some();
         let mut h = Sha256::new();
         h.update(ca.id().as_bytes());
-        h.update([0]);
-        h.update(request);
+        h.update([u8::from(per_certificate)]);
+        h.update(one.unwrap_or(request));
         let key: [u8; 32] = h.finalize().into();
-        if let Some(der) = self.answers.get(&key, &statuses) {
+        let reuse = if per_certificate {
+            std::time::Duration::try_from(self.ocsp.validity() / 4).unwrap_or(OCSP_REUSE_REQUEST)
+        } else {
+            OCSP_REUSE_REQUEST
+        };
+        if let Some(der) = self.answers.get(&key, &statuses, reuse) {
             return Ok(der);
         }
+        let query = OcspQuery { echo_nonce: !per_certificate, ..query };
         let der = self.ocsp.respond(&query, &statuses, ca.as_ref(), self.clock.now())?;
-        self.answers.put(key, statuses, &der);
+        self.answers.put(key, statuses, &der, reuse);
         Ok(der)
     }
 

@@ -244,6 +244,19 @@ impl CertificateService {
         };
         let content = profile.spec.apply_with(&csr, now, outcome.override_builtin)?;
         let issuer = self.issuers.get(&profile.spec.ca)?;
+        if content.cabf_server_auth
+            && let Some(why) = issuer.unfit_for_public_trust()
+        {
+            return Err(CoreError::conflict(
+                "publication_required",
+                format!(
+                    "profile `{}` follows the CA/Browser Forum rules and CA `{}` cannot issue \
+                     under them: {why}",
+                    profile.name,
+                    issuer.id()
+                ),
+            ));
+        }
         let serial = random_serial()?;
         let issued = issuer
             .issue(&crate::ca::IssueOrder {
@@ -263,27 +276,38 @@ impl CertificateService {
                 code: "ca_result_mismatch",
                 detail: format!("the CA back end issued a certificate Sigil cannot read: {e}"),
             })
-            .and_then(|got| conformance::check_issued(&content, &got, issuer.kind() == "builtin"));
-        if let Err(e) = verdict {
-            let serial = hex::encode(&issued.serial);
-            // Out there but not recorded: take it back where the back end can.
-            let taken_back = issuer
-                .revoke(
-                    IssuedRef { serial: &serial, der: &issued.der },
-                    RevocationReason::CessationOfOperation,
+            .and_then(|got| {
+                let ca = self.csr.issued_content(issuer.ca_certificate())?;
+                conformance::check_issued(&content, &got, &ca, issuer.kind() == "builtin")?;
+                Ok(got)
+            });
+        let got = match verdict {
+            Ok(got) => got,
+            Err(e) => {
+                let serial = hex::encode(&issued.serial);
+                // Out there but not recorded: take it back where the back end can.
+                let taken_back = issuer
+                    .revoke(
+                        IssuedRef { serial: &serial, der: &issued.der },
+                        RevocationReason::CessationOfOperation,
+                    )
+                    .await
+                    .is_ok();
+                let ev = NewAuditEvent::new(
+                    cap.principal(),
+                    "certificate.issue",
+                    "certificate",
+                    &serial,
                 )
-                .await
-                .is_ok();
-            let ev =
-                NewAuditEvent::new(cap.principal(), "certificate.issue", "certificate", &serial)
-                    .details(serde_json::json!({
-                        "refused": e.code(), "why": e.to_string(), "ca": issuer.id(),
-                        "profile": profile.name, "revoked_at_ca": taken_back,
-                    }))
-                    .failed();
-            self.store.commit_ops(vec![], vec![ev], now).await?;
-            return Err(e);
-        }
+                .details(serde_json::json!({
+                    "refused": e.code(), "why": e.to_string(), "ca": issuer.id(),
+                    "profile": profile.name, "revoked_at_ca": taken_back,
+                }))
+                .failed();
+                self.store.commit_ops(vec![], vec![ev], now).await?;
+                return Err(e);
+            }
+        };
         let der = issued.der;
         let cert = Certificate {
             id: Uuid::now_v7(),
@@ -299,9 +323,9 @@ impl CertificateService {
                 .join(","),
             sans: content.sans.clone(),
             key_type: content.key_type,
-            // As issued: an external CA may apply its own validity.
-            not_before: issued.not_before,
-            not_after: issued.not_after,
+            // As the DER says (an external CA may apply its own validity within the slack).
+            not_before: got.not_before,
+            not_after: got.not_after,
             sha256: hex::encode(Sha256::digest(&der)),
             der,
             issued_at: now,
