@@ -327,6 +327,29 @@ async fn an_offline_root_signs_the_issuing_ca_and_its_crl_and_the_server_never_h
             &o("corp.pem"),
         ]);
         assert!(!ok && out.contains("revoked"), "{out}");
+        // Node: the root's CRL is published as it is (PEM or DER), once per number, and
+        // served where the issuing CA points.
+        let publish = |file: String| {
+            let args = ["--config", c, "ca", "publish-root-crl", "--id", "corp", "--crl", &file]
+                .map(str::to_owned);
+            async move { sigil(&args.iter().map(String::as_str).collect::<Vec<_>>()).await }
+        };
+        assert_eq!(publish(o("root-crl.pem")).await, 0);
+        assert_eq!(publish(o("root.crl")).await, 2, "number 7 is published already");
+        assert_eq!(publish(o("corp.pem")).await, 2, "a certificate is no CRL");
+        let s = TestServer::start_with(
+            &db,
+            Options {
+                toml: "[pki]\nca_id = \"corp\"\n".into(),
+                data_dir: Some(node.path().to_path_buf()),
+            },
+        )
+        .await;
+        let served = s.client.get(format!("{}/crl/corp-root.crl", s.url)).send().await.unwrap();
+        assert_eq!(served.status(), 200);
+        assert_eq!(served.bytes().await.unwrap().to_vec(), std::fs::read(o("root.crl")).unwrap());
+        assert!(s.trail_actions("ca", "corp").await.contains(&"ca.root_crl_publish".to_owned()));
+        s.stop().await;
         db.cleanup().await;
     }
 }

@@ -397,6 +397,18 @@ async fn the_cas_made_on_first_start_carry_the_configured_names() {
     std::fs::write(&f, "[pki.ca_subject]\ncountry = \"Germany\"\n").unwrap();
     let e = sigil_server::config::Config::load_from(Some(&f), std::iter::empty()).unwrap_err();
     assert!(e.to_string().contains("two capital letters"), "{e}");
+    // One name for root and issuing CA would make the issuing CA look self-issued.
+    std::fs::write(
+        &f,
+        "[pki.ca_subject]\nroot_common_name = \"Acme CA\"\nissuing_common_name = \"Acme CA\"\n",
+    )
+    .unwrap();
+    let e = sigil_server::config::Config::load_from(Some(&f), std::iter::empty()).unwrap_err();
+    assert!(e.to_string().contains("must differ"), "{e}");
+    std::fs::write(&f, format!("[pki.ca_subject]\norganization = \"{}\"\n", "O".repeat(65)))
+        .unwrap();
+    let e = sigil_server::config::Config::load_from(Some(&f), std::iter::empty()).unwrap_err();
+    assert!(e.to_string().contains("at most 64"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,4 +487,31 @@ async fn an_endpoint_that_needs_a_credential_is_not_served_over_plain_http() {
         s.stop().await;
         db.cleanup().await;
     }
+}
+
+#[tokio::test]
+async fn a_publication_listener_that_cannot_bind_stops_the_server_it_was_starting_with() {
+    let db = sigil_tests::TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let main_port = sigil_tests::free_port();
+    let cfg_file = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg_file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{main_port}\"\ndata_dir = \"{}\"\n\
+             [database]\nurl = \"{}\"\n[pki]\nmaster_key_file = \"{}\"\nhttp_listen = \"{}\"\n",
+            dir.path().display(),
+            db.url,
+            dir.path().join("master.key").display(),
+            taken.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let cfg = sigil_server::config::Config::load_from(Some(&cfg_file), std::iter::empty()).unwrap();
+    let e = sigil_server::startup::start(&cfg).await.err().expect("the start fails");
+    assert!(e.to_string().contains("publication listener"), "{e}");
+    // The HTTPS listener it had started is gone: its port is free again.
+    let again = std::net::TcpListener::bind(("127.0.0.1", main_port));
+    assert!(again.is_ok(), "the main listener was left running: {again:?}");
 }

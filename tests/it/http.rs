@@ -95,6 +95,14 @@ async fn health_metrics_openapi_and_swagger_ui_are_served() {
         "{m}"
     );
     assert!(m.contains("sigil_http_request_duration_seconds_bucket"));
+    // The root CRL signed on first start runs out in a year: the gauge says when.
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("sigil_root_crl_next_update_seconds{ca=\"builtin\"}"))
+        .unwrap_or_else(|| panic!("{m}"));
+    let at: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let in_a_year = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    assert!((at - in_a_year.unix_timestamp()).abs() < 3600, "{line}");
     let (st, doc) = json(get("/openapi.json").await.unwrap()).await;
     assert_eq!(st, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));

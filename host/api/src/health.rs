@@ -49,8 +49,18 @@ async fn ready(State(st): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus text exposition: requests by route and status, latency histograms.
+/// Prometheus text exposition: requests by route and status, latency histograms, and when
+/// each root CRL runs out (`sigil_root_crl_next_update_seconds{ca}`).
 #[utoipa::path(get, path = "/metrics", tag = "metrics", responses((status = 200, content_type = "text/plain")))]
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+    // Read at each scrape: a root CRL published on another node shows here too.
+    match st.cas.root_crl_deadlines().await {
+        Ok(deadlines) => {
+            for (ca, next) in deadlines {
+                st.metrics.set_root_crl_next_update(&ca, next.unix_timestamp());
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading root CRL deadlines for metrics failed"),
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], st.metrics.render())
 }

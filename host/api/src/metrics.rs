@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -17,6 +18,11 @@ struct RequestLabels {
     method: String,
     route: String,
     status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CaLabels {
+    ca: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,6 +42,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    root_crl_next_update: Family<CaLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -51,7 +58,13 @@ impl Default for Metrics {
             "HTTP request latency by route",
             latency.clone(),
         );
-        Self { registry, requests, latency }
+        let root_crl_next_update = Family::<CaLabels, Gauge>::default();
+        registry.register(
+            "root_crl_next_update_seconds",
+            "When each published root CRL runs out (Unix time): sign the next one before",
+            root_crl_next_update.clone(),
+        );
+        Self { registry, requests, latency, root_crl_next_update }
     }
 }
 
@@ -64,6 +77,11 @@ impl Metrics {
         self.latency
             .get_or_create(&RouteLabels { method: method.into(), route: route.into() })
             .observe(seconds);
+    }
+
+    /// Sets when CA `ca`'s root CRL runs out.
+    pub fn set_root_crl_next_update(&self, ca: &str, unix_seconds: i64) {
+        self.root_crl_next_update.get_or_create(&CaLabels { ca: ca.into() }).set(unix_seconds);
     }
 
     /// The Prometheus text exposition.

@@ -182,6 +182,8 @@ pub trait CaFactory: Send + Sync {
     /// Checks a root CRL (DER) for `rec`: a full CRL issued by its root, its signature verifying
     /// with the root's key, current at `now`, numbered above the one published; its number.
     fn check_root_crl(&self, rec: &CaRecord, der: &[u8], now: OffsetDateTime) -> Result<u64>;
+    /// A CRL's nextUpdate (None when it has none or does not parse).
+    fn crl_next_update(&self, der: &[u8]) -> Option<OffsetDateTime>;
     /// Imports an issuing CA from PEM (certificate, PKCS#8 key, and the chain up to its root).
     fn import(
         &self,

@@ -529,6 +529,12 @@ impl CaFactory for BuiltinFactory {
         })
     }
 
+    fn crl_next_update(&self, der: &[u8]) -> Option<OffsetDateTime> {
+        let (_, crl) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(der).ok()?;
+        crl.next_update().map(|t| t.to_datetime())
+    }
+
     fn check_root_crl(&self, rec: &CaRecord, der: &[u8], now: OffsetDateTime) -> Result<u64> {
         use x509_parser::revocation_list::CertificateRevocationList;
         let bad = |m: String| CoreError::invalid("invalid_crl", m);

@@ -119,7 +119,7 @@ pub enum CaCommand {
         /// The CA id.
         #[arg(long)]
         id: String,
-        /// The CRL (DER), as `sigil ca crl` wrote it.
+        /// The CRL, DER (as `sigil ca crl` writes it) or PEM (`X509 CRL`).
         #[arg(long)]
         crl: PathBuf,
     },
@@ -251,7 +251,12 @@ pub async fn run(cfg: &Config, c: CaCommand) -> Result<i32> {
         }
         CaCommand::Install { id, cert, chain } => return install(cfg, &id, &cert, &chain).await,
         CaCommand::PublishRootCrl { id, crl } => {
-            let der = std::fs::read(&crl).with_context(|| format!("reading {}", crl.display()))?;
+            let raw = std::fs::read(&crl).with_context(|| format!("reading {}", crl.display()))?;
+            let der = match std::str::from_utf8(&raw) {
+                Ok(text) if text.contains("-----BEGIN") => sigil_pki::pem::decode("X509 CRL", text)
+                    .with_context(|| format!("{} holds no PEM `X509 CRL` block", crl.display()))?,
+                _ => raw,
+            };
             let number = ca_service(cfg).await?.publish_root_crl(&id, &der).await?;
             eprintln!("root CRL {number} of CA {id} published at /crl/{id}-root.crl");
         }

@@ -748,6 +748,27 @@ impl Config {
                 "pki.ca_subject.country is two capital letters (ISO 3166), not `{c}`"
             )));
         }
+        // One name for both would make the issuing CA look self-issued: relying parties build
+        // paths by name, and RFC 5280 §6.1 then sees a loop.
+        let n = &self.pki.ca_subject;
+        if !n.root_common_name.is_empty() && n.root_common_name == n.issuing_common_name {
+            return Err(ConfigError::Invalid(
+                "pki.ca_subject.root_common_name and issuing_common_name must differ".into(),
+            ));
+        }
+        for (key, v) in [("root", &n.root_common_name), ("issuing", &n.issuing_common_name)] {
+            if v.chars().count() > 64 || v.trim() != v.as_str() {
+                return Err(ConfigError::Invalid(format!(
+                    "pki.ca_subject.{key}_common_name is at most 64 characters, without leading \
+                     or trailing spaces"
+                )));
+            }
+        }
+        if n.organization.chars().count() > 64 {
+            return Err(ConfigError::Invalid(
+                "pki.ca_subject.organization is at most 64 characters".into(),
+            ));
+        }
         if !(1..=86_400).contains(&self.pki.supersede_check_secs) {
             return Err(ConfigError::Invalid(
                 "pki.supersede_check_secs must be between 1 and 86400".into(),

@@ -399,6 +399,12 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         .listen
         .parse()
         .with_context(|| format!("server.listen `{}`", cfg.server.listen))?;
+    let publish_at: Option<SocketAddr> = cfg
+        .pki
+        .http_listen
+        .as_deref()
+        .map(|a| a.parse().with_context(|| format!("pki.http_listen `{a}`")))
+        .transpose()?;
     let handle = Handle::new();
     let (task, scheme) = if cfg.server.insecure_plain_http {
         let server = axum_server::bind(listen).handle(handle.clone());
@@ -416,18 +422,20 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             anyhow::bail!("the server did not start: {res:?}");
         }
     };
-    let (publishing, publication_task) = match &cfg.pki.http_listen {
-        Some(a) => {
-            let at: SocketAddr = a.parse().with_context(|| format!("pki.http_listen `{a}`"))?;
+    let (publishing, publication_task) = match publish_at {
+        Some(at) => {
             let h = Handle::new();
             let server = axum_server::bind(at).handle(h.clone());
             let app = publication.into_make_service_with_connect_info::<SocketAddr>();
-            let task = tokio::spawn(async move { server.serve(app).await });
+            let publication = tokio::spawn(async move { server.serve(app).await });
             let Some(bound) = h.listening().await else {
-                let res = task.await;
+                let res = publication.await;
+                // Nothing half-started stays behind: the main listener stops too.
+                handle.shutdown();
+                let _ = task.await;
                 anyhow::bail!("the publication listener did not start: {res:?}");
             };
-            (Some(bound), Some((h, task)))
+            (Some(bound), Some((h, publication)))
         }
         None => (None, None),
     };
@@ -503,11 +511,23 @@ fn background(svc: &Services, checkpoint_every: Duration) -> Vec<JoinHandle<()>>
     // CRLs are remade on demand after changes; this keeps them fresh when nobody asks.
     let crls = tokio::spawn(async move {
         let mut t = tokio::time::interval(Duration::from_secs(60));
+        // Root CRLs are signed offline: warn at start and hourly from 30 days before they run out.
+        let root_warning = time::Duration::days(30);
+        if let Err(e) = cas.warn_root_crls(root_warning).await {
+            tracing::warn!(error = %e, "checking root CRLs failed");
+        }
         t.tick().await;
+        let mut minutes = 0u32;
         loop {
             t.tick().await;
             if let Err(e) = cas.refresh_crls().await {
                 tracing::warn!(error = %e, "refreshing CRLs failed");
+            }
+            minutes += 1;
+            if minutes % 60 == 0
+                && let Err(e) = cas.warn_root_crls(root_warning).await
+            {
+                tracing::warn!(error = %e, "checking root CRLs failed");
             }
         }
     });

@@ -306,6 +306,38 @@ impl CaService {
         Ok(number)
     }
 
+    /// When each root CRL Sigil publishes (`/crl/<ca>-root.crl`) runs out: the operator signs
+    /// the next one offline before then. By CA id.
+    pub async fn root_crl_deadlines(&self) -> Result<Vec<(String, OffsetDateTime)>> {
+        Ok(self
+            .store
+            .cas()
+            .await?
+            .into_iter()
+            .filter(|c| c.root_der != c.cert_der)
+            .filter_map(|c| {
+                let next = self.factory.crl_next_update(c.root_crl_der.as_deref()?)?;
+                Some((c.id, next))
+            })
+            .collect())
+    }
+
+    /// Logs a warning for each root CRL that runs out within `within` (an error once it has):
+    /// relying parties then fail every chain under that root.
+    pub async fn warn_root_crls(&self, within: Duration) -> Result<()> {
+        let now = self.clock.now();
+        for (ca, next) in self.root_crl_deadlines().await? {
+            if next <= now {
+                tracing::error!(ca, next_update = %next, "the root CRL has expired: sign the next \
+                    one offline (sigil ca crl) and publish it (sigil ca publish-root-crl)");
+            } else if next <= now + within {
+                tracing::warn!(ca, next_update = %next, "the root CRL runs out soon: sign the \
+                    next one offline (sigil ca crl) and publish it (sigil ca publish-root-crl)");
+            }
+        }
+        Ok(())
+    }
+
     /// Every back end in service.
     pub fn list(&self, _cap: &Capability<perm::CaBackendsRead>) -> Vec<Arc<dyn Issuer>> {
         self.issuers.all()
