@@ -524,7 +524,7 @@ fn background(svc: &Services, checkpoint_every: Duration) -> Vec<JoinHandle<()>>
                 tracing::warn!(error = %e, "refreshing CRLs failed");
             }
             minutes += 1;
-            if minutes % 60 == 0
+            if minutes.is_multiple_of(60)
                 && let Err(e) = cas.warn_root_crls(root_warning).await
             {
                 tracing::warn!(error = %e, "checking root CRLs failed");
