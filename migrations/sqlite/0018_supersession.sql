@@ -3,3 +3,8 @@
 ALTER TABLE certificates ADD COLUMN superseded_by TEXT;
 ALTER TABLE certificates ADD COLUMN superseded_until BIGINT;
 CREATE INDEX certificates_superseded_until ON certificates (superseded_until);
+-- Certificates renewed before this migration name their renewal too; their revocation is not
+-- scheduled after the fact (it was not the rule when they were renewed).
+UPDATE certificates SET superseded_by =
+    (SELECT r.renewal_id FROM certificate_renewals r WHERE r.renewed_from = certificates.id)
+WHERE id IN (SELECT renewed_from FROM certificate_renewals);

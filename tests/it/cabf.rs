@@ -15,7 +15,7 @@ async fn spec_of(s: &TestServer, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_tls_profile_refuses_internal_names_a_cn_outside_the_sans_and_holds() {
     for db in backends().await {
-        let toml = "[pki]\npublic_url = \"https://pki.sigil-pki.org:8443/\"\n".to_owned();
+        let toml = "[pki]\npublic_url = \"http://pki.sigil-pki.org:8080/\"\n".to_owned();
         let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
         let dir = tempfile::tempdir().unwrap();
         for (i, (subject, sans, code)) in [
@@ -25,6 +25,10 @@ async fn the_public_tls_profile_refuses_internal_names_a_cn_outside_the_sans_and
             ("/CN=www.sigil-pki.org", "DNS:www.sigil-pki.org,IP:::1", "san_not_allowed"),
             ("/CN=www.sigil-pki.org", "DNS:a.*.sigil-pki.org", "san_not_allowed"),
             ("/CN=ceo.sigil-pki.org", "DNS:www.sigil-pki.org", "subject_not_allowed"),
+            ("/CN=WWW.SIGIL-PKI.ORG", "DNS:www.sigil-pki.org", "subject_not_allowed"),
+            ("/CN=server.localdomain", "DNS:server.localdomain", "san_not_allowed"),
+            ("/CN=www.sigil-pki.org", "DNS:www.sigil-pki.org,IP:::10.0.0.1", "san_not_allowed"),
+            ("/CN=www.sigil-pki.org", "DNS:www.sigil-pki.org,IP:2002:a00:1::1", "san_not_allowed"),
             ("/CN=Ana Alpha", "DNS:www.sigil-pki.org", "subject_not_allowed"),
             ("/OU=Web/CN=www.sigil-pki.org", "DNS:www.sigil-pki.org", "subject_not_allowed"),
             (
@@ -82,10 +86,56 @@ async fn the_public_tls_profile_refuses_internal_names_a_cn_outside_the_sans_and
             .await;
             assert_eq!((st, e["code"].as_str()), (400, Some("invalid_profile")), "{field}: {e}");
         }
+        let refused = |spec: Value, path: &'static str, method: Method| {
+            let s = &s;
+            async move {
+                let (st, e) = json(s.admin(method, path).json(&spec).send().await.unwrap()).await;
+                assert_eq!((st, e["code"].as_str()), (400, Some("invalid_profile")), "{spec}: {e}");
+            }
+        };
+        let put = "/api/v1/profiles/tls-server-public";
         let mut spec = base.clone();
         spec["subject"]["allowed_attributes"] = json!(["CN", "O"]);
-        let r = s.admin(Method::PUT, "/api/v1/profiles/tls-server-public").json(&spec).send().await;
-        assert_eq!(r.unwrap().status(), 400, "O under a DV policy");
+        refused(spec, put, Method::PUT).await;
+        // OV: no OU (Baseline Requirements since 2022).
+        let mut spec = base.clone();
+        spec["certificate_policies"] = json!(["2.23.140.1.2.2"]);
+        spec["subject"]["allowed_attributes"] = json!(["CN", "C", "O", "OU"]);
+        refused(spec, put, Method::PUT).await;
+        // Once a CA/Browser Forum profile, always one; and nobody else asserts its policies,
+        // however spelled, nor through a custom extension.
+        let mut spec = base.clone();
+        spec["cabf_server_auth"] = json!(false);
+        refused(spec, put, Method::PUT).await;
+        let mut private = spec_of(&s, "tls-server").await;
+        for policies in
+            [json!(["2.23.140.1.2.1"]), json!(["2.23.140.1.2.02"]), json!(["1.63.140.1.2.1"])]
+        {
+            private["certificate_policies"] = policies;
+            refused(
+                json!({"name": "p", "spec": private.clone()}),
+                "/api/v1/profiles",
+                Method::POST,
+            )
+            .await;
+        }
+        private["certificate_policies"] = json!([]);
+        private["custom_extensions"] =
+            json!([{"oid": "2.5.29.32", "critical": false, "value": "MAowCAYGZ4EMAQIB"}]);
+        refused(json!({"name": "p", "spec": private.clone()}), "/api/v1/profiles", Method::POST)
+            .await;
+        // A policy of one's own is fine.
+        private["custom_extensions"] = json!([]);
+        private["certificate_policies"] = json!(["1.3.6.1.4.1.55555.7"]);
+        let (st, b) = json(
+            s.admin(Method::POST, "/api/v1/profiles")
+                .json(&json!({"name": "p", "spec": private}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 201, "{b}");
         s.stop().await;
         db.cleanup().await;
     }
@@ -97,6 +147,8 @@ async fn the_public_tls_profile_issues_nothing_without_a_public_publication_url(
         "",
         "[pki]\npublic_url = \"http://127.0.0.1:8080\"\n",
         "[pki]\npublic_url = \"http://pki.corp\"\n",
+        "[pki]\npublic_url = \"https://pki.sigil-pki.org\"\n",
+        "[pki]\npublic_url = \"http://[::10.0.0.1]:8080\"\n",
     ] {
         for db in backends().await {
             let s =

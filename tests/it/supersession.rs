@@ -111,11 +111,11 @@ async fn a_renewed_certificate_is_superseded_then_revoked_as_superseded_after_it
 }
 
 #[tokio::test]
-async fn a_grace_beyond_ten_years_is_refused() {
+async fn a_grace_longer_than_the_validity_is_refused() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
         let mut spec = get(&s, "/api/v1/profiles/tls-client").await["spec"].take();
-        spec["supersede_grace_days"] = json!(3651);
+        spec["supersede_grace_days"] = json!(366);
         let (st, e) = json(
             s.admin(Method::PUT, "/api/v1/profiles/tls-client").json(&spec).send().await.unwrap(),
         )
@@ -133,14 +133,15 @@ async fn a_holder_renews_only_a_certificate_that_still_names_them_as_their_recor
         let a = s.offices(&["A"]).await.remove(0);
         let mut spec = get(&s, "/api/v1/profiles/tls-client").await["spec"].take();
         spec["renewal_window_days"] = json!(365);
-        spec["subject"]["allowed_attributes"] = json!(["CN", "GN", "SN", "emailAddress"]);
+        spec["subject"]["allowed_attributes"] =
+            json!(["CN", "GN", "SN", "emailAddress", "serialNumber"]);
         let r = s.admin(Method::PUT, "/api/v1/profiles/tls-client").json(&spec).send().await;
         assert_eq!(r.unwrap().status(), 200);
         let ana = s
             .create(
                 "/api/v1/people",
                 json!({"office_id": a, "given_name": "Ana", "family_name": "Alpha",
-                       "email": "ana@acme.example"}),
+                       "email": "ana@acme.example", "external_id": "HR-1"}),
             )
             .await["id"]
             .as_str()
@@ -161,6 +162,7 @@ async fn a_holder_renews_only_a_certificate_that_still_names_them_as_their_recor
             ("mail", "/CN=Ana Alpha/emailAddress=ana@acme.example", None),
             ("san", "/CN=Ana Alpha", Some("email:Ana@Acme.example")),
             ("names", "/CN=Ana/GN=Ana/SN=Alpha", None),
+            ("number", "/CN=Ana/serialNumber=HR-1", None),
         ] {
             let (csr, _) = openssl_csr(dir.path(), name, "ec:P-256", subject, san);
             let c = s
@@ -200,12 +202,15 @@ async fn a_holder_renews_only_a_certificate_that_still_names_them_as_their_recor
         // Ana marries and moves: her record changes, her certificates no longer describe her.
         let r = s
             .admin(Method::PATCH, &format!("/api/v1/people/{ana}"))
-            .json(&json!({"family_name": "Beta", "email": "ana.beta@acme.example"}))
+            .json(&json!({"family_name": "Beta", "email": "ana.beta@acme.example",
+                          "external_id": "HR-2"}))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        for (id, names) in [(&certs[0], "ana@acme.example"), (&certs[2], "SN=Alpha")] {
+        for (id, names) in
+            [(&certs[0], "ana@acme.example"), (&certs[2], "SN=Alpha"), (&certs[3], "HR-1")]
+        {
             let (st, e) = renew(id.clone()).await;
             assert_eq!((st, e["code"].as_str()), (409, Some("person_record_changed")), "{e}");
             assert!(e["detail"].as_str().unwrap().contains(names), "{e}");
@@ -219,6 +224,93 @@ async fn a_holder_renews_only_a_certificate_that_still_names_them_as_their_recor
         )
         .await;
         assert_eq!(st, 201, "{b}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+async fn renew(s: &TestServer, id: &str) -> Value {
+    let (st, new) = json(
+        s.admin(Method::POST, &format!("/api/v1/certificates/{id}/renew")).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(st, 201, "{new}");
+    new
+}
+
+async fn act(s: &TestServer, id: &str, action: &str, body: Value) -> Value {
+    let path = format!("/api/v1/certificates/{id}/{action}");
+    let (st, c) = json(s.admin(Method::POST, &path).json(&body).send().await.unwrap()).await;
+    assert_eq!(st, 200, "{action}: {c}");
+    c
+}
+
+// Attacks from review: a hold (maybe for a compromise) is never turned into "superseded"; a
+// revoked renewal leaves its predecessor in service; an expired predecessor is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_leaves_holds_alone_and_a_revoked_renewal_cancels_the_supersession() {
+    for db in backends().await {
+        let toml = "[pki]\nsupersede_check_secs = 1\n".to_owned();
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        let dir = tempfile::tempdir().unwrap();
+        renewable_profile(&s, "week", 7).await;
+        let mut ids = vec![];
+        for cn in ["held", "undone", "expired"] {
+            let (csr, _) = openssl_csr(dir.path(), cn, "ec:P-256", &format!("/CN={cn}"), None);
+            let (st, c) = s.issue(&csr, "week").await;
+            assert_eq!(st, 201, "{c}");
+            ids.push(c["id"].as_str().unwrap().to_owned());
+        }
+        let held_renewal = renew(&s, &ids[0]).await;
+        act(&s, &ids[0], "suspend", json!({})).await;
+        let undone_renewal = renew(&s, &ids[1]).await;
+        renew(&s, &ids[2]).await;
+        // The renewal is revoked within the grace: the predecessor is no longer due.
+        act(
+            &s,
+            undone_renewal["id"].as_str().unwrap(),
+            "revoke",
+            json!({"reason": "keyCompromise"}),
+        )
+        .await;
+        let undone = get(&s, &format!("/api/v1/certificates/{}", ids[1])).await;
+        assert!(undone["superseded_until"].is_null(), "{undone}");
+        assert_eq!(undone["superseded_by"], undone_renewal["id"], "history stays");
+        // Every grace ends now; the third has expired meanwhile (planted in the database).
+        let store = s.db().await;
+        store
+            .execute_raw(
+                "UPDATE certificates SET superseded_until = 0 WHERE superseded_until IS NOT NULL",
+            )
+            .await
+            .unwrap();
+        store
+            .execute_raw(&format!("UPDATE certificates SET not_after = 1 WHERE id = '{}'", ids[2]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let held = get(&s, &format!("/api/v1/certificates/{}", ids[0])).await;
+        assert_eq!(
+            (held["status"].as_str(), held["revocation_reason"].as_str()),
+            (Some("suspended"), Some("certificateHold")),
+            "{held}"
+        );
+        let expired = get(&s, &format!("/api/v1/certificates/{}", ids[2])).await;
+        assert_eq!(expired["status"], "expired", "{expired}");
+        assert!(get(&s, &format!("/api/v1/certificates/{}", ids[1])).await["status"] == "active");
+        // Released from hold, it is superseded like any other.
+        act(&s, &ids[0], "reactivate", json!({})).await;
+        let mut now = Value::Null;
+        for _ in 0..50 {
+            now = get(&s, &format!("/api/v1/certificates/{}", ids[0])).await;
+            if now["status"] == "revoked" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(now["revocation_reason"], "superseded", "{now}");
+        assert_eq!(held_renewal["status"], "active");
+        store.close().await;
         s.stop().await;
         db.cleanup().await;
     }

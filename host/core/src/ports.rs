@@ -243,8 +243,8 @@ pub trait Store: crate::records::RecordStore + Send + Sync + 'static {
     async fn certificate(&self, id: Uuid) -> StoreResult<Option<Certificate>>;
     /// The certificate that renewed certificate `id`, if any.
     async fn renewal_of(&self, id: Uuid) -> StoreResult<Option<Certificate>>;
-    /// Superseded certificates whose grace ended at or before `now_us` and that are not
-    /// revoked yet, oldest first, at most `limit`.
+    /// Superseded certificates whose grace ended at or before `now_us`, active (not on hold,
+    /// not revoked, not expired), oldest first, at most `limit`.
     async fn superseded_due(&self, now_us: i64, limit: u32) -> StoreResult<Vec<Certificate>>;
     /// A certificate by CA and serial.
     async fn certificate_by_serial(
@@ -345,6 +345,9 @@ pub trait Tx: crate::records::RecordTx + Send {
     async fn certificate_for_update(&mut self, id: Uuid) -> StoreResult<Option<Certificate>>;
     /// Replaces a certificate's mutable fields (status, revocation, metadata).
     async fn update_certificate(&mut self, c: &Certificate) -> StoreResult<()>;
+    /// Moves (or, with None, cancels) the revocation of superseded certificate `id`, unless it
+    /// is revoked already.
+    async fn set_superseded_until(&mut self, id: Uuid, until_us: Option<i64>) -> StoreResult<()>;
 
     /// Inserts a role.
     async fn insert_role(&mut self, role: &Role) -> StoreResult<()>;

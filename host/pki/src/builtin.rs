@@ -253,8 +253,14 @@ impl CoreIssuer for BuiltinCa {
                 "its certificates point to no CRL or OCSP responder: set pki.public_url".into(),
             );
         };
-        let host = url.split_once("://").map_or("", |(_, r)| r);
-        let host = host.split(['/', '?', '#']).next().unwrap_or("");
+        // The Baseline Requirements want plain http:// pointers (§7.1.2.7.7, §7.1.2.11.2).
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Some("pki.public_url must be an http:// URL for CRL and OCSP pointers".into());
+        };
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if host.contains('@') {
+            return Some("pki.public_url may not hold user information".into());
+        }
         // Without the port: a bracketed IPv6 literal, else what precedes the last colon.
         let host = match host.strip_prefix('[') {
             Some(v6) => v6.split(']').next().unwrap_or(""),

@@ -733,11 +733,11 @@ impl Config {
         if let Some(u) = &self.pki.public_url {
             let ok = (u.starts_with("http://") || u.starts_with("https://"))
                 && u.bytes().all(|b| b.is_ascii_graphic())
-                && !u.contains(['?', '#']);
+                && !u.contains(['?', '#', '@']);
             if !ok {
                 return Err(ConfigError::Invalid(format!(
-                    "pki.public_url is an ASCII http:// or https:// URL without query or fragment, \
-                     not `{u}`"
+                    "pki.public_url is an ASCII http:// or https:// URL without user information, \
+                     query or fragment, not `{u}`"
                 )));
             }
         }

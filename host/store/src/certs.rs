@@ -499,7 +499,7 @@ pub(crate) async fn superseded_due<'c, E: Executor<'c, Database = Any>>(
 ) -> StoreResult<Vec<Certificate>> {
     let sql = format!(
         "SELECT {CERT_COLUMNS} FROM certificates WHERE superseded_until <= $1 \
-         AND status IN ('active', 'suspended') ORDER BY superseded_until, id LIMIT {limit}"
+         AND status = 'active' AND not_after > $1 ORDER BY superseded_until, id LIMIT {limit}"
     );
     let rows =
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_us).fetch_all(e).await.map_err(map_err)?;

@@ -150,6 +150,19 @@ impl Tx for SqlTx {
         certs::update_certificate(&mut *self.tx, c).await
     }
 
+    async fn set_superseded_until(&mut self, id: Uuid, until_us: Option<i64>) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE certificates SET superseded_until = $2 \
+             WHERE id = $1 AND superseded_by IS NOT NULL AND status IN ('active', 'suspended')",
+        )
+        .bind(id.to_string())
+        .bind(until_us)
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+    }
+
     async fn insert_role(&mut self, role: &Role) -> StoreResult<()> {
         operators::insert_role(&mut *self.tx, role).await
     }

@@ -95,7 +95,8 @@ pub fn check_lengths(subject: &[NameAttribute]) -> Result<()> {
 /// authorityKeyIdentifier, cRLDistributionPoints, authorityInfoAccess, nameConstraints,
 /// policyConstraints, policyMappings, inhibitAnyPolicy, issuerAltName, freshestCRL,
 /// subjectInfoAccess.
-pub const RESERVED_EXTENSIONS: [&str; 15] = [
+pub const RESERVED_EXTENSIONS: [&str; 16] = [
+    "2.5.29.32",
     "2.5.29.19",
     "2.5.29.15",
     "2.5.29.37",
@@ -179,6 +180,19 @@ const ISSUER_EXTENSIONS: [&str; 8] = [
     AIA_OID,
 ];
 
+/// Extensions an external CA may add of its own accord that narrow nothing and widen nothing:
+/// signed certificate timestamps (RFC 6962), freshest CRL, certificate policies (unless the
+/// profile sets them), and Active Directory Certificate Services' template and application
+/// policy extensions. A CT precertificate poison, name constraints or anything unknown is not.
+const EXTERNAL_EXTENSIONS: [&str; 6] = [
+    "1.3.6.1.4.1.11129.2.4.2",
+    "2.5.29.46",
+    "2.5.29.32",
+    "1.3.6.1.4.1.311.21.7",
+    "1.3.6.1.4.1.311.21.10",
+    "1.3.6.1.4.1.311.20.2",
+];
+
 /// authorityInfoAccess.
 const AIA_OID: &str = "1.3.6.1.5.5.7.1.1";
 /// cRLDistributionPoints.
@@ -187,13 +201,18 @@ const CRL_DP_OID: &str = "2.5.29.31";
 /// Every extension once; none the profile did not ask for beyond the issuer's own; every
 /// extension of the profile, as the profile says it; the revocation pointers a CA/Browser Forum
 /// profile needs.
-fn check_extensions(decided: &CertContent, got: &IssuedContent) -> std::result::Result<(), String> {
+fn check_extensions(
+    decided: &CertContent,
+    got: &IssuedContent,
+    exact: bool,
+) -> std::result::Result<(), String> {
     for (i, (oid, ..)) in got.extensions.iter().enumerate() {
         if got.extensions[..i].iter().any(|(o, ..)| o == oid) {
             return Err(format!("extension {oid} twice"));
         }
         let of_profile = decided.custom_extensions.iter().any(|(arcs, ..)| dotted(arcs) == *oid);
-        if !of_profile && !ISSUER_EXTENSIONS.contains(&oid.as_str()) {
+        let external = !exact && EXTERNAL_EXTENSIONS.contains(&oid.as_str());
+        if !of_profile && !external && !ISSUER_EXTENSIONS.contains(&oid.as_str()) {
             return Err(format!("extension {oid}, which the profile does not set"));
         }
     }
@@ -249,7 +268,7 @@ pub fn check_issued(
     if got.authority_key_id.is_none() || got.authority_key_id != ca.subject_key_id {
         return refuse("an authority key identifier other than the CA's key identifier".into());
     }
-    check_extensions(decided, got).or_else(&refuse)?;
+    check_extensions(decided, got, exact).or_else(&refuse)?;
     if got.multi_valued_rdn || got.subject != decided.subject {
         let show = |s: &[NameAttribute]| {
             s.iter().map(|a| format!("{}={}", a.attribute, a.value)).collect::<Vec<_>>().join(",")

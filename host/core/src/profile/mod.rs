@@ -234,9 +234,25 @@ pub const EXTENDED_KEY_USAGES: [&str; 7] = [
 pub const DOCUMENT_SIGNING_OID: &str = "1.3.6.1.5.5.7.3.36";
 
 /// Parses a dotted OID.
+/// Canonical form only: decimal arcs without sign or leading zeros, a first arc of 0, 1 or 2,
+/// a second arc under 40 below 2 (X.660), at most 32 arcs, and a first encoded subidentifier
+/// that fits 64 bits. Any other spelling could name an OID that encodes like another one
+/// (`1.63.140…` is `2.23.140…`) or compare unequal to its canonical self.
 pub fn parse_oid(s: &str) -> Option<Vec<u64>> {
-    let arcs: Option<Vec<u64>> = s.split('.').map(|a| a.parse().ok()).collect();
-    arcs.filter(|a| a.len() >= 2 && a[0] <= 2)
+    let canonical = |a: &str| {
+        !a.is_empty()
+            && a.len() <= 20
+            && a.bytes().all(|b| b.is_ascii_digit())
+            && (a == "0" || !a.starts_with('0'))
+    };
+    let arcs: Option<Vec<u64>> =
+        s.split('.').map(|a| canonical(a).then(|| a.parse().ok()).flatten()).collect();
+    arcs.filter(|a| match a.as_slice() {
+        [first, second, ..] => {
+            a.len() <= 32 && (*first < 2 && *second < 40 || *first == 2 && *second <= u64::MAX - 80)
+        }
+        _ => false,
+    })
 }
 
 fn anchored(field: &str, p: &str) -> Result<Regex> {
@@ -311,8 +327,8 @@ impl ProfileSpec {
         if self.renewal_window_days > self.validity_days {
             return bad("renewal_window_days cannot exceed validity_days".into());
         }
-        if self.supersede_grace_days > 3650 {
-            return bad("supersede_grace_days must be between 0 and 3650".into());
+        if self.supersede_grace_days > self.validity_days {
+            return bad("supersede_grace_days cannot exceed validity_days".into());
         }
         cabf::validate_policies(self)?;
         if self.cabf_server_auth {
@@ -469,7 +485,7 @@ impl ProfileSpec {
             );
         }
         if self.cabf_server_auth {
-            cabf::check_request(self, &csr.subject, &csr.sans)?;
+            cabf::check_request(self, &csr.subject, &csr.sans, now)?;
         }
         let mut custom_extensions: Vec<(Vec<u64>, bool, Vec<u8>)> = self
             .custom_extensions
@@ -593,6 +609,17 @@ mod tests {
 
     fn profile(name: &str) -> ProfileSpec {
         built_in_profiles().into_iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    #[test]
+    fn only_canonical_oids_parse() {
+        assert_eq!(parse_oid("2.23.140.1.2.1"), Some(vec![2, 23, 140, 1, 2, 1]));
+        assert_eq!(parse_oid("0.9.2342"), Some(vec![0, 9, 2342]));
+        for bad in ["2.23.140.1.2.+2", "2.23.140.1.2.02", "1.63.140.1.2.1", "3.1", "2", "2..1", ""]
+        {
+            assert_eq!(parse_oid(bad), None, "{bad}");
+        }
+        assert_eq!(parse_oid(&format!("2.{}", u64::MAX)), None);
     }
 
     #[test]

@@ -530,10 +530,20 @@ impl CertificateService {
         cert.updated_at = now;
         tx.update_certificate(&cert).await?;
         tx.mark_crl_stale(&cert.ca_id).await?;
+        // A renewal revoked within its predecessor's grace leaves the predecessor in service:
+        // its scheduled revocation as superseded is cancelled.
+        let restores = match (change, cert.renewed_from) {
+            (CertChange::Revoke(_), Some(prev)) => {
+                tx.set_superseded_until(prev, None).await?;
+                Some(prev)
+            }
+            _ => None,
+        };
         let ev = NewAuditEvent::new(principal, change.action(), "certificate", id).details(
             serde_json::json!({
                 "serial": cert.serial, "from": before.as_str(), "to": cert.status.as_str(),
                 "reason": cert.revocation_reason.map(|r| r.as_str()),
+                "supersession_cancelled_for": restores,
             }),
         );
         Ok((cert, Some(ev)))

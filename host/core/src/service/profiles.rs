@@ -182,6 +182,15 @@ impl ProfileService {
         if before.spec == spec {
             return Ok(before);
         }
+        // Its certificates were issued under the Forum's rules, and suspension and renewal
+        // read the profile as it is: it keeps following them (make a new profile instead).
+        if before.spec.cabf_server_auth && !spec.cabf_server_auth {
+            return Err(CoreError::invalid(
+                "invalid_profile",
+                "a CA/Browser Forum profile stays one (cabf_server_auth cannot be turned off); \
+                 create another profile",
+            ));
+        }
         let now = self.clock.now();
         let p = Profile { spec, updated_at: now, ..before.clone() };
         let mut tx = self.store.begin().await?;

@@ -140,7 +140,8 @@ impl SelfService {
     }
 
     /// A holder renews a certificate only while it still describes them: its e-mail addresses
-    /// (subject and SANs), given name and surname must be what the person record says now. A
+    /// (subject and SANs), given name, surname and serialNumber (against the record's external
+    /// id, when it has one) must be what the person record says now. A
     /// changed record (a new name or address, or one removed) calls for a new enrolment, with
     /// its approvals. The CN is free text (a device id, a role) and is not compared.
     async fn still_names_holder(&self, h: Uuid, cert: &Certificate) -> Result<()> {
@@ -158,6 +159,10 @@ impl SelfService {
                 "emailAddress" => email.clone().filter(|e| *e == a.value.to_lowercase()),
                 "GN" => Some(person.given_name.clone()).filter(|g| *g == a.value),
                 "SN" => Some(person.family_name.clone()).filter(|f| *f == a.value),
+                // An employee number, when the record keeps one (else it may be a device's).
+                "serialNumber" if person.external_id.is_some() => {
+                    person.external_id.clone().filter(|x| *x == a.value)
+                }
                 _ => continue,
             };
             if current.is_none() {
