@@ -117,6 +117,9 @@ pub struct CertificateService {
     csr: Arc<dyn CsrParser>,
     validators: Arc<dyn crate::ports::Validators>,
     events: Arc<dyn crate::ports::EventSink>,
+    /// Each CA certificate read once (issued certificates are compared with its name and key
+    /// identifier), by the certificate's DER: a swapped back end is read anew.
+    ca_content: std::sync::Mutex<Option<(Vec<u8>, Arc<conformance::IssuedContent>)>>,
 }
 
 impl std::fmt::Debug for CertificateService {
@@ -162,7 +165,16 @@ impl CertificateService {
         validators: Arc<dyn crate::ports::Validators>,
         events: Arc<dyn crate::ports::EventSink>,
     ) -> Self {
-        Self { store, clock, issuers, profiles, csr, validators, events }
+        Self {
+            store,
+            clock,
+            issuers,
+            profiles,
+            csr,
+            validators,
+            events,
+            ca_content: std::sync::Mutex::new(None),
+        }
     }
 
     fn announce(&self, kind: &str, c: &Certificate) {
@@ -277,7 +289,7 @@ impl CertificateService {
                 detail: format!("the CA back end issued a certificate Sigil cannot read: {e}"),
             })
             .and_then(|got| {
-                let ca = self.csr.issued_content(issuer.ca_certificate())?;
+                let ca = self.ca_content(issuer.ca_certificate())?;
                 conformance::check_issued(&content, &got, &ca, issuer.kind() == "builtin")?;
                 Ok(got)
             });
@@ -737,6 +749,21 @@ impl CertificateService {
             old.office_id,
         )
         .await
+    }
+
+    /// What CA certificate `der` says; the last one read is kept (one CA serves most requests).
+    fn ca_content(&self, der: &[u8]) -> Result<Arc<conformance::IssuedContent>> {
+        if let Ok(kept) = self.ca_content.lock()
+            && let Some((d, c)) = kept.as_ref()
+            && d.as_slice() == der
+        {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(self.csr.issued_content(der)?);
+        if let Ok(mut kept) = self.ca_content.lock() {
+            *kept = Some((der.to_vec(), c.clone()));
+        }
+        Ok(c)
     }
 
     /// The subject of a stored certificate, attribute by attribute, as its DER says it.
