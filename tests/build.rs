@@ -43,35 +43,18 @@ fn main() {
 
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("plugins-target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // One cargo call per plugin: each selects a single world through the SDK's features, and
-    // cargo unifies features across the packages of one call.
-    let mut names: Vec<String> = std::fs::read_dir(&plugins)
-        .expect("plugins/")
-        .flatten()
-        .filter(|e| e.path().join("Cargo.toml").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    for name in names {
-        let status = Command::new(&cargo)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "-p",
-                &name,
-                "--manifest-path",
-            ])
-            .arg(plugins.join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &out)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_BUILD_TARGET")
-            .env_remove("RUSTC_WORKSPACE_WRAPPER")
-            .status()
-            .expect("running cargo for plugins/");
-        assert!(status.success(), "building plugins/{name} for wasm32-wasip2 failed");
-    }
+    // One cargo call for every plugin: the SDK's worlds are chosen by the export macro a plugin
+    // calls, not by cargo features, so they build together.
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--workspace", "--manifest-path"])
+        .arg(plugins.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &out)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .status()
+        .expect("running cargo for plugins/");
+    assert!(status.success(), "building plugins/ for wasm32-wasip2 failed");
     println!("cargo:rustc-env=SIGIL_TEST_PLUGINS={}", out.join("wasm32-wasip2/release").display());
 }

@@ -1,9 +1,19 @@
 //! `sigil-plugin-sdk`: write a Sigil plugin as a plain Rust impl.
 //!
-//! The generated WIT bindings stay hidden; a plugin implements a trait per world and exports it
-//! with one macro. Choose the world with a feature: `validator` (default), `workflow`,
-//! `endpoint`, `ca-connector` or `identity-source` (exactly one). Build with `cargo build --release --target wasm32-wasip2`; the result is a
-//! component Sigil loads (see `sdk/README.md`).
+//! The SDK targets the plugin contract `sigil:plugin@0.1.0` ([`WIT_PACKAGE`], `wit/` at the
+//! repository root). A plugin implements the trait of its world and exports it with that world's
+//! macro; the generated WIT bindings stay hidden. Worlds: [`validator`]
+//! ([`export_validator!`]), [`workflow`] ([`export_workflow!`]), [`endpoint`]
+//! ([`export_endpoint!`]), [`connector`] ([`export_ca_connector!`]) and [`identity`]
+//! ([`export_identity_source!`]). No feature selects a world: every world is available, and the
+//! export macro a plugin calls decides which one its component targets, so plugins of different
+//! worlds build together in one cargo call. Build with `cargo build --release --target
+//! wasm32-wasip2`; the result is a component Sigil loads (see `sdk/README.md`).
+//!
+//! How: the host interfaces (log, config, clock, outbound HTTP, Sigil's API) and the contract's
+//! types are generated once here, in an imports-only world; a component keeps only the imports
+//! it calls. Each export macro generates its world's export glue in the plugin crate, reusing
+//! those types, so a component describes exactly one world.
 //!
 //! ```ignore
 //! use sigil_plugin_sdk::validator::{Subject, SubjectExt, Validator, Verdict};
@@ -22,113 +32,203 @@
 //! ```
 #![deny(missing_docs)]
 
-// Exactly one world per plugin: the sum of the enabled world features must be one.
-const _: () = assert!(
-    (cfg!(feature = "validator") as u8)
-        + (cfg!(feature = "workflow") as u8)
-        + (cfg!(feature = "endpoint") as u8)
-        + (cfg!(feature = "ca-connector") as u8)
-        + (cfg!(feature = "identity-source") as u8)
-        == 1,
-    "a plugin targets one world: enable exactly one of the features `validator`, `workflow`, `endpoint`, `ca-connector`, `identity-source` (use default-features = false)"
-);
+/// The WIT package this SDK targets; a host that speaks another version refuses the plugin.
+pub const WIT_PACKAGE: &str = "sigil:plugin@0.1.0";
 
-// One component targets one world, so the SDK generates the bindings of the world its feature
-// selects (two worlds in one module would merge into a component that claims both).
-#[cfg(feature = "validator")]
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+/// The contract's types and host interfaces, generated once for every world. Only what a
+/// component calls becomes one of its imports.
 #[doc(hidden)]
 #[allow(missing_docs, clippy::all)]
-pub mod bindings {
+pub mod wit {
     wit_bindgen::generate!({
-        world: "validator",
+        inline: "package sigil:sdk;
+            world imports {
+                import sigil:plugin/types@0.1.0;
+                import sigil:plugin/log@0.1.0;
+                import sigil:plugin/config@0.1.0;
+                import sigil:plugin/clock@0.1.0;
+                import sigil:plugin/outbound-http@0.1.0;
+                import sigil:plugin/sigil-api@0.1.0;
+                import sigil:plugin/validation@0.1.0;
+                import sigil:plugin/connector@0.1.0;
+                import sigil:plugin/events@0.1.0;
+            }",
         path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "export_validator",
-        default_bindings_module: "sigil_plugin_sdk::bindings",
+        world: "sigil:sdk/imports",
+        generate_all,
     });
 }
 
-#[cfg(feature = "workflow")]
-#[doc(hidden)]
-#[allow(missing_docs, clippy::all)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        world: "workflow",
-        path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "export_workflow",
-        default_bindings_module: "sigil_plugin_sdk::bindings",
-    });
+include!(concat!(env!("OUT_DIR"), "/world_macro.rs"));
+
+/// Exports a type implementing [`validator::Validator`] as the plugin (world `validator`).
+#[macro_export]
+macro_rules! export_validator {
+    ($t:ty) => {
+        #[doc(hidden)]
+        mod __sigil_export {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__sigil_world!("validator", with: {
+                "sigil:plugin/types@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::types,
+                "sigil:plugin/log@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::log,
+                "sigil:plugin/config@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::config,
+                "sigil:plugin/clock@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::clock,
+                "sigil:plugin/validation@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::validation,
+            });
+            struct Export;
+            impl Guest for Export {
+                fn validate(
+                    s: $crate::validator::Subject,
+                ) -> ::core::result::Result<$crate::validator::Verdict, ::std::string::String> {
+                    <$t as $crate::validator::Validator>::validate(s)
+                }
+            }
+            export!(Export);
+        }
+    };
 }
 
-#[cfg(feature = "endpoint")]
-#[doc(hidden)]
-#[allow(missing_docs, clippy::all)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        world: "endpoint",
-        path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "export_endpoint",
-        default_bindings_module: "sigil_plugin_sdk::bindings",
-    });
+/// Exports a type implementing [`workflow::Workflow`] as the plugin (world `workflow`).
+#[macro_export]
+macro_rules! export_workflow {
+    ($t:ty) => {
+        #[doc(hidden)]
+        mod __sigil_export {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__sigil_world!("workflow", with: {
+                "sigil:plugin/types@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::types,
+                "sigil:plugin/log@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::log,
+                "sigil:plugin/config@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::config,
+                "sigil:plugin/clock@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::clock,
+                "sigil:plugin/outbound-http@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::outbound_http,
+                "sigil:plugin/events@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::events,
+            });
+            struct Export;
+            impl Guest for Export {
+                fn on_event(
+                    e: $crate::workflow::Event,
+                ) -> ::core::result::Result<
+                    ::std::vec::Vec<$crate::workflow::Action>,
+                    ::std::string::String,
+                > {
+                    <$t as $crate::workflow::Workflow>::on_event(e)
+                }
+            }
+            export!(Export);
+        }
+    };
 }
 
-#[cfg(feature = "ca-connector")]
-#[doc(hidden)]
-#[allow(missing_docs, clippy::all)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        world: "ca-connector",
-        path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "export_ca_connector",
-        default_bindings_module: "sigil_plugin_sdk::bindings",
-    });
+/// Exports a type implementing [`endpoint::Endpoint`] as the plugin (world `endpoint`).
+#[macro_export]
+macro_rules! export_endpoint {
+    ($t:ty) => {
+        #[doc(hidden)]
+        mod __sigil_export {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__sigil_world!("endpoint", with: {
+                "sigil:plugin/types@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::types,
+                "sigil:plugin/log@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::log,
+                "sigil:plugin/config@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::config,
+                "sigil:plugin/clock@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::clock,
+                "sigil:plugin/sigil-api@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::sigil_api,
+            });
+            struct Export;
+            impl Guest for Export {
+                fn handle(r: $crate::http::HttpRequest) -> $crate::http::HttpResponse {
+                    <$t as $crate::endpoint::Endpoint>::handle(r)
+                }
+            }
+            export!(Export);
+        }
+    };
 }
 
-#[cfg(feature = "identity-source")]
-#[doc(hidden)]
-#[allow(missing_docs, clippy::all)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        world: "identity-source",
-        path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "export_identity_source",
-        default_bindings_module: "sigil_plugin_sdk::bindings",
-    });
+/// Exports a type implementing [`connector::CaConnector`] as the plugin (world `ca-connector`).
+#[macro_export]
+macro_rules! export_ca_connector {
+    ($t:ty) => {
+        #[doc(hidden)]
+        mod __sigil_export {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__sigil_world!("ca-connector", with: {
+                "sigil:plugin/types@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::types,
+                "sigil:plugin/log@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::log,
+                "sigil:plugin/config@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::config,
+                "sigil:plugin/clock@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::clock,
+                "sigil:plugin/outbound-http@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::outbound_http,
+                "sigil:plugin/connector@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::connector,
+            });
+            struct Export;
+            impl Guest for Export {
+                fn info() -> ::core::result::Result<$crate::connector::ConnectorInfo, ::std::string::String> {
+                    <$t as $crate::connector::CaConnector>::info()
+                }
+                fn issue(r: $crate::connector::IssueRequest) -> ::core::result::Result<$crate::connector::Issued, ::std::string::String> {
+                    <$t as $crate::connector::CaConnector>::issue(r)
+                }
+                fn revoke(
+                    c: $crate::connector::CertificateRef,
+                    reason: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    <$t as $crate::connector::CaConnector>::revoke(c, reason)
+                }
+                fn suspend(c: $crate::connector::CertificateRef) -> ::core::result::Result<(), ::std::string::String> {
+                    <$t as $crate::connector::CaConnector>::suspend(c)
+                }
+                fn reactivate(
+                    c: $crate::connector::CertificateRef,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    <$t as $crate::connector::CaConnector>::reactivate(c)
+                }
+            }
+            export!(Export);
+        }
+    };
 }
 
-/// Exports a type implementing [`identity::IdentitySource`] as the plugin.
-#[cfg(feature = "identity-source")]
-pub use bindings::export_identity_source;
-
-/// Exports a type implementing [`connector::CaConnector`] as the plugin.
-#[cfg(feature = "ca-connector")]
-pub use bindings::export_ca_connector;
-
-/// Exports a type implementing [`validator::Validator`] as the plugin.
-#[cfg(feature = "validator")]
-pub use bindings::export_validator;
-
-/// Exports a type implementing [`workflow::Workflow`] as the plugin.
-#[cfg(feature = "workflow")]
-pub use bindings::export_workflow;
-
-/// Exports a type implementing [`endpoint::Endpoint`] as the plugin.
-#[cfg(feature = "endpoint")]
-pub use bindings::export_endpoint;
+/// Exports a type implementing [`identity::IdentitySource`] as the plugin (world
+/// `identity-source`).
+#[macro_export]
+macro_rules! export_identity_source {
+    ($t:ty) => {
+        #[doc(hidden)]
+        mod __sigil_export {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__sigil_world!("identity-source", with: {
+                "sigil:plugin/types@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::types,
+                "sigil:plugin/log@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::log,
+                "sigil:plugin/config@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::config,
+                "sigil:plugin/clock@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::clock,
+                "sigil:plugin/outbound-http@0.1.0": ::sigil_plugin_sdk::wit::sigil::plugin::outbound_http,
+            });
+            struct Export;
+            impl Guest for Export {
+                fn lookup(
+                    known: ::std::vec::Vec<$crate::identity::Kv>,
+                ) -> ::core::result::Result<
+                    ::core::option::Option<::std::vec::Vec<$crate::identity::Kv>>,
+                    ::std::string::String,
+                > {
+                    <$t as $crate::identity::IdentitySource>::lookup(known)
+                }
+            }
+            export!(Export);
+        }
+    };
+}
 
 /// HTTP request and response records shared by `outbound-http`, `sigil-api` and endpoints.
-#[cfg(any(
-    feature = "workflow",
-    feature = "endpoint",
-    feature = "ca-connector",
-    feature = "identity-source"
-))]
 pub mod http {
-    pub use crate::bindings::sigil::plugin::types::{HttpRequest, HttpResponse, Kv};
+    pub use crate::wit::sigil::plugin::types::{HttpRequest, HttpResponse, Kv};
 
     /// A request with no query, headers or body.
     pub fn request(method: &str, path: &str) -> HttpRequest {
@@ -162,33 +262,34 @@ pub mod http {
 
 /// Requests to the origins in the plugin's `allowed_hosts` (needs the `outbound-http` grant;
 /// HTTPS trusts only the plugin's `ca_file`).
-#[cfg(any(feature = "workflow", feature = "ca-connector", feature = "identity-source"))]
 pub mod outbound {
     use crate::http::{HttpRequest, HttpResponse};
 
     /// Sends `request` (`path` is the absolute URL); no redirects are followed.
     pub fn send(request: &HttpRequest) -> Result<HttpResponse, String> {
-        crate::bindings::sigil::plugin::outbound_http::send(request)
+        crate::wit::sigil::plugin::outbound_http::send(request)
     }
 }
 
 /// Sigil's own API, called as the plugin with its configured permissions (needs the `sigil-api`
 /// grant; every call is audited with the plugin as the actor).
-#[cfg(feature = "endpoint")]
 pub mod api {
     use crate::http::{HttpRequest, HttpResponse};
 
     /// Calls `request.path` (an API path such as `/api/v1/certificates`).
     pub fn call(request: &HttpRequest) -> Result<HttpResponse, String> {
-        crate::bindings::sigil::plugin::sigil_api::call(request)
+        crate::wit::sigil::plugin::sigil_api::call(request)
     }
 }
 
 /// The workflow world: lifecycle events in, actions out.
-#[cfg(feature = "workflow")]
 pub mod workflow {
-    pub use crate::bindings::Guest as Workflow;
-    pub use crate::bindings::sigil::plugin::events::{Action, Event};
+    /// A workflow plugin: lifecycle events in, API calls out.
+    pub trait Workflow {
+        /// Handles one event; the actions are API calls the host carries out as the plugin.
+        fn on_event(event: Event) -> Result<Vec<Action>, String>;
+    }
+    pub use crate::wit::sigil::plugin::events::{Action, Event};
 
     impl Action {
         /// An API call the host carries out as the plugin.
@@ -203,13 +304,30 @@ pub mod workflow {
 /// The host checks every certificate `issue` returns (requested key, issuer, signature) and
 /// records the serial and validity the CA chose. `revoke` must be idempotent: Sigil calls it
 /// again when a retry follows a failure.
-#[cfg(feature = "ca-connector")]
 pub mod connector {
-    pub use crate::bindings::Guest as CaConnector;
-    pub use crate::bindings::sigil::plugin::connector::{
+    /// A CA connector plugin.
+    pub trait CaConnector {
+        /// The CA certificate and chain (called at load, as the canary, and on every reload).
+        fn info() -> Result<ConnectorInfo, String>;
+        /// Issues a certificate for `request`.
+        fn issue(request: IssueRequest) -> Result<Issued, String>;
+        /// Revokes `certificate` (`reason` is the RFC 5280 name); must be idempotent.
+        fn revoke(certificate: CertificateRef, reason: String) -> Result<(), String>;
+        /// Puts `certificate` on hold; only called when `info` says holds are supported.
+        fn suspend(certificate: CertificateRef) -> Result<(), String> {
+            let _ = certificate;
+            Err("this CA cannot put certificates on hold".into())
+        }
+        /// Lifts a hold; only called when `info` says holds are supported.
+        fn reactivate(certificate: CertificateRef) -> Result<(), String> {
+            let _ = certificate;
+            Err("this CA cannot put certificates on hold".into())
+        }
+    }
+    pub use crate::wit::sigil::plugin::connector::{
         CertificateRef, ConnectorInfo, IssueRequest, Issued,
     };
-    pub use crate::bindings::sigil::plugin::types::Kv;
+    pub use crate::wit::sigil::plugin::types::Kv;
 
     impl IssueRequest {
         /// The first subject attribute named `name` (`CN`, `O`, …).
@@ -267,10 +385,14 @@ pub mod pem {
 }
 
 /// The identity-source world: completes person records from a system of record.
-#[cfg(feature = "identity-source")]
 pub mod identity {
-    pub use crate::bindings::Guest as IdentitySource;
-    pub use crate::bindings::sigil::plugin::types::Kv;
+    /// An identity source plugin.
+    pub trait IdentitySource {
+        /// The person the source knows by `known` (Sigil's fields by name), as the source has
+        /// them; `None` when it has no such person.
+        fn lookup(known: Vec<Kv>) -> Result<Option<Vec<Kv>>, String>;
+    }
+    pub use crate::wit::sigil::plugin::types::Kv;
 
     /// The value Sigil knows under `name` (`external_id`, `email`, `attributes.badge`, …).
     pub fn known<'a>(known: &'a [Kv], name: &str) -> Option<&'a str> {
@@ -284,18 +406,24 @@ pub mod identity {
 }
 
 /// The endpoint world: requests under `/api/v1/ext/{plugin}/`.
-#[cfg(feature = "endpoint")]
 pub mod endpoint {
-    pub use crate::bindings::Guest as Endpoint;
+    use crate::http::{HttpRequest, HttpResponse};
+
+    /// An endpoint plugin.
+    pub trait Endpoint {
+        /// Answers a request below `/api/v1/ext/{plugin}/` (the host authenticated and
+        /// authorized it first).
+        fn handle(request: HttpRequest) -> HttpResponse;
+    }
 }
 
 /// Logging into Sigil's log (needs the `log` grant).
 pub mod log {
-    pub use crate::bindings::sigil::plugin::log::Level;
+    pub use crate::wit::sigil::plugin::log::Level;
 
     /// Logs `message` at `level`, tagged with the plugin id.
     pub fn log(level: Level, message: &str) {
-        crate::bindings::sigil::plugin::log::log(level, message);
+        crate::wit::sigil::plugin::log::log(level, message);
     }
 
     /// Logs at info.
@@ -313,7 +441,7 @@ pub mod log {
 pub mod config {
     /// The value of `key` in `[plugins.load.<id>.config]`.
     pub fn get(key: &str) -> Option<String> {
-        crate::bindings::sigil::plugin::config::get(key)
+        crate::wit::sigil::plugin::config::get(key)
     }
 
     /// The value of `key` parsed, or `default` when absent or unparsable.
@@ -326,16 +454,20 @@ pub mod config {
 pub mod clock {
     /// Milliseconds since the Unix epoch.
     pub fn now_ms() -> u64 {
-        crate::bindings::sigil::plugin::clock::now_ms()
+        crate::wit::sigil::plugin::clock::now_ms()
     }
 }
 
 /// The validator world.
-#[cfg(feature = "validator")]
 pub mod validator {
-    pub use crate::bindings::Guest as Validator;
-    pub use crate::bindings::sigil::plugin::types::Kv;
-    pub use crate::bindings::{Subject, Verdict};
+    /// A validator plugin.
+    pub trait Validator {
+        /// Judges `subject`; `Err` counts as a plugin failure (fail-closed unless configured
+        /// open).
+        fn validate(subject: Subject) -> Result<Verdict, String>;
+    }
+    pub use crate::wit::sigil::plugin::types::Kv;
+    pub use crate::wit::sigil::plugin::validation::{Subject, Verdict};
 
     /// Conveniences on the subject.
     pub trait SubjectExt {
