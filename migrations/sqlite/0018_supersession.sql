@@ -3,8 +3,10 @@
 ALTER TABLE certificates ADD COLUMN superseded_by TEXT;
 ALTER TABLE certificates ADD COLUMN superseded_until BIGINT;
 CREATE INDEX certificates_superseded_until ON certificates (superseded_until);
--- Certificates renewed before this migration name their renewal too; their revocation is not
--- scheduled after the fact (it was not the rule when they were renewed).
+-- Certificates renewed before this migration name their renewal too (the first, for one renewed
+-- more than once before renewals were claimed); their revocation is not scheduled after the
+-- fact (it was not the rule when they were renewed).
 UPDATE certificates SET superseded_by =
-    (SELECT r.renewal_id FROM certificate_renewals r WHERE r.renewed_from = certificates.id)
-WHERE id IN (SELECT renewed_from FROM certificate_renewals);
+    (SELECT r.id FROM certificates r WHERE r.renewed_from = certificates.id
+     ORDER BY r.issued_at, r.id LIMIT 1)
+WHERE EXISTS (SELECT 1 FROM certificates r WHERE r.renewed_from = certificates.id);

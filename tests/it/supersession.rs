@@ -315,3 +315,157 @@ async fn the_sweep_leaves_holds_alone_and_a_revoked_renewal_cancels_the_superses
         db.cleanup().await;
     }
 }
+
+// Attacks from the second review: a renewal escapes neither its device's cascades nor its
+// holder; a renewal revoked after the grace does not revive what it superseded; aliases and
+// extension tricks are refused when a profile is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_belongs_to_the_device_and_holder_of_what_it_renewed() {
+    for db in backends().await {
+        let toml = "[pki]\nsupersede_check_secs = 1\n".to_owned();
+        let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+        let a = s.offices(&["A"]).await.remove(0);
+        renewable_profile(&s, "week", 7).await;
+        let ana = s
+            .create(
+                "/api/v1/people",
+                json!({"office_id": a, "given_name": "Ana", "family_name": "Alpha"}),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let card = s
+            .create(
+                "/api/v1/devices",
+                json!({"kind": "smart_card", "serial": "SC-9", "office_id": a, "holder_id": ana}),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let (csr, _) = openssl_csr(dir.path(), "x", "ec:P-256", "/CN=Ana Alpha", None);
+        let x = s
+            .create("/api/v1/certificates", json!({"csr": csr, "profile": "week", "office_id": a}))
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = s
+            .admin(Method::POST, &format!("/api/v1/devices/{card}/certificates"))
+            .json(&json!({"certificate_id": x}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = s.admin(Method::POST, &format!("/api/v1/devices/{card}/activate")).send().await;
+        assert_eq!(r.unwrap().status(), 200);
+        let y = renew(&s, &x).await["id"].as_str().unwrap().to_owned();
+        // The holder renews the renewal: it is theirs as what it renewed was.
+        let key = s
+            .create_key(
+                json!({"name": "ana", "permissions": ["self_service:use"], "holder_id": ana}),
+            )
+            .await["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let path = format!("/api/v1/self/certificates/{y}/renew");
+        let (st, z) = json(s.req(Method::POST, &path, &key).send().await.unwrap()).await;
+        assert_eq!(st, 201, "{z}");
+        let z = z["id"].as_str().unwrap().to_owned();
+        // The card is lost: the whole chain is held, and found, released.
+        let status = |id: String| {
+            let s = &s;
+            async move { get(s, &format!("/api/v1/certificates/{id}")).await["status"].clone() }
+        };
+        let r = s.admin(Method::POST, &format!("/api/v1/devices/{card}/lost")).send().await;
+        assert_eq!(r.unwrap().status(), 200);
+        for id in [&x, &y, &z] {
+            assert_eq!(status(id.clone()).await, "suspended", "{id}");
+        }
+        let r = s
+            .admin(Method::POST, &format!("/api/v1/devices/{card}/reactivate"))
+            .json(&json!({"reason": "found"}))
+            .send()
+            .await;
+        assert_eq!(r.unwrap().status(), 200);
+        for id in [&x, &y, &z] {
+            assert_eq!(status(id.clone()).await, "active", "{id}");
+        }
+        // After y's grace, revoking its renewal z no longer keeps y: the sweep revokes it.
+        let store = s.db().await;
+        store
+            .execute_raw(&format!("UPDATE certificates SET superseded_until = 0 WHERE id = '{y}'"))
+            .await
+            .unwrap();
+        act(&s, &z, "revoke", json!({"reason": "keyCompromise"})).await;
+        let mut now = Value::Null;
+        for _ in 0..50 {
+            now = get(&s, &format!("/api/v1/certificates/{y}")).await;
+            if now["status"] == "revoked" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(now["revocation_reason"], "superseded", "{now}");
+        store.close().await;
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn extension_aliases_unsafe_extensions_and_oversized_oids_are_refused_in_profiles() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let base = get(&s, "/api/v1/profiles/tls-client").await["spec"].take();
+        for (oid, value) in [
+            ("2.5.29.7", "MA0wC4IJYS5leGFtcGxl"), // obsolete subjectAltName
+            ("2.5.29.3", "MAA="),                 // obsolete certificatePolicies
+            ("1.3.6.1.4.1.11129.2.4.3", "BQA="),  // CT poison
+            ("1.3.6.1.5.5.7.48.1.5", "BQA="),     // OCSP no-check
+            ("1.3.6.1.4.1.311.21.10", "MAA="),    // AD CS application policies
+            ("2.18446744073709551535", "BQA="),   // an arc the encoder cannot take
+        ] {
+            let mut spec = base.clone();
+            spec["custom_extensions"] = json!([{"oid": oid, "critical": false, "value": value}]);
+            let (st, e) = json(
+                s.admin(Method::POST, "/api/v1/profiles")
+                    .json(&json!({"name": "x", "spec": spec}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!((st, e["code"].as_str()), (400, Some("invalid_profile")), "{oid}: {e}");
+        }
+        let mut spec = base.clone();
+        spec["extended_key_usage"] = json!(["2.18446744073709551535"]);
+        let (st, e) = json(
+            s.admin(Method::POST, "/api/v1/profiles")
+                .json(&json!({"name": "x", "spec": spec}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, e["code"].as_str()), (400, Some("invalid_profile")), "{e}");
+        // The CA/Browser Forum profile takes no custom extension at all.
+        let mut public = get(&s, "/api/v1/profiles/tls-server-public").await["spec"].take();
+        public["custom_extensions"] =
+            json!([{"oid": "1.3.6.1.4.1.55555.1", "critical": false, "value": "BQA="}]);
+        let (st, e) = json(
+            s.admin(Method::PUT, "/api/v1/profiles/tls-server-public")
+                .json(&public)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, e["code"].as_str()), (400, Some("invalid_profile")), "{e}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

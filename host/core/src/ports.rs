@@ -345,9 +345,12 @@ pub trait Tx: crate::records::RecordTx + Send {
     async fn certificate_for_update(&mut self, id: Uuid) -> StoreResult<Option<Certificate>>;
     /// Replaces a certificate's mutable fields (status, revocation, metadata).
     async fn update_certificate(&mut self, c: &Certificate) -> StoreResult<()>;
-    /// Moves (or, with None, cancels) the revocation of superseded certificate `id`, unless it
-    /// is revoked already.
-    async fn set_superseded_until(&mut self, id: Uuid, until_us: Option<i64>) -> StoreResult<()>;
+    /// Moves the revocation of superseded certificate `id` to `until_us`, unless it is revoked
+    /// already.
+    async fn set_superseded_until(&mut self, id: Uuid, until_us: i64) -> StoreResult<()>;
+    /// Cancels the revocation of superseded certificate `id` while its grace lasts (after
+    /// `now_us`) and it is not revoked; whether it did.
+    async fn cancel_supersession(&mut self, id: Uuid, now_us: i64) -> StoreResult<bool>;
 
     /// Inserts a role.
     async fn insert_role(&mut self, role: &Role) -> StoreResult<()>;

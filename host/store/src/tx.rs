@@ -150,7 +150,20 @@ impl Tx for SqlTx {
         certs::update_certificate(&mut *self.tx, c).await
     }
 
-    async fn set_superseded_until(&mut self, id: Uuid, until_us: Option<i64>) -> StoreResult<()> {
+    async fn cancel_supersession(&mut self, id: Uuid, now_us: i64) -> StoreResult<bool> {
+        sqlx::query(
+            "UPDATE certificates SET superseded_until = NULL \
+             WHERE id = $1 AND superseded_until > $2 AND status IN ('active', 'suspended')",
+        )
+        .bind(id.to_string())
+        .bind(now_us)
+        .execute(&mut *self.tx)
+        .await
+        .map(|r| r.rows_affected() > 0)
+        .map_err(map_err)
+    }
+
+    async fn set_superseded_until(&mut self, id: Uuid, until_us: i64) -> StoreResult<()> {
         sqlx::query(
             "UPDATE certificates SET superseded_until = $2 \
              WHERE id = $1 AND superseded_by IS NOT NULL AND status IN ('active', 'suspended')",

@@ -130,6 +130,13 @@ pub fn validate(spec: &ProfileSpec) -> Result<()> {
     {
         return bad("san needs dns required, email and uri forbidden (§7.1.2.7.12)".into());
     }
+    if let Some(c) = spec.custom_extensions.first() {
+        return bad(format!(
+            "custom extension {} is not allowed: the Baseline Requirements fix the extensions \
+             of a subscriber certificate (§7.1.2.7.6)",
+            c.oid
+        ));
+    }
     if spec.subject.common_name == Requirement::Required {
         return bad("the CN may not be required (it is NOT RECOMMENDED, §7.1.2.7.2)".into());
     }

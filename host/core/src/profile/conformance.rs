@@ -94,8 +94,10 @@ pub fn check_lengths(subject: &[NameAttribute]) -> Result<()> {
 /// not supply them. basicConstraints, keyUsage, extKeyUsage, subjectAltName, subjectKeyIdentifier,
 /// authorityKeyIdentifier, cRLDistributionPoints, authorityInfoAccess, nameConstraints,
 /// policyConstraints, policyMappings, inhibitAnyPolicy, issuerAltName, freshestCRL,
-/// subjectInfoAccess.
-pub const RESERVED_EXTENSIONS: [&str; 16] = [
+/// subjectInfoAccess, certificatePolicies (the profile's `certificate_policies`), their obsolete
+/// forms, and extensions that change what relying parties do with the certificate.
+pub const RESERVED_EXTENSIONS: [&str; 28] = [
+    // What the issuer sets itself.
     "2.5.29.32",
     "2.5.29.19",
     "2.5.29.15",
@@ -112,6 +114,22 @@ pub const RESERVED_EXTENSIONS: [&str; 16] = [
     "2.5.29.18",
     "2.5.29.46",
     "1.3.6.1.5.5.7.1.11",
+    // Their obsolete forms, which Windows still honours: old AKI, key attributes, policies,
+    // key usage restriction, SAN, issuer alternative name, basic constraints (twice).
+    "2.5.29.1",
+    "2.5.29.2",
+    "2.5.29.3",
+    "2.5.29.4",
+    "2.5.29.7",
+    "2.5.29.8",
+    "2.5.29.10",
+    "2.5.29.13",
+    // Certificate Transparency (a precertificate's poison, SCTs), OCSP no-check (a certificate
+    // nobody could revoke) and AD CS application policies (honoured over the EKU).
+    "1.3.6.1.4.1.11129.2.4.3",
+    "1.3.6.1.4.1.11129.2.4.2",
+    "1.3.6.1.5.5.7.48.1.5",
+    "1.3.6.1.4.1.311.21.10",
 ];
 
 /// The dotted form of OID arcs.
@@ -182,14 +200,14 @@ const ISSUER_EXTENSIONS: [&str; 8] = [
 
 /// Extensions an external CA may add of its own accord that narrow nothing and widen nothing:
 /// signed certificate timestamps (RFC 6962), freshest CRL, certificate policies (unless the
-/// profile sets them), and Active Directory Certificate Services' template and application
-/// policy extensions. A CT precertificate poison, name constraints or anything unknown is not.
-const EXTERNAL_EXTENSIONS: [&str; 6] = [
+/// profile sets them), and Active Directory Certificate Services' template extensions. A CT
+/// precertificate poison, name constraints, AD CS application policies (which Windows honours
+/// over the EKU) or anything unknown is not.
+const EXTERNAL_EXTENSIONS: [&str; 5] = [
     "1.3.6.1.4.1.11129.2.4.2",
     "2.5.29.46",
     "2.5.29.32",
     "1.3.6.1.4.1.311.21.7",
-    "1.3.6.1.4.1.311.21.10",
     "1.3.6.1.4.1.311.20.2",
 ];
 

@@ -249,7 +249,7 @@ pub fn parse_oid(s: &str) -> Option<Vec<u64>> {
         s.split('.').map(|a| canonical(a).then(|| a.parse().ok()).flatten()).collect();
     arcs.filter(|a| match a.as_slice() {
         [first, second, ..] => {
-            a.len() <= 32 && (*first < 2 && *second < 40 || *first == 2 && *second <= u64::MAX - 80)
+            a.len() <= 32 && (*first < 2 && *second < 40 || *first == 2 && *second < u64::MAX - 80)
         }
         _ => false,
     })

@@ -544,10 +544,10 @@ impl CertificateService {
         tx.mark_crl_stale(&cert.ca_id).await?;
         // A renewal revoked within its predecessor's grace leaves the predecessor in service:
         // its scheduled revocation as superseded is cancelled.
+        // Not when the renewal is itself superseded (that is the chain moving on).
         let restores = match (change, cert.renewed_from) {
-            (CertChange::Revoke(_), Some(prev)) => {
-                tx.set_superseded_until(prev, None).await?;
-                Some(prev)
+            (CertChange::Revoke(r), Some(prev)) if r != RevocationReason::Superseded => {
+                tx.cancel_supersession(prev, crate::audit::unix_micros(now)).await?.then_some(prev)
             }
             _ => None,
         };

@@ -558,9 +558,27 @@ impl DeviceService {
                 CertChange::Reactivate => before.held.clone(),
                 _ => before.certificates.clone(),
             };
+            // A linked certificate's renewals are the device's too: the cascade follows each
+            // one's chain of renewals (a renewal is not linked by itself).
+            let mut certs = Vec::new();
             for cid in ids {
                 // The cascade reaches only certificates the caller sees.
-                let Ok(cert) = self.certificates.visible(p, cid).await else { continue };
+                let Ok(mut cert) = self.certificates.visible(p, cid).await else { continue };
+                // Bounded: a chain is one certificate per renewal.
+                for _ in 0..64 {
+                    let next = cert.superseded_by;
+                    if !certs.iter().any(|c: &Certificate| c.id == cert.id) {
+                        certs.push(cert);
+                    }
+                    let Some(next) = next.filter(|_| change != CertChange::Reactivate) else {
+                        break;
+                    };
+                    let Ok(n) = self.certificates.visible(p, next).await else { break };
+                    cert = n;
+                }
+            }
+            for cert in certs {
+                let cid = cert.id;
                 let applies = match change {
                     CertChange::Suspend => cert.status_at(now) == CertStatus::Active,
                     CertChange::Reactivate => cert.status_at(now) == CertStatus::Suspended,

@@ -112,9 +112,22 @@ impl SelfService {
         if office.is_none() || cert.office_id != office {
             return Err(CoreError::not_found("certificate", id.to_string()));
         }
+        // A renewal is the holder's when what it renewed was: the chain back to the first.
+        let mut chain = vec![cert.clone()];
+        while let Some(prev) = chain.last().and_then(|c| c.renewed_from) {
+            if chain.len() >= 64 {
+                break;
+            }
+            match self.store.certificate(prev).await? {
+                Some(c) => chain.push(c),
+                None => break,
+            }
+        }
+        let ids: Vec<Uuid> = chain.iter().map(|c| c.id).collect();
         // Issued for the holder by an enrolment request: the request (a server-kept record)
         // says so, not the certificate's metadata, which callers can write.
-        let for_holder = match cert
+        let origin = chain.last().unwrap_or(&cert);
+        let for_holder = match origin
             .metadata
             .get("request_id")
             .and_then(|v| v.as_str())
@@ -126,10 +139,14 @@ impl SelfService {
                 .await?
                 .map(|b| EnrolmentRequest::from_body(&b))
                 .transpose()?
-                .is_some_and(|r| r.person_id == h && r.result.certificates.contains(&id)),
+                .is_some_and(|r| r.person_id == h && r.result.certificates.contains(&origin.id)),
             None => false,
         };
-        let on_device = self.devices_of(h).await?.iter().any(|d| d.certificates.contains(&id));
+        let on_device = self
+            .devices_of(h)
+            .await?
+            .iter()
+            .any(|d| d.certificates.iter().any(|c| ids.contains(c)));
         if !for_holder && !on_device {
             return Err(CoreError::not_found("certificate", id.to_string()));
         }

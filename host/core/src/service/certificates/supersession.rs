@@ -32,11 +32,24 @@ impl CertificateService {
                     "revoking a superseded certificate at its CA failed; trying again in an hour");
                 let mut tx = self.store.begin().await?;
                 let later = crate::audit::unix_micros(now + RETRY_AFTER);
-                tx.set_superseded_until(cert.id, Some(later)).await?;
+                tx.set_superseded_until(cert.id, later).await?;
                 tx.commit(vec![], now).await?;
                 continue;
             }
             let mut tx = self.store.begin().await?;
+            // Still due under the row lock: a hold placed or a supersession cancelled since the
+            // read wins (and is left alone).
+            let still_due = tx.certificate_for_update(cert.id).await?.is_some_and(|c| {
+                c.status == crate::cert::CertStatus::Active
+                    && c.superseded_until.is_some_and(|u| u <= now)
+            });
+            if !still_due {
+                if self.backend(&cert).is_ok_and(|b| !b.publishes_status()) {
+                    tracing::warn!(certificate = %cert.id, "a superseded certificate changed \
+                        while its CA revoked it; its CA may now list it as revoked");
+                }
+                continue;
+            }
             let (revoked, ev) =
                 self.change_in_tx(tx.as_mut(), &system, cert.id, change, now).await?;
             let Some(mut ev) = ev else { continue };
