@@ -5,8 +5,8 @@
 use base64::Engine as _;
 use reqwest::Method;
 use serde_json::{Value, json};
+use sigil_core::access::authz::Principal;
 use sigil_core::audit::NewAuditEvent;
-use sigil_core::authz::Principal;
 use sigil_core::ports::{AuditFilter, Store};
 use sigil_tests::{TestServer, backends, json};
 
@@ -273,7 +273,7 @@ async fn exports_come_in_three_formats_with_a_verifiable_signature() {
             let forger =
                 sigil_pki::audit_key::AuditKey::load_or_create(&dir.path().join("forger.pem"))
                     .unwrap();
-            let forged = sigil_core::export::ExportSignature::sign(
+            let forged = sigil_core::audit::export::ExportSignature::sign(
                 &body,
                 time::OffsetDateTime::now_utc(),
                 &forger,
@@ -360,7 +360,7 @@ async fn signed_checkpoints_catch_a_rewritten_tail() {
                 .unwrap()
                 .keyring();
         let report =
-            sigil_core::service::audit::verify_store(&store, &pinned, None, None).await.unwrap();
+            sigil_core::audit::trail::verify_store(&store, &pinned, None, None).await.unwrap();
         assert_eq!(
             report.problem.unwrap().kind,
             sigil_core::audit::ProblemKind::CheckpointMismatch

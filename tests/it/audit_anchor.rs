@@ -5,9 +5,9 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use sigil_core::audit::trail::AuditCrypto as _;
 use sigil_core::audit::{AuditEvent, Checkpoint};
 use sigil_core::ports::{AuditFilter, AuditKeyRecord, Store};
-use sigil_core::service::audit::AuditCrypto as _;
 use sigil_store::SqlStore;
 use sigil_tests::{Options, TestDb, TestServer, backends, json};
 

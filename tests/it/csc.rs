@@ -851,11 +851,14 @@ async fn a_ca_key_copied_into_a_credential_row_signs_nothing() {
         // A database writer copies the sealed issuing-CA key into the credential's row.
         let store = s.db().await;
         let ca = store.cas().await.unwrap().into_iter().next().unwrap();
-        let body: String =
-            sigil_core::records::RecordStore::record(&store, &sigil_core::csc::CREDENTIALS, &id)
-                .await
-                .unwrap()
-                .expect("the credential row");
+        let body: String = sigil_core::records::RecordStore::record(
+            &store,
+            &sigil_core::signing::credential::CREDENTIALS,
+            &id,
+        )
+        .await
+        .unwrap()
+        .expect("the credential row");
         let mut body: Value = serde_json::from_str(&body).unwrap();
         body["sealed_key"] = json!(STANDARD.encode(&ca.key_sealed));
         let text = body.to_string().replace('\'', "''");

@@ -129,11 +129,11 @@ async fn two_nodes_share_keys_revocations_rate_limits_and_one_audit_chain() {
     };
     let mut both = a_audit.keyring();
     both.add_file(&b_pub).unwrap();
-    let r = sigil_core::service::audit::verify_store(&store, &both, None, None).await.unwrap();
+    let r = sigil_core::audit::trail::verify_store(&store, &both, None, None).await.unwrap();
     assert!(r.valid, "{r:?}");
     assert!(r.checkpoints_checked >= 2);
     // A verifier that pins only A's key does not accept B's checkpoints.
-    let r = sigil_core::service::audit::verify_store(&store, &a_audit.keyring(), None, None)
+    let r = sigil_core::audit::trail::verify_store(&store, &a_audit.keyring(), None, None)
         .await
         .unwrap();
     assert_eq!(

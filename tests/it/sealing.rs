@@ -8,11 +8,11 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use sigil_core::ca::{ca_key_binding, ca_root_key_binding};
-use sigil_core::csc::{CREDENTIALS, credential_binding};
+use sigil_core::cards::unlock::{DEVICE_SECRETS, unlock_code_binding};
+use sigil_core::certs::ca::{ca_key_binding, ca_root_key_binding};
 use sigil_core::ports::Store as _;
 use sigil_core::records::RecordStore as _;
-use sigil_core::unlock::{DEVICE_SECRETS, unlock_code_binding};
+use sigil_core::signing::credential::{CREDENTIALS, credential_binding};
 use sigil_pki::seal::MasterKey;
 use sigil_server::config::Config;
 use sigil_server::startup::start;
@@ -214,7 +214,7 @@ async fn legacy_secrets_are_rebound_only_by_the_operator_and_only_when_they_fit_
         std::fs::remove_file(&root_file).unwrap();
         let mut a = body(&store, &CREDENTIALS, &ana).await;
         let id = Uuid::parse_str(&ana).unwrap();
-        let at = credential_binding(id, sigil_core::cert::KeyType::P256);
+        let at = credential_binding(id, sigil_core::certs::KeyType::P256);
         let key =
             master.open(&at, &STANDARD.decode(a["sealed_key"].as_str().unwrap()).unwrap()).unwrap();
         a["sealed_key"] = json!(STANDARD.encode(master.seal_legacy_for_tests(&key).unwrap()));

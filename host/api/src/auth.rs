@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use sigil_core::authz::{AuthMethod, Principal, RequestContext};
+use sigil_core::access::authz::{AuthMethod, Principal, RequestContext};
 use sigil_core::{AuthFailure, CoreError};
 
 use crate::AppState;

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::http::Method;
 use ipnet::IpNet;
-use sigil_core::apikey::{RateLimit, parse_whitelist, whitelist_allows};
+use sigil_core::access::api_key::{RateLimit, parse_whitelist, whitelist_allows};
 
 /// How callers of an endpoint authenticate.
 #[derive(

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use sigil_core::AuthFailure;
-use sigil_core::authz::{Capability, Permission, Principal};
+use sigil_core::access::authz::{Capability, Permission, Principal};
 
 use crate::error::ApiError;
 

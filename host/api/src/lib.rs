@@ -24,9 +24,9 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use sigil_core::access::api_keys::ApiKeyService;
+use sigil_core::audit::trail::AuditService;
 use sigil_core::ports::Store;
-use sigil_core::service::apikeys::ApiKeyService;
-use sigil_core::service::audit::AuditService;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
@@ -46,41 +46,41 @@ pub struct AppState {
     /// Audit trail.
     pub audit: Arc<AuditService>,
     /// Certificates.
-    pub certificates: Arc<sigil_core::service::certificates::CertificateService>,
+    pub certificates: Arc<sigil_core::certs::certificates::CertificateService>,
     /// Profiles.
-    pub profiles: Arc<sigil_core::service::profiles::ProfileService>,
+    pub profiles: Arc<sigil_core::certs::profiles::ProfileService>,
     /// CA back ends and CRLs.
-    pub cas: Arc<sigil_core::service::cas::CaService>,
+    pub cas: Arc<sigil_core::certs::cas::CaService>,
     /// The plugin set.
     pub plugins: Arc<dyn sigil_core::ports::PluginControl>,
     /// Endpoint plugins.
     pub endpoints: Arc<dyn sigil_core::ports::Endpoints>,
     /// Roles.
-    pub roles: Arc<sigil_core::service::roles::RoleService>,
+    pub roles: Arc<sigil_core::access::roles::RoleService>,
     /// Operators.
-    pub operators: Arc<sigil_core::service::operators::OperatorService>,
+    pub operators: Arc<sigil_core::access::operators::OperatorService>,
     /// Organizations, divisions, offices.
-    pub org: Arc<sigil_core::service::org::OrgService>,
+    pub org: Arc<sigil_core::org::organizations::OrgService>,
     /// People and custom fields.
-    pub people: Arc<sigil_core::service::people::PeopleService>,
+    pub people: Arc<sigil_core::people::directory::PeopleService>,
     /// Devices.
-    pub devices: Arc<sigil_core::service::devices::DeviceService>,
+    pub devices: Arc<sigil_core::cards::devices::DeviceService>,
     /// Enrolment requests.
-    pub requests: Arc<sigil_core::service::requests::RequestService>,
+    pub requests: Arc<sigil_core::cards::enrolments::RequestService>,
     /// Self-service.
-    pub selfservice: Arc<sigil_core::service::selfservice::SelfService>,
+    pub selfservice: Arc<sigil_core::cards::self_service::SelfService>,
     /// Identity sources.
-    pub identity: Arc<sigil_core::service::identity::IdentityService>,
+    pub identity: Arc<sigil_core::people::identity::IdentityService>,
     /// PIN reset.
-    pub pins: Arc<sigil_core::service::pin_reset::PinResetService>,
+    pub pins: Arc<sigil_core::cards::pin_reset::PinResetService>,
     /// CSC signers and signing credentials.
-    pub signers: Arc<sigil_core::service::signers::SignerService>,
+    pub signers: Arc<sigil_core::signing::signers::SignerService>,
     /// The CSC protocol.
-    pub csc: Arc<sigil_core::service::csc::CscService>,
+    pub csc: Arc<sigil_core::signing::csc::CscService>,
     /// CSC provider configurations.
-    pub csc_providers: Arc<sigil_core::service::csc_providers::CscProviderService>,
+    pub csc_providers: Arc<sigil_core::signing::providers::CscProviderService>,
     /// Shared settings (the exposure override).
-    pub settings: Arc<sigil_core::service::settings::SettingsService>,
+    pub settings: Arc<sigil_core::settings::SettingsService>,
     /// The store, for readiness checks.
     pub store: Arc<dyn Store>,
     /// Exposure table.

@@ -6,24 +6,19 @@
 //! the permission involved and commits the change with its audit events in one transaction.
 #![deny(missing_docs)]
 
-pub mod apikey;
+pub mod access;
 pub mod audit;
-pub mod authz;
-pub mod ca;
-pub mod cert;
-pub mod csc;
-pub mod device;
+pub mod cards;
+pub mod certs;
 pub mod error;
-pub mod export;
-pub mod operator;
 pub mod org;
+pub mod page;
 pub mod people;
 pub mod ports;
-pub mod profile;
 pub mod records;
-pub mod request;
 pub mod sealing;
-pub mod service;
-pub mod unlock;
+pub mod secrets;
+pub mod settings;
+pub mod signing;
 
 pub use error::{AuthFailure, CoreError, Result, StoreError};

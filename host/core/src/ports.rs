@@ -6,13 +6,13 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::apikey::{ApiKey, KeyStatus};
+use crate::access::api_key::{ApiKey, KeyStatus};
+use crate::access::operator::{Operator, Role};
 use crate::audit::{AuditEvent, Checkpoint, NewAuditEvent};
-use crate::ca::{CaRecord, RevokedEntry};
-use crate::cert::{CertStatus, Certificate};
+use crate::certs::ca::{CaRecord, RevokedEntry};
+use crate::certs::profile::Profile;
+use crate::certs::{CertStatus, Certificate};
 use crate::error::StoreError;
-use crate::operator::{Operator, Role};
-use crate::profile::Profile;
 
 /// Store result.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -195,7 +195,7 @@ pub enum WriteOp {
     },
     /// Spend a SAD on a signHash: refused with [`StoreError::Refused`] (and nothing of the
     /// unit written) when it is unknown, another's, expired, exhausted, or not for these hashes.
-    ConsumeSad(crate::csc::SadUse),
+    ConsumeSad(crate::signing::credential::SadUse),
 }
 
 /// The database.
@@ -383,7 +383,7 @@ pub trait Tx: crate::records::RecordTx + Send {
     async fn delete_setting(&mut self, name: &str) -> StoreResult<bool>;
 
     /// Inserts a SAD.
-    async fn insert_sad(&mut self, sad: &crate::csc::Sad) -> StoreResult<()>;
+    async fn insert_sad(&mut self, sad: &crate::signing::credential::Sad) -> StoreResult<()>;
 
     /// Deletes every CSC token and SAD of `signer`; returns how many.
     async fn end_csc_sessions(&mut self, signer: Uuid) -> StoreResult<u64>;
@@ -416,11 +416,11 @@ pub fn parse_cert_cursor(s: &str) -> Option<(i64, Uuid)> {
 #[derive(Debug, Clone)]
 pub struct ValidationInput {
     /// Subject attributes or record fields.
-    pub attributes: Vec<crate::cert::NameAttribute>,
+    pub attributes: Vec<crate::certs::NameAttribute>,
     /// SANs.
-    pub sans: Vec<crate::cert::San>,
+    pub sans: Vec<crate::certs::San>,
     /// The key, when one is involved.
-    pub key: Option<crate::cert::RequestKey>,
+    pub key: Option<crate::certs::RequestKey>,
     /// Profile or record kind.
     pub context: String,
     /// The whole object, JSON.
@@ -568,7 +568,7 @@ pub trait ApiDispatcher: Send + Sync {
     /// Performs `request` as `principal`.
     async fn call(
         &self,
-        principal: std::sync::Arc<crate::authz::Principal>,
+        principal: std::sync::Arc<crate::access::authz::Principal>,
         request: PluginHttp,
     ) -> PluginHttpResponse;
 }
@@ -578,12 +578,12 @@ pub trait ApiDispatcher: Send + Sync {
 pub trait Endpoints: Send + Sync {
     /// Handles `request` with the endpoint plugin `id` for `caller`; `None` when there is no
     /// such plugin. The plugin's own calls into Sigil's API run as
-    /// [`crate::authz::Principal::on_behalf_of`] the caller. A caller without
+    /// [`crate::access::authz::Principal::on_behalf_of`] the caller. A caller without
     /// `plugins:invoke:<id>` (or `plugins:invoke`) is refused.
     async fn handle(
         &self,
         id: &str,
-        caller: &std::sync::Arc<crate::authz::Principal>,
+        caller: &std::sync::Arc<crate::access::authz::Principal>,
         request: PluginHttp,
     ) -> Option<crate::Result<PluginHttpResponse>>;
 }

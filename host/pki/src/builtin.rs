@@ -12,12 +12,12 @@ use rcgen::{
     SubjectPublicKeyInfo,
 };
 use rustls_pki_types::CertificateDer;
-use sigil_core::ca::{
+use sigil_core::certs::ca::{
     CaFactory, CaRecord, IssueOrder, Issued, Issuer as CoreIssuer, NewCa, RevokedEntry,
     ca_key_binding, ca_root_key_binding,
 };
-use sigil_core::cert::{KeyType, NameAttribute, RevocationReason, San};
-use sigil_core::profile::CertContent;
+use sigil_core::certs::profile::CertContent;
+use sigil_core::certs::{KeyType, NameAttribute, RevocationReason, San};
 use sigil_core::{CoreError, Result};
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
@@ -100,9 +100,11 @@ fn dn_type(attribute: &str) -> Result<DnType> {
         "emailAddress" => DnType::CustomDnType(vec![1, 2, 840, 113_549, 1, 9, 1]),
         "DC" => DnType::CustomDnType(vec![0, 9, 2342, 19_200_300, 100, 1, 25]),
         "UID" => DnType::CustomDnType(vec![0, 9, 2342, 19_200_300, 100, 1, 1]),
-        other => DnType::CustomDnType(sigil_core::profile::parse_oid(other).ok_or_else(|| {
-            CoreError::invalid("subject_not_allowed", format!("unknown attribute {other}"))
-        })?),
+        other => {
+            DnType::CustomDnType(sigil_core::certs::profile::parse_oid(other).ok_or_else(|| {
+                CoreError::invalid("subject_not_allowed", format!("unknown attribute {other}"))
+            })?)
+        }
     })
 }
 
@@ -153,8 +155,8 @@ fn extended_key_usage(name: &str) -> Option<ExtendedKeyUsagePurpose> {
         "timeStamping" => ExtendedKeyUsagePurpose::TimeStamping,
         "ocspSigning" => ExtendedKeyUsagePurpose::OcspSigning,
         // documentSigning and dotted OIDs: core's one name-to-OID table.
-        other => ExtendedKeyUsagePurpose::Other(sigil_core::profile::parse_oid(
-            &sigil_core::profile::conformance::eku_oid(other),
+        other => ExtendedKeyUsagePurpose::Other(sigil_core::certs::profile::parse_oid(
+            &sigil_core::certs::profile::conformance::eku_oid(other),
         )?),
     })
 }
@@ -266,7 +268,7 @@ impl CoreIssuer for BuiltinCa {
             Some(v6) => v6.split(']').next().unwrap_or(""),
             None => host.rsplit_once(':').map_or(host, |(h, _)| h),
         };
-        (!sigil_core::profile::cabf::public_host(host)).then(|| {
+        (!sigil_core::certs::profile::cabf::public_host(host)).then(|| {
             format!("pki.public_url names `{host}`, which is not a public host name or address")
         })
     }
@@ -623,7 +625,7 @@ impl CaFactory for BuiltinFactory {
             return Err(bad("the certificate is not a CA certificate"));
         }
         let key_type = match crate::csr::key_of(cert.public_key()) {
-            sigil_core::cert::RequestKey::Known(k) => k,
+            sigil_core::certs::RequestKey::Known(k) => k,
             other => return Err(bad(&format!("unsupported CA key {other}"))),
         };
         let key = keys::load(&pkcs8, key_type)?;
@@ -653,7 +655,7 @@ impl CaFactory for BuiltinFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sigil_core::profile::built_in_profiles;
+    use sigil_core::certs::profile::built_in_profiles;
 
     fn openssl(args: &[&str]) -> (bool, String) {
         let out = std::process::Command::new("openssl").args(args).output().expect("openssl");

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use base64::Engine as _;
-use sigil_core::cert::{KeyType, NameAttribute, ParsedCsr, RequestKey, San};
-use sigil_core::profile::conformance::IssuedContent;
+use sigil_core::certs::profile::conformance::IssuedContent;
+use sigil_core::certs::{KeyType, NameAttribute, ParsedCsr, RequestKey, San};
 use sigil_core::{CoreError, Result};
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -176,7 +176,7 @@ pub fn parse(input: &[u8]) -> Result<ParsedCsr> {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Pkcs10;
 
-impl sigil_core::ca::CsrParser for Pkcs10 {
+impl sigil_core::certs::ca::CsrParser for Pkcs10 {
     fn parse(&self, input: &[u8]) -> Result<ParsedCsr> {
         parse(input)
     }

@@ -1,7 +1,7 @@
 //! Reading an issued certificate back: what it says (subject, names, key, validity, usages), to
 //! be compared with what the profile decided before it is recorded.
 
-use sigil_core::profile::conformance::IssuedContent;
+use sigil_core::certs::profile::conformance::IssuedContent;
 use sigil_core::{CoreError, Result};
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;

@@ -9,7 +9,7 @@ use ring::signature::{
     ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair,
 };
 use rsa::pkcs8::EncodePrivateKey;
-use sigil_core::cert::KeyType;
+use sigil_core::certs::KeyType;
 use zeroize::Zeroizing;
 
 use crate::PkiError;

@@ -8,7 +8,7 @@ use rcgen::{
     RevokedCertParams, SerialNumber,
 };
 use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer};
-use sigil_core::cert::{KeyType, RevocationReason};
+use sigil_core::certs::{KeyType, RevocationReason};
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use zeroize::Zeroizing;
@@ -78,7 +78,7 @@ impl Root {
             return Err(bad("the root certificate is not a CA certificate"));
         }
         let k = match crate::csr::key_of(cert.public_key()) {
-            sigil_core::cert::RequestKey::Known(k) => k,
+            sigil_core::certs::RequestKey::Known(k) => k,
             other => return Err(bad(format!("unsupported root key {other}"))),
         };
         let key = keys::load(&pkcs8, k)?;

@@ -18,8 +18,10 @@ use openssl::pkey_ctx::PkeyCtx;
 use openssl::rsa::Padding;
 use openssl::sign::RsaPssSaltlen;
 use sigil_core::CoreError;
-use sigil_core::cert::KeyType;
-use sigil_core::csc::{CredentialKey, HashAlgo, SignScheme, SigningKeys, credential_binding};
+use sigil_core::certs::KeyType;
+use sigil_core::signing::credential::{
+    CredentialKey, HashAlgo, SignScheme, SigningKeys, credential_binding,
+};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -496,7 +498,9 @@ mod tests {
         assert!(sign_one(&keys, bob, &alice_sealed, &alice_cert, &ca_cert).await.is_err());
         // The CA's key, sealed as the CA's, in a credential's row with its certificate.
         let ca_sealed = STANDARD.encode(
-            master.seal(&sigil_core::ca::ca_key_binding("default", KeyType::P256), &ca).unwrap(),
+            master
+                .seal(&sigil_core::certs::ca::ca_key_binding("default", KeyType::P256), &ca)
+                .unwrap(),
         );
         assert!(sign_one(&keys, alice, &ca_sealed, &ca_cert, &ca_cert).await.is_err());
         // Even a CA key sealed for this very credential (only the master key's holder could do

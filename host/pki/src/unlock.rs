@@ -10,8 +10,8 @@ use std::sync::Arc;
 use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
 use ring::rand::{SecureRandom, SystemRandom};
 use sigil_core::CoreError;
+use sigil_core::cards::unlock::{UnlockAlgorithm, UnlockCrypto};
 use sigil_core::sealing::SealBinding;
-use sigil_core::unlock::{UnlockAlgorithm, UnlockCrypto};
 use zeroize::Zeroizing;
 
 use crate::seal::MasterKey;

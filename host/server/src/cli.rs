@@ -8,12 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use clap::{Args, Parser, Subcommand};
-use sigil_core::apikey::{RateLimit, RateUnit};
+use sigil_core::access::api_key::{RateLimit, RateUnit};
+use sigil_core::access::api_keys::CreateApiKey;
+use sigil_core::access::authz::{Principal, perm};
+use sigil_core::audit::export::{ExportSignature, decode_json};
 use sigil_core::audit::{ChainVerifier, Freshness};
-use sigil_core::authz::{Principal, perm};
-use sigil_core::export::{ExportSignature, decode_json};
 use sigil_core::ports::{ApiKeyFilter, PageRequest};
-use sigil_core::service::apikeys::CreateApiKey;
 use sigil_pki::audit_key::Keyring;
 
 use crate::config::Config;
@@ -216,7 +216,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             if reseal_legacy {
                 let master = sigil_pki::seal::MasterKey::load(&cfg.master_key_path())?;
                 let now = time::OffsetDateTime::now_utc();
-                let r = sigil_core::service::sealing::reseal_legacy(&store, &master, now).await?;
+                let r = sigil_core::sealing::reseal::reseal_legacy(&store, &master, now).await?;
                 println!("legacy sealed secrets re-sealed for their rows: {}", r.resealed);
                 for (at, why) in &r.refused {
                     eprintln!("left unusable: {at}: {why}");
@@ -375,7 +375,7 @@ async fn verify(cfg: &Config, a: VerifyArgs) -> Result<i32> {
         });
         let store = startup::open_store(&cfg).await?;
         let report =
-            sigil_core::service::audit::verify_store(&store, &pinned, anchor, freshness).await?;
+            sigil_core::audit::trail::verify_store(&store, &pinned, anchor, freshness).await?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(if report.valid { 0 } else { 1 });
     };

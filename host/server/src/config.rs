@@ -282,7 +282,7 @@ impl Default for CscSection {
 
 impl CscSection {
     /// The settings, checked.
-    pub fn settings(&self) -> anyhow::Result<sigil_core::csc::CscSettings> {
+    pub fn settings(&self) -> anyhow::Result<sigil_core::signing::credential::CscSettings> {
         let positive = |n: i64, k: &str| {
             if n > 0 { Ok(n) } else { Err(anyhow::anyhow!("csc.{k} must be positive")) }
         };
@@ -292,7 +292,7 @@ impl CscSection {
         if !(1..=15).contains(&self.pin_retries) {
             anyhow::bail!("csc.pin_retries must be 1 to 15");
         }
-        Ok(sigil_core::csc::CscSettings {
+        Ok(sigil_core::signing::credential::CscSettings {
             access_ttl_secs: positive(self.access_token_ttl_secs, "access_token_ttl_secs")?,
             refresh_ttl_secs: positive(self.refresh_token_ttl_secs, "refresh_token_ttl_secs")?,
             sad_ttl_secs: positive(self.sad_ttl_secs, "sad_ttl_secs")?,
@@ -723,7 +723,7 @@ impl Config {
         if self.server.settings_refresh_ms == 0 {
             return Err(ConfigError::Invalid("server.settings_refresh_ms must be positive".into()));
         }
-        sigil_core::cert::KeyType::parse(&self.pki.ca_key_type)
+        sigil_core::certs::KeyType::parse(&self.pki.ca_key_type)
             .map_err(|e| ConfigError::Invalid(format!("pki.ca_key_type: {e}")))?;
         if self.pki.import_cert_file.is_some() != self.pki.import_key_file.is_some() {
             return Err(ConfigError::Invalid(
@@ -803,7 +803,7 @@ impl Config {
                     "plugins.load.{id}.grants: unknown grant `{g}`"
                 )));
             }
-            sigil_core::authz::PermissionSet::parse(&p.permissions)
+            sigil_core::access::authz::PermissionSet::parse(&p.permissions)
                 .map_err(|e| ConfigError::Invalid(format!("plugins.load.{id}.permissions: {e}")))?;
             if let Some(h) = p.hooks.iter().find(|h| !HOOKS.contains(&h.as_str())) {
                 return Err(ConfigError::Invalid(format!(

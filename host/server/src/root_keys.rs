@@ -6,7 +6,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use sigil_core::ca::RootKeyVault;
+use sigil_core::certs::ca::RootKeyVault;
 use sigil_core::{CoreError, Result};
 
 /// Root keys in a directory.

@@ -9,17 +9,17 @@ use anyhow::{Context, Result};
 use axum_server::Handle;
 use sigil_api::exposure::Exposure;
 use sigil_api::{AppState, Limits};
-use sigil_core::ca::Issuers;
-use sigil_core::cert::KeyType;
+use sigil_core::access::api_keys::ApiKeyService;
+use sigil_core::access::operators::OperatorService;
+use sigil_core::access::roles::RoleService;
+use sigil_core::audit::trail::{AuditService, AuditTrust};
+use sigil_core::certs::KeyType;
+use sigil_core::certs::ca::Issuers;
+use sigil_core::certs::cas::{CaImport, CaService};
+use sigil_core::certs::certificates::CertificateService;
+use sigil_core::certs::profiles::ProfileService;
 use sigil_core::ports::{Clock, Store, SystemClock};
-use sigil_core::service::apikeys::ApiKeyService;
-use sigil_core::service::audit::{AuditService, AuditTrust};
-use sigil_core::service::cas::{CaImport, CaService};
-use sigil_core::service::certificates::CertificateService;
-use sigil_core::service::operators::OperatorService;
-use sigil_core::service::profiles::ProfileService;
-use sigil_core::service::roles::RoleService;
-use sigil_core::service::settings::SettingsService;
+use sigil_core::settings::SettingsService;
 use sigil_pki::audit_key::{AuditKey, Keyring};
 use sigil_pki::builtin::BuiltinFactory;
 use sigil_pki::csr::Pkcs10;
@@ -58,25 +58,25 @@ pub struct Services {
     /// Operators.
     pub operators: Arc<OperatorService>,
     /// Organizations, divisions, offices.
-    pub org: Arc<sigil_core::service::org::OrgService>,
+    pub org: Arc<sigil_core::org::organizations::OrgService>,
     /// People and custom fields.
-    pub people: Arc<sigil_core::service::people::PeopleService>,
+    pub people: Arc<sigil_core::people::directory::PeopleService>,
     /// Devices.
-    pub devices: Arc<sigil_core::service::devices::DeviceService>,
+    pub devices: Arc<sigil_core::cards::devices::DeviceService>,
     /// Enrolment requests.
-    pub requests: Arc<sigil_core::service::requests::RequestService>,
+    pub requests: Arc<sigil_core::cards::enrolments::RequestService>,
     /// Self-service.
-    pub selfservice: Arc<sigil_core::service::selfservice::SelfService>,
+    pub selfservice: Arc<sigil_core::cards::self_service::SelfService>,
     /// Identity sources.
-    pub identity: Arc<sigil_core::service::identity::IdentityService>,
+    pub identity: Arc<sigil_core::people::identity::IdentityService>,
     /// CSC signers and credentials.
-    pub signers: Arc<sigil_core::service::signers::SignerService>,
+    pub signers: Arc<sigil_core::signing::signers::SignerService>,
     /// The CSC protocol.
-    pub csc: Arc<sigil_core::service::csc::CscService>,
+    pub csc: Arc<sigil_core::signing::csc::CscService>,
     /// CSC provider configurations.
-    pub csc_providers: Arc<sigil_core::service::csc_providers::CscProviderService>,
+    pub csc_providers: Arc<sigil_core::signing::providers::CscProviderService>,
     /// PIN reset.
-    pub pins: Arc<sigil_core::service::pin_reset::PinResetService>,
+    pub pins: Arc<sigil_core::cards::pin_reset::PinResetService>,
     /// Profiles.
     pub profiles: Arc<ProfileService>,
     /// CA back ends.
@@ -127,14 +127,15 @@ pub async fn services(
     ));
     let roles = Arc::new(RoleService::new(store.clone(), clock.clone()));
     let operators = Arc::new(OperatorService::new(store.clone(), clock.clone()));
-    let org = Arc::new(sigil_core::service::org::OrgService::new(store.clone(), clock.clone()));
-    let people = Arc::new(sigil_core::service::people::PeopleService::new(
+    let org =
+        Arc::new(sigil_core::org::organizations::OrgService::new(store.clone(), clock.clone()));
+    let people = Arc::new(sigil_core::people::directory::PeopleService::new(
         store.clone(),
         clock.clone(),
         validators.clone(),
     ));
     let identity =
-        Arc::new(sigil_core::service::identity::IdentityService::new(people.clone(), sources));
+        Arc::new(sigil_core::people::identity::IdentityService::new(people.clone(), sources));
     let issuers = Arc::new(Issuers::default());
     let master = Arc::new(MasterKey::load_or_create(&cfg.master_key_path())?);
     warn_of_legacy_secrets(store.as_ref(), master.as_ref()).await?;
@@ -199,24 +200,24 @@ pub async fn services(
         validators.clone(),
         events.clone(),
     ));
-    let devices = Arc::new(sigil_core::service::devices::DeviceService::new(
+    let devices = Arc::new(sigil_core::cards::devices::DeviceService::new(
         store.clone(),
         clock.clone(),
         certificates.clone(),
         people.clone(),
         events.clone(),
     ));
-    let pins = Arc::new(sigil_core::service::pin_reset::PinResetService::new(
+    let pins = Arc::new(sigil_core::cards::pin_reset::PinResetService::new(
         store.clone(),
         clock.clone(),
         devices.clone(),
         unlock,
         cfg.devices.pin_resets_per_day,
     ));
-    let requests = Arc::new(sigil_core::service::requests::RequestService::new(
+    let requests = Arc::new(sigil_core::cards::enrolments::RequestService::new(
         store.clone(),
         clock.clone(),
-        sigil_core::service::requests::RequestDeps {
+        sigil_core::cards::enrolments::RequestDeps {
             people: people.clone(),
             profiles: profiles.clone(),
             certificates: certificates.clone(),
@@ -225,7 +226,7 @@ pub async fn services(
             events,
         },
     ));
-    let signers = Arc::new(sigil_core::service::signers::SignerService::new(
+    let signers = Arc::new(sigil_core::signing::signers::SignerService::new(
         store.clone(),
         clock.clone(),
         people.clone(),
@@ -233,17 +234,17 @@ pub async fn services(
         credential_keys,
         cfg.csc.settings()?,
     ));
-    let csc = Arc::new(sigil_core::service::csc::CscService::new(
+    let csc = Arc::new(sigil_core::signing::csc::CscService::new(
         store.clone(),
         clock.clone(),
         signers.clone(),
         audit.refusals(),
     ));
-    let csc_providers = Arc::new(sigil_core::service::csc_providers::CscProviderService::new(
+    let csc_providers = Arc::new(sigil_core::signing::providers::CscProviderService::new(
         store.clone(),
         clock.clone(),
     ));
-    let selfservice = Arc::new(sigil_core::service::selfservice::SelfService::new(
+    let selfservice = Arc::new(sigil_core::cards::self_service::SelfService::new(
         store.clone(),
         devices.clone(),
         certificates.clone(),
@@ -599,7 +600,7 @@ pub async fn shutdown_signal() {
 /// Says how many secrets sealed by an earlier version (before each was bound to its row) are
 /// left: they are refused until `sigil migrate --reseal-legacy` re-seals them.
 async fn warn_of_legacy_secrets(store: &dyn Store, master: &MasterKey) -> Result<()> {
-    let n = sigil_core::service::sealing::count_legacy(store, master).await?;
+    let n = sigil_core::sealing::reseal::count_legacy(store, master).await?;
     if n > 0 {
         tracing::warn!(
             secrets = n,

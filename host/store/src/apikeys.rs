@@ -1,9 +1,9 @@
 //! API key rows.
 
 use sigil_core::StoreError;
-use sigil_core::apikey::{ApiKey, KeyStatus, RateLimit, RateUnit};
+use sigil_core::access::api_key::{ApiKey, KeyStatus, RateLimit, RateUnit};
+use sigil_core::access::authz::PermissionSet;
 use sigil_core::audit::{from_unix_micros, unix_micros};
-use sigil_core::authz::PermissionSet;
 use sigil_core::ports::{ApiKeyFilter, PageRequest, StoreResult};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};

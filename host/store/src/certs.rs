@@ -2,12 +2,12 @@
 
 use sigil_core::StoreError;
 use sigil_core::audit::{from_unix_micros, unix_micros};
-use sigil_core::ca::{CaRecord, RevokedEntry};
-use sigil_core::cert::{CertStatus, Certificate, KeyType, RevocationReason, San};
+use sigil_core::certs::ca::{CaRecord, RevokedEntry};
+use sigil_core::certs::profile::{Profile, ProfileSpec};
+use sigil_core::certs::{CertStatus, Certificate, KeyType, RevocationReason, San};
 use sigil_core::ports::{
     CertFilter, CertSort, CrlRecord, PageRequest, StoreResult, parse_cert_cursor,
 };
-use sigil_core::profile::{Profile, ProfileSpec};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 use uuid::Uuid;

@@ -4,8 +4,8 @@
 
 use sigil_core::StoreError;
 use sigil_core::audit::unix_micros;
-use sigil_core::csc::{Sad, SadUse, join_hashes, sad_refusal, spend_hashes};
 use sigil_core::ports::StoreResult;
+use sigil_core::signing::credential::{Sad, SadUse, join_hashes, sad_refusal, spend_hashes};
 use sqlx::{Any, AnyConnection, Executor, Row};
 use uuid::Uuid;
 

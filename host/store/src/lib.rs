@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sigil_core::StoreError;
-use sigil_core::apikey::ApiKey;
+use sigil_core::access::api_key::ApiKey;
 use sigil_core::audit::{AuditEvent, Checkpoint};
 use sigil_core::ports::{
     ApiKeyFilter, AuditFilter, AuditHead, AuditKeyRecord, PageRequest, Store, StoreResult, Tx,
@@ -320,7 +320,7 @@ impl Store for SqlStore {
             .map_err(map_err)
     }
 
-    async fn cas(&self) -> StoreResult<Vec<sigil_core::ca::CaRecord>> {
+    async fn cas(&self) -> StoreResult<Vec<sigil_core::certs::ca::CaRecord>> {
         certs::cas(&self.read).await
     }
 
@@ -328,19 +328,22 @@ impl Store for SqlStore {
         certs::crl(&self.read, ca_id).await
     }
 
-    async fn revoked_entries(&self, ca_id: &str) -> StoreResult<Vec<sigil_core::ca::RevokedEntry>> {
+    async fn revoked_entries(
+        &self,
+        ca_id: &str,
+    ) -> StoreResult<Vec<sigil_core::certs::ca::RevokedEntry>> {
         certs::revoked_entries(&self.read, ca_id).await
     }
 
-    async fn profiles(&self) -> StoreResult<Vec<sigil_core::profile::Profile>> {
+    async fn profiles(&self) -> StoreResult<Vec<sigil_core::certs::profile::Profile>> {
         certs::profiles(&self.read).await
     }
 
-    async fn certificate(&self, id: Uuid) -> StoreResult<Option<sigil_core::cert::Certificate>> {
+    async fn certificate(&self, id: Uuid) -> StoreResult<Option<sigil_core::certs::Certificate>> {
         certs::certificate_where(&self.read, "id = $1", &[&id.to_string()], "").await
     }
 
-    async fn renewal_of(&self, id: Uuid) -> StoreResult<Option<sigil_core::cert::Certificate>> {
+    async fn renewal_of(&self, id: Uuid) -> StoreResult<Option<sigil_core::certs::Certificate>> {
         // The write pool: a renewal just made on this node must be seen at once.
         certs::certificate_where(&self.write, "renewed_from = $1", &[&id.to_string()], "").await
     }
@@ -349,7 +352,7 @@ impl Store for SqlStore {
         &self,
         now_us: i64,
         limit: u32,
-    ) -> StoreResult<Vec<sigil_core::cert::Certificate>> {
+    ) -> StoreResult<Vec<sigil_core::certs::Certificate>> {
         certs::superseded_due(&self.write, now_us, limit).await
     }
 
@@ -357,7 +360,7 @@ impl Store for SqlStore {
         &self,
         ca_id: &str,
         serial: &str,
-    ) -> StoreResult<Option<sigil_core::cert::Certificate>> {
+    ) -> StoreResult<Option<sigil_core::certs::Certificate>> {
         certs::certificate_where(&self.read, "ca_id = $1 AND serial = $2", &[ca_id, serial], "")
             .await
     }
@@ -366,22 +369,25 @@ impl Store for SqlStore {
         &self,
         f: &sigil_core::ports::CertFilter,
         page: &PageRequest,
-    ) -> StoreResult<Vec<sigil_core::cert::Certificate>> {
+    ) -> StoreResult<Vec<sigil_core::certs::Certificate>> {
         certs::list(&self.read, f, page).await
     }
 
-    async fn roles(&self) -> StoreResult<Vec<sigil_core::operator::Role>> {
+    async fn roles(&self) -> StoreResult<Vec<sigil_core::access::operator::Role>> {
         operators::roles(&self.read).await
     }
 
-    async fn operator(&self, id: Uuid) -> StoreResult<Option<sigil_core::operator::Operator>> {
+    async fn operator(
+        &self,
+        id: Uuid,
+    ) -> StoreResult<Option<sigil_core::access::operator::Operator>> {
         operators::operator_where(&self.read, "id", &id.to_string(), "").await
     }
 
     async fn operator_by_certificate(
         &self,
         sha256: &str,
-    ) -> StoreResult<Option<sigil_core::operator::Operator>> {
+    ) -> StoreResult<Option<sigil_core::access::operator::Operator>> {
         operators::operator_where(&self.read, "client_cert_sha256", sha256, "").await
     }
 
@@ -389,7 +395,7 @@ impl Store for SqlStore {
         &self,
         f: &sigil_core::ports::OperatorFilter,
         page: &PageRequest,
-    ) -> StoreResult<Vec<sigil_core::operator::Operator>> {
+    ) -> StoreResult<Vec<sigil_core::access::operator::Operator>> {
         operators::list(&self.read, f, page).await
     }
 

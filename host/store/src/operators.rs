@@ -1,9 +1,9 @@
 //! Role and operator rows.
 
 use sigil_core::StoreError;
+use sigil_core::access::authz::PermissionSet;
+use sigil_core::access::operator::{Operator, Role};
 use sigil_core::audit::{from_unix_micros, unix_micros};
-use sigil_core::authz::PermissionSet;
-use sigil_core::operator::{Operator, Role};
 use sigil_core::ports::{OperatorFilter, PageRequest, StoreResult};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};

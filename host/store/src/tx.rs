@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use sigil_core::StoreError;
-use sigil_core::apikey::ApiKey;
+use sigil_core::access::api_key::ApiKey;
 use sigil_core::audit::{AuditEvent, NewAuditEvent};
 use sigil_core::ports::{StoreResult, Tx};
 use sqlx::{Any, Row, Transaction};
@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{Backend, apikeys, audit, certs, map_err, operators, records};
-use sigil_core::operator::{Operator, Role};
+use sigil_core::access::operator::{Operator, Role};
 use sigil_core::records::{Cond, RecordQuery, RecordRow, Table};
 
 pub(crate) struct SqlTx {
@@ -87,7 +87,7 @@ impl Tx for SqlTx {
         apikeys::update(&mut *self.tx, key).await
     }
 
-    async fn insert_ca(&mut self, ca: &sigil_core::ca::CaRecord) -> StoreResult<()> {
+    async fn insert_ca(&mut self, ca: &sigil_core::certs::ca::CaRecord) -> StoreResult<()> {
         certs::insert_ca(&mut *self.tx, ca).await
     }
 
@@ -126,27 +126,27 @@ impl Tx for SqlTx {
         certs::store_crl(&mut *self.tx, ca_id, der, this_us, next_us).await
     }
 
-    async fn insert_profile(&mut self, p: &sigil_core::profile::Profile) -> StoreResult<()> {
+    async fn insert_profile(&mut self, p: &sigil_core::certs::profile::Profile) -> StoreResult<()> {
         certs::insert_profile(&mut *self.tx, p).await
     }
 
-    async fn update_profile(&mut self, p: &sigil_core::profile::Profile) -> StoreResult<()> {
+    async fn update_profile(&mut self, p: &sigil_core::certs::profile::Profile) -> StoreResult<()> {
         certs::update_profile(&mut *self.tx, p).await
     }
 
-    async fn insert_certificate(&mut self, c: &sigil_core::cert::Certificate) -> StoreResult<()> {
+    async fn insert_certificate(&mut self, c: &sigil_core::certs::Certificate) -> StoreResult<()> {
         certs::insert_certificate(&mut *self.tx, c).await
     }
 
     async fn certificate_for_update(
         &mut self,
         id: Uuid,
-    ) -> StoreResult<Option<sigil_core::cert::Certificate>> {
+    ) -> StoreResult<Option<sigil_core::certs::Certificate>> {
         let lock = self.lock();
         certs::certificate_where(&mut *self.tx, "id = $1", &[&id.to_string()], lock).await
     }
 
-    async fn update_certificate(&mut self, c: &sigil_core::cert::Certificate) -> StoreResult<()> {
+    async fn update_certificate(&mut self, c: &sigil_core::certs::Certificate) -> StoreResult<()> {
         certs::update_certificate(&mut *self.tx, c).await
     }
 
@@ -253,7 +253,7 @@ impl Tx for SqlTx {
             .map_err(map_err)
     }
 
-    async fn insert_sad(&mut self, sad: &sigil_core::csc::Sad) -> StoreResult<()> {
+    async fn insert_sad(&mut self, sad: &sigil_core::signing::credential::Sad) -> StoreResult<()> {
         crate::csc::insert(&mut *self.tx, sad).await
     }
 

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sigil_core::CoreError;
-use sigil_core::apikey::KeyStatus;
+use sigil_core::access::api_key::KeyStatus;
+use sigil_core::access::api_keys::{ApiKeyService, CreateApiKey};
+use sigil_core::access::authz::{Principal, perm};
 use sigil_core::audit::{ChainVerifier, Checkpoint, GENESIS_HASH};
-use sigil_core::authz::{Principal, perm};
 use sigil_core::ports::{ApiKeyFilter, AuditFilter, PageRequest, Store, SystemClock};
-use sigil_core::service::apikeys::{ApiKeyService, CreateApiKey};
 use sigil_store::testing::TestDb;
 
 fn create(name: &str) -> CreateApiKey {
@@ -158,17 +158,17 @@ async fn concurrent_writers_build_one_chain() {
     .await;
 }
 
-fn cert(serial: &str) -> sigil_core::cert::Certificate {
+fn cert(serial: &str) -> sigil_core::certs::Certificate {
     let now = time::OffsetDateTime::now_utc();
-    sigil_core::cert::Certificate {
+    sigil_core::certs::Certificate {
         id: uuid::Uuid::now_v7(),
         serial: serial.into(),
         ca_id: "builtin".into(),
         profile: "p".into(),
-        status: sigil_core::cert::CertStatus::Active,
+        status: sigil_core::certs::CertStatus::Active,
         subject: "CN=x".into(),
         sans: vec![],
-        key_type: sigil_core::cert::KeyType::P256,
+        key_type: sigil_core::certs::KeyType::P256,
         not_before: now,
         not_after: now + time::Duration::days(1),
         der: vec![0x30, 0x00],

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sigil_core::ca::{IssueOrder, Issued as CoreIssued, IssuedRef, Issuer, RevokedEntry};
-use sigil_core::cert::RevocationReason;
+use sigil_core::certs::RevocationReason;
+use sigil_core::certs::ca::{IssueOrder, Issued as CoreIssued, IssuedRef, Issuer, RevokedEntry};
 use sigil_core::{CoreError, Result};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};

@@ -7,7 +7,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use sigil_core::authz::Principal;
+use sigil_core::access::authz::Principal;
 use sigil_core::ports::{ApiDispatcher, PluginHttp};
 
 use crate::bindings::endpoint::sigil::plugin::sigil_api;

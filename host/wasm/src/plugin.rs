@@ -24,7 +24,7 @@ pub use crate::bindings::workflow::sigil::plugin::events::{Action, Event};
 use crate::engine::{MAX_MEMORY_MIB, PluginEngine, TICK};
 use crate::error::PluginError;
 use crate::host::State;
-use sigil_core::authz::{ActorKind, PermissionSet, Principal, RequestContext};
+use sigil_core::access::authz::{ActorKind, PermissionSet, Principal, RequestContext};
 use sigil_core::ports::{ApiDispatcher, PluginHttp, PluginHttpResponse};
 
 /// Host interfaces a configuration may grant.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use sigil_core::cert::{KeyType, RequestKey};
+use sigil_core::certs::{KeyType, RequestKey};
 use sigil_core::ports::{
     ApiDispatcher, Endpoints, PluginHttp, PluginHttpResponse, PluginStatus, ValidationInput,
     ValidationOutcome, Validators,
@@ -360,7 +360,7 @@ impl Endpoints for PluginRegistry {
     async fn handle(
         &self,
         id: &str,
-        caller: &Arc<sigil_core::authz::Principal>,
+        caller: &Arc<sigil_core::access::authz::Principal>,
         request: PluginHttp,
     ) -> Option<Result<PluginHttpResponse>> {
         if !caller.may_invoke(id) {
@@ -502,19 +502,19 @@ impl sigil_core::ports::IdentitySources for PluginRegistry {
     }
 }
 
-impl sigil_core::ca::IssuerSource for PluginRegistry {
-    fn issuer(&self, id: &str) -> Option<Arc<dyn sigil_core::ca::Issuer>> {
+impl sigil_core::certs::ca::IssuerSource for PluginRegistry {
+    fn issuer(&self, id: &str) -> Option<Arc<dyn sigil_core::certs::ca::Issuer>> {
         let set = self.set();
         let i = set.entries.get(id)?.issuer.clone()?;
         Some(i)
     }
 
-    fn issuers(&self) -> Vec<Arc<dyn sigil_core::ca::Issuer>> {
+    fn issuers(&self) -> Vec<Arc<dyn sigil_core::certs::ca::Issuer>> {
         let set = self.set();
         set.entries
             .values()
             .filter_map(|e| e.issuer.clone())
-            .map(|i| i as Arc<dyn sigil_core::ca::Issuer>)
+            .map(|i| i as Arc<dyn sigil_core::certs::ca::Issuer>)
             .collect()
     }
 }

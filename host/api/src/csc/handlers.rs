@@ -10,10 +10,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use sigil_core::authz::RequestContext;
-use sigil_core::cert::{CertStatus, Certificate, KeyType};
-use sigil_core::csc::{CredentialStatus, CscAuthType, HashAlgo, SigningCredential, key_algos};
-use sigil_core::service::csc::{Authorize, Session, SignHash};
+use sigil_core::access::authz::RequestContext;
+use sigil_core::certs::{CertStatus, Certificate, KeyType};
+use sigil_core::signing::credential::{
+    CredentialStatus, CscAuthType, HashAlgo, SigningCredential, key_algos,
+};
+use sigil_core::signing::csc::{Authorize, Session, SignHash};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use zeroize::Zeroizing;

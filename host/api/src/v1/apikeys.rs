@@ -3,11 +3,11 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use sigil_core::apikey::{ApiKey, KeyStatus, RateLimit};
-use sigil_core::authz::perm;
+use sigil_core::access::api_key::{ApiKey, KeyStatus, RateLimit};
+use sigil_core::access::api_keys::{CreateApiKey, IssuedApiKey, UpdateApiKey};
+use sigil_core::access::authz::perm;
+use sigil_core::page::page_size;
 use sigil_core::ports::{ApiKeyFilter, Clock, PageRequest, SystemClock};
-use sigil_core::service::apikeys::{CreateApiKey, IssuedApiKey, UpdateApiKey};
-use sigil_core::service::page_size;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;

@@ -4,11 +4,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use sigil_core::access::authz::perm;
+use sigil_core::audit::export::ExportFormat;
 use sigil_core::audit::{AuditEvent, VerifyReport, unix_micros};
-use sigil_core::authz::perm;
-use sigil_core::export::ExportFormat;
+use sigil_core::page::page_size;
 use sigil_core::ports::AuditFilter;
-use sigil_core::service::page_size;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -4,9 +4,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use sigil_core::authz::perm;
-use sigil_core::csc::{CscAuthType, CscProvider};
-use sigil_core::service::csc_providers::ProviderInput;
+use sigil_core::access::authz::perm;
+use sigil_core::signing::credential::{CscAuthType, CscProvider};
+use sigil_core::signing::providers::ProviderInput;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;

@@ -5,12 +5,12 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use sigil_core::authz::perm;
-use sigil_core::cert::RevocationReason;
-use sigil_core::device::{Device, DeviceEvent, DeviceKind, DeviceStatus, Production};
+use sigil_core::access::authz::perm;
+use sigil_core::cards::device::{Device, DeviceEvent, DeviceKind, DeviceStatus, Production};
+use sigil_core::cards::devices::{DeviceFilter, RegisterDevice, UpdateDevice};
+use sigil_core::certs::RevocationReason;
+use sigil_core::page::page_size;
 use sigil_core::ports::PageRequest;
-use sigil_core::service::devices::{DeviceFilter, RegisterDevice, UpdateDevice};
-use sigil_core::service::page_size;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -67,7 +67,7 @@ pub struct DeviceView {
     /// PIN retries left.
     pub pin_retries_left: u8,
     /// Which PIN reset methods are set up.
-    pub pin_reset: sigil_core::unlock::PinResetSetup,
+    pub pin_reset: sigil_core::cards::unlock::PinResetSetup,
     /// Creation time.
     pub created_at: String,
     /// Last change.

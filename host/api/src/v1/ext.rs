@@ -9,7 +9,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use sigil_core::authz::Principal;
+use sigil_core::access::authz::Principal;
 use sigil_core::ports::{ApiDispatcher, PluginHttp, PluginHttpResponse};
 use tower::ServiceExt;
 use utoipa_axum::router::OpenApiRouter;

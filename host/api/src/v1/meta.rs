@@ -1,7 +1,7 @@
 //! `/api/v1/permissions` (the catalogue) and `/api/v1/exposure` (what is served, how).
 
 use axum::extract::State;
-use sigil_core::authz::{CATALOGUE, PermissionInfo, perm};
+use sigil_core::access::authz::{CATALOGUE, PermissionInfo, perm};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -46,7 +46,7 @@ impl utoipa::PartialSchema for PermissionName {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
         let mut names: Vec<String> = vec!["*".into()];
-        for p in sigil_core::authz::CATALOGUE {
+        for p in sigil_core::access::authz::CATALOGUE {
             let wildcard = format!("{}:*", p.name.split(':').next().unwrap_or(""));
             if !names.contains(&wildcard) {
                 names.push(wildcard);

@@ -4,11 +4,11 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use sigil_core::authz::perm;
+use sigil_core::access::authz::perm;
+use sigil_core::org::organizations::{OrgFilter, OrgInput};
 use sigil_core::org::{Division, Office, Organization};
+use sigil_core::page::{Page, page_size};
 use sigil_core::ports::PageRequest;
-use sigil_core::service::org::{OrgFilter, OrgInput};
-use sigil_core::service::{Page, page_size};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;

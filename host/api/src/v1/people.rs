@@ -4,11 +4,11 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use sigil_core::authz::perm;
+use sigil_core::access::authz::perm;
+use sigil_core::page::page_size;
+use sigil_core::people::directory::{FieldInput, PersonFilter, PersonInput};
 use sigil_core::people::{CustomField, FieldError, FieldType, Person};
 use sigil_core::ports::PageRequest;
-use sigil_core::service::page_size;
-use sigil_core::service::people::{FieldInput, PersonFilter, PersonInput};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;

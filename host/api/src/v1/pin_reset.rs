@@ -8,9 +8,9 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use sigil_core::authz::perm;
-use sigil_core::service::pin_reset::{PinReset, PinResetChange, SecretInput};
-use sigil_core::unlock::UnlockAlgorithm;
+use sigil_core::access::authz::perm;
+use sigil_core::cards::pin_reset::{PinReset, PinResetChange, SecretInput};
+use sigil_core::cards::unlock::UnlockAlgorithm;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;

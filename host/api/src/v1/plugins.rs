@@ -1,7 +1,7 @@
 //! `/api/v1/plugins`: the loaded plugin set and reload.
 
 use axum::extract::State;
-use sigil_core::authz::perm;
+use sigil_core::access::authz::perm;
 use sigil_core::ports::PluginStatus;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -3,8 +3,8 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sigil_core::authz::perm;
-use sigil_core::profile::{Profile, ProfileSpec};
+use sigil_core::access::authz::perm;
+use sigil_core::certs::profile::{Profile, ProfileSpec};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -1,7 +1,7 @@
 //! `/api/v1/reports`: certificates expiring within N days, per registration office.
 
 use axum::extract::State;
-use sigil_core::authz::perm;
+use sigil_core::access::authz::perm;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

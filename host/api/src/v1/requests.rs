@@ -4,13 +4,13 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use sigil_core::authz::perm;
-use sigil_core::ports::PageRequest;
-use sigil_core::request::{
+use sigil_core::access::authz::perm;
+use sigil_core::cards::enrolment::{
     Approval, CertificateItem, DeviceItem, EnrolmentRequest, RequestResult, RequestStatus,
 };
-use sigil_core::service::page_size;
-use sigil_core::service::requests::{NewRequest, RequestFilter};
+use sigil_core::cards::enrolments::{NewRequest, RequestFilter};
+use sigil_core::page::page_size;
+use sigil_core::ports::PageRequest;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;

@@ -1,15 +1,15 @@
 //! `/api/v1/self`: what a token holder does for themselves through a key bound to them.
 
 use axum::extract::{Path, State};
-use sigil_core::authz::perm;
-use sigil_core::device::DeviceStatus;
+use sigil_core::access::authz::perm;
+use sigil_core::cards::device::DeviceStatus;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use sigil_core::request::CertificateItem;
+use sigil_core::cards::enrolment::CertificateItem;
 
 use super::certificates::{CertificateView, RenewBody};
 use super::devices::{DeviceView, TransitionBody};

@@ -4,12 +4,12 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use sigil_core::authz::perm;
-use sigil_core::cert::{Certificate, KeyType};
-use sigil_core::csc::{CredentialStatus, Signer, SigningCredential};
+use sigil_core::access::authz::perm;
+use sigil_core::certs::{Certificate, KeyType};
+use sigil_core::page::page_size;
 use sigil_core::ports::PageRequest;
-use sigil_core::service::page_size;
-use sigil_core::service::signers::{CredentialChange, NewCredential, NewSigner, SignerChange};
+use sigil_core::signing::credential::{CredentialStatus, Signer, SigningCredential};
+use sigil_core::signing::signers::{CredentialChange, NewCredential, NewSigner, SignerChange};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use sigil_core::authz::perm;
+use sigil_core::access::authz::perm;
 use sigil_core::ports::AuditFilter;
 
 use super::audit::AuditEventView;
@@ -194,7 +194,7 @@ async fn stream(
 
 /// What keeps a stream open: its lifetime, and a caller that may still read the trail.
 struct Watch {
-    principal: std::sync::Arc<sigil_core::authz::Principal>,
+    principal: std::sync::Arc<sigil_core::access::authz::Principal>,
     // Held for the stream's life; dropping it gives the place back.
     _slot: Slot,
     ends: Instant,

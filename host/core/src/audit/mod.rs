@@ -7,7 +7,9 @@
 //! append-only anchor log outside the database, so that a rewrite of the whole tail, a truncation
 //! or a rollback is caught as well.
 
+pub mod export;
 pub mod refusals;
+pub mod trail;
 pub mod verify;
 
 pub use verify::{
@@ -22,7 +24,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::authz::Principal;
+use crate::access::authz::Principal;
 
 /// The `prev_hash` of the first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";

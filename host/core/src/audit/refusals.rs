@@ -161,7 +161,7 @@ impl Refusals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::Principal;
+    use crate::access::authz::Principal;
 
     fn denied(object: &str) -> NewAuditEvent {
         NewAuditEvent::new(&Principal::system(), "access.denied", "endpoint", object).failed()

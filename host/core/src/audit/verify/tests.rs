@@ -1,8 +1,8 @@
 use time::OffsetDateTime;
 
 use super::*;
+use crate::access::authz::Principal;
 use crate::audit::NewAuditEvent;
-use crate::authz::Principal;
 
 /// Signatures are "ok:<key>" for the pinned keys "k1" and "k2".
 struct Pinned;

@@ -1,0 +1,278 @@
+//! Devices (smart cards, USB tokens, virtual tokens): a lifecycle state machine whose
+//! transitions cascade to the device's certificates, a per-device history, and production
+//! metadata.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::certs::RevocationReason;
+use crate::certs::certificates::CertChange;
+use crate::error::{CoreError, Result};
+use crate::records::{Record, SqlValue, Table};
+
+/// Devices.
+pub static DEVICES: Table = Table {
+    name: "devices",
+    columns: &["office_id", "holder_id", "kind", "serial", "status", "batch", "created_at"],
+};
+/// Device history.
+pub static DEVICE_EVENTS: Table =
+    Table { name: "device_events", columns: &["device_id", "created_at"] };
+
+/// Most certificates on one device.
+pub const MAX_CERTIFICATES: usize = 32;
+
+/// What kind of device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// A smart card.
+    SmartCard,
+    /// A USB token.
+    UsbToken,
+    /// A virtual (software or cloud) token.
+    VirtualToken,
+}
+
+impl DeviceKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SmartCard => "smart_card",
+            Self::UsbToken => "usb_token",
+            Self::VirtualToken => "virtual_token",
+        }
+    }
+}
+
+/// Lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// Known to Sigil, not yet handed out.
+    Registered,
+    /// In use.
+    Active,
+    /// Temporarily blocked; its certificates are on hold.
+    Suspended,
+    /// Reported lost; its certificates are on hold until it is found or revoked.
+    Lost,
+    /// Reported damaged; its certificates are revoked.
+    Damaged,
+    /// Withdrawn; its certificates are revoked.
+    Revoked,
+    /// Past its end of life.
+    Expired,
+    /// Retired for good (final).
+    Terminated,
+}
+
+impl DeviceStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Lost => "lost",
+            Self::Damaged => "damaged",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::Terminated => "terminated",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Result<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
+            CoreError::invalid(
+                "invalid_status",
+                format!("`{s}` is not a device status (registered, active, suspended, lost, damaged, revoked, expired, terminated)"),
+            )
+        })
+    }
+
+    /// The states reachable from this one.
+    pub fn next(self) -> &'static [DeviceStatus] {
+        use DeviceStatus::*;
+        match self {
+            Registered => &[Active, Lost, Damaged, Terminated],
+            Active => &[Suspended, Lost, Damaged, Revoked, Expired, Terminated],
+            Suspended => &[Active, Lost, Damaged, Revoked, Expired, Terminated],
+            Lost => &[Active, Revoked, Terminated],
+            Damaged => &[Revoked, Terminated],
+            Revoked => &[Terminated],
+            Expired => &[Terminated],
+            Terminated => &[],
+        }
+    }
+
+    /// What entering this state does to the device's certificates: put them on hold, release
+    /// the holds the device placed, revoke them, or nothing.
+    pub fn cascade(
+        self,
+        from: DeviceStatus,
+        reason: Option<RevocationReason>,
+    ) -> Option<CertChange> {
+        use DeviceStatus::*;
+        match self {
+            Suspended | Lost => Some(CertChange::Suspend),
+            Active if matches!(from, Suspended | Lost) => Some(CertChange::Reactivate),
+            Revoked => Some(CertChange::Revoke(reason.unwrap_or(RevocationReason::Unspecified))),
+            Damaged | Terminated => {
+                Some(CertChange::Revoke(reason.unwrap_or(RevocationReason::CessationOfOperation)))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Production metadata: where the device comes from and where it ends.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Production {
+    /// Production batch.
+    pub batch: Option<String>,
+    /// Manufacturer.
+    pub manufacturer: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// Applet or firmware version.
+    pub applet: Option<String>,
+    /// Chip serial number.
+    pub chip_serial: Option<String>,
+    /// Disposal status (`in_use`, `returned`, `destroyed`, …).
+    pub disposal_status: Option<String>,
+    /// Anything else the personalization system records (a JSON object).
+    #[serde(default)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    /// Id (UUIDv7).
+    pub id: Uuid,
+    /// Registration office.
+    pub office_id: Uuid,
+    /// Its holder (a person of the same scope).
+    pub holder_id: Option<Uuid>,
+    /// Kind.
+    pub kind: DeviceKind,
+    /// Serial number (unique within the office).
+    pub serial: String,
+    /// State.
+    pub status: DeviceStatus,
+    /// Certificates on the device.
+    pub certificates: Vec<Uuid>,
+    /// Certificates the device's suspension put on hold (released on reactivation).
+    #[serde(default)]
+    pub held: Vec<Uuid>,
+    /// Who placed the current suspension or loss report (`holder:<person id>` for the token
+    /// holder through self-service, else `<actor kind>:<actor id>`); a holder may lift only a
+    /// suspension the holder placed.
+    #[serde(default)]
+    pub suspended_by: Option<String>,
+    /// Production metadata.
+    pub production: Production,
+    /// Free-form attributes (a JSON object).
+    pub metadata: serde_json::Value,
+    /// PIN retries left before the device locks (a PIN reset restores them).
+    pub pin_retries_left: u8,
+    /// Which PIN reset methods are set up (the secrets live apart, sealed).
+    #[serde(default)]
+    pub pin_reset: crate::cards::unlock::PinResetSetup,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Last state change.
+    #[serde(with = "time::serde::rfc3339")]
+    pub status_changed_at: OffsetDateTime,
+}
+
+impl Record for Device {
+    const TABLE: &'static Table = &DEVICES;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn columns(&self) -> Vec<SqlValue> {
+        vec![
+            self.office_id.into(),
+            self.holder_id.into(),
+            self.kind.as_str().into(),
+            self.serial.as_str().into(),
+            self.status.as_str().into(),
+            self.production.batch.clone().into(),
+            SqlValue::Int(crate::audit::unix_micros(self.created_at)),
+        ]
+    }
+}
+
+/// One entry of a device's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceEvent {
+    /// Id (UUIDv7).
+    pub id: Uuid,
+    /// The device.
+    pub device_id: Uuid,
+    /// `registered`, `transition`, `updated`, `certificate_linked`, `pin_reset`.
+    pub kind: String,
+    /// State before (transitions).
+    pub from: Option<DeviceStatus>,
+    /// State after (transitions).
+    pub to: Option<DeviceStatus>,
+    /// Why.
+    pub reason: Option<String>,
+    /// Who (principal id and kind).
+    pub actor: String,
+    /// Certificates the change affected.
+    pub certificates: Vec<Uuid>,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+impl Record for DeviceEvent {
+    const TABLE: &'static Table = &DEVICE_EVENTS;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn columns(&self) -> Vec<SqlValue> {
+        vec![self.device_id.into(), SqlValue::Int(crate::audit::unix_micros(self.at))]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeviceStatus::*;
+    use super::*;
+
+    #[test]
+    fn the_state_machine_allows_only_its_transitions() {
+        assert!(Registered.next().contains(&Active));
+        assert!(!Registered.next().contains(&Suspended));
+        assert!(Suspended.next().contains(&Active));
+        assert!(Terminated.next().is_empty());
+        assert!(!Revoked.next().contains(&Active));
+        assert_eq!(DeviceStatus::parse("lost").unwrap(), Lost);
+        assert_eq!(DeviceStatus::parse("gone").unwrap_err().code(), "invalid_status");
+    }
+
+    #[test]
+    fn transitions_cascade_to_certificates() {
+        assert_eq!(Suspended.cascade(Active, None), Some(CertChange::Suspend));
+        assert_eq!(Active.cascade(Suspended, None), Some(CertChange::Reactivate));
+        assert_eq!(Active.cascade(Registered, None), None);
+        assert_eq!(
+            Terminated.cascade(Active, None),
+            Some(CertChange::Revoke(RevocationReason::CessationOfOperation))
+        );
+        assert_eq!(
+            Revoked.cascade(Active, Some(RevocationReason::KeyCompromise)),
+            Some(CertChange::Revoke(RevocationReason::KeyCompromise))
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! The profiles created on first start: TLS client, TLS server, document signing, and the
+//! CA/Browser Forum TLS server profile for operators of a publicly trusted sub-CA.
+
+use super::{ProfileSpec, Requirement, SanRules, SubjectRules, default_ca};
+use crate::certs::KeyType;
+
+/// The profiles created on first start.
+pub fn built_in_profiles() -> Vec<(String, ProfileSpec)> {
+    let all_keys = KeyType::ALL.to_vec();
+    vec![
+        (
+            "tls-client".into(),
+            ProfileSpec {
+                description: "TLS client authentication (CN required)".into(),
+                key_types: all_keys.clone(),
+                validity_days: 365,
+                key_usage: vec!["digitalSignature".into()],
+                extended_key_usage: vec!["clientAuth".into()],
+                subject: SubjectRules { common_name: Requirement::Required, ..Default::default() },
+                san: SanRules::default(),
+                custom_extensions: vec![],
+                ca: default_ca(),
+                renewal_window_days: 30,
+                allow_suspension: true,
+                approvals_required: 1,
+                requester_may_approve: false,
+                supersede_grace_days: 7,
+                certificate_policies: vec![],
+                cabf_server_auth: false,
+            },
+        ),
+        (
+            "tls-server".into(),
+            ProfileSpec {
+                description: "TLS server authentication (DNS SAN required)".into(),
+                key_types: all_keys,
+                validity_days: 397,
+                key_usage: vec!["digitalSignature".into(), "keyEncipherment".into()],
+                extended_key_usage: vec!["serverAuth".into()],
+                subject: SubjectRules::default(),
+                san: SanRules {
+                    dns: Requirement::Required,
+                    email: Requirement::Forbidden,
+                    uri: Requirement::Forbidden,
+                    ..Default::default()
+                },
+                custom_extensions: vec![],
+                ca: default_ca(),
+                renewal_window_days: 30,
+                allow_suspension: true,
+                approvals_required: 1,
+                requester_may_approve: false,
+                supersede_grace_days: 7,
+                certificate_policies: vec![],
+                cabf_server_auth: false,
+            },
+        ),
+        (
+            "document-signing".into(),
+            ProfileSpec {
+                description: "Document signing keys of CSC signing credentials (CN required)"
+                    .into(),
+                key_types: vec![KeyType::P256, KeyType::P384, KeyType::Rsa2048, KeyType::Rsa3072],
+                validity_days: 730,
+                key_usage: vec!["digitalSignature".into(), "nonRepudiation".into()],
+                extended_key_usage: vec!["documentSigning".into()],
+                subject: SubjectRules { common_name: Requirement::Required, ..Default::default() },
+                san: SanRules::default(),
+                custom_extensions: vec![],
+                ca: default_ca(),
+                renewal_window_days: 30,
+                allow_suspension: true,
+                approvals_required: 1,
+                requester_may_approve: false,
+                supersede_grace_days: 7,
+                certificate_policies: vec![],
+                cabf_server_auth: false,
+            },
+        ),
+        (
+            "tls-server-public".into(),
+            ProfileSpec {
+                description: "TLS server authentication under the CA/Browser Forum Baseline \
+                              Requirements (domain validated), for a publicly trusted sub-CA; \
+                              needs pki.public_url"
+                    .into(),
+                key_types: vec![KeyType::P256, KeyType::P384, KeyType::Rsa2048, KeyType::Rsa3072],
+                validity_days: super::cabf::MAX_VALIDITY_DAYS,
+                key_usage: vec!["digitalSignature".into(), "keyEncipherment".into()],
+                extended_key_usage: vec!["serverAuth".into()],
+                subject: SubjectRules {
+                    common_name: Requirement::Optional,
+                    common_name_pattern: None,
+                    allowed_attributes: vec!["CN".into(), "C".into()],
+                },
+                san: SanRules {
+                    dns: Requirement::Required,
+                    email: Requirement::Forbidden,
+                    uri: Requirement::Forbidden,
+                    ..Default::default()
+                },
+                custom_extensions: vec![],
+                ca: default_ca(),
+                renewal_window_days: 30,
+                allow_suspension: false,
+                approvals_required: 1,
+                requester_may_approve: false,
+                supersede_grace_days: 7,
+                certificate_policies: vec![super::cabf::DV.into()],
+                cabf_server_auth: true,
+            },
+        ),
+    ]
+}
