@@ -1,9 +1,22 @@
-//! Sigil's domain: types, rules, authorization, the audit chain, the services that carry out use
-//! cases, and the ports (traits) that storage and crypto implement.
+//! Sigil's domain, by area. Each area is a folder holding its models (singular nouns: what the
+//! objects are and their state machines) and its use cases (plural nouns: the services):
 //!
-//! This crate knows nothing of HTTP, SQL or WebAssembly: it depends on none of axum, sqlx or
-//! wasmtime. Every state change goes through a service, which needs a [`authz::Capability`] for
-//! the permission involved and commits the change with its audit events in one transaction.
+//! - [`access`]: API keys, principals, permissions, roles, operators and their scopes;
+//! - [`audit`]: the hash-chained, signed audit trail, its verifier, queries and exports;
+//! - [`org`]: organizations, divisions, registration offices, and the [`org::Scope`] every
+//!   object is seen through;
+//! - [`people`]: person records, custom fields, identity sources;
+//! - [`certs`]: certificates, profiles and their conformance rules, CA back ends, CRLs, OCSP;
+//! - [`cards`]: devices and tokens, enrolment requests, PIN reset, self-service;
+//! - [`signing`]: signers, signing credentials, the CSC protocol, CSC providers.
+//!
+//! Shared: [`page`], [`ports`] (the traits storage, crypto and plugins implement), [`records`],
+//! [`sealing`], [`secrets`], [`settings`], [`error`].
+//!
+//! This crate knows nothing of HTTP, SQL drivers or WebAssembly: it depends on none of axum,
+//! sqlx or wasmtime. Every state change goes through a use case, which needs a
+//! [`access::authz::Capability`] for the permission involved and commits the change with its
+//! audit events in one transaction.
 #![deny(missing_docs)]
 
 pub mod access;
