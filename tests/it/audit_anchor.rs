@@ -5,7 +5,7 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use sigil_core::audit::trail::AuditCrypto as _;
+use sigil_core::audit::AuditCrypto as _;
 use sigil_core::audit::{AuditEvent, Checkpoint};
 use sigil_core::ports::{AuditFilter, AuditKeyRecord, Store};
 use sigil_store::SqlStore;

@@ -9,8 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 use sha2::{Digest, Sha256};
+use sigil_core::audit::AuditCrypto;
 use sigil_core::audit::SignatureCheck;
-use sigil_core::audit::trail::AuditCrypto;
 use sigil_core::ports::AuditKeyRecord;
 use sigil_core::{CoreError, Result};
 

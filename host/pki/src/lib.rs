@@ -2,7 +2,7 @@
 //! server's TLS certificate), and the audit signing key.
 //!
 //! Private-key operations use ring (ECDSA P-256 here). This crate implements sigil-core's
-//! [`sigil_core::audit::trail::AuditCrypto`] port; it knows nothing of HTTP or SQL.
+//! [`sigil_core::audit::AuditCrypto`] port; it knows nothing of HTTP or SQL.
 #![deny(missing_docs)]
 
 pub mod aia;

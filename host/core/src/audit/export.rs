@@ -10,8 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::audit::trail::AuditCrypto;
-use crate::audit::{AuditEvent, SignatureCheck, from_unix_micros, unix_micros};
+use crate::audit::{AuditCrypto, AuditEvent, SignatureCheck, from_unix_micros, unix_micros};
 use crate::error::{CoreError, Result};
 
 /// Format identifier written into JSON and XML exports.

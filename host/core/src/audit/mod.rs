@@ -169,6 +169,16 @@ pub fn from_unix_micros(us: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// Signs with the audit key; implemented in `sigil-pki`.
+pub trait AuditCrypto: Send + Sync {
+    /// This node's key id.
+    fn key_id(&self) -> &str;
+    /// This node's public key (SubjectPublicKeyInfo PEM).
+    fn public_key_pem(&self) -> &str;
+    /// Base64 DER ECDSA signature over `message`.
+    fn sign(&self, message: &[u8]) -> crate::Result<String>;
+}
+
 /// An event as stored. Every field takes part in the hash.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEvent {

@@ -20,15 +20,7 @@ const VERIFY_BATCH: u32 = 1000;
 /// Kinds of refusal tracked per minute before they are counted together.
 const MAX_REFUSAL_KINDS: usize = 10_000;
 
-/// Signs with the audit key; implemented in `sigil-pki`.
-pub trait AuditCrypto: Send + Sync {
-    /// This node's key id.
-    fn key_id(&self) -> &str;
-    /// This node's public key (SubjectPublicKeyInfo PEM).
-    fn public_key_pem(&self) -> &str;
-    /// Base64 DER ECDSA signature over `message`.
-    fn sign(&self, message: &[u8]) -> Result<String>;
-}
+pub use crate::audit::AuditCrypto;
 
 /// What the audit chain is held to: the keys pinned by configuration (never the keys stored in
 /// the database), this node's anchor log, and how old the newest checkpoint may be.

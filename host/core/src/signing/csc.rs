@@ -11,9 +11,7 @@
 //! the SAD is spent in the same group-committed unit as the signing's audit event, so that a
 //! signature never leaves without its audit record and a SAD never signs more than it allows.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -33,6 +31,7 @@ use crate::certs::{CertStatus, Certificate, KeyType};
 use crate::error::{AuthFailure, CoreError, Result, StoreError};
 use crate::ports::{Clock, Store, WriteOp};
 use crate::records::{Cond, Record, RecordQuery};
+use crate::signing::cache::CscCache;
 use crate::signing::credential::{
     CREDENTIALS, CredentialKey, CredentialStatus, CscSettings, CscToken, HashAlgo, SIGNERS, Sad,
     SadUse, SignFamily, SignScheme, Signer, SigningCredential, SigningKeys, TOKENS, sign_algo,
@@ -43,8 +42,6 @@ mod login;
 
 /// Most hashes in one authorize or signHash.
 pub const MAX_HASHES: usize = 1000;
-/// Most entries in each cache; a full clear is cheap and rare.
-const CACHE_MAX: usize = 10_000;
 
 /// A logged-in signer.
 #[derive(Debug, Clone)]
@@ -106,81 +103,6 @@ fn invalid(detail: impl Into<String>) -> CoreError {
 
 fn digest_id(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// Token and credential lookups shared by the CSC and signer services (the signer service
-/// drops entries when it changes them).
-#[derive(Debug)]
-pub struct CscCache {
-    ttl: std::time::Duration,
-    /// token digest → (signer, token expiry, cached at).
-    sessions: Mutex<HashMap<String, (Signer, OffsetDateTime, Instant)>>,
-    /// credential id → (credential, its certificate, cached at).
-    credentials: Mutex<HashMap<Uuid, (SigningCredential, Certificate, Instant)>>,
-}
-
-impl CscCache {
-    /// A cache whose entries live `ttl` (zero: no caching).
-    pub fn new(ttl: std::time::Duration) -> Self {
-        Self { ttl, sessions: Mutex::default(), credentials: Mutex::default() }
-    }
-
-    fn session(&self, token: &str) -> Option<(Signer, OffsetDateTime)> {
-        let c = self.sessions.lock().ok()?;
-        let (s, exp, at) = c.get(token)?;
-        (at.elapsed() < self.ttl).then(|| (s.clone(), *exp))
-    }
-
-    fn put_session(&self, token: String, s: Signer, exp: OffsetDateTime) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        if let Ok(mut c) = self.sessions.lock() {
-            if c.len() >= CACHE_MAX {
-                c.clear();
-            }
-            c.insert(token, (s, exp, Instant::now()));
-        }
-    }
-
-    fn credential(&self, id: Uuid) -> Option<(SigningCredential, Certificate)> {
-        let c = self.credentials.lock().ok()?;
-        let (cred, cert, at) = c.get(&id)?;
-        (at.elapsed() < self.ttl).then(|| (cred.clone(), cert.clone()))
-    }
-
-    fn put_credential(&self, c: SigningCredential, cert: Certificate) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        if let Ok(mut m) = self.credentials.lock() {
-            if m.len() >= CACHE_MAX {
-                m.clear();
-            }
-            m.insert(c.id, (c, cert, Instant::now()));
-        }
-    }
-
-    /// Forgets token `digest`.
-    pub fn forget_token(&self, digest: &str) {
-        if let Ok(mut c) = self.sessions.lock() {
-            c.remove(digest);
-        }
-    }
-
-    /// Forgets every session of signer `id`.
-    pub fn forget_signer(&self, id: Uuid) {
-        if let Ok(mut c) = self.sessions.lock() {
-            c.retain(|_, (s, _, _)| s.id != id);
-        }
-    }
-
-    /// Forgets credential `id`.
-    pub fn forget_credential(&self, id: Uuid) {
-        if let Ok(mut c) = self.credentials.lock() {
-            c.remove(&id);
-        }
-    }
 }
 
 /// CSC operations.

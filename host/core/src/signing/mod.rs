@@ -1,6 +1,7 @@
 //! Remote signing: signers, signing credentials and their keys, the CSC protocol (tokens, SADs,
 //! signHash) and CSC provider configuration.
 
+pub mod cache;
 pub mod credential;
 pub mod csc;
 pub mod providers;

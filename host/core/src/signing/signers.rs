@@ -20,10 +20,10 @@ use crate::people::directory::PeopleService;
 use crate::ports::{Clock, PageRequest, Store};
 use crate::records::{Cond, Record, RecordQuery, conflict_as, decode_all};
 use crate::secrets::SecretGate;
+use crate::signing::cache::CscCache;
 use crate::signing::credential::{
     CREDENTIALS, CredentialStatus, CscSettings, SIGNERS, Signer, SigningCredential, SigningKeys,
 };
-use crate::signing::csc::CscCache;
 
 /// Largest `multisign`.
 pub const MAX_MULTISIGN: u32 = 1000;
