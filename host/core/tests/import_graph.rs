@@ -67,7 +67,7 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
             let rest = &code[i + "crate::".len()..];
             if let Some(group) = rest.strip_prefix('{') {
                 for item in group.split('}').next().unwrap().split(',') {
-                    add(item.trim().split_whitespace().next().unwrap_or(""));
+                    add(item.split_whitespace().next().unwrap_or(""));
                 }
             } else {
                 let end = rest
