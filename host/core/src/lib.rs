@@ -21,6 +21,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod cache;
 pub mod cards;
 pub mod certs;
 pub mod error;

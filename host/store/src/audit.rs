@@ -1,9 +1,11 @@
 //! Audit rows: events, head, checkpoints and public keys.
 
-use sigil_core::audit::{AuditEvent, Checkpoint};
+use sigil_core::StoreError;
+use sigil_core::audit::{AuditEvent, Checkpoint, NewAuditEvent};
 use sigil_core::ports::{AuditFilter, AuditHead, AuditKeyRecord, StoreResult};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Executor, Row};
+use sqlx::{Any, AnyConnection, Executor, Row};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::filter::{Select, escape_like};
@@ -204,4 +206,63 @@ pub(crate) async fn keys<'c, E: Executor<'c, Database = Any>>(
             })
         })
         .collect()
+}
+
+/// The head of the audit chain within one transaction: events are sealed after it and stored,
+/// then the head is saved. The one way events join the chain (a single commit and a group
+/// commit alike).
+pub(crate) struct Chain {
+    seq: i64,
+    prev: String,
+}
+
+impl Chain {
+    /// Reads the head; with `lock`, locks it until the transaction ends (PostgreSQL: concurrent
+    /// writers queue here; SQLite's writer lock already serialises them).
+    pub(crate) async fn head(conn: &mut AnyConnection, lock: bool) -> StoreResult<Self> {
+        let sql = if lock {
+            "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
+        } else {
+            "SELECT seq, hash FROM audit_head WHERE id = 1"
+        };
+        let head = sqlx::query(sql).fetch_one(&mut *conn).await.map_err(map_err)?;
+        Ok(Self {
+            seq: head.try_get("seq").map_err(map_err)?,
+            prev: head.try_get("hash").map_err(map_err)?,
+        })
+    }
+
+    /// Seals and stores `events` at `now` after the head; refuses a change without events.
+    pub(crate) async fn append(
+        &mut self,
+        conn: &mut AnyConnection,
+        events: &[NewAuditEvent],
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        if events.is_empty() {
+            return Err(StoreError::Backend(
+                "a change must be committed with its audit events".into(),
+            ));
+        }
+        let mut sealed = Vec::with_capacity(events.len());
+        for ev in events {
+            self.seq += 1;
+            let e = ev.seal(self.seq, now, &self.prev);
+            insert_event(&mut *conn, &e).await?;
+            self.prev.clone_from(&e.hash);
+            sealed.push(e);
+        }
+        Ok(sealed)
+    }
+
+    /// Saves the head.
+    pub(crate) async fn save(self, conn: &mut AnyConnection) -> StoreResult<()> {
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(self.seq)
+            .bind(&self.prev)
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(map_err)
+    }
 }

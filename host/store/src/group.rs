@@ -7,7 +7,7 @@
 use sigil_core::StoreError;
 use sigil_core::audit::{AuditEvent, NewAuditEvent};
 use sigil_core::ports::{StoreResult, WriteOp};
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
@@ -101,38 +101,16 @@ pub(crate) async fn write(
     units: &[(&[WriteOp], &[NewAuditEvent], OffsetDateTime)],
 ) -> StoreResult<Vec<Vec<AuditEvent>>> {
     let mut tx = pool.begin().await.map_err(map_err)?;
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    let mut seq: i64 = head.try_get("seq").map_err(map_err)?;
-    let mut prev: String = head.try_get("hash").map_err(map_err)?;
+    // SQLite only (the group writer): its writer lock serialises the chain.
+    let mut chain = audit::Chain::head(&mut tx, false).await?;
     let mut out = Vec::with_capacity(units.len());
     for (ops, events, now) in units {
-        if events.is_empty() {
-            return Err(StoreError::Backend(
-                "a change must be committed with its audit events".into(),
-            ));
-        }
         for op in *ops {
             apply(&mut tx, op).await?;
         }
-        let mut sealed = Vec::with_capacity(events.len());
-        for ev in *events {
-            seq += 1;
-            let e = ev.seal(seq, *now, &prev);
-            audit::insert_event(&mut *tx, &e).await?;
-            prev = e.hash.clone();
-            sealed.push(e);
-        }
-        out.push(sealed);
+        out.push(chain.append(&mut tx, events, *now).await?);
     }
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(seq)
-        .bind(&prev)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+    chain.save(&mut tx).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(out)
 }

@@ -1,11 +1,10 @@
 //! The write transaction: API key writes and the audit append that commits them.
 
 use async_trait::async_trait;
-use sigil_core::StoreError;
 use sigil_core::access::api_key::ApiKey;
 use sigil_core::audit::{AuditEvent, NewAuditEvent};
 use sigil_core::ports::{StoreResult, Tx};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -266,36 +265,10 @@ impl Tx for SqlTx {
         events: Vec<NewAuditEvent>,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<AuditEvent>> {
-        if events.is_empty() {
-            return Err(StoreError::Backend(
-                "a change must be committed with its audit events".into(),
-            ));
-        }
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE",
-            Backend::Sqlite => "",
-        };
-        let sql = format!("SELECT seq, hash FROM audit_head WHERE id = 1{lock}");
-        let head = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
-        let mut seq: i64 = head.try_get("seq").map_err(map_err)?;
-        let mut prev: String = head.try_get("hash").map_err(map_err)?;
-        let mut sealed = Vec::with_capacity(events.len());
-        for ev in &events {
-            seq += 1;
-            let e = ev.seal(seq, now, &prev);
-            audit::insert_event(&mut *self.tx, &e).await?;
-            prev = e.hash.clone();
-            sealed.push(e);
-        }
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(seq)
-            .bind(&prev)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        let lock = matches!(self.backend, Backend::Postgres);
+        let mut chain = audit::Chain::head(&mut self.tx, lock).await?;
+        let sealed = chain.append(&mut self.tx, &events, now).await?;
+        chain.save(&mut self.tx).await?;
         self.tx.commit().await.map_err(map_err)?;
         Ok(sealed)
     }

@@ -1,8 +1,7 @@
 //! API key use cases: create, list, show, update, revoke, rotate, and authenticate a request.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration as StdDuration, Instant};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
 
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -80,7 +79,7 @@ pub struct IssuedApiKey {
 pub struct ApiKeyService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    cache: Mutex<HashMap<String, (ApiKey, Instant)>>,
+    cache: crate::cache::Cache<String, ApiKey>,
     cache_ttl: StdDuration,
 }
 
@@ -93,7 +92,7 @@ impl std::fmt::Debug for ApiKeyService {
 impl ApiKeyService {
     /// `cache_ttl` bounds how long another node may keep honouring a key revoked elsewhere.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, cache_ttl: StdDuration) -> Self {
-        Self { store, clock, cache: Mutex::new(HashMap::new()), cache_ttl }
+        Self { store, clock, cache: crate::cache::Cache::new(cache_ttl, 10_000), cache_ttl }
     }
 
     /// Creates a key within the caller's authority: only permissions it holds, bound to an
@@ -768,35 +767,21 @@ impl ApiKeyService {
     }
 
     async fn lookup(&self, prefix: &str) -> Result<Option<ApiKey>> {
-        let caching = !self.cache_ttl.is_zero();
-        if caching
-            && let Ok(cache) = self.cache.lock()
-            && let Some((k, at)) = cache.get(prefix)
-            && at.elapsed() < self.cache_ttl
-        {
-            return Ok(Some(k.clone()));
+        if let Some(k) = self.cache.get(&prefix.to_owned()) {
+            return Ok(Some(k));
         }
         let found = self.store.api_key_by_prefix(prefix).await?;
         // Only hits are cached: a key created on another node works at once.
-        if caching
-            && let Some(k) = &found
-            && let Ok(mut cache) = self.cache.lock()
-        {
-            // Bound the cache; a full clear is cheap and rare.
-            if cache.len() > 10_000 {
-                cache.clear();
-            }
-            cache.insert(prefix.to_owned(), (k.clone(), Instant::now()));
+        if let Some(k) = &found {
+            self.cache.put(prefix.to_owned(), k.clone());
         }
         Ok(found)
     }
 
     fn forget(&self, key: &ApiKey) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.remove(&key.prefix);
-            if let Some(p) = &key.previous_prefix {
-                cache.remove(p);
-            }
+        self.cache.forget(&key.prefix);
+        if let Some(p) = &key.previous_prefix {
+            self.cache.forget(p);
         }
     }
 

@@ -1,7 +1,6 @@
 //! CA back ends: the built-in CA created (or imported) on first start, the list of back ends,
 //! and CRLs regenerated after every change and before they go stale.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -10,6 +9,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::access::authz::{Capability, Principal, perm};
 use crate::audit::{NewAuditEvent, unix_micros};
+use crate::cache::Cache;
 use crate::certs::ca::{
     CaFactory, CaRecord, Issuer, Issuers, Ocsp, OcspQuery, OcspStatus, RootKeyVault,
 };
@@ -45,47 +45,33 @@ pub struct CaService {
 /// of the response's validity has passed. A request about several certificates is kept per
 /// request, nonce and all, briefly. Statuses are read from the store for every request, so a
 /// change on any node shows at once.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct OcspAnswers {
-    kept: std::sync::Mutex<HashMap<[u8; 32], Answer>>,
+    /// One response per certificate, kept a quarter of its validity.
+    per_certificate: Cache<[u8; 32], Answer>,
+    /// Responses to requests about several certificates, kept briefly.
+    per_request: Cache<[u8; 32], Answer>,
 }
 
-/// The statuses a response states, the response, and when it was signed.
-type Answer = (Vec<OcspStatus>, Vec<u8>, std::time::Instant);
+/// The statuses a response states, and the response.
+type Answer = (Vec<OcspStatus>, Vec<u8>);
 
 /// How long a response to a request about several certificates is reused.
 const OCSP_REUSE_REQUEST: std::time::Duration = std::time::Duration::from_secs(60);
-/// Responses kept at most (the stale are dropped past it, then all).
+/// Responses kept at most, of each kind.
 const OCSP_KEPT: usize = 16_384;
 
 impl OcspAnswers {
-    fn get(
-        &self,
-        key: &[u8; 32],
-        statuses: &[OcspStatus],
-        reuse: std::time::Duration,
-    ) -> Option<Vec<u8>> {
-        let map = self.kept.lock().ok()?;
-        let (s, der, at) = map.get(key)?;
-        (s.as_slice() == statuses && at.elapsed() < reuse).then(|| der.clone())
+    fn new(validity: Duration) -> Self {
+        let quarter = std::time::Duration::try_from(validity / 4).unwrap_or(OCSP_REUSE_REQUEST);
+        Self {
+            per_certificate: Cache::new(quarter, OCSP_KEPT),
+            per_request: Cache::new(OCSP_REUSE_REQUEST, OCSP_KEPT),
+        }
     }
 
-    fn put(
-        &self,
-        key: [u8; 32],
-        statuses: Vec<OcspStatus>,
-        der: &[u8],
-        reuse: std::time::Duration,
-    ) {
-        if let Ok(mut map) = self.kept.lock() {
-            if map.len() >= OCSP_KEPT {
-                map.retain(|_, (_, _, at)| at.elapsed() < reuse);
-                if map.len() >= OCSP_KEPT {
-                    map.clear();
-                }
-            }
-            map.insert(key, (statuses, der.to_vec(), std::time::Instant::now()));
-        }
+    fn kind(&self, per_certificate: bool) -> &Cache<[u8; 32], Answer> {
+        if per_certificate { &self.per_certificate } else { &self.per_request }
     }
 }
 
@@ -105,7 +91,8 @@ impl CaService {
         ocsp: Arc<dyn Ocsp>,
         crl_validity: Duration,
     ) -> Self {
-        Self { store, clock, issuers, factory, ocsp, crl_validity, answers: OcspAnswers::default() }
+        let answers = OcspAnswers::new(ocsp.validity());
+        Self { store, clock, issuers, factory, ocsp, crl_validity, answers }
     }
 
     /// Answers an OCSP request (DER) with an OCSP response (DER). Protocol failures are OCSP
@@ -150,17 +137,13 @@ impl CaService {
         h.update([u8::from(per_certificate)]);
         h.update(one.unwrap_or(request));
         let key: [u8; 32] = h.finalize().into();
-        let reuse = if per_certificate {
-            std::time::Duration::try_from(self.ocsp.validity() / 4).unwrap_or(OCSP_REUSE_REQUEST)
-        } else {
-            OCSP_REUSE_REQUEST
-        };
-        if let Some(der) = self.answers.get(&key, &statuses, reuse) {
+        let kept = self.answers.kind(per_certificate);
+        if let Some((_, der)) = kept.get_if(&key, |(said, _)| *said == statuses) {
             return Ok(der);
         }
         let query = OcspQuery { echo_nonce: !per_certificate, ..query };
         let der = self.ocsp.respond(&query, &statuses, ca.as_ref(), self.clock.now())?;
-        self.answers.put(key, statuses, &der, reuse);
+        kept.put(key, (statuses, der.clone()));
         Ok(der)
     }
 

@@ -255,13 +255,26 @@ pub fn parse_oid(s: &str) -> Option<Vec<u64>> {
     })
 }
 
+/// Compiled patterns, by pattern: a profile's rules are compiled once, not per request (a
+/// pattern never changes meaning; an edited profile brings new patterns).
+static COMPILED: std::sync::LazyLock<crate::cache::Cache<String, Regex>> =
+    std::sync::LazyLock::new(|| {
+        crate::cache::Cache::new(std::time::Duration::from_secs(3600), 1024)
+    });
+
 fn anchored(field: &str, p: &str) -> Result<Regex> {
-    Regex::new(&format!("^(?:{p})$")).map_err(|e| {
+    let key = p.to_owned();
+    if let Some(re) = COMPILED.get(&key) {
+        return Ok(re);
+    }
+    let re = Regex::new(&format!("^(?:{p})$")).map_err(|e| {
         CoreError::invalid(
             "invalid_profile",
             format!("{field} is not a valid regular expression: {e}"),
         )
-    })
+    })?;
+    COMPILED.put(key, re.clone());
+    Ok(re)
 }
 
 impl ProfileSpec {
