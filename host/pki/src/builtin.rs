@@ -404,11 +404,7 @@ pub(crate) fn ca_params(
 }
 
 pub(crate) fn pem_blocks(label: &str, text: &str) -> Vec<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    text.split(&begin)
-        .skip(1)
-        .filter_map(|rest| crate::pem::decode(label, &format!("{begin}{rest}")))
-        .collect()
+    crate::pem::blocks(label, text)
 }
 
 impl BuiltinFactory {

@@ -61,14 +61,11 @@ pub fn decode(input: &[u8]) -> Result<Vec<u8>> {
     let text = std::str::from_utf8(input).ok().map(str::trim);
     let der = match text {
         Some(t) if t.starts_with("-----BEGIN") => {
-            let body: String =
-                t.lines().filter(|l| !l.starts_with("-----")).collect::<Vec<_>>().join("");
-            if !t.contains("CERTIFICATE REQUEST-----") {
+            let block = pem::parse(t).map_err(|_| invalid("the PEM block does not parse"))?;
+            if !matches!(block.tag(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
                 return Err(invalid("the PEM block is not a CERTIFICATE REQUEST"));
             }
-            base64::engine::general_purpose::STANDARD
-                .decode(body.trim())
-                .map_err(|_| invalid("the PEM body is not valid base64"))?
+            block.into_contents()
         }
         Some(t)
             if !t.is_empty()

@@ -1,26 +1,39 @@
-//! Minimal PEM helpers for the few fixed labels Sigil writes and reads.
-
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+//! PEM (RFC 7468) through the `pem` crate, for the labels Sigil writes and reads: LF line endings
+//! and 64-column lines out, any valid block in.
 
 /// Encodes DER as PEM with `label`.
 pub fn encode(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    pem::encode_config(
+        &pem::Pem::new(label, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 /// Decodes the first PEM block with `label`.
-pub fn decode(label: &str, pem: &str) -> Option<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = pem.find(&begin)? + begin.len();
-    let stop = start + pem[start..].find(&end)?;
-    let body: String = pem[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
-    STANDARD.decode(body).ok()
+pub fn decode(label: &str, text: &str) -> Option<Vec<u8>> {
+    blocks(label, text).into_iter().next()
+}
+
+/// Every PEM block with `label`, in order (other blocks are skipped; none when the text is not
+/// PEM).
+pub fn blocks(label: &str, text: &str) -> Vec<Vec<u8>> {
+    pem::parse_many(text)
+        .map(|all| {
+            all.into_iter().filter(|p| p.tag() == label).map(pem::Pem::into_contents).collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_round_trip_and_other_labels_are_skipped() {
+        let text = format!("{}{}", encode("CERTIFICATE", b"one"), encode("PRIVATE KEY", b"k"));
+        assert!(text.starts_with("-----BEGIN CERTIFICATE-----\n") && !text.contains('\r'));
+        assert_eq!(decode("CERTIFICATE", &text).as_deref(), Some(&b"one"[..]));
+        assert_eq!(blocks("PRIVATE KEY", &text), vec![b"k".to_vec()]);
+        assert_eq!(decode("CERTIFICATE", "not pem"), None);
+    }
 }

@@ -4,7 +4,6 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use sigil_core::certs::certificates::IssueRequest;
 use sigil_core::certs::{CertStatus, Certificate, KeyType, RevocationReason, San};
 use sigil_core::page::page_size;
@@ -33,14 +32,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 pub(crate) fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    ::pem::encode_config(
+        &::pem::Pem::new(label, der),
+        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+    )
 }
 
 /// A certificate.
