@@ -383,6 +383,11 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
         )];
         p.signed_by(&key, &issuer1).unwrap().pem()
     };
+    let more_names_pem = {
+        let mut p = leaf.clone();
+        p.subject_alt_names = vec![rcgen::SanType::DnsName("evil.example".try_into().unwrap())];
+        p.signed_by(&key, &issuer1).unwrap().pem()
+    };
     let no_aki_pem = {
         let mut p = leaf.clone();
         p.use_authority_key_identifier_extension = false;
@@ -410,6 +415,7 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
         double_of("longer", &ca1, &longer_pem, ""),
         double_of("extra", &ca1, &extra_pem, ""),
         double_of("noaki", &ca1, &no_aki_pem, ""),
+        double_of("names", &ca1, &more_names_pem, ""),
         "[plugins.load.broken]\nfile = \"".to_owned()
             + dir
             + "/test_connector.wasm\"\ngrants = [\"config\"]\n",
@@ -418,9 +424,17 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
     for db in sigil_tests::backends().await {
         let s =
             TestServer::start_with(&db, Options { toml: toml.clone(), ..Default::default() }).await;
-        for id in
-            ["honest", "wrongca", "refusing", "wider", "serverauth", "longer", "extra", "noaki"]
-        {
+        for id in [
+            "honest",
+            "wrongca",
+            "refusing",
+            "wider",
+            "serverauth",
+            "longer",
+            "extra",
+            "noaki",
+            "names",
+        ] {
             profile_on(&s, id, Some(id)).await;
         }
         // A connector whose canary (`info`) fails is not loaded, and says why.
@@ -445,6 +459,7 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
             ("longer", "validity"),
             ("extra", "extension 1.3.6.1.4.1.55555.9"),
             ("noaki", "authority key identifier"),
+            ("names", "dns:evil.example"),
         ] {
             let (st, b) = s.issue(&csr, id).await;
             assert_eq!((st, b["code"].as_str()), (502, Some("ca_result_mismatch")), "{id}: {b}");
