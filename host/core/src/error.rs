@@ -152,6 +152,9 @@ impl CoreError {
     }
 }
 
+/// Store result.
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
 /// Errors reported by storage ports; services turn them into [`CoreError`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

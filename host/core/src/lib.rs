@@ -3,7 +3,7 @@
 //!
 //! - [`access`]: API keys, principals, permissions, roles, operators and their scopes;
 //! - [`audit`]: the hash-chained, signed audit trail, its verifier, queries and exports;
-//! - [`org`]: organizations, divisions, registration offices, and the [`org::Scope`] every
+//! - [`org`]: organizations, divisions, registration offices, and the [`access::scope::Scope`] every
 //!   object is seen through;
 //! - [`people`]: person records, custom fields, identity sources;
 //! - [`certs`]: certificates, profiles and their conformance rules, CA back ends, CRLs, OCSP;

@@ -12,10 +12,8 @@ use crate::audit::{AuditEvent, Checkpoint, NewAuditEvent};
 use crate::certs::ca::{CaRecord, RevokedEntry};
 use crate::certs::profile::Profile;
 use crate::certs::{CertStatus, Certificate};
-use crate::error::StoreError;
 
-/// Store result.
-pub type StoreResult<T> = Result<T, StoreError>;
+pub use crate::error::StoreResult;
 
 /// The source of time. Services never read the system clock themselves.
 pub trait Clock: Send + Sync {
@@ -182,7 +180,7 @@ pub enum WriteOp {
     /// Insert an issued certificate.
     InsertCertificate(Box<Certificate>),
     /// Claim the one renewal of certificate `renewed_from` for `renewal`: a second claim is
-    /// [`StoreError::Conflict`] (and nothing of the unit written).
+    /// [`crate::error::StoreError::Conflict`] (and nothing of the unit written).
     ClaimRenewal {
         /// The certificate renewed.
         renewed_from: Uuid,
@@ -193,7 +191,7 @@ pub enum WriteOp {
         /// When the renewed certificate is revoked as superseded, microseconds.
         superseded_until_us: i64,
     },
-    /// Spend a SAD on a signHash: refused with [`StoreError::Refused`] (and nothing of the
+    /// Spend a SAD on a signHash: refused with [`crate::error::StoreError::Refused`] (and nothing of the
     /// unit written) when it is unknown, another's, expired, exhausted, or not for these hashes.
     ConsumeSad(crate::signing::credential::SadUse),
 }

@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::error::StoreResult;
 use crate::error::{CoreError, Result, StoreError};
-use crate::ports::StoreResult;
 
 /// A table of records: its name and its filter columns (besides `id` and `body`), in order.
 #[derive(Debug)]
@@ -127,7 +127,7 @@ pub trait RecordStore {
     async fn count_records(&self, table: &'static Table, conds: &[Cond]) -> StoreResult<i64>;
 }
 
-/// Writes of records, inside a [`crate::ports::Tx`].
+/// Writes of records, inside a transaction of the storage port (`Tx`).
 #[async_trait]
 pub trait RecordTx {
     /// Inserts a row; a unique column clash is [`StoreError::Conflict`].
@@ -187,4 +187,11 @@ pub fn conflict_as(code: &'static str, detail: String) -> impl FnOnce(StoreError
         StoreError::Conflict { .. } => CoreError::conflict(code, detail),
         other => other.into(),
     }
+}
+
+/// The condition restricting a list to what `scope` sees, on `column` (None: no restriction).
+pub fn scope_condition(scope: &crate::access::scope::Scope, column: &'static str) -> Option<Cond> {
+    scope
+        .office_set()
+        .map(|offices| Cond::In(column, offices.iter().map(|o| SqlValue::from(*o)).collect()))
 }

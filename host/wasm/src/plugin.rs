@@ -307,7 +307,7 @@ impl PluginEngine {
             permissions: PermissionSet::from_stored(policy.permissions.clone()),
             // Plugins are configured by whoever runs the server; their reach is their
             // permissions, narrowed to the caller's authority when they serve a caller.
-            scope: sigil_core::org::Scope::All,
+            scope: sigil_core::access::scope::Scope::All,
             context: RequestContext::default(),
         });
         let roots = match &policy.ca_file {

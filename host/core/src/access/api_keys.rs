@@ -13,9 +13,9 @@ use crate::access::api_key::{
 use crate::access::authz::{
     ActorKind, Authority, Capability, Permission, PermissionSet, Principal, RequestContext, perm,
 };
+use crate::access::scope::Scope;
 use crate::audit::{NewAuditEvent, unix_micros};
 use crate::error::{AuthFailure, CoreError, Result};
-use crate::org::Scope;
 use crate::page::{Page, paginate};
 use crate::ports::{ApiKeyFilter, Clock, PageRequest, Store};
 

@@ -312,7 +312,7 @@ pub struct Authority {
     /// Effective permissions (after intersection with an operator's roles).
     pub permissions: PermissionSet,
     /// Which offices' objects it reaches.
-    pub scope: crate::org::Scope,
+    pub scope: crate::access::scope::Scope,
 }
 
 impl Authority {
@@ -393,7 +393,7 @@ pub struct Principal {
     /// Effective permissions.
     pub permissions: PermissionSet,
     /// Which offices' objects it sees (an operator's divisions and offices).
-    pub scope: crate::org::Scope,
+    pub scope: crate::access::scope::Scope,
     /// Request context.
     pub context: RequestContext,
 }
@@ -410,7 +410,7 @@ impl Principal {
             operator_id: None,
             holder_id: None,
             permissions: PermissionSet::all(),
-            scope: crate::org::Scope::All,
+            scope: crate::access::scope::Scope::All,
             context: RequestContext::default(),
         })
     }
@@ -434,7 +434,7 @@ impl Principal {
             operator_id: None,
             holder_id: None,
             permissions: PermissionSet::all(),
-            scope: crate::org::Scope::All,
+            scope: crate::access::scope::Scope::All,
             context: RequestContext::default(),
         })
     }
@@ -585,14 +585,17 @@ mod tests {
     #[test]
     fn authority_covers_permissions_and_scope_together() {
         let office = Uuid::now_v7();
-        let admin = Authority { permissions: PermissionSet::all(), scope: crate::org::Scope::All };
+        let admin = Authority {
+            permissions: PermissionSet::all(),
+            scope: crate::access::scope::Scope::All,
+        };
         let scoped = Authority {
             permissions: PermissionSet::parse(["api_keys:*"]).unwrap(),
-            scope: crate::org::Scope::offices([office]),
+            scope: crate::access::scope::Scope::offices([office]),
         };
         assert!(admin.covers(&scoped));
         assert!(!scoped.covers(&admin));
-        let wider_scope = Authority { scope: crate::org::Scope::All, ..scoped.clone() };
+        let wider_scope = Authority { scope: crate::access::scope::Scope::All, ..scoped.clone() };
         assert!(!scoped.covers(&wider_scope));
     }
 

@@ -8,3 +8,4 @@ pub mod operator;
 pub mod operator_import;
 pub mod operators;
 pub mod roles;
+pub mod scope;

@@ -322,7 +322,7 @@ impl DeviceService {
         if let Some(s) = f.serial {
             conds.push(Cond::Eq("serial", s.into()));
         }
-        conds.extend(cap.principal().scope.condition("office_id"));
+        conds.extend(crate::records::scope_condition(&cap.principal().scope, "office_id"));
         let mut page = record_page::<Device>(self.store.as_ref(), conds, page).await?;
         let p = cap.principal();
         let mut items = Vec::with_capacity(page.items.len());

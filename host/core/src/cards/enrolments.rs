@@ -275,7 +275,7 @@ impl RequestService {
         if let Some(t) = f.until_us {
             conds.push(Cond::Lt("created_at", t));
         }
-        conds.extend(cap.principal().scope.condition("office_id"));
+        conds.extend(crate::records::scope_condition(&cap.principal().scope, "office_id"));
         record_page::<EnrolmentRequest>(self.store.as_ref(), conds, page).await
     }
 

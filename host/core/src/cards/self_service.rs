@@ -78,7 +78,7 @@ impl SelfService {
     ) -> Result<Arc<Principal>> {
         Ok(Arc::new(Principal {
             permissions: PermissionSet::parse([permission])?,
-            scope: crate::org::Scope::offices(office),
+            scope: crate::access::scope::Scope::offices(office),
             ..(**p).clone()
         }))
     }

@@ -154,7 +154,7 @@ impl OrgService {
 
     /// The offices `p` sees, or None when it sees all.
     async fn visible_offices(&self, p: &Principal) -> Result<Option<Vec<Office>>> {
-        match p.scope.condition("id") {
+        match crate::records::scope_condition(&p.scope, "id") {
             None => Ok(None),
             Some(c) => Ok(Some(decode_all(
                 self.store.records(&OFFICES, &RecordQuery::all(vec![c])).await?,
@@ -452,7 +452,7 @@ impl OrgService {
         if let Some(q) = f.q {
             conds.push(Cond::Contains("name", q));
         }
-        self.page(conds, page, cap.principal().scope.condition("id")).await
+        self.page(conds, page, crate::records::scope_condition(&cap.principal().scope, "id")).await
     }
 
     /// One office (404 outside the caller's scope).

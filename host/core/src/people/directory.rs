@@ -400,7 +400,7 @@ impl PeopleService {
         if let Some(e) = f.email {
             conds.push(Cond::Eq("email", e.to_lowercase().into()));
         }
-        conds.extend(cap.principal().scope.condition("office_id"));
+        conds.extend(crate::records::scope_condition(&cap.principal().scope, "office_id"));
         record_page::<Person>(self.store.as_ref(), conds, page).await
     }
 

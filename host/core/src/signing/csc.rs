@@ -164,7 +164,7 @@ impl CscService {
             operator_id: None,
             holder_id: s.person_id,
             permissions: PermissionSet::default(),
-            scope: crate::org::Scope::All,
+            scope: crate::access::scope::Scope::All,
             context,
         })
     }
