@@ -4,7 +4,6 @@
 use std::net::IpAddr;
 
 use base64::Engine as _;
-use sigil_core::certs::profile::conformance::IssuedContent;
 use sigil_core::certs::{KeyType, NameAttribute, ParsedCsr, RequestKey, San};
 use sigil_core::{CoreError, Result};
 use x509_parser::certification_request::X509CertificationRequest;
@@ -167,26 +166,6 @@ pub fn parse(input: &[u8]) -> Result<ParsedCsr> {
         subject,
         sans,
     })
-}
-
-/// The PKCS#10 parser as sigil-core's port.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Pkcs10;
-
-impl sigil_core::certs::ca::CsrParser for Pkcs10 {
-    fn parse(&self, input: &[u8]) -> Result<ParsedCsr> {
-        parse(input)
-    }
-
-    fn certificate_spki(&self, cert_der: &[u8]) -> Result<Vec<u8>> {
-        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(cert_der)
-            .map_err(|_| CoreError::Internal("a stored certificate does not parse".into()))?;
-        Ok(cert.public_key().raw.to_vec())
-    }
-
-    fn issued_content(&self, cert_der: &[u8]) -> Result<IssuedContent> {
-        crate::inspect::issued_content(cert_der)
-    }
 }
 
 /// A subject alternative name as Sigil knows them (DNS names lowercased).

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod localca;
 pub mod ocsp;
 pub mod offline;
+pub mod parser;
 pub mod pem;
 pub mod seal;
 pub mod signing;

@@ -16,10 +16,10 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
+use crate::plugin::Counters;
 use crate::plugin::{
     CertificateRef, ConnectorCall, ConnectorInfo, ConnectorReply, IssueRequest, Kv, LoadedPlugin,
 };
-use crate::registry::Counters;
 
 /// A loaded CA connector, serving as the back end named by its plugin id.
 pub(crate) struct PluginIssuer {

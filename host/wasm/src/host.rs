@@ -146,3 +146,12 @@ impl sigil_api::Host for State {
         })
     }
 }
+
+impl crate::bindings::workflow::sigil::plugin::outbound_http::Host for State {
+    async fn send(&mut self, request: types::HttpRequest) -> Result<types::HttpResponse, String> {
+        match self.outbound.clone() {
+            Some(o) => o.send(request).await,
+            None => Err("outbound-http is not available to this plugin".into()),
+        }
+    }
+}

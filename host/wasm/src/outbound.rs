@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use crate::bindings::validator::sigil::plugin::types::{HttpRequest, HttpResponse, Kv};
-use crate::host::State;
 
 /// Largest response body handed to a plugin.
 const MAX_BODY: usize = 1 << 20;
@@ -113,13 +112,4 @@ fn chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     out
-}
-
-impl crate::bindings::workflow::sigil::plugin::outbound_http::Host for State {
-    async fn send(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
-        match self.outbound.clone() {
-            Some(o) => o.send(request).await,
-            None => Err("outbound-http is not available to this plugin".into()),
-        }
-    }
 }

@@ -490,3 +490,24 @@ impl PluginEngine {
         Arc::clone(&p.principal)
     }
 }
+
+/// Calls and faults of one plugin, kept across reloads of the same version.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) calls: std::sync::atomic::AtomicU64,
+    pub(crate) faults: std::sync::atomic::AtomicU64,
+    pub(crate) last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Counters {
+    pub(crate) fn record_call(&self) {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_fault(&self, error: &str) {
+        self.faults.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut l) = self.last_error.lock() {
+            *l = Some(error.to_owned());
+        }
+    }
+}

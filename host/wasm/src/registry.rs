@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use sigil_core::certs::{KeyType, RequestKey};
@@ -18,6 +18,7 @@ use sigil_core::{CoreError, Result};
 use crate::connector::PluginIssuer;
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
+use crate::plugin::Counters;
 use crate::plugin::{Kv, LoadedPlugin, PluginPolicy, Subject, Verdict, World};
 
 /// One plugin as configured.
@@ -33,27 +34,6 @@ pub struct PluginSpec {
     pub fail_open: bool,
     /// Limits, grants, config values.
     pub policy: PluginPolicy,
-}
-
-/// Calls and faults of one plugin, kept across reloads of the same version.
-#[derive(Default)]
-pub(crate) struct Counters {
-    calls: AtomicU64,
-    faults: AtomicU64,
-    last_error: Mutex<Option<String>>,
-}
-
-impl Counters {
-    pub(crate) fn record_call(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn record_fault(&self, error: &str) {
-        self.faults.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut l) = self.last_error.lock() {
-            *l = Some(error.to_owned());
-        }
-    }
 }
 
 struct Entry {
