@@ -14,7 +14,7 @@ use rcgen::{
 use rustls_pki_types::CertificateDer;
 use sigil_core::certs::ca::{
     CaFactory, CaRecord, IssueOrder, Issued, Issuer as CoreIssuer, NewCa, RevokedEntry,
-    ca_key_binding, ca_root_key_binding,
+    StatusPublisher, ca_key_binding, ca_root_key_binding,
 };
 use sigil_core::certs::profile::CertContent;
 use sigil_core::certs::{KeyType, NameAttribute, RevocationReason, San};
@@ -288,6 +288,12 @@ impl CoreIssuer for BuiltinCa {
         })
     }
 
+    fn status(&self) -> Option<&dyn StatusPublisher> {
+        Some(self)
+    }
+}
+
+impl StatusPublisher for BuiltinCa {
     fn sign(&self, message: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
         let key = self.issuer.key();
         let sig = rcgen::SigningKey::sign(key, message).map_err(internal)?;

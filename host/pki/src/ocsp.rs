@@ -163,7 +163,10 @@ impl Ocsp for OcspCodec {
             response_extensions: nonce.map(|n| vec![n]),
         };
         let tbs_der = tbs.to_der().map_err(|e| CoreError::Internal(e.to_string()))?;
-        let (signature, alg_der) = signer.sign(&tbs_der)?;
+        let publisher = signer.status().ok_or_else(|| {
+            CoreError::Internal("OCSP for a CA whose status Sigil does not publish".into())
+        })?;
+        let (signature, alg_der) = publisher.sign(&tbs_der)?;
         let basic = BasicOcspResponse {
             tbs_response_data: tbs,
             signature_algorithm: AlgorithmIdentifierOwned::from_der(&alg_der)

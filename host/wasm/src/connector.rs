@@ -9,9 +9,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sigil_core::certs::RevocationReason;
-use sigil_core::certs::ca::{IssueOrder, Issued as CoreIssued, IssuedRef, Issuer, RevokedEntry};
+use sigil_core::certs::ca::{IssueOrder, Issued as CoreIssued, IssuedRef, Issuer};
 use sigil_core::{CoreError, Result};
-use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::engine::PluginEngine;
@@ -184,10 +183,6 @@ impl Issuer for PluginIssuer {
         }
     }
 
-    fn publishes_status(&self) -> bool {
-        false
-    }
-
     fn supports_suspension(&self) -> bool {
         self.supports_suspension
     }
@@ -203,27 +198,6 @@ impl Issuer for PluginIssuer {
     async fn reactivate(&self, cert: IssuedRef<'_>) -> Result<()> {
         self.call(ConnectorCall::Reactivate(&Self::reference(cert))).await.map(drop)
     }
-
-    fn sign(&self, _message: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-        Err(not_published(&self.plugin.id))
-    }
-
-    fn crl(
-        &self,
-        _entries: &[RevokedEntry],
-        _number: u64,
-        _this_update: OffsetDateTime,
-        _next_update: OffsetDateTime,
-    ) -> Result<Vec<u8>> {
-        Err(not_published(&self.plugin.id))
-    }
-}
-
-fn not_published(id: &str) -> CoreError {
-    CoreError::conflict(
-        "status_not_published",
-        format!("CA back end `{id}` is an external CA; it publishes its own CRL and OCSP"),
-    )
 }
 
 #[cfg(test)]

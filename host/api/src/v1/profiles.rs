@@ -200,7 +200,7 @@ async fn ca_backends(
             .map(|i| CaBackendView {
                 id: i.id().to_owned(),
                 kind: i.kind().to_owned(),
-                crl_url: i.publishes_status().then(|| format!("/crl/{}.crl", i.id())),
+                crl_url: i.status().is_some().then(|| format!("/crl/{}.crl", i.id())),
                 supports_suspension: i.supports_suspension(),
                 certificate: pem("CERTIFICATE", i.ca_certificate()),
                 chain: i.chain().iter().map(|d| pem("CERTIFICATE", d)).collect(),

@@ -73,11 +73,6 @@ pub trait Issuer: Send + Sync {
     fn chain(&self) -> &[Vec<u8>];
     /// Issues a certificate for `order`.
     async fn issue(&self, order: &IssueOrder<'_>) -> Result<Issued>;
-    /// Whether Sigil signs this back end's CRL and OCSP responses (it holds the key). An
-    /// external CA publishes its own status; Sigil then only tells it about changes.
-    fn publishes_status(&self) -> bool {
-        true
-    }
     /// Why the back end cannot issue under a CA/Browser Forum profile, when it knows before
     /// issuing: the built-in CA's certificates must point to its CRL and OCSP responder at a
     /// public host (`pki.public_url`). An external CA's certificates are checked once issued.
@@ -101,10 +96,19 @@ pub trait Issuer: Send + Sync {
     async fn reactivate(&self, _cert: IssuedRef<'_>) -> Result<()> {
         Ok(())
     }
+    /// The back end's revocation-status publisher, when Sigil publishes its status (it holds
+    /// the key); an external CA publishes its own and has none.
+    fn status(&self) -> Option<&dyn StatusPublisher> {
+        None
+    }
+}
+
+/// Signs what Sigil publishes for a CA whose key it holds: OCSP responses and CRLs.
+pub trait StatusPublisher: Send + Sync {
     /// Signs `message` with the CA key (for OCSP responses Sigil makes on the CA's behalf).
     /// Returns the signature and the DER AlgorithmIdentifier of the signature algorithm.
     fn sign(&self, message: &[u8]) -> Result<(Vec<u8>, Vec<u8>)>;
-    /// Signs a CRL, for back ends whose revocation status Sigil publishes.
+    /// Signs a CRL.
     fn crl(
         &self,
         entries: &[RevokedEntry],
@@ -270,7 +274,7 @@ impl Issuers {
 
     /// The back ends whose CRL and OCSP Sigil signs.
     pub fn publishing(&self) -> Vec<Arc<dyn Issuer>> {
-        self.all().into_iter().filter(|i| i.publishes_status()).collect()
+        self.all().into_iter().filter(|i| i.status().is_some()).collect()
     }
 }
 

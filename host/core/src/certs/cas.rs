@@ -355,7 +355,15 @@ impl CaService {
         let mut tx = self.store.begin().await?;
         let number = tx.next_crl_number(ca_id).await?;
         let next = now + self.crl_validity;
-        let der = issuer.crl(&entries, u64::try_from(number).unwrap_or(0), now, next)?;
+        let publisher = issuer.status().ok_or_else(|| {
+            CoreError::conflict(
+                "status_not_published",
+                format!(
+                    "CA back end `{ca_id}` is an external CA; it publishes its own CRL and OCSP"
+                ),
+            )
+        })?;
+        let der = publisher.crl(&entries, u64::try_from(number).unwrap_or(0), now, next)?;
         tx.store_crl(ca_id, &der, unix_micros(now), unix_micros(next)).await?;
         let ev = NewAuditEvent::new(&Principal::system(), "crl.publish", "ca", ca_id)
             .details(serde_json::json!({"crl_number": number, "entries": entries.len()}));

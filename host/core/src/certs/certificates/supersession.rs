@@ -44,7 +44,7 @@ impl CertificateService {
                     && c.superseded_until.is_some_and(|u| u <= now)
             });
             if !still_due {
-                if self.backend(&cert).is_ok_and(|b| !b.publishes_status()) {
+                if self.backend(&cert).is_ok_and(|b| b.status().is_none()) {
                     tracing::warn!(certificate = %cert.id, "a superseded certificate changed \
                         while its CA revoked it; its CA may now list it as revoked");
                 }
