@@ -13,8 +13,8 @@ use rcgen::{
 };
 use rustls_pki_types::CertificateDer;
 use sigil_core::certs::ca::{
-    CaFactory, CaRecord, IssueOrder, Issued, Issuer as CoreIssuer, NewCa, RevokedEntry,
-    StatusPublisher, ca_key_binding, ca_root_key_binding,
+    CaFactory, CaRecord, Holds, IssueOrder, Issued, IssuedRef, Issuer as CoreIssuer, NewCa,
+    RevokedEntry, StatusPublisher, ca_key_binding, ca_root_key_binding,
 };
 use sigil_core::certs::profile::CertContent;
 use sigil_core::certs::{KeyType, NameAttribute, RevocationReason, San};
@@ -290,6 +290,23 @@ impl CoreIssuer for BuiltinCa {
 
     fn status(&self) -> Option<&dyn StatusPublisher> {
         Some(self)
+    }
+
+    fn holds(&self) -> Option<&dyn Holds> {
+        Some(self)
+    }
+}
+
+/// Sigil publishes this CA's status itself: a hold is recorded, and shown in its CRL and OCSP,
+/// with nothing to tell anyone first.
+#[async_trait]
+impl Holds for BuiltinCa {
+    async fn suspend(&self, _cert: IssuedRef<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    async fn reactivate(&self, _cert: IssuedRef<'_>) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sigil_core::certs::RevocationReason;
-use sigil_core::certs::ca::{IssueOrder, Issued as CoreIssued, IssuedRef, Issuer};
+use sigil_core::certs::ca::{Holds, IssueOrder, Issued as CoreIssued, IssuedRef, Issuer};
 use sigil_core::{CoreError, Result};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -183,14 +183,17 @@ impl Issuer for PluginIssuer {
         }
     }
 
-    fn supports_suspension(&self) -> bool {
-        self.supports_suspension
+    fn holds(&self) -> Option<&dyn Holds> {
+        self.supports_suspension.then_some(self as &dyn Holds)
     }
 
     async fn revoke(&self, cert: IssuedRef<'_>, reason: RevocationReason) -> Result<()> {
         self.call(ConnectorCall::Revoke(&Self::reference(cert), reason.as_str())).await.map(drop)
     }
+}
 
+#[async_trait]
+impl Holds for PluginIssuer {
     async fn suspend(&self, cert: IssuedRef<'_>) -> Result<()> {
         self.call(ConnectorCall::Suspend(&Self::reference(cert))).await.map(drop)
     }

@@ -201,7 +201,7 @@ async fn ca_backends(
                 id: i.id().to_owned(),
                 kind: i.kind().to_owned(),
                 crl_url: i.status().is_some().then(|| format!("/crl/{}.crl", i.id())),
-                supports_suspension: i.supports_suspension(),
+                supports_suspension: i.holds().is_some(),
                 certificate: pem("CERTIFICATE", i.ca_certificate()),
                 chain: i.chain().iter().map(|d| pem("CERTIFICATE", d)).collect(),
             })

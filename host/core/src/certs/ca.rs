@@ -79,21 +79,12 @@ pub trait Issuer: Send + Sync {
     fn unfit_for_public_trust(&self) -> Option<String> {
         None
     }
-    /// Whether certificates of this back end can be put on hold and released.
-    fn supports_suspension(&self) -> bool {
-        true
-    }
+    /// Holds at this back end, when its certificates can be put on hold and released (none:
+    /// Sigil refuses to suspend them rather than promise a hold the CA cannot lift).
+    fn holds(&self) -> Option<&dyn Holds>;
     /// Tells the back end a certificate is revoked, before Sigil records it (an error leaves it
     /// unchanged). A back end whose status Sigil publishes has nothing to do.
     async fn revoke(&self, _cert: IssuedRef<'_>, _reason: RevocationReason) -> Result<()> {
-        Ok(())
-    }
-    /// Tells the back end a certificate is on hold, before Sigil records it.
-    async fn suspend(&self, _cert: IssuedRef<'_>) -> Result<()> {
-        Ok(())
-    }
-    /// Tells the back end a hold is lifted, before Sigil records it.
-    async fn reactivate(&self, _cert: IssuedRef<'_>) -> Result<()> {
         Ok(())
     }
     /// The back end's revocation-status publisher, when Sigil publishes its status (it holds
@@ -101,6 +92,16 @@ pub trait Issuer: Send + Sync {
     fn status(&self) -> Option<&dyn StatusPublisher> {
         None
     }
+}
+
+/// Puts certificates on hold (certificateHold) and lifts holds at a back end, before Sigil
+/// records the change (an error leaves the certificate as it was).
+#[async_trait]
+pub trait Holds: Send + Sync {
+    /// Tells the back end a certificate is on hold.
+    async fn suspend(&self, cert: IssuedRef<'_>) -> Result<()>;
+    /// Tells the back end a hold is lifted.
+    async fn reactivate(&self, cert: IssuedRef<'_>) -> Result<()>;
 }
 
 /// Signs what Sigil publishes for a CA whose key it holds: OCSP responses and CRLs.

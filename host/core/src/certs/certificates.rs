@@ -586,19 +586,21 @@ impl CertificateService {
         match change {
             CertChange::Suspend => {
                 let backend = self.backend(cert)?;
-                if !backend.supports_suspension() {
+                let Some(holds) = backend.holds() else {
                     return Err(CoreError::conflict(
                         "suspension_not_supported",
                         format!("CA back end `{}` cannot put certificates on hold", cert.ca_id),
                     ));
-                }
+                };
                 if cert.status_at(now) == CertStatus::Active {
-                    backend.suspend(r).await?;
+                    holds.suspend(r).await?;
                 }
             }
             CertChange::Reactivate => {
-                if cert.status_at(now) == CertStatus::Suspended {
-                    self.backend(cert)?.reactivate(r).await?;
+                if cert.status_at(now) == CertStatus::Suspended
+                    && let Some(holds) = self.backend(cert)?.holds()
+                {
+                    holds.reactivate(r).await?;
                 }
             }
             CertChange::Revoke(reason) => {
