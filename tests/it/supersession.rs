@@ -375,6 +375,29 @@ async fn a_renewal_belongs_to_the_device_and_holder_of_what_it_renewed() {
         let (st, z) = json(s.req(Method::POST, &path, &key).send().await.unwrap()).await;
         assert_eq!(st, 201, "{z}");
         let z = z["id"].as_str().unwrap().to_owned();
+        // Another holder of the same office: the chain is Ana's, so it does not exist for Bob.
+        let bob = s
+            .create(
+                "/api/v1/people",
+                json!({"office_id": a, "given_name": "Bob", "family_name": "Beta"}),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let bob_key = s
+            .create_key(
+                json!({"name": "bob", "permissions": ["self_service:use"], "holder_id": bob}),
+            )
+            .await["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for id in [&y, &z] {
+            let path = format!("/api/v1/self/certificates/{id}/renew");
+            let r = s.req(Method::POST, &path, &bob_key).send().await.unwrap();
+            assert_eq!(r.status(), 404, "{id}");
+        }
         // The card is lost: the whole chain is held, and found, released.
         let status = |id: String| {
             let s = &s;

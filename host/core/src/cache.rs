@@ -1,7 +1,8 @@
 //! The one in-process cache: entries kept for a time to live, at most a number of them (past
 //! it, the stale go, then all: a full clear is cheap and rare), dropped on demand. Every cache
-//! of core (API keys, CSC sessions and credentials, OCSP responses, compiled profile patterns)
-//! is one of these; what may be served from it, and when it is dropped, each user says.
+//! of core (API keys, CSC sessions and credentials, OCSP responses, compiled profile patterns,
+//! CA certificates read back) is one of these; what may be served from it, and when it is
+//! dropped, each user says.
 
 use std::collections::HashMap;
 use std::hash::Hash;

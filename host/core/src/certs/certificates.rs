@@ -119,7 +119,7 @@ pub struct CertificateService {
     events: Arc<dyn crate::ports::EventSink>,
     /// Each CA certificate read once (issued certificates are compared with its name and key
     /// identifier), by the certificate's DER: a swapped back end is read anew.
-    ca_content: std::sync::Mutex<Option<(Vec<u8>, Arc<conformance::IssuedContent>)>>,
+    ca_content: crate::cache::Cache<Vec<u8>, Arc<conformance::IssuedContent>>,
 }
 
 impl std::fmt::Debug for CertificateService {
@@ -173,7 +173,7 @@ impl CertificateService {
             csr,
             validators,
             events,
-            ca_content: std::sync::Mutex::new(None),
+            ca_content: crate::cache::Cache::new(std::time::Duration::from_secs(3600), 16),
         }
     }
 
@@ -765,18 +765,14 @@ impl CertificateService {
         .await
     }
 
-    /// What CA certificate `der` says; the last one read is kept (one CA serves most requests).
+    /// What CA certificate `der` says, read once per certificate.
     fn ca_content(&self, der: &[u8]) -> Result<Arc<conformance::IssuedContent>> {
-        if let Ok(kept) = self.ca_content.lock()
-            && let Some((d, c)) = kept.as_ref()
-            && d.as_slice() == der
-        {
-            return Ok(c.clone());
+        let key = der.to_vec();
+        if let Some(c) = self.ca_content.get(&key) {
+            return Ok(c);
         }
         let c = Arc::new(self.csr.issued_content(der)?);
-        if let Ok(mut kept) = self.ca_content.lock() {
-            *kept = Some((der.to_vec(), c.clone()));
-        }
+        self.ca_content.put(key, c.clone());
         Ok(c)
     }
 
