@@ -6,53 +6,51 @@ use crate::certs::KeyType;
 
 /// The profiles created on first start.
 pub fn built_in_profiles() -> Vec<(String, ProfileSpec)> {
-    let all_keys = KeyType::ALL.to_vec();
+    // What every built-in profile shares; each names what differs.
+    let base = ProfileSpec {
+        description: String::new(),
+        key_types: KeyType::ALL.to_vec(),
+        validity_days: 365,
+        key_usage: vec![],
+        extended_key_usage: vec![],
+        subject: SubjectRules::default(),
+        san: SanRules::default(),
+        custom_extensions: vec![],
+        ca: default_ca(),
+        renewal_window_days: 30,
+        allow_suspension: true,
+        approvals_required: 1,
+        requester_may_approve: false,
+        supersede_grace_days: 7,
+        certificate_policies: vec![],
+        cabf_server_auth: false,
+    };
     vec![
         (
             "tls-client".into(),
             ProfileSpec {
                 description: "TLS client authentication (CN required)".into(),
-                key_types: all_keys.clone(),
                 validity_days: 365,
                 key_usage: vec!["digitalSignature".into()],
                 extended_key_usage: vec!["clientAuth".into()],
                 subject: SubjectRules { common_name: Requirement::Required, ..Default::default() },
-                san: SanRules::default(),
-                custom_extensions: vec![],
-                ca: default_ca(),
-                renewal_window_days: 30,
-                allow_suspension: true,
-                approvals_required: 1,
-                requester_may_approve: false,
-                supersede_grace_days: 7,
-                certificate_policies: vec![],
-                cabf_server_auth: false,
+                ..base.clone()
             },
         ),
         (
             "tls-server".into(),
             ProfileSpec {
                 description: "TLS server authentication (DNS SAN required)".into(),
-                key_types: all_keys,
                 validity_days: 397,
                 key_usage: vec!["digitalSignature".into(), "keyEncipherment".into()],
                 extended_key_usage: vec!["serverAuth".into()],
-                subject: SubjectRules::default(),
                 san: SanRules {
                     dns: Requirement::Required,
                     email: Requirement::Forbidden,
                     uri: Requirement::Forbidden,
                     ..Default::default()
                 },
-                custom_extensions: vec![],
-                ca: default_ca(),
-                renewal_window_days: 30,
-                allow_suspension: true,
-                approvals_required: 1,
-                requester_may_approve: false,
-                supersede_grace_days: 7,
-                certificate_policies: vec![],
-                cabf_server_auth: false,
+                ..base.clone()
             },
         ),
         (
@@ -65,16 +63,7 @@ pub fn built_in_profiles() -> Vec<(String, ProfileSpec)> {
                 key_usage: vec!["digitalSignature".into(), "nonRepudiation".into()],
                 extended_key_usage: vec!["documentSigning".into()],
                 subject: SubjectRules { common_name: Requirement::Required, ..Default::default() },
-                san: SanRules::default(),
-                custom_extensions: vec![],
-                ca: default_ca(),
-                renewal_window_days: 30,
-                allow_suspension: true,
-                approvals_required: 1,
-                requester_may_approve: false,
-                supersede_grace_days: 7,
-                certificate_policies: vec![],
-                cabf_server_auth: false,
+                ..base.clone()
             },
         ),
         (
@@ -99,15 +88,10 @@ pub fn built_in_profiles() -> Vec<(String, ProfileSpec)> {
                     uri: Requirement::Forbidden,
                     ..Default::default()
                 },
-                custom_extensions: vec![],
-                ca: default_ca(),
-                renewal_window_days: 30,
                 allow_suspension: false,
-                approvals_required: 1,
-                requester_may_approve: false,
-                supersede_grace_days: 7,
                 certificate_policies: vec![super::cabf::DV.into()],
                 cabf_server_auth: true,
+                ..base.clone()
             },
         ),
     ]
