@@ -853,7 +853,7 @@ async fn a_ca_key_copied_into_a_credential_row_signs_nothing() {
         let ca = store.cas().await.unwrap().into_iter().next().unwrap();
         let body: String = sigil_core::records::RecordStore::record(
             &store,
-            &sigil_core::signing::credential::CREDENTIALS,
+            sigil_core::records::Collection::Credentials,
             &id,
         )
         .await

@@ -8,11 +8,14 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use sigil_core::cards::unlock::{DEVICE_SECRETS, unlock_code_binding};
+use sigil_core::cards::unlock::unlock_code_binding;
 use sigil_core::certs::ca::{ca_key_binding, ca_root_key_binding};
 use sigil_core::ports::Store as _;
+use sigil_core::records::Collection::{
+    Credentials as CREDENTIALS, DeviceSecrets as DEVICE_SECRETS,
+};
 use sigil_core::records::RecordStore as _;
-use sigil_core::signing::credential::{CREDENTIALS, credential_binding};
+use sigil_core::signing::credential::credential_binding;
 use sigil_pki::seal::MasterKey;
 use sigil_server::config::Config;
 use sigil_server::startup::start;
@@ -38,7 +41,7 @@ async fn set_body(store: &SqlStore, table: &str, id: &str, body: &Value) {
         .unwrap();
 }
 
-async fn body(store: &SqlStore, table: &'static sigil_core::records::Table, id: &str) -> Value {
+async fn body(store: &SqlStore, table: sigil_core::records::Collection, id: &str) -> Value {
     serde_json::from_str(&store.record(table, id).await.unwrap().expect("row")).unwrap()
 }
 
@@ -113,15 +116,15 @@ async fn a_sealed_secret_moved_to_another_row_opens_nowhere() {
         let store = s.db().await;
 
         // Ana's sealed key copied into Eve's row: it is sealed for Ana's credential only.
-        let mut e = body(&store, &CREDENTIALS, &eve).await;
-        e["sealed_key"] = body(&store, &CREDENTIALS, &ana).await["sealed_key"].clone();
+        let mut e = body(&store, CREDENTIALS, &eve).await;
+        e["sealed_key"] = body(&store, CREDENTIALS, &ana).await["sealed_key"].clone();
         set_body(&store, "signing_credentials", &eve, &e).await;
         let a = sign(&s, "eve", "eve's password", &eve).await;
         assert!(a.status >= 400 && a.body.get("signatures").is_none(), "{:?}", a.body);
 
         // Ana's whole row copied under a new id (and given to Eve): not that row's credential.
         let stolen = Uuid::now_v7().to_string();
-        let mut whole = body(&store, &CREDENTIALS, &ana).await;
+        let mut whole = body(&store, CREDENTIALS, &ana).await;
         whole["signer_id"] = e["signer_id"].clone();
         let text = whole.to_string().replace('\'', "''");
         store
@@ -144,8 +147,8 @@ async fn a_sealed_secret_moved_to_another_row_opens_nowhere() {
         assert!(a.status >= 400 && a.body.get("SAD").is_none(), "{:?}", a.body);
 
         // Card A's sealed unlock code put on card B: B's reset hands out nothing.
-        let mut b = body(&store, &DEVICE_SECRETS, &card_b).await;
-        b["unlock_code"] = body(&store, &DEVICE_SECRETS, &card_a).await["unlock_code"].clone();
+        let mut b = body(&store, DEVICE_SECRETS, &card_b).await;
+        b["unlock_code"] = body(&store, DEVICE_SECRETS, &card_a).await["unlock_code"].clone();
         set_body(&store, "device_secrets", &card_b, &b).await;
         let (st, r) = pin_reset(&s, &card_b).await;
         assert!(st >= 400 && r.get("unlock_code").is_none(), "{st} {r}");
@@ -156,7 +159,7 @@ async fn a_sealed_secret_moved_to_another_row_opens_nowhere() {
         let ca = store.cas().await.unwrap().remove(0);
         let master = MasterKey::load_or_create(&s.config.master_key_path()).unwrap();
         let ana_sealed = STANDARD
-            .decode(body(&store, &CREDENTIALS, &ana).await["sealed_key"].as_str().unwrap())
+            .decode(body(&store, CREDENTIALS, &ana).await["sealed_key"].as_str().unwrap())
             .unwrap();
         assert!(master.open(&ca_key_binding(&ca.id, ca.key_type), &ana_sealed).is_err());
         assert!(master.open(&ca_key_binding(&ca.id, ca.key_type), &ca.key_sealed).is_ok());
@@ -212,17 +215,17 @@ async fn legacy_secrets_are_rebound_only_by_the_operator_and_only_when_they_fit_
             .await
             .unwrap();
         std::fs::remove_file(&root_file).unwrap();
-        let mut a = body(&store, &CREDENTIALS, &ana).await;
+        let mut a = body(&store, CREDENTIALS, &ana).await;
         let id = Uuid::parse_str(&ana).unwrap();
         let at = credential_binding(id, sigil_core::certs::KeyType::P256);
         let key =
             master.open(&at, &STANDARD.decode(a["sealed_key"].as_str().unwrap()).unwrap()).unwrap();
         a["sealed_key"] = json!(STANDARD.encode(master.seal_legacy_for_tests(&key).unwrap()));
         set_body(&store, "signing_credentials", &ana, &a).await;
-        let mut e = body(&store, &CREDENTIALS, &eve).await;
+        let mut e = body(&store, CREDENTIALS, &eve).await;
         e["sealed_key"] = json!(STANDARD.encode(master.seal_legacy_for_tests(&ca_key).unwrap()));
         set_body(&store, "signing_credentials", &eve, &e).await;
-        let mut d = body(&store, &DEVICE_SECRETS, &card).await;
+        let mut d = body(&store, DEVICE_SECRETS, &card).await;
         let at = unlock_code_binding(Uuid::parse_str(&card).unwrap());
         let c = master
             .open(&at, &STANDARD.decode(d["unlock_code"].as_str().unwrap()).unwrap())
@@ -249,7 +252,7 @@ async fn legacy_secrets_are_rebound_only_by_the_operator_and_only_when_they_fit_
         let (st, r) = pin_reset(&s, &card).await;
         assert_eq!((st, r["unlock_code"].as_str()), (200, Some(code.as_str())), "{r}");
         // Eve's row held the CA key: it was not re-bound and signs nothing.
-        let e = body(&store, &CREDENTIALS, &eve).await;
+        let e = body(&store, CREDENTIALS, &eve).await;
         assert!(!MasterKey::is_bound(&STANDARD.decode(e["sealed_key"].as_str().unwrap()).unwrap()));
         let a = sign(&s, "eve", "eve's password", &eve).await;
         assert!(a.status >= 400 && a.body.get("signatures").is_none(), "{:?}", a.body);
@@ -289,13 +292,13 @@ async fn legacy_secrets_are_rebound_only_by_the_operator_and_only_when_they_fit_
         );
         s.stop().await;
         // A legacy blob planted later (from an old backup) is never re-bound by a start.
-        let mut a = body(&store, &CREDENTIALS, &ana).await;
+        let mut a = body(&store, CREDENTIALS, &ana).await;
         a["sealed_key"] = json!(STANDARD.encode(master.seal_legacy_for_tests(&key).unwrap()));
         set_body(&store, "signing_credentials", &ana, &a).await;
         let s = TestServer::start_with(&db, opts).await;
         let r = sign(&s, "ana", "ana's password", &ana).await;
         assert!(r.status >= 400 && r.body.get("signatures").is_none(), "{:?}", r.body);
-        let a = body(&store, &CREDENTIALS, &ana).await;
+        let a = body(&store, CREDENTIALS, &ana).await;
         assert!(!MasterKey::is_bound(&STANDARD.decode(a["sealed_key"].as_str().unwrap()).unwrap()));
         store.close().await;
         s.stop().await;

@@ -11,7 +11,8 @@
 //! - [`signing`]: signers, signing credentials, the CSC protocol, CSC providers.
 //!
 //! Shared: [`page`], [`ports`] (the traits storage, crypto and plugins implement), [`records`],
-//! [`sealing`], [`secrets`], [`settings`], [`error`].
+//! [`sealing`], [`secrets`], [`settings`], [`error`]. With the `testing` feature (and in this
+//! crate's unit tests), `testing` holds in-memory fakes of the ports.
 //!
 //! This crate knows nothing of HTTP, SQL drivers or WebAssembly: it depends on none of axum,
 //! sqlx or wasmtime. Every state change goes through a use case, which needs a
@@ -34,5 +35,7 @@ pub mod sealing;
 pub mod secrets;
 pub mod settings;
 pub mod signing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use error::{AuthFailure, CoreError, Result, StoreError};

@@ -56,31 +56,39 @@ pub(crate) fn check_metadata(m: &serde_json::Value) -> crate::Result<()> {
     Ok(())
 }
 
-/// A page of records matching `conds`, after the page's cursor (a record id).
-pub(crate) async fn record_page<R: crate::records::Record>(
-    store: &dyn crate::ports::Store,
-    conds: Vec<crate::records::Cond>,
+/// A page of the records `filter` selects, after the page's cursor (a record id).
+pub(crate) async fn record_page<R: crate::records::Record, S>(
+    store: &S,
+    filter: crate::records::Filter,
     page: crate::ports::PageRequest,
-) -> crate::Result<Page<R>> {
+) -> crate::Result<Page<R>>
+where
+    S: crate::records::RecordStore + Sync + ?Sized,
+{
     if let Some(a) = &page.after {
         uuid::Uuid::parse_str(a)
             .map_err(|_| crate::CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
     }
-    let q = crate::records::RecordQuery { conds, after: page.after, limit: page.limit + 1 };
-    let rows: Vec<R> = crate::records::decode_all(store.records(R::TABLE, &q).await?)?;
-    Ok(paginate(rows, page.limit, |r| r.id().to_string()))
+    debug_assert_eq!(filter.collection(), R::COLLECTION);
+    let q = crate::records::RecordQuery { filter, after: page.after, limit: page.limit + 1 };
+    let rows: Vec<R> = crate::records::decode_all(store.records(&q).await?)?;
+    Ok(paginate(rows, page.limit, |r| r.key()))
 }
 
 /// Locks record `before` in `tx` and checks nobody changed it since it was read: a concurrent
 /// change is a conflict for the caller to retry, never a lost update.
-pub(crate) async fn lock_unchanged<R: crate::records::Record + PartialEq>(
-    tx: &mut dyn crate::ports::Tx,
+pub(crate) async fn lock_unchanged<R, T>(
+    tx: &mut T,
     before: &R,
     object: &'static str,
-) -> crate::Result<()> {
-    let id = before.id().to_string();
+) -> crate::Result<()>
+where
+    R: crate::records::Record + PartialEq,
+    T: crate::records::RecordTx + Send + ?Sized,
+{
+    let id = before.key();
     let current = tx
-        .record_for_update(R::TABLE, &id)
+        .record_for_update(R::COLLECTION, &id)
         .await?
         .ok_or_else(|| crate::CoreError::not_found(object, id))?;
     if R::from_body(&current)? != *before {

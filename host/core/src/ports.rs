@@ -198,7 +198,7 @@ pub enum WriteOp {
 
 /// The database.
 #[async_trait]
-pub trait Store: crate::records::RecordStore + Send + Sync + 'static {
+pub trait Store: crate::records::Records + 'static {
     /// Applies insert-only `ops` and appends `events` in one atomic unit. On SQLite concurrent
     /// callers are group-committed: one transaction carries many units, each still all-or-nothing.
     async fn commit_ops(

@@ -1,184 +1,538 @@
 //! Typed records over one generic storage port, for the card-management objects (organizations,
-//! divisions, offices, people, requests, devices, …).
+//! divisions, offices, people, requests, devices, signers, …).
 //!
-//! A record is stored as its JSON `body` (the source of truth) plus the columns it is filtered,
-//! ordered and constrained by (indexed on both backends). Column names come only from the
-//! static [`Table`] descriptors in this crate, never from input, so the store may write them
-//! into SQL; values are always bound.
+//! Core names what it stores ([`Collection`]), hands the store typed records ([`Row`]) and asks
+//! for them with typed filters ([`Filter`]). It never names a table or a column and never builds
+//! a condition: `sigil-store` maps each collection to its table, each record to its indexed
+//! columns and each filter to SQL with bound values. The same filters are evaluated in memory by
+//! [`Filter::matches`], which the fake store of the unit tests uses; a store test holds the SQL
+//! translation to the same answers.
 
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audit::{AuditEvent, NewAuditEvent};
+use crate::cards::device::{Device, DeviceEvent, DeviceFilter};
+use crate::cards::enrolment::{EnrolmentRequest, RequestFilter};
+use crate::cards::unlock::DeviceSecret;
 use crate::error::StoreResult;
 use crate::error::{CoreError, Result, StoreError};
+use crate::org::{Division, Office, OrgFilter, Organization};
+use crate::people::{CustomField, Person, PersonFilter};
+use crate::signing::credential::{
+    CredentialStatus, CscProvider, CscToken, Signer, SigningCredential,
+};
 
-/// A table of records: its name and its filter columns (besides `id` and `body`), in order.
-#[derive(Debug)]
-pub struct Table {
-    /// SQL table name.
-    pub name: &'static str,
-    /// Filter columns, in the order [`Record::columns`] returns their values.
-    pub columns: &'static [&'static str],
+/// What kind of record: each is stored apart (one table in `sigil-store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Collection {
+    /// Organizations.
+    Organizations,
+    /// Divisions of organizations.
+    Divisions,
+    /// Registration offices.
+    Offices,
+    /// Definitions of people's extended attributes.
+    CustomFields,
+    /// People.
+    People,
+    /// Enrolment requests.
+    Requests,
+    /// Cards and tokens.
+    Devices,
+    /// Device history.
+    DeviceEvents,
+    /// Sealed card administration keys and unlock codes.
+    DeviceSecrets,
+    /// CSC signers.
+    Signers,
+    /// Signing credentials.
+    Credentials,
+    /// CSC provider configurations.
+    Providers,
+    /// CSC access and refresh tokens.
+    Tokens,
 }
 
-/// A column value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SqlValue {
-    /// TEXT.
-    Text(String),
-    /// BIGINT.
-    Int(i64),
-    /// NULL.
-    Null,
-}
+impl Collection {
+    /// Every collection.
+    pub const ALL: [Self; 13] = [
+        Self::Organizations,
+        Self::Divisions,
+        Self::Offices,
+        Self::CustomFields,
+        Self::People,
+        Self::Requests,
+        Self::Devices,
+        Self::DeviceEvents,
+        Self::DeviceSecrets,
+        Self::Signers,
+        Self::Credentials,
+        Self::Providers,
+        Self::Tokens,
+    ];
 
-impl From<&str> for SqlValue {
-    fn from(s: &str) -> Self {
-        Self::Text(s.to_owned())
+    /// What one record is called in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Organizations => "organization",
+            Self::Divisions => "division",
+            Self::Offices => "office",
+            Self::CustomFields => "custom field",
+            Self::People => "person",
+            Self::Requests => "enrolment request",
+            Self::Devices => "device",
+            Self::DeviceEvents => "device event",
+            Self::DeviceSecrets => "device secret",
+            Self::Signers => "signer",
+            Self::Credentials => "credential",
+            Self::Providers => "CSC provider",
+            Self::Tokens => "CSC token",
+        }
     }
 }
 
-impl From<String> for SqlValue {
-    fn from(s: String) -> Self {
-        Self::Text(s)
+/// One record to write, by kind.
+#[derive(Debug, Clone, Copy)]
+pub enum Row<'a> {
+    /// An organization.
+    Organization(&'a Organization),
+    /// A division.
+    Division(&'a Division),
+    /// An office.
+    Office(&'a Office),
+    /// A custom field definition.
+    CustomField(&'a CustomField),
+    /// A person.
+    Person(&'a Person),
+    /// An enrolment request.
+    Request(&'a EnrolmentRequest),
+    /// A device.
+    Device(&'a Device),
+    /// A history entry.
+    DeviceEvent(&'a DeviceEvent),
+    /// A device's sealed secrets.
+    DeviceSecret(&'a DeviceSecret),
+    /// A signer.
+    Signer(&'a Signer),
+    /// A signing credential.
+    Credential(&'a SigningCredential),
+    /// A CSC provider.
+    Provider(&'a CscProvider),
+    /// A CSC token.
+    Token(&'a CscToken),
+}
+
+impl Row<'_> {
+    /// Its collection.
+    pub fn collection(&self) -> Collection {
+        match self {
+            Self::Organization(_) => Collection::Organizations,
+            Self::Division(_) => Collection::Divisions,
+            Self::Office(_) => Collection::Offices,
+            Self::CustomField(_) => Collection::CustomFields,
+            Self::Person(_) => Collection::People,
+            Self::Request(_) => Collection::Requests,
+            Self::Device(_) => Collection::Devices,
+            Self::DeviceEvent(_) => Collection::DeviceEvents,
+            Self::DeviceSecret(_) => Collection::DeviceSecrets,
+            Self::Signer(_) => Collection::Signers,
+            Self::Credential(_) => Collection::Credentials,
+            Self::Provider(_) => Collection::Providers,
+            Self::Token(_) => Collection::Tokens,
+        }
+    }
+
+    /// Its key (a UUID, or a token's digest).
+    pub fn key(&self) -> String {
+        match self {
+            Self::Organization(r) => r.id.to_string(),
+            Self::Division(r) => r.id.to_string(),
+            Self::Office(r) => r.id.to_string(),
+            Self::CustomField(r) => r.id.to_string(),
+            Self::Person(r) => r.id.to_string(),
+            Self::Request(r) => r.id.to_string(),
+            Self::Device(r) => r.id.to_string(),
+            Self::DeviceEvent(r) => r.id.to_string(),
+            Self::DeviceSecret(r) => r.id.to_string(),
+            Self::Signer(r) => r.id.to_string(),
+            Self::Credential(r) => r.id.to_string(),
+            Self::Provider(r) => r.id.to_string(),
+            Self::Token(r) => r.id.clone(),
+        }
+    }
+
+    /// The stored body: the record as JSON, the source of truth.
+    pub fn body(&self) -> Result<String> {
+        let encoded = match self {
+            Self::Organization(r) => serde_json::to_string(r),
+            Self::Division(r) => serde_json::to_string(r),
+            Self::Office(r) => serde_json::to_string(r),
+            Self::CustomField(r) => serde_json::to_string(r),
+            Self::Person(r) => serde_json::to_string(r),
+            Self::Request(r) => serde_json::to_string(r),
+            Self::Device(r) => serde_json::to_string(r),
+            Self::DeviceEvent(r) => serde_json::to_string(r),
+            Self::DeviceSecret(r) => serde_json::to_string(r),
+            Self::Signer(r) => serde_json::to_string(r),
+            Self::Credential(r) => serde_json::to_string(r),
+            Self::Provider(r) => serde_json::to_string(r),
+            Self::Token(r) => serde_json::to_string(r),
+        };
+        encoded.map_err(|e| {
+            CoreError::Internal(format!("encoding a {}: {e}", self.collection().noun()))
+        })
     }
 }
 
-impl From<Uuid> for SqlValue {
-    fn from(u: Uuid) -> Self {
-        Self::Text(u.to_string())
-    }
-}
-
-impl From<i64> for SqlValue {
-    fn from(i: i64) -> Self {
-        Self::Int(i)
-    }
-}
-
-impl From<bool> for SqlValue {
-    fn from(b: bool) -> Self {
-        Self::Int(i64::from(b))
-    }
-}
-
-impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
-    fn from(o: Option<T>) -> Self {
-        o.map_or(Self::Null, Into::into)
-    }
-}
-
-/// One stored row.
+/// Which records of one collection: every field set must hold. `offices` (and `ids`) restrict
+/// to a set, usually the caller's scope; an empty set matches nothing.
 #[derive(Debug, Clone)]
-pub struct RecordRow {
-    /// Primary key.
-    pub id: String,
-    /// The record as JSON.
-    pub body: String,
-    /// Values of the table's columns, in order.
-    pub columns: Vec<SqlValue>,
+pub enum Filter {
+    /// Organizations.
+    Organizations {
+        /// Name contains this (case-insensitive).
+        name_contains: Option<String>,
+        /// Only these.
+        ids: Option<Vec<Uuid>>,
+    },
+    /// Divisions.
+    Divisions {
+        /// Organization and name.
+        f: OrgFilter,
+        /// Only these.
+        ids: Option<Vec<Uuid>>,
+    },
+    /// Offices.
+    Offices {
+        /// Organization, division and name.
+        f: OrgFilter,
+        /// Only these.
+        ids: Option<Vec<Uuid>>,
+        /// Only offices of these divisions.
+        divisions: Option<Vec<Uuid>>,
+    },
+    /// Custom field definitions.
+    CustomFields {
+        /// Exactly this name.
+        name: Option<String>,
+    },
+    /// People.
+    People {
+        /// The list's filters.
+        f: PersonFilter,
+        /// Only people of these offices.
+        offices: Option<Vec<Uuid>>,
+    },
+    /// Enrolment requests.
+    Requests {
+        /// The list's filters.
+        f: RequestFilter,
+        /// Only requests of these offices.
+        offices: Option<Vec<Uuid>>,
+    },
+    /// Devices.
+    Devices {
+        /// The list's filters.
+        f: DeviceFilter,
+        /// Only devices of these offices.
+        offices: Option<Vec<Uuid>>,
+    },
+    /// A device's history.
+    DeviceEvents {
+        /// The device.
+        device_id: Uuid,
+    },
+    /// Every device's secrets.
+    DeviceSecrets,
+    /// Signers.
+    Signers {
+        /// Exactly this (lowercased) username.
+        username: Option<String>,
+        /// Enabled or not.
+        enabled: Option<bool>,
+        /// Bound to this person.
+        person_id: Option<Uuid>,
+    },
+    /// Signing credentials.
+    Credentials {
+        /// Of this signer.
+        signer_id: Option<Uuid>,
+        /// In this state.
+        status: Option<CredentialStatus>,
+    },
+    /// Every CSC provider.
+    Providers,
+    /// A signer's CSC tokens.
+    Tokens {
+        /// The signer.
+        signer_id: Uuid,
+    },
 }
 
-/// A condition on a column.
+/// Whether `have` is in `set` (no set: yes).
+fn within(set: &Option<Vec<Uuid>>, have: Uuid) -> bool {
+    set.as_ref().is_none_or(|s| s.contains(&have))
+}
+
+/// Whether `want` (when set) equals `have`.
+fn same<T: PartialEq>(want: &Option<T>, have: &T) -> bool {
+    want.as_ref().is_none_or(|w| w == have)
+}
+
+/// Whether `have` contains `want` (when set), ignoring case.
+fn contains(want: &Option<String>, have: &str) -> bool {
+    want.as_ref().is_none_or(|w| have.to_lowercase().contains(&w.to_lowercase()))
+}
+
+fn micros(t: OffsetDateTime) -> i64 {
+    crate::audit::unix_micros(t)
+}
+
+impl Filter {
+    /// Everything in `c`.
+    pub fn all(c: Collection) -> Self {
+        match c {
+            Collection::Organizations => Self::Organizations { name_contains: None, ids: None },
+            Collection::Divisions => Self::Divisions { f: OrgFilter::default(), ids: None },
+            Collection::Offices => {
+                Self::Offices { f: OrgFilter::default(), ids: None, divisions: None }
+            }
+            Collection::CustomFields => Self::CustomFields { name: None },
+            Collection::People => Self::People { f: PersonFilter::default(), offices: None },
+            Collection::Requests => Self::Requests { f: RequestFilter::default(), offices: None },
+            Collection::Devices => Self::Devices { f: DeviceFilter::default(), offices: None },
+            // History is only ever read per device; the nil device has none.
+            Collection::DeviceEvents => Self::DeviceEvents { device_id: Uuid::nil() },
+            Collection::DeviceSecrets => Self::DeviceSecrets,
+            Collection::Signers => Self::Signers { username: None, enabled: None, person_id: None },
+            Collection::Credentials => Self::Credentials { signer_id: None, status: None },
+            Collection::Providers => Self::Providers,
+            Collection::Tokens => Self::Tokens { signer_id: Uuid::nil() },
+        }
+    }
+
+    /// The collection it selects from.
+    pub fn collection(&self) -> Collection {
+        match self {
+            Self::Organizations { .. } => Collection::Organizations,
+            Self::Divisions { .. } => Collection::Divisions,
+            Self::Offices { .. } => Collection::Offices,
+            Self::CustomFields { .. } => Collection::CustomFields,
+            Self::People { .. } => Collection::People,
+            Self::Requests { .. } => Collection::Requests,
+            Self::Devices { .. } => Collection::Devices,
+            Self::DeviceEvents { .. } => Collection::DeviceEvents,
+            Self::DeviceSecrets => Collection::DeviceSecrets,
+            Self::Signers { .. } => Collection::Signers,
+            Self::Credentials { .. } => Collection::Credentials,
+            Self::Providers => Collection::Providers,
+            Self::Tokens { .. } => Collection::Tokens,
+        }
+    }
+
+    /// Whether `row` is selected. The in-memory meaning of the filter, which the SQL
+    /// translation in `sigil-store` must agree with.
+    pub fn matches(&self, row: Row<'_>) -> bool {
+        match (self, row) {
+            (Self::Organizations { name_contains, ids }, Row::Organization(o)) => {
+                contains(name_contains, &o.name) && within(ids, o.id)
+            }
+            (Self::Divisions { f, ids }, Row::Division(d)) => {
+                same(&f.organization_id, &d.organization_id)
+                    && contains(&f.q, &d.name)
+                    && within(ids, d.id)
+            }
+            (Self::Offices { f, ids, divisions }, Row::Office(o)) => {
+                same(&f.organization_id, &o.organization_id)
+                    && same(&f.division_id, &o.division_id)
+                    && contains(&f.q, &o.name)
+                    && within(ids, o.id)
+                    && within(divisions, o.division_id)
+            }
+            (Self::CustomFields { name }, Row::CustomField(c)) => same(name, &c.name),
+            (Self::People { f, offices }, Row::Person(p)) => {
+                same(&f.office_id, &p.office_id)
+                    && contains(&f.q, &p.family_name)
+                    && f.external_id.as_ref().is_none_or(|x| p.external_id.as_ref() == Some(x))
+                    && f.email.as_ref().is_none_or(|e| {
+                        p.email.as_ref().map(|m| m.to_lowercase()) == Some(e.to_lowercase())
+                    })
+                    && within(offices, p.office_id)
+            }
+            (Self::Requests { f, offices }, Row::Request(r)) => {
+                let at = micros(r.created_at);
+                same(&f.status, &r.status)
+                    && same(&f.office_id, &r.office_id)
+                    && same(&f.requested_by, &r.requested_by)
+                    && f.profile.as_deref().is_none_or(|p| r.profile() == Some(p))
+                    && same(&f.person_id, &r.person_id)
+                    && f.from_us.is_none_or(|t| at >= t)
+                    && f.until_us.is_none_or(|t| at < t)
+                    && within(offices, r.office_id)
+            }
+            (Self::Devices { f, offices }, Row::Device(d)) => {
+                same(&f.status, &d.status)
+                    && same(&f.kind, &d.kind)
+                    && same(&f.office_id, &d.office_id)
+                    && f.holder_id.is_none_or(|h| d.holder_id == Some(h))
+                    && f.batch.as_ref().is_none_or(|b| d.production.batch.as_ref() == Some(b))
+                    && same(&f.serial, &d.serial)
+                    && within(offices, d.office_id)
+            }
+            (Self::DeviceEvents { device_id }, Row::DeviceEvent(e)) => e.device_id == *device_id,
+            (Self::DeviceSecrets, Row::DeviceSecret(_)) | (Self::Providers, Row::Provider(_)) => {
+                true
+            }
+            (Self::Signers { username, enabled, person_id }, Row::Signer(s)) => {
+                same(username, &s.username)
+                    && same(enabled, &s.enabled)
+                    && person_id.is_none_or(|p| s.person_id == Some(p))
+            }
+            (Self::Credentials { signer_id, status }, Row::Credential(c)) => {
+                same(signer_id, &c.signer_id) && same(status, &c.status)
+            }
+            (Self::Tokens { signer_id }, Row::Token(t)) => t.signer_id == *signer_id,
+            _ => false,
+        }
+    }
+}
+
+/// A page query: a filter, then `key > after` in key order (UUIDv7 keys are time-ordered).
 #[derive(Debug, Clone)]
-pub enum Cond {
-    /// `column = value`.
-    Eq(&'static str, SqlValue),
-    /// `column IN (values)`; an empty list matches nothing.
-    In(&'static str, Vec<SqlValue>),
-    /// `column >= value`.
-    Gte(&'static str, i64),
-    /// `column < value`.
-    Lt(&'static str, i64),
-    /// `lower(column)` contains the lowercased text.
-    Contains(&'static str, String),
-    /// `column IS NULL`.
-    IsNull(&'static str),
-}
-
-/// A page query: conditions, then `id > after` in id order (UUIDv7 ids are time-ordered).
-#[derive(Debug, Clone, Default)]
 pub struct RecordQuery {
-    /// All must hold.
-    pub conds: Vec<Cond>,
-    /// Continue after this id.
+    /// Which records.
+    pub filter: Filter,
+    /// Continue after this key.
     pub after: Option<String>,
     /// Most rows (0: no limit, for internal reads of bounded sets).
     pub limit: u32,
 }
 
 impl RecordQuery {
-    /// A query with `conds` and no paging.
-    pub fn all(conds: Vec<Cond>) -> Self {
-        Self { conds, after: None, limit: 0 }
+    /// Every record `filter` selects, unpaged.
+    pub fn all(filter: Filter) -> Self {
+        Self { filter, after: None, limit: 0 }
     }
 }
 
 /// Reads of records.
 #[async_trait]
 pub trait RecordStore {
-    /// The body of record `id`.
-    async fn record(&self, table: &'static Table, id: &str) -> StoreResult<Option<String>>;
-    /// Bodies matching `q`, in id order.
-    async fn records(&self, table: &'static Table, q: &RecordQuery) -> StoreResult<Vec<String>>;
-    /// How many rows match `conds`.
-    async fn count_records(&self, table: &'static Table, conds: &[Cond]) -> StoreResult<i64>;
+    /// The body of record `key` of `c`.
+    async fn record(&self, c: Collection, key: &str) -> StoreResult<Option<String>>;
+    /// Bodies matching `q`, in key order.
+    async fn records(&self, q: &RecordQuery) -> StoreResult<Vec<String>>;
+    /// How many records `filter` selects.
+    async fn count_records(&self, filter: &Filter) -> StoreResult<i64>;
 }
 
 /// Writes of records, inside a transaction of the storage port (`Tx`).
 #[async_trait]
 pub trait RecordTx {
-    /// Inserts a row; a unique column clash is [`StoreError::Conflict`].
-    async fn insert_record(&mut self, table: &'static Table, row: &RecordRow) -> StoreResult<()>;
-    /// Replaces a row's body and columns.
-    async fn update_record(&mut self, table: &'static Table, row: &RecordRow) -> StoreResult<()>;
-    /// Deletes a row.
-    async fn delete_record(&mut self, table: &'static Table, id: &str) -> StoreResult<()>;
-    /// Reads a row and locks it until commit.
-    async fn record_for_update(
-        &mut self,
-        table: &'static Table,
-        id: &str,
-    ) -> StoreResult<Option<String>>;
+    /// Inserts a record; a clash on a unique field is [`StoreError::Conflict`].
+    async fn insert_record(&mut self, row: Row<'_>) -> StoreResult<()>;
+    /// Replaces a record.
+    async fn update_record(&mut self, row: Row<'_>) -> StoreResult<()>;
+    /// Deletes a record.
+    async fn delete_record(&mut self, c: Collection, key: &str) -> StoreResult<()>;
+    /// Reads a record and locks it until commit.
+    async fn record_for_update(&mut self, c: Collection, key: &str) -> StoreResult<Option<String>>;
     /// Bodies matching `q`, as this transaction sees them.
-    async fn records_in_tx(
-        &mut self,
-        table: &'static Table,
-        q: &RecordQuery,
-    ) -> StoreResult<Vec<String>>;
+    async fn records_in_tx(&mut self, q: &RecordQuery) -> StoreResult<Vec<String>>;
+}
+
+/// A unit of work over records: the writes of [`RecordTx`], committed with their audit events
+/// (the only way to commit, as for the full `Tx`).
+#[async_trait]
+pub trait RecordUnit: RecordTx + Send {
+    /// Commits the writes and appends `events` to the audit chain, atomically.
+    async fn commit(
+        self: Box<Self>,
+        events: Vec<NewAuditEvent>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// The records port: what a use case that keeps only records needs (organizations, people).
+/// `sigil-store` implements it over SQL; `MemoryRecords` (the `testing` module) in memory.
+#[async_trait]
+pub trait Records: RecordStore + Send + Sync {
+    /// Starts a unit of work.
+    async fn begin_records(&self) -> StoreResult<Box<dyn RecordUnit>>;
 }
 
 /// A typed record.
 pub trait Record: Serialize + DeserializeOwned + Send + Sync {
     /// Where it is stored.
-    const TABLE: &'static Table;
-    /// Its id.
-    fn id(&self) -> Uuid;
-    /// Its column values, in the order of `TABLE.columns`.
-    fn columns(&self) -> Vec<SqlValue>;
-
-    /// The row to store.
-    fn to_row(&self) -> Result<RecordRow> {
-        Ok(RecordRow {
-            id: self.id().to_string(),
-            body: serde_json::to_string(self)
-                .map_err(|e| CoreError::Internal(format!("encoding a record: {e}")))?,
-            columns: self.columns(),
-        })
-    }
+    const COLLECTION: Collection;
+    /// Its key.
+    fn key(&self) -> String;
+    /// It, as a row to write.
+    fn row(&self) -> Row<'_>;
 
     /// Decodes a stored body.
     fn from_body(body: &str) -> Result<Self> {
-        serde_json::from_str(body)
-            .map_err(|e| CoreError::Storage(format!("corrupt {} record: {e}", Self::TABLE.name)))
+        serde_json::from_str(body).map_err(|e| {
+            CoreError::Storage(format!("corrupt {} record: {e}", Self::COLLECTION.noun()))
+        })
     }
+}
+
+macro_rules! records {
+    ($($ty:ty => $coll:ident / $row:ident, |$r:ident| $key:expr;)*) => {$(
+        impl Record for $ty {
+            const COLLECTION: Collection = Collection::$coll;
+            fn key(&self) -> String {
+                let $r = self;
+                $key
+            }
+            fn row(&self) -> Row<'_> {
+                Row::$row(self)
+            }
+        }
+    )*};
+}
+
+records! {
+    Organization => Organizations / Organization, |r| r.id.to_string();
+    Division => Divisions / Division, |r| r.id.to_string();
+    Office => Offices / Office, |r| r.id.to_string();
+    CustomField => CustomFields / CustomField, |r| r.id.to_string();
+    Person => People / Person, |r| r.id.to_string();
+    EnrolmentRequest => Requests / Request, |r| r.id.to_string();
+    Device => Devices / Device, |r| r.id.to_string();
+    DeviceEvent => DeviceEvents / DeviceEvent, |r| r.id.to_string();
+    DeviceSecret => DeviceSecrets / DeviceSecret, |r| r.id.to_string();
+    Signer => Signers / Signer, |r| r.id.to_string();
+    SigningCredential => Credentials / Credential, |r| r.id.to_string();
+    CscProvider => Providers / Provider, |r| r.id.to_string();
+    CscToken => Tokens / Token, |r| r.id.clone();
 }
 
 /// Decodes many bodies.
 pub fn decode_all<R: Record>(bodies: Vec<String>) -> Result<Vec<R>> {
     bodies.iter().map(|b| R::from_body(b)).collect()
+}
+
+/// Record `key` of `R`'s collection, decoded.
+pub async fn get<R: Record, S: RecordStore + Sync + ?Sized>(
+    store: &S,
+    key: &str,
+) -> Result<Option<R>> {
+    store.record(R::COLLECTION, key).await?.map(|b| R::from_body(&b)).transpose()
+}
+
+/// Every record `filter` selects, decoded, in key order.
+pub async fn select<R: Record, S: RecordStore + Sync + ?Sized>(
+    store: &S,
+    filter: Filter,
+) -> Result<Vec<R>> {
+    debug_assert_eq!(filter.collection(), R::COLLECTION);
+    decode_all(store.records(&RecordQuery::all(filter)).await?)
 }
 
 /// Turns a unique-constraint clash into a conflict with a stable `code` and a clear message.
@@ -189,9 +543,7 @@ pub fn conflict_as(code: &'static str, detail: String) -> impl FnOnce(StoreError
     }
 }
 
-/// The condition restricting a list to what `scope` sees, on `column` (None: no restriction).
-pub fn scope_condition(scope: &crate::access::scope::Scope, column: &'static str) -> Option<Cond> {
-    scope
-        .office_set()
-        .map(|offices| Cond::In(column, offices.iter().map(|o| SqlValue::from(*o)).collect()))
+/// The offices `scope` restricts a list to (None: no restriction).
+pub fn scope_offices(scope: &crate::access::scope::Scope) -> Option<Vec<Uuid>> {
+    scope.office_set().map(|offices| offices.iter().copied().collect())
 }

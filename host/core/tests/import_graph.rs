@@ -152,3 +152,33 @@ fn the_checker_sees_a_circle_and_the_areas_own_models() {
     assert!(real["certs"].contains("certs::certificate"), "{:?}", real["certs"]);
     assert!(real["certs::certificates"].contains("certs::profiles"));
 }
+
+/// Core speaks no SQL: no query machinery, statements or table descriptors outside comments
+/// (the store maps each collection to its table and each typed filter to conditions).
+#[test]
+fn core_speaks_no_sql() {
+    let mut mods = BTreeMap::new();
+    modules(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), "", &mut mods);
+    let words = [
+        "SqlValue",
+        "Cond::",
+        "sqlx",
+        "FOR UPDATE",
+        " LIKE ",
+        "SELECT ",
+        "INSERT INTO",
+        "DELETE FROM",
+        "Table {",
+        "columns: &[",
+    ];
+    let mut found = Vec::new();
+    for (m, code) in &mods {
+        let code: String = code
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        found.extend(words.iter().filter(|w| code.contains(**w)).map(|w| format!("{m}: {w}")));
+    }
+    assert!(found.is_empty(), "SQL in sigil-core: {found:?}");
+}

@@ -218,30 +218,26 @@ pub(crate) fn like_pattern(s: &str) -> String {
 impl sigil_core::records::RecordStore for SqlStore {
     async fn record(
         &self,
-        table: &'static sigil_core::records::Table,
-        id: &str,
+        c: sigil_core::records::Collection,
+        key: &str,
     ) -> StoreResult<Option<String>> {
-        let q = sigil_core::records::RecordQuery::all(vec![sigil_core::records::Cond::Eq(
-            "id",
-            id.into(),
-        )]);
-        Ok(records::select(&self.read, table, &q, "").await?.into_iter().next())
+        records::fetch_one(&self.read, c, key, "").await
     }
 
-    async fn records(
-        &self,
-        table: &'static sigil_core::records::Table,
-        q: &sigil_core::records::RecordQuery,
-    ) -> StoreResult<Vec<String>> {
-        records::select(&self.read, table, q, "").await
+    async fn records(&self, q: &sigil_core::records::RecordQuery) -> StoreResult<Vec<String>> {
+        records::fetch(&self.read, q, "").await
     }
 
-    async fn count_records(
-        &self,
-        table: &'static sigil_core::records::Table,
-        conds: &[sigil_core::records::Cond],
-    ) -> StoreResult<i64> {
-        records::count(&self.read, table, conds).await
+    async fn count_records(&self, f: &sigil_core::records::Filter) -> StoreResult<i64> {
+        records::count_of(&self.read, f).await
+    }
+}
+
+#[async_trait]
+impl sigil_core::records::Records for SqlStore {
+    async fn begin_records(&self) -> StoreResult<Box<dyn sigil_core::records::RecordUnit>> {
+        let tx = self.write.begin().await.map_err(map_err)?;
+        Ok(Box::new(tx::SqlTx { tx, backend: self.backend }))
     }
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::{Backend, apikeys, audit, certs, map_err, operators, records};
 use sigil_core::access::operator::{Operator, Role};
-use sigil_core::records::{Cond, RecordQuery, RecordRow, Table};
+use sigil_core::records::{Collection, RecordQuery, Row};
 
 pub(crate) struct SqlTx {
     pub(crate) tx: Transaction<'static, Any>,
@@ -30,34 +30,36 @@ impl SqlTx {
 
 #[async_trait]
 impl sigil_core::records::RecordTx for SqlTx {
-    async fn insert_record(&mut self, table: &'static Table, row: &RecordRow) -> StoreResult<()> {
-        records::insert(&mut *self.tx, table, row).await
+    async fn insert_record(&mut self, row: Row<'_>) -> StoreResult<()> {
+        records::insert_row(&mut *self.tx, row).await
     }
 
-    async fn update_record(&mut self, table: &'static Table, row: &RecordRow) -> StoreResult<()> {
-        records::update(&mut *self.tx, table, row).await
+    async fn update_record(&mut self, row: Row<'_>) -> StoreResult<()> {
+        records::update_row(&mut *self.tx, row).await
     }
 
-    async fn delete_record(&mut self, table: &'static Table, id: &str) -> StoreResult<()> {
-        records::delete(&mut *self.tx, table, id).await
+    async fn delete_record(&mut self, c: Collection, key: &str) -> StoreResult<()> {
+        records::delete_key(&mut *self.tx, c, key).await
     }
 
-    async fn record_for_update(
-        &mut self,
-        table: &'static Table,
-        id: &str,
-    ) -> StoreResult<Option<String>> {
-        let q = RecordQuery::all(vec![Cond::Eq("id", id.into())]);
+    async fn record_for_update(&mut self, c: Collection, key: &str) -> StoreResult<Option<String>> {
         let lock = self.lock();
-        Ok(records::select(&mut *self.tx, table, &q, lock).await?.into_iter().next())
+        records::fetch_one(&mut *self.tx, c, key, lock).await
     }
 
-    async fn records_in_tx(
-        &mut self,
-        table: &'static Table,
-        q: &RecordQuery,
-    ) -> StoreResult<Vec<String>> {
-        records::select(&mut *self.tx, table, q, "").await
+    async fn records_in_tx(&mut self, q: &RecordQuery) -> StoreResult<Vec<String>> {
+        records::fetch(&mut *self.tx, q, "").await
+    }
+}
+
+#[async_trait]
+impl sigil_core::records::RecordUnit for SqlTx {
+    async fn commit(
+        self: Box<Self>,
+        events: Vec<NewAuditEvent>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        Tx::commit(self, events, now).await
     }
 }
 

@@ -5,10 +5,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use sigil_core::access::authz::perm;
+use sigil_core::cards::enrolment::RequestFilter;
 use sigil_core::cards::enrolment::{
     Approval, CertificateItem, DeviceItem, EnrolmentRequest, RequestResult, RequestStatus,
 };
-use sigil_core::cards::enrolments::{NewRequest, RequestFilter};
+use sigil_core::cards::enrolments::NewRequest;
 use sigil_core::page::page_size;
 use sigil_core::ports::PageRequest;
 use utoipa_axum::router::OpenApiRouter;

@@ -18,6 +18,7 @@ use crate::audit::{NewAuditEvent, unix_micros};
 use crate::error::{AuthFailure, CoreError, Result};
 use crate::page::{Page, paginate};
 use crate::ports::{ApiKeyFilter, Clock, PageRequest, Store};
+use crate::records::Collection;
 
 /// Longest rotation grace period.
 pub const MAX_GRACE_SECS: i64 = 7 * 86_400;
@@ -173,7 +174,7 @@ impl ApiKeyService {
                     permissions: key
                         .permissions
                         .intersect(&self.role_permissions(&op.roles).await?),
-                    scope: crate::org::scope_of(self.store.as_ref(), &op).await?,
+                    scope: crate::org::organizations::scope_of(self.store.as_ref(), &op).await?,
                 },
                 None => {
                     Authority { permissions: PermissionSet::default(), scope: Scope::nothing() }
@@ -183,7 +184,7 @@ impl ApiKeyService {
         if let Some(h) = key.holder_id {
             let office = self
                 .store
-                .record(&crate::people::PEOPLE, &h.to_string())
+                .record(Collection::People, &h.to_string())
                 .await?
                 .and_then(|b| <crate::people::Person as crate::records::Record>::from_body(&b).ok())
                 .map(|p| p.office_id);
@@ -613,7 +614,7 @@ impl ApiKeyService {
             return Err(CoreError::Unauthenticated(AuthFailure::Disabled));
         }
         let permissions = self.role_permissions(&op.roles).await?;
-        let scope = crate::org::scope_of(self.store.as_ref(), &op).await?;
+        let scope = crate::org::organizations::scope_of(self.store.as_ref(), &op).await?;
         Ok(Arc::new(Principal {
             kind: ActorKind::Operator,
             id: op.id.to_string(),
@@ -676,7 +677,7 @@ impl ApiKeyService {
         }
         let person = self
             .store
-            .record(&crate::people::PEOPLE, &h.to_string())
+            .record(Collection::People, &h.to_string())
             .await?
             .map(|b| <crate::people::Person as crate::records::Record>::from_body(&b))
             .transpose()?;
@@ -691,7 +692,7 @@ impl ApiKeyService {
     async fn check_operator(&self, p: &Principal, id: Option<Uuid>) -> Result<Option<String>> {
         let Some(id) = id else { return Ok(None) };
         if let Some(op) = self.store.operator(id).await? {
-            let scope = crate::org::scope_of(self.store.as_ref(), &op).await?;
+            let scope = crate::org::organizations::scope_of(self.store.as_ref(), &op).await?;
             if p.scope.manages(&scope) {
                 return Ok(Some(id.to_string()));
             }
@@ -736,7 +737,7 @@ impl ApiKeyService {
                 if !op.enabled {
                     return Err(CoreError::Unauthenticated(AuthFailure::Disabled));
                 }
-                let scope = crate::org::scope_of(self.store.as_ref(), &op).await?;
+                let scope = crate::org::organizations::scope_of(self.store.as_ref(), &op).await?;
                 (key.permissions.intersect(&self.role_permissions(&op.roles).await?), scope)
             }
         };

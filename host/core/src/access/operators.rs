@@ -13,7 +13,7 @@ use crate::error::{CoreError, Result};
 use crate::org;
 use crate::page::{Page, paginate};
 use crate::ports::{Clock, OperatorFilter, PageRequest, Store};
-use crate::records::{Cond, Record, RecordQuery, SqlValue, decode_all};
+use crate::records::{Collection, Filter, Record, select};
 
 /// What a caller gives to create an operator.
 #[derive(Debug, Clone)]
@@ -160,13 +160,13 @@ impl OperatorService {
         for d in &divisions {
             // A restricted caller passes on only a division it holds itself: a division brings
             // the offices opened in it later, which seeing today's offices does not cover.
-            let div = self.store.record(&org::DIVISIONS, &d.to_string()).await?;
+            let div = self.store.record(Collection::Divisions, &d.to_string()).await?;
             if div.is_none() || !scope.holds_division(*d) {
                 return Err(CoreError::invalid("unknown_division", format!("no division {d}")));
             }
         }
         for o in &offices {
-            let known = self.store.record(&org::OFFICES, &o.to_string()).await?.is_some();
+            let known = self.store.record(Collection::Offices, &o.to_string()).await?.is_some();
             if !known || !scope.sees(Some(*o)) {
                 return Err(CoreError::invalid("unknown_office", format!("no office {o}")));
             }
@@ -185,7 +185,7 @@ impl OperatorService {
         if principal.scope.is_all() {
             return Ok(true);
         }
-        Ok(principal.scope.manages(&org::scope_of(self.store.as_ref(), op).await?))
+        Ok(principal.scope.manages(&org::organizations::scope_of(self.store.as_ref(), op).await?))
     }
 
     async fn find(
@@ -205,7 +205,7 @@ impl OperatorService {
             self.store.roles().await?.into_iter().filter(|r| op.roles.contains(&r.name)).collect();
         Ok(crate::access::authz::Authority {
             permissions: crate::access::operator::role_permissions(&roles),
-            scope: org::scope_of(self.store.as_ref(), op).await?,
+            scope: org::organizations::scope_of(self.store.as_ref(), op).await?,
         })
     }
 
@@ -229,20 +229,20 @@ impl OperatorService {
         let op = self.find(cap.principal(), id).await?;
         let mut divisions = Vec::new();
         for d in &op.divisions {
-            if let Some(b) = self.store.record(&org::DIVISIONS, &d.to_string()).await? {
+            if let Some(b) = self.store.record(Collection::Divisions, &d.to_string()).await? {
                 divisions.push(<org::Division as Record>::from_body(&b)?);
             }
         }
-        let offices = match org::scope_of(self.store.as_ref(), &op).await?.office_set() {
-            None => Vec::new(),
-            Some(set) => {
-                let q = RecordQuery::all(vec![Cond::In(
-                    "id",
-                    set.iter().map(|o| SqlValue::from(*o)).collect(),
-                )]);
-                decode_all(self.store.records(&org::OFFICES, &q).await?)?
-            }
-        };
+        let offices =
+            match org::organizations::scope_of(self.store.as_ref(), &op).await?.office_set() {
+                None => Vec::new(),
+                Some(set) => {
+                    let ids = Some(set.iter().copied().collect());
+                    let filter =
+                        Filter::Offices { f: org::OrgFilter::default(), ids, divisions: None };
+                    select(self.store.as_ref(), filter).await?
+                }
+            };
         Ok((op, divisions, offices))
     }
 

@@ -116,3 +116,34 @@ impl Scope {
         matches!(self, Self::All)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use uuid::Uuid;
+
+    use super::*;
+
+    #[test]
+    fn a_restricted_scope_covers_only_its_own_offices_and_divisions() {
+        let (a, b, d) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let ab = Scope::offices([a, b]);
+        assert!(Scope::All.covers(&ab));
+        assert!(!ab.covers(&Scope::All));
+        assert!(ab.covers(&Scope::offices([a])));
+        assert!(!Scope::offices([a]).covers(&ab));
+        assert!(ab.covers(&Scope::nothing()));
+        // A division (even one with no office yet) is covered only by a holder of it.
+        let with_div = Scope::Restricted(Arc::new(Restricted {
+            offices: BTreeSet::new(),
+            divisions: BTreeSet::from([d]),
+        }));
+        assert!(!ab.covers(&with_div));
+        assert!(!ab.holds_division(d));
+        assert!(with_div.holds_division(d));
+        assert_eq!(ab.intersect(&Scope::offices([b])), Scope::offices([b]));
+        assert_eq!(Scope::All.intersect(&ab), ab);
+    }
+}

@@ -6,19 +6,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::certs::CertChange;
 use crate::certs::RevocationReason;
-use crate::certs::certificates::CertChange;
 use crate::error::{CoreError, Result};
-use crate::records::{Record, SqlValue, Table};
-
-/// Devices.
-pub static DEVICES: Table = Table {
-    name: "devices",
-    columns: &["office_id", "holder_id", "kind", "serial", "status", "batch", "created_at"],
-};
-/// Device history.
-pub static DEVICE_EVENTS: Table =
-    Table { name: "device_events", columns: &["device_id", "created_at"] };
 
 /// Most certificates on one device.
 pub const MAX_CERTIFICATES: usize = 32;
@@ -193,24 +183,6 @@ pub struct Device {
     pub status_changed_at: OffsetDateTime,
 }
 
-impl Record for Device {
-    const TABLE: &'static Table = &DEVICES;
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn columns(&self) -> Vec<SqlValue> {
-        vec![
-            self.office_id.into(),
-            self.holder_id.into(),
-            self.kind.as_str().into(),
-            self.serial.as_str().into(),
-            self.status.as_str().into(),
-            self.production.batch.clone().into(),
-            SqlValue::Int(crate::audit::unix_micros(self.created_at)),
-        ]
-    }
-}
-
 /// One entry of a device's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceEvent {
@@ -235,14 +207,21 @@ pub struct DeviceEvent {
     pub at: OffsetDateTime,
 }
 
-impl Record for DeviceEvent {
-    const TABLE: &'static Table = &DEVICE_EVENTS;
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn columns(&self) -> Vec<SqlValue> {
-        vec![self.device_id.into(), SqlValue::Int(crate::audit::unix_micros(self.at))]
-    }
+/// Filters of the device list.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    /// In this state.
+    pub status: Option<DeviceStatus>,
+    /// Of this kind.
+    pub kind: Option<DeviceKind>,
+    /// In this office.
+    pub office_id: Option<Uuid>,
+    /// Held by this person.
+    pub holder_id: Option<Uuid>,
+    /// From this production batch.
+    pub batch: Option<String>,
+    /// This serial.
+    pub serial: Option<String>,
 }
 
 #[cfg(test)]

@@ -12,17 +12,16 @@ use uuid::Uuid;
 use crate::access::authz::{Capability, Permission, Principal, perm};
 use crate::audit::NewAuditEvent;
 use crate::cards::device::{
-    DEVICE_EVENTS, DEVICES, Device, DeviceEvent, DeviceKind, DeviceStatus, MAX_CERTIFICATES,
-    Production,
+    Device, DeviceEvent, DeviceFilter, DeviceKind, DeviceStatus, MAX_CERTIFICATES, Production,
 };
+use crate::cards::unlock::DeviceSecret;
 use crate::certs::certificates::{CertChange, CertificateService};
 use crate::certs::{CertStatus, Certificate, RevocationReason};
 use crate::error::{CoreError, Result};
-use crate::org::OFFICES;
 use crate::page::{Page, check_metadata, lock_unchanged, record_page};
 use crate::people::directory::PeopleService;
 use crate::ports::{Clock, EventSink, LifecycleEvent, PageRequest, Store};
-use crate::records::{Cond, Record, conflict_as};
+use crate::records::{Collection, Filter, Record, conflict_as, scope_offices};
 
 /// Default PIN retries of a new device.
 pub const PIN_RETRIES: u8 = 3;
@@ -59,23 +58,6 @@ pub struct UpdateDevice {
     pub pin_retries_left: Option<u8>,
 }
 
-/// Filters of the device list.
-#[derive(Debug, Clone, Default)]
-pub struct DeviceFilter {
-    /// In this state.
-    pub status: Option<DeviceStatus>,
-    /// Of this kind.
-    pub kind: Option<DeviceKind>,
-    /// In this office.
-    pub office_id: Option<Uuid>,
-    /// Held by this person.
-    pub holder_id: Option<Uuid>,
-    /// From this production batch.
-    pub batch: Option<String>,
-    /// This serial.
-    pub serial: Option<String>,
-}
-
 /// The permission a transition needs: activation of a new device, suspension (or a loss
 /// report), reactivation, or the final states.
 pub fn permission_for(from: DeviceStatus, to: DeviceStatus) -> &'static str {
@@ -87,13 +69,13 @@ pub fn permission_for(from: DeviceStatus, to: DeviceStatus) -> &'static str {
     }
 }
 
-/// A row of another table written in the same transaction as a device change.
+/// A device's secrets, written in the same transaction as a change of the device.
 #[derive(Debug)]
 pub(crate) enum RowWrite {
     /// A new row.
-    Insert(&'static crate::records::Table, crate::records::RecordRow),
+    Insert(DeviceSecret),
     /// A replaced row.
-    Update(&'static crate::records::Table, crate::records::RecordRow),
+    Update(DeviceSecret),
 }
 
 /// What else a device change writes in its transaction.
@@ -174,7 +156,7 @@ pub(crate) fn actor_of(p: &Principal) -> String {
 impl DeviceService {
     /// A device `p` sees, or 404.
     pub async fn visible(&self, p: &Principal, id: Uuid) -> Result<Device> {
-        let body = self.store.record(&DEVICES, &id.to_string()).await?;
+        let body = self.store.record(Collection::Devices, &id.to_string()).await?;
         match body.map(|b| Device::from_body(&b)).transpose()? {
             Some(d) if p.scope.sees(Some(d.office_id)) => Ok(d),
             _ => Err(CoreError::not_found("device", id.to_string())),
@@ -225,7 +207,8 @@ impl DeviceService {
         r: RegisterDevice,
     ) -> Result<Device> {
         let p = cap.principal();
-        let exists = self.store.record(&OFFICES, &r.office_id.to_string()).await?.is_some();
+        let exists =
+            self.store.record(Collection::Offices, &r.office_id.to_string()).await?.is_some();
         if !exists || !p.scope.sees(Some(r.office_id)) {
             return Err(CoreError::invalid("unknown_office", format!("no office {}", r.office_id)));
         }
@@ -259,11 +242,11 @@ impl DeviceService {
         let mut h = self.history_entry(&d, p, "registered");
         h.to = Some(DeviceStatus::Registered);
         let mut tx = self.store.begin().await?;
-        tx.insert_record(&DEVICES, &d.to_row()?).await.map_err(conflict_as(
+        tx.insert_record(d.row()).await.map_err(conflict_as(
             "serial_taken",
             format!("a device with serial `{}` exists in this office", d.serial),
         ))?;
-        tx.insert_record(&DEVICE_EVENTS, &h.to_row()?).await?;
+        tx.insert_record(h.row()).await?;
         let ev = NewAuditEvent::new(p, "device.register", "device", d.id).details(serde_json::json!({
             "serial": d.serial, "kind": d.kind, "office_id": d.office_id, "holder_id": d.holder_id,
             "production": d.production,
@@ -303,27 +286,8 @@ impl DeviceService {
         f: DeviceFilter,
         page: PageRequest,
     ) -> Result<Page<Device>> {
-        let mut conds = Vec::new();
-        if let Some(s) = f.status {
-            conds.push(Cond::Eq("status", s.as_str().into()));
-        }
-        if let Some(k) = f.kind {
-            conds.push(Cond::Eq("kind", k.as_str().into()));
-        }
-        if let Some(o) = f.office_id {
-            conds.push(Cond::Eq("office_id", o.into()));
-        }
-        if let Some(h) = f.holder_id {
-            conds.push(Cond::Eq("holder_id", h.into()));
-        }
-        if let Some(b) = f.batch {
-            conds.push(Cond::Eq("batch", b.into()));
-        }
-        if let Some(s) = f.serial {
-            conds.push(Cond::Eq("serial", s.into()));
-        }
-        conds.extend(crate::records::scope_condition(&cap.principal().scope, "office_id"));
-        let mut page = record_page::<Device>(self.store.as_ref(), conds, page).await?;
+        let filter = Filter::Devices { f, offices: scope_offices(&cap.principal().scope) };
+        let mut page = record_page::<Device, _>(self.store.as_ref(), filter, page).await?;
         let p = cap.principal();
         let mut items = Vec::with_capacity(page.items.len());
         for d in page.items {
@@ -343,7 +307,7 @@ impl DeviceService {
         let p = cap.principal();
         self.visible(p, id).await?;
         let mut page: Page<DeviceEvent> =
-            record_page(self.store.as_ref(), vec![Cond::Eq("device_id", id.into())], page).await?;
+            record_page(self.store.as_ref(), Filter::DeviceEvents { device_id: id }, page).await?;
         if !p.scope.is_all() {
             // An entry names only the certificates the caller sees (an unrestricted actor's
             // cascade may have reached others).
@@ -375,12 +339,12 @@ impl DeviceService {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         lock_unchanged(tx.as_mut(), before, "device").await?;
-        tx.update_record(&DEVICES, &after.to_row()?).await?;
-        tx.insert_record(&DEVICE_EVENTS, &history.to_row()?).await?;
+        tx.update_record(after.row()).await?;
+        tx.insert_record(history.row()).await?;
         for w in rows {
             match w {
-                RowWrite::Insert(t, r) => tx.insert_record(t, r).await?,
-                RowWrite::Update(t, r) => tx.update_record(t, r).await?,
+                RowWrite::Insert(r) => tx.insert_record(r.row()).await?,
+                RowWrite::Update(r) => tx.update_record(r.row()).await?,
             }
         }
         let mut changed = Vec::new();

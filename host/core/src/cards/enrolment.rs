@@ -6,13 +6,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::cards::device::DeviceKind;
-use crate::records::{Record, SqlValue, Table};
-
-/// Enrolment requests.
-pub static REQUESTS: Table = Table {
-    name: "enrolment_requests",
-    columns: &["office_id", "person_id", "status", "requested_by", "profile", "created_at"],
-};
 
 /// Most certificates one request asks for.
 pub const MAX_ITEMS: usize = 10;
@@ -145,19 +138,21 @@ impl EnrolmentRequest {
     }
 }
 
-impl Record for EnrolmentRequest {
-    const TABLE: &'static Table = &REQUESTS;
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn columns(&self) -> Vec<SqlValue> {
-        vec![
-            self.office_id.into(),
-            self.person_id.into(),
-            self.status.as_str().into(),
-            self.requested_by.as_str().into(),
-            self.profile().map(str::to_owned).into(),
-            SqlValue::Int(crate::audit::unix_micros(self.created_at)),
-        ]
-    }
+/// Filters of the request list (times in microseconds).
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    /// In this state.
+    pub status: Option<RequestStatus>,
+    /// Of this office.
+    pub office_id: Option<Uuid>,
+    /// Asked by this operator (or key).
+    pub requested_by: Option<String>,
+    /// Whose first certificate uses this profile.
+    pub profile: Option<String>,
+    /// For this person.
+    pub person_id: Option<Uuid>,
+    /// Created at or after.
+    pub from_us: Option<i64>,
+    /// Created before.
+    pub until_us: Option<i64>,
 }

@@ -12,8 +12,8 @@ use crate::access::authz::{Capability, Principal, perm};
 use crate::audit::NewAuditEvent;
 use crate::cards::devices::{DeviceService, RegisterDevice};
 use crate::cards::enrolment::{
-    Approval, CertificateItem, DeviceItem, EnrolmentRequest, MAX_ITEMS, REQUESTS, RequestResult,
-    RequestStatus,
+    Approval, CertificateItem, DeviceItem, EnrolmentRequest, MAX_ITEMS, RequestFilter,
+    RequestResult, RequestStatus,
 };
 use crate::certs::certificates::{CertificateService, IssueRequest};
 use crate::certs::profiles::ProfileService;
@@ -23,7 +23,7 @@ use crate::people::directory::PeopleService;
 use crate::ports::{
     Clock, EventSink, LifecycleEvent, PageRequest, Store, ValidationInput, Validators,
 };
-use crate::records::{Cond, Record};
+use crate::records::{Collection, Filter, Record, scope_offices};
 
 /// What a caller asks for.
 #[derive(Debug, Clone)]
@@ -36,25 +36,6 @@ pub struct NewRequest {
     pub device: Option<DeviceItem>,
     /// Free-form attributes.
     pub metadata: Option<serde_json::Value>,
-}
-
-/// Filters of the request list (times in microseconds).
-#[derive(Debug, Clone, Default)]
-pub struct RequestFilter {
-    /// In this state.
-    pub status: Option<RequestStatus>,
-    /// Of this office.
-    pub office_id: Option<Uuid>,
-    /// Asked by this operator (or key).
-    pub requested_by: Option<String>,
-    /// Whose first certificate uses this profile.
-    pub profile: Option<String>,
-    /// For this person.
-    pub person_id: Option<Uuid>,
-    /// Created at or after.
-    pub from_us: Option<i64>,
-    /// Created before.
-    pub until_us: Option<i64>,
 }
 
 /// Request operations.
@@ -138,7 +119,7 @@ impl RequestService {
 
     /// A request `p` sees, or 404.
     async fn visible(&self, p: &Principal, id: Uuid) -> Result<EnrolmentRequest> {
-        let body = self.store.record(&REQUESTS, &id.to_string()).await?;
+        let body = self.store.record(Collection::Requests, &id.to_string()).await?;
         match body.map(|b| EnrolmentRequest::from_body(&b)).transpose()? {
             Some(r) if p.scope.sees(Some(r.office_id)) => Ok(r),
             _ => Err(CoreError::not_found("request", id.to_string())),
@@ -225,7 +206,7 @@ impl RequestService {
             self.validators.validate("enrolment-request", &input).await?;
         }
         let mut tx = self.store.begin().await?;
-        tx.insert_record(&REQUESTS, &r.to_row()?).await?;
+        tx.insert_record(r.row()).await?;
         let ev =
             NewAuditEvent::new(p, "request.create", "request", r.id).details(serde_json::json!({
                 "person_id": r.person_id, "office_id": r.office_id,
@@ -253,30 +234,8 @@ impl RequestService {
         f: RequestFilter,
         page: PageRequest,
     ) -> Result<Page<EnrolmentRequest>> {
-        let mut conds = Vec::new();
-        if let Some(s) = f.status {
-            conds.push(Cond::Eq("status", s.as_str().into()));
-        }
-        if let Some(o) = f.office_id {
-            conds.push(Cond::Eq("office_id", o.into()));
-        }
-        if let Some(r) = f.requested_by {
-            conds.push(Cond::Eq("requested_by", r.into()));
-        }
-        if let Some(pr) = f.profile {
-            conds.push(Cond::Eq("profile", pr.into()));
-        }
-        if let Some(pe) = f.person_id {
-            conds.push(Cond::Eq("person_id", pe.into()));
-        }
-        if let Some(t) = f.from_us {
-            conds.push(Cond::Gte("created_at", t));
-        }
-        if let Some(t) = f.until_us {
-            conds.push(Cond::Lt("created_at", t));
-        }
-        conds.extend(crate::records::scope_condition(&cap.principal().scope, "office_id"));
-        record_page::<EnrolmentRequest>(self.store.as_ref(), conds, page).await
+        let filter = Filter::Requests { f, offices: scope_offices(&cap.principal().scope) };
+        record_page::<EnrolmentRequest, _>(self.store.as_ref(), filter, page).await
     }
 
     /// Locks the request, checks it is unchanged since `before`, applies `f`, writes it with
@@ -292,7 +251,7 @@ impl RequestService {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         lock_unchanged(tx.as_mut(), before, "request").await?;
-        tx.update_record(&REQUESTS, &after.to_row()?).await?;
+        tx.update_record(after.row()).await?;
         let ev = NewAuditEvent::new(p, action, "request", before.id).details(details);
         tx.commit(vec![ev], now).await?;
         Ok(())

@@ -19,12 +19,11 @@ use crate::audit::NewAuditEvent;
 use crate::cards::device::{Device, DeviceStatus};
 use crate::cards::devices::{Also, DeviceService, PIN_RETRIES, RowWrite};
 use crate::cards::unlock::{
-    DEVICE_SECRETS, DeviceSecret, UnlockAlgorithm, UnlockCrypto, admin_key_binding,
-    unlock_code_binding,
+    DeviceSecret, UnlockAlgorithm, UnlockCrypto, admin_key_binding, unlock_code_binding,
 };
 use crate::error::{CoreError, Result};
 use crate::ports::{Clock, Store};
-use crate::records::Record;
+use crate::records::{Collection, Record};
 use crate::sealing::SealBinding;
 
 /// A secret to set: a given value, one Sigil generates (returned once), or none (removed).
@@ -174,7 +173,7 @@ impl PinResetService {
     }
 
     async fn secret(&self, id: Uuid) -> Result<Option<DeviceSecret>> {
-        let body = self.store.record(&DEVICE_SECRETS, &id.to_string()).await?;
+        let body = self.store.record(Collection::DeviceSecrets, &id.to_string()).await?;
         match body.map(|b| DeviceSecret::from_body(&b)).transpose()? {
             // A body copied into another row is not that row's secret.
             Some(s) if s.id != id => {
@@ -279,12 +278,7 @@ impl PinResetService {
                 },
             }),
         );
-        let row = s.to_row()?;
-        let write = if existing.is_some() {
-            RowWrite::Update(&DEVICE_SECRETS, row)
-        } else {
-            RowWrite::Insert(&DEVICE_SECRETS, row)
-        };
+        let write = if existing.is_some() { RowWrite::Update(s) } else { RowWrite::Insert(s) };
         self.devices.save(&before, &d, h, vec![ev], Also { certs: &[], rows: &[write] }, p).await?;
         Ok((d, generated))
     }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::access::authz::{Capability, PermissionSet, Principal, perm};
-use crate::cards::device::{DEVICES, Device, DeviceStatus};
+use crate::cards::device::DeviceFilter;
+use crate::cards::device::{Device, DeviceStatus};
 use crate::cards::devices::DeviceService;
 use crate::cards::enrolment::{CertificateItem, DeviceItem, EnrolmentRequest};
 use crate::cards::enrolments::{NewRequest, RequestService};
@@ -17,7 +18,7 @@ use crate::certs::Certificate;
 use crate::certs::certificates::CertificateService;
 use crate::error::{CoreError, Result};
 use crate::ports::Store;
-use crate::records::{Cond, Record, RecordQuery, decode_all};
+use crate::records::{Collection, Filter, Record, select};
 
 /// Self-service operations.
 pub struct SelfService {
@@ -86,7 +87,7 @@ impl SelfService {
     /// The holder's office (None when the person has gone).
     async fn holder_office(&self, p: &Principal) -> Result<Option<Uuid>> {
         let h = holder(p)?;
-        let body = self.store.record(&crate::people::PEOPLE, &h.to_string()).await?;
+        let body = self.store.record(Collection::People, &h.to_string()).await?;
         Ok(body
             .map(|b| crate::people::Person::from_body(&b))
             .transpose()?
@@ -135,7 +136,7 @@ impl SelfService {
         {
             Some(rid) => self
                 .store
-                .record(&crate::cards::enrolment::REQUESTS, &rid.to_string())
+                .record(Collection::Requests, &rid.to_string())
                 .await?
                 .map(|b| EnrolmentRequest::from_body(&b))
                 .transpose()?
@@ -164,7 +165,7 @@ impl SelfService {
     async fn still_names_holder(&self, h: Uuid, cert: &Certificate) -> Result<()> {
         let person = self
             .store
-            .record(&crate::people::PEOPLE, &h.to_string())
+            .record(Collection::People, &h.to_string())
             .await?
             .map(|b| crate::people::Person::from_body(&b))
             .transpose()?
@@ -230,8 +231,8 @@ impl SelfService {
     }
 
     async fn devices_of(&self, h: Uuid) -> Result<Vec<Device>> {
-        let q = RecordQuery::all(vec![Cond::Eq("holder_id", h.into())]);
-        decode_all(self.store.records(&DEVICES, &q).await?)
+        let f = DeviceFilter { holder_id: Some(h), ..DeviceFilter::default() };
+        select(self.store.as_ref(), Filter::Devices { f, offices: None }).await
     }
 
     /// The holder's devices.
@@ -245,7 +246,7 @@ impl SelfService {
     /// One of the holder's devices, or 404.
     async fn mine(&self, p: &Principal, office: Option<Uuid>, id: Uuid) -> Result<Device> {
         let h = holder(p)?;
-        let body = self.store.record(&DEVICES, &id.to_string()).await?;
+        let body = self.store.record(Collection::Devices, &id.to_string()).await?;
         match body.map(|b| Device::from_body(&b)).transpose()? {
             Some(d) if d.holder_id == Some(h) && Some(d.office_id) == office => Ok(d),
             _ => Err(CoreError::not_found("device", id.to_string())),

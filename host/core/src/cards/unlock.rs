@@ -16,11 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::records::{Record, SqlValue, Table};
 use crate::sealing::{SealBinding, SealPurpose};
-
-/// Sealed PIN-reset secrets, one row per device (id = the device's id).
-pub static DEVICE_SECRETS: Table = Table { name: "device_secrets", columns: &["updated_at"] };
 
 /// Cipher of a card's administration key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -106,16 +102,6 @@ impl std::fmt::Debug for DeviceSecret {
             .field("id", &self.id)
             .field("algorithm", &self.algorithm)
             .finish_non_exhaustive()
-    }
-}
-
-impl Record for DeviceSecret {
-    const TABLE: &'static Table = &DEVICE_SECRETS;
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn columns(&self) -> Vec<SqlValue> {
-        vec![SqlValue::Int(crate::audit::unix_micros(self.updated_at))]
     }
 }
 

@@ -364,3 +364,73 @@ impl Certificate {
         }
     }
 }
+
+/// A state change of a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertChange {
+    /// Put on hold.
+    Suspend,
+    /// Release a hold.
+    Reactivate,
+    /// Revoke for good.
+    Revoke(RevocationReason),
+}
+
+impl CertChange {
+    pub(crate) fn action(self) -> &'static str {
+        match self {
+            Self::Suspend => "certificate.suspend",
+            Self::Reactivate => "certificate.reactivate",
+            Self::Revoke(_) => "certificate.revoke",
+        }
+    }
+
+    pub(crate) fn event(self) -> &'static str {
+        match self {
+            Self::Suspend => "certificate.suspended",
+            Self::Reactivate => "certificate.reactivated",
+            Self::Revoke(_) => "certificate.revoked",
+        }
+    }
+
+    /// Changes `c`; false when it is already in the target state (a retry).
+    pub(crate) fn apply(self, c: &mut Certificate, now: OffsetDateTime) -> Result<bool> {
+        match self {
+            Self::Suspend => match c.status_at(now) {
+                CertStatus::Suspended => Ok(false),
+                CertStatus::Active => {
+                    c.status = CertStatus::Suspended;
+                    c.revoked_at = Some(now);
+                    c.revocation_reason = Some(RevocationReason::CertificateHold);
+                    Ok(true)
+                }
+                s => Err(CoreError::conflict(
+                    "invalid_transition",
+                    format!("a {} certificate cannot be suspended", s.as_str()),
+                )),
+            },
+            Self::Reactivate => match c.status_at(now) {
+                CertStatus::Active => Ok(false),
+                CertStatus::Suspended => {
+                    c.status = CertStatus::Active;
+                    c.revoked_at = None;
+                    c.revocation_reason = None;
+                    Ok(true)
+                }
+                s => Err(CoreError::conflict(
+                    "invalid_transition",
+                    format!("a {} certificate cannot be reactivated", s.as_str()),
+                )),
+            },
+            Self::Revoke(reason) => match c.status {
+                CertStatus::Revoked => Ok(false),
+                _ => {
+                    c.status = CertStatus::Revoked;
+                    c.revoked_at = Some(now);
+                    c.revocation_reason = Some(reason);
+                    Ok(true)
+                }
+            },
+        }
+    }
+}

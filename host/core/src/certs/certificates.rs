@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::access::authz::{Capability, Permission, perm};
 use crate::audit::NewAuditEvent;
+pub use crate::certs::CertChange;
 use crate::certs::ca::{CsrParser, IssuedRef, Issuers};
 use crate::certs::profile::conformance;
 use crate::certs::profiles::ProfileService;
@@ -21,79 +22,10 @@ use crate::page::{Page, check_metadata, paginate};
 use crate::ports::{
     CertFilter, Clock, PageRequest, Store, WriteOp, cert_cursor, parse_cert_cursor,
 };
+use crate::records::Collection;
 
 /// Most requests in one batch.
 pub const MAX_BATCH: usize = 100;
-
-/// A state change of a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CertChange {
-    /// Put on hold.
-    Suspend,
-    /// Release a hold.
-    Reactivate,
-    /// Revoke for good.
-    Revoke(RevocationReason),
-}
-
-impl CertChange {
-    fn action(self) -> &'static str {
-        match self {
-            Self::Suspend => "certificate.suspend",
-            Self::Reactivate => "certificate.reactivate",
-            Self::Revoke(_) => "certificate.revoke",
-        }
-    }
-
-    fn event(self) -> &'static str {
-        match self {
-            Self::Suspend => "certificate.suspended",
-            Self::Reactivate => "certificate.reactivated",
-            Self::Revoke(_) => "certificate.revoked",
-        }
-    }
-
-    /// Changes `c`; false when it is already in the target state (a retry).
-    fn apply(self, c: &mut Certificate, now: time::OffsetDateTime) -> Result<bool> {
-        match self {
-            Self::Suspend => match c.status_at(now) {
-                CertStatus::Suspended => Ok(false),
-                CertStatus::Active => {
-                    c.status = CertStatus::Suspended;
-                    c.revoked_at = Some(now);
-                    c.revocation_reason = Some(RevocationReason::CertificateHold);
-                    Ok(true)
-                }
-                s => Err(CoreError::conflict(
-                    "invalid_transition",
-                    format!("a {} certificate cannot be suspended", s.as_str()),
-                )),
-            },
-            Self::Reactivate => match c.status_at(now) {
-                CertStatus::Active => Ok(false),
-                CertStatus::Suspended => {
-                    c.status = CertStatus::Active;
-                    c.revoked_at = None;
-                    c.revocation_reason = None;
-                    Ok(true)
-                }
-                s => Err(CoreError::conflict(
-                    "invalid_transition",
-                    format!("a {} certificate cannot be reactivated", s.as_str()),
-                )),
-            },
-            Self::Revoke(reason) => match c.status {
-                CertStatus::Revoked => Ok(false),
-                _ => {
-                    c.status = CertStatus::Revoked;
-                    c.revoked_at = Some(now);
-                    c.revocation_reason = Some(reason);
-                    Ok(true)
-                }
-            },
-        }
-    }
-}
 
 /// A request to issue.
 #[derive(Debug, Clone)]
@@ -441,8 +373,7 @@ impl CertificateService {
                 "`office_id` is required for an operator with a restricted scope",
             )),
             Some(o) => {
-                let known =
-                    self.store.record(&crate::org::OFFICES, &o.to_string()).await?.is_some();
+                let known = self.store.record(Collection::Offices, &o.to_string()).await?.is_some();
                 if known && p.scope.sees(Some(o)) {
                     Ok(())
                 } else {
@@ -519,7 +450,7 @@ impl CertificateService {
         let mut out = Vec::with_capacity(groups.len());
         for (office, certs) in groups {
             let o = match office {
-                Some(id) => match self.store.record(&crate::org::OFFICES, &id.to_string()).await? {
+                Some(id) => match self.store.record(Collection::Offices, &id.to_string()).await? {
                     Some(b) => Some(<crate::org::Office as crate::records::Record>::from_body(&b)?),
                     None => None,
                 },

@@ -5,3 +5,6 @@ mod organization;
 pub mod organizations;
 
 pub use organization::*;
+
+#[cfg(test)]
+mod tests;

@@ -2,17 +2,19 @@
 //! its scope, the divisions and organizations that hold them, and nothing else (404 for the
 //! rest); only an unrestricted caller changes the structure above an office.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
 use crate::access::authz::{Capability, Principal, perm};
+use crate::access::scope::{Restricted, Scope};
 use crate::audit::NewAuditEvent;
 use crate::error::{CoreError, Result};
-use crate::org::{Division, OFFICES, Office, Organization};
+use crate::org::{Division, Office, OrgFilter, Organization};
 use crate::page::{Page, check_metadata, lock_unchanged, record_page};
-use crate::ports::{Clock, PageRequest, Store};
-use crate::records::{Cond, Record, RecordQuery, SqlValue, conflict_as, decode_all};
+use crate::ports::{Clock, PageRequest};
+use crate::records::{Filter, Record, RecordStore, Records, conflict_as, scope_offices};
 
 /// Fields of an organization, division or office that a caller sets.
 #[derive(Debug, Clone, Default)]
@@ -33,17 +35,6 @@ pub struct OrgInput {
     pub email: Option<Option<String>>,
     /// Office telephone.
     pub phone: Option<Option<String>>,
-}
-
-/// Filters for lists of divisions and offices.
-#[derive(Debug, Clone, Default)]
-pub struct OrgFilter {
-    /// Of this organization.
-    pub organization_id: Option<Uuid>,
-    /// Of this division (offices).
-    pub division_id: Option<Uuid>,
-    /// Name (or office code) contains this.
-    pub q: Option<String>,
 }
 
 /// How one kind of object is named in audit events and clash errors.
@@ -79,7 +70,7 @@ const OFFICE: Kind = Kind {
 
 /// Organization operations.
 pub struct OrgService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Records>,
     clock: Arc<dyn Clock>,
 }
 
@@ -148,37 +139,26 @@ fn restricted_writer(p: &Principal) -> Result<()> {
 
 impl OrgService {
     /// Wires the service.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn Records>, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock }
     }
 
     /// The offices `p` sees, or None when it sees all.
     async fn visible_offices(&self, p: &Principal) -> Result<Option<Vec<Office>>> {
-        match crate::records::scope_condition(&p.scope, "id") {
+        match scope_offices(&p.scope) {
             None => Ok(None),
-            Some(c) => Ok(Some(decode_all(
-                self.store.records(&OFFICES, &RecordQuery::all(vec![c])).await?,
-            )?)),
+            Some(ids) => {
+                let filter =
+                    Filter::Offices { f: OrgFilter::default(), ids: Some(ids), divisions: None };
+                Ok(Some(crate::records::select(self.store.as_ref(), filter).await?))
+            }
         }
     }
 
     async fn get_record<R: Record>(&self, id: Uuid, what: &'static str) -> Result<R> {
-        let body = self
-            .store
-            .record(R::TABLE, &id.to_string())
+        crate::records::get(self.store.as_ref(), &id.to_string())
             .await?
-            .ok_or_else(|| CoreError::not_found(what, id.to_string()))?;
-        R::from_body(&body)
-    }
-
-    async fn page<R: Record>(
-        &self,
-        mut conds: Vec<Cond>,
-        page: PageRequest,
-        extra: Option<Cond>,
-    ) -> Result<Page<R>> {
-        conds.extend(extra);
-        record_page(self.store.as_ref(), conds, page).await
+            .ok_or_else(|| CoreError::not_found(what, id.to_string()))
     }
 
     /// Creates an organization.
@@ -203,11 +183,9 @@ impl OrgService {
 
     async fn insert<R: Record>(&self, p: &Arc<Principal>, r: &R, k: &Kind) -> Result<()> {
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        tx.insert_record(R::TABLE, &r.to_row()?)
-            .await
-            .map_err(conflict_as(k.clash_code, k.clash.to_owned()))?;
-        let ev = NewAuditEvent::new(p, k.created, k.object, r.id())
+        let mut tx = self.store.begin_records().await?;
+        tx.insert_record(r.row()).await.map_err(conflict_as(k.clash_code, k.clash.to_owned()))?;
+        let ev = NewAuditEvent::new(p, k.created, k.object, r.key())
             .details(serde_json::to_value(r).unwrap_or_default());
         tx.commit(vec![ev], now).await?;
         Ok(())
@@ -224,13 +202,13 @@ impl OrgService {
             return Ok(());
         }
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_records().await?;
         lock_unchanged(tx.as_mut(), before, k.object).await?;
-        tx.update_record(R::TABLE, &after.to_row()?)
+        tx.update_record(after.row())
             .await
             .map_err(conflict_as(k.clash_code, k.clash.to_owned()))?;
         let ev =
-            NewAuditEvent::new(p, k.updated, k.object, after.id()).details(serde_json::json!({
+            NewAuditEvent::new(p, k.updated, k.object, after.key()).details(serde_json::json!({
                 "before": serde_json::to_value(before).unwrap_or_default(),
                 "after": serde_json::to_value(after).unwrap_or_default(),
             }));
@@ -245,14 +223,12 @@ impl OrgService {
         q: Option<String>,
         page: PageRequest,
     ) -> Result<Page<Organization>> {
-        let mut conds: Vec<Cond> = q.map(|q| Cond::Contains("name", q)).into_iter().collect();
-        if let Some(offices) = self.visible_offices(cap.principal()).await? {
-            conds.push(Cond::In(
-                "id",
-                offices.iter().map(|o| SqlValue::from(o.organization_id)).collect(),
-            ));
-        }
-        self.page(conds, page, None).await
+        let ids = self
+            .visible_offices(cap.principal())
+            .await?
+            .map(|offices| offices.iter().map(|o| o.organization_id).collect());
+        let filter = Filter::Organizations { name_contains: q, ids };
+        record_page(self.store.as_ref(), filter, page).await
     }
 
     /// One organization.
@@ -307,7 +283,10 @@ impl OrgService {
         let org_id = input
             .parent
             .ok_or_else(|| CoreError::invalid("missing_field", "`organization_id` is required"))?;
-        if self.store.record(&crate::org::ORGANIZATIONS, &org_id.to_string()).await?.is_none() {
+        if crate::records::get::<Organization, _>(self.store.as_ref(), &org_id.to_string())
+            .await?
+            .is_none()
+        {
             return Err(CoreError::invalid(
                 "unknown_organization",
                 format!("no organization {org_id}"),
@@ -334,20 +313,11 @@ impl OrgService {
         f: OrgFilter,
         page: PageRequest,
     ) -> Result<Page<Division>> {
-        let mut conds = Vec::new();
-        if let Some(o) = f.organization_id {
-            conds.push(Cond::Eq("organization_id", o.into()));
-        }
-        if let Some(q) = f.q {
-            conds.push(Cond::Contains("name", q));
-        }
-        if let Some(offices) = self.visible_offices(cap.principal()).await? {
-            conds.push(Cond::In(
-                "id",
-                offices.iter().map(|o| SqlValue::from(o.division_id)).collect(),
-            ));
-        }
-        self.page(conds, page, None).await
+        let ids = self
+            .visible_offices(cap.principal())
+            .await?
+            .map(|offices| offices.iter().map(|o| o.division_id).collect());
+        record_page(self.store.as_ref(), Filter::Divisions { f, ids }, page).await
     }
 
     /// One division.
@@ -403,15 +373,9 @@ impl OrgService {
             .parent
             .ok_or_else(|| CoreError::invalid("missing_field", "`division_id` is required"))?;
         let div: Division =
-            match self.store.record(&crate::org::DIVISIONS, &div_id.to_string()).await? {
-                Some(b) => Division::from_body(&b)?,
-                None => {
-                    return Err(CoreError::invalid(
-                        "unknown_division",
-                        format!("no division {div_id}"),
-                    ));
-                }
-            };
+            crate::records::get(self.store.as_ref(), &div_id.to_string()).await?.ok_or_else(
+                || CoreError::invalid("unknown_division", format!("no division {div_id}")),
+            )?;
         let now = self.clock.now();
         let o = Office {
             id: Uuid::now_v7(),
@@ -442,17 +406,8 @@ impl OrgService {
         f: OrgFilter,
         page: PageRequest,
     ) -> Result<Page<Office>> {
-        let mut conds = Vec::new();
-        if let Some(o) = f.organization_id {
-            conds.push(Cond::Eq("organization_id", o.into()));
-        }
-        if let Some(d) = f.division_id {
-            conds.push(Cond::Eq("division_id", d.into()));
-        }
-        if let Some(q) = f.q {
-            conds.push(Cond::Contains("name", q));
-        }
-        self.page(conds, page, crate::records::scope_condition(&cap.principal().scope, "id")).await
+        let ids = scope_offices(&cap.principal().scope);
+        record_page(self.store.as_ref(), Filter::Offices { f, ids, divisions: None }, page).await
     }
 
     /// One office (404 outside the caller's scope).
@@ -503,4 +458,29 @@ impl OrgService {
         self.replace(cap.principal(), &before, &o, &OFFICE).await?;
         Ok(o)
     }
+}
+
+/// The scope of `op`: every office when unrestricted, else its offices and those of its
+/// divisions (resolved now, so a change to an office's division applies at once).
+pub async fn scope_of<S: RecordStore + Sync + ?Sized>(
+    store: &S,
+    op: &crate::access::operator::Operator,
+) -> Result<Scope> {
+    if op.unrestricted {
+        return Ok(Scope::All);
+    }
+    let mut set: BTreeSet<Uuid> = op.offices.iter().copied().collect();
+    if !op.divisions.is_empty() {
+        let filter = Filter::Offices {
+            f: OrgFilter::default(),
+            ids: None,
+            divisions: Some(op.divisions.clone()),
+        };
+        let offices: Vec<Office> = crate::records::select(store, filter).await?;
+        set.extend(offices.iter().map(|o| o.id));
+    }
+    Ok(Scope::Restricted(Arc::new(Restricted {
+        offices: set,
+        divisions: op.divisions.iter().copied().collect(),
+    })))
 }

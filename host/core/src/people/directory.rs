@@ -11,14 +11,13 @@ use crate::access::authz::{Capability, Principal, perm};
 use crate::audit::NewAuditEvent;
 use crate::certs::NameAttribute;
 use crate::error::{CoreError, Result};
-use crate::org::OFFICES;
 use crate::page::{Page, lock_unchanged, record_page};
 use crate::people::{
-    CUSTOM_FIELDS, CustomField, FieldError, FieldType, MAX_FIELDS, PEOPLE, Person, check_person,
+    CustomField, FieldError, FieldType, MAX_FIELDS, Person, PersonFilter, check_person,
     validate_attributes, validate_field_name,
 };
-use crate::ports::{Clock, PageRequest, Store, ValidationInput, Validators};
-use crate::records::{Cond, Record, RecordQuery, conflict_as, decode_all};
+use crate::ports::{Clock, PageRequest, ValidationInput, Validators};
+use crate::records::{Collection, Filter, Record, Records, conflict_as, scope_offices, select};
 
 type Attributes = serde_json::Map<String, serde_json::Value>;
 
@@ -62,22 +61,9 @@ pub struct PersonInput {
     pub attributes: Option<Attributes>,
 }
 
-/// Filters of the people list.
-#[derive(Debug, Clone, Default)]
-pub struct PersonFilter {
-    /// In this office.
-    pub office_id: Option<Uuid>,
-    /// Family name contains this.
-    pub q: Option<String>,
-    /// Exactly this source-system id.
-    pub external_id: Option<String>,
-    /// Exactly this e-mail (case-insensitive).
-    pub email: Option<String>,
-}
-
 /// People operations.
 pub struct PeopleService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Records>,
     clock: Arc<dyn Clock>,
     validators: Arc<dyn Validators>,
 }
@@ -122,7 +108,7 @@ fn changed_fields(a: &Person, b: &Person) -> Vec<String> {
 impl PeopleService {
     /// Wires the service.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn Records>,
         clock: Arc<dyn Clock>,
         validators: Arc<dyn Validators>,
     ) -> Self {
@@ -136,16 +122,14 @@ impl PeopleService {
 
     async fn all_fields(&self) -> Result<Vec<CustomField>> {
         let mut v: Vec<CustomField> =
-            decode_all(self.store.records(&CUSTOM_FIELDS, &RecordQuery::all(vec![])).await?)?;
+            select(self.store.as_ref(), Filter::all(Collection::CustomFields)).await?;
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
     }
 
     async fn field_by_name(&self, name: &str) -> Result<Option<CustomField>> {
-        let q = RecordQuery::all(vec![Cond::Eq("name", name.into())]);
-        Ok(decode_all::<CustomField>(self.store.records(&CUSTOM_FIELDS, &q).await?)?
-            .into_iter()
-            .next())
+        let filter = Filter::CustomFields { name: Some(name.to_owned()) };
+        Ok(select::<CustomField, _>(self.store.as_ref(), filter).await?.into_iter().next())
     }
 
     /// One definition.
@@ -189,22 +173,24 @@ impl PeopleService {
                 "label is at most 200 and description 2000 characters",
             ));
         }
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_records().await?;
         let ev = NewAuditEvent::new(cap.principal(), "custom_field.put", "custom_field", &name)
             .details(serde_json::to_value(&f).unwrap_or_default());
         match &existing {
             Some(e) if *e == CustomField { updated_at: e.updated_at, ..f.clone() } => {
                 return Ok((e.clone(), false));
             }
-            Some(_) => tx.update_record(&CUSTOM_FIELDS, &f.to_row()?).await?,
+            Some(_) => tx.update_record(f.row()).await?,
             None => {
-                if self.store.count_records(&CUSTOM_FIELDS, &[]).await? >= MAX_FIELDS as i64 {
+                if self.store.count_records(&Filter::all(Collection::CustomFields)).await?
+                    >= MAX_FIELDS as i64
+                {
                     return Err(CoreError::conflict(
                         "too_many_fields",
                         format!("at most {MAX_FIELDS} custom fields"),
                     ));
                 }
-                tx.insert_record(&CUSTOM_FIELDS, &f.to_row()?)
+                tx.insert_record(f.row())
                     .await
                     .map_err(conflict_as("name_taken", format!("custom field `{name}` exists")))?;
             }
@@ -225,8 +211,8 @@ impl PeopleService {
             .await?
             .ok_or_else(|| CoreError::not_found("custom_field", name))?;
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        tx.delete_record(&CUSTOM_FIELDS, &f.id.to_string()).await?;
+        let mut tx = self.store.begin_records().await?;
+        tx.delete_record(Collection::CustomFields, &f.id.to_string()).await?;
         let ev = NewAuditEvent::new(cap.principal(), "custom_field.delete", "custom_field", name);
         tx.commit(vec![ev], now).await?;
         Ok(())
@@ -314,7 +300,7 @@ impl PeopleService {
     }
 
     async fn office_visible(&self, principal: &Principal, office: Uuid) -> Result<()> {
-        let exists = self.store.record(&OFFICES, &office.to_string()).await?.is_some();
+        let exists = self.store.record(Collection::Offices, &office.to_string()).await?.is_some();
         if !exists || !principal.scope.sees(Some(office)) {
             return Err(CoreError::invalid("unknown_office", format!("no office {office}")));
         }
@@ -345,8 +331,8 @@ impl PeopleService {
             updated_at: now,
         };
         self.check(&p).await?;
-        let mut tx = self.store.begin().await?;
-        tx.insert_record(&PEOPLE, &p.to_row()?).await.map_err(conflict_as(
+        let mut tx = self.store.begin_records().await?;
+        tx.insert_record(p.row()).await.map_err(conflict_as(
             "external_id_taken",
             "a person with this external_id exists in this office".into(),
         ))?;
@@ -373,7 +359,7 @@ impl PeopleService {
 
     /// A person `principal` sees, or 404 (for other services: requests, devices).
     pub async fn visible(&self, principal: &Principal, id: Uuid) -> Result<Person> {
-        let body = self.store.record(&PEOPLE, &id.to_string()).await?;
+        let body = self.store.record(Collection::People, &id.to_string()).await?;
         match body.map(|b| Person::from_body(&b)).transpose()? {
             Some(p) if principal.scope.sees(Some(p.office_id)) => Ok(p),
             _ => Err(CoreError::not_found("person", id.to_string())),
@@ -387,21 +373,8 @@ impl PeopleService {
         f: PersonFilter,
         page: PageRequest,
     ) -> Result<Page<Person>> {
-        let mut conds = Vec::new();
-        if let Some(o) = f.office_id {
-            conds.push(Cond::Eq("office_id", o.into()));
-        }
-        if let Some(q) = f.q {
-            conds.push(Cond::Contains("family_name", q));
-        }
-        if let Some(x) = f.external_id {
-            conds.push(Cond::Eq("external_id", x.into()));
-        }
-        if let Some(e) = f.email {
-            conds.push(Cond::Eq("email", e.to_lowercase().into()));
-        }
-        conds.extend(crate::records::scope_condition(&cap.principal().scope, "office_id"));
-        record_page::<Person>(self.store.as_ref(), conds, page).await
+        let filter = Filter::People { f, offices: scope_offices(&cap.principal().scope) };
+        record_page::<Person, _>(self.store.as_ref(), filter, page).await
     }
 
     /// Changes a person: standard fields, office (both in scope), attributes by merge patch.
@@ -483,9 +456,9 @@ impl PeopleService {
         self.check(&p).await?;
         let now = self.clock.now();
         p.updated_at = now;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_records().await?;
         lock_unchanged(tx.as_mut(), &before, "person").await?;
-        tx.update_record(&PEOPLE, &p.to_row()?).await.map_err(conflict_as(
+        tx.update_record(p.row()).await.map_err(conflict_as(
             "external_id_taken",
             "a person with this external_id exists in this office".into(),
         ))?;

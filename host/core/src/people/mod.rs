@@ -6,3 +6,6 @@ pub mod identity;
 mod person;
 
 pub use person::*;
+
+#[cfg(test)]
+mod tests;

@@ -6,15 +6,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{CoreError, Result};
-use crate::records::{Record, SqlValue, Table};
-
-/// Custom field definitions.
-pub static CUSTOM_FIELDS: Table = Table { name: "custom_fields", columns: &["name", "created_at"] };
-/// People.
-pub static PEOPLE: Table = Table {
-    name: "people",
-    columns: &["office_id", "external_id", "family_name", "email", "created_at"],
-};
 
 /// Most custom field definitions.
 pub const MAX_FIELDS: usize = 200;
@@ -68,16 +59,6 @@ pub struct CustomField {
     pub updated_at: OffsetDateTime,
 }
 
-impl Record for CustomField {
-    const TABLE: &'static Table = &CUSTOM_FIELDS;
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn columns(&self) -> Vec<SqlValue> {
-        vec![self.name.as_str().into(), SqlValue::Int(crate::audit::unix_micros(self.created_at))]
-    }
-}
-
 /// A person.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Person {
@@ -103,22 +84,6 @@ pub struct Person {
     /// Last change.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
-}
-
-impl Record for Person {
-    const TABLE: &'static Table = &PEOPLE;
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn columns(&self) -> Vec<SqlValue> {
-        vec![
-            self.office_id.into(),
-            self.external_id.clone().into(),
-            self.family_name.to_lowercase().into(),
-            self.email.as_ref().map(|e| e.to_lowercase()).into(),
-            SqlValue::Int(crate::audit::unix_micros(self.created_at)),
-        ]
-    }
 }
 
 /// Why an attribute is not accepted.
@@ -310,6 +275,19 @@ pub fn check_person(p: &Person) -> Result<()> {
         return Err(CoreError::invalid("invalid_phone", "phone is digits, spaces and + - ( ) . /"));
     }
     Ok(())
+}
+
+/// Filters of the people list.
+#[derive(Debug, Clone, Default)]
+pub struct PersonFilter {
+    /// In this office.
+    pub office_id: Option<Uuid>,
+    /// Family name contains this.
+    pub q: Option<String>,
+    /// Exactly this source-system id.
+    pub external_id: Option<String>,
+    /// Exactly this e-mail (case-insensitive).
+    pub email: Option<String>,
 }
 
 #[cfg(test)]

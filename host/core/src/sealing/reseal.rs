@@ -13,13 +13,13 @@ use time::OffsetDateTime;
 
 use crate::access::authz::Principal;
 use crate::audit::NewAuditEvent;
-use crate::cards::unlock::{DEVICE_SECRETS, DeviceSecret, admin_key_binding, unlock_code_binding};
+use crate::cards::unlock::{DeviceSecret, admin_key_binding, unlock_code_binding};
 use crate::certs::ca::{ca_key_binding, ca_root_key_binding};
 use crate::error::Result;
 use crate::ports::Store;
-use crate::records::{Record, RecordQuery, Table, decode_all};
+use crate::records::{Filter, Record, RecordQuery, decode_all};
 use crate::sealing::{LegacyCheck, Resealed, Resealer, SealBinding};
-use crate::signing::credential::{CREDENTIALS, SigningCredential};
+use crate::signing::credential::SigningCredential;
 
 /// The audit action of a re-binding (one event per row re-sealed, one for the refusals).
 const ACTION: &str = "sealing.rebind";
@@ -85,16 +85,17 @@ pub async fn reseal_legacy(
     Ok(report)
 }
 
-/// Reads every record of `table`, a page at a time, in row order. The cursor is the decoded
+/// Reads every record of `R`'s collection, a page at a time, in row order. The cursor is the decoded
 /// record's id; a row whose body holds an id that does not advance the cursor ends the walk
 /// (such a row is corrupt and refused wherever it is used), so the walk always ends.
-async fn all_records<R: Record>(store: &dyn Store, table: &'static Table) -> Result<Vec<Vec<R>>> {
+async fn all_records<R: Record>(store: &dyn Store) -> Result<Vec<Vec<R>>> {
     let mut pages = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let q = RecordQuery { conds: vec![], after: after.clone(), limit: PAGE };
-        let page: Vec<R> = decode_all(store.records(table, &q).await?)?;
-        let Some(last) = page.last().map(|r| r.id().to_string()) else { return Ok(pages) };
+        let filter = Filter::all(R::COLLECTION);
+        let q = RecordQuery { filter, after: after.clone(), limit: PAGE };
+        let page: Vec<R> = decode_all(store.records(&q).await?)?;
+        let Some(last) = page.last().map(Record::key) else { return Ok(pages) };
         if after.as_ref().is_some_and(|a| *a >= last) {
             return Ok(pages);
         }
@@ -111,10 +112,10 @@ pub async fn count_legacy(store: &dyn Store, sealer: &dyn Resealer) -> Result<us
         n += usize::from(rec.root_key_sealed.as_ref().is_some_and(|r| !sealer.is_bound(r)));
     }
     let legacy = |b64: &str| STANDARD.decode(b64).map_or(true, |b| !sealer.is_bound(&b));
-    for page in all_records::<SigningCredential>(store, &CREDENTIALS).await? {
+    for page in all_records::<SigningCredential>(store).await? {
         n += page.iter().filter(|c| legacy(&c.sealed_key)).count();
     }
-    for page in all_records::<DeviceSecret>(store, &DEVICE_SECRETS).await? {
+    for page in all_records::<DeviceSecret>(store).await? {
         for s in page {
             n += usize::from(s.admin_key.as_deref().is_some_and(legacy));
             n += usize::from(s.unlock_code.as_deref().is_some_and(legacy));
@@ -183,7 +184,7 @@ async fn credentials(
     let cas = store.cas().await?;
     let ca_certs: Vec<Vec<u8>> =
         cas.iter().flat_map(|c| [c.cert_der.clone(), c.root_der.clone()]).collect();
-    for page in all_records::<SigningCredential>(store, &CREDENTIALS).await? {
+    for page in all_records::<SigningCredential>(store).await? {
         for c in page {
             let at = crate::signing::credential::credential_binding(c.id, c.key_algorithm);
             let Ok(sealed) = STANDARD.decode(&c.sealed_key) else {
@@ -231,7 +232,7 @@ async fn device_secrets(
     report: &mut ResealReport,
     now: OffsetDateTime,
 ) -> Result<()> {
-    for page in all_records::<DeviceSecret>(store, &DEVICE_SECRETS).await? {
+    for page in all_records::<DeviceSecret>(store).await? {
         for s in page {
             let admin = match (&s.admin_key, s.algorithm) {
                 (Some(k), Some(alg)) => {
@@ -299,12 +300,12 @@ async fn replace<R: Record>(
     change: impl FnOnce(&mut R) -> bool,
 ) -> Result<()> {
     let mut tx = store.begin().await?;
-    let Some(body) = tx.record_for_update(R::TABLE, &id.to_string()).await? else {
+    let Some(body) = tx.record_for_update(R::COLLECTION, &id.to_string()).await? else {
         return Ok(());
     };
     let mut r = R::from_body(&body)?;
     if change(&mut r) {
-        tx.update_record(R::TABLE, &r.to_row()?).await?;
+        tx.update_record(r.row()).await?;
         tx.commit(vec![event], now).await?;
     }
     Ok(())

@@ -8,25 +8,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::certs::KeyType;
-use crate::records::{Record, SqlValue, Table};
-
-/// Signer accounts.
-pub static SIGNERS: Table =
-    Table { name: "signers", columns: &["username", "person_id", "enabled", "created_at"] };
-/// Signing credentials.
-pub static CREDENTIALS: Table = Table {
-    name: "signing_credentials",
-    columns: &["signer_id", "certificate_id", "status", "created_at"],
-};
-/// CSC provider configurations.
-pub static PROVIDERS: Table = Table { name: "csc_providers", columns: &["name", "created_at"] };
-/// Access and refresh tokens, by the SHA-256 of the token.
-pub static TOKENS: Table =
-    Table { name: "csc_tokens", columns: &["signer_id", "kind", "expires_at"] };
-
-fn micros(t: OffsetDateTime) -> SqlValue {
-    SqlValue::Int(crate::audit::unix_micros(t))
-}
 
 /// A CSC user: logs in to the CSC API with HTTP Basic and owns signing credentials.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -71,21 +52,6 @@ impl std::fmt::Debug for Signer {
             .field("username", &self.username)
             .field("enabled", &self.enabled)
             .finish_non_exhaustive()
-    }
-}
-
-impl Record for Signer {
-    const TABLE: &'static Table = &SIGNERS;
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn columns(&self) -> Vec<SqlValue> {
-        vec![
-            self.username.as_str().into(),
-            self.person_id.into(),
-            self.enabled.into(),
-            micros(self.created_at),
-        ]
     }
 }
 
@@ -163,21 +129,6 @@ impl SigningCredential {
     }
 }
 
-impl Record for SigningCredential {
-    const TABLE: &'static Table = &CREDENTIALS;
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn columns(&self) -> Vec<SqlValue> {
-        vec![
-            self.signer_id.into(),
-            self.certificate_id.into(),
-            self.status.as_str().into(),
-            micros(self.created_at),
-        ]
-    }
-}
-
 /// How CSC clients authenticate to a provider (CSC `authType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum CscAuthType {
@@ -217,16 +168,6 @@ pub struct CscProvider {
     /// Last change.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
-}
-
-impl Record for CscProvider {
-    const TABLE: &'static Table = &PROVIDERS;
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn columns(&self) -> Vec<SqlValue> {
-        vec![self.name.as_str().into(), micros(self.created_at)]
-    }
 }
 
 /// Digest algorithms of signHash.
@@ -334,24 +275,6 @@ pub struct CscToken {
     /// Expiry.
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
-}
-
-impl Record for CscToken {
-    const TABLE: &'static Table = &TOKENS;
-    fn id(&self) -> Uuid {
-        Uuid::nil()
-    }
-    fn columns(&self) -> Vec<SqlValue> {
-        vec![self.signer_id.into(), self.kind.as_str().into(), micros(self.expires_at)]
-    }
-    fn to_row(&self) -> crate::Result<crate::records::RecordRow> {
-        Ok(crate::records::RecordRow {
-            id: self.id.clone(),
-            body: serde_json::to_string(self)
-                .map_err(|e| crate::CoreError::Internal(format!("encoding a token: {e}")))?,
-            columns: self.columns(),
-        })
-    }
 }
 
 /// Signature activation data: what one `credentials/authorize` allows. Stored in its own table

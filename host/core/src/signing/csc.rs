@@ -30,11 +30,11 @@ use crate::audit::{NewAuditEvent, unix_micros};
 use crate::certs::{CertStatus, Certificate, KeyType};
 use crate::error::{AuthFailure, CoreError, Result, StoreError};
 use crate::ports::{Clock, Store, WriteOp};
-use crate::records::{Cond, Record, RecordQuery};
+use crate::records::{Collection, Filter, Record, RecordQuery};
 use crate::signing::cache::CscCache;
 use crate::signing::credential::{
-    CREDENTIALS, CredentialKey, CredentialStatus, CscSettings, CscToken, HashAlgo, SIGNERS, Sad,
-    SadUse, SignFamily, SignScheme, Signer, SigningCredential, SigningKeys, TOKENS, sign_algo,
+    CredentialKey, CredentialStatus, CscSettings, CscToken, HashAlgo, Sad, SadUse, SignFamily,
+    SignScheme, Signer, SigningCredential, SigningKeys, sign_algo,
 };
 use crate::signing::signers::SignerService;
 
@@ -204,7 +204,7 @@ impl CscService {
         if parent.is_none() {
             // A right password forgets the wrong ones (and gives back its own reserved
             // attempt), unless a concurrent attempt has just locked the signer out.
-            let body = tx.record_for_update(&SIGNERS, &s.id.to_string()).await?;
+            let body = tx.record_for_update(Collection::Signers, &s.id.to_string()).await?;
             let mut cur =
                 body.map(|b| Signer::from_body(&b)).transpose()?.ok_or_else(Self::login_refused)?;
             if cur.login_locked(now) {
@@ -219,7 +219,7 @@ impl CscService {
             cur.failed_logins = 0;
             cur.locked_until = None;
             cur.updated_at = now;
-            tx.update_record(&SIGNERS, &cur.to_row()?).await?;
+            tx.update_record(cur.row()).await?;
         }
         let access = Self::random_token()?;
         let refresh = if remember_me { Some(Self::random_token()?) } else { None };
@@ -241,7 +241,7 @@ impl CscService {
             });
         }
         for r in &rows {
-            tx.insert_record(&TOKENS, &r.to_row()?).await?;
+            tx.insert_record(r.row()).await?;
         }
         let p = Self::principal(s, context);
         let ev = NewAuditEvent::new(&p, "csc.login", "signer", s.id).details(serde_json::json!({
@@ -258,7 +258,7 @@ impl CscService {
     }
 
     async fn token(&self, digest: &str) -> Result<Option<CscToken>> {
-        let body = self.store.record(&TOKENS, digest).await?;
+        let body = self.store.record(Collection::Tokens, digest).await?;
         body.map(|b| CscToken::from_body(&b)).transpose()
     }
 
@@ -315,8 +315,8 @@ impl CscService {
             .ok_or_else(|| invalid("Invalid string parameter token"))?;
         let mut ids = vec![id.clone()];
         if t.kind == "refresh" {
-            let q = RecordQuery::all(vec![Cond::Eq("signer_id", s.signer.id.into())]);
-            for b in self.store.records(&TOKENS, &q).await? {
+            let q = RecordQuery::all(Filter::Tokens { signer_id: s.signer.id });
+            for b in self.store.records(&q).await? {
                 if let Ok(c) = CscToken::from_body(&b)
                     && c.parent.as_deref() == Some(id.as_str())
                 {
@@ -327,7 +327,7 @@ impl CscService {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         for i in &ids {
-            tx.delete_record(&TOKENS, i).await?;
+            tx.delete_record(Collection::Tokens, i).await?;
         }
         let ev = NewAuditEvent::new(&s.principal, "csc.revoke", "signer", s.signer.id)
             .details(serde_json::json!({"kind": t.kind, "tokens": ids.len()}));
@@ -416,13 +416,13 @@ impl CscService {
         let good = self.signers.secrets().verify(pin, c.pin_hash.clone()).await?;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        if tx.record_for_update(&TOKENS, &s.token_id).await?.is_none() {
+        if tx.record_for_update(Collection::Tokens, &s.token_id).await?.is_none() {
             drop(tx);
             self.cache.forget_token(&s.token_id);
             self.audit_only(vec![ev("invalid_token")]).await?;
             return Err(CoreError::Unauthenticated(AuthFailure::Unknown));
         }
-        let current = tx.record_for_update(&CREDENTIALS, &c.id.to_string()).await?;
+        let current = tx.record_for_update(Collection::Credentials, &c.id.to_string()).await?;
         let mut cur = current
             .map(|b| SigningCredential::from_body(&b))
             .transpose()?
@@ -436,7 +436,7 @@ impl CscService {
         if !good {
             cur.pin_retries_left = cur.pin_retries_left.saturating_sub(1);
             cur.updated_at = now;
-            tx.update_record(&CREDENTIALS, &cur.to_row()?).await?;
+            tx.update_record(cur.row()).await?;
             let outcome = if cur.locked() { "invalid_pin_locked" } else { "invalid_pin" };
             tx.commit(vec![ev(outcome)], now).await?;
             return Err(CoreError::invalid("invalid_pin", "Invalid PIN"));
@@ -444,7 +444,7 @@ impl CscService {
         if cur.pin_retries_left != self.settings.pin_retries {
             cur.pin_retries_left = self.settings.pin_retries;
             cur.updated_at = now;
-            tx.update_record(&CREDENTIALS, &cur.to_row()?).await?;
+            tx.update_record(cur.row()).await?;
         }
         let sad = Self::random_token()?;
         let row = Sad {

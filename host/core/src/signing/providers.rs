@@ -13,8 +13,8 @@ use crate::audit::NewAuditEvent;
 use crate::error::{CoreError, Result};
 use crate::page::lock_unchanged;
 use crate::ports::{Clock, Store};
-use crate::records::{Record, RecordQuery, conflict_as, decode_all};
-use crate::signing::credential::{CscAuthType, CscProvider, PROVIDERS};
+use crate::records::{Collection, Filter, Record, conflict_as, select};
+use crate::signing::credential::{CscAuthType, CscProvider};
 
 /// Largest uploaded logo, bytes (decoded).
 pub const MAX_LOGO: usize = 256 * 1024;
@@ -128,7 +128,7 @@ impl CscProviderService {
     }
 
     async fn all_providers(&self) -> Result<Vec<CscProvider>> {
-        decode_all(self.store.records(&PROVIDERS, &RecordQuery::all(vec![])).await?)
+        select(self.store.as_ref(), Filter::Providers).await
     }
 
     /// Every provider (there are at most [`MAX_PROVIDERS`]); no permission needed beyond
@@ -145,7 +145,7 @@ impl CscProviderService {
 
     /// One provider, or 404.
     pub async fn get(&self, id: Uuid) -> Result<CscProvider> {
-        let body = self.store.record(&PROVIDERS, &id.to_string()).await?;
+        let body = self.store.record(Collection::Providers, &id.to_string()).await?;
         body.map(|b| CscProvider::from_body(&b))
             .transpose()?
             .ok_or_else(|| CoreError::not_found("csc_provider", id.to_string()))
@@ -174,13 +174,13 @@ impl CscProviderService {
         match before {
             Some(b) => {
                 lock_unchanged(tx.as_mut(), b, "csc_provider").await?;
-                tx.update_record(&PROVIDERS, &p.to_row()?).await
+                tx.update_record(p.row()).await
             }
-            None => tx.insert_record(&PROVIDERS, &p.to_row()?).await,
+            None => tx.insert_record(p.row()).await,
         }
         .map_err(conflict_as("name_taken", format!("a CSC provider `{}` exists", p.name)))?;
         for o in &others {
-            tx.update_record(&PROVIDERS, &o.to_row()?).await?;
+            tx.update_record(o.row()).await?;
         }
         let ev = NewAuditEvent::new(cap.principal(), action, "csc_provider", p.id).details(
             serde_json::json!({
@@ -268,7 +268,7 @@ impl CscProviderService {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         lock_unchanged(tx.as_mut(), &before, "csc_provider").await?;
-        tx.delete_record(&PROVIDERS, &id.to_string()).await?;
+        tx.delete_record(Collection::Providers, &id.to_string()).await?;
         let ev = NewAuditEvent::new(cap.principal(), "csc_provider.delete", "csc_provider", id)
             .details(serde_json::json!({"name": before.name}));
         tx.commit(vec![ev], now).await?;

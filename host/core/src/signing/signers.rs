@@ -18,11 +18,11 @@ use crate::error::{CoreError, Result};
 use crate::page::{Page, lock_unchanged, record_page};
 use crate::people::directory::PeopleService;
 use crate::ports::{Clock, PageRequest, Store};
-use crate::records::{Cond, Record, RecordQuery, conflict_as, decode_all};
+use crate::records::{Collection, Filter, Record, conflict_as, select};
 use crate::secrets::SecretGate;
 use crate::signing::cache::CscCache;
 use crate::signing::credential::{
-    CREDENTIALS, CredentialStatus, CscSettings, SIGNERS, Signer, SigningCredential, SigningKeys,
+    CredentialStatus, CscSettings, Signer, SigningCredential, SigningKeys,
 };
 
 /// Largest `multisign`.
@@ -197,19 +197,20 @@ impl SignerService {
 
     /// A signer by id.
     pub async fn signer(&self, id: Uuid) -> Result<Option<Signer>> {
-        let body = self.store.record(&SIGNERS, &id.to_string()).await?;
+        let body = self.store.record(Collection::Signers, &id.to_string()).await?;
         body.map(|b| Signer::from_body(&b)).transpose()
     }
 
     /// A signer by username.
     pub async fn signer_by_name(&self, username: &str) -> Result<Option<Signer>> {
-        let q = RecordQuery::all(vec![Cond::Eq("username", username.trim().to_lowercase().into())]);
-        Ok(decode_all::<Signer>(self.store.records(&SIGNERS, &q).await?)?.into_iter().next())
+        let username = Some(username.trim().to_lowercase());
+        let filter = Filter::Signers { username, enabled: None, person_id: None };
+        Ok(select::<Signer, _>(self.store.as_ref(), filter).await?.into_iter().next())
     }
 
     /// A credential by id.
     pub async fn credential(&self, id: Uuid) -> Result<Option<SigningCredential>> {
-        let body = self.store.record(&CREDENTIALS, &id.to_string()).await?;
+        let body = self.store.record(Collection::Credentials, &id.to_string()).await?;
         let c = body.map(|b| SigningCredential::from_body(&b)).transpose()?;
         match c {
             // A body copied into another row is not that row's credential.
@@ -236,8 +237,8 @@ impl SignerService {
 
     /// A signer's credentials.
     pub async fn credentials_of(&self, signer: Uuid) -> Result<Vec<SigningCredential>> {
-        let q = RecordQuery::all(vec![Cond::Eq("signer_id", signer.into())]);
-        decode_all(self.store.records(&CREDENTIALS, &q).await?)
+        select(self.store.as_ref(), Filter::Credentials { signer_id: Some(signer), status: None })
+            .await
     }
 
     /// A signer's person must be one the caller sees; a caller with a restricted scope must
@@ -300,7 +301,7 @@ impl SignerService {
     async fn scoped_page<R: Record>(
         &self,
         p: &Principal,
-        conds: Vec<Cond>,
+        filter: Filter,
         page: PageRequest,
         signer_of: fn(&R) -> Uuid,
     ) -> Result<Page<R>> {
@@ -309,7 +310,7 @@ impl SignerService {
         loop {
             let batch: Page<R> = record_page(
                 self.store.as_ref(),
-                conds.clone(),
+                filter.clone(),
                 PageRequest { after: after.clone(), limit: 200 },
             )
             .await?;
@@ -327,7 +328,7 @@ impl SignerService {
                 break;
             }
         }
-        Ok(crate::page::paginate(out, page.limit, |r| r.id().to_string()))
+        Ok(crate::page::paginate(out, page.limit, |r| r.key()))
     }
 
     /// Creates a signer.
@@ -354,7 +355,7 @@ impl SignerService {
             locked_until: None,
         };
         let mut tx = self.store.begin().await?;
-        tx.insert_record(&SIGNERS, &s.to_row()?)
+        tx.insert_record(s.row())
             .await
             .map_err(conflict_as("username_taken", format!("a signer `{}` exists", s.username)))?;
         let ev = NewAuditEvent::new(cap.principal(), "signer.create", "signer", s.id)
@@ -371,18 +372,12 @@ impl SignerService {
         person_id: Option<Uuid>,
         page: PageRequest,
     ) -> Result<Page<Signer>> {
-        let mut conds = Vec::new();
-        if let Some(e) = enabled {
-            conds.push(Cond::Eq("enabled", e.into()));
-        }
-        if let Some(p) = person_id {
-            conds.push(Cond::Eq("person_id", p.into()));
-        }
+        let filter = Filter::Signers { username: None, enabled, person_id };
         let p = cap.principal();
         if p.scope.is_all() {
-            return record_page(self.store.as_ref(), conds, page).await;
+            return record_page(self.store.as_ref(), filter, page).await;
         }
-        self.scoped_page(p, conds, page, |s: &Signer| s.id).await
+        self.scoped_page(p, filter, page, |s: &Signer| s.id).await
     }
 
     /// One signer, or 404 (also outside the caller's scope).
@@ -445,7 +440,7 @@ impl SignerService {
         s.updated_at = now;
         let mut tx = self.store.begin().await?;
         lock_unchanged(tx.as_mut(), &before, "signer").await?;
-        tx.update_record(&SIGNERS, &s.to_row()?).await?;
+        tx.update_record(s.row()).await?;
         let ends_sessions = fields.contains(&"password") || (before.enabled && !s.enabled);
         let ended = if ends_sessions { tx.end_csc_sessions(id).await? } else { 0 };
         let ev = NewAuditEvent::new(cap.principal(), "signer.update", "signer", id).details(
@@ -575,7 +570,7 @@ impl SignerService {
 
     async fn insert_credential(&self, c: &SigningCredential, ev: NewAuditEvent) -> Result<()> {
         let mut tx = self.store.begin().await?;
-        tx.insert_record(&CREDENTIALS, &c.to_row()?).await?;
+        tx.insert_record(c.row()).await?;
         tx.commit(vec![ev], c.created_at).await?;
         Ok(())
     }
@@ -609,18 +604,12 @@ impl SignerService {
         status: Option<CredentialStatus>,
         page: PageRequest,
     ) -> Result<Page<SigningCredential>> {
-        let mut conds = Vec::new();
-        if let Some(s) = signer_id {
-            conds.push(Cond::Eq("signer_id", s.into()));
-        }
-        if let Some(s) = status {
-            conds.push(Cond::Eq("status", s.as_str().into()));
-        }
+        let filter = Filter::Credentials { signer_id, status };
         let p = cap.principal();
         if p.scope.is_all() {
-            return record_page(self.store.as_ref(), conds, page).await;
+            return record_page(self.store.as_ref(), filter, page).await;
         }
-        self.scoped_page(p, conds, page, |c: &SigningCredential| c.signer_id).await
+        self.scoped_page(p, filter, page, |c: &SigningCredential| c.signer_id).await
     }
 
     /// One credential, or 404 (also outside the caller's scope).
@@ -680,7 +669,7 @@ impl SignerService {
         c.updated_at = now;
         let mut tx = self.store.begin().await?;
         lock_unchanged(tx.as_mut(), &before, "signing_credential").await?;
-        tx.update_record(&CREDENTIALS, &c.to_row()?).await?;
+        tx.update_record(c.row()).await?;
         let ev = NewAuditEvent::new(
             cap.principal(),
             "signing_credential.update",

@@ -2,6 +2,7 @@
 //! budget before the password is hashed, and the settlement of wrong passwords.
 
 use super::*;
+use crate::records::Collection;
 
 /// The address a login is counted under: an IPv4 address, or the /64 network of an IPv6 one
 /// (one end site usually holds a whole /64, so single addresses would cost it nothing).
@@ -102,7 +103,7 @@ impl CscService {
     async fn reserve_attempt(&self, id: Uuid, context: &RequestContext) -> Result<bool> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let body = tx.record_for_update(&SIGNERS, &id.to_string()).await?;
+        let body = tx.record_for_update(Collection::Signers, &id.to_string()).await?;
         let Some(mut cur) = body.map(|b| Signer::from_body(&b)).transpose()? else {
             return Ok(false);
         };
@@ -119,7 +120,7 @@ impl CscService {
                 cur.locked_until = Some(now + Duration::seconds(self.settings.login_lock_secs));
                 cur.updated_at = now;
                 tx.end_csc_sessions(id).await?;
-                tx.update_record(&SIGNERS, &cur.to_row()?).await?;
+                tx.update_record(cur.row()).await?;
                 let ev =
                     NewAuditEvent::new(&Self::system(context.clone()), "csc.login", "signer", id)
                         .details(serde_json::json!({
@@ -138,7 +139,7 @@ impl CscService {
         }
         cur.failed_logins = cur.failed_logins.saturating_add(1);
         cur.updated_at = now;
-        tx.update_record(&SIGNERS, &cur.to_row()?).await?;
+        tx.update_record(cur.row()).await?;
         // The counter is state, so the reservation is audited too; the attempt's outcome is
         // audited as `csc.login` when it is settled (wrong password or login).
         let ev =
@@ -153,7 +154,7 @@ impl CscService {
     async fn count_wrong_password(&self, id: Uuid, context: RequestContext) -> Result<()> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let body = tx.record_for_update(&SIGNERS, &id.to_string()).await?;
+        let body = tx.record_for_update(Collection::Signers, &id.to_string()).await?;
         let Some(mut cur) = body.map(|b| Signer::from_body(&b)).transpose()? else {
             return Err(Self::login_refused());
         };
@@ -167,14 +168,14 @@ impl CscService {
             // A lockout ends the signer's tokens and SADs with it (someone is guessing).
             tx.end_csc_sessions(id).await?;
             cur.updated_at = now;
-            tx.update_record(&SIGNERS, &cur.to_row()?).await?;
+            tx.update_record(cur.row()).await?;
             "locked_out"
         } else {
             if retries == 0 {
                 // Nothing was reserved; the count is still shown to administrators.
                 cur.failed_logins = cur.failed_logins.saturating_add(1);
                 cur.updated_at = now;
-                tx.update_record(&SIGNERS, &cur.to_row()?).await?;
+                tx.update_record(cur.row()).await?;
             }
             "authentication_error"
         };

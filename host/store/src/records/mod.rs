@@ -1,14 +1,164 @@
-//! The generic record tables (see `sigil_core::records`): a JSON body plus filter columns. Table
-//! and column names come from core's static descriptors, never from input; values are bound.
+//! The generic record tables: a JSON body (the source of truth) plus indexed filter columns.
+//! Core hands over typed records and filters (`sigil_core::records`); [`map`] turns them into
+//! table and column names, which come only from its static descriptors, never from input;
+//! values are always bound.
+
+mod map;
 
 use sigil_core::StoreError;
 use sigil_core::ports::StoreResult;
-use sigil_core::records::{Cond, RecordQuery, RecordRow, SqlValue, Table};
+use sigil_core::records::{Collection, Filter, RecordQuery, Row};
 use sqlx::any::AnyArguments;
-use sqlx::{Any, Executor, Row};
+use sqlx::{Any, Executor, Row as _};
+use uuid::Uuid;
 
 use crate::filter::{Param, Select};
 use crate::{like_pattern, map_err};
+
+/// A table of records: its name and its filter columns (besides `id` and `body`), in order.
+#[derive(Debug)]
+pub(crate) struct Table {
+    /// SQL table name.
+    pub(crate) name: &'static str,
+    /// Filter columns, in the order `map::columns` returns their values.
+    pub(crate) columns: &'static [&'static str],
+}
+
+/// A column value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SqlValue {
+    /// TEXT.
+    Text(String),
+    /// BIGINT.
+    Int(i64),
+    /// NULL.
+    Null,
+}
+
+impl From<&str> for SqlValue {
+    fn from(s: &str) -> Self {
+        Self::Text(s.to_owned())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(s: String) -> Self {
+        Self::Text(s)
+    }
+}
+
+impl From<Uuid> for SqlValue {
+    fn from(u: Uuid) -> Self {
+        Self::Text(u.to_string())
+    }
+}
+
+impl From<i64> for SqlValue {
+    fn from(i: i64) -> Self {
+        Self::Int(i)
+    }
+}
+
+impl From<bool> for SqlValue {
+    fn from(b: bool) -> Self {
+        Self::Int(i64::from(b))
+    }
+}
+
+impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+    fn from(o: Option<T>) -> Self {
+        o.map_or(Self::Null, Into::into)
+    }
+}
+
+/// One stored row.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordRow {
+    /// Primary key.
+    pub(crate) id: String,
+    /// The record as JSON.
+    pub(crate) body: String,
+    /// Values of the table's columns, in order.
+    pub(crate) columns: Vec<SqlValue>,
+}
+
+/// A condition on a column.
+#[derive(Debug, Clone)]
+pub(crate) enum Cond {
+    /// `column = value`.
+    Eq(&'static str, SqlValue),
+    /// `column IN (values)`; an empty list matches nothing.
+    In(&'static str, Vec<SqlValue>),
+    /// `column >= value`.
+    Gte(&'static str, i64),
+    /// `column < value`.
+    Lt(&'static str, i64),
+    /// `lower(column)` contains the lowercased text.
+    Contains(&'static str, String),
+}
+
+/// Conditions, then `id > after` in id order, at most `limit` rows (0: all).
+struct Query<'a> {
+    conds: Vec<Cond>,
+    after: Option<&'a str>,
+    limit: u32,
+}
+
+/// Bodies of the records `q` selects, in key order; `lock` is appended to the statement.
+pub(crate) async fn fetch<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    q: &RecordQuery,
+    lock: &str,
+) -> StoreResult<Vec<String>> {
+    let query = Query { conds: map::conds(&q.filter), after: q.after.as_deref(), limit: q.limit };
+    select(e, map::table(q.filter.collection()), &query, lock).await
+}
+
+/// The body of record `key` of `c`.
+pub(crate) async fn fetch_one<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    c: Collection,
+    key: &str,
+    lock: &str,
+) -> StoreResult<Option<String>> {
+    let query = Query { conds: vec![Cond::Eq("id", key.into())], after: None, limit: 0 };
+    Ok(select(e, map::table(c), &query, lock).await?.into_iter().next())
+}
+
+/// How many records `f` selects.
+pub(crate) async fn count_of<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    f: &Filter,
+) -> StoreResult<i64> {
+    count(e, map::table(f.collection()), &map::conds(f)).await
+}
+
+/// Inserts `row`.
+pub(crate) async fn insert_row<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    row: Row<'_>,
+) -> StoreResult<()> {
+    let (table, r) = map::stored(row)?;
+    insert(e, table, &r).await
+}
+
+/// Replaces `row`.
+pub(crate) async fn update_row<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    row: Row<'_>,
+) -> StoreResult<()> {
+    let (table, r) = map::stored(row)?;
+    update(e, table, &r).await
+}
+
+/// Deletes record `key` of `c`.
+pub(crate) async fn delete_key<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    c: Collection,
+    key: &str,
+) -> StoreResult<()> {
+    delete(e, map::table(c), key).await
+}
 
 fn param(v: &SqlValue) -> Option<Param> {
     match v {
@@ -59,32 +209,28 @@ fn apply(q: &mut Select, table: &Table, conds: &[Cond]) -> StoreResult<()> {
                 known(col)?;
                 q.and(&format!("LOWER({col}) LIKE ? ESCAPE '\\'"), [like_pattern(text)]);
             }
-            Cond::IsNull(col) => {
-                known(col)?;
-                q.and_raw(&format!("{col} IS NULL"));
-            }
         }
     }
     Ok(())
 }
 
-pub(crate) async fn select<'c, E: Executor<'c, Database = Any>>(
+async fn select<'c, E: Executor<'c, Database = Any>>(
     e: E,
     table: &Table,
-    rq: &RecordQuery,
+    rq: &Query<'_>,
     lock: &str,
 ) -> StoreResult<Vec<String>> {
     let mut q = Select::new("body", table.name);
     apply(&mut q, table, &rq.conds)?;
-    if let Some(after) = &rq.after {
-        q.and("id > ?", [after.as_str()]);
+    if let Some(after) = rq.after {
+        q.and("id > ?", [after]);
     }
     let limit = if rq.limit > 0 { format!(" LIMIT {}", rq.limit) } else { String::new() };
     let rows = q.fetch(&format!("ORDER BY id{limit}{lock}"), e).await?;
     rows.iter().map(|r| r.try_get::<String, _>("body").map_err(map_err)).collect()
 }
 
-pub(crate) async fn count<'c, E: Executor<'c, Database = Any>>(
+async fn count<'c, E: Executor<'c, Database = Any>>(
     e: E,
     table: &Table,
     conds: &[Cond],
@@ -117,7 +263,7 @@ fn check_width(table: &Table, row: &RecordRow) -> StoreResult<()> {
     }
 }
 
-pub(crate) async fn insert<'c, E: Executor<'c, Database = Any>>(
+async fn insert<'c, E: Executor<'c, Database = Any>>(
     e: E,
     table: &Table,
     row: &RecordRow,
@@ -134,7 +280,7 @@ pub(crate) async fn insert<'c, E: Executor<'c, Database = Any>>(
     bind_all(q, &row.columns).execute(e).await.map(|_| ()).map_err(map_err)
 }
 
-pub(crate) async fn update<'c, E: Executor<'c, Database = Any>>(
+async fn update<'c, E: Executor<'c, Database = Any>>(
     e: E,
     table: &Table,
     row: &RecordRow,
@@ -151,7 +297,7 @@ pub(crate) async fn update<'c, E: Executor<'c, Database = Any>>(
     Ok(())
 }
 
-pub(crate) async fn delete<'c, E: Executor<'c, Database = Any>>(
+async fn delete<'c, E: Executor<'c, Database = Any>>(
     e: E,
     table: &Table,
     id: &str,
