@@ -7,7 +7,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sigil_core::access::authz::Principal;
 use sigil_core::audit::NewAuditEvent;
-use sigil_core::ports::{AuditFilter, Store};
+use sigil_core::ports::AuditFilter;
+use sigil_core::ports::AuditLog as _;
 use sigil_tests::{TestServer, backends, json};
 
 /// Makes five audited changes (admin bootstrap + four creates).

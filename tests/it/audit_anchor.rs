@@ -7,7 +7,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sigil_core::audit::AuditCrypto as _;
 use sigil_core::audit::{AuditEvent, Checkpoint};
-use sigil_core::ports::{AuditFilter, AuditKeyRecord, Store};
+use sigil_core::ports::AuditLog as _;
+use sigil_core::ports::{AuditFilter, AuditKeyRecord};
 use sigil_store::SqlStore;
 use sigil_tests::{Options, TestDb, TestServer, backends, json};
 

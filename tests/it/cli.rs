@@ -2,6 +2,7 @@
 
 use clap::Parser as _;
 use reqwest::Method;
+use sigil_core::ports::CertStore as _;
 use sigil_server::cli::{Cli, run};
 use sigil_tests::{TestServer, backends};
 
@@ -132,7 +133,6 @@ async fn check_config_rejects_unknown_keys_and_endpoints() {
 /// key. Each refusal (a foreign chain, a mismatched root key, an overwritten file) is checked.
 #[tokio::test]
 async fn an_offline_root_signs_the_issuing_ca_and_its_crl_and_the_server_never_holds_its_key() {
-    use sigil_core::ports::Store as _;
     use sigil_tests::{Options, json, openssl, openssl_csr};
     for db in backends().await {
         let off = tempfile::tempdir().unwrap();

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha384};
+use sigil_core::ports::CertStore as _;
 use sigil_tests::{Options, TestServer, backends, json, openssl};
 
 fn b64(d: &[u8]) -> String {
@@ -832,7 +833,6 @@ async fn concurrent_sign_hash_calls_never_spend_a_sad_twice() {
 
 #[tokio::test]
 async fn a_ca_key_copied_into_a_credential_row_signs_nothing() {
-    use sigil_core::ports::Store as _;
     for db in backends().await {
         let toml = "[csc]\ncache_ttl_ms = 0\n".to_owned();
         let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;

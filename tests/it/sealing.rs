@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use sigil_core::cards::unlock::unlock_code_binding;
 use sigil_core::certs::ca::{ca_key_binding, ca_root_key_binding};
-use sigil_core::ports::Store as _;
+use sigil_core::ports::CertStore as _;
 use sigil_core::records::Collection::{
     Credentials as CREDENTIALS, DeviceSecrets as DEVICE_SECRETS,
 };

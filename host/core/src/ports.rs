@@ -196,9 +196,18 @@ pub enum WriteOp {
     ConsumeSad(crate::signing::credential::SadUse),
 }
 
-/// The database.
+/// The database: each area's read port, and the units of work that write. Services name the
+/// narrowest port they use; wiring hands them the one store.
 #[async_trait]
-pub trait Store: crate::records::Records + 'static {
+pub trait Store:
+    crate::records::Records
+    + AccessStore
+    + CertStore
+    + AuditLog
+    + SettingsStore
+    + SigningStore
+    + 'static
+{
     /// Applies insert-only `ops` and appends `events` in one atomic unit. On SQLite concurrent
     /// callers are group-committed: one transaction carries many units, each still all-or-nothing.
     async fn commit_ops(
@@ -213,7 +222,11 @@ pub trait Store: crate::records::Records + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Starts a write transaction.
     async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+}
 
+/// Reads of API keys, roles and operators, and the shared rate-limit windows.
+#[async_trait]
+pub trait AccessStore: Send + Sync {
     /// Number of API keys (active or not).
     async fn count_api_keys(&self) -> StoreResult<i64>;
     /// One key by id.
@@ -226,9 +239,33 @@ pub trait Store: crate::records::Records + 'static {
     async fn list_api_keys(&self, f: &ApiKeyFilter, page: &PageRequest)
     -> StoreResult<Vec<ApiKey>>;
 
-    /// A setting's stored value (JSON text), if it was ever set through the API.
-    async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
+    /// Every role, by name.
+    async fn roles(&self) -> StoreResult<Vec<Role>>;
+    /// One operator.
+    async fn operator(&self, id: Uuid) -> StoreResult<Option<Operator>>;
+    /// The operator bound to a client certificate fingerprint.
+    async fn operator_by_certificate(&self, sha256: &str) -> StoreResult<Option<Operator>>;
+    /// A page of operators ordered by id.
+    async fn list_operators(
+        &self,
+        f: &OperatorFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Vec<Operator>>;
 
+    /// Counts one request in a rate-limit window and returns the window's total across all nodes.
+    async fn rate_limit_hit(
+        &self,
+        key: &str,
+        window_start: i64,
+        window_end: i64,
+    ) -> StoreResult<i64>;
+    /// Removes windows that ended before `before`.
+    async fn rate_limit_prune(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// Reads of CAs, CRLs, profiles and certificates.
+#[async_trait]
+pub trait CertStore: Send + Sync {
     /// Every stored CA.
     async fn cas(&self) -> StoreResult<Vec<CaRecord>>;
     /// A CA's CRL state.
@@ -256,32 +293,12 @@ pub trait Store: crate::records::Records + 'static {
         f: &CertFilter,
         page: &PageRequest,
     ) -> StoreResult<Vec<Certificate>>;
+}
 
-    /// Every role, by name.
-    async fn roles(&self) -> StoreResult<Vec<Role>>;
-    /// One operator.
-    async fn operator(&self, id: Uuid) -> StoreResult<Option<Operator>>;
-    /// The operator bound to a client certificate fingerprint.
-    async fn operator_by_certificate(&self, sha256: &str) -> StoreResult<Option<Operator>>;
-    /// A page of operators ordered by id.
-    async fn list_operators(
-        &self,
-        f: &OperatorFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Vec<Operator>>;
-
-    /// Counts one request in a rate-limit window and returns the window's total across all nodes.
-    async fn rate_limit_hit(
-        &self,
-        key: &str,
-        window_start: i64,
-        window_end: i64,
-    ) -> StoreResult<i64>;
-    /// Removes windows that ended before `before`.
-    async fn rate_limit_prune(&self, before: i64) -> StoreResult<u64>;
-    /// Removes CSC access/refresh tokens and SADs that expired before `before` (unix µs).
-    async fn csc_prune(&self, before: i64) -> StoreResult<u64>;
-
+/// Reads of the audit chain, and its checkpoints and keys (which attest to the chain and are
+/// not themselves audited changes).
+#[async_trait]
+pub trait AuditLog: Send + Sync {
     /// A page of audit events, ordered by seq ascending.
     async fn audit_events(&self, f: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEvent>>;
     /// The recorded head of the chain.
@@ -297,9 +314,36 @@ pub trait Store: crate::records::Records + 'static {
     async fn audit_keys(&self) -> StoreResult<Vec<AuditKeyRecord>>;
 }
 
-/// A write transaction. Dropping it without [`Tx::commit`] rolls everything back.
+/// Reads of settings changed through the API.
 #[async_trait]
-pub trait Tx: crate::records::RecordTx + Send {
+pub trait SettingsStore: Send + Sync {
+    /// A setting's stored value (JSON text), if it was ever set through the API.
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
+}
+
+/// Housekeeping of CSC sessions.
+#[async_trait]
+pub trait SigningStore: Send + Sync {
+    /// Removes CSC access/refresh tokens and SADs that expired before `before` (unix µs).
+    async fn csc_prune(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// A write transaction over every area's tables. Dropping it without [`Tx::commit`] rolls
+/// everything back.
+#[async_trait]
+pub trait Tx: crate::records::RecordTx + AccessTx + CertTx + SettingsTx + SigningTx + Send {
+    /// Appends `events` to the audit chain and commits the whole transaction. If the audit write
+    /// fails, nothing of the transaction is kept. `events` must not be empty.
+    async fn commit(
+        self: Box<Self>,
+        events: Vec<NewAuditEvent>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// Writes of API keys, roles and operators.
+#[async_trait]
+pub trait AccessTx: Send {
     /// Inserts a new API key.
     async fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
     /// Reads a key and locks it against concurrent writers until commit.
@@ -307,6 +351,27 @@ pub trait Tx: crate::records::RecordTx + Send {
     /// Replaces a key's mutable fields.
     async fn update_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
 
+    /// Inserts a role.
+    async fn insert_role(&mut self, role: &Role) -> StoreResult<()>;
+    /// Replaces a role's description and permissions.
+    async fn update_role(&mut self, role: &Role) -> StoreResult<()>;
+    /// Deletes a role.
+    async fn delete_role(&mut self, name: &str) -> StoreResult<()>;
+    /// Reads a role and locks it until commit.
+    async fn role_for_update(&mut self, name: &str) -> StoreResult<Option<Role>>;
+    /// How many operators hold a role.
+    async fn count_role_holders(&mut self, name: &str) -> StoreResult<i64>;
+    /// Inserts an operator.
+    async fn insert_operator(&mut self, op: &Operator) -> StoreResult<()>;
+    /// Reads an operator and locks it until commit.
+    async fn operator_for_update(&mut self, id: Uuid) -> StoreResult<Option<Operator>>;
+    /// Replaces an operator's mutable fields.
+    async fn update_operator(&mut self, op: &Operator) -> StoreResult<()>;
+}
+
+/// Writes of CAs, CRLs, profiles and certificates.
+#[async_trait]
+pub trait CertTx: Send {
     /// Inserts a CA.
     async fn insert_ca(&mut self, ca: &CaRecord) -> StoreResult<()>;
     /// Replaces a CA's sealed keys (issuing, root) with `new` when they are still `old`;
@@ -349,24 +414,11 @@ pub trait Tx: crate::records::RecordTx + Send {
     /// Cancels the revocation of superseded certificate `id` while its grace lasts (after
     /// `now_us`) and it is not revoked; whether it did.
     async fn cancel_supersession(&mut self, id: Uuid, now_us: i64) -> StoreResult<bool>;
+}
 
-    /// Inserts a role.
-    async fn insert_role(&mut self, role: &Role) -> StoreResult<()>;
-    /// Replaces a role's description and permissions.
-    async fn update_role(&mut self, role: &Role) -> StoreResult<()>;
-    /// Deletes a role.
-    async fn delete_role(&mut self, name: &str) -> StoreResult<()>;
-    /// Reads a role and locks it until commit.
-    async fn role_for_update(&mut self, name: &str) -> StoreResult<Option<Role>>;
-    /// How many operators hold a role.
-    async fn count_role_holders(&mut self, name: &str) -> StoreResult<i64>;
-    /// Inserts an operator.
-    async fn insert_operator(&mut self, op: &Operator) -> StoreResult<()>;
-    /// Reads an operator and locks it until commit.
-    async fn operator_for_update(&mut self, id: Uuid) -> StoreResult<Option<Operator>>;
-    /// Replaces an operator's mutable fields.
-    async fn update_operator(&mut self, op: &Operator) -> StoreResult<()>;
-
+/// Writes of settings.
+#[async_trait]
+pub trait SettingsTx: Send {
     /// A setting's value as this transaction sees it.
     async fn setting(&mut self, name: &str) -> StoreResult<Option<String>>;
     /// Creates or replaces a setting.
@@ -379,22 +431,17 @@ pub trait Tx: crate::records::RecordTx + Send {
     ) -> StoreResult<()>;
     /// Removes a setting; returns whether it existed.
     async fn delete_setting(&mut self, name: &str) -> StoreResult<bool>;
+}
 
+/// Writes of CSC signature activation data and sessions.
+#[async_trait]
+pub trait SigningTx: Send {
     /// Inserts a SAD.
     async fn insert_sad(&mut self, sad: &crate::signing::credential::Sad) -> StoreResult<()>;
 
     /// Deletes every CSC token and SAD of `signer`; returns how many.
     async fn end_csc_sessions(&mut self, signer: Uuid) -> StoreResult<u64>;
-
-    /// Appends `events` to the audit chain and commits the whole transaction. If the audit write
-    /// fails, nothing of the transaction is kept. `events` must not be empty.
-    async fn commit(
-        self: Box<Self>,
-        events: Vec<NewAuditEvent>,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<AuditEvent>>;
 }
-
 /// The cursor of a certificate in a list sorted by `sort`: the sort key and the id.
 pub fn cert_cursor(c: &Certificate, sort: CertSort) -> String {
     let key = match sort {

@@ -27,7 +27,8 @@ use sigil_core::StoreError;
 use sigil_core::access::api_key::ApiKey;
 use sigil_core::audit::{AuditEvent, Checkpoint};
 use sigil_core::ports::{
-    ApiKeyFilter, AuditFilter, AuditHead, AuditKeyRecord, PageRequest, Store, StoreResult, Tx,
+    AccessStore, ApiKeyFilter, AuditFilter, AuditHead, AuditKeyRecord, AuditLog, CertStore,
+    PageRequest, SettingsStore, SigningStore, Store, StoreResult, Tx,
 };
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
@@ -283,7 +284,10 @@ impl Store for SqlStore {
         let tx = self.write.begin().await.map_err(map_err)?;
         Ok(Box::new(tx::SqlTx { tx, backend: self.backend }))
     }
+}
 
+#[async_trait]
+impl AccessStore for SqlStore {
     async fn count_api_keys(&self) -> StoreResult<i64> {
         apikeys::count(&self.read).await
     }
@@ -306,67 +310,6 @@ impl Store for SqlStore {
         page: &PageRequest,
     ) -> StoreResult<Vec<ApiKey>> {
         apikeys::list(&self.read, f, page).await
-    }
-
-    async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
-        sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(map_err)
-    }
-
-    async fn cas(&self) -> StoreResult<Vec<sigil_core::certs::ca::CaRecord>> {
-        certs::cas(&self.read).await
-    }
-
-    async fn crl(&self, ca_id: &str) -> StoreResult<Option<sigil_core::ports::CrlRecord>> {
-        certs::crl(&self.read, ca_id).await
-    }
-
-    async fn revoked_entries(
-        &self,
-        ca_id: &str,
-    ) -> StoreResult<Vec<sigil_core::certs::ca::RevokedEntry>> {
-        certs::revoked_entries(&self.read, ca_id).await
-    }
-
-    async fn profiles(&self) -> StoreResult<Vec<sigil_core::certs::profile::Profile>> {
-        certs::profiles(&self.read).await
-    }
-
-    async fn certificate(&self, id: Uuid) -> StoreResult<Option<sigil_core::certs::Certificate>> {
-        certs::certificate_where(&self.read, "id = $1", &[&id.to_string()], "").await
-    }
-
-    async fn renewal_of(&self, id: Uuid) -> StoreResult<Option<sigil_core::certs::Certificate>> {
-        // The write pool: a renewal just made on this node must be seen at once.
-        certs::certificate_where(&self.write, "renewed_from = $1", &[&id.to_string()], "").await
-    }
-
-    async fn superseded_due(
-        &self,
-        now_us: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<sigil_core::certs::Certificate>> {
-        certs::superseded_due(&self.write, now_us, limit).await
-    }
-
-    async fn certificate_by_serial(
-        &self,
-        ca_id: &str,
-        serial: &str,
-    ) -> StoreResult<Option<sigil_core::certs::Certificate>> {
-        certs::certificate_where(&self.read, "ca_id = $1 AND serial = $2", &[ca_id, serial], "")
-            .await
-    }
-
-    async fn list_certificates(
-        &self,
-        f: &sigil_core::ports::CertFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Vec<sigil_core::certs::Certificate>> {
-        certs::list(&self.read, f, page).await
     }
 
     async fn roles(&self) -> StoreResult<Vec<sigil_core::access::operator::Role>> {
@@ -420,11 +363,66 @@ impl Store for SqlStore {
             .map(|r| r.rows_affected())
             .map_err(map_err)
     }
+}
 
-    async fn csc_prune(&self, before: i64) -> StoreResult<u64> {
-        csc::prune(&self.write, before).await
+#[async_trait]
+impl CertStore for SqlStore {
+    async fn cas(&self) -> StoreResult<Vec<sigil_core::certs::ca::CaRecord>> {
+        certs::cas(&self.read).await
     }
 
+    async fn crl(&self, ca_id: &str) -> StoreResult<Option<sigil_core::ports::CrlRecord>> {
+        certs::crl(&self.read, ca_id).await
+    }
+
+    async fn revoked_entries(
+        &self,
+        ca_id: &str,
+    ) -> StoreResult<Vec<sigil_core::certs::ca::RevokedEntry>> {
+        certs::revoked_entries(&self.read, ca_id).await
+    }
+
+    async fn profiles(&self) -> StoreResult<Vec<sigil_core::certs::profile::Profile>> {
+        certs::profiles(&self.read).await
+    }
+
+    async fn certificate(&self, id: Uuid) -> StoreResult<Option<sigil_core::certs::Certificate>> {
+        certs::certificate_where(&self.read, "id = $1", &[&id.to_string()], "").await
+    }
+
+    async fn renewal_of(&self, id: Uuid) -> StoreResult<Option<sigil_core::certs::Certificate>> {
+        // The write pool: a renewal just made on this node must be seen at once.
+        certs::certificate_where(&self.write, "renewed_from = $1", &[&id.to_string()], "").await
+    }
+
+    async fn superseded_due(
+        &self,
+        now_us: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<sigil_core::certs::Certificate>> {
+        certs::superseded_due(&self.write, now_us, limit).await
+    }
+
+    async fn certificate_by_serial(
+        &self,
+        ca_id: &str,
+        serial: &str,
+    ) -> StoreResult<Option<sigil_core::certs::Certificate>> {
+        certs::certificate_where(&self.read, "ca_id = $1 AND serial = $2", &[ca_id, serial], "")
+            .await
+    }
+
+    async fn list_certificates(
+        &self,
+        f: &sigil_core::ports::CertFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Vec<sigil_core::certs::Certificate>> {
+        certs::list(&self.read, f, page).await
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqlStore {
     async fn audit_events(&self, f: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEvent>> {
         audit::events(&self.read, f, limit).await
     }
@@ -450,6 +448,23 @@ impl Store for SqlStore {
     }
 }
 
+#[async_trait]
+impl SettingsStore for SqlStore {
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl SigningStore for SqlStore {
+    async fn csc_prune(&self, before: i64) -> StoreResult<u64> {
+        csc::prune(&self.write, before).await
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

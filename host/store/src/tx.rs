@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use sigil_core::access::api_key::ApiKey;
 use sigil_core::audit::{AuditEvent, NewAuditEvent};
-use sigil_core::ports::{StoreResult, Tx};
+use sigil_core::ports::{AccessTx, CertTx, SettingsTx, SigningTx, StoreResult, Tx};
 use sqlx::{Any, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -65,6 +65,22 @@ impl sigil_core::records::RecordUnit for SqlTx {
 
 #[async_trait]
 impl Tx for SqlTx {
+    async fn commit(
+        mut self: Box<Self>,
+        events: Vec<NewAuditEvent>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let lock = matches!(self.backend, Backend::Postgres);
+        let mut chain = audit::Chain::head(&mut self.tx, lock).await?;
+        let sealed = chain.append(&mut self.tx, &events, now).await?;
+        chain.save(&mut self.tx).await?;
+        self.tx.commit().await.map_err(map_err)?;
+        Ok(sealed)
+    }
+}
+
+#[async_trait]
+impl AccessTx for SqlTx {
     async fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
         apikeys::insert(&mut *self.tx, key).await
     }
@@ -88,6 +104,43 @@ impl Tx for SqlTx {
         apikeys::update(&mut *self.tx, key).await
     }
 
+    async fn insert_role(&mut self, role: &Role) -> StoreResult<()> {
+        operators::insert_role(&mut *self.tx, role).await
+    }
+
+    async fn update_role(&mut self, role: &Role) -> StoreResult<()> {
+        operators::update_role(&mut *self.tx, role).await
+    }
+
+    async fn delete_role(&mut self, name: &str) -> StoreResult<()> {
+        operators::delete_role(&mut *self.tx, name).await
+    }
+
+    async fn role_for_update(&mut self, name: &str) -> StoreResult<Option<Role>> {
+        let lock = self.lock();
+        operators::role_for_update(&mut *self.tx, name, lock).await
+    }
+
+    async fn count_role_holders(&mut self, name: &str) -> StoreResult<i64> {
+        operators::count_role_holders(&mut *self.tx, name).await
+    }
+
+    async fn insert_operator(&mut self, op: &Operator) -> StoreResult<()> {
+        operators::insert_operator(&mut *self.tx, op).await
+    }
+
+    async fn operator_for_update(&mut self, id: Uuid) -> StoreResult<Option<Operator>> {
+        let lock = self.lock();
+        operators::operator_where(&mut *self.tx, "id", &id.to_string(), lock).await
+    }
+
+    async fn update_operator(&mut self, op: &Operator) -> StoreResult<()> {
+        operators::update_operator(&mut *self.tx, op).await
+    }
+}
+
+#[async_trait]
+impl CertTx for SqlTx {
     async fn insert_ca(&mut self, ca: &sigil_core::certs::ca::CaRecord) -> StoreResult<()> {
         certs::insert_ca(&mut *self.tx, ca).await
     }
@@ -176,41 +229,10 @@ impl Tx for SqlTx {
         .map(|_| ())
         .map_err(map_err)
     }
+}
 
-    async fn insert_role(&mut self, role: &Role) -> StoreResult<()> {
-        operators::insert_role(&mut *self.tx, role).await
-    }
-
-    async fn update_role(&mut self, role: &Role) -> StoreResult<()> {
-        operators::update_role(&mut *self.tx, role).await
-    }
-
-    async fn delete_role(&mut self, name: &str) -> StoreResult<()> {
-        operators::delete_role(&mut *self.tx, name).await
-    }
-
-    async fn role_for_update(&mut self, name: &str) -> StoreResult<Option<Role>> {
-        let lock = self.lock();
-        operators::role_for_update(&mut *self.tx, name, lock).await
-    }
-
-    async fn count_role_holders(&mut self, name: &str) -> StoreResult<i64> {
-        operators::count_role_holders(&mut *self.tx, name).await
-    }
-
-    async fn insert_operator(&mut self, op: &Operator) -> StoreResult<()> {
-        operators::insert_operator(&mut *self.tx, op).await
-    }
-
-    async fn operator_for_update(&mut self, id: Uuid) -> StoreResult<Option<Operator>> {
-        let lock = self.lock();
-        operators::operator_where(&mut *self.tx, "id", &id.to_string(), lock).await
-    }
-
-    async fn update_operator(&mut self, op: &Operator) -> StoreResult<()> {
-        operators::update_operator(&mut *self.tx, op).await
-    }
-
+#[async_trait]
+impl SettingsTx for SqlTx {
     async fn setting(&mut self, name: &str) -> StoreResult<Option<String>> {
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE",
@@ -253,25 +275,15 @@ impl Tx for SqlTx {
             .map(|r| r.rows_affected() > 0)
             .map_err(map_err)
     }
+}
 
+#[async_trait]
+impl SigningTx for SqlTx {
     async fn insert_sad(&mut self, sad: &sigil_core::signing::credential::Sad) -> StoreResult<()> {
         crate::csc::insert(&mut *self.tx, sad).await
     }
 
     async fn end_csc_sessions(&mut self, signer: Uuid) -> StoreResult<u64> {
         crate::csc::end_sessions(&mut self.tx, &signer.to_string()).await
-    }
-
-    async fn commit(
-        mut self: Box<Self>,
-        events: Vec<NewAuditEvent>,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<AuditEvent>> {
-        let lock = matches!(self.backend, Backend::Postgres);
-        let mut chain = audit::Chain::head(&mut self.tx, lock).await?;
-        let sealed = chain.append(&mut self.tx, &events, now).await?;
-        chain.save(&mut self.tx).await?;
-        self.tx.commit().await.map_err(map_err)?;
-        Ok(sealed)
     }
 }
