@@ -69,7 +69,7 @@ where
         uuid::Uuid::parse_str(a)
             .map_err(|_| crate::CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
     }
-    debug_assert_eq!(filter.collection(), R::COLLECTION);
+    crate::records::same_collection::<R>(&filter)?;
     let q = crate::records::RecordQuery { filter, after: page.after, limit: page.limit + 1 };
     let rows: Vec<R> = crate::records::decode_all(store.records(&q).await?)?;
     Ok(paginate(rows, page.limit, |r| r.key()))

@@ -241,10 +241,10 @@ pub enum Filter {
         /// Only devices of these offices.
         offices: Option<Vec<Uuid>>,
     },
-    /// A device's history.
+    /// Device history.
     DeviceEvents {
-        /// The device.
-        device_id: Uuid,
+        /// Of this device.
+        device_id: Option<Uuid>,
     },
     /// Every device's secrets.
     DeviceSecrets,
@@ -266,10 +266,10 @@ pub enum Filter {
     },
     /// Every CSC provider.
     Providers,
-    /// A signer's CSC tokens.
+    /// CSC tokens.
     Tokens {
-        /// The signer.
-        signer_id: Uuid,
+        /// Of this signer.
+        signer_id: Option<Uuid>,
     },
 }
 
@@ -305,13 +305,12 @@ impl Filter {
             Collection::People => Self::People { f: PersonFilter::default(), offices: None },
             Collection::Requests => Self::Requests { f: RequestFilter::default(), offices: None },
             Collection::Devices => Self::Devices { f: DeviceFilter::default(), offices: None },
-            // History is only ever read per device; the nil device has none.
-            Collection::DeviceEvents => Self::DeviceEvents { device_id: Uuid::nil() },
+            Collection::DeviceEvents => Self::DeviceEvents { device_id: None },
             Collection::DeviceSecrets => Self::DeviceSecrets,
             Collection::Signers => Self::Signers { username: None, enabled: None, person_id: None },
             Collection::Credentials => Self::Credentials { signer_id: None, status: None },
             Collection::Providers => Self::Providers,
-            Collection::Tokens => Self::Tokens { signer_id: Uuid::nil() },
+            Collection::Tokens => Self::Tokens { signer_id: None },
         }
     }
 
@@ -383,7 +382,9 @@ impl Filter {
                     && same(&f.serial, &d.serial)
                     && within(offices, d.office_id)
             }
-            (Self::DeviceEvents { device_id }, Row::DeviceEvent(e)) => e.device_id == *device_id,
+            (Self::DeviceEvents { device_id }, Row::DeviceEvent(e)) => {
+                same(device_id, &e.device_id)
+            }
             (Self::DeviceSecrets, Row::DeviceSecret(_)) | (Self::Providers, Row::Provider(_)) => {
                 true
             }
@@ -395,7 +396,7 @@ impl Filter {
             (Self::Credentials { signer_id, status }, Row::Credential(c)) => {
                 same(signer_id, &c.signer_id) && same(status, &c.status)
             }
-            (Self::Tokens { signer_id }, Row::Token(t)) => t.signer_id == *signer_id,
+            (Self::Tokens { signer_id }, Row::Token(t)) => same(signer_id, &t.signer_id),
             _ => false,
         }
     }
@@ -469,10 +470,12 @@ pub trait Records: RecordStore + Send + Sync {
 pub trait Record: Serialize + DeserializeOwned + Send + Sync {
     /// Where it is stored.
     const COLLECTION: Collection;
-    /// Its key.
-    fn key(&self) -> String;
     /// It, as a row to write.
     fn row(&self) -> Row<'_>;
+    /// Its key.
+    fn key(&self) -> String {
+        self.row().key()
+    }
 
     /// Decodes a stored body.
     fn from_body(body: &str) -> Result<Self> {
@@ -483,13 +486,9 @@ pub trait Record: Serialize + DeserializeOwned + Send + Sync {
 }
 
 macro_rules! records {
-    ($($ty:ty => $coll:ident / $row:ident, |$r:ident| $key:expr;)*) => {$(
+    ($($ty:ty => $coll:ident / $row:ident;)*) => {$(
         impl Record for $ty {
             const COLLECTION: Collection = Collection::$coll;
-            fn key(&self) -> String {
-                let $r = self;
-                $key
-            }
             fn row(&self) -> Row<'_> {
                 Row::$row(self)
             }
@@ -498,19 +497,33 @@ macro_rules! records {
 }
 
 records! {
-    Organization => Organizations / Organization, |r| r.id.to_string();
-    Division => Divisions / Division, |r| r.id.to_string();
-    Office => Offices / Office, |r| r.id.to_string();
-    CustomField => CustomFields / CustomField, |r| r.id.to_string();
-    Person => People / Person, |r| r.id.to_string();
-    EnrolmentRequest => Requests / Request, |r| r.id.to_string();
-    Device => Devices / Device, |r| r.id.to_string();
-    DeviceEvent => DeviceEvents / DeviceEvent, |r| r.id.to_string();
-    DeviceSecret => DeviceSecrets / DeviceSecret, |r| r.id.to_string();
-    Signer => Signers / Signer, |r| r.id.to_string();
-    SigningCredential => Credentials / Credential, |r| r.id.to_string();
-    CscProvider => Providers / Provider, |r| r.id.to_string();
-    CscToken => Tokens / Token, |r| r.id.clone();
+    Organization => Organizations / Organization;
+    Division => Divisions / Division;
+    Office => Offices / Office;
+    CustomField => CustomFields / CustomField;
+    Person => People / Person;
+    EnrolmentRequest => Requests / Request;
+    Device => Devices / Device;
+    DeviceEvent => DeviceEvents / DeviceEvent;
+    DeviceSecret => DeviceSecrets / DeviceSecret;
+    Signer => Signers / Signer;
+    SigningCredential => Credentials / Credential;
+    CscProvider => Providers / Provider;
+    CscToken => Tokens / Token;
+}
+
+/// Refuses a filter over another collection than `R`'s: a body of one kind may decode as
+/// another (serde ignores unknown fields), so the mix-up would go unnoticed.
+pub fn same_collection<R: Record>(filter: &Filter) -> Result<()> {
+    if filter.collection() == R::COLLECTION {
+        Ok(())
+    } else {
+        Err(CoreError::Internal(format!(
+            "a {} filter used to read {} records",
+            filter.collection().noun(),
+            R::COLLECTION.noun()
+        )))
+    }
 }
 
 /// Decodes many bodies.
@@ -531,7 +544,7 @@ pub async fn select<R: Record, S: RecordStore + Sync + ?Sized>(
     store: &S,
     filter: Filter,
 ) -> Result<Vec<R>> {
-    debug_assert_eq!(filter.collection(), R::COLLECTION);
+    same_collection::<R>(&filter)?;
     decode_all(store.records(&RecordQuery::all(filter)).await?)
 }
 

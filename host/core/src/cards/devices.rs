@@ -307,7 +307,8 @@ impl DeviceService {
         let p = cap.principal();
         self.visible(p, id).await?;
         let mut page: Page<DeviceEvent> =
-            record_page(self.store.as_ref(), Filter::DeviceEvents { device_id: id }, page).await?;
+            record_page(self.store.as_ref(), Filter::DeviceEvents { device_id: Some(id) }, page)
+                .await?;
         if !p.scope.is_all() {
             // An entry names only the certificates the caller sees (an unrestricted actor's
             // cascade may have reached others).

@@ -91,12 +91,19 @@ async fn only_an_unrestricted_caller_changes_the_structure_above_an_office() {
     let svc = service(&records);
     let [(a, _, a_off), _] = two_trees(&svc).await;
     let before = records.events().len();
-    let refused = match restricted([a_off.id]).authorize::<perm::OrganizationsWrite>() {
-        // Refused at the door, or by the service: either way nothing changes.
-        Err(e) => e,
-        Ok(w) => svc.update_organization(&w, a.id, named("Renamed", None)).await.unwrap_err(),
-    };
-    assert!(matches!(refused, CoreError::Forbidden { .. }), "{refused:?}");
+    // The permission is one a restricted operator may hold (it edits its offices); the
+    // structure above them is the service's own refusal.
+    let w = restricted([a_off.id]).authorize::<perm::OrganizationsWrite>().unwrap();
+    let refused = svc.update_organization(&w, a.id, named("Renamed", None)).await.unwrap_err();
+    assert!(
+        matches!(refused, CoreError::Forbidden { code: "scope_restricted", .. }),
+        "{refused:?}"
+    );
+    let refused = svc.create_division(&w, named("Mine", Some(a.id))).await.unwrap_err();
+    assert!(
+        matches!(refused, CoreError::Forbidden { code: "scope_restricted", .. }),
+        "{refused:?}"
+    );
     assert_eq!(records.events().len(), before, "a refused change writes no audit event");
     let r = admin().authorize::<perm::OrganizationsRead>().unwrap();
     assert_eq!(svc.organization(&r, a.id).await.unwrap().name, "Acme");

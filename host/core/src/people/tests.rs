@@ -63,6 +63,7 @@ async fn a_person_outside_the_callers_scope_is_neither_seen_nor_created_nor_move
     let (records, svc, a, b) = setup().await;
     let all = Principal::system();
     let in_b = svc.create(&all.authorize().unwrap(), person(b, "Novak")).await.unwrap();
+    let in_a = svc.create(&all.authorize().unwrap(), person(a, "Horvat")).await.unwrap();
     let only_a = restricted([a]);
 
     let err = svc.get(&only_a.authorize().unwrap(), in_b.id).await.unwrap_err();
@@ -75,7 +76,8 @@ async fn a_person_outside_the_callers_scope_is_neither_seen_nor_created_nor_move
         )
         .await
         .unwrap();
-    assert!(listed.items.is_empty(), "a list shows only the caller's offices");
+    let ids: Vec<Uuid> = listed.items.iter().map(|p| p.id).collect();
+    assert_eq!(ids, [in_a.id], "a list shows exactly the people of the caller's offices");
 
     // Creating in an office out of scope reads as an unknown office (its existence is not told).
     let n = records.count(Collection::People);
@@ -84,7 +86,6 @@ async fn a_person_outside_the_callers_scope_is_neither_seen_nor_created_nor_move
     assert_eq!(records.count(Collection::People), n);
 
     // Nor may a caller move its own person into an office it does not see.
-    let in_a = svc.create(&only_a.authorize().unwrap(), person(a, "Horvat")).await.unwrap();
     let moved = PersonInput { office_id: Some(b), ..PersonInput::default() };
     let err = svc.update(&only_a.authorize().unwrap(), in_a.id, moved).await.unwrap_err();
     assert!(matches!(err, CoreError::Invalid { code: "unknown_office", .. }), "{err:?}");

@@ -315,7 +315,7 @@ impl CscService {
             .ok_or_else(|| invalid("Invalid string parameter token"))?;
         let mut ids = vec![id.clone()];
         if t.kind == "refresh" {
-            let q = RecordQuery::all(Filter::Tokens { signer_id: s.signer.id });
+            let q = RecordQuery::all(Filter::Tokens { signer_id: Some(s.signer.id) });
             for b in self.store.records(&q).await? {
                 if let Ok(c) = CscToken::from_body(&b)
                     && c.parent.as_deref() == Some(id.as_str())

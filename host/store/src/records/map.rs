@@ -219,7 +219,7 @@ pub(crate) fn conds(f: &Filter) -> Vec<Cond> {
             eq(&mut c, "serial", f.serial.clone());
             within(&mut c, "office_id", offices);
         }
-        Filter::DeviceEvents { device_id } => eq(&mut c, "device_id", Some(*device_id)),
+        Filter::DeviceEvents { device_id } => eq(&mut c, "device_id", *device_id),
         Filter::DeviceSecrets | Filter::Providers => {}
         Filter::Signers { username, enabled, person_id } => {
             eq(&mut c, "username", username.clone());
@@ -230,7 +230,7 @@ pub(crate) fn conds(f: &Filter) -> Vec<Cond> {
             eq(&mut c, "signer_id", *signer_id);
             eq(&mut c, "status", status.map(|s| s.as_str()));
         }
-        Filter::Tokens { signer_id } => eq(&mut c, "signer_id", Some(*signer_id)),
+        Filter::Tokens { signer_id } => eq(&mut c, "signer_id", *signer_id),
     }
     c
 }
