@@ -6,3 +6,6 @@ pub mod credential;
 pub mod csc;
 pub mod providers;
 pub mod signers;
+
+#[cfg(test)]
+mod tests;

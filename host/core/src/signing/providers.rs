@@ -12,8 +12,8 @@ use crate::access::authz::{Capability, perm};
 use crate::audit::NewAuditEvent;
 use crate::error::{CoreError, Result};
 use crate::page::lock_unchanged;
-use crate::ports::{Clock, Store};
-use crate::records::{Collection, Filter, Record, conflict_as, select};
+use crate::ports::Clock;
+use crate::records::{Collection, Filter, Record, Records, conflict_as, select};
 use crate::signing::credential::{CscAuthType, CscProvider};
 
 /// Largest uploaded logo, bytes (decoded).
@@ -111,7 +111,7 @@ fn check_logo(logo: &str) -> Result<()> {
 
 /// Provider operations.
 pub struct CscProviderService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Records>,
     clock: Arc<dyn Clock>,
 }
 
@@ -123,7 +123,7 @@ impl std::fmt::Debug for CscProviderService {
 
 impl CscProviderService {
     /// Wires the service.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn Records>, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock }
     }
 
@@ -160,7 +160,7 @@ impl CscProviderService {
         action: &str,
     ) -> Result<()> {
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_records().await?;
         let mut others = Vec::new();
         if p.default {
             for mut o in
@@ -266,7 +266,7 @@ impl CscProviderService {
     pub async fn delete(&self, cap: &Capability<perm::CscProvidersWrite>, id: Uuid) -> Result<()> {
         let before = self.get(id).await?;
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_records().await?;
         lock_unchanged(tx.as_mut(), &before, "csc_provider").await?;
         tx.delete_record(Collection::Providers, &id.to_string()).await?;
         let ev = NewAuditEvent::new(cap.principal(), "csc_provider.delete", "csc_provider", id)
