@@ -5,7 +5,7 @@
 use sigil_core::StoreError;
 use sigil_core::audit::unix_micros;
 use sigil_core::ports::StoreResult;
-use sigil_core::signing::credential::{Sad, SadUse, join_hashes, sad_refusal, spend_hashes};
+use sigil_core::signing::credential::{Sad, SadRefusal, SadUse, join_hashes, spend_hashes};
 use sqlx::{Any, AnyConnection, Executor, Row};
 use uuid::Uuid;
 
@@ -50,13 +50,13 @@ pub(crate) async fn consume(conn: &mut AnyConnection, u: &SadUse) -> StoreResult
     .await
     .map_err(map_err)?;
     let Some(row) = row else {
-        return Err(refused(sad_refusal(why(conn, &u.id).await?, u)));
+        return Err(refused(SadRefusal::of(why(conn, &u.id).await?, u).description()));
     };
     // SCAL 2: each signed digest must be one the SAD was authorized for, and signs once.
     let allowed: Option<String> = row.try_get("hashes").map_err(map_err)?;
     if let Some(allowed) = allowed {
         let left = spend_hashes(&allowed, &u.hashes)
-            .ok_or_else(|| refused("Hash is not authorized by the SAD."))?;
+            .ok_or_else(|| refused(SadRefusal::HashNotAuthorized.description()))?;
         sqlx::query("UPDATE csc_sads SET hashes = $2 WHERE id = $1")
             .bind(u.id.clone())
             .bind(left)

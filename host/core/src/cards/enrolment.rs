@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::cards::device::DeviceKind;
+use crate::error::{CoreError, Result};
 
 /// Most certificates one request asks for.
 pub const MAX_ITEMS: usize = 10;
@@ -42,9 +43,9 @@ impl RequestStatus {
     }
 
     /// Parses a wire name.
-    pub fn parse(s: &str) -> crate::Result<Self> {
+    pub fn parse(s: &str) -> Result<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
-            crate::CoreError::invalid(
+            CoreError::invalid(
                 "invalid_status",
                 format!("`{s}` is not a request status (pending, approved, completed, failed, rejected, cancelled)"),
             )
@@ -131,10 +132,73 @@ pub struct EnrolmentRequest {
     pub updated_at: OffsetDateTime,
 }
 
+/// Who approves a request: the actor as recorded, and whether it acts as an operator (an
+/// operator, or a key bound to one; not an unbound key, not a plugin).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approver {
+    /// Operator id, or key or plugin id.
+    pub id: String,
+    /// Acting as an operator.
+    pub is_operator: bool,
+}
+
 impl EnrolmentRequest {
     /// The first profile asked for (what the `profile` filter matches).
     pub fn profile(&self) -> Option<&str> {
         self.certificates.first().map(|c| c.profile.as_str())
+    }
+
+    /// Refuses (409 `not_pending`) unless the request still awaits a decision.
+    pub fn ensure_pending(&self) -> Result<()> {
+        if self.status != RequestStatus::Pending {
+            return Err(CoreError::conflict(
+                "not_pending",
+                format!("the request is {}", self.status.as_str()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The request with `by`'s approval added, and whether that completes the quorum (the
+    /// request is then `approved`). Dual control and separation of duties count people: under
+    /// such a profile only an operator approves, so two keys of one administrator are one
+    /// approver; the requester approves only where the profile allows it; nobody approves twice.
+    pub fn approve(
+        &self,
+        by: &Approver,
+        comment: Option<String>,
+        now: OffsetDateTime,
+    ) -> Result<(Self, bool)> {
+        self.ensure_pending()?;
+        let counts_people = self.approvals_required > 1 || !self.requester_may_approve;
+        if counts_people && !by.is_operator {
+            return Err(CoreError::Forbidden {
+                code: "approver_not_an_operator",
+                detail: "this request needs approvals from distinct operators: approve with a \
+                         key bound to an operator, or as an operator"
+                    .into(),
+            });
+        }
+        if !self.requester_may_approve && by.id == self.requested_by {
+            return Err(CoreError::Forbidden {
+                code: "separation_of_duties",
+                detail: "the requester cannot approve their own request".into(),
+            });
+        }
+        if self.approvals.iter().any(|a| a.by == by.id) {
+            return Err(CoreError::Forbidden {
+                code: "separation_of_duties",
+                detail: "each approval must come from a different operator".into(),
+            });
+        }
+        let mut r = self.clone();
+        r.approvals.push(Approval { by: by.id.clone(), comment, at: now });
+        r.updated_at = now;
+        let done = r.approvals.len() >= usize::from(r.approvals_required);
+        if done {
+            r.status = RequestStatus::Approved;
+        }
+        Ok((r, done))
     }
 }
 
@@ -155,4 +219,79 @@ pub struct RequestFilter {
     pub from_us: Option<i64>,
     /// Created before.
     pub until_us: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(required: u8, requester_may_approve: bool) -> EnrolmentRequest {
+        let now = OffsetDateTime::now_utc();
+        EnrolmentRequest {
+            id: Uuid::now_v7(),
+            office_id: Uuid::now_v7(),
+            person_id: Uuid::now_v7(),
+            certificates: vec![],
+            device: None,
+            status: RequestStatus::Pending,
+            requested_by: "op-ana".into(),
+            approvals_required: required,
+            requester_may_approve,
+            approvals: vec![],
+            decision: None,
+            result: RequestResult { certificates: vec![], device_id: None, error: None },
+            metadata: serde_json::json!({}),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn operator(id: &str) -> Approver {
+        Approver { id: id.into(), is_operator: true }
+    }
+
+    fn refusal(r: Result<(EnrolmentRequest, bool)>) -> &'static str {
+        match r {
+            Err(CoreError::Forbidden { code, .. } | CoreError::Conflict { code, .. }) => code,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dual_control_needs_two_distinct_operators_other_than_the_requester() {
+        let now = OffsetDateTime::now_utc();
+        let r = request(2, false);
+        assert_eq!(refusal(r.approve(&operator("op-ana"), None, now)), "separation_of_duties");
+        let key = Approver { id: "key-1".into(), is_operator: false };
+        assert_eq!(refusal(r.approve(&key, None, now)), "approver_not_an_operator");
+
+        let (one, done) = r.approve(&operator("op-bob"), Some("ok".into()), now).unwrap();
+        assert!(!done);
+        assert_eq!(one.status, RequestStatus::Pending);
+        assert_eq!(refusal(one.approve(&operator("op-bob"), None, now)), "separation_of_duties");
+
+        let (two, done) = one.approve(&operator("op-eve"), None, now).unwrap();
+        assert!(done);
+        assert_eq!(two.status, RequestStatus::Approved);
+        let by: Vec<&str> = two.approvals.iter().map(|a| a.by.as_str()).collect();
+        assert_eq!(by, ["op-bob", "op-eve"]);
+        // Once decided, nobody approves it again.
+        assert_eq!(refusal(two.approve(&operator("op-dan"), None, now)), "not_pending");
+    }
+
+    #[test]
+    fn a_single_approval_profile_lets_any_approver_including_the_requester_decide() {
+        let now = OffsetDateTime::now_utc();
+        let r = request(1, true);
+        let key = Approver { id: "key-1".into(), is_operator: false };
+        assert!(r.approve(&key, None, now).unwrap().1, "an unbound key counts when people do not");
+        let (by_requester, done) = r.approve(&operator("op-ana"), None, now).unwrap();
+        assert!(done);
+        assert_eq!(by_requester.status, RequestStatus::Approved);
+        // Separation of duties alone (one approval, not the requester) still counts people.
+        let sod = request(1, false);
+        assert_eq!(refusal(sod.approve(&key, None, now)), "approver_not_an_operator");
+        assert_eq!(refusal(sod.approve(&operator("op-ana"), None, now)), "separation_of_duties");
+        assert!(sod.approve(&operator("op-bob"), None, now).unwrap().1);
+    }
 }

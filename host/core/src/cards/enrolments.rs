@@ -12,7 +12,7 @@ use crate::access::authz::{Capability, Principal, perm};
 use crate::audit::NewAuditEvent;
 use crate::cards::devices::{DeviceService, RegisterDevice};
 use crate::cards::enrolment::{
-    Approval, CertificateItem, DeviceItem, EnrolmentRequest, MAX_ITEMS, RequestFilter,
+    Approval, Approver, CertificateItem, DeviceItem, EnrolmentRequest, MAX_ITEMS, RequestFilter,
     RequestResult, RequestStatus,
 };
 use crate::certs::certificates::{CertificateService, IssueRequest};
@@ -288,16 +288,6 @@ impl RequestService {
         Ok(r)
     }
 
-    fn pending(r: &EnrolmentRequest) -> Result<()> {
-        if r.status != RequestStatus::Pending {
-            return Err(CoreError::conflict(
-                "not_pending",
-                format!("the request is {}", r.status.as_str()),
-            ));
-        }
-        Ok(())
-    }
-
     /// Rejects a pending request.
     pub async fn reject(
         &self,
@@ -330,7 +320,7 @@ impl RequestService {
         if before.status == to {
             return Ok(before);
         }
-        Self::pending(&before)?;
+        before.ensure_pending()?;
         let now = self.clock.now();
         let mut r = before.clone();
         r.status = to;
@@ -356,43 +346,14 @@ impl RequestService {
         let p = cap.principal();
         let note = comment(note)?;
         let before = self.visible(p, id).await?;
-        Self::pending(&before)?;
-        let who = actor(p);
-        // Dual control and separation of duties count people: under such a profile only an
-        // operator (or a key bound to one) approves, never an unbound key or a plugin, so two
-        // keys of one administrator are one approver.
-        let counts_people = before.approvals_required > 1 || !before.requester_may_approve;
-        if counts_people
-            && (p.operator_id.is_none() || p.kind == crate::access::authz::ActorKind::Plugin)
-        {
-            return Err(CoreError::Forbidden {
-                code: "approver_not_an_operator",
-                detail: "this request needs approvals from distinct operators: approve with a \
-                         key bound to an operator, or as an operator"
-                    .into(),
-            });
-        }
-        if !before.requester_may_approve && who == before.requested_by {
-            return Err(CoreError::Forbidden {
-                code: "separation_of_duties",
-                detail: "the requester cannot approve their own request".into(),
-            });
-        }
-        if before.approvals.iter().any(|a| a.by == who) {
-            return Err(CoreError::Forbidden {
-                code: "separation_of_duties",
-                detail: "each approval must come from a different operator".into(),
-            });
-        }
-        let now = self.clock.now();
-        let mut r = before.clone();
-        r.approvals.push(Approval { by: who, comment: note, at: now });
-        r.updated_at = now;
-        let done = r.approvals.len() >= usize::from(r.approvals_required);
-        if done {
-            // Claimed under the row lock: only one approver carries a request out.
-            r.status = RequestStatus::Approved;
-        }
+        let by = Approver {
+            id: actor(p),
+            is_operator: p.operator_id.is_some()
+                && p.kind != crate::access::authz::ActorKind::Plugin,
+        };
+        // An approval that completes the quorum is claimed under the row lock (`write` checks
+        // the request is unchanged): only one approver carries a request out.
+        let (r, done) = before.approve(&by, note, self.clock.now())?;
         self.write(
             p,
             &before,

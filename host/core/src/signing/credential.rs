@@ -329,18 +329,80 @@ pub fn spend_hashes(allowed: &str, requested: &[String]) -> Option<String> {
     Some(left.join(" "))
 }
 
-/// Why a SAD cannot be spent, as CSC's `error_description` (the code is `invalid_request`).
-pub fn sad_refusal(found: Option<(Uuid, Uuid, u32, i64)>, u: &SadUse) -> &'static str {
-    match found {
-        Some((cred, signer, _, _)) if cred != u.credential_id || signer != u.signer_id => {
-            "Invalid SAD"
+/// Why a SAD cannot be spent (CSC `invalid_request`, worded by [`SadRefusal::description`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SadRefusal {
+    /// Unknown, or made for another credential or signer.
+    Invalid,
+    /// Past its lifetime.
+    Expired,
+    /// Fewer signatures left than asked for.
+    Exhausted,
+    /// SCAL 2: a digest it was not made for, or one already signed.
+    HashNotAuthorized,
+}
+
+impl SadRefusal {
+    /// CSC's `error_description`.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Invalid => "Invalid SAD",
+            Self::Expired => "SAD expired",
+            Self::Exhausted => "The SAD does not authorize this many more signatures",
+            Self::HashNotAuthorized => "Hash is not authorized by the SAD.",
         }
-        Some((_, _, _, expires)) if expires <= u.now_us => "SAD expired",
-        Some((_, _, remaining, _)) if (remaining as usize) < u.hashes.len() => {
-            "The SAD does not authorize this many more signatures"
+    }
+
+    /// Why the SAD a store found (credential, signer, signatures left, expiry in unix µs) does
+    /// not pay for `u`; None when it does, up to the SCAL 2 digests.
+    fn check(found: (Uuid, Uuid, u32, i64), u: &SadUse) -> Option<Self> {
+        let (credential, signer, remaining, expires_us) = found;
+        if credential != u.credential_id || signer != u.signer_id {
+            Some(Self::Invalid)
+        } else if expires_us <= u.now_us {
+            Some(Self::Expired)
+        } else if (remaining as usize) < u.hashes.len() {
+            Some(Self::Exhausted)
+        } else {
+            None
         }
-        Some(_) => "Hash is not authorized by the SAD.",
-        None => "Invalid SAD",
+    }
+
+    /// Why a store refused to spend `u` on the SAD it found (`None`: no such SAD). What is left
+    /// when the SAD itself pays is the SCAL 2 digest check.
+    pub fn of(found: Option<(Uuid, Uuid, u32, i64)>, u: &SadUse) -> Self {
+        match found {
+            None => Self::Invalid,
+            Some(f) => Self::check(f, u).unwrap_or(Self::HashNotAuthorized),
+        }
+    }
+}
+
+impl Sad {
+    /// Spends `u`: one signature per digest, and under SCAL 2 each digest once and only one it
+    /// was made for. A refusal leaves the SAD as it was. This is the rule the store applies
+    /// with one conditional update (`sigil-store`'s `csc.rs`).
+    pub fn spend(&mut self, u: &SadUse) -> Result<(), SadRefusal> {
+        if u.id != self.id {
+            return Err(SadRefusal::Invalid);
+        }
+        let found = (
+            self.credential_id,
+            self.signer_id,
+            self.remaining,
+            crate::audit::unix_micros(self.expires_at),
+        );
+        if let Some(r) = SadRefusal::check(found, u) {
+            return Err(r);
+        }
+        if let Some(allowed) = &self.hashes {
+            let left = spend_hashes(&join_hashes(allowed), &u.hashes)
+                .ok_or(SadRefusal::HashNotAuthorized)?;
+            self.hashes = Some(left.split_whitespace().map(str::to_owned).collect());
+        }
+        let n = u32::try_from(u.hashes.len()).unwrap_or(u32::MAX);
+        self.remaining -= n;
+        Ok(())
     }
 }
 
@@ -459,15 +521,73 @@ mod tests {
     fn a_refused_sad_says_why() {
         let (c, s, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let u = spend(c, s, &["aa"], 100);
-        assert_eq!(sad_refusal(None, &u), "Invalid SAD");
-        assert_eq!(sad_refusal(Some((other, s, 1, 200)), &u), "Invalid SAD");
-        assert_eq!(sad_refusal(Some((c, other, 1, 200)), &u), "Invalid SAD");
-        assert_eq!(sad_refusal(Some((c, s, 1, 100)), &u), "SAD expired");
+        let why = |found| SadRefusal::of(found, &u).description();
+        assert_eq!(why(None), "Invalid SAD");
+        assert_eq!(why(Some((other, s, 1, 200))), "Invalid SAD");
+        assert_eq!(why(Some((c, other, 1, 200))), "Invalid SAD");
+        assert_eq!(why(Some((c, s, 1, 100))), "SAD expired");
         assert_eq!(
-            sad_refusal(Some((c, s, 0, 200)), &u),
+            why(Some((c, s, 0, 200))),
             "The SAD does not authorize this many more signatures"
         );
-        assert_eq!(sad_refusal(Some((c, s, 1, 200)), &u), "Hash is not authorized by the SAD.");
+        assert_eq!(why(Some((c, s, 1, 200))), "Hash is not authorized by the SAD.");
+    }
+
+    fn sad(credential: Uuid, signer: Uuid, remaining: u32, hashes: Option<&[&str]>) -> Sad {
+        let t = |us: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap();
+        Sad {
+            id: "sad".into(),
+            credential_id: credential,
+            signer_id: signer,
+            remaining,
+            hashes: hashes.map(|h| h.iter().map(|x| (*x).to_owned()).collect()),
+            expires_at: t(200),
+            created_at: t(0),
+        }
+    }
+
+    #[test]
+    fn a_sad_pays_for_as_many_signatures_as_it_was_made_for_and_no_more() {
+        let (c, s) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut scal1 = sad(c, s, 3, None);
+        scal1.spend(&spend(c, s, &["aa", "bb"], 100)).unwrap();
+        assert_eq!(scal1.remaining, 1);
+        let before = scal1.clone();
+        let two = spend(c, s, &["cc", "dd"], 100);
+        assert_eq!(scal1.spend(&two), Err(SadRefusal::Exhausted));
+        assert_eq!(scal1, before, "a refusal spends nothing");
+        scal1.spend(&spend(c, s, &["cc"], 100)).unwrap();
+        assert_eq!(scal1.spend(&spend(c, s, &["ee"], 100)), Err(SadRefusal::Exhausted));
+    }
+
+    #[test]
+    fn a_sad_serves_only_its_signer_credential_and_lifetime() {
+        let (c, s, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut a = sad(c, s, 5, None);
+        let before = a.clone();
+        assert_eq!(a.spend(&spend(other, s, &["aa"], 100)), Err(SadRefusal::Invalid));
+        assert_eq!(a.spend(&spend(c, other, &["aa"], 100)), Err(SadRefusal::Invalid));
+        assert_eq!(a.spend(&spend(c, s, &["aa"], 200)), Err(SadRefusal::Expired));
+        let mut wrong_id = spend(c, s, &["aa"], 100);
+        wrong_id.id = "another".into();
+        assert_eq!(a.spend(&wrong_id), Err(SadRefusal::Invalid));
+        assert_eq!(a, before);
+        a.spend(&spend(c, s, &["aa"], 199)).unwrap();
+    }
+
+    #[test]
+    fn under_scal2_each_authorized_digest_signs_once() {
+        let (c, s) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut a = sad(c, s, 3, Some(&["aa", "bb", "cc"]));
+        a.spend(&spend(c, s, &["BB"], 100)).unwrap();
+        assert_eq!(a.spend(&spend(c, s, &["bb"], 100)), Err(SadRefusal::HashNotAuthorized));
+        assert_eq!(a.spend(&spend(c, s, &["dd"], 100)), Err(SadRefusal::HashNotAuthorized));
+        // One digest of a batch not authorized: the whole batch is refused, nothing spent.
+        let before = a.clone();
+        assert_eq!(a.spend(&spend(c, s, &["aa", "dd"], 100)), Err(SadRefusal::HashNotAuthorized));
+        assert_eq!(a, before);
+        a.spend(&spend(c, s, &["cc", "aa"], 100)).unwrap();
+        assert_eq!((a.remaining, a.hashes.as_deref()), (0, Some(&[][..])));
     }
 
     #[test]
