@@ -108,6 +108,18 @@ async fn health_metrics_openapi_and_swagger_ui_are_served() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(doc["paths"]["/api/v1/api-keys"]["post"].is_object());
     assert!(doc["paths"]["/api/v1/audit/verify"]["get"].is_object());
+    // Every error code of the catalogue is documented, with its meaning, on the problem body.
+    let mut code = &doc["components"]["schemas"]["Problem"]["properties"]["code"];
+    if let Some(r) = code["$ref"].as_str() {
+        code = &doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")];
+    }
+    let listed: Vec<&str> =
+        code["enum"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    let all: Vec<&str> = sigil_core::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(listed, all);
+    assert!(all.len() > 150, "{}", all.len());
+    let described = code["description"].as_str().unwrap();
+    assert!(described.contains("- `not_pending`: The request was decided already."), "{described}");
     let ui = get("/docs/").await.unwrap();
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().contains("swagger"));

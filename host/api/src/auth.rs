@@ -2,6 +2,7 @@
 //! the endpoint is served, from where, and with which credential; the credential is then checked
 //! and the caller is attached to the request for the [`crate::extract::Authorized`] extractor.
 
+use sigil_core::ErrorCode;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use sigil_core::access::authz::{AuthMethod, Principal, RequestContext};
 use sigil_core::{AuthFailure, CoreError};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ResponseCode};
 use crate::exposure::AuthMode;
 use crate::extract::Caller;
 
@@ -61,7 +62,10 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
             let res = next.run(req).await;
             // Refusals of authenticated callers are security events: record them.
             if res.status() == StatusCode::FORBIDDEN {
-                let code = res.extensions().get::<ErrorCode>().map_or("forbidden", |c| c.0);
+                let code = res
+                    .extensions()
+                    .get::<ResponseCode>()
+                    .map_or(ErrorCode::Forbidden.as_str(), |c| c.0);
                 if let Err(e) = st.audit.record_denied(&principal, &endpoint, code).await {
                     tracing::warn!(error = %e, "recording a denied request failed");
                 }
@@ -108,7 +112,7 @@ async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>
             && !st.exposure.ip_allowed(&rule, ip)
         {
             return Err(CoreError::Forbidden {
-                code: "ip_not_allowed",
+                code: ErrorCode::IpNotAllowed,
                 detail: format!("{ip} may not call this endpoint"),
             }
             .into());
@@ -124,7 +128,7 @@ async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>
         if !admitted {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "client_certificate_required",
+                ErrorCode::ClientCertificateRequired,
                 "this endpoint requires a client certificate",
             ));
         }
@@ -146,7 +150,7 @@ async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>
         && !st.exposure.ip_allowed(&rule, ip)
     {
         return Err(CoreError::Forbidden {
-            code: "ip_not_allowed",
+            code: ErrorCode::IpNotAllowed,
             detail: format!("{ip} may not call this endpoint"),
         }
         .into());
@@ -197,7 +201,7 @@ async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>
             _ => {
                 return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
-                    "client_certificate_required",
+                    ErrorCode::ClientCertificateRequired,
                     "this endpoint requires a client certificate",
                 ));
             }

@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sigil_core::{AuthFailure, CoreError};
+use sigil_core::{AuthFailure, CoreError, ErrorCode};
 
 /// Stable `type` URI prefix of our problems.
 const TYPE_BASE: &str = "https://sigil.invalid/problems/";
@@ -13,7 +13,7 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable machine-readable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// Human-readable detail (never secrets, never internals on 5xx).
     pub detail: String,
     /// Seconds to wait, for 429.
@@ -22,7 +22,7 @@ pub struct ApiError {
 
 /// The stable code of an error response, left in the response's extensions for middleware.
 #[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
+pub struct ResponseCode(pub &'static str);
 
 /// The JSON body, also used as the OpenAPI schema of every error response.
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -37,23 +37,43 @@ pub struct Problem {
     /// Explanation.
     pub detail: String,
     /// Stable code to branch on.
+    #[schema(value_type = ErrorCodeName)]
     pub code: String,
 }
 
+/// An error code, documented with the catalogue (`sigil_core::codes`) as its enumeration.
+pub(crate) struct ErrorCodeName;
+
+impl utoipa::PartialSchema for ErrorCodeName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        let meanings: String =
+            ErrorCode::ALL.iter().map(|c| format!("\n- `{c}`: {}", c.meaning())).collect();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(names))
+            .description(Some(format!("A stable error code:{meanings}")))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCodeName {}
+
 impl ApiError {
     /// A new error.
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
         Self { status, code, detail: detail.into(), retry_after: None }
     }
 
     /// 400 with a code.
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
     }
 
     /// 404 for anything unknown or hidden.
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such resource")
     }
 }
 
@@ -86,15 +106,15 @@ impl From<CoreError> for ApiError {
                 }
                 _ => "internal error; nothing was changed".to_owned(),
             }
-        } else if let CoreError::Dependency { code: "ca_result_mismatch", detail } = &e {
+        } else if let CoreError::Dependency { code: ErrorCode::CaResultMismatch, detail } = &e {
             // Sigil's own comparison of what was issued with what the profile decided: it
             // names the differing content, which is the caller's own request.
             detail.clone()
         } else if let CoreError::Dependency { code, detail } = &e {
             // A plugin's or CA connector's own words can carry internal URLs and addresses:
             // they go to the log, the client gets the code.
-            tracing::warn!(code, error = %detail, "a plugin or CA back end failed");
-            dependency_detail(code)
+            tracing::warn!(code = code.as_str(), error = %detail, "a plugin or CA back end failed");
+            dependency_detail(code.as_str())
         } else {
             e.to_string()
         };
@@ -123,11 +143,11 @@ impl IntoResponse for ApiError {
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail,
-            code: self.code.to_owned(),
+            code: self.code.as_str().to_owned(),
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = (self.status, bytes).into_response();
-        res.extensions_mut().insert(ErrorCode(self.code));
+        res.extensions_mut().insert(ResponseCode(self.code.as_str()));
         let h = res.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(s) = self.retry_after

@@ -1,6 +1,7 @@
 //! Extractors: strict JSON bodies, query strings, and the authorization step that yields a
 //! capability.
 
+use sigil_core::ErrorCode;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -33,7 +34,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         if !json_type {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "the body must be application/json",
             ));
         }
@@ -41,7 +42,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         // Every request body of this API is a JSON object; serde would also build a struct
         // from an array, which no client means.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::bad_request("invalid_json", "the body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidJson,
+                "the body must be a JSON object",
+            ));
         }
         parse_json(&bytes).map(Json)
     }
@@ -51,7 +55,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 pub(crate) fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        ErrorCode::BodyTooLarge,
         "the request body exceeds the size limit",
     )
 }
@@ -62,7 +66,7 @@ pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Resul
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large()
         } else {
-            ApiError::bad_request("invalid_body", "the request body could not be read")
+            ApiError::bad_request(ErrorCode::InvalidBody, "the request body could not be read")
         }
     })
 }
@@ -74,7 +78,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
-        let code = if msg.starts_with("unknown field") { "unknown_field" } else { "invalid_json" };
+        let code = if msg.starts_with("unknown field") {
+            ErrorCode::UnknownField
+        } else {
+            ErrorCode::InvalidJson
+        };
         let at =
             if path == "." || path.is_empty() { String::new() } else { format!(" at `{path}`") };
         ApiError::bad_request(code, format!("{msg}{at}"))
@@ -95,13 +103,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 }
 
 fn serde_urlencoded_strict<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
-    axum::extract::Query::<T>::try_from_uri(
-        &format!("/?{q}")
-            .parse()
-            .map_err(|_| ApiError::bad_request("invalid_query", "the query string is malformed"))?,
-    )
+    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| {
+        ApiError::bad_request(ErrorCode::InvalidQuery, "the query string is malformed")
+    })?)
     .map(|axum::extract::Query(v)| v)
-    .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    .map_err(|e| ApiError::bad_request(ErrorCode::InvalidQuery, e.body_text()))
 }
 
 /// The authenticated principal, put into the request by the authentication middleware.

@@ -16,6 +16,7 @@ mod health;
 pub mod metrics;
 pub mod v1;
 
+use sigil_core::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -367,7 +368,7 @@ async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Res
         Ok(res) => res,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!("the request took longer than {} s", limit.as_secs_f64()),
         )
         .into_response(),
@@ -382,7 +383,7 @@ fn bounded(routes: Router<AppState>, limits: Limits) -> Router<AppState> {
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "this method is not allowed here",
             )
         })

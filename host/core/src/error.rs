@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+pub use crate::codes::ErrorCode;
+
 /// Result alias for core services.
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 
@@ -13,8 +15,8 @@ pub enum CoreError {
     /// The request is well-formed JSON but a value is not acceptable.
     #[error("{detail}")]
     Invalid {
-        /// Stable code, for example `invalid_permission`.
-        code: &'static str,
+        /// Stable code, for example [`ErrorCode::InvalidPermission`].
+        code: ErrorCode,
         /// Human-readable explanation naming the offending field or value.
         detail: String,
     },
@@ -30,7 +32,7 @@ pub enum CoreError {
     #[error("{detail}")]
     Conflict {
         /// Stable code, for example `name_taken`.
-        code: &'static str,
+        code: ErrorCode,
         /// Explanation.
         detail: String,
     },
@@ -41,7 +43,7 @@ pub enum CoreError {
     #[error("{detail}")]
     Forbidden {
         /// Stable code: `permission_denied`, `ip_not_allowed`, ...
-        code: &'static str,
+        code: ErrorCode,
         /// Explanation, naming the missing permission when there is one.
         detail: String,
     },
@@ -66,7 +68,7 @@ pub enum CoreError {
     #[error("{detail}")]
     Dependency {
         /// Stable code, for example `plugin_timeout`.
-        code: &'static str,
+        code: ErrorCode,
         /// Explanation.
         detail: String,
     },
@@ -96,13 +98,13 @@ pub enum AuthFailure {
 
 impl AuthFailure {
     /// Stable code for the wire.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            Self::Missing => "credentials_missing",
-            Self::Unknown => "credentials_invalid",
-            Self::Expired => "api_key_expired",
-            Self::Revoked => "api_key_revoked",
-            Self::Disabled => "principal_disabled",
+            Self::Missing => ErrorCode::CredentialsMissing,
+            Self::Unknown => ErrorCode::CredentialsInvalid,
+            Self::Expired => ErrorCode::ApiKeyExpired,
+            Self::Revoked => ErrorCode::ApiKeyRevoked,
+            Self::Disabled => ErrorCode::PrincipalDisabled,
         }
     }
 }
@@ -121,7 +123,7 @@ impl fmt::Display for AuthFailure {
 
 impl CoreError {
     /// Shorthand for [`CoreError::Invalid`].
-    pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn invalid(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::Invalid { code, detail: detail.into() }
     }
 
@@ -131,23 +133,23 @@ impl CoreError {
     }
 
     /// Shorthand for [`CoreError::Conflict`].
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::Conflict { code, detail: detail.into() }
     }
 
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             Self::Invalid { code, .. }
             | Self::Conflict { code, .. }
             | Self::Forbidden { code, .. }
-            | Self::Dependency { code, .. } => code,
-            Self::NotFound { .. } => "not_found",
+            | Self::Dependency { code, .. } => *code,
+            Self::NotFound { .. } => ErrorCode::NotFound,
             Self::Unauthenticated(f) => f.code(),
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Storage(_) => "storage_unavailable",
-            Self::Busy { .. } => "server_busy",
-            Self::Internal(_) => "internal",
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Storage(_) => ErrorCode::StorageUnavailable,
+            Self::Busy { .. } => ErrorCode::ServerBusy,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -173,7 +175,7 @@ pub enum StoreError {
     #[error("{detail}")]
     Refused {
         /// Stable code.
-        code: &'static str,
+        code: ErrorCode,
         /// Explanation for the client.
         detail: String,
     },
@@ -186,7 +188,7 @@ impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict { constraint } => Self::conflict(
-                "conflict",
+                ErrorCode::Conflict,
                 format!("conflicts with an existing record ({constraint})"),
             ),
             StoreError::NotFound => Self::not_found("record", ""),

@@ -11,7 +11,7 @@
 //! - [`signing`]: signers, signing credentials, the CSC protocol, CSC providers.
 //!
 //! Shared: [`page`], [`ports`] (the traits storage, crypto and plugins implement), [`records`],
-//! [`sealing`], [`secrets`], [`settings`], [`error`]. With the `testing` feature (and in this
+//! [`sealing`], [`secrets`], [`settings`], [`error`] with [`codes`] (the catalogue of error codes). With the `testing` feature (and in this
 //! crate's unit tests), `testing` holds in-memory fakes of the ports.
 //!
 //! This crate knows nothing of HTTP, SQL drivers or WebAssembly: it depends on none of axum,
@@ -25,6 +25,7 @@ pub mod audit;
 pub mod cache;
 pub mod cards;
 pub mod certs;
+pub mod codes;
 pub mod error;
 pub mod org;
 pub mod page;
@@ -38,4 +39,4 @@ pub mod signing;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use error::{AuthFailure, CoreError, Result, StoreError};
+pub use error::{AuthFailure, CoreError, ErrorCode, Result, StoreError};

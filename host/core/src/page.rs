@@ -2,6 +2,8 @@
 //! (in its area) takes the capability its operation needs, checks the domain rules, and writes
 //! the change together with its audit events in one transaction.
 
+use crate::ErrorCode;
+
 /// Default page size of list operations.
 pub const DEFAULT_PAGE: u32 = 50;
 /// Largest page a caller may ask for.
@@ -22,7 +24,7 @@ pub fn page_size(limit: Option<u32>) -> crate::Result<u32> {
         None => Ok(DEFAULT_PAGE),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
         Some(n) => Err(crate::CoreError::invalid(
-            "invalid_limit",
+            ErrorCode::InvalidLimit,
             format!("limit must be between 1 and {MAX_PAGE}, got {n}"),
         )),
     }
@@ -43,13 +45,13 @@ pub const MAX_METADATA: usize = 16 * 1024;
 pub(crate) fn check_metadata(m: &serde_json::Value) -> crate::Result<()> {
     if !m.is_object() {
         return Err(crate::CoreError::invalid(
-            "invalid_metadata",
+            ErrorCode::InvalidMetadata,
             "metadata must be a JSON object",
         ));
     }
     if m.to_string().len() > MAX_METADATA {
         return Err(crate::CoreError::invalid(
-            "invalid_metadata",
+            ErrorCode::InvalidMetadata,
             format!("metadata is larger than {MAX_METADATA} bytes"),
         ));
     }
@@ -66,8 +68,9 @@ where
     S: crate::records::RecordStore + Sync + ?Sized,
 {
     if let Some(a) = &page.after {
-        uuid::Uuid::parse_str(a)
-            .map_err(|_| crate::CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
+        uuid::Uuid::parse_str(a).map_err(|_| {
+            crate::CoreError::invalid(ErrorCode::InvalidCursor, "cursor is not valid")
+        })?;
     }
     crate::records::same_collection::<R>(&filter)?;
     let q = crate::records::RecordQuery { filter, after: page.after, limit: page.limit + 1 };
@@ -93,7 +96,7 @@ where
         .ok_or_else(|| crate::CoreError::not_found(object, id))?;
     if R::from_body(&current)? != *before {
         return Err(crate::CoreError::conflict(
-            "concurrent_update",
+            ErrorCode::ConcurrentUpdate,
             "changed meanwhile; read it again and retry",
         ));
     }

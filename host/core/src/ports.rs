@@ -2,6 +2,7 @@
 //! `sigil-pki`). Writes go through a [`Tx`] whose only way to commit takes the audit events of the
 //! change, so a change without its audit trail cannot be committed.
 
+use crate::ErrorCode;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -544,7 +545,10 @@ impl IdentitySources for NoIdentitySources {
         source: &str,
         _known: &[(String, String)],
     ) -> crate::Result<Option<Vec<(String, String)>>> {
-        Err(crate::CoreError::invalid("unknown_source", format!("no identity source `{source}`")))
+        Err(crate::CoreError::invalid(
+            ErrorCode::UnknownSource,
+            format!("no identity source `{source}`"),
+        ))
     }
 }
 

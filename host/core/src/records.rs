@@ -549,7 +549,7 @@ pub async fn select<R: Record, S: RecordStore + Sync + ?Sized>(
 }
 
 /// Turns a unique-constraint clash into a conflict with a stable `code` and a clear message.
-pub fn conflict_as(code: &'static str, detail: String) -> impl FnOnce(StoreError) -> CoreError {
+pub fn conflict_as(code: crate::ErrorCode, detail: String) -> impl FnOnce(StoreError) -> CoreError {
     move |e| match e {
         StoreError::Conflict { .. } => CoreError::conflict(code, detail),
         other => other.into(),

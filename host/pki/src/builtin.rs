@@ -1,6 +1,7 @@
 //! The built-in CA: a root and an issuing CA whose keys live in the database, sealed under the
 //! master key. Leaf certificates and CRLs are built with rcgen and signed with ring.
 
+use sigil_core::ErrorCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -102,7 +103,10 @@ fn dn_type(attribute: &str) -> Result<DnType> {
         "UID" => DnType::CustomDnType(vec![0, 9, 2342, 19_200_300, 100, 1, 1]),
         other => {
             DnType::CustomDnType(sigil_core::certs::profile::parse_oid(other).ok_or_else(|| {
-                CoreError::invalid("subject_not_allowed", format!("unknown attribute {other}"))
+                CoreError::invalid(
+                    ErrorCode::SubjectNotAllowed,
+                    format!("unknown attribute {other}"),
+                )
             })?)
         }
     })
@@ -118,18 +122,17 @@ fn distinguished_name(attrs: &[NameAttribute]) -> Result<DistinguishedName> {
 
 fn san(s: &San) -> Result<SanType> {
     let ia5 = |v: &str| {
-        Ia5String::try_from(v)
-            .map_err(|_| CoreError::invalid("san_not_allowed", format!("`{v}` is not ASCII")))
+        Ia5String::try_from(v).map_err(|_| {
+            CoreError::invalid(ErrorCode::SanNotAllowed, format!("`{v}` is not ASCII"))
+        })
     };
     Ok(match s {
         San::Dns(v) => SanType::DnsName(ia5(v)?),
         San::Email(v) => SanType::Rfc822Name(ia5(v)?),
         San::Uri(v) => SanType::URI(ia5(v)?),
-        San::Ip(v) => {
-            SanType::IpAddress(v.parse().map_err(|_| {
-                CoreError::invalid("san_not_allowed", format!("`{v}` is not an IP"))
-            })?)
-        }
+        San::Ip(v) => SanType::IpAddress(v.parse().map_err(|_| {
+            CoreError::invalid(ErrorCode::SanNotAllowed, format!("`{v}` is not an IP"))
+        })?),
     })
 }
 
@@ -277,7 +280,7 @@ impl CoreIssuer for BuiltinCa {
         let content = order.content;
         let params = self.leaf_params(content, order.serial)?;
         let spki = SubjectPublicKeyInfo::from_der(&content.spki_der).map_err(|e| {
-            CoreError::invalid("key_not_allowed", format!("unsupported public key: {e}"))
+            CoreError::invalid(ErrorCode::KeyNotAllowed, format!("unsupported public key: {e}"))
         })?;
         let cert = params.signed_by(&spki, &self.issuer).map_err(internal)?;
         Ok(Issued {
@@ -564,7 +567,7 @@ impl CaFactory for BuiltinFactory {
 
     fn check_root_crl(&self, rec: &CaRecord, der: &[u8], now: OffsetDateTime) -> Result<u64> {
         use x509_parser::revocation_list::CertificateRevocationList;
-        let bad = |m: String| CoreError::invalid("invalid_crl", m);
+        let bad = |m: String| CoreError::invalid(ErrorCode::InvalidCrl, m);
         // The CRL number, which must be there and fit 64 bits.
         let number = |crl: &CertificateRevocationList<'_>| -> Result<u64> {
             let n = crl.crl_number().ok_or_else(|| bad("the CRL has no CRL number".into()))?;
@@ -631,7 +634,7 @@ impl CaFactory for BuiltinFactory {
         chain_pem: &str,
         now: OffsetDateTime,
     ) -> Result<CaRecord> {
-        let bad = |m: &str| CoreError::invalid("invalid_ca", m.to_owned());
+        let bad = |m: &str| CoreError::invalid(ErrorCode::InvalidCa, m.to_owned());
         let cert_der = pem_blocks("CERTIFICATE", cert_pem)
             .into_iter()
             .next()

@@ -1,6 +1,7 @@
 //! PKCS#10 requests: parse (PEM, base64 or DER), verify the signature (proof of possession of the
 //! private key), and extract the subject, the requested SANs and the key type.
 
+use sigil_core::ErrorCode;
 use std::net::IpAddr;
 
 use base64::Engine as _;
@@ -16,7 +17,7 @@ use x509_parser::x509::X509Name;
 pub const MAX_CSR_BYTES: usize = 64 * 1024;
 
 fn invalid(m: impl Into<String>) -> CoreError {
-    CoreError::invalid("invalid_csr", m)
+    CoreError::invalid(ErrorCode::InvalidCsr, m)
 }
 
 /// Short names of the attributes Sigil knows; others are shown as dotted OIDs.
@@ -130,13 +131,13 @@ pub fn parse(input: &[u8]) -> Result<ParsedCsr> {
         && bits < 2048
     {
         return Err(CoreError::invalid(
-            "key_not_allowed",
+            ErrorCode::KeyNotAllowed,
             format!("RSA keys of {bits} bits are too weak"),
         ));
     }
     csr.verify_signature().map_err(|_| {
         CoreError::invalid(
-            "csr_signature_invalid",
+            ErrorCode::CsrSignatureInvalid,
             "the request's signature does not verify (no proof of possession)",
         )
     })?;
@@ -144,7 +145,7 @@ pub fn parse(input: &[u8]) -> Result<ParsedCsr> {
     // An RDN with several attributes is read differently by different relying parties.
     if info.subject.iter_rdn().any(|rdn| rdn.iter().count() > 1) {
         return Err(CoreError::invalid(
-            "subject_not_allowed",
+            ErrorCode::SubjectNotAllowed,
             "the subject has a multi-valued RDN (several attributes in one RDN)",
         ));
     }
@@ -177,7 +178,7 @@ pub fn san_of(name: &GeneralName<'_>) -> Result<San> {
         GeneralName::IPAddress(b) => San::Ip(ip_text(b)?),
         other => {
             return Err(CoreError::invalid(
-                "san_not_allowed",
+                ErrorCode::SanNotAllowed,
                 format!("unsupported SAN type {other:?}"),
             ));
         }

@@ -1,6 +1,7 @@
 //! OCSP (RFC 6960): request parsing, CertID matching against Sigil's CAs, and responses signed
 //! by the CA key itself (no delegated responder certificate).
 
+use sigil_core::ErrorCode;
 use std::sync::Arc;
 
 use der::asn1::{BitString, GeneralizedTime, OctetString};
@@ -24,7 +25,7 @@ const SHA256: &str = "2.16.840.1.101.3.4.2.1";
 const NONCE: &str = "1.3.6.1.5.5.7.48.1.2";
 
 fn bad(m: impl std::fmt::Display) -> CoreError {
-    CoreError::invalid("invalid_ocsp_request", m.to_string())
+    CoreError::invalid(ErrorCode::InvalidOcspRequest, m.to_string())
 }
 
 /// The OCSP codec: responses valid (nextUpdate) for `validity`.

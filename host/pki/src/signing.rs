@@ -7,6 +7,7 @@
 //! ECDSA signatures are returned DER-encoded, as CMS (and so pyHanko) needs them. Opened keys
 //! are cached per credential so that a signature does not pay for unsealing and parsing.
 
+use sigil_core::ErrorCode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -162,16 +163,16 @@ pub fn sign_digest(
     digest: &[u8],
 ) -> Result<Vec<u8>, CoreError> {
     if digest.len() != hash.digest_len() {
-        return Err(CoreError::invalid("invalid_request", "Invalid digest value length"));
+        return Err(CoreError::invalid(ErrorCode::InvalidRequest, "Invalid digest value length"));
     }
     if is_ec(k) != (scheme == SignScheme::Ecdsa) {
         return Err(CoreError::invalid(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!("a {k} key does not sign with this signAlgo"),
         ));
     }
     let failed = |e: openssl::error::ErrorStack| {
-        CoreError::invalid("invalid_request", format!("signing failed: {e}"))
+        CoreError::invalid(ErrorCode::InvalidRequest, format!("signing failed: {e}"))
     };
     let mut ctx = PkeyCtx::new(key).map_err(bad_key)?;
     ctx.sign_init().map_err(bad_key)?;
@@ -181,7 +182,7 @@ pub fn sign_digest(
         SignScheme::RsaPkcs1 => ctx.set_rsa_padding(Padding::PKCS1).map_err(failed)?,
         SignScheme::RsaPss { salt_len } => {
             let salt = i32::try_from(salt_len)
-                .map_err(|_| CoreError::invalid("invalid_request", "PSS salt too long"))?;
+                .map_err(|_| CoreError::invalid(ErrorCode::InvalidRequest, "PSS salt too long"))?;
             ctx.set_rsa_padding(Padding::PKCS1_PSS).map_err(failed)?;
             ctx.set_rsa_mgf1_md(md(hash)).map_err(failed)?;
             ctx.set_rsa_pss_saltlen(RsaPssSaltlen::custom(salt)).map_err(failed)?;
@@ -310,7 +311,7 @@ impl SigningKeys for CredentialKeys {
     fn pss_params(&self, der: &[u8]) -> sigil_core::Result<(HashAlgo, usize)> {
         pss_params(der).ok_or_else(|| {
             CoreError::invalid(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "Invalid parameter signAlgoParams: RSASSA-PSS-params with SHA-256/384/512 and MGF1 over the same hash",
             )
         })

@@ -5,6 +5,7 @@
 //! administration key, one block, ECB (3DES-EDE3 for 8-byte challenges as the Windows
 //! minidriver and PIV 3DES management keys use, AES for 16-byte ones as PIV AES keys use).
 
+use sigil_core::ErrorCode;
 use std::sync::Arc;
 
 use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
@@ -67,7 +68,7 @@ impl UnlockCrypto for CardUnlock {
     ) -> sigil_core::Result<Vec<u8>> {
         respond(algorithm, key, challenge).ok_or_else(|| {
             CoreError::invalid(
-                "invalid_challenge",
+                ErrorCode::InvalidChallenge,
                 format!("a {} challenge is {} bytes", algorithm.as_str(), algorithm.block_len()),
             )
         })

@@ -1,6 +1,7 @@
 //! The plugin set in the running server: built from `[plugins]`, reloaded on demand
 //! (`POST /api/v1/plugins/reload`) and when the configuration file or a plugin file changes.
 
+use sigil_core::ErrorCode;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,7 +55,7 @@ impl PluginHost {
     /// Reads the configuration again and applies its `[plugins]`.
     pub async fn reload_now(&self) -> Result<Vec<PluginStatus>> {
         let cfg = Config::load(self.config_file.as_deref())
-            .map_err(|e| CoreError::invalid("invalid_configuration", e.to_string()))?;
+            .map_err(|e| CoreError::invalid(ErrorCode::InvalidConfiguration, e.to_string()))?;
         Ok(self.registry.apply(specs(&cfg)).await)
     }
 }

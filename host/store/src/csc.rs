@@ -2,6 +2,7 @@
 //! and tokens. The spend is one `UPDATE … RETURNING` on the happy path, so that it can ride in
 //! SQLite's group commit next to the signing's audit event.
 
+use sigil_core::ErrorCode;
 use sigil_core::StoreError;
 use sigil_core::audit::unix_micros;
 use sigil_core::ports::StoreResult;
@@ -30,7 +31,7 @@ pub(crate) async fn insert<'c, E: Executor<'c, Database = Any>>(e: E, s: &Sad) -
 }
 
 fn refused(detail: &'static str) -> StoreError {
-    StoreError::Refused { code: "invalid_request", detail: detail.to_owned() }
+    StoreError::Refused { code: ErrorCode::InvalidRequest, detail: detail.to_owned() }
 }
 
 /// Spends `u` on its SAD, or refuses (the caller's transaction must then be dropped).

@@ -3,6 +3,7 @@
 //! SIGIL_TEST_DATABASE_URL) on PostgreSQL.
 #![allow(clippy::unwrap_used)] // A test: a broken fixture should stop it loudly.
 
+use sigil_core::ErrorCode;
 use sigil_core::StoreError;
 use sigil_core::access::authz::Principal;
 use sigil_core::audit::NewAuditEvent;
@@ -83,7 +84,7 @@ async fn the_store_spends_a_sad_as_the_core_rule_says() {
                 .await
             {
                 Ok(_) => Ok(()),
-                Err(StoreError::Refused { code: "invalid_request", detail }) => Err(detail),
+                Err(StoreError::Refused { code: ErrorCode::InvalidRequest, detail }) => Err(detail),
                 Err(e) => panic!("{}: {e:?}", db.backend),
             };
             assert_eq!(got, want, "{}: {u:?}", db.backend);

@@ -5,6 +5,7 @@
 //! connector's CA as issuer and verify under that CA's key, or the issuance fails and nothing is
 //! recorded.
 
+use sigil_core::ErrorCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -33,7 +34,7 @@ pub(crate) struct PluginIssuer {
 
 fn bad_cert(plugin: &str, why: impl std::fmt::Display) -> CoreError {
     CoreError::Dependency {
-        code: "ca_bad_certificate",
+        code: ErrorCode::CaBadCertificate,
         detail: format!("CA connector `{plugin}` returned an unusable certificate: {why}"),
     }
 }
@@ -158,7 +159,7 @@ impl Issuer for PluginIssuer {
     async fn issue(&self, order: &IssueOrder<'_>) -> Result<CoreIssued> {
         if order.csr_der.is_empty() {
             return Err(CoreError::invalid(
-                "csr_required",
+                ErrorCode::CsrRequired,
                 format!(
                     "CA back end `{}` issues from a certification request; renew with a new CSR",
                     self.plugin.id

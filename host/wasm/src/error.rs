@@ -71,16 +71,17 @@ pub enum PluginError {
 
 impl PluginError {
     /// Stable code for the API.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> sigil_core::ErrorCode {
+        use sigil_core::ErrorCode as C;
         match self {
-            Self::Timeout { .. } => "plugin_timeout",
-            Self::MemoryLimit { .. } => "plugin_memory_limit",
-            Self::Trap { .. } => "plugin_trap",
-            Self::Rejected { .. } => "plugin_rejected",
-            Self::Incompatible { .. } => "plugin_incompatible",
-            Self::NotGranted { .. } => "plugin_not_granted",
-            Self::Io { .. } => "plugin_io",
-            Self::Engine(_) => "plugin_engine",
+            Self::Timeout { .. } => C::PluginTimeout,
+            Self::MemoryLimit { .. } => C::PluginMemoryLimit,
+            Self::Trap { .. } => C::PluginTrap,
+            Self::Rejected { .. } => C::PluginRejected,
+            Self::Incompatible { .. } => C::PluginIncompatible,
+            Self::NotGranted { .. } => C::PluginNotGranted,
+            Self::Io { .. } => C::PluginIo,
+            Self::Engine(_) => C::PluginEngine,
         }
     }
 }

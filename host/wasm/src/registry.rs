@@ -2,6 +2,7 @@
 //! the validator hook points. A plugin that fails to load or fails its canary call never replaces
 //! a working version; its error is shown in the status.
 
+use sigil_core::ErrorCode;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -329,7 +330,7 @@ impl Validators for PluginRegistry {
             }
         }
         if !reasons.is_empty() {
-            return Err(CoreError::invalid("validation_failed", reasons.join("; ")));
+            return Err(CoreError::invalid(ErrorCode::ValidationFailed, reasons.join("; ")));
         }
         Ok(outcome)
     }
@@ -345,7 +346,7 @@ impl Endpoints for PluginRegistry {
     ) -> Option<Result<PluginHttpResponse>> {
         if !caller.may_invoke(id) {
             return Some(Err(CoreError::Forbidden {
-                code: "permission_denied",
+                code: ErrorCode::PermissionDenied,
                 detail: format!("missing permission `plugins:invoke:{id}` (or `plugins:invoke`)"),
             }));
         }
@@ -463,7 +464,10 @@ impl sigil_core::ports::IdentitySources for PluginRegistry {
             .get(source)
             .filter(|e| e.plugin.world == World::IdentitySource)
             .ok_or_else(|| {
-                CoreError::invalid("unknown_source", format!("no identity source `{source}`"))
+                CoreError::invalid(
+                    ErrorCode::UnknownSource,
+                    format!("no identity source `{source}`"),
+                )
             })?;
         e.counters.record_call();
         let known: Vec<Kv> =
@@ -473,7 +477,7 @@ impl sigil_core::ports::IdentitySources for PluginRegistry {
             Err(err) => {
                 e.counters.record_fault(&err.to_string());
                 let code = match err {
-                    PluginError::Rejected { .. } => "identity_source_failed",
+                    PluginError::Rejected { .. } => ErrorCode::IdentitySourceFailed,
                     _ => err.code(),
                 };
                 Err(CoreError::Dependency { code, detail: err.to_string() })

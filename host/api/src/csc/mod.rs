@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use serde::de::DeserializeOwned;
+use sigil_core::ErrorCode;
 use sigil_core::{AuthFailure, CoreError};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -62,12 +63,12 @@ impl CscError {
     /// The CSC answer to a core error, in version `v`'s vocabulary.
     pub fn from_core(e: CoreError, v: Version) -> Self {
         match e {
-            CoreError::Invalid { code: "invalid_pin", detail } => {
+            CoreError::Invalid { code: ErrorCode::InvalidPin, detail } => {
                 let code =
                     if v == Version::V1 { "invalid_pin" } else { "invalid_authentication_data" };
                 Self::new(StatusCode::BAD_REQUEST, code, detail)
             }
-            CoreError::Invalid { code: "authentication_error", detail } => {
+            CoreError::Invalid { code: ErrorCode::AuthenticationError, detail } => {
                 Self::new(StatusCode::BAD_REQUEST, "authentication_error", detail)
             }
             CoreError::Invalid { detail, .. } | CoreError::Conflict { detail, .. } => {
@@ -120,11 +121,11 @@ impl CscError {
                 )
             }
             CoreError::Dependency { code, detail } => {
-                tracing::warn!(code, error = %detail, "a plugin or CA back end failed");
+                tracing::warn!(code = code.as_str(), error = %detail, "a plugin or CA back end failed");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "temporarily_unavailable",
-                    crate::error::dependency_detail(code),
+                    crate::error::dependency_detail(code.as_str()),
                 )
             }
             other => {

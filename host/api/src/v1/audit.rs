@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use sigil_core::ErrorCode;
 use sigil_core::access::authz::perm;
 use sigil_core::audit::export::ExportFormat;
 use sigil_core::audit::{AuditEvent, VerifyReport, unix_micros};
@@ -141,7 +142,7 @@ macro_rules! audit_query {
                 };
                 if let Some(o) = self.outcome.as_deref().filter(|o| !matches!(*o, "success" | "failure")) {
                     return Err(ApiError::bad_request(
-                        "invalid_query",
+                        ErrorCode::InvalidQuery,
                         format!("outcome must be success or failure, got `{o}`"),
                     ));
                 }
@@ -247,10 +248,10 @@ async fn export(
     let format = ExportFormat::parse(q.format.as_deref().unwrap_or("json"))?;
     let mut filter = q.filter()?;
     if let Some(c) = &q.cursor {
-        filter.after_seq = Some(
-            c.parse()
-                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not valid"))?,
-        );
+        filter.after_seq =
+            Some(c.parse().map_err(|_| {
+                ApiError::bad_request(ErrorCode::InvalidCursor, "cursor is not valid")
+            })?);
     }
     let ex = st.audit.export(&cap, filter, format, q.limit).await?;
     let sig = serde_json::to_vec(&ex.signature).unwrap_or_default();

@@ -4,6 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sigil_core::ErrorCode;
 use sigil_core::certs::certificates::IssueRequest;
 use sigil_core::certs::{CertStatus, Certificate, KeyType, RevocationReason, San};
 use sigil_core::page::page_size;
@@ -297,7 +298,7 @@ fn problem_of(e: CoreError) -> Problem {
         title: a.status.canonical_reason().unwrap_or("Error").to_owned(),
         status: a.status.as_u16(),
         detail: a.detail,
-        code: a.code.to_owned(),
+        code: a.code.as_str().to_owned(),
     }
 }
 
@@ -400,7 +401,10 @@ async fn list(
             Some("not_after") => CertSort::ExpiresAsc,
             Some("-not_after") => CertSort::ExpiresDesc,
             Some(o) => {
-                return Err(ApiError::bad_request("invalid_query", format!("unknown sort `{o}`")));
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidQuery,
+                    format!("unknown sort `{o}`"),
+                ));
             }
         },
     };
@@ -465,7 +469,7 @@ async fn suspend(
     let b: ActionBody = optional_body(&body)?;
     if let Some(r) = b.reason.as_deref().filter(|r| *r != "certificateHold") {
         return Err(ApiError::bad_request(
-            "invalid_reason",
+            ErrorCode::InvalidReason,
             format!("suspension uses certificateHold, not `{r}`"),
         ));
     }
@@ -554,7 +558,7 @@ async fn download(
         }
         other => {
             return Err(ApiError::bad_request(
-                "invalid_format",
+                ErrorCode::InvalidFormat,
                 format!("format must be pem, der or chain, got `{other}`"),
             ));
         }

@@ -5,6 +5,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use sigil_core::ErrorCode;
 use sigil_core::access::authz::perm;
 use sigil_core::cards::device::DeviceFilter;
 use sigil_core::cards::device::{Device, DeviceEvent, DeviceKind, DeviceStatus, Production};
@@ -274,7 +275,7 @@ fn id(s: &str) -> Result<Uuid, ApiError> {
 fn kind(s: &str) -> Result<DeviceKind, ApiError> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
         ApiError::bad_request(
-            "invalid_filter",
+            ErrorCode::InvalidFilter,
             format!("kind must be smart_card, usb_token or virtual_token, got `{s}`"),
         )
     })

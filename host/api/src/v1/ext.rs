@@ -1,6 +1,7 @@
 //! `/api/v1/ext/{plugin}/{path}`: endpoint plugins, after Sigil has authenticated and authorized
 //! the caller; and the dispatcher that lets plugins call Sigil's own API as themselves.
 
+use sigil_core::ErrorCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -41,7 +42,7 @@ async fn serve(
 ) -> Result<Response, ApiError> {
     if !caller.may_invoke(&plugin) {
         return Err(sigil_core::CoreError::Forbidden {
-            code: "permission_denied",
+            code: ErrorCode::PermissionDenied,
             detail: format!("missing permission `plugins:invoke:{plugin}` (or `plugins:invoke`)"),
         }
         .into());

@@ -1,6 +1,7 @@
 //! `/api/v1/permissions` (the catalogue) and `/api/v1/exposure` (what is served, how).
 
 use axum::extract::State;
+use sigil_core::ErrorCode;
 use sigil_core::access::authz::{CATALOGUE, PermissionInfo, perm};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -61,10 +62,12 @@ fn view(st: &AppState) -> ExposureView {
 
 fn exposure_error(e: ExposureError) -> ApiError {
     match e {
-        ExposureError::LockOut(_) => {
-            ApiError::new(axum::http::StatusCode::CONFLICT, "exposure_lockout", e.to_string())
-        }
-        other => ApiError::bad_request("invalid_exposure", other.to_string()),
+        ExposureError::LockOut(_) => ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            ErrorCode::ExposureLockout,
+            e.to_string(),
+        ),
+        other => ApiError::bad_request(ErrorCode::InvalidExposure, other.to_string()),
     }
 }
 
@@ -81,7 +84,7 @@ async fn put_exposure(
 ) -> Result<axum::Json<ExposureView>, ApiError> {
     st.exposure.validate_update(&cfg).map_err(exposure_error)?;
     let value = serde_json::to_value(&cfg)
-        .map_err(|e| ApiError::bad_request("invalid_exposure", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidExposure, e.to_string()))?;
     let _sync = st.exposure.sync_guard().await;
     st.settings.put_exposure(&cap, &value).await?;
     let raw = st.settings.exposure_raw().await?;

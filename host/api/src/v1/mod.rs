@@ -21,6 +21,7 @@ pub mod signers;
 pub mod stream;
 pub mod x509;
 
+use sigil_core::ErrorCode;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -33,7 +34,7 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
 pub(crate) fn parse_time(field: &str, s: &str) -> Result<OffsetDateTime, crate::error::ApiError> {
     OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
         crate::error::ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("{field} must be an RFC 3339 date-time, got `{s}`"),
         )
     })

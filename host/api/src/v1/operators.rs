@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use sigil_core::ErrorCode;
 use sigil_core::access::authz::perm;
 use sigil_core::access::operator::{Operator, Role};
 use sigil_core::access::operator_import::{ImportMode, ImportReport, ParsedRow, parse_csv};
@@ -323,7 +324,7 @@ async fn list_operators(
         Some("disabled") => Some(false),
         Some(other) => {
             return Err(ApiError::bad_request(
-                "invalid_filter",
+                ErrorCode::InvalidFilter,
                 format!("status must be active or disabled, got `{other}`"),
             ));
         }
@@ -484,7 +485,7 @@ fn json_rows(body: &[u8]) -> Result<Vec<ParsedRow>, ApiError> {
             let username = v["username"].as_str().unwrap_or_default().to_owned();
             let parsed = serde_json::from_value::<CreateOperatorBody>(v)
                 .map(Into::into)
-                .map_err(|e| sigil_core::CoreError::invalid("invalid_row", e.to_string()));
+                .map_err(|e| sigil_core::CoreError::invalid(ErrorCode::InvalidRow, e.to_string()));
             (i + 1, username, parsed)
         })
         .collect())
@@ -511,7 +512,7 @@ async fn import_operators(
         Some("best_effort") => ImportMode::BestEffort,
         Some(other) => {
             return Err(ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("mode must be all_or_nothing or best_effort, got `{other}`"),
             ));
         }
@@ -523,14 +524,14 @@ async fn import_operators(
         .to_ascii_lowercase();
     let rows = if ctype.starts_with("text/csv") {
         let text = std::str::from_utf8(&body)
-            .map_err(|_| ApiError::bad_request("invalid_csv", "the CSV is not UTF-8"))?;
+            .map_err(|_| ApiError::bad_request(ErrorCode::InvalidCsv, "the CSV is not UTF-8"))?;
         parse_csv(text)?
     } else if ctype.starts_with("application/json") {
         json_rows(&body)?
     } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send application/json or text/csv",
         ));
     };

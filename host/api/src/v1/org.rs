@@ -4,6 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use sigil_core::ErrorCode;
 use sigil_core::access::authz::perm;
 use sigil_core::org::OrgFilter;
 use sigil_core::org::organizations::OrgInput;
@@ -322,7 +323,7 @@ async fn create_organization(
 ) -> Result<impl IntoResponse, ApiError> {
     if b.organization_id.is_some() {
         return Err(ApiError::bad_request(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "an organization has no `organization_id`",
         ));
     }

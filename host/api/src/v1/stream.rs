@@ -4,6 +4,7 @@
 //! node sees the changes made on every node; `Last-Event-ID` (the sequence number) resumes
 //! without a gap.
 
+use sigil_core::ErrorCode;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -67,7 +68,7 @@ impl StreamSlots {
         let full = || {
             ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "too_many_streams",
+                ErrorCode::TooManyStreams,
                 "too many event streams are open; close one or retry later",
             )
         };
@@ -127,7 +128,10 @@ async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let parse = |v: &str, what: &str| {
         v.trim().parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::bad_request("invalid_query", format!("{what} must be a sequence number"))
+            ApiError::bad_request(
+                ErrorCode::InvalidQuery,
+                format!("{what} must be a sequence number"),
+            )
         })
     };
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok());
@@ -144,7 +148,7 @@ async fn stream(
         .filter(|s| !s.is_empty())
         .collect();
     if patterns.len() > 50 {
-        return Err(ApiError::bad_request("invalid_query", "at most 50 types"));
+        return Err(ApiError::bad_request(ErrorCode::InvalidQuery, "at most 50 types"));
     }
     let filter = AuditFilter { object_type: q.object_type, ..Default::default() };
     let principal = cap.principal().clone();

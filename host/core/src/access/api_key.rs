@@ -4,6 +4,7 @@
 //! lookup, the secret part carries 256 random bits. Only the SHA-256 of the whole string is
 //! stored; a high-entropy secret needs no slow hash, and the comparison is constant-time.
 
+use crate::ErrorCode;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -83,7 +84,7 @@ impl RateLimit {
     pub fn validate(self) -> Result<Self> {
         if self.requests == 0 {
             return Err(CoreError::invalid(
-                "invalid_rate_limit",
+                ErrorCode::InvalidRateLimit,
                 "rate_limit.requests must be at least 1",
             ));
         }
@@ -115,7 +116,7 @@ impl Expiry {
                 .map(Self::At)
                 .map_err(|_| {
                     CoreError::invalid(
-                        "invalid_expiry",
+                        ErrorCode::InvalidExpiry,
                         format!(
                             "expires must be \"30d\", \"60d\", \"never\" or an RFC 3339 date-time, got `{other}`"
                         ),
@@ -131,7 +132,7 @@ impl Expiry {
             Self::Days60 => Ok(Some(now + Duration::days(60))),
             Self::Never => Ok(None),
             Self::At(t) if t <= now => {
-                Err(CoreError::invalid("invalid_expiry", "expires must be in the future"))
+                Err(CoreError::invalid(ErrorCode::InvalidExpiry, "expires must be in the future"))
             }
             Self::At(t) => Ok(Some(t)),
         }
@@ -142,7 +143,7 @@ impl Expiry {
 pub fn parse_whitelist<S: AsRef<str>>(entries: &[S]) -> Result<Vec<IpNet>> {
     if entries.len() > MAX_WHITELIST_LEN {
         return Err(CoreError::invalid(
-            "invalid_ip_whitelist",
+            ErrorCode::InvalidIpWhitelist,
             format!("ip_whitelist has more than {MAX_WHITELIST_LEN} entries"),
         ));
     }
@@ -155,7 +156,7 @@ pub fn parse_whitelist<S: AsRef<str>>(entries: &[S]) -> Result<Vec<IpNet>> {
                 .map(|n| n.trunc())
                 .map_err(|_| {
                     CoreError::invalid(
-                        "invalid_ip_whitelist",
+                        ErrorCode::InvalidIpWhitelist,
                         format!("`{e}` is not an IP address or CIDR range"),
                     )
                 })
@@ -179,7 +180,7 @@ pub fn validate_name(name: &str) -> Result<String> {
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control)
     {
         return Err(CoreError::invalid(
-            "invalid_name",
+            ErrorCode::InvalidName,
             format!("name must be 1 to {MAX_NAME_LEN} printable characters"),
         ));
     }
@@ -191,7 +192,7 @@ pub fn parse_fingerprint(s: &str) -> Result<String> {
     let hex: String = s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(CoreError::invalid(
-            "invalid_fingerprint",
+            ErrorCode::InvalidFingerprint,
             "client_cert_sha256 must be the 64-hex-digit SHA-256 of the certificate",
         ));
     }
@@ -202,7 +203,7 @@ pub fn parse_fingerprint(s: &str) -> Result<String> {
 pub fn validate_description(d: &str) -> Result<String> {
     if d.chars().count() > MAX_DESCRIPTION_LEN {
         return Err(CoreError::invalid(
-            "invalid_description",
+            ErrorCode::InvalidDescription,
             format!("description is longer than {MAX_DESCRIPTION_LEN} characters"),
         ));
     }
@@ -282,7 +283,7 @@ impl KeyStatus {
             "expired" => Ok(Self::Expired),
             "revoked" => Ok(Self::Revoked),
             _ => Err(CoreError::invalid(
-                "invalid_filter",
+                ErrorCode::InvalidFilter,
                 format!("status must be active, expired or revoked, got `{s}`"),
             )),
         }

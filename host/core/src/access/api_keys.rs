@@ -1,5 +1,6 @@
 //! API key use cases: create, list, show, update, revoke, rotate, and authenticate a request.
 
+use crate::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -145,7 +146,7 @@ impl ApiKeyService {
         };
         if key.holder_id.is_some() && !key.permissions.is_subset_of(&holder_permissions()?) {
             return Err(CoreError::invalid(
-                "invalid_permission",
+                ErrorCode::InvalidPermission,
                 "a token holder's key carries `self_service:use` (and `plugins:invoke`) only: \
                  it acts for its holder through self-service",
             ));
@@ -230,7 +231,7 @@ impl ApiKeyService {
             && outlives(key, limit)
         {
             return Err(CoreError::invalid(
-                "expiry_beyond_creator",
+                ErrorCode::ExpiryBeyondCreator,
                 format!(
                     "a key cannot outlive the key that mints it (expires {}); choose an earlier \
                      `expires`",
@@ -278,7 +279,7 @@ impl ApiKeyService {
     ) -> Result<Page<ApiKey>> {
         if let Some(after) = &page.after {
             Uuid::parse_str(after)
-                .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
+                .map_err(|_| CoreError::invalid(ErrorCode::InvalidCursor, "cursor is not valid"))?;
         }
         filter.now = Some(self.clock.now());
         let p = cap.principal();
@@ -339,7 +340,7 @@ impl ApiKeyService {
             .ok_or_else(|| CoreError::not_found("api_key", id.to_string()))?;
         if before.revoked_at.is_some() {
             return Err(CoreError::conflict(
-                "api_key_revoked",
+                ErrorCode::ApiKeyRevoked,
                 "a revoked API key cannot be changed",
             ));
         }
@@ -368,7 +369,7 @@ impl ApiKeyService {
         if let Some(o) = operator {
             if o.is_some() && key.holder_id.is_some() {
                 return Err(CoreError::invalid(
-                    "invalid_binding",
+                    ErrorCode::InvalidBinding,
                     "a key acts for an operator or for a token holder, not both",
                 ));
             }
@@ -376,7 +377,7 @@ impl ApiKeyService {
         }
         if key.holder_id.is_some() && !key.permissions.is_subset_of(&holder_permissions()?) {
             return Err(CoreError::invalid(
-                "invalid_permission",
+                ErrorCode::InvalidPermission,
                 "a token holder's key carries `self_service:use` (and `plugins:invoke`) only",
             ));
         }
@@ -391,7 +392,7 @@ impl ApiKeyService {
             && outlives(&key, limit)
         {
             return Err(CoreError::invalid(
-                "expiry_beyond_creator",
+                ErrorCode::ExpiryBeyondCreator,
                 "a key cannot be made to outlive the key that changes it",
             ));
         }
@@ -491,7 +492,7 @@ impl ApiKeyService {
                 }
                 if out.len() > MAX {
                     return Err(CoreError::invalid(
-                        "too_many_descendants",
+                        ErrorCode::TooManyDescendants,
                         format!("more than {MAX} keys descend from this key"),
                     ));
                 }
@@ -514,7 +515,7 @@ impl ApiKeyService {
         let grace = grace_secs.unwrap_or(0);
         if !(0..=MAX_GRACE_SECS).contains(&grace) {
             return Err(CoreError::invalid(
-                "invalid_grace_period",
+                ErrorCode::InvalidGracePeriod,
                 format!("grace_period_seconds must be between 0 and {MAX_GRACE_SECS}"),
             ));
         }
@@ -527,13 +528,13 @@ impl ApiKeyService {
         match key.status(now) {
             KeyStatus::Revoked => {
                 return Err(CoreError::conflict(
-                    "api_key_revoked",
+                    ErrorCode::ApiKeyRevoked,
                     "a revoked API key cannot be rotated",
                 ));
             }
             KeyStatus::Expired => {
                 return Err(CoreError::conflict(
-                    "api_key_expired",
+                    ErrorCode::ApiKeyExpired,
                     "an expired API key cannot be rotated",
                 ));
             }
@@ -671,7 +672,7 @@ impl ApiKeyService {
         let Some(h) = holder else { return Ok(None) };
         if has_operator {
             return Err(CoreError::invalid(
-                "invalid_binding",
+                ErrorCode::InvalidBinding,
                 "a key acts for an operator or for a token holder, not both",
             ));
         }
@@ -683,7 +684,7 @@ impl ApiKeyService {
             .transpose()?;
         match person {
             Some(person) if p.scope.sees(Some(person.office_id)) => Ok(Some(h)),
-            _ => Err(CoreError::invalid("unknown_person", format!("no person {h}"))),
+            _ => Err(CoreError::invalid(ErrorCode::UnknownPerson, format!("no person {h}"))),
         }
     }
 
@@ -697,7 +698,7 @@ impl ApiKeyService {
                 return Ok(Some(id.to_string()));
             }
         }
-        Err(CoreError::invalid("unknown_operator", format!("operator {id} does not exist")))
+        Err(CoreError::invalid(ErrorCode::UnknownOperator, format!("operator {id} does not exist")))
     }
 
     async fn admit(
@@ -716,7 +717,7 @@ impl ApiKeyService {
             && !apikey::whitelist_allows(&key.ip_whitelist, ip)
         {
             return Err(CoreError::Forbidden {
-                code: "ip_not_allowed",
+                code: ErrorCode::IpNotAllowed,
                 detail: format!("requests from {ip} are not allowed for this API key"),
             });
         }
@@ -788,12 +789,15 @@ impl ApiKeyService {
 
     fn grantable(&self, principal: &Principal, requested: &[String]) -> Result<PermissionSet> {
         if requested.is_empty() {
-            return Err(CoreError::invalid("invalid_permission", "permissions must not be empty"));
+            return Err(CoreError::invalid(
+                ErrorCode::InvalidPermission,
+                "permissions must not be empty",
+            ));
         }
         let set = PermissionSet::parse(requested)?;
         if !set.is_subset_of(&principal.permissions) {
             return Err(CoreError::Forbidden {
-                code: "permission_escalation",
+                code: ErrorCode::PermissionEscalation,
                 detail: "an API key cannot be granted permissions its creator does not hold".into(),
             });
         }
@@ -846,7 +850,7 @@ fn describe(k: &ApiKey) -> serde_json::Value {
 fn name_conflict(e: crate::error::StoreError) -> CoreError {
     match e {
         crate::error::StoreError::Conflict { .. } => {
-            CoreError::conflict("name_taken", "an API key with this name already exists")
+            CoreError::conflict(ErrorCode::NameTaken, "an API key with this name already exists")
         }
         other => other.into(),
     }

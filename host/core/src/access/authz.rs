@@ -5,6 +5,7 @@
 //! [`Principal::authorize`] and, for the local command line, [`Principal::local_cli`]. A handler
 //! that forgets the check cannot call the service at all.
 
+use crate::ErrorCode;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::marker::PhantomData;
@@ -212,7 +213,7 @@ impl PermissionSet {
                 });
             if !ok {
                 return Err(CoreError::invalid(
-                    "unknown_permission",
+                    ErrorCode::UnknownPermission,
                     format!("unknown permission `{p}` (see GET /api/v1/permissions)"),
                 ));
             }
@@ -452,7 +453,7 @@ impl Principal {
             return Ok(());
         }
         Err(CoreError::Forbidden {
-            code: "authority_exceeded",
+            code: ErrorCode::AuthorityExceeded,
             detail: format!(
                 "this {what} holds permissions or a scope beyond the caller's own, so the caller \
                  cannot change it"
@@ -495,7 +496,7 @@ impl Principal {
             && UNRESTRICTED_ONLY.contains(&P::NAME)
         {
             return Err(CoreError::Forbidden {
-                code: "scope_restricted",
+                code: ErrorCode::ScopeRestricted,
                 detail: format!(
                     "`{}` reaches every office; a caller with a restricted scope cannot use it",
                     P::NAME
@@ -506,7 +507,7 @@ impl Principal {
             Ok(Capability { principal: Arc::clone(self), _p: PhantomData })
         } else {
             Err(CoreError::Forbidden {
-                code: "permission_denied",
+                code: ErrorCode::PermissionDenied,
                 detail: format!("missing permission `{}`", P::NAME),
             })
         }

@@ -2,6 +2,7 @@
 //! roles). The full operator lifecycle (divisions, offices, batch import, separation of duties)
 //! builds on these types.
 
+use crate::ErrorCode;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -64,7 +65,7 @@ pub fn validate_role_name(s: &str) -> Result<String> {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if !ok {
         return Err(CoreError::invalid(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "a role name is 1 to 64 lowercase letters, digits, `-` or `_`",
         ));
     }
@@ -78,7 +79,7 @@ pub fn validate_username(s: &str) -> Result<String> {
         && s.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
     if !ok {
         return Err(CoreError::invalid(
-            "invalid_username",
+            ErrorCode::InvalidUsername,
             "a username is 1 to 128 letters, digits, `.`, `-`, `_` or `@`",
         ));
     }
@@ -97,7 +98,10 @@ pub fn validate_email(s: &str) -> Result<String> {
         {
             Ok(s.to_owned())
         }
-        _ => Err(CoreError::invalid("invalid_email", format!("`{s}` is not an e-mail address"))),
+        _ => Err(CoreError::invalid(
+            ErrorCode::InvalidEmail,
+            format!("`{s}` is not an e-mail address"),
+        )),
     }
 }
 

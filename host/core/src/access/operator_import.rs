@@ -2,6 +2,7 @@
 //! single create, reported per row, and applied all-or-nothing (one transaction) or best
 //! effort (each valid row on its own).
 
+use crate::ErrorCode;
 use std::collections::HashSet;
 
 use uuid::Uuid;
@@ -68,7 +69,7 @@ fn uuids(field: &str, s: &str) -> std::result::Result<Vec<Uuid>, CoreError> {
         .filter(|v| !v.is_empty())
         .map(|v| {
             Uuid::parse_str(v).map_err(|_| {
-                CoreError::invalid("invalid_row", format!("{field}: `{v}` is not an id"))
+                CoreError::invalid(ErrorCode::InvalidRow, format!("{field}: `{v}` is not an id"))
             })
         })
         .collect()
@@ -92,22 +93,28 @@ pub fn parse_csv(text: &str) -> Result<Vec<ParsedRow>> {
         csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(text.as_bytes());
     let headers = rd
         .headers()
-        .map_err(|e| CoreError::invalid("invalid_csv", format!("header: {e}")))?
+        .map_err(|e| CoreError::invalid(ErrorCode::InvalidCsv, format!("header: {e}")))?
         .clone();
     if let Some(h) = headers.iter().find(|h| !COLUMNS.contains(h)) {
         return Err(CoreError::invalid(
-            "invalid_csv",
+            ErrorCode::InvalidCsv,
             format!("unknown column `{h}` (columns: {})", COLUMNS.join(", ")),
         ));
     }
     if !headers.iter().any(|h| h == "username") {
-        return Err(CoreError::invalid("invalid_csv", "the header needs a `username` column"));
+        return Err(CoreError::invalid(
+            ErrorCode::InvalidCsv,
+            "the header needs a `username` column",
+        ));
     }
     let mut out = Vec::new();
     for (i, rec) in rd.records().enumerate() {
         let row = i + 1;
         if row > MAX_ROWS {
-            return Err(CoreError::invalid("too_many_rows", format!("at most {MAX_ROWS} rows")));
+            return Err(CoreError::invalid(
+                ErrorCode::TooManyRows,
+                format!("at most {MAX_ROWS} rows"),
+            ));
         }
         let rec = match rec {
             Ok(r) => r,
@@ -115,7 +122,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<ParsedRow>> {
                 out.push((
                     row,
                     String::new(),
-                    Err(CoreError::invalid("invalid_row", e.to_string())),
+                    Err(CoreError::invalid(ErrorCode::InvalidRow, e.to_string())),
                 ));
                 continue;
             }
@@ -149,7 +156,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<ParsedRow>> {
                     Some("false") => Some(false),
                     Some(v) => {
                         return Err(CoreError::invalid(
-                            "invalid_row",
+                            ErrorCode::InvalidRow,
                             format!("unrestricted: `{v}` is not true or false"),
                         ));
                     }
@@ -169,7 +176,7 @@ fn failed(row: usize, username: String, e: &CoreError) -> RowReport {
         username,
         status: "failed".into(),
         id: None,
-        code: Some(e.code().to_owned()),
+        code: Some(e.code().as_str().to_owned()),
         detail: Some(e.to_string()),
     }
 }
@@ -184,10 +191,13 @@ impl OperatorService {
         mode: ImportMode,
     ) -> Result<ImportReport> {
         if rows.is_empty() {
-            return Err(CoreError::invalid("empty_import", "no rows to import"));
+            return Err(CoreError::invalid(ErrorCode::EmptyImport, "no rows to import"));
         }
         if rows.len() > MAX_ROWS {
-            return Err(CoreError::invalid("too_many_rows", format!("at most {MAX_ROWS} rows")));
+            return Err(CoreError::invalid(
+                ErrorCode::TooManyRows,
+                format!("at most {MAX_ROWS} rows"),
+            ));
         }
         let p = cap.principal();
         let total = rows.len();
@@ -203,7 +213,7 @@ impl OperatorService {
             match prepared {
                 Ok(op) if !seen.insert(op.username.to_lowercase()) => {
                     let e = CoreError::conflict(
-                        "name_taken",
+                        ErrorCode::NameTaken,
                         format!("`{}` appears twice in this import", op.username),
                     );
                     reports.push(failed(row, username, &e));

@@ -1,6 +1,7 @@
 //! Operators: create, list, show, update, enable and disable. A disabled operator, and every API
 //! key and client certificate that acts for it, is refused on the next request.
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -79,12 +80,12 @@ fn conflict(e: crate::StoreError) -> CoreError {
     match e {
         crate::StoreError::Conflict { constraint } if constraint.contains("cert") => {
             CoreError::conflict(
-                "certificate_taken",
+                ErrorCode::CertificateTaken,
                 "this client certificate is bound to another operator",
             )
         }
         crate::StoreError::Conflict { .. } => {
-            CoreError::conflict("name_taken", "an operator with this username exists")
+            CoreError::conflict(ErrorCode::NameTaken, "an operator with this username exists")
         }
         other => other.into(),
     }
@@ -106,7 +107,7 @@ impl OperatorService {
         for name in roles {
             let role = known.iter().find(|r| &r.name == name).ok_or_else(|| {
                 CoreError::invalid(
-                    "unknown_role",
+                    ErrorCode::UnknownRole,
                     format!("unknown role `{name}` (see GET /api/v1/roles)"),
                 )
             })?;
@@ -114,7 +115,7 @@ impl OperatorService {
         }
         if let Some((a, b)) = crate::access::operator::conflicting_pair(&granted) {
             return Err(CoreError::conflict(
-                "conflicting_roles",
+                ErrorCode::ConflictingRoles,
                 format!("roles `{a}` and `{b}` exclude each other (separation of duties)"),
             ));
         }
@@ -122,7 +123,7 @@ impl OperatorService {
         if !crate::access::operator::role_permissions(&granted).is_subset_of(&principal.permissions)
         {
             return Err(CoreError::Forbidden {
-                code: "permission_escalation",
+                code: ErrorCode::PermissionEscalation,
                 detail:
                     "an operator cannot be given roles that grant more than their grantor holds"
                         .into(),
@@ -148,12 +149,15 @@ impl OperatorService {
         offices.sort();
         offices.dedup();
         if divisions.len() + offices.len() > 1000 {
-            return Err(CoreError::invalid("invalid_scope", "at most 1000 divisions and offices"));
+            return Err(CoreError::invalid(
+                ErrorCode::InvalidScope,
+                "at most 1000 divisions and offices",
+            ));
         }
         let scope = &principal.scope;
         if unrestricted && !scope.is_all() {
             return Err(CoreError::Forbidden {
-                code: "scope_escalation",
+                code: ErrorCode::ScopeEscalation,
                 detail: "only an unrestricted caller can make an operator unrestricted".into(),
             });
         }
@@ -162,13 +166,16 @@ impl OperatorService {
             // the offices opened in it later, which seeing today's offices does not cover.
             let div = self.store.record(Collection::Divisions, &d.to_string()).await?;
             if div.is_none() || !scope.holds_division(*d) {
-                return Err(CoreError::invalid("unknown_division", format!("no division {d}")));
+                return Err(CoreError::invalid(
+                    ErrorCode::UnknownDivision,
+                    format!("no division {d}"),
+                ));
             }
         }
         for o in &offices {
             let known = self.store.record(Collection::Offices, &o.to_string()).await?.is_some();
             if !known || !scope.sees(Some(*o)) {
-                return Err(CoreError::invalid("unknown_office", format!("no office {o}")));
+                return Err(CoreError::invalid(ErrorCode::UnknownOffice, format!("no office {o}")));
             }
         }
         Ok((divisions, offices))
@@ -326,7 +333,7 @@ impl OperatorService {
     ) -> Result<Page<Operator>> {
         if let Some(a) = &page.after {
             Uuid::parse_str(a)
-                .map_err(|_| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
+                .map_err(|_| CoreError::invalid(ErrorCode::InvalidCursor, "cursor is not valid"))?;
         }
         let principal = cap.principal();
         if principal.scope.is_all() {
@@ -444,7 +451,7 @@ impl OperatorService {
         }
         if !enabled && cap.principal().operator_id.as_deref() == Some(id.to_string().as_str()) {
             return Err(CoreError::conflict(
-                "self_disable",
+                ErrorCode::SelfDisable,
                 "an operator cannot disable themselves",
             ));
         }

@@ -1,5 +1,6 @@
 //! Roles: named groups of permissions that operators hold.
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use crate::access::authz::{Capability, PermissionSet, perm};
@@ -62,7 +63,7 @@ impl RoleService {
         let set = PermissionSet::parse(requested)?;
         if !set.is_subset_of(cap_holder) {
             return Err(CoreError::Forbidden {
-                code: "permission_escalation",
+                code: ErrorCode::PermissionEscalation,
                 detail: "a role cannot grant permissions its author does not hold".into(),
             });
         }
@@ -76,10 +77,16 @@ impl RoleService {
         let mut out = Vec::new();
         for x in excludes {
             if x == name {
-                return Err(CoreError::invalid("invalid_excludes", "a role cannot exclude itself"));
+                return Err(CoreError::invalid(
+                    ErrorCode::InvalidExcludes,
+                    "a role cannot exclude itself",
+                ));
             }
             if !known.iter().any(|r| &r.name == x) {
-                return Err(CoreError::invalid("unknown_role", format!("unknown role `{x}`")));
+                return Err(CoreError::invalid(
+                    ErrorCode::UnknownRole,
+                    format!("unknown role `{x}`"),
+                ));
             }
             let mut after = None;
             loop {
@@ -95,7 +102,7 @@ impl RoleService {
                     .await?;
                 if let Some(o) = holders.iter().find(|o| o.roles.contains(x)) {
                     return Err(CoreError::conflict(
-                        "roles_held_together",
+                        ErrorCode::RolesHeldTogether,
                         format!("operator `{}` holds both `{name}` and `{x}`", o.username),
                     ));
                 }
@@ -131,7 +138,7 @@ impl RoleService {
         let mut tx = self.store.begin().await?;
         tx.insert_role(&role).await.map_err(|e| match e {
             crate::StoreError::Conflict { .. } => {
-                CoreError::conflict("name_taken", format!("role `{name}` exists"))
+                CoreError::conflict(ErrorCode::NameTaken, format!("role `{name}` exists"))
             }
             other => other.into(),
         })?;
@@ -155,7 +162,7 @@ impl RoleService {
             tx.role_for_update(name).await?.ok_or_else(|| CoreError::not_found("role", name))?;
         if before.built_in {
             return Err(CoreError::conflict(
-                "built_in_role",
+                ErrorCode::BuiltInRole,
                 format!("built-in role `{name}` cannot be changed"),
             ));
         }
@@ -163,7 +170,7 @@ impl RoleService {
         // strip (or reshape) the authority of operators who hold more than it does.
         if !before.permissions.is_subset_of(&cap.principal().permissions) {
             return Err(CoreError::Forbidden {
-                code: "authority_exceeded",
+                code: ErrorCode::AuthorityExceeded,
                 detail: format!("role `{name}` grants permissions the caller does not hold"),
             });
         }
@@ -190,14 +197,14 @@ impl RoleService {
             tx.role_for_update(name).await?.ok_or_else(|| CoreError::not_found("role", name))?;
         if role.built_in {
             return Err(CoreError::conflict(
-                "built_in_role",
+                ErrorCode::BuiltInRole,
                 format!("built-in role `{name}` cannot be deleted"),
             ));
         }
         let holders = tx.count_role_holders(name).await?;
         if holders > 0 {
             return Err(CoreError::conflict(
-                "role_in_use",
+                ErrorCode::RoleInUse,
                 format!("{holders} operator(s) hold role `{name}`"),
             ));
         }

@@ -3,6 +3,7 @@
 //! Every format carries every stored field, hashes included, so an unfiltered export can be
 //! re-verified as a chain offline. The detached signature covers the exact bytes of the file.
 
+use crate::ErrorCode;
 use std::fmt::Write as _;
 
 use base64::Engine as _;
@@ -35,7 +36,7 @@ impl ExportFormat {
             "json" => Ok(Self::Json),
             "xml" => Ok(Self::Xml),
             _ => Err(CoreError::invalid(
-                "invalid_format",
+                ErrorCode::InvalidFormat,
                 format!("format must be csv, json or xml, got `{s}`"),
             )),
         }
@@ -179,11 +180,11 @@ pub fn encode(format: ExportFormat, events: &[AuditEvent], now: OffsetDateTime) 
 /// Parses a JSON export back into events.
 pub fn decode_json(bytes: &[u8]) -> Result<Vec<AuditEvent>> {
     let doc: JsonExport = serde_json::from_slice(bytes).map_err(|e| {
-        CoreError::invalid("invalid_export", format!("not a Sigil JSON export: {e}"))
+        CoreError::invalid(ErrorCode::InvalidExport, format!("not a Sigil JSON export: {e}"))
     })?;
     if doc.format != EXPORT_FORMAT_ID {
         return Err(CoreError::invalid(
-            "invalid_export",
+            ErrorCode::InvalidExport,
             format!("unknown format `{}`", doc.format),
         ));
     }

@@ -1,5 +1,6 @@
 //! Audit use cases: query, per-object trail, signed export, checkpoints and verification.
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use crate::access::authz::{Capability, Principal, perm};
@@ -122,12 +123,10 @@ impl AuditService {
         limit: u32,
     ) -> Result<Page<AuditEvent>> {
         if let Some(c) = cursor {
-            filter.after_seq = Some(
-                c.parse::<u64>()
-                    .ok()
-                    .and_then(|v| i64::try_from(v).ok())
-                    .ok_or_else(|| CoreError::invalid("invalid_cursor", "cursor is not valid"))?,
-            );
+            filter.after_seq =
+                Some(c.parse::<u64>().ok().and_then(|v| i64::try_from(v).ok()).ok_or_else(
+                    || CoreError::invalid(ErrorCode::InvalidCursor, "cursor is not valid"),
+                )?);
         }
         let rows = self.store.audit_events(&filter, limit + 1).await?;
         Ok(paginate(rows, limit, |e| e.seq.to_string()))
@@ -184,7 +183,7 @@ impl AuditService {
         let report = walk(self.store.as_ref(), start, self.trust.keys.as_ref(), head.seq).await?;
         if let Some(p) = report.problem {
             return Err(CoreError::conflict(
-                "audit_chain_broken",
+                ErrorCode::AuditChainBroken,
                 format!(
                     "not signing a checkpoint: the audit chain fails verification at {}: {}",
                     p.seq, p.detail
@@ -207,7 +206,7 @@ impl AuditService {
         // Sign what was verified, not what the head row says.
         if report.last_seq != head.seq || report.last_hash != head.hash {
             return Err(CoreError::conflict(
-                "audit_chain_broken",
+                ErrorCode::AuditChainBroken,
                 "not signing a checkpoint: the recorded head is not the end of the verified chain",
             ));
         }
@@ -245,7 +244,7 @@ impl AuditService {
         let limit = limit.unwrap_or(MAX_EXPORT);
         if limit == 0 || limit > MAX_EXPORT {
             return Err(CoreError::invalid(
-                "invalid_limit",
+                ErrorCode::InvalidLimit,
                 format!("limit must be between 1 and {MAX_EXPORT}"),
             ));
         }

@@ -2,6 +2,7 @@
 //! transitions cascade to the device's certificates, a per-device history, and production
 //! metadata.
 
+use crate::ErrorCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -77,7 +78,7 @@ impl DeviceStatus {
     pub fn parse(s: &str) -> Result<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
             CoreError::invalid(
-                "invalid_status",
+                ErrorCode::InvalidStatus,
                 format!("`{s}` is not a device status (registered, active, suspended, lost, damaged, revoked, expired, terminated)"),
             )
         })

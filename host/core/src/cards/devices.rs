@@ -5,6 +5,7 @@
 //! together or not at all. External CAs are told about certificate changes first, so a CA that
 //! refuses leaves everything as it was.
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -107,7 +108,7 @@ fn check_text(v: &Option<String>, field: &str) -> Result<()> {
         && (s.chars().count() > 200 || s.chars().any(char::is_control))
     {
         return Err(CoreError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`{field}` is at most 200 characters"),
         ));
     }
@@ -126,7 +127,10 @@ fn check_production(p: &Production) -> Result<()> {
         check_text(v, f)?;
     }
     if serde_json::Value::Object(p.extra.clone()).to_string().len() > 16 * 1024 {
-        return Err(CoreError::invalid("invalid_field", "production.extra is larger than 16 KiB"));
+        return Err(CoreError::invalid(
+            ErrorCode::InvalidField,
+            "production.extra is larger than 16 KiB",
+        ));
     }
     Ok(())
 }
@@ -165,10 +169,9 @@ impl DeviceService {
 
     async fn check_holder(&self, p: &Arc<Principal>, holder: Option<Uuid>) -> Result<()> {
         if let Some(h) = holder {
-            self.people
-                .visible(p, h)
-                .await
-                .map_err(|_| CoreError::invalid("unknown_person", format!("no person {h}")))?;
+            self.people.visible(p, h).await.map_err(|_| {
+                CoreError::invalid(ErrorCode::UnknownPerson, format!("no person {h}"))
+            })?;
         }
         Ok(())
     }
@@ -210,12 +213,18 @@ impl DeviceService {
         let exists =
             self.store.record(Collection::Offices, &r.office_id.to_string()).await?.is_some();
         if !exists || !p.scope.sees(Some(r.office_id)) {
-            return Err(CoreError::invalid("unknown_office", format!("no office {}", r.office_id)));
+            return Err(CoreError::invalid(
+                ErrorCode::UnknownOffice,
+                format!("no office {}", r.office_id),
+            ));
         }
         self.check_holder(p, r.holder_id).await?;
         let serial = r.serial.trim().to_owned();
         if serial.is_empty() || serial.len() > 128 || serial.chars().any(char::is_control) {
-            return Err(CoreError::invalid("invalid_serial", "a serial is 1 to 128 characters"));
+            return Err(CoreError::invalid(
+                ErrorCode::InvalidSerial,
+                "a serial is 1 to 128 characters",
+            ));
         }
         check_production(&r.production)?;
         let metadata = r.metadata.unwrap_or_else(|| serde_json::json!({}));
@@ -243,7 +252,7 @@ impl DeviceService {
         h.to = Some(DeviceStatus::Registered);
         let mut tx = self.store.begin().await?;
         tx.insert_record(d.row()).await.map_err(conflict_as(
-            "serial_taken",
+            ErrorCode::SerialTaken,
             format!("a device with serial `{}` exists in this office", d.serial),
         ))?;
         tx.insert_record(h.row()).await?;
@@ -408,7 +417,7 @@ impl DeviceService {
         if let Some(n) = u.pin_retries_left {
             if n > MAX_PIN_RETRIES {
                 return Err(CoreError::invalid(
-                    "invalid_field",
+                    ErrorCode::InvalidField,
                     format!("`pin_retries_left` is 0 to {MAX_PIN_RETRIES}"),
                 ));
             }
@@ -440,7 +449,7 @@ impl DeviceService {
         // that does not exist get the same answer (also when it is linked already).
         if self.certificates.visible(p, cert_id).await.is_err() {
             return Err(CoreError::invalid(
-                "unknown_certificate",
+                ErrorCode::UnknownCertificate,
                 format!("no certificate {cert_id}"),
             ));
         }
@@ -449,7 +458,7 @@ impl DeviceService {
         }
         if before.certificates.len() >= MAX_CERTIFICATES {
             return Err(CoreError::conflict(
-                "too_many_certificates",
+                ErrorCode::TooManyCertificates,
                 format!("a device holds at most {MAX_CERTIFICATES} certificates"),
             ));
         }
@@ -477,14 +486,17 @@ impl DeviceService {
     ) -> Result<Device> {
         if revocation_reason == Some(RevocationReason::CertificateHold) {
             return Err(CoreError::invalid(
-                "invalid_reason",
+                ErrorCode::InvalidReason,
                 "certificateHold is what suspension does",
             ));
         }
         if let Some(r) = &reason
             && r.chars().count() > 500
         {
-            return Err(CoreError::invalid("invalid_reason", "a reason is at most 500 characters"));
+            return Err(CoreError::invalid(
+                ErrorCode::InvalidReason,
+                "a reason is at most 500 characters",
+            ));
         }
         let p = cap.principal();
         let before = self.visible(p, id).await?;
@@ -494,7 +506,7 @@ impl DeviceService {
         let needed = permission_for(before.status, to);
         if P::NAME != needed {
             return Err(CoreError::Forbidden {
-                code: "permission_denied",
+                code: ErrorCode::PermissionDenied,
                 detail: format!(
                     "moving a {} device to {} needs `{needed}`",
                     before.status.as_str(),
@@ -504,7 +516,7 @@ impl DeviceService {
         }
         if !before.status.next().contains(&to) {
             return Err(CoreError::conflict(
-                "invalid_transition",
+                ErrorCode::InvalidTransition,
                 format!(
                     "a {} device cannot become {} (allowed: {})",
                     before.status.as_str(),

@@ -1,6 +1,7 @@
 //! Enrolment requests: what a person should receive (certificates from CSRs, a device), who
 //! asked, who approved, and what was issued.
 
+use crate::ErrorCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -46,7 +47,7 @@ impl RequestStatus {
     pub fn parse(s: &str) -> Result<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
             CoreError::invalid(
-                "invalid_status",
+                ErrorCode::InvalidStatus,
                 format!("`{s}` is not a request status (pending, approved, completed, failed, rejected, cancelled)"),
             )
         })
@@ -152,7 +153,7 @@ impl EnrolmentRequest {
     pub fn ensure_pending(&self) -> Result<()> {
         if self.status != RequestStatus::Pending {
             return Err(CoreError::conflict(
-                "not_pending",
+                ErrorCode::NotPending,
                 format!("the request is {}", self.status.as_str()),
             ));
         }
@@ -173,7 +174,7 @@ impl EnrolmentRequest {
         let counts_people = self.approvals_required > 1 || !self.requester_may_approve;
         if counts_people && !by.is_operator {
             return Err(CoreError::Forbidden {
-                code: "approver_not_an_operator",
+                code: ErrorCode::ApproverNotAnOperator,
                 detail: "this request needs approvals from distinct operators: approve with a \
                          key bound to an operator, or as an operator"
                     .into(),
@@ -181,13 +182,13 @@ impl EnrolmentRequest {
         }
         if !self.requester_may_approve && by.id == self.requested_by {
             return Err(CoreError::Forbidden {
-                code: "separation_of_duties",
+                code: ErrorCode::SeparationOfDuties,
                 detail: "the requester cannot approve their own request".into(),
             });
         }
         if self.approvals.iter().any(|a| a.by == by.id) {
             return Err(CoreError::Forbidden {
-                code: "separation_of_duties",
+                code: ErrorCode::SeparationOfDuties,
                 detail: "each approval must come from a different operator".into(),
             });
         }
@@ -252,7 +253,9 @@ mod tests {
 
     fn refusal(r: Result<(EnrolmentRequest, bool)>) -> &'static str {
         match r {
-            Err(CoreError::Forbidden { code, .. } | CoreError::Conflict { code, .. }) => code,
+            Err(CoreError::Forbidden { code, .. } | CoreError::Conflict { code, .. }) => {
+                code.as_str()
+            }
             other => panic!("expected a refusal, got {other:?}"),
         }
     }

@@ -4,6 +4,7 @@
 //! request out — device registration, certificate issuance, linking — as the approver, and the
 //! request records what was issued.
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -64,7 +65,7 @@ fn actor(p: &Principal) -> String {
 fn comment(c: Option<String>) -> Result<Option<String>> {
     match c {
         Some(c) if c.chars().count() > 1000 => Err(CoreError::invalid(
-            "invalid_comment",
+            ErrorCode::InvalidComment,
             "a comment or reason is at most 1000 characters",
         )),
         c => Ok(c.filter(|c| !c.trim().is_empty())),
@@ -134,17 +135,17 @@ impl RequestService {
     ) -> Result<EnrolmentRequest> {
         let p = cap.principal();
         let person = self.people.visible(p, n.person_id).await.map_err(|_| {
-            CoreError::invalid("unknown_person", format!("no person {}", n.person_id))
+            CoreError::invalid(ErrorCode::UnknownPerson, format!("no person {}", n.person_id))
         })?;
         if n.certificates.is_empty() && n.device.is_none() {
             return Err(CoreError::invalid(
-                "empty_request",
+                ErrorCode::EmptyRequest,
                 "ask for at least one certificate or a device",
             ));
         }
         if n.certificates.len() > MAX_ITEMS {
             return Err(CoreError::invalid(
-                "too_many_items",
+                ErrorCode::TooManyItems,
                 format!("at most {MAX_ITEMS} certificates per request"),
             ));
         }
@@ -160,7 +161,10 @@ impl RequestService {
         if let Some(s) = n.device.as_ref().and_then(|d| d.serial.as_ref())
             && (s.trim().is_empty() || s.len() > 128)
         {
-            return Err(CoreError::invalid("invalid_serial", "a serial is 1 to 128 characters"));
+            return Err(CoreError::invalid(
+                ErrorCode::InvalidSerial,
+                "a serial is 1 to 128 characters",
+            ));
         }
         let metadata = n.metadata.unwrap_or_else(|| serde_json::json!({}));
         check_metadata(&metadata)?;
@@ -265,13 +269,19 @@ impl RequestService {
         patch: serde_json::Value,
     ) -> Result<EnrolmentRequest> {
         if !patch.is_object() {
-            return Err(CoreError::invalid("invalid_metadata", "metadata must be a JSON object"));
+            return Err(CoreError::invalid(
+                ErrorCode::InvalidMetadata,
+                "metadata must be a JSON object",
+            ));
         }
         let before = self.visible(cap.principal(), id).await?;
         let mut r = before.clone();
         crate::certs::certificates::merge_patch(&mut r.metadata, &patch);
         if r.metadata.to_string().len() > 16 * 1024 {
-            return Err(CoreError::invalid("invalid_metadata", "metadata is larger than 16 KiB"));
+            return Err(CoreError::invalid(
+                ErrorCode::InvalidMetadata,
+                "metadata is larger than 16 KiB",
+            ));
         }
         if r == before {
             return Ok(before);
@@ -414,7 +424,7 @@ impl RequestService {
         let person = self.people.visible(acting, r.person_id).await?;
         if person.office_id != r.office_id {
             return Err(CoreError::conflict(
-                "person_moved",
+                ErrorCode::PersonMoved,
                 "the person has moved to another office since the request was filed",
             ));
         }

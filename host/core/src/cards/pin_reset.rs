@@ -5,6 +5,7 @@
 //! set up. A reset restores the device's PIN retries and is audited with its method, never with
 //! the response or the code it handed out.
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -85,7 +86,7 @@ const CODE_DIGITS: usize = 8;
 fn check_code(code: &str) -> Result<()> {
     if !(4..=16).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(CoreError::invalid(
-            "invalid_unlock_code",
+            ErrorCode::InvalidUnlockCode,
             "an unlock code is 4 to 16 printable ASCII characters",
         ));
     }
@@ -195,7 +196,7 @@ impl PinResetService {
         let before = self.devices.visible(p, id).await?;
         if before.status.next().is_empty() {
             return Err(CoreError::conflict(
-                "invalid_state",
+                ErrorCode::InvalidState,
                 format!("a {} device cannot be personalized", before.status.as_str()),
             ));
         }
@@ -212,7 +213,7 @@ impl PinResetService {
         match change.admin_key {
             None if change.algorithm.is_some() && change.algorithm != s.algorithm => {
                 return Err(CoreError::invalid(
-                    "invalid_field",
+                    ErrorCode::InvalidField,
                     "a new `algorithm` needs a new `admin_key` (or \"generate\")",
                 ));
             }
@@ -223,16 +224,19 @@ impl PinResetService {
             }
             Some(input) => {
                 let alg = change.algorithm.ok_or_else(|| {
-                    CoreError::invalid("invalid_field", "an `admin_key` needs its `algorithm`")
+                    CoreError::invalid(
+                        ErrorCode::InvalidField,
+                        "an `admin_key` needs its `algorithm`",
+                    )
                 })?;
                 let key = match input {
                     SecretInput::Given(hex_key) => {
                         let key = Zeroizing::new(hex::decode(hex_key.trim()).map_err(|_| {
-                            CoreError::invalid("invalid_admin_key", "`admin_key` is hex")
+                            CoreError::invalid(ErrorCode::InvalidAdminKey, "`admin_key` is hex")
                         })?);
                         if key.len() != alg.key_len() {
                             return Err(CoreError::invalid(
-                                "invalid_admin_key",
+                                ErrorCode::InvalidAdminKey,
                                 format!("a {} key is {} bytes", alg.as_str(), alg.key_len()),
                             ));
                         }
@@ -304,7 +308,7 @@ impl PinResetService {
     ) -> Result<PinReset> {
         if before.status != DeviceStatus::Active {
             return Err(CoreError::conflict(
-                "invalid_state",
+                ErrorCode::InvalidState,
                 format!(
                     "only an active device's PIN is reset, this one is {}",
                     before.status.as_str()
@@ -313,7 +317,7 @@ impl PinResetService {
         }
         let unavailable = |what: &str| {
             CoreError::conflict(
-                "pin_reset_unavailable",
+                ErrorCode::PinResetUnavailable,
                 format!("device {} has no {what} on file", before.serial),
             )
         };
@@ -327,11 +331,12 @@ impl PinResetService {
                 ) else {
                     return Err(unavailable("administration key"));
                 };
-                let challenge = hex::decode(c.trim())
-                    .map_err(|_| CoreError::invalid("invalid_challenge", "`challenge` is hex"))?;
+                let challenge = hex::decode(c.trim()).map_err(|_| {
+                    CoreError::invalid(ErrorCode::InvalidChallenge, "`challenge` is hex")
+                })?;
                 if challenge.len() != alg.block_len() {
                     return Err(CoreError::invalid(
-                        "invalid_challenge",
+                        ErrorCode::InvalidChallenge,
                         format!("a {} challenge is {} bytes", alg.as_str(), alg.block_len()),
                     ));
                 }

@@ -3,6 +3,7 @@
 //! their PIN, renewing their certificates, asking for a virtual token. Anyone else's device or certificate does not
 //! exist for it (404).
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -37,7 +38,7 @@ impl std::fmt::Debug for SelfService {
 
 fn holder(p: &Principal) -> Result<Uuid> {
     p.holder_id.ok_or_else(|| CoreError::Forbidden {
-        code: "not_a_holder",
+        code: ErrorCode::NotAHolder,
         detail: "self-service needs a key bound to a token holder (`holder_id`)".into(),
     })
 }
@@ -198,7 +199,7 @@ impl SelfService {
             return Ok(());
         }
         Err(CoreError::conflict(
-            "person_record_changed",
+            ErrorCode::PersonRecordChanged,
             format!(
                 "the certificate names {} and the person record no longer does; ask for a new \
                  enrolment",
@@ -267,7 +268,7 @@ impl SelfService {
         let d = self.mine(p, office, id).await?;
         if to == DeviceStatus::Active && d.status != DeviceStatus::Suspended && d.status != to {
             return Err(CoreError::conflict(
-                "invalid_transition",
+                ErrorCode::InvalidTransition,
                 format!(
                     "a holder can reactivate a suspended device, not a {} one",
                     d.status.as_str()
@@ -281,7 +282,7 @@ impl SelfService {
             && d.suspended_by != Some(crate::cards::devices::actor_of(p))
         {
             return Err(CoreError::Forbidden {
-                code: "suspended_by_operator",
+                code: ErrorCode::SuspendedByOperator,
                 detail:
                     "this device was suspended by an operator; only an operator can reactivate it"
                         .into(),
@@ -302,7 +303,7 @@ impl SelfService {
                 self.devices.transition(&c, id, to, reason, None).await
             }
             other => Err(CoreError::invalid(
-                "not_self_service",
+                ErrorCode::NotSelfService,
                 format!("a holder cannot move a device to {}", other.as_str()),
             )),
         }

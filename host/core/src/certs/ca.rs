@@ -2,6 +2,7 @@
 //! implement the same port. Core decides what goes into a certificate (profiles); an issuer only
 //! signs it.
 
+use crate::ErrorCode;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
@@ -251,7 +252,9 @@ impl Issuers {
             .ok()
             .and_then(|m| m.get(id).cloned())
             .or_else(|| self.source().and_then(|s| s.issuer(id)))
-            .ok_or_else(|| CoreError::invalid("unknown_ca", format!("no CA back end `{id}`")))
+            .ok_or_else(|| {
+                CoreError::invalid(ErrorCode::UnknownCa, format!("no CA back end `{id}`"))
+            })
     }
 
     /// All ids, sorted.

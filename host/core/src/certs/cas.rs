@@ -1,6 +1,7 @@
 //! CA back ends: the built-in CA created (or imported) on first start, the list of back ends,
 //! and CRLs regenerated after every change and before they go stale.
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -240,9 +241,10 @@ impl CaService {
         let rec =
             self.factory.import(id, &import.cert_pem, &import.key_pem, &import.chain_pem, now)?;
         let mut tx = self.store.begin().await?;
-        tx.insert_ca(&rec)
-            .await
-            .map_err(crate::records::conflict_as("ca_exists", format!("CA {id} already exists")))?;
+        tx.insert_ca(&rec).await.map_err(crate::records::conflict_as(
+            ErrorCode::CaExists,
+            format!("CA {id} already exists"),
+        ))?;
         let ev = NewAuditEvent::new(&Principal::local_cli(), "ca.install", "ca", id)
             .details(serde_json::json!({"key_type": rec.key_type.as_str(), "offline_root": true}));
         tx.commit(vec![ev], now).await?;
@@ -274,10 +276,10 @@ impl CaService {
             .await?
             .into_iter()
             .find(|c| c.id == id)
-            .ok_or_else(|| CoreError::invalid("unknown_ca", format!("no CA `{id}`")))?;
+            .ok_or_else(|| CoreError::invalid(ErrorCode::UnknownCa, format!("no CA `{id}`")))?;
         if rec.root_der == rec.cert_der {
             return Err(CoreError::invalid(
-                "invalid_crl",
+                ErrorCode::InvalidCrl,
                 format!("CA `{id}` is its own root: its CRL is the one Sigil signs"),
             ));
         }
@@ -357,7 +359,7 @@ impl CaService {
         let next = now + self.crl_validity;
         let publisher = issuer.status().ok_or_else(|| {
             CoreError::conflict(
-                "status_not_published",
+                ErrorCode::StatusNotPublished,
                 format!(
                     "CA back end `{ca_id}` is an external CA; it publishes its own CRL and OCSP"
                 ),

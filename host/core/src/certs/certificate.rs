@@ -1,6 +1,7 @@
 //! Certificates: key types, subject alternative names, lifecycle states, RFC 5280 revocation
 //! reasons, and the stored certificate record.
 
+use crate::ErrorCode;
 use std::fmt;
 
 use time::OffsetDateTime;
@@ -50,7 +51,7 @@ impl KeyType {
     pub fn parse(s: &str) -> Result<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
             CoreError::invalid(
-                "invalid_key_type",
+                ErrorCode::InvalidKeyType,
                 format!(
                     "key type must be one of p256, p384, rsa-2048, rsa-3072, rsa-4096; got `{s}`"
                 ),
@@ -215,7 +216,7 @@ impl CertStatus {
             "revoked" => Ok(Self::Revoked),
             "expired" => Ok(Self::Expired),
             _ => Err(CoreError::invalid(
-                "invalid_filter",
+                ErrorCode::InvalidFilter,
                 format!("status must be active, suspended, revoked or expired; got `{s}`"),
             )),
         }
@@ -297,7 +298,7 @@ impl RevocationReason {
         .into_iter()
         .find(|r| r.as_str() == s)
         .ok_or_else(|| {
-            CoreError::invalid("invalid_reason", format!("unknown revocation reason `{s}`"))
+            CoreError::invalid(ErrorCode::InvalidReason, format!("unknown revocation reason `{s}`"))
         })
     }
 }
@@ -405,7 +406,7 @@ impl CertChange {
                     Ok(true)
                 }
                 s => Err(CoreError::conflict(
-                    "invalid_transition",
+                    ErrorCode::InvalidTransition,
                     format!("a {} certificate cannot be suspended", s.as_str()),
                 )),
             },
@@ -418,7 +419,7 @@ impl CertChange {
                     Ok(true)
                 }
                 s => Err(CoreError::conflict(
-                    "invalid_transition",
+                    ErrorCode::InvalidTransition,
                     format!("a {} certificate cannot be reactivated", s.as_str()),
                 )),
             },

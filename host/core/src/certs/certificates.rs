@@ -4,6 +4,7 @@
 
 mod supersession;
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -142,7 +143,7 @@ impl CertificateService {
     ) -> Result<Vec<Result<Certificate>>> {
         if reqs.is_empty() || reqs.len() > MAX_BATCH {
             return Err(CoreError::invalid(
-                "invalid_batch",
+                ErrorCode::InvalidBatch,
                 format!("a batch holds 1 to {MAX_BATCH} requests"),
             ));
         }
@@ -192,7 +193,7 @@ impl CertificateService {
             && let Some(why) = issuer.unfit_for_public_trust()
         {
             return Err(CoreError::conflict(
-                "publication_required",
+                ErrorCode::PublicationRequired,
                 format!(
                     "profile `{}` follows the CA/Browser Forum rules and CA `{}` cannot issue \
                      under them: {why}",
@@ -217,7 +218,7 @@ impl CertificateService {
             .csr
             .issued_content(&issued.der)
             .map_err(|e| CoreError::Dependency {
-                code: "ca_result_mismatch",
+                code: ErrorCode::CaResultMismatch,
                 detail: format!("the CA back end issued a certificate Sigil cannot read: {e}"),
             })
             .and_then(|got| {
@@ -315,7 +316,7 @@ impl CertificateService {
                     )
                     .await;
                 return Err(CoreError::conflict(
-                    "already_renewed",
+                    ErrorCode::AlreadyRenewed,
                     "the certificate was renewed meanwhile; renew its renewal",
                 ));
             }
@@ -369,7 +370,7 @@ impl CertificateService {
         match office {
             None if p.scope.is_all() => Ok(()),
             None => Err(CoreError::invalid(
-                "missing_field",
+                ErrorCode::MissingField,
                 "`office_id` is required for an operator with a restricted scope",
             )),
             Some(o) => {
@@ -377,7 +378,7 @@ impl CertificateService {
                 if known && p.scope.sees(Some(o)) {
                     Ok(())
                 } else {
-                    Err(CoreError::invalid("unknown_office", format!("no office {o}")))
+                    Err(CoreError::invalid(ErrorCode::UnknownOffice, format!("no office {o}")))
                 }
             }
         }
@@ -391,8 +392,9 @@ impl CertificateService {
         page: PageRequest,
     ) -> Result<Page<Certificate>> {
         if let Some(c) = &page.after {
-            parse_cert_cursor(c)
-                .ok_or_else(|| CoreError::invalid("invalid_cursor", "cursor is not valid"))?;
+            parse_cert_cursor(c).ok_or_else(|| {
+                CoreError::invalid(ErrorCode::InvalidCursor, "cursor is not valid")
+            })?;
         }
         filter.now_us = crate::audit::unix_micros(self.clock.now());
         if let Some(set) = cap.principal().scope.office_set() {
@@ -415,7 +417,10 @@ impl CertificateService {
         max: usize,
     ) -> Result<(Vec<(Option<crate::org::Office>, Vec<Certificate>)>, bool)> {
         if !(1..=3650).contains(&days) {
-            return Err(CoreError::invalid("invalid_days", "days must be between 1 and 3650"));
+            return Err(CoreError::invalid(
+                ErrorCode::InvalidDays,
+                "days must be between 1 and 3650",
+            ));
         }
         let now = self.clock.now();
         let filter = CertFilter {
@@ -519,7 +524,7 @@ impl CertificateService {
                 let backend = self.backend(cert)?;
                 let Some(holds) = backend.holds() else {
                     return Err(CoreError::conflict(
-                        "suspension_not_supported",
+                        ErrorCode::SuspensionNotSupported,
                         format!("CA back end `{}` cannot put certificates on hold", cert.ca_id),
                     ));
                 };
@@ -577,7 +582,7 @@ impl CertificateService {
             .unwrap_or(true);
         if !allowed {
             return Err(CoreError::conflict(
-                "suspension_not_allowed",
+                ErrorCode::SuspensionNotAllowed,
                 format!("profile `{}` does not allow suspension", cert.profile),
             ));
         }
@@ -602,7 +607,7 @@ impl CertificateService {
     ) -> Result<Certificate> {
         if reason == RevocationReason::CertificateHold {
             return Err(CoreError::invalid(
-                "invalid_reason",
+                ErrorCode::InvalidReason,
                 "certificateHold is what suspend does; use POST …/suspend",
             ));
         }
@@ -621,13 +626,13 @@ impl CertificateService {
         match old.status_at(now) {
             CertStatus::Revoked => {
                 return Err(CoreError::conflict(
-                    "invalid_transition",
+                    ErrorCode::InvalidTransition,
                     "a revoked certificate cannot be renewed",
                 ));
             }
             CertStatus::Suspended => {
                 return Err(CoreError::conflict(
-                    "invalid_transition",
+                    ErrorCode::InvalidTransition,
                     "a suspended certificate cannot be renewed",
                 ));
             }
@@ -638,14 +643,14 @@ impl CertificateService {
         let opens = old.not_after - window;
         if now < opens {
             return Err(CoreError::conflict(
-                "outside_renewal_window",
+                ErrorCode::OutsideRenewalWindow,
                 format!("renewal opens {} days before expiry", profile.spec.renewal_window_days),
             ));
         }
         // Renewal continues a certificate; one long expired is a new enrolment.
         if now > old.not_after + window {
             return Err(CoreError::conflict(
-                "outside_renewal_window",
+                ErrorCode::OutsideRenewalWindow,
                 format!(
                     "renewal closed {} days after expiry; enrol anew",
                     profile.spec.renewal_window_days
@@ -656,7 +661,7 @@ impl CertificateService {
         // into many.
         if let Some(next) = self.store.renewal_of(old.id).await? {
             return Err(CoreError::conflict(
-                "already_renewed",
+                ErrorCode::AlreadyRenewed,
                 format!("certificate {} renewed it; renew that one", next.id),
             ));
         }
@@ -674,7 +679,7 @@ impl CertificateService {
                     && parsed.sans.len() == old.sans.len();
                 if want != got || !same_names {
                     return Err(CoreError::Forbidden {
-                        code: "renewal_changes_identity",
+                        code: ErrorCode::RenewalChangesIdentity,
                         detail: "the CSR names another subject or other names than the \
                                  certificate it renews; that is a new enrolment"
                             .into(),
@@ -729,7 +734,7 @@ impl CertificateService {
         {
             if self.csr.certificate_spki(ca)? == spki {
                 return Err(CoreError::invalid(
-                    "key_not_allowed",
+                    ErrorCode::KeyNotAllowed,
                     "the certificate's key is a CA's key; it is never renewed as an end entity",
                 ));
             }
@@ -751,7 +756,10 @@ impl CertificateService {
         patch: serde_json::Value,
     ) -> Result<Certificate> {
         if !patch.is_object() {
-            return Err(CoreError::invalid("invalid_metadata", "metadata must be a JSON object"));
+            return Err(CoreError::invalid(
+                ErrorCode::InvalidMetadata,
+                "metadata must be a JSON object",
+            ));
         }
         self.visible(cap.principal(), id).await?;
         let now = self.clock.now();
@@ -778,7 +786,7 @@ impl CertificateService {
     /// dependency failure, so that nothing is recorded the CA does not know about.
     fn backend(&self, cert: &Certificate) -> Result<Arc<dyn crate::certs::ca::Issuer>> {
         self.issuers.get(&cert.ca_id).map_err(|_| CoreError::Dependency {
-            code: "ca_unavailable",
+            code: ErrorCode::CaUnavailable,
             detail: format!("CA back end `{}` is not in service", cert.ca_id),
         })
     }

@@ -1,5 +1,6 @@
 //! Profiles: list, show, create, replace; the built-in profiles are created on first start.
 
+use crate::ErrorCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -129,7 +130,7 @@ impl ProfileService {
     pub(crate) async fn find(&self, name: &str) -> Result<Profile> {
         self.all().await?.iter().find(|p| p.name == name).cloned().ok_or_else(|| {
             CoreError::invalid(
-                "unknown_profile",
+                ErrorCode::UnknownProfile,
                 format!("no profile `{name}` (see GET /api/v1/profiles)"),
             )
         })
@@ -149,7 +150,7 @@ impl ProfileService {
     ) -> Result<Profile> {
         let name = validate_role_name(name).map_err(|_| {
             CoreError::invalid(
-                "invalid_name",
+                ErrorCode::InvalidName,
                 "a profile name is 1 to 64 lowercase letters, digits, `-` or `_`",
             )
         })?;
@@ -159,7 +160,7 @@ impl ProfileService {
         let mut tx = self.store.begin().await?;
         tx.insert_profile(&p).await.map_err(|e| match e {
             crate::StoreError::Conflict { .. } => {
-                CoreError::conflict("name_taken", format!("profile `{}` exists", p.name))
+                CoreError::conflict(ErrorCode::NameTaken, format!("profile `{}` exists", p.name))
             }
             other => other.into(),
         })?;
@@ -186,7 +187,7 @@ impl ProfileService {
         // read the profile as it is: it keeps following them (make a new profile instead).
         if before.spec.cabf_server_auth && !spec.cabf_server_auth {
             return Err(CoreError::invalid(
-                "invalid_profile",
+                ErrorCode::InvalidProfile,
                 "a CA/Browser Forum profile stays one (cabf_server_auth cannot be turned off); \
                  create another profile",
             ));

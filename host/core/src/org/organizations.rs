@@ -2,6 +2,7 @@
 //! its scope, the divisions and organizations that hold them, and nothing else (404 for the
 //! rest); only an unrestricted caller changes the structure above an office.
 
+use crate::ErrorCode;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -42,7 +43,7 @@ struct Kind {
     object: &'static str,
     created: &'static str,
     updated: &'static str,
-    clash_code: &'static str,
+    clash_code: ErrorCode,
     clash: &'static str,
 }
 
@@ -50,21 +51,21 @@ const ORG: Kind = Kind {
     object: "organization",
     created: "organization.create",
     updated: "organization.update",
-    clash_code: "name_taken",
+    clash_code: ErrorCode::NameTaken,
     clash: "an organization with this name exists",
 };
 const DIV: Kind = Kind {
     object: "division",
     created: "division.create",
     updated: "division.update",
-    clash_code: "name_taken",
+    clash_code: ErrorCode::NameTaken,
     clash: "the organization has a division with this name",
 };
 const OFFICE: Kind = Kind {
     object: "office",
     created: "office.create",
     updated: "office.update",
-    clash_code: "code_taken",
+    clash_code: ErrorCode::CodeTaken,
     clash: "an office with this code exists",
 };
 
@@ -84,7 +85,7 @@ fn name(s: Option<&str>, what: &str) -> Result<String> {
     let s = s.map(str::trim).unwrap_or_default();
     if s.is_empty() || s.chars().count() > 200 || s.chars().any(char::is_control) {
         return Err(CoreError::invalid(
-            "invalid_name",
+            ErrorCode::InvalidName,
             format!("a {what} name is 1 to 200 characters without control characters"),
         ));
     }
@@ -95,7 +96,7 @@ fn text(s: Option<&str>, field: &str, max: usize) -> Result<String> {
     let s = s.unwrap_or_default().trim();
     if s.chars().count() > max {
         return Err(CoreError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`{field}` is longer than {max} characters"),
         ));
     }
@@ -118,7 +119,7 @@ fn code(s: Option<&str>) -> Result<String> {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !ok {
         return Err(CoreError::invalid(
-            "invalid_code",
+            ErrorCode::InvalidCode,
             "an office code is 1 to 32 letters, digits, `-`, `_` or `.`",
         ));
     }
@@ -130,7 +131,7 @@ fn restricted_writer(p: &Principal) -> Result<()> {
         Ok(())
     } else {
         Err(CoreError::Forbidden {
-            code: "scope_restricted",
+            code: ErrorCode::ScopeRestricted,
             detail: "only an operator who sees every office changes the organization structure"
                 .into(),
         })
@@ -280,15 +281,15 @@ impl OrgService {
         input: OrgInput,
     ) -> Result<Division> {
         restricted_writer(cap.principal())?;
-        let org_id = input
-            .parent
-            .ok_or_else(|| CoreError::invalid("missing_field", "`organization_id` is required"))?;
+        let org_id = input.parent.ok_or_else(|| {
+            CoreError::invalid(ErrorCode::MissingField, "`organization_id` is required")
+        })?;
         if crate::records::get::<Organization, _>(self.store.as_ref(), &org_id.to_string())
             .await?
             .is_none()
         {
             return Err(CoreError::invalid(
-                "unknown_organization",
+                ErrorCode::UnknownOrganization,
                 format!("no organization {org_id}"),
             ));
         }
@@ -369,12 +370,12 @@ impl OrgService {
         input: OrgInput,
     ) -> Result<Office> {
         restricted_writer(cap.principal())?;
-        let div_id = input
-            .parent
-            .ok_or_else(|| CoreError::invalid("missing_field", "`division_id` is required"))?;
+        let div_id = input.parent.ok_or_else(|| {
+            CoreError::invalid(ErrorCode::MissingField, "`division_id` is required")
+        })?;
         let div: Division =
             crate::records::get(self.store.as_ref(), &div_id.to_string()).await?.ok_or_else(
-                || CoreError::invalid("unknown_division", format!("no division {div_id}")),
+                || CoreError::invalid(ErrorCode::UnknownDivision, format!("no division {div_id}")),
             )?;
         let now = self.clock.now();
         let o = Office {

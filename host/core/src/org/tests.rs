@@ -2,6 +2,7 @@
 //! changes the structure, and that every change carries its audit event.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -96,12 +97,12 @@ async fn only_an_unrestricted_caller_changes_the_structure_above_an_office() {
     let w = restricted([a_off.id]).authorize::<perm::OrganizationsWrite>().unwrap();
     let refused = svc.update_organization(&w, a.id, named("Renamed", None)).await.unwrap_err();
     assert!(
-        matches!(refused, CoreError::Forbidden { code: "scope_restricted", .. }),
+        matches!(refused, CoreError::Forbidden { code: ErrorCode::ScopeRestricted, .. }),
         "{refused:?}"
     );
     let refused = svc.create_division(&w, named("Mine", Some(a.id))).await.unwrap_err();
     assert!(
-        matches!(refused, CoreError::Forbidden { code: "scope_restricted", .. }),
+        matches!(refused, CoreError::Forbidden { code: ErrorCode::ScopeRestricted, .. }),
         "{refused:?}"
     );
     assert_eq!(records.events().len(), before, "a refused change writes no audit event");
@@ -122,9 +123,12 @@ async fn an_office_belongs_to_its_divisions_organization_and_each_change_is_audi
     let w = admin().authorize::<perm::OrganizationsWrite>().unwrap();
     // Parents must exist.
     let err = svc.create_division(&w, named("Orphan", Some(Uuid::now_v7()))).await.unwrap_err();
-    assert!(matches!(err, CoreError::Invalid { code: "unknown_organization", .. }), "{err:?}");
+    assert!(
+        matches!(err, CoreError::Invalid { code: ErrorCode::UnknownOrganization, .. }),
+        "{err:?}"
+    );
     let err = svc.create_office(&w, named("Orphan", Some(Uuid::now_v7()))).await.unwrap_err();
-    assert!(matches!(err, CoreError::Invalid { code: "unknown_division", .. }), "{err:?}");
+    assert!(matches!(err, CoreError::Invalid { code: ErrorCode::UnknownDivision, .. }), "{err:?}");
 
     // A rename is audited with before and after; a change to nothing writes nothing.
     svc.update_organization(&w, a.id, named("Acme Ltd", None)).await.unwrap();
@@ -160,5 +164,5 @@ async fn lists_page_in_creation_order_with_their_filters() {
         .organizations(&r, None, PageRequest { after: Some("nope".into()), limit: 3 })
         .await
         .unwrap_err();
-    assert!(matches!(err, CoreError::Invalid { code: "invalid_cursor", .. }), "{err:?}");
+    assert!(matches!(err, CoreError::Invalid { code: ErrorCode::InvalidCursor, .. }), "{err:?}");
 }

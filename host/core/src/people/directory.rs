@@ -3,6 +3,7 @@
 //! and `custom-field` hooks add rules (deny) or take over the built-in ones (override). Audit
 //! events name the fields that changed, not their values: personal data stays out of the trail.
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -76,7 +77,7 @@ impl std::fmt::Debug for PeopleService {
 
 fn field_errors(errors: Vec<FieldError>) -> CoreError {
     let detail = errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
-    CoreError::invalid("invalid_attributes", detail)
+    CoreError::invalid(ErrorCode::InvalidAttributes, detail)
 }
 
 fn clean(s: Option<String>) -> Option<String> {
@@ -169,7 +170,7 @@ impl PeopleService {
         f.check()?;
         if f.label.chars().count() > 200 || f.description.chars().count() > 2000 {
             return Err(CoreError::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "label is at most 200 and description 2000 characters",
             ));
         }
@@ -186,13 +187,14 @@ impl PeopleService {
                     >= MAX_FIELDS as i64
                 {
                     return Err(CoreError::conflict(
-                        "too_many_fields",
+                        ErrorCode::TooManyFields,
                         format!("at most {MAX_FIELDS} custom fields"),
                     ));
                 }
-                tx.insert_record(f.row())
-                    .await
-                    .map_err(conflict_as("name_taken", format!("custom field `{name}` exists")))?;
+                tx.insert_record(f.row()).await.map_err(conflict_as(
+                    ErrorCode::NameTaken,
+                    format!("custom field `{name}` exists"),
+                ))?;
             }
         }
         tx.commit(vec![ev], now).await?;
@@ -302,7 +304,10 @@ impl PeopleService {
     async fn office_visible(&self, principal: &Principal, office: Uuid) -> Result<()> {
         let exists = self.store.record(Collection::Offices, &office.to_string()).await?.is_some();
         if !exists || !principal.scope.sees(Some(office)) {
-            return Err(CoreError::invalid("unknown_office", format!("no office {office}")));
+            return Err(CoreError::invalid(
+                ErrorCode::UnknownOffice,
+                format!("no office {office}"),
+            ));
         }
         Ok(())
     }
@@ -313,9 +318,9 @@ impl PeopleService {
         cap: &Capability<perm::PeopleWrite>,
         input: PersonInput,
     ) -> Result<Person> {
-        let office = input
-            .office_id
-            .ok_or_else(|| CoreError::invalid("missing_field", "`office_id` is required"))?;
+        let office = input.office_id.ok_or_else(|| {
+            CoreError::invalid(ErrorCode::MissingField, "`office_id` is required")
+        })?;
         self.office_visible(cap.principal(), office).await?;
         let now = self.clock.now();
         let p = Person {
@@ -333,7 +338,7 @@ impl PeopleService {
         self.check(&p).await?;
         let mut tx = self.store.begin_records().await?;
         tx.insert_record(p.row()).await.map_err(conflict_as(
-            "external_id_taken",
+            ErrorCode::ExternalIdTaken,
             "a person with this external_id exists in this office".into(),
         ))?;
         let empty = Person {
@@ -459,7 +464,7 @@ impl PeopleService {
         let mut tx = self.store.begin_records().await?;
         lock_unchanged(tx.as_mut(), &before, "person").await?;
         tx.update_record(p.row()).await.map_err(conflict_as(
-            "external_id_taken",
+            ErrorCode::ExternalIdTaken,
             "a person with this external_id exists in this office".into(),
         ))?;
         let mut d = details;

@@ -6,6 +6,7 @@
 //! through the ordinary person update, so custom-field and validator rules apply and the change
 //! is audited as `person.complete` with the source named.
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use crate::access::authz::{Capability, perm};
@@ -84,9 +85,12 @@ impl IdentityService {
         }
         match self.sources.sources().as_slice() {
             [only] => Ok(only.clone()),
-            [] => Err(CoreError::invalid("unknown_source", "no identity source is configured")),
+            [] => Err(CoreError::invalid(
+                ErrorCode::UnknownSource,
+                "no identity source is configured",
+            )),
             many => Err(CoreError::invalid(
-                "source_required",
+                ErrorCode::SourceRequired,
                 format!("name the `source`: one of {}", many.join(", ")),
             )),
         }
@@ -102,7 +106,7 @@ impl IdentityService {
         let source = self.pick(source)?;
         if known.is_empty() || known.len() > MAX_FIELDS {
             return Err(CoreError::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("`known` holds 1 to {MAX_FIELDS} fields"),
             ));
         }

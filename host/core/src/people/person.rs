@@ -1,6 +1,7 @@
 //! People (token holders and certificate subjects) with extended attributes, and the custom
 //! field definitions those attributes are validated against on every write.
 
+use crate::ErrorCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -110,7 +111,7 @@ pub fn validate_field_name(s: &str) -> Result<String> {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !ok {
         return Err(CoreError::invalid(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "a field name is a lowercase letter followed by lowercase letters, digits or `_` (at most 64)",
         ));
     }
@@ -123,19 +124,19 @@ impl CustomField {
         if let Some(p) = &self.pattern {
             if p.len() > 1000 {
                 return Err(CoreError::invalid(
-                    "invalid_pattern",
+                    ErrorCode::InvalidPattern,
                     "a pattern is at most 1000 characters",
                 ));
             }
             regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
                 CoreError::invalid(
-                    "invalid_pattern",
+                    ErrorCode::InvalidPattern,
                     format!("`{p}` is not a regular expression: {e}"),
                 )
             })?;
             if self.field_type != FieldType::String {
                 return Err(CoreError::invalid(
-                    "invalid_pattern",
+                    ErrorCode::InvalidPattern,
                     "only string fields take a pattern",
                 ));
             }
@@ -144,18 +145,21 @@ impl CustomField {
             && a > b
         {
             return Err(CoreError::invalid(
-                "invalid_length",
+                ErrorCode::InvalidLength,
                 "min_length is greater than max_length",
             ));
         }
         if self.max_length.is_some_and(|m| m as usize > MAX_VALUE) {
             return Err(CoreError::invalid(
-                "invalid_length",
+                ErrorCode::InvalidLength,
                 format!("max_length is at most {MAX_VALUE}"),
             ));
         }
         if self.allowed_values.len() > 500 {
-            return Err(CoreError::invalid("invalid_allowed_values", "at most 500 allowed values"));
+            return Err(CoreError::invalid(
+                ErrorCode::InvalidAllowedValues,
+                "at most 500 allowed values",
+            ));
         }
         Ok(())
     }
@@ -254,7 +258,7 @@ pub fn check_person(p: &Person) -> Result<()> {
     };
     if !name_ok(&p.given_name) || !name_ok(&p.family_name) {
         return Err(CoreError::invalid(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "given_name and family_name are 1 to 200 characters without control characters",
         ));
     }
@@ -265,14 +269,17 @@ pub fn check_person(p: &Person) -> Result<()> {
         && (x.is_empty() || x.len() > 128 || x.chars().any(char::is_control))
     {
         return Err(CoreError::invalid(
-            "invalid_external_id",
+            ErrorCode::InvalidExternalId,
             "external_id is 1 to 128 characters",
         ));
     }
     if let Some(ph) = &p.phone
         && (ph.len() > 50 || !ph.chars().all(|c| c.is_ascii_digit() || " +-()./".contains(c)))
     {
-        return Err(CoreError::invalid("invalid_phone", "phone is digits, spaces and + - ( ) . /"));
+        return Err(CoreError::invalid(
+            ErrorCode::InvalidPhone,
+            "phone is digits, spaces and + - ( ) . /",
+        ));
     }
     Ok(())
 }

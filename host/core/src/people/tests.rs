@@ -2,6 +2,7 @@
 //! checked against the custom field definitions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -82,13 +83,13 @@ async fn a_person_outside_the_callers_scope_is_neither_seen_nor_created_nor_move
     // Creating in an office out of scope reads as an unknown office (its existence is not told).
     let n = records.count(Collection::People);
     let err = svc.create(&only_a.authorize().unwrap(), person(b, "Kranjc")).await.unwrap_err();
-    assert!(matches!(err, CoreError::Invalid { code: "unknown_office", .. }), "{err:?}");
+    assert!(matches!(err, CoreError::Invalid { code: ErrorCode::UnknownOffice, .. }), "{err:?}");
     assert_eq!(records.count(Collection::People), n);
 
     // Nor may a caller move its own person into an office it does not see.
     let moved = PersonInput { office_id: Some(b), ..PersonInput::default() };
     let err = svc.update(&only_a.authorize().unwrap(), in_a.id, moved).await.unwrap_err();
-    assert!(matches!(err, CoreError::Invalid { code: "unknown_office", .. }), "{err:?}");
+    assert!(matches!(err, CoreError::Invalid { code: ErrorCode::UnknownOffice, .. }), "{err:?}");
     assert_eq!(svc.get(&all.authorize().unwrap(), in_a.id).await.unwrap().office_id, a);
 }
 
@@ -116,7 +117,7 @@ async fn attributes_are_held_to_the_custom_field_definitions() {
         };
         let err = svc.create(&all.authorize().unwrap(), input).await.unwrap_err();
         assert!(
-            matches!(err, CoreError::Invalid { code: "invalid_attributes", .. }),
+            matches!(err, CoreError::Invalid { code: ErrorCode::InvalidAttributes, .. }),
             "{attrs}: {err:?}"
         );
     }

@@ -11,6 +11,7 @@
 //! the SAD is spent in the same group-committed unit as the signing's audit event, so that a
 //! signature never leaves without its audit record and a SAD never signs more than it allows.
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -98,7 +99,7 @@ pub struct SignHash {
 }
 
 fn invalid(detail: impl Into<String>) -> CoreError {
-    CoreError::invalid("invalid_request", detail)
+    CoreError::invalid(ErrorCode::InvalidRequest, detail)
 }
 
 fn digest_id(secret: &str) -> String {
@@ -189,7 +190,7 @@ impl CscService {
     }
 
     fn login_refused() -> CoreError {
-        CoreError::invalid("authentication_error", "Authentication failed.")
+        CoreError::invalid(ErrorCode::AuthenticationError, "Authentication failed.")
     }
 
     async fn issue_tokens(
@@ -439,7 +440,7 @@ impl CscService {
             tx.update_record(cur.row()).await?;
             let outcome = if cur.locked() { "invalid_pin_locked" } else { "invalid_pin" };
             tx.commit(vec![ev(outcome)], now).await?;
-            return Err(CoreError::invalid("invalid_pin", "Invalid PIN"));
+            return Err(CoreError::invalid(ErrorCode::InvalidPin, "Invalid PIN"));
         }
         if cur.pin_retries_left != self.settings.pin_retries {
             cur.pin_retries_left = self.settings.pin_retries;

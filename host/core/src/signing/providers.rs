@@ -2,6 +2,7 @@
 //! logo, language, authentication types, description). One is the default; without any, `info`
 //! answers with built-in values.
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -44,10 +45,10 @@ fn check(p: &CscProvider) -> Result<()> {
     let bad = |code, detail: &str| Err(CoreError::invalid(code, detail.to_owned()));
     let name_len = p.name.trim().chars().count();
     if name_len == 0 || name_len > 255 || p.name.chars().any(char::is_control) {
-        return bad("invalid_name", "a name is 1 to 255 characters");
+        return bad(ErrorCode::InvalidName, "a name is 1 to 255 characters");
     }
     if p.region.len() != 2 || !p.region.bytes().all(|b| b.is_ascii_uppercase()) {
-        return bad("invalid_region", "region is an ISO 3166-1 alpha-2 code such as `SI`");
+        return bad(ErrorCode::InvalidRegion, "region is an ISO 3166-1 alpha-2 code such as `SI`");
     }
     let lang_ok = {
         let mut parts = p.language.split('-');
@@ -58,13 +59,13 @@ fn check(p: &CscProvider) -> Result<()> {
                 .all(|s| (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()))
     };
     if !lang_ok {
-        return bad("invalid_language", "language is an RFC 5646 tag such as `en-US`");
+        return bad(ErrorCode::InvalidLanguage, "language is an RFC 5646 tag such as `en-US`");
     }
     if p.auth_types.is_empty() {
-        return bad("invalid_auth_types", "name at least one authentication type");
+        return bad(ErrorCode::InvalidAuthTypes, "name at least one authentication type");
     }
     if p.description.chars().count() > 255 || p.description.chars().any(char::is_control) {
-        return bad("invalid_description", "a description is at most 255 characters");
+        return bad(ErrorCode::InvalidDescription, "a description is at most 255 characters");
     }
     check_logo(&p.logo)
 }
@@ -77,13 +78,13 @@ fn check_logo(logo: &str) -> Result<()> {
         let (mime, data) = rest.split_once(";base64,").unwrap_or(("", ""));
         if !matches!(mime, "image/png" | "image/jpeg") {
             return Err(CoreError::invalid(
-                "invalid_logo",
+                ErrorCode::InvalidLogo,
                 "an uploaded logo is data:image/png;base64,… or data:image/jpeg;base64,…",
             ));
         }
-        let bytes = STANDARD
-            .decode(data)
-            .map_err(|_| CoreError::invalid("invalid_logo", "the logo is not valid base64"))?;
+        let bytes = STANDARD.decode(data).map_err(|_| {
+            CoreError::invalid(ErrorCode::InvalidLogo, "the logo is not valid base64")
+        })?;
         let png = bytes.starts_with(b"\x89PNG\r\n\x1a\n");
         let jpeg = bytes.starts_with(&[0xff, 0xd8, 0xff]);
         if bytes.len() > MAX_LOGO
@@ -91,7 +92,7 @@ fn check_logo(logo: &str) -> Result<()> {
             || (mime == "image/jpeg" && !jpeg)
         {
             return Err(CoreError::invalid(
-                "invalid_logo",
+                ErrorCode::InvalidLogo,
                 format!("the logo must be a PNG or JPEG image of at most {MAX_LOGO} bytes"),
             ));
         }
@@ -102,7 +103,7 @@ fn check_logo(logo: &str) -> Result<()> {
         && !logo.chars().any(|c| c.is_whitespace() || c.is_control());
     if !url_ok {
         return Err(CoreError::invalid(
-            "invalid_logo",
+            ErrorCode::InvalidLogo,
             "logo is an http(s) URL (at most 2048 characters) or an uploaded data: URI",
         ));
     }
@@ -178,7 +179,10 @@ impl CscProviderService {
             }
             None => tx.insert_record(p.row()).await,
         }
-        .map_err(conflict_as("name_taken", format!("a CSC provider `{}` exists", p.name)))?;
+        .map_err(conflict_as(
+            ErrorCode::NameTaken,
+            format!("a CSC provider `{}` exists", p.name),
+        ))?;
         for o in &others {
             tx.update_record(o.row()).await?;
         }
@@ -201,7 +205,7 @@ impl CscProviderService {
     ) -> Result<CscProvider> {
         if self.all_providers().await?.len() >= MAX_PROVIDERS {
             return Err(CoreError::conflict(
-                "too_many_providers",
+                ErrorCode::TooManyProviders,
                 format!("at most {MAX_PROVIDERS} CSC providers"),
             ));
         }

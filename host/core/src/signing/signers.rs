@@ -5,6 +5,7 @@
 //! in CRL and OCSP once revoked. Passwords and PINs are kept as Argon2id hashes only; neither
 //! reaches the audit trail.
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -36,7 +37,7 @@ fn check_username(u: &str) -> Result<String> {
         && u.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
     if !ok {
         return Err(CoreError::invalid(
-            "invalid_username",
+            ErrorCode::InvalidUsername,
             "a username is 1 to 64 letters, digits, `.`, `_`, `@` or `-`",
         ));
     }
@@ -45,7 +46,10 @@ fn check_username(u: &str) -> Result<String> {
 
 fn check_password(p: &str) -> Result<()> {
     if !(8..=1024).contains(&p.chars().count()) {
-        return Err(CoreError::invalid("invalid_password", "a password is 8 to 1024 characters"));
+        return Err(CoreError::invalid(
+            ErrorCode::InvalidPassword,
+            "a password is 8 to 1024 characters",
+        ));
     }
     Ok(())
 }
@@ -53,7 +57,7 @@ fn check_password(p: &str) -> Result<()> {
 fn check_pin(p: &str) -> Result<()> {
     if !(4..=64).contains(&p.len()) || !p.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(CoreError::invalid(
-            "invalid_pin",
+            ErrorCode::InvalidPin,
             "a PIN is 4 to 64 printable ASCII characters",
         ));
     }
@@ -63,7 +67,7 @@ fn check_pin(p: &str) -> Result<()> {
 fn check_multisign(m: u32) -> Result<()> {
     if !(1..=MAX_MULTISIGN).contains(&m) {
         return Err(CoreError::invalid(
-            "invalid_multisign",
+            ErrorCode::InvalidMultisign,
             format!("multisign is 1 to {MAX_MULTISIGN}"),
         ));
     }
@@ -73,7 +77,7 @@ fn check_multisign(m: u32) -> Result<()> {
 fn check_description(d: &str) -> Result<()> {
     if d.chars().count() > 255 || d.chars().any(char::is_control) {
         return Err(CoreError::invalid(
-            "invalid_description",
+            ErrorCode::InvalidDescription,
             "a description is at most 255 characters",
         ));
     }
@@ -246,14 +250,13 @@ impl SignerService {
     async fn check_person(&self, p: &Principal, person: Option<Uuid>) -> Result<()> {
         match person {
             Some(id) => {
-                self.people
-                    .visible(p, id)
-                    .await
-                    .map_err(|_| CoreError::invalid("unknown_person", format!("no person {id}")))?;
+                self.people.visible(p, id).await.map_err(|_| {
+                    CoreError::invalid(ErrorCode::UnknownPerson, format!("no person {id}"))
+                })?;
             }
             None if !p.scope.is_all() => {
                 return Err(CoreError::invalid(
-                    "missing_field",
+                    ErrorCode::MissingField,
                     "`person_id` is required for a caller with a restricted scope",
                 ));
             }
@@ -355,9 +358,10 @@ impl SignerService {
             locked_until: None,
         };
         let mut tx = self.store.begin().await?;
-        tx.insert_record(s.row())
-            .await
-            .map_err(conflict_as("username_taken", format!("a signer `{}` exists", s.username)))?;
+        tx.insert_record(s.row()).await.map_err(conflict_as(
+            ErrorCode::UsernameTaken,
+            format!("a signer `{}` exists", s.username),
+        ))?;
         let ev = NewAuditEvent::new(cap.principal(), "signer.create", "signer", s.id)
             .details(serde_json::json!({"username": s.username, "person_id": s.person_id}));
         tx.commit(vec![ev], now).await?;
@@ -458,8 +462,9 @@ impl SignerService {
         n: NewCredential,
     ) -> Result<(SigningCredential, Certificate)> {
         let p = cap.principal();
-        let unknown =
-            || CoreError::invalid("unknown_signer", format!("no signer `{}`", n.signer.trim()));
+        let unknown = || {
+            CoreError::invalid(ErrorCode::UnknownSigner, format!("no signer `{}`", n.signer.trim()))
+        };
         let signer = self.signer_by_name(&n.signer).await?.ok_or_else(unknown)?;
         if !self.sees_signer(p, &signer).await? {
             return Err(unknown());
@@ -469,7 +474,7 @@ impl SignerService {
         let profile = n.profile.clone().unwrap_or_else(|| SIGNING_PROFILE.to_owned());
         if profile != SIGNING_PROFILE && !p.permissions.allows(perm::CertificateIssue::NAME) {
             return Err(CoreError::Forbidden {
-                code: "permission_denied",
+                code: ErrorCode::PermissionDenied,
                 detail: format!(
                     "a credential under profile `{profile}` needs `certificate:issue`; \
                      `signers:write` issues `{SIGNING_PROFILE}` certificates only"
@@ -491,7 +496,7 @@ impl SignerService {
         let tls_or_any = has("1.3.6.1.5.5.7.3.1") || has("1.3.6.1.5.5.7.3.2") || has("2.5.29.37.0");
         if !signing || tls_or_any {
             return Err(CoreError::invalid(
-                "profile_not_for_signing",
+                ErrorCode::ProfileNotForSigning,
                 format!(
                     "profile `{profile}` is not a signing profile: its extended key usage must \
                      include documentSigning or emailProtection and not serverAuth or clientAuth"
@@ -503,14 +508,14 @@ impl SignerService {
             KeyType::P256 | KeyType::P384 | KeyType::Rsa2048 | KeyType::Rsa3072
         ) {
             return Err(CoreError::invalid(
-                "invalid_key_algorithm",
+                ErrorCode::InvalidKeyAlgorithm,
                 "key_algorithm is p256, p384, rsa-2048 or rsa-3072",
             ));
         }
         check_pin(&n.pin)?;
         check_description(&n.description)?;
         if !matches!(n.scal, 1 | 2) {
-            return Err(CoreError::invalid("invalid_scal", "scal is 1 or 2"));
+            return Err(CoreError::invalid(ErrorCode::InvalidScal, "scal is 1 or 2"));
         }
         check_multisign(n.multisign)?;
         let (cn, office) = match signer.person_id {

@@ -4,6 +4,7 @@
 //! names and IP addresses only, a CN only when it repeats a SAN). Sections cited are of the
 //! Baseline Requirements 2.x (profiles of ballot SC-62, validity of ballot SC-081).
 
+use crate::ErrorCode;
 use std::net::IpAddr;
 
 use crate::certs::{NameAttribute, San};
@@ -101,7 +102,10 @@ fn validation_type(spec: &ProfileSpec) -> Option<&str> {
 /// Checks the shape of a CA/Browser Forum profile.
 pub fn validate(spec: &ProfileSpec) -> Result<()> {
     let bad = |m: String| {
-        Err(CoreError::invalid("invalid_profile", format!("a CA/Browser Forum profile: {m}")))
+        Err(CoreError::invalid(
+            ErrorCode::InvalidProfile,
+            format!("a CA/Browser Forum profile: {m}"),
+        ))
     };
     if spec.validity_days > MAX_VALIDITY_DAYS {
         return bad(format!("validity_days is at most {MAX_VALIDITY_DAYS}"));
@@ -161,11 +165,11 @@ pub fn check_request(
     sans: &[San],
     now: time::OffsetDateTime,
 ) -> Result<()> {
-    let refuse = |code: &'static str, m: String| Err(CoreError::invalid(code, m));
+    let refuse = |code: ErrorCode, m: String| Err(CoreError::invalid(code, m));
     let max = max_validity_days(now);
     if spec.validity_days > max {
         return refuse(
-            "invalid_profile",
+            ErrorCode::InvalidProfile,
             format!(
                 "the profile's validity_days ({}) exceeds the {max} days the Baseline \
                  Requirements allow for certificates issued now (§6.3.2); lower it",
@@ -177,13 +181,13 @@ pub fn check_request(
         match s {
             San::Dns(d) if !public_dns_name(d) => {
                 return refuse(
-                    "san_not_allowed",
+                    ErrorCode::SanNotAllowed,
                     format!("`{d}` is not a public DNS name (internal names are not allowed)"),
                 );
             }
             San::Ip(ip) if !ip.parse::<IpAddr>().is_ok_and(public_ip) => {
                 return refuse(
-                    "san_not_allowed",
+                    ErrorCode::SanNotAllowed,
                     format!("{ip} is a reserved or private address (§7.1.2.7.12)"),
                 );
             }
@@ -194,7 +198,7 @@ pub fn check_request(
     for a in subject.iter().filter(|a| a.attribute == "CN") {
         if !sans.iter().any(|s| s.value() == a.value) {
             return refuse(
-                "subject_not_allowed",
+                ErrorCode::SubjectNotAllowed,
                 format!("the CN `{}` must repeat one of the SANs (§7.1.4.3)", a.value),
             );
         }
@@ -207,7 +211,7 @@ pub fn check_request(
     for one_of in needs {
         if !subject.iter().any(|a| one_of.contains(&a.attribute.as_str())) {
             return refuse(
-                "subject_not_allowed",
+                ErrorCode::SubjectNotAllowed,
                 format!(
                     "the subject needs {} under an {} policy (§7.1.2.7.3, §7.1.2.7.4)",
                     one_of.join(" or "),
@@ -280,7 +284,7 @@ fn public_ip(ip: IpAddr) -> bool {
 
 /// Checks the policy OIDs of any profile: dotted, distinct, at most 8.
 pub fn validate_policies(spec: &ProfileSpec) -> Result<()> {
-    let bad = |m: String| Err(CoreError::invalid("invalid_profile", m));
+    let bad = |m: String| Err(CoreError::invalid(ErrorCode::InvalidProfile, m));
     if spec.certificate_policies.len() > 8 {
         return bad("certificate_policies holds at most 8 policies".into());
     }

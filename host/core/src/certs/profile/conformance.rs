@@ -4,6 +4,7 @@
 //! e-mail address under the same rules as an e-mail SAN, and extensions the issuer sets never
 //! supplied by a profile.
 
+use crate::ErrorCode;
 use time::{Duration, OffsetDateTime};
 
 use crate::certs::profile::CertContent;
@@ -30,7 +31,7 @@ pub fn key_usage_for(k: KeyType, wanted: &[String]) -> Result<Vec<String>> {
     let kept: Vec<String> = wanted.iter().filter(|u| key_usage_allowed(k, u)).cloned().collect();
     if kept.is_empty() && !wanted.is_empty() {
         return Err(CoreError::invalid(
-            "key_not_allowed",
+            ErrorCode::KeyNotAllowed,
             format!("the profile's key usage ({}) does not apply to a {k} key", wanted.join(", ")),
         ));
     }
@@ -49,7 +50,7 @@ pub fn check_no_repeats(subject: &[NameAttribute]) -> Result<()> {
     for (i, a) in subject.iter().enumerate() {
         if subject[..i].iter().any(|b| b.attribute == a.attribute) {
             return Err(CoreError::invalid(
-                "subject_not_allowed",
+                ErrorCode::SubjectNotAllowed,
                 format!("the subject names {} more than once", a.attribute),
             ));
         }
@@ -78,7 +79,7 @@ pub fn check_lengths(subject: &[NameAttribute]) -> Result<()> {
             a.attribute == "C" && !(n == 2 && a.value.bytes().all(|b| b.is_ascii_uppercase()));
         if n == 0 || too_long || bad_country {
             return Err(CoreError::invalid(
-                "subject_not_allowed",
+                ErrorCode::SubjectNotAllowed,
                 match upper_bound(&a.attribute) {
                     Some(2) => "subject C is two capital letters (ISO 3166)".to_owned(),
                     Some(max) => format!("subject {} is 1 to {max} characters", a.attribute),
@@ -270,7 +271,7 @@ pub fn check_issued(
 ) -> Result<()> {
     let refuse = |why: String| {
         Err(CoreError::Dependency {
-            code: "ca_result_mismatch",
+            code: ErrorCode::CaResultMismatch,
             detail: format!(
                 "the CA back end issued something else than the profile decided: {why}"
             ),

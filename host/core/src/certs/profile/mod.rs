@@ -9,6 +9,7 @@ pub mod conformance;
 
 pub use builtin::built_in_profiles;
 
+use crate::ErrorCode;
 use regex::Regex;
 use time::{Duration, OffsetDateTime};
 
@@ -269,7 +270,7 @@ fn anchored(field: &str, p: &str) -> Result<Regex> {
     }
     let re = Regex::new(&format!("^(?:{p})$")).map_err(|e| {
         CoreError::invalid(
-            "invalid_profile",
+            ErrorCode::InvalidProfile,
             format!("{field} is not a valid regular expression: {e}"),
         )
     })?;
@@ -280,7 +281,7 @@ fn anchored(field: &str, p: &str) -> Result<Regex> {
 impl ProfileSpec {
     /// Checks the profile itself.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(CoreError::invalid("invalid_profile", m));
+        let bad = |m: String| Err(CoreError::invalid(ErrorCode::InvalidProfile, m));
         if self.key_types.is_empty() {
             return bad("key_types must list at least one key type".into());
         }
@@ -363,13 +364,13 @@ impl ProfileSpec {
         now: OffsetDateTime,
         key_policy_overridden: bool,
     ) -> Result<CertContent> {
-        let refuse = |code: &'static str, m: String| Err(CoreError::invalid(code, m));
+        let refuse = |code: ErrorCode, m: String| Err(CoreError::invalid(code, m));
         let key = match &csr.key {
             RequestKey::Known(k) if key_policy_overridden || self.key_types.contains(k) => *k,
             other => {
                 let allowed: Vec<_> = self.key_types.iter().map(|k| k.as_str()).collect();
                 return refuse(
-                    "key_not_allowed",
+                    ErrorCode::KeyNotAllowed,
                     format!(
                         "the profile allows {} keys; the request has {other}",
                         allowed.join(", ")
@@ -382,17 +383,20 @@ impl ProfileSpec {
         for a in &csr.subject {
             if !self.subject.allowed_attributes.contains(&a.attribute) {
                 return refuse(
-                    "subject_not_allowed",
+                    ErrorCode::SubjectNotAllowed,
                     format!("subject attribute {} is not allowed by the profile", a.attribute),
                 );
             }
         }
         match (self.subject.common_name, csr.common_name()) {
             (Requirement::Required, None) => {
-                return refuse("subject_not_allowed", "the profile requires a CN".into());
+                return refuse(ErrorCode::SubjectNotAllowed, "the profile requires a CN".into());
             }
             (Requirement::Forbidden, Some(_)) => {
-                return refuse("subject_not_allowed", "the profile does not allow a CN".into());
+                return refuse(
+                    ErrorCode::SubjectNotAllowed,
+                    "the profile does not allow a CN".into(),
+                );
             }
             _ => {}
         }
@@ -400,12 +404,15 @@ impl ProfileSpec {
             && !anchored("subject.common_name_pattern", p)?.is_match(cn)
         {
             return refuse(
-                "subject_not_allowed",
+                ErrorCode::SubjectNotAllowed,
                 format!("CN `{cn}` does not match the profile's pattern"),
             );
         }
         if csr.sans.len() > self.san.max as usize {
-            return refuse("san_not_allowed", format!("at most {} SANs are allowed", self.san.max));
+            return refuse(
+                ErrorCode::SanNotAllowed,
+                format!("at most {} SANs are allowed", self.san.max),
+            );
         }
         for (kind, rule) in [
             ("dns", self.san.dns),
@@ -416,11 +423,14 @@ impl ProfileSpec {
             let present = csr.sans.iter().any(|s| s.kind() == kind);
             match rule {
                 Requirement::Required if !present => {
-                    return refuse("san_not_allowed", format!("the profile requires a {kind} SAN"));
+                    return refuse(
+                        ErrorCode::SanNotAllowed,
+                        format!("the profile requires a {kind} SAN"),
+                    );
                 }
                 Requirement::Forbidden if present => {
                     return refuse(
-                        "san_not_allowed",
+                        ErrorCode::SanNotAllowed,
                         format!("the profile does not allow {kind} SANs"),
                     );
                 }
@@ -440,13 +450,13 @@ impl ProfileSpec {
             let as_san = San::Email(a.value.clone());
             if self.san.email == Requirement::Forbidden {
                 return refuse(
-                    "subject_not_allowed",
+                    ErrorCode::SubjectNotAllowed,
                     "the profile does not allow e-mail addresses (subject emailAddress)".into(),
                 );
             }
             validate_san(&as_san).map_err(|_| {
                 CoreError::invalid(
-                    "subject_not_allowed",
+                    ErrorCode::SubjectNotAllowed,
                     format!("subject emailAddress `{}` is malformed", a.value),
                 )
             })?;
@@ -454,7 +464,7 @@ impl ProfileSpec {
                 && !re.is_match(&a.value)
             {
                 return refuse(
-                    "subject_not_allowed",
+                    ErrorCode::SubjectNotAllowed,
                     format!(
                         "subject emailAddress `{}` does not match the profile's pattern",
                         a.value
@@ -474,7 +484,7 @@ impl ProfileSpec {
             {
                 let m =
                     format!("{} `{}` does not match the profile's pattern", s.kind(), s.value());
-                return refuse("san_not_allowed", m);
+                return refuse(ErrorCode::SanNotAllowed, m);
             }
         }
         // Backdate a little for clocks that run behind. The validity period includes both ends
@@ -493,7 +503,7 @@ impl ProfileSpec {
         }) {
             // A profile stored before the rule: refuse rather than issue a contradiction.
             return refuse(
-                "invalid_profile",
+                ErrorCode::InvalidProfile,
                 format!("the profile's custom extension {} is one Sigil sets itself", c.oid),
             );
         }
@@ -557,7 +567,7 @@ pub fn validate_san(s: &San) -> Result<()> {
         Ok(())
     } else {
         Err(CoreError::invalid(
-            "san_not_allowed",
+            ErrorCode::SanNotAllowed,
             format!("{} `{}` is malformed", s.kind(), s.value()),
         ))
     }
