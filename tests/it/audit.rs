@@ -157,8 +157,13 @@ async fn verification_names_an_inserted_event() {
         // A forger who knows the format: shift events 3.. up by one and put a well-formed event
         // chained to event 2 in the gap.
         let events = store.audit_events(&AuditFilter::default(), 100).await.unwrap();
-        let forged = NewAuditEvent::new(&Principal::system(), "api_key.create", "api_key", "ghost")
-            .seal(3, time::OffsetDateTime::now_utc(), &events[1].hash);
+        let forged = NewAuditEvent::new(
+            &Principal::system(),
+            sigil_core::audit::AuditAction::ApiKeyCreate,
+            "api_key",
+            "ghost",
+        )
+        .seal(3, time::OffsetDateTime::now_utc(), &events[1].hash);
         store.execute_raw("UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 3").await.unwrap();
         store
             .execute_raw("UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1000")

@@ -120,6 +120,11 @@ async fn health_metrics_openapi_and_swagger_ui_are_served() {
     assert!(all.len() > 150, "{}", all.len());
     let described = code["description"].as_str().unwrap();
     assert!(described.contains("- `not_pending`: The request was decided already."), "{described}");
+    // So is every audit action, on the audit event's `action`.
+    let action = &doc["components"]["schemas"]["AuditActionName"]["description"];
+    for a in sigil_core::audit::AuditAction::ALL {
+        assert!(action.as_str().unwrap().contains(&format!("- `{a}`: ")), "{a}: {action}");
+    }
     let ui = get("/docs/").await.unwrap();
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().contains("swagger"));

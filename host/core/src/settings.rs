@@ -2,6 +2,7 @@
 //! exposure configuration. Validation of the value belongs to whoever understands it (the API
 //! layer for exposure); this service stores, audits and serves it.
 
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use crate::access::authz::{Capability, perm};
@@ -58,8 +59,9 @@ impl SettingsService {
             return Ok(());
         }
         tx.put_setting(EXPOSURE, &text, unix_micros(now), &cap.principal().id).await?;
-        let event = NewAuditEvent::new(cap.principal(), "exposure.update", "setting", EXPOSURE)
-            .details(serde_json::json!({"before": before, "after": value}));
+        let event =
+            NewAuditEvent::new(cap.principal(), AuditAction::ExposureUpdate, "setting", EXPOSURE)
+                .details(serde_json::json!({"before": before, "after": value}));
         tx.commit(vec![event], now).await?;
         Ok(())
     }
@@ -74,8 +76,9 @@ impl SettingsService {
             return Ok(false);
         }
         tx.delete_setting(EXPOSURE).await?;
-        let event = NewAuditEvent::new(cap.principal(), "exposure.reset", "setting", EXPOSURE)
-            .details(serde_json::json!({"before": before}));
+        let event =
+            NewAuditEvent::new(cap.principal(), AuditAction::ExposureReset, "setting", EXPOSURE)
+                .details(serde_json::json!({"before": before}));
         tx.commit(vec![event], now).await?;
         Ok(true)
     }

@@ -397,7 +397,7 @@ async fn each_typed_filter_selects_in_sql_what_it_matches_in_memory() {
         }
         let ev = NewAuditEvent::new(
             &sigil_core::access::authz::Principal::system(),
-            "test.fixture",
+            sigil_core::audit::AuditAction::OrganizationCreate,
             "fixture",
             "all",
         );

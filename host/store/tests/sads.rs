@@ -6,7 +6,7 @@
 use sigil_core::ErrorCode;
 use sigil_core::StoreError;
 use sigil_core::access::authz::Principal;
-use sigil_core::audit::NewAuditEvent;
+use sigil_core::audit::{AuditAction, NewAuditEvent};
 use sigil_core::ports::{Store, WriteOp};
 use sigil_core::signing::credential::{Sad, SadUse};
 use sigil_store::testing::TestDb;
@@ -14,7 +14,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 fn event() -> NewAuditEvent {
-    NewAuditEvent::new(&Principal::system(), "csc.sign_hash", "credential", "c")
+    NewAuditEvent::new(&Principal::system(), AuditAction::CscSignHash, "credential", "c")
 }
 
 #[tokio::test]

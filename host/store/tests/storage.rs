@@ -197,7 +197,7 @@ async fn concurrent_inserts_are_group_committed_and_a_bad_unit_fails_alone() {
                 let serial = if i == 11 { "a10".to_owned() } else { format!("a{i}") };
                 let ev = sigil_core::audit::NewAuditEvent::new(
                     &Principal::system(),
-                    "certificate.issue",
+                    sigil_core::audit::AuditAction::CertificateIssue,
                     "certificate",
                     i,
                 );

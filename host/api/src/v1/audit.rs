@@ -54,6 +54,7 @@ pub struct AuditEventView {
     /// Operator acted for.
     pub operator_id: Option<String>,
     /// Action, for example `api_key.create`.
+    #[schema(value_type = AuditActionName)]
     pub action: String,
     /// Object type.
     pub object_type: String,
@@ -286,3 +287,23 @@ async fn verify(
 ) -> Result<axum::Json<VerifyReport>, ApiError> {
     Ok(axum::Json(st.audit.verify(&cap).await?))
 }
+/// An audit action, documented with the catalogue (`sigil_core::audit::actions`).
+pub(crate) struct AuditActionName;
+
+impl utoipa::PartialSchema for AuditActionName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let all: String = sigil_core::audit::AuditAction::ALL
+            .iter()
+            .map(|a| format!("\n- `{a}`: {}", a.meaning()))
+            .collect();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(format!(
+                "What the event records (a summary of repeated refusals appends `.repeated`):{all}"
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for AuditActionName {}

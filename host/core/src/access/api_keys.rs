@@ -1,6 +1,7 @@
 //! API key use cases: create, list, show, update, revoke, rotate, and authenticate a request.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -155,7 +156,7 @@ impl ApiKeyService {
         self.check_lifetime(&key).await?;
         let mut tx = self.store.begin().await?;
         tx.insert_api_key(&key).await.map_err(name_conflict)?;
-        let event = NewAuditEvent::new(principal, "api_key.create", "api_key", key.id)
+        let event = NewAuditEvent::new(principal, AuditAction::ApiKeyCreate, "api_key", key.id)
             .details(describe(&key));
         tx.commit(vec![event], now).await?;
         Ok(IssuedApiKey { key, secret })
@@ -402,7 +403,7 @@ impl ApiKeyService {
         self.check_lifetime(&key).await?;
         key.updated_at = now;
         tx.update_api_key(&key).await.map_err(name_conflict)?;
-        let event = NewAuditEvent::new(cap.principal(), "api_key.update", "api_key", id)
+        let event = NewAuditEvent::new(cap.principal(), AuditAction::ApiKeyUpdate, "api_key", id)
             .details(serde_json::json!({"before": describe(&before), "after": describe(&key)}));
         tx.commit(vec![event], now).await?;
         self.forget(&key);
@@ -439,7 +440,7 @@ impl ApiKeyService {
         if root.revoked_at.is_none() {
             revoke_in_place(&mut root, now, reason.clone());
             tx.update_api_key(&root).await?;
-            events.push(NewAuditEvent::new(p, "api_key.revoke", "api_key", id).details(
+            events.push(NewAuditEvent::new(p, AuditAction::ApiKeyRevoke, "api_key", id).details(
                 serde_json::json!({
                     "name": root.name, "reason": reason, "cascade": cascade,
                     "descendants": descendants.len(),
@@ -454,7 +455,7 @@ impl ApiKeyService {
             }
             revoke_in_place(&mut k, now, Some(format!("minted by revoked key {id}")));
             tx.update_api_key(&k).await?;
-            events.push(NewAuditEvent::new(p, "api_key.revoke", "api_key", k.id).details(
+            events.push(NewAuditEvent::new(p, AuditAction::ApiKeyRevoke, "api_key", k.id).details(
                 serde_json::json!({"name": k.name, "reason": k.revocation_reason, "cascade_from": id}),
             ));
             revoked.push(k);
@@ -556,7 +557,7 @@ impl ApiKeyService {
         key.rotated_at = Some(now);
         key.updated_at = now;
         tx.update_api_key(&key).await?;
-        let event = NewAuditEvent::new(cap.principal(), "api_key.rotate", "api_key", id)
+        let event = NewAuditEvent::new(cap.principal(), AuditAction::ApiKeyRotate, "api_key", id)
             .details(serde_json::json!({"name": key.name, "grace_period_seconds": grace}));
         tx.commit(vec![event], now).await?;
         self.forget(&old);

@@ -2,6 +2,7 @@
 //! key and client certificate that acts for it, is refused on the next request.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -305,7 +306,7 @@ impl OperatorService {
                 details["import"] = serde_json::json!(b);
             }
             events.push(
-                NewAuditEvent::new(principal, "operator.create", "operator", op.id)
+                NewAuditEvent::new(principal, AuditAction::OperatorCreate, "operator", op.id)
                     .details(details),
             );
         }
@@ -425,7 +426,7 @@ impl OperatorService {
         }
         op.updated_at = now;
         tx.update_operator(&op).await.map_err(conflict)?;
-        let ev = NewAuditEvent::new(cap.principal(), "operator.update", "operator", id)
+        let ev = NewAuditEvent::new(cap.principal(), AuditAction::OperatorUpdate, "operator", id)
             .details(serde_json::json!({"before": describe(&before), "after": describe(&op)}));
         tx.commit(vec![ev], now).await?;
         Ok(op)
@@ -458,7 +459,8 @@ impl OperatorService {
         op.enabled = enabled;
         op.updated_at = now;
         tx.update_operator(&op).await?;
-        let action = if enabled { "operator.enable" } else { "operator.disable" };
+        let action =
+            if enabled { AuditAction::OperatorEnable } else { AuditAction::OperatorDisable };
         let ev = NewAuditEvent::new(cap.principal(), action, "operator", id)
             .details(serde_json::json!({"username": op.username}));
         tx.commit(vec![ev], now).await?;

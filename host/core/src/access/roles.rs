@@ -1,6 +1,7 @@
 //! Roles: named groups of permissions that operators hold.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use crate::access::authz::{Capability, PermissionSet, perm};
@@ -142,7 +143,7 @@ impl RoleService {
             }
             other => other.into(),
         })?;
-        let ev = NewAuditEvent::new(cap.principal(), "role.create", "role", &role.name)
+        let ev = NewAuditEvent::new(cap.principal(), AuditAction::RoleCreate, "role", &role.name)
             .details(describe(&role));
         tx.commit(vec![ev], now).await?;
         Ok(role)
@@ -183,7 +184,7 @@ impl RoleService {
         }
         role.updated_at = now;
         tx.update_role(&role).await?;
-        let ev = NewAuditEvent::new(cap.principal(), "role.update", "role", name)
+        let ev = NewAuditEvent::new(cap.principal(), AuditAction::RoleUpdate, "role", name)
             .details(serde_json::json!({"before": describe(&before), "after": describe(&role)}));
         tx.commit(vec![ev], now).await?;
         Ok(role)
@@ -209,7 +210,7 @@ impl RoleService {
             ));
         }
         tx.delete_role(name).await?;
-        let ev = NewAuditEvent::new(cap.principal(), "role.delete", "role", name)
+        let ev = NewAuditEvent::new(cap.principal(), AuditAction::RoleDelete, "role", name)
             .details(describe(&role));
         tx.commit(vec![ev], now).await?;
         Ok(())

@@ -258,10 +258,10 @@ impl ExportSignature {
 mod tests {
     use super::*;
     use crate::access::authz::Principal;
-    use crate::audit::{GENESIS_HASH, NewAuditEvent};
+    use crate::audit::{AuditAction, GENESIS_HASH, NewAuditEvent};
 
     fn events() -> Vec<AuditEvent> {
-        let e = NewAuditEvent::new(&Principal::system(), "a.b", "t", "x<&>\"y")
+        let e = NewAuditEvent::new(&Principal::system(), AuditAction::PersonCreate, "t", "x<&>\"y")
             .details(serde_json::json!({"k": "v,\n"}))
             .seal(1, OffsetDateTime::UNIX_EPOCH, GENESIS_HASH);
         vec![e]

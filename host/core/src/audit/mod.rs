@@ -7,11 +7,13 @@
 //! append-only anchor log outside the database, so that a rewrite of the whole tail, a truncation
 //! or a rollback is caught as well.
 
+pub mod actions;
 pub mod export;
 pub mod refusals;
 pub mod trail;
 pub mod verify;
 
+pub use actions::AuditAction;
 pub use verify::{
     AnchorLog, ChainProblem, ChainVerifier, Checkpoint, Freshness, ProblemKind, SignatureCheck,
     VerifyReport,
@@ -72,13 +74,13 @@ impl NewAuditEvent {
     /// A successful action on an object.
     pub fn new(
         actor: &Arc<Principal>,
-        action: &str,
+        action: AuditAction,
         object_type: &str,
         object_id: impl ToString,
     ) -> Self {
         Self {
             actor: Arc::clone(actor),
-            action: action.to_owned(),
+            action: action.as_str().to_owned(),
             object_type: object_type.to_owned(),
             object_id: object_id.to_string(),
             outcome: Outcome::Success,

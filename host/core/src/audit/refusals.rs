@@ -162,9 +162,11 @@ impl Refusals {
 mod tests {
     use super::*;
     use crate::access::authz::Principal;
+    use crate::audit::AuditAction;
 
     fn denied(object: &str) -> NewAuditEvent {
-        NewAuditEvent::new(&Principal::system(), "access.denied", "endpoint", object).failed()
+        NewAuditEvent::new(&Principal::system(), AuditAction::AccessDenied, "endpoint", object)
+            .failed()
     }
 
     fn at(secs: i64) -> OffsetDateTime {

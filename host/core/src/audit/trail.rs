@@ -1,6 +1,7 @@
 //! Audit use cases: query, per-object trail, signed export, checkpoints and verification.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use crate::access::authz::{Capability, Principal, perm};
@@ -142,7 +143,7 @@ impl AuditService {
         code: &str,
     ) -> Result<()> {
         let now = self.clock.now();
-        let ev = NewAuditEvent::new(principal, "access.denied", "endpoint", endpoint)
+        let ev = NewAuditEvent::new(principal, AuditAction::AccessDenied, "endpoint", endpoint)
             .failed()
             .details(serde_json::json!({"code": code}));
         let events = self.refusals.admit(now, &principal.id, endpoint, code, ev).into_events();

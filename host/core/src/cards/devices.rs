@@ -6,6 +6,7 @@
 //! refuses leaves everything as it was.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -256,7 +257,7 @@ impl DeviceService {
             format!("a device with serial `{}` exists in this office", d.serial),
         ))?;
         tx.insert_record(h.row()).await?;
-        let ev = NewAuditEvent::new(p, "device.register", "device", d.id).details(serde_json::json!({
+        let ev = NewAuditEvent::new(p, AuditAction::DeviceRegister, "device", d.id).details(serde_json::json!({
             "serial": d.serial, "kind": d.kind, "office_id": d.office_id, "holder_id": d.holder_id,
             "production": d.production,
         }));
@@ -428,10 +429,12 @@ impl DeviceService {
         }
         d.updated_at = self.clock.now();
         let h = self.history_entry(&d, p, "updated");
-        let ev = NewAuditEvent::new(p, "device.update", "device", id).details(serde_json::json!({
-            "holder_id": d.holder_id, "production": d.production, "metadata": d.metadata,
-            "pin_retries_left": d.pin_retries_left,
-        }));
+        let ev = NewAuditEvent::new(p, AuditAction::DeviceUpdate, "device", id).details(
+            serde_json::json!({
+                "holder_id": d.holder_id, "production": d.production, "metadata": d.metadata,
+                "pin_retries_left": d.pin_retries_left,
+            }),
+        );
         self.save(&before, &d, h, vec![ev], Also::default(), p).await?;
         self.redacted(p, d).await
     }
@@ -467,7 +470,7 @@ impl DeviceService {
         d.updated_at = self.clock.now();
         let mut h = self.history_entry(&d, p, "certificate_linked");
         h.certificates = vec![cert_id];
-        let ev = NewAuditEvent::new(p, "device.link_certificate", "device", id)
+        let ev = NewAuditEvent::new(p, AuditAction::DeviceLinkCertificate, "device", id)
             .details(serde_json::json!({"certificate_id": cert_id}));
         self.save(&before, &d, h, vec![ev], Also::default(), p).await?;
         self.redacted(p, d).await
@@ -594,7 +597,7 @@ impl DeviceService {
         h.to = Some(to);
         h.reason = reason.clone();
         h.certificates = targets.iter().map(|t| t.0).collect();
-        let ev = NewAuditEvent::new(p, &format!("device.{}", to.as_str()), "device", id).details(
+        let ev = NewAuditEvent::new(p, AuditAction::device_status(to), "device", id).details(
             serde_json::json!({
                 "serial": d.serial, "from": before.status, "to": to, "reason": reason,
                 "certificates": h.certificates,

@@ -5,6 +5,7 @@
 //! request records what was issued.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -211,12 +212,13 @@ impl RequestService {
         }
         let mut tx = self.store.begin().await?;
         tx.insert_record(r.row()).await?;
-        let ev =
-            NewAuditEvent::new(p, "request.create", "request", r.id).details(serde_json::json!({
+        let ev = NewAuditEvent::new(p, AuditAction::RequestCreate, "request", r.id).details(
+            serde_json::json!({
                 "person_id": r.person_id, "office_id": r.office_id,
                 "profiles": r.certificates.iter().map(|c| &c.profile).collect::<Vec<_>>(),
                 "device": r.device, "approvals_required": r.approvals_required,
-            }));
+            }),
+        );
         tx.commit(vec![ev], now).await?;
         self.emit("request.created", &r);
         Ok(r)
@@ -249,7 +251,7 @@ impl RequestService {
         p: &Arc<Principal>,
         before: &EnrolmentRequest,
         after: &EnrolmentRequest,
-        action: &str,
+        action: AuditAction,
         details: serde_json::Value,
     ) -> Result<()> {
         let now = self.clock.now();
@@ -291,7 +293,7 @@ impl RequestService {
             cap.principal(),
             &before,
             &r,
-            "request.update",
+            AuditAction::RequestUpdate,
             serde_json::json!({"before": before.metadata, "after": r.metadata}),
         )
         .await?;
@@ -336,8 +338,11 @@ impl RequestService {
         r.status = to;
         r.decision = Some(Approval { by: actor(p), comment: reason.clone(), at: now });
         r.updated_at = now;
-        let action =
-            if to == RequestStatus::Rejected { "request.reject" } else { "request.cancel" };
+        let action = if to == RequestStatus::Rejected {
+            AuditAction::RequestReject
+        } else {
+            AuditAction::RequestCancel
+        };
         self.write(p, &before, &r, action, serde_json::json!({"reason": reason})).await?;
         self.emit(
             if to == RequestStatus::Rejected { "request.rejected" } else { "request.cancelled" },
@@ -368,7 +373,7 @@ impl RequestService {
             p,
             &before,
             &r,
-            "request.approve",
+            AuditAction::RequestApprove,
             serde_json::json!({
                 "approvals": r.approvals.len(), "approvals_required": r.approvals_required,
             }),
@@ -398,7 +403,8 @@ impl RequestService {
             r.result.error = Some(e.to_string());
         }
         r.updated_at = self.clock.now();
-        let action = if outcome.is_ok() { "request.complete" } else { "request.fail" };
+        let action =
+            if outcome.is_ok() { AuditAction::RequestComplete } else { AuditAction::RequestFail };
         self.write(
             approver,
             &claimed,

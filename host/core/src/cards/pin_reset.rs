@@ -6,6 +6,7 @@
 //! the response or the code it handed out.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -141,7 +142,7 @@ impl PinResetService {
         let now = self.clock.now();
         if let Err(e) = throttle(self.store.as_ref(), &bucket, limit, now).await {
             if matches!(e, CoreError::RateLimited { .. }) {
-                let ev = NewAuditEvent::new(p, "device.pin_reset", "device", d.id)
+                let ev = NewAuditEvent::new(p, AuditAction::DevicePinReset, "device", d.id)
                     .details(serde_json::json!({
                         "serial": d.serial,
                         "refused": "pin_reset_limit",
@@ -271,7 +272,7 @@ impl PinResetService {
         d.pin_reset.unlock_code = s.unlock_code.is_some();
         d.updated_at = now;
         let h = self.devices.history_entry(&d, p, "pin_reset_configured");
-        let ev = NewAuditEvent::new(p, "device.pin_reset_configure", "device", id).details(
+        let ev = NewAuditEvent::new(p, AuditAction::DevicePinResetConfigure, "device", id).details(
             serde_json::json!({
                 "serial": d.serial,
                 "challenge_response": d.pin_reset.challenge_response,
@@ -366,7 +367,7 @@ impl PinResetService {
         d.updated_at = now;
         let mut h = self.devices.history_entry(&d, p, "pin_reset");
         h.reason = Some(method.to_owned());
-        let ev = NewAuditEvent::new(p, "device.pin_reset", "device", d.id)
+        let ev = NewAuditEvent::new(p, AuditAction::DevicePinReset, "device", d.id)
             .details(serde_json::json!({"serial": d.serial, "method": method}));
         self.devices.save(&before, &d, h, vec![ev], Also::default(), p).await?;
         self.devices.emit("device.pin_reset", &d, serde_json::json!({"method": method}));

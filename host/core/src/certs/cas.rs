@@ -2,6 +2,7 @@
 //! and CRLs regenerated after every change and before they go stale.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -173,7 +174,11 @@ impl CaService {
             let mut tx = self.store.begin().await?;
             match tx.insert_ca(&rec).await {
                 Ok(()) => {
-                    let action = if import.is_some() { "ca.import" } else { "ca.create" };
+                    let action = if import.is_some() {
+                        AuditAction::CaImport
+                    } else {
+                        AuditAction::CaCreate
+                    };
                     let ev = NewAuditEvent::new(&Principal::system(), action, "ca", id).details(
                         serde_json::json!({"key_type": rec.key_type.as_str(), "root_key": kept}),
                     );
@@ -211,7 +216,7 @@ impl CaService {
                     let why = e.to_string();
                     let ev = NewAuditEvent::new(
                         &Principal::system(),
-                        "ca.root_key_moved",
+                        AuditAction::CaRootKeyMoved,
                         "ca",
                         &rec.id,
                     )
@@ -225,8 +230,13 @@ impl CaService {
             let at = vault.keep(&rec.id, &pem)?;
             let mut tx = self.store.begin().await?;
             tx.clear_ca_root_key(&rec.id).await?;
-            let ev = NewAuditEvent::new(&Principal::system(), "ca.root_key_moved", "ca", &rec.id)
-                .details(serde_json::json!({"to": at}));
+            let ev = NewAuditEvent::new(
+                &Principal::system(),
+                AuditAction::CaRootKeyMoved,
+                "ca",
+                &rec.id,
+            )
+            .details(serde_json::json!({"to": at}));
             tx.commit(vec![ev], now).await?;
             moved.push((rec.id, Ok(at)));
         }
@@ -245,7 +255,7 @@ impl CaService {
             ErrorCode::CaExists,
             format!("CA {id} already exists"),
         ))?;
-        let ev = NewAuditEvent::new(&Principal::local_cli(), "ca.install", "ca", id)
+        let ev = NewAuditEvent::new(&Principal::local_cli(), AuditAction::CaInstall, "ca", id)
             .details(serde_json::json!({"key_type": rec.key_type.as_str(), "offline_root": true}));
         tx.commit(vec![ev], now).await?;
         Ok(rec)
@@ -287,8 +297,9 @@ impl CaService {
         let number = self.factory.check_root_crl(&rec, der, now)?;
         let mut tx = self.store.begin().await?;
         tx.set_root_crl(id, der).await?;
-        let ev = NewAuditEvent::new(&Principal::local_cli(), "ca.root_crl_publish", "ca", id)
-            .details(serde_json::json!({"crl_number": number}));
+        let ev =
+            NewAuditEvent::new(&Principal::local_cli(), AuditAction::CaRootCrlPublish, "ca", id)
+                .details(serde_json::json!({"crl_number": number}));
         tx.commit(vec![ev], now).await?;
         Ok(number)
     }
@@ -367,7 +378,7 @@ impl CaService {
         })?;
         let der = publisher.crl(&entries, u64::try_from(number).unwrap_or(0), now, next)?;
         tx.store_crl(ca_id, &der, unix_micros(now), unix_micros(next)).await?;
-        let ev = NewAuditEvent::new(&Principal::system(), "crl.publish", "ca", ca_id)
+        let ev = NewAuditEvent::new(&Principal::system(), AuditAction::CrlPublish, "ca", ca_id)
             .details(serde_json::json!({"crl_number": number, "entries": entries.len()}));
         tx.commit(vec![ev], now).await?;
         Ok(der)

@@ -2,6 +2,7 @@
 //! reasons, and the stored certificate record.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::fmt;
 
 use time::OffsetDateTime;
@@ -364,6 +365,46 @@ impl Certificate {
             s => s,
         }
     }
+
+    /// Refuses a renewal at `now` unless the certificate may be renewed: not revoked or on
+    /// hold, and within the renewal window, which opens `window_days` before expiry and closes
+    /// as long after it (a certificate long expired is a new enrolment).
+    pub fn check_renewable(&self, now: OffsetDateTime, window_days: u32) -> Result<()> {
+        let held = match self.status_at(now) {
+            CertStatus::Revoked => Some("a revoked certificate cannot be renewed"),
+            CertStatus::Suspended => Some("a suspended certificate cannot be renewed"),
+            _ => None,
+        };
+        if let Some(why) = held {
+            return Err(CoreError::conflict(ErrorCode::InvalidTransition, why));
+        }
+        let window = time::Duration::days(i64::from(window_days));
+        if now < self.not_after - window {
+            return Err(CoreError::conflict(
+                ErrorCode::OutsideRenewalWindow,
+                format!("renewal opens {window_days} days before expiry"),
+            ));
+        }
+        if now > self.not_after + window {
+            return Err(CoreError::conflict(
+                ErrorCode::OutsideRenewalWindow,
+                format!("renewal closed {window_days} days after expiry; enrol anew"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a renewal's request keeps the identity of the certificate it renews: the same
+/// subject attributes in the same order, and the same names in any order. A renewal changes
+/// the key, never the identity; anything else is a new enrolment, with its approvals.
+pub fn same_identity(old: (&[NameAttribute], &[San]), new: (&[NameAttribute], &[San])) -> bool {
+    let key = |a: &NameAttribute| (a.attribute.clone(), a.value.clone());
+    let subject = old.0.iter().map(key).eq(new.0.iter().map(key));
+    let names = new.1.len() == old.1.len()
+        && new.1.iter().all(|n| old.1.contains(n))
+        && old.1.iter().all(|n| new.1.contains(n));
+    subject && names
 }
 
 /// A state change of a certificate.
@@ -378,11 +419,11 @@ pub enum CertChange {
 }
 
 impl CertChange {
-    pub(crate) fn action(self) -> &'static str {
+    pub(crate) fn action(self) -> AuditAction {
         match self {
-            Self::Suspend => "certificate.suspend",
-            Self::Reactivate => "certificate.reactivate",
-            Self::Revoke(_) => "certificate.revoke",
+            Self::Suspend => AuditAction::CertificateSuspend,
+            Self::Reactivate => AuditAction::CertificateReactivate,
+            Self::Revoke(_) => AuditAction::CertificateRevoke,
         }
     }
 
@@ -433,5 +474,83 @@ impl CertChange {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod renewal_tests {
+    use super::*;
+
+    fn cert(status: CertStatus, expires_in_days: i64, now: OffsetDateTime) -> Certificate {
+        Certificate {
+            id: Uuid::now_v7(),
+            serial: "01".into(),
+            ca_id: "builtin".into(),
+            profile: "p".into(),
+            status,
+            subject: "CN=x".into(),
+            sans: vec![San::Dns("a.example".into()), San::Email("a@example.org".into())],
+            key_type: KeyType::P256,
+            not_before: now - time::Duration::days(300),
+            not_after: now + time::Duration::days(expires_in_days),
+            der: vec![],
+            sha256: String::new(),
+            issued_at: now,
+            issued_by: "test".into(),
+            revoked_at: None,
+            revocation_reason: None,
+            metadata: serde_json::json!({}),
+            renewed_from: None,
+            superseded_by: None,
+            superseded_until: None,
+            office_id: None,
+            updated_at: now,
+        }
+    }
+
+    fn code(r: Result<()>) -> &'static str {
+        match r {
+            Err(CoreError::Conflict { code, .. }) => code.as_str(),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn renewal_opens_and_closes_around_expiry_by_the_profiles_window() {
+        let now = OffsetDateTime::now_utc();
+        let active = |days| cert(CertStatus::Active, days, now);
+        assert_eq!(code(active(31).check_renewable(now, 30)), "outside_renewal_window");
+        active(30).check_renewable(now, 30).unwrap();
+        active(1).check_renewable(now, 30).unwrap();
+        // Expired, but within the window after expiry: still a renewal.
+        active(-30).check_renewable(now, 30).unwrap();
+        assert_eq!(code(active(-31).check_renewable(now, 30)), "outside_renewal_window");
+        assert_eq!(code(active(10).check_renewable(now, 0)), "outside_renewal_window");
+    }
+
+    #[test]
+    fn a_revoked_or_held_certificate_is_not_renewed() {
+        let now = OffsetDateTime::now_utc();
+        for s in [CertStatus::Revoked, CertStatus::Suspended] {
+            assert_eq!(code(cert(s, 5, now).check_renewable(now, 30)), "invalid_transition");
+        }
+        // A hold past expiry is an expired certificate, renewable within the window.
+        cert(CertStatus::Suspended, -1, now).check_renewable(now, 30).unwrap();
+    }
+
+    #[test]
+    fn a_renewal_keeps_the_subject_in_order_and_the_names_in_any_order() {
+        let attr = |a: &str, v: &str| NameAttribute { attribute: a.into(), value: v.into() };
+        let subject = [attr("CN", "Ana"), attr("O", "Acme")];
+        let names = [San::Dns("a.example".into()), San::Email("a@example.org".into())];
+        let swapped = [names[1].clone(), names[0].clone()];
+        assert!(same_identity((&subject, &names), (&subject, &swapped)));
+        let reordered = [attr("O", "Acme"), attr("CN", "Ana")];
+        assert!(!same_identity((&subject, &names), (&reordered, &names)));
+        let other = [attr("CN", "Eve"), attr("O", "Acme")];
+        assert!(!same_identity((&subject, &names), (&other, &names)));
+        assert!(!same_identity((&subject, &names), (&subject, &names[..1])));
+        let doubled = [names[0].clone(), names[0].clone()];
+        assert!(!same_identity((&subject, &names), (&subject, &doubled)));
     }
 }

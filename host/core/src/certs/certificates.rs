@@ -5,6 +5,7 @@
 mod supersession;
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -240,7 +241,7 @@ impl CertificateService {
                     .is_ok();
                 let ev = NewAuditEvent::new(
                     cap.principal(),
-                    "certificate.issue",
+                    AuditAction::CertificateIssue,
                     "certificate",
                     &serial,
                 )
@@ -284,7 +285,11 @@ impl CertificateService {
             office_id,
             updated_at: now,
         };
-        let action = if renewed_from.is_some() { "certificate.renew" } else { "certificate.issue" };
+        let action = if renewed_from.is_some() {
+            AuditAction::CertificateRenew
+        } else {
+            AuditAction::CertificateIssue
+        };
         let ev = NewAuditEvent::new(cap.principal(), action, "certificate", cert.id).details(serde_json::json!({
             "serial": cert.serial, "profile": cert.profile, "ca": cert.ca_id, "subject": cert.subject,
             "sans": cert.sans.iter().map(|s| s.tagged()).collect::<Vec<_>>(),
@@ -623,40 +628,8 @@ impl CertificateService {
     ) -> Result<Certificate> {
         let old = self.visible(cap.principal(), id).await?;
         let now = self.clock.now();
-        match old.status_at(now) {
-            CertStatus::Revoked => {
-                return Err(CoreError::conflict(
-                    ErrorCode::InvalidTransition,
-                    "a revoked certificate cannot be renewed",
-                ));
-            }
-            CertStatus::Suspended => {
-                return Err(CoreError::conflict(
-                    ErrorCode::InvalidTransition,
-                    "a suspended certificate cannot be renewed",
-                ));
-            }
-            _ => {}
-        }
         let profile = self.profiles.find(&old.profile).await?;
-        let window = Duration::days(i64::from(profile.spec.renewal_window_days));
-        let opens = old.not_after - window;
-        if now < opens {
-            return Err(CoreError::conflict(
-                ErrorCode::OutsideRenewalWindow,
-                format!("renewal opens {} days before expiry", profile.spec.renewal_window_days),
-            ));
-        }
-        // Renewal continues a certificate; one long expired is a new enrolment.
-        if now > old.not_after + window {
-            return Err(CoreError::conflict(
-                ErrorCode::OutsideRenewalWindow,
-                format!(
-                    "renewal closed {} days after expiry; enrol anew",
-                    profile.spec.renewal_window_days
-                ),
-            ));
-        }
+        old.check_renewable(now, profile.spec.renewal_window_days)?;
         // A certificate is renewed once: its renewal is renewed next, so no certificate turns
         // into many.
         if let Some(next) = self.store.renewal_of(old.id).await? {
@@ -671,13 +644,11 @@ impl CertificateService {
                 // A renewal changes the key, never the identity: a CSR naming another subject
                 // or other names is a new enrolment (with its approvals), whoever asks.
                 let same = self.same_key_request(&old)?;
-                let key = |a: &crate::certs::NameAttribute| (a.attribute.clone(), a.value.clone());
-                let want: Vec<_> = same.subject.iter().map(key).collect();
-                let got: Vec<_> = parsed.subject.iter().map(key).collect();
-                let same_names = parsed.sans.iter().all(|n| old.sans.contains(n))
-                    && old.sans.iter().all(|n| parsed.sans.contains(n))
-                    && parsed.sans.len() == old.sans.len();
-                if want != got || !same_names {
+                let kept = crate::certs::same_identity(
+                    (&same.subject, &old.sans),
+                    (&parsed.subject, &parsed.sans),
+                );
+                if !kept {
                     return Err(CoreError::Forbidden {
                         code: ErrorCode::RenewalChangesIdentity,
                         detail: "the CSR names another subject or other names than the \
@@ -776,8 +747,9 @@ impl CertificateService {
         }
         cert.updated_at = now;
         tx.update_certificate(&cert).await?;
-        let ev = NewAuditEvent::new(cap.principal(), "certificate.update", "certificate", id)
-            .details(serde_json::json!({"before": before, "after": cert.metadata}));
+        let ev =
+            NewAuditEvent::new(cap.principal(), AuditAction::CertificateUpdate, "certificate", id)
+                .details(serde_json::json!({"before": before, "after": cert.metadata}));
         tx.commit(vec![ev], now).await?;
         Ok(cert)
     }

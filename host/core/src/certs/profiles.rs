@@ -1,6 +1,7 @@
 //! Profiles: list, show, create, replace; the built-in profiles are created on first start.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -83,7 +84,7 @@ impl ProfileService {
                 Err(crate::StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
-            let ev = NewAuditEvent::new(&system, "profile.create", "profile", &name)
+            let ev = NewAuditEvent::new(&system, AuditAction::ProfileCreate, "profile", &name)
                 .details(serde_json::to_value(&p.spec).unwrap_or_default());
             tx.commit(vec![ev], now).await?;
         }
@@ -106,11 +107,16 @@ impl ProfileService {
         p.updated_at = now;
         let mut tx = self.store.begin().await?;
         tx.update_profile(&p).await?;
-        let ev = NewAuditEvent::new(&Principal::system(), "profile.update", "profile", &p.name)
-            .details(serde_json::json!({
-                "extended_key_usage": p.spec.extended_key_usage,
-                "why": "signing certificates carry id-kp-documentSigning (RFC 9336)",
-            }));
+        let ev = NewAuditEvent::new(
+            &Principal::system(),
+            AuditAction::ProfileUpdate,
+            "profile",
+            &p.name,
+        )
+        .details(serde_json::json!({
+            "extended_key_usage": p.spec.extended_key_usage,
+            "why": "signing certificates carry id-kp-documentSigning (RFC 9336)",
+        }));
         tx.commit(vec![ev], now).await?;
         Ok(())
     }
@@ -164,8 +170,9 @@ impl ProfileService {
             }
             other => other.into(),
         })?;
-        let ev = NewAuditEvent::new(cap.principal(), "profile.create", "profile", &p.name)
-            .details(serde_json::to_value(&p.spec).unwrap_or_default());
+        let ev =
+            NewAuditEvent::new(cap.principal(), AuditAction::ProfileCreate, "profile", &p.name)
+                .details(serde_json::to_value(&p.spec).unwrap_or_default());
         tx.commit(vec![ev], now).await?;
         self.forget();
         Ok(p)
@@ -196,12 +203,11 @@ impl ProfileService {
         let p = Profile { spec, updated_at: now, ..before.clone() };
         let mut tx = self.store.begin().await?;
         tx.update_profile(&p).await?;
-        let ev = NewAuditEvent::new(cap.principal(), "profile.update", "profile", name).details(
-            serde_json::json!({
+        let ev = NewAuditEvent::new(cap.principal(), AuditAction::ProfileUpdate, "profile", name)
+            .details(serde_json::json!({
                 "before": serde_json::to_value(&before.spec).unwrap_or_default(),
                 "after": serde_json::to_value(&p.spec).unwrap_or_default(),
-            }),
-        );
+            }));
         tx.commit(vec![ev], now).await?;
         self.forget();
         Ok(p)

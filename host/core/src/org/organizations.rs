@@ -3,6 +3,7 @@
 //! rest); only an unrestricted caller changes the structure above an office.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -41,30 +42,30 @@ pub struct OrgInput {
 /// How one kind of object is named in audit events and clash errors.
 struct Kind {
     object: &'static str,
-    created: &'static str,
-    updated: &'static str,
+    created: AuditAction,
+    updated: AuditAction,
     clash_code: ErrorCode,
     clash: &'static str,
 }
 
 const ORG: Kind = Kind {
     object: "organization",
-    created: "organization.create",
-    updated: "organization.update",
+    created: AuditAction::OrganizationCreate,
+    updated: AuditAction::OrganizationUpdate,
     clash_code: ErrorCode::NameTaken,
     clash: "an organization with this name exists",
 };
 const DIV: Kind = Kind {
     object: "division",
-    created: "division.create",
-    updated: "division.update",
+    created: AuditAction::DivisionCreate,
+    updated: AuditAction::DivisionUpdate,
     clash_code: ErrorCode::NameTaken,
     clash: "the organization has a division with this name",
 };
 const OFFICE: Kind = Kind {
     object: "office",
-    created: "office.create",
-    updated: "office.update",
+    created: AuditAction::OfficeCreate,
+    updated: AuditAction::OfficeUpdate,
     clash_code: ErrorCode::CodeTaken,
     clash: "an office with this code exists",
 };

@@ -4,6 +4,7 @@
 //! events name the fields that changed, not their values: personal data stays out of the trail.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -175,8 +176,9 @@ impl PeopleService {
             ));
         }
         let mut tx = self.store.begin_records().await?;
-        let ev = NewAuditEvent::new(cap.principal(), "custom_field.put", "custom_field", &name)
-            .details(serde_json::to_value(&f).unwrap_or_default());
+        let ev =
+            NewAuditEvent::new(cap.principal(), AuditAction::CustomFieldPut, "custom_field", &name)
+                .details(serde_json::to_value(&f).unwrap_or_default());
         match &existing {
             Some(e) if *e == CustomField { updated_at: e.updated_at, ..f.clone() } => {
                 return Ok((e.clone(), false));
@@ -215,7 +217,12 @@ impl PeopleService {
         let now = self.clock.now();
         let mut tx = self.store.begin_records().await?;
         tx.delete_record(Collection::CustomFields, &f.id.to_string()).await?;
-        let ev = NewAuditEvent::new(cap.principal(), "custom_field.delete", "custom_field", name);
+        let ev = NewAuditEvent::new(
+            cap.principal(),
+            AuditAction::CustomFieldDelete,
+            "custom_field",
+            name,
+        );
         tx.commit(vec![ev], now).await?;
         Ok(())
     }
@@ -350,9 +357,10 @@ impl PeopleService {
             attributes: Attributes::new(),
             ..p.clone()
         };
-        let ev = NewAuditEvent::new(cap.principal(), "person.create", "person", p.id).details(
-            serde_json::json!({"office_id": p.office_id, "fields": changed_fields(&empty, &p)}),
-        );
+        let ev = NewAuditEvent::new(cap.principal(), AuditAction::PersonCreate, "person", p.id)
+            .details(
+                serde_json::json!({"office_id": p.office_id, "fields": changed_fields(&empty, &p)}),
+            );
         tx.commit(vec![ev], now).await?;
         Ok(p)
     }
@@ -389,7 +397,7 @@ impl PeopleService {
         id: Uuid,
         input: PersonInput,
     ) -> Result<Person> {
-        self.update_as(cap, id, input, "person.update", serde_json::Map::new()).await
+        self.update_as(cap, id, input, AuditAction::PersonUpdate, serde_json::Map::new()).await
     }
 
     /// An extended attribute's value from text, typed as its custom field says (integers and
@@ -420,7 +428,7 @@ impl PeopleService {
         cap: &Capability<perm::PeopleWrite>,
         id: Uuid,
         input: PersonInput,
-        action: &str,
+        action: AuditAction,
         details: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Person> {
         let before = self.visible(cap.principal(), id).await?;

@@ -189,7 +189,9 @@ impl IdentityService {
         } else {
             let mut details = serde_json::Map::new();
             details.insert("source".into(), source.clone().into());
-            self.people.update_as(cap, id, input, "person.complete", details).await?
+            self.people
+                .update_as(cap, id, input, crate::audit::AuditAction::PersonComplete, details)
+                .await?
         };
         Ok(Completion { person, source, found: true, completed, ignored })
     }

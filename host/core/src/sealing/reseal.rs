@@ -7,6 +7,7 @@
 //! must look like one. A blob that does not fit stays as it is, is refused wherever it is used,
 //! and is reported in the audit trail.
 
+use crate::audit::AuditAction;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use time::OffsetDateTime;
@@ -22,7 +23,7 @@ use crate::sealing::{LegacyCheck, Resealed, Resealer, SealBinding};
 use crate::signing::credential::SigningCredential;
 
 /// The audit action of a re-binding (one event per row re-sealed, one for the refusals).
-const ACTION: &str = "sealing.rebind";
+const ACTION: AuditAction = AuditAction::SealingRebind;
 
 /// The event of re-sealing `purposes` in the row of object `kind` `id`.
 fn rebound(kind: &str, id: &str, purposes: &[&str]) -> NewAuditEvent {

@@ -12,6 +12,7 @@
 //! signature never leaves without its audit record and a SAD never signs more than it allows.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -211,7 +212,7 @@ impl CscService {
             if cur.login_locked(now) {
                 drop(tx);
                 let ev = Self::principal(s, context.clone());
-                let ev = NewAuditEvent::new(&ev, "csc.login", "signer", s.id)
+                let ev = NewAuditEvent::new(&ev, AuditAction::CscLogin, "signer", s.id)
                     .details(serde_json::json!({"outcome": "locked"}))
                     .failed();
                 self.audit_only(vec![ev]).await?;
@@ -245,11 +246,13 @@ impl CscService {
             tx.insert_record(r.row()).await?;
         }
         let p = Self::principal(s, context);
-        let ev = NewAuditEvent::new(&p, "csc.login", "signer", s.id).details(serde_json::json!({
-            "outcome": "ok",
-            "grant": if parent.is_some() { "refresh_token" } else { "password" },
-            "refresh_token": refresh.is_some(),
-        }));
+        let ev = NewAuditEvent::new(&p, AuditAction::CscLogin, "signer", s.id).details(
+            serde_json::json!({
+                "outcome": "ok",
+                "grant": if parent.is_some() { "refresh_token" } else { "password" },
+                "refresh_token": refresh.is_some(),
+            }),
+        );
         tx.commit(vec![ev], now).await?;
         Ok(Login {
             access_token: access,
@@ -330,7 +333,7 @@ impl CscService {
         for i in &ids {
             tx.delete_record(Collection::Tokens, i).await?;
         }
-        let ev = NewAuditEvent::new(&s.principal, "csc.revoke", "signer", s.signer.id)
+        let ev = NewAuditEvent::new(&s.principal, AuditAction::CscRevoke, "signer", s.signer.id)
             .details(serde_json::json!({"kind": t.kind, "tokens": ids.len()}));
         tx.commit(vec![ev], now).await?;
         for i in &ids {
@@ -376,7 +379,7 @@ impl CscService {
     /// An audit event on a credential; anything but `ok` is recorded as a failure.
     fn event(
         s: &Session,
-        action: &str,
+        action: AuditAction,
         credential: &str,
         outcome: &str,
         mut details: serde_json::Value,
@@ -396,7 +399,7 @@ impl CscService {
         let ev = |outcome: &str| {
             Self::event(
                 s,
-                "csc.authorize",
+                AuditAction::CscAuthorize,
                 &a.credential_id,
                 outcome,
                 serde_json::json!({"num_signatures": num, "hashes": n_hashes}),
@@ -518,7 +521,7 @@ impl CscService {
         let ev = |outcome: &str| {
             Self::event(
                 s,
-                "csc.sign_hash",
+                AuditAction::CscSignHash,
                 &r.credential_id,
                 outcome,
                 serde_json::json!({"hashes": n, "sign_algo": r.sign_algo}),

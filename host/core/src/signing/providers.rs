@@ -3,6 +3,7 @@
 //! answers with built-in values.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -158,7 +159,7 @@ impl CscProviderService {
         cap: &Capability<perm::CscProvidersWrite>,
         before: Option<&CscProvider>,
         p: &CscProvider,
-        action: &str,
+        action: AuditAction,
     ) -> Result<()> {
         let now = self.clock.now();
         let mut tx = self.store.begin_records().await?;
@@ -223,7 +224,7 @@ impl CscProviderService {
             updated_at: now,
         };
         check(&p)?;
-        self.save(cap, None, &p, "csc_provider.create").await?;
+        self.save(cap, None, &p, AuditAction::CscProviderCreate).await?;
         Ok(p)
     }
 
@@ -262,7 +263,7 @@ impl CscProviderService {
         }
         check(&p)?;
         p.updated_at = self.clock.now();
-        self.save(cap, Some(&before), &p, "csc_provider.update").await?;
+        self.save(cap, Some(&before), &p, AuditAction::CscProviderUpdate).await?;
         Ok(p)
     }
 
@@ -273,8 +274,9 @@ impl CscProviderService {
         let mut tx = self.store.begin_records().await?;
         lock_unchanged(tx.as_mut(), &before, "csc_provider").await?;
         tx.delete_record(Collection::Providers, &id.to_string()).await?;
-        let ev = NewAuditEvent::new(cap.principal(), "csc_provider.delete", "csc_provider", id)
-            .details(serde_json::json!({"name": before.name}));
+        let ev =
+            NewAuditEvent::new(cap.principal(), AuditAction::CscProviderDelete, "csc_provider", id)
+                .details(serde_json::json!({"name": before.name}));
         tx.commit(vec![ev], now).await?;
         Ok(())
     }

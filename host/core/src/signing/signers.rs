@@ -6,6 +6,7 @@
 //! reaches the audit trail.
 
 use crate::ErrorCode;
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -362,7 +363,7 @@ impl SignerService {
             ErrorCode::UsernameTaken,
             format!("a signer `{}` exists", s.username),
         ))?;
-        let ev = NewAuditEvent::new(cap.principal(), "signer.create", "signer", s.id)
+        let ev = NewAuditEvent::new(cap.principal(), AuditAction::SignerCreate, "signer", s.id)
             .details(serde_json::json!({"username": s.username, "person_id": s.person_id}));
         tx.commit(vec![ev], now).await?;
         Ok(s)
@@ -447,7 +448,7 @@ impl SignerService {
         tx.update_record(s.row()).await?;
         let ends_sessions = fields.contains(&"password") || (before.enabled && !s.enabled);
         let ended = if ends_sessions { tx.end_csc_sessions(id).await? } else { 0 };
-        let ev = NewAuditEvent::new(cap.principal(), "signer.update", "signer", id).details(
+        let ev = NewAuditEvent::new(cap.principal(), AuditAction::SignerUpdate, "signer", id).details(
             serde_json::json!({"fields": fields, "enabled": s.enabled, "sessions_ended": ended}),
         );
         tx.commit(vec![ev], now).await?;
@@ -561,11 +562,12 @@ impl SignerService {
             created_at: now,
             updated_at: now,
         };
-        let ev = NewAuditEvent::new(p, "signing_credential.create", "signing_credential", id)
-            .details(serde_json::json!({
-                "signer": signer.username, "key_algorithm": c.key_algorithm, "scal": c.scal,
-                "multisign": c.multisign, "certificate_id": cert.id, "serial": cert.serial,
-            }));
+        let ev =
+            NewAuditEvent::new(p, AuditAction::SigningCredentialCreate, "signing_credential", id)
+                .details(serde_json::json!({
+                    "signer": signer.username, "key_algorithm": c.key_algorithm, "scal": c.scal,
+                    "multisign": c.multisign, "certificate_id": cert.id, "serial": cert.serial,
+                }));
         if let Err(e) = self.insert_credential(&c, ev).await {
             self.withdraw(p, &cert).await;
             return Err(e);
@@ -677,7 +679,7 @@ impl SignerService {
         tx.update_record(c.row()).await?;
         let ev = NewAuditEvent::new(
             cap.principal(),
-            "signing_credential.update",
+            AuditAction::SigningCredentialUpdate,
             "signing_credential",
             id,
         )

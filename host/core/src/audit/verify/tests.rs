@@ -2,7 +2,7 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::access::authz::Principal;
-use crate::audit::NewAuditEvent;
+use crate::audit::{AuditAction, NewAuditEvent};
 
 /// Signatures are "ok:<key>" for the pinned keys "k1" and "k2".
 struct Pinned;
@@ -20,7 +20,7 @@ fn chain(n: i64) -> Vec<AuditEvent> {
     let mut prev = GENESIS_HASH.to_owned();
     (1..=n)
         .map(|seq| {
-            let e = NewAuditEvent::new(&actor, "thing.create", "thing", seq).seal(
+            let e = NewAuditEvent::new(&actor, AuditAction::PersonCreate, "thing", seq).seal(
                 seq,
                 OffsetDateTime::UNIX_EPOCH,
                 &prev,
@@ -103,11 +103,8 @@ fn a_deleted_event_is_named() {
 #[test]
 fn an_inserted_event_is_named() {
     let c = chain(5);
-    let forged = NewAuditEvent::new(&Principal::system(), "forged", "thing", "x").seal(
-        3,
-        OffsetDateTime::UNIX_EPOCH,
-        &c[1].hash,
-    );
+    let forged = NewAuditEvent::new(&Principal::system(), AuditAction::PersonUpdate, "thing", "x")
+        .seal(3, OffsetDateTime::UNIX_EPOCH, &c[1].hash);
     let mut tampered: Vec<_> = c[..2].to_vec();
     tampered.push(forged);
     for e in &c[2..] {
@@ -235,7 +232,7 @@ fn verification_can_start_at_an_anchored_checkpoint() {
 
 #[test]
 fn secrets_are_redacted_from_details() {
-    let e = NewAuditEvent::new(&Principal::system(), "a", "b", "c")
+    let e = NewAuditEvent::new(&Principal::system(), AuditAction::PersonCreate, "b", "c")
         .details(serde_json::json!({"name": "x", "nested": {"PIN": "1234"}, "secret": "s"}));
     let s = e.details.to_string();
     assert!(!s.contains("1234") && !s.contains("\"s\""), "{s}");

@@ -2,6 +2,7 @@
 //! budget before the password is hashed, and the settlement of wrong passwords.
 
 use super::*;
+use crate::audit::AuditAction;
 use crate::records::Collection;
 
 /// The address a login is counted under: an IPv4 address, or the /64 network of an IPv6 one
@@ -53,20 +54,28 @@ impl CscService {
                     // An unknown name is audited as given (it may be a typo), never the password.
                     None => (username.chars().take(64).collect(), "authentication_error"),
                 };
-                let ev =
-                    NewAuditEvent::new(&Self::system(context.clone()), "csc.login", "signer", id)
-                        .details(serde_json::json!({"outcome": outcome}))
-                        .failed();
+                let ev = NewAuditEvent::new(
+                    &Self::system(context.clone()),
+                    AuditAction::CscLogin,
+                    "signer",
+                    id,
+                )
+                .details(serde_json::json!({"outcome": outcome}))
+                .failed();
                 self.refused(ev, &context, outcome).await?;
                 return Err(Self::login_refused());
             }
         };
         if !self.reserve_attempt(s.id, &context).await? {
             secrets.verify_nothing(slot, password).await?;
-            let ev =
-                NewAuditEvent::new(&Self::system(context.clone()), "csc.login", "signer", s.id)
-                    .details(serde_json::json!({"outcome": "locked"}))
-                    .failed();
+            let ev = NewAuditEvent::new(
+                &Self::system(context.clone()),
+                AuditAction::CscLogin,
+                "signer",
+                s.id,
+            )
+            .details(serde_json::json!({"outcome": "locked"}))
+            .failed();
             self.refused(ev, &context, "locked").await?;
             return Err(Self::login_refused());
         }
@@ -121,14 +130,18 @@ impl CscService {
                 cur.updated_at = now;
                 tx.end_csc_sessions(id).await?;
                 tx.update_record(cur.row()).await?;
-                let ev =
-                    NewAuditEvent::new(&Self::system(context.clone()), "csc.login", "signer", id)
-                        .details(serde_json::json!({
-                            "outcome": "locked_out",
-                            "why": "unsettled_attempts",
-                            "locked_until": cur.locked_until.and_then(|t| t.format(&Rfc3339).ok()),
-                        }))
-                        .failed();
+                let ev = NewAuditEvent::new(
+                    &Self::system(context.clone()),
+                    AuditAction::CscLogin,
+                    "signer",
+                    id,
+                )
+                .details(serde_json::json!({
+                    "outcome": "locked_out",
+                    "why": "unsettled_attempts",
+                    "locked_until": cur.locked_until.and_then(|t| t.format(&Rfc3339).ok()),
+                }))
+                .failed();
                 tx.commit(vec![ev], now).await?;
                 self.cache.forget_signer(id);
             }
@@ -142,9 +155,13 @@ impl CscService {
         tx.update_record(cur.row()).await?;
         // The counter is state, so the reservation is audited too; the attempt's outcome is
         // audited as `csc.login` when it is settled (wrong password or login).
-        let ev =
-            NewAuditEvent::new(&Self::system(context.clone()), "csc.login_attempt", "signer", id)
-                .details(serde_json::json!({"failed_logins": cur.failed_logins}));
+        let ev = NewAuditEvent::new(
+            &Self::system(context.clone()),
+            AuditAction::CscLoginAttempt,
+            "signer",
+            id,
+        )
+        .details(serde_json::json!({"failed_logins": cur.failed_logins}));
         tx.commit(vec![ev], now).await?;
         Ok(true)
     }
@@ -179,7 +196,7 @@ impl CscService {
             }
             "authentication_error"
         };
-        let ev = NewAuditEvent::new(&Self::system(context), "csc.login", "signer", id)
+        let ev = NewAuditEvent::new(&Self::system(context), AuditAction::CscLogin, "signer", id)
             .details(serde_json::json!({
                 "outcome": outcome,
                 "locked_until": cur.locked_until.and_then(|t| t.format(&Rfc3339).ok()),
