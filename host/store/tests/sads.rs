@@ -8,7 +8,7 @@ use sigil_core::StoreError;
 use sigil_core::access::authz::Principal;
 use sigil_core::audit::{AuditAction, NewAuditEvent};
 use sigil_core::ports::{Store, WriteOp};
-use sigil_core::signing::credential::{Sad, SadUse};
+use sigil_core::signing::credential::{Sad, SadRefusal, SadUse};
 use sigil_store::testing::TestDb;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -77,7 +77,7 @@ async fn the_store_spends_a_sad_as_the_core_rule_says() {
         for u in &uses {
             let want = match model.iter_mut().find(|m| m.id == u.id) {
                 Some(m) => m.spend(u).map_err(|r| r.description().to_owned()),
-                None => Err("Invalid SAD".to_owned()),
+                None => Err(SadRefusal::Invalid.description().to_owned()),
             };
             let got = match store
                 .commit_ops(vec![WriteOp::ConsumeSad(u.clone())], vec![event()], now)

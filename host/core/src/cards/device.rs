@@ -184,6 +184,22 @@ pub struct Device {
     pub status_changed_at: OffsetDateTime,
 }
 
+impl Device {
+    /// The holds this device keeps after `change` touched the certificates `touched`: a
+    /// suspension adds them; a release or revocation removes them. Holds the caller could not
+    /// see (and so did not touch) stay recorded, for a caller who sees them to release.
+    pub fn held_after(&self, change: CertChange, touched: &[Uuid]) -> Vec<Uuid> {
+        match change {
+            CertChange::Suspend => {
+                let mut held = self.held.clone();
+                held.extend(touched.iter().filter(|t| !self.held.contains(t)));
+                held
+            }
+            _ => self.held.iter().filter(|h| !touched.contains(h)).copied().collect(),
+        }
+    }
+}
+
 /// One entry of a device's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceEvent {
@@ -239,6 +255,28 @@ mod tests {
         assert!(!Revoked.next().contains(&Active));
         assert_eq!(DeviceStatus::parse("lost").unwrap(), Lost);
         assert_eq!(DeviceStatus::parse("gone").unwrap_err().code(), "invalid_status");
+    }
+
+    #[test]
+    fn a_suspension_records_its_holds_and_a_release_drops_only_those_it_touched() {
+        let (a, b, c, unseen) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut d: Device = serde_json::from_value(serde_json::json!({
+            "id": Uuid::now_v7(), "office_id": Uuid::now_v7(), "holder_id": null,
+            "kind": "smart_card", "serial": "S", "status": "active", "certificates": [a, b, c],
+            "held": [unseen], "production": {"batch": null, "manufacturer": null, "model": null,
+            "applet": null, "chip_serial": null, "disposal_status": null}, "metadata": {},
+            "pin_retries_left": 3, "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z", "status_changed_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        d.held = d.held_after(CertChange::Suspend, &[a, b]);
+        assert_eq!(d.held, [unseen, a, b]);
+        // Suspending again adds nothing twice.
+        assert_eq!(d.held_after(CertChange::Suspend, &[a]), [unseen, a, b]);
+        // A release by a caller who saw a and b leaves the hold it could not see.
+        assert_eq!(d.held_after(CertChange::Reactivate, &[a, b]), [unseen]);
+        let revoked = d.held_after(CertChange::Revoke(RevocationReason::KeyCompromise), &[b]);
+        assert_eq!(revoked, [unseen, a]);
     }
 
     #[test]

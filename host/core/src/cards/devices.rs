@@ -18,7 +18,7 @@ use crate::cards::device::{
 };
 use crate::cards::unlock::DeviceSecret;
 use crate::certs::certificates::{CertChange, CertificateService};
-use crate::certs::{CertStatus, Certificate, RevocationReason};
+use crate::certs::{Certificate, RevocationReason};
 use crate::error::{CoreError, Result};
 use crate::page::{Page, check_metadata, lock_unchanged, record_page};
 use crate::people::directory::PeopleService;
@@ -558,32 +558,13 @@ impl DeviceService {
                 }
             }
             for cert in certs {
-                let cid = cert.id;
-                let applies = match change {
-                    CertChange::Suspend => cert.status_at(now) == CertStatus::Active,
-                    CertChange::Reactivate => cert.status_at(now) == CertStatus::Suspended,
-                    CertChange::Revoke(_) => cert.status != CertStatus::Revoked,
-                };
-                if applies {
+                if change.applies_to(&cert, now) {
                     self.certificates.tell_backend(&cert, change).await?;
-                    targets.push((cid, change));
+                    targets.push((cert.id, change));
                 }
             }
-            d.held = match change {
-                CertChange::Suspend => {
-                    let mut held = before.held.clone();
-                    held.extend(targets.iter().map(|t| t.0));
-                    held
-                }
-                // Holds the caller could not see (and so did not release) stay recorded, for a
-                // caller who sees them to release.
-                _ => before
-                    .held
-                    .iter()
-                    .filter(|h| !targets.iter().any(|t| t.0 == **h))
-                    .copied()
-                    .collect(),
-            };
+            let touched: Vec<Uuid> = targets.iter().map(|t| t.0).collect();
+            d.held = before.held_after(change, &touched);
         }
         d.status = to;
         d.suspended_by = match to {

@@ -370,14 +370,7 @@ impl Certificate {
     /// hold, and within the renewal window, which opens `window_days` before expiry and closes
     /// as long after it (a certificate long expired is a new enrolment).
     pub fn check_renewable(&self, now: OffsetDateTime, window_days: u32) -> Result<()> {
-        let held = match self.status_at(now) {
-            CertStatus::Revoked => Some("a revoked certificate cannot be renewed"),
-            CertStatus::Suspended => Some("a suspended certificate cannot be renewed"),
-            _ => None,
-        };
-        if let Some(why) = held {
-            return Err(CoreError::conflict(ErrorCode::InvalidTransition, why));
-        }
+        self.check_not_held(now)?;
         let window = time::Duration::days(i64::from(window_days));
         if now < self.not_after - window {
             return Err(CoreError::conflict(
@@ -392,6 +385,19 @@ impl Certificate {
             ));
         }
         Ok(())
+    }
+}
+
+impl Certificate {
+    /// Refuses (409 `invalid_transition`) a revoked or held certificate: what renewal refuses
+    /// whatever the profile says.
+    pub fn check_not_held(&self, now: OffsetDateTime) -> Result<()> {
+        let why = match self.status_at(now) {
+            CertStatus::Revoked => "a revoked certificate cannot be renewed",
+            CertStatus::Suspended => "a suspended certificate cannot be renewed",
+            _ => return Ok(()),
+        };
+        Err(CoreError::conflict(ErrorCode::InvalidTransition, why))
     }
 }
 
@@ -419,6 +425,16 @@ pub enum CertChange {
 }
 
 impl CertChange {
+    /// Whether this change does anything to `c` at `now`: a hold takes only an active
+    /// certificate, a release only a held one, a revocation any not yet revoked.
+    pub fn applies_to(self, c: &Certificate, now: OffsetDateTime) -> bool {
+        match self {
+            Self::Suspend => c.status_at(now) == CertStatus::Active,
+            Self::Reactivate => c.status_at(now) == CertStatus::Suspended,
+            Self::Revoke(_) => c.status != CertStatus::Revoked,
+        }
+    }
+
     pub(crate) fn action(self) -> AuditAction {
         match self {
             Self::Suspend => AuditAction::CertificateSuspend,
@@ -536,6 +552,30 @@ mod renewal_tests {
         }
         // A hold past expiry is an expired certificate, renewable within the window.
         cert(CertStatus::Suspended, -1, now).check_renewable(now, 30).unwrap();
+    }
+
+    #[test]
+    fn a_change_touches_only_the_certificates_it_applies_to() {
+        let now = OffsetDateTime::now_utc();
+        let revoke = CertChange::Revoke(RevocationReason::KeyCompromise);
+        let cases = [
+            // (status, days to expiry, suspend, reactivate, revoke)
+            (CertStatus::Active, 5, true, false, true),
+            (CertStatus::Suspended, 5, false, true, true),
+            (CertStatus::Revoked, 5, false, false, false),
+            // Expired: nothing to hold or release, but still revocable (CRLs may list it).
+            (CertStatus::Active, -1, false, false, true),
+            (CertStatus::Suspended, -1, false, false, true),
+        ];
+        for (status, days, s, r, v) in cases {
+            let c = cert(status, days, now);
+            let got = (
+                CertChange::Suspend.applies_to(&c, now),
+                CertChange::Reactivate.applies_to(&c, now),
+                revoke.applies_to(&c, now),
+            );
+            assert_eq!(got, (s, r, v), "{status:?} expiring in {days} days");
+        }
     }
 
     #[test]

@@ -628,6 +628,8 @@ impl CertificateService {
     ) -> Result<Certificate> {
         let old = self.visible(cap.principal(), id).await?;
         let now = self.clock.now();
+        // Refused before the profile is read: that answer does not depend on it.
+        old.check_not_held(now)?;
         let profile = self.profiles.find(&old.profile).await?;
         old.check_renewable(now, profile.spec.renewal_window_days)?;
         // A certificate is renewed once: its renewal is renewed next, so no certificate turns
