@@ -11,7 +11,7 @@
 //! - [`signing`]: signers, signing credentials, the CSC protocol, CSC providers.
 //!
 //! Shared: [`page`], [`ports`] (the traits storage, crypto and plugins implement), [`records`],
-//! [`sealing`], [`secrets`], [`settings`], [`error`] with [`codes`] (the catalogue of error codes). With the `testing` feature (and in this
+//! [`sealing`], [`secrets`], [`settings`], [`error`] with [`codes`] (the catalogue of error codes), [`events`] (the catalogue of lifecycle events). With the `testing` feature (and in this
 //! crate's unit tests), `testing` holds in-memory fakes of the ports.
 //!
 //! This crate knows nothing of HTTP, SQL drivers or WebAssembly: it depends on none of axum,
@@ -27,6 +27,7 @@ pub mod cards;
 pub mod certs;
 pub mod codes;
 pub mod error;
+pub mod events;
 pub mod org;
 pub mod page;
 pub mod people;

@@ -201,13 +201,7 @@ pub enum WriteOp {
 /// narrowest port they use; wiring hands them the one store.
 #[async_trait]
 pub trait Store:
-    crate::records::Records
-    + AccessStore
-    + CertStore
-    + AuditLog
-    + SettingsStore
-    + SigningStore
-    + 'static
+    AccessPort + CertStore + AuditLog + SettingsStore + SigningStore + 'static
 {
     /// Applies insert-only `ops` and appends `events` in one atomic unit. On SQLite concurrent
     /// callers are group-committed: one transaction carries many units, each still all-or-nothing.
@@ -223,6 +217,27 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
     /// Starts a write transaction.
     async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+}
+
+/// A unit of work of the access use cases: API keys, roles and operators, and the records they
+/// are checked against; committed with its audit events, as every unit is.
+#[async_trait]
+pub trait AccessUnit: crate::records::RecordTx + AccessTx + Send {
+    /// Commits the writes and appends `events` to the audit chain, atomically.
+    async fn commit(
+        self: Box<Self>,
+        events: Vec<NewAuditEvent>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// The port of the access use cases (API keys): their reads, the records they check scopes
+/// and holders against, and their units of work. `sigil-store` implements it over SQL,
+/// `MemoryStore` (the `testing` module) in memory.
+#[async_trait]
+pub trait AccessPort: crate::records::Records + AccessStore {
+    /// Starts a unit of work.
+    async fn begin_access(&self) -> StoreResult<Box<dyn AccessUnit>>;
 }
 
 /// Reads of API keys, roles and operators, and the shared rate-limit windows.

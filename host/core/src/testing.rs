@@ -1,11 +1,13 @@
-//! In-memory fakes of core's ports, for unit tests of the use cases' rules (scope, state
-//! machines, validation) that run in milliseconds, without SQL or HTTPS.
+//! In-memory fakes of core's ports, for unit tests of the use cases' rules (scope, authority,
+//! state machines, validation) that run in milliseconds, without SQL or HTTPS.
 //!
-//! [`MemoryRecords`] keeps records as their JSON bodies, selects them with the filters'
-//! in-memory meaning ([`Filter::matches`]) in key order, and keeps each unit of work's writes
-//! apart until it commits. What it does not do is the store's own business, tested on both
-//! databases in `sigil-store`: unique constraints, row locks between concurrent units, and the
-//! hash chain (a commit records its events as given and returns no chained events).
+//! [`MemoryRecords`] fakes the records port ([`Records`]) and the access port
+//! ([`AccessPort`]: API keys, roles, operators, rate-limit windows). It keeps records as their
+//! JSON bodies, selects them with the filters' in-memory meaning ([`Filter::matches`]) in key
+//! order, and keeps each unit of work's writes apart until it commits. What it does not do is
+//! the store's own business, tested on both databases in `sigil-store`: unique constraints,
+//! row locks between concurrent units, the built-in roles the migrations seed, and the hash
+//! chain (a commit records its events as given and returns no chained events).
 
 #![allow(clippy::panic, clippy::expect_used)] // A test double: a broken fixture stops the test.
 
@@ -15,17 +17,34 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use uuid::Uuid;
+
+use crate::access::api_key::ApiKey;
+use crate::access::operator::{Operator, Role};
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::error::{StoreError, StoreResult};
+use crate::ports::{
+    AccessPort, AccessStore, AccessTx, AccessUnit, ApiKeyFilter, OperatorFilter, PageRequest,
+};
 use crate::records::{
     Collection, Filter, Record, RecordQuery, RecordStore, RecordTx, RecordUnit, Records, Row,
 };
 
 type Rows = BTreeMap<(Collection, String), String>;
 
+/// What a unit of work reads and writes: records and the access tables.
+#[derive(Debug, Default, Clone)]
+struct Tables {
+    rows: Rows,
+    api_keys: BTreeMap<Uuid, ApiKey>,
+    roles: BTreeMap<String, Role>,
+    operators: BTreeMap<Uuid, Operator>,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    rows: Rows,
+    tables: Tables,
+    rate_windows: BTreeMap<(String, i64), (i64, i64)>,
     events: Vec<NewAuditEvent>,
 }
 
@@ -94,7 +113,7 @@ impl MemoryRecords {
     pub fn put<R: Record>(&self, r: &R) {
         let row = r.row();
         let body = row.body().expect("a fixture that encodes");
-        lock(&self.state).rows.insert((row.collection(), row.key()), body);
+        lock(&self.state).tables.rows.insert((row.collection(), row.key()), body);
     }
 
     /// The audit events committed so far, oldest first.
@@ -104,22 +123,22 @@ impl MemoryRecords {
 
     /// How many records `c` holds.
     pub fn count(&self, c: Collection) -> usize {
-        lock(&self.state).rows.keys().filter(|(rc, _)| *rc == c).count()
+        lock(&self.state).tables.rows.keys().filter(|(rc, _)| *rc == c).count()
     }
 }
 
 #[async_trait]
 impl RecordStore for MemoryRecords {
     async fn record(&self, c: Collection, key: &str) -> StoreResult<Option<String>> {
-        Ok(lock(&self.state).rows.get(&(c, key.to_owned())).cloned())
+        Ok(lock(&self.state).tables.rows.get(&(c, key.to_owned())).cloned())
     }
 
     async fn records(&self, q: &RecordQuery) -> StoreResult<Vec<String>> {
-        Ok(query(&lock(&self.state).rows, q))
+        Ok(query(&lock(&self.state).tables.rows, q))
     }
 
     async fn count_records(&self, filter: &Filter) -> StoreResult<i64> {
-        let n = query(&lock(&self.state).rows, &RecordQuery::all(filter.clone())).len();
+        let n = query(&lock(&self.state).tables.rows, &RecordQuery::all(filter.clone())).len();
         Ok(i64::try_from(n).unwrap_or(i64::MAX))
     }
 }
@@ -127,31 +146,30 @@ impl RecordStore for MemoryRecords {
 #[async_trait]
 impl Records for MemoryRecords {
     async fn begin_records(&self) -> StoreResult<Box<dyn RecordUnit>> {
-        let view = lock(&self.state).rows.clone();
-        Ok(Box::new(MemoryUnit { shared: Arc::clone(&self.state), view, writes: Vec::new() }))
+        Ok(Box::new(self.unit()))
     }
 }
 
-/// A write waiting for its unit's commit.
-#[derive(Debug)]
-enum Write {
-    Put(Collection, String, String),
-    Delete(Collection, String),
-}
-
-/// A unit of work over [`MemoryRecords`]: reads see the records as they were at its start plus
-/// its own writes; nothing is shared until commit.
+/// A unit of work over [`MemoryRecords`]: it works on its own copy of the tables, taken at its
+/// start, and replaces the shared tables with it at commit (tests run their units one after
+/// another; the store's locking between concurrent units is tested in `sigil-store`).
 #[derive(Debug)]
 pub struct MemoryUnit {
     shared: Arc<Mutex<State>>,
-    view: Rows,
-    writes: Vec<Write>,
+    view: Tables,
+}
+
+impl MemoryRecords {
+    fn unit(&self) -> MemoryUnit {
+        let view = lock(&self.state).tables.clone();
+        MemoryUnit { shared: Arc::clone(&self.state), view }
+    }
 }
 
 impl MemoryUnit {
     fn put(&mut self, row: Row<'_>, must_exist: bool) -> StoreResult<()> {
         let (c, key) = (row.collection(), row.key());
-        let exists = self.view.contains_key(&(c, key.clone()));
+        let exists = self.view.rows.contains_key(&(c, key.clone()));
         if must_exist && !exists {
             return Err(StoreError::NotFound);
         }
@@ -159,9 +177,14 @@ impl MemoryUnit {
             return Err(StoreError::Conflict { constraint: "primary key".into() });
         }
         let body = row.body().map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.view.insert((c, key.clone()), body.clone());
-        self.writes.push(Write::Put(c, key, body));
+        self.view.rows.insert((c, key), body);
         Ok(())
+    }
+
+    fn finish(self, events: Vec<NewAuditEvent>) {
+        let mut state = lock(&self.shared);
+        state.tables = self.view;
+        state.events.extend(events);
     }
 }
 
@@ -176,17 +199,16 @@ impl RecordTx for MemoryUnit {
     }
 
     async fn delete_record(&mut self, c: Collection, key: &str) -> StoreResult<()> {
-        self.view.remove(&(c, key.to_owned()));
-        self.writes.push(Write::Delete(c, key.to_owned()));
+        self.view.rows.remove(&(c, key.to_owned()));
         Ok(())
     }
 
     async fn record_for_update(&mut self, c: Collection, key: &str) -> StoreResult<Option<String>> {
-        Ok(self.view.get(&(c, key.to_owned())).cloned())
+        Ok(self.view.rows.get(&(c, key.to_owned())).cloned())
     }
 
     async fn records_in_tx(&mut self, q: &RecordQuery) -> StoreResult<Vec<String>> {
-        Ok(query(&self.view, q))
+        Ok(query(&self.view.rows, q))
     }
 }
 
@@ -197,18 +219,213 @@ impl RecordUnit for MemoryUnit {
         events: Vec<NewAuditEvent>,
         _now: OffsetDateTime,
     ) -> StoreResult<Vec<AuditEvent>> {
-        let mut state = lock(&self.shared);
-        for w in self.writes {
-            match w {
-                Write::Put(c, k, body) => {
-                    state.rows.insert((c, k), body);
-                }
-                Write::Delete(c, k) => {
-                    state.rows.remove(&(c, k));
-                }
-            }
-        }
-        state.events.extend(events);
+        self.finish(events);
         Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl AccessUnit for MemoryUnit {
+    async fn commit(
+        self: Box<Self>,
+        events: Vec<NewAuditEvent>,
+        _now: OffsetDateTime,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        self.finish(events);
+        Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl AccessPort for MemoryRecords {
+    async fn begin_access(&self) -> StoreResult<Box<dyn AccessUnit>> {
+        Ok(Box::new(self.unit()))
+    }
+}
+
+/// A page of `items` (in id order) after the page's cursor.
+fn page_of<T: Clone>(items: impl Iterator<Item = (String, T)>, page: &PageRequest) -> Vec<T> {
+    items
+        .filter(|(id, _)| page.after.as_ref().is_none_or(|a| id > a))
+        .take(page.limit as usize)
+        .map(|(_, t)| t)
+        .collect()
+}
+
+fn contains(text: &str, part: &str) -> bool {
+    text.to_lowercase().contains(&part.to_lowercase())
+}
+
+#[async_trait]
+impl AccessStore for MemoryRecords {
+    async fn count_api_keys(&self) -> StoreResult<i64> {
+        Ok(i64::try_from(lock(&self.state).tables.api_keys.len()).unwrap_or(i64::MAX))
+    }
+
+    async fn api_key(&self, id: Uuid) -> StoreResult<Option<ApiKey>> {
+        Ok(lock(&self.state).tables.api_keys.get(&id).cloned())
+    }
+
+    async fn api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<ApiKey>> {
+        let s = lock(&self.state);
+        let found = s
+            .tables
+            .api_keys
+            .values()
+            .find(|k| k.prefix == prefix || k.previous_prefix.as_deref() == Some(prefix));
+        Ok(found.cloned())
+    }
+
+    async fn api_key_by_certificate(&self, sha256: &str) -> StoreResult<Option<ApiKey>> {
+        let s = lock(&self.state);
+        let found =
+            s.tables.api_keys.values().find(|k| k.client_cert_sha256.as_deref() == Some(sha256));
+        Ok(found.cloned())
+    }
+
+    async fn list_api_keys(
+        &self,
+        f: &ApiKeyFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Vec<ApiKey>> {
+        let s = lock(&self.state);
+        let now = f.now.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let keys = s.tables.api_keys.values().filter(|k| {
+            f.name_contains.as_ref().is_none_or(|n| contains(&k.name, n))
+                && f.operator_id.as_ref().is_none_or(|o| k.operator_id.as_ref() == Some(o))
+                && f.parent_id.is_none_or(|p| k.parent_id == Some(p))
+                && f.status.is_none_or(|st| k.status(now) == st)
+        });
+        Ok(page_of(keys.map(|k| (k.id.to_string(), k.clone())), page))
+    }
+
+    async fn roles(&self) -> StoreResult<Vec<Role>> {
+        Ok(lock(&self.state).tables.roles.values().cloned().collect())
+    }
+
+    async fn operator(&self, id: Uuid) -> StoreResult<Option<Operator>> {
+        Ok(lock(&self.state).tables.operators.get(&id).cloned())
+    }
+
+    async fn operator_by_certificate(&self, sha256: &str) -> StoreResult<Option<Operator>> {
+        let s = lock(&self.state);
+        let found =
+            s.tables.operators.values().find(|o| o.client_cert_sha256.as_deref() == Some(sha256));
+        Ok(found.cloned())
+    }
+
+    async fn list_operators(
+        &self,
+        f: &OperatorFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Vec<Operator>> {
+        let s = lock(&self.state);
+        let ops = s.tables.operators.values().filter(|o| {
+            f.enabled.is_none_or(|e| o.enabled == e)
+                && f.role.as_ref().is_none_or(|r| o.roles.contains(r))
+                && f.name_contains
+                    .as_ref()
+                    .is_none_or(|n| contains(&o.username, n) || contains(&o.display_name, n))
+        });
+        Ok(page_of(ops.map(|o| (o.id.to_string(), o.clone())), page))
+    }
+
+    async fn rate_limit_hit(
+        &self,
+        key: &str,
+        window_start: i64,
+        window_end: i64,
+    ) -> StoreResult<i64> {
+        let mut s = lock(&self.state);
+        let w = s.rate_windows.entry((key.to_owned(), window_start)).or_insert((window_end, 0));
+        w.1 += 1;
+        Ok(w.1)
+    }
+
+    async fn rate_limit_prune(&self, before: i64) -> StoreResult<u64> {
+        let mut s = lock(&self.state);
+        let n = s.rate_windows.len();
+        s.rate_windows.retain(|_, (end, _)| *end >= before);
+        Ok(u64::try_from(n - s.rate_windows.len()).unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl AccessTx for MemoryUnit {
+    async fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
+        let taken = self.view.api_keys.values().any(|k| k.name == key.name);
+        if taken || self.view.api_keys.contains_key(&key.id) {
+            // The store's unique name index, which the service's clash answer relies on.
+            return Err(StoreError::Conflict { constraint: "api_keys.name".into() });
+        }
+        self.view.api_keys.insert(key.id, key.clone());
+        Ok(())
+    }
+
+    async fn api_key_for_update(&mut self, id: Uuid) -> StoreResult<Option<ApiKey>> {
+        Ok(self.view.api_keys.get(&id).cloned())
+    }
+
+    async fn update_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
+        match self.view.api_keys.get_mut(&key.id) {
+            Some(k) => {
+                *k = key.clone();
+                Ok(())
+            }
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn insert_role(&mut self, role: &Role) -> StoreResult<()> {
+        if self.view.roles.contains_key(&role.name) {
+            return Err(StoreError::Conflict { constraint: "roles.name".into() });
+        }
+        self.view.roles.insert(role.name.clone(), role.clone());
+        Ok(())
+    }
+
+    async fn update_role(&mut self, role: &Role) -> StoreResult<()> {
+        match self.view.roles.get_mut(&role.name) {
+            Some(r) => {
+                *r = role.clone();
+                Ok(())
+            }
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn delete_role(&mut self, name: &str) -> StoreResult<()> {
+        self.view.roles.remove(name).map(|_| ()).ok_or(StoreError::NotFound)
+    }
+
+    async fn role_for_update(&mut self, name: &str) -> StoreResult<Option<Role>> {
+        Ok(self.view.roles.get(name).cloned())
+    }
+
+    async fn count_role_holders(&mut self, name: &str) -> StoreResult<i64> {
+        let n = self.view.operators.values().filter(|o| o.roles.iter().any(|r| r == name)).count();
+        Ok(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+
+    async fn insert_operator(&mut self, op: &Operator) -> StoreResult<()> {
+        if self.view.operators.values().any(|o| o.username == op.username) {
+            return Err(StoreError::Conflict { constraint: "operators.username".into() });
+        }
+        self.view.operators.insert(op.id, op.clone());
+        Ok(())
+    }
+
+    async fn operator_for_update(&mut self, id: Uuid) -> StoreResult<Option<Operator>> {
+        Ok(self.view.operators.get(&id).cloned())
+    }
+
+    async fn update_operator(&mut self, op: &Operator) -> StoreResult<()> {
+        match self.view.operators.get_mut(&op.id) {
+            Some(o) => {
+                *o = op.clone();
+                Ok(())
+            }
+            None => Err(StoreError::NotFound),
+        }
     }
 }

@@ -450,7 +450,7 @@ pub struct PluginEntry {
     pub grants: Vec<String>,
     /// Hook points: `certificate-issuance`, `enrolment-request`, `person`, `custom-field`
     /// (validators); lifecycle events `certificate.*`, `request.*`, `device.*` (workflows; see
-    /// [`HOOKS`]).
+    /// [`VALIDATOR_HOOKS`] and `sigil_core::events::EventKind`).
     #[serde(default)]
     pub hooks: Vec<String>,
     /// Deadline of one call, ms.
@@ -518,33 +518,21 @@ pub struct PluginsSection {
     pub load: std::collections::BTreeMap<String, PluginEntry>,
 }
 
-/// Hook points: the validator hook, and the lifecycle events workflows subscribe to.
-pub const HOOKS: [&str; 24] = [
-    "certificate-issuance",
-    "enrolment-request",
-    "person",
-    "custom-field",
-    "certificate.issued",
-    "certificate.renewed",
-    "certificate.suspended",
-    "certificate.reactivated",
-    "certificate.revoked",
-    "request.created",
-    "request.approved",
-    "request.rejected",
-    "request.cancelled",
-    "request.completed",
-    "request.failed",
-    "device.registered",
-    "device.active",
-    "device.suspended",
-    "device.lost",
-    "device.damaged",
-    "device.revoked",
-    "device.expired",
-    "device.terminated",
-    "device.pin_reset",
-];
+/// The validator hook points; workflows subscribe to lifecycle events
+/// (`sigil_core::events::EventKind`).
+pub const VALIDATOR_HOOKS: [&str; 4] =
+    ["certificate-issuance", "enrolment-request", "person", "custom-field"];
+
+/// Whether `h` is a hook point: a validator hook or a lifecycle event.
+fn is_hook(h: &str) -> bool {
+    VALIDATOR_HOOKS.contains(&h) || sigil_core::events::EventKind::parse(h).is_some()
+}
+
+/// Every hook point, for messages.
+fn hooks_list() -> String {
+    let events = sigil_core::events::EventKind::ALL.iter().map(|k| k.as_str());
+    VALIDATOR_HOOKS.iter().copied().chain(events).collect::<Vec<_>>().join(", ")
+}
 
 /// `[devices]`: cards and tokens.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -805,10 +793,10 @@ impl Config {
             }
             sigil_core::access::authz::PermissionSet::parse(&p.permissions)
                 .map_err(|e| ConfigError::Invalid(format!("plugins.load.{id}.permissions: {e}")))?;
-            if let Some(h) = p.hooks.iter().find(|h| !HOOKS.contains(&h.as_str())) {
+            if let Some(h) = p.hooks.iter().find(|h| !is_hook(h)) {
                 return Err(ConfigError::Invalid(format!(
                     "plugins.load.{id}.hooks: unknown hook `{h}` (available: {})",
-                    HOOKS.join(", ")
+                    hooks_list()
                 )));
             }
         }

@@ -243,6 +243,14 @@ impl sigil_core::records::Records for SqlStore {
 }
 
 #[async_trait]
+impl sigil_core::ports::AccessPort for SqlStore {
+    async fn begin_access(&self) -> StoreResult<Box<dyn sigil_core::ports::AccessUnit>> {
+        let tx = self.write.begin().await.map_err(map_err)?;
+        Ok(Box::new(tx::SqlTx { tx, backend: self.backend }))
+    }
+}
+
+#[async_trait]
 impl Store for SqlStore {
     fn backend(&self) -> &'static str {
         match self.backend {

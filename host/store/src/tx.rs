@@ -64,6 +64,17 @@ impl sigil_core::records::RecordUnit for SqlTx {
 }
 
 #[async_trait]
+impl sigil_core::ports::AccessUnit for SqlTx {
+    async fn commit(
+        self: Box<Self>,
+        events: Vec<NewAuditEvent>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        Tx::commit(self, events, now).await
+    }
+}
+
+#[async_trait]
 impl Tx for SqlTx {
     async fn commit(
         mut self: Box<Self>,

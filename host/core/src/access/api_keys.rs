@@ -19,7 +19,7 @@ use crate::access::scope::Scope;
 use crate::audit::{NewAuditEvent, unix_micros};
 use crate::error::{AuthFailure, CoreError, Result};
 use crate::page::{Page, paginate};
-use crate::ports::{ApiKeyFilter, Clock, PageRequest, Store};
+use crate::ports::{AccessPort, AccessStore, ApiKeyFilter, Clock, PageRequest};
 use crate::records::Collection;
 
 /// Longest rotation grace period.
@@ -80,7 +80,7 @@ pub struct IssuedApiKey {
 
 /// API key operations.
 pub struct ApiKeyService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AccessPort>,
     clock: Arc<dyn Clock>,
     cache: crate::cache::Cache<String, ApiKey>,
     cache_ttl: StdDuration,
@@ -94,7 +94,7 @@ impl std::fmt::Debug for ApiKeyService {
 
 impl ApiKeyService {
     /// `cache_ttl` bounds how long another node may keep honouring a key revoked elsewhere.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, cache_ttl: StdDuration) -> Self {
+    pub fn new(store: Arc<dyn AccessPort>, clock: Arc<dyn Clock>, cache_ttl: StdDuration) -> Self {
         Self { store, clock, cache: crate::cache::Cache::new(cache_ttl, 10_000), cache_ttl }
     }
 
@@ -154,7 +154,7 @@ impl ApiKeyService {
         }
         principal.ensure_covers(&self.authority_of(&key).await?, "API key")?;
         self.check_lifetime(&key).await?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_access().await?;
         tx.insert_api_key(&key).await.map_err(name_conflict)?;
         let event = NewAuditEvent::new(principal, AuditAction::ApiKeyCreate, "api_key", key.id)
             .details(describe(&key));
@@ -334,7 +334,7 @@ impl ApiKeyService {
             None => None,
         };
         self.changeable(p, id).await?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_access().await?;
         let before = tx
             .api_key_for_update(id)
             .await?
@@ -430,7 +430,7 @@ impl ApiKeyService {
         for child in &descendants {
             self.changeable(p, *child).await?;
         }
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_access().await?;
         let mut root = tx
             .api_key_for_update(id)
             .await?
@@ -521,7 +521,7 @@ impl ApiKeyService {
             ));
         }
         self.changeable(cap.principal(), id).await?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_access().await?;
         let mut key = tx
             .api_key_for_update(id)
             .await?
@@ -860,7 +860,7 @@ fn name_conflict(e: crate::error::StoreError) -> CoreError {
 /// Fixed-window counting in the shared store: the window is aligned to UTC multiples of its
 /// length, so every node counts into the same row.
 pub(crate) async fn throttle(
-    store: &dyn Store,
+    store: &dyn AccessStore,
     bucket: &str,
     limit: RateLimit,
     now: OffsetDateTime,

@@ -9,3 +9,6 @@ pub mod operator_import;
 pub mod operators;
 pub mod roles;
 pub mod scope;
+
+#[cfg(test)]
+mod tests;

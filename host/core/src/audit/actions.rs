@@ -180,23 +180,6 @@ audit_actions! {
     SigningCredentialUpdate = "signing_credential.update",
 }
 
-impl AuditAction {
-    /// The action of a device's move to `status`.
-    pub fn device_status(status: crate::cards::device::DeviceStatus) -> Self {
-        use crate::cards::device::DeviceStatus as S;
-        match status {
-            S::Registered => Self::DeviceRegistered,
-            S::Active => Self::DeviceActive,
-            S::Suspended => Self::DeviceSuspended,
-            S::Lost => Self::DeviceLost,
-            S::Damaged => Self::DeviceDamaged,
-            S::Revoked => Self::DeviceRevoked,
-            S::Expired => Self::DeviceExpired,
-            S::Terminated => Self::DeviceTerminated,
-        }
-    }
-}
-
 /// Compares with a wire name (what the trail and tests show).
 impl PartialEq<&str> for AuditAction {
     fn eq(&self, other: &&str) -> bool {
@@ -213,7 +196,6 @@ impl std::fmt::Display for AuditAction {
 #[cfg(test)]
 mod tests {
     use super::AuditAction;
-    use crate::cards::device::DeviceStatus;
 
     #[test]
     fn action_names_are_unique_and_dotted_and_each_says_what_it_records() {
@@ -225,6 +207,5 @@ mod tests {
             assert!(!object.is_empty() && !verb.is_empty() && !verb.contains('.'), "{w}");
             assert!(a.meaning().ends_with('.'), "{w}");
         }
-        assert_eq!(AuditAction::device_status(DeviceStatus::Lost), "device.lost");
     }
 }

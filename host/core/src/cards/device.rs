@@ -99,6 +99,36 @@ impl DeviceStatus {
         }
     }
 
+    /// The audit action of a move to this state.
+    pub fn audit_action(self) -> crate::audit::AuditAction {
+        use crate::audit::AuditAction as A;
+        match self {
+            Self::Registered => A::DeviceRegistered,
+            Self::Active => A::DeviceActive,
+            Self::Suspended => A::DeviceSuspended,
+            Self::Lost => A::DeviceLost,
+            Self::Damaged => A::DeviceDamaged,
+            Self::Revoked => A::DeviceRevoked,
+            Self::Expired => A::DeviceExpired,
+            Self::Terminated => A::DeviceTerminated,
+        }
+    }
+
+    /// The lifecycle event announcing a move to this state.
+    pub fn event_kind(self) -> crate::events::EventKind {
+        use crate::events::EventKind as E;
+        match self {
+            Self::Registered => E::DeviceRegistered,
+            Self::Active => E::DeviceActive,
+            Self::Suspended => E::DeviceSuspended,
+            Self::Lost => E::DeviceLost,
+            Self::Damaged => E::DeviceDamaged,
+            Self::Revoked => E::DeviceRevoked,
+            Self::Expired => E::DeviceExpired,
+            Self::Terminated => E::DeviceTerminated,
+        }
+    }
+
     /// What entering this state does to the device's certificates: put them on hold, release
     /// the holds the device placed, revoke them, or nothing.
     pub fn cascade(
@@ -277,6 +307,15 @@ mod tests {
         assert_eq!(d.held_after(CertChange::Reactivate, &[a, b]), [unseen]);
         let revoked = d.held_after(CertChange::Revoke(RevocationReason::KeyCompromise), &[b]);
         assert_eq!(revoked, [unseen, a]);
+    }
+
+    #[test]
+    fn each_state_names_its_audit_action_and_event() {
+        for s in [Registered, Active, Suspended, Lost, Damaged, Revoked, Expired, Terminated] {
+            let wire = format!("device.{}", s.as_str());
+            assert_eq!(s.audit_action().as_str(), wire);
+            assert_eq!(s.event_kind().as_str(), wire);
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::cards::unlock::DeviceSecret;
 use crate::certs::certificates::{CertChange, CertificateService};
 use crate::certs::{Certificate, RevocationReason};
 use crate::error::{CoreError, Result};
+use crate::events::EventKind;
 use crate::page::{Page, check_metadata, lock_unchanged, record_page};
 use crate::people::directory::PeopleService;
 use crate::ports::{Clock, EventSink, LifecycleEvent, PageRequest, Store};
@@ -191,9 +192,9 @@ impl DeviceService {
         }
     }
 
-    pub(crate) fn emit(&self, kind: &str, d: &Device, extra: serde_json::Value) {
+    pub(crate) fn emit(&self, kind: EventKind, d: &Device, extra: serde_json::Value) {
         self.events.emit(LifecycleEvent {
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             object_type: "device".into(),
             object_id: d.id.to_string(),
             json: serde_json::json!({
@@ -262,7 +263,7 @@ impl DeviceService {
             "production": d.production,
         }));
         tx.commit(vec![ev], now).await?;
-        self.emit("device.registered", &d, serde_json::json!({}));
+        self.emit(EventKind::DeviceRegistered, &d, serde_json::json!({}));
         Ok(d)
     }
 
@@ -578,16 +579,15 @@ impl DeviceService {
         h.to = Some(to);
         h.reason = reason.clone();
         h.certificates = targets.iter().map(|t| t.0).collect();
-        let ev = NewAuditEvent::new(p, AuditAction::device_status(to), "device", id).details(
-            serde_json::json!({
+        let ev =
+            NewAuditEvent::new(p, to.audit_action(), "device", id).details(serde_json::json!({
                 "serial": d.serial, "from": before.status, "to": to, "reason": reason,
                 "certificates": h.certificates,
-            }),
-        );
+            }));
         let certs = h.certificates.clone();
         self.save(&before, &d, h, vec![ev], Also { certs: &targets, rows: &[] }, p).await?;
         self.emit(
-            &format!("device.{}", to.as_str()),
+            to.event_kind(),
             &d,
             serde_json::json!({"from": before.status, "certificates": certs}),
         );

@@ -20,6 +20,7 @@ use crate::cards::enrolment::{
 use crate::certs::certificates::{CertificateService, IssueRequest};
 use crate::certs::profiles::ProfileService;
 use crate::error::{CoreError, Result};
+use crate::events::EventKind;
 use crate::page::{Page, check_metadata, lock_unchanged, record_page};
 use crate::people::directory::PeopleService;
 use crate::ports::{
@@ -104,9 +105,9 @@ impl RequestService {
         }
     }
 
-    fn emit(&self, kind: &str, r: &EnrolmentRequest) {
+    fn emit(&self, kind: EventKind, r: &EnrolmentRequest) {
         self.events.emit(LifecycleEvent {
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             object_type: "request".into(),
             object_id: r.id.to_string(),
             json: serde_json::json!({
@@ -220,7 +221,7 @@ impl RequestService {
             }),
         );
         tx.commit(vec![ev], now).await?;
-        self.emit("request.created", &r);
+        self.emit(EventKind::RequestCreated, &r);
         Ok(r)
     }
 
@@ -345,7 +346,11 @@ impl RequestService {
         };
         self.write(p, &before, &r, action, serde_json::json!({"reason": reason})).await?;
         self.emit(
-            if to == RequestStatus::Rejected { "request.rejected" } else { "request.cancelled" },
+            if to == RequestStatus::Rejected {
+                EventKind::RequestRejected
+            } else {
+                EventKind::RequestCancelled
+            },
             &r,
         );
         Ok(r)
@@ -380,7 +385,7 @@ impl RequestService {
         )
         .await?;
         if !done {
-            self.emit("request.approved", &r);
+            self.emit(EventKind::RequestApproved, &r);
             return Ok(r);
         }
         self.carry_out(p, r).await
@@ -413,7 +418,9 @@ impl RequestService {
             serde_json::to_value(&r.result).unwrap_or_default(),
         )
         .await?;
-        self.emit(if outcome.is_ok() { "request.completed" } else { "request.failed" }, &r);
+        let kind =
+            if outcome.is_ok() { EventKind::RequestCompleted } else { EventKind::RequestFailed };
+        self.emit(kind, &r);
         Ok(r)
     }
 

@@ -370,7 +370,11 @@ impl PinResetService {
         let ev = NewAuditEvent::new(p, AuditAction::DevicePinReset, "device", d.id)
             .details(serde_json::json!({"serial": d.serial, "method": method}));
         self.devices.save(&before, &d, h, vec![ev], Also::default(), p).await?;
-        self.devices.emit("device.pin_reset", &d, serde_json::json!({"method": method}));
+        self.devices.emit(
+            crate::events::EventKind::DevicePinReset,
+            &d,
+            serde_json::json!({"method": method}),
+        );
         Ok(PinReset { device: d, method, response, unlock_code })
     }
 }

@@ -443,11 +443,12 @@ impl CertChange {
         }
     }
 
-    pub(crate) fn event(self) -> &'static str {
+    pub(crate) fn event(self) -> crate::events::EventKind {
+        use crate::events::EventKind;
         match self {
-            Self::Suspend => "certificate.suspended",
-            Self::Reactivate => "certificate.reactivated",
-            Self::Revoke(_) => "certificate.revoked",
+            Self::Suspend => EventKind::CertificateSuspended,
+            Self::Reactivate => EventKind::CertificateReactivated,
+            Self::Revoke(_) => EventKind::CertificateRevoked,
         }
     }
 

@@ -111,9 +111,9 @@ impl CertificateService {
         }
     }
 
-    fn announce(&self, kind: &str, c: &Certificate) {
+    fn announce(&self, kind: crate::events::EventKind, c: &Certificate) {
         self.events.emit(crate::ports::LifecycleEvent {
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             object_type: "certificate".into(),
             object_id: c.id.to_string(),
             json: serde_json::json!({
@@ -328,7 +328,11 @@ impl CertificateService {
             Err(e) => return Err(e.into()),
         }
         self.announce(
-            if renewed_from.is_some() { "certificate.renewed" } else { "certificate.issued" },
+            if renewed_from.is_some() {
+                crate::events::EventKind::CertificateRenewed
+            } else {
+                crate::events::EventKind::CertificateIssued
+            },
             &cert,
         );
         Ok(cert)
