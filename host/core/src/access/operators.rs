@@ -14,7 +14,7 @@ use crate::audit::NewAuditEvent;
 use crate::error::{CoreError, Result};
 use crate::org;
 use crate::page::{Page, paginate};
-use crate::ports::{Clock, OperatorFilter, PageRequest, Store};
+use crate::ports::{AccessPort, Clock, OperatorFilter, PageRequest};
 use crate::records::{Collection, Filter, Record, select};
 
 /// What a caller gives to create an operator.
@@ -59,7 +59,7 @@ pub struct UpdateOperator {
 
 /// Operator operations.
 pub struct OperatorService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AccessPort>,
     clock: Arc<dyn Clock>,
 }
 
@@ -94,7 +94,7 @@ fn conflict(e: crate::StoreError) -> CoreError {
 
 impl OperatorService {
     /// Wires the service.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn AccessPort>, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock }
     }
 
@@ -297,7 +297,7 @@ impl OperatorService {
         batch: Option<&str>,
     ) -> std::result::Result<(), (Option<usize>, CoreError)> {
         let now = self.clock.now();
-        let mut tx = self.store.begin().await.map_err(|e| (None, e.into()))?;
+        let mut tx = self.store.begin_access().await.map_err(|e| (None, e.into()))?;
         let mut events = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
             tx.insert_operator(op).await.map_err(|e| (Some(i), conflict(e)))?;
@@ -398,7 +398,7 @@ impl OperatorService {
             } else {
                 None
             };
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_access().await?;
         let before = tx
             .operator_for_update(id)
             .await?
@@ -442,7 +442,7 @@ impl OperatorService {
     ) -> Result<Operator> {
         let now = self.clock.now();
         self.changeable(cap.principal(), id).await?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_access().await?;
         let mut op = tx
             .operator_for_update(id)
             .await?

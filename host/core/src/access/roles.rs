@@ -8,7 +8,7 @@ use crate::access::authz::{Capability, PermissionSet, perm};
 use crate::access::operator::{Role, validate_role_name};
 use crate::audit::NewAuditEvent;
 use crate::error::{CoreError, Result};
-use crate::ports::{Clock, Store};
+use crate::ports::{AccessPort, Clock};
 
 /// What a caller gives to create or replace a role.
 #[derive(Debug, Clone)]
@@ -23,7 +23,7 @@ pub struct RoleInput {
 
 /// Role operations.
 pub struct RoleService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AccessPort>,
     clock: Arc<dyn Clock>,
 }
 
@@ -41,7 +41,7 @@ fn describe(r: &Role) -> serde_json::Value {
 
 impl RoleService {
     /// Wires the service.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn AccessPort>, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock }
     }
 
@@ -136,7 +136,7 @@ impl RoleService {
             created_at: now,
             updated_at: now,
         };
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_access().await?;
         tx.insert_role(&role).await.map_err(|e| match e {
             crate::StoreError::Conflict { .. } => {
                 CoreError::conflict(ErrorCode::NameTaken, format!("role `{name}` exists"))
@@ -158,7 +158,7 @@ impl RoleService {
     ) -> Result<Role> {
         let now = self.clock.now();
         let excludes = self.check_excludes(name, &input.excludes).await?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_access().await?;
         let before =
             tx.role_for_update(name).await?.ok_or_else(|| CoreError::not_found("role", name))?;
         if before.built_in {
@@ -193,7 +193,7 @@ impl RoleService {
     /// Deletes a role that no operator holds.
     pub async fn delete(&self, cap: &Capability<perm::RolesWrite>, name: &str) -> Result<()> {
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_access().await?;
         let role =
             tx.role_for_update(name).await?.ok_or_else(|| CoreError::not_found("role", name))?;
         if role.built_in {

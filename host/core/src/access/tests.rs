@@ -123,3 +123,124 @@ async fn a_revoked_key_stops_at_once_and_its_revocation_can_reach_the_keys_it_mi
     let e = svc.rotate(&rotate, parent.key.id, None).await.unwrap_err();
     assert_eq!(code(e), "api_key_revoked");
 }
+
+mod roles_and_operators {
+    use std::sync::Arc;
+
+    use uuid::Uuid;
+
+    use crate::access::authz::{Principal, perm};
+    use crate::access::operators::{CreateOperator, OperatorService};
+    use crate::access::roles::{RoleInput, RoleService};
+    use crate::access::scope::Scope;
+    use crate::org::organizations::{OrgInput, OrgService};
+    use crate::ports::SystemClock;
+    use crate::testing::MemoryRecords;
+
+    fn role(permissions: &[&str], excludes: &[&str]) -> RoleInput {
+        RoleInput {
+            description: String::new(),
+            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+            excludes: excludes.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    fn operator(name: &str, roles: &[&str]) -> CreateOperator {
+        CreateOperator {
+            username: name.into(),
+            display_name: None,
+            email: None,
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            client_cert_sha256: None,
+            unrestricted: None,
+            divisions: vec![],
+            offices: vec![],
+        }
+    }
+
+    fn code(e: crate::CoreError) -> &'static str {
+        e.code().as_str()
+    }
+
+    /// An office, and the role and operator services over the same store.
+    async fn setup() -> (MemoryRecords, RoleService, OperatorService, Uuid) {
+        let store = MemoryRecords::new();
+        let org = OrgService::new(Arc::new(store.clone()), Arc::new(SystemClock));
+        let w = Principal::system().authorize::<perm::OrganizationsWrite>().unwrap();
+        let named =
+            |n: &str, parent| OrgInput { name: Some(n.into()), parent, ..OrgInput::default() };
+        let o = org.create_organization(&w, named("Acme", None)).await.unwrap();
+        let d = org.create_division(&w, named("North", Some(o.id))).await.unwrap();
+        let office = OrgInput { code: Some("N-01".into()), ..named("North office", Some(d.id)) };
+        let office = org.create_office(&w, office).await.unwrap();
+        let roles = RoleService::new(Arc::new(store.clone()), Arc::new(SystemClock));
+        let ops = OperatorService::new(Arc::new(store.clone()), Arc::new(SystemClock));
+        (store, roles, ops, office.id)
+    }
+
+    #[tokio::test]
+    async fn roles_that_exclude_each_other_are_never_held_together() {
+        let (_store, roles, ops, _) = setup().await;
+        let w = Principal::system().authorize::<perm::RolesWrite>().unwrap();
+        roles.create(&w, "issuer", role(&["certificate:issue"], &[])).await.unwrap();
+        roles.create(&w, "approver", role(&["requests:approve"], &["issuer"])).await.unwrap();
+        let c = Principal::system().authorize::<perm::OperatorsCreate>().unwrap();
+        let both = ops.create(&c, operator("ana", &["issuer", "approver"])).await.unwrap_err();
+        assert_eq!(code(both), "conflicting_roles");
+        ops.create(&c, operator("bob", &["issuer", "approver"][..1])).await.unwrap();
+        // A new exclusion may not split an operator who already holds both roles.
+        roles.create(&w, "auditor", role(&["audit:read"], &[])).await.unwrap();
+        ops.create(&c, operator("eve", &["issuer", "auditor"])).await.unwrap();
+        let split = roles.update(&w, "auditor", role(&["audit:read"], &["issuer"])).await;
+        assert_eq!(code(split.unwrap_err()), "roles_held_together");
+        let self_excl = roles.create(&w, "odd", role(&["audit:read"], &["odd"])).await;
+        assert_eq!(code(self_excl.unwrap_err()), "invalid_excludes");
+        // A role some operator holds is not deleted from under them.
+        assert_eq!(code(roles.delete(&w, "issuer").await.unwrap_err()), "role_in_use");
+    }
+
+    #[tokio::test]
+    async fn nobody_hands_out_more_authority_or_scope_than_they_hold() {
+        let (_store, roles, ops, office) = setup().await;
+        let w = Principal::system().authorize::<perm::RolesWrite>().unwrap();
+        roles.create(&w, "reader", role(&["certificates:read"], &[])).await.unwrap();
+        roles.create(&w, "auditor", role(&["audit:read"], &[])).await.unwrap();
+        // A restricted manager holding only what `reader` grants, plus making operators.
+        let manager = Arc::new(Principal {
+            permissions: crate::access::authz::PermissionSet::parse([
+                "operators:create",
+                "certificates:read",
+            ])
+            .unwrap(),
+            scope: Scope::offices([office]),
+            ..(*Principal::system()).clone()
+        });
+        let c = manager.authorize::<perm::OperatorsCreate>().unwrap();
+        let more = CreateOperator { offices: vec![office], ..operator("ana", &["auditor"]) };
+        let more = ops.create(&c, more).await.unwrap_err();
+        assert_eq!(code(more), "permission_escalation");
+        let wide = CreateOperator { unrestricted: Some(true), ..operator("bob", &["reader"]) };
+        assert_eq!(code(ops.create(&c, wide).await.unwrap_err()), "scope_escalation");
+        // An operator of no office and no division would see everything: also out of reach.
+        let everywhere = ops.create(&c, operator("cy", &["reader"])).await.unwrap_err();
+        assert_eq!(code(everywhere), "scope_escalation");
+        let elsewhere =
+            CreateOperator { offices: vec![Uuid::now_v7()], ..operator("eve", &["reader"]) };
+        assert_eq!(code(ops.create(&c, elsewhere).await.unwrap_err()), "unknown_office");
+        let inside = CreateOperator { offices: vec![office], ..operator("dan", &["reader"]) };
+        let dan = ops.create(&c, inside).await.unwrap();
+        assert_eq!((dan.offices.as_slice(), dan.unrestricted), (&[office][..], false));
+        // Nor does a role's author grant through it what they lack.
+        let role_author = Arc::new(Principal {
+            permissions: crate::access::authz::PermissionSet::parse([
+                "roles:write",
+                "certificates:read",
+            ])
+            .unwrap(),
+            ..(*Principal::system()).clone()
+        });
+        let rw = role_author.authorize::<perm::RolesWrite>().unwrap();
+        let grab = roles.create(&rw, "grab", role(&["audit:read"], &[])).await.unwrap_err();
+        assert_eq!(code(grab), "permission_escalation");
+    }
+}
