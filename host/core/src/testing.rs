@@ -44,6 +44,9 @@ struct Tables {
 #[derive(Debug, Default)]
 struct State {
     tables: Tables,
+    /// Commits so far: a unit that began before another committed may not commit (the store
+    /// would have serialised the two; the fake refuses rather than lose a write).
+    version: u64,
     rate_windows: BTreeMap<(String, i64), (i64, i64)>,
     events: Vec<NewAuditEvent>,
 }
@@ -157,12 +160,17 @@ impl Records for MemoryRecords {
 pub struct MemoryUnit {
     shared: Arc<Mutex<State>>,
     view: Tables,
+    version: u64,
 }
 
 impl MemoryRecords {
     fn unit(&self) -> MemoryUnit {
-        let view = lock(&self.state).tables.clone();
-        MemoryUnit { shared: Arc::clone(&self.state), view }
+        let state = lock(&self.state);
+        MemoryUnit {
+            shared: Arc::clone(&self.state),
+            view: state.tables.clone(),
+            version: state.version,
+        }
     }
 }
 
@@ -181,10 +189,17 @@ impl MemoryUnit {
         Ok(())
     }
 
-    fn finish(self, events: Vec<NewAuditEvent>) {
+    fn finish(self, events: Vec<NewAuditEvent>) -> StoreResult<()> {
         let mut state = lock(&self.shared);
+        if state.version != self.version {
+            return Err(StoreError::Backend(
+                "MemoryRecords: another unit of work committed meanwhile".into(),
+            ));
+        }
         state.tables = self.view;
+        state.version += 1;
         state.events.extend(events);
+        Ok(())
     }
 }
 
@@ -219,7 +234,7 @@ impl RecordUnit for MemoryUnit {
         events: Vec<NewAuditEvent>,
         _now: OffsetDateTime,
     ) -> StoreResult<Vec<AuditEvent>> {
-        self.finish(events);
+        self.finish(events)?;
         Ok(Vec::new())
     }
 }
@@ -231,7 +246,7 @@ impl AccessUnit for MemoryUnit {
         events: Vec<NewAuditEvent>,
         _now: OffsetDateTime,
     ) -> StoreResult<Vec<AuditEvent>> {
-        self.finish(events);
+        self.finish(events)?;
         Ok(Vec::new())
     }
 }
@@ -350,14 +365,48 @@ impl AccessStore for MemoryRecords {
     }
 }
 
+impl MemoryUnit {
+    /// The store's unique indexes on API keys: name, prefixes, client certificate.
+    fn unique_key(&self, key: &ApiKey) -> StoreResult<()> {
+        let clash = |c: &str| Err(StoreError::Conflict { constraint: c.into() });
+        for k in self.view.api_keys.values().filter(|k| k.id != key.id) {
+            if k.name == key.name {
+                return clash("api_keys.name");
+            }
+            if k.prefix == key.prefix
+                || (k.previous_prefix.is_some() && k.previous_prefix == key.previous_prefix)
+            {
+                return clash("api_keys.key_prefix");
+            }
+            if k.client_cert_sha256.is_some() && k.client_cert_sha256 == key.client_cert_sha256 {
+                return clash("api_keys.client_cert_sha256");
+            }
+        }
+        Ok(())
+    }
+
+    /// The store's unique indexes on operators: username, client certificate.
+    fn unique_operator(&self, op: &Operator) -> StoreResult<()> {
+        let clash = |c: &str| Err(StoreError::Conflict { constraint: c.into() });
+        for o in self.view.operators.values().filter(|o| o.id != op.id) {
+            if o.username == op.username {
+                return clash("operators.username");
+            }
+            if o.client_cert_sha256.is_some() && o.client_cert_sha256 == op.client_cert_sha256 {
+                return clash("operators.client_cert_sha256");
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl AccessTx for MemoryUnit {
     async fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
-        let taken = self.view.api_keys.values().any(|k| k.name == key.name);
-        if taken || self.view.api_keys.contains_key(&key.id) {
-            // The store's unique name index, which the service's clash answer relies on.
-            return Err(StoreError::Conflict { constraint: "api_keys.name".into() });
+        if self.view.api_keys.contains_key(&key.id) {
+            return Err(StoreError::Conflict { constraint: "api_keys.id".into() });
         }
+        self.unique_key(key)?;
         self.view.api_keys.insert(key.id, key.clone());
         Ok(())
     }
@@ -367,6 +416,7 @@ impl AccessTx for MemoryUnit {
     }
 
     async fn update_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
+        self.unique_key(key)?;
         match self.view.api_keys.get_mut(&key.id) {
             Some(k) => {
                 *k = key.clone();
@@ -408,9 +458,10 @@ impl AccessTx for MemoryUnit {
     }
 
     async fn insert_operator(&mut self, op: &Operator) -> StoreResult<()> {
-        if self.view.operators.values().any(|o| o.username == op.username) {
-            return Err(StoreError::Conflict { constraint: "operators.username".into() });
+        if self.view.operators.contains_key(&op.id) {
+            return Err(StoreError::Conflict { constraint: "operators.id".into() });
         }
+        self.unique_operator(op)?;
         self.view.operators.insert(op.id, op.clone());
         Ok(())
     }
@@ -420,6 +471,7 @@ impl AccessTx for MemoryUnit {
     }
 
     async fn update_operator(&mut self, op: &Operator) -> StoreResult<()> {
+        self.unique_operator(op)?;
         match self.view.operators.get_mut(&op.id) {
             Some(o) => {
                 *o = op.clone();
@@ -427,5 +479,37 @@ impl AccessTx for MemoryUnit {
             }
             None => Err(StoreError::NotFound),
         }
+    }
+}
+
+/// A clock a test moves by hand.
+#[derive(Debug, Clone)]
+pub struct TestClock {
+    now: Arc<Mutex<OffsetDateTime>>,
+}
+
+impl TestClock {
+    /// A clock at the current time (to the microsecond, as the store keeps it).
+    pub fn new() -> Self {
+        use crate::ports::Clock as _;
+        Self { now: Arc::new(Mutex::new(crate::ports::SystemClock.now())) }
+    }
+
+    /// Moves the clock on by `d`.
+    pub fn advance(&self, d: time::Duration) {
+        let mut now = self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *now += d;
+    }
+}
+
+impl Default for TestClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl crate::ports::Clock for TestClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -150,9 +150,10 @@ pub(crate) async fn count_role_holders<'c, E: Executor<'c, Database = Any>>(
     e: E,
     name: &str,
 ) -> StoreResult<i64> {
-    // Role names are restricted to [a-z0-9_-], so the quoted JSON form matches exactly.
-    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM operators WHERE roles LIKE $1")
-        .bind(format!("%\"{name}\"%"))
+    // The quoted JSON form of the name, matched literally: `_` is a LIKE wildcard, and role
+    // names may hold it (`a_b` must not count the holders of `axb`).
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM operators WHERE roles LIKE $1 ESCAPE '\\'")
+        .bind(format!("%\"{}\"%", escape_like(name)))
         .fetch_one(e)
         .await
         .map_err(map_err)

@@ -250,3 +250,46 @@ async fn checkpoints_are_kept_by_counter_and_a_taken_counter_is_refused() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_role_name_with_an_underscore_counts_only_its_own_holders() {
+    use sigil_core::access::authz::PermissionSet;
+    use sigil_core::access::operator::{Operator, Role};
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let now = time::OffsetDateTime::now_utc();
+        let role = |name: &str| Role {
+            name: name.into(),
+            description: String::new(),
+            permissions: PermissionSet::parse(["audit:read"]).unwrap(),
+            excludes: vec![],
+            built_in: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_role(&role("a_b")).await.unwrap();
+        tx.insert_role(&role("axb")).await.unwrap();
+        let op = Operator {
+            id: uuid::Uuid::now_v7(),
+            username: "ana".into(),
+            display_name: "Ana".into(),
+            email: None,
+            roles: vec!["axb".into()],
+            enabled: true,
+            client_cert_sha256: None,
+            unrestricted: true,
+            divisions: vec![],
+            offices: vec![],
+            created_at: now,
+            updated_at: now,
+        };
+        tx.insert_operator(&op).await.unwrap();
+        assert_eq!(tx.count_role_holders("axb").await.unwrap(), 1, "{}", db.backend);
+        // `_` would match any character: the role nobody holds must count none.
+        assert_eq!(tx.count_role_holders("a_b").await.unwrap(), 0, "{}", db.backend);
+        drop(tx);
+        store.close().await;
+        db.cleanup().await;
+    }
+}
