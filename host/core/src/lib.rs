@@ -10,9 +10,16 @@
 //! - [`cards`]: devices and tokens, enrolment requests, PIN reset, self-service;
 //! - [`signing`]: signers, signing credentials, the CSC protocol, CSC providers.
 //!
-//! Shared: [`page`], [`ports`] (the traits storage, crypto and plugins implement), [`records`],
-//! [`sealing`], [`secrets`], [`settings`], [`error`] with [`codes`] (the catalogue of error codes), [`events`] (the catalogue of lifecycle events). With the `testing` feature (and in this
-//! crate's unit tests), `testing` holds in-memory fakes of the ports.
+//! Shared: [`page`], [`ports`] (the traits storage, crypto and plugins implement, with the
+//! narrow `AccessPort` and the per-area read and write ports), [`records`] (typed records and
+//! filters, and the narrow `Records` port), [`sealing`], [`secrets`], [`settings`], [`error`]
+//! with [`codes`] (the catalogue of error codes), and [`events`] (the catalogue of lifecycle
+//! events). With the `testing` feature (and in this crate's unit tests), `testing` holds the
+//! in-memory fakes of the narrow ports and a settable clock.
+//!
+//! Core speaks no SQL: it names collections and filters, and `sigil-store` turns them into
+//! tables, columns and conditions (`tests/import_graph.rs` holds both this and the absence of
+//! import circles).
 //!
 //! This crate knows nothing of HTTP, SQL drivers or WebAssembly: it depends on none of axum,
 //! sqlx or wasmtime. Every state change goes through a use case, which needs a

@@ -7,13 +7,18 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::access::api_key::{ApiKey, KeyStatus};
+use crate::access::api_key::ApiKey;
 use crate::access::operator::{Operator, Role};
 use crate::audit::{AuditEvent, Checkpoint, NewAuditEvent};
+use crate::certs::Certificate;
 use crate::certs::ca::{CaRecord, RevokedEntry};
 use crate::certs::profile::Profile;
-use crate::certs::{CertStatus, Certificate};
 
+pub use crate::access::api_key::ApiKeyFilter;
+pub use crate::access::operator::OperatorFilter;
+pub use crate::audit::{AuditFilter, AuditHead, AuditKeyRecord};
+pub use crate::certs::ca::CrlRecord;
+pub use crate::certs::{CertFilter, CertSort, cert_cursor, parse_cert_cursor};
 pub use crate::error::StoreResult;
 
 /// The source of time. Services never read the system clock themselves.
@@ -39,138 +44,6 @@ pub struct PageRequest {
     pub after: Option<String>,
     /// Page size (already clamped by the service).
     pub limit: u32,
-}
-
-/// Filters for listing API keys.
-#[derive(Debug, Clone, Default)]
-pub struct ApiKeyFilter {
-    /// Only keys in this state (evaluated at `now`).
-    pub status: Option<KeyStatus>,
-    /// Name contains this (case-insensitive).
-    pub name_contains: Option<String>,
-    /// Bound to this operator.
-    pub operator_id: Option<String>,
-    /// Minted by this key.
-    pub parent_id: Option<Uuid>,
-    /// The time at which `status` is evaluated.
-    pub now: Option<OffsetDateTime>,
-}
-
-/// Filters for listing operators.
-#[derive(Debug, Clone, Default)]
-pub struct OperatorFilter {
-    /// Only enabled (true) or disabled (false) operators.
-    pub enabled: Option<bool>,
-    /// Holding this role.
-    pub role: Option<String>,
-    /// Username or display name contains this (case-insensitive).
-    pub name_contains: Option<String>,
-}
-
-/// Sort order of certificate lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CertSort {
-    /// Issue time, oldest first (the default).
-    #[default]
-    IssuedAsc,
-    /// Issue time, newest first.
-    IssuedDesc,
-    /// Expiry, soonest first.
-    ExpiresAsc,
-    /// Expiry, latest first.
-    ExpiresDesc,
-}
-
-/// Filters for listing certificates. Times are microseconds since the epoch.
-#[derive(Debug, Clone, Default)]
-pub struct CertFilter {
-    /// Stored status (`expired` is computed from `now_us`).
-    pub status: Option<CertStatus>,
-    /// Profile name.
-    pub profile: Option<String>,
-    /// CA back end id.
-    pub ca_id: Option<String>,
-    /// Subject or SAN contains this (case-insensitive).
-    pub text: Option<String>,
-    /// Serial (hex, exact).
-    pub serial: Option<String>,
-    /// Issued at or after.
-    pub issued_from_us: Option<i64>,
-    /// Issued before.
-    pub issued_until_us: Option<i64>,
-    /// notAfter at or after.
-    pub expires_from_us: Option<i64>,
-    /// notAfter before.
-    pub expires_until_us: Option<i64>,
-    /// Metadata `owner` field equals this.
-    pub owner: Option<String>,
-    /// Superseded by a renewal (true) or not (false).
-    pub superseded: Option<bool>,
-    /// Of this office.
-    pub office_id: Option<Uuid>,
-    /// Only certificates of these offices (a restricted caller's scope).
-    pub scope: Option<Vec<Uuid>>,
-    /// Evaluation time for the `expired` status.
-    pub now_us: i64,
-    /// Sort order.
-    pub sort: CertSort,
-}
-
-/// A stored CRL.
-#[derive(Debug, Clone)]
-pub struct CrlRecord {
-    /// CRL number.
-    pub number: i64,
-    /// DER, when one has been made.
-    pub der: Option<Vec<u8>>,
-    /// thisUpdate, microseconds.
-    pub this_update_us: Option<i64>,
-    /// nextUpdate, microseconds.
-    pub next_update_us: Option<i64>,
-    /// A change happened since it was made.
-    pub stale: bool,
-}
-
-/// Filters for audit queries. Times are microseconds since the epoch, inclusive from, exclusive
-/// until.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    /// Actor id (API key id, operator id, `cli`, `system`).
-    pub actor_id: Option<String>,
-    /// Object type.
-    pub object_type: Option<String>,
-    /// Object id.
-    pub object_id: Option<String>,
-    /// Action, exact, or a prefix when it ends with `*`.
-    pub action: Option<String>,
-    /// Outcome.
-    pub outcome: Option<String>,
-    /// From (inclusive).
-    pub from_us: Option<i64>,
-    /// Until (exclusive).
-    pub until_us: Option<i64>,
-    /// Only events with seq greater than this (cursor).
-    pub after_seq: Option<i64>,
-}
-
-/// The stored head of the audit chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditHead {
-    /// Last sequence number (0 when empty).
-    pub seq: i64,
-    /// Its hash.
-    pub hash: String,
-}
-
-/// A public audit key registered in the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditKeyRecord {
-    /// Key id.
-    pub key_id: String,
-    /// SubjectPublicKeyInfo, PEM.
-    pub public_key_pem: String,
-    /// Registration time, microseconds.
-    pub created_at_us: i64,
 }
 
 /// A change that is one statement (or a conditional update) and needs no read by the caller
@@ -457,20 +330,6 @@ pub trait SigningTx: Send {
 
     /// Deletes every CSC token and SAD of `signer`; returns how many.
     async fn end_csc_sessions(&mut self, signer: Uuid) -> StoreResult<u64>;
-}
-/// The cursor of a certificate in a list sorted by `sort`: the sort key and the id.
-pub fn cert_cursor(c: &Certificate, sort: CertSort) -> String {
-    let key = match sort {
-        CertSort::IssuedAsc | CertSort::IssuedDesc => crate::audit::unix_micros(c.issued_at),
-        CertSort::ExpiresAsc | CertSort::ExpiresDesc => crate::audit::unix_micros(c.not_after),
-    };
-    format!("{key}_{}", c.id)
-}
-
-/// Splits a certificate cursor.
-pub fn parse_cert_cursor(s: &str) -> Option<(i64, Uuid)> {
-    let (k, id) = s.split_once('_')?;
-    Some((k.parse().ok()?, Uuid::parse_str(id).ok()?))
 }
 
 /// What validator plugins see of an object at a hook point.

@@ -364,6 +364,21 @@ pub fn hashes_match(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Filters for listing API keys.
+#[derive(Debug, Clone, Default)]
+pub struct ApiKeyFilter {
+    /// Only keys in this state (evaluated at `now`).
+    pub status: Option<KeyStatus>,
+    /// Name contains this (case-insensitive).
+    pub name_contains: Option<String>,
+    /// Bound to this operator.
+    pub operator_id: Option<String>,
+    /// Minted by this key.
+    pub parent_id: Option<Uuid>,
+    /// The time at which `status` is evaluated.
+    pub now: Option<OffsetDateTime>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

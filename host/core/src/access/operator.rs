@@ -122,6 +122,17 @@ pub fn role_permissions(roles: &[Role]) -> PermissionSet {
     PermissionSet::from_stored(roles.iter().flat_map(|r| r.permissions.to_vec()))
 }
 
+/// Filters for listing operators.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorFilter {
+    /// Only enabled (true) or disabled (false) operators.
+    pub enabled: Option<bool>,
+    /// Holding this role.
+    pub role: Option<String>,
+    /// Username or display name contains this (case-insensitive).
+    pub name_contains: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -258,3 +258,45 @@ impl AuditEvent {
         from_unix_micros(self.occurred_at_us)
     }
 }
+
+/// Filters for audit queries. Times are microseconds since the epoch, inclusive from, exclusive
+/// until.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Actor id (API key id, operator id, `cli`, `system`).
+    pub actor_id: Option<String>,
+    /// Object type.
+    pub object_type: Option<String>,
+    /// Object id.
+    pub object_id: Option<String>,
+    /// Action, exact, or a prefix when it ends with `*`.
+    pub action: Option<String>,
+    /// Outcome.
+    pub outcome: Option<String>,
+    /// From (inclusive).
+    pub from_us: Option<i64>,
+    /// Until (exclusive).
+    pub until_us: Option<i64>,
+    /// Only events with seq greater than this (cursor).
+    pub after_seq: Option<i64>,
+}
+
+/// The stored head of the audit chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    /// Last sequence number (0 when empty).
+    pub seq: i64,
+    /// Its hash.
+    pub hash: String,
+}
+
+/// A public audit key registered in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditKeyRecord {
+    /// Key id.
+    pub key_id: String,
+    /// SubjectPublicKeyInfo, PEM.
+    pub public_key_pem: String,
+    /// Registration time, microseconds.
+    pub created_at_us: i64,
+}

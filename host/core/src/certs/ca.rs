@@ -345,3 +345,18 @@ pub trait Ocsp: Send + Sync {
     /// The `unauthorized` response (no CA of ours issued what was asked about).
     fn unauthorized(&self) -> Vec<u8>;
 }
+
+/// A stored CRL.
+#[derive(Debug, Clone)]
+pub struct CrlRecord {
+    /// CRL number.
+    pub number: i64,
+    /// DER, when one has been made.
+    pub der: Option<Vec<u8>>,
+    /// thisUpdate, microseconds.
+    pub this_update_us: Option<i64>,
+    /// nextUpdate, microseconds.
+    pub next_update_us: Option<i64>,
+    /// A change happened since it was made.
+    pub stale: bool,
+}

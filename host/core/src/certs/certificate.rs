@@ -494,6 +494,70 @@ impl CertChange {
     }
 }
 
+/// Sort order of certificate lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertSort {
+    /// Issue time, oldest first (the default).
+    #[default]
+    IssuedAsc,
+    /// Issue time, newest first.
+    IssuedDesc,
+    /// Expiry, soonest first.
+    ExpiresAsc,
+    /// Expiry, latest first.
+    ExpiresDesc,
+}
+
+/// Filters for listing certificates. Times are microseconds since the epoch.
+#[derive(Debug, Clone, Default)]
+pub struct CertFilter {
+    /// Stored status (`expired` is computed from `now_us`).
+    pub status: Option<CertStatus>,
+    /// Profile name.
+    pub profile: Option<String>,
+    /// CA back end id.
+    pub ca_id: Option<String>,
+    /// Subject or SAN contains this (case-insensitive).
+    pub text: Option<String>,
+    /// Serial (hex, exact).
+    pub serial: Option<String>,
+    /// Issued at or after.
+    pub issued_from_us: Option<i64>,
+    /// Issued before.
+    pub issued_until_us: Option<i64>,
+    /// notAfter at or after.
+    pub expires_from_us: Option<i64>,
+    /// notAfter before.
+    pub expires_until_us: Option<i64>,
+    /// Metadata `owner` field equals this.
+    pub owner: Option<String>,
+    /// Superseded by a renewal (true) or not (false).
+    pub superseded: Option<bool>,
+    /// Of this office.
+    pub office_id: Option<Uuid>,
+    /// Only certificates of these offices (a restricted caller's scope).
+    pub scope: Option<Vec<Uuid>>,
+    /// Evaluation time for the `expired` status.
+    pub now_us: i64,
+    /// Sort order.
+    pub sort: CertSort,
+}
+
+/// The cursor of a certificate in a list sorted by `sort`: the sort key and the id.
+pub fn cert_cursor(c: &Certificate, sort: CertSort) -> String {
+    let key = match sort {
+        CertSort::IssuedAsc | CertSort::IssuedDesc => crate::audit::unix_micros(c.issued_at),
+        CertSort::ExpiresAsc | CertSort::ExpiresDesc => crate::audit::unix_micros(c.not_after),
+    };
+    format!("{key}_{}", c.id)
+}
+
+/// Splits a certificate cursor.
+pub fn parse_cert_cursor(s: &str) -> Option<(i64, Uuid)> {
+    let (k, id) = s.split_once('_')?;
+    Some((k.parse().ok()?, Uuid::parse_str(id).ok()?))
+}
+
 #[cfg(test)]
 mod renewal_tests {
     use super::*;
