@@ -18,6 +18,15 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// A request for one page of a list.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// Opaque position after which to continue (from the previous page's `next_cursor`).
+    pub after: Option<String>,
+    /// Page size (already clamped by the service).
+    pub limit: u32,
+}
+
 /// Clamps a requested page size to `1..=MAX_PAGE`, rejecting 0 and larger values clearly.
 pub fn page_size(limit: Option<u32>) -> crate::Result<u32> {
     match limit {
@@ -62,7 +71,7 @@ pub(crate) fn check_metadata(m: &serde_json::Value) -> crate::Result<()> {
 pub(crate) async fn record_page<R: crate::records::Record, S>(
     store: &S,
     filter: crate::records::Filter,
-    page: crate::ports::PageRequest,
+    page: PageRequest,
 ) -> crate::Result<Page<R>>
 where
     S: crate::records::RecordStore + Sync + ?Sized,

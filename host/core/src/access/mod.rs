@@ -10,5 +10,6 @@ pub mod operators;
 pub mod roles;
 pub mod scope;
 
+pub mod store;
 #[cfg(test)]
 mod tests;

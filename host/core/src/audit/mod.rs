@@ -10,6 +10,7 @@
 pub mod actions;
 pub mod export;
 pub mod refusals;
+pub mod store;
 pub mod trail;
 pub mod verify;
 

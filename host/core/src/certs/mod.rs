@@ -7,5 +7,6 @@ mod certificate;
 pub mod certificates;
 pub mod profile;
 pub mod profiles;
+pub mod store;
 
 pub use certificate::*;

@@ -7,5 +7,6 @@ pub mod csc;
 pub mod providers;
 pub mod signers;
 
+pub mod store;
 #[cfg(test)]
 mod tests;
