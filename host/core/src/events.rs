@@ -2,89 +2,51 @@
 //! (`EventSink`), and so the names their `hooks` subscribe to. One table gives each kind its
 //! wire name and meaning; the configuration checks hooks against it.
 
-macro_rules! event_kinds {
-    ($($(#[doc = $doc:literal])* $name:ident = $wire:literal,)*) => {
-        /// A kind of lifecycle event.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum EventKind {
-            $($(#[doc = $doc])* $name,)*
-        }
+use crate::catalogue::catalogue;
 
-        impl EventKind {
-            /// Every kind, grouped by object.
-            pub const ALL: &'static [EventKind] = &[$(Self::$name,)*];
-
-            /// The wire name, for example `certificate.issued`.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$name => $wire,)*
-                }
-            }
-
-            /// What it announces.
-            pub fn meaning(self) -> &'static str {
-                match self {
-                    $(Self::$name => concat!($($doc),*).trim_ascii(),)*
-                }
-            }
-        }
-    };
-}
-
-event_kinds! {
-    /// A certificate was issued.
-    CertificateIssued = "certificate.issued",
-    /// A certificate was issued as the renewal of another.
-    CertificateRenewed = "certificate.renewed",
-    /// A certificate was put on hold.
-    CertificateSuspended = "certificate.suspended",
-    /// A certificate hold was released.
-    CertificateReactivated = "certificate.reactivated",
-    /// A certificate was revoked.
-    CertificateRevoked = "certificate.revoked",
-    /// An enrolment request was made.
-    RequestCreated = "request.created",
-    /// An enrolment request received an approval (the quorum may still be short).
-    RequestApproved = "request.approved",
-    /// An enrolment request was rejected.
-    RequestRejected = "request.rejected",
-    /// An enrolment request was cancelled.
-    RequestCancelled = "request.cancelled",
-    /// An enrolment request was carried out.
-    RequestCompleted = "request.completed",
-    /// Carrying out an enrolment request failed.
-    RequestFailed = "request.failed",
-    /// A device was registered (or went back to registered).
-    DeviceRegistered = "device.registered",
-    /// A device became active.
-    DeviceActive = "device.active",
-    /// A device was suspended.
-    DeviceSuspended = "device.suspended",
-    /// A device was reported lost.
-    DeviceLost = "device.lost",
-    /// A device was reported damaged.
-    DeviceDamaged = "device.damaged",
-    /// A device was revoked.
-    DeviceRevoked = "device.revoked",
-    /// A device expired.
-    DeviceExpired = "device.expired",
-    /// A device was terminated.
-    DeviceTerminated = "device.terminated",
-    /// A device PIN was reset.
-    DevicePinReset = "device.pin_reset",
-}
-
-impl EventKind {
-    /// The kind of wire name `s`, if it is one.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|k| k.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for EventKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+catalogue! {
+    /// A kind of lifecycle event.
+    pub enum EventKind {
+        /// A certificate was issued.
+        CertificateIssued = "certificate.issued",
+        /// A certificate was issued as the renewal of another.
+        CertificateRenewed = "certificate.renewed",
+        /// A certificate was put on hold.
+        CertificateSuspended = "certificate.suspended",
+        /// A certificate hold was released.
+        CertificateReactivated = "certificate.reactivated",
+        /// A certificate was revoked.
+        CertificateRevoked = "certificate.revoked",
+        /// An enrolment request was made.
+        RequestCreated = "request.created",
+        /// An enrolment request received an approval (the quorum may still be short).
+        RequestApproved = "request.approved",
+        /// An enrolment request was rejected.
+        RequestRejected = "request.rejected",
+        /// An enrolment request was cancelled.
+        RequestCancelled = "request.cancelled",
+        /// An enrolment request was carried out.
+        RequestCompleted = "request.completed",
+        /// Carrying out an enrolment request failed.
+        RequestFailed = "request.failed",
+        /// A device was registered (or went back to registered).
+        DeviceRegistered = "device.registered",
+        /// A device became active.
+        DeviceActive = "device.active",
+        /// A device was suspended.
+        DeviceSuspended = "device.suspended",
+        /// A device was reported lost.
+        DeviceLost = "device.lost",
+        /// A device was reported damaged.
+        DeviceDamaged = "device.damaged",
+        /// A device was revoked.
+        DeviceRevoked = "device.revoked",
+        /// A device expired.
+        DeviceExpired = "device.expired",
+        /// A device was terminated.
+        DeviceTerminated = "device.terminated",
+        /// A device PIN was reset.
+        DevicePinReset = "device.pin_reset",
     }
 }
 

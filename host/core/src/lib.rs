@@ -31,6 +31,7 @@ pub mod access;
 pub mod audit;
 pub mod cache;
 pub mod cards;
+mod catalogue;
 pub mod certs;
 pub mod codes;
 pub mod error;

@@ -95,97 +95,78 @@ impl Collection {
     }
 }
 
-/// One record to write, by kind.
-#[derive(Debug, Clone, Copy)]
-pub enum Row<'a> {
-    /// An organization.
-    Organization(&'a Organization),
-    /// A division.
-    Division(&'a Division),
-    /// An office.
-    Office(&'a Office),
-    /// A custom field definition.
-    CustomField(&'a CustomField),
-    /// A person.
-    Person(&'a Person),
-    /// An enrolment request.
-    Request(&'a EnrolmentRequest),
-    /// A device.
-    Device(&'a Device),
-    /// A history entry.
-    DeviceEvent(&'a DeviceEvent),
-    /// A device's sealed secrets.
-    DeviceSecret(&'a DeviceSecret),
-    /// A signer.
-    Signer(&'a Signer),
-    /// A signing credential.
-    Credential(&'a SigningCredential),
-    /// A CSC provider.
-    Provider(&'a CscProvider),
-    /// A CSC token.
-    Token(&'a CscToken),
+/// One table of the record kinds: each becomes a [`Row`] variant (with its collection, key
+/// and body) and a [`Record`] impl.
+macro_rules! records {
+    ($($(#[doc = $doc:literal])* $variant:ident($ty:ty) in $coll:ident;)*) => {
+        /// One record to write, by kind.
+        #[derive(Debug, Clone, Copy)]
+        pub enum Row<'a> {
+            $($(#[doc = $doc])* $variant(&'a $ty),)*
+        }
+
+        impl Row<'_> {
+            /// Its collection.
+            pub fn collection(&self) -> Collection {
+                match self {
+                    $(Self::$variant(_) => Collection::$coll,)*
+                }
+            }
+
+            /// Its key (a UUID, or a token's digest).
+            pub fn key(&self) -> String {
+                match self {
+                    $(Self::$variant(r) => r.id.to_string(),)*
+                }
+            }
+
+            /// The stored body: the record as JSON, the source of truth.
+            pub fn body(&self) -> Result<String> {
+                let encoded = match self {
+                    $(Self::$variant(r) => serde_json::to_string(r),)*
+                };
+                encoded.map_err(|e| {
+                    CoreError::Internal(format!("encoding a {}: {e}", self.collection().noun()))
+                })
+            }
+        }
+
+        $(impl Record for $ty {
+            const COLLECTION: Collection = Collection::$coll;
+            fn row(&self) -> Row<'_> {
+                Row::$variant(self)
+            }
+        })*
+    };
 }
 
-impl Row<'_> {
-    /// Its collection.
-    pub fn collection(&self) -> Collection {
-        match self {
-            Self::Organization(_) => Collection::Organizations,
-            Self::Division(_) => Collection::Divisions,
-            Self::Office(_) => Collection::Offices,
-            Self::CustomField(_) => Collection::CustomFields,
-            Self::Person(_) => Collection::People,
-            Self::Request(_) => Collection::Requests,
-            Self::Device(_) => Collection::Devices,
-            Self::DeviceEvent(_) => Collection::DeviceEvents,
-            Self::DeviceSecret(_) => Collection::DeviceSecrets,
-            Self::Signer(_) => Collection::Signers,
-            Self::Credential(_) => Collection::Credentials,
-            Self::Provider(_) => Collection::Providers,
-            Self::Token(_) => Collection::Tokens,
-        }
-    }
-
-    /// Its key (a UUID, or a token's digest).
-    pub fn key(&self) -> String {
-        match self {
-            Self::Organization(r) => r.id.to_string(),
-            Self::Division(r) => r.id.to_string(),
-            Self::Office(r) => r.id.to_string(),
-            Self::CustomField(r) => r.id.to_string(),
-            Self::Person(r) => r.id.to_string(),
-            Self::Request(r) => r.id.to_string(),
-            Self::Device(r) => r.id.to_string(),
-            Self::DeviceEvent(r) => r.id.to_string(),
-            Self::DeviceSecret(r) => r.id.to_string(),
-            Self::Signer(r) => r.id.to_string(),
-            Self::Credential(r) => r.id.to_string(),
-            Self::Provider(r) => r.id.to_string(),
-            Self::Token(r) => r.id.clone(),
-        }
-    }
-
-    /// The stored body: the record as JSON, the source of truth.
-    pub fn body(&self) -> Result<String> {
-        let encoded = match self {
-            Self::Organization(r) => serde_json::to_string(r),
-            Self::Division(r) => serde_json::to_string(r),
-            Self::Office(r) => serde_json::to_string(r),
-            Self::CustomField(r) => serde_json::to_string(r),
-            Self::Person(r) => serde_json::to_string(r),
-            Self::Request(r) => serde_json::to_string(r),
-            Self::Device(r) => serde_json::to_string(r),
-            Self::DeviceEvent(r) => serde_json::to_string(r),
-            Self::DeviceSecret(r) => serde_json::to_string(r),
-            Self::Signer(r) => serde_json::to_string(r),
-            Self::Credential(r) => serde_json::to_string(r),
-            Self::Provider(r) => serde_json::to_string(r),
-            Self::Token(r) => serde_json::to_string(r),
-        };
-        encoded.map_err(|e| {
-            CoreError::Internal(format!("encoding a {}: {e}", self.collection().noun()))
-        })
-    }
+records! {
+    /// An organization.
+    Organization(Organization) in Organizations;
+    /// A division.
+    Division(Division) in Divisions;
+    /// An office.
+    Office(Office) in Offices;
+    /// A custom field definition.
+    CustomField(CustomField) in CustomFields;
+    /// A person.
+    Person(Person) in People;
+    /// An enrolment request.
+    Request(EnrolmentRequest) in Requests;
+    /// A device.
+    Device(Device) in Devices;
+    /// A history entry.
+    DeviceEvent(DeviceEvent) in DeviceEvents;
+    /// A device's sealed secrets.
+    DeviceSecret(DeviceSecret) in DeviceSecrets;
+    /// A signer.
+    Signer(Signer) in Signers;
+    /// A signing credential.
+    Credential(SigningCredential) in Credentials;
+    /// A CSC provider.
+    Provider(CscProvider) in Providers;
+    /// A CSC token.
+    Token(CscToken) in Tokens;
 }
 
 /// Which records of one collection: every field set must hold. `offices` (and `ids`) restrict
@@ -483,33 +464,6 @@ pub trait Record: Serialize + DeserializeOwned + Send + Sync {
             CoreError::Storage(format!("corrupt {} record: {e}", Self::COLLECTION.noun()))
         })
     }
-}
-
-macro_rules! records {
-    ($($ty:ty => $coll:ident / $row:ident;)*) => {$(
-        impl Record for $ty {
-            const COLLECTION: Collection = Collection::$coll;
-            fn row(&self) -> Row<'_> {
-                Row::$row(self)
-            }
-        }
-    )*};
-}
-
-records! {
-    Organization => Organizations / Organization;
-    Division => Divisions / Division;
-    Office => Offices / Office;
-    CustomField => CustomFields / CustomField;
-    Person => People / Person;
-    EnrolmentRequest => Requests / Request;
-    Device => Devices / Device;
-    DeviceEvent => DeviceEvents / DeviceEvent;
-    DeviceSecret => DeviceSecrets / DeviceSecret;
-    Signer => Signers / Signer;
-    SigningCredential => Credentials / Credential;
-    CscProvider => Providers / Provider;
-    CscToken => Tokens / Token;
 }
 
 /// Refuses a filter over another collection than `R`'s: a body of one kind may decode as

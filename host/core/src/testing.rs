@@ -267,6 +267,14 @@ fn page_of<T: Clone>(items: impl Iterator<Item = (String, T)>, page: &PageReques
         .collect()
 }
 
+/// Replaces an existing entry; a missing one is [`StoreError::NotFound`], as the store's
+/// update of no row.
+fn replace<K: Ord, V: Clone>(map: &mut BTreeMap<K, V>, key: &K, value: &V) -> StoreResult<()> {
+    let slot = map.get_mut(key).ok_or(StoreError::NotFound)?;
+    *slot = value.clone();
+    Ok(())
+}
+
 fn contains(text: &str, part: &str) -> bool {
     text.to_lowercase().contains(&part.to_lowercase())
 }
@@ -417,13 +425,7 @@ impl AccessTx for MemoryUnit {
 
     async fn update_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
         self.unique_key(key)?;
-        match self.view.api_keys.get_mut(&key.id) {
-            Some(k) => {
-                *k = key.clone();
-                Ok(())
-            }
-            None => Err(StoreError::NotFound),
-        }
+        replace(&mut self.view.api_keys, &key.id, key)
     }
 
     async fn insert_role(&mut self, role: &Role) -> StoreResult<()> {
@@ -435,13 +437,7 @@ impl AccessTx for MemoryUnit {
     }
 
     async fn update_role(&mut self, role: &Role) -> StoreResult<()> {
-        match self.view.roles.get_mut(&role.name) {
-            Some(r) => {
-                *r = role.clone();
-                Ok(())
-            }
-            None => Err(StoreError::NotFound),
-        }
+        replace(&mut self.view.roles, &role.name, role)
     }
 
     async fn delete_role(&mut self, name: &str) -> StoreResult<()> {
@@ -472,13 +468,7 @@ impl AccessTx for MemoryUnit {
 
     async fn update_operator(&mut self, op: &Operator) -> StoreResult<()> {
         self.unique_operator(op)?;
-        match self.view.operators.get_mut(&op.id) {
-            Some(o) => {
-                *o = op.clone();
-                Ok(())
-            }
-            None => Err(StoreError::NotFound),
-        }
+        replace(&mut self.view.operators, &op.id, op)
     }
 }
 

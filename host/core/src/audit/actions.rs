@@ -3,193 +3,155 @@
 //! table (which `?action=` filters and exports use). A summary of repeated refusals carries its
 //! action with `.repeated` appended (`access.denied.repeated`).
 
-macro_rules! audit_actions {
-    ($($(#[doc = $doc:literal])* $name:ident = $wire:literal,)*) => {
-        /// What an audit event records.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        #[non_exhaustive]
-        pub enum AuditAction {
-            $($(#[doc = $doc])* $name,)*
-        }
+use crate::catalogue::catalogue;
 
-        impl AuditAction {
-            /// Every action, in wire-name order.
-            pub const ALL: &'static [AuditAction] = &[$(Self::$name,)*];
-
-            /// The dotted wire name, for example `person.create`.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$name => $wire,)*
-                }
-            }
-
-            /// What it records.
-            pub fn meaning(self) -> &'static str {
-                match self {
-                    $(Self::$name => concat!($($doc),*).trim_ascii(),)*
-                }
-            }
-        }
-    };
-}
-
-audit_actions! {
-    /// An authenticated caller was refused (permission, scope or address).
-    AccessDenied = "access.denied",
-    /// An API key was created.
-    ApiKeyCreate = "api_key.create",
-    /// An API key was revoked.
-    ApiKeyRevoke = "api_key.revoke",
-    /// An API key was rotated.
-    ApiKeyRotate = "api_key.rotate",
-    /// An API key was changed.
-    ApiKeyUpdate = "api_key.update",
-    /// A CA was created.
-    CaCreate = "ca.create",
-    /// A CA was imported.
-    CaImport = "ca.import",
-    /// A CA certificate was installed.
-    CaInstall = "ca.install",
-    /// A root CRL was published.
-    CaRootCrlPublish = "ca.root_crl_publish",
-    /// A root key was moved out of the database.
-    CaRootKeyMoved = "ca.root_key_moved",
-    /// A certificate was issued.
-    CertificateIssue = "certificate.issue",
-    /// A certificate hold was released.
-    CertificateReactivate = "certificate.reactivate",
-    /// A certificate was renewed.
-    CertificateRenew = "certificate.renew",
-    /// A certificate was revoked.
-    CertificateRevoke = "certificate.revoke",
-    /// A certificate was put on hold.
-    CertificateSuspend = "certificate.suspend",
-    /// A certificate's metadata changed.
-    CertificateUpdate = "certificate.update",
-    /// A CRL was published.
-    CrlPublish = "crl.publish",
-    /// A CSC credential was authorized (a SAD handed out).
-    CscAuthorize = "csc.authorize",
-    /// A signer logged in to the CSC API.
-    CscLogin = "csc.login",
-    /// A CSC login failed.
-    CscLoginAttempt = "csc.login_attempt",
-    /// CSC tokens were revoked.
-    CscRevoke = "csc.revoke",
-    /// Hashes were signed through the CSC API.
-    CscSignHash = "csc.sign_hash",
-    /// A CSC provider was created.
-    CscProviderCreate = "csc_provider.create",
-    /// A CSC provider was deleted.
-    CscProviderDelete = "csc_provider.delete",
-    /// A CSC provider changed.
-    CscProviderUpdate = "csc_provider.update",
-    /// A custom field definition was deleted.
-    CustomFieldDelete = "custom_field.delete",
-    /// A custom field definition was created or replaced.
-    CustomFieldPut = "custom_field.put",
-    /// A device became active.
-    DeviceActive = "device.active",
-    /// A device was reported damaged.
-    DeviceDamaged = "device.damaged",
-    /// A device expired.
-    DeviceExpired = "device.expired",
-    /// A certificate was linked to a device.
-    DeviceLinkCertificate = "device.link_certificate",
-    /// A device was reported lost.
-    DeviceLost = "device.lost",
-    /// A device PIN was reset.
-    DevicePinReset = "device.pin_reset",
-    /// A device's PIN reset secrets were set.
-    DevicePinResetConfigure = "device.pin_reset_configure",
-    /// A device was registered.
-    DeviceRegister = "device.register",
-    /// A device went back to registered.
-    DeviceRegistered = "device.registered",
-    /// A device was revoked.
-    DeviceRevoked = "device.revoked",
-    /// A device was suspended.
-    DeviceSuspended = "device.suspended",
-    /// A device was terminated.
-    DeviceTerminated = "device.terminated",
-    /// A device's details changed.
-    DeviceUpdate = "device.update",
-    /// A division was created.
-    DivisionCreate = "division.create",
-    /// A division changed.
-    DivisionUpdate = "division.update",
-    /// Endpoint exposure was reset to the configuration.
-    ExposureReset = "exposure.reset",
-    /// Endpoint exposure changed.
-    ExposureUpdate = "exposure.update",
-    /// An office was created.
-    OfficeCreate = "office.create",
-    /// An office changed.
-    OfficeUpdate = "office.update",
-    /// An operator was created.
-    OperatorCreate = "operator.create",
-    /// An operator was disabled.
-    OperatorDisable = "operator.disable",
-    /// An operator was enabled.
-    OperatorEnable = "operator.enable",
-    /// An operator changed.
-    OperatorUpdate = "operator.update",
-    /// An organization was created.
-    OrganizationCreate = "organization.create",
-    /// An organization changed.
-    OrganizationUpdate = "organization.update",
-    /// A person record was completed from an identity source.
-    PersonComplete = "person.complete",
-    /// A person was created.
-    PersonCreate = "person.create",
-    /// A person changed.
-    PersonUpdate = "person.update",
-    /// A certificate profile was created.
-    ProfileCreate = "profile.create",
-    /// A certificate profile changed.
-    ProfileUpdate = "profile.update",
-    /// An enrolment request was approved.
-    RequestApprove = "request.approve",
-    /// An enrolment request was cancelled.
-    RequestCancel = "request.cancel",
-    /// An enrolment request was carried out.
-    RequestComplete = "request.complete",
-    /// An enrolment request was made.
-    RequestCreate = "request.create",
-    /// Carrying out an enrolment request failed.
-    RequestFail = "request.fail",
-    /// An enrolment request was rejected.
-    RequestReject = "request.reject",
-    /// An enrolment request changed.
-    RequestUpdate = "request.update",
-    /// A role was created.
-    RoleCreate = "role.create",
-    /// A role was deleted.
-    RoleDelete = "role.delete",
-    /// A role changed.
-    RoleUpdate = "role.update",
-    /// A sealed secret was re-sealed to its binding.
-    SealingRebind = "sealing.rebind",
-    /// A signer was created.
-    SignerCreate = "signer.create",
-    /// A signer changed.
-    SignerUpdate = "signer.update",
-    /// A signing credential was created.
-    SigningCredentialCreate = "signing_credential.create",
-    /// A signing credential changed.
-    SigningCredentialUpdate = "signing_credential.update",
-}
-
-/// Compares with a wire name (what the trail and tests show).
-impl PartialEq<&str> for AuditAction {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl std::fmt::Display for AuditAction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+catalogue! {
+    /// What an audit event records.
+    pub enum AuditAction {
+        /// An authenticated caller was refused (permission, scope or address).
+        AccessDenied = "access.denied",
+        /// An API key was created.
+        ApiKeyCreate = "api_key.create",
+        /// An API key was revoked.
+        ApiKeyRevoke = "api_key.revoke",
+        /// An API key was rotated.
+        ApiKeyRotate = "api_key.rotate",
+        /// An API key was changed.
+        ApiKeyUpdate = "api_key.update",
+        /// A CA was created.
+        CaCreate = "ca.create",
+        /// A CA was imported.
+        CaImport = "ca.import",
+        /// A CA certificate was installed.
+        CaInstall = "ca.install",
+        /// A root CRL was published.
+        CaRootCrlPublish = "ca.root_crl_publish",
+        /// A root key was moved out of the database.
+        CaRootKeyMoved = "ca.root_key_moved",
+        /// A certificate was issued.
+        CertificateIssue = "certificate.issue",
+        /// A certificate hold was released.
+        CertificateReactivate = "certificate.reactivate",
+        /// A certificate was renewed.
+        CertificateRenew = "certificate.renew",
+        /// A certificate was revoked.
+        CertificateRevoke = "certificate.revoke",
+        /// A certificate was put on hold.
+        CertificateSuspend = "certificate.suspend",
+        /// A certificate's metadata changed.
+        CertificateUpdate = "certificate.update",
+        /// A CRL was published.
+        CrlPublish = "crl.publish",
+        /// A CSC credential was authorized (a SAD handed out).
+        CscAuthorize = "csc.authorize",
+        /// A signer logged in to the CSC API.
+        CscLogin = "csc.login",
+        /// A CSC login failed.
+        CscLoginAttempt = "csc.login_attempt",
+        /// CSC tokens were revoked.
+        CscRevoke = "csc.revoke",
+        /// Hashes were signed through the CSC API.
+        CscSignHash = "csc.sign_hash",
+        /// A CSC provider was created.
+        CscProviderCreate = "csc_provider.create",
+        /// A CSC provider was deleted.
+        CscProviderDelete = "csc_provider.delete",
+        /// A CSC provider changed.
+        CscProviderUpdate = "csc_provider.update",
+        /// A custom field definition was deleted.
+        CustomFieldDelete = "custom_field.delete",
+        /// A custom field definition was created or replaced.
+        CustomFieldPut = "custom_field.put",
+        /// A device became active.
+        DeviceActive = "device.active",
+        /// A device was reported damaged.
+        DeviceDamaged = "device.damaged",
+        /// A device expired.
+        DeviceExpired = "device.expired",
+        /// A certificate was linked to a device.
+        DeviceLinkCertificate = "device.link_certificate",
+        /// A device was reported lost.
+        DeviceLost = "device.lost",
+        /// A device PIN was reset.
+        DevicePinReset = "device.pin_reset",
+        /// A device's PIN reset secrets were set.
+        DevicePinResetConfigure = "device.pin_reset_configure",
+        /// A device was registered.
+        DeviceRegister = "device.register",
+        /// A device went back to registered.
+        DeviceRegistered = "device.registered",
+        /// A device was revoked.
+        DeviceRevoked = "device.revoked",
+        /// A device was suspended.
+        DeviceSuspended = "device.suspended",
+        /// A device was terminated.
+        DeviceTerminated = "device.terminated",
+        /// A device's details changed.
+        DeviceUpdate = "device.update",
+        /// A division was created.
+        DivisionCreate = "division.create",
+        /// A division changed.
+        DivisionUpdate = "division.update",
+        /// Endpoint exposure was reset to the configuration.
+        ExposureReset = "exposure.reset",
+        /// Endpoint exposure changed.
+        ExposureUpdate = "exposure.update",
+        /// An office was created.
+        OfficeCreate = "office.create",
+        /// An office changed.
+        OfficeUpdate = "office.update",
+        /// An operator was created.
+        OperatorCreate = "operator.create",
+        /// An operator was disabled.
+        OperatorDisable = "operator.disable",
+        /// An operator was enabled.
+        OperatorEnable = "operator.enable",
+        /// An operator changed.
+        OperatorUpdate = "operator.update",
+        /// An organization was created.
+        OrganizationCreate = "organization.create",
+        /// An organization changed.
+        OrganizationUpdate = "organization.update",
+        /// A person record was completed from an identity source.
+        PersonComplete = "person.complete",
+        /// A person was created.
+        PersonCreate = "person.create",
+        /// A person changed.
+        PersonUpdate = "person.update",
+        /// A certificate profile was created.
+        ProfileCreate = "profile.create",
+        /// A certificate profile changed.
+        ProfileUpdate = "profile.update",
+        /// An enrolment request was approved.
+        RequestApprove = "request.approve",
+        /// An enrolment request was cancelled.
+        RequestCancel = "request.cancel",
+        /// An enrolment request was carried out.
+        RequestComplete = "request.complete",
+        /// An enrolment request was made.
+        RequestCreate = "request.create",
+        /// Carrying out an enrolment request failed.
+        RequestFail = "request.fail",
+        /// An enrolment request was rejected.
+        RequestReject = "request.reject",
+        /// An enrolment request changed.
+        RequestUpdate = "request.update",
+        /// A role was created.
+        RoleCreate = "role.create",
+        /// A role was deleted.
+        RoleDelete = "role.delete",
+        /// A role changed.
+        RoleUpdate = "role.update",
+        /// A sealed secret was re-sealed to its binding.
+        SealingRebind = "sealing.rebind",
+        /// A signer was created.
+        SignerCreate = "signer.create",
+        /// A signer changed.
+        SignerUpdate = "signer.update",
+        /// A signing credential was created.
+        SigningCredentialCreate = "signing_credential.create",
+        /// A signing credential changed.
+        SigningCredentialUpdate = "signing_credential.update",
     }
 }
 

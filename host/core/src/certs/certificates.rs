@@ -528,32 +528,25 @@ impl CertificateService {
     pub async fn tell_backend(&self, cert: &Certificate, change: CertChange) -> Result<()> {
         let now = self.clock.now();
         let r = IssuedRef { serial: &cert.serial, der: &cert.der };
-        match change {
-            CertChange::Suspend => {
-                let backend = self.backend(cert)?;
-                let Some(holds) = backend.holds() else {
-                    return Err(CoreError::conflict(
-                        ErrorCode::SuspensionNotSupported,
-                        format!("CA back end `{}` cannot put certificates on hold", cert.ca_id),
-                    ));
-                };
-                if cert.status_at(now) == CertStatus::Active {
-                    holds.suspend(r).await?;
-                }
-            }
-            CertChange::Reactivate => {
-                if cert.status_at(now) == CertStatus::Suspended
-                    && let Some(holds) = self.backend(cert)?.holds()
-                {
-                    holds.reactivate(r).await?;
-                }
-            }
-            CertChange::Revoke(reason) => {
-                // Idempotent at the back end, so a retry after a failed commit converges.
-                if cert.status != CertStatus::Revoked {
-                    self.backend(cert)?.revoke(r, reason).await?;
-                }
-            }
+        // A back end that cannot hold refuses a suspension even of a certificate it would leave
+        // as it is: the caller learns the profile's back end cannot do it.
+        if change == CertChange::Suspend && self.backend(cert)?.holds().is_none() {
+            return Err(CoreError::conflict(
+                ErrorCode::SuspensionNotSupported,
+                format!("CA back end `{}` cannot put certificates on hold", cert.ca_id),
+            ));
+        }
+        // Only what the change applies to reaches the back end; revocation is idempotent
+        // there, so a retry after a failed commit converges.
+        if !change.applies_to(cert, now) {
+            return Ok(());
+        }
+        let backend = self.backend(cert)?;
+        match (change, backend.holds()) {
+            (CertChange::Suspend, Some(holds)) => holds.suspend(r).await?,
+            (CertChange::Reactivate, Some(holds)) => holds.reactivate(r).await?,
+            (CertChange::Revoke(reason), _) => backend.revoke(r, reason).await?,
+            _ => {}
         }
         Ok(())
     }

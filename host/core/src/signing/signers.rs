@@ -300,8 +300,8 @@ impl SignerService {
         Err(CoreError::not_found("signing_credential", id.to_string()))
     }
 
-    /// Reads pages until one is full of rows whose signer (`signer_of`) `p` sees: a
-    /// restricted caller's list, filtered by the signers' visibility rule.
+    /// A page of the rows `filter` selects whose signer (`signer_of`) `p` sees. For a restricted
+    /// caller, reads pages until one is full of rows passing the signers' visibility rule.
     async fn scoped_page<R: Record>(
         &self,
         p: &Principal,
@@ -309,6 +309,9 @@ impl SignerService {
         page: PageRequest,
         signer_of: fn(&R) -> Uuid,
     ) -> Result<Page<R>> {
+        if p.scope.is_all() {
+            return record_page(self.store.as_ref(), filter, page).await;
+        }
         let mut out = Vec::new();
         let mut after = page.after.clone();
         loop {
@@ -378,11 +381,7 @@ impl SignerService {
         page: PageRequest,
     ) -> Result<Page<Signer>> {
         let filter = Filter::Signers { username: None, enabled, person_id };
-        let p = cap.principal();
-        if p.scope.is_all() {
-            return record_page(self.store.as_ref(), filter, page).await;
-        }
-        self.scoped_page(p, filter, page, |s: &Signer| s.id).await
+        self.scoped_page(cap.principal(), filter, page, |s: &Signer| s.id).await
     }
 
     /// One signer, or 404 (also outside the caller's scope).
@@ -612,11 +611,7 @@ impl SignerService {
         page: PageRequest,
     ) -> Result<Page<SigningCredential>> {
         let filter = Filter::Credentials { signer_id, status };
-        let p = cap.principal();
-        if p.scope.is_all() {
-            return record_page(self.store.as_ref(), filter, page).await;
-        }
-        self.scoped_page(p, filter, page, |c: &SigningCredential| c.signer_id).await
+        self.scoped_page(cap.principal(), filter, page, |c: &SigningCredential| c.signer_id).await
     }
 
     /// One credential, or 404 (also outside the caller's scope).
