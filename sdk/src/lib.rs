@@ -345,42 +345,72 @@ pub mod connector {
     }
 }
 
-/// PEM encoding and decoding (external CAs speak PEM; the WIT carries DER).
+/// PEM encoding and decoding (external CAs speak PEM; the WIT carries DER), through the `pem`
+/// crate rather than a codec of our own.
 pub mod pem {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
+    use ::pem::{EncodeConfig, LineEnding, Pem};
 
-    /// `der` as a PEM block labelled `label` (`CERTIFICATE`, `CERTIFICATE REQUEST`, …).
+    /// `der` as a PEM block labelled `label` (`CERTIFICATE`, `CERTIFICATE REQUEST`, …), with
+    /// Unix line endings, as OpenSSL and cfssl write it.
     pub fn encode(label: &str, der: &[u8]) -> String {
-        let b64 = STANDARD.encode(der);
-        let mut out = format!("-----BEGIN {label}-----\n");
-        for chunk in b64.as_bytes().chunks(64) {
-            out.push_str(&String::from_utf8_lossy(chunk));
-            out.push('\n');
-        }
-        out.push_str(&format!("-----END {label}-----\n"));
-        out
+        ::pem::encode_config(
+            &Pem::new(label, der),
+            EncodeConfig::new().set_line_ending(LineEnding::LF),
+        )
     }
 
-    /// Every block labelled `label` in `text`, decoded, in order.
+    /// Every block labelled `label` in `text`, decoded, in order; blocks with other labels are
+    /// skipped.
     pub fn decode_all(label: &str, text: &str) -> Result<Vec<Vec<u8>>, String> {
-        let begin = format!("-----BEGIN {label}-----");
-        let end = format!("-----END {label}-----");
-        let mut out = Vec::new();
-        let mut rest = text;
-        while let Some(start) = rest.find(&begin) {
-            let body = &rest[start + begin.len()..];
-            let stop = body.find(&end).ok_or_else(|| format!("unterminated {label} block"))?;
-            let b64: String = body[..stop].chars().filter(|c| !c.is_whitespace()).collect();
-            out.push(STANDARD.decode(b64).map_err(|e| format!("{label}: bad base64: {e}"))?);
-            rest = &body[stop + end.len()..];
-        }
-        Ok(out)
+        let blocks = ::pem::parse_many(text).map_err(|e| format!("{label}: {e}"))?;
+        Ok(blocks.into_iter().filter(|b| b.tag() == label).map(Pem::into_contents).collect())
     }
 
     /// The first block labelled `label` in `text`, decoded.
     pub fn decode(label: &str, text: &str) -> Result<Vec<u8>, String> {
         decode_all(label, text)?.into_iter().next().ok_or_else(|| format!("no {label} block"))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_block_is_written_in_64_character_lines_and_reads_back() {
+            let der: Vec<u8> = (0..=255).collect();
+            let text = encode("CERTIFICATE", &der);
+            assert!(text.starts_with("-----BEGIN CERTIFICATE-----\n"));
+            assert!(text.ends_with("-----END CERTIFICATE-----\n"));
+            assert!(!text.contains('\r'));
+            assert!(text.lines().all(|l| l.len() <= 64));
+            assert_eq!(decode("CERTIFICATE", &text).unwrap(), der);
+        }
+
+        #[test]
+        fn only_blocks_with_the_asked_label_are_returned_in_order() {
+            let chain = format!(
+                "{}{}junk between\n{}",
+                encode("CERTIFICATE", b"leaf"),
+                encode("PRIVATE KEY", b"secret"),
+                encode("CERTIFICATE", b"issuer")
+            );
+            assert_eq!(
+                decode_all("CERTIFICATE", &chain).unwrap(),
+                vec![b"leaf".to_vec(), b"issuer".to_vec()]
+            );
+        }
+
+        #[test]
+        fn missing_or_broken_blocks_are_errors() {
+            assert!(decode("CERTIFICATE", "no pem here").is_err());
+            assert!(
+                decode(
+                    "CERTIFICATE",
+                    "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n"
+                )
+                .is_err()
+            );
+        }
     }
 }
 

@@ -597,6 +597,46 @@ mod renewal_tests {
     }
 
     #[test]
+    fn the_certificate_state_machine_holds_releases_and_revokes_once() {
+        let now = OffsetDateTime::now_utc();
+        let mut c = cert(CertStatus::Active, 100, now);
+        // A release of an active certificate is a retry: nothing changes.
+        assert!(!CertChange::Reactivate.apply(&mut c, now).unwrap());
+        assert!(CertChange::Suspend.apply(&mut c, now).unwrap());
+        assert_eq!(c.status, CertStatus::Suspended);
+        assert_eq!(c.revocation_reason, Some(RevocationReason::CertificateHold));
+        assert!(!CertChange::Suspend.apply(&mut c, now).unwrap(), "holding twice changes nothing");
+        assert!(CertChange::Reactivate.apply(&mut c, now).unwrap());
+        assert_eq!((c.status, c.revoked_at, c.revocation_reason), (CertStatus::Active, None, None));
+        // A held certificate may be revoked for good; the reason replaces the hold.
+        CertChange::Suspend.apply(&mut c, now).unwrap();
+        assert!(CertChange::Revoke(RevocationReason::KeyCompromise).apply(&mut c, now).unwrap());
+        assert_eq!(c.status, CertStatus::Revoked);
+        assert_eq!(c.revocation_reason, Some(RevocationReason::KeyCompromise));
+        let revoked = c.clone();
+        assert!(!CertChange::Revoke(RevocationReason::Superseded).apply(&mut c, now).unwrap());
+        assert_eq!(
+            c.revocation_reason, revoked.revocation_reason,
+            "a second revocation keeps the first reason"
+        );
+        // Nothing brings a revoked certificate back or puts it on hold.
+        for change in [CertChange::Suspend, CertChange::Reactivate] {
+            assert!(matches!(
+                change.apply(&mut c, now),
+                Err(CoreError::Conflict { code: ErrorCode::InvalidTransition, .. })
+            ));
+        }
+        // An expired certificate is neither held nor released, but can still be revoked.
+        let mut old = cert(CertStatus::Active, -1, now);
+        assert!(CertChange::Suspend.apply(&mut old, now).is_err());
+        assert!(
+            CertChange::Revoke(RevocationReason::CessationOfOperation)
+                .apply(&mut old, now)
+                .unwrap()
+        );
+    }
+
+    #[test]
     fn renewal_opens_and_closes_around_expiry_by_the_profiles_window() {
         let now = OffsetDateTime::now_utc();
         let active = |days| cert(CertStatus::Active, days, now);
