@@ -5,6 +5,7 @@
 //! PostgreSQL when `SIGIL_TEST_DATABASE_URL` names a server (a fresh database per test).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support
 
+pub mod bench;
 pub mod cfssl;
 pub mod csc;
 pub mod login_load;

@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 const PER_SAD: usize = 1000;
 const USER: &str = "loadgen";
 const PASSWORD: &str = "loadgen-password";
-const PIN: &str = "135790";
+/// The credential's PIN.
+pub const PIN: &str = "135790";
 
 /// What the benchmark signs with.
 #[derive(Debug, Clone)]
@@ -26,6 +27,18 @@ pub struct Setup {
     credential: String,
     token: String,
     sign_algo: &'static str,
+}
+
+impl Setup {
+    /// The credential's id.
+    pub fn credential(&self) -> &str {
+        &self.credential
+    }
+
+    /// The signer's access token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
 }
 
 /// The signature algorithm OID signHash is asked for with a key of type `alg` (SHA-256

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use sigil_tests::bench::{self, cpu_ticks};
 
 /// Issuance and signing load generator.
 #[derive(Debug, Parser)]
@@ -105,85 +106,6 @@ async fn swap_profile(
     Ok((spec, builtin))
 }
 
-fn csrs(n: usize) -> Vec<String> {
-    let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
-    let per = n.div_ceil(threads);
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            std::thread::spawn(move || {
-                (0..per)
-                    .map(|i| {
-                        let key = rcgen::KeyPair::generate().unwrap();
-                        let mut p = rcgen::CertificateParams::new(vec![]).unwrap();
-                        p.distinguished_name
-                            .push(rcgen::DnType::CommonName, format!("load-{t}-{i}"));
-                        let pem = p.serialize_request(&key).unwrap().pem().unwrap();
-                        serde_json::to_string(
-                            &serde_json::json!({"csr": pem, "profile": "PROFILE"}),
-                        )
-                        .unwrap()
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let mut all: Vec<String> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-    all.truncate(n);
-    all
-}
-
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15; `after` starts at field 3.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
-struct Spawned {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(synchronous: &str, config: Option<&PathBuf>) -> Result<(Spawned, String, PathBuf)> {
-    let bin = std::env::current_exe()?.with_file_name("sigil");
-    if !bin.exists() {
-        bail!("{} not found: run `cargo build --release --workspace --bins` first", bin.display());
-    }
-    let dir = tempfile::tempdir()?;
-    let mut cmd = std::process::Command::new(&bin);
-    cmd.arg("serve");
-    if let Some(c) = config {
-        cmd.arg("--config").arg(c);
-    }
-    let mut child = cmd
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("SIGIL__DATABASE__SQLITE_SYNCHRONOUS", synchronous)
-        // Login mode measures the Argon2 bound, so the per-address throttle (which would
-        // otherwise answer most of one address's requests with 429) is off.
-        .env("SIGIL__CSC__LOGIN_PER_ADDRESS_PER_MINUTE", "0")
-        .env("SIGIL__CSC__LOGIN_PER_USERNAME_PER_MINUTE", "0")
-        .env("SIGIL_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
-    let url =
-        line.trim().strip_prefix("listening on ").context("unexpected first line")?.to_owned();
-    let data = dir.path().to_path_buf();
-    Ok((Spawned { child, _dir: dir }, url, data))
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut args = Args::parse();
@@ -192,35 +114,25 @@ async fn main() -> Result<()> {
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (spawned, url, data_dir) = if args.spawn {
-        let (s, url, dir) = spawn(&args.synchronous, args.config.as_ref())?;
+        // Login mode measures the Argon2 bound, so the per-address throttle (which would
+        // otherwise answer most of one address's requests with 429) is off.
+        let s = bench::spawn_sigil(
+            &args.synchronous,
+            args.config.as_deref(),
+            &[
+                ("SIGIL__CSC__LOGIN_PER_ADDRESS_PER_MINUTE", "0"),
+                ("SIGIL__CSC__LOGIN_PER_USERNAME_PER_MINUTE", "0"),
+            ],
+        )?;
+        let (url, dir) = (s.url.clone(), s.data_dir.clone());
         (Some(s), url, dir)
     } else {
         (None, args.url.clone(), args.data_dir.clone())
     };
-    let pid = args.pid.or(spawned.as_ref().map(|s| s.child.id()));
+    let pid = args.pid.or(spawned.as_ref().map(bench::Spawned::pid));
     let key =
         std::fs::read_to_string(data_dir.join("admin.key")).context("admin.key")?.trim().to_owned();
-    let client = {
-        let tls = {
-            use rustls_pki_types::CertificateDer;
-            use rustls_pki_types::pem::PemObject;
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(data_dir.join("tls/ca.pem"))? {
-                roots.add(c?)?;
-            }
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth()
-        };
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .http1_only()
-            .pool_max_idle_per_host(args.concurrency)
-            .build()?
-    };
+    let client = bench::client(&data_dir, args.concurrency)?;
     if args.mode == "login" {
         let pid = pid.context("--mode login needs --spawn or --pid (memory is sampled)")?;
         let r =
@@ -285,9 +197,9 @@ async fn main() -> Result<()> {
     }
     eprintln!("generating {} CSRs…", args.requests + args.warmup);
     let bodies: Arc<Vec<String>> = Arc::new(
-        csrs(args.requests + args.warmup)
+        bench::p256_csrs(args.requests + args.warmup, "load")
             .into_iter()
-            .map(|b| b.replace("PROFILE", &args.profile))
+            .map(|pem| serde_json::json!({"csr": pem, "profile": args.profile}).to_string())
             .collect(),
     );
     let swap = match &args.swap_ca {
