@@ -40,37 +40,42 @@ fn from_row(r: &AnyRow) -> StoreResult<AuditEvent> {
     })
 }
 
-pub(crate) async fn insert_event<'c, E: Executor<'c, Database = Any>>(
-    e: E,
-    ev: &AuditEvent,
+pub(crate) const INSERT_COLUMNS: &str = "seq, id, occurred_at, actor_kind, actor_id, actor_name, \
+    api_key_id, operator_id, action, object_type, object_id, outcome, request_id, client_ip, \
+    details, prev_hash, hash";
+
+/// Stores sealed events, many rows per statement (one round trip per run of rows rather than
+/// one per event: on SQLite each statement is a hop to sqlx's worker thread).
+pub(crate) async fn insert_events(
+    conn: &mut AnyConnection,
+    events: &[AuditEvent],
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO audit_events (seq, id, occurred_at, actor_kind, actor_id, actor_name, \
-         api_key_id, operator_id, action, object_type, object_id, outcome, request_id, client_ip, \
-         details, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-    )
-    .bind(ev.seq)
-    .bind(ev.id.to_string())
-    .bind(ev.occurred_at_us)
-    .bind(&ev.actor_kind)
-    .bind(&ev.actor_id)
-    .bind(&ev.actor_name)
-    .bind(ev.api_key_id.clone())
-    .bind(ev.operator_id.clone())
-    .bind(&ev.action)
-    .bind(&ev.object_type)
-    .bind(&ev.object_id)
-    .bind(&ev.outcome)
-    .bind(ev.request_id.clone())
-    .bind(ev.client_ip.clone())
-    .bind(&ev.details)
-    .bind(&ev.prev_hash)
-    .bind(&ev.hash)
-    .execute(e)
-    .await
-    .map(|_| ())
-    .map_err(map_err)
+    for run in crate::insert_runs(events) {
+        let sql = crate::multi_insert("audit_events", INSERT_COLUMNS, 17, run.len());
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ev in run {
+            q = q
+                .bind(ev.seq)
+                .bind(ev.id.to_string())
+                .bind(ev.occurred_at_us)
+                .bind(&ev.actor_kind)
+                .bind(&ev.actor_id)
+                .bind(&ev.actor_name)
+                .bind(ev.api_key_id.clone())
+                .bind(ev.operator_id.clone())
+                .bind(&ev.action)
+                .bind(&ev.object_type)
+                .bind(&ev.object_id)
+                .bind(&ev.outcome)
+                .bind(ev.request_id.clone())
+                .bind(ev.client_ip.clone())
+                .bind(&ev.details)
+                .bind(&ev.prev_hash)
+                .bind(&ev.hash);
+        }
+        q.execute(&mut *conn).await.map_err(map_err)?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn events<'c, E: Executor<'c, Database = Any>>(
@@ -232,10 +237,32 @@ impl Chain {
         })
     }
 
+    /// A chain whose head is `seq` with hash `prev` (read by the caller).
+    pub(crate) fn at(seq: i64, prev: String) -> Self {
+        Self { seq, prev }
+    }
+
+    /// The head after what was sealed: sequence number and hash.
+    pub(crate) fn head_values(&self) -> (i64, &str) {
+        (self.seq, &self.prev)
+    }
+
     /// Seals and stores `events` at `now` after the head; refuses a change without events.
     pub(crate) async fn append(
         &mut self,
         conn: &mut AnyConnection,
+        events: &[NewAuditEvent],
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let sealed = self.seal(events, now)?;
+        insert_events(conn, &sealed).await?;
+        Ok(sealed)
+    }
+
+    /// Seals `events` at `now` after the head without storing them (the group writer stores a
+    /// whole batch's events at once); refuses a change without events.
+    pub(crate) fn seal(
+        &mut self,
         events: &[NewAuditEvent],
         now: OffsetDateTime,
     ) -> StoreResult<Vec<AuditEvent>> {
@@ -248,7 +275,6 @@ impl Chain {
         for ev in events {
             self.seq += 1;
             let e = ev.seal(self.seq, now, &self.prev);
-            insert_event(&mut *conn, &e).await?;
             self.prev.clone_from(&e.hash);
             sealed.push(e);
         }

@@ -9,7 +9,7 @@ use sigil_core::ports::{
     CertFilter, CertSort, CrlRecord, PageRequest, StoreResult, parse_cert_cursor,
 };
 use sqlx::any::AnyRow;
-use sqlx::{Any, Executor, Row};
+use sqlx::{Any, AnyConnection, Executor, Row};
 use uuid::Uuid;
 
 use crate::filter::{Param, Select, escape_like};
@@ -323,7 +323,7 @@ pub(crate) fn cert_from_row(r: &AnyRow) -> StoreResult<Certificate> {
     })
 }
 
-fn search_text(c: &Certificate) -> String {
+pub(crate) fn search_text(c: &Certificate) -> String {
     let mut t = c.subject.to_lowercase();
     for s in &c.sans {
         t.push('|');
@@ -332,43 +332,54 @@ fn search_text(c: &Certificate) -> String {
     t
 }
 
-pub(crate) async fn insert_certificate<'c, E: Executor<'c, Database = Any>>(
-    e: E,
+pub(crate) const INSERT_COLUMNS: &str = "id, serial, ca_id, profile, status, subject, sans, search, \
+    key_type, not_before, not_after, der, sha256, issued_at, issued_by, revoked_at, \
+    revocation_reason, metadata, renewed_from, updated_at, office_id";
+
+pub(crate) async fn insert_certificate(
+    conn: &mut AnyConnection,
     c: &Certificate,
 ) -> StoreResult<()> {
-    let sans = serde_json::to_string(&c.sans.iter().map(San::tagged).collect::<Vec<_>>())
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO certificates (id, serial, ca_id, profile, status, subject, sans, search, key_type, not_before, \
-         not_after, der, sha256, issued_at, issued_by, revoked_at, revocation_reason, metadata, renewed_from, updated_at, \
-         office_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-    )
-    .bind(c.id.to_string())
-    .bind(&c.serial)
-    .bind(&c.ca_id)
-    .bind(&c.profile)
-    .bind(c.status.as_str())
-    .bind(&c.subject)
-    .bind(sans)
-    .bind(search_text(c))
-    .bind(c.key_type.as_str())
-    .bind(unix_micros(c.not_before))
-    .bind(unix_micros(c.not_after))
-    .bind(c.der.clone())
-    .bind(&c.sha256)
-    .bind(unix_micros(c.issued_at))
-    .bind(&c.issued_by)
-    .bind(c.revoked_at.map(unix_micros))
-    .bind(c.revocation_reason.map(|r| r.as_str()))
-    .bind(c.metadata.to_string())
-    .bind(c.renewed_from.map(|u| u.to_string()))
-    .bind(unix_micros(c.updated_at))
-    .bind(c.office_id.map(|u| u.to_string()))
-    .execute(e)
-    .await
-    .map(|_| ())
-    .map_err(map_err)
+    insert_certificates(conn, &[c]).await
+}
+
+/// Stores new certificates, many rows per statement (see `audit::insert_events`).
+pub(crate) async fn insert_certificates(
+    conn: &mut AnyConnection,
+    certs: &[&Certificate],
+) -> StoreResult<()> {
+    for run in crate::insert_runs(certs) {
+        let sql = crate::multi_insert("certificates", INSERT_COLUMNS, 21, run.len());
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in run {
+            let sans = serde_json::to_string(&c.sans.iter().map(San::tagged).collect::<Vec<_>>())
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            q = q
+                .bind(c.id.to_string())
+                .bind(&c.serial)
+                .bind(&c.ca_id)
+                .bind(&c.profile)
+                .bind(c.status.as_str())
+                .bind(&c.subject)
+                .bind(sans)
+                .bind(search_text(c))
+                .bind(c.key_type.as_str())
+                .bind(unix_micros(c.not_before))
+                .bind(unix_micros(c.not_after))
+                .bind(c.der.clone())
+                .bind(&c.sha256)
+                .bind(unix_micros(c.issued_at))
+                .bind(&c.issued_by)
+                .bind(c.revoked_at.map(unix_micros))
+                .bind(c.revocation_reason.map(|r| r.as_str()))
+                .bind(c.metadata.to_string())
+                .bind(c.renewed_from.map(|u| u.to_string()))
+                .bind(unix_micros(c.updated_at))
+                .bind(c.office_id.map(|u| u.to_string()));
+        }
+        q.execute(&mut *conn).await.map_err(map_err)?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn update_certificate<'c, E: Executor<'c, Database = Any>>(

@@ -30,7 +30,7 @@ pub(crate) async fn insert<'c, E: Executor<'c, Database = Any>>(e: E, s: &Sad) -
     .map_err(map_err)
 }
 
-fn refused(detail: &'static str) -> StoreError {
+pub(crate) fn refused(detail: &'static str) -> StoreError {
     StoreError::Refused { code: ErrorCode::InvalidRequest, detail: detail.to_owned() }
 }
 

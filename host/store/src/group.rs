@@ -1,17 +1,31 @@
-//! Group commit for SQLite. SQLite has one writer and sqlx pays a thread hop per statement, so
-//! committing each issuance alone caps throughput at a few hundred per second. A writer task
-//! takes whatever units are waiting (up to [`MAX_BATCH`]), applies them in one transaction with
-//! their audit events chained in order, and commits once. If the batch fails, each unit is
-//! retried alone, so one bad unit never takes others down with it.
+//! Group commit for SQLite. SQLite has one writer, and through sqlx every statement is a hop to
+//! the connection's worker thread; under load those hand-offs, not SQLite, set the pace. So the
+//! group writer owns a connection of its own (rusqlite, the same libsqlite3 as sqlx) on its own
+//! thread: it takes whatever units are waiting (up to [`MAX_BATCH`]), applies them in one
+//! `BEGIN IMMEDIATE` transaction with their audit events chained in order, commits once and
+//! answers each unit. If the batch fails, each unit is retried alone, so one bad unit never
+//! takes others down with it.
+//!
+//! Placeholders are `?N`: SQLite numbers `$N` parameters by first appearance, not by N.
+//!
+//! Writes outside the group (sqlx's write pool) take the same writer lock with
+//! `BEGIN IMMEDIATE` and wait for it (busy timeout); both read the audit head inside their
+//! transaction, so the chain stays one.
 
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sigil_core::StoreError;
-use sigil_core::audit::{AuditEvent, NewAuditEvent};
+use sigil_core::audit::{AuditEvent, NewAuditEvent, unix_micros};
+use sigil_core::certs::{Certificate, San};
 use sigil_core::ports::{StoreResult, WriteOp};
-use sqlx::{AnyConnection, AnyPool};
+use sigil_core::signing::credential::{SadRefusal, SadUse, spend_hashes};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
-use crate::{audit, certs, csc, map_err};
+use crate::{audit, certs, csc};
 
 /// Most units in one transaction.
 pub(crate) const MAX_BATCH: usize = 256;
@@ -23,70 +37,130 @@ pub(crate) struct Unit {
     pub(crate) reply: oneshot::Sender<StoreResult<Vec<AuditEvent>>>,
 }
 
-/// Starts the writer task; it ends when every sender is dropped.
-pub(crate) fn spawn(pool: AnyPool) -> mpsc::Sender<Unit> {
+/// Opens the writer's connection to the database file `path` (created by sqlx first) with
+/// `synchronous` (`FULL` or `NORMAL`) and starts its thread; the thread ends when every sender
+/// is dropped.
+pub(crate) fn spawn(path: &Path, synchronous: &str) -> Result<mpsc::Sender<Unit>, String> {
+    let conn = Connection::open(path).map_err(|e| e.to_string())?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON;"
+    ))
+    .map_err(|e| e.to_string())?;
+    conn.set_prepared_statement_cache_capacity(32);
     let (tx, mut rx) = mpsc::channel::<Unit>(4 * MAX_BATCH);
-    tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(u) => batch.push(u),
-                    Err(_) => break,
+    let mut conn = conn;
+    std::thread::Builder::new()
+        .name("sigil-sqlite-writer".into())
+        .spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(u) => batch.push(u),
+                        Err(_) => break,
+                    }
+                }
+                let refs: Vec<(&[WriteOp], &[NewAuditEvent], OffsetDateTime)> =
+                    batch.iter().map(|u| (u.ops.as_slice(), u.events.as_slice(), u.now)).collect();
+                match write(&mut conn, &refs) {
+                    Ok(results) => {
+                        for (u, r) in batch.into_iter().zip(results) {
+                            let _ = u.reply.send(Ok(r));
+                        }
+                    }
+                    Err(_) if batch.len() > 1 => {
+                        for u in batch {
+                            let r =
+                                write(&mut conn, &[(u.ops.as_slice(), u.events.as_slice(), u.now)])
+                                    .map(|mut v| v.pop().unwrap_or_default());
+                            let _ = u.reply.send(r);
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(u) = batch.into_iter().next() {
+                            let _ = u.reply.send(Err(e));
+                        }
+                    }
                 }
             }
-            let refs: Vec<(&[WriteOp], &[NewAuditEvent], OffsetDateTime)> =
-                batch.iter().map(|u| (u.ops.as_slice(), u.events.as_slice(), u.now)).collect();
-            match write(&pool, &refs).await {
-                Ok(results) => {
-                    for (u, r) in batch.into_iter().zip(results) {
-                        let _ = u.reply.send(Ok(r));
-                    }
-                }
-                Err(_) if batch.len() > 1 => {
-                    for u in batch {
-                        let r = write(&pool, &[(u.ops.as_slice(), u.events.as_slice(), u.now)])
-                            .await
-                            .map(|mut v| v.pop().unwrap_or_default());
-                        let _ = u.reply.send(r);
-                    }
-                }
-                Err(e) => {
-                    if let Some(u) = batch.into_iter().next() {
-                        let _ = u.reply.send(Err(e));
-                    }
-                }
-            }
-        }
-    });
-    tx
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(tx)
 }
 
-pub(crate) async fn apply(conn: &mut AnyConnection, op: &WriteOp) -> StoreResult<()> {
+/// A SQLite error as the store reports it: unique violations as conflicts naming the
+/// constraint (SQLite's message, as sqlx reports it too), anything else as a backend error.
+fn map_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, msg)
+            if matches!(
+                f.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ) =>
+        {
+            StoreError::Conflict { constraint: msg.clone().unwrap_or_else(|| e.to_string()) }
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// Applies `units` in one transaction and returns each unit's sealed events.
+fn write(
+    conn: &mut Connection,
+    units: &[(&[WriteOp], &[NewAuditEvent], OffsetDateTime)],
+) -> StoreResult<Vec<Vec<AuditEvent>>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+    let (seq, hash): (i64, String) = tx
+        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+        .map_err(map_err)?;
+    let mut chain = audit::Chain::at(seq, hash);
+    let mut out = Vec::with_capacity(units.len());
+    for (ops, events, now) in units {
+        for op in *ops {
+            apply(&tx, op)?;
+        }
+        let sealed = chain.seal(events, *now)?;
+        for e in &sealed {
+            insert_event(&tx, e)?;
+        }
+        out.push(sealed);
+    }
+    let (seq, hash) = chain.head_values();
+    tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")
+        .and_then(|mut s| s.execute(params![seq, hash]))
+        .map_err(map_err)?;
+    tx.commit().map_err(map_err)?;
+    Ok(out)
+}
+
+fn apply(tx: &Connection, op: &WriteOp) -> StoreResult<()> {
     match op {
-        WriteOp::InsertCertificate(c) => certs::insert_certificate(conn, c).await,
-        WriteOp::ConsumeSad(u) => csc::consume(conn, u).await,
+        WriteOp::InsertCertificate(c) => insert_certificate(tx, c),
+        WriteOp::ConsumeSad(u) => consume_sad(tx, u),
         WriteOp::ClaimRenewal { renewed_from, renewal, at_us, superseded_until_us } => {
-            sqlx::query(
+            tx.prepare_cached(
                 "INSERT INTO certificate_renewals (renewed_from, renewal_id, claimed_at) \
-                 VALUES ($1, $2, $3)",
+                 VALUES (?1, ?2, ?3)",
             )
-            .bind(renewed_from.to_string())
-            .bind(renewal.to_string())
-            .bind(*at_us)
-            .execute(&mut *conn)
-            .await
+            .and_then(|mut s| {
+                s.execute(params![renewed_from.to_string(), renewal.to_string(), at_us])
+            })
             .map_err(map_err)?;
-            sqlx::query(
-                "UPDATE certificates SET superseded_by = $2, superseded_until = $3, \
-                 updated_at = $4 WHERE id = $1",
+            tx.prepare_cached(
+                "UPDATE certificates SET superseded_by = ?2, superseded_until = ?3, \
+                 updated_at = ?4 WHERE id = ?1",
             )
-            .bind(renewed_from.to_string())
-            .bind(renewal.to_string())
-            .bind(*superseded_until_us)
-            .bind(*at_us)
-            .execute(&mut *conn)
-            .await
+            .and_then(|mut s| {
+                s.execute(params![
+                    renewed_from.to_string(),
+                    renewal.to_string(),
+                    superseded_until_us,
+                    at_us
+                ])
+            })
             .map(|_| ())
             .map_err(map_err)
         }
@@ -95,22 +169,126 @@ pub(crate) async fn apply(conn: &mut AnyConnection, op: &WriteOp) -> StoreResult
     }
 }
 
-/// Applies `units` in one transaction and returns each unit's sealed events.
-pub(crate) async fn write(
-    pool: &AnyPool,
-    units: &[(&[WriteOp], &[NewAuditEvent], OffsetDateTime)],
-) -> StoreResult<Vec<Vec<AuditEvent>>> {
-    let mut tx = pool.begin().await.map_err(map_err)?;
-    // SQLite only (the group writer): its writer lock serialises the chain.
-    let mut chain = audit::Chain::head(&mut tx, false).await?;
-    let mut out = Vec::with_capacity(units.len());
-    for (ops, events, now) in units {
-        for op in *ops {
-            apply(&mut tx, op).await?;
-        }
-        out.push(chain.append(&mut tx, events, *now).await?);
+fn insert_certificate(tx: &Connection, c: &Certificate) -> StoreResult<()> {
+    let sans = serde_json::to_string(&c.sans.iter().map(San::tagged).collect::<Vec<_>>())
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    let sql = format!(
+        "INSERT INTO certificates ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+         ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+        certs::INSERT_COLUMNS
+    );
+    tx.prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.execute(params![
+                c.id.to_string(),
+                c.serial,
+                c.ca_id,
+                c.profile,
+                c.status.as_str(),
+                c.subject,
+                sans,
+                certs::search_text(c),
+                c.key_type.as_str(),
+                unix_micros(c.not_before),
+                unix_micros(c.not_after),
+                c.der,
+                c.sha256,
+                unix_micros(c.issued_at),
+                c.issued_by,
+                c.revoked_at.map(unix_micros),
+                c.revocation_reason.map(|r| r.as_str()),
+                c.metadata.to_string(),
+                c.renewed_from.map(|u| u.to_string()),
+                unix_micros(c.updated_at),
+                c.office_id.map(|u| u.to_string()),
+            ])
+        })
+        .map(|_| ())
+        .map_err(map_err)
+}
+
+fn insert_event(tx: &Connection, e: &AuditEvent) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO audit_events ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+         ?12, ?13, ?14, ?15, ?16, ?17)",
+        audit::INSERT_COLUMNS
+    );
+    tx.prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.execute(params![
+                e.seq,
+                e.id.to_string(),
+                e.occurred_at_us,
+                e.actor_kind,
+                e.actor_id,
+                e.actor_name,
+                e.api_key_id,
+                e.operator_id,
+                e.action,
+                e.object_type,
+                e.object_id,
+                e.outcome,
+                e.request_id,
+                e.client_ip,
+                e.details,
+                e.prev_hash,
+                e.hash,
+            ])
+        })
+        .map(|_| ())
+        .map_err(map_err)
+}
+
+/// Spends `u` on its SAD (as `csc::consume` does through sqlx), or refuses.
+fn consume_sad(tx: &Connection, u: &SadUse) -> StoreResult<()> {
+    let n = i64::try_from(u.hashes.len()).unwrap_or(i64::MAX);
+    let spent: Option<Option<String>> = tx
+        .prepare_cached(
+            "UPDATE csc_sads SET remaining = remaining - ?2 \
+             WHERE id = ?1 AND credential_id = ?3 AND signer_id = ?4 AND expires_at > ?5 \
+             AND remaining >= ?2 RETURNING hashes",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![u.id, n, u.credential_id.to_string(), u.signer_id.to_string(), u.now_us],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .map_err(map_err)?;
+    let Some(allowed) = spent else {
+        return Err(csc::refused(SadRefusal::of(sad_state(tx, &u.id)?, u).description()));
+    };
+    // SCAL 2: each signed digest must be one the SAD was authorized for, and signs once.
+    if let Some(allowed) = allowed {
+        let left = spend_hashes(&allowed, &u.hashes)
+            .ok_or_else(|| csc::refused(SadRefusal::HashNotAuthorized.description()))?;
+        tx.prepare_cached("UPDATE csc_sads SET hashes = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![u.id, left]))
+            .map_err(map_err)?;
     }
-    chain.save(&mut tx).await?;
-    tx.commit().await.map_err(map_err)?;
-    Ok(out)
+    Ok(())
+}
+
+/// What the SAD row says (credential, signer, remaining, expiry), to say why it was refused.
+fn sad_state(tx: &Connection, id: &str) -> StoreResult<Option<(Uuid, Uuid, u32, i64)>> {
+    let row: Option<(String, String, i64, i64)> = tx
+        .prepare_cached(
+            "SELECT credential_id, signer_id, remaining, expires_at FROM csc_sads WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()
+        })
+        .map_err(map_err)?;
+    let Some((credential, signer, remaining, expires)) = row else { return Ok(None) };
+    let uuid = |t: &str, c: &str| {
+        Uuid::parse_str(t).map_err(|e| StoreError::Backend(format!("csc_sads.{c}: {e}")))
+    };
+    Ok(Some((
+        uuid(&credential, "credential_id")?,
+        uuid(&signer, "signer_id")?,
+        u32::try_from(remaining).unwrap_or(0),
+        expires,
+    )))
 }

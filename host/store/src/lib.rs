@@ -16,6 +16,7 @@ mod csc;
 mod filter;
 mod group;
 mod operators;
+mod ops;
 mod records;
 pub mod testing;
 mod tx;
@@ -31,6 +32,8 @@ use sigil_core::ports::{
     PageRequest, SettingsStore, SigningStore, Store, StoreResult, Tx,
 };
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use std::str::FromStr;
+
 use sqlx::{AnyPool, Executor};
 use uuid::Uuid;
 
@@ -93,6 +96,9 @@ pub enum OpenError {
         /// Cause.
         source: sqlx::Error,
     },
+    /// SQLite's group writer could not open the database or start.
+    #[error("cannot start the SQLite writer: {0}")]
+    Writer(String),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -132,6 +138,9 @@ impl SqlStore {
                     AnyPoolOptions::new()
                         .max_connections(n)
                         .acquire_timeout(opts.acquire_timeout)
+                        // A file database has no connection to lose; pinging before each use
+                        // would cost a round trip to sqlx's worker thread per acquire.
+                        .test_before_acquire(false)
                         .after_connect(move |conn, _| {
                             let setup = setup.clone();
                             Box::pin(async move {
@@ -143,7 +152,15 @@ impl SqlStore {
                 };
                 let write = pool(1).await.map_err(connect_err)?;
                 let read = pool(opts.max_connections.max(1)).await.map_err(connect_err)?;
-                let group = Some(group::spawn(write.clone()));
+                // The file exists now (mode=rwc); the group writer opens it too.
+                let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                    .map_err(connect_err)?
+                    .get_filename()
+                    .to_path_buf();
+                if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
+                    return Err(OpenError::Writer("SQLite needs a database file".into()));
+                }
+                let group = Some(group::spawn(&file, sync).map_err(OpenError::Writer)?);
                 Ok(Self { read, write, backend, group })
             }
             Backend::Postgres => {
@@ -169,6 +186,17 @@ impl SqlStore {
         Ok(())
     }
 
+    /// A transaction on the write pool. On SQLite it takes the writer lock at once
+    /// (`BEGIN IMMEDIATE`): the group writer holds a connection of its own, and a deferred
+    /// transaction that read before another connection's commit could not write afterwards.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.write.begin().await,
+        }
+        .map_err(map_err)
+    }
+
     /// Which backend this is.
     pub fn kind(&self) -> Backend {
         self.backend
@@ -184,6 +212,41 @@ impl SqlStore {
         self.write.close().await;
         self.read.close().await;
     }
+}
+
+/// Most rows in one multi-row INSERT. Statements are prepared once per SQL text, so a batch is
+/// split into runs of 32, 16, 8, 4, 2 and 1 rows: six texts per table, whatever the batch.
+const MAX_ROWS_PER_INSERT: usize = 32;
+
+/// `items` in runs whose lengths are powers of two, longest first (see [`MAX_ROWS_PER_INSERT`]).
+pub(crate) fn insert_runs<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let n = items.len().min(MAX_ROWS_PER_INSERT);
+        // The largest power of two not above n.
+        let run = 1usize << (usize::BITS - 1 - n.leading_zeros());
+        let (head, rest) = items.split_at(run);
+        items = rest;
+        Some(head)
+    })
+}
+
+/// `INSERT INTO {table} ({columns}) VALUES ($1, …), (…)` for `rows` rows of `width` values.
+pub(crate) fn multi_insert(table: &str, columns: &str, width: usize, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..width {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * width + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// Adds `mode=rwc` so that a missing SQLite file is created.
@@ -237,7 +300,7 @@ impl sigil_core::records::RecordStore for SqlStore {
 #[async_trait]
 impl sigil_core::records::Records for SqlStore {
     async fn begin_records(&self) -> StoreResult<Box<dyn sigil_core::records::RecordUnit>> {
-        let tx = self.write.begin().await.map_err(map_err)?;
+        let tx = self.begin_write().await?;
         Ok(Box::new(tx::SqlTx { tx, backend: self.backend }))
     }
 }
@@ -245,7 +308,7 @@ impl sigil_core::records::Records for SqlStore {
 #[async_trait]
 impl sigil_core::ports::AccessPort for SqlStore {
     async fn begin_access(&self) -> StoreResult<Box<dyn sigil_core::ports::AccessUnit>> {
-        let tx = self.write.begin().await.map_err(map_err)?;
+        let tx = self.begin_write().await?;
         Ok(Box::new(tx::SqlTx { tx, backend: self.backend }))
     }
 }
@@ -278,9 +341,9 @@ impl Store for SqlStore {
                 rx.await.map_err(|_| StoreError::Backend("the writer has stopped".into()))?
             }
             None => {
-                let mut tx = self.write.begin().await.map_err(map_err)?;
+                let mut tx = self.begin_write().await?;
                 for op in &ops {
-                    group::apply(&mut tx, op).await?;
+                    ops::apply(&mut tx, op).await?;
                 }
                 let t = tx::SqlTx { tx, backend: self.backend };
                 Box::new(t).commit(events, now).await
@@ -289,7 +352,7 @@ impl Store for SqlStore {
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        let tx = self.write.begin().await.map_err(map_err)?;
+        let tx = self.begin_write().await?;
         Ok(Box::new(tx::SqlTx { tx, backend: self.backend }))
     }
 }
@@ -495,5 +558,27 @@ mod tests {
     fn sqlite_urls_create_missing_files() {
         assert_eq!(sqlite_url("sqlite://x.db"), "sqlite://x.db?mode=rwc");
         assert_eq!(sqlite_url("sqlite://x.db?mode=ro"), "sqlite://x.db?mode=ro");
+    }
+}
+
+#[cfg(test)]
+mod insert_tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_splits_into_power_of_two_runs_of_at_most_32_in_order() {
+        let items: Vec<usize> = (0..77).collect();
+        let runs: Vec<&[usize]> = insert_runs(&items).collect();
+        assert_eq!(runs.iter().map(|r| r.len()).collect::<Vec<_>>(), [32, 32, 8, 4, 1]);
+        assert_eq!(runs.concat(), items);
+        assert_eq!(insert_runs::<u8>(&[]).count(), 0);
+    }
+
+    #[test]
+    fn a_multi_row_insert_numbers_its_placeholders_row_by_row() {
+        assert_eq!(
+            multi_insert("t", "a, b", 2, 2),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
     }
 }

@@ -200,7 +200,7 @@ impl CertTx for SqlTx {
     }
 
     async fn insert_certificate(&mut self, c: &sigil_core::certs::Certificate) -> StoreResult<()> {
-        certs::insert_certificate(&mut *self.tx, c).await
+        certs::insert_certificate(&mut self.tx, c).await
     }
 
     async fn certificate_for_update(

@@ -61,12 +61,29 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-fn line(who: &str, round: usize, r: &WrkRun) {
+fn line(who: &str, round: usize, r: &WrkRun, cpu_us: Option<f64>) {
     println!(
-        "  round {round} {who:<14} {:>8.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  {:>7} requests  \
-         {} non-2xx  {} socket errors",
-        r.rate, r.p50_ms, r.p99_ms, r.requests, r.non_2xx, r.socket_errors
+        "  round {round} {who:<12} {:>7.0}/s  p50 {:>5.2} ms  p99 {:>6.2} ms  {:>7} requests  \
+         {} non-2xx  {} socket errors{}",
+        r.rate,
+        r.p50_ms,
+        r.p99_ms,
+        r.requests,
+        r.non_2xx,
+        r.socket_errors,
+        cpu_us.map(|c| format!("  server CPU {c:.0} µs/request")).unwrap_or_default()
     );
+}
+
+/// Runs wrk against a server whose pid is known and returns the run with the server's CPU time
+/// per completed request, in microseconds.
+fn wrk_with_cpu(url: &str, script: &Path, args: &Args, pid: u32) -> Result<(WrkRun, Option<f64>)> {
+    let before = bench::cpu_ticks(pid);
+    let r = bench::wrk(url, script, args.connections, args.seconds)?;
+    let cpu = before
+        .zip(bench::cpu_ticks(pid))
+        .map(|(a, b)| (b - a) as f64 * 1e4 / r.requests.max(1) as f64);
+    Ok((r, cpu))
 }
 
 fn summary(what: &str, ours: &[WrkRun], peer: &[WrkRun], peer_name: &str, goal: f64) {
@@ -141,8 +158,8 @@ async fn issuance(args: &Args, work: &Path) -> Result<()> {
             &[("Content-Type", "application/json"), ("Authorization", &auth)],
             &slice.iter().map(body).collect::<Vec<_>>(),
         )?;
-        let r = bench::wrk(&sigil.url, &s, args.connections, args.seconds)?;
-        line("Sigil", round + 1, &r);
+        let (r, cpu) = wrk_with_cpu(&sigil.url, &s, args, sigil.pid())?;
+        line("Sigil", round + 1, &r, cpu);
         ours.push(r);
         let body = |b: &String| json!({"certificate_request": b, "profile": "client"}).to_string();
         let s = bench::post_script(
@@ -153,7 +170,7 @@ async fn issuance(args: &Args, work: &Path) -> Result<()> {
             &slice.iter().map(body).collect::<Vec<_>>(),
         )?;
         let r = bench::wrk(&cfssl.url, &s, args.connections, args.seconds)?;
-        line("cfssl+WAL", round + 1, &r);
+        line("cfssl+WAL", round + 1, &r, None);
         peer.push(r);
     }
     // What the rates claim is there: each 2xx a recorded certificate with its audit event
@@ -381,8 +398,8 @@ async fn sign_hash(args: &Args, work: &Path) -> Result<()> {
             &[("Content-Type", "application/json"), ("Authorization", &format!("Bearer {token}"))],
             &bodies,
         )?;
-        let r = bench::wrk(&sigil.url, &s, args.connections, args.seconds)?;
-        line("Sigil", round + 1, &r);
+        let (r, cpu) = wrk_with_cpu(&sigil.url, &s, args, sigil.pid())?;
+        line("Sigil", round + 1, &r, cpu);
         ensure!(
             (r.requests as usize) <= per_run,
             "Sigil ran past the {per_run} prepared signatures: raise --max-rate"
@@ -402,7 +419,7 @@ async fn sign_hash(args: &Args, work: &Path) -> Result<()> {
             &bodies,
         )?;
         let r = bench::wrk(&peer.1, &s, args.connections, args.seconds)?;
-        line("certomancer", round + 1, &r);
+        line("certomancer", round + 1, &r, None);
         theirs.push(r);
     }
     let answered: u64 = ours.iter().map(|r| r.requests - r.non_2xx).sum();
