@@ -17,6 +17,7 @@ mod filter;
 mod group;
 mod operators;
 mod ops;
+mod pg_group;
 mod records;
 pub mod testing;
 mod tx;
@@ -110,8 +111,9 @@ pub struct SqlStore {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
-    /// SQLite's group-commit writer (None on PostgreSQL, where concurrent transactions do).
-    group: Option<tokio::sync::mpsc::Sender<group::Unit>>,
+    /// The group-commit writer of single-unit changes (issuance, SAD spends): a thread of its
+    /// own on SQLite, a task on PostgreSQL.
+    group: tokio::sync::mpsc::Sender<group::Unit>,
 }
 
 impl SqlStore {
@@ -160,7 +162,7 @@ impl SqlStore {
                 if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
                     return Err(OpenError::Writer("SQLite needs a database file".into()));
                 }
-                let group = Some(group::spawn(&file, sync).map_err(OpenError::Writer)?);
+                let group = group::spawn(&file, sync).map_err(OpenError::Writer)?;
                 Ok(Self { read, write, backend, group })
             }
             Backend::Postgres => {
@@ -170,7 +172,8 @@ impl SqlStore {
                     .connect(&opts.url)
                     .await
                     .map_err(connect_err)?;
-                Ok(Self { read: pool.clone(), write: pool, backend, group: None })
+                let group = pg_group::spawn(pool.clone());
+                Ok(Self { read: pool.clone(), write: pool, backend, group })
             }
         }
     }
@@ -332,23 +335,12 @@ impl Store for SqlStore {
         events: Vec<sigil_core::audit::NewAuditEvent>,
         now: time::OffsetDateTime,
     ) -> StoreResult<Vec<AuditEvent>> {
-        match &self.group {
-            Some(q) => {
-                let (reply, rx) = tokio::sync::oneshot::channel();
-                q.send(group::Unit { ops, events, now, reply })
-                    .await
-                    .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
-                rx.await.map_err(|_| StoreError::Backend("the writer has stopped".into()))?
-            }
-            None => {
-                let mut tx = self.begin_write().await?;
-                for op in &ops {
-                    ops::apply(&mut tx, op).await?;
-                }
-                let t = tx::SqlTx { tx, backend: self.backend };
-                Box::new(t).commit(events, now).await
-            }
-        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.group
+            .send(group::Unit { ops, events, now, reply })
+            .await
+            .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Backend("the writer has stopped".into()))?
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {

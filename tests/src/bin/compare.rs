@@ -31,6 +31,7 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Parser;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use sigil_tests::TestDb;
 use sigil_tests::bench::{self, WrkRun};
 
 /// Sigil against cfssl (issuance) and certomancer-csc-dummy (signHash), with wrk.
@@ -54,6 +55,10 @@ struct Args {
     /// SQLite synchronous mode of the spawned Sigil (`full`, the default, or `normal`).
     #[arg(long, default_value = "full")]
     synchronous: String,
+    /// Run Sigil on PostgreSQL: a fresh database on the server `SIGIL_TEST_DATABASE_URL`
+    /// names (dropped afterwards).
+    #[arg(long)]
+    postgres: bool,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -110,8 +115,15 @@ async fn main() -> Result<()> {
     bench::ensure_wrk()?;
     let work = tempfile::tempdir()?;
     println!(
-        "wrk -t1 -c{} -d{}s, {} alternating rounds; Sigil release build, SQLite synchronous={}",
-        args.connections, args.seconds, args.rounds, args.synchronous
+        "wrk -t1 -c{} -d{}s, {} alternating rounds; Sigil release build on {}",
+        args.connections,
+        args.seconds,
+        args.rounds,
+        if args.postgres {
+            "PostgreSQL".to_owned()
+        } else {
+            format!("SQLite (synchronous={})", args.synchronous)
+        }
     );
     if matches!(args.only.as_str(), "issue" | "both") {
         issuance(&args, work.path()).await?;
@@ -122,12 +134,29 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn count(db: &Path, sql: &'static str) -> Result<i64> {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true);
-    let pool = sqlx::SqlitePool::connect_with(opts).await?;
+/// A count over the spawned server's database (`url`: SQLite opened read-only, or PostgreSQL).
+async fn count(url: &str, sql: &'static str) -> Result<i64> {
+    sqlx::any::install_default_drivers();
+    let url = if url.starts_with("sqlite:") { format!("{url}?mode=ro") } else { url.to_owned() };
+    let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&url).await?;
     let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await?;
     pool.close().await;
     Ok(n)
+}
+
+/// Starts Sigil on a fresh database: SQLite in its data directory, or with --postgres a fresh
+/// database on the server `SIGIL_TEST_DATABASE_URL` names. Returns it with its database URL.
+async fn start_sigil(args: &Args) -> Result<(bench::Spawned, String, Option<TestDb>)> {
+    if args.postgres {
+        let db = TestDb::postgres().await.context("--postgres needs SIGIL_TEST_DATABASE_URL")?;
+        let s = bench::spawn_sigil(&args.synchronous, None, &[("SIGIL__DATABASE__URL", &db.url)])?;
+        let url = db.url.clone();
+        Ok((s, url, Some(db)))
+    } else {
+        let s = bench::spawn_sigil(&args.synchronous, None, &[])?;
+        let url = format!("sqlite://{}", s.data_dir.join("sigil.db").display());
+        Ok((s, url, None))
+    }
 }
 
 async fn audit_valid(client: &reqwest::Client, url: &str, key: &str) -> Result<Value> {
@@ -138,7 +167,7 @@ async fn audit_valid(client: &reqwest::Client, url: &str, key: &str) -> Result<V
 }
 
 async fn issuance(args: &Args, work: &Path) -> Result<()> {
-    let sigil = bench::spawn_sigil(&args.synchronous, None, &[])?;
+    let (sigil, db, pg) = start_sigil(args).await?;
     let key = std::fs::read_to_string(sigil.data_dir.join("admin.key"))?.trim().to_owned();
     let client = bench::client(&sigil.data_dir, 4)?;
     let cfssl = sigil_tests::cfssl::Cfssl::start().await;
@@ -176,7 +205,6 @@ async fn issuance(args: &Args, work: &Path) -> Result<()> {
     // What the rates claim is there: each 2xx a recorded certificate with its audit event
     // (wrk stops with up to one request in flight per connection, which may still land).
     let answered: u64 = ours.iter().map(|r| r.requests - r.non_2xx).sum();
-    let db = sigil.data_dir.join("sigil.db");
     let certs = count(&db, "SELECT count(*) FROM certificates").await? as u64;
     let events = count(&db, "SELECT count(*) FROM audit_events WHERE action = 'certificate.issue'")
         .await? as u64;
@@ -186,9 +214,11 @@ async fn issuance(args: &Args, work: &Path) -> Result<()> {
         "Sigil answered {answered} issuances but recorded {certs} certificates and {events} events"
     );
     audit_valid(&client, &sigil.url, &key).await?;
-    let peer_rows =
-        count(&cfssl.dir.path().join("certdb.sqlite"), "SELECT count(*) FROM certificates").await?
-            as u64;
+    let peer_rows = count(
+        &format!("sqlite://{}", cfssl.path("certdb.sqlite")),
+        "SELECT count(*) FROM certificates",
+    )
+    .await? as u64;
     println!(
         "  checked: {answered} issuances answered, {certs} certificates and {events} audit events \
          recorded, audit chain valid; cfssl recorded {peer_rows} certificates"
@@ -198,6 +228,10 @@ async fn issuance(args: &Args, work: &Path) -> Result<()> {
         ensure!(bad == 0, "{who}: {bad} requests were not answered with success");
     }
     summary("issuance", &ours, &peer, "cfssl+WAL", 2.0);
+    drop(sigil);
+    if let Some(pg) = pg {
+        pg.cleanup().await;
+    }
     Ok(())
 }
 
@@ -353,7 +387,7 @@ async fn authorize(
 const PER_SAD: usize = 1000;
 
 async fn sign_hash(args: &Args, work: &Path) -> Result<()> {
-    let sigil = bench::spawn_sigil(&args.synchronous, None, &[])?;
+    let (sigil, db, pg) = start_sigil(args).await?;
     let key = std::fs::read_to_string(sigil.data_dir.join("admin.key"))?.trim().to_owned();
     let client = bench::client(&sigil.data_dir, 4)?;
     let setup = sigil_tests::signhash::setup(&client, &sigil.url, &key, "p256").await?;
@@ -370,7 +404,6 @@ async fn sign_hash(args: &Args, work: &Path) -> Result<()> {
         authorize(&http, &peer.1, None, json!({"credentialID": PEER_CRED, "numSignatures": 1}))
             .await?;
     verify_pass(&http, &peer.1, None, PEER_CRED, &sad, PER_SAD, false).await?;
-    let db = sigil.data_dir.join("sigil.db");
     const SIGNED: &str = "SELECT count(*) FROM audit_events WHERE action = 'csc.sign_hash'";
     let before = count(&db, SIGNED).await? as u64;
     let per_run = args.max_rate * args.seconds as usize;
@@ -457,5 +490,9 @@ async fn sign_hash(args: &Args, work: &Path) -> Result<()> {
         ensure!(bad == 0, "{who}: {bad} requests were not answered with success");
     }
     summary("signHash", &ours, &theirs, "certomancer-csc-dummy", 3.0);
+    drop(sigil);
+    if let Some(pg) = pg {
+        pg.cleanup().await;
+    }
     Ok(())
 }

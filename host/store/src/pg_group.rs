@@ -1,0 +1,87 @@
+//! Group commit for PostgreSQL. Every change appends to the one audit chain, whose head row each
+//! transaction locks until it commits; one transaction per change therefore queues every writer
+//! behind one commit (fsync) at a time. The group writer takes whatever units are waiting (up to
+//! [`MAX_BATCH`]), applies them in one transaction that locks the head once, stores the
+//! batch's certificates and events in multi-row INSERTs, and commits once. Several nodes on one
+//! database each run one; the head lock orders their batches into one chain. If a batch fails,
+//! each unit is retried alone, so one bad unit never takes others down with it.
+
+use sigil_core::audit::{AuditEvent, NewAuditEvent};
+use sigil_core::certs::Certificate;
+use sigil_core::ports::{StoreResult, WriteOp};
+use sqlx::AnyPool;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use crate::group::{MAX_BATCH, Unit};
+use crate::{audit, certs, map_err, ops};
+
+/// Starts the writer task; it ends when every sender is dropped.
+pub(crate) fn spawn(pool: AnyPool) -> mpsc::Sender<Unit> {
+    let (tx, mut rx) = mpsc::channel::<Unit>(4 * MAX_BATCH);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(u) => batch.push(u),
+                    Err(_) => break,
+                }
+            }
+            let refs: Vec<(&[WriteOp], &[NewAuditEvent], OffsetDateTime)> =
+                batch.iter().map(|u| (u.ops.as_slice(), u.events.as_slice(), u.now)).collect();
+            match write(&pool, &refs).await {
+                Ok(results) => {
+                    for (u, r) in batch.into_iter().zip(results) {
+                        let _ = u.reply.send(Ok(r));
+                    }
+                }
+                Err(_) if batch.len() > 1 => {
+                    for u in batch {
+                        let r = write(&pool, &[(u.ops.as_slice(), u.events.as_slice(), u.now)])
+                            .await
+                            .map(|mut v| v.pop().unwrap_or_default());
+                        let _ = u.reply.send(r);
+                    }
+                }
+                Err(e) => {
+                    if let Some(u) = batch.into_iter().next() {
+                        let _ = u.reply.send(Err(e));
+                    }
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// Applies `units` in one transaction and returns each unit's sealed events.
+async fn write(
+    pool: &AnyPool,
+    units: &[(&[WriteOp], &[NewAuditEvent], OffsetDateTime)],
+) -> StoreResult<Vec<Vec<AuditEvent>>> {
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    let mut chain = audit::Chain::head(&mut tx, true).await?;
+    let mut out = Vec::with_capacity(units.len());
+    // New certificates wait for a multi-row INSERT; those waiting are stored before any other
+    // operation, which may refer to them.
+    let mut waiting: Vec<&Certificate> = Vec::new();
+    for (ops, events, now) in units {
+        for op in *ops {
+            match op {
+                WriteOp::InsertCertificate(c) => waiting.push(c),
+                other => {
+                    certs::insert_certificates(&mut tx, &waiting).await?;
+                    waiting.clear();
+                    ops::apply(&mut tx, other).await?;
+                }
+            }
+        }
+        out.push(chain.seal(events, *now)?);
+    }
+    certs::insert_certificates(&mut tx, &waiting).await?;
+    audit::insert_events(&mut tx, &out.concat()).await?;
+    chain.save(&mut tx).await?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(out)
+}
