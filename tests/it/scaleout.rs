@@ -143,3 +143,139 @@ async fn two_nodes_share_keys_revocations_rate_limits_and_one_audit_chain() {
     store.close().await;
     db.cleanup().await;
 }
+
+/// Issuances and signatures go through each node's group writer; on one database the batches
+/// of both nodes must still form one chain, and a SAD must pay for exactly its signatures
+/// whichever nodes spend it.
+#[tokio::test]
+async fn two_nodes_issuing_and_signing_at_once_keep_one_chain_and_exact_sads() {
+    let Some(db) = TestDb::postgres().await else {
+        eprintln!("SIGIL_TEST_DATABASE_URL not set: scale-out needs PostgreSQL; skipped");
+        return;
+    };
+    // One audit key for both nodes, so that each verifies the checkpoints of the other.
+    let keys = tempfile::tempdir().unwrap();
+    let opts = Options {
+        toml: format!(
+            "[audit]\nsigning_key_file = \"{}\"\n",
+            keys.path().join("audit-key.pem").display()
+        ),
+        ..Default::default()
+    };
+    let a = TestServer::start_with(&db, opts.clone()).await;
+    let b = TestServer::start_with(&db, opts).await;
+    let admin = a.admin_key.clone();
+    // 60 issuances, half on each node, all at once.
+    let csrs: Vec<String> = (0..60)
+        .map(|i| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut p = rcgen::CertificateParams::new(vec![]).unwrap();
+            p.distinguished_name.push(rcgen::DnType::CommonName, format!("node-{i}"));
+            p.serialize_request(&key).unwrap().pem().unwrap()
+        })
+        .collect();
+    let mut tasks = vec![];
+    for (i, csr) in csrs.into_iter().enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (client, url, admin) = (node.client.clone(), node.url.clone(), admin.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(format!("{url}/api/v1/certificates"))
+                .bearer_auth(admin)
+                .json(&json!({"csr": csr, "profile": "tls-client"}))
+                .send()
+                .await
+                .unwrap();
+            json(r).await
+        }));
+    }
+    let mut ids = vec![];
+    for t in tasks {
+        let (st, v) = t.await.unwrap();
+        assert_eq!(st, 201, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    // Every acknowledged certificate is readable on both nodes.
+    for id in &ids {
+        for node in [&a, &b] {
+            let r = node.req(Method::GET, &format!("/api/v1/certificates/{id}"), &admin);
+            assert_eq!(r.send().await.unwrap().status(), 200, "{id} on {}", node.url);
+        }
+    }
+
+    // One SAD for 20 signatures, spent by 30 requests split over both nodes at once.
+    a.signer("alice", "alice-password-1").await;
+    let cred = a.credential("alice", "p256", "246810", 1, 20).await;
+    let cred = cred["credential_id"].as_str().unwrap().to_owned();
+    let token_a = a.csc_login("v1", "alice", "alice-password-1").await;
+    let token_b = b.csc_login("v1", "alice", "alice-password-1").await;
+    let body = json!({"credentialID": cred, "numSignatures": 20, "PIN": "246810"});
+    let sad = a.csc("v1", "credentials/authorize", &token_a, body).await;
+    assert_eq!(sad.status, 200, "{:?}", sad.body);
+    let sad = sad.body["SAD"].as_str().unwrap().to_owned();
+    let mut tasks = vec![];
+    for i in 0..30u8 {
+        let (node, token) = if i % 2 == 0 { (&a, &token_a) } else { (&b, &token_b) };
+        let (client, url, token) = (node.client.clone(), node.url.clone(), token.clone());
+        let body = json!({"credentialID": cred, "SAD": sad,
+            "hash": [base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [i; 32])],
+            "signAlgo": "1.2.840.10045.4.3.2"});
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(format!("{url}/csc/v1/signatures/signHash"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }));
+    }
+    let mut statuses = vec![];
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 20, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 10, "{statuses:?}");
+
+    for node in [&a, &b] {
+        let (_, report) =
+            json(node.req(Method::GET, "/api/v1/audit/verify", &admin).send().await.unwrap()).await;
+        assert_eq!(report["valid"], true, "{report}");
+    }
+    let (_, issued) = json(
+        b.req(Method::GET, "/api/v1/audit?action=certificate.issue&limit=500", &admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    // Each issuance audited once (the credential's own certificate is audited too).
+    let audited: Vec<&str> = issued["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["object_id"].as_str())
+        .filter(|id| ids.iter().any(|i| i == id))
+        .collect();
+    assert_eq!(audited.len(), 60);
+    assert!(ids.iter().all(|i| audited.contains(&i.as_str())));
+    let (_, signed) = json(
+        a.req(Method::GET, "/api/v1/audit?action=csc.sign_hash&limit=500", &admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let outcomes: Vec<&str> = signed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(outcomes.len(), 30, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == "success").count(), 20, "{outcomes:?}");
+    a.stop().await;
+    b.stop().await;
+    db.cleanup().await;
+}
