@@ -5,17 +5,20 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 /// A `sigil serve` started by a benchmark, killed when dropped.
 pub struct Spawned {
     child: Child,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     /// `https://127.0.0.1:PORT`.
     pub url: String,
     /// Its data directory (`admin.key`, `tls/ca.pem`, `sigil.db`).
     pub data_dir: PathBuf,
+    /// From the start of the process to its `listening on` line.
+    pub startup: Duration,
 }
 
 impl Drop for Spawned {
@@ -40,24 +43,39 @@ pub fn spawn_sigil(
     config: Option<&Path>,
     env: &[(&str, &str)],
 ) -> Result<Spawned> {
+    let dir = tempfile::tempdir()?;
+    let mut s = spawn_sigil_in(dir.path(), synchronous, config, env)?;
+    s._dir = Some(dir);
+    Ok(s)
+}
+
+/// As [`spawn_sigil`], on data directory `dir`, which is kept (a fresh one is initialised, an
+/// existing one is served as it is).
+pub fn spawn_sigil_in(
+    dir: &Path,
+    synchronous: &str,
+    config: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Result<Spawned> {
     let bin = std::env::current_exe()?.with_file_name("sigil");
     if !bin.exists() {
         bail!("{} not found: run `cargo build --release --workspace --bins` first", bin.display());
     }
-    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir)?;
     let mut cmd = Command::new(&bin);
     cmd.arg("serve");
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
     cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+        .arg(dir)
         .env("SIGIL__DATABASE__SQLITE_SYNCHRONOUS", synchronous)
         // wrk names the address in SNI, which rustls warns about on every connection.
         .env("SIGIL_LOG", "warn,rustls=error");
     for (k, v) in env {
         cmd.env(k, v);
     }
+    let started = Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
@@ -65,10 +83,10 @@ pub fn spawn_sigil(
     let stdout = child.stdout.take().context("no stdout")?;
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+    let startup = started.elapsed();
     let url =
         line.trim().strip_prefix("listening on ").context("unexpected first line")?.to_owned();
-    let data_dir = dir.path().to_path_buf();
-    Ok(Spawned { child, _dir: dir, url, data_dir })
+    Ok(Spawned { child, _dir: None, url, data_dir: dir.to_path_buf(), startup })
 }
 
 /// An HTTPS client trusting the data directory's local CA, HTTP/1.1 with `pool` idle

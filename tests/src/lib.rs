@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod cfssl;
 pub mod csc;
+pub mod inventory;
 pub mod login_load;
 pub mod signhash;
 

@@ -3,16 +3,18 @@
 //! group writer owns a connection of its own (rusqlite, the same libsqlite3 as sqlx) on its own
 //! thread: it takes whatever units are waiting (up to [`MAX_BATCH`]), applies them in one
 //! `BEGIN IMMEDIATE` transaction with their audit events chained in order, commits once and
-//! answers each unit. If the batch fails, each unit is retried alone, so one bad unit never
-//! takes others down with it.
+//! answers each unit. Each unit runs in a savepoint, so a refused unit is undone alone; if the
+//! batch itself fails, each unit is retried alone.
 //!
 //! Placeholders are `?N`: SQLite numbers `$N` parameters by first appearance, not by N.
 //!
-//! Writes outside the group (sqlx's write pool) take the same writer lock with
-//! `BEGIN IMMEDIATE` and wait for it (busy timeout); both read the audit head inside their
-//! transaction, so the chain stays one.
+//! Writes outside the group (sqlx's write pool) queue with it at one fair in-process gate
+//! (SQLite's own busy handler polls, and would let a busy group writer starve them), then take
+//! the writer lock with `BEGIN IMMEDIATE`; both read the audit head inside their transaction,
+//! so the chain stays one.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -40,7 +42,11 @@ pub(crate) struct Unit {
 /// Opens the writer's connection to the database file `path` (created by sqlx first) with
 /// `synchronous` (`FULL` or `NORMAL`) and starts its thread; the thread ends when every sender
 /// is dropped.
-pub(crate) fn spawn(path: &Path, synchronous: &str) -> Result<mpsc::Sender<Unit>, String> {
+pub(crate) fn spawn(
+    path: &Path,
+    synchronous: &str,
+    gate: Arc<tokio::sync::Mutex<()>>,
+) -> Result<mpsc::Sender<Unit>, String> {
     let conn = Connection::open(path).map_err(|e| e.to_string())?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
     conn.execute_batch(&format!(
@@ -63,25 +69,23 @@ pub(crate) fn spawn(path: &Path, synchronous: &str) -> Result<mpsc::Sender<Unit>
                 }
                 let refs: Vec<(&[WriteOp], &[NewAuditEvent], OffsetDateTime)> =
                     batch.iter().map(|u| (u.ops.as_slice(), u.events.as_slice(), u.now)).collect();
-                match write(&mut conn, &refs) {
-                    Ok(results) => {
-                        for (u, r) in batch.into_iter().zip(results) {
-                            let _ = u.reply.send(Ok(r));
-                        }
-                    }
-                    Err(_) if batch.len() > 1 => {
-                        for u in batch {
-                            let r =
-                                write(&mut conn, &[(u.ops.as_slice(), u.events.as_slice(), u.now)])
-                                    .map(|mut v| v.pop().unwrap_or_default());
-                            let _ = u.reply.send(r);
-                        }
-                    }
-                    Err(e) => {
-                        if let Some(u) = batch.into_iter().next() {
-                            let _ = u.reply.send(Err(e));
-                        }
-                    }
+                // In the writers' queue (first come, first served with sqlx's writes).
+                let turn = gate.blocking_lock();
+                let written = write(&mut conn, &refs);
+                let written = match written {
+                    Err(_) if batch.len() > 1 => batch
+                        .iter()
+                        .map(|u| {
+                            write(&mut conn, &[(u.ops.as_slice(), u.events.as_slice(), u.now)])
+                                .and_then(|mut v| v.pop().unwrap_or_else(|| Ok(Vec::new())))
+                        })
+                        .collect(),
+                    Err(e) => vec![Err(e)],
+                    Ok(each) => each,
+                };
+                drop(turn);
+                for (u, r) in batch.into_iter().zip(written) {
+                    let _ = u.reply.send(r);
                 }
             }
         })
@@ -106,12 +110,15 @@ fn map_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Applies `units` in one transaction and returns each unit's sealed events.
+/// Applies `units` in one transaction and returns each unit's outcome: its sealed events, or
+/// why its operations were refused. Each unit's operations run inside a savepoint, so a refused
+/// unit (a spent SAD, a renewal already claimed) is undone alone and the others commit; an
+/// error outside any unit fails the whole batch.
 fn write(
     conn: &mut Connection,
     units: &[(&[WriteOp], &[NewAuditEvent], OffsetDateTime)],
-) -> StoreResult<Vec<Vec<AuditEvent>>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+) -> StoreResult<Vec<StoreResult<Vec<AuditEvent>>>> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
     let (seq, hash): (i64, String) = tx
         .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")
         .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
@@ -119,14 +126,21 @@ fn write(
     let mut chain = audit::Chain::at(seq, hash);
     let mut out = Vec::with_capacity(units.len());
     for (ops, events, now) in units {
-        for op in *ops {
-            apply(&tx, op)?;
+        let applied = {
+            // Dropped without commit, a savepoint rolls back to where it began.
+            let sp = tx.savepoint().map_err(map_err)?;
+            ops.iter().try_for_each(|op| apply(&sp, op)).and_then(|()| sp.commit().map_err(map_err))
+        };
+        match applied {
+            Ok(()) => {
+                let sealed = chain.seal(events, *now)?;
+                for e in &sealed {
+                    insert_event(&tx, e)?;
+                }
+                out.push(Ok(sealed));
+            }
+            Err(e) => out.push(Err(e)),
         }
-        let sealed = chain.seal(events, *now)?;
-        for e in &sealed {
-            insert_event(&tx, e)?;
-        }
-        out.push(sealed);
     }
     let (seq, hash) = chain.head_values();
     tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")

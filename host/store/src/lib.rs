@@ -34,6 +34,7 @@ use sigil_core::ports::{
 };
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::{AnyPool, Executor};
 use uuid::Uuid;
@@ -114,6 +115,11 @@ pub struct SqlStore {
     /// The group-commit writer of single-unit changes (issuance, SAD spends): a thread of its
     /// own on SQLite, a task on PostgreSQL.
     group: tokio::sync::mpsc::Sender<group::Unit>,
+    /// SQLite: the writers' queue. The group writer and sqlx's write connection are two
+    /// SQLite connections, and SQLite's busy handler polls rather than queues, so a busy group
+    /// writer could starve the other; both take this fair (first come, first served) lock
+    /// before SQLite's writer lock. `None` on PostgreSQL.
+    gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl SqlStore {
@@ -162,8 +168,10 @@ impl SqlStore {
                 if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
                     return Err(OpenError::Writer("SQLite needs a database file".into()));
                 }
-                let group = group::spawn(&file, sync).map_err(OpenError::Writer)?;
-                Ok(Self { read, write, backend, group })
+                let gate = Arc::new(tokio::sync::Mutex::new(()));
+                let group =
+                    group::spawn(&file, sync, Arc::clone(&gate)).map_err(OpenError::Writer)?;
+                Ok(Self { read, write, backend, group, gate: Some(gate) })
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -173,7 +181,7 @@ impl SqlStore {
                     .await
                     .map_err(connect_err)?;
                 let group = pg_group::spawn(pool.clone());
-                Ok(Self { read: pool.clone(), write: pool, backend, group })
+                Ok(Self { read: pool.clone(), write: pool, backend, group, gate: None })
             }
         }
     }
@@ -189,15 +197,25 @@ impl SqlStore {
         Ok(())
     }
 
-    /// A transaction on the write pool. On SQLite it takes the writer lock at once
-    /// (`BEGIN IMMEDIATE`): the group writer holds a connection of its own, and a deferred
-    /// transaction that read before another connection's commit could not write afterwards.
-    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-        match self.backend {
+    /// A transaction on the write pool. On SQLite it waits its turn at the writers' gate, then
+    /// takes the writer lock at once (`BEGIN IMMEDIATE`): a deferred transaction that read
+    /// before the group writer's commit could not write afterwards.
+    async fn begin_write(&self) -> StoreResult<tx::SqlTx> {
+        let gate = self.gate().await;
+        let tx = match self.backend {
             Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.write.begin().await,
         }
-        .map_err(map_err)
+        .map_err(map_err)?;
+        Ok(tx::SqlTx { tx, backend: self.backend, _gate: gate })
+    }
+
+    /// SQLite: this writer's turn (held until dropped); PostgreSQL: nothing to wait for.
+    async fn gate(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.gate {
+            Some(g) => Some(Arc::clone(g).lock_owned().await),
+            None => None,
+        }
     }
 
     /// Which backend this is.
@@ -207,6 +225,7 @@ impl SqlStore {
 
     /// Runs raw SQL on the write connection. For tests that simulate tampering or failures.
     pub async fn execute_raw(&self, sql: &str) -> Result<(), sqlx::Error> {
+        let _turn = self.gate().await;
         self.write.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.map(|_| ())
     }
 
@@ -303,16 +322,14 @@ impl sigil_core::records::RecordStore for SqlStore {
 #[async_trait]
 impl sigil_core::records::Records for SqlStore {
     async fn begin_records(&self) -> StoreResult<Box<dyn sigil_core::records::RecordUnit>> {
-        let tx = self.begin_write().await?;
-        Ok(Box::new(tx::SqlTx { tx, backend: self.backend }))
+        Ok(Box::new(self.begin_write().await?))
     }
 }
 
 #[async_trait]
 impl sigil_core::ports::AccessPort for SqlStore {
     async fn begin_access(&self) -> StoreResult<Box<dyn sigil_core::ports::AccessUnit>> {
-        let tx = self.begin_write().await?;
-        Ok(Box::new(tx::SqlTx { tx, backend: self.backend }))
+        Ok(Box::new(self.begin_write().await?))
     }
 }
 
@@ -326,6 +343,9 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
+        if self.group.is_closed() {
+            return Err(StoreError::Backend("the group-commit writer has stopped".into()));
+        }
         sqlx::query("SELECT 1").execute(&self.read).await.map(|_| ()).map_err(map_err)
     }
 
@@ -344,8 +364,7 @@ impl Store for SqlStore {
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        let tx = self.begin_write().await?;
-        Ok(Box::new(tx::SqlTx { tx, backend: self.backend }))
+        Ok(Box::new(self.begin_write().await?))
     }
 }
 
@@ -402,8 +421,9 @@ impl AccessStore for SqlStore {
     }
 
     async fn rate_limit_hit(&self, key: &str, start: i64, end: i64) -> StoreResult<i64> {
-        // Through the write pool: on SQLite this serialises with other writers instead of
-        // racing them for the lock.
+        // Through the write pool, in the writers' queue on SQLite, instead of racing them for
+        // the lock.
+        let _turn = self.gate().await;
         sqlx::query_scalar::<_, i64>(
             "INSERT INTO rate_limit_windows (bucket, window_start, window_end, hits) \
              VALUES ($1, $2, $3, 1) \
@@ -419,6 +439,7 @@ impl AccessStore for SqlStore {
     }
 
     async fn rate_limit_prune(&self, before: i64) -> StoreResult<u64> {
+        let _turn = self.gate().await;
         sqlx::query("DELETE FROM rate_limit_windows WHERE window_end < $1")
             .bind(before)
             .execute(&self.write)
@@ -499,10 +520,12 @@ impl AuditLog for SqlStore {
     }
 
     async fn insert_audit_checkpoint(&self, c: &Checkpoint) -> StoreResult<bool> {
+        let _turn = self.gate().await;
         audit::insert_checkpoint(&self.write, c).await
     }
 
     async fn register_audit_key(&self, k: &AuditKeyRecord) -> StoreResult<()> {
+        let _turn = self.gate().await;
         audit::register_key(&self.write, k).await
     }
 
@@ -525,6 +548,7 @@ impl SettingsStore for SqlStore {
 #[async_trait]
 impl SigningStore for SqlStore {
     async fn csc_prune(&self, before: i64) -> StoreResult<u64> {
+        let _turn = self.gate().await;
         csc::prune(&self.write, before).await
     }
 }

@@ -1,8 +1,9 @@
 //! Group commit for PostgreSQL. Every change appends to the one audit chain, whose head row each
 //! transaction locks until it commits; one transaction per change therefore queues every writer
 //! behind one commit (fsync) at a time. The group writer takes whatever units are waiting (up to
-//! [`MAX_BATCH`]), applies them in one transaction that locks the head once, stores the
-//! batch's certificates and events in multi-row INSERTs, and commits once. Several nodes on one
+//! [`MAX_BATCH`]), applies them in one transaction that locks the head once (after the rows,
+//! as every write transaction does), stores the batch's certificates and events in multi-row
+//! INSERTs, and commits once. Several nodes on one
 //! database each run one; the head lock orders their batches into one chain. If a batch fails,
 //! each unit is retried alone, so one bad unit never takes others down with it.
 
@@ -56,17 +57,19 @@ pub(crate) fn spawn(pool: AnyPool) -> mpsc::Sender<Unit> {
 }
 
 /// Applies `units` in one transaction and returns each unit's sealed events.
+///
+/// Rows first, the audit head last, as every other write transaction does (they lock the head
+/// when they commit): the same lock order everywhere, so a batch and a revocation of a
+/// certificate it renews cannot wait on each other.
 async fn write(
     pool: &AnyPool,
     units: &[(&[WriteOp], &[NewAuditEvent], OffsetDateTime)],
 ) -> StoreResult<Vec<Vec<AuditEvent>>> {
     let mut tx = pool.begin().await.map_err(map_err)?;
-    let mut chain = audit::Chain::head(&mut tx, true).await?;
-    let mut out = Vec::with_capacity(units.len());
     // New certificates wait for a multi-row INSERT; those waiting are stored before any other
     // operation, which may refer to them.
     let mut waiting: Vec<&Certificate> = Vec::new();
-    for (ops, events, now) in units {
+    for (ops, _, _) in units {
         for op in *ops {
             match op {
                 WriteOp::InsertCertificate(c) => waiting.push(c),
@@ -77,11 +80,31 @@ async fn write(
                 }
             }
         }
-        out.push(chain.seal(events, *now)?);
     }
     certs::insert_certificates(&mut tx, &waiting).await?;
+    let mut chain = audit::Chain::head(&mut tx, true).await?;
+    let mut out = Vec::with_capacity(units.len());
+    for (_, events, now) in units {
+        out.push(chain.seal(events, *now)?);
+    }
     audit::insert_events(&mut tx, &out.concat()).await?;
+    let (seq, hash) = chain.head_values();
+    let (seq, hash) = (seq, hash.to_owned());
     chain.save(&mut tx).await?;
-    tx.commit().await.map_err(map_err)?;
-    Ok(out)
+    match tx.commit().await {
+        Ok(()) => Ok(out),
+        // The connection may have failed after the server committed: retrying would apply
+        // everything twice (a SAD spent twice, events audited twice). Whether the batch's last
+        // event is in the chain says which.
+        Err(e) => {
+            let stored: Option<String> =
+                sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
+                    .bind(seq)
+                    .fetch_optional(pool)
+                    .await
+                    .ok()
+                    .flatten();
+            if stored.as_deref() == Some(hash.as_str()) { Ok(out) } else { Err(map_err(e)) }
+        }
+    }
 }

@@ -15,11 +15,13 @@ use sigil_core::records::{Collection, RecordQuery, Row};
 pub(crate) struct SqlTx {
     pub(crate) tx: Transaction<'static, Any>,
     pub(crate) backend: Backend,
+    /// SQLite: this writer's turn at the writers' gate, given back when the transaction ends.
+    pub(crate) _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl SqlTx {
-    /// The row-lock suffix: PostgreSQL locks rows read for update; the single SQLite write
-    /// connection already serialises writers.
+    /// The row-lock suffix: PostgreSQL locks rows read for update; on SQLite the transaction
+    /// holds the writer lock from its start (`BEGIN IMMEDIATE`).
     fn lock(&self) -> &'static str {
         match self.backend {
             Backend::Postgres => " FOR UPDATE",

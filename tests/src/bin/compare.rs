@@ -189,6 +189,10 @@ async fn issuance(args: &Args, work: &Path) -> Result<()> {
         )?;
         let (r, cpu) = wrk_with_cpu(&sigil.url, &s, args, sigil.pid())?;
         line("Sigil", round + 1, &r, cpu);
+        ensure!(
+            (r.requests as usize) <= per_run,
+            "Sigil ran past the {per_run} distinct CSRs prepared: raise --max-rate"
+        );
         ours.push(r);
         let body = |b: &String| json!({"certificate_request": b, "profile": "client"}).to_string();
         let s = bench::post_script(
@@ -438,7 +442,10 @@ async fn sign_hash(args: &Args, work: &Path) -> Result<()> {
             "Sigil ran past the {per_run} prepared signatures: raise --max-rate"
         );
         // The SADs this round used up, to be refused afterwards.
-        spent.extend(ours_sads.into_iter().take(r.requests as usize / PER_SAD));
+        // A request may still have been in flight on each connection when wrk stopped, so
+        // only SADs whose every signature was sent before the last `connections` count.
+        let settled = (r.requests as usize).saturating_sub(args.connections);
+        spent.extend(ours_sads.into_iter().take(settled / PER_SAD));
         ours.push(r);
         // The peer keeps no SAD state: one SAD for a single hash serves every call.
         let bodies: Vec<String> = (0..per_run)

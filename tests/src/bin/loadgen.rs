@@ -33,8 +33,10 @@ use sigil_tests::bench::{self, cpu_ticks};
 /// Issuance and signing load generator.
 #[derive(Debug, Parser)]
 struct Args {
-    /// `issue` (POST /api/v1/certificates), `sign-hash` (POST /csc/v1/signatures/signHash) or
-    /// `login` (anonymous POST /csc/v1/auth/login).
+    /// `issue` (POST /api/v1/certificates), `sign-hash` (POST /csc/v1/signatures/signHash),
+    /// `login` (anonymous POST /csc/v1/auth/login), `fill` (issue `--requests` certificates
+    /// into `--keep DIR`, no warm-up) or `inventory` (start on `--keep DIR`, time the start
+    /// and certificate-list queries).
     #[arg(long, default_value = "issue")]
     mode: String,
     /// Server URL (ignored with --spawn).
@@ -67,6 +69,12 @@ struct Args {
     /// Profile to issue under.
     #[arg(long, default_value = "tls-client")]
     profile: String,
+    /// With --spawn: serve this data directory and keep it (a new one is initialised).
+    #[arg(long)]
+    keep: Option<PathBuf>,
+    /// With --mode inventory: times each query runs.
+    #[arg(long, default_value_t = 100)]
+    repeat: usize,
     /// With --spawn: the configuration file the server starts with.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -116,14 +124,17 @@ async fn main() -> Result<()> {
     let (spawned, url, data_dir) = if args.spawn {
         // Login mode measures the Argon2 bound, so the per-address throttle (which would
         // otherwise answer most of one address's requests with 429) is off.
-        let s = bench::spawn_sigil(
-            &args.synchronous,
-            args.config.as_deref(),
-            &[
-                ("SIGIL__CSC__LOGIN_PER_ADDRESS_PER_MINUTE", "0"),
-                ("SIGIL__CSC__LOGIN_PER_USERNAME_PER_MINUTE", "0"),
-            ],
-        )?;
+        let env = [
+            ("SIGIL__CSC__LOGIN_PER_ADDRESS_PER_MINUTE", "0"),
+            ("SIGIL__CSC__LOGIN_PER_USERNAME_PER_MINUTE", "0"),
+        ];
+        let s = match &args.keep {
+            Some(dir) => {
+                bench::spawn_sigil_in(dir, &args.synchronous, args.config.as_deref(), &env)?
+            }
+            None => bench::spawn_sigil(&args.synchronous, args.config.as_deref(), &env)?,
+        };
+        eprintln!("server listening after {:.0} ms", s.startup.as_secs_f64() * 1000.0);
         let (url, dir) = (s.url.clone(), s.data_dir.clone());
         (Some(s), url, dir)
     } else {
@@ -166,6 +177,38 @@ async fn main() -> Result<()> {
             bail!("{} requests failed", r.other);
         }
         return Ok(());
+    }
+    if args.mode == "inventory" {
+        let s = spawned.as_ref().context("--mode inventory needs --spawn --keep DIR")?;
+        let rss = std::fs::read_to_string(format!("/proc/{}/status", s.pid()))
+            .ok()
+            .and_then(|t| t.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.trim().to_owned()))
+            .unwrap_or_default();
+        println!(
+            "inventory benchmark: data directory {}, start to `listening` {:.0} ms ({rss})",
+            s.data_dir.display(),
+            s.startup.as_secs_f64() * 1000.0
+        );
+        let runs = sigil_tests::inventory::run(&client, &url, &key, args.repeat).await?;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        for r in runs {
+            println!(
+                "  {:<32} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} items; {})",
+                r.name,
+                ms(r.p50),
+                ms(r.p99),
+                ms(r.max),
+                r.items,
+                r.query
+            );
+        }
+        return Ok(());
+    }
+    if args.mode == "fill" {
+        args.warmup = 0;
+        if args.keep.is_none() {
+            bail!("--mode fill needs --spawn --keep DIR (the directory to fill)");
+        }
     }
     if args.mode == "sign-hash" {
         let setup = sigil_tests::signhash::setup(&client, &url, &key, &args.key_algorithm).await?;
