@@ -242,3 +242,40 @@ async fn a_deleted_checkpoint_is_caught() {
         db.cleanup().await;
     }
 }
+
+/// A start verifies the events after the newest checkpoint before serving; under load the
+/// checkpoints follow the event count, not only the clock, so that tail stays short.
+#[tokio::test]
+async fn a_checkpoint_is_signed_once_enough_events_wait_without_waiting_for_the_interval() {
+    for db in backends().await {
+        let dir = tempfile::tempdir().unwrap();
+        let s = TestServer::start_with(
+            &db,
+            Options {
+                data_dir: Some(dir.path().to_path_buf()),
+                toml: "[audit]\ncheckpoint_interval_secs = 1800\ncheckpoint_every_events = 5\n"
+                    .into(),
+            },
+        )
+        .await;
+        let store = db.store().await;
+        let before = store.audit_checkpoints(1).await.unwrap().len();
+        for i in 0..6 {
+            s.create_key(json!({"name": format!("c{i}"), "permissions": ["audit:read"]})).await;
+        }
+        let head = store.audit_head().await.unwrap().seq;
+        let mut covered = false;
+        for _ in 0..50 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let cps = store.audit_checkpoints(1).await.unwrap();
+            if cps.len() > before && cps.last().is_some_and(|c| c.seq >= head) {
+                covered = true;
+                break;
+            }
+        }
+        assert!(covered, "no checkpoint covered the 6 new events within 5 s (interval 30 min)");
+        s.stop().await;
+        store.close().await;
+        db.cleanup().await;
+    }
+}

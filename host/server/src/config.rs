@@ -77,6 +77,9 @@ fn d_cache_ttl() -> u64 {
 fn d_checkpoint() -> u64 {
     60
 }
+fn d_checkpoint_events() -> u64 {
+    25_000
+}
 fn d_checkpoint_max_age() -> u64 {
     3600
 }
@@ -563,6 +566,11 @@ pub struct AuditSection {
     /// How often a signed checkpoint is written, seconds.
     #[serde(default = "d_checkpoint")]
     pub checkpoint_interval_secs: u64,
+    /// A checkpoint is also written once this many events follow the newest one (0: by time
+    /// only). A start verifies the events after the newest checkpoint before serving, so this
+    /// bounds the start after a crash under load.
+    #[serde(default = "d_checkpoint_events")]
+    pub checkpoint_every_events: u64,
     /// Verification fails when the newest checkpoint is older than this, seconds (0: no
     /// bound). Checkpoints are written without new events once the newest is half this old.
     #[serde(default = "d_checkpoint_max_age")]

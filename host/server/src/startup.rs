@@ -445,7 +445,11 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     if let Err(e) = svc.audit.checkpoint().await {
         tracing::error!(error = %e, "audit checkpoint at start failed");
     }
-    let mut jobs = background(&svc, Duration::from_secs(cfg.audit.checkpoint_interval_secs));
+    let mut jobs = background(
+        &svc,
+        Duration::from_secs(cfg.audit.checkpoint_interval_secs),
+        cfg.audit.checkpoint_every_events,
+    );
     jobs.push(revoke_superseded(svc.certificates.clone(), cfg.pki.supersede_check_secs));
     let refresh = Duration::from_millis(cfg.server.settings_refresh_ms);
     jobs.push(refresh_settings(svc.settings.clone(), exposure, refresh));
@@ -472,13 +476,30 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     })
 }
 
-fn background(svc: &Services, checkpoint_every: Duration) -> Vec<JoinHandle<()>> {
+fn background(
+    svc: &Services,
+    checkpoint_every: Duration,
+    checkpoint_events: u64,
+) -> Vec<JoinHandle<()>> {
     let audit = svc.audit.clone();
     let cp = tokio::spawn(async move {
-        let mut t = tokio::time::interval(checkpoint_every);
+        // Every second: a checkpoint is due when the interval passed or when enough events
+        // wait for one (each start verifies those before serving).
+        let mut t = tokio::time::interval(Duration::from_secs(1).min(checkpoint_every));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t.tick().await;
+        let mut last = tokio::time::Instant::now();
         loop {
             t.tick().await;
+            let by_count = checkpoint_events > 0
+                && audit
+                    .unanchored_events()
+                    .await
+                    .is_ok_and(|n| u64::try_from(n).unwrap_or(0) >= checkpoint_events);
+            if !by_count && last.elapsed() < checkpoint_every {
+                continue;
+            }
+            last = tokio::time::Instant::now();
             if let Err(e) = audit.checkpoint().await {
                 tracing::error!(error = %e, "audit checkpoint failed");
             }

@@ -9,11 +9,11 @@ use sigil_core::ports::{
     CertFilter, CertSort, CrlRecord, PageRequest, StoreResult, parse_cert_cursor,
 };
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Executor, Row};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
 use uuid::Uuid;
 
 use crate::filter::{Param, Select, escape_like};
-use crate::{like_pattern, map_err};
+use crate::{Backend, like_pattern, map_err};
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Backend(format!("corrupt row: {what}"))
@@ -420,8 +420,38 @@ pub(crate) async fn certificate_where<'c, E: Executor<'c, Database = Any>>(
     row.as_ref().map(cert_from_row).transpose()
 }
 
-pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
-    e: E,
+/// Above this many trigram matches a text search is not narrowed by the search index: the
+/// matching certificates are common enough that walking the list in its order finds a page
+/// sooner than sorting every match.
+const TEXT_NARROW_LIMIT: i64 = 2_000;
+
+/// The FTS5 phrase that matches `text` as a substring through the trigram index.
+fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.to_lowercase().replace('"', "\"\""))
+}
+
+/// Whether the search index should narrow a text search: on SQLite, for text of three or more
+/// characters (a trigram; shorter text is not indexed) that matches at most
+/// [`TEXT_NARROW_LIMIT`] certificates. PostgreSQL's planner weighs its trigram index itself.
+async fn narrow_by_index(pool: &AnyPool, backend: Backend, text: &str) -> StoreResult<bool> {
+    if backend != Backend::Sqlite || text.chars().count() < 3 {
+        return Ok(false);
+    }
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM certificates_search \
+         WHERE certificates_search MATCH $1 LIMIT $2)",
+    )
+    .bind(fts_phrase(text))
+    .bind(TEXT_NARROW_LIMIT + 1)
+    .fetch_one(pool)
+    .await
+    .map_err(map_err)?;
+    Ok(n <= TEXT_NARROW_LIMIT)
+}
+
+pub(crate) async fn list(
+    pool: &AnyPool,
+    backend: Backend,
     f: &CertFilter,
     page: &PageRequest,
 ) -> StoreResult<Vec<Certificate>> {
@@ -432,7 +462,10 @@ pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
             q.and("status IN ('active', 'suspended') AND not_after <= ?", [f.now_us]);
         }
         Some(s @ (CertStatus::Active | CertStatus::Suspended)) => {
-            q.and("status = ? AND not_after > ?", [Param::from(s.as_str()), Param::Int(f.now_us)]);
+            // `+not_after`: the validity check must not steer SQLite to the (status, not_after)
+            // index, which would sort every active certificate for one page; the list's order
+            // comes from (status, issued_at) or (status, not_after) as the sort asks.
+            q.and("status = ? AND +not_after > ?", [Param::from(s.as_str()), Param::Int(f.now_us)]);
         }
         Some(s) => {
             q.and("status = ?", [s.as_str()]);
@@ -448,6 +481,12 @@ pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
         q.and("serial = ?", [v.as_str()]);
     }
     if let Some(v) = &f.text {
+        if narrow_by_index(pool, backend, v).await? {
+            q.and(
+                "id IN (SELECT id FROM certificates_search WHERE certificates_search MATCH ?)",
+                [fts_phrase(v)],
+            );
+        }
         q.and("search LIKE ? ESCAPE '\\'", [like_pattern(v)]);
     }
     for (clause, v) in [
@@ -499,7 +538,8 @@ pub(crate) async fn list<'c, E: Executor<'c, Database = Any>>(
             [Param::Int(k), Param::Int(k), Param::from(id.to_string())],
         );
     }
-    let rows = q.fetch(&format!("ORDER BY {col} {dir}, id {dir} LIMIT {}", page.limit), e).await?;
+    let rows =
+        q.fetch(&format!("ORDER BY {col} {dir}, id {dir} LIMIT {}", page.limit), pool).await?;
     rows.iter().map(cert_from_row).collect()
 }
 
@@ -508,9 +548,11 @@ pub(crate) async fn superseded_due<'c, E: Executor<'c, Database = Any>>(
     now_us: i64,
     limit: u32,
 ) -> StoreResult<Vec<Certificate>> {
+    // `(status || '')`: an expression, so SQLite walks the superseded_until index (a few due
+    // rows) instead of the status index (every active certificate).
     let sql = format!(
         "SELECT {CERT_COLUMNS} FROM certificates WHERE superseded_until <= $1 \
-         AND status = 'active' AND not_after > $1 ORDER BY superseded_until, id LIMIT {limit}"
+         AND (status || '') = 'active' AND not_after > $1 ORDER BY superseded_until, id LIMIT {limit}"
     );
     let rows =
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_us).fetch_all(e).await.map_err(map_err)?;

@@ -501,7 +501,7 @@ impl CertStore for SqlStore {
         f: &sigil_core::ports::CertFilter,
         page: &PageRequest,
     ) -> StoreResult<Vec<sigil_core::certs::Certificate>> {
-        certs::list(&self.read, f, page).await
+        certs::list(&self.read, self.backend, f, page).await
     }
 }
 

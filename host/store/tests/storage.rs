@@ -293,3 +293,81 @@ async fn a_role_name_with_an_underscore_counts_only_its_own_holders() {
         db.cleanup().await;
     }
 }
+
+/// Subjects for the text-search test: 2,100 hosts (so that "host-" is too common to narrow by
+/// the trigram index and "host-7" is not), a quote, a LIKE wildcard and a SAN.
+fn searchable(i: usize) -> sigil_core::certs::Certificate {
+    let mut c = cert(&format!("s{i}"));
+    c.subject = match i {
+        2100 => "CN=say \"hi\"".into(),
+        2101 => "CN=under_score".into(),
+        2102 => "CN=underXscore".into(),
+        _ => format!("CN=Host-{i}.corp"),
+    };
+    if i == 2103 {
+        c.sans = vec![sigil_core::certs::San::Dns("alt.example".into())];
+    }
+    c
+}
+
+#[tokio::test]
+async fn a_text_search_finds_the_same_certificates_with_or_without_the_trigram_index() {
+    each_backend(|store| async move {
+        let all: Vec<_> = (0..2104).map(searchable).collect();
+        for chunk in all.chunks(500) {
+            let ops = chunk
+                .iter()
+                .map(|c| sigil_core::ports::WriteOp::InsertCertificate(Box::new(c.clone())))
+                .collect();
+            let ev = sigil_core::audit::NewAuditEvent::new(
+                &Principal::system(),
+                sigil_core::audit::AuditAction::CertificateIssue,
+                "certificate",
+                "batch",
+            );
+            store.commit_ops(ops, vec![ev], time::OffsetDateTime::now_utc()).await.unwrap();
+        }
+        let expect = |text: &str| -> usize {
+            let t = text.to_lowercase();
+            all.iter()
+                .filter(|c| {
+                    c.subject.to_lowercase().contains(&t)
+                        || c.sans.iter().any(|s| s.value().to_lowercase().contains(&t))
+                })
+                .count()
+        };
+        // A short text (no trigram), a selective one, one just common enough to narrow, one
+        // too common to narrow, case, quotes, a literal underscore, a SAN, and nothing.
+        for text in ["-1", "host-1234.corp", "HOST-7", "host-", "\"hi\"", "r_s", "alt.ex", "zzz"] {
+            let f = sigil_core::ports::CertFilter { text: Some(text.into()), ..Default::default() };
+            let mut found = 0;
+            let mut after = None;
+            loop {
+                let page = store
+                    .list_certificates(&f, &PageRequest { after: after.clone(), limit: 500 })
+                    .await
+                    .unwrap();
+                for c in &page {
+                    assert!(
+                        c.subject.to_lowercase().contains(&text.to_lowercase())
+                            || c.sans.iter().any(|s| s.value().contains(&text.to_lowercase())),
+                        "{text:?} found {}",
+                        c.subject
+                    );
+                }
+                found += page.len();
+                match page.last() {
+                    Some(c) if page.len() == 500 => {
+                        after = Some(sigil_core::certs::cert_cursor(c, f.sort));
+                    }
+                    _ => break,
+                }
+            }
+            assert_eq!(found, expect(text), "{text:?}");
+        }
+        assert_eq!(expect("r_s"), 1);
+        assert_eq!(expect("host-7"), 111);
+        assert!(expect("host-") > 2000);
+    })
+    .await;
+}

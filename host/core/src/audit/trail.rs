@@ -155,6 +155,14 @@ impl AuditService {
         self.crypto.sign(b"sigil-readiness-probe").is_ok()
     }
 
+    /// Events appended after the newest checkpoint this node anchored: what its next start
+    /// verifies before serving.
+    pub async fn unanchored_events(&self) -> Result<i64> {
+        let head = self.store.audit_head().await?;
+        let anchored = self.trust.anchor.latest()?.map_or(0, |a| a.seq);
+        Ok((head.seq - anchored).max(0))
+    }
+
     /// Signs the next checkpoint at the current head, after verifying the chain from this node's
     /// anchored checkpoint (the whole chain when it has none), so that a forged head is never
     /// signed; then appends it to the anchor log. Nothing is signed when the newest checkpoint
