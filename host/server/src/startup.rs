@@ -335,6 +335,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         }
     };
     let store = open_store(cfg).await?;
+    let search_index = store.clone();
     let cache_dir = cfg.plugins.cache_dir.clone().unwrap_or_else(|| data_dir.join("plugin-cache"));
     let engine = Arc::new(sigil_wasm::PluginEngine::new(Some(&cache_dir))?);
     let registry = Arc::new(sigil_wasm::PluginRegistry::new(engine));
@@ -451,6 +452,17 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         cfg.audit.checkpoint_every_events,
     );
     jobs.push(revoke_superseded(svc.certificates.clone(), cfg.pki.supersede_check_secs));
+    jobs.push(tokio::spawn(async move {
+        // SQLite's text-search index is filled in batches, off the issuance path.
+        let mut t = tokio::time::interval(Duration::from_secs(1));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            t.tick().await;
+            if let Err(e) = search_index.index_certificate_search().await {
+                tracing::warn!(error = %e, "indexing certificates for text search failed");
+            }
+        }
+    }));
     let refresh = Duration::from_millis(cfg.server.settings_refresh_ms);
     jobs.push(refresh_settings(svc.settings.clone(), exposure, refresh));
     let watcher = if cfg.plugins.watch.unwrap_or(true) {

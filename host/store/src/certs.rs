@@ -420,35 +420,6 @@ pub(crate) async fn certificate_where<'c, E: Executor<'c, Database = Any>>(
     row.as_ref().map(cert_from_row).transpose()
 }
 
-/// Above this many trigram matches a text search is not narrowed by the search index: the
-/// matching certificates are common enough that walking the list in its order finds a page
-/// sooner than sorting every match.
-const TEXT_NARROW_LIMIT: i64 = 2_000;
-
-/// The FTS5 phrase that matches `text` as a substring through the trigram index.
-fn fts_phrase(text: &str) -> String {
-    format!("\"{}\"", text.to_lowercase().replace('"', "\"\""))
-}
-
-/// Whether the search index should narrow a text search: on SQLite, for text of three or more
-/// characters (a trigram; shorter text is not indexed) that matches at most
-/// [`TEXT_NARROW_LIMIT`] certificates. PostgreSQL's planner weighs its trigram index itself.
-async fn narrow_by_index(pool: &AnyPool, backend: Backend, text: &str) -> StoreResult<bool> {
-    if backend != Backend::Sqlite || text.chars().count() < 3 {
-        return Ok(false);
-    }
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM certificates_search \
-         WHERE certificates_search MATCH $1 LIMIT $2)",
-    )
-    .bind(fts_phrase(text))
-    .bind(TEXT_NARROW_LIMIT + 1)
-    .fetch_one(pool)
-    .await
-    .map_err(map_err)?;
-    Ok(n <= TEXT_NARROW_LIMIT)
-}
-
 pub(crate) async fn list(
     pool: &AnyPool,
     backend: Backend,
@@ -481,11 +452,8 @@ pub(crate) async fn list(
         q.and("serial = ?", [v.as_str()]);
     }
     if let Some(v) = &f.text {
-        if narrow_by_index(pool, backend, v).await? {
-            q.and(
-                "id IN (SELECT id FROM certificates_search WHERE certificates_search MATCH ?)",
-                [fts_phrase(v)],
-            );
+        if let Some((clause, phrase)) = crate::search::narrowing(pool, backend, v).await? {
+            q.and(clause, [phrase]);
         }
         q.and("search LIKE ? ESCAPE '\\'", [like_pattern(v)]);
     }

@@ -19,6 +19,7 @@ mod operators;
 mod ops;
 mod pg_group;
 mod records;
+mod search;
 pub mod testing;
 mod tx;
 

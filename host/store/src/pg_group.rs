@@ -1,59 +1,97 @@
 //! Group commit for PostgreSQL. Every change appends to the one audit chain, whose head row each
 //! transaction locks until it commits; one transaction per change therefore queues every writer
-//! behind one commit (fsync) at a time. The group writer takes whatever units are waiting (up to
+//! behind one commit (fsync) at a time. A group writer takes whatever units are waiting (up to
 //! [`MAX_BATCH`]), applies them in one transaction that locks the head once (after the rows,
 //! as every write transaction does), stores the batch's certificates and events in multi-row
-//! INSERTs, and commits once. Several nodes on one
-//! database each run one; the head lock orders their batches into one chain. If a batch fails,
+//! INSERTs, and commits once. Each node runs [`WRITERS`] of them, and several nodes may share
+//! one database; the head lock orders all their batches into one chain. If a batch fails,
 //! each unit is retried alone, so one bad unit never takes others down with it.
 
 use sigil_core::audit::{AuditEvent, NewAuditEvent};
 use sigil_core::certs::Certificate;
 use sigil_core::ports::{StoreResult, WriteOp};
+use std::sync::Arc;
+
 use sqlx::AnyPool;
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 
 use crate::group::{MAX_BATCH, Unit};
 use crate::{audit, certs, map_err, ops};
 
-/// Starts the writer task; it ends when every sender is dropped.
+/// Writer tasks per node. A batch takes the audit head lock last, just before it commits; a
+/// second writer applies its batch's rows while the first one commits (and waits for the head
+/// lock only after that), so the round trips of one batch overlap the other's commit. Two
+/// batches are two nodes' batches: the head lock orders them into one chain.
+const WRITERS: usize = 2;
+
+/// Starts the writer tasks; they end when every sender is dropped.
 pub(crate) fn spawn(pool: AnyPool) -> mpsc::Sender<Unit> {
-    let (tx, mut rx) = mpsc::channel::<Unit>(4 * MAX_BATCH);
-    tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(u) => batch.push(u),
-                    Err(_) => break,
-                }
+    let (tx, rx) = mpsc::channel::<Unit>(4 * MAX_BATCH);
+    let rx = Arc::new(Mutex::new(rx));
+    for _ in 0..WRITERS {
+        let (pool, rx) = (pool.clone(), rx.clone());
+        tokio::spawn(async move {
+            while let Some(batch) = next_batch(&rx).await {
+                run(&pool, batch).await;
             }
-            let refs: Vec<(&[WriteOp], &[NewAuditEvent], OffsetDateTime)> =
-                batch.iter().map(|u| (u.ops.as_slice(), u.events.as_slice(), u.now)).collect();
-            match write(&pool, &refs).await {
-                Ok(results) => {
-                    for (u, r) in batch.into_iter().zip(results) {
-                        let _ = u.reply.send(Ok(r));
-                    }
-                }
-                Err(_) if batch.len() > 1 => {
-                    for u in batch {
-                        let r = write(&pool, &[(u.ops.as_slice(), u.events.as_slice(), u.now)])
-                            .await
-                            .map(|mut v| v.pop().unwrap_or_default());
-                        let _ = u.reply.send(r);
-                    }
-                }
-                Err(e) => {
-                    if let Some(u) = batch.into_iter().next() {
-                        let _ = u.reply.send(Err(e));
-                    }
-                }
+        });
+    }
+    tx
+}
+
+/// Waits for a unit and takes whatever else is waiting, up to [`MAX_BATCH`]; `None` once every
+/// sender is gone.
+async fn next_batch(rx: &Mutex<mpsc::Receiver<Unit>>) -> Option<Vec<Unit>> {
+    let mut rx = rx.lock().await;
+    let first = rx.recv().await?;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(u) => batch.push(u),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// The first existing row a unit locks (a renewed certificate, a SAD), if any.
+fn lock_key(u: &Unit) -> Option<(u8, String)> {
+    u.ops.iter().find_map(|op| match op {
+        WriteOp::ClaimRenewal { renewed_from, .. } => Some((0, renewed_from.to_string())),
+        WriteOp::ConsumeSad(s) => Some((1, s.id.clone())),
+        _ => None,
+    })
+}
+
+/// Writes a batch and answers each unit; if the batch fails, each unit is retried alone.
+///
+/// The units are ordered by the rows they lock, so that two writers' batches (or two nodes')
+/// take their row locks in one order and cannot wait on each other in a circle.
+async fn run(pool: &AnyPool, mut batch: Vec<Unit>) {
+    batch.sort_by_cached_key(lock_key);
+    let refs: Vec<(&[WriteOp], &[NewAuditEvent], OffsetDateTime)> =
+        batch.iter().map(|u| (u.ops.as_slice(), u.events.as_slice(), u.now)).collect();
+    match write(pool, &refs).await {
+        Ok(results) => {
+            for (u, r) in batch.into_iter().zip(results) {
+                let _ = u.reply.send(Ok(r));
             }
         }
-    });
-    tx
+        Err(_) if batch.len() > 1 => {
+            for u in batch {
+                let r = write(pool, &[(u.ops.as_slice(), u.events.as_slice(), u.now)])
+                    .await
+                    .map(|mut v| v.pop().unwrap_or_default());
+                let _ = u.reply.send(r);
+            }
+        }
+        Err(e) => {
+            if let Some(u) = batch.into_iter().next() {
+                let _ = u.reply.send(Err(e));
+            }
+        }
+    }
 }
 
 /// Applies `units` in one transaction and returns each unit's sealed events.

@@ -1,4 +1,5 @@
 //! Storage behaviour, run on SQLite and (with SIGIL_TEST_DATABASE_URL) on PostgreSQL.
+#![allow(clippy::unwrap_used)] // A test: a broken fixture should stop it loudly.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -310,64 +311,108 @@ fn searchable(i: usize) -> sigil_core::certs::Certificate {
     c
 }
 
+async fn insert_all(store: &dyn Store, certs: &[sigil_core::certs::Certificate]) {
+    for chunk in certs.chunks(500) {
+        let ops = chunk
+            .iter()
+            .map(|c| sigil_core::ports::WriteOp::InsertCertificate(Box::new(c.clone())))
+            .collect();
+        let ev = sigil_core::audit::NewAuditEvent::new(
+            &Principal::system(),
+            sigil_core::audit::AuditAction::CertificateIssue,
+            "certificate",
+            "batch",
+        );
+        store.commit_ops(ops, vec![ev], time::OffsetDateTime::now_utc()).await.unwrap();
+    }
+}
+
+/// Searches `text` page by page and checks that it finds exactly the certificates of `all`
+/// whose subject or SAN contains it.
+async fn search_matches_scan(
+    store: &dyn Store,
+    all: &[sigil_core::certs::Certificate],
+    text: &str,
+) {
+    let t = text.to_lowercase();
+    let hit = |c: &sigil_core::certs::Certificate| {
+        c.subject.to_lowercase().contains(&t)
+            || c.sans.iter().any(|s| s.value().to_lowercase().contains(&t))
+    };
+    let f = sigil_core::ports::CertFilter { text: Some(text.into()), ..Default::default() };
+    let mut found = std::collections::HashSet::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_certificates(&f, &PageRequest { after: after.clone(), limit: 500 })
+            .await
+            .unwrap();
+        for c in &page {
+            assert!(hit(c), "{text:?} found {}", c.subject);
+            assert!(found.insert(c.id), "{text:?} listed {} twice", c.subject);
+        }
+        match page.last() {
+            Some(c) if page.len() == 500 => {
+                after = Some(sigil_core::certs::cert_cursor(c, f.sort));
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(found.len(), all.iter().filter(|c| hit(c)).count(), "{text:?}");
+}
+
 #[tokio::test]
 async fn a_text_search_finds_the_same_certificates_with_or_without_the_trigram_index() {
-    each_backend(|store| async move {
-        let all: Vec<_> = (0..2104).map(searchable).collect();
-        for chunk in all.chunks(500) {
-            let ops = chunk
-                .iter()
-                .map(|c| sigil_core::ports::WriteOp::InsertCertificate(Box::new(c.clone())))
-                .collect();
-            let ev = sigil_core::audit::NewAuditEvent::new(
-                &Principal::system(),
-                sigil_core::audit::AuditAction::CertificateIssue,
-                "certificate",
-                "batch",
-            );
-            store.commit_ops(ops, vec![ev], time::OffsetDateTime::now_utc()).await.unwrap();
-        }
-        let expect = |text: &str| -> usize {
-            let t = text.to_lowercase();
-            all.iter()
-                .filter(|c| {
-                    c.subject.to_lowercase().contains(&t)
-                        || c.sans.iter().any(|s| s.value().to_lowercase().contains(&t))
-                })
-                .count()
-        };
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        eprintln!("backend: {}", db.backend);
+        let mut all: Vec<_> = (0..2104).map(searchable).collect();
+        insert_all(&store, &all).await;
         // A short text (no trigram), a selective one, one just common enough to narrow, one
         // too common to narrow, case, quotes, a literal underscore, a SAN, and nothing.
-        for text in ["-1", "host-1234.corp", "HOST-7", "host-", "\"hi\"", "r_s", "alt.ex", "zzz"] {
-            let f = sigil_core::ports::CertFilter { text: Some(text.into()), ..Default::default() };
-            let mut found = 0;
-            let mut after = None;
-            loop {
-                let page = store
-                    .list_certificates(&f, &PageRequest { after: after.clone(), limit: 500 })
-                    .await
-                    .unwrap();
-                for c in &page {
-                    assert!(
-                        c.subject.to_lowercase().contains(&text.to_lowercase())
-                            || c.sans.iter().any(|s| s.value().contains(&text.to_lowercase())),
-                        "{text:?} found {}",
-                        c.subject
-                    );
-                }
-                found += page.len();
-                match page.last() {
-                    Some(c) if page.len() == 500 => {
-                        after = Some(sigil_core::certs::cert_cursor(c, f.sort));
-                    }
-                    _ => break,
-                }
-            }
-            assert_eq!(found, expect(text), "{text:?}");
+        let texts = ["-1", "host-1234.corp", "HOST-7", "host-", "\"hi\"", "r_s", "alt.ex", "zzz"];
+        // Nothing indexed yet: every certificate is after the mark.
+        for text in texts {
+            search_matches_scan(&store, &all, text).await;
         }
-        assert_eq!(expect("r_s"), 1);
-        assert_eq!(expect("host-7"), 111);
-        assert!(expect("host-") > 2000);
-    })
-    .await;
+        let indexed = store.index_certificate_search().await.unwrap();
+        if db.backend == "sqlite" {
+            assert_eq!(indexed, 2104);
+        }
+        for text in texts {
+            search_matches_scan(&store, &all, text).await;
+        }
+        // Certificates issued after the last indexing are found too, with the indexed ones.
+        let more: Vec<_> = (0..50)
+            .map(|i| {
+                let mut c = cert(&format!("late{i}"));
+                c.subject = format!("CN=host-7{i}.late");
+                c
+            })
+            .collect();
+        insert_all(&store, &more).await;
+        all.extend(more);
+        for text in ["host-7", "host-71", ".late", "host-1234.corp"] {
+            search_matches_scan(&store, &all, text).await;
+        }
+        assert_eq!(
+            store.index_certificate_search().await.unwrap(),
+            if db.backend == "sqlite" { 50 } else { 0 }
+        );
+        assert_eq!(store.index_certificate_search().await.unwrap(), 0);
+        if db.backend == "sqlite" {
+            // A mark that names another certificate (rows renumbered) rebuilds the index.
+            store
+                .execute_raw("UPDATE certificates_search_mark SET last_id = 'elsewhere'")
+                .await
+                .unwrap();
+            assert_eq!(store.index_certificate_search().await.unwrap(), 2154);
+        }
+        for text in ["host-7", "host-1234.corp", ".late"] {
+            search_matches_scan(&store, &all, text).await;
+        }
+        assert_eq!(all.iter().filter(|c| c.subject.contains("r_s")).count(), 1);
+        store.close().await;
+        db.cleanup().await;
+    }
 }
