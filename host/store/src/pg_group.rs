@@ -19,11 +19,13 @@ use tokio::sync::{Mutex, mpsc};
 use crate::group::{MAX_BATCH, Unit};
 use crate::{audit, certs, map_err, ops};
 
-/// Writer tasks per node. A batch takes the audit head lock last, just before it commits; a
-/// second writer applies its batch's rows while the first one commits (and waits for the head
-/// lock only after that), so the round trips of one batch overlap the other's commit. Two
-/// batches are two nodes' batches: the head lock orders them into one chain.
-const WRITERS: usize = 2;
+/// Writer tasks per node. A batch takes the audit head lock last, just before it commits, so a
+/// second writer could apply its batch's rows while the first one commits; the head lock orders
+/// them into one chain as it orders two nodes' batches. Measured on 2 cores (compare
+/// --postgres), two writers made smaller batches and lowered both rates (issuance 2,691/s
+/// against 2,967-3,060/s, signHash 3,089/s against 3,605-3,762/s): the path is CPU-bound, and
+/// fewer, larger batches cost less per change.
+const WRITERS: usize = 1;
 
 /// Starts the writer tasks; they end when every sender is dropped.
 pub(crate) fn spawn(pool: AnyPool) -> mpsc::Sender<Unit> {

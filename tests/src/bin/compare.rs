@@ -227,9 +227,12 @@ async fn issuance(args: &Args, work: &Path) -> Result<()> {
         "  checked: {answered} issuances answered, {certs} certificates and {events} audit events \
          recorded, audit chain valid; cfssl recorded {peer_rows} certificates"
     );
-    for (who, runs) in [("Sigil", &ours), ("cfssl", &peer)] {
-        let bad: u64 = runs.iter().map(|r| r.non_2xx + r.socket_errors).sum();
-        ensure!(bad == 0, "{who}: {bad} requests were not answered with success");
+    // Every one of Sigil's answers must be a success; a peer's failures are reported (and
+    // counted in its rate as wrk counts them), since they say nothing about Sigil.
+    let bad = |runs: &[WrkRun]| runs.iter().map(|r| r.non_2xx + r.socket_errors).sum::<u64>();
+    ensure!(bad(&ours) == 0, "Sigil: {} requests were not answered with success", bad(&ours));
+    if bad(&peer) > 0 {
+        println!("  note: cfssl failed {} requests", bad(&peer));
     }
     summary("issuance", &ours, &peer, "cfssl+WAL", 2.0);
     drop(sigil);
@@ -492,9 +495,12 @@ async fn sign_hash(args: &Args, work: &Path) -> Result<()> {
         spent.len(),
         PER_SAD + 1
     );
-    for (who, runs) in [("Sigil", &ours), ("certomancer", &theirs)] {
-        let bad: u64 = runs.iter().map(|r| r.non_2xx + r.socket_errors).sum();
-        ensure!(bad == 0, "{who}: {bad} requests were not answered with success");
+    // Every one of Sigil's answers must be a success; a peer's failures are reported (and
+    // counted in its rate as wrk counts them), since they say nothing about Sigil.
+    let bad = |runs: &[WrkRun]| runs.iter().map(|r| r.non_2xx + r.socket_errors).sum::<u64>();
+    ensure!(bad(&ours) == 0, "Sigil: {} requests were not answered with success", bad(&ours));
+    if bad(&theirs) > 0 {
+        println!("  note: certomancer failed {} requests", bad(&theirs));
     }
     summary("signHash", &ours, &theirs, "certomancer-csc-dummy", 3.0);
     drop(sigil);
