@@ -501,9 +501,13 @@ fn background(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t.tick().await;
         let mut last = tokio::time::Instant::now();
+        let mut failed = false;
         loop {
             t.tick().await;
+            // After a failure (a broken chain stays broken) only the interval retries, so a
+            // failing checkpoint is not re-walked every second.
             let by_count = checkpoint_events > 0
+                && !failed
                 && audit
                     .unanchored_events()
                     .await
@@ -512,9 +516,13 @@ fn background(
                 continue;
             }
             last = tokio::time::Instant::now();
-            if let Err(e) = audit.checkpoint().await {
-                tracing::error!(error = %e, "audit checkpoint failed");
-            }
+            failed = match audit.checkpoint().await {
+                Ok(_) => false,
+                Err(e) => {
+                    tracing::error!(error = %e, "audit checkpoint failed");
+                    true
+                }
+            };
         }
     });
     let audit = svc.audit.clone();

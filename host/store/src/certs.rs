@@ -433,10 +433,15 @@ pub(crate) async fn list(
             q.and("status IN ('active', 'suspended') AND not_after <= ?", [f.now_us]);
         }
         Some(s @ (CertStatus::Active | CertStatus::Suspended)) => {
-            // `+not_after`: the validity check must not steer SQLite to the (status, not_after)
-            // index, which would sort every active certificate for one page; the list's order
-            // comes from (status, issued_at) or (status, not_after) as the sort asks.
-            q.and("status = ? AND +not_after > ?", [Param::from(s.as_str()), Param::Int(f.now_us)]);
+            // Sorted by issue date, `+not_after` keeps the validity check from steering SQLite
+            // to the (status, not_after) index, which would sort every active certificate for
+            // one page. Sorted by expiry, that index is the right one and the check skips the
+            // expired rows in it.
+            let clause = match f.sort {
+                CertSort::IssuedAsc | CertSort::IssuedDesc => "status = ? AND +not_after > ?",
+                CertSort::ExpiresAsc | CertSort::ExpiresDesc => "status = ? AND not_after > ?",
+            };
+            q.and(clause, [Param::from(s.as_str()), Param::Int(f.now_us)]);
         }
         Some(s) => {
             q.and("status = ?", [s.as_str()]);
@@ -452,6 +457,11 @@ pub(crate) async fn list(
         q.and("serial = ?", [v.as_str()]);
     }
     if let Some(v) = &f.text {
+        // No subject or SAN holds a NUL (PostgreSQL text cannot; SQLite's LIKE would stop at
+        // it and match a shorter text), so nothing matches one.
+        if v.contains('\0') {
+            return Ok(Vec::new());
+        }
         if let Some((clause, phrase)) = crate::search::narrowing(pool, backend, v).await? {
             q.and(clause, [phrase]);
         }

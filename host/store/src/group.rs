@@ -111,9 +111,10 @@ fn map_err(e: rusqlite::Error) -> StoreError {
 }
 
 /// Applies `units` in one transaction and returns each unit's outcome: its sealed events, or
-/// why its operations were refused. Each unit's operations run inside a savepoint, so a refused
-/// unit (a spent SAD, a renewal already claimed) is undone alone and the others commit; an
-/// error outside any unit fails the whole batch.
+/// why its operations were refused. A unit of one statement is atomic by itself; a unit of
+/// several runs inside a savepoint. So a refused unit (a spent SAD, a renewal already claimed,
+/// a serial taken) is undone alone and the others commit; any other error fails the whole
+/// batch.
 fn write(
     conn: &mut Connection,
     units: &[(&[WriteOp], &[NewAuditEvent], OffsetDateTime)],
@@ -145,7 +146,16 @@ fn write(
                 }
                 out.push(Ok(sealed));
             }
-            Err(e) => out.push(Err(e)),
+            // Only a refusal or a unique violation is known to leave the transaction as it was
+            // before the unit (the statement backed out, or the savepoint rolled back). Any other
+            // error (I/O, a full disk, memory) may have rolled back the whole transaction or left
+            // the unit half-written: the batch fails, and its units are retried alone.
+            Err(e @ (StoreError::Refused { .. } | StoreError::Conflict { .. }))
+                if !tx.is_autocommit() =>
+            {
+                out.push(Err(e))
+            }
+            Err(e) => return Err(e),
         }
     }
     let (seq, hash) = chain.head_values();

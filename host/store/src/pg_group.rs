@@ -7,6 +7,7 @@
 //! one database; the head lock orders all their batches into one chain. If a batch fails,
 //! each unit is retried alone, so one bad unit never takes others down with it.
 
+use sigil_core::StoreError;
 use sigil_core::audit::{AuditEvent, NewAuditEvent};
 use sigil_core::certs::Certificate;
 use sigil_core::ports::{StoreResult, WriteOp};
@@ -80,17 +81,25 @@ async fn run(pool: &AnyPool, mut batch: Vec<Unit>) {
                 let _ = u.reply.send(Ok(r));
             }
         }
-        Err(_) if batch.len() > 1 => {
+        // A batch whose COMMIT failed and whose outcome is unknown is never retried: it may
+        // have landed, and a retry would spend its SADs twice.
+        Err(Failed::Unknown(e)) => {
+            for u in batch {
+                let _ = u.reply.send(Err(StoreError::Backend(e.clone())));
+            }
+        }
+        Err(Failed::Before(_)) if batch.len() > 1 => {
             for u in batch {
                 let r = write(pool, &[(u.ops.as_slice(), u.events.as_slice(), u.now)])
                     .await
-                    .map(|mut v| v.pop().unwrap_or_default());
+                    .map(|mut v| v.pop().unwrap_or_default())
+                    .map_err(Failed::into_store);
                 let _ = u.reply.send(r);
             }
         }
         Err(e) => {
             if let Some(u) = batch.into_iter().next() {
-                let _ = u.reply.send(Err(e));
+                let _ = u.reply.send(Err(e.into_store()));
             }
         }
     }
@@ -104,7 +113,7 @@ async fn run(pool: &AnyPool, mut batch: Vec<Unit>) {
 async fn write(
     pool: &AnyPool,
     units: &[(&[WriteOp], &[NewAuditEvent], OffsetDateTime)],
-) -> StoreResult<Vec<Vec<AuditEvent>>> {
+) -> Result<Vec<Vec<AuditEvent>>, Failed> {
     let mut tx = pool.begin().await.map_err(map_err)?;
     // New certificates wait for a multi-row INSERT; those waiting are stored before any other
     // operation, which may refer to them.
@@ -136,15 +145,54 @@ async fn write(
         // The connection may have failed after the server committed: retrying would apply
         // everything twice (a SAD spent twice, events audited twice). Whether the batch's last
         // event is in the chain says which.
-        Err(e) => {
-            let stored: Option<String> =
-                sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
-                    .bind(seq)
-                    .fetch_optional(pool)
-                    .await
-                    .ok()
-                    .flatten();
-            if stored.as_deref() == Some(hash.as_str()) { Ok(out) } else { Err(map_err(e)) }
+        Err(e) => match landed(pool, seq, &hash).await {
+            Ok(true) => Ok(out),
+            Ok(false) => Err(Failed::Before(map_err(e))),
+            Err(check) => Err(Failed::Unknown(format!(
+                "a batch's commit failed ({e}) and whether it landed could not be checked: {check}"
+            ))),
+        },
+    }
+}
+
+/// Whether the batch whose last event is (`seq`, `hash`) was committed. Its transaction held
+/// the audit head lock until it ended; taking that lock first waits for it to end (commit or
+/// abort), so a plain read afterwards gives the final answer.
+async fn landed(pool: &AnyPool, seq: i64, hash: &str) -> StoreResult<bool> {
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    sqlx::query("SET LOCAL lock_timeout = '10s'").execute(&mut *tx).await.map_err(map_err)?;
+    sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let stored: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    tx.rollback().await.map_err(map_err)?;
+    Ok(stored.as_deref() == Some(hash))
+}
+
+/// Why a batch failed.
+enum Failed {
+    /// Before its commit: nothing of it was written, and its units may be retried.
+    Before(StoreError),
+    /// At its commit, and whether it landed could not be told: it must not be retried.
+    Unknown(String),
+}
+
+impl From<StoreError> for Failed {
+    fn from(e: StoreError) -> Self {
+        Failed::Before(e)
+    }
+}
+
+impl Failed {
+    fn into_store(self) -> StoreError {
+        match self {
+            Failed::Before(e) => e,
+            Failed::Unknown(m) => StoreError::Backend(m),
         }
     }
 }

@@ -37,7 +37,8 @@ pub(crate) async fn narrowing(
     backend: Backend,
     text: &str,
 ) -> StoreResult<Option<(&'static str, String)>> {
-    if backend != Backend::Sqlite || text.chars().count() < 3 {
+    // A NUL would end the FTS5 expression; such text goes to the LIKE alone.
+    if backend != Backend::Sqlite || text.chars().count() < 3 || text.contains('\0') {
         return Ok(None);
     }
     let n: i64 = sqlx::query_scalar(

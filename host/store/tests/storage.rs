@@ -369,8 +369,18 @@ async fn a_text_search_finds_the_same_certificates_with_or_without_the_trigram_i
         let mut all: Vec<_> = (0..2104).map(searchable).collect();
         insert_all(&store, &all).await;
         // A short text (no trigram), a selective one, one just common enough to narrow, one
-        // too common to narrow, case, quotes, a literal underscore, a SAN, and nothing.
-        let texts = ["-1", "host-1234.corp", "HOST-7", "host-", "\"hi\"", "r_s", "alt.ex", "zzz"];
+        // too common to narrow, case, quotes, a literal underscore, a SAN, nothing, and a NUL.
+        let texts = [
+            "-1",
+            "host-1234.corp",
+            "HOST-7",
+            "host-",
+            "\"hi\"",
+            "r_s",
+            "alt.ex",
+            "zzz",
+            "host\0-1",
+        ];
         // Nothing indexed yet: every certificate is after the mark.
         for text in texts {
             search_matches_scan(&store, &all, text).await;
