@@ -21,8 +21,9 @@ use sigil_core::ports::StoreResult;
 const NARROW_LIMIT: i64 = 2_000;
 
 /// Certificates indexed per transaction: large enough that the FTS insert is cheap per row,
-/// small enough that the writers' gate is held for a few tens of milliseconds.
-const INDEX_BATCH: i64 = 5_000;
+/// small enough that the writers' gate (which issuance waits on) is held for under about 10 ms
+/// (a catch-up over 1.38 million certificates indexed about 115,000 a second here).
+const INDEX_BATCH: i64 = 1_000;
 
 /// The FTS5 phrase that matches `text` as a substring through the trigram index.
 pub(crate) fn fts_phrase(text: &str) -> String {
