@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum_server::Handle;
 use sigil_api::exposure::Exposure;
-use sigil_api::{AppState, Limits};
+use sigil_api::{AppServices, AppState, Limits};
 use sigil_core::access::api_keys::ApiKeyService;
 use sigil_core::access::operators::OperatorService;
 use sigil_core::access::roles::RoleService;
@@ -355,7 +355,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     let exposure = Arc::new(Exposure::new(sigil_api::endpoints(&openapi), cfg.exposure.clone())?);
     // An override stored through the API wins over the file, on every node.
     exposure.sync(svc.settings.exposure_raw().await?.as_deref())?;
-    let state = AppState {
+    let state = AppState::new(AppServices {
         api_keys: svc.api_keys.clone(),
         audit: svc.audit.clone(),
         store: svc.store.clone(),
@@ -385,7 +385,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             cfg.server.streams_total,
             Duration::from_secs(cfg.server.stream_max_secs),
         )),
-    };
+    });
     let limits = Limits {
         body_bytes: cfg.server.body_limit_bytes,
         request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
