@@ -38,8 +38,7 @@ pub(crate) async fn narrowing(
     backend: Backend,
     text: &str,
 ) -> StoreResult<Option<(&'static str, String)>> {
-    // A NUL would end the FTS5 expression; such text goes to the LIKE alone.
-    if backend != Backend::Sqlite || text.chars().count() < 3 || text.contains('\0') {
+    if backend != Backend::Sqlite || text.chars().count() < 3 {
         return Ok(None);
     }
     let n: i64 = sqlx::query_scalar(

@@ -91,6 +91,17 @@ fn wrk_with_cpu(url: &str, script: &Path, args: &Args, pid: u32) -> Result<(WrkR
     Ok((r, cpu))
 }
 
+/// Every one of Sigil's answers must be a success; a peer's failures are reported (and counted
+/// in its rate as wrk counts them), since they say nothing about Sigil.
+fn check_failures(ours: &[WrkRun], peer: &[WrkRun], peer_name: &str) -> Result<()> {
+    let bad = |runs: &[WrkRun]| runs.iter().map(|r| r.non_2xx + r.socket_errors).sum::<u64>();
+    ensure!(bad(ours) == 0, "Sigil: {} requests were not answered with success", bad(ours));
+    if bad(peer) > 0 {
+        println!("  note: {peer_name} failed {} requests", bad(peer));
+    }
+    Ok(())
+}
+
 fn summary(what: &str, ours: &[WrkRun], peer: &[WrkRun], peer_name: &str, goal: f64) {
     let (a, b) = (
         median(ours.iter().map(|r| r.rate).collect()),
@@ -227,13 +238,7 @@ async fn issuance(args: &Args, work: &Path) -> Result<()> {
         "  checked: {answered} issuances answered, {certs} certificates and {events} audit events \
          recorded, audit chain valid; cfssl recorded {peer_rows} certificates"
     );
-    // Every one of Sigil's answers must be a success; a peer's failures are reported (and
-    // counted in its rate as wrk counts them), since they say nothing about Sigil.
-    let bad = |runs: &[WrkRun]| runs.iter().map(|r| r.non_2xx + r.socket_errors).sum::<u64>();
-    ensure!(bad(&ours) == 0, "Sigil: {} requests were not answered with success", bad(&ours));
-    if bad(&peer) > 0 {
-        println!("  note: cfssl failed {} requests", bad(&peer));
-    }
+    check_failures(&ours, &peer, "cfssl")?;
     summary("issuance", &ours, &peer, "cfssl+WAL", 2.0);
     drop(sigil);
     if let Some(pg) = pg {
@@ -495,13 +500,7 @@ async fn sign_hash(args: &Args, work: &Path) -> Result<()> {
         spent.len(),
         PER_SAD + 1
     );
-    // Every one of Sigil's answers must be a success; a peer's failures are reported (and
-    // counted in its rate as wrk counts them), since they say nothing about Sigil.
-    let bad = |runs: &[WrkRun]| runs.iter().map(|r| r.non_2xx + r.socket_errors).sum::<u64>();
-    ensure!(bad(&ours) == 0, "Sigil: {} requests were not answered with success", bad(&ours));
-    if bad(&theirs) > 0 {
-        println!("  note: certomancer failed {} requests", bad(&theirs));
-    }
+    check_failures(&ours, &theirs, "certomancer")?;
     summary("signHash", &ours, &theirs, "certomancer-csc-dummy", 3.0);
     drop(sigil);
     if let Some(pg) = pg {
