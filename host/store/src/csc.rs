@@ -8,6 +8,7 @@ use sigil_core::audit::unix_micros;
 use sigil_core::ports::StoreResult;
 use sigil_core::signing::credential::{Sad, SadRefusal, SadUse, join_hashes, spend_hashes};
 use sqlx::{Any, AnyConnection, Executor, Row};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use crate::map_err;
@@ -60,6 +61,89 @@ pub(crate) async fn consume(conn: &mut AnyConnection, u: &SadUse) -> StoreResult
             .ok_or_else(|| refused(SadRefusal::HashNotAuthorized.description()))?;
         sqlx::query("UPDATE csc_sads SET hashes = $2 WHERE id = $1")
             .bind(u.id.clone())
+            .bind(left)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// One SAD's share of a batch, as a row of [`consume_many`]'s JSON parameter.
+#[derive(serde::Serialize)]
+struct Spend<'a> {
+    id: &'a str,
+    n: i64,
+    cred: String,
+    signer: String,
+    now: i64,
+}
+
+/// Spends several uses in one statement (PostgreSQL's group writer): one round trip and one
+/// prepared plan whatever the batch size, where a [`consume`] per use cost a round trip per
+/// signature. All or nothing: if any use would be refused, nothing is spent and the caller must
+/// drop its transaction; its units are then retried one by one, each getting its own reason.
+pub(crate) async fn consume_many(conn: &mut AnyConnection, uses: &[&SadUse]) -> StoreResult<()> {
+    match uses {
+        [] => return Ok(()),
+        [u] => return consume(conn, u).await,
+        _ => {}
+    }
+    // One row per SAD with its uses summed: an UPDATE joins each target row to one source row
+    // only, so two uses of one SAD in separate rows would be spent once.
+    let mut by_sad: BTreeMap<&str, Vec<&SadUse>> = BTreeMap::new();
+    for u in uses {
+        by_sad.entry(u.id.as_str()).or_default().push(u);
+    }
+    let mut rows = Vec::with_capacity(by_sad.len());
+    for (id, group) in &by_sad {
+        let Some(first) = group.first() else { continue };
+        if group
+            .iter()
+            .any(|u| u.credential_id != first.credential_id || u.signer_id != first.signer_id)
+        {
+            return Err(refused("one SAD presented for two credentials or signers in a batch"));
+        }
+        let n: usize = group.iter().map(|u| u.hashes.len()).sum();
+        rows.push(Spend {
+            id,
+            n: i64::try_from(n).unwrap_or(i64::MAX),
+            cred: first.credential_id.to_string(),
+            signer: first.signer_id.to_string(),
+            // The latest clock of the group: a use that would pass alone at the expiry
+            // boundary is refused here and passes on its retry alone.
+            now: group.iter().map(|u| u.now_us).max().unwrap_or(first.now_us),
+        });
+    }
+    let json = serde_json::to_string(&rows).map_err(|e| StoreError::Backend(e.to_string()))?;
+    // The SAD rows are locked in id order (the locking CTE sorts below its lock), as a batch of
+    // single spends sorted by id would lock them: two writers' batches cannot wait in a circle.
+    let spent = sqlx::query(
+        "WITH v AS MATERIALIZED (SELECT * FROM json_to_recordset($1::json)            AS x(id text, n bigint, cred text, signer text, now bigint)),          locked AS MATERIALIZED (SELECT s.id FROM csc_sads s            WHERE s.id IN (SELECT id FROM v) ORDER BY s.id FOR UPDATE OF s)          UPDATE csc_sads s SET remaining = s.remaining - v.n FROM v, locked          WHERE s.id = v.id AND locked.id = s.id AND s.credential_id = v.cred          AND s.signer_id = v.signer AND s.expires_at > v.now AND s.remaining >= v.n          RETURNING s.id, s.hashes",
+    )
+    .bind(json)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    if spent.len() != rows.len() {
+        return Err(refused("a SAD in the batch cannot be spent"));
+    }
+    // SCAL 2: every digest of the SAD's uses must be one it authorized, each signing once.
+    for r in &spent {
+        let Some(allowed) = r.try_get::<Option<String>, _>("hashes").map_err(map_err)? else {
+            continue;
+        };
+        let id: String = r.try_get("id").map_err(map_err)?;
+        let requested: Vec<String> = by_sad
+            .get(id.as_str())
+            .into_iter()
+            .flatten()
+            .flat_map(|u| u.hashes.iter().cloned())
+            .collect();
+        let left = spend_hashes(&allowed, &requested)
+            .ok_or_else(|| refused(SadRefusal::HashNotAuthorized.description()))?;
+        sqlx::query("UPDATE csc_sads SET hashes = $2 WHERE id = $1")
+            .bind(id)
             .bind(left)
             .execute(&mut *conn)
             .await

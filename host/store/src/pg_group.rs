@@ -2,8 +2,8 @@
 //! transaction locks until it commits; one transaction per change therefore queues every writer
 //! behind one commit (fsync) at a time. A group writer takes whatever units are waiting (up to
 //! [`MAX_BATCH`]), applies them in one transaction that locks the head once (after the rows,
-//! as every write transaction does), stores the batch's certificates and events in multi-row
-//! INSERTs, and commits once. Each node runs [`WRITERS`] of them, and several nodes may share
+//! as every write transaction does), stores the batch's certificates in multi-row INSERTs, spends its SADs
+//! in one statement and its events with the head's move in another, and commits once. Each node runs [`WRITERS`] of them, and several nodes may share
 //! one database; the head lock orders all their batches into one chain. If a batch fails,
 //! each unit is retried alone, so one bad unit never takes others down with it.
 
@@ -11,6 +11,7 @@ use sigil_core::StoreError;
 use sigil_core::audit::{AuditEvent, NewAuditEvent};
 use sigil_core::certs::Certificate;
 use sigil_core::ports::{StoreResult, WriteOp};
+use sigil_core::signing::credential::SadUse;
 use std::sync::Arc;
 
 use sqlx::AnyPool;
@@ -18,7 +19,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::group::{MAX_BATCH, Unit};
-use crate::{audit, certs, map_err, ops};
+use crate::{audit, certs, csc, map_err, ops};
 
 /// Writer tasks per node. A batch takes the audit head lock last, just before it commits, so a
 /// second writer could apply its batch's rows while the first one commits; the head lock orders
@@ -118,10 +119,14 @@ async fn write(
     // New certificates wait for a multi-row INSERT; those waiting are stored before any other
     // operation, which may refer to them.
     let mut waiting: Vec<&Certificate> = Vec::new();
+    // SAD spends wait for one statement after the other operations: the batch is sorted so
+    // that renewals' row locks come before SADs', and nothing else refers to a SAD.
+    let mut spends: Vec<&SadUse> = Vec::new();
     for (ops, _, _) in units {
         for op in *ops {
             match op {
                 WriteOp::InsertCertificate(c) => waiting.push(c),
+                WriteOp::ConsumeSad(u) => spends.push(u),
                 other => {
                     certs::insert_certificates(&mut tx, &waiting).await?;
                     waiting.clear();
@@ -131,15 +136,15 @@ async fn write(
         }
     }
     certs::insert_certificates(&mut tx, &waiting).await?;
+    csc::consume_many(&mut tx, &spends).await?;
     let mut chain = audit::Chain::head(&mut tx, true).await?;
     let mut out = Vec::with_capacity(units.len());
     for (_, events, now) in units {
         out.push(chain.seal(events, *now)?);
     }
-    audit::insert_events(&mut tx, &out.concat()).await?;
     let (seq, hash) = chain.head_values();
     let (seq, hash) = (seq, hash.to_owned());
-    chain.save(&mut tx).await?;
+    audit::insert_events_moving_head(&mut tx, &out.concat(), seq, &hash).await?;
     match tx.commit().await {
         Ok(()) => Ok(out),
         // The connection may have failed after the server committed: retrying would apply

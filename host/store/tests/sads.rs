@@ -6,8 +6,8 @@
 use sigil_core::ErrorCode;
 use sigil_core::StoreError;
 use sigil_core::access::authz::Principal;
-use sigil_core::audit::{AuditAction, NewAuditEvent};
-use sigil_core::ports::{Store, WriteOp};
+use sigil_core::audit::{AuditAction, ChainVerifier, GENESIS_HASH, NewAuditEvent};
+use sigil_core::ports::{AuditFilter, AuditLog as _, Store, WriteOp};
 use sigil_core::signing::credential::{Sad, SadRefusal, SadUse};
 use sigil_store::testing::TestDb;
 use time::{Duration, OffsetDateTime};
@@ -92,6 +92,96 @@ async fn the_store_spends_a_sad_as_the_core_rule_says() {
         }
         // The sequence both spends and refuses, so the comparison is not one-sided.
         assert_eq!(outcomes.iter().filter(|o| **o).count(), 4, "{outcomes:?}");
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+/// Spends arriving together are written as one batch (PostgreSQL spends a batch's SADs in one
+/// statement, SQLite one unit after another in one transaction); the accounting must be what
+/// spending them one at a time gives: no SAD spent past its count, no SCAL 2 digest signed twice,
+/// a refused use costing nothing and auditing nothing.
+#[tokio::test]
+async fn spends_arriving_together_are_counted_exactly() {
+    let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let (c, s, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let sad = |id: &str, remaining: u32, hashes: Option<Vec<String>>| Sad {
+        id: id.into(),
+        credential_id: c,
+        signer_id: s,
+        remaining,
+        hashes,
+        expires_at: now + Duration::minutes(5),
+        created_at: now,
+    };
+    let authorized: Vec<String> = (0..6).map(|i| format!("{i:02x}")).collect();
+    let sads = [sad("few", 5, None), sad("many", 1_000, None), sad("scal2", 6, Some(authorized))];
+    let t = sigil_core::audit::unix_micros(now + Duration::seconds(1));
+    let use_ = |sad: &str, signer: Uuid, hashes: Vec<String>| SadUse {
+        id: sad.into(),
+        credential_id: c,
+        signer_id: signer,
+        hashes,
+        now_us: t,
+    };
+    // First only uses that all pass, so that they are written as whole batches (a refusal in
+    // a batch sends its units back one by one): 5 of a SAD good for 5, 40 of one good for
+    // 1,000, each authorized SCAL 2 digest once. Then uses that are mostly refused: more of the
+    // spent SAD, another signer's, each SCAL 2 digest again and one never authorized.
+    let valid: Vec<SadUse> = (0..5)
+        .map(|i| use_("few", s, vec![format!("{i:02x}")]))
+        .chain((0..40).map(|i| use_("many", s, vec![format!("{i:02x}")])))
+        .chain((0..6).map(|i| use_("scal2", s, vec![format!("{i:02x}")])))
+        .collect();
+    let mixed: Vec<SadUse> = (0..10)
+        .map(|i| use_("few", s, vec![format!("{i:02x}")]))
+        .chain((0..20).map(|i| use_("many", s, vec![format!("{i:02x}")])))
+        .chain((0..20).map(|i| use_("many", other, vec![format!("{i:02x}")])))
+        .chain((0..6).chain([9]).map(|i| use_("scal2", s, vec![format!("{i:02x}")])))
+        .collect();
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let mut tx = store.begin().await.unwrap();
+        for sad in &sads {
+            tx.insert_sad(sad).await.unwrap();
+        }
+        tx.commit(vec![event()], now).await.unwrap();
+        let spend_all = |uses: &'_ [SadUse]| {
+            let calls = uses.iter().map(|u| {
+                store.commit_ops(vec![WriteOp::ConsumeSad(u.clone())], vec![event()], now)
+            });
+            futures_util::future::join_all(calls)
+        };
+        for (u, r) in valid.iter().zip(spend_all(&valid).await) {
+            assert!(r.is_ok(), "{}: {u:?}: {r:?}", db.backend);
+        }
+        let mut spent = std::collections::BTreeMap::<(&str, bool), usize>::new();
+        for (u, r) in mixed.iter().zip(spend_all(&mixed).await) {
+            match r {
+                Ok(_) => *spent.entry((u.id.as_str(), u.signer_id == s)).or_default() += 1,
+                Err(StoreError::Refused { code: ErrorCode::InvalidRequest, .. }) => {}
+                Err(e) => panic!("{}: {u:?}: {e:?}", db.backend),
+            }
+        }
+        // Only the big SAD had uses left; nothing of another signer's or twice-signed passed.
+        assert_eq!(spent, [(("many", true), 20)].into_iter().collect(), "{}", db.backend);
+        // Exactly spent: none left of the small one, 940 of the big one.
+        let next = |id: &str| {
+            store.commit_ops(
+                vec![WriteOp::ConsumeSad(use_(id, s, vec!["ff".into()]))],
+                vec![event()],
+                now,
+            )
+        };
+        assert!(next("few").await.is_err(), "{}", db.backend);
+        assert!(next("many").await.is_ok(), "{}", db.backend);
+        // One event per spend (and one for the set-up), on a chain that verifies.
+        let events = store.audit_events(&AuditFilter::default(), 1_000).await.unwrap();
+        assert_eq!(events.len(), 1 + 5 + 40 + 6 + 20 + 1, "{}", db.backend);
+        let mut v = ChainVerifier::new(1, GENESIS_HASH);
+        events.into_iter().for_each(|e| v.push(e));
+        let head = store.audit_head().await.unwrap();
+        assert!(v.finish(Some(head.seq)).valid, "{}", db.backend);
         store.close().await;
         db.cleanup().await;
     }
