@@ -56,6 +56,14 @@ async fn no_secret_reaches_the_logs() {
         .send()
         .await
         .unwrap();
+    // One access line per request, naming the caller, never a secret or a query.
+    let r = s
+        .admin(Method::GET, "/api/v1/certificates?q=secret-search-text")
+        .header("x-request-id", "trace-me-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let admin = s.admin_key.clone();
     let audit_key = std::fs::read_to_string(s.data_dir().join("audit-key.pem")).unwrap();
     s.stop().await;
@@ -72,6 +80,34 @@ async fn no_secret_reaches_the_logs() {
         assert!(secret_part.len() >= 40);
         assert!(!logs.contains(secret_part), "the {what} was logged");
     }
+    let access: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "sigil::access")
+        .collect();
+    let line = access
+        .iter()
+        .find(|l| l["fields"]["request_id"] == "trace-me-1")
+        .unwrap_or_else(|| panic!("no access line for the request:\n{logs}"));
+    let f = &line["fields"];
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(
+        (f["method"].as_str(), f["route"].as_str()),
+        (Some("GET"), Some("/api/v1/certificates"))
+    );
+    assert_eq!(f["path"], "/api/v1/certificates", "no query string");
+    assert_eq!(f["status"], 200);
+    assert_eq!(f["client"], "127.0.0.1");
+    assert!(f["api_key_id"].as_str().is_some_and(|k| k.len() == 36), "{f}");
+    assert!(f["ms"].as_str().is_some_and(|ms| ms.parse::<f64>().is_ok()), "{f}");
+    // The request with the old, rotated-away key was refused: its line says why and names no one.
+    let refused = access.iter().find(|l| l["fields"]["status"] == 401).expect("a refused request");
+    assert!(refused["fields"]["code"].as_str().is_some_and(|c| c != "-"), "{refused}");
+    assert_eq!(refused["fields"]["principal"], "-");
+    // Every request the test made has its line.
+    assert!(access.len() >= 7, "{} access lines", access.len());
+    let leaked: Vec<&str> = logs.lines().filter(|l| l.contains("secret-search-text")).collect();
+    assert!(leaked.is_empty(), "a query string was logged: {leaked:?}");
     let pem_body: String = audit_key.lines().filter(|l| !l.starts_with("-----")).collect();
     assert!(!logs.contains(&pem_body[..40]), "the audit key was logged");
 }

@@ -353,3 +353,185 @@ async fn an_offline_root_signs_the_issuing_ca_and_its_crl_and_the_server_never_h
         db.cleanup().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cert_commands_issue_with_a_local_key_and_manage_the_certificate_to_its_revocation() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("api.key");
+        std::fs::write(&key_file, &s.admin_key).unwrap();
+        let ca = s.data_dir().join("tls/ca.pem");
+        let conn = [
+            "--server",
+            s.url.as_str(),
+            "--api-key-file",
+            key_file.to_str().unwrap(),
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ];
+        let cert = |args: &[&str]| {
+            let mut all = vec!["cert"];
+            all.extend_from_slice(&conn);
+            all.extend_from_slice(args);
+            all.iter().map(|a| (*a).to_owned()).collect::<Vec<String>>()
+        };
+        let run = |args: Vec<String>| async move {
+            sigil(&args.iter().map(String::as_str).collect::<Vec<_>>()).await
+        };
+        let (out, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let (o, k) = (out.to_str().unwrap(), key.to_str().unwrap());
+        let issued = cert(&[
+            "issue",
+            "--profile",
+            "tls-client",
+            "--subject",
+            "CN=cli-user,O=Acme",
+            "--san",
+            "dns:cli.example",
+            "--key-type",
+            "p384",
+            "--out",
+            o,
+            "--key-out",
+            k,
+        ]);
+        assert_eq!(run(issued).await, 0);
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        // The file holds the certificate then its chain; openssl verifies the leaf by it.
+        let pem = std::fs::read_to_string(&out).unwrap();
+        assert!(pem.matches("BEGIN CERTIFICATE").count() >= 2, "{pem}");
+        // The last certificate of the chain is the root; openssl checks the leaf up to it.
+        let root = pem.rfind("-----BEGIN CERTIFICATE-----").map(|i| &pem[i..]).unwrap();
+        let root_file = dir.path().join("root.pem");
+        std::fs::write(&root_file, root).unwrap();
+        let (ok, text) = sigil_tests::openssl(&[
+            "verify",
+            "-CAfile",
+            root_file.to_str().unwrap(),
+            "-untrusted",
+            o,
+            o,
+        ]);
+        assert!(ok, "{text}");
+        // The key written here is the one the certificate certifies.
+        let (_, cert_pub) = sigil_tests::openssl(&["x509", "-in", o, "-noout", "-pubkey"]);
+        let (_, key_pub) = sigil_tests::openssl(&["pkey", "-in", k, "-pubout"]);
+        assert_eq!(cert_pub, key_pub);
+        let (_, subject) = sigil_tests::openssl(&[
+            "x509",
+            "-in",
+            o,
+            "-noout",
+            "-subject",
+            "-ext",
+            "subjectAltName",
+        ]);
+        assert!(
+            subject.contains("CN = cli-user") && subject.contains("DNS:cli.example"),
+            "{subject}"
+        );
+        let (_, list) = sigil_tests::json(
+            s.admin(Method::GET, "/api/v1/certificates?q=cli-user").send().await.unwrap(),
+        )
+        .await;
+        let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+        let status = || async {
+            let (_, c) = sigil_tests::json(
+                s.admin(Method::GET, &format!("/api/v1/certificates/{id}")).send().await.unwrap(),
+            )
+            .await;
+            c["status"].as_str().unwrap().to_owned()
+        };
+        for (args, want) in [
+            (vec!["list", "--q", "cli-user", "--output", "json"], None),
+            (vec!["show", id.as_str()], None),
+            (vec!["suspend", id.as_str()], Some("suspended")),
+            (vec!["reactivate", id.as_str()], Some("active")),
+        ] {
+            assert_eq!(run(cert(&args)).await, 0, "{args:?}");
+            if let Some(w) = want {
+                assert_eq!(status().await, w, "{args:?}");
+            }
+        }
+        // Renewal opens 30 days before expiry under tls-client; this profile opens it at once.
+        let (_, mut spec) = sigil_tests::json(
+            s.admin(Method::GET, "/api/v1/profiles/tls-client").send().await.unwrap(),
+        )
+        .await;
+        let mut spec = spec["spec"].take();
+        spec["renewal_window_days"] = serde_json::json!(365);
+        let r =
+            s.admin(Method::PUT, "/api/v1/profiles/tls-client").json(&spec).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let renewed = dir.path().join("renewed.pem");
+        let new_key = dir.path().join("renewed.key");
+        assert_eq!(
+            run(cert(&[
+                "renew",
+                &id,
+                "--out",
+                renewed.to_str().unwrap(),
+                "--key-out",
+                new_key.to_str().unwrap()
+            ]))
+            .await,
+            0
+        );
+        let (_, renewed_pub) =
+            sigil_tests::openssl(&["x509", "-in", renewed.to_str().unwrap(), "-noout", "-pubkey"]);
+        let (_, new_pub) =
+            sigil_tests::openssl(&["pkey", "-in", new_key.to_str().unwrap(), "-pubout"]);
+        assert_eq!(renewed_pub, new_pub, "the renewal certifies the new local key");
+        assert_ne!(renewed_pub, cert_pub);
+        assert_eq!(run(cert(&["revoke", &id, "--reason", "keyCompromise"])).await, 0);
+        assert_eq!(status().await, "revoked");
+        // Revoking again is idempotent (it answers the revoked certificate); lifting the hold
+        // of a revoked one is refused by the server: exit 1. Not a certificate id: exit 2, and
+        // nothing is sent.
+        assert_eq!(run(cert(&["revoke", &id])).await, 0);
+        assert_eq!(run(cert(&["reactivate", &id])).await, 1);
+        assert_eq!(run(cert(&["show", "../api-keys"])).await, 2);
+        assert_eq!(
+            run(cert(&[
+                "issue",
+                "--profile",
+                "tls-client",
+                "--subject",
+                "nonsense",
+                "--out",
+                o,
+                "--key-out",
+                k
+            ]))
+            .await,
+            2
+        );
+        // A wrong key is the server's refusal too.
+        std::fs::write(&key_file, "sgl_wrong").unwrap();
+        assert_eq!(run(cert(&["list"])).await, 1);
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn completions_and_the_man_page_cover_the_commands() {
+    assert_eq!(sigil(&["completions", "zsh"]).await, 0);
+    assert_eq!(sigil(&["man"]).await, 0);
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut bash = Vec::new();
+    clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "sigil", &mut bash);
+    let bash = String::from_utf8(bash).unwrap();
+    for word in ["cert", "issue", "--key-out", "backup", "completions"] {
+        assert!(bash.contains(word), "{word} is not completed");
+    }
+    let mut man = Vec::new();
+    clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut man).unwrap();
+    let man = String::from_utf8(man).unwrap();
+    assert!(man.starts_with(".ie") || man.contains(".TH sigil"), "{}", &man[..200.min(man.len())]);
+    assert!(man.contains("backup"));
+}

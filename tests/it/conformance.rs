@@ -510,7 +510,10 @@ async fn a_publication_listener_that_cannot_bind_stops_the_server_it_was_startin
     .unwrap();
     let cfg = sigil_server::config::Config::load_from(Some(&cfg_file), std::iter::empty()).unwrap();
     let e = sigil_server::startup::start(&cfg).await.err().expect("the start fails");
-    assert!(e.to_string().contains("publication listener"), "{e}");
+    assert!(
+        format!("{e:#}").contains("cannot listen on") && e.to_string().contains("pki.http_listen"),
+        "{e:#}"
+    );
     // The HTTPS listener it had started is gone: its port is free again.
     let again = std::net::TcpListener::bind(("127.0.0.1", main_port));
     assert!(again.is_ok(), "the main listener was left running: {again:?}");

@@ -32,7 +32,8 @@ pub async fn backends() -> Vec<TestDb> {
     TestDb::all().await
 }
 
-pub(crate) fn install_crypto() {
+/// Installs ring as rustls' process-wide provider (once).
+pub fn install_crypto() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

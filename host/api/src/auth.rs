@@ -59,7 +59,9 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
         Ok(None) => next.run(req).await,
         Ok(Some(principal)) => {
             let endpoint = format!("{} {}", req.method(), matched(&req));
-            let res = next.run(req).await;
+            let mut res = next.run(req).await;
+            // For the access log, outside the router.
+            res.extensions_mut().insert(Caller(principal.clone()));
             // Refusals of authenticated callers are security events: record them.
             if res.status() == StatusCode::FORBIDDEN {
                 let code = res

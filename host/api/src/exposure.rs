@@ -144,7 +144,8 @@ const SELF_ENDPOINTS: [&str; 3] =
 #[derive(Debug)]
 pub struct Exposure {
     endpoints: Vec<(Method, String)>,
-    file: ExposureConfig,
+    /// The configuration file's `[exposure]` (replaced by [`Exposure::reload_file`]).
+    file: RwLock<ExposureConfig>,
     current: RwLock<Arc<Table>>,
     /// Held from reading the stored override to installing it. Without it the periodic refresh
     /// can read the old value, lose the race to an API write that installs the new one, and
@@ -174,7 +175,7 @@ impl Exposure {
         let table = Self::compile(&endpoints, config.clone(), Source::File, None)?;
         Ok(Self {
             endpoints,
-            file: config,
+            file: RwLock::new(config),
             current: RwLock::new(Arc::new(table)),
             syncing: tokio::sync::Mutex::new(()),
         })
@@ -267,13 +268,34 @@ impl Exposure {
             return Ok(false);
         }
         let table = match raw {
-            None => Self::compile(&self.endpoints, self.file.clone(), Source::File, None)?,
+            None => Self::compile(&self.endpoints, self.file_config(), Source::File, None)?,
             Some(r) => {
                 let cfg: ExposureConfig =
                     serde_json::from_str(r).map_err(|e| ExposureError::Stored(e.to_string()))?;
                 Self::compile(&self.endpoints, cfg, Source::Api, Some(r.to_owned()))?
             }
         };
+        if let Ok(mut cur) = self.current.write() {
+            *cur = Arc::new(table);
+        }
+        Ok(true)
+    }
+
+    fn file_config(&self) -> ExposureConfig {
+        self.file.read().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the configuration file's `[exposure]` (a reload: SIGHUP or a file change) and
+    /// puts it in force unless an override stored through the API is. A configuration that does
+    /// not compile changes nothing. Hold [`Exposure::sync_guard`] around it.
+    pub fn reload_file(&self, config: ExposureConfig) -> Result<bool, ExposureError> {
+        let table = Self::compile(&self.endpoints, config.clone(), Source::File, None)?;
+        if let Ok(mut f) = self.file.write() {
+            *f = config;
+        }
+        if self.source() != Source::File {
+            return Ok(false);
+        }
         if let Ok(mut cur) = self.current.write() {
             *cur = Arc::new(table);
         }

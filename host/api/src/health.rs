@@ -49,9 +49,15 @@ async fn ready(State(st): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus text exposition: requests by route and status, latency histograms, and when
-/// each root CRL runs out (`sigil_root_crl_next_update_seconds{ca}`).
-#[utoipa::path(get, path = "/metrics", tag = "metrics", responses((status = 200, content_type = "text/plain")))]
+/// The OpenMetrics content type, which is what the body is (Prometheus negotiates it).
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Metrics in the OpenMetrics text format: HTTP requests and latency, certificate lifecycle,
+/// CSC signatures and logins, CRLs, audit events, the audit chain head, CRL ages, database pools
+/// and plugins (see `sigil_api::metrics`).
+#[utoipa::path(get, path = "/metrics", tag = "metrics", operation_id = "metrics",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "The metrics", content_type = "application/openmetrics-text")))]
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     // Read at each scrape: a root CRL published on another node shows here too.
     match st.cas.root_crl_deadlines().await {
@@ -62,5 +68,23 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
         }
         Err(e) => tracing::warn!(error = %e, "reading root CRL deadlines for metrics failed"),
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], st.metrics.render())
+    let audit_head = match st.store.audit_head().await {
+        Ok(h) => Some(h.seq),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the audit head for metrics failed");
+            None
+        }
+    };
+    let crls = st.cas.crl_times().await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "reading CRL times for metrics failed");
+        Vec::new()
+    });
+    st.metrics.set_scrape(crate::metrics::Scrape {
+        audit_head,
+        crls,
+        pools: st.store.pool_status(),
+        plugins: st.plugins.status(),
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+    });
+    ([(header::CONTENT_TYPE, OPENMETRICS)], st.metrics.render())
 }

@@ -7,13 +7,16 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod access_log;
 pub mod auth;
+pub mod client_ip;
 pub mod csc;
 pub mod error;
 pub mod exposure;
 pub mod extract;
 mod health;
 pub mod metrics;
+mod openapi;
 pub mod v1;
 
 use sigil_core::ErrorCode;
@@ -113,13 +116,16 @@ pub struct AppServices {
     pub streams: Arc<v1::stream::StreamSlots>,
 }
 
-/// HTTP limits.
-#[derive(Debug, Clone, Copy)]
+/// What every listener enforces: body and time limits, and whose `X-Forwarded-For` it believes.
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest accepted request body.
     pub body_bytes: usize,
     /// Longest a request may take.
     pub request_timeout: Duration,
+    /// Reverse proxies (`server.trusted_proxies`) whose `X-Forwarded-For` names the client;
+    /// empty: the TCP peer is the client.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 #[derive(OpenApi)]
@@ -308,6 +314,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     // Modifiers declared on ApiDoc run before the routes' paths are merged in, so this one is
     // applied to the finished document.
     utoipa::Modify::modify(&CommonResponses, &mut doc);
+    openapi::finish(&mut doc);
     (router, doc)
 }
 
@@ -417,11 +424,20 @@ pub fn publication_app(state: AppState, limits: Limits) -> Router {
     let routes = v1::profiles::publication()
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::plain_guard))
         .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track));
+    let trusted = limits.trusted_proxies.clone();
     bounded(routes, limits)
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(access_log::log))
+        .layer(middleware::from_fn_with_state(trusted, client_ip::resolve))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::new(HeaderName::from_static("x-request-id")))
         .layer(SetRequestIdLayer::new(HeaderName::from_static("x-request-id"), MakeRequestUuid))
         .with_state(state)
+}
+
+/// The debug span of a request: method and path, never the query string (search texts can be
+/// personal data) or a header.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
 }
 
 /// The complete application.
@@ -437,10 +453,13 @@ pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router 
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard))
         .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .merge(swagger);
+    let trusted = limits.trusted_proxies.clone();
     bounded(routes, limits)
         // Outside every layer that can refuse a request, so CSC paths answer CSC errors.
         .layer(middleware::from_fn(csc::errors))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(access_log::log))
+        .layer(middleware::from_fn_with_state(trusted, client_ip::resolve))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
             HeaderName::from_static("x-api-key"),

@@ -1,17 +1,29 @@
-//! Prometheus metrics: requests by route and status, and latency histograms by route.
+//! Prometheus metrics, in the OpenMetrics text format (`/metrics`):
+//! - HTTP: requests by route and status, latency histograms by route;
+//! - domain: certificates issued, renewed, revoked, suspended and reactivated, CSC signatures,
+//!   logins, CRLs generated, and every audit event by action and outcome — counted from the
+//!   audit events of each commit ([`CommitObserver`]), so no service needs a metrics call and
+//!   no change goes uncounted;
+//! - read at each scrape ([`Scrape`]): the audit chain head, each CRL's thisUpdate and
+//!   nextUpdate, each root CRL's nextUpdate, the database pools, and each plugin's calls,
+//!   faults and time in calls.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
+use sigil_core::audit::{AuditAction, AuditEvent};
+use sigil_core::ports::{CommitObserver, PluginStatus, PoolStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -31,9 +43,42 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+    kind: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 250 µs … ~8 s.
     Histogram::new(exponential_buckets(0.00025, 2.0, 16))
+}
+
+/// The certificate counters, one per lifecycle action.
+#[derive(Debug, Default)]
+struct CertCounters {
+    issued: Counter,
+    renewed: Counter,
+    revoked: Counter,
+    suspended: Counter,
+    reactivated: Counter,
 }
 
 /// The metric registry of one server.
@@ -43,6 +88,12 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     root_crl_next_update: Family<CaLabels, Gauge>,
+    audit_events: Family<ActionLabels, Counter>,
+    certs: Arc<CertCounters>,
+    signatures: Counter,
+    logins: Family<OutcomeLabels, Counter>,
+    crls: Family<CaLabels, Counter>,
+    scrape: Arc<Mutex<Scrape>>,
 }
 
 impl Default for Metrics {
@@ -53,9 +104,10 @@ impl Default for Metrics {
             latency_histogram as fn() -> Histogram,
         );
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
-        registry.register(
-            "http_request_duration_seconds",
+        registry.register_with_unit(
+            "http_request_duration",
             "HTTP request latency by route",
+            Unit::Seconds,
             latency.clone(),
         );
         let root_crl_next_update = Family::<CaLabels, Gauge>::default();
@@ -64,7 +116,42 @@ impl Default for Metrics {
             "When each published root CRL runs out (Unix time): sign the next one before",
             root_crl_next_update.clone(),
         );
-        Self { registry, requests, latency, root_crl_next_update }
+        let audit_events = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "audit_events",
+            "Audit events this node committed, by action and outcome",
+            audit_events.clone(),
+        );
+        let certs = Arc::new(CertCounters::default());
+        for (name, help, c) in [
+            ("certificates_issued", "Certificates issued (renewals included)", &certs.issued),
+            ("certificates_renewed", "Certificates renewed", &certs.renewed),
+            ("certificates_revoked", "Certificates revoked", &certs.revoked),
+            ("certificates_suspended", "Certificates put on hold", &certs.suspended),
+            ("certificates_reactivated", "Certificates released from hold", &certs.reactivated),
+        ] {
+            registry.register(name, help, c.clone());
+        }
+        let signatures = Counter::default();
+        registry.register("csc_sign_hash", "CSC signHash calls that signed", signatures.clone());
+        let logins = Family::<OutcomeLabels, Counter>::default();
+        registry.register("csc_logins", "CSC signer logins, by outcome", logins.clone());
+        let crls = Family::<CaLabels, Counter>::default();
+        registry.register("crls_generated", "CRLs signed, by CA", crls.clone());
+        let scrape = Arc::new(Mutex::new(Scrape::default()));
+        registry.register_collector(Box::new(ScrapeCollector(Arc::clone(&scrape))));
+        Self {
+            registry,
+            requests,
+            latency,
+            root_crl_next_update,
+            audit_events,
+            certs,
+            signatures,
+            logins,
+            crls,
+            scrape,
+        }
     }
 }
 
@@ -84,7 +171,14 @@ impl Metrics {
         self.root_crl_next_update.get_or_create(&CaLabels { ca: ca.into() }).set(unix_seconds);
     }
 
-    /// The Prometheus text exposition.
+    /// Replaces what is read at each scrape.
+    pub fn set_scrape(&self, s: Scrape) {
+        if let Ok(mut current) = self.scrape.lock() {
+            *current = s;
+        }
+    }
+
+    /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -92,16 +186,175 @@ impl Metrics {
     }
 }
 
+impl CommitObserver for Metrics {
+    fn committed(&self, events: &[AuditEvent]) {
+        for ev in events {
+            self.audit_events
+                .get_or_create(&ActionLabels {
+                    action: ev.action.clone(),
+                    outcome: ev.outcome.clone(),
+                })
+                .inc();
+            let a = ev.action.as_str();
+            // One `csc.login` event per login, its outcome saying how it went.
+            if AuditAction::CscLogin == a {
+                self.logins.get_or_create(&OutcomeLabels { outcome: ev.outcome.clone() }).inc();
+                continue;
+            }
+            if ev.outcome != "success" {
+                continue;
+            }
+            if AuditAction::CrlPublish == a || AuditAction::CaRootCrlPublish == a {
+                self.crls.get_or_create(&CaLabels { ca: ev.object_id.clone() }).inc();
+                continue;
+            }
+            let counted = [
+                (AuditAction::CertificateIssue, &self.certs.issued),
+                (AuditAction::CertificateRenew, &self.certs.renewed),
+                (AuditAction::CertificateRevoke, &self.certs.revoked),
+                (AuditAction::CertificateSuspend, &self.certs.suspended),
+                (AuditAction::CertificateReactivate, &self.certs.reactivated),
+                (AuditAction::CscSignHash, &self.signatures),
+            ];
+            if let Some((_, c)) = counted.iter().find(|(action, _)| *action == a) {
+                c.inc();
+            }
+            // A renewal issues a certificate too.
+            if AuditAction::CertificateRenew == a {
+                self.certs.issued.inc();
+            }
+        }
+    }
+}
+
+/// What `/metrics` reads from the database and the plugin host at each scrape.
+#[derive(Debug, Default, Clone)]
+pub struct Scrape {
+    /// The audit chain's last sequence number.
+    pub audit_head: Option<i64>,
+    /// Each publishing CA's current CRL: (CA, thisUpdate, nextUpdate), Unix seconds.
+    pub crls: Vec<(String, i64, i64)>,
+    /// Database pools.
+    pub pools: Vec<PoolStatus>,
+    /// Plugins.
+    pub plugins: Vec<PluginStatus>,
+    /// Now, Unix seconds (for the CRL age).
+    pub now: i64,
+}
+
+#[derive(Debug)]
+struct ScrapeCollector(Arc<Mutex<Scrape>>);
+
+fn family<'a, L: EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder<'a>,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    metric_type: MetricType,
+    rows: impl IntoIterator<Item = (L, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut e = encoder.encode_descriptor(name, help, unit, metric_type)?;
+    for (labels, m) in rows {
+        m.encode(e.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for ScrapeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(s) = self.0.lock().map(|s| s.clone()) else { return Ok(()) };
+        if let Some(head) = s.audit_head {
+            let e = encoder.encode_descriptor(
+                "audit_chain_head",
+                "Sequence number of the audit chain's last event",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(head).encode(e)?;
+        }
+        let ca = |c: &String| CaLabels { ca: c.clone() };
+        family(
+            &mut encoder,
+            "crl_this_update_seconds",
+            "thisUpdate of each CA's current CRL (Unix time)",
+            None,
+            MetricType::Gauge,
+            s.crls.iter().map(|(c, this, _)| (ca(c), ConstGauge::new(*this))),
+        )?;
+        family(
+            &mut encoder,
+            "crl_next_update_seconds",
+            "nextUpdate of each CA's current CRL (Unix time)",
+            None,
+            MetricType::Gauge,
+            s.crls.iter().map(|(c, _, next)| (ca(c), ConstGauge::new(*next))),
+        )?;
+        family(
+            &mut encoder,
+            "crl_age",
+            "How long ago each CA's current CRL was signed",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+            s.crls.iter().map(|(c, this, _)| (ca(c), ConstGauge::new(s.now - this))),
+        )?;
+        let pool = |p: &PoolStatus, state: &str| PoolLabels {
+            pool: p.pool.to_owned(),
+            state: state.to_owned(),
+        };
+        family(
+            &mut encoder,
+            "db_pool_connections",
+            "Database connections by pool and state (idle, in_use, max)",
+            None,
+            MetricType::Gauge,
+            s.pools.iter().flat_map(|p| {
+                [
+                    (pool(p, "idle"), ConstGauge::new(i64::from(p.idle))),
+                    (pool(p, "in_use"), ConstGauge::new(i64::from(p.open.saturating_sub(p.idle)))),
+                    (pool(p, "max"), ConstGauge::new(i64::from(p.max))),
+                ]
+            }),
+        )?;
+        let plugin = |p: &PluginStatus| PluginLabels { plugin: p.id.clone(), kind: p.kind.clone() };
+        family(
+            &mut encoder,
+            "plugin_calls",
+            "Calls into each plugin since its version was loaded",
+            None,
+            MetricType::Counter,
+            s.plugins.iter().map(|p| (plugin(p), ConstCounter::new(p.calls))),
+        )?;
+        family(
+            &mut encoder,
+            "plugin_faults",
+            "Plugin calls that failed (timeout, memory limit, trap, rejected)",
+            None,
+            MetricType::Counter,
+            s.plugins.iter().map(|p| (plugin(p), ConstCounter::new(p.faults))),
+        )?;
+        family(
+            &mut encoder,
+            "plugin_call_duration_seconds",
+            "Time spent in calls into each plugin (divide by sigil_plugin_calls_total for the mean)",
+            None,
+            MetricType::Counter,
+            s.plugins.iter().map(|p| (plugin(p), ConstCounter::new(p.call_seconds))),
+        )?;
+        Ok(())
+    }
+}
+
 /// Middleware that records every routed request.
 pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let res = next.run(req).await;
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let mut res = next.run(req).await;
     m.observe(&method, &route, res.status().as_u16(), start.elapsed().as_secs_f64());
+    // For the access log, which runs outside the router and never sees the routed request.
+    if let Some(p) = matched {
+        res.extensions_mut().insert(p);
+    }
     res.into_response()
 }

@@ -85,6 +85,34 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
     /// Starts a write transaction.
     async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+    /// Tells `observer` of the audit events of every change committed through this store from
+    /// now on (one observer; a second call replaces nothing and is ignored).
+    fn observe_commits(&self, _observer: std::sync::Arc<dyn CommitObserver>) {}
+    /// The connection pools' state, for metrics.
+    fn pool_status(&self) -> Vec<PoolStatus> {
+        Vec::new()
+    }
+}
+
+/// Told of the audit events of each change this node commits, right after the commit (metrics
+/// count them: every change has its events, so no service needs a metrics call of its own).
+/// Must be cheap and must not block.
+pub trait CommitObserver: Send + Sync + std::fmt::Debug {
+    /// `events` were committed.
+    fn committed(&self, events: &[AuditEvent]);
+}
+
+/// Connections of one database pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// `read` or `write`.
+    pub pool: &'static str,
+    /// Open connections.
+    pub open: u32,
+    /// Open and idle.
+    pub idle: u32,
+    /// The most it opens.
+    pub max: u32,
 }
 
 /// Reads of settings changed through the API.
@@ -237,6 +265,8 @@ pub struct PluginStatus {
     pub calls: u64,
     /// Calls that failed (timeout, memory limit, trap).
     pub faults: u64,
+    /// Time spent in calls since load, seconds.
+    pub call_seconds: f64,
     /// Hook points it runs at.
     pub hooks: Vec<String>,
 }

@@ -112,7 +112,7 @@ fn dn_type(attribute: &str) -> Result<DnType> {
     })
 }
 
-fn distinguished_name(attrs: &[NameAttribute]) -> Result<DistinguishedName> {
+pub(crate) fn distinguished_name(attrs: &[NameAttribute]) -> Result<DistinguishedName> {
     let mut dn = DistinguishedName::new();
     for a in attrs {
         dn.push(dn_type(&a.attribute)?, dn_value(&a.attribute, &a.value));
@@ -120,7 +120,7 @@ fn distinguished_name(attrs: &[NameAttribute]) -> Result<DistinguishedName> {
     Ok(dn)
 }
 
-fn san(s: &San) -> Result<SanType> {
+pub(crate) fn san(s: &San) -> Result<SanType> {
     let ia5 = |v: &str| {
         Ia5String::try_from(v).map_err(|_| {
             CoreError::invalid(ErrorCode::SanNotAllowed, format!("`{v}` is not ASCII"))

@@ -16,6 +16,7 @@ pub mod ocsp;
 pub mod offline;
 pub mod parser;
 pub mod pem;
+pub mod request;
 pub mod seal;
 pub mod signing;
 pub mod unlock;
@@ -58,12 +59,22 @@ impl From<rcgen::Error> for PkiError {
     }
 }
 
-/// Writes `data` to `path` with mode 0600 (owner only), creating parent directories.
+/// Creates directory `dir` and any missing parents with mode 0700 (owner only): a data
+/// directory holds the database and the keys. An existing directory is left as it is.
+pub fn private_dir(dir: &std::path::Path) -> Result<(), PkiError> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir).map_err(|source| PkiError::Io { path: dir.display().to_string(), source })
+}
+
+/// Writes `data` to `path` with mode 0600 (owner only), creating parent directories (0700).
 pub fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), PkiError> {
     use std::io::Write as _;
     let io = |source| PkiError::Io { path: path.display().to_string(), source };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        private_dir(dir)?;
     }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

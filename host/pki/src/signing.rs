@@ -193,22 +193,9 @@ pub fn sign_digest(
     Ok(sig)
 }
 
-/// A new PKCS#8 key of type `k` from OpenSSL (fast RSA key generation).
+/// A new PKCS#8 key of type `k` (the one generator every Sigil key comes from).
 pub fn generate(k: KeyType) -> Result<Zeroizing<Vec<u8>>, CoreError> {
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::nid::Nid;
-    let key = match k {
-        KeyType::P256 | KeyType::P384 => {
-            let nid = if k == KeyType::P256 { Nid::X9_62_PRIME256V1 } else { Nid::SECP384R1 };
-            let group = EcGroup::from_curve_name(nid).map_err(bad_key)?;
-            PKey::from_ec_key(EcKey::generate(&group).map_err(bad_key)?).map_err(bad_key)?
-        }
-        _ => {
-            let bits = k.rsa_bits().unwrap_or(2048);
-            PKey::from_rsa(openssl::rsa::Rsa::generate(bits).map_err(bad_key)?).map_err(bad_key)?
-        }
-    };
-    Ok(Zeroizing::new(key.private_key_to_pkcs8().map_err(bad_key)?))
+    Ok(crate::keys::generate(k)?)
 }
 
 /// A new key for credential `id` with a PKCS#10 request for common name `cn`: (sealed key, CSR

@@ -1,5 +1,5 @@
-//! The command line: `serve`, `migrate`, `check-config`, `apikey`, `audit verify`, `plugin`,
-//! and `ca` (the offline root, in `ca_cli`).
+//! The command line: `serve`, `migrate`, `check-config`, `apikey`, `audit verify`, `backup`,
+//! `plugin`, and `ca` (the offline root, in `ca_cli`).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -62,12 +62,36 @@ pub enum Command {
     /// Audit trail tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Copy the database (online, consistent) and the key files into a new directory that
+    /// `sigil serve --data-dir DIR` starts from; on PostgreSQL, the key files only (use pg_dump).
+    Backup {
+        /// The new (or empty) directory to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Plugin tools.
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// CA tools: an offline root that signs the issuing CA and its own CRLs.
     #[command(subcommand)]
     Ca(crate::ca_cli::CaCommand),
+    /// Certificates on a running server: issue (the key is made here), list, show, revoke,
+    /// suspend, reactivate, renew.
+    Cert {
+        /// Server, API key and trust.
+        #[command(flatten)]
+        conn: crate::client::Connection,
+        /// What to do.
+        #[command(subcommand)]
+        cmd: crate::client::CertCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of `sigil`.
+    Man,
 }
 
 /// `sigil plugin …`.
@@ -210,7 +234,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Migrate { reseal_legacy } => {
-            std::fs::create_dir_all(&cfg.server.data_dir)?;
+            sigil_pki::private_dir(&cfg.server.data_dir)?;
             let store = startup::open_store(&cfg).await?;
             println!("migrations applied to {}", sigil_store::redact_url(&cfg.database_url()));
             if reseal_legacy {
@@ -225,15 +249,46 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::CheckConfig => {
-            let mut shown = cfg.clone();
+            let mut shown = cfg.redacted();
             shown.database.url = Some(sigil_store::redact_url(&cfg.database_url()));
             println!("{}", serde_json::to_string_pretty(&shown)?);
             let (_, doc) = sigil_api::routes();
             sigil_api::exposure::Exposure::new(sigil_api::endpoints(&doc), cfg.exposure.clone())?;
-            eprintln!("configuration is valid");
-            Ok(0)
+            let problems = cfg.problems();
+            if problems.is_empty() {
+                eprintln!("configuration is valid");
+                return Ok(0);
+            }
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            eprintln!("configuration is not valid: {} problems", problems.len());
+            Ok(1)
         }
         Command::Apikey(c) => apikey(&cfg, c).await,
+        Command::Cert { conn, cmd } => crate::client::run(cmd, &conn, &cfg.server.data_dir).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "sigil", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            Ok(0)
+        }
+        Command::Backup { out } => {
+            eprintln!("backing up {} to {}", cfg.server.data_dir.display(), out.display());
+            let report = crate::backup::run(&cfg, &out).await?;
+            if !report.database_copied {
+                eprintln!(
+                    "note: the database is on PostgreSQL ({}): back it up with pg_dump",
+                    sigil_store::redact_url(&cfg.database_url())
+                );
+            }
+            println!("backup written to {} ({} files)", out.display(), report.files.len());
+            Ok(0)
+        }
         Command::Audit(AuditCommand::Verify(a)) => verify(&cfg, a).await,
         Command::Ca(c) => crate::ca_cli::run(&cfg, c).await,
         Command::Plugin(c) => {
@@ -256,8 +311,18 @@ pub async fn run(cli: Cli) -> Result<i32> {
 }
 
 async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
-    std::fs::create_dir_all(&cfg.server.data_dir)?;
-    let store = startup::open_store(cfg).await?;
+    // An installation's keys: never a new database, master key and CA in a mistyped directory.
+    let store = startup::open_existing(cfg).await?;
+    if let ApiKeyCommand::List = c {
+        // Reading only: the key service alone, and no checkpoint.
+        let store: Arc<dyn sigil_core::ports::Store> = Arc::new(store);
+        let keys = sigil_core::access::api_keys::ApiKeyService::new(
+            store,
+            Arc::new(sigil_core::ports::SystemClock),
+            std::time::Duration::ZERO,
+        );
+        return list_keys(&keys).await;
+    }
     let svc = startup::services(
         cfg,
         store,
@@ -287,32 +352,7 @@ async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
             );
             println!("{}", k.secret.value);
         }
-        ApiKeyCommand::List => {
-            let cap = cli.authorize::<perm::ApiKeysRead>()?;
-            let mut after = None;
-            let now = time::OffsetDateTime::now_utc();
-            println!("{:<38} {:<8} {:<24} PERMISSIONS", "ID", "STATUS", "NAME");
-            loop {
-                let page = svc
-                    .api_keys
-                    .list(&cap, ApiKeyFilter::default(), PageRequest { after, limit: 500 })
-                    .await?;
-                for k in &page.items {
-                    let status = format!("{:?}", k.status(now)).to_lowercase();
-                    println!(
-                        "{:<38} {:<8} {:<24} {}",
-                        k.id,
-                        status,
-                        k.name,
-                        k.permissions.to_vec().join(",")
-                    );
-                }
-                match page.next_cursor {
-                    Some(c) => after = Some(c),
-                    None => break,
-                }
-            }
-        }
+        ApiKeyCommand::List => return list_keys(&svc.api_keys).await,
         ApiKeyCommand::Revoke { id, reason, cascade } => {
             let id = uuid::Uuid::parse_str(&id).context("the key id is not a UUID")?;
             let cap = cli.authorize::<perm::ApiKeysRevoke>()?;
@@ -324,6 +364,35 @@ async fn apikey(cfg: &Config, c: ApiKeyCommand) -> Result<i32> {
     if let Err(e) = svc.audit.checkpoint().await {
         eprintln!("warning: no audit checkpoint was signed: {e}");
     }
+    Ok(0)
+}
+
+/// `sigil apikey list`: every key, a page at a time.
+async fn list_keys(keys: &sigil_core::access::api_keys::ApiKeyService) -> Result<i32> {
+    let cli = Principal::local_cli();
+    let cap = cli.authorize::<perm::ApiKeysRead>()?;
+    let mut after = None;
+    let now = time::OffsetDateTime::now_utc();
+    println!("{:<38} {:<8} {:<24} PERMISSIONS", "ID", "STATUS", "NAME");
+    loop {
+        let page =
+            keys.list(&cap, ApiKeyFilter::default(), PageRequest { after, limit: 500 }).await?;
+        for k in &page.items {
+            let status = format!("{:?}", k.status(now)).to_lowercase();
+            println!(
+                "{:<38} {:<8} {:<24} {}",
+                k.id,
+                status,
+                k.name,
+                k.permissions.to_vec().join(",")
+            );
+        }
+        match page.next_cursor {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+
     Ok(0)
 }
 
@@ -373,7 +442,8 @@ async fn verify(cfg: &Config, a: VerifyArgs) -> Result<i32> {
             now_us: sigil_core::audit::unix_micros(time::OffsetDateTime::now_utc()),
             max_age_us: i64::try_from(max_age.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
         });
-        let store = startup::open_store(&cfg).await?;
+        // Verifying reads: it never creates, migrates or otherwise changes what it checks.
+        let store = startup::open_existing(&cfg).await?;
         let report =
             sigil_core::audit::trail::verify_store(&store, &pinned, anchor, freshness).await?;
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -122,6 +122,10 @@ pub struct ServerSection {
     /// How often settings changed through the API on other nodes are re-read, ms.
     #[serde(default = "d_refresh")]
     pub settings_refresh_ms: u64,
+    /// Reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` names the client; empty
+    /// (the default): the TCP peer is the client and the header is ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[tls]`.
@@ -713,6 +717,8 @@ impl Config {
                 "server.body_limit_bytes and server.request_timeout_secs must be positive".into(),
             ));
         }
+        sigil_core::access::api_key::parse_whitelist(&self.server.trusted_proxies)
+            .map_err(|e| ConfigError::Invalid(format!("server.trusted_proxies: {e}")))?;
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err(ConfigError::Invalid("tls.cert_file and tls.key_file go together".into()));
         }
@@ -849,6 +855,64 @@ impl Config {
             .signing_key_file
             .clone()
             .unwrap_or_else(|| self.server.data_dir.join("audit-key.pem"))
+    }
+
+    /// What `check-config` finds wrong beyond the syntax: files the configuration names that do
+    /// not exist (keys and logs Sigil creates itself need only their directory).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut must_exist = |key: &str, p: Option<&Path>| {
+            if let Some(p) = p
+                && !p.is_file()
+            {
+                out.push(format!("{key}: {} does not exist or is not a file", p.display()));
+            }
+        };
+        must_exist("tls.cert_file", self.tls.cert_file.as_deref());
+        must_exist("tls.key_file", self.tls.key_file.as_deref());
+        must_exist("tls.client_ca_file", self.tls.client_ca_file.as_deref());
+        must_exist("tls.client_crl_file", self.tls.client_crl_file.as_deref());
+        must_exist("pki.import_cert_file", self.pki.import_cert_file.as_deref());
+        must_exist("pki.import_key_file", self.pki.import_key_file.as_deref());
+        must_exist("pki.import_chain_file", self.pki.import_chain_file.as_deref());
+        for k in &self.audit.trusted_keys {
+            must_exist("audit.trusted_keys", Some(k));
+        }
+        for (id, p) in &self.plugins.load {
+            must_exist(&format!("plugins.load.{id}.file"), Some(&p.file));
+            must_exist(&format!("plugins.load.{id}.ca_file"), p.ca_file.as_deref());
+        }
+        let created = [
+            ("pki.master_key_file", self.pki.master_key_file.as_deref()),
+            ("audit.signing_key_file", self.audit.signing_key_file.as_deref()),
+            ("audit.anchor_file", self.audit.anchor_file.as_deref()),
+            ("audit.anchor_copy_file", self.audit.anchor_copy_file.as_deref()),
+        ];
+        for (key, p) in created {
+            if let Some(p) = p
+                && !p.exists()
+                && let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty())
+                && !dir.is_dir()
+            {
+                out.push(format!(
+                    "{key}: {} cannot be created: {} is not a directory",
+                    p.display(),
+                    dir.display()
+                ));
+            }
+        }
+        out
+    }
+
+    /// The configuration as `check-config` prints it: every secret replaced by `***` (the
+    /// database password, plugin configuration values, which often hold tokens).
+    pub fn redacted(&self) -> Self {
+        let mut shown = self.clone();
+        shown.database.url = self.database.url.as_deref().map(sigil_store::redact_url);
+        for p in shown.plugins.load.values_mut() {
+            p.config.values_mut().for_each(|v| *v = "***".into());
+        }
+        shown
     }
 
     /// Where this node's anchor log is: next to the audit key unless configured.

@@ -3,8 +3,10 @@
 //! [`startup::start`].
 
 pub mod anchor;
+pub mod backup;
 pub mod ca_cli;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod plugin_cli;
 pub mod plugins;

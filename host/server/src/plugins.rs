@@ -44,18 +44,32 @@ pub fn specs(cfg: &Config) -> Vec<PluginSpec> {
 pub struct PluginHost {
     registry: Arc<PluginRegistry>,
     config_file: Option<PathBuf>,
+    /// The exposure table, whose file part a reload replaces too (set once it exists).
+    exposure: std::sync::OnceLock<Arc<sigil_api::exposure::Exposure>>,
 }
 
 impl PluginHost {
     /// Wires the host.
     pub fn new(registry: Arc<PluginRegistry>, config_file: Option<PathBuf>) -> Self {
-        Self { registry, config_file }
+        Self { registry, config_file, exposure: std::sync::OnceLock::new() }
     }
 
-    /// Reads the configuration again and applies its `[plugins]`.
+    /// Lets reloads replace the file's `[exposure]` in `exposure`.
+    pub fn set_exposure(&self, exposure: Arc<sigil_api::exposure::Exposure>) {
+        let _ = self.exposure.set(exposure);
+    }
+
+    /// Reads the configuration again and applies its `[exposure]` and `[plugins]` (what a file
+    /// change, SIGHUP and `POST /api/v1/plugins/reload` do). Other sections need a restart.
     pub async fn reload_now(&self) -> Result<Vec<PluginStatus>> {
         let cfg = Config::load(self.config_file.as_deref())
             .map_err(|e| CoreError::invalid(ErrorCode::InvalidConfiguration, e.to_string()))?;
+        if let Some(exposure) = self.exposure.get() {
+            let _sync = exposure.sync_guard().await;
+            exposure.reload_file(cfg.exposure.clone()).map_err(|e| {
+                CoreError::invalid(ErrorCode::InvalidConfiguration, format!("[exposure]: {e}"))
+            })?;
+        }
         Ok(self.registry.apply(specs(&cfg)).await)
     }
 }
@@ -69,6 +83,28 @@ impl PluginControl for PluginHost {
     async fn reload(&self) -> Result<Vec<PluginStatus>> {
         self.reload_now().await
     }
+}
+
+/// Reloads the configuration on each SIGHUP, as a change of the file does. The handler is in
+/// place when this returns (a SIGHUP before it would end the process); `None` if it cannot be.
+pub fn reload_on_hangup(host: Arc<PluginHost>) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "SIGHUP cannot be caught; reload through the API");
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match host.reload_now().await {
+                Ok(s) => tracing::info!(plugins = s.len(), "configuration reloaded on SIGHUP"),
+                Err(e) => tracing::error!(error = %e, "reload on SIGHUP failed; the current \
+                    configuration keeps serving"),
+            }
+        }
+    }))
 }
 
 /// Watches the configuration file and the plugin files (through their directories, so that
@@ -106,7 +142,9 @@ pub fn watch(
             tokio::time::sleep(Duration::from_millis(300)).await;
             while rx.try_recv().is_ok() {}
             match host.reload_now().await {
-                Ok(s) => tracing::info!(plugins = s.len(), "plugins reloaded after a file change"),
+                Ok(s) => {
+                    tracing::info!(plugins = s.len(), "configuration reloaded after a file change")
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "plugin reload failed; the current set keeps serving")
                 }

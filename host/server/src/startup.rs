@@ -30,16 +30,42 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 
-/// Opens the database named by the configuration and applies migrations.
-pub async fn open_store(cfg: &Config) -> Result<SqlStore> {
-    let opts = DbOptions {
+fn db_options(cfg: &Config, existing: bool) -> DbOptions {
+    DbOptions {
         url: cfg.database_url(),
         max_connections: cfg.database.max_connections,
         sqlite_synchronous: cfg.database.sqlite_synchronous.clone(),
         acquire_timeout: Duration::from_secs(cfg.database.acquire_timeout_secs),
-    };
-    let store = SqlStore::connect(&opts).await?;
+        existing,
+    }
+}
+
+/// Binds `addr` (the value of config key `key`) for a listener, with an error that says which.
+fn bind(addr: &str, key: &str) -> Result<std::net::TcpListener> {
+    let at: SocketAddr = addr.parse().with_context(|| format!("{key} `{addr}` is not IP:PORT"))?;
+    std::net::TcpListener::bind(at).with_context(|| format!("cannot listen on {at} ({key})"))
+}
+
+/// Opens the database named by the configuration and applies migrations.
+pub async fn open_store(cfg: &Config) -> Result<SqlStore> {
+    let store = SqlStore::connect(&db_options(cfg, false)).await?;
     store.migrate().await?;
+    Ok(store)
+}
+
+/// Opens an existing, up-to-date database without changing it: no file is created and no
+/// migration applied (commands that read an installation, or verify one, must leave it as
+/// they found it).
+pub async fn open_existing(cfg: &Config) -> Result<SqlStore> {
+    let store = SqlStore::connect(&db_options(cfg, true)).await?;
+    let pending = store.pending_migrations().await?;
+    if pending > 0 {
+        anyhow::bail!(
+            "the database at {} is older than this version of sigil ({pending} migrations \
+             pending): run `sigil migrate` (or start the server) first",
+            sigil_store::redact_url(&cfg.database_url())
+        );
+    }
     Ok(store)
 }
 
@@ -324,9 +350,12 @@ impl Running {
 
 /// Starts the server described by `cfg` and returns once it accepts connections.
 pub async fn start(cfg: &Config) -> Result<Running> {
+    // The ports first: a busy one is a one-line error, before anything is created or opened.
+    let listener = bind(&cfg.server.listen, "server.listen")?;
+    let publication_listener =
+        cfg.pki.http_listen.as_deref().map(|a| bind(a, "pki.http_listen")).transpose()?;
     let data_dir = &cfg.server.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    sigil_pki::private_dir(data_dir)?;
     let (cert, key) = match (&cfg.tls.cert_file, &cfg.tls.key_file) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => {
@@ -355,6 +384,10 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     let exposure = Arc::new(Exposure::new(sigil_api::endpoints(&openapi), cfg.exposure.clone())?);
     // An override stored through the API wins over the file, on every node.
     exposure.sync(svc.settings.exposure_raw().await?.as_deref())?;
+    plugin_host.set_exposure(exposure.clone());
+    // Counts every change from here on by its audit events (domain metrics).
+    let metrics = Arc::new(sigil_api::metrics::Metrics::default());
+    svc.store.observe_commits(metrics.clone());
     let state = AppState::new(AppServices {
         api_keys: svc.api_keys.clone(),
         audit: svc.audit.clone(),
@@ -378,7 +411,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         identity: svc.identity.clone(),
         plugins: plugin_host.clone(),
         endpoints: registry.clone(),
-        metrics: Arc::default(),
+        metrics: metrics.clone(),
         openapi: Arc::new(openapi),
         streams: Arc::new(sigil_api::v1::stream::StreamSlots::new(
             cfg.server.streams_per_caller,
@@ -389,32 +422,24 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     let limits = Limits {
         body_bytes: cfg.server.body_limit_bytes,
         request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
+        trusted_proxies: sigil_core::access::api_key::parse_whitelist(&cfg.server.trusted_proxies)
+            .context("server.trusted_proxies")?
+            .into(),
     };
-    let publication = sigil_api::publication_app(state.clone(), limits);
+    let publication = sigil_api::publication_app(state.clone(), limits.clone());
     let router = sigil_api::app(state, routes, limits);
     // Plugins call the API in-process through the same router (cleared at shutdown: the router
     // holds the registry).
     registry.set_api(Some(Arc::new(sigil_api::v1::ext::RouterDispatcher::new(router.clone()))));
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
-    let listen: SocketAddr = cfg
-        .server
-        .listen
-        .parse()
-        .with_context(|| format!("server.listen `{}`", cfg.server.listen))?;
-    let publish_at: Option<SocketAddr> = cfg
-        .pki
-        .http_listen
-        .as_deref()
-        .map(|a| a.parse().with_context(|| format!("pki.http_listen `{a}`")))
-        .transpose()?;
     let handle = Handle::new();
     let (task, scheme) = if cfg.server.insecure_plain_http {
-        let server = axum_server::bind(listen).handle(handle.clone());
+        let server = axum_server::from_tcp(listener)?.handle(handle.clone());
         (tokio::spawn(async move { server.serve(app).await }), "http")
     } else {
         let tls = crate::tls::server_config(&cfg.tls, &cert, &key)?;
         let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
-        let server = axum_server::bind_rustls(listen, rustls).handle(handle.clone());
+        let server = axum_server::from_tcp_rustls(listener, rustls)?.handle(handle.clone());
         (tokio::spawn(async move { server.serve(app).await }), "https")
     };
     let addr = match handle.listening().await {
@@ -424,10 +449,10 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             anyhow::bail!("the server did not start: {res:?}");
         }
     };
-    let (publishing, publication_task) = match publish_at {
-        Some(at) => {
+    let (publishing, publication_task) = match publication_listener {
+        Some(l) => {
             let h = Handle::new();
-            let server = axum_server::bind(at).handle(h.clone());
+            let server = axum_server::from_tcp(l)?.handle(h.clone());
             let app = publication.into_make_service_with_connect_info::<SocketAddr>();
             let publication = tokio::spawn(async move { server.serve(app).await });
             let Some(bound) = h.listening().await else {
@@ -465,6 +490,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     }));
     let refresh = Duration::from_millis(cfg.server.settings_refresh_ms);
     jobs.push(refresh_settings(svc.settings.clone(), exposure, refresh));
+    jobs.extend(crate::plugins::reload_on_hangup(plugin_host.clone()));
     let watcher = if cfg.plugins.watch.unwrap_or(true) {
         crate::plugins::watch(plugin_host, cfg).map(|(w, task)| {
             jobs.push(task);

@@ -20,6 +20,8 @@ mod ops;
 mod pg_group;
 mod records;
 mod search;
+// Feature `testing` only: keeps `tempfile` out of the server binary.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod tx;
 
@@ -60,6 +62,9 @@ pub struct DbOptions {
     pub sqlite_synchronous: String,
     /// How long to wait for a connection.
     pub acquire_timeout: Duration,
+    /// Open only a database that exists (SQLite: never create the file): for commands that
+    /// read or change an existing installation and must not leave a new one behind.
+    pub existing: bool,
 }
 
 impl std::fmt::Debug for DbOptions {
@@ -71,18 +76,32 @@ impl std::fmt::Debug for DbOptions {
     }
 }
 
-/// The URL with any password replaced, for logs and errors.
+/// The URL with any password replaced, for logs and errors: the one in `user:password@` and
+/// a `password=` query parameter (libpq's other way of giving it).
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match base[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &base[..s + 3], &base[at..]),
+            None => base.to_owned(),
+        },
+        _ => base.to_owned(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 /// Errors opening or migrating the database.
@@ -105,6 +124,53 @@ pub enum OpenError {
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// An existing database was asked for and there is none.
+    #[error("no database at {0}: start the server once (sigil serve) or run sigil migrate")]
+    Missing(String),
+    /// The database file could not be created or its mode set.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Creates an empty SQLite file readable by its owner only (SQLite gives its `-wal` and `-shm`
+/// files the database file's mode), and takes group and world access away from an existing one.
+#[cfg(unix)]
+fn private_file(path: &std::path::Path, create: bool) -> Result<(), OpenError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let err = |source| OpenError::File { path: path.display().to_string(), source };
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+            tracing::info!(file = %path.display(), "making the database readable by its owner only");
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map(|_| ())
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(err(e)) }
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(OpenError::Missing(path.display().to_string()))
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+#[cfg(not(unix))]
+fn private_file(path: &std::path::Path, create: bool) -> Result<(), OpenError> {
+    if !create && !path.exists() {
+        return Err(OpenError::Missing(path.display().to_string()));
+    }
+    Ok(())
 }
 
 /// The SQL store.
@@ -121,7 +187,12 @@ pub struct SqlStore {
     /// writer could starve the other; both take this fair (first come, first served) lock
     /// before SQLite's writer lock. `None` on PostgreSQL.
     gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Told of every commit's events (metrics); set once, after the services are built.
+    observer: Observer,
 }
+
+/// The commit observer of a store, shared with its transactions.
+pub(crate) type Observer = Arc<std::sync::OnceLock<Arc<dyn sigil_core::ports::CommitObserver>>>;
 
 impl SqlStore {
     /// Connects (creating a SQLite file if needed). Does not migrate.
@@ -138,6 +209,14 @@ impl SqlStore {
         match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(&opts.url);
+                let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                    .map_err(connect_err)?
+                    .get_filename()
+                    .to_path_buf();
+                if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
+                    return Err(OpenError::Writer("SQLite needs a database file".into()));
+                }
+                private_file(&file, !opts.existing)?;
                 let sync = if opts.sqlite_synchronous == "normal" { "NORMAL" } else { "FULL" };
                 let setup = format!(
                     "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;"
@@ -161,18 +240,18 @@ impl SqlStore {
                 };
                 let write = pool(1).await.map_err(connect_err)?;
                 let read = pool(opts.max_connections.max(1)).await.map_err(connect_err)?;
-                // The file exists now (mode=rwc); the group writer opens it too.
-                let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
-                    .map_err(connect_err)?
-                    .get_filename()
-                    .to_path_buf();
-                if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
-                    return Err(OpenError::Writer("SQLite needs a database file".into()));
-                }
+                // The group writer opens the file too.
                 let gate = Arc::new(tokio::sync::Mutex::new(()));
                 let group =
                     group::spawn(&file, sync, Arc::clone(&gate)).map_err(OpenError::Writer)?;
-                Ok(Self { read, write, backend, group, gate: Some(gate) })
+                Ok(Self {
+                    read,
+                    write,
+                    backend,
+                    group,
+                    gate: Some(gate),
+                    observer: Observer::default(),
+                })
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -182,9 +261,36 @@ impl SqlStore {
                     .await
                     .map_err(connect_err)?;
                 let group = pg_group::spawn(pool.clone());
-                Ok(Self { read: pool.clone(), write: pool, backend, group, gate: None })
+                Ok(Self {
+                    read: pool.clone(),
+                    write: pool,
+                    backend,
+                    group,
+                    gate: None,
+                    observer: Observer::default(),
+                })
             }
         }
+    }
+
+    /// How many of this version's migrations the database has not applied (0: up to date).
+    /// Reads only; a database never migrated has them all pending.
+    pub async fn pending_migrations(&self) -> Result<usize, OpenError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("../../migrations/postgres"),
+        };
+        let applied: Vec<i64> =
+            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.read)
+                .await
+            {
+                Ok(v) => v,
+                // No migration table: nothing was ever applied.
+                Err(sqlx::Error::Database(_)) => Vec::new(),
+                Err(e) => return Err(OpenError::Connect { url: String::new(), source: e }),
+            };
+        Ok(migrator.iter().filter(|m| !applied.contains(&m.version)).count())
     }
 
     /// Applies pending migrations for this backend.
@@ -208,7 +314,12 @@ impl SqlStore {
             Backend::Postgres => self.write.begin().await,
         }
         .map_err(map_err)?;
-        Ok(tx::SqlTx { tx, backend: self.backend, _gate: gate })
+        Ok(tx::SqlTx {
+            tx,
+            backend: self.backend,
+            _gate: gate,
+            observer: Arc::clone(&self.observer),
+        })
     }
 
     /// SQLite: this writer's turn (held until dropped); PostgreSQL: nothing to wait for.
@@ -270,6 +381,38 @@ pub(crate) fn multi_insert(table: &str, columns: &str, width: usize, rows: usize
         sql.push(')');
     }
     sql
+}
+
+/// Writes a consistent copy of the SQLite database at `url` to `out` (which must not exist),
+/// readable by its owner only, while writers may go on: `VACUUM INTO` reads one snapshot in a
+/// read transaction, so the copy is what a commit left and never a torn mix (a file copy of a
+/// live WAL database is not). The source is opened read-only.
+pub async fn sqlite_backup(url: &str, out: &std::path::Path) -> Result<(), OpenError> {
+    use sqlx::Connection as _;
+    let file = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map_err(|source| OpenError::Connect { url: redact_url(url), source })?
+        .get_filename()
+        .to_path_buf();
+    if !file.is_file() {
+        return Err(OpenError::Missing(file.display().to_string()));
+    }
+    // An empty file of mode 0600 first: VACUUM INTO fills an empty file and keeps its mode.
+    private_file(out, true)?;
+    let ro = sqlx::sqlite::SqliteConnectOptions::new().filename(&file).read_only(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&ro)
+        .await
+        .map_err(|source| OpenError::Connect { url: redact_url(url), source })?;
+    let target = out.to_str().ok_or_else(|| OpenError::File {
+        path: out.display().to_string(),
+        source: std::io::Error::other("the path is not UTF-8"),
+    })?;
+    sqlx::query("VACUUM INTO ?")
+        .bind(target)
+        .execute(&mut conn)
+        .await
+        .map_err(|source| OpenError::Connect { url: redact_url(url), source })?;
+    conn.close().await.map_err(|source| OpenError::Connect { url: redact_url(url), source })?;
+    Ok(())
 }
 
 /// Adds `mode=rwc` so that a missing SQLite file is created.
@@ -361,11 +504,34 @@ impl Store for SqlStore {
             .send(group::Unit { ops, events, now, reply })
             .await
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Backend("the writer has stopped".into()))?
+        let events =
+            rx.await.map_err(|_| StoreError::Backend("the writer has stopped".into()))??;
+        if let Some(o) = self.observer.get() {
+            o.committed(&events);
+        }
+        Ok(events)
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         Ok(Box::new(self.begin_write().await?))
+    }
+
+    fn observe_commits(&self, observer: Arc<dyn sigil_core::ports::CommitObserver>) {
+        let _ = self.observer.set(observer);
+    }
+
+    fn pool_status(&self) -> Vec<sigil_core::ports::PoolStatus> {
+        let status = |pool: &'static str, p: &AnyPool| sigil_core::ports::PoolStatus {
+            pool,
+            open: p.size(),
+            idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+            max: p.options().get_max_connections(),
+        };
+        match self.backend {
+            Backend::Sqlite => vec![status("read", &self.read), status("write", &self.write)],
+            // One pool serves both.
+            Backend::Postgres => vec![status("read", &self.read)],
+        }
     }
 }
 

@@ -67,6 +67,7 @@ impl TestDb {
             max_connections: 8,
             sqlite_synchronous: "normal".into(),
             acquire_timeout: Duration::from_secs(30),
+            existing: false,
         }
     }
 

@@ -17,6 +17,8 @@ pub(crate) struct SqlTx {
     pub(crate) backend: Backend,
     /// SQLite: this writer's turn at the writers' gate, given back when the transaction ends.
     pub(crate) _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// Told of the events once they are committed.
+    pub(crate) observer: crate::Observer,
 }
 
 impl SqlTx {
@@ -87,7 +89,11 @@ impl Tx for SqlTx {
         let mut chain = audit::Chain::head(&mut self.tx, lock).await?;
         let sealed = chain.append(&mut self.tx, &events, now).await?;
         chain.save(&mut self.tx).await?;
+        let observer = std::sync::Arc::clone(&self.observer);
         self.tx.commit().await.map_err(map_err)?;
+        if let Some(o) = observer.get() {
+            o.committed(&sealed);
+        }
         Ok(sealed)
     }
 }

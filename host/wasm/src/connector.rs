@@ -100,7 +100,10 @@ impl PluginIssuer {
 
     async fn call(&self, call: ConnectorCall<'_>) -> Result<ConnectorReply> {
         self.counters.record_call();
-        self.engine.connector(&self.plugin, call).await.map_err(|e: PluginError| {
+        let start = std::time::Instant::now();
+        let reply = self.engine.connector(&self.plugin, call).await;
+        self.counters.record_time(start);
+        reply.map_err(|e: PluginError| {
             self.counters.record_fault(&e.to_string());
             CoreError::Dependency { code: e.code(), detail: e.to_string() }
         })

@@ -496,12 +496,25 @@ impl PluginEngine {
 pub(crate) struct Counters {
     pub(crate) calls: std::sync::atomic::AtomicU64,
     pub(crate) faults: std::sync::atomic::AtomicU64,
+    /// Time spent in calls, nanoseconds.
+    pub(crate) nanos: std::sync::atomic::AtomicU64,
     pub(crate) last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Counters {
     pub(crate) fn record_call(&self) {
         self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Adds the time since `start` to the time spent in calls.
+    pub(crate) fn record_time(&self, start: Instant) {
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Time spent in calls, seconds.
+    pub(crate) fn seconds(&self) -> f64 {
+        self.nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
     }
 
     pub(crate) fn record_fault(&self, error: &str) {

@@ -268,6 +268,7 @@ impl PluginRegistry {
                         .or_else(|| e.counters.last_error.lock().ok().and_then(|l| l.clone())),
                     calls: e.counters.calls.load(Ordering::Relaxed),
                     faults: e.counters.faults.load(Ordering::Relaxed),
+                    call_seconds: e.counters.seconds(),
                     hooks: e.spec.hooks.clone(),
                 }
             })
@@ -283,6 +284,7 @@ impl PluginRegistry {
                     last_error: Some(error.clone()),
                     calls: 0,
                     faults: 0,
+                    call_seconds: 0.0,
                     hooks: hooks.clone(),
                 });
             }
@@ -310,7 +312,10 @@ impl Validators for PluginRegistry {
             e.plugin.world == World::Validator && e.spec.hooks.iter().any(|h| h == hook)
         }) {
             e.counters.calls.fetch_add(1, Ordering::Relaxed);
-            match self.engine.validate(&e.plugin, &s).await {
+            let start = std::time::Instant::now();
+            let verdict = self.engine.validate(&e.plugin, &s).await;
+            e.counters.record_time(start);
+            match verdict {
                 Ok((Verdict::Allow, _)) => {}
                 Ok((Verdict::OverrideAllow, _)) => outcome.override_builtin = true,
                 Ok((Verdict::Deny(r), _)) => {
@@ -354,7 +359,10 @@ impl Endpoints for PluginRegistry {
         let e = set.entries.get(id).filter(|e| e.plugin.world == World::Endpoint)?;
         e.counters.calls.fetch_add(1, Ordering::Relaxed);
         let api = self.api.read().ok().and_then(|a| a.clone());
-        Some(self.engine.handle(&e.plugin, caller, request, api).await.map_err(|err| {
+        let start = std::time::Instant::now();
+        let handled = self.engine.handle(&e.plugin, caller, request, api).await;
+        e.counters.record_time(start);
+        Some(handled.map_err(|err| {
             e.counters.record_fault(&err.to_string());
             CoreError::Dependency { code: err.code(), detail: err.to_string() }
         }))
@@ -405,7 +413,10 @@ impl sigil_core::ports::EventSink for PluginRegistry {
             };
             for (plugin, counters) in targets {
                 counters.calls.fetch_add(1, Ordering::Relaxed);
-                let actions = match engine.on_event(&plugin, &ev).await {
+                let start = std::time::Instant::now();
+                let result = engine.on_event(&plugin, &ev).await;
+                counters.record_time(start);
+                let actions = match result {
                     Ok(a) => a,
                     Err(e) => {
                         counters.record_fault(&e.to_string());
@@ -472,7 +483,10 @@ impl sigil_core::ports::IdentitySources for PluginRegistry {
         e.counters.record_call();
         let known: Vec<Kv> =
             known.iter().map(|(k, v)| Kv { key: k.clone(), value: v.clone() }).collect();
-        match self.engine.lookup(&e.plugin, &known).await {
+        let start = std::time::Instant::now();
+        let found = self.engine.lookup(&e.plugin, &known).await;
+        e.counters.record_time(start);
+        match found {
             Ok(found) => Ok(found.map(|f| f.into_iter().map(|kv| (kv.key, kv.value)).collect())),
             Err(err) => {
                 e.counters.record_fault(&err.to_string());

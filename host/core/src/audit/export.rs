@@ -109,18 +109,24 @@ fn csv_cell(v: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Text XML 1.0 can carry: control characters other than tab, newline and carriage return
-/// (which no parser accepts, even escaped) are written as `\u{…}`.
+/// Text XML 1.0 can carry: the markup characters as entities, and control characters other than
+/// tab, newline and carriage return (which no parser accepts, even escaped) as `\u{…}`.
 fn xml_text(v: &str) -> String {
-    v.chars()
-        .map(|c| {
-            if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
-                format!("\\u{{{:04x}}}", u32::from(c))
-            } else {
-                c.to_string()
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => {
+                let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
             }
-        })
-        .collect()
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The JSON export document.
@@ -163,11 +169,7 @@ pub fn encode(format: ExportFormat, events: &[AuditEvent], now: OffsetDateTime) 
             for e in events {
                 let _ = writeln!(s, "  <event seq=\"{}\">", e.seq);
                 for (name, value) in COLUMNS.iter().zip(row(e)).skip(1) {
-                    let _ = writeln!(
-                        s,
-                        "    <{name}>{}</{name}>",
-                        quick_xml::escape::escape(xml_text(&value).as_str())
-                    );
+                    let _ = writeln!(s, "    <{name}>{}</{name}>", xml_text(&value));
                 }
                 s.push_str("  </event>\n");
             }

@@ -384,6 +384,19 @@ impl CaService {
         Ok(der)
     }
 
+    /// Each publishing CA's current CRL: (CA, thisUpdate, nextUpdate) in Unix seconds (metrics).
+    pub async fn crl_times(&self) -> Result<Vec<(String, i64, i64)>> {
+        let mut out = Vec::new();
+        for ca in self.issuers.publishing() {
+            if let Some(rec) = self.store.crl(ca.id()).await?
+                && let (Some(this), Some(next)) = (rec.this_update_us, rec.next_update_us)
+            {
+                out.push((ca.id().to_owned(), this / 1_000_000, next / 1_000_000));
+            }
+        }
+        Ok(out)
+    }
+
     /// Remakes every CRL that is stale or close to expiry (the background job).
     pub async fn refresh_crls(&self) -> Result<()> {
         for ca in self.issuers.publishing() {

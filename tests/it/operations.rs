@@ -1,0 +1,430 @@
+//! What operators run Sigil with: metrics Prometheus can scrape, an access log, a valid OpenAPI
+//! document, the client's address behind a trusted proxy, reload on SIGHUP, and commands that
+//! leave an installation as they found it.
+
+use std::io::Write as _;
+
+use reqwest::Method;
+use serde_json::json;
+use sigil_tests::{Options, TestDb, TestServer, backends, json, openssl_csr};
+
+use crate::cli::sigil;
+
+/// The value of the sample `name` (with its labels, as printed) in an exposition.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_the_certificate_lifecycle_and_show_the_audit_head_crls_and_pools() {
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (csr, _) = openssl_csr(dir.path(), "m", "ec:P-256", "/CN=metered", None);
+        let (st, cert) = s.issue(&csr, "tls-client").await;
+        assert_eq!(st, 201, "{cert}");
+        let id = cert["id"].as_str().unwrap();
+        for (action, body) in [
+            ("suspend", json!({})),
+            ("reactivate", json!({})),
+            ("revoke", json!({"reason": "keyCompromise"})),
+        ] {
+            let r = s
+                .admin(Method::POST, &format!("/api/v1/certificates/{id}/{action}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{action}");
+        }
+        // The CRL is made on first fetch.
+        assert!(s.crl_text("builtin").await.contains("Serial Number"));
+        let r = s.client.get(format!("{}/metrics", s.url)).send().await.unwrap();
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        let m = r.text().await.unwrap();
+        assert!(m.trim_end().ends_with("# EOF"), "an OpenMetrics body ends with # EOF");
+        for (name, want) in [
+            ("sigil_certificates_issued_total", 1.0),
+            ("sigil_certificates_suspended_total", 1.0),
+            ("sigil_certificates_reactivated_total", 1.0),
+            ("sigil_certificates_revoked_total", 1.0),
+            ("sigil_certificates_renewed_total", 0.0),
+            ("sigil_audit_events_total{action=\"certificate.issue\",outcome=\"success\"}", 1.0),
+            ("sigil_crls_generated_total{ca=\"builtin\"}", 1.0),
+        ] {
+            assert_eq!(sample(&m, name), Some(want), "{name}\n{m}");
+        }
+        let (_, verify) =
+            json(s.admin(Method::GET, "/api/v1/audit?limit=500").send().await.unwrap()).await;
+        let last =
+            verify["items"].as_array().unwrap().iter().filter_map(|e| e["seq"].as_i64()).max();
+        let gauge = sample(&m, "sigil_audit_chain_head").map(|v| v as i64);
+        assert!(gauge.is_some() && gauge >= last, "head {gauge:?}, last event seen {last:?}");
+        let age =
+            sample(&m, "sigil_crl_age_seconds{ca=\"builtin\"}").unwrap_or_else(|| panic!("{m}"));
+        assert!((0.0..60.0).contains(&age), "{age}");
+        assert!(sample(&m, "sigil_crl_next_update_seconds{ca=\"builtin\"}").is_some());
+        assert!(m.contains("sigil_db_pool_connections{pool=\"read\",state=\"max\"}"), "{m}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn csc_signatures_and_logins_are_counted_by_outcome() {
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db).await;
+    s.create("/api/v1/signers", json!({"username": "mia", "password": "pw-mia-123456"})).await;
+    let cred = s
+        .create(
+            "/api/v1/signing-credentials",
+            json!({"signer": "mia", "key_algorithm": "p256", "pin": "123456", "scal": 1, "multisign": 2}),
+        )
+        .await;
+    let login = |pw: &str| {
+        s.client
+            .post(format!("{}/csc/v2/auth/login", s.url))
+            .basic_auth("mia", Some(pw))
+            .json(&json!({}))
+            .send()
+    };
+    assert_eq!(login("wrong").await.unwrap().status(), 400);
+    let (_, tok) = json(login("pw-mia-123456").await.unwrap()).await;
+    let token = tok["access_token"].as_str().unwrap();
+    let credential = cred["credential_id"].as_str().unwrap();
+    let hash = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=";
+    let (st, auth) = json(
+        s.client
+            .post(format!("{}/csc/v2/credentials/authorize", s.url))
+            .bearer_auth(token)
+            .json(&json!({"credentialID": credential, "numSignatures": 1, "hashes": [hash], "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1", "PIN": "123456"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200, "{auth}");
+    let (st, signed) = json(
+        s.client
+            .post(format!("{}/csc/v2/signatures/signHash", s.url))
+            .bearer_auth(token)
+            .json(&json!({"credentialID": credential, "SAD": auth["SAD"], "hashes": [hash], "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1", "signAlgo": "1.2.840.10045.4.3.2"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200, "{signed}");
+    let m = s.client.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(sample(&m, "sigil_csc_sign_hash_total"), Some(1.0), "{m}");
+    assert_eq!(sample(&m, "sigil_csc_logins_total{outcome=\"success\"}"), Some(1.0), "{m}");
+    assert_eq!(sample(&m, "sigil_csc_logins_total{outcome=\"failure\"}"), Some(1.0), "{m}");
+    s.stop().await;
+}
+
+const PIP_VALIDATOR: &str = "openapi-spec-validator==0.7.2";
+
+#[tokio::test]
+async fn the_openapi_document_passes_openapi_spec_validator() {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import openapi_spec_validator"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        let st = std::process::Command::new("python3")
+            .args(["-m", "pip", "install", "-q", "--break-system-packages", PIP_VALIDATOR])
+            .status()
+            .expect("python3 with pip (this test installs openapi-spec-validator from PyPI)");
+        assert!(st.success(), "pip install {PIP_VALIDATOR} failed");
+    }
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db).await;
+    let doc = s.client.get(format!("{}/openapi.json", s.url)).send().await.unwrap();
+    let body = doc.bytes().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("openapi.json");
+    std::fs::File::create(&path).unwrap().write_all(&body).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_forwarded_client_address_is_believed_only_from_a_trusted_proxy() {
+    let db = TestDb::sqlite();
+    let trusted = TestServer::start_with(
+        &db,
+        Options {
+            toml: "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let k = trusted
+        .create_key(json!({"name": "remote", "permissions": ["profiles:read"], "ip_whitelist": ["203.0.113.7"]}))
+        .await;
+    let key = k["key"].as_str().unwrap();
+    let call = |s: &TestServer, xff: Option<&str>| {
+        let mut r = s.req(Method::GET, "/api/v1/profiles", key);
+        if let Some(v) = xff {
+            r = r.header("x-forwarded-for", v);
+        }
+        r.send()
+    };
+    assert_eq!(call(&trusted, Some("203.0.113.7")).await.unwrap().status(), 200);
+    // Without the header the proxy itself is the client, and it is not on the whitelist.
+    assert_eq!(call(&trusted, None).await.unwrap().status(), 403);
+    // A client cannot name itself: what it wrote is left of what the proxy appended.
+    assert_eq!(call(&trusted, Some("203.0.113.7, 198.51.100.1")).await.unwrap().status(), 403);
+    assert_eq!(call(&trusted, Some("not-an-ip")).await.unwrap().status(), 400);
+    // The audit trail records the forwarded client.
+    let r = trusted
+        .admin(Method::POST, "/api/v1/api-keys")
+        .header("x-forwarded-for", "192.0.2.44")
+        .json(&json!({"name": "audited", "permissions": ["profiles:read"]}))
+        .send()
+        .await
+        .unwrap();
+    let (_, made) = json(r).await;
+    let trail = trusted.trail("api_key", made["id"].as_str().unwrap()).await;
+    assert_eq!(trail["items"][0]["client_ip"], "192.0.2.44", "{trail}");
+    trusted.stop().await;
+    // By default the header is ignored.
+    let db2 = TestDb::sqlite();
+    let plain = TestServer::start(&db2).await;
+    let k = plain
+        .create_key(json!({"name": "remote", "permissions": ["profiles:read"], "ip_whitelist": ["203.0.113.7"]}))
+        .await;
+    let r = plain
+        .req(Method::GET, "/api/v1/profiles", k["key"].as_str().unwrap())
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    plain.stop().await;
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_exposure_of_the_configuration_file() {
+    let db = TestDb::sqlite();
+    let s = TestServer::start_with(
+        &db,
+        Options { toml: "[plugins]\nwatch = false\n".into(), ..Default::default() },
+    )
+    .await;
+    let profiles = || s.admin(Method::GET, "/api/v1/profiles").send();
+    assert_eq!(profiles().await.unwrap().status(), 200);
+    let file = s.config.source.clone().unwrap();
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("\n[exposure.endpoints.\"GET /api/v1/profiles\"]\nenabled = false\n");
+    std::fs::write(&file, text).unwrap();
+    // No watcher: nothing changes until the signal.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(profiles().await.unwrap().status(), 200);
+    let st = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut status = 200;
+    for _ in 0..50 {
+        status = profiles().await.unwrap().status().as_u16();
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 404, "the endpoint is switched off after SIGHUP");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_busy_port_is_a_one_line_error_and_creates_nothing() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cli = <sigil_server::cli::Cli as clap::Parser>::try_parse_from([
+        "sigil",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "serve",
+        "--listen",
+        &addr,
+    ])
+    .unwrap();
+    let err = sigil_server::cli::run(cli).await.unwrap_err();
+    let line = format!("{err:#}");
+    assert!(line.starts_with(&format!("cannot listen on {addr}")), "{line}");
+    assert!(line.contains("in use") && !line.contains('\n') && !line.contains("Os {"), "{line}");
+    assert!(!data.exists(), "nothing was created before the port was taken");
+}
+
+#[tokio::test]
+async fn read_only_commands_leave_an_empty_directory_empty_and_verify_never_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("nothing-here");
+    let d = d.to_str().unwrap();
+    assert_ne!(sigil(&["--data-dir", d, "apikey", "list"]).await, 0);
+    assert!(!std::path::Path::new(d).exists(), "apikey list created {d}");
+    let url = format!("sqlite://{}/absent.db", dir.path().display());
+    let key = dir.path().join("k.pem");
+    assert_ne!(
+        sigil(&["audit", "verify", "--database-url", &url, "--public-key", key.to_str().unwrap()])
+            .await,
+        0
+    );
+    assert!(!dir.path().join("absent.db").exists(), "verify created a database");
+    // An installation one migration behind is refused, not migrated.
+    let live = dir.path().join("live");
+    let l = live.to_str().unwrap();
+    assert_eq!(sigil(&["--data-dir", l, "migrate"]).await, 0);
+    let db_url = format!("sqlite://{}/sigil.db", live.display());
+    let pool = sqlx::SqlitePool::connect(&db_url).await.unwrap();
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let before = count().await;
+    assert_ne!(sigil(&["--data-dir", l, "apikey", "list"]).await, 0);
+    assert_eq!(count().await, before, "apikey list migrated the database");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn the_database_and_the_data_directory_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let s =
+        TestServer::start_with(&db, Options { data_dir: Some(data.clone()), ..Default::default() })
+            .await;
+    s.admin(Method::GET, "/api/v1/profiles").send().await.unwrap();
+    // The test database lives where TestDb put it; the server's own default file is checked
+    // through `migrate` on a fresh directory below.
+    s.stop().await;
+    let fresh = dir.path().join("own");
+    let f = fresh.to_str().unwrap();
+    assert_eq!(sigil(&["--data-dir", f, "migrate"]).await, 0);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&fresh), 0o700);
+    for name in ["sigil.db", "sigil.db-wal", "sigil.db-shm"] {
+        let p = fresh.join(name);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{name}");
+        }
+    }
+    assert!(fresh.join("sigil.db").exists());
+    // An existing database left readable by others is tightened on open.
+    std::fs::set_permissions(fresh.join("sigil.db"), std::fs::Permissions::from_mode(0o644))
+        .unwrap();
+    assert_eq!(sigil(&["--data-dir", f, "migrate"]).await, 0);
+    assert_eq!(mode(&fresh.join("sigil.db")), 0o600);
+}
+
+/// A server on `data` with the default configuration (as `sigil serve --data-dir DATA` runs).
+async fn serve_default(data: &std::path::Path) -> sigil_server::startup::Running {
+    let env = [
+        ("SIGIL__SERVER__DATA_DIR".to_owned(), data.display().to_string()),
+        ("SIGIL__SERVER__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("SIGIL__PLUGINS__WATCH".to_owned(), "false".to_owned()),
+    ];
+    let cfg = sigil_server::config::Config::load_from(None, env.into_iter()).unwrap();
+    sigil_server::startup::start(&cfg).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_every_certificate_key_and_audit_event() {
+    sigil_tests::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let running = serve_default(&a).await;
+    let url = format!("https://{}", running.addr);
+    let client = sigil_tests::client_for(&a.join("tls/ca.pem"), None);
+    let admin = std::fs::read_to_string(a.join("admin.key")).unwrap().trim().to_owned();
+    let issue = |cn: &str| {
+        let (csr, _) = openssl_csr(dir.path(), cn, "ec:P-256", &format!("/CN={cn}"), None);
+        client
+            .post(format!("{url}/api/v1/certificates"))
+            .bearer_auth(&admin)
+            .json(&json!({"csr": csr, "profile": "tls-client"}))
+            .send()
+    };
+    let mut kept = Vec::new();
+    for cn in ["one", "two", "three"] {
+        let (st, c) = json(issue(cn).await.unwrap()).await;
+        assert_eq!(st, 201, "{c}");
+        kept.push(c["id"].as_str().unwrap().to_owned());
+    }
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    assert_eq!(sigil(&["--data-dir", a_s, "backup", "--out", b_s]).await, 0);
+    let (st, later) = json(issue("after").await.unwrap()).await;
+    assert_eq!(st, 201);
+    running.shutdown().await.unwrap();
+    // A second backup never writes over the first.
+    assert_ne!(sigil(&["--data-dir", a_s, "backup", "--out", b_s]).await, 0);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&b), 0o700);
+        for f in ["sigil.db", "master.key", "audit-key.pem", "admin.key", "tls/ca.pem"] {
+            assert_eq!(mode(&b.join(f)), 0o600, "{f}");
+        }
+    }
+    // The copy verifies offline, then serves what was there when it was taken.
+    assert_eq!(sigil(&["--data-dir", b_s, "audit", "verify"]).await, 0);
+    let restored = serve_default(&b).await;
+    let url = format!("https://{}", restored.addr);
+    let client = sigil_tests::client_for(&b.join("tls/ca.pem"), None);
+    let (st, list) = json(
+        client
+            .get(format!("{url}/api/v1/certificates?limit=100"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200, "{list}");
+    let ids: Vec<&str> =
+        list["items"].as_array().unwrap().iter().filter_map(|c| c["id"].as_str()).collect();
+    for id in &kept {
+        assert!(ids.contains(&id.as_str()), "{id} is not in the restored inventory");
+    }
+    assert!(!ids.contains(&later["id"].as_str().unwrap()), "issued after the backup");
+    // The restored CA still signs: its sealed key opened under the copied master key.
+    let (csr, _) = openssl_csr(dir.path(), "restored", "ec:P-256", "/CN=restored", None);
+    let r = client
+        .post(format!("{url}/api/v1/certificates"))
+        .bearer_auth(&admin)
+        .json(&json!({"csr": csr, "profile": "tls-client"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    restored.shutdown().await.unwrap();
+    assert_eq!(sigil(&["--data-dir", b_s, "audit", "verify"]).await, 0);
+}
