@@ -380,6 +380,12 @@ async fn the_cert_commands_issue_with_a_local_key_and_manage_the_certificate_to_
             sigil(&args.iter().map(String::as_str).collect::<Vec<_>>()).await
         };
         let (out, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        {
+            // A key file left readable by others is narrowed before the new key goes in.
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::write(&key, "old").unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
         let (o, k) = (out.to_str().unwrap(), key.to_str().unwrap());
         let issued = cert(&[
             "issue",

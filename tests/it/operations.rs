@@ -146,6 +146,10 @@ async fn the_openapi_document_passes_openapi_spec_validator() {
     let s = TestServer::start(&db).await;
     let doc = s.client.get(format!("{}/openapi.json", s.url)).send().await.unwrap();
     let body = doc.bytes().await.unwrap();
+    // By default an API key is the credential: the served document does not offer mTLS.
+    let served: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let security = served["paths"]["/api/v1/certificates"]["post"]["security"].to_string();
+    assert!(security.contains("api_key") && !security.contains("mtls"), "{security}");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("openapi.json");
     std::fs::File::create(&path).unwrap().write_all(&body).unwrap();
@@ -190,6 +194,21 @@ async fn a_forwarded_client_address_is_believed_only_from_a_trusted_proxy() {
     // A client cannot name itself: what it wrote is left of what the proxy appended.
     assert_eq!(call(&trusted, Some("203.0.113.7, 198.51.100.1")).await.unwrap().status(), 403);
     assert_eq!(call(&trusted, Some("not-an-ip")).await.unwrap().status(), 400);
+    // A line the client starts with a byte that is not ASCII (the proxy appends the real client
+    // to it) is refused, not dropped: dropped, it would leave the proxy as the client.
+    // (Over HTTP/1.1, as proxies forward; HTTP/2's header decoding drops such a value.)
+    let h1 = sigil_tests::client_http1(&trusted.data_dir().join("tls/ca.pem"));
+    let r = h1
+        .get(format!("{}/api/v1/profiles", trusted.url))
+        .bearer_auth(key)
+        .header(
+            "x-forwarded-for",
+            reqwest::header::HeaderValue::from_bytes(b"\xff, 203.0.113.7").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     // The audit trail records the forwarded client.
     let r = trusted
         .admin(Method::POST, "/api/v1/api-keys")
@@ -311,6 +330,22 @@ async fn read_only_commands_leave_an_empty_directory_empty_and_verify_never_migr
     assert_ne!(sigil(&["--data-dir", l, "apikey", "list"]).await, 0);
     assert_eq!(count().await, before, "apikey list migrated the database");
     pool.close().await;
+    // A database a newer Sigil migrated is refused too.
+    let newer = dir.path().join("newer");
+    let n = newer.to_str().unwrap();
+    assert_eq!(sigil(&["--data-dir", n, "migrate"]).await, 0);
+    assert_eq!(sigil(&["--data-dir", n, "apikey", "list"]).await, 0);
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}/sigil.db", newer.display())).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, \
+         execution_time) VALUES (99999, 'from the future', CURRENT_TIMESTAMP, 1, x'00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_ne!(sigil(&["--data-dir", n, "apikey", "list"]).await, 0);
+    pool.close().await;
 }
 
 #[tokio::test]
@@ -384,8 +419,12 @@ async fn a_backup_taken_while_serving_restores_every_certificate_key_and_audit_e
     let (st, later) = json(issue("after").await.unwrap()).await;
     assert_eq!(st, 201);
     running.shutdown().await.unwrap();
-    // A second backup never writes over the first.
+    // A second backup never writes over the first, nor into a directory that exists.
     assert_ne!(sigil(&["--data-dir", a_s, "backup", "--out", b_s]).await, 0);
+    let planted = dir.path().join("planted");
+    std::fs::create_dir(&planted).unwrap();
+    assert_ne!(sigil(&["--data-dir", a_s, "backup", "--out", planted.to_str().unwrap()]).await, 0);
+    assert!(!planted.join("master.key").exists());
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -427,4 +466,44 @@ async fn a_backup_taken_while_serving_restores_every_certificate_key_and_audit_e
     assert_eq!(r.status(), 201);
     restored.shutdown().await.unwrap();
     assert_eq!(sigil(&["--data-dir", b_s, "audit", "verify"]).await, 0);
+}
+
+#[tokio::test]
+async fn plugin_calls_faults_and_call_durations_are_scraped() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("naming.wasm");
+    std::fs::copy(format!("{}/naming_validator.wasm", env!("SIGIL_TEST_PLUGINS")), &wasm).unwrap();
+    let toml = format!(
+        "[plugins.load.naming]\nfile = \"{}\"\ngrants = [\"log\", \"config\"]\n\
+         hooks = [\"certificate-issuance\"]\n[plugins.load.naming.config]\n\
+         cn_suffix = \".corp.example\"\n",
+        wasm.display()
+    );
+    let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+    for cn in ["a.corp.example", "b.corp.example", "c.elsewhere.example"] {
+        let (csr, _) = openssl_csr(dir.path(), cn, "ec:P-256", &format!("/CN={cn}"), None);
+        s.issue(&csr, "tls-client").await;
+    }
+    let m = s.client.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+    let labels = "{plugin=\"naming\",kind=\"validator\"}";
+    let calls =
+        sample(&m, &format!("sigil_plugin_calls_total{labels}")).unwrap_or_else(|| panic!("{m}"));
+    assert!(calls >= 3.0, "{calls}");
+    assert_eq!(sample(&m, &format!("sigil_plugin_faults_total{labels}")), Some(0.0), "{m}");
+    let count = sample(&m, &format!("sigil_plugin_call_duration_seconds_count{labels}"));
+    assert_eq!(count, Some(calls), "one observation per call\n{m}");
+    let inf = sample(
+        &m,
+        "sigil_plugin_call_duration_seconds_bucket{le=\"+Inf\",plugin=\"naming\",kind=\"validator\"}",
+    )
+    .or_else(|| {
+        sample(
+            &m,
+            "sigil_plugin_call_duration_seconds_bucket{plugin=\"naming\",kind=\"validator\",le=\"+Inf\"}",
+        )
+    });
+    assert_eq!(inf, Some(calls), "{m}");
+    assert!(sample(&m, &format!("sigil_plugin_call_duration_seconds_sum{labels}")).unwrap() > 0.0);
+    s.stop().await;
 }

@@ -57,12 +57,18 @@ pub async fn resolve(
     let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
         return next.run(req).await;
     };
-    if !trusted.iter().any(|n| n.contains(&peer.ip())) {
+    // An IPv4 proxy reaching a dual-stack listener arrives as ::ffff:a.b.c.d.
+    let peer_ip = peer.ip().to_canonical();
+    if !trusted.iter().any(|n| n.contains(&peer_ip)) {
         return next.run(req).await;
     }
-    let values: Vec<&str> =
-        req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
-    let Some(client) = forwarded_client(peer.ip(), &values, &trusted) else {
+    let raw = req.headers().get_all("x-forwarded-for");
+    let values: Vec<&str> = raw.iter().filter_map(|v| v.to_str().ok()).collect();
+    // A value that is not visible ASCII must not vanish: the proxy appended the real client to
+    // that very line, and dropping it would leave the proxy's own address as the client's.
+    let unreadable = raw.iter().count() != values.len();
+    let client = if unreadable { None } else { forwarded_client(peer_ip, &values, &trusted) };
+    let Some(client) = client else {
         return ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidRequest,

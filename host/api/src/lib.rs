@@ -362,6 +362,20 @@ async fn openapi_json(State(st): State<AppState>) -> Response {
         }
         operations(item).iter().any(|(_, on)| *on)
     });
+    // The credentials each operation takes are what its exposure rule says now.
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (method, op) in [
+            (Method::GET, &mut item.get),
+            (Method::POST, &mut item.post),
+            (Method::PUT, &mut item.put),
+            (Method::PATCH, &mut item.patch),
+            (Method::DELETE, &mut item.delete),
+        ] {
+            if let (Some(op), Some(rule)) = (op.as_mut(), st.exposure.resolve(&method, path)) {
+                openapi::set_security(op, rule.auth);
+            }
+        }
+    }
     axum::Json(doc).into_response()
 }
 

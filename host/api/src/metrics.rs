@@ -6,7 +6,7 @@
 //!   no change goes uncounted;
 //! - read at each scrape ([`Scrape`]): the audit chain head, each CRL's thisUpdate and
 //!   nextUpdate, each root CRL's nextUpdate, the database pools, and each plugin's calls,
-//!   faults and time in calls.
+//!   faults and call durations (a histogram).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -15,7 +15,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use sigil_core::audit::{AuditAction, AuditEvent};
-use sigil_core::ports::{CommitObserver, PluginStatus, PoolStatus};
+use sigil_core::ports::{CommitObserver, PLUGIN_CALL_BUCKETS, PluginStatus, PoolStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -332,14 +332,23 @@ impl Collector for ScrapeCollector {
             MetricType::Counter,
             s.plugins.iter().map(|p| (plugin(p), ConstCounter::new(p.faults))),
         )?;
-        family(
-            &mut encoder,
+        let mut e = encoder.encode_descriptor(
             "plugin_call_duration_seconds",
-            "Time spent in calls into each plugin (divide by sigil_plugin_calls_total for the mean)",
+            "Duration of calls into each plugin",
             None,
-            MetricType::Counter,
-            s.plugins.iter().map(|p| (plugin(p), ConstCounter::new(p.call_seconds))),
+            MetricType::Histogram,
         )?;
+        for p in s.plugins.iter().filter(|p| !p.call_buckets.is_empty()) {
+            let bounds = PLUGIN_CALL_BUCKETS.iter().copied().chain([f64::INFINITY]);
+            let buckets: Vec<(f64, u64)> = bounds.zip(p.call_buckets.iter().copied()).collect();
+            let count = p.call_buckets.iter().sum();
+            e.encode_family(&plugin(p))?.encode_histogram::<NoLabelSet>(
+                p.call_seconds,
+                count,
+                &buckets,
+                None,
+            )?;
+        }
         Ok(())
     }
 }

@@ -1,8 +1,9 @@
 //! The last pass over the OpenAPI document, so that it passes a validator and reads well in
 //! generated clients: unique operation ids (`<tag>_<handler>`), a summary and a description on
-//! every operation, a description on every response, every tag declared, the mutual-TLS scheme
-//! offered wherever an API key is, and examples on the main request bodies (the fixed shapes of
-//! ARCHITECTURE §5a).
+//! every operation, a description on every response, every tag declared, the mutual-TLS scheme,
+//! and examples on the main request bodies (the fixed shapes of ARCHITECTURE §5a). Which
+//! credentials an operation takes is set when the document is served, from its exposure rule
+//! ([`set_security`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -86,6 +87,26 @@ fn snake(s: &str) -> String {
         .collect()
 }
 
+/// Sets what `op` takes as credentials from its exposure rule's `auth`: an API key (bearer or
+/// `X-API-Key`), a client certificate bound to one, either, or nothing new (operations whose
+/// document names no API key, such as CSC's own, keep theirs).
+pub fn set_security(op: &mut utoipa::openapi::path::Operation, auth: crate::exposure::AuthMode) {
+    use crate::exposure::AuthMode;
+    let Some(sec) = op.security.as_mut() else { return };
+    let takes_key =
+        serde_json::to_value(&*sec).map(|v| v.to_string().contains("\"api_key\"")).unwrap_or(false);
+    if !takes_key {
+        return;
+    }
+    let req = |name: &str| SecurityRequirement::new(name, Vec::<String>::new());
+    *sec = match auth {
+        AuthMode::ApiKey => vec![req("bearer"), req("api_key")],
+        AuthMode::Mtls => vec![req("mtls")],
+        AuthMode::Either => vec![req("bearer"), req("api_key"), req("mtls")],
+        AuthMode::None => Vec::new(),
+    };
+}
+
 /// Applies the pass to `doc`.
 pub fn finish(doc: &mut OpenApi) {
     let c = doc.components.get_or_insert_with(Default::default);
@@ -151,15 +172,6 @@ pub fn finish(doc: &mut OpenApi) {
                     r.description = default_description(status).to_owned();
                 }
             }
-            // Wherever an API key is accepted, a client certificate bound to one can be.
-            if let Some(sec) = op.security.as_mut() {
-                let offers_key = serde_json::to_value(&*sec)
-                    .map(|v| v.to_string().contains("\"api_key\""))
-                    .unwrap_or(false);
-                if offers_key {
-                    sec.push(SecurityRequirement::new("mtls", Vec::<String>::new()));
-                }
-            }
             if let Some(example) = examples.get(&(method, path.as_str()))
                 && let Some(RefOr::T(body)) = op.request_body.as_mut()
                 && let Some(RefOr::T(content)) = body.content.get_mut("application/json")
@@ -222,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn the_main_request_bodies_carry_examples_and_keys_may_be_client_certificates() {
+    fn the_main_request_bodies_carry_examples_and_the_mtls_scheme_is_declared() {
         let doc = serde_json::to_value(doc()).unwrap();
         let body =
             &doc["paths"]["/api/v1/api-keys"]["post"]["requestBody"]["content"]["application/json"];
@@ -232,7 +244,28 @@ mod tests {
             issue["requestBody"]["content"]["application/json"]["example"]["profile"],
             "tls-client"
         );
-        assert!(issue["security"].to_string().contains("mtls"), "{}", issue["security"]);
         assert_eq!(doc["components"]["securitySchemes"]["mtls"]["type"], "mutualTLS");
+    }
+
+    #[test]
+    fn an_operation_takes_the_credentials_its_exposure_rule_names() {
+        use crate::exposure::AuthMode;
+        let doc = doc();
+        let issue = |auth: AuthMode| {
+            let mut op = doc.paths.paths["/api/v1/certificates"].post.clone().unwrap();
+            set_security(&mut op, auth);
+            serde_json::to_string(&op.security).unwrap()
+        };
+        assert!(!issue(AuthMode::ApiKey).contains("mtls"), "{}", issue(AuthMode::ApiKey));
+        assert!(issue(AuthMode::ApiKey).contains("api_key"));
+        let mtls = issue(AuthMode::Mtls);
+        assert!(mtls.contains("mtls") && !mtls.contains("api_key"), "{mtls}");
+        let either = issue(AuthMode::Either);
+        assert!(either.contains("mtls") && either.contains("bearer"), "{either}");
+        // CSC's own bearer tokens are not API keys: their operations keep what they declare.
+        let mut sign = doc.paths.paths["/csc/v2/signatures/signHash"].post.clone().unwrap();
+        let before = serde_json::to_string(&sign.security).unwrap();
+        set_security(&mut sign, AuthMode::None);
+        assert_eq!(serde_json::to_string(&sign.security).unwrap(), before);
     }
 }

@@ -246,6 +246,10 @@ impl IdentitySources for NoIdentitySources {
     }
 }
 
+/// Upper bounds, seconds, of the plugin call duration histogram (`/metrics`).
+pub const PLUGIN_CALL_BUCKETS: [f64; 10] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
 /// The state of one loaded (or failed) plugin.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PluginStatus {
@@ -267,6 +271,10 @@ pub struct PluginStatus {
     pub faults: u64,
     /// Time spent in calls since load, seconds.
     pub call_seconds: f64,
+    /// Calls by duration: one count per bound of [`PLUGIN_CALL_BUCKETS`], then the slower ones
+    /// (metrics only).
+    #[serde(skip)]
+    pub call_buckets: Vec<u64>,
     /// Hook points it runs at.
     pub hooks: Vec<String>,
 }

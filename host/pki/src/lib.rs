@@ -81,6 +81,9 @@ pub fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), PkiError
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut f = opts.open(path).map_err(io)?;
+    // An existing file keeps its mode through open(): narrow it before the secret goes in.
+    #[cfg(unix)]
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(io)?;
     f.write_all(data).map_err(io)?;
     f.sync_all().map_err(io)
 }

@@ -208,6 +208,8 @@ impl Api {
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls(&ca)?)
             .user_agent(concat!("sigil-cli/", env!("CARGO_PKG_VERSION")))
+            // The API key travels in every request: never over plain HTTP.
+            .https_only(true)
             .build()
             .context("building the HTTP client")?;
         Ok(Self { http, base, key })
@@ -496,9 +498,9 @@ async fn exec(cmd: CertCommand, conn: &Connection, data_dir: &Path) -> Result<()
     Ok(())
 }
 
-/// A path segment: an id [`check_usage`] found to be a UUID.
-fn seg(id: &str) -> &str {
-    id
+/// A path segment: the hyphenated form of an id [`check_usage`] found to be a UUID.
+fn seg(id: &str) -> String {
+    uuid::Uuid::parse_str(id).map(|u| u.hyphenated().to_string()).unwrap_or_default()
 }
 
 /// `k=v&…`, percent-encoded.
@@ -526,7 +528,11 @@ pub fn check_usage(cmd: &CertCommand) -> Result<()> {
             for s in san {
                 sigil_pki::request::parse_san(s).map_err(|e| usage(e.to_string()))?;
             }
-            if out == key_out {
+            let same = |a: &Path, b: &Path| match (std::path::absolute(a), std::path::absolute(b)) {
+                (Ok(x), Ok(y)) => x.components().eq(y.components()),
+                _ => a == b,
+            };
+            if same(out, key_out) {
                 return Err(usage("--out and --key-out name the same file".into()));
             }
         }

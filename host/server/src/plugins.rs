@@ -66,9 +66,17 @@ impl PluginHost {
             .map_err(|e| CoreError::invalid(ErrorCode::InvalidConfiguration, e.to_string()))?;
         if let Some(exposure) = self.exposure.get() {
             let _sync = exposure.sync_guard().await;
-            exposure.reload_file(cfg.exposure.clone()).map_err(|e| {
+            let applied = exposure.reload_file(cfg.exposure.clone()).map_err(|e| {
                 CoreError::invalid(ErrorCode::InvalidConfiguration, format!("[exposure]: {e}"))
             })?;
+            if applied {
+                tracing::info!("the configuration file's [exposure] is in force (reloaded)");
+            } else {
+                tracing::info!(
+                    "the configuration file's [exposure] was reloaded; the override \
+                    stored through the API stays in force"
+                );
+            }
         }
         Ok(self.registry.apply(specs(&cfg)).await)
     }

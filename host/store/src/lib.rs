@@ -124,6 +124,11 @@ pub enum OpenError {
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database was migrated by a newer version of Sigil.
+    #[error(
+        "the database has {0} migrations this version of sigil does not know: use a newer sigil"
+    )]
+    Newer(usize),
     /// An existing database was asked for and there is none.
     #[error("no database at {0}: start the server once (sigil serve) or run sigil migrate")]
     Missing(String),
@@ -143,7 +148,12 @@ pub enum OpenError {
 fn private_file(path: &std::path::Path, create: bool) -> Result<(), OpenError> {
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let err = |source| OpenError::File { path: path.display().to_string(), source };
-    match std::fs::metadata(path) {
+    // Never through a symbolic link: a command run as root must not change the mode of what a
+    // link in someone else's data directory points at.
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            Err(err(std::io::Error::other("is a symbolic link; name the database file itself")))
+        }
         Ok(m) if m.permissions().mode() & 0o077 != 0 => {
             tracing::info!(file = %path.display(), "making the database readable by its owner only");
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)
@@ -273,8 +283,9 @@ impl SqlStore {
         }
     }
 
-    /// How many of this version's migrations the database has not applied (0: up to date).
-    /// Reads only; a database never migrated has them all pending.
+    /// How many of this version's migrations the database has not applied (0: up to date);
+    /// an error if it holds migrations this version does not know (a newer Sigil's). Reads
+    /// only; a database never migrated has them all pending.
     pub async fn pending_migrations(&self) -> Result<usize, OpenError> {
         let migrator = match self.backend {
             Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite"),
@@ -290,6 +301,10 @@ impl SqlStore {
                 Err(sqlx::Error::Database(_)) => Vec::new(),
                 Err(e) => return Err(OpenError::Connect { url: String::new(), source: e }),
             };
+        let unknown = applied.iter().filter(|v| !migrator.iter().any(|m| m.version == **v)).count();
+        if unknown > 0 {
+            return Err(OpenError::Newer(unknown));
+        }
         Ok(migrator.iter().filter(|m| !applied.contains(&m.version)).count())
     }
 

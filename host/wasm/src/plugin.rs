@@ -498,6 +498,8 @@ pub(crate) struct Counters {
     pub(crate) faults: std::sync::atomic::AtomicU64,
     /// Time spent in calls, nanoseconds.
     pub(crate) nanos: std::sync::atomic::AtomicU64,
+    /// Calls by duration (`sigil_core::ports::PLUGIN_CALL_BUCKETS`, then the slower ones).
+    pub(crate) buckets: [std::sync::atomic::AtomicU64; 11],
     pub(crate) last_error: std::sync::Mutex<Option<String>>,
 }
 
@@ -508,8 +510,22 @@ impl Counters {
 
     /// Adds the time since `start` to the time spent in calls.
     pub(crate) fn record_time(&self, start: Instant) {
-        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let took = start.elapsed();
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.nanos.fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        let i = sigil_core::ports::PLUGIN_CALL_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(sigil_core::ports::PLUGIN_CALL_BUCKETS.len());
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Calls by duration, as [`Counters::buckets`] holds them.
+    pub(crate) fn bucket_counts(&self) -> Vec<u64> {
+        self.buckets.iter().map(|b| b.load(std::sync::atomic::Ordering::Relaxed)).collect()
     }
 
     /// Time spent in calls, seconds.

@@ -269,6 +269,7 @@ impl PluginRegistry {
                     calls: e.counters.calls.load(Ordering::Relaxed),
                     faults: e.counters.faults.load(Ordering::Relaxed),
                     call_seconds: e.counters.seconds(),
+                    call_buckets: e.counters.bucket_counts(),
                     hooks: e.spec.hooks.clone(),
                 }
             })
@@ -285,6 +286,7 @@ impl PluginRegistry {
                     calls: 0,
                     faults: 0,
                     call_seconds: 0.0,
+                    call_buckets: Vec::new(),
                     hooks: hooks.clone(),
                 });
             }
