@@ -268,6 +268,37 @@ async fn sighup_reloads_the_exposure_of_the_configuration_file() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(status, 404, "the endpoint is switched off after SIGHUP");
+    // The change is on the audit trail, as the server's, with what it replaced.
+    let (_, trail) = json(
+        s.admin(Method::GET, "/api/v1/audit?action=exposure.file_reload").send().await.unwrap(),
+    )
+    .await;
+    let events = trail["items"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{trail}");
+    let ev = &events[0];
+    assert_eq!(ev["actor"]["kind"], "system", "{ev}");
+    let details: serde_json::Value = match &ev["details"] {
+        serde_json::Value::String(t) => serde_json::from_str(t).unwrap(),
+        v => v.clone(),
+    };
+    assert_eq!(details["trigger"], "sighup", "{details}");
+    assert_eq!(details["in_force"], true);
+    assert_eq!(
+        details["after"]["endpoints"]["GET /api/v1/profiles"]["enabled"], false,
+        "{details}"
+    );
+    // A reload that changes nothing records nothing.
+    let st = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, again) = json(
+        s.admin(Method::GET, "/api/v1/audit?action=exposure.file_reload").send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(again["items"].as_array().unwrap().len(), 1, "{again}");
     s.stop().await;
 }
 

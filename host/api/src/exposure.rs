@@ -285,6 +285,17 @@ impl Exposure {
         self.file.read().map(|f| f.clone()).unwrap_or_default()
     }
 
+    /// The file's `[exposure]` in force before a reload to `config`, when `config` differs
+    /// from it (`None`: nothing to do); an error when `config` does not compile.
+    pub fn file_change(
+        &self,
+        config: &ExposureConfig,
+    ) -> Result<Option<ExposureConfig>, ExposureError> {
+        Self::compile(&self.endpoints, config.clone(), Source::File, None)?;
+        let before = self.file_config();
+        Ok((before != *config).then_some(before))
+    }
+
     /// Replaces the configuration file's `[exposure]` (a reload: SIGHUP or a file change) and
     /// puts it in force unless an override stored through the API is. A configuration that does
     /// not compile changes nothing. Hold [`Exposure::sync_guard`] around it.

@@ -82,4 +82,30 @@ impl SettingsService {
         tx.commit(vec![event], now).await?;
         Ok(true)
     }
+
+    /// Records, as the server, that the configuration file's `[exposure]` is being replaced:
+    /// `before` and `after` are the file's sections, `in_force` whether the new one applies,
+    /// `trigger` what asked (`sighup`, `file`, `api`). Called before the swap, so a reload that
+    /// cannot be audited does not happen.
+    pub async fn record_file_exposure(
+        &self,
+        before: serde_json::Value,
+        after: serde_json::Value,
+        in_force: bool,
+        trigger: &str,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        let tx = self.store.begin().await?;
+        let event = NewAuditEvent::new(
+            &crate::access::authz::Principal::system(),
+            AuditAction::ExposureFileReload,
+            "setting",
+            EXPOSURE,
+        )
+        .details(serde_json::json!({
+            "before": before, "after": after, "in_force": in_force, "trigger": trigger,
+        }));
+        tx.commit(vec![event], now).await?;
+        Ok(())
+    }
 }

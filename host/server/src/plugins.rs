@@ -44,8 +44,12 @@ pub fn specs(cfg: &Config) -> Vec<PluginSpec> {
 pub struct PluginHost {
     registry: Arc<PluginRegistry>,
     config_file: Option<PathBuf>,
-    /// The exposure table, whose file part a reload replaces too (set once it exists).
-    exposure: std::sync::OnceLock<Arc<sigil_api::exposure::Exposure>>,
+    /// The exposure table, whose file part a reload replaces too, and the settings service
+    /// that audits it (set once they exist).
+    exposure: std::sync::OnceLock<(
+        Arc<sigil_api::exposure::Exposure>,
+        Arc<sigil_core::settings::SettingsService>,
+    )>,
 }
 
 impl PluginHost {
@@ -54,28 +58,36 @@ impl PluginHost {
         Self { registry, config_file, exposure: std::sync::OnceLock::new() }
     }
 
-    /// Lets reloads replace the file's `[exposure]` in `exposure`.
-    pub fn set_exposure(&self, exposure: Arc<sigil_api::exposure::Exposure>) {
-        let _ = self.exposure.set(exposure);
+    /// Lets reloads replace the file's `[exposure]` in `exposure`, audited through `settings`.
+    pub fn set_exposure(
+        &self,
+        exposure: Arc<sigil_api::exposure::Exposure>,
+        settings: Arc<sigil_core::settings::SettingsService>,
+    ) {
+        let _ = self.exposure.set((exposure, settings));
     }
 
     /// Reads the configuration again and applies its `[exposure]` and `[plugins]` (what a file
     /// change, SIGHUP and `POST /api/v1/plugins/reload` do). Other sections need a restart.
-    pub async fn reload_now(&self) -> Result<Vec<PluginStatus>> {
+    pub async fn reload_now(&self, trigger: &str) -> Result<Vec<PluginStatus>> {
         let cfg = Config::load(self.config_file.as_deref())
             .map_err(|e| CoreError::invalid(ErrorCode::InvalidConfiguration, e.to_string()))?;
-        if let Some(exposure) = self.exposure.get() {
-            let _sync = exposure.sync_guard().await;
-            let applied = exposure.reload_file(cfg.exposure.clone()).map_err(|e| {
+        if let Some((exposure, settings)) = self.exposure.get() {
+            let invalid = |e: sigil_api::exposure::ExposureError| {
                 CoreError::invalid(ErrorCode::InvalidConfiguration, format!("[exposure]: {e}"))
-            })?;
-            if applied {
-                tracing::info!("the configuration file's [exposure] is in force (reloaded)");
-            } else {
-                tracing::info!(
-                    "the configuration file's [exposure] was reloaded; the override \
-                    stored through the API stays in force"
-                );
+            };
+            let _sync = exposure.sync_guard().await;
+            if let Some(before) = exposure.file_change(&cfg.exposure).map_err(invalid)? {
+                let in_force = exposure.source() == sigil_api::exposure::Source::File;
+                let json = |c: &sigil_api::exposure::ExposureConfig| {
+                    serde_json::to_value(c).unwrap_or_default()
+                };
+                // Audited first: a change that cannot be recorded is not made.
+                settings
+                    .record_file_exposure(json(&before), json(&cfg.exposure), in_force, trigger)
+                    .await?;
+                exposure.reload_file(cfg.exposure.clone()).map_err(invalid)?;
+                tracing::info!(trigger, in_force, "the configuration file's [exposure] changed");
             }
         }
         Ok(self.registry.apply(specs(&cfg)).await)
@@ -89,7 +101,7 @@ impl PluginControl for PluginHost {
     }
 
     async fn reload(&self) -> Result<Vec<PluginStatus>> {
-        self.reload_now().await
+        self.reload_now("api").await
     }
 }
 
@@ -106,7 +118,7 @@ pub fn reload_on_hangup(host: Arc<PluginHost>) -> Option<tokio::task::JoinHandle
     };
     Some(tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match host.reload_now().await {
+            match host.reload_now("sighup").await {
                 Ok(s) => tracing::info!(plugins = s.len(), "configuration reloaded on SIGHUP"),
                 Err(e) => tracing::error!(error = %e, "reload on SIGHUP failed; the current \
                     configuration keeps serving"),
@@ -149,7 +161,7 @@ pub fn watch(
         while rx.recv().await.is_some() {
             tokio::time::sleep(Duration::from_millis(300)).await;
             while rx.try_recv().is_ok() {}
-            match host.reload_now().await {
+            match host.reload_now("file").await {
                 Ok(s) => {
                     tracing::info!(plugins = s.len(), "configuration reloaded after a file change")
                 }

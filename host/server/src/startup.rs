@@ -384,7 +384,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     let exposure = Arc::new(Exposure::new(sigil_api::endpoints(&openapi), cfg.exposure.clone())?);
     // An override stored through the API wins over the file, on every node.
     exposure.sync(svc.settings.exposure_raw().await?.as_deref())?;
-    plugin_host.set_exposure(exposure.clone());
+    plugin_host.set_exposure(exposure.clone(), svc.settings.clone());
     // Counts every change from here on by its audit events (domain metrics).
     let metrics = Arc::new(sigil_api::metrics::Metrics::default());
     svc.store.observe_commits(metrics.clone());

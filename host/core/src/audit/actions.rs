@@ -92,6 +92,10 @@ catalogue! {
         DivisionCreate = "division.create",
         /// A division changed.
         DivisionUpdate = "division.update",
+        /// The configuration file's `[exposure]` changed and was reloaded (SIGHUP, a file
+        /// change or a plugin reload); `in_force` says whether it applies (an override stored
+        /// through the API wins).
+        ExposureFileReload = "exposure.file_reload",
         /// Endpoint exposure was reset to the configuration.
         ExposureReset = "exposure.reset",
         /// Endpoint exposure changed.
