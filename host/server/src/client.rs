@@ -19,12 +19,11 @@ pub struct Connection {
     /// Server URL (default https://127.0.0.1:8443).
     #[arg(long, global = true, env = "SIGIL_URL")]
     pub server: Option<String>,
-    /// File holding the API key (default <data_dir>/admin.key).
+    /// File holding the API key. Without it, the key in the environment variable SIGIL_API_KEY,
+    /// else <data_dir>/admin.key. Never the key itself on the command line, where other users
+    /// of the machine see it.
     #[arg(long, global = true)]
     pub api_key_file: Option<PathBuf>,
-    /// The API key itself (takes precedence over the file; prefer the file on shared machines).
-    #[arg(long = "api-key", global = true, env = "SIGIL_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
     /// PEM bundle of CAs to trust for the server (default <data_dir>/tls/ca.pem).
     #[arg(long, global = true, env = "SIGIL_CA_FILE")]
     pub ca_file: Option<PathBuf>,
@@ -189,10 +188,12 @@ impl Api {
     fn connect(c: &Connection, data_dir: &Path) -> Result<Self> {
         let base = c.server.clone().unwrap_or_else(|| "https://127.0.0.1:8443".into());
         let base = base.trim_end_matches('/').to_owned();
-        let key = match &c.api_key {
-            Some(k) => k.trim().to_owned(),
-            None => {
-                let f = c.api_key_file.clone().unwrap_or_else(|| data_dir.join("admin.key"));
+        // --api-key-file if given, else SIGIL_API_KEY, else the data directory's admin key.
+        let from_env = std::env::var("SIGIL_API_KEY").ok().filter(|k| !k.trim().is_empty());
+        let key = match (&c.api_key_file, from_env) {
+            (None, Some(k)) => k.trim().to_owned(),
+            (file, _) => {
+                let f = file.clone().unwrap_or_else(|| data_dir.join("admin.key"));
                 std::fs::read_to_string(&f)
                     .with_context(|| {
                         format!(
