@@ -382,16 +382,8 @@ async fn read_only_commands_leave_an_empty_directory_empty_and_verify_never_migr
 #[tokio::test]
 async fn the_database_and_the_data_directory_are_private_to_their_owner() {
     use std::os::unix::fs::PermissionsExt as _;
-    let db = TestDb::sqlite();
+    // `migrate` on a fresh directory creates what `serve` creates: the directory and the file.
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("fresh");
-    let s =
-        TestServer::start_with(&db, Options { data_dir: Some(data.clone()), ..Default::default() })
-            .await;
-    s.admin(Method::GET, "/api/v1/profiles").send().await.unwrap();
-    // The test database lives where TestDb put it; the server's own default file is checked
-    // through `migrate` on a fresh directory below.
-    s.stop().await;
     let fresh = dir.path().join("own");
     let f = fresh.to_str().unwrap();
     assert_eq!(sigil(&["--data-dir", f, "migrate"]).await, 0);

@@ -60,14 +60,15 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
     responses((status = 200, description = "The metrics", content_type = "application/openmetrics-text")))]
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     // Read at each scrape: a root CRL published on another node shows here too.
-    match st.cas.root_crl_deadlines().await {
+    let root_crls = match st.cas.root_crl_deadlines().await {
         Ok(deadlines) => {
-            for (ca, next) in deadlines {
-                st.metrics.set_root_crl_next_update(&ca, next.unix_timestamp());
-            }
+            deadlines.into_iter().map(|(ca, next)| (ca, next.unix_timestamp())).collect()
         }
-        Err(e) => tracing::warn!(error = %e, "reading root CRL deadlines for metrics failed"),
-    }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading root CRL deadlines for metrics failed");
+            Vec::new()
+        }
+    };
     let audit_head = match st.store.audit_head().await {
         Ok(h) => Some(h.seq),
         Err(e) => {
@@ -82,6 +83,7 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     st.metrics.set_scrape(crate::metrics::Scrape {
         audit_head,
         crls,
+        root_crls,
         pools: st.store.pool_status(),
         plugins: st.plugins.status(),
         now: time::OffsetDateTime::now_utc().unix_timestamp(),

@@ -228,13 +228,7 @@ impl utoipa::Modify for CommonResponses {
                 continue;
             }
             let secured = path.starts_with("/api/");
-            for (method, op) in [
-                (Method::GET, &mut item.get),
-                (Method::POST, &mut item.post),
-                (Method::PUT, &mut item.put),
-                (Method::PATCH, &mut item.patch),
-                (Method::DELETE, &mut item.delete),
-            ] {
+            for (method, op) in operations_mut(item) {
                 let Some(op) = op else { continue };
                 if secured {
                     let rule = access::access(&method, path).describe(&method, path);
@@ -331,6 +325,19 @@ pub fn endpoints(doc: &utoipa::openapi::OpenApi) -> Vec<(Method, String)> {
     v
 }
 
+/// The operations of a path, each with its method, to change in place.
+pub(crate) fn operations_mut(
+    item: &mut utoipa::openapi::PathItem,
+) -> [(Method, &mut Option<utoipa::openapi::path::Operation>); 5] {
+    [
+        (Method::GET, &mut item.get),
+        (Method::POST, &mut item.post),
+        (Method::PUT, &mut item.put),
+        (Method::PATCH, &mut item.patch),
+        (Method::DELETE, &mut item.delete),
+    ]
+}
+
 fn operations(item: &utoipa::openapi::PathItem) -> [(Method, bool); 5] {
     [
         (Method::GET, item.get.is_some()),
@@ -345,37 +352,19 @@ fn operations(item: &utoipa::openapi::PathItem) -> [(Method, bool); 5] {
 async fn openapi_json(State(st): State<AppState>) -> Response {
     let mut doc = (*st.openapi).clone();
     doc.paths.paths.retain(|path, item| {
-        if !st.exposure.enabled(&Method::GET, path) {
-            item.get = None;
-        }
-        if !st.exposure.enabled(&Method::POST, path) {
-            item.post = None;
-        }
-        if !st.exposure.enabled(&Method::PUT, path) {
-            item.put = None;
-        }
-        if !st.exposure.enabled(&Method::PATCH, path) {
-            item.patch = None;
-        }
-        if !st.exposure.enabled(&Method::DELETE, path) {
-            item.delete = None;
+        for (method, op) in operations_mut(item) {
+            match st.exposure.resolve(&method, path) {
+                // The credentials each operation takes are what its exposure rule says now.
+                Some(rule) if rule.enabled => {
+                    if let Some(op) = op.as_mut() {
+                        openapi::set_security(op, rule.auth);
+                    }
+                }
+                _ => *op = None,
+            }
         }
         operations(item).iter().any(|(_, on)| *on)
     });
-    // The credentials each operation takes are what its exposure rule says now.
-    for (path, item) in doc.paths.paths.iter_mut() {
-        for (method, op) in [
-            (Method::GET, &mut item.get),
-            (Method::POST, &mut item.post),
-            (Method::PUT, &mut item.put),
-            (Method::PATCH, &mut item.patch),
-            (Method::DELETE, &mut item.delete),
-        ] {
-            if let (Some(op), Some(rule)) = (op.as_mut(), st.exposure.resolve(&method, path)) {
-                openapi::set_security(op, rule.auth);
-            }
-        }
-    }
     axum::Json(doc).into_response()
 }
 

@@ -4,9 +4,9 @@
 //!   logins, CRLs generated, and every audit event by action and outcome — counted from the
 //!   audit events of each commit ([`CommitObserver`]), so no service needs a metrics call and
 //!   no change goes uncounted;
-//! - read at each scrape ([`Scrape`]): the audit chain head, each CRL's thisUpdate and
-//!   nextUpdate, each root CRL's nextUpdate, the database pools, and each plugin's calls,
-//!   faults and call durations (a histogram).
+//! - read at each scrape ([`Scrape`]): the audit chain head, each CRL's thisUpdate, nextUpdate
+//!   and age, each root CRL's nextUpdate, the database pools, and each plugin's calls, faults
+//!   and call durations (a histogram).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -19,7 +19,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use sigil_core::audit::{AuditAction, AuditEvent};
@@ -87,9 +87,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
-    root_crl_next_update: Family<CaLabels, Gauge>,
     audit_events: Family<ActionLabels, Counter>,
-    certs: Arc<CertCounters>,
+    certs: CertCounters,
     signatures: Counter,
     logins: Family<OutcomeLabels, Counter>,
     crls: Family<CaLabels, Counter>,
@@ -110,19 +109,13 @@ impl Default for Metrics {
             Unit::Seconds,
             latency.clone(),
         );
-        let root_crl_next_update = Family::<CaLabels, Gauge>::default();
-        registry.register(
-            "root_crl_next_update_seconds",
-            "When each published root CRL runs out (Unix time): sign the next one before",
-            root_crl_next_update.clone(),
-        );
         let audit_events = Family::<ActionLabels, Counter>::default();
         registry.register(
             "audit_events",
             "Audit events this node committed, by action and outcome",
             audit_events.clone(),
         );
-        let certs = Arc::new(CertCounters::default());
+        let certs = CertCounters::default();
         for (name, help, c) in [
             ("certificates_issued", "Certificates issued (renewals included)", &certs.issued),
             ("certificates_renewed", "Certificates renewed", &certs.renewed),
@@ -140,18 +133,7 @@ impl Default for Metrics {
         registry.register("crls_generated", "CRLs signed, by CA", crls.clone());
         let scrape = Arc::new(Mutex::new(Scrape::default()));
         registry.register_collector(Box::new(ScrapeCollector(Arc::clone(&scrape))));
-        Self {
-            registry,
-            requests,
-            latency,
-            root_crl_next_update,
-            audit_events,
-            certs,
-            signatures,
-            logins,
-            crls,
-            scrape,
-        }
+        Self { registry, requests, latency, audit_events, certs, signatures, logins, crls, scrape }
     }
 }
 
@@ -164,11 +146,6 @@ impl Metrics {
         self.latency
             .get_or_create(&RouteLabels { method: method.into(), route: route.into() })
             .observe(seconds);
-    }
-
-    /// Sets when CA `ca`'s root CRL runs out.
-    pub fn set_root_crl_next_update(&self, ca: &str, unix_seconds: i64) {
-        self.root_crl_next_update.get_or_create(&CaLabels { ca: ca.into() }).set(unix_seconds);
     }
 
     /// Replaces what is read at each scrape.
@@ -234,6 +211,8 @@ pub struct Scrape {
     pub audit_head: Option<i64>,
     /// Each publishing CA's current CRL: (CA, thisUpdate, nextUpdate), Unix seconds.
     pub crls: Vec<(String, i64, i64)>,
+    /// When each published root CRL runs out: (CA, Unix seconds).
+    pub root_crls: Vec<(String, i64)>,
     /// Database pools.
     pub pools: Vec<PoolStatus>,
     /// Plugins.
@@ -273,6 +252,14 @@ impl Collector for ScrapeCollector {
             ConstGauge::new(head).encode(e)?;
         }
         let ca = |c: &String| CaLabels { ca: c.clone() };
+        family(
+            &mut encoder,
+            "root_crl_next_update_seconds",
+            "When each published root CRL runs out (Unix time): sign the next one before",
+            None,
+            MetricType::Gauge,
+            s.root_crls.iter().map(|(c, next)| (ca(c), ConstGauge::new(*next))),
+        )?;
         family(
             &mut encoder,
             "crl_this_update_seconds",

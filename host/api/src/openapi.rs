@@ -54,7 +54,7 @@ fn default_description(status: &str) -> &'static str {
 fn examples() -> BTreeMap<(&'static str, &'static str), serde_json::Value> {
     BTreeMap::from([
         (
-            ("post", "/api/v1/api-keys"),
+            ("POST", "/api/v1/api-keys"),
             json!({
             "name": "hr-sync", "description": "Nightly HR import",
             "expires": "30d", "permissions": ["certificates:read", "certificate:revoke"],
@@ -62,19 +62,19 @@ fn examples() -> BTreeMap<(&'static str, &'static str), serde_json::Value> {
             "ip_whitelist": ["127.0.0.1", "10.0.0.0/8"]}),
         ),
         (
-            ("post", "/api/v1/certificates"),
+            ("POST", "/api/v1/certificates"),
             json!({
             "csr": "-----BEGIN CERTIFICATE REQUEST-----\nMIIB…\n-----END CERTIFICATE REQUEST-----\n",
             "profile": "tls-client"}),
         ),
-        (("post", "/api/v1/certificates/{id}/revoke"), json!({"reason": "keyCompromise"})),
-        (("post", "/api/v1/certificates/{id}/suspend"), json!({"reason": "certificateHold"})),
+        (("POST", "/api/v1/certificates/{id}/revoke"), json!({"reason": "keyCompromise"})),
+        (("POST", "/api/v1/certificates/{id}/suspend"), json!({"reason": "certificateHold"})),
         (
-            ("post", "/api/v1/signers"),
+            ("POST", "/api/v1/signers"),
             json!({"username": "alice", "password": "correct horse battery staple"}),
         ),
         (
-            ("post", "/api/v1/signing-credentials"),
+            ("POST", "/api/v1/signing-credentials"),
             json!({
             "signer": "alice", "key_algorithm": "p256", "pin": "123456", "scal": 1, "multisign": 10}),
         ),
@@ -131,14 +131,9 @@ pub fn finish(doc: &mut OpenApi) {
     let examples = examples();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     for (path, item) in doc.paths.paths.iter_mut() {
-        for (method, op) in [
-            ("get", &mut item.get),
-            ("post", &mut item.post),
-            ("put", &mut item.put),
-            ("patch", &mut item.patch),
-            ("delete", &mut item.delete),
-        ] {
+        for (method, op) in crate::operations_mut(item) {
             let Some(op) = op else { continue };
+            let method = method.as_str();
             let tag = op.tags.as_ref().and_then(|t| t.first()).cloned().unwrap_or_default();
             let handler = op.operation_id.clone().unwrap_or_else(|| snake(path));
             let mut id = if tag.is_empty() || handler.starts_with(&snake(&tag)) {
@@ -147,7 +142,7 @@ pub fn finish(doc: &mut OpenApi) {
                 format!("{}_{handler}", snake(&tag))
             };
             if seen.contains(&id) {
-                id = format!("{id}_{method}");
+                id = format!("{id}_{}", method.to_ascii_lowercase());
             }
             let mut n = 2;
             while seen.contains(&id) {
@@ -160,7 +155,7 @@ pub fn finish(doc: &mut OpenApi) {
                 .summary
                 .clone()
                 .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| format!("{} {path}", method.to_uppercase()));
+                .unwrap_or_else(|| format!("{method} {path}"));
             op.summary = Some(summary.clone());
             if op.description.as_deref().is_none_or(str::is_empty) {
                 op.description = Some(summary);

@@ -6,7 +6,6 @@
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -207,7 +206,7 @@ impl Api {
         };
         let ca = c.ca_file.clone().unwrap_or_else(|| data_dir.join("tls/ca.pem"));
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls(&ca)?)
+            .tls_backend_preconfigured(crate::tls::client_config(&ca)?)
             .user_agent(concat!("sigil-cli/", env!("CARGO_PKG_VERSION")))
             // The API key travels in every request: never over plain HTTP.
             .https_only(true)
@@ -242,24 +241,6 @@ impl Api {
         }
         Ok(value)
     }
-}
-
-fn tls(ca: &Path) -> Result<rustls::ClientConfig> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca)
-        .with_context(|| format!("reading the CA file {} (give --ca-file)", ca.display()))?;
-    for c in certs {
-        roots.add(c.with_context(|| format!("{}: not a PEM certificate", ca.display()))?)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(cfg)
 }
 
 /// Writes `text` to `path`, mode 0600 for keys (and 0644 for certificates).
@@ -444,21 +425,11 @@ async fn exec(cmd: CertCommand, conn: &Connection, data_dir: &Path) -> Result<()
             eprintln!("revoked {} ({})", id, c["revocation_reason"].as_str().unwrap_or(&reason));
         }
         CertCommand::Suspend { id, comment } => {
-            api.call(
-                Method::POST,
-                &format!("/api/v1/certificates/{}/suspend", seg(&id)),
-                Some(json!({"comment": comment})),
-            )
-            .await?;
+            hold(&api, &id, "suspend", comment).await?;
             eprintln!("suspended {id}");
         }
         CertCommand::Reactivate { id, comment } => {
-            api.call(
-                Method::POST,
-                &format!("/api/v1/certificates/{}/reactivate", seg(&id)),
-                Some(json!({"comment": comment})),
-            )
-            .await?;
+            hold(&api, &id, "reactivate", comment).await?;
             eprintln!("reactivated {id}");
         }
         CertCommand::Renew { id, out, key_out, key_type } => {
@@ -496,6 +467,13 @@ async fn exec(cmd: CertCommand, conn: &Connection, data_dir: &Path) -> Result<()
             }
         }
     }
+    Ok(())
+}
+
+/// Puts certificate `id` on hold or releases it (`action`: `suspend` or `reactivate`).
+async fn hold(api: &Api, id: &str, action: &str, comment: Option<String>) -> Result<()> {
+    let path = format!("/api/v1/certificates/{}/{action}", seg(id));
+    api.call(reqwest::Method::POST, &path, Some(json!({"comment": comment}))).await?;
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! The rustls server configuration: the server certificate, and optional client-certificate
-//! verification (mTLS) against the configured client CA and CRL.
+//! The rustls configurations: the server's (its certificate, and optional client-certificate
+//! verification (mTLS) against the configured client CA and CRL), and the `sigil cert` client's.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,12 +26,7 @@ pub fn server_config(tls: &TlsSection, cert: &Path, key: &Path) -> Result<Server
     let mut cfg = match &tls.client_ca_file {
         None => builder.with_no_client_auth().with_single_cert(chain, key)?,
         Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(ca)
-                .with_context(|| format!("reading {}", ca.display()))?
-            {
-                roots.add(c?)?;
-            }
+            let roots = roots(ca)?;
             let crls: Vec<CertificateRevocationListDer<'static>> = match &tls.client_crl_file {
                 Some(f) => CertificateRevocationListDer::pem_file_iter(f)
                     .with_context(|| format!("reading {}", f.display()))?
@@ -47,6 +42,28 @@ pub fn server_config(tls: &TlsSection, cert: &Path, key: &Path) -> Result<Server
             builder.with_client_cert_verifier(verifier).with_single_cert(chain, key)?
         }
     };
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// The certificates of PEM file `ca`, as trust anchors.
+fn roots(ca: &Path) -> Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in
+        CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))?
+    {
+        roots.add(c.with_context(|| format!("{}: not a PEM certificate", ca.display()))?)?;
+    }
+    Ok(roots)
+}
+
+/// The client configuration of `sigil cert`: trusting only the CAs in `ca`.
+pub fn client_config(ca: &Path) -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca).context("give --ca-file or SIGIL_CA_FILE")?)
+        .with_no_client_auth();
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }

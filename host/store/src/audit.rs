@@ -78,66 +78,27 @@ pub(crate) async fn insert_events(
     Ok(())
 }
 
-/// An event as a row of [`insert_events_moving_head`]'s JSON parameter (column names).
-#[derive(serde::Serialize)]
-struct EventRow<'a> {
-    seq: i64,
-    id: String,
-    occurred_at: i64,
-    actor_kind: &'a str,
-    actor_id: &'a str,
-    actor_name: &'a str,
-    api_key_id: Option<&'a str>,
-    operator_id: Option<&'a str>,
-    action: &'a str,
-    object_type: &'a str,
-    object_id: &'a str,
-    outcome: &'a str,
-    request_id: Option<&'a str>,
-    client_ip: Option<&'a str>,
-    details: &'a str,
-    prev_hash: &'a str,
-    hash: &'a str,
-}
-
 /// PostgreSQL only: stores a batch's sealed events and moves the audit head to the last of them
-/// (`seq`, `hash`) in one statement. The rows travel as one JSON parameter, so the statement has
-/// one shape (one prepared plan) whatever the batch size, where [`insert_events`] needs a
-/// statement per power-of-two run and the head its own UPDATE. The head must already be locked
-/// by the caller's transaction.
+/// (`seq`, `hash`) in one statement. The events travel as one JSON parameter (their own
+/// serialization, the one JSON exports use), so the statement has one shape (one prepared plan)
+/// whatever the batch size, where [`insert_events`] needs a statement per power-of-two run and
+/// the head its own UPDATE. The head must already be locked by the caller's transaction.
 pub(crate) async fn insert_events_moving_head(
     conn: &mut AnyConnection,
     events: &[AuditEvent],
     seq: i64,
     hash: &str,
 ) -> StoreResult<()> {
-    let rows: Vec<EventRow<'_>> = events
-        .iter()
-        .map(|ev| EventRow {
-            seq: ev.seq,
-            id: ev.id.to_string(),
-            occurred_at: ev.occurred_at_us,
-            actor_kind: &ev.actor_kind,
-            actor_id: &ev.actor_id,
-            actor_name: &ev.actor_name,
-            api_key_id: ev.api_key_id.as_deref(),
-            operator_id: ev.operator_id.as_deref(),
-            action: &ev.action,
-            object_type: &ev.object_type,
-            object_id: &ev.object_id,
-            outcome: &ev.outcome,
-            request_id: ev.request_id.as_deref(),
-            client_ip: ev.client_ip.as_deref(),
-            details: &ev.details,
-            prev_hash: &ev.prev_hash,
-            hash: &ev.hash,
-        })
-        .collect();
-    let json = serde_json::to_string(&rows).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let json = serde_json::to_string(events).map_err(|e| StoreError::Backend(e.to_string()))?;
     let sql = format!(
         "WITH head AS (UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1) \
-         INSERT INTO audit_events ({INSERT_COLUMNS}) SELECT {INSERT_COLUMNS} \
-         FROM json_populate_recordset(NULL::audit_events, $3::json)"
+         INSERT INTO audit_events ({INSERT_COLUMNS}) SELECT seq, id, occurred_at_us, \
+         actor_kind, actor_id, actor_name, api_key_id, operator_id, action, object_type, \
+         object_id, outcome, request_id, client_ip, details, prev_hash, hash \
+         FROM json_to_recordset($3::json) AS x(seq bigint, id text, occurred_at_us bigint, \
+         actor_kind text, actor_id text, actor_name text, api_key_id text, operator_id text, \
+         action text, object_type text, object_id text, outcome text, request_id text, \
+         client_ip text, details text, prev_hash text, hash text)"
     );
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(seq)

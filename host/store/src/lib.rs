@@ -287,10 +287,7 @@ impl SqlStore {
     /// an error if it holds migrations this version does not know (a newer Sigil's). Reads
     /// only; a database never migrated has them all pending.
     pub async fn pending_migrations(&self) -> Result<usize, OpenError> {
-        let migrator = match self.backend {
-            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite"),
-            Backend::Postgres => sqlx::migrate!("../../migrations/postgres"),
-        };
+        let migrator = self.migrator();
         let applied: Vec<i64> =
             match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
                 .fetch_all(&self.read)
@@ -308,14 +305,17 @@ impl SqlStore {
         Ok(migrator.iter().filter(|m| !applied.contains(&m.version)).count())
     }
 
+    /// This backend's migrations, embedded once.
+    fn migrator(&self) -> sqlx::migrate::Migrator {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("../../migrations/postgres"),
+        }
+    }
+
     /// Applies pending migrations for this backend.
     pub async fn migrate(&self) -> Result<(), OpenError> {
-        match self.backend {
-            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite").run(&self.write).await?,
-            Backend::Postgres => {
-                sqlx::migrate!("../../migrations/postgres").run(&self.write).await?
-            }
-        }
+        self.migrator().run(&self.write).await?;
         Ok(())
     }
 
