@@ -17,6 +17,7 @@ pub mod extract;
 mod health;
 pub mod metrics;
 mod openapi;
+pub mod ui;
 pub mod v1;
 
 use sigil_core::ErrorCode;
@@ -114,6 +115,8 @@ pub struct AppServices {
     pub openapi: Arc<utoipa::openapi::OpenApi>,
     /// Open event streams and their bounds.
     pub streams: Arc<v1::stream::StreamSlots>,
+    /// The admin web UI's settings.
+    pub ui: ui::UiConfig,
 }
 
 /// What every listener enforces: body and time limits, and whose `X-Forwarded-For` it believes.
@@ -443,7 +446,8 @@ fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
 }
 
-/// The complete application.
+/// The complete application: the REST and CSC API, the documentation, and the admin web UI
+/// (which calls the API in-process).
 pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let swagger: Router<AppState> = Router::from(
@@ -457,7 +461,11 @@ pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router 
         .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .merge(swagger);
     let trusted = limits.trusted_proxies.clone();
-    bounded(routes, limits)
+    let api = bounded(routes, limits.clone()).with_state(state.clone());
+    let ui = bounded_ui(ui::router(state.clone(), api.clone(), state.ui), &limits);
+    Router::new()
+        .merge(ui)
+        .fallback_service(api)
         // Outside every layer that can refuse a request, so CSC paths answer CSC errors.
         .layer(middleware::from_fn(csc::errors))
         .layer(middleware::from_fn(access_log::log))
@@ -465,9 +473,16 @@ pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router 
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
+            axum::http::header::COOKIE,
             HeaderName::from_static("x-api-key"),
         ]))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
-        .with_state(state)
+}
+
+/// The UI's body limit (a logo upload fits) and request timeout.
+fn bounded_ui(ui: Router, limits: &Limits) -> Router {
+    ui.layer(DefaultBodyLimit::max(limits.body_bytes))
+        .layer(middleware::from_fn_with_state(limits.body_bytes, declared_length))
+        .layer(middleware::from_fn_with_state(limits.request_timeout, timeout))
 }

@@ -39,6 +39,7 @@ struct Tables {
     api_keys: BTreeMap<Uuid, ApiKey>,
     roles: BTreeMap<String, Role>,
     operators: BTreeMap<Uuid, Operator>,
+    ui_sessions: BTreeMap<String, crate::access::ui_sessions::UiSession>,
 }
 
 #[derive(Debug, Default)]
@@ -365,6 +366,38 @@ impl AccessStore for MemoryRecords {
         Ok(w.1)
     }
 
+    async fn touch_api_key(&self, id: Uuid, now_us: i64) -> StoreResult<()> {
+        if let Some(k) = lock(&self.state).tables.api_keys.get_mut(&id) {
+            let t = crate::audit::from_unix_micros(now_us);
+            if k.last_used_at.is_none_or(|l| l < t) {
+                k.last_used_at = Some(t);
+            }
+        }
+        Ok(())
+    }
+
+    async fn ui_session(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<crate::access::ui_sessions::UiSession>> {
+        Ok(lock(&self.state).tables.ui_sessions.get(token_hash).cloned())
+    }
+
+    async fn touch_ui_session(&self, token_hash: &str, now_us: i64) -> StoreResult<()> {
+        if let Some(s) = lock(&self.state).tables.ui_sessions.get_mut(token_hash) {
+            s.last_seen_at = crate::audit::from_unix_micros(now_us);
+        }
+        Ok(())
+    }
+
+    async fn prune_ui_sessions(&self, before_us: i64) -> StoreResult<u64> {
+        let mut s = lock(&self.state);
+        let n = s.tables.ui_sessions.len();
+        let before = crate::audit::from_unix_micros(before_us);
+        s.tables.ui_sessions.retain(|_, v| v.expires_at >= before);
+        Ok(u64::try_from(n - s.tables.ui_sessions.len()).unwrap_or(0))
+    }
+
     async fn rate_limit_prune(&self, before: i64) -> StoreResult<u64> {
         let mut s = lock(&self.state);
         let n = s.rate_windows.len();
@@ -469,6 +502,21 @@ impl AccessTx for MemoryUnit {
     async fn update_operator(&mut self, op: &Operator) -> StoreResult<()> {
         self.unique_operator(op)?;
         replace(&mut self.view.operators, &op.id, op)
+    }
+
+    async fn insert_ui_session(
+        &mut self,
+        s: &crate::access::ui_sessions::UiSession,
+    ) -> StoreResult<()> {
+        if self.view.ui_sessions.contains_key(&s.token_hash) {
+            return Err(StoreError::Conflict { constraint: "ui_sessions.token_hash".into() });
+        }
+        self.view.ui_sessions.insert(s.token_hash.clone(), s.clone());
+        Ok(())
+    }
+
+    async fn delete_ui_session(&mut self, token_hash: &str) -> StoreResult<Option<Uuid>> {
+        Ok(self.view.ui_sessions.remove(token_hash).map(|s| s.id))
     }
 }
 

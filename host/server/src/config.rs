@@ -554,6 +554,37 @@ fn d_pin_resets_per_day() -> u32 {
     3
 }
 
+/// `[ui]`: the admin web UI at `/ui/`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiSection {
+    /// Serve the UI (on the HTTPS listener only).
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    /// Hours from sign-in to the end of a session, whatever the activity.
+    #[serde(default = "d_session_hours")]
+    pub session_hours: u32,
+    /// Minutes without a request after which a session ends.
+    #[serde(default = "d_idle_minutes")]
+    pub idle_minutes: u32,
+}
+
+fn d_true() -> bool {
+    true
+}
+fn d_session_hours() -> u32 {
+    8
+}
+fn d_idle_minutes() -> u32 {
+    30
+}
+
+impl Default for UiSection {
+    fn default() -> Self {
+        Self { enabled: true, session_hours: d_session_hours(), idle_minutes: d_idle_minutes() }
+    }
+}
+
 impl Default for DevicesSection {
     fn default() -> Self {
         Self { pin_resets_per_day: d_pin_resets_per_day() }
@@ -627,6 +658,9 @@ pub struct Config {
     /// `[devices]`.
     #[serde(default)]
     pub devices: DevicesSection,
+    /// `[ui]`.
+    #[serde(default)]
+    pub ui: UiSection,
     /// The file this was loaded from (not a configuration key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -769,6 +803,13 @@ impl Config {
         if n.organization.chars().count() > 64 {
             return Err(ConfigError::Invalid(
                 "pki.ca_subject.organization is at most 64 characters".into(),
+            ));
+        }
+        if !(1..=168).contains(&self.ui.session_hours)
+            || !(1..=1440).contains(&self.ui.idle_minutes)
+        {
+            return Err(ConfigError::Invalid(
+                "ui.session_hours must be 1 to 168 and ui.idle_minutes 1 to 1440".into(),
             ));
         }
         if !(1..=86_400).contains(&self.pki.supersede_check_secs) {

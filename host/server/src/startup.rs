@@ -418,6 +418,13 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             cfg.server.streams_total,
             Duration::from_secs(cfg.server.stream_max_secs),
         )),
+        ui: sigil_api::ui::UiConfig {
+            enabled: cfg.ui.enabled,
+            policy: sigil_core::access::ui_sessions::SessionPolicy {
+                lifetime: time::Duration::hours(i64::from(cfg.ui.session_hours)),
+                idle: time::Duration::minutes(i64::from(cfg.ui.idle_minutes)),
+            },
+        },
     });
     let limits = Limits {
         body_bytes: cfg.server.body_limit_bytes,
@@ -569,6 +576,9 @@ fn background(
             t.tick().await;
             if let Err(e) = keys.prune_rate_limits().await {
                 tracing::warn!(error = %e, "pruning rate-limit windows failed");
+            }
+            if let Err(e) = keys.prune_ui_sessions().await {
+                tracing::warn!(error = %e, "pruning ended UI sessions failed");
             }
             if let Err(e) = csc.prune().await {
                 tracing::warn!(error = %e, "pruning expired CSC tokens and SADs failed");

@@ -15,7 +15,7 @@ use crate::{like_pattern, map_err};
 pub(crate) const COLUMNS: &str = "id, name, description, key_prefix, secret_hash, permissions, \
     expires_at, rate_limit_requests, rate_limit_per, ip_whitelist, operator_id, created_at, \
     updated_at, created_by, revoked_at, revocation_reason, previous_prefix, previous_hash, \
-    previous_expires_at, rotated_at, client_cert_sha256, holder_id, parent_id";
+    previous_expires_at, rotated_at, client_cert_sha256, holder_id, parent_id, last_used_at";
 
 fn bad(what: &str) -> StoreError {
     StoreError::Backend(format!("corrupt api_keys row: {what}"))
@@ -60,6 +60,7 @@ pub(crate) fn from_row(r: &AnyRow) -> StoreResult<ApiKey> {
         client_cert_sha256: get_os("client_cert_sha256")?,
         holder_id: get_os("holder_id")?.and_then(|h| Uuid::parse_str(&h).ok()),
         parent_id: get_os("parent_id")?.and_then(|h| Uuid::parse_str(&h).ok()),
+        last_used_at: t(get_oi("last_used_at")?),
     })
 }
 

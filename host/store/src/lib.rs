@@ -24,6 +24,7 @@ mod search;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod tx;
+mod ui_sessions;
 
 use std::time::Duration;
 
@@ -618,6 +619,37 @@ impl AccessStore for SqlStore {
         .fetch_one(&self.write)
         .await
         .map_err(map_err)
+    }
+
+    async fn touch_api_key(&self, id: Uuid, now_us: i64) -> StoreResult<()> {
+        let _turn = self.gate().await;
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = $1 \
+             WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+        )
+        .bind(now_us)
+        .bind(id.to_string())
+        .execute(&self.write)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+    }
+
+    async fn ui_session(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<sigil_core::access::ui_sessions::UiSession>> {
+        ui_sessions::get(&self.read, token_hash).await
+    }
+
+    async fn touch_ui_session(&self, token_hash: &str, now_us: i64) -> StoreResult<()> {
+        let _turn = self.gate().await;
+        ui_sessions::touch(&self.write, token_hash, now_us).await
+    }
+
+    async fn prune_ui_sessions(&self, before_us: i64) -> StoreResult<u64> {
+        let _turn = self.gate().await;
+        ui_sessions::prune(&self.write, before_us).await
     }
 
     async fn rate_limit_prune(&self, before: i64) -> StoreResult<u64> {

@@ -156,6 +156,17 @@ impl AccessTx for SqlTx {
     async fn update_operator(&mut self, op: &Operator) -> StoreResult<()> {
         operators::update_operator(&mut *self.tx, op).await
     }
+
+    async fn insert_ui_session(
+        &mut self,
+        s: &sigil_core::access::ui_sessions::UiSession,
+    ) -> StoreResult<()> {
+        crate::ui_sessions::insert(&mut *self.tx, s).await
+    }
+
+    async fn delete_ui_session(&mut self, token_hash: &str) -> StoreResult<Option<Uuid>> {
+        crate::ui_sessions::delete(&mut *self.tx, token_hash).await
+    }
 }
 
 #[async_trait]

@@ -150,6 +150,8 @@ pub struct ApiKeyView {
     pub rotated_at: Option<String>,
     /// End of the rotation grace period of the previous secret.
     pub previous_secret_valid_until: Option<String>,
+    /// Last accepted use (recorded at most once a minute per node).
+    pub last_used_at: Option<String>,
 }
 
 impl ApiKeyView {
@@ -176,6 +178,7 @@ impl ApiKeyView {
             revocation_reason: k.revocation_reason,
             rotated_at: k.rotated_at.map(rfc3339),
             previous_secret_valid_until: k.previous_expires_at.filter(|t| *t > now).map(rfc3339),
+            last_used_at: k.last_used_at.map(rfc3339),
         }
     }
 }

@@ -259,6 +259,8 @@ pub struct ApiKey {
     /// The key that minted this one (lineage; None when an operator's certificate, the command
     /// line or the server created it).
     pub parent_id: Option<Uuid>,
+    /// Last accepted use (recorded at most once a minute per node, so it may lag by that much).
+    pub last_used_at: Option<OffsetDateTime>,
 }
 
 /// Lifecycle state of a key, derived from its timestamps.

@@ -84,6 +84,8 @@ pub struct ApiKeyService {
     clock: Arc<dyn Clock>,
     cache: crate::cache::Cache<String, ApiKey>,
     cache_ttl: StdDuration,
+    /// When this node last recorded each key's use.
+    last_use: std::sync::Mutex<std::collections::HashMap<Uuid, OffsetDateTime>>,
 }
 
 impl std::fmt::Debug for ApiKeyService {
@@ -95,7 +97,13 @@ impl std::fmt::Debug for ApiKeyService {
 impl ApiKeyService {
     /// `cache_ttl` bounds how long another node may keep honouring a key revoked elsewhere.
     pub fn new(store: Arc<dyn AccessPort>, clock: Arc<dyn Clock>, cache_ttl: StdDuration) -> Self {
-        Self { store, clock, cache: crate::cache::Cache::new(cache_ttl, 10_000), cache_ttl }
+        Self {
+            store,
+            clock,
+            cache: crate::cache::Cache::new(cache_ttl, 10_000),
+            cache_ttl,
+            last_use: Default::default(),
+        }
     }
 
     /// Creates a key within the caller's authority: only permissions it holds, bound to an
@@ -144,6 +152,7 @@ impl ApiKeyService {
                 .check_holder(principal, req.holder_id, req.operator_id.is_some())
                 .await?,
             parent_id: principal.api_key_id,
+            last_used_at: None,
         };
         if key.holder_id.is_some() && !key.permissions.is_subset_of(&holder_permissions()?) {
             return Err(CoreError::invalid(
@@ -702,6 +711,31 @@ impl ApiKeyService {
         Err(CoreError::invalid(ErrorCode::UnknownOperator, format!("operator {id} does not exist")))
     }
 
+    /// The clock (for the UI sessions, which share this service's store and rules).
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// The store.
+    pub(crate) fn access_store(&self) -> &dyn AccessPort {
+        self.store.as_ref()
+    }
+
+    /// Key `id` admitted now as if presented (read from the store, not the cache: a revoked
+    /// key stops at once), counted against its rate limit.
+    pub(crate) async fn admit_key(
+        &self,
+        id: Uuid,
+        context: RequestContext,
+    ) -> Result<Arc<Principal>> {
+        let key = self
+            .store
+            .api_key(id)
+            .await?
+            .ok_or(CoreError::Unauthenticated(AuthFailure::Revoked))?;
+        self.admit(key, self.clock.now(), context, true).await
+    }
+
     async fn admit(
         &self,
         key: ApiKey,
@@ -746,6 +780,9 @@ impl ApiKeyService {
         if let Some(limit) = key.rate_limit.filter(|_| count) {
             self.check_rate(&key, limit, now).await?;
         }
+        if count {
+            self.note_use(&key, now).await;
+        }
         Ok(Arc::new(Principal {
             kind: ActorKind::ApiKey,
             id: key.id.to_string(),
@@ -757,6 +794,28 @@ impl ApiKeyService {
             scope,
             context,
         }))
+    }
+
+    /// Records the key's use for "last used" displays: at most once a minute per key and node
+    /// (a busy key must not turn every request into a write), and never failing the request.
+    async fn note_use(&self, key: &ApiKey, now: OffsetDateTime) {
+        const EVERY: Duration = Duration::minutes(1);
+        if key.last_used_at.is_some_and(|t| now - t < EVERY) {
+            return;
+        }
+        {
+            let mut seen = self.last_use.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if seen.get(&key.id).is_some_and(|t| now - *t < EVERY) {
+                return;
+            }
+            if seen.len() >= 10_000 {
+                seen.clear();
+            }
+            seen.insert(key.id, now);
+        }
+        if let Err(e) = self.store.touch_api_key(key.id, unix_micros(now)).await {
+            tracing::warn!(error = %e, "recording an API key's last use failed");
+        }
     }
 
     async fn check_rate(&self, key: &ApiKey, limit: RateLimit, now: OffsetDateTime) -> Result<()> {

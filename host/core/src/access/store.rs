@@ -68,6 +68,19 @@ pub trait AccessStore: Send + Sync {
         window_start: i64,
         window_end: i64,
     ) -> StoreResult<i64>;
+    /// Records a key's last use (never moving it back).
+    async fn touch_api_key(&self, id: Uuid, now_us: i64) -> StoreResult<()>;
+
+    /// The UI session whose token hashes to `token_hash`.
+    async fn ui_session(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<crate::access::ui_sessions::UiSession>>;
+    /// Records a UI session's latest request.
+    async fn touch_ui_session(&self, token_hash: &str, now_us: i64) -> StoreResult<()>;
+    /// Removes UI sessions that ended before `before_us`; returns how many.
+    async fn prune_ui_sessions(&self, before_us: i64) -> StoreResult<u64>;
+
     /// Removes windows that ended before `before`.
     async fn rate_limit_prune(&self, before: i64) -> StoreResult<u64>;
 }
@@ -98,4 +111,12 @@ pub trait AccessTx: Send {
     async fn operator_for_update(&mut self, id: Uuid) -> StoreResult<Option<Operator>>;
     /// Replaces an operator's mutable fields.
     async fn update_operator(&mut self, op: &Operator) -> StoreResult<()>;
+
+    /// Inserts a UI session.
+    async fn insert_ui_session(
+        &mut self,
+        s: &crate::access::ui_sessions::UiSession,
+    ) -> StoreResult<()>;
+    /// Deletes the UI session whose token hashes to `token_hash`; returns its id if it existed.
+    async fn delete_ui_session(&mut self, token_hash: &str) -> StoreResult<Option<Uuid>>;
 }

@@ -156,6 +156,10 @@ catalogue! {
         SigningCredentialCreate = "signing_credential.create",
         /// A signing credential changed.
         SigningCredentialUpdate = "signing_credential.update",
+        /// Someone signed in to the admin web UI with an API key (the session acts as it).
+        UiSignIn = "ui_session.sign_in",
+        /// An admin web UI session was ended by signing out.
+        UiSignOut = "ui_session.sign_out",
     }
 }
 

@@ -1,0 +1,235 @@
+//! API Keys: the list, the Generate Key form of seed 002, the secret shown once, revoke and
+//! rotate with confirmation.
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use serde_json::{Value, json};
+use sigil_core::access::authz::CATALOGUE;
+
+use super::forms::{Fields, flash, next_url, pass_query, place_error};
+use super::session::urlencode;
+use super::{Session, Ui, see_other};
+
+pub(super) fn routes() -> Router<Ui> {
+    Router::new()
+        .route("/ui/api-keys", get(list).post(create))
+        .route("/ui/api-keys/new", get(new))
+        .route("/ui/api-keys/{id}/revoke", get(confirm_revoke).post(revoke))
+        .route("/ui/api-keys/{id}/rotate", get(confirm_rotate).post(rotate))
+}
+
+const SECTION: &str = "/ui/api-keys";
+
+async fn list(State(ui): State<Ui>, s: Session, RawQuery(raw): RawQuery) -> Response {
+    let (query, filters) = pass_query(raw.as_deref(), &["status", "name", "cursor"]);
+    let a = ui.call(&s, Method::GET, &format!("/api/v1/api-keys?{query}"), None).await;
+    if !a.ok() {
+        return ui.refused(&s, "API Keys", &a);
+    }
+    let flash = raw.as_deref().and_then(flash);
+    ui.page(
+        Some(&s),
+        "keys.html",
+        json!({"title": "API Keys", "section": SECTION, "keys": a.body["items"],
+            "filters": filters, "next_url": next_url(SECTION, &query, &a.body), "flash": flash}),
+    )
+}
+
+/// The permissions the form offers: the ones this key holds (a key cannot grant more).
+fn grantable(s: &Session) -> Vec<Value> {
+    CATALOGUE
+        .iter()
+        .filter(|p| s.principal.permissions.allows(p.name))
+        .map(|p| json!({"name": p.name, "description": p.description}))
+        .collect()
+}
+
+fn form_page(ui: &Ui, s: &Session, values: Value, errors: Value, status: StatusCode) -> Response {
+    ui.render(
+        Some(s),
+        "key_form.html",
+        json!({"title": "Generate Key", "section": SECTION, "permissions": grantable(s),
+            "values": values, "errors": errors}),
+        status,
+    )
+}
+
+async fn new(State(ui): State<Ui>, s: Session) -> Response {
+    form_page(&ui, &s, json!({"expires": "30d", "rate_per": "minute"}), json!({}), StatusCode::OK)
+}
+
+/// Where the REST API's refusals of a new key belong on the form.
+const KEY_FIELDS: &[(&str, &str)] = &[
+    ("invalid_name", "name"),
+    ("name_taken", "name"),
+    ("invalid_description", "description"),
+    ("invalid_expiry", "expires"),
+    ("expiry_beyond_creator", "expires"),
+    ("invalid_permission", "permissions"),
+    ("unknown_permission", "permissions"),
+    ("permission_escalation", "permissions"),
+    ("authority_exceeded", "permissions"),
+    ("invalid_rate_limit", "rate_requests"),
+    ("invalid_ip_whitelist", "ip_whitelist"),
+    // JSON paths of the body the form becomes.
+    ("-", "rate_limit"),
+];
+
+/// The REST body of the Generate Key form, or the field errors that stop it being sent.
+fn body_of(f: &Fields) -> Result<Value, Value> {
+    let mut errors = serde_json::Map::new();
+    let expires = match f.get("expires").unwrap_or("never") {
+        "custom" => match f.get("expires_custom") {
+            Some(d) if d.len() == 10 => format!("{d}T00:00:00Z"),
+            _ => {
+                errors.insert("expires".into(), "Choose the expiry date.".into());
+                String::new()
+            }
+        },
+        v @ ("30d" | "60d" | "never") => v.to_owned(),
+        _ => {
+            errors.insert("expires".into(), "Choose 30 Days, 60 Days, Never or Custom.".into());
+            String::new()
+        }
+    };
+    let rate_limit = match f.get("rate_requests") {
+        None => Value::Null,
+        Some(n) => match n.parse::<u32>() {
+            Ok(n) => json!({"requests": n, "per": f.get("rate_per").unwrap_or("minute")}),
+            Err(_) => {
+                errors.insert("rate_requests".into(), "Enter a whole number of requests.".into());
+                Value::Null
+            }
+        },
+    };
+    let permissions = f.all("permissions");
+    if permissions.is_empty() {
+        errors.insert("permissions".into(), "Choose at least one permission.".into());
+    }
+    if !errors.is_empty() {
+        return Err(Value::Object(errors));
+    }
+    let whitelist: Vec<String> = f
+        .get("ip_whitelist")
+        .unwrap_or("")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut body = json!({
+        "name": f.get("name").unwrap_or(""),
+        "description": f.get("description").unwrap_or(""),
+        "expires": expires,
+        "permissions": permissions,
+        "ip_whitelist": whitelist,
+    });
+    if !rate_limit.is_null() {
+        body["rate_limit"] = rate_limit;
+    }
+    Ok(body)
+}
+
+/// The form again, with what was entered (checked permissions included).
+fn echo(f: &Fields) -> Value {
+    let mut v = f.echo();
+    v["permissions"] = json!(f.all("permissions"));
+    v
+}
+
+async fn create(State(ui): State<Ui>, s: Session, f: Fields) -> Response {
+    if let Err(r) = f.check_csrf(&ui, &s) {
+        return r;
+    }
+    let body = match body_of(&f) {
+        Ok(b) => b,
+        Err(errors) => return form_page(&ui, &s, echo(&f), errors, StatusCode::BAD_REQUEST),
+    };
+    let a = ui.call(&s, Method::POST, "/api/v1/api-keys", Some(&body)).await;
+    if !a.ok() {
+        let errors = place_error(&a, KEY_FIELDS);
+        return form_page(&ui, &s, echo(&f), errors, a.status);
+    }
+    secret_page(&ui, &s, &a.body, "Key generated", StatusCode::CREATED)
+}
+
+/// The secret, shown once (this answer is not cached and the secret is in no URL).
+fn secret_page(ui: &Ui, s: &Session, issued: &Value, title: &str, status: StatusCode) -> Response {
+    ui.render(
+        Some(s),
+        "key_secret.html",
+        json!({"title": title, "section": SECTION, "secret": issued["key"],
+            "key": issued}),
+        status,
+    )
+}
+
+async fn show_key(ui: &Ui, s: &Session, id: &str) -> Result<Value, Response> {
+    let a = ui.call(s, Method::GET, &format!("/api/v1/api-keys/{}", urlencode(id)), None).await;
+    if a.ok() { Ok(a.body) } else { Err(ui.refused(s, "API key", &a)) }
+}
+
+async fn confirm_revoke(State(ui): State<Ui>, s: Session, Path(id): Path<String>) -> Response {
+    let key = match show_key(&ui, &s, &id).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    ui.page(
+        Some(&s),
+        "confirm.html",
+        json!({"title": "Revoke API key", "section": SECTION,
+            "question": format!("Revoke the key \u{201c}{}\u{201d}? Every client using it is refused from then on; this cannot be undone.", key["name"].as_str().unwrap_or("")),
+            "action": format!("/ui/api-keys/{}/revoke", urlencode(&id)), "button": "Revoke",
+            "danger": true, "free_reason": true, "back": SECTION}),
+    )
+}
+
+async fn revoke(State(ui): State<Ui>, s: Session, Path(id): Path<String>, f: Fields) -> Response {
+    if let Err(r) = f.check_csrf(&ui, &s) {
+        return r;
+    }
+    let reason = f.get("reason").map(|r| format!("?reason={}", urlencode(r))).unwrap_or_default();
+    let a = ui
+        .call(&s, Method::DELETE, &format!("/api/v1/api-keys/{}{reason}", urlencode(&id)), None)
+        .await;
+    if !a.ok() {
+        return ui.refused(&s, "Revoke API key", &a);
+    }
+    see_other("/ui/api-keys?done=revoked")
+}
+
+async fn confirm_rotate(State(ui): State<Ui>, s: Session, Path(id): Path<String>) -> Response {
+    let key = match show_key(&ui, &s, &id).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    ui.page(
+        Some(&s),
+        "confirm.html",
+        json!({"title": "Rotate API key", "section": SECTION,
+            "question": format!("Rotate the key \u{201c}{}\u{201d}? A new secret is shown once; the old one keeps working for the grace period the server allows, then stops.", key["name"].as_str().unwrap_or("")),
+            "action": format!("/ui/api-keys/{}/rotate", urlencode(&id)), "button": "Rotate",
+            "danger": false, "back": SECTION}),
+    )
+}
+
+async fn rotate(State(ui): State<Ui>, s: Session, Path(id): Path<String>, f: Fields) -> Response {
+    if let Err(r) = f.check_csrf(&ui, &s) {
+        return r;
+    }
+    let a = ui
+        .call(
+            &s,
+            Method::POST,
+            &format!("/api/v1/api-keys/{}/rotate", urlencode(&id)),
+            Some(&json!({})),
+        )
+        .await;
+    if !a.ok() {
+        return ui.refused(&s, "Rotate API key", &a);
+    }
+    secret_page(&ui, &s, &a.body, "Key rotated", StatusCode::OK)
+}

@@ -1,0 +1,35 @@
+// Sigil's own script for the admin UI (no inline script is allowed by the page's policy).
+// Copy buttons: <button data-copy="ELEMENT-ID">, copies the element's text to the clipboard.
+"use strict";
+document.addEventListener("click", function (ev) {
+  var b = ev.target.closest("button[data-copy]");
+  if (!b) return;
+  ev.preventDefault();
+  var el = document.getElementById(b.getAttribute("data-copy"));
+  if (!el) return;
+  var text = el.value !== undefined ? el.value : el.textContent;
+  var done = function () { b.textContent = "Copied"; };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(text).then(done, function () {
+      el.select && el.select();
+    });
+  } else if (el.select) {
+    el.select();
+    document.execCommand("copy");
+    done();
+  }
+});
+// "Custom" expiry: the date input is only needed (and required) when "Custom" is chosen.
+function syncCustom() {
+  var sel = document.getElementById("expires");
+  var date = document.getElementById("expires_custom");
+  if (!sel || !date) return;
+  var custom = sel.value === "custom";
+  date.required = custom;
+  date.closest(".field").hidden = !custom;
+}
+document.addEventListener("change", function (ev) {
+  if (ev.target.id === "expires") syncCustom();
+});
+document.addEventListener("DOMContentLoaded", syncCustom);
+document.addEventListener("htmx:afterSettle", syncCustom);
