@@ -35,4 +35,5 @@ mod scaleout;
 mod sealing;
 mod selfservice;
 mod supersession;
+mod ui;
 mod walkthrough;

@@ -379,6 +379,15 @@ pub fn client_http1(ca: &Path) -> Client {
     Client::builder().tls_backend_preconfigured(tls).http1_only().build().unwrap()
 }
 
+/// A client that trusts `ca` and does not follow redirects (to see a page's 303 itself).
+pub fn client_no_redirect(ca: &Path) -> Client {
+    Client::builder()
+        .tls_backend_preconfigured(tls_config(ca, None))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 /// A client that trusts `ca` and optionally presents a client certificate (cert chain PEM, key).
 pub fn client_for(ca: &Path, identity: Option<(&Path, &Path)>) -> Client {
     Client::builder().tls_backend_preconfigured(tls_config(ca, identity)).build().unwrap()

@@ -39,7 +39,7 @@ struct Tables {
     api_keys: BTreeMap<Uuid, ApiKey>,
     roles: BTreeMap<String, Role>,
     operators: BTreeMap<Uuid, Operator>,
-    ui_sessions: BTreeMap<String, crate::access::ui_sessions::UiSession>,
+    ui_sessions: BTreeMap<String, crate::access::ui_session::UiSession>,
 }
 
 #[derive(Debug, Default)]
@@ -379,7 +379,7 @@ impl AccessStore for MemoryRecords {
     async fn ui_session(
         &self,
         token_hash: &str,
-    ) -> StoreResult<Option<crate::access::ui_sessions::UiSession>> {
+    ) -> StoreResult<Option<crate::access::ui_session::UiSession>> {
         Ok(lock(&self.state).tables.ui_sessions.get(token_hash).cloned())
     }
 
@@ -506,7 +506,7 @@ impl AccessTx for MemoryUnit {
 
     async fn insert_ui_session(
         &mut self,
-        s: &crate::access::ui_sessions::UiSession,
+        s: &crate::access::ui_session::UiSession,
     ) -> StoreResult<()> {
         if self.view.ui_sessions.contains_key(&s.token_hash) {
             return Err(StoreError::Conflict { constraint: "ui_sessions.token_hash".into() });

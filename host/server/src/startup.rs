@@ -420,7 +420,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         )),
         ui: sigil_api::ui::UiConfig {
             enabled: cfg.ui.enabled,
-            policy: sigil_core::access::ui_sessions::SessionPolicy {
+            policy: sigil_core::access::ui_session::SessionPolicy {
                 lifetime: time::Duration::hours(i64::from(cfg.ui.session_hours)),
                 idle: time::Duration::minutes(i64::from(cfg.ui.idle_minutes)),
             },

@@ -638,7 +638,7 @@ impl AccessStore for SqlStore {
     async fn ui_session(
         &self,
         token_hash: &str,
-    ) -> StoreResult<Option<sigil_core::access::ui_sessions::UiSession>> {
+    ) -> StoreResult<Option<sigil_core::access::ui_session::UiSession>> {
         ui_sessions::get(&self.read, token_hash).await
     }
 

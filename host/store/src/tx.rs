@@ -159,7 +159,7 @@ impl AccessTx for SqlTx {
 
     async fn insert_ui_session(
         &mut self,
-        s: &sigil_core::access::ui_sessions::UiSession,
+        s: &sigil_core::access::ui_session::UiSession,
     ) -> StoreResult<()> {
         crate::ui_sessions::insert(&mut *self.tx, s).await
     }

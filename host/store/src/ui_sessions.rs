@@ -1,7 +1,7 @@
 //! Admin web UI session rows (`ui_sessions`).
 
 use sigil_core::StoreError;
-use sigil_core::access::ui_sessions::UiSession;
+use sigil_core::access::ui_session::UiSession;
 use sigil_core::audit::{from_unix_micros, unix_micros};
 use sigil_core::ports::StoreResult;
 use sqlx::any::AnyRow;

@@ -9,7 +9,7 @@ use axum::routing::get;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::forms::{Fields, MAX_UPLOAD, flash, place_error};
+use super::forms::{Fields, MAX_UPLOAD, flash, is_field_problem, place_error};
 use super::session::urlencode;
 use super::{Session, Ui, see_other};
 
@@ -53,33 +53,24 @@ async fn list(State(ui): State<Ui>, s: Session, RawQuery(raw): RawQuery) -> Resp
     )
 }
 
-fn form_page(
-    ui: &Ui,
-    s: &Session,
-    id: Option<&str>,
-    values: Value,
-    errors: Value,
-    status: StatusCode,
-) -> Response {
+fn form_page(ui: &Ui, s: &Session, id: Option<&str>, values: Value, errors: Value) -> Response {
     let title = if id.is_some() { "Edit CSC provider" } else { "New CSC provider" };
     ui.render(
         Some(s),
         "csc_form.html",
         json!({"title": title, "section": SECTION, "id": id, "values": values,
             "errors": errors, "auth_types": AUTH_TYPES}),
-        status,
+        // A form shown again with its errors is a page like any other (a 4xx here would
+        // only make the browser log an error).
+        StatusCode::OK,
     )
 }
 
 async fn new(State(ui): State<Ui>, s: Session) -> Response {
-    form_page(
-        &ui,
-        &s,
-        None,
-        json!({"language": "en", "auth_types": ["basic"]}),
-        json!({}),
-        StatusCode::OK,
-    )
+    if let Err(r) = super::require(&ui, &s, "csc_providers:write") {
+        return r;
+    }
+    form_page(&ui, &s, None, json!({"language": "en", "auth_types": ["basic"]}), json!({}))
 }
 
 /// The uploaded logo as the `data:` URI the REST API takes, checked by its first bytes (a
@@ -128,16 +119,21 @@ fn echo(f: &Fields) -> Value {
 }
 
 async fn create(State(ui): State<Ui>, s: Session, f: Fields) -> Response {
-    if let Err(r) = f.check_csrf(&ui, &s) {
+    if let Err(r) =
+        f.check_csrf(&ui, &s).and_then(|()| super::require(&ui, &s, "csc_providers:write"))
+    {
         return r;
     }
     let body = match body_of(&f) {
         Ok(b) => b,
-        Err(e) => return form_page(&ui, &s, None, echo(&f), e, StatusCode::BAD_REQUEST),
+        Err(e) => return form_page(&ui, &s, None, echo(&f), e),
     };
     let a = ui.call(&s, Method::POST, "/api/v1/csc-providers", Some(&body)).await;
     if !a.ok() {
-        return form_page(&ui, &s, None, echo(&f), place_error(&a, FIELDS), a.status);
+        if !is_field_problem(&a, FIELDS) {
+            return ui.refused(&s, "CSC provider", &a);
+        }
+        return form_page(&ui, &s, None, echo(&f), place_error(&a, FIELDS));
     }
     see_other("/ui/csc-providers?done=saved")
 }
@@ -150,13 +146,15 @@ async fn fetch(ui: &Ui, s: &Session, id: &str) -> Result<Value, Response> {
 
 async fn edit(State(ui): State<Ui>, s: Session, Path(id): Path<String>) -> Response {
     match fetch(&ui, &s, &id).await {
-        Ok(p) => form_page(&ui, &s, Some(&id), p, json!({}), StatusCode::OK),
+        Ok(p) => form_page(&ui, &s, Some(&id), p, json!({})),
         Err(r) => r,
     }
 }
 
 async fn update(State(ui): State<Ui>, s: Session, Path(id): Path<String>, f: Fields) -> Response {
-    if let Err(r) = f.check_csrf(&ui, &s) {
+    if let Err(r) =
+        f.check_csrf(&ui, &s).and_then(|()| super::require(&ui, &s, "csc_providers:write"))
+    {
         return r;
     }
     // The current logo, to show again if the form comes back.
@@ -166,13 +164,16 @@ async fn update(State(ui): State<Ui>, s: Session, Path(id): Path<String>, f: Fie
     }
     let body = match body_of(&f) {
         Ok(b) => b,
-        Err(e) => return form_page(&ui, &s, Some(&id), values, e, StatusCode::BAD_REQUEST),
+        Err(e) => return form_page(&ui, &s, Some(&id), values, e),
     };
     let a = ui
         .call(&s, Method::PATCH, &format!("/api/v1/csc-providers/{}", urlencode(&id)), Some(&body))
         .await;
     if !a.ok() {
-        return form_page(&ui, &s, Some(&id), values, place_error(&a, FIELDS), a.status);
+        if !is_field_problem(&a, FIELDS) {
+            return ui.refused(&s, "CSC provider", &a);
+        }
+        return form_page(&ui, &s, Some(&id), values, place_error(&a, FIELDS));
     }
     see_other("/ui/csc-providers?done=saved")
 }

@@ -109,6 +109,14 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
     }
 }
 
+/// Whether a refusal is about what the form said (shown on the form) rather than about who
+/// sent it or the server (shown as a refusal page): a 400, 409 or 422, or a code the form
+/// places on a field (a key asking for more than its creator holds is 403, and fixable).
+pub(crate) fn is_field_problem(answer: &ApiAnswer, by_code: &[(&str, &str)]) -> bool {
+    matches!(answer.status.as_u16(), 400 | 409 | 422)
+        || by_code.iter().any(|(code, _)| *code == answer.code())
+}
+
 /// Where a refusal goes on a form: the field its code (or the JSON path in its detail) is
 /// about, else the form as a whole (key `_form`).
 pub(crate) fn place_error(answer: &ApiAnswer, by_code: &[(&str, &str)]) -> Value {
@@ -134,8 +142,7 @@ pub(crate) fn place_error(answer: &ApiAnswer, by_code: &[(&str, &str)]) -> Value
 
 /// The query string a list page passes on to the REST API: only the filters it knows.
 pub(crate) fn pass_query(raw: Option<&str>, allowed: &[&str]) -> (String, Value) {
-    let pairs: Vec<(String, String)> =
-        raw.and_then(serde_urlencoded_pairs).unwrap_or_default();
+    let pairs: Vec<(String, String)> = raw.and_then(serde_urlencoded_pairs).unwrap_or_default();
     let mut kept = Vec::new();
     let mut echo = Map::new();
     for (k, v) in pairs {

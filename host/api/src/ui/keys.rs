@@ -9,7 +9,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use sigil_core::access::authz::CATALOGUE;
 
-use super::forms::{Fields, flash, next_url, pass_query, place_error};
+use super::forms::{Fields, flash, is_field_problem, next_url, pass_query, place_error};
 use super::session::urlencode;
 use super::{Session, Ui, see_other};
 
@@ -47,18 +47,23 @@ fn grantable(s: &Session) -> Vec<Value> {
         .collect()
 }
 
-fn form_page(ui: &Ui, s: &Session, values: Value, errors: Value, status: StatusCode) -> Response {
+fn form_page(ui: &Ui, s: &Session, values: Value, errors: Value) -> Response {
     ui.render(
         Some(s),
         "key_form.html",
         json!({"title": "Generate Key", "section": SECTION, "permissions": grantable(s),
             "values": values, "errors": errors}),
-        status,
+        // A form shown again with its errors is a page like any other (a 4xx here would
+        // only make the browser log an error).
+        StatusCode::OK,
     )
 }
 
 async fn new(State(ui): State<Ui>, s: Session) -> Response {
-    form_page(&ui, &s, json!({"expires": "30d", "rate_per": "minute"}), json!({}), StatusCode::OK)
+    if let Err(r) = super::require(&ui, &s, "api_keys:create") {
+        return r;
+    }
+    form_page(&ui, &s, json!({"expires": "30d", "rate_per": "minute"}), json!({}))
 }
 
 /// Where the REST API's refusals of a new key belong on the form.
@@ -141,17 +146,20 @@ fn echo(f: &Fields) -> Value {
 }
 
 async fn create(State(ui): State<Ui>, s: Session, f: Fields) -> Response {
-    if let Err(r) = f.check_csrf(&ui, &s) {
+    if let Err(r) = f.check_csrf(&ui, &s).and_then(|()| super::require(&ui, &s, "api_keys:create"))
+    {
         return r;
     }
     let body = match body_of(&f) {
         Ok(b) => b,
-        Err(errors) => return form_page(&ui, &s, echo(&f), errors, StatusCode::BAD_REQUEST),
+        Err(errors) => return form_page(&ui, &s, echo(&f), errors),
     };
     let a = ui.call(&s, Method::POST, "/api/v1/api-keys", Some(&body)).await;
     if !a.ok() {
-        let errors = place_error(&a, KEY_FIELDS);
-        return form_page(&ui, &s, echo(&f), errors, a.status);
+        if !is_field_problem(&a, KEY_FIELDS) {
+            return ui.refused(&s, "Generate Key", &a);
+        }
+        return form_page(&ui, &s, echo(&f), place_error(&a, KEY_FIELDS));
     }
     secret_page(&ui, &s, &a.body, "Key generated", StatusCode::CREATED)
 }

@@ -38,7 +38,7 @@ use axum::routing::get;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use sigil_core::access::authz::{AuthMethod, Principal};
-use sigil_core::access::ui_sessions::SessionPolicy;
+use sigil_core::access::ui_session::SessionPolicy;
 use tower::ServiceExt;
 
 use crate::AppState;
@@ -60,6 +60,48 @@ impl Default for UiConfig {
         Self { enabled: true, policy: SessionPolicy::default() }
     }
 }
+
+/// Every route of the UI with its method (besides the `/ui` redirect and the catch-all 404):
+/// the UI's authorization matrix (tests/it/ui.rs) tries each; a unit test holds this list to
+/// the routers' source.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/ui/"),
+    ("GET", "/ui/login"),
+    ("POST", "/ui/login"),
+    ("POST", "/ui/logout"),
+    ("GET", "/ui/assets/{name}"),
+    ("GET", "/ui/api-keys"),
+    ("POST", "/ui/api-keys"),
+    ("GET", "/ui/api-keys/new"),
+    ("GET", "/ui/api-keys/{id}/revoke"),
+    ("POST", "/ui/api-keys/{id}/revoke"),
+    ("GET", "/ui/api-keys/{id}/rotate"),
+    ("POST", "/ui/api-keys/{id}/rotate"),
+    ("GET", "/ui/csc-providers"),
+    ("POST", "/ui/csc-providers"),
+    ("GET", "/ui/csc-providers/new"),
+    ("GET", "/ui/csc-providers/{id}"),
+    ("POST", "/ui/csc-providers/{id}"),
+    ("GET", "/ui/csc-providers/{id}/delete"),
+    ("POST", "/ui/csc-providers/{id}/delete"),
+    ("GET", "/ui/certificates"),
+    ("GET", "/ui/certificates/{id}"),
+    ("GET", "/ui/certificates/{id}/download"),
+    ("GET", "/ui/certificates/{id}/{action}"),
+    ("POST", "/ui/certificates/{id}/{action}"),
+    ("GET", "/ui/devices"),
+    ("GET", "/ui/devices/{id}"),
+    ("GET", "/ui/devices/{id}/{action}"),
+    ("POST", "/ui/devices/{id}/{action}"),
+    ("GET", "/ui/requests"),
+    ("POST", "/ui/requests/{id}/{decision}"),
+    ("GET", "/ui/audit"),
+    ("GET", "/ui/audit/objects/{object_type}/{object_id}"),
+    ("GET", "/ui/audit/export"),
+    ("GET", "/ui/audit/verify"),
+    ("GET", "/ui/plugins"),
+    ("POST", "/ui/plugins/reload"),
+];
 
 /// Largest REST answer a page renders (a page of 100 certificates with their PEMs fits).
 const MAX_API_BODY: usize = 8 * 1024 * 1024;
@@ -208,6 +250,21 @@ impl Ui {
     }
 }
 
+/// A page that only makes sense with `permission` (a form whose submission needs it) is
+/// refused up front as the REST API would refuse its submission; the API still decides.
+pub(crate) fn require(ui: &Ui, s: &Session, permission: &str) -> Result<(), Response> {
+    if s.principal.permissions.allows(permission) {
+        return Ok(());
+    }
+    Err(ui.render(
+        Some(s),
+        "error.html",
+        serde_json::json!({"title": "Refused", "status": 403, "code": "permission_denied",
+            "detail": format!("this API key lacks the permission `{permission}`")}),
+        StatusCode::FORBIDDEN,
+    ))
+}
+
 /// Where a POST goes after it is done (303 See Other, so a reload does not repeat it).
 pub(crate) fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
@@ -221,7 +278,7 @@ async fn headers(req: Request, next: Next) -> Response {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
              connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
@@ -302,7 +359,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Context {
 async fn origin_guard(State(ui): State<Ui>, req: Request, next: Next) -> Response {
     if req.method() != Method::GET
         && req.method() != Method::HEAD
-        && !session::same_origin(req.headers())
+        && !session::same_origin(req.headers(), req.uri().authority().map(|a| a.as_str()))
     {
         return ui.render(
             None,
@@ -313,4 +370,46 @@ async fn origin_guard(State(ui): State<Ui>, req: Request, next: Next) -> Respons
         );
     }
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ROUTES;
+
+    /// The routes the UI's source files declare, as (method, path).
+    fn routed() -> std::collections::BTreeSet<(String, String)> {
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("keys.rs"),
+            include_str!("csc.rs"),
+            include_str!("certs.rs"),
+            include_str!("devices.rs"),
+            include_str!("requests.rs"),
+            include_str!("audit.rs"),
+            include_str!("plugins.rs"),
+        ];
+        let mut out = std::collections::BTreeSet::new();
+        for src in sources {
+            for chunk in src.split(".route(\"").skip(1) {
+                let (path, rest) = chunk.split_once('"').unwrap();
+                let call = rest.split(")\n").next().unwrap();
+                if path == "/ui" || path == "/ui/{*rest}" {
+                    continue;
+                }
+                for (needle, method) in [("get(", "GET"), ("post(", "POST")] {
+                    if call.contains(needle) {
+                        out.insert((method.to_owned(), path.to_owned()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_route_list_of_the_authorization_matrix_is_the_routers() {
+        let listed: std::collections::BTreeSet<(String, String)> =
+            ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+        assert_eq!(listed, routed());
+    }
 }

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sigil_core::access::authz::Principal;
-use sigil_core::access::ui_sessions::{UiSession, csrf_matches};
+use sigil_core::access::ui_session::{UiSession, csrf_matches};
 use sigil_core::{AuthFailure, CoreError};
 use zeroize::Zeroizing;
 
@@ -110,19 +110,19 @@ fn cookie(h: &HeaderMap) -> Option<Zeroizing<String>> {
 }
 
 /// Whether a POST came from this origin: a browser sends `Sec-Fetch-Site` and `Origin` with
-/// forms; a cross-site one is refused even if it carried a cookie.
-pub(crate) fn same_origin(h: &HeaderMap) -> bool {
-    let site_ok = h
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v == "same-origin" || v == "none");
-    let origin_ok = match (h.get(header::ORIGIN).and_then(|v| v.to_str().ok()), h.get(header::HOST))
-    {
+/// forms; a cross-site one is refused even if it carried a cookie. `authority` is the request's
+/// (`Host` on HTTP/1.1, `:authority` on HTTP/2).
+pub(crate) fn same_origin(h: &HeaderMap, authority: Option<&str>) -> bool {
+    let site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let site_ok = site.is_none_or(|v| v == "same-origin" || v == "none");
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).or(authority);
+    let origin_ok = match (h.get(header::ORIGIN).and_then(|v| v.to_str().ok()), host) {
         (None, _) => true,
-        (Some(o), Some(host)) => host
-            .to_str()
-            .is_ok_and(|host| o == format!("https://{host}") || o == format!("http://{host}")),
-        (Some(o), None) => o.is_empty(),
+        // Under `Referrer-Policy: no-referrer` Chromium sends `Origin: null` with its own
+        // forms; then only the browser's `Sec-Fetch-Site: same-origin` vouches for it.
+        (Some("null"), _) => site == Some("same-origin"),
+        (Some(o), Some(host)) => o == format!("https://{host}") || o == format!("http://{host}"),
+        (Some(_), None) => false,
     };
     site_ok && origin_ok
 }

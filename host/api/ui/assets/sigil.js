@@ -33,3 +33,19 @@ document.addEventListener("change", function (ev) {
 });
 document.addEventListener("DOMContentLoaded", syncCustom);
 document.addEventListener("htmx:afterSettle", syncCustom);
+// Logo uploads: a preview of the chosen file, and the server's own checks (PNG or JPEG, at most
+// 256 KiB) said before sending. <input type="file" data-preview="IMG-ID" data-check="ID">.
+document.addEventListener("change", function (ev) {
+  var input = ev.target;
+  if (input.type !== "file" || !input.hasAttribute("data-preview")) return;
+  var img = document.getElementById(input.getAttribute("data-preview"));
+  var note = document.getElementById(input.getAttribute("data-check"));
+  var f = input.files && input.files[0];
+  if (!img || !f) return;
+  var ok = (f.type === "image/png" || f.type === "image/jpeg") && f.size <= 256 * 1024;
+  if (note) note.textContent = ok ? "" : "The logo must be a PNG or JPEG image of at most 256 KiB.";
+  if (ok) {
+    img.src = URL.createObjectURL(f);
+    img.hidden = false;
+  }
+});

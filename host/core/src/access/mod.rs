@@ -9,6 +9,7 @@ pub mod operator_import;
 pub mod operators;
 pub mod roles;
 pub mod scope;
+pub mod ui_session;
 pub mod ui_sessions;
 
 pub mod store;

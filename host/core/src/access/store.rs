@@ -75,7 +75,7 @@ pub trait AccessStore: Send + Sync {
     async fn ui_session(
         &self,
         token_hash: &str,
-    ) -> StoreResult<Option<crate::access::ui_sessions::UiSession>>;
+    ) -> StoreResult<Option<crate::access::ui_session::UiSession>>;
     /// Records a UI session's latest request.
     async fn touch_ui_session(&self, token_hash: &str, now_us: i64) -> StoreResult<()>;
     /// Removes UI sessions that ended before `before_us`; returns how many.
@@ -115,7 +115,7 @@ pub trait AccessTx: Send {
     /// Inserts a UI session.
     async fn insert_ui_session(
         &mut self,
-        s: &crate::access::ui_sessions::UiSession,
+        s: &crate::access::ui_session::UiSession,
     ) -> StoreResult<()>;
     /// Deletes the UI session whose token hashes to `token_hash`; returns its id if it existed.
     async fn delete_ui_session(&mut self, token_hash: &str) -> StoreResult<Option<Uuid>>;

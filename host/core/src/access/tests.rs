@@ -261,3 +261,76 @@ mod roles_and_operators {
         assert_eq!(code(grab), "permission_escalation");
     }
 }
+
+mod ui_sessions {
+    use super::*;
+    use crate::access::ui_session::{SessionPolicy, csrf_matches};
+    use crate::error::AuthFailure;
+
+    fn policy() -> SessionPolicy {
+        SessionPolicy { lifetime: time::Duration::hours(8), idle: time::Duration::minutes(30) }
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_when_idle_too_long_or_past_its_lifetime_whatever_its_activity() {
+        let store = MemoryRecords::new();
+        let clock = crate::testing::TestClock::new();
+        let svc =
+            ApiKeyService::new(Arc::new(store.clone()), Arc::new(clock.clone()), Duration::ZERO);
+        let (issued, _) = key_with(&svc, "ops", &["certificates:read"], "never").await;
+        let ctx = RequestContext::default;
+        let (idle, _) = svc.sign_in(&issued.secret.value, ctx(), policy()).await.unwrap();
+        clock.advance(time::Duration::minutes(29));
+        svc.resume_session(&idle.token, ctx(), policy()).await.expect("within the idle time");
+        clock.advance(time::Duration::minutes(29));
+        svc.resume_session(&idle.token, ctx(), policy()).await.expect("a request renewed it");
+        clock.advance(time::Duration::minutes(31));
+        let e = svc.resume_session(&idle.token, ctx(), policy()).await.unwrap_err();
+        assert!(matches!(e, CoreError::Unauthenticated(AuthFailure::Unknown)), "{e:?}");
+
+        let (busy, p) = svc.sign_in(&issued.secret.value, ctx(), policy()).await.unwrap();
+        assert_eq!(p.api_key_id, Some(issued.key.id));
+        for _ in 0..17 {
+            clock.advance(time::Duration::minutes(29));
+            let _ = svc.resume_session(&busy.token, ctx(), policy()).await;
+        }
+        // 17 × 29 min > 8 h: kept busy, it still ends.
+        let e = svc.resume_session(&busy.token, ctx(), policy()).await.unwrap_err();
+        assert!(matches!(e, CoreError::Unauthenticated(AuthFailure::Unknown)), "{e:?}");
+        assert!(svc.resume_session("not-a-token", ctx(), policy()).await.is_err());
+        // Ended sessions are pruned once past their lifetime.
+        assert_eq!(svc.prune_ui_sessions().await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_session_is_its_key_and_stops_with_it_and_its_csrf_token_is_its_own() {
+        let store = MemoryRecords::new();
+        let svc = service(&store);
+        let (issued, _) = key_with(&svc, "desk", &["certificates:read"], "30d").await;
+        let ctx = RequestContext::default;
+        let (one, _) = svc.sign_in(&issued.secret.value, ctx(), policy()).await.unwrap();
+        let (two, _) = svc.sign_in(&issued.secret.value, ctx(), policy()).await.unwrap();
+        assert_ne!(one.token, two.token);
+        // The store keeps only the token's hash.
+        assert_ne!(one.session.token_hash, one.token);
+        assert!(csrf_matches(&one.session, &one.session.csrf_token));
+        assert!(!csrf_matches(&one.session, &two.session.csrf_token));
+        assert!(!csrf_matches(&one.session, ""));
+        let (_, p) = svc.resume_session(&one.token, ctx(), policy()).await.unwrap();
+        assert!(p.permissions.allows("certificates:read") && !p.permissions.allows("audit:read"));
+        // Signing out ends that session only.
+        svc.sign_out(&one.token, &p).await.unwrap();
+        assert!(svc.resume_session(&one.token, ctx(), policy()).await.is_err());
+        svc.resume_session(&two.token, ctx(), policy()).await.expect("the other session");
+        // Revoking the key ends every session of it at once.
+        let cap = Principal::system().authorize::<perm::ApiKeysRevoke>().unwrap();
+        svc.revoke(&cap, issued.key.id, None, false).await.unwrap();
+        let e = svc.resume_session(&two.token, ctx(), policy()).await.unwrap_err();
+        assert!(matches!(e, CoreError::Unauthenticated(AuthFailure::Revoked)), "{e:?}");
+        let actions: Vec<String> = store.events().into_iter().map(|e| e.action).collect();
+        assert_eq!(
+            actions.iter().filter(|a| a.starts_with("ui_session.")).collect::<Vec<_>>(),
+            ["ui_session.sign_in", "ui_session.sign_in", "ui_session.sign_out"]
+        );
+    }
+}

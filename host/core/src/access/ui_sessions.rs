@@ -10,62 +10,15 @@
 
 use std::sync::Arc;
 
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use uuid::Uuid;
 
-use crate::access::api_key::{hash_secret, hashes_match};
+use crate::access::api_key::hash_secret;
 use crate::access::api_keys::ApiKeyService;
 use crate::access::authz::{Principal, RequestContext};
+use crate::access::ui_session::{NewSession, SessionPolicy, UiSession};
 use crate::audit::{AuditAction, NewAuditEvent};
 use crate::error::{AuthFailure, CoreError, Result};
-
-/// A stored session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UiSession {
-    /// Public id (audit object id).
-    pub id: Uuid,
-    /// Hex SHA-256 of the session token.
-    pub token_hash: String,
-    /// The API key the session acts as.
-    pub api_key_id: Uuid,
-    /// The session's CSRF token.
-    pub csrf_token: String,
-    /// Sign-in time.
-    pub created_at: OffsetDateTime,
-    /// Last request (refreshed at most once a minute).
-    pub last_seen_at: OffsetDateTime,
-    /// Absolute end.
-    pub expires_at: OffsetDateTime,
-}
-
-/// How long sessions last.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionPolicy {
-    /// From sign-in to the absolute end.
-    pub lifetime: Duration,
-    /// Without a request for this long, the session ends.
-    pub idle: Duration,
-}
-
-impl Default for SessionPolicy {
-    fn default() -> Self {
-        Self { lifetime: Duration::hours(8), idle: Duration::minutes(30) }
-    }
-}
-
-/// A new session: the token goes into the cookie and is never stored.
-pub struct NewSession {
-    /// The cookie value.
-    pub token: String,
-    /// The stored record.
-    pub session: UiSession,
-}
-
-impl std::fmt::Debug for NewSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewSession").field("session", &self.session.id).finish_non_exhaustive()
-    }
-}
 
 /// How often `last_seen_at` is written: a page view is a read, and should not be a write too.
 const TOUCH_EVERY: Duration = Duration::minutes(1);
@@ -78,11 +31,6 @@ fn random_token() -> Result<String> {
     let t = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
     zeroize::Zeroize::zeroize(&mut bytes);
     Ok(t)
-}
-
-/// Whether `presented` is the session's CSRF token (constant time).
-pub fn csrf_matches(session: &UiSession, presented: &str) -> bool {
-    hashes_match(&hash_secret(presented), &hash_secret(&session.csrf_token))
 }
 
 impl ApiKeyService {
