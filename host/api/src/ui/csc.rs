@@ -205,3 +205,28 @@ async fn delete(State(ui): State<Ui>, s: Session, Path(id): Path<String>, f: Fie
     }
     see_other("/ui/csc-providers?done=deleted")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_file(ctype: &str, bytes: &[u8]) -> Fields {
+        let mut f = Fields::default();
+        f.file = Some(("logo".into(), ctype.into(), bytes.to_vec()));
+        f
+    }
+
+    #[test]
+    fn a_logo_is_taken_by_its_content_not_its_declared_type() {
+        let png = b"\x89PNG\r\n\x1a\nrest";
+        let uri = logo_of(&with_file("text/html", png)).unwrap().unwrap();
+        assert!(uri.starts_with("data:image/png;base64,"));
+        let jpeg = logo_of(&with_file("image/png", &[0xFF, 0xD8, 0xFF, 0xE0])).unwrap().unwrap();
+        assert!(jpeg.starts_with("data:image/jpeg;base64,"));
+        for bad in [&b"<svg xmlns='http://www.w3.org/2000/svg'/>"[..], b"GIF89a", b"<html>"] {
+            assert!(logo_of(&with_file("image/png", bad)).is_err());
+        }
+        assert!(logo_of(&with_file("too-large", b"")).unwrap_err().contains("256 KiB"));
+        assert_eq!(logo_of(&Fields::default()), Ok(None));
+    }
+}

@@ -28,6 +28,12 @@ impl Fields {
         self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
     }
 
+    /// Adds a field (tests build forms with it).
+    #[cfg(test)]
+    pub fn push(&mut self, name: &str, value: &str) {
+        self.pairs.push((name.to_owned(), value.to_owned()));
+    }
+
     /// The submitted values as a JSON object, to fill the form again after a refusal.
     pub fn echo(&self) -> Value {
         let mut m = Map::new();
@@ -182,4 +188,70 @@ pub(crate) fn flash(q: &str) -> Option<&'static str> {
         "reloaded" => "The plugins were reloaded.",
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, code: &str, detail: &str) -> ApiAnswer {
+        ApiAnswer {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: json!({"code": code, "detail": detail}),
+            headers: Default::default(),
+            raw: Default::default(),
+        }
+    }
+
+    #[test]
+    fn list_pages_pass_on_only_their_filters_encoded() {
+        let (q, echo) = pass_query(
+            Some("status=active&limit=100000&q=a%26b%3Dc&cursor=xyz&evil=1&profile="),
+            &["status", "q", "cursor", "profile"],
+        );
+        // `limit` and unknown names never reach the API; values cannot add parameters.
+        assert_eq!(q, "status=active&q=a%26b%3Dc&cursor=xyz");
+        assert_eq!(echo, json!({"status": "active", "q": "a&b=c", "cursor": "xyz"}));
+        assert_eq!(pass_query(None, &["q"]).0, "");
+    }
+
+    #[test]
+    fn the_next_page_link_keeps_the_filters_and_takes_the_new_cursor() {
+        let next = next_url("/ui/x", "status=active&cursor=old", &json!({"next_cursor": "n/1+"}));
+        assert_eq!(next.as_deref(), Some("/ui/x?status=active&cursor=n%2F1%2B"));
+        assert_eq!(
+            next_url("/ui/x", "", &json!({"next_cursor": "c"})).as_deref(),
+            Some("/ui/x?cursor=c")
+        );
+        assert_eq!(next_url("/ui/x", "q=a", &json!({"next_cursor": null})), None);
+    }
+
+    #[test]
+    fn a_refusal_lands_on_its_field_or_on_the_form() {
+        let fields = &[("invalid_name", "name"), ("-", "rate_limit")];
+        assert_eq!(
+            place_error(&answer(400, "invalid_name", "bad name"), fields),
+            json!({"name": "bad name"})
+        );
+        let serde = answer(
+            400,
+            "invalid_json",
+            "invalid type: string, expected u32 at `rate_limit.requests`",
+        );
+        assert_eq!(
+            place_error(&serde, fields)["rate_limit"].as_str(),
+            Some(serde.detail().as_str())
+        );
+        assert_eq!(place_error(&answer(409, "conflict", "x"), fields), json!({"_form": "x"}));
+        assert!(is_field_problem(&answer(409, "conflict", "x"), fields));
+        assert!(is_field_problem(&answer(403, "invalid_name", "x"), fields));
+        assert!(!is_field_problem(&answer(403, "permission_denied", "x"), fields));
+    }
+
+    #[test]
+    fn flash_messages_come_from_a_fixed_list() {
+        assert_eq!(flash("done=revoked"), Some("The key was revoked."));
+        assert_eq!(flash("done=%3Cscript%3E"), None);
+        assert_eq!(flash("x=1"), None);
+    }
 }

@@ -241,3 +241,50 @@ async fn rotate(State(ui): State<Ui>, s: Session, Path(id): Path<String>, f: Fie
     }
     secret_page(&ui, &s, &a.body, "Key rotated", StatusCode::OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> Fields {
+        let mut f = Fields::default();
+        for (k, v) in pairs {
+            f.push(k, v);
+        }
+        f
+    }
+
+    #[test]
+    fn the_generate_key_form_becomes_the_rest_body_of_the_contract() {
+        let f = form(&[
+            ("name", "hr-sync"),
+            ("description", "HR"),
+            ("expires", "custom"),
+            ("expires_custom", "2027-01-31"),
+            ("permissions", "certificates:read"),
+            ("permissions", "certificate:revoke"),
+            ("rate_requests", "100"),
+            ("rate_per", "hour"),
+            ("ip_whitelist", "127.0.0.1\r\n\r\n 10.0.0.0/8 \n"),
+        ]);
+        assert_eq!(
+            body_of(&f).unwrap(),
+            json!({"name": "hr-sync", "description": "HR", "expires": "2027-01-31T00:00:00Z",
+                "permissions": ["certificates:read", "certificate:revoke"],
+                "rate_limit": {"requests": 100, "per": "hour"},
+                "ip_whitelist": ["127.0.0.1", "10.0.0.0/8"]})
+        );
+        let plain = form(&[("name", "n"), ("expires", "60d"), ("permissions", "audit:read")]);
+        assert_eq!(body_of(&plain).unwrap()["expires"], "60d");
+        assert!(body_of(&plain).unwrap().get("rate_limit").is_none());
+    }
+
+    #[test]
+    fn what_the_form_cannot_send_is_said_next_to_its_field() {
+        let e = body_of(&form(&[("expires", "custom"), ("rate_requests", "many")])).unwrap_err();
+        assert!(e["expires"].is_string() && e["rate_requests"].is_string());
+        assert!(e["permissions"].is_string());
+        let e = body_of(&form(&[("expires", "1y"), ("permissions", "x")])).unwrap_err();
+        assert!(e["expires"].is_string());
+    }
+}
