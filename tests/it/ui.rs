@@ -653,6 +653,7 @@ async fn the_admin_ui_works_end_to_end_in_chromium() {
     assert_eq!(info["name"], "Sigil Test Signing");
     assert_eq!(info["region"], "SI");
     assert_eq!(info["lang"], "sl");
+    assert_eq!(info["authType"], json!(["basic", "TLS"]));
     assert!(info["logo"].as_str().unwrap().starts_with("data:image/png;base64,iVBOR"));
     // The certificate revoked in the browser is revoked for relying parties.
     let ocsp = s.ocsp_text(&cert).await;
@@ -766,6 +767,14 @@ async fn operators_approve_and_reject_requests_and_act_on_certificates_from_the_
         )
         .await;
         assert_eq!(c["status"], "active");
+        // The certificate's own trail, in order, each change by the session's key.
+        let p = admin.get(&format!("/ui/audit/objects/certificate/{cert}")).await;
+        assert_eq!(p.status, 200);
+        let at = |a: &str| {
+            p.body.find(&format!("<td>{a}</td>")).unwrap_or_else(|| panic!("{a}: {}", p.body))
+        };
+        assert!(at("certificate.issue") < at("certificate.suspend"));
+        assert!(at("certificate.suspend") < at("certificate.reactivate"));
         // An action that is not one is not sent anywhere.
         let p = admin.post(&format!("/ui/certificates/{cert}/delete"), &[("csrf", &token)]).await;
         assert_eq!((p.status, p.location), (303, format!("/ui/certificates/{cert}")));
