@@ -140,21 +140,23 @@ async fn a_wrong_revoked_or_disallowed_key_does_not_sign_in() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
         let mut b = Browser::new(&s);
+        // Refusals are shown on the sign-in page itself (200, so the browser logs no error).
         let p = b.sign_in("sgk_000000000000_notarealkeynotarealkeynotarealkeynotarealkey").await;
-        assert_eq!(p.status, 401);
+        assert_eq!(p.status, 200);
         assert!(p.body.contains("This API key was not accepted"), "{}", p.body);
         assert!(p.headers.get(SET_COOKIE).is_none());
         let (id, secret) = key(&s, "gone", &["certificates:read"]).await;
         let r = s.admin(Method::DELETE, &format!("/api/v1/api-keys/{id}")).send().await.unwrap();
         assert_eq!(r.status(), 200);
-        assert_eq!(b.sign_in(&secret).await.status, 401);
+        let p = b.sign_in(&secret).await;
+        assert!(p.body.contains("api_key-error") && p.headers.get(SET_COOKIE).is_none());
         // The key's IP whitelist holds for its sessions too.
         let k = s
             .create_key(json!({"name": "far", "permissions": ["certificates:read"],
                 "ip_whitelist": ["10.0.0.0/8"]}))
             .await;
         let p = b.sign_in(k["key"].as_str().unwrap()).await;
-        assert_eq!(p.status, 403);
+        assert_eq!(p.status, 200);
         assert!(p.body.contains("not allowed for this API key"), "{}", p.body);
         assert!(b.cookie.is_none());
         assert!(audit_actions(&s, "ui_session.sign_in").await.is_empty());
@@ -247,6 +249,43 @@ async fn revoking_the_key_or_signing_out_ends_the_session_at_once() {
             (303, "/ui/login?next=%2Fui%2Fapi-keys&reason=ended")
         );
         assert_eq!(audit_actions(&s, "ui_session.sign_out").await.len(), 1);
+
+        // A rotation answers a leak: sessions signed in with the key end, even with a grace
+        // period for its REST clients.
+        let (id, secret) = key(&s, "leaked", &["certificates:read"]).await;
+        let mut thief = Browser::new(&s);
+        thief.sign_in(&secret).await;
+        assert_eq!(thief.get("/ui/certificates").await.status, 200);
+        let r = s
+            .admin(Method::POST, &format!("/api/v1/api-keys/{id}/rotate"))
+            .json(&json!({"grace_period_seconds": 3600}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let p = thief.get("/ui/certificates").await;
+        assert_eq!(p.status, 303, "the session of the old secret ended");
+        assert!(p.location.contains("reason=ended"), "{}", p.location);
+
+        // Disabling an operator ends the sessions of its keys; enabling it does not revive them.
+        let [a]: [String; 1] = s.offices(&["A"]).await.try_into().unwrap();
+        let (op, secret) = s
+            .operator_key("desk", &["service-desk"], json!({"offices": [a]}), &["devices:read"])
+            .await;
+        let mut desk = Browser::new(&s);
+        desk.sign_in(&secret).await;
+        assert_eq!(desk.get("/ui/devices").await.status, 200);
+        for (verb, want) in [("disable", "reason=disabled"), ("enable", "reason=ended")] {
+            let r = s
+                .admin(Method::POST, &format!("/api/v1/operators/{op}/{verb}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{verb}");
+            let p = desk.get("/ui/devices").await;
+            assert_eq!(p.status, 303, "after {verb}");
+            assert!(p.location.contains(want) || verb == "disable", "{verb}: {}", p.location);
+        }
         s.stop().await;
     }
 }
@@ -810,11 +849,22 @@ async fn keys_are_rotated_and_providers_edited_and_deleted_from_the_ui() {
             .await;
         let pid = p["id"].as_str().unwrap();
         let page = b.get(&format!("/ui/csc-providers/{pid}")).await;
+        assert!(page.body.contains("value=\"Old name\""), "{}", page.body);
+        // The page links the logo rather than inlining it; the link gives the image.
         assert!(
-            page.body.contains("value=\"Old name\"") && page.body.contains(png),
+            page.body.contains(&format!("src=\"/ui/csc-providers/{pid}/logo\"")),
             "{}",
             page.body
         );
+        let r = b
+            .client
+            .get(format!("{}/ui/csc-providers/{pid}/logo", s.url))
+            .header("cookie", b.cookie.clone().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["content-type"], "image/png");
+        assert!(r.bytes().await.unwrap().starts_with(b"\x89PNG"));
         let r = b
             .post(
                 &format!("/ui/csc-providers/{pid}"),
@@ -869,4 +919,55 @@ async fn keys_are_rotated_and_providers_edited_and_deleted_from_the_ui() {
         assert_eq!(audit_actions(&s, "csc_provider.delete").await.len(), 1);
         s.stop().await;
     }
+}
+
+#[tokio::test]
+async fn pages_hold_up_to_odd_input_and_keys_that_may_read_nothing() {
+    let db = backends().await.remove(0);
+    let s = TestServer::start(&db).await;
+    let mut b = Browser::new(&s);
+    // A `next` with a control character is not followed (it would not fit a Location header).
+    let p = b.post("/ui/login", &[("api_key", &s.admin_key), ("next", "/ui/certificates\n")]).await;
+    assert_eq!((p.status, p.location.as_str()), (303, "/ui/certificates"));
+    // An unknown rate unit is said next to its field.
+    let token = b.csrf().await;
+    let p = b
+        .post(
+            "/ui/api-keys",
+            &[
+                ("csrf", &token),
+                ("name", "weekly"),
+                ("expires", "never"),
+                ("permissions", "audit:read"),
+                ("rate_requests", "5"),
+                ("rate_per", "week"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("id=\"rate_per-error\""), "{}", p.body);
+    let (_, reader) = key(&s, "no-profiles", &["certificates:read"]).await;
+    let mut r = Browser::new(&s);
+    r.sign_in(&reader).await;
+    // ... and a page never asks the API for what the key may not read.
+    assert_eq!(r.get("/ui/certificates").await.status, 200);
+    let denied = audit_actions(&s, "access.denied").await;
+    assert!(denied.is_empty(), "the UI caused refusals: {denied:?}");
+    // A key that may read no section gets a page with its sign-out, not a dead end.
+    let (_, nothing) = key(&s, "profiles-only", &["profiles:read"]).await;
+    let mut n = Browser::new(&s);
+    let p = n.sign_in(&nothing).await;
+    assert_eq!(p.location, "/ui/");
+    let p = n.get("/ui/").await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("Nothing to show") && p.body.contains("Sign out"), "{}", p.body);
+    let p = n.get("/ui/no-such-page").await;
+    assert_eq!(p.status, 404);
+    assert!(p.body.contains("Sign out"), "a signed-in 404 keeps the menu");
+    // A bad CSRF token on sign-out is a page, and the session stays.
+    let p = n.post("/ui/logout", &[("csrf", "forged")]).await;
+    assert_eq!(p.status, 403);
+    assert!(p.body.contains("<!doctype html>"));
+    assert_eq!(n.get("/ui/").await.status, 200);
+    s.stop().await;
 }

@@ -462,7 +462,7 @@ pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router 
         .merge(swagger);
     let trusted = limits.trusted_proxies.clone();
     let api = bounded(routes, limits.clone()).with_state(state.clone());
-    let ui = bounded_ui(ui::router(state.clone(), api.clone(), state.ui), &limits);
+    let ui = ui::router(state.clone(), api.clone(), state.ui, &limits);
     Router::new()
         .merge(ui)
         .fallback_service(api)
@@ -478,11 +478,4 @@ pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router 
         ]))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
-}
-
-/// The UI's body limit (a logo upload fits) and request timeout.
-fn bounded_ui(ui: Router, limits: &Limits) -> Router {
-    ui.layer(DefaultBodyLimit::max(limits.body_bytes))
-        .layer(middleware::from_fn_with_state(limits.body_bytes, declared_length))
-        .layer(middleware::from_fn_with_state(limits.request_timeout, timeout))
 }

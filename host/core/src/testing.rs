@@ -518,6 +518,26 @@ impl AccessTx for MemoryUnit {
     async fn delete_ui_session(&mut self, token_hash: &str) -> StoreResult<Option<Uuid>> {
         Ok(self.view.ui_sessions.remove(token_hash).map(|s| s.id))
     }
+
+    async fn end_ui_sessions(
+        &mut self,
+        owner: &crate::access::ui_session::SessionOwner,
+    ) -> StoreResult<u64> {
+        use crate::access::ui_session::SessionOwner;
+        let keys: Vec<Uuid> = match owner {
+            SessionOwner::Key(k) => vec![*k],
+            SessionOwner::Operator(o) => self
+                .view
+                .api_keys
+                .values()
+                .filter(|k| k.operator_id.as_deref() == Some(o.as_str()))
+                .map(|k| k.id)
+                .collect(),
+        };
+        let n = self.view.ui_sessions.len();
+        self.view.ui_sessions.retain(|_, s| !keys.contains(&s.api_key_id));
+        Ok(u64::try_from(n - self.view.ui_sessions.len()).unwrap_or(0))
+    }
 }
 
 /// A clock a test moves by hand.

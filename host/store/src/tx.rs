@@ -167,6 +167,13 @@ impl AccessTx for SqlTx {
     async fn delete_ui_session(&mut self, token_hash: &str) -> StoreResult<Option<Uuid>> {
         crate::ui_sessions::delete(&mut *self.tx, token_hash).await
     }
+
+    async fn end_ui_sessions(
+        &mut self,
+        owner: &sigil_core::access::ui_session::SessionOwner,
+    ) -> StoreResult<u64> {
+        crate::ui_sessions::end(&mut *self.tx, owner).await
+    }
 }
 
 #[async_trait]

@@ -1,7 +1,7 @@
 //! Admin web UI session rows (`ui_sessions`).
 
 use sigil_core::StoreError;
-use sigil_core::access::ui_session::UiSession;
+use sigil_core::access::ui_session::{SessionOwner, UiSession};
 use sigil_core::audit::{from_unix_micros, unix_micros};
 use sigil_core::ports::StoreResult;
 use sqlx::any::AnyRow;
@@ -100,4 +100,21 @@ pub(crate) async fn delete<'c, E: Executor<'c, Database = Any>>(
             .await
             .map_err(map_err)?;
     Ok(id.and_then(|i| Uuid::parse_str(&i).ok()))
+}
+
+pub(crate) async fn end<'c, E: Executor<'c, Database = Any>>(
+    e: E,
+    owner: &SessionOwner,
+) -> StoreResult<u64> {
+    let q = match owner {
+        SessionOwner::Key(k) => {
+            sqlx::query("DELETE FROM ui_sessions WHERE api_key_id = $1").bind(k.to_string())
+        }
+        SessionOwner::Operator(o) => sqlx::query(
+            "DELETE FROM ui_sessions WHERE api_key_id IN \
+             (SELECT id FROM api_keys WHERE operator_id = $1)",
+        )
+        .bind(o.clone()),
+    };
+    q.execute(e).await.map(|r| r.rows_affected()).map_err(map_err)
 }

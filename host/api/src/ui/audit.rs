@@ -25,11 +25,27 @@ const SECTION: &str = "/ui/audit";
 const FILTERS: &[&str] =
     &["actor", "object_type", "object_id", "action", "outcome", "from", "until", "cursor"];
 
+/// Each event with the link to its object's trail, encoded here (an object id may hold `/`).
+fn with_trails(items: &serde_json::Value) -> serde_json::Value {
+    let mut items = items.clone();
+    if let Some(list) = items.as_array_mut() {
+        for e in list {
+            let link = format!(
+                "{SECTION}/objects/{}/{}",
+                urlencode(e["object_type"].as_str().unwrap_or("")),
+                urlencode(e["object_id"].as_str().unwrap_or(""))
+            );
+            e["trail"] = serde_json::Value::String(link);
+        }
+    }
+    items
+}
+
 async fn list(State(ui): State<Ui>, s: Session, RawQuery(raw): RawQuery) -> Response {
     let (query, filters) = pass_query(raw.as_deref(), FILTERS);
     let a = ui.call(&s, Method::GET, &format!("/api/v1/audit?limit=50&{query}"), None).await;
     let (items, error, next) = if a.ok() {
-        (a.body["items"].clone(), None, next_url(SECTION, &query, &a.body))
+        (with_trails(&a.body["items"]), None, next_url(SECTION, &query, &a.body))
     } else if a.status.as_u16() == 400 {
         (json!([]), Some(a.detail()), None)
     } else {
@@ -63,7 +79,7 @@ async fn trail(
         Some(&s),
         "audit.html",
         json!({"title": format!("Trail of {object_type} {object_id}"), "section": SECTION,
-            "items": a.body["items"], "filters": {}, "error": null,
+            "items": with_trails(&a.body["items"]), "filters": {}, "error": null,
             "next_url": next_url(&here, &query, &a.body), "export_query": "",
             "object": {"type": object_type, "id": object_id}}),
     )
@@ -102,4 +118,15 @@ async fn verify(State(ui): State<Ui>, s: Session) -> Response {
         "audit_verify.html",
         json!({"title": "Audit verification", "section": SECTION, "report": a.body}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn trail_links_encode_object_ids_with_slashes_and_spaces() {
+        let items =
+            serde_json::json!([{"object_type": "endpoint", "object_id": "GET /api/v1/profiles"}]);
+        let out = super::with_trails(&items);
+        assert_eq!(out[0]["trail"], "/ui/audit/objects/endpoint/GET%20%2Fapi%2Fv1%2Fprofiles");
+    }
 }

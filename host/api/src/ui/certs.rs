@@ -47,8 +47,14 @@ async fn list(State(ui): State<Ui>, s: Session, RawQuery(raw): RawQuery) -> Resp
     } else {
         return ui.refused(&s, "Certificates", &a);
     };
-    let profiles = ui.call(&s, Method::GET, "/api/v1/profiles", None).await;
-    let profiles = if profiles.ok() { profiles.body["items"].clone() } else { json!([]) };
+    // The profile filter's choices, for a key that may read them (asking without the
+    // permission would record a refusal the user never made).
+    let profiles = if s.principal.permissions.allows("profiles:read") {
+        let p = ui.call(&s, Method::GET, "/api/v1/profiles", None).await;
+        if p.ok() { p.body["items"].clone() } else { json!([]) }
+    } else {
+        json!([])
+    };
     ui.page(
         Some(&s),
         "certs.html",

@@ -19,6 +19,7 @@ pub(super) fn routes() -> Router<Ui> {
         .route("/ui/csc-providers/new", get(new))
         .route("/ui/csc-providers/{id}", get(edit).post(update))
         .route("/ui/csc-providers/{id}/delete", get(confirm_delete).post(delete))
+        .route("/ui/csc-providers/{id}/logo", get(logo))
 }
 
 const SECTION: &str = "/ui/csc-providers";
@@ -176,6 +177,25 @@ async fn update(State(ui): State<Ui>, s: Session, Path(id): Path<String>, f: Fie
         return form_page(&ui, &s, Some(&id), values, place_error(&a, FIELDS));
     }
     see_other("/ui/csc-providers?done=saved")
+}
+
+/// A provider's uploaded logo as an image, so that pages link to it instead of inlining every
+/// logo (a URL logo is not fetched: the page shows the URL).
+async fn logo(State(ui): State<Ui>, s: Session, Path(id): Path<String>) -> Response {
+    use axum::response::IntoResponse;
+    let p = match fetch(&ui, &s, &id).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let uri = p["logo"].as_str().unwrap_or("");
+    let image = ["image/png", "image/jpeg"].into_iter().find_map(|mime| {
+        let b64 = uri.strip_prefix(&format!("data:{mime};base64,"))?;
+        base64::engine::general_purpose::STANDARD.decode(b64).ok().map(|b| (mime, b))
+    });
+    match image {
+        Some((mime, bytes)) => ([(axum::http::header::CONTENT_TYPE, mime)], bytes).into_response(),
+        None => (StatusCode::NOT_FOUND, "no uploaded logo").into_response(),
+    }
 }
 
 async fn confirm_delete(State(ui): State<Ui>, s: Session, Path(id): Path<String>) -> Response {

@@ -88,6 +88,10 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             mp.next_field().await.map_err(|_| bad("the form could not be read"))?
         {
             let name = field.name().unwrap_or_default().to_owned();
+            // Only the form's one file field, `logo`, is read; any other file is skipped.
+            if field.file_name().is_some() && name != "logo" {
+                continue;
+            }
             if field.file_name().is_some() {
                 let ctype = field.content_type().unwrap_or_default().to_owned();
                 let mut bytes = Vec::new();

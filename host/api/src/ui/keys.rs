@@ -23,6 +23,14 @@ pub(super) fn routes() -> Router<Ui> {
 
 const SECTION: &str = "/ui/api-keys";
 
+/// How long a rotated key's old secret keeps working: the choices the rotate page offers.
+const GRACE: &[(&str, &str)] = &[
+    ("0", "No grace: the old secret stops now"),
+    ("3600", "1 hour"),
+    ("86400", "24 hours"),
+    ("604800", "7 days"),
+];
+
 async fn list(State(ui): State<Ui>, s: Session, RawQuery(raw): RawQuery) -> Response {
     let (query, filters) = pass_query(raw.as_deref(), &["status", "name", "cursor"]);
     let a = ui.call(&s, Method::GET, &format!("/api/v1/api-keys?{query}"), None).await;
@@ -79,7 +87,7 @@ const KEY_FIELDS: &[(&str, &str)] = &[
     ("authority_exceeded", "permissions"),
     ("invalid_rate_limit", "rate_requests"),
     ("invalid_ip_whitelist", "ip_whitelist"),
-    // JSON paths of the body the form becomes.
+    // JSON paths of the body the form becomes (shown under the rate fields).
     ("-", "rate_limit"),
 ];
 
@@ -100,10 +108,14 @@ fn body_of(f: &Fields) -> Result<Value, Value> {
             String::new()
         }
     };
+    let per = f.get("rate_per").unwrap_or("minute");
+    if !matches!(per, "minute" | "hour" | "day") {
+        errors.insert("rate_per".into(), "Choose Minutes, Hours or Days.".into());
+    }
     let rate_limit = match f.get("rate_requests") {
         None => Value::Null,
         Some(n) => match n.parse::<u32>() {
-            Ok(n) => json!({"requests": n, "per": f.get("rate_per").unwrap_or("minute")}),
+            Ok(n) => json!({"requests": n, "per": per}),
             Err(_) => {
                 errors.insert("rate_requests".into(), "Enter a whole number of requests.".into());
                 Value::Null
@@ -218,9 +230,9 @@ async fn confirm_rotate(State(ui): State<Ui>, s: Session, Path(id): Path<String>
         Some(&s),
         "confirm.html",
         json!({"title": "Rotate API key", "section": SECTION,
-            "question": format!("Rotate the key \u{201c}{}\u{201d}? A new secret is shown once; the old one keeps working for the grace period the server allows, then stops.", key["name"].as_str().unwrap_or("")),
+            "question": format!("Rotate the key \u{201c}{}\u{201d}? A new secret is shown once. The old one stops when the grace period you choose ends, and every UI session signed in with this key ends now.", key["name"].as_str().unwrap_or("")),
             "action": format!("/ui/api-keys/{}/rotate", urlencode(&id)), "button": "Rotate",
-            "danger": false, "back": SECTION}),
+            "danger": false, "grace": GRACE, "back": SECTION}),
     )
 }
 
@@ -228,13 +240,18 @@ async fn rotate(State(ui): State<Ui>, s: Session, Path(id): Path<String>, f: Fie
     if let Err(r) = f.check_csrf(&ui, &s) {
         return r;
     }
+    let grace = f.get("grace_period_seconds").unwrap_or("0");
+    let Some((secs, _)) = GRACE.iter().find(|(v, _)| *v == grace) else {
+        let refusal = super::ApiAnswer::refusal(
+            400,
+            "invalid_grace_period",
+            "choose one of the offered grace periods",
+        );
+        return ui.refused(&s, "Rotate API key", &refusal);
+    };
+    let body = json!({"grace_period_seconds": secs.parse::<i64>().unwrap_or(0)});
     let a = ui
-        .call(
-            &s,
-            Method::POST,
-            &format!("/api/v1/api-keys/{}/rotate", urlencode(&id)),
-            Some(&json!({})),
-        )
+        .call(&s, Method::POST, &format!("/api/v1/api-keys/{}/rotate", urlencode(&id)), Some(&body))
         .await;
     if !a.ok() {
         return ui.refused(&s, "Rotate API key", &a);

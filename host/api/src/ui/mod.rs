@@ -83,6 +83,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/ui/csc-providers/{id}"),
     ("POST", "/ui/csc-providers/{id}"),
     ("GET", "/ui/csc-providers/{id}/delete"),
+    ("GET", "/ui/csc-providers/{id}/logo"),
     ("POST", "/ui/csc-providers/{id}/delete"),
     ("GET", "/ui/certificates"),
     ("GET", "/ui/certificates/{id}"),
@@ -103,8 +104,46 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/ui/plugins/reload"),
 ];
 
-/// Largest REST answer a page renders (a page of 100 certificates with their PEMs fits).
-const MAX_API_BODY: usize = 8 * 1024 * 1024;
+/// Largest REST answer a page reads: the list of CSC providers carries every logo (at most 100
+/// of 256 KiB each, base64), and a page of 100 certificates with their PEMs fits easily.
+const MAX_API_BODY: usize = 48 * 1024 * 1024;
+
+/// Where the session extractor leaves the caller for the access log (which runs outside the
+/// router and reads it from the response, as it does for the API).
+#[derive(Clone, Default)]
+pub(crate) struct CallerSlot(pub Arc<std::sync::OnceLock<Arc<Principal>>>);
+
+/// Puts the route and the session's caller on the response, for the access log.
+async fn trace(mut req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let slot = CallerSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let mut res = next.run(req).await;
+    if let Some(m) = matched {
+        res.extensions_mut().insert(m);
+    }
+    if let Some(p) = slot.0.get() {
+        res.extensions_mut().insert(crate::extract::Caller(p.clone()));
+    }
+    res
+}
+
+/// Unknown pages under `/ui`: a page (the API's 404 is problem+json), with the menu when the
+/// request has a session.
+async fn not_found(State(ui): State<Ui>, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let session =
+        <Session as axum::extract::FromRequestParts<Ui>>::from_request_parts(&mut parts, &ui)
+            .await
+            .ok();
+    ui.render(
+        session.as_ref(),
+        "error.html",
+        serde_json::json!({"title": "Not found", "status": 404, "code": "not_found",
+            "detail": "There is no such page."}),
+        StatusCode::NOT_FOUND,
+    )
+}
 
 /// What the UI's handlers share.
 #[derive(Clone)]
@@ -126,6 +165,16 @@ pub(crate) struct ApiAnswer {
 }
 
 impl ApiAnswer {
+    /// A refusal made by the UI itself, shown like the API's.
+    pub fn refusal(status: u16, code: &str, detail: &str) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            body: serde_json::json!({"code": code, "detail": detail}),
+            headers: Default::default(),
+            raw: Default::default(),
+        }
+    }
+
     /// Whether the call succeeded.
     pub fn ok(&self) -> bool {
         self.status.is_success()
@@ -293,7 +342,12 @@ async fn headers(req: Request, next: Next) -> Response {
 }
 
 /// The UI router, or one that answers 404 everywhere under `/ui` when it is disabled.
-pub(crate) fn router(app: AppState, api: Router, config: UiConfig) -> Router {
+pub(crate) fn router(
+    app: AppState,
+    api: Router,
+    config: UiConfig,
+    limits: &crate::Limits,
+) -> Router {
     if !config.enabled {
         return Router::new();
     }
@@ -311,19 +365,12 @@ pub(crate) fn router(app: AppState, api: Router, config: UiConfig) -> Router {
         .merge(requests::routes())
         .merge(audit::routes())
         .merge(plugins::routes())
-        // Unknown pages under /ui answer as pages (the API's 404 is problem+json).
-        .route(
-            "/ui/{*rest}",
-            axum::routing::any(|State(ui): State<Ui>| async move {
-                ui.render(
-                    None,
-                    "error.html",
-                    serde_json::json!({"title": "Not found", "status": 404, "code": "not_found",
-                    "detail": "There is no such page."}),
-                    StatusCode::NOT_FOUND,
-                )
-            }),
-        )
+        .route("/ui/{*rest}", axum::routing::any(not_found))
+        .route_layer(middleware::from_fn(trace))
+        // Limits inside the security headers, so that a refusal carries them too.
+        .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes))
+        .layer(middleware::from_fn_with_state(limits.body_bytes, crate::declared_length))
+        .layer(middleware::from_fn_with_state(limits.request_timeout, crate::timeout))
         .layer(middleware::from_fn_with_state(ui.clone(), origin_guard))
         .layer(middleware::from_fn(headers))
         .with_state(ui)

@@ -80,10 +80,10 @@ impl Session {
         json!({"name": p.name, "id": p.id, "menu": menu, "can": can})
     }
 
-    /// The first page this caller may open.
+    /// The first page this caller may open (`/ui/` itself when there is none).
     fn home(&self, app: &crate::AppState) -> String {
         let f = self.frame(app);
-        f["menu"][0]["href"].as_str().unwrap_or("/ui/account").to_owned()
+        f["menu"][0]["href"].as_str().unwrap_or("/ui/").to_owned()
     }
 
     /// Refuses a form whose CSRF token is not this session's.
@@ -162,7 +162,13 @@ impl FromRequestParts<Ui> for Session {
             return Err(to_login(parts, None));
         };
         match ui.app.api_keys.resume_session(&token, ui_context(parts), ui.config.policy).await {
-            Ok((session, principal)) => Ok(Session { principal, session, token }),
+            Ok((session, principal)) => {
+                // For the access log, which runs outside the router.
+                if let Some(slot) = parts.extensions.get::<super::CallerSlot>() {
+                    let _ = slot.0.set(principal.clone());
+                }
+                Ok(Session { principal, session, token })
+            }
             Err(CoreError::Unauthenticated(f)) => {
                 let reason = match f {
                     AuthFailure::Revoked => "revoked",
@@ -174,13 +180,19 @@ impl FromRequestParts<Ui> for Session {
             }
             Err(e) => {
                 let e = ApiError::from(e);
-                Err(ui.render(
+                let mut page = ui.render(
                     None,
                     "error.html",
                     json!({"title": "Refused", "status": e.status.as_u16(),
                         "code": e.code.as_str(), "detail": e.detail}),
                     e.status,
-                ))
+                );
+                if let Some(secs) = e.retry_after
+                    && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+                {
+                    page.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                Err(page)
             }
         }
     }
@@ -188,7 +200,18 @@ impl FromRequestParts<Ui> for Session {
 
 /// `GET /ui/`: the first page the caller may use.
 pub(crate) async fn home(State(ui): State<Ui>, s: Session) -> Response {
-    see_other(&s.home(&ui.app))
+    match s.home(&ui.app) {
+        to if to != "/ui/" => see_other(&to),
+        // A key that may read no section still gets a page, with its name and sign-out.
+        _ => ui.page(
+            Some(&s),
+            "error.html",
+            json!({"title": "Nothing to show", "status": 200, "code": "",
+                "detail": "This API key may read none of the sections of the admin UI \
+                    (certificates, devices, enrolment requests, API keys, CSC configuration, \
+                    audit, plugins)."}),
+        ),
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -202,8 +225,14 @@ pub(crate) struct LoginQuery {
 /// A `next` that stays inside the UI (no open redirect: not `//host`, not another scheme).
 fn safe_next(next: Option<&str>) -> Option<String> {
     let n = next?;
-    (n.starts_with("/ui/") && !n.starts_with("/ui//") && !n.contains('\\') && !n.contains("/.."))
-        .then(|| n.to_owned())
+    // Printable ASCII only: it goes into a Location header.
+    (n.starts_with("/ui/")
+        && !n.starts_with("/ui//")
+        && !n.contains('\\')
+        && !n.contains("/..")
+        && n.len() <= 2048
+        && n.bytes().all(|b| (0x21..=0x7e).contains(&b)))
+    .then(|| n.to_owned())
 }
 
 fn reason_text(r: Option<&str>) -> Option<&'static str> {
@@ -247,8 +276,10 @@ pub(crate) async fn login(
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
     let next = safe_next(form.next.as_deref());
-    let again = |detail: &str, status: StatusCode| {
-        ui.render(None, "login.html", json!({"next": next, "error": detail}), status)
+    // The sign-in page again, with what went wrong: 200, the page itself is fine (a 4xx would
+    // only make the browser log an error); the refusal's status is in the access log's code.
+    let again = |detail: &str, _refusal: StatusCode| {
+        ui.render(None, "login.html", json!({"next": next, "error": detail}), StatusCode::OK)
     };
     let key = form.api_key.trim();
     if key.is_empty() {
@@ -279,25 +310,17 @@ pub(crate) async fn login(
                 StatusCode::UNAUTHORIZED => format!("This API key was not accepted: {}.", e.detail),
                 _ => e.detail.clone(),
             };
-            again(&detail, e.status)
+            let mut page = again(&detail, e.status);
+            page.extensions_mut().insert(crate::error::ResponseCode(e.code.as_str()));
+            page
         }
     }
 }
 
-#[derive(serde::Deserialize)]
-pub(crate) struct CsrfForm {
-    #[serde(default)]
-    csrf: Option<String>,
-}
-
 /// `POST /ui/logout`: ends the session (audited) and clears the cookie.
-pub(crate) async fn logout(
-    State(ui): State<Ui>,
-    s: Session,
-    axum::Form(form): axum::Form<CsrfForm>,
-) -> Response {
-    if let Err(e) = s.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
+pub(crate) async fn logout(State(ui): State<Ui>, s: Session, f: super::forms::Fields) -> Response {
+    if let Err(r) = f.check_csrf(&ui, &s) {
+        return r;
     }
     if let Err(e) = ui.app.api_keys.sign_out(&s.token, &s.principal).await {
         return ApiError::from(e).into_response();

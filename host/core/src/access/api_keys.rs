@@ -16,6 +16,7 @@ use crate::access::authz::{
     ActorKind, Authority, Capability, Permission, PermissionSet, Principal, RequestContext, perm,
 };
 use crate::access::scope::Scope;
+use crate::access::ui_session::SessionOwner;
 use crate::audit::{NewAuditEvent, unix_micros};
 use crate::error::{AuthFailure, CoreError, Result};
 use crate::page::{Page, paginate};
@@ -448,6 +449,8 @@ impl ApiKeyService {
         let mut revoked = Vec::new();
         if root.revoked_at.is_none() {
             revoke_in_place(&mut root, now, reason.clone());
+            // Its UI sessions stay until pruned: a revoked key admits nothing, and the
+            // session can still tell its user why it ended.
             tx.update_api_key(&root).await?;
             events.push(NewAuditEvent::new(p, AuditAction::ApiKeyRevoke, "api_key", id).details(
                 serde_json::json!({
@@ -566,8 +569,11 @@ impl ApiKeyService {
         key.rotated_at = Some(now);
         key.updated_at = now;
         tx.update_api_key(&key).await?;
+        // Sessions signed in with the old secret end: a rotation answers a leak.
+        let ended = tx.end_ui_sessions(&SessionOwner::Key(id)).await?;
         let event = NewAuditEvent::new(cap.principal(), AuditAction::ApiKeyRotate, "api_key", id)
-            .details(serde_json::json!({"name": key.name, "grace_period_seconds": grace}));
+            .details(serde_json::json!({"name": key.name, "grace_period_seconds": grace,
+                "ui_sessions_ended": ended}));
         tx.commit(vec![event], now).await?;
         self.forget(&old);
         Ok(IssuedApiKey { key, secret })

@@ -459,6 +459,11 @@ impl OperatorService {
         op.enabled = enabled;
         op.updated_at = now;
         tx.update_operator(&op).await?;
+        // A disabled operator's UI sessions end (enabling it again does not revive them).
+        if !enabled {
+            tx.end_ui_sessions(&crate::access::ui_session::SessionOwner::Operator(id.to_string()))
+                .await?;
+        }
         let action =
             if enabled { AuditAction::OperatorEnable } else { AuditAction::OperatorDisable };
         let ev = NewAuditEvent::new(cap.principal(), action, "operator", id)

@@ -119,4 +119,9 @@ pub trait AccessTx: Send {
     ) -> StoreResult<()>;
     /// Deletes the UI session whose token hashes to `token_hash`; returns its id if it existed.
     async fn delete_ui_session(&mut self, token_hash: &str) -> StoreResult<Option<Uuid>>;
+    /// Ends every UI session of `owner`; returns how many there were.
+    async fn end_ui_sessions(
+        &mut self,
+        owner: &crate::access::ui_session::SessionOwner,
+    ) -> StoreResult<u64>;
 }

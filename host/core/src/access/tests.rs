@@ -333,4 +333,27 @@ mod ui_sessions {
             ["ui_session.sign_in", "ui_session.sign_in", "ui_session.sign_out"]
         );
     }
+
+    #[tokio::test]
+    async fn rotating_the_key_ends_its_sessions_and_a_short_idle_limit_still_keeps_a_busy_one() {
+        let store = MemoryRecords::new();
+        let clock = crate::testing::TestClock::new();
+        let svc =
+            ApiKeyService::new(Arc::new(store.clone()), Arc::new(clock.clone()), Duration::ZERO);
+        let (issued, _) = key_with(&svc, "leaked", &["certificates:read"], "never").await;
+        let ctx = RequestContext::default;
+        let short =
+            SessionPolicy { lifetime: time::Duration::hours(8), idle: time::Duration::minutes(1) };
+        let (s, _) = svc.sign_in(&issued.secret.value, ctx(), short).await.unwrap();
+        for _ in 0..10 {
+            clock.advance(time::Duration::seconds(45));
+            svc.resume_session(&s.token, ctx(), short).await.expect("in use, never idle");
+        }
+        let cap = Principal::system().authorize::<perm::ApiKeysRotate>().unwrap();
+        svc.rotate(&cap, issued.key.id, Some(3600)).await.unwrap();
+        let e = svc.resume_session(&s.token, ctx(), short).await.unwrap_err();
+        assert!(matches!(e, CoreError::Unauthenticated(AuthFailure::Unknown)), "{e:?}");
+        let rotation = store.events().into_iter().find(|e| e.action == "api_key.rotate").unwrap();
+        assert_eq!(rotation.details["ui_sessions_ended"], 1);
+    }
 }

@@ -40,6 +40,16 @@ impl Default for SessionPolicy {
     }
 }
 
+/// Whose sessions end together: a key's (rotated or revoked), or those of every key bound to an
+/// operator (disabled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionOwner {
+    /// Sessions signed in with this key.
+    Key(Uuid),
+    /// Sessions signed in with any key bound to this operator.
+    Operator(String),
+}
+
 /// A new session: the token goes into the cookie and is never stored.
 pub struct NewSession {
     /// The cookie value.

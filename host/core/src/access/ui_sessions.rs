@@ -84,7 +84,8 @@ impl ApiKeyService {
             .filter(|s| s.expires_at > now && s.last_seen_at + policy.idle > now)
             .ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
         let principal = self.admit_key(session.api_key_id, context).await?;
-        if now - session.last_seen_at >= TOUCH_EVERY {
+        // Refreshed often enough that a session in use never reaches its idle limit.
+        if now - session.last_seen_at >= TOUCH_EVERY.min(policy.idle / 2) {
             self.access_store().touch_ui_session(&hash, crate::audit::unix_micros(now)).await?;
         }
         Ok((session, principal))
