@@ -47,5 +47,8 @@ document.addEventListener("change", function (ev) {
   if (ok) {
     img.src = URL.createObjectURL(f);
     img.hidden = false;
+    // The server's complaint was about the file this one replaces.
+    var old = document.getElementById(input.id + "-error");
+    if (old) old.hidden = true;
   }
 });
