@@ -76,6 +76,15 @@ async fn every_response_carries_a_request_id_and_unknown_paths_are_problem_404()
     assert_eq!(r.headers()["x-request-id"], "trace-me");
     let r = s.admin(Method::PUT, "/api/v1/api-keys").send().await.unwrap();
     assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET,HEAD,POST");
+    // CSC paths answer CSC's error body, and still name the methods they take.
+    let r = s.admin(Method::PUT, "/csc/v2/info").send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(r.headers()["allow"].to_str().unwrap().contains("POST"));
+    assert_eq!(json(r).await.1["error"], "invalid_request");
+    // The UI's routes stay out of the API's way, and the API's out of the UI's.
+    let r = s.admin(Method::GET, "/ui/login").send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
     s.stop().await;
 }
 

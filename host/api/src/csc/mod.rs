@@ -221,6 +221,8 @@ pub async fn errors(req: Request, next: Next) -> Response {
     }
     let status = res.status();
     let retry_after = res.headers().get(header::RETRY_AFTER).cloned();
+    // A 405 names the methods the path takes (RFC 9110 §15.5.6), whatever body it carries.
+    let allow = res.headers().get(header::ALLOW).cloned();
     let bytes = axum::body::to_bytes(res.into_body(), 64 * 1024).await.unwrap_or_default();
     let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
@@ -238,6 +240,9 @@ pub async fn errors(req: Request, next: Next) -> Response {
     let mut out = CscError::new(status, error, detail).into_response();
     if let Some(r) = retry_after {
         out.headers_mut().insert(header::RETRY_AFTER, r);
+    }
+    if let Some(a) = allow {
+        out.headers_mut().insert(header::ALLOW, a);
     }
     out
 }
