@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256, Sha384};
 use sigil_core::ports::CertStore as _;
 use sigil_tests::{Options, TestServer, backends, json, openssl};
 
-fn b64(d: &[u8]) -> String {
+pub(crate) fn b64(d: &[u8]) -> String {
     STANDARD.encode(d)
 }
 
@@ -21,7 +21,7 @@ fn sha256(m: &[u8]) -> String {
 }
 
 /// The public key of a PEM certificate, as a PEM file in `dir`.
-fn public_key(dir: &std::path::Path, cert_pem: &str) -> std::path::PathBuf {
+pub(crate) fn public_key(dir: &std::path::Path, cert_pem: &str) -> std::path::PathBuf {
     let cert = dir.join("cert.pem");
     std::fs::write(&cert, cert_pem).unwrap();
     let out = dir.join("pub.pem");
@@ -39,7 +39,7 @@ fn public_key(dir: &std::path::Path, cert_pem: &str) -> std::path::PathBuf {
 }
 
 /// `openssl dgst -verify` of `sig` over `msg` with `pubkey` (plus `-sigopt` options).
-fn openssl_verifies(
+pub(crate) fn openssl_verifies(
     dir: &std::path::Path,
     md: &str,
     pubkey: &std::path::Path,

@@ -17,6 +17,7 @@ mod csc;
 mod csc_login;
 mod devices;
 mod exposure;
+mod hsm;
 mod http;
 mod identity;
 mod import;

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::Value;
 use sigil_tests::{TestServer, backends, json};
 
-fn ensure_pyhanko() {
+pub(crate) fn ensure_pyhanko() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let have = |m: &str| {
@@ -29,7 +29,7 @@ fn ensure_pyhanko() {
 }
 
 /// Runs the pyHanko client against `s` with credential `c`; returns its output.
-async fn pyhanko_signs(
+pub(crate) async fn pyhanko_signs(
     s: &TestServer,
     user: &str,
     password: &str,

@@ -195,6 +195,8 @@ catalogue! {
         IpNotAllowed = "ip_not_allowed",
         /// The key type or size is not allowed by the profile.
         KeyNotAllowed = "key_not_allowed",
+        /// The requested key store is not configured on this server.
+        KeyStoreUnavailable = "key_store_unavailable",
         /// The HTTP method is not allowed on this path.
         MethodNotAllowed = "method_not_allowed",
         /// A required field is missing.

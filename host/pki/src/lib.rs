@@ -16,6 +16,7 @@ pub mod ocsp;
 pub mod offline;
 pub mod parser;
 pub mod pem;
+pub mod pkcs11;
 pub mod request;
 pub mod seal;
 pub mod signing;

@@ -26,7 +26,9 @@ use sigil_core::signing::credential::{
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::pkcs11::{Token, TokenKey};
 use crate::seal::MasterKey;
+use sigil_core::signing::key_store::{KeyStoreKind, TokenKeyRef};
 
 /// Most opened keys kept; a full clear is cheap and rare.
 const CACHE_MAX: usize = 10_000;
@@ -34,14 +36,23 @@ const CACHE_MAX: usize = 10_000;
 /// Signatures computed inline on the async thread: a few ECDSA ones cost less than a hop.
 const INLINE_EC: usize = 8;
 
-type OpenKey = Arc<PKey<Private>>;
+/// An opened credential key: sealed and now in memory, or on the token.
+#[derive(Clone)]
+enum OpenKey {
+    Sealed(Arc<PKey<Private>>),
+    Token(Arc<Token>, Arc<TokenKey>),
+}
 
 /// A sealed key, the certificate and CA chain it was checked against, and the key opened.
 type Opened = (String, Vec<u8>, Vec<Vec<u8>>, OpenKey);
 
-/// [`SigningKeys`] with keys sealed under the master key.
+/// [`SigningKeys`] with keys sealed under the master key or held on a PKCS#11 token.
 pub struct CredentialKeys {
     master: Arc<MasterKey>,
+    /// The configured token, if any.
+    token: Option<Arc<Token>>,
+    /// Where new keys go when the request does not say.
+    default_store: KeyStoreKind,
     /// credential id → (its sealed key, its certificate, its CA chain, opened): a change to any
     /// is opened and checked again.
     cache: Mutex<HashMap<Uuid, Opened>>,
@@ -56,7 +67,28 @@ impl std::fmt::Debug for CredentialKeys {
 impl CredentialKeys {
     /// Seals with `master`.
     pub fn new(master: Arc<MasterKey>) -> Self {
-        Self { master, cache: Mutex::new(HashMap::new()) }
+        Self {
+            master,
+            token: None,
+            default_store: KeyStoreKind::Sealed,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Also keeps keys on `token`; new keys go to `default_store` unless the request names one.
+    pub fn with_token(mut self, token: Arc<Token>, default_store: KeyStoreKind) -> Self {
+        self.token = Some(token);
+        self.default_store = default_store;
+        self
+    }
+
+    /// The configured token, for a key stored on the token labelled `label`.
+    fn token_for(&self, label: &str) -> Result<Arc<Token>, CoreError> {
+        self.token.clone().filter(|t| t.label() == label).ok_or_else(|| {
+            CoreError::Internal(format!(
+                "credential key: it is on token `{label}`, which this server is not configured with"
+            ))
+        })
     }
 
     fn open(&self, r: &CredentialKey<'_>) -> Result<OpenKey, CoreError> {
@@ -66,24 +98,34 @@ impl CredentialKeys {
             && cert.as_slice() == r.certificate
             && chain.as_slice() == r.ca_chain
         {
-            return Ok(Arc::clone(k));
+            return Ok(k.clone());
         }
-        let sealed = STANDARD.decode(r.sealed_key).map_err(bad_key)?;
-        let pkcs8 = self.master.open(&credential_binding(r.id, r.key_type), &sealed)?;
-        let key = Arc::new(PKey::private_key_from_pkcs8(&pkcs8).map_err(bad_key)?);
-        check_certifies(&key, r.certificate, r.ca_chain)?;
+        let key = match TokenKeyRef::decode(r.sealed_key) {
+            Some(at) => {
+                let token = self.token_for(&at.token)?;
+                let found = Arc::new(token.find(&at.label, &at.id, r.key_type)?);
+                check_certifies(&found.spki, r.certificate, r.ca_chain)?;
+                OpenKey::Token(token, found)
+            }
+            None => {
+                let sealed = STANDARD.decode(r.sealed_key).map_err(bad_key)?;
+                let pkcs8 = self.master.open(&credential_binding(r.id, r.key_type), &sealed)?;
+                let key = PKey::private_key_from_pkcs8(&pkcs8).map_err(bad_key)?;
+                check_certifies(
+                    &key.public_key_to_der().map_err(bad_key)?,
+                    r.certificate,
+                    r.ca_chain,
+                )?;
+                OpenKey::Sealed(Arc::new(key))
+            }
+        };
         if let Ok(mut c) = self.cache.lock() {
             if c.len() >= CACHE_MAX {
                 c.clear();
             }
             c.insert(
                 r.id,
-                (
-                    r.sealed_key.to_owned(),
-                    r.certificate.to_vec(),
-                    r.ca_chain.to_vec(),
-                    Arc::clone(&key),
-                ),
+                (r.sealed_key.to_owned(), r.certificate.to_vec(), r.ca_chain.to_vec(), key.clone()),
             );
         }
         Ok(key)
@@ -95,19 +137,14 @@ impl CredentialKeys {
 /// and the key none of the chain's: so a sealed CA key put in a credential's row, a credential
 /// pointed at a CA certificate, a certificate forged into the inventory, or even a genuine
 /// end-entity certificate for a CA's own key signs nothing.
-fn check_certifies(
-    key: &PKey<Private>,
-    certificate: &[u8],
-    ca_chain: &[Vec<u8>],
-) -> Result<(), CoreError> {
+fn check_certifies(spki: &[u8], certificate: &[u8], ca_chain: &[Vec<u8>]) -> Result<(), CoreError> {
     use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
     // Internal: the API logs it and tells the client only that nothing was signed.
     let refused = |why: &str| CoreError::Internal(format!("credential key refused: {why}"));
     let (_, cert) =
         X509Certificate::from_der(certificate).map_err(|_| refused("unreadable certificate"))?;
-    let spki = key.public_key_to_der().map_err(bad_key)?;
     let (_, opened) =
-        SubjectPublicKeyInfo::from_der(&spki).map_err(|_| refused("unreadable public key"))?;
+        SubjectPublicKeyInfo::from_der(spki).map_err(|_| refused("unreadable public key"))?;
     if opened.subject_public_key.data != cert.public_key().subject_public_key.data {
         return Err(refused("the key is not the one its certificate certifies"));
     }
@@ -216,6 +253,26 @@ fn new_key(
     Ok((STANDARD.encode(sealed), csr.der().to_vec()))
 }
 
+/// A new key for credential `id` on `token`, labelled `sigil-cred-<id>`, with a PKCS#10 request
+/// for common name `cn` signed on the token: (token reference, CSR DER).
+fn new_token_key(
+    token: &Token,
+    id: Uuid,
+    k: KeyType,
+    cn: &str,
+) -> Result<(String, Vec<u8>), CoreError> {
+    let label = format!("sigil-cred-{id}");
+    let (key_id, _) = token.generate(k, &label)?;
+    let key = token.find(&label, &key_id, k)?;
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(crate::PkiError::from)?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let signer = crate::pkcs11::RcgenKey::new(token, &key)?;
+    let csr = params.serialize_request(&signer).map_err(crate::PkiError::from)?;
+    let at = TokenKeyRef { token: token.label().to_owned(), label, id: key_id };
+    Ok((at.encode(), csr.der().to_vec()))
+}
+
 /// One DER TLV: (tag, content, rest).
 fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = b.split_first()?;
@@ -288,11 +345,25 @@ impl SigningKeys for CredentialKeys {
         id: Uuid,
         k: KeyType,
         cn: &str,
+        store: Option<KeyStoreKind>,
     ) -> sigil_core::Result<(String, Vec<u8>)> {
-        let (master, cn) = (Arc::clone(&self.master), cn.to_owned());
-        tokio::task::spawn_blocking(move || new_key(&master, id, k, &cn))
-            .await
-            .map_err(|e| CoreError::Internal(format!("key generation: {e}")))?
+        let cn = cn.to_owned();
+        let job = match store.unwrap_or(self.default_store) {
+            KeyStoreKind::Sealed => {
+                let master = Arc::clone(&self.master);
+                tokio::task::spawn_blocking(move || new_key(&master, id, k, &cn))
+            }
+            KeyStoreKind::Pkcs11 => {
+                let token = self.token.clone().ok_or_else(|| {
+                    CoreError::invalid(
+                        ErrorCode::KeyStoreUnavailable,
+                        "key_store `pkcs11`: this server has no PKCS#11 token configured",
+                    )
+                })?;
+                tokio::task::spawn_blocking(move || new_token_key(&token, id, k, &cn))
+            }
+        };
+        job.await.map_err(|e| CoreError::Internal(format!("key generation: {e}")))?
     }
 
     fn pss_params(&self, der: &[u8]) -> sigil_core::Result<(HashAlgo, usize)> {
@@ -313,9 +384,17 @@ impl SigningKeys for CredentialKeys {
     ) -> sigil_core::Result<Vec<Vec<u8>>> {
         let key = self.open(&credential)?;
         let k = credential.key_type;
-        let inline = is_ec(k) && digests.len() <= INLINE_EC;
-        let all = move || {
-            digests.iter().map(|d| sign_digest(&key, k, hash, scheme, d)).collect::<Result<_, _>>()
+        // A token is a device: its calls may block, so they never run on the async threads.
+        let inline = is_ec(k) && digests.len() <= INLINE_EC && matches!(key, OpenKey::Sealed(_));
+        let all = move || match &key {
+            OpenKey::Sealed(key) => digests
+                .iter()
+                .map(|d| sign_digest(key, k, hash, scheme, d))
+                .collect::<Result<_, _>>(),
+            OpenKey::Token(token, key) => digests
+                .iter()
+                .map(|d| token.sign_digest(key, hash, scheme, d))
+                .collect::<Result<_, _>>(),
         };
         // RSA signatures take about a millisecond each: keep them off the async threads.
         if inline {
@@ -458,12 +537,12 @@ mod tests {
         let ca = generate(KeyType::P256).unwrap();
         let ca_cert = cert_for(&ca, None, true);
         let id = Uuid::now_v7();
-        let (sealed, csr) = keys.generate(id, KeyType::P256, "alice").await.unwrap();
+        let (sealed, csr) = keys.generate(id, KeyType::P256, "alice", None).await.unwrap();
         assert!(!csr.is_empty());
         let cert = cert_for(&pkcs8_of(&keys, id, &sealed), Some(&ca), false);
         assert_eq!(sign_one(&keys, id, &sealed, &cert, &ca_cert).await.unwrap().len(), 1);
         // A different sealed key under the same id is opened anew, not served from the cache.
-        let (other, _) = keys.generate(id, KeyType::P256, "bob").await.unwrap();
+        let (other, _) = keys.generate(id, KeyType::P256, "bob", None).await.unwrap();
         let other_cert = cert_for(&pkcs8_of(&keys, id, &other), Some(&ca), false);
         assert_eq!(sign_one(&keys, id, &other, &other_cert, &ca_cert).await.unwrap().len(), 1);
         assert!(keys.cache.lock().unwrap().get(&id).is_some_and(|(s, ..)| *s == other));
@@ -479,7 +558,7 @@ mod tests {
         let ca = generate(KeyType::P256).unwrap();
         let ca_cert = cert_for(&ca, None, true);
         let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
-        let (alice_sealed, _) = keys.generate(alice, KeyType::P256, "alice").await.unwrap();
+        let (alice_sealed, _) = keys.generate(alice, KeyType::P256, "alice", None).await.unwrap();
         let alice_cert = cert_for(&pkcs8_of(&keys, alice, &alice_sealed), Some(&ca), false);
         assert!(sign_one(&keys, alice, &alice_sealed, &alice_cert, &ca_cert).await.is_ok());
         // Alice's row copied to Bob's id (key and certificate): sealed for Alice only.

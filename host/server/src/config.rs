@@ -370,10 +370,34 @@ pub struct PkiSection {
     /// How often superseded certificates past their grace are revoked, seconds.
     #[serde(default = "d_supersede_check")]
     pub supersede_check_secs: u64,
+    /// Where new signing-credential keys are made and kept unless a request says otherwise:
+    /// `sealed` (AES-256-GCM under the master key, in the database) or `pkcs11` (on the token
+    /// of `[pki.pkcs11]`).
+    #[serde(default = "d_key_store")]
+    pub key_store: String,
+    /// `[pki.pkcs11]`: the PKCS#11 token; unset, no token is used.
+    #[serde(default)]
+    pub pkcs11: Option<Pkcs11Section>,
 }
 
 fn d_supersede_check() -> u64 {
     60
+}
+fn d_key_store() -> String {
+    "sealed".into()
+}
+
+/// `[pki.pkcs11]`: a PKCS#11 token that makes and holds keys (they never leave it).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Section {
+    /// The module, for example `/usr/lib/softhsm/libsofthsm2.so`.
+    pub module: PathBuf,
+    /// The token's label (slot numbers change; labels do not).
+    pub token_label: String,
+    /// A file holding the user PIN (never the PIN itself in this file);
+    /// `SIGIL__PKI__PKCS11__PIN_FILE` sets it.
+    pub pin_file: PathBuf,
 }
 
 /// `[pki.ca_subject]`: the names of the CAs made on first start.
@@ -428,6 +452,8 @@ impl Default for PkiSection {
             http_listen: None,
             ca_subject: CaSubject::default(),
             supersede_check_secs: d_supersede_check(),
+            key_store: d_key_store(),
+            pkcs11: None,
         }
     }
 }
@@ -695,6 +721,7 @@ const PATH_KEYS: &[&str] = &[
     "pki.import_cert_file",
     "pki.import_key_file",
     "pki.import_chain_file",
+    "pki.pkcs11.pin_file",
 ];
 
 const EMPTY_SECTIONS: &str = "[server]\n[database]\n[log]\n[api_keys]\n[audit]\n";
@@ -804,6 +831,19 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "pki.ca_subject.organization is at most 64 characters".into(),
             ));
+        }
+        match (self.pki.key_store.as_str(), &self.pki.pkcs11) {
+            ("sealed", _) | ("pkcs11", Some(_)) => {}
+            ("pkcs11", None) => {
+                return Err(ConfigError::Invalid(
+                    "pki.key_store = \"pkcs11\" needs a [pki.pkcs11] section".into(),
+                ));
+            }
+            (other, _) => {
+                return Err(ConfigError::Invalid(format!(
+                    "pki.key_store must be `sealed` or `pkcs11`, not `{other}`"
+                )));
+            }
         }
         if !(1..=168).contains(&self.ui.session_hours)
             || !(1..=1440).contains(&self.ui.idle_minutes)
@@ -916,6 +956,10 @@ impl Config {
         must_exist("pki.import_cert_file", self.pki.import_cert_file.as_deref());
         must_exist("pki.import_key_file", self.pki.import_key_file.as_deref());
         must_exist("pki.import_chain_file", self.pki.import_chain_file.as_deref());
+        if let Some(p) = &self.pki.pkcs11 {
+            must_exist("pki.pkcs11.module", Some(&p.module));
+            must_exist("pki.pkcs11.pin_file", Some(&p.pin_file));
+        }
         for k in &self.audit.trusted_keys {
             must_exist("audit.trusted_keys", Some(k));
         }
@@ -996,7 +1040,8 @@ mod tests {
         let mut section = String::new();
         for line in doc.lines() {
             let t = line.trim_start_matches('#').trim();
-            if t.starts_with('[') && !line.starts_with('#') {
+            // A header, or a commented-out one (an optional section shown as an example).
+            if t.starts_with('[') && t.ends_with(']') && !t.contains(' ') {
                 section = t.trim_matches(['[', ']']).to_owned();
             } else if let Some((k, _)) = t.split_once('=')
                 && k.trim().ends_with("_file")

@@ -166,7 +166,15 @@ pub async fn services(
     let master = Arc::new(MasterKey::load_or_create(&cfg.master_key_path())?);
     warn_of_legacy_secrets(store.as_ref(), master.as_ref()).await?;
     let unlock = Arc::new(sigil_pki::unlock::CardUnlock::new(master.clone()));
-    let credential_keys = Arc::new(sigil_pki::signing::CredentialKeys::new(master.clone()));
+    let credential_keys = sigil_pki::signing::CredentialKeys::new(master.clone());
+    let credential_keys = Arc::new(match open_token(&cfg.pki)? {
+        Some(token) => {
+            let default = sigil_core::signing::key_store::KeyStoreKind::parse(&cfg.pki.key_store)
+                .unwrap_or_default();
+            credential_keys.with_token(token, default)
+        }
+        None => credential_keys,
+    });
     let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     let subject = &cfg.pki.ca_subject;
     let names = sigil_pki::builtin::CaNames {
@@ -686,4 +694,21 @@ async fn warn_of_legacy_secrets(store: &dyn Store, master: &MasterKey) -> Result
         );
     }
     Ok(())
+}
+
+/// The configured PKCS#11 token, logged in; a missing module or token, or a wrong PIN, stops
+/// start-up with one line naming the module and the token (never the PIN).
+fn open_token(pki: &crate::config::PkiSection) -> Result<Option<Arc<sigil_pki::pkcs11::Token>>> {
+    let Some(p) = &pki.pkcs11 else { return Ok(None) };
+    let pin = std::fs::read_to_string(&p.pin_file)
+        .with_context(|| format!("pki.pkcs11.pin_file {}", p.pin_file.display()))?;
+    let cfg = sigil_pki::pkcs11::TokenConfig {
+        module: p.module.clone(),
+        token_label: p.token_label.clone(),
+        pin: zeroize::Zeroizing::new(pin.trim_end_matches(['\r', '\n']).to_owned()),
+    };
+    let token =
+        sigil_pki::pkcs11::Token::open(&cfg).map_err(|e| anyhow::anyhow!("pki.pkcs11: {e}"))?;
+    tracing::info!(module = %p.module.display(), token = %p.token_label, "PKCS#11 token logged in");
+    Ok(Some(token))
 }

@@ -9,6 +9,7 @@ use sigil_core::certs::{Certificate, KeyType};
 use sigil_core::page::page_size;
 use sigil_core::ports::PageRequest;
 use sigil_core::signing::credential::{CredentialStatus, Signer, SigningCredential};
+use sigil_core::signing::key_store::KeyStoreKind;
 use sigil_core::signing::signers::{CredentialChange, NewCredential, NewSigner, SignerChange};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -90,6 +91,8 @@ pub struct CredentialView {
     pub signer_id: String,
     /// Key algorithm.
     pub key_algorithm: KeyType,
+    /// Where the key is kept: `sealed` or `pkcs11`.
+    pub key_store: KeyStoreKind,
     /// `enabled` or `disabled`.
     pub status: CredentialStatus,
     /// Sole control assurance level: 1, or 2 (authorizations bound to the exact hashes).
@@ -126,6 +129,7 @@ impl CredentialView {
             id: c.id.to_string(),
             signer_id: c.signer_id.to_string(),
             key_algorithm: c.key_algorithm,
+            key_store: KeyStoreKind::of_stored(&c.sealed_key),
             status: c.status,
             scal: c.scal,
             multisign: c.multisign,
@@ -221,6 +225,10 @@ pub struct CreateCredentialBody {
     /// Profile of its certificate (default `document-signing`).
     #[serde(default)]
     profile: Option<String>,
+    /// Where the key is made and kept: `sealed` (in the database, under the master key) or
+    /// `pkcs11` (on the configured token, never leaving it); default `pki.key_store`.
+    #[serde(default)]
+    key_store: Option<KeyStoreKind>,
 }
 
 /// Body of `PATCH /api/v1/signing-credentials/{id}`.
@@ -405,6 +413,7 @@ async fn create_credential(
                 multisign: b.multisign.unwrap_or(1),
                 description: b.description.unwrap_or_default(),
                 profile: b.profile,
+                key_store: b.key_store,
             },
         )
         .await?;

@@ -105,6 +105,12 @@ async fn all_records<R: Record>(store: &dyn Store) -> Result<Vec<Vec<R>>> {
     }
 }
 
+/// Whether a stored credential key is a reference to a key on a token.
+fn on_token(stored: &str) -> bool {
+    crate::signing::key_store::KeyStoreKind::of_stored(stored)
+        == crate::signing::key_store::KeyStoreKind::Pkcs11
+}
+
 /// How many stored secrets are still legacy blobs (refused until re-sealed).
 pub async fn count_legacy(store: &dyn Store, sealer: &dyn Resealer) -> Result<usize> {
     let mut n = 0;
@@ -114,7 +120,8 @@ pub async fn count_legacy(store: &dyn Store, sealer: &dyn Resealer) -> Result<us
     }
     let legacy = |b64: &str| STANDARD.decode(b64).map_or(true, |b| !sealer.is_bound(&b));
     for page in all_records::<SigningCredential>(store).await? {
-        n += page.iter().filter(|c| legacy(&c.sealed_key)).count();
+        // A key on a token is a reference, not a sealed blob.
+        n += page.iter().filter(|c| !on_token(&c.sealed_key) && legacy(&c.sealed_key)).count();
     }
     for page in all_records::<DeviceSecret>(store).await? {
         for s in page {
@@ -188,6 +195,9 @@ async fn credentials(
     for page in all_records::<SigningCredential>(store).await? {
         for c in page {
             let at = crate::signing::credential::credential_binding(c.id, c.key_algorithm);
+            if on_token(&c.sealed_key) {
+                continue;
+            }
             let Ok(sealed) = STANDARD.decode(&c.sealed_key) else {
                 report.refused.push((at.to_string(), "not base64".into()));
                 continue;

@@ -473,13 +473,23 @@ pub struct CredentialKey<'a> {
     pub ca_chain: &'a [Vec<u8>],
 }
 
-/// Key generation and signing with sealed credential keys; implemented in `sigil-pki`.
+/// The key-store port of signing credentials: key generation and signing, with keys sealed
+/// under the master key or held on a PKCS#11 token (`key_store`); implemented in `sigil-pki`.
 #[async_trait::async_trait]
 pub trait SigningKeys: Send + Sync {
-    /// A new key of type `k` for credential `id`, sealed (base64) for that credential only,
-    /// and a PKCS#10 request (DER) for it with the common name `cn` (off the async threads: RSA
-    /// key generation takes up to seconds).
-    async fn generate(&self, id: Uuid, k: KeyType, cn: &str) -> crate::Result<(String, Vec<u8>)>;
+    /// A new key of type `k` for credential `id` in `store` (`None`: the configured default),
+    /// and a PKCS#10 request (DER) for it with the common name `cn`, signed with the key (off
+    /// the async threads: RSA key generation takes up to seconds). Returns the stored form: the
+    /// key sealed for that credential only (base64), or a token reference
+    /// ([`crate::signing::key_store::TokenKeyRef`]). A store that is not configured is 400
+    /// `key_store_unavailable`.
+    async fn generate(
+        &self,
+        id: Uuid,
+        k: KeyType,
+        cn: &str,
+        store: Option<crate::signing::key_store::KeyStoreKind>,
+    ) -> crate::Result<(String, Vec<u8>)>;
     /// The hash and salt length of DER `RSASSA-PSS-params` (the MGF1 hash must be the same).
     fn pss_params(&self, der: &[u8]) -> crate::Result<(HashAlgo, usize)>;
     /// Signs each of `digests` with `credential`'s sealed key, as `scheme` says, in order. The

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod credential;
 pub mod csc;
+pub mod key_store;
 pub mod providers;
 pub mod signers;
 

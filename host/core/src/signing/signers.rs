@@ -130,6 +130,8 @@ pub struct NewCredential {
     pub description: String,
     /// Profile of its certificate (default `document-signing`).
     pub profile: Option<String>,
+    /// Where its key is made and kept (default: the configured `pki.key_store`).
+    pub key_store: Option<crate::signing::key_store::KeyStoreKind>,
 }
 
 /// A change to a credential; absent fields stay.
@@ -528,7 +530,8 @@ impl SignerService {
         let pin_numeric = n.pin.bytes().all(|b| b.is_ascii_digit());
         let pin_hash = self.secrets.hash(n.pin).await?;
         let id = Uuid::now_v7();
-        let (sealed_key, csr) = self.keys.generate(id, n.key_algorithm, cn.trim()).await?;
+        let (sealed_key, csr) =
+            self.keys.generate(id, n.key_algorithm, cn.trim(), n.key_store).await?;
         let issuer = p.acting_with(["certificate:issue"])?;
         let cert = self
             .certificates

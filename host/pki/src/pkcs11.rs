@@ -1,0 +1,532 @@
+//! Keys on a PKCS#11 token (ARCHITECTURE §9.4), through the `cryptoki` crate.
+//!
+//! One module instance per process and module path (a PKCS#11 module is initialised once per
+//! process; finalising it under a second user would end the first one's sessions). The token
+//! is found by its label (slot ids are not stable: SoftHSM gives a new one after every
+//! initialisation), the user logs in once, and a session is kept open for the process's life so
+//! that the login lasts. Signing sessions come from a small pool: a PKCS#11 session is not
+//! thread safe, so each call takes one for itself and gives it back.
+//!
+//! Keys are generated on the token as sensitive, non-extractable private keys labelled
+//! `sigil-…` with a random CKA_ID; the database keeps only the label, the id and (through the
+//! certificate) the public key. ECDSA signatures come from the token as r‖s and are returned
+//! DER-encoded; RSA PKCS#1 v1.5 signs DigestInfo‖hash with CKM_RSA_PKCS; RSA-PSS uses
+//! CKM_RSA_PKCS_PSS with MGF1 over the same hash.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use sigil_core::certs::KeyType;
+use sigil_core::signing::credential::{HashAlgo, SignScheme};
+use sigil_core::{CoreError, ErrorCode};
+use zeroize::Zeroizing;
+
+/// Sessions kept for reuse; more may be open at once under load, and are closed after use.
+const POOL: usize = 8;
+
+/// Where the token is and how to log in.
+pub struct TokenConfig {
+    /// The module (`.so`) path.
+    pub module: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// The user PIN.
+    pub pin: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("module", &self.module)
+            .field("token_label", &self.token_label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A logged-in token.
+pub struct Token {
+    ctx: Pkcs11,
+    slot: Slot,
+    module: String,
+    label: String,
+    pool: Mutex<Vec<Session>>,
+    /// Open for the process's life: the login lasts while a session is open.
+    _login: Mutex<Session>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token").field("module", &self.module).field("label", &self.label).finish()
+    }
+}
+
+/// The process's module instances, by path.
+fn modules() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
+    static M: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+/// Logged-in tokens by (module, token label).
+type Tokens = Mutex<HashMap<(PathBuf, String), Arc<Token>>>;
+
+/// The process's logged-in tokens: every store of the process shares one.
+fn tokens() -> &'static Tokens {
+    static T: OnceLock<Tokens> = OnceLock::new();
+    T.get_or_init(Default::default)
+}
+
+fn module(path: &Path) -> Result<Pkcs11, String> {
+    let mut m = modules().lock().map_err(|_| "the module table is poisoned".to_owned())?;
+    if let Some(ctx) = m.get(path) {
+        return Ok(ctx.clone());
+    }
+    let ctx = Pkcs11::new(path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(format!("cannot initialise {}: {e}", path.display())),
+    }
+    m.insert(path.to_owned(), ctx.clone());
+    Ok(ctx)
+}
+
+impl Token {
+    /// Opens (once per process) and logs in to the token `cfg` names. Errors name the module
+    /// and the token, never the PIN.
+    pub fn open(cfg: &TokenConfig) -> Result<Arc<Token>, String> {
+        let key = (cfg.module.clone(), cfg.token_label.clone());
+        if let Some(t) = tokens().lock().map_err(|_| "poisoned".to_owned())?.get(&key) {
+            return Ok(Arc::clone(t));
+        }
+        let module_name = cfg.module.display().to_string();
+        let ctx = module(&cfg.module)?;
+        let slots = ctx
+            .get_slots_with_token()
+            .map_err(|e| format!("{module_name}: cannot list slots: {e}"))?;
+        let slot = slots
+            .into_iter()
+            .find(|s| {
+                ctx.get_token_info(*s).is_ok_and(|i| i.label().trim() == cfg.token_label.trim())
+            })
+            .ok_or_else(|| format!("{module_name}: no token labelled `{}`", cfg.token_label))?;
+        let login = ctx
+            .open_rw_session(slot)
+            .map_err(|e| format!("{module_name}: cannot open a session: {e}"))?;
+        let pin = AuthPin::new(cfg.pin.as_str().into());
+        match login.login(UserType::User, Some(&pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                return Err(format!(
+                    "{module_name}: the PIN of token `{}` is wrong",
+                    cfg.token_label
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{module_name}: cannot log in to token `{}`: {e}",
+                    cfg.token_label
+                ));
+            }
+        }
+        let token = Arc::new(Token {
+            ctx,
+            slot,
+            module: module_name,
+            label: cfg.token_label.clone(),
+            pool: Mutex::new(Vec::new()),
+            _login: Mutex::new(login),
+        });
+        tokens().lock().map_err(|_| "poisoned".to_owned())?.insert(key, Arc::clone(&token));
+        Ok(token)
+    }
+
+    /// The token's label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn fail(&self, what: &str, e: impl std::fmt::Display) -> CoreError {
+        CoreError::Internal(format!("{} token `{}`: {what}: {e}", self.module, self.label))
+    }
+
+    /// Runs `f` with a session of the pool (opened when none is free).
+    fn with_session<R>(
+        &self,
+        f: impl FnOnce(&Session) -> Result<R, CkError>,
+    ) -> Result<R, CkError> {
+        let session = match self.pool.lock().ok().and_then(|mut p| p.pop()) {
+            Some(s) => s,
+            None => self.ctx.open_rw_session(self.slot)?,
+        };
+        let out = f(&session);
+        if let Ok(mut p) = self.pool.lock()
+            && p.len() < POOL
+        {
+            p.push(session);
+        }
+        out
+    }
+
+    /// Generates a key pair of type `k` labelled `label` with a random CKA_ID; returns the id
+    /// (hex) and the public key (SPKI DER).
+    pub fn generate(&self, k: KeyType, label: &str) -> Result<(String, Vec<u8>), CoreError> {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| self.fail("random id", e))?;
+        let common = |private: bool| {
+            let mut a = vec![
+                Attribute::Token(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Id(id.to_vec()),
+            ];
+            if private {
+                a.extend([
+                    Attribute::Private(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(false),
+                    Attribute::Sign(true),
+                ]);
+            } else {
+                a.push(Attribute::Verify(true));
+            }
+            a
+        };
+        let (mech, mut public) = match k {
+            KeyType::P256 | KeyType::P384 => {
+                (Mechanism::EccKeyPairGen, vec![Attribute::EcParams(curve_oid_der(k).to_vec())])
+            }
+            KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => (
+                Mechanism::RsaPkcsKeyPairGen,
+                vec![
+                    Attribute::ModulusBits(u64::from(rsa_bits(k)).into()),
+                    Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+                ],
+            ),
+        };
+        public.extend(common(false));
+        let private = common(true);
+        let (pubkey, _) = self
+            .with_session(|s| s.generate_key_pair(&mech, &public, &private))
+            .map_err(|e| self.fail(&format!("generating `{label}`"), e))?;
+        let spki =
+            self.public_key(pubkey, k).map_err(|e| self.fail(&format!("reading `{label}`"), e))?;
+        Ok((hex::encode(id), spki))
+    }
+
+    /// The SPKI DER of public key object `h`.
+    fn public_key(&self, h: ObjectHandle, k: KeyType) -> Result<Vec<u8>, String> {
+        let attrs = match k {
+            KeyType::P256 | KeyType::P384 => vec![AttributeType::EcPoint],
+            _ => vec![AttributeType::Modulus, AttributeType::PublicExponent],
+        };
+        let got = self.with_session(|s| s.get_attributes(h, &attrs)).map_err(|e| e.to_string())?;
+        spki_of(k, &got)
+    }
+
+    /// The private key labelled `label` with id `id_hex`, and its public key (SPKI DER).
+    pub fn find(&self, label: &str, id_hex: &str, k: KeyType) -> Result<TokenKey, CoreError> {
+        let id = hex::decode(id_hex).map_err(|e| self.fail(&format!("key `{label}` id"), e))?;
+        let find = |class: ObjectClass| {
+            let mut t = vec![Attribute::Class(class), Attribute::Label(label.as_bytes().to_vec())];
+            if !id.is_empty() {
+                t.push(Attribute::Id(id.clone()));
+            }
+            self.with_session(|s| s.find_objects(&t))
+        };
+        let private = find(ObjectClass::PRIVATE_KEY)
+            .map_err(|e| self.fail(&format!("finding `{label}`"), e))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.fail("no private key", format!("`{label}`")))?;
+        let public = find(ObjectClass::PUBLIC_KEY)
+            .map_err(|e| self.fail(&format!("finding `{label}`"), e))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.fail("no public key object", format!("`{label}`")))?;
+        let spki =
+            self.public_key(public, k).map_err(|e| self.fail(&format!("reading `{label}`"), e))?;
+        Ok(TokenKey { handle: private, spki, key_type: k, label: label.to_owned() })
+    }
+
+    /// Whether the private key object `h` is sensitive and cannot be extracted.
+    pub fn guarded(&self, h: ObjectHandle) -> Result<bool, CoreError> {
+        let attrs = [AttributeType::Sensitive, AttributeType::Extractable];
+        let got = self
+            .with_session(|s| s.get_attributes(h, &attrs))
+            .map_err(|e| self.fail("reading attributes", e))?;
+        let flag = |t: AttributeType| {
+            got.iter().any(|a| match a {
+                Attribute::Sensitive(v) if t == AttributeType::Sensitive => *v,
+                Attribute::Extractable(v) if t == AttributeType::Extractable => *v,
+                _ => false,
+            })
+        };
+        Ok(flag(AttributeType::Sensitive) && !flag(AttributeType::Extractable))
+    }
+
+    /// Signs `digest` with key `key` under `scheme`: the token does the private-key operation.
+    pub fn sign_digest(
+        &self,
+        key: &TokenKey,
+        hash: HashAlgo,
+        scheme: SignScheme,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, CoreError> {
+        if digest.len() != hash.digest_len() {
+            return Err(CoreError::invalid(
+                ErrorCode::InvalidRequest,
+                "Invalid digest value length",
+            ));
+        }
+        let ec = matches!(key.key_type, KeyType::P256 | KeyType::P384);
+        if ec != (scheme == SignScheme::Ecdsa) {
+            return Err(CoreError::invalid(
+                ErrorCode::InvalidRequest,
+                format!("a {} key does not sign with this signAlgo", key.key_type),
+            ));
+        }
+        let what = format!("signing with `{}`", key.label);
+        match scheme {
+            SignScheme::Ecdsa => {
+                let raw = self
+                    .with_session(|s| s.sign(&Mechanism::Ecdsa, key.handle, digest))
+                    .map_err(|e| self.fail(&what, e))?;
+                ecdsa_der(&raw).ok_or_else(|| self.fail(&what, "a malformed ECDSA signature"))
+            }
+            SignScheme::RsaPkcs1 => {
+                let mut data = digest_info_prefix(hash).to_vec();
+                data.extend_from_slice(digest);
+                self.with_session(|s| s.sign(&Mechanism::RsaPkcs, key.handle, &data))
+                    .map_err(|e| self.fail(&what, e))
+            }
+            SignScheme::RsaPss { salt_len } => {
+                let (hash_alg, mgf) = match hash {
+                    HashAlgo::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+                    HashAlgo::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
+                    HashAlgo::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+                };
+                let s_len = u64::try_from(salt_len).map_err(|_| {
+                    CoreError::invalid(ErrorCode::InvalidRequest, "PSS salt too long")
+                })?;
+                let params = PkcsPssParams { hash_alg, mgf, s_len: s_len.into() };
+                self.with_session(|s| s.sign(&Mechanism::RsaPkcsPss(params), key.handle, digest))
+                    .map_err(|e| {
+                        CoreError::invalid(ErrorCode::InvalidRequest, format!("{what}: {e}"))
+                    })
+            }
+        }
+    }
+}
+
+/// A private key found on a token: its handle, public key and type.
+#[derive(Debug, Clone)]
+pub struct TokenKey {
+    /// The private key object.
+    pub handle: ObjectHandle,
+    /// SPKI DER.
+    pub spki: Vec<u8>,
+    /// Type.
+    pub key_type: KeyType,
+    /// Label (for errors).
+    pub label: String,
+}
+
+fn rsa_bits(k: KeyType) -> u32 {
+    match k {
+        KeyType::Rsa3072 => 3072,
+        KeyType::Rsa4096 => 4096,
+        _ => 2048,
+    }
+}
+
+/// The DER OID of a named curve (CKA_EC_PARAMS).
+fn curve_oid_der(k: KeyType) -> &'static [u8] {
+    match k {
+        KeyType::P384 => &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22],
+        _ => &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+    }
+}
+
+/// The DER DigestInfo prefix of `hash` (RFC 8017 §9.2 note 1).
+fn digest_info_prefix(hash: HashAlgo) -> &'static [u8] {
+    match hash {
+        HashAlgo::Sha256 => &[
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ],
+        HashAlgo::Sha384 => &[
+            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x02, 0x05, 0x00, 0x04, 0x30,
+        ],
+        HashAlgo::Sha512 => &[
+            0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x03, 0x05, 0x00, 0x04, 0x40,
+        ],
+    }
+}
+
+/// r‖s (each half the length) as an ECDSA-Sig-Value DER.
+fn ecdsa_der(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
+        return None;
+    }
+    let (r, s) = raw.split_at(raw.len() / 2);
+    let r = openssl::bn::BigNum::from_slice(r).ok()?;
+    let s = openssl::bn::BigNum::from_slice(s).ok()?;
+    openssl::ecdsa::EcdsaSig::from_private_components(r, s).ok()?.to_der().ok()
+}
+
+/// The SPKI DER of a public key read from the token.
+fn spki_of(k: KeyType, attrs: &[Attribute]) -> Result<Vec<u8>, String> {
+    use openssl::bn::BigNum;
+    use openssl::pkey::PKey;
+    let bytes = |t: AttributeType| {
+        attrs.iter().find_map(|a| match (a, t) {
+            (Attribute::EcPoint(v), AttributeType::EcPoint)
+            | (Attribute::Modulus(v), AttributeType::Modulus)
+            | (Attribute::PublicExponent(v), AttributeType::PublicExponent) => Some(v.clone()),
+            _ => None,
+        })
+    };
+    let bad = |e: openssl::error::ErrorStack| e.to_string();
+    let pkey = match k {
+        KeyType::P256 | KeyType::P384 => {
+            let point = bytes(AttributeType::EcPoint).ok_or("no CKA_EC_POINT")?;
+            // CKA_EC_POINT is a DER OCTET STRING around the uncompressed point.
+            let point = match point.as_slice() {
+                [0x04, len, rest @ ..] if usize::from(*len) == rest.len() => rest.to_vec(),
+                [0x04, 0x81, len, rest @ ..] if usize::from(*len) == rest.len() => rest.to_vec(),
+                _ => point,
+            };
+            let nid = if k == KeyType::P384 {
+                openssl::nid::Nid::SECP384R1
+            } else {
+                openssl::nid::Nid::X9_62_PRIME256V1
+            };
+            let group = openssl::ec::EcGroup::from_curve_name(nid).map_err(bad)?;
+            let mut ctx = openssl::bn::BigNumContext::new().map_err(bad)?;
+            let p = openssl::ec::EcPoint::from_bytes(&group, &point, &mut ctx).map_err(bad)?;
+            PKey::from_ec_key(openssl::ec::EcKey::from_public_key(&group, &p).map_err(bad)?)
+                .map_err(bad)?
+        }
+        _ => {
+            let n = BigNum::from_slice(&bytes(AttributeType::Modulus).ok_or("no CKA_MODULUS")?)
+                .map_err(bad)?;
+            let e = BigNum::from_slice(
+                &bytes(AttributeType::PublicExponent).ok_or("no CKA_PUBLIC_EXPONENT")?,
+            )
+            .map_err(bad)?;
+            PKey::from_rsa(openssl::rsa::Rsa::from_public_components(n, e).map_err(bad)?)
+                .map_err(bad)?
+        }
+    };
+    pkey.public_key_to_der().map_err(bad)
+}
+
+/// A token key as rcgen's signer (for the CSR of a token credential, and certificates, CRLs and
+/// OCSP responses signed by a token CA key): rcgen hands the whole message, which is hashed
+/// here and signed on the token.
+pub struct RcgenKey<'a> {
+    token: &'a Token,
+    key: &'a TokenKey,
+    /// The subjectPublicKey bits of the SPKI.
+    public: Vec<u8>,
+}
+
+impl<'a> RcgenKey<'a> {
+    /// The signer of `key` on `token`.
+    pub fn new(token: &'a Token, key: &'a TokenKey) -> Result<Self, CoreError> {
+        use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo};
+        let (_, spki) = SubjectPublicKeyInfo::from_der(&key.spki)
+            .map_err(|e| CoreError::Internal(format!("token key `{}`: {e}", key.label)))?;
+        Ok(Self { token, key, public: spki.subject_public_key.data.to_vec() })
+    }
+}
+
+impl rcgen::PublicKeyData for RcgenKey<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        crate::keys::signature_algorithm(self.key.key_type)
+    }
+}
+
+impl rcgen::SigningKey for RcgenKey<'_> {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        use sha2::Digest as _;
+        // The hash each key type's signature algorithm names (keys::signature_algorithm).
+        let (hash, digest, scheme) = match self.key.key_type {
+            KeyType::P256 => {
+                (HashAlgo::Sha256, sha2::Sha256::digest(msg).to_vec(), SignScheme::Ecdsa)
+            }
+            KeyType::P384 => {
+                (HashAlgo::Sha384, sha2::Sha384::digest(msg).to_vec(), SignScheme::Ecdsa)
+            }
+            _ => (HashAlgo::Sha256, sha2::Sha256::digest(msg).to_vec(), SignScheme::RsaPkcs1),
+        };
+        self.token.sign_digest(self.key, hash, scheme, &digest).map_err(|e| {
+            tracing::error!(error = %e, "a token signature failed");
+            rcgen::Error::RemoteKeyError
+        })
+    }
+}
+
+/// Initialises the module's free token as `label` with security officer PIN `so_pin` and user
+/// PIN `pin`, in this process (what `softhsm2-util --init-token --free` does). For tests and
+/// first set-up of a software token; a real HSM is initialised with its vendor's tools.
+pub fn init_token(module_path: &Path, label: &str, so_pin: &str, pin: &str) -> Result<(), String> {
+    let ctx = module(module_path)?;
+    let slot = ctx
+        .get_slots_with_token()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).is_ok_and(|i| !i.token_initialized()))
+        .ok_or_else(|| format!("{}: no free token to initialise", module_path.display()))?;
+    let so = AuthPin::new(so_pin.into());
+    ctx.init_token(slot, &so, label).map_err(|e| e.to_string())?;
+    let session = ctx.open_rw_session(slot).map_err(|e| e.to_string())?;
+    session.login(UserType::So, Some(&so)).map_err(|e| e.to_string())?;
+    session.init_pin(&AuthPin::new(pin.into())).map_err(|e| e.to_string())?;
+    session.logout().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_ecdsa_signature_becomes_der_and_malformed_ones_are_refused() {
+        let mut raw = vec![0u8; 31];
+        raw.insert(0, 0x80); // r with its high bit set needs a leading zero in DER
+        raw.extend([0x01; 32]);
+        let der = ecdsa_der(&raw).unwrap();
+        let back = openssl::ecdsa::EcdsaSig::from_der(&der).unwrap();
+        assert_eq!(back.r().to_vec_padded(32).unwrap(), raw[..32]);
+        assert_eq!(back.s().to_vec_padded(32).unwrap(), raw[32..]);
+        assert!(ecdsa_der(&[]).is_none() && ecdsa_der(&[1, 2, 3]).is_none());
+    }
+
+    #[test]
+    fn digest_info_prefixes_announce_their_hash_and_length() {
+        for (h, oid_last, len) in [
+            (HashAlgo::Sha256, 0x01, 32),
+            (HashAlgo::Sha384, 0x02, 48),
+            (HashAlgo::Sha512, 0x03, 64),
+        ] {
+            let p = digest_info_prefix(h);
+            // SEQUENCE length covers the prefix's rest and the digest; the OCTET STRING the digest.
+            assert_eq!(usize::from(p[1]), p.len() - 2 + len);
+            assert_eq!((p[14], p[p.len() - 1]), (oid_last, u8::try_from(len).unwrap()));
+        }
+    }
+}

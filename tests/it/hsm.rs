@@ -1,0 +1,253 @@
+//! Keys on a PKCS#11 token (ARCHITECTURE §9.4), on SoftHSM2 from Debian (installed here when
+//! missing): signing credentials made on the token as sensitive, non-extractable keys, signHash
+//! for ECDSA, RSA PKCS#1 v1.5 and RSA-PSS verified with openssl, pyHanko signing a PDF with a
+//! token credential, a restart, and the database holding a reference only.
+//!
+//! A PKCS#11 module is initialised once per process, and SoftHSM reads its configuration then:
+//! every test of this process shares SoftHSM's default configuration (its token directory
+//! `/var/lib/softhsm/tokens`), and each test initialises a token of its own, with a unique label,
+//! through the module (C_InitToken), and deletes it at the end.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Once;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256, Sha384};
+use sigil_tests::{Options, TestServer, backends, json};
+
+use crate::csc::{b64, openssl_verifies, public_key};
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+fn ensure_softhsm() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let have = Path::new(MODULE).exists()
+            && Command::new("pkcs11-tool").arg("--version").output().is_ok();
+        if have {
+            return;
+        }
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "softhsm2", "opensc"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !install() {
+            let _ = Command::new("apt-get").args(["update", "-q"]).status();
+            assert!(install(), "apt-get install softhsm2 opensc failed");
+        }
+    });
+}
+
+/// A token of this test's own, logged in with PIN 1234; deleted when dropped.
+struct SoftToken {
+    label: String,
+    dir: tempfile::TempDir,
+}
+
+impl SoftToken {
+    fn new() -> Self {
+        ensure_softhsm();
+        let label = format!("sigil-{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
+        sigil_pki::pkcs11::init_token(Path::new(MODULE), &label, "0000", "1234").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pin"), "1234\n").unwrap();
+        Self { label, dir }
+    }
+
+    /// The configuration that keeps new keys on this token.
+    fn toml(&self) -> String {
+        format!(
+            "[pki]\nkey_store = \"pkcs11\"\n[pki.pkcs11]\nmodule = \"{MODULE}\"\n\
+             token_label = \"{}\"\npin_file = \"{}\"\n",
+            self.label,
+            self.dir.path().join("pin").display()
+        )
+    }
+
+    /// `pkcs11-tool --list-objects` of the token, logged in.
+    fn objects(&self) -> String {
+        let o = Command::new("pkcs11-tool")
+            .args(["--module", MODULE, "--token-label", &self.label, "--login", "--pin", "1234"])
+            .arg("--list-objects")
+            .output()
+            .unwrap();
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    }
+}
+
+impl Drop for SoftToken {
+    fn drop(&mut self) {
+        let _ =
+            Command::new("softhsm2-util").args(["--delete-token", "--token", &self.label]).output();
+    }
+}
+
+async fn credential(s: &TestServer, alg: &str, store: Option<&str>) -> (u16, Value) {
+    let mut body = json!({"signer": "hana", "key_algorithm": alg, "pin": "2468", "scal": 1,
+        "multisign": 3});
+    if let Some(k) = store {
+        body["key_store"] = json!(k);
+    }
+    json(s.admin(Method::POST, "/api/v1/signing-credentials").json(&body).send().await.unwrap())
+        .await
+}
+
+/// signHash of `digest` with credential `c`, verified with openssl against its certificate.
+async fn signs(s: &TestServer, c: &Value, case: (&str, &str, Vec<u8>, Option<&str>, Vec<&str>)) {
+    let (sign_algo, md, digest, params, opts) = case;
+    let token = s.csc_login("v1", "hana", "hana's password").await;
+    let id = c["credential_id"].as_str().unwrap();
+    let sad = s.csc_authorize(&token, id, "2468", &[b64(&digest)]).await;
+    let mut req = json!({"credentialID": id, "SAD": sad, "hash": [b64(&digest)],
+        "hashAlgo": "2.16.840.1.101.3.4.2.1", "signAlgo": sign_algo});
+    if let Some(p) = params {
+        req["signAlgoParams"] = json!(p);
+    }
+    let a = s.csc("v1", "signatures/signHash", &token, req).await;
+    assert_eq!(a.status, 200, "{sign_algo}: {:?}", a.body);
+    let sig = STANDARD.decode(a.body["signatures"][0].as_str().unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let pubkey = public_key(tmp.path(), c["certificate"].as_str().unwrap());
+    assert!(openssl_verifies(tmp.path(), md, &pubkey, MSG, &sig, &opts), "{sign_algo}");
+}
+
+const MSG: &[u8] = b"a document signed on a token";
+
+#[tokio::test]
+async fn credentials_on_a_token_sign_hashes_openssl_verifies_and_their_keys_never_leave_it() {
+    for db in backends().await {
+        let hsm = SoftToken::new();
+        let data = tempfile::tempdir().unwrap();
+        let opts = || Options { toml: hsm.toml(), data_dir: Some(data.path().to_owned()) };
+        let s = TestServer::start_with(&db, opts()).await;
+        s.signer("hana", "hana's password").await;
+        let pss = "MDSgDzANBglghkgBZQMEAgEFAKEcMBoGCSqGSIb3DQEBCDANBglghkgBZQMEAgEFAKIDAgHe";
+        let sha256 = Sha256::digest(MSG).to_vec();
+        let mut made = Vec::new();
+        for alg in ["p256", "p384", "rsa-2048"] {
+            let (st, c) = credential(&s, alg, None).await;
+            assert_eq!(st, 201, "{alg}: {c}");
+            assert_eq!(c["key_store"], "pkcs11", "the configured default");
+            made.push(c);
+        }
+        signs(&s, &made[0], ("1.2.840.10045.4.3.2", "-sha256", sha256.clone(), None, vec![])).await;
+        let sha384 = Sha384::digest(MSG).to_vec();
+        signs(&s, &made[1], ("1.2.840.10045.4.3.3", "-sha384", sha384, None, vec![])).await;
+        signs(&s, &made[2], ("1.2.840.113549.1.1.11", "-sha256", sha256.clone(), None, vec![]))
+            .await;
+        let pss_opts = vec!["rsa_padding_mode:pss", "rsa_pss_saltlen:222"];
+        let case = ("1.2.840.113549.1.1.10", "-sha256", sha256.clone(), Some(pss), pss_opts);
+        signs(&s, &made[2], case).await;
+        // A request may still ask for a sealed key.
+        let (st, sealed) = credential(&s, "p256", Some("sealed")).await;
+        assert_eq!((st, sealed["key_store"].as_str()), (201, Some("sealed")));
+
+        // The token holds each key as a sensitive, non-extractable private key.
+        let objects = hsm.objects();
+        for c in &made {
+            let label = format!("sigil-cred-{}", c["credential_id"].as_str().unwrap());
+            assert!(objects.contains(&label), "{label} on the token:\n{objects}");
+        }
+        let private = objects.split("Private Key Object").skip(1).collect::<Vec<_>>();
+        assert_eq!(private.len(), 3, "{objects}");
+        for p in private {
+            let access = p.lines().find(|l| l.contains("Access:")).unwrap_or_default();
+            assert!(access.contains("sensitive") && access.contains("never extractable"), "{p}");
+        }
+        // The database holds a reference to each, no key material.
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&s.db_url).await.unwrap();
+        for c in &made {
+            let id = c["credential_id"].as_str().unwrap();
+            let body: String =
+                sqlx::query_scalar("SELECT body FROM signing_credentials WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            let stored: Value = serde_json::from_str(&body).unwrap();
+            let key = stored["sealed_key"].as_str().unwrap();
+            assert_eq!(
+                key,
+                format!("pkcs11:{}/sigil-cred-{id}/{}", hsm.label, &key[key.len() - 32..])
+            );
+        }
+
+        pool.close().await;
+        // After a restart the token's keys still sign.
+        s.stop().await;
+        let s = TestServer::start_with(&db, opts()).await;
+        signs(&s, &made[0], ("1.2.840.10045.4.3.2", "-sha256", sha256, None, vec![])).await;
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn pyhanko_signs_a_pdf_with_a_key_held_on_the_token() {
+    crate::pyhanko::ensure_pyhanko();
+    let db = backends().await.remove(0);
+    let hsm = SoftToken::new();
+    let s = TestServer::start_with(&db, Options { toml: hsm.toml(), ..Default::default() }).await;
+    s.signer("hana", "hana's password").await;
+    let (st, c) = credential(&s, "p256", Some("pkcs11")).await;
+    assert_eq!((st, c["key_store"].as_str()), (201, Some("pkcs11")), "{c}");
+    let text = crate::pyhanko::pyhanko_signs(&s, "hana", "hana's password", &c, "2468", "v1").await;
+    assert!(text.contains("VALID signer="), "{text}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_that_is_not_configured_or_refuses_its_pin_is_said_plainly() {
+    let db = backends().await.remove(0);
+    let s = TestServer::start(&db).await;
+    s.signer("hana", "hana's password").await;
+    let (st, e) = credential(&s, "p256", Some("pkcs11")).await;
+    assert_eq!((st, e["code"].as_str()), (400, Some("key_store_unavailable")), "{e}");
+    s.stop().await;
+
+    // A wrong PIN stops start-up with one line naming the module and the token, not the PIN.
+    let hsm = SoftToken::new();
+    std::fs::write(hsm.dir.path().join("pin"), "987654\n").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let cfg_file = data.path().join("sigil.toml");
+    std::fs::write(
+        &cfg_file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}",
+            data.path().display(),
+            hsm.toml()
+        ),
+    )
+    .unwrap();
+    let cfg = sigil_server::config::Config::load_from(Some(&cfg_file), std::iter::empty()).unwrap();
+    let err = match sigil_server::startup::start(&cfg).await {
+        Ok(_) => panic!("started with a wrong PIN"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains(MODULE) && err.contains(&hsm.label) && err.contains("PIN"), "{err}");
+    assert!(!err.contains("987654"), "{err}");
+    // A token that does not exist is named too.
+    let toml = hsm.toml().replace(&hsm.label, "no-such-token");
+    std::fs::write(
+        &cfg_file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{toml}",
+            data.path().display()
+        ),
+    )
+    .unwrap();
+    let cfg = sigil_server::config::Config::load_from(Some(&cfg_file), std::iter::empty()).unwrap();
+    let err = match sigil_server::startup::start(&cfg).await {
+        Ok(_) => panic!("started without its token"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("no token labelled `no-such-token`"), "{err}");
+}
