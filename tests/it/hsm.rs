@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha384};
-use sigil_tests::{Options, TestServer, backends, json};
+use sigil_tests::{Options, TestServer, backends, json, openssl, openssl_csr};
 
 use crate::csc::{b64, openssl_verifies, public_key};
 
@@ -156,7 +156,9 @@ async fn credentials_on_a_token_sign_hashes_openssl_verifies_and_their_keys_neve
             assert!(objects.contains(&label), "{label} on the token:\n{objects}");
         }
         let private = objects.split("Private Key Object").skip(1).collect::<Vec<_>>();
-        assert_eq!(private.len(), 3, "{objects}");
+        // Three credentials, and the issuing CA made at first start.
+        assert_eq!(private.len(), 4, "{objects}");
+        assert!(objects.contains("sigil-ca-"), "{objects}");
         for p in private {
             let access = p.lines().find(|l| l.contains("Access:")).unwrap_or_default();
             assert!(access.contains("sensitive") && access.contains("never extractable"), "{p}");
@@ -250,4 +252,96 @@ async fn a_token_that_is_not_configured_or_refuses_its_pin_is_said_plainly() {
         Err(e) => format!("{e:#}"),
     };
     assert!(err.contains("no token labelled `no-such-token`"), "{err}");
+}
+
+#[tokio::test]
+async fn a_ca_made_on_first_start_issues_signs_crls_and_answers_ocsp_from_the_token() {
+    for db in backends().await {
+        let hsm = SoftToken::new();
+        let data = tempfile::tempdir().unwrap();
+        let opts = || Options { toml: hsm.toml(), data_dir: Some(data.path().to_owned()) };
+        let s = TestServer::start_with(&db, opts()).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let p = |n: &str| tmp.path().join(n).display().to_string();
+        let (csr, _) = openssl_csr(tmp.path(), "web", "ec:P-256", "/CN=web.example", None);
+        let (st, cert) = s.issue(&csr, "tls-client").await;
+        assert_eq!(st, 201, "{cert}");
+        // openssl accepts the certificate the token's key signed, up to the root.
+        std::fs::write(p("leaf.pem"), cert["certificate"].as_str().unwrap()).unwrap();
+        std::fs::write(p("issuing.pem"), cert["chain"][0].as_str().unwrap()).unwrap();
+        std::fs::write(p("root.pem"), cert["chain"][1].as_str().unwrap()).unwrap();
+        let (ok, out) = openssl(&[
+            "verify",
+            "-CAfile",
+            &p("root.pem"),
+            "-untrusted",
+            &p("issuing.pem"),
+            &p("leaf.pem"),
+        ]);
+        assert!(ok && out.contains("OK"), "{out}");
+        // OCSP answers signed on the token verify.
+        let ocsp = s.ocsp_text(&cert).await;
+        assert!(ocsp.contains("Cert Status: good"), "{ocsp}");
+        let id = cert["id"].as_str().unwrap();
+        let r = s
+            .admin(Method::POST, &format!("/api/v1/certificates/{id}/revoke"))
+            .json(&json!({"reason": "keyCompromise"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(s.ocsp_text(&cert).await.contains("Cert Status: revoked"));
+        // So does the CRL, which lists it.
+        let ca = cert["ca"].as_str().unwrap();
+        let crl = s.client.get(format!("{}/crl/{ca}.crl", s.url)).send().await.unwrap();
+        std::fs::write(p("crl.der"), crl.bytes().await.unwrap()).unwrap();
+        std::fs::write(
+            p("chain.pem"),
+            format!("{}{}", cert["chain"][0].as_str().unwrap(), cert["chain"][1].as_str().unwrap()),
+        )
+        .unwrap();
+        let (ok, out) = openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            &p("crl.der"),
+            "-CAfile",
+            &p("chain.pem"),
+            "-noout",
+            "-text",
+        ]);
+        assert!(ok && out.contains("verify OK"), "{out}");
+        assert!(
+            out.to_lowercase().contains(&cert["serial"].as_str().unwrap().to_lowercase()),
+            "{out}"
+        );
+        // The issuing key is on the token, never extractable; the database names it only.
+        let objects = hsm.objects();
+        let ca_key = objects
+            .split("Private Key Object")
+            .skip(1)
+            .find(|b| b.contains("sigil-ca-"))
+            .unwrap_or_default();
+        assert!(ca_key.contains("never extractable"), "{objects}");
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&s.db_url).await.unwrap();
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT key_sealed FROM cas WHERE id = $1")
+            .bind(ca)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let stored = String::from_utf8(stored).unwrap();
+        assert!(stored.starts_with(&format!("pkcs11:{}/sigil-ca-{ca}/", hsm.label)), "{stored}");
+        // After a restart the CA still issues from the token.
+        s.stop().await;
+        let s = TestServer::start_with(&db, opts()).await;
+        let (csr, _) = openssl_csr(tmp.path(), "web2", "ec:P-256", "/CN=web2.example", None);
+        let (st, again) = s.issue(&csr, "tls-client").await;
+        assert_eq!(st, 201, "{again}");
+        assert!(s.ocsp_text(&again).await.contains("Cert Status: good"));
+        s.stop().await;
+        db.cleanup().await;
+    }
 }

@@ -42,12 +42,46 @@ pub struct BuiltinCa {
     id: String,
     cert_der: Vec<u8>,
     chain: Vec<Vec<u8>>,
-    issuer: Issuer<'static, KeyPair>,
+    issuer: Issuer<'static, CaKey>,
     key_id: Vec<u8>,
     key_type: KeyType,
     crl_url: Option<String>,
     /// The authorityInfoAccess value leaves carry (OCSP and this CA's certificate).
     aia: Option<Vec<u8>>,
+}
+
+/// An issuing CA's key: sealed under the master key and opened in memory (ring), or held on
+/// the PKCS#11 token, which signs.
+pub enum CaKey {
+    /// Opened from its sealed form.
+    Sealed(KeyPair),
+    /// On the token.
+    Token(crate::pkcs11::TokenSigner),
+}
+
+impl rcgen::PublicKeyData for CaKey {
+    fn der_bytes(&self) -> &[u8] {
+        match self {
+            Self::Sealed(k) => k.der_bytes(),
+            Self::Token(k) => k.der_bytes(),
+        }
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            Self::Sealed(k) => k.algorithm(),
+            Self::Token(k) => k.algorithm(),
+        }
+    }
+}
+
+impl rcgen::SigningKey for CaKey {
+    fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
+        match self {
+            Self::Sealed(k) => k.sign(msg),
+            Self::Token(k) => k.sign(msg),
+        }
+    }
 }
 
 /// DER AlgorithmIdentifier of the signature algorithm a key of type `k` signs with.
@@ -392,6 +426,10 @@ impl CaNames {
 /// Creates and loads built-in CAs.
 pub struct BuiltinFactory {
     master: Arc<MasterKey>,
+    /// The PKCS#11 token, if configured.
+    token: Option<Arc<crate::pkcs11::Token>>,
+    /// Whether the issuing keys of CAs created from now on are made on the token.
+    issuing_on_token: bool,
     crl_base_url: Option<String>,
     names: CaNames,
 }
@@ -439,7 +477,32 @@ impl BuiltinFactory {
     /// authorityInfoAccess with the OCSP responder `<base>/ocsp` and the issuer's certificate
     /// `<base>/ca/<ca>.crt`.
     pub fn new(master: Arc<MasterKey>, crl_base_url: Option<String>) -> Self {
-        Self { master, crl_base_url, names: CaNames::default() }
+        Self {
+            master,
+            token: None,
+            issuing_on_token: false,
+            crl_base_url,
+            names: CaNames::default(),
+        }
+    }
+
+    /// Opens CA keys held on `token`; with `issuing_on_token`, CAs created from now on get
+    /// their issuing key there (labelled `sigil-ca-<id>`). Their roots stay off the token: a
+    /// root is meant to go offline, and its key is handed to the root-key vault as before.
+    #[must_use]
+    pub fn with_token(mut self, token: Arc<crate::pkcs11::Token>, issuing_on_token: bool) -> Self {
+        self.token = Some(token);
+        self.issuing_on_token = issuing_on_token;
+        self
+    }
+
+    /// The configured token, for a key stored on the token labelled `label`.
+    fn token_for(&self, label: &str) -> std::result::Result<Arc<crate::pkcs11::Token>, PkiError> {
+        self.token.clone().filter(|t| t.label() == label).ok_or_else(|| {
+            PkiError::Parse(format!(
+                "a CA key is on token `{label}`, which this server is not configured with"
+            ))
+        })
     }
 
     /// Names the CAs it creates `names`.
@@ -451,6 +514,26 @@ impl BuiltinFactory {
 
     /// A usable CA from a record.
     pub fn load_builtin(&self, rec: &CaRecord) -> std::result::Result<BuiltinCa, PkiError> {
+        let on_token = std::str::from_utf8(&rec.key_sealed)
+            .ok()
+            .and_then(sigil_core::signing::key_store::TokenKeyRef::decode);
+        let key = match on_token {
+            Some(at) => {
+                let token = self.token_for(&at.token)?;
+                let found = token
+                    .find(&at.label, &at.id, rec.key_type)
+                    .map_err(|e| PkiError::Parse(format!("CA {}: {e}", rec.id)))?;
+                CaKey::Token(
+                    crate::pkcs11::TokenSigner::new(token, found)
+                        .map_err(|e| PkiError::Parse(e.to_string()))?,
+                )
+            }
+            None => CaKey::Sealed(self.open_sealed(rec)?),
+        };
+        self.load_with(rec, key)
+    }
+
+    fn open_sealed(&self, rec: &CaRecord) -> std::result::Result<KeyPair, PkiError> {
         let pkcs8 = self
             .master
             .open(&ca_key_binding(&rec.id, rec.key_type), &rec.key_sealed)
@@ -465,12 +548,15 @@ impl BuiltinFactory {
                     ))
                 }
             })?;
-        let key = keys::load(&pkcs8, rec.key_type)?;
+        keys::load(&pkcs8, rec.key_type)
+    }
+
+    fn load_with(&self, rec: &CaRecord, key: CaKey) -> std::result::Result<BuiltinCa, PkiError> {
         let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&rec.cert_der)
             .map_err(|_| PkiError::Parse(format!("CA {}'s certificate does not parse", rec.id)))?;
         if rcgen::PublicKeyData::subject_public_key_info(&key) != cert.public_key().raw {
             return Err(PkiError::Parse(format!(
-                "CA {}'s sealed key is not the key of its certificate",
+                "CA {}'s key is not the key of its certificate",
                 rec.id
             )));
         }
@@ -512,8 +598,26 @@ impl CaFactory for BuiltinFactory {
             n.issuing_common_name.clone().unwrap_or_else(|| format!("Sigil Issuing CA ({id})"));
         let root_params = ca_params(n.dn(&root_cn), 20, None, now);
         let root = root_params.self_signed(&root_key).map_err(internal)?;
-        let issuing_pkcs8 = keys::generate(key)?;
-        let issuing_key = keys::load(&issuing_pkcs8, key)?;
+        // The issuing key: on the token (made there, never leaving it), or sealed.
+        let (issuing_key, key_stored) = match (&self.token, self.issuing_on_token) {
+            (Some(token), true) => {
+                let label = format!("sigil-ca-{id}");
+                let (key_id, _) = token.generate(key, &label)?;
+                let found = token.find(&label, &key_id, key)?;
+                let at = sigil_core::signing::key_store::TokenKeyRef {
+                    token: token.label().to_owned(),
+                    label,
+                    id: key_id,
+                };
+                let signer = crate::pkcs11::TokenSigner::new(Arc::clone(token), found)?;
+                (CaKey::Token(signer), at.encode().into_bytes())
+            }
+            _ => {
+                let pkcs8 = keys::generate(key)?;
+                let sealed = self.master.seal(&ca_key_binding(id, key), &pkcs8)?;
+                (CaKey::Sealed(keys::load(&pkcs8, key)?), sealed)
+            }
+        };
         let mut issuing_params = ca_params(n.dn(&issuing_cn), 10, Some(0), now);
         // Where a relying party finds the root's CRL and certificate (RFC 5280 4.2.1.13, 4.2.2.1).
         if let Some(url) = self.url(&format!("crl/{id}-root.crl")) {
@@ -547,7 +651,7 @@ impl CaFactory for BuiltinFactory {
             kind: "builtin".into(),
             key_type: key,
             cert_der: issuing.der().to_vec(),
-            key_sealed: self.master.seal(&ca_key_binding(id, key), &issuing_pkcs8)?,
+            key_sealed: key_stored,
             root_der: root.der().to_vec(),
             root_key_sealed: None,
             root_crl_der: Some(root_crl.der().to_vec()),

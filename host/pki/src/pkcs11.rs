@@ -430,27 +430,41 @@ fn spki_of(k: KeyType, attrs: &[Attribute]) -> Result<Vec<u8>, String> {
     pkey.public_key_to_der().map_err(bad)
 }
 
-/// A token key as rcgen's signer (for the CSR of a token credential, and certificates, CRLs and
-/// OCSP responses signed by a token CA key): rcgen hands the whole message, which is hashed
-/// here and signed on the token.
-pub struct RcgenKey<'a> {
-    token: &'a Token,
-    key: &'a TokenKey,
+/// A token key as rcgen's signer (the CSR of a token credential, and the certificates, CRLs
+/// and OCSP responses of a CA whose key is on the token): rcgen hands the whole message, which
+/// is hashed here and signed on the token.
+pub struct TokenSigner {
+    token: Arc<Token>,
+    key: TokenKey,
     /// The subjectPublicKey bits of the SPKI.
     public: Vec<u8>,
 }
 
-impl<'a> RcgenKey<'a> {
-    /// The signer of `key` on `token`.
-    pub fn new(token: &'a Token, key: &'a TokenKey) -> Result<Self, CoreError> {
-        use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo};
-        let (_, spki) = SubjectPublicKeyInfo::from_der(&key.spki)
-            .map_err(|e| CoreError::Internal(format!("token key `{}`: {e}", key.label)))?;
-        Ok(Self { token, key, public: spki.subject_public_key.data.to_vec() })
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSigner").field("key", &self.key.label).finish_non_exhaustive()
     }
 }
 
-impl rcgen::PublicKeyData for RcgenKey<'_> {
+impl TokenSigner {
+    /// The signer of `key` on `token`.
+    pub fn new(token: Arc<Token>, key: TokenKey) -> Result<Self, CoreError> {
+        use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo};
+        let public = {
+            let (_, spki) = SubjectPublicKeyInfo::from_der(&key.spki)
+                .map_err(|e| CoreError::Internal(format!("token key `{}`: {e}", key.label)))?;
+            spki.subject_public_key.data.to_vec()
+        };
+        Ok(Self { token, key, public })
+    }
+
+    /// The key's SPKI DER.
+    pub fn spki(&self) -> &[u8] {
+        &self.key.spki
+    }
+}
+
+impl rcgen::PublicKeyData for TokenSigner {
     fn der_bytes(&self) -> &[u8] {
         &self.public
     }
@@ -460,7 +474,7 @@ impl rcgen::PublicKeyData for RcgenKey<'_> {
     }
 }
 
-impl rcgen::SigningKey for RcgenKey<'_> {
+impl rcgen::SigningKey for TokenSigner {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
         use sha2::Digest as _;
         // The hash each key type's signature algorithm names (keys::signature_algorithm).
@@ -473,7 +487,7 @@ impl rcgen::SigningKey for RcgenKey<'_> {
             }
             _ => (HashAlgo::Sha256, sha2::Sha256::digest(msg).to_vec(), SignScheme::RsaPkcs1),
         };
-        self.token.sign_digest(self.key, hash, scheme, &digest).map_err(|e| {
+        self.token.sign_digest(&self.key, hash, scheme, &digest).map_err(|e| {
             tracing::error!(error = %e, "a token signature failed");
             rcgen::Error::RemoteKeyError
         })

@@ -256,7 +256,7 @@ fn new_key(
 /// A new key for credential `id` on `token`, labelled `sigil-cred-<id>`, with a PKCS#10 request
 /// for common name `cn` signed on the token: (token reference, CSR DER).
 fn new_token_key(
-    token: &Token,
+    token: &Arc<Token>,
     id: Uuid,
     k: KeyType,
     cn: &str,
@@ -267,7 +267,7 @@ fn new_token_key(
     let mut params =
         rcgen::CertificateParams::new(Vec::<String>::new()).map_err(crate::PkiError::from)?;
     params.distinguished_name.push(rcgen::DnType::CommonName, cn);
-    let signer = crate::pkcs11::RcgenKey::new(token, &key)?;
+    let signer = crate::pkcs11::TokenSigner::new(Arc::clone(token), key)?;
     let csr = params.serialize_request(&signer).map_err(crate::PkiError::from)?;
     let at = TokenKeyRef { token: token.label().to_owned(), label, id: key_id };
     Ok((at.encode(), csr.der().to_vec()))

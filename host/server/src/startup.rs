@@ -166,13 +166,12 @@ pub async fn services(
     let master = Arc::new(MasterKey::load_or_create(&cfg.master_key_path())?);
     warn_of_legacy_secrets(store.as_ref(), master.as_ref()).await?;
     let unlock = Arc::new(sigil_pki::unlock::CardUnlock::new(master.clone()));
+    let token = open_token(&cfg.pki)?;
+    let default_store =
+        sigil_core::signing::key_store::KeyStoreKind::parse(&cfg.pki.key_store).unwrap_or_default();
     let credential_keys = sigil_pki::signing::CredentialKeys::new(master.clone());
-    let credential_keys = Arc::new(match open_token(&cfg.pki)? {
-        Some(token) => {
-            let default = sigil_core::signing::key_store::KeyStoreKind::parse(&cfg.pki.key_store)
-                .unwrap_or_default();
-            credential_keys.with_token(token, default)
-        }
+    let credential_keys = Arc::new(match &token {
+        Some(token) => credential_keys.with_token(Arc::clone(token), default_store),
         None => credential_keys,
     });
     let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
@@ -183,8 +182,15 @@ pub async fn services(
         root_common_name: some(&subject.root_common_name),
         issuing_common_name: some(&subject.issuing_common_name),
     };
-    let factory =
-        Arc::new(BuiltinFactory::new(master, cfg.pki.public_url.clone()).with_names(names));
+    let factory = BuiltinFactory::new(master, cfg.pki.public_url.clone()).with_names(names);
+    // CAs created from now on get their issuing key on the token when it is the key store.
+    let factory = Arc::new(match token {
+        Some(token) => factory.with_token(
+            token,
+            default_store == sigil_core::signing::key_store::KeyStoreKind::Pkcs11,
+        ),
+        None => factory,
+    });
     let crl_validity =
         time::Duration::hours(i64::try_from(cfg.pki.crl_validity_hours).unwrap_or(24));
     let cas = Arc::new(CaService::new(

@@ -105,6 +105,11 @@ async fn all_records<R: Record>(store: &dyn Store) -> Result<Vec<Vec<R>>> {
     }
 }
 
+/// Whether a CA's stored key is a reference to a key on a token.
+fn ca_key_on_token(stored: &[u8]) -> bool {
+    std::str::from_utf8(stored).is_ok_and(on_token)
+}
+
 /// Whether a stored credential key is a reference to a key on a token.
 fn on_token(stored: &str) -> bool {
     crate::signing::key_store::KeyStoreKind::of_stored(stored)
@@ -115,7 +120,7 @@ fn on_token(stored: &str) -> bool {
 pub async fn count_legacy(store: &dyn Store, sealer: &dyn Resealer) -> Result<usize> {
     let mut n = 0;
     for rec in store.cas().await? {
-        n += usize::from(!sealer.is_bound(&rec.key_sealed));
+        n += usize::from(!ca_key_on_token(&rec.key_sealed) && !sealer.is_bound(&rec.key_sealed));
         n += usize::from(rec.root_key_sealed.as_ref().is_some_and(|r| !sealer.is_bound(r)));
     }
     let legacy = |b64: &str| STANDARD.decode(b64).map_or(true, |b| !sealer.is_bound(&b));
@@ -145,7 +150,7 @@ async fn cas(
         let not_of: &[Vec<u8>] = if rec.cert_der == rec.root_der { &[] } else { &root_only };
         let check =
             LegacyCheck::KeyOf { cert: &rec.cert_der, end_entity: false, issued_by: None, not_of };
-        let key = if sealer.is_bound(&rec.key_sealed) {
+        let key = if sealer.is_bound(&rec.key_sealed) || ca_key_on_token(&rec.key_sealed) {
             None
         } else {
             report.note(&at, sealer.reseal_legacy(&rec.key_sealed, &at, check))
