@@ -345,3 +345,71 @@ async fn a_ca_made_on_first_start_issues_signs_crls_and_answers_ocsp_from_the_to
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn an_issuing_ca_whose_key_is_already_on_the_token_is_imported_by_label() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+    use sigil_core::certs::KeyType;
+    let db = backends().await.remove(0);
+    let hsm = SoftToken::new();
+    // The key was made on the token beforehand (here by Sigil's own token code, as a vendor tool
+    // would), and an offline root certified it.
+    let cfg = sigil_pki::pkcs11::TokenConfig {
+        module: MODULE.into(),
+        token_label: hsm.label.clone(),
+        pin: String::from("1234").into(),
+    };
+    let token = sigil_pki::pkcs11::Token::open(&cfg).unwrap();
+    let (id, _) = token.generate(KeyType::P384, "corp-issuing").unwrap();
+    let key = token.find("corp-issuing", &id, KeyType::P384).unwrap();
+    let signer = sigil_pki::pkcs11::TokenSigner::new(token, key).unwrap();
+    let usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let root_key = rcgen::KeyPair::generate().unwrap();
+    let mut root_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    root_params.distinguished_name.push(DnType::CommonName, "Corp Root");
+    root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    root_params.key_usages = usages.clone();
+    let root = root_params.self_signed(&root_key).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "Corp Issuing");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = usages;
+    params.use_authority_key_identifier_extension = true;
+    let issuing = params.signed_by(&signer, &rcgen::Issuer::new(root_params, &root_key)).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let f = |n: &str| files.path().join(n).display().to_string();
+    std::fs::write(f("issuing.pem"), issuing.pem()).unwrap();
+    std::fs::write(f("root.pem"), root.pem()).unwrap();
+    let toml = hsm.toml().replacen(
+        "[pki]\n",
+        &format!(
+            "[pki]\nimport_cert_file = \"{}\"\nimport_chain_file = \"{}\"\n\
+             import_key_label = \"corp-issuing\"\n",
+            f("issuing.pem"),
+            f("root.pem")
+        ),
+        1,
+    );
+    let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (csr, leaf_key) = openssl_csr(tmp.path(), "api", "ec:P-256", "/CN=api.example", None);
+    let _ = leaf_key;
+    let (st, cert) = s.issue(&csr, "tls-client").await;
+    assert_eq!(st, 201, "{cert}");
+    std::fs::write(f("leaf.pem"), cert["certificate"].as_str().unwrap()).unwrap();
+    let (ok, out) = openssl(&[
+        "verify",
+        "-CAfile",
+        &f("root.pem"),
+        "-untrusted",
+        &f("issuing.pem"),
+        &f("leaf.pem"),
+    ]);
+    assert!(ok && out.contains("OK"), "{out}");
+    assert!(s.ocsp_text(&cert).await.contains("Cert Status: good"));
+    s.stop().await;
+}

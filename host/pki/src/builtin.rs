@@ -14,8 +14,8 @@ use rcgen::{
 };
 use rustls_pki_types::CertificateDer;
 use sigil_core::certs::ca::{
-    CaFactory, CaRecord, Holds, IssueOrder, Issued, IssuedRef, Issuer as CoreIssuer, NewCa,
-    RevokedEntry, StatusPublisher, ca_key_binding, ca_root_key_binding,
+    CaFactory, CaKeySource, CaRecord, Holds, IssueOrder, Issued, IssuedRef, Issuer as CoreIssuer,
+    NewCa, RevokedEntry, StatusPublisher, ca_key_binding, ca_root_key_binding,
 };
 use sigil_core::certs::profile::CertContent;
 use sigil_core::certs::{KeyType, NameAttribute, RevocationReason, San};
@@ -734,7 +734,7 @@ impl CaFactory for BuiltinFactory {
         &self,
         id: &str,
         cert_pem: &str,
-        key_pem: &str,
+        key: CaKeySource<'_>,
         chain_pem: &str,
         now: OffsetDateTime,
     ) -> Result<CaRecord> {
@@ -743,8 +743,6 @@ impl CaFactory for BuiltinFactory {
             .into_iter()
             .next()
             .ok_or_else(|| bad("no CERTIFICATE in the CA certificate file"))?;
-        let pkcs8 = crate::pem::decode("PRIVATE KEY", key_pem)
-            .ok_or_else(|| bad("the CA key must be an unencrypted PKCS#8 PRIVATE KEY"))?;
         let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&cert_der)
             .map_err(|_| bad("the CA certificate does not parse"))?;
         if !cert.is_ca() {
@@ -754,10 +752,38 @@ impl CaFactory for BuiltinFactory {
             sigil_core::certs::RequestKey::Known(k) => k,
             other => return Err(bad(&format!("unsupported CA key {other}"))),
         };
-        let key = keys::load(&pkcs8, key_type)?;
-        if rcgen::PublicKeyData::subject_public_key_info(&key) != cert.public_key().raw {
-            return Err(bad("the key does not belong to the certificate"));
-        }
+        let key_sealed = match key {
+            CaKeySource::Pem(key_pem) => {
+                let pkcs8 = crate::pem::decode("PRIVATE KEY", key_pem)
+                    .ok_or_else(|| bad("the CA key must be an unencrypted PKCS#8 PRIVATE KEY"))?;
+                let key = keys::load(&pkcs8, key_type)?;
+                if rcgen::PublicKeyData::subject_public_key_info(&key) != cert.public_key().raw {
+                    return Err(bad("the key does not belong to the certificate"));
+                }
+                self.master.seal(&ca_key_binding(id, key_type), &pkcs8)?
+            }
+            CaKeySource::TokenLabel(label) => {
+                let token = self.token.clone().ok_or_else(|| {
+                    CoreError::invalid(
+                        ErrorCode::KeyStoreUnavailable,
+                        "pki.import_key_label needs a [pki.pkcs11] token",
+                    )
+                })?;
+                let found = token.find(label, "", key_type)?;
+                if found.spki != cert.public_key().raw {
+                    return Err(bad(&format!(
+                        "the key `{label}` on token `{}` does not belong to the certificate",
+                        token.label()
+                    )));
+                }
+                let at = sigil_core::signing::key_store::TokenKeyRef {
+                    token: token.label().to_owned(),
+                    label: label.to_owned(),
+                    id: String::new(),
+                };
+                at.encode().into_bytes()
+            }
+        };
         let chain = pem_blocks("CERTIFICATE", chain_pem);
         let root_der = chain.last().cloned().unwrap_or_else(|| cert_der.clone());
         Ok(CaRecord {
@@ -765,7 +791,7 @@ impl CaFactory for BuiltinFactory {
             kind: "builtin".into(),
             key_type,
             cert_der,
-            key_sealed: self.master.seal(&ca_key_binding(id, key_type), &pkcs8)?,
+            key_sealed,
             root_der,
             root_key_sealed: None,
             root_crl_der: None,
@@ -888,8 +914,15 @@ mod tests {
         let opened = master.open(&ca_key_binding("a", KeyType::P256), &rec.key_sealed).unwrap();
         let key_pem = crate::pem::encode("PRIVATE KEY", &opened);
         let root_pem = crate::pem::encode("CERTIFICATE", &rec.root_der);
-        let imported =
-            factory.import("b", &cert_pem, &key_pem, &root_pem, OffsetDateTime::now_utc()).unwrap();
+        let imported = factory
+            .import(
+                "b",
+                &cert_pem,
+                CaKeySource::Pem(&key_pem),
+                &root_pem,
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap();
         assert_eq!(imported.root_der, rec.root_der);
         let other = factory.create("c", KeyType::P256, OffsetDateTime::now_utc()).unwrap().record;
         let opened = master.open(&ca_key_binding("c", KeyType::P256), &other.key_sealed).unwrap();
@@ -904,7 +937,13 @@ mod tests {
         assert!(e.to_string().contains("not the key of its certificate"), "{e}");
         assert!(factory.load_builtin(&rec).is_ok());
         let e = factory
-            .import("d", &cert_pem, &other_key, &root_pem, OffsetDateTime::now_utc())
+            .import(
+                "d",
+                &cert_pem,
+                CaKeySource::Pem(&other_key),
+                &root_pem,
+                OffsetDateTime::now_utc(),
+            )
             .unwrap_err();
         assert_eq!(e.code(), "invalid_ca");
     }

@@ -347,7 +347,7 @@ async fn install(cfg: &Config, id: &str, cert: &Path, chain: &Path) -> Result<i3
     let pkcs8 = master.open(&ca_key_binding(id, pending.key_type), &sealed)?;
     let key_pem = sigil_pki::pem::encode("PRIVATE KEY", &pkcs8);
     let cas = ca_service_with(cfg, master).await?;
-    let import = CaImport { cert_pem, key_pem, chain_pem };
+    let import = CaImport { cert_pem, key_pem, chain_pem, key_label: None };
     let rec = cas.install(id, &import).await?;
     std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     eprintln!(

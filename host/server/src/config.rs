@@ -347,6 +347,10 @@ pub struct PkiSection {
     /// The imported CA's PKCS#8 key.
     #[serde(default)]
     pub import_key_file: Option<PathBuf>,
+    /// Instead of `import_key_file`: the label of the imported CA's key, already on the
+    /// `[pki.pkcs11]` token (it stays there).
+    #[serde(default)]
+    pub import_key_label: Option<String>,
     /// The chain above the imported CA, root last.
     #[serde(default)]
     pub import_chain_file: Option<PathBuf>,
@@ -445,6 +449,7 @@ impl Default for PkiSection {
             ca_key_type: d_ca_key(),
             import_cert_file: None,
             import_key_file: None,
+            import_key_label: None,
             import_chain_file: None,
             public_url: None,
             crl_validity_hours: d_crl_hours(),
@@ -788,9 +793,11 @@ impl Config {
         }
         sigil_core::certs::KeyType::parse(&self.pki.ca_key_type)
             .map_err(|e| ConfigError::Invalid(format!("pki.ca_key_type: {e}")))?;
-        if self.pki.import_cert_file.is_some() != self.pki.import_key_file.is_some() {
+        let import_key = self.pki.import_key_file.is_some() || self.pki.import_key_label.is_some();
+        if self.pki.import_cert_file.is_some() != import_key {
             return Err(ConfigError::Invalid(
-                "pki.import_cert_file and pki.import_key_file go together".into(),
+                "pki.import_cert_file and pki.import_key_file (or pki.import_key_label) go together"
+                    .into(),
             ));
         }
         if let Some(u) = &self.pki.public_url {
@@ -830,6 +837,16 @@ impl Config {
         if n.organization.chars().count() > 64 {
             return Err(ConfigError::Invalid(
                 "pki.ca_subject.organization is at most 64 characters".into(),
+            ));
+        }
+        if self.pki.import_key_file.is_some() && self.pki.import_key_label.is_some() {
+            return Err(ConfigError::Invalid(
+                "pki.import_key_file and pki.import_key_label name the same key: set one".into(),
+            ));
+        }
+        if self.pki.import_key_label.is_some() && self.pki.pkcs11.is_none() {
+            return Err(ConfigError::Invalid(
+                "pki.import_key_label needs a [pki.pkcs11] section".into(),
             ));
         }
         match (self.pki.key_store.as_str(), &self.pki.pkcs11) {

@@ -203,20 +203,27 @@ pub async fn services(
         ))),
         crl_validity,
     ));
-    let import = match (&cfg.pki.import_cert_file, &cfg.pki.import_key_file) {
-        (Some(c), Some(k)) => Some(CaImport {
-            cert_pem: std::fs::read_to_string(c)
-                .with_context(|| format!("reading {}", c.display()))?,
-            key_pem: std::fs::read_to_string(k)
-                .with_context(|| format!("reading {}", k.display()))?,
-            chain_pem: match &cfg.pki.import_chain_file {
-                Some(f) => std::fs::read_to_string(f)
-                    .with_context(|| format!("reading {}", f.display()))?,
-                None => String::new(),
-            },
-        }),
-        _ => None,
+    let read = |f: &std::path::Path| {
+        std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))
     };
+    let chain_pem = match &cfg.pki.import_chain_file {
+        Some(f) => read(f)?,
+        None => String::new(),
+    };
+    let import =
+        match (&cfg.pki.import_cert_file, &cfg.pki.import_key_file, &cfg.pki.import_key_label) {
+            (Some(c), Some(k), None) => {
+                Some(CaImport { cert_pem: read(c)?, key_pem: read(k)?, chain_pem, key_label: None })
+            }
+            // The key is already on the token: it is found by label and stays there.
+            (Some(c), None, Some(label)) => Some(CaImport {
+                cert_pem: read(c)?,
+                key_pem: String::new(),
+                chain_pem,
+                key_label: Some(label.clone()),
+            }),
+            _ => None,
+        };
     let vault = crate::root_keys::RootKeyDir::new(cfg.root_key_dir());
     cas.bootstrap(&cfg.pki.ca_id, KeyType::parse(&cfg.pki.ca_key_type)?, import, &vault).await?;
     for (ca, moved) in cas.move_root_keys_out(&vault).await? {

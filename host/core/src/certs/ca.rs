@@ -178,6 +178,15 @@ pub trait RootKeyVault: Send + Sync {
     fn discard(&self, ca_id: &str, kept_at: &str);
 }
 
+/// Where an imported CA's key comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum CaKeySource<'a> {
+    /// An unencrypted PKCS#8 PEM (sealed on import).
+    Pem(&'a str),
+    /// The label of a key already on the configured PKCS#11 token (it stays there).
+    TokenLabel(&'a str),
+}
+
 /// Creates and loads built-in CAs; implemented in `sigil-pki`.
 pub trait CaFactory: Send + Sync {
     /// Creates a root and an issuing CA with keys of type `key`. The root key is returned, not
@@ -190,12 +199,13 @@ pub trait CaFactory: Send + Sync {
     fn check_root_crl(&self, rec: &CaRecord, der: &[u8], now: OffsetDateTime) -> Result<u64>;
     /// A CRL's nextUpdate (None when it has none or does not parse).
     fn crl_next_update(&self, der: &[u8]) -> Option<OffsetDateTime>;
-    /// Imports an issuing CA from PEM (certificate, PKCS#8 key, and the chain up to its root).
+    /// Imports an issuing CA from PEM (certificate, and the chain up to its root) with its key
+    /// from a PKCS#8 PEM or, on the configured PKCS#11 token, by label.
     fn import(
         &self,
         id: &str,
         cert_pem: &str,
-        key_pem: &str,
+        key: CaKeySource<'_>,
         chain_pem: &str,
         now: OffsetDateTime,
     ) -> Result<CaRecord>;

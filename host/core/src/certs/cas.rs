@@ -24,10 +24,22 @@ use crate::ports::{Clock, Store};
 pub struct CaImport {
     /// Issuing CA certificate.
     pub cert_pem: String,
-    /// Its PKCS#8 key.
+    /// Its PKCS#8 key (empty when `key_label` names it).
     pub key_pem: String,
+    /// The label of its key on the configured PKCS#11 token, instead of `key_pem`.
+    pub key_label: Option<String>,
     /// The chain above it, root last (may be empty for a self-signed CA).
     pub chain_pem: String,
+}
+
+impl CaImport {
+    /// Where the key comes from.
+    pub fn key(&self) -> crate::certs::ca::CaKeySource<'_> {
+        match &self.key_label {
+            Some(l) => crate::certs::ca::CaKeySource::TokenLabel(l),
+            None => crate::certs::ca::CaKeySource::Pem(&self.key_pem),
+        }
+    }
 }
 
 /// CA operations.
@@ -162,7 +174,7 @@ impl CaService {
             let now = self.clock.now();
             let (rec, kept) = match &import {
                 Some(i) => {
-                    (self.factory.import(id, &i.cert_pem, &i.key_pem, &i.chain_pem, now)?, None)
+                    (self.factory.import(id, &i.cert_pem, i.key(), &i.chain_pem, now)?, None)
                 }
                 None => {
                     let new = self.factory.create(id, key, now)?;
@@ -249,7 +261,7 @@ impl CaService {
     pub async fn install(&self, id: &str, import: &CaImport) -> Result<CaRecord> {
         let now = self.clock.now();
         let rec =
-            self.factory.import(id, &import.cert_pem, &import.key_pem, &import.chain_pem, now)?;
+            self.factory.import(id, &import.cert_pem, import.key(), &import.chain_pem, now)?;
         let mut tx = self.store.begin().await?;
         tx.insert_ca(&rec).await.map_err(crate::records::conflict_as(
             ErrorCode::CaExists,
