@@ -413,3 +413,53 @@ async fn an_issuing_ca_whose_key_is_already_on_the_token_is_imported_by_label() 
     assert!(s.ocsp_text(&cert).await.contains("Cert Status: good"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_rsa_issuing_ca_on_the_token_signs_certificates_crls_and_ocsp_with_pkcs1() {
+    let db = backends().await.remove(0);
+    let hsm = SoftToken::new();
+    let toml = hsm.toml().replacen("[pki]\n", "[pki]\nca_key_type = \"rsa-3072\"\n", 1);
+    let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).display().to_string();
+    let (csr, _) = openssl_csr(tmp.path(), "rsa", "ec:P-256", "/CN=rsa.example", None);
+    let (st, cert) = s.issue(&csr, "tls-client").await;
+    assert_eq!(st, 201, "{cert}");
+    std::fs::write(p("leaf.pem"), cert["certificate"].as_str().unwrap()).unwrap();
+    std::fs::write(p("issuing.pem"), cert["chain"][0].as_str().unwrap()).unwrap();
+    std::fs::write(p("root.pem"), cert["chain"][1].as_str().unwrap()).unwrap();
+    let (ok, out) = openssl(&[
+        "verify",
+        "-CAfile",
+        &p("root.pem"),
+        "-untrusted",
+        &p("issuing.pem"),
+        &p("leaf.pem"),
+    ]);
+    assert!(ok && out.contains("OK"), "{out}");
+    let (_, text) = openssl(&["x509", "-in", &p("leaf.pem"), "-noout", "-text"]);
+    assert!(text.contains("sha256WithRSAEncryption"), "{text}");
+    assert!(s.ocsp_text(&cert).await.contains("Cert Status: good"));
+    let ca = cert["ca"].as_str().unwrap();
+    let crl = s.client.get(format!("{}/crl/{ca}.crl", s.url)).send().await.unwrap();
+    std::fs::write(p("crl.der"), crl.bytes().await.unwrap()).unwrap();
+    std::fs::write(
+        p("chain.pem"),
+        format!("{}{}", cert["chain"][0].as_str().unwrap(), cert["chain"][1].as_str().unwrap()),
+    )
+    .unwrap();
+    let (ok, out) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &p("crl.der"),
+        "-CAfile",
+        &p("chain.pem"),
+        "-noout",
+    ]);
+    assert!(ok && out.contains("verify OK"), "{out}");
+    let objects = hsm.objects();
+    assert!(objects.contains("sigil-ca-") && objects.contains("RSA 3072"), "{objects}");
+    s.stop().await;
+}
