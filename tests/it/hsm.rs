@@ -463,3 +463,51 @@ async fn an_rsa_issuing_ca_on_the_token_signs_certificates_crls_and_ocsp_with_pk
     assert!(objects.contains("sigil-ca-") && objects.contains("RSA 3072"), "{objects}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_ca_key_reference_copied_into_a_credential_row_signs_nothing() {
+    // The rule: a token key signs for a credential only when it is the key its end-entity
+    // certificate certifies, and no CA's. An attacker with write access to the database points
+    // a credential at the issuing CA's key on the token.
+    let db = backends().await.remove(0);
+    let hsm = SoftToken::new();
+    let s = TestServer::start_with(&db, Options { toml: hsm.toml(), ..Default::default() }).await;
+    s.signer("hana", "hana's password").await;
+    let (st, c) = credential(&s, "p256", None).await;
+    assert_eq!(st, 201, "{c}");
+    let id = c["credential_id"].as_str().unwrap();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&s.db_url).await.unwrap();
+    let ca_ref: Vec<u8> =
+        sqlx::query_scalar("SELECT key_sealed FROM cas").fetch_one(&pool).await.unwrap();
+    let body: String = sqlx::query_scalar("SELECT body FROM signing_credentials WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut stored: Value = serde_json::from_str(&body).unwrap();
+    stored["sealed_key"] = json!(String::from_utf8(ca_ref).unwrap());
+    sqlx::query("UPDATE signing_credentials SET body = $1 WHERE id = $2")
+        .bind(stored.to_string())
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let token = s.csc_login("v1", "hana", "hana's password").await;
+    let digest = b64(&Sha256::digest(MSG));
+    let sad = s.csc_authorize(&token, id, "2468", std::slice::from_ref(&digest)).await;
+    let a = s
+        .csc(
+            "v1",
+            "signatures/signHash",
+            &token,
+            json!({"credentialID": id, "SAD": sad,
+            "hash": [digest], "hashAlgo": "2.16.840.1.101.3.4.2.1",
+            "signAlgo": "1.2.840.10045.4.3.2"}),
+        )
+        .await;
+    assert_ne!(a.status, 200, "{:?}", a.body);
+    assert!(a.body.get("signatures").is_none(), "{:?}", a.body);
+    s.stop().await;
+}

@@ -255,22 +255,6 @@ impl Token {
         Ok(TokenKey { handle: private, spki, key_type: k, label: label.to_owned() })
     }
 
-    /// Whether the private key object `h` is sensitive and cannot be extracted.
-    pub fn guarded(&self, h: ObjectHandle) -> Result<bool, CoreError> {
-        let attrs = [AttributeType::Sensitive, AttributeType::Extractable];
-        let got = self
-            .with_session(|s| s.get_attributes(h, &attrs))
-            .map_err(|e| self.fail("reading attributes", e))?;
-        let flag = |t: AttributeType| {
-            got.iter().any(|a| match a {
-                Attribute::Sensitive(v) if t == AttributeType::Sensitive => *v,
-                Attribute::Extractable(v) if t == AttributeType::Extractable => *v,
-                _ => false,
-            })
-        };
-        Ok(flag(AttributeType::Sensitive) && !flag(AttributeType::Extractable))
-    }
-
     /// Signs `digest` with key `key` under `scheme`: the token does the private-key operation.
     pub fn sign_digest(
         &self,
@@ -457,11 +441,6 @@ impl TokenSigner {
         };
         Ok(Self { token, key, public })
     }
-
-    /// The key's SPKI DER.
-    pub fn spki(&self) -> &[u8] {
-        &self.key.spki
-    }
 }
 
 impl rcgen::PublicKeyData for TokenSigner {
@@ -498,6 +477,9 @@ impl rcgen::SigningKey for TokenSigner {
 /// PIN `pin`, in this process (what `softhsm2-util --init-token --free` does). For tests and
 /// first set-up of a software token; a real HSM is initialised with its vendor's tools.
 pub fn init_token(module_path: &Path, label: &str, so_pin: &str, pin: &str) -> Result<(), String> {
+    // One at a time: two callers would otherwise both take the one free token.
+    static ONE: Mutex<()> = Mutex::new(());
+    let _turn = ONE.lock().map_err(|_| "poisoned".to_owned())?;
     let ctx = module(module_path)?;
     let slot = ctx
         .get_slots_with_token()

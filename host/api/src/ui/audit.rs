@@ -43,13 +43,9 @@ fn with_trails(items: &serde_json::Value) -> serde_json::Value {
 
 async fn list(State(ui): State<Ui>, s: Session, RawQuery(raw): RawQuery) -> Response {
     let (query, filters) = pass_query(raw.as_deref(), FILTERS);
-    let a = ui.call(&s, Method::GET, &format!("/api/v1/audit?limit=50&{query}"), None).await;
-    let (items, error, next) = if a.ok() {
-        (with_trails(&a.body["items"]), None, next_url(SECTION, &query, &a.body))
-    } else if a.status.as_u16() == 400 {
-        (json!([]), Some(a.detail()), None)
-    } else {
-        return ui.refused(&s, "Audit", &a);
+    let (items, next, error) = match ui.list(&s, SECTION, "/api/v1/audit", &query, "Audit").await {
+        Ok((items, next, error)) => (with_trails(&items), next, error),
+        Err(r) => return r,
     };
     let export_query: String =
         query.split('&').filter(|p| !p.starts_with("cursor=")).collect::<Vec<_>>().join("&");

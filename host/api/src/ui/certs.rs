@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::forms::{Fields, flash, next_url, pass_query};
+use super::forms::{Fields, flash, pass_query};
 use super::session::urlencode;
 use super::{Session, Ui, see_other};
 
@@ -38,15 +38,12 @@ const REVOCATION_REASONS: &[&str] = &[
 
 async fn list(State(ui): State<Ui>, s: Session, RawQuery(raw): RawQuery) -> Response {
     let (query, filters) = pass_query(raw.as_deref(), FILTERS);
-    let a = ui.call(&s, Method::GET, &format!("/api/v1/certificates?limit=50&{query}"), None).await;
     // A bad filter is shown on the form, not as an error page.
-    let (items, error, next) = if a.ok() {
-        (a.body["items"].clone(), None, next_url(SECTION, &query, &a.body))
-    } else if a.status.is_client_error() && a.status.as_u16() != 403 && a.status.as_u16() != 401 {
-        (json!([]), Some(a.detail()), None)
-    } else {
-        return ui.refused(&s, "Certificates", &a);
-    };
+    let (items, next, error) =
+        match ui.list(&s, SECTION, "/api/v1/certificates", &query, "Certificates").await {
+            Ok(l) => l,
+            Err(r) => return r,
+        };
     // The profile filter's choices, for a key that may read them (asking without the
     // permission would record a refusal the user never made).
     let profiles = if s.principal.permissions.allows("profiles:read") {
@@ -64,18 +61,16 @@ async fn list(State(ui): State<Ui>, s: Session, RawQuery(raw): RawQuery) -> Resp
     )
 }
 
-async fn fetch(ui: &Ui, s: &Session, id: &str) -> Result<Value, Response> {
-    let a = ui.call(s, Method::GET, &format!("/api/v1/certificates/{}", urlencode(id)), None).await;
-    if a.ok() { Ok(a.body) } else { Err(ui.refused(s, "Certificate", &a)) }
-}
-
 async fn show(
     State(ui): State<Ui>,
     s: Session,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let c = match fetch(&ui, &s, &id).await {
+    let c = match ui
+        .fetch(&s, &format!("/api/v1/certificates/{}", urlencode(&id)), "Certificate")
+        .await
+    {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -161,7 +156,10 @@ async fn confirm(
     let Some((button, question, danger)) = action(&verb) else {
         return see_other(&format!("{SECTION}/{}", urlencode(&id)));
     };
-    let c = match fetch(&ui, &s, &id).await {
+    let c = match ui
+        .fetch(&s, &format!("/api/v1/certificates/{}", urlencode(&id)), "Certificate")
+        .await
+    {
         Ok(c) => c,
         Err(r) => return r,
     };

@@ -139,14 +139,8 @@ async fn create(State(ui): State<Ui>, s: Session, f: Fields) -> Response {
     see_other("/ui/csc-providers?done=saved")
 }
 
-async fn fetch(ui: &Ui, s: &Session, id: &str) -> Result<Value, Response> {
-    let a =
-        ui.call(s, Method::GET, &format!("/api/v1/csc-providers/{}", urlencode(id)), None).await;
-    if a.ok() { Ok(a.body) } else { Err(ui.refused(s, "CSC provider", &a)) }
-}
-
 async fn edit(State(ui): State<Ui>, s: Session, Path(id): Path<String>) -> Response {
-    match fetch(&ui, &s, &id).await {
+    match ui.fetch(&s, &format!("/api/v1/csc-providers/{}", urlencode(&id)), "CSC provider").await {
         Ok(p) => form_page(&ui, &s, Some(&id), p, json!({})),
         Err(r) => r,
     }
@@ -160,7 +154,9 @@ async fn update(State(ui): State<Ui>, s: Session, Path(id): Path<String>, f: Fie
     }
     // The current logo, to show again if the form comes back.
     let mut values = echo(&f);
-    if let Ok(p) = fetch(&ui, &s, &id).await {
+    if let Ok(p) =
+        ui.fetch(&s, &format!("/api/v1/csc-providers/{}", urlencode(&id)), "CSC provider").await
+    {
         values["logo"] = p["logo"].clone();
     }
     let body = match body_of(&f) {
@@ -183,7 +179,10 @@ async fn update(State(ui): State<Ui>, s: Session, Path(id): Path<String>, f: Fie
 /// logo (a URL logo is not fetched: the page shows the URL).
 async fn logo(State(ui): State<Ui>, s: Session, Path(id): Path<String>) -> Response {
     use axum::response::IntoResponse;
-    let p = match fetch(&ui, &s, &id).await {
+    let p = match ui
+        .fetch(&s, &format!("/api/v1/csc-providers/{}", urlencode(&id)), "CSC provider")
+        .await
+    {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -199,7 +198,10 @@ async fn logo(State(ui): State<Ui>, s: Session, Path(id): Path<String>) -> Respo
 }
 
 async fn confirm_delete(State(ui): State<Ui>, s: Session, Path(id): Path<String>) -> Response {
-    let p = match fetch(&ui, &s, &id).await {
+    let p = match ui
+        .fetch(&s, &format!("/api/v1/csc-providers/{}", urlencode(&id)), "CSC provider")
+        .await
+    {
         Ok(p) => p,
         Err(r) => return r,
     };

@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::forms::{Fields, flash, next_url, pass_query};
+use super::forms::{Fields, flash, pass_query};
 use super::session::urlencode;
 use super::{Session, Ui, see_other};
 
@@ -59,14 +59,11 @@ fn offered(s: &Session, device: &Value) -> Vec<Value> {
 async fn list(State(ui): State<Ui>, s: Session, RawQuery(raw): RawQuery) -> Response {
     let (query, filters) =
         pass_query(raw.as_deref(), &["status", "kind", "serial", "batch", "cursor"]);
-    let a = ui.call(&s, Method::GET, &format!("/api/v1/devices?limit=50&{query}"), None).await;
-    let (items, error, next) = if a.ok() {
-        (a.body["items"].clone(), None, next_url(SECTION, &query, &a.body))
-    } else if a.status.as_u16() == 400 {
-        (json!([]), Some(a.detail()), None)
-    } else {
-        return ui.refused(&s, "Devices", &a);
-    };
+    let (items, next, error) =
+        match ui.list(&s, SECTION, "/api/v1/devices", &query, "Devices").await {
+            Ok(l) => l,
+            Err(r) => return r,
+        };
     ui.page(
         Some(&s),
         "devices.html",
@@ -75,18 +72,13 @@ async fn list(State(ui): State<Ui>, s: Session, RawQuery(raw): RawQuery) -> Resp
     )
 }
 
-async fn fetch(ui: &Ui, s: &Session, id: &str) -> Result<Value, Response> {
-    let a = ui.call(s, Method::GET, &format!("/api/v1/devices/{}", urlencode(id)), None).await;
-    if a.ok() { Ok(a.body) } else { Err(ui.refused(s, "Device", &a)) }
-}
-
 async fn show(
     State(ui): State<Ui>,
     s: Session,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let d = match fetch(&ui, &s, &id).await {
+    let d = match ui.fetch(&s, &format!("/api/v1/devices/{}", urlencode(&id)), "Device").await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -116,7 +108,7 @@ async fn confirm(
     let Some((_, _, _, label)) = ACTIONS.iter().find(|(v, ..)| *v == verb) else {
         return see_other(&format!("{SECTION}/{}", urlencode(&id)));
     };
-    let d = match fetch(&ui, &s, &id).await {
+    let d = match ui.fetch(&s, &format!("/api/v1/devices/{}", urlencode(&id)), "Device").await {
         Ok(d) => d,
         Err(r) => return r,
     };

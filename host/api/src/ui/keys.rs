@@ -187,13 +187,8 @@ fn secret_page(ui: &Ui, s: &Session, issued: &Value, title: &str, status: Status
     )
 }
 
-async fn show_key(ui: &Ui, s: &Session, id: &str) -> Result<Value, Response> {
-    let a = ui.call(s, Method::GET, &format!("/api/v1/api-keys/{}", urlencode(id)), None).await;
-    if a.ok() { Ok(a.body) } else { Err(ui.refused(s, "API key", &a)) }
-}
-
 async fn confirm_revoke(State(ui): State<Ui>, s: Session, Path(id): Path<String>) -> Response {
-    let key = match show_key(&ui, &s, &id).await {
+    let key = match ui.fetch(&s, &format!("/api/v1/api-keys/{}", urlencode(&id)), "API key").await {
         Ok(k) => k,
         Err(r) => return r,
     };
@@ -222,7 +217,7 @@ async fn revoke(State(ui): State<Ui>, s: Session, Path(id): Path<String>, f: Fie
 }
 
 async fn confirm_rotate(State(ui): State<Ui>, s: Session, Path(id): Path<String>) -> Response {
-    let key = match show_key(&ui, &s, &id).await {
+    let key = match ui.fetch(&s, &format!("/api/v1/api-keys/{}", urlencode(&id)), "API key").await {
         Ok(k) => k,
         Err(r) => return r,
     };

@@ -250,6 +250,38 @@ impl Ui {
         }
     }
 
+    /// The object at REST `path`, or the page refusing it (titled `title`).
+    pub(crate) async fn fetch(
+        &self,
+        session: &Session,
+        path: &str,
+        title: &str,
+    ) -> Result<Value, Response> {
+        let a = self.call(session, Method::GET, path, None).await;
+        if a.ok() { Ok(a.body) } else { Err(self.refused(session, title, &a)) }
+    }
+
+    /// A list page's REST answer at `api?limit=50&query`: its items, the link to the next page
+    /// (`base` with the same filters), and a refused filter (400) to show on the page; any other
+    /// refusal is a page of its own.
+    pub(crate) async fn list(
+        &self,
+        session: &Session,
+        base: &str,
+        api: &str,
+        query: &str,
+        title: &str,
+    ) -> Result<(Value, Option<String>, Option<String>), Response> {
+        let a = self.call(session, Method::GET, &format!("{api}?limit=50&{query}"), None).await;
+        if a.ok() {
+            Ok((a.body["items"].clone(), forms::next_url(base, query, &a.body), None))
+        } else if a.status == StatusCode::BAD_REQUEST {
+            Ok((serde_json::json!([]), None, Some(a.detail())))
+        } else {
+            Err(self.refused(session, title, &a))
+        }
+    }
+
     /// Renders template `name` with `ctx` and the session's frame (menu, CSRF token).
     pub(crate) fn page(&self, session: Option<&Session>, name: &str, ctx: Value) -> Response {
         self.render(session, name, ctx, StatusCode::OK)

@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::forms::{Fields, flash, next_url, pass_query};
+use super::forms::{Fields, flash, pass_query};
 use super::session::urlencode;
 use super::{Session, Ui, see_other};
 
@@ -26,14 +26,11 @@ async fn list(State(ui): State<Ui>, s: Session, RawQuery(raw): RawQuery) -> Resp
         q = if q.is_empty() { "status=pending".into() } else { format!("{q}&status=pending") };
     }
     let (query, filters) = pass_query(Some(&q), &["status", "profile", "operator", "cursor"]);
-    let a = ui.call(&s, Method::GET, &format!("/api/v1/requests?limit=50&{query}"), None).await;
-    let (items, error, next) = if a.ok() {
-        (a.body["items"].clone(), None, next_url(SECTION, &query, &a.body))
-    } else if a.status.as_u16() == 400 {
-        (json!([]), Some(a.detail()), None)
-    } else {
-        return ui.refused(&s, "Enrolment requests", &a);
-    };
+    let (items, next, error) =
+        match ui.list(&s, SECTION, "/api/v1/requests", &query, "Enrolment requests").await {
+            Ok(l) => l,
+            Err(r) => return r,
+        };
     ui.page(
         Some(&s),
         "requests.html",

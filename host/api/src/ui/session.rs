@@ -278,12 +278,12 @@ pub(crate) async fn login(
     let next = safe_next(form.next.as_deref());
     // The sign-in page again, with what went wrong: 200, the page itself is fine (a 4xx would
     // only make the browser log an error); the refusal's status is in the access log's code.
-    let again = |detail: &str, _refusal: StatusCode| {
+    let again = |detail: &str| {
         ui.render(None, "login.html", json!({"next": next, "error": detail}), StatusCode::OK)
     };
     let key = form.api_key.trim();
     if key.is_empty() {
-        return again("Paste an API key.", StatusCode::BAD_REQUEST);
+        return again("Paste an API key.");
     }
     match ui.app.api_keys.sign_in(key, context, ui.config.policy).await {
         Ok((new, principal)) => {
@@ -310,7 +310,7 @@ pub(crate) async fn login(
                 StatusCode::UNAUTHORIZED => format!("This API key was not accepted: {}.", e.detail),
                 _ => e.detail.clone(),
             };
-            let mut page = again(&detail, e.status);
+            let mut page = again(&detail);
             page.extensions_mut().insert(crate::error::ResponseCode(e.code.as_str()));
             page
         }
