@@ -414,54 +414,165 @@ async fn an_issuing_ca_whose_key_is_already_on_the_token_is_imported_by_label() 
     s.stop().await;
 }
 
-#[tokio::test]
-async fn an_rsa_issuing_ca_on_the_token_signs_certificates_crls_and_ocsp_with_pkcs1() {
+/// A CA made on first start with an issuing key of `key_type` on the token: its certificates
+/// (signed with `sig_alg`), CRL and OCSP responses verify with openssl, and the token shows a
+/// key described as `on_token` by pkcs11-tool.
+async fn a_ca_of_this_type_signs_from_the_token(key_type: &str, sig_alg: &str, on_token: &str) {
     let db = backends().await.remove(0);
     let hsm = SoftToken::new();
-    let toml = hsm.toml().replacen("[pki]\n", "[pki]\nca_key_type = \"rsa-3072\"\n", 1);
+    let toml = hsm.toml().replacen("[pki]\n", &format!("[pki]\nca_key_type = \"{key_type}\"\n"), 1);
     let s = TestServer::start_with(&db, Options { toml, ..Default::default() }).await;
     let tmp = tempfile::tempdir().unwrap();
-    let p = |n: &str| tmp.path().join(n).display().to_string();
-    let (csr, _) = openssl_csr(tmp.path(), "rsa", "ec:P-256", "/CN=rsa.example", None);
+    let cert = issued_and_verified(&s, tmp.path(), "leaf").await;
+    let (_, text) = openssl(&["x509", "-in", &pem_path(tmp.path(), "leaf"), "-noout", "-text"]);
+    assert!(text.contains(sig_alg), "{key_type}: {text}");
+    assert!(s.ocsp_text(&cert).await.contains("Cert Status: good"), "{key_type}");
+    crl_verifies(&s, tmp.path(), &cert).await;
+    let objects = hsm.objects();
+    assert!(objects.contains("sigil-ca-") && objects.contains(on_token), "{objects}");
+    s.stop().await;
+}
+
+fn pem_path(dir: &Path, name: &str) -> String {
+    dir.join(format!("{name}.pem")).display().to_string()
+}
+
+/// Issues a tls-client certificate named `name` and checks it with `openssl verify` up to the
+/// root; the leaf, issuing CA and root are left as `<name>.pem`, `issuing.pem`, `root.pem`.
+async fn issued_and_verified(s: &TestServer, dir: &Path, name: &str) -> Value {
+    let (csr, _) = openssl_csr(dir, name, "ec:P-256", &format!("/CN={name}.example"), None);
     let (st, cert) = s.issue(&csr, "tls-client").await;
     assert_eq!(st, 201, "{cert}");
-    std::fs::write(p("leaf.pem"), cert["certificate"].as_str().unwrap()).unwrap();
-    std::fs::write(p("issuing.pem"), cert["chain"][0].as_str().unwrap()).unwrap();
-    std::fs::write(p("root.pem"), cert["chain"][1].as_str().unwrap()).unwrap();
+    std::fs::write(pem_path(dir, name), cert["certificate"].as_str().unwrap()).unwrap();
+    std::fs::write(pem_path(dir, "issuing"), cert["chain"][0].as_str().unwrap()).unwrap();
+    std::fs::write(pem_path(dir, "root"), cert["chain"][1].as_str().unwrap()).unwrap();
     let (ok, out) = openssl(&[
         "verify",
         "-CAfile",
-        &p("root.pem"),
+        &pem_path(dir, "root"),
         "-untrusted",
-        &p("issuing.pem"),
-        &p("leaf.pem"),
+        &pem_path(dir, "issuing"),
+        &pem_path(dir, name),
     ]);
     assert!(ok && out.contains("OK"), "{out}");
-    let (_, text) = openssl(&["x509", "-in", &p("leaf.pem"), "-noout", "-text"]);
-    assert!(text.contains("sha256WithRSAEncryption"), "{text}");
-    assert!(s.ocsp_text(&cert).await.contains("Cert Status: good"));
+    cert
+}
+
+/// The CA's current CRL verifies with openssl against the chain of `cert`.
+async fn crl_verifies(s: &TestServer, dir: &Path, cert: &Value) {
     let ca = cert["ca"].as_str().unwrap();
     let crl = s.client.get(format!("{}/crl/{ca}.crl", s.url)).send().await.unwrap();
-    std::fs::write(p("crl.der"), crl.bytes().await.unwrap()).unwrap();
+    let der = dir.join("crl.der").display().to_string();
+    std::fs::write(&der, crl.bytes().await.unwrap()).unwrap();
+    let chain = pem_path(dir, "chain");
     std::fs::write(
-        p("chain.pem"),
+        &chain,
         format!("{}{}", cert["chain"][0].as_str().unwrap(), cert["chain"][1].as_str().unwrap()),
     )
     .unwrap();
-    let (ok, out) = openssl(&[
-        "crl",
-        "-inform",
-        "DER",
-        "-in",
-        &p("crl.der"),
-        "-CAfile",
-        &p("chain.pem"),
-        "-noout",
-    ]);
+    let (ok, out) = openssl(&["crl", "-inform", "DER", "-in", &der, "-CAfile", &chain, "-noout"]);
     assert!(ok && out.contains("verify OK"), "{out}");
-    let objects = hsm.objects();
-    assert!(objects.contains("sigil-ca-") && objects.contains("RSA 3072"), "{objects}");
-    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_rsa_3072_issuing_ca_on_the_token_signs_certificates_crls_and_ocsp_with_pkcs1() {
+    a_ca_of_this_type_signs_from_the_token("rsa-3072", "sha256WithRSAEncryption", "RSA 3072").await;
+}
+
+// Multi-threaded, like the server: token calls then leave the async workers (block_in_place).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_4096_issuing_ca_made_on_the_token_at_first_start_signs_from_it() {
+    a_ca_of_this_type_signs_from_the_token("rsa-4096", "sha256WithRSAEncryption", "RSA 4096").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p384_issuing_ca_made_on_the_token_at_first_start_signs_with_ecdsa_sha384() {
+    a_ca_of_this_type_signs_from_the_token("p384", "ecdsa-with-SHA384", "EC_POINT 384").await;
+}
+
+/// Logs the application out of token `label` through a session of its own, as a token reset or
+/// another tool would: every session of this process loses the login. With `new_pin`, the
+/// user PIN is changed first (from 1234), so that the server's PIN no longer logs in.
+fn log_the_token_out(label: &str, new_pin: Option<&str>) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::types::AuthPin;
+    // The same module instance as the server's (one per process); its initialisation is
+    // already done, which C_Initialize says.
+    let ctx = Pkcs11::new(MODULE).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        // Other tests delete their tokens meanwhile: a slot may fail to answer.
+        .find(|s| ctx.get_token_info(*s).is_ok_and(|i| i.label().trim() == label))
+        .unwrap();
+    let session = ctx.open_rw_session(slot).unwrap();
+    if let Some(pin) = new_pin {
+        session.set_pin(&AuthPin::new("1234".into()), &AuthPin::new(pin.into())).unwrap();
+    }
+    session.logout().unwrap();
+    assert!(
+        session.find_objects(&[cryptoki::object::Attribute::Private(true)]).unwrap().is_empty(),
+        "logged out: private objects are hidden"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_lost_its_login_is_logged_in_again_and_signing_goes_on() {
+    for db in backends().await {
+        let hsm = SoftToken::new();
+        let s =
+            TestServer::start_with(&db, Options { toml: hsm.toml(), ..Default::default() }).await;
+        s.signer("hana", "hana's password").await;
+        let (st, c) = credential(&s, "p256", None).await;
+        assert_eq!(st, 201, "{c}");
+        let sha256 = Sha256::digest(MSG).to_vec();
+        let ecdsa = || ("1.2.840.10045.4.3.2", "-sha256", sha256.clone(), None, vec![]);
+        signs(&s, &c, ecdsa()).await;
+        let tmp = tempfile::tempdir().unwrap();
+        issued_and_verified(&s, tmp.path(), "before").await;
+
+        log_the_token_out(&hsm.label, None);
+        // The credential key and the CA key are found again after a new login.
+        signs(&s, &c, ecdsa()).await;
+        let cert = issued_and_verified(&s, tmp.path(), "after").await;
+        assert!(s.ocsp_text(&cert).await.contains("Cert Status: good"));
+        log_the_token_out(&hsm.label, None);
+        crl_verifies(&s, tmp.path(), &cert).await;
+
+        // A token that will not take the server's PIN any more: clear, typed refusals that
+        // change nothing, never a 500 or a signature.
+        log_the_token_out(&hsm.label, Some("8642"));
+        let token = s.csc_login("v1", "hana", "hana's password").await;
+        let id = c["credential_id"].as_str().unwrap();
+        let sad = s.csc_authorize(&token, id, "2468", &[b64(&sha256)]).await;
+        let a = s
+            .csc(
+                "v1",
+                "signatures/signHash",
+                &token,
+                json!({"credentialID": id, "SAD": sad, "hash": [b64(&sha256)],
+                    "hashAlgo": "2.16.840.1.101.3.4.2.1", "signAlgo": "1.2.840.10045.4.3.2"}),
+            )
+            .await;
+        assert_eq!(a.status, 503, "{:?}", a.body);
+        assert_eq!(a.body["error"], "temporarily_unavailable", "{:?}", a.body);
+        let (csr, _) = openssl_csr(tmp.path(), "refused", "ec:P-256", "/CN=refused.example", None);
+        let before = s.admin(Method::GET, "/api/v1/certificates").send().await.unwrap();
+        let before: Value = before.json().await.unwrap();
+        let (st, p) = s.issue(&csr, "tls-client").await;
+        assert_eq!(st, 502, "{p}");
+        assert_eq!(p["code"], "key_store_unavailable", "{p}");
+        assert!(!p.to_string().contains("1234"), "{p}");
+        let after = s.admin(Method::GET, "/api/v1/certificates").send().await.unwrap();
+        let after: Value = after.json().await.unwrap();
+        // The credential's certificate, "before" and "after".
+        assert_eq!(after["items"].as_array().unwrap().len(), 3);
+        assert_eq!(before["items"], after["items"], "no certificate was recorded");
+        s.stop().await;
+        db.cleanup().await;
+    }
 }
 
 #[tokio::test]

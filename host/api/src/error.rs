@@ -126,7 +126,8 @@ impl From<CoreError> for ApiError {
 /// component's own message.
 pub(crate) fn dependency_detail(code: &str) -> String {
     format!(
-        "a plugin or CA back end this operation depends on failed ({code}); nothing was changed"
+        "a key store, plugin or CA back end this operation depends on failed ({code}); nothing \
+         was changed"
     )
 }
 

@@ -64,7 +64,8 @@ pub enum CoreError {
         /// Seconds to wait.
         retry_after_secs: u64,
     },
-    /// A plugin or external CA the operation depends on failed (fail-closed).
+    /// A plugin, external CA or key store (PKCS#11 token) the operation depends on failed
+    /// (fail-closed).
     #[error("{detail}")]
     Dependency {
         /// Stable code, for example `plugin_timeout`.

@@ -31,6 +31,18 @@ fn internal(e: impl std::fmt::Display) -> CoreError {
     CoreError::Internal(e.to_string())
 }
 
+/// A signature that failed: on a token that did not sign (its own error is logged by the
+/// signer), a dependency failure; otherwise ours.
+fn signing_failed(e: rcgen::Error) -> CoreError {
+    match e {
+        rcgen::Error::RemoteKeyError => CoreError::Dependency {
+            code: ErrorCode::KeyStoreUnavailable,
+            detail: "the PKCS#11 token holding the CA key did not sign".into(),
+        },
+        e => internal(e),
+    }
+}
+
 impl From<PkiError> for CoreError {
     fn from(e: PkiError) -> Self {
         CoreError::Internal(e.to_string())
@@ -316,7 +328,7 @@ impl CoreIssuer for BuiltinCa {
         let spki = SubjectPublicKeyInfo::from_der(&content.spki_der).map_err(|e| {
             CoreError::invalid(ErrorCode::KeyNotAllowed, format!("unsupported public key: {e}"))
         })?;
-        let cert = params.signed_by(&spki, &self.issuer).map_err(internal)?;
+        let cert = params.signed_by(&spki, &self.issuer).map_err(signing_failed)?;
         Ok(Issued {
             der: cert.der().to_vec(),
             serial: order.serial.to_vec(),
@@ -350,7 +362,7 @@ impl Holds for BuiltinCa {
 impl StatusPublisher for BuiltinCa {
     fn sign(&self, message: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
         let key = self.issuer.key();
-        let sig = rcgen::SigningKey::sign(key, message).map_err(internal)?;
+        let sig = rcgen::SigningKey::sign(key, message).map_err(signing_failed)?;
         Ok((sig, signature_algorithm_der(self.key_type)))
     }
 
@@ -380,7 +392,7 @@ impl StatusPublisher for BuiltinCa {
             // The CRL's AKI must equal the CA certificate's SKI, whatever method made it.
             key_identifier_method: KeyIdMethod::PreSpecified(self.key_id.clone()),
         };
-        Ok(params.signed_by(&self.issuer).map_err(internal)?.der().to_vec())
+        Ok(params.signed_by(&self.issuer).map_err(signing_failed)?.der().to_vec())
     }
 }
 

@@ -7,6 +7,13 @@
 //! that the login lasts. Signing sessions come from a small pool: a PKCS#11 session is not
 //! thread safe, so each call takes one for itself and gives it back.
 //!
+//! Every token call runs off the async worker threads (`block_in_place` on a multi-threaded
+//! runtime): an HSM answers in milliseconds, a busy one in much more, and the server's other
+//! requests must not wait behind it. A token that lost its sessions or its login (a reset, a
+//! removal and re-insertion, a logout by another tool) is recovered once per call: the slot is
+//! found again by label, the user logs in again and the key's handle is looked up again by its
+//! label and CKA_ID; only if that fails does the call fail.
+//!
 //! Keys are generated on the token as sensitive, non-extractable private keys labelled
 //! `sigil-…` with a random CKA_ID; the database keeps only the label, the id and (through the
 //! certificate) the public key. ECDSA signatures come from the token as r‖s and are returned
@@ -17,7 +24,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -55,12 +62,15 @@ impl std::fmt::Debug for TokenConfig {
 /// A logged-in token.
 pub struct Token {
     ctx: Pkcs11,
-    slot: Slot,
+    /// Found again by label after the token went away (slot ids change on re-insertion).
+    slot: Mutex<Slot>,
     module: String,
     label: String,
+    /// Kept to log in again after the token lost its login.
+    pin: Zeroizing<String>,
     pool: Mutex<Vec<Session>>,
     /// Open for the process's life: the login lasts while a session is open.
-    _login: Mutex<Session>,
+    login: Mutex<Option<Session>>,
 }
 
 impl std::fmt::Debug for Token {
@@ -108,41 +118,16 @@ impl Token {
         }
         let module_name = cfg.module.display().to_string();
         let ctx = module(&cfg.module)?;
-        let slots = ctx
-            .get_slots_with_token()
-            .map_err(|e| format!("{module_name}: cannot list slots: {e}"))?;
-        let slot = slots
-            .into_iter()
-            .find(|s| {
-                ctx.get_token_info(*s).is_ok_and(|i| i.label().trim() == cfg.token_label.trim())
-            })
-            .ok_or_else(|| format!("{module_name}: no token labelled `{}`", cfg.token_label))?;
-        let login = ctx
-            .open_rw_session(slot)
-            .map_err(|e| format!("{module_name}: cannot open a session: {e}"))?;
-        let pin = AuthPin::new(cfg.pin.as_str().into());
-        match login.login(UserType::User, Some(&pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-                return Err(format!(
-                    "{module_name}: the PIN of token `{}` is wrong",
-                    cfg.token_label
-                ));
-            }
-            Err(e) => {
-                return Err(format!(
-                    "{module_name}: cannot log in to token `{}`: {e}",
-                    cfg.token_label
-                ));
-            }
-        }
+        let slot = find_slot(&ctx, &module_name, &cfg.token_label)?;
+        let login = log_in(&ctx, slot, &module_name, &cfg.token_label, &cfg.pin)?;
         let token = Arc::new(Token {
             ctx,
-            slot,
+            slot: Mutex::new(slot),
             module: module_name,
             label: cfg.token_label.clone(),
+            pin: cfg.pin.clone(),
             pool: Mutex::new(Vec::new()),
-            _login: Mutex::new(login),
+            login: Mutex::new(Some(login)),
         });
         tokens().lock().map_err(|_| "poisoned".to_owned())?.insert(key, Arc::clone(&token));
         Ok(token)
@@ -153,26 +138,75 @@ impl Token {
         &self.label
     }
 
+    /// A token failure: a dependency of the operation failed (502 on REST, 503 on CSC); the
+    /// detail names the module, token and key, and goes to the log, not to the client.
     fn fail(&self, what: &str, e: impl std::fmt::Display) -> CoreError {
-        CoreError::Internal(format!("{} token `{}`: {what}: {e}", self.module, self.label))
+        CoreError::Dependency {
+            code: ErrorCode::KeyStoreUnavailable,
+            detail: format!("{} token `{}`: {what}: {e}", self.module, self.label),
+        }
     }
 
-    /// Runs `f` with a session of the pool (opened when none is free).
-    fn with_session<R>(
-        &self,
-        f: impl FnOnce(&Session) -> Result<R, CkError>,
-    ) -> Result<R, CkError> {
+    fn slot(&self) -> Result<Slot, CkError> {
+        self.slot
+            .lock()
+            .map(|s| *s)
+            .map_err(|_| CkError::Pkcs11(RvError::GeneralError, Function::OpenSession))
+    }
+
+    /// Runs `f` with a session of the pool (opened when none is free), off the async threads;
+    /// once more after recovering the token when the first attempt lost its session or login.
+    fn with_session<R>(&self, f: impl Fn(&Session) -> Result<R, CkError>) -> Result<R, CkError> {
+        off_async(|| match self.attempt(&f) {
+            Err(e) if lost(&e) => {
+                self.recover(&e);
+                self.attempt(&f)
+            }
+            out => out,
+        })
+    }
+
+    fn attempt<R>(&self, f: &impl Fn(&Session) -> Result<R, CkError>) -> Result<R, CkError> {
         let session = match self.pool.lock().ok().and_then(|mut p| p.pop()) {
             Some(s) => s,
-            None => self.ctx.open_rw_session(self.slot)?,
+            None => self.ctx.open_rw_session(self.slot()?)?,
         };
         let out = f(&session);
-        if let Ok(mut p) = self.pool.lock()
+        // A session that failed that way is dead; it is not given back.
+        if !out.as_ref().is_err_and(lost)
+            && let Ok(mut p) = self.pool.lock()
             && p.len() < POOL
         {
             p.push(session);
         }
         out
+    }
+
+    /// After `why`: drops every pooled session, finds the slot again by label and logs in
+    /// again. Failures are logged; the retry that follows reports its own error.
+    fn recover(&self, why: &CkError) {
+        tracing::warn!(module = %self.module, token = %self.label, error = %why,
+            "the PKCS#11 token lost its session or login; logging in again");
+        if let Ok(mut p) = self.pool.lock() {
+            p.clear();
+        }
+        // One recovery at a time; the old login session is replaced only once a new one is
+        // logged in (closing the last session would log the token out).
+        let Ok(mut login) = self.login.lock() else { return };
+        let slot = match find_slot(&self.ctx, &self.module, &self.label) {
+            Ok(slot) => slot,
+            Err(e) => {
+                tracing::error!(error = %e, "the PKCS#11 token is not there");
+                return;
+            }
+        };
+        if let Ok(mut s) = self.slot.lock() {
+            *s = slot;
+        }
+        match log_in(&self.ctx, slot, &self.module, &self.label, &self.pin) {
+            Ok(session) => *login = Some(session),
+            Err(e) => tracing::error!(error = %e, "logging in to the PKCS#11 token again failed"),
+        }
     }
 
     /// Generates a key pair of type `k` labelled `label` with a random CKA_ID; returns the id
@@ -233,26 +267,66 @@ impl Token {
     /// The private key labelled `label` with id `id_hex`, and its public key (SPKI DER).
     pub fn find(&self, label: &str, id_hex: &str, k: KeyType) -> Result<TokenKey, CoreError> {
         let id = hex::decode(id_hex).map_err(|e| self.fail(&format!("key `{label}` id"), e))?;
-        let find = |class: ObjectClass| {
-            let mut t = vec![Attribute::Class(class), Attribute::Label(label.as_bytes().to_vec())];
-            if !id.is_empty() {
-                t.push(Attribute::Id(id.clone()));
-            }
-            self.with_session(|s| s.find_objects(&t))
-        };
-        let private = find(ObjectClass::PRIVATE_KEY)
+        let private = off_async(|| self.find_object(ObjectClass::PRIVATE_KEY, label, &id))
             .map_err(|e| self.fail(&format!("finding `{label}`"), e))?
-            .into_iter()
-            .next()
             .ok_or_else(|| self.fail("no private key", format!("`{label}`")))?;
-        let public = find(ObjectClass::PUBLIC_KEY)
+        let public = off_async(|| self.find_object(ObjectClass::PUBLIC_KEY, label, &id))
             .map_err(|e| self.fail(&format!("finding `{label}`"), e))?
-            .into_iter()
-            .next()
             .ok_or_else(|| self.fail("no public key object", format!("`{label}`")))?;
         let spki =
             self.public_key(public, k).map_err(|e| self.fail(&format!("reading `{label}`"), e))?;
-        Ok(TokenKey { handle: private, spki, key_type: k, label: label.to_owned() })
+        Ok(TokenKey { handle: Mutex::new(private), id, spki, key_type: k, label: label.to_owned() })
+    }
+
+    /// The first object of `class` labelled `label` with CKA_ID `id` (any id when empty).
+    /// Called off the async threads; recovers the token once, like `with_session`.
+    fn find_object(
+        &self,
+        class: ObjectClass,
+        label: &str,
+        id: &[u8],
+    ) -> Result<Option<ObjectHandle>, CkError> {
+        let mut t = vec![Attribute::Class(class), Attribute::Label(label.as_bytes().to_vec())];
+        if !id.is_empty() {
+            t.push(Attribute::Id(id.to_vec()));
+        }
+        let find = |s: &Session| s.find_objects(&t).map(|found| found.into_iter().next());
+        match self.attempt(&find) {
+            Err(e) if lost(&e) => {
+                self.recover(&e);
+                self.attempt(&find)
+            }
+            out => out,
+        }
+    }
+
+    /// Runs `f` with a session and `key`'s handle, off the async threads. When the token lost
+    /// its session or login, it is recovered, the key's handle is looked up again by label and
+    /// CKA_ID (handles need not survive a re-login), and `f` runs once more.
+    fn with_key<R>(
+        &self,
+        key: &TokenKey,
+        f: impl Fn(&Session, ObjectHandle) -> Result<R, CkError>,
+    ) -> Result<R, CkError> {
+        let run = |s: &Session| f(s, key.handle());
+        off_async(|| match self.attempt(&run) {
+            Err(e) if lost(&e) => {
+                self.recover(&e);
+                if let Ok(Some(h)) = self.attempt(&|s: &Session| {
+                    s.find_objects(&[
+                        Attribute::Class(ObjectClass::PRIVATE_KEY),
+                        Attribute::Label(key.label.as_bytes().to_vec()),
+                        Attribute::Id(key.id.clone()),
+                    ])
+                    .map(|found| found.into_iter().next())
+                }) && let Ok(mut held) = key.handle.lock()
+                {
+                    *held = h;
+                }
+                self.attempt(&run)
+            }
+            out => out,
+        })
     }
 
     /// Signs `digest` with key `key` under `scheme`: the token does the private-key operation.
@@ -280,14 +354,14 @@ impl Token {
         match scheme {
             SignScheme::Ecdsa => {
                 let raw = self
-                    .with_session(|s| s.sign(&Mechanism::Ecdsa, key.handle, digest))
+                    .with_key(key, |s, h| s.sign(&Mechanism::Ecdsa, h, digest))
                     .map_err(|e| self.fail(&what, e))?;
                 ecdsa_der(&raw).ok_or_else(|| self.fail(&what, "a malformed ECDSA signature"))
             }
             SignScheme::RsaPkcs1 => {
                 let mut data = digest_info_prefix(hash).to_vec();
                 data.extend_from_slice(digest);
-                self.with_session(|s| s.sign(&Mechanism::RsaPkcs, key.handle, &data))
+                self.with_key(key, |s, h| s.sign(&Mechanism::RsaPkcs, h, &data))
                     .map_err(|e| self.fail(&what, e))
             }
             SignScheme::RsaPss { salt_len } => {
@@ -300,7 +374,7 @@ impl Token {
                     CoreError::invalid(ErrorCode::InvalidRequest, "PSS salt too long")
                 })?;
                 let params = PkcsPssParams { hash_alg, mgf, s_len: s_len.into() };
-                self.with_session(|s| s.sign(&Mechanism::RsaPkcsPss(params), key.handle, digest))
+                self.with_key(key, |s, h| s.sign(&Mechanism::RsaPkcsPss(params), h, digest))
                     .map_err(|e| {
                         CoreError::invalid(ErrorCode::InvalidRequest, format!("{what}: {e}"))
                     })
@@ -310,16 +384,87 @@ impl Token {
 }
 
 /// A private key found on a token: its handle, public key and type.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TokenKey {
-    /// The private key object.
-    pub handle: ObjectHandle,
+    /// The private key object (looked up again after the token is recovered).
+    handle: Mutex<ObjectHandle>,
+    /// CKA_ID.
+    id: Vec<u8>,
     /// SPKI DER.
     pub spki: Vec<u8>,
     /// Type.
     pub key_type: KeyType,
     /// Label (for errors).
     pub label: String,
+}
+
+impl TokenKey {
+    fn handle(&self) -> ObjectHandle {
+        // A poisoned lock still holds a handle; the token refuses it if it is stale.
+        match self.handle.lock() {
+            Ok(h) => *h,
+            Err(p) => *p.into_inner(),
+        }
+    }
+}
+
+/// Finds the slot of the token labelled `label` (slot ids are not stable).
+fn find_slot(ctx: &Pkcs11, module: &str, label: &str) -> Result<Slot, String> {
+    let slots =
+        ctx.get_slots_with_token().map_err(|e| format!("{module}: cannot list slots: {e}"))?;
+    slots
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).is_ok_and(|i| i.label().trim() == label.trim()))
+        .ok_or_else(|| format!("{module}: no token labelled `{label}`"))
+}
+
+/// Opens a session on `slot` and logs the user in; the session keeps the login alive. Errors
+/// name the module and the token, never the PIN.
+fn log_in(
+    ctx: &Pkcs11,
+    slot: Slot,
+    module: &str,
+    label: &str,
+    pin: &Zeroizing<String>,
+) -> Result<Session, String> {
+    let login =
+        ctx.open_rw_session(slot).map_err(|e| format!("{module}: cannot open a session: {e}"))?;
+    match login.login(UserType::User, Some(&AuthPin::new(pin.as_str().into()))) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(login),
+        Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+            Err(format!("{module}: the PIN of token `{label}` is wrong"))
+        }
+        Err(e) => Err(format!("{module}: cannot log in to token `{label}`: {e}")),
+    }
+}
+
+/// Whether `e` says the session, the login or the object handles are gone (a token reset,
+/// removal, or a logout by another application), so that logging in again may help.
+fn lost(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::UserNotLoggedIn
+                | RvError::DeviceRemoved
+                | RvError::TokenNotPresent
+                | RvError::DeviceError
+                | RvError::KeyHandleInvalid
+                | RvError::ObjectHandleInvalid,
+            _
+        )
+    )
+}
+
+/// Runs a blocking token call: on a multi-threaded runtime the worker hands its other tasks
+/// away first (`block_in_place`); on a current-thread runtime, or outside one, it runs here.
+fn off_async<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 fn rsa_bits(k: KeyType) -> u32 {
