@@ -1,12 +1,14 @@
 //! Keys on a PKCS#11 token (ARCHITECTURE §9.4), on SoftHSM2 from Debian (installed here when
 //! missing): signing credentials made on the token as sensitive, non-extractable keys, signHash
 //! for ECDSA, RSA PKCS#1 v1.5 and RSA-PSS verified with openssl, pyHanko signing a PDF with a
-//! token credential, a restart, and the database holding a reference only.
+//! token credential, CAs of every key type on the token, a restart, recovery of a token that
+//! lost its login, and the database holding a reference only.
 //!
-//! A PKCS#11 module is initialised once per process, and SoftHSM reads its configuration then:
-//! every test of this process shares SoftHSM's default configuration (its token directory
-//! `/var/lib/softhsm/tokens`), and each test initialises a token of its own, with a unique label,
-//! through the module (C_InitToken), and deletes it at the end.
+//! A PKCS#11 module is initialised once per process, and SoftHSM reads its configuration then.
+//! The tests whose server runs in this process share SoftHSM's default configuration (its token
+//! directory `/var/lib/softhsm/tokens`), and each initialises a token of its own, with a unique
+//! label, through the module (C_InitToken), and deletes it at the end. The README walk-through
+//! runs `sigil serve` as a child process with a SOFTHSM2_CONF and token directory of its own.
 
 use std::path::Path;
 use std::process::Command;
@@ -621,4 +623,40 @@ async fn a_ca_key_reference_copied_into_a_credential_row_signs_nothing() {
     assert_ne!(a.status, 200, "{:?}", a.body);
     assert!(a.body.get("signatures").is_none(), "{:?}", a.body);
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_softhsm_walkthrough_runs_as_written_in_a_process_and_token_directory_of_its_own()
+ {
+    // `sigil serve` runs as a child process here (the `sigil_it` build of the executable), so
+    // the script gives it and softhsm2-util a SOFTHSM2_CONF of their own: nothing of this test
+    // touches the tokens of the others.
+    ensure_softhsm();
+    crate::pyhanko::ensure_pyhanko();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/hsm-walkthrough.sh");
+    for db in backends().await {
+        let work = tempfile::tempdir().unwrap();
+        let out = tokio::process::Command::new("bash")
+            .arg(script)
+            .env("SIGIL", env!("CARGO_BIN_EXE_sigil_it"))
+            .env("LISTEN", "127.0.0.1:0")
+            .env("WORK", work.path())
+            .env("DATABASE_URL", &db.url)
+            .env_remove("SOFTHSM2_CONF")
+            .output()
+            .await
+            .expect("bash");
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{}: the walk-through stopped:\n{text}", db.backend);
+        assert!(text.contains("== done"), "{text}");
+        assert!(text.contains("VALID signer="), "{text}");
+        // The token lives in the script's own directory.
+        let tokens = std::fs::read_dir(work.path().join("tokens")).unwrap().count();
+        assert_eq!(tokens, 1, "{text}");
+        db.cleanup().await;
+    }
 }

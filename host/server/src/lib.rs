@@ -8,6 +8,7 @@ pub mod ca_cli;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod entry;
 pub mod plugin_cli;
 pub mod plugins;
 pub mod root_keys;

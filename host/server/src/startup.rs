@@ -387,6 +387,9 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     let store = open_store(cfg).await?;
     let search_index = store.clone();
     let cache_dir = cfg.plugins.cache_dir.clone().unwrap_or_else(|| data_dir.join("plugin-cache"));
+    // wasmtime takes an absolute cache path only; the default data_dir is `./data`.
+    let cache_dir = std::path::absolute(&cache_dir)
+        .with_context(|| format!("plugins.cache_dir {}", cache_dir.display()))?;
     let engine = Arc::new(sigil_wasm::PluginEngine::new(Some(&cache_dir))?);
     let registry = Arc::new(sigil_wasm::PluginRegistry::new(engine));
     // A plugin that fails to load is reported on GET /api/v1/plugins; it does not stop the server.
