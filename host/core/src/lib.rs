@@ -8,7 +8,8 @@
 //! - [`people`]: person records, custom fields, identity sources;
 //! - [`certs`]: certificates, profiles and their conformance rules, CA back ends, CRLs, OCSP;
 //! - [`cards`]: devices and tokens, enrolment requests, PIN reset, self-service;
-//! - [`signing`]: signers, signing credentials, the CSC protocol, CSC providers.
+//! - [`signing`]: signers, signing credentials, the CSC protocol, CSC providers;
+//! - [`acme`]: the ACME protocol (RFC 8555) over the certificate area.
 //!
 //! Shared: [`page`], [`ports`] (the traits storage, crypto and plugins implement, with the
 //! narrow `AccessPort` and the per-area read and write ports), [`records`] (typed records and
@@ -28,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod acme;
 pub mod audit;
 pub mod cache;
 pub mod cards;

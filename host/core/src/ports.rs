@@ -69,7 +69,13 @@ pub enum WriteOp {
 /// narrowest port they use; wiring hands them the one store.
 #[async_trait]
 pub trait Store:
-    AccessPort + CertStore + AuditLog + SettingsStore + SigningStore + 'static
+    AccessPort
+    + CertStore
+    + AuditLog
+    + SettingsStore
+    + SigningStore
+    + crate::acme::store::AcmeStore
+    + 'static
 {
     /// Applies insert-only `ops` and appends `events` in one atomic unit. On SQLite concurrent
     /// callers are group-committed: one transaction carries many units, each still all-or-nothing.

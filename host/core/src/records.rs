@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::acme::model::{AccountStatus, AcmeAccount, AcmeAuthz, AcmeOrder, EabKey};
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::cards::device::{Device, DeviceEvent, DeviceFilter};
 use crate::cards::enrolment::{EnrolmentRequest, RequestFilter};
@@ -55,11 +56,19 @@ pub enum Collection {
     Providers,
     /// CSC access and refresh tokens.
     Tokens,
+    /// ACME accounts.
+    AcmeAccounts,
+    /// ACME orders.
+    AcmeOrders,
+    /// ACME authorizations (with their challenges).
+    AcmeAuthzs,
+    /// ACME external account binding keys.
+    AcmeEabKeys,
 }
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 17] = [
         Self::Organizations,
         Self::Divisions,
         Self::Offices,
@@ -73,6 +82,10 @@ impl Collection {
         Self::Credentials,
         Self::Providers,
         Self::Tokens,
+        Self::AcmeAccounts,
+        Self::AcmeOrders,
+        Self::AcmeAuthzs,
+        Self::AcmeEabKeys,
     ];
 
     /// What one record is called in messages.
@@ -91,6 +104,10 @@ impl Collection {
             Self::Credentials => "credential",
             Self::Providers => "CSC provider",
             Self::Tokens => "CSC token",
+            Self::AcmeAccounts => "ACME account",
+            Self::AcmeOrders => "ACME order",
+            Self::AcmeAuthzs => "ACME authorization",
+            Self::AcmeEabKeys => "external account binding key",
         }
     }
 }
@@ -167,6 +184,14 @@ records! {
     Provider(CscProvider) in Providers;
     /// A CSC token.
     Token(CscToken) in Tokens;
+    /// An ACME account.
+    AcmeAccount(AcmeAccount) in AcmeAccounts;
+    /// An ACME order.
+    AcmeOrder(AcmeOrder) in AcmeOrders;
+    /// An ACME authorization.
+    AcmeAuthz(AcmeAuthz) in AcmeAuthzs;
+    /// An external account binding key.
+    AcmeEabKey(EabKey) in AcmeEabKeys;
 }
 
 /// Which records of one collection: every field set must hold. `offices` (and `ids`) restrict
@@ -252,6 +277,29 @@ pub enum Filter {
         /// Of this signer.
         signer_id: Option<Uuid>,
     },
+    /// ACME accounts.
+    AcmeAccounts {
+        /// Of this profile.
+        profile: Option<String>,
+        /// With this key (RFC 7638 thumbprint).
+        thumbprint: Option<String>,
+        /// In this state.
+        status: Option<AccountStatus>,
+    },
+    /// ACME orders.
+    AcmeOrders {
+        /// Of this account.
+        account_id: Option<Uuid>,
+    },
+    /// ACME authorizations.
+    AcmeAuthzs {
+        /// Of this order.
+        order_id: Option<Uuid>,
+        /// Of this account.
+        account_id: Option<Uuid>,
+    },
+    /// Every external account binding key.
+    AcmeEabKeys,
 }
 
 /// Whether `have` is in `set` (no set: yes).
@@ -292,6 +340,12 @@ impl Filter {
             Collection::Credentials => Self::Credentials { signer_id: None, status: None },
             Collection::Providers => Self::Providers,
             Collection::Tokens => Self::Tokens { signer_id: None },
+            Collection::AcmeAccounts => {
+                Self::AcmeAccounts { profile: None, thumbprint: None, status: None }
+            }
+            Collection::AcmeOrders => Self::AcmeOrders { account_id: None },
+            Collection::AcmeAuthzs => Self::AcmeAuthzs { order_id: None, account_id: None },
+            Collection::AcmeEabKeys => Self::AcmeEabKeys,
         }
     }
 
@@ -311,6 +365,10 @@ impl Filter {
             Self::Credentials { .. } => Collection::Credentials,
             Self::Providers => Collection::Providers,
             Self::Tokens { .. } => Collection::Tokens,
+            Self::AcmeAccounts { .. } => Collection::AcmeAccounts,
+            Self::AcmeOrders { .. } => Collection::AcmeOrders,
+            Self::AcmeAuthzs { .. } => Collection::AcmeAuthzs,
+            Self::AcmeEabKeys => Collection::AcmeEabKeys,
         }
     }
 
@@ -378,6 +436,16 @@ impl Filter {
                 same(signer_id, &c.signer_id) && same(status, &c.status)
             }
             (Self::Tokens { signer_id }, Row::Token(t)) => same(signer_id, &t.signer_id),
+            (Self::AcmeAccounts { profile, thumbprint, status }, Row::AcmeAccount(a)) => {
+                same(profile, &a.profile)
+                    && same(thumbprint, &a.thumbprint)
+                    && same(status, &a.status)
+            }
+            (Self::AcmeOrders { account_id }, Row::AcmeOrder(o)) => same(account_id, &o.account_id),
+            (Self::AcmeAuthzs { order_id, account_id }, Row::AcmeAuthz(a)) => {
+                same(order_id, &a.order_id) && same(account_id, &a.account_id)
+            }
+            (Self::AcmeEabKeys, Row::AcmeEabKey(_)) => true,
             _ => false,
         }
     }

@@ -93,6 +93,10 @@ fn selects(filter: &Filter, body: &str) -> bool {
         Collection::Credentials => with::<SigningCredential>(filter, body),
         Collection::Providers => with::<CscProvider>(filter, body),
         Collection::Tokens => with::<CscToken>(filter, body),
+        Collection::AcmeAccounts => with::<crate::acme::model::AcmeAccount>(filter, body),
+        Collection::AcmeOrders => with::<crate::acme::model::AcmeOrder>(filter, body),
+        Collection::AcmeAuthzs => with::<crate::acme::model::AcmeAuthz>(filter, body),
+        Collection::AcmeEabKeys => with::<crate::acme::model::EabKey>(filter, body),
     }
 }
 

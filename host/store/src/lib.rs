@@ -9,6 +9,7 @@
 //! On PostgreSQL the audit head row is locked (`FOR UPDATE`) by every appender, so concurrent
 //! writers on several nodes still build one chain.
 
+mod acme;
 mod apikeys;
 mod audit;
 mod certs;
@@ -756,6 +757,24 @@ impl SettingsStore for SqlStore {
             .fetch_optional(&self.read)
             .await
             .map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl sigil_core::acme::store::AcmeStore for SqlStore {
+    async fn acme_nonce_issue(&self, nonce: &str, expires_us: i64) -> StoreResult<()> {
+        let _turn = self.gate().await;
+        acme::issue(&self.write, nonce, expires_us).await
+    }
+
+    async fn acme_nonce_consume(&self, nonce: &str, now_us: i64) -> StoreResult<bool> {
+        let _turn = self.gate().await;
+        acme::consume(&self.write, nonce, now_us).await
+    }
+
+    async fn acme_nonce_prune(&self, before_us: i64) -> StoreResult<u64> {
+        let _turn = self.gate().await;
+        acme::prune(&self.write, before_us).await
     }
 }
 

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)] // A test: a broken fixture should stop it loudly.
 
 use serde_json::{Value, json};
+use sigil_core::acme::model::{AccountStatus, AcmeAccount, AcmeAuthz, AcmeOrder, EabKey};
 use sigil_core::audit::NewAuditEvent;
 use sigil_core::cards::device::{Device, DeviceEvent, DeviceFilter, DeviceKind, DeviceStatus};
 use sigil_core::cards::enrolment::{EnrolmentRequest, RequestFilter, RequestStatus};
@@ -56,6 +57,10 @@ struct Fixture {
     tokens: Vec<CscToken>,
     secrets: Vec<DeviceSecret>,
     providers: Vec<CscProvider>,
+    acme_accounts: Vec<AcmeAccount>,
+    acme_orders: Vec<AcmeOrder>,
+    acme_authzs: Vec<AcmeAuthz>,
+    acme_eab_keys: Vec<EabKey>,
 }
 
 fn ids(n: usize) -> Vec<Uuid> {
@@ -197,6 +202,34 @@ fn fixture() -> Fixture {
         ))
     };
     let providers = vec![provider("main"), provider("backup")];
+    let account = |profile: &str, thumb: &str, status: &str| -> AcmeAccount {
+        from(json!({"id": Uuid::now_v7(), "profile": profile, "thumbprint": thumb,
+                    "jwk": {"kty": "EC"}, "status": status, "created_at": T0, "updated_at": T0}))
+    };
+    let acme_accounts = vec![
+        account("tls-server", "t1", "valid"),
+        account("tls-server", "t2", "deactivated"),
+        account("other", "t1", "valid"),
+    ];
+    let order = |a: usize| -> AcmeOrder {
+        from(json!({"id": Uuid::now_v7(), "account_id": acme_accounts[a].id,
+                    "profile": "tls-server", "status": "pending",
+                    "identifiers": [{"type": "dns", "value": "a.test"}], "authorizations": [],
+                    "expires": T0, "created_at": T0, "updated_at": T0}))
+    };
+    let acme_orders = vec![order(0), order(0), order(1)];
+    let authz = |o: usize| -> AcmeAuthz {
+        from(json!({"id": Uuid::now_v7(), "account_id": acme_orders[o].account_id,
+                    "order_id": acme_orders[o].id,
+                    "identifier": {"type": "dns", "value": "a.test"}, "status": "pending",
+                    "expires": T0, "challenges": [], "updated_at": T0}))
+    };
+    let acme_authzs = vec![authz(0), authz(1), authz(2)];
+    let eab = |name: &str| -> EabKey {
+        from(json!({"id": Uuid::now_v7(), "name": name, "sealed_key": "k", "created_by": "x",
+                    "created_at": T0}))
+    };
+    let acme_eab_keys = vec![eab("one"), eab("two")];
     Fixture {
         orgs,
         divisions,
@@ -211,6 +244,10 @@ fn fixture() -> Fixture {
         tokens,
         secrets,
         providers,
+        acme_accounts,
+        acme_orders,
+        acme_authzs,
+        acme_eab_keys,
     }
 }
 
@@ -234,6 +271,10 @@ impl Fixture {
         v.extend(self.tokens.iter().map(Record::row));
         v.extend(self.secrets.iter().map(Record::row));
         v.extend(self.providers.iter().map(Record::row));
+        v.extend(self.acme_accounts.iter().map(Record::row));
+        v.extend(self.acme_orders.iter().map(Record::row));
+        v.extend(self.acme_authzs.iter().map(Record::row));
+        v.extend(self.acme_eab_keys.iter().map(Record::row));
         v
     }
 
@@ -356,6 +397,19 @@ impl Fixture {
             Filter::Credentials { signer_id: Some(self.signers[0].id), status: None },
             Filter::Credentials { signer_id: None, status: Some(CredentialStatus::Enabled) },
             Filter::Tokens { signer_id: Some(self.signers[0].id) },
+            Filter::AcmeAccounts {
+                profile: Some("tls-server".into()),
+                thumbprint: Some("t1".into()),
+                status: None,
+            },
+            Filter::AcmeAccounts {
+                profile: None,
+                thumbprint: None,
+                status: Some(AccountStatus::Deactivated),
+            },
+            Filter::AcmeOrders { account_id: Some(self.acme_accounts[0].id) },
+            Filter::AcmeAuthzs { order_id: Some(self.acme_orders[1].id), account_id: None },
+            Filter::AcmeAuthzs { order_id: None, account_id: Some(self.acme_accounts[0].id) },
             Filter::Offices {
                 f: OrgFilter { organization_id: Some(o[1].id), ..OrgFilter::default() },
                 ids: None,

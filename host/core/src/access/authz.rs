@@ -339,6 +339,8 @@ pub enum ActorKind {
     Plugin,
     /// A CSC signer (remote signing), acting on its own credentials only.
     Signer,
+    /// An ACME account, acting on its own orders and certificates only.
+    AcmeAccount,
 }
 
 impl ActorKind {
@@ -351,6 +353,7 @@ impl ActorKind {
             Self::System => "system",
             Self::Plugin => "plugin",
             Self::Signer => "signer",
+            Self::AcmeAccount => "acme_account",
         }
     }
 }

@@ -10,6 +10,20 @@ catalogue! {
     pub enum AuditAction {
         /// An authenticated caller was refused (permission, scope or address).
         AccessDenied = "access.denied",
+        /// An ACME account was created.
+        AcmeAccountCreate = "acme_account.create",
+        /// An ACME account's contacts were changed.
+        AcmeAccountUpdate = "acme_account.update",
+        /// An ACME account was deactivated (by its holder or an administrator).
+        AcmeAccountDeactivate = "acme_account.deactivate",
+        /// An ACME account's key was replaced.
+        AcmeAccountKeyChange = "acme_account.key_change",
+        /// An ACME authorization was validated, failed validation, or was deactivated.
+        AcmeAuthzUpdate = "acme_authz.update",
+        /// An ACME order was placed.
+        AcmeOrderCreate = "acme_order.create",
+        /// An ACME order was finalized (its certificate issued, or issuance refused).
+        AcmeOrderFinalize = "acme_order.finalize",
         /// An API key was created.
         ApiKeyCreate = "api_key.create",
         /// An API key was revoked.

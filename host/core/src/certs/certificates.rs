@@ -771,6 +771,11 @@ impl CertificateService {
     pub fn issuers(&self) -> &Arc<Issuers> {
         &self.issuers
     }
+
+    /// The CSR parser issuance uses (ACME checks an order's CSR with it before issuing).
+    pub fn csr_parser(&self) -> &Arc<dyn CsrParser> {
+        &self.csr
+    }
 }
 
 #[cfg(test)]

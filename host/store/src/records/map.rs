@@ -56,6 +56,19 @@ static PROVIDERS: Table = Table { name: "csc_providers", columns: &["name", "cre
 /// CSC tokens.
 static TOKENS: Table = Table { name: "csc_tokens", columns: &["signer_id", "kind", "expires_at"] };
 
+/// ACME accounts (unique per profile and key thumbprint).
+static ACME_ACCOUNTS: Table =
+    Table { name: "acme_accounts", columns: &["profile", "thumbprint", "status", "created_at"] };
+/// ACME orders.
+static ACME_ORDERS: Table =
+    Table { name: "acme_orders", columns: &["account_id", "status", "expires_at"] };
+/// ACME authorizations.
+static ACME_AUTHZS: Table =
+    Table { name: "acme_authzs", columns: &["order_id", "account_id", "status", "expires_at"] };
+/// External account binding keys.
+static ACME_EAB_KEYS: Table =
+    Table { name: "acme_eab_keys", columns: &["name", "account_id", "created_at"] };
+
 /// The table of `c`.
 pub(crate) fn table(c: Collection) -> &'static Table {
     match c {
@@ -72,6 +85,10 @@ pub(crate) fn table(c: Collection) -> &'static Table {
         Collection::Credentials => &CREDENTIALS,
         Collection::Providers => &PROVIDERS,
         Collection::Tokens => &TOKENS,
+        Collection::AcmeAccounts => &ACME_ACCOUNTS,
+        Collection::AcmeOrders => &ACME_ORDERS,
+        Collection::AcmeAuthzs => &ACME_AUTHZS,
+        Collection::AcmeEabKeys => &ACME_EAB_KEYS,
     }
 }
 
@@ -134,6 +151,24 @@ fn columns(row: Row<'_>) -> Vec<SqlValue> {
         ],
         Row::Provider(p) => vec![p.name.as_str().into(), micros(p.created_at)],
         Row::Token(t) => vec![t.signer_id.into(), t.kind.as_str().into(), micros(t.expires_at)],
+        Row::AcmeAccount(a) => vec![
+            a.profile.as_str().into(),
+            a.thumbprint.as_str().into(),
+            a.status.as_str().into(),
+            micros(a.created_at),
+        ],
+        Row::AcmeOrder(o) => {
+            vec![o.account_id.into(), o.status.as_str().into(), micros(o.expires)]
+        }
+        Row::AcmeAuthz(a) => vec![
+            a.order_id.into(),
+            a.account_id.into(),
+            a.status.as_str().into(),
+            micros(a.expires),
+        ],
+        Row::AcmeEabKey(k) => {
+            vec![k.name.as_str().into(), k.account_id.into(), micros(k.created_at)]
+        }
     }
 }
 
@@ -231,6 +266,17 @@ pub(crate) fn conds(f: &Filter) -> Vec<Cond> {
             eq(&mut c, "status", status.map(|s| s.as_str()));
         }
         Filter::Tokens { signer_id } => eq(&mut c, "signer_id", *signer_id),
+        Filter::AcmeAccounts { profile, thumbprint, status } => {
+            eq(&mut c, "profile", profile.clone());
+            eq(&mut c, "thumbprint", thumbprint.clone());
+            eq(&mut c, "status", status.map(|s| s.as_str()));
+        }
+        Filter::AcmeOrders { account_id } => eq(&mut c, "account_id", *account_id),
+        Filter::AcmeAuthzs { order_id, account_id } => {
+            eq(&mut c, "order_id", *order_id);
+            eq(&mut c, "account_id", *account_id);
+        }
+        Filter::AcmeEabKeys => {}
     }
     c
 }

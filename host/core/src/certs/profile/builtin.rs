@@ -24,6 +24,7 @@ pub fn built_in_profiles() -> Vec<(String, ProfileSpec)> {
         supersede_grace_days: 7,
         certificate_policies: vec![],
         cabf_server_auth: false,
+        acme: false,
     };
     vec![
         (
@@ -40,7 +41,9 @@ pub fn built_in_profiles() -> Vec<(String, ProfileSpec)> {
         (
             "tls-server".into(),
             ProfileSpec {
-                description: "TLS server authentication (DNS SAN required)".into(),
+                description: "TLS server authentication (DNS SAN required); served over ACME \
+                              when [acme] is enabled"
+                    .into(),
                 validity_days: 397,
                 key_usage: vec!["digitalSignature".into(), "keyEncipherment".into()],
                 extended_key_usage: vec!["serverAuth".into()],
@@ -50,6 +53,7 @@ pub fn built_in_profiles() -> Vec<(String, ProfileSpec)> {
                     uri: Requirement::Forbidden,
                     ..Default::default()
                 },
+                acme: true,
                 ..base.clone()
             },
         ),

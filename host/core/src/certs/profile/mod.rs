@@ -196,6 +196,10 @@ pub struct ProfileSpec {
     /// sub-CA): its rules are checked when it is saved and on every request.
     #[serde(default)]
     pub cabf_server_auth: bool,
+    /// Served over ACME at `/acme/{profile}/directory` (when `[acme] enabled`): DNS and IP
+    /// identifiers proven by http-01, tls-alpn-01 or dns-01 are issued under these rules.
+    #[serde(default)]
+    pub acme: bool,
 }
 
 fn default_supersede_grace() -> u32 {
@@ -537,6 +541,41 @@ impl ProfileSpec {
             custom_extensions,
             cabf_server_auth: self.cabf_server_auth,
         })
+    }
+}
+
+impl ProfileSpec {
+    /// Whether a certificate of this profile may name `san` on its own terms (its kind allowed,
+    /// its syntax, the profile's pattern): what an ACME order's identifiers are checked against
+    /// before any challenge. The whole request is still checked when it is finalized.
+    pub fn check_san(&self, san: &San) -> Result<()> {
+        let rule = match san {
+            San::Dns(_) => self.san.dns,
+            San::Ip(_) => self.san.ip,
+            San::Email(_) => self.san.email,
+            San::Uri(_) => self.san.uri,
+        };
+        if rule == Requirement::Forbidden {
+            return Err(CoreError::invalid(
+                ErrorCode::SanNotAllowed,
+                format!("the profile does not allow {} SANs", san.kind()),
+            ));
+        }
+        validate_san(san)?;
+        let pattern = match san {
+            San::Dns(_) => self.san.dns_pattern.as_deref().map(|p| ("san.dns_pattern", p)),
+            San::Email(_) => self.san.email_pattern.as_deref().map(|p| ("san.email_pattern", p)),
+            _ => None,
+        };
+        if let Some((field, p)) = pattern
+            && !anchored(field, p)?.is_match(san.value())
+        {
+            return Err(CoreError::invalid(
+                ErrorCode::SanNotAllowed,
+                format!("{} `{}` does not match the profile's pattern", san.kind(), san.value()),
+            ));
+        }
+        Ok(())
     }
 }
 
