@@ -492,6 +492,35 @@ async fn a_p384_issuing_ca_made_on_the_token_at_first_start_signs_with_ecdsa_sha
     a_ca_of_this_type_signs_from_the_token("p384", "ecdsa-with-SHA384", "EC_POINT 384").await;
 }
 
+/// The raw OCSP response for `cert` (the request made by openssl).
+async fn ocsp_raw(s: &TestServer, dir: &Path, cert: &Value) -> Vec<u8> {
+    let leaf = dir.join("ocsp-leaf.pem");
+    let issuing = dir.join("ocsp-issuing.pem");
+    let req = dir.join("ocsp-req.der");
+    std::fs::write(&leaf, cert["certificate"].as_str().unwrap()).unwrap();
+    std::fs::write(&issuing, cert["chain"][0].as_str().unwrap()).unwrap();
+    let (ok, out) = openssl(&[
+        "ocsp",
+        "-issuer",
+        issuing.to_str().unwrap(),
+        "-cert",
+        leaf.to_str().unwrap(),
+        "-reqout",
+        req.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let r = s
+        .client
+        .post(format!("{}/ocsp", s.url))
+        .header("content-type", "application/ocsp-request")
+        .body(std::fs::read(&req).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap().to_vec()
+}
+
 /// Logs the application out of token `label` through a session of its own, as a token reset or
 /// another tool would: every session of this process loses the login. With `new_pin`, the
 /// user PIN is changed first (from 1234), so that the server's PIN no longer logs in.
@@ -572,6 +601,19 @@ async fn a_token_that_lost_its_login_is_logged_in_again_and_signing_goes_on() {
         // The credential's certificate, "before" and "after".
         assert_eq!(after["items"].as_array().unwrap().len(), 3);
         assert_eq!(before["items"], after["items"], "no certificate was recorded");
+        // OCSP for a status it has not signed yet: an unsigned tryLater, which OCSP clients
+        // understand, not an HTTP error.
+        let r = s
+            .admin(
+                Method::POST,
+                &format!("/api/v1/certificates/{}/revoke", cert["id"].as_str().unwrap()),
+            )
+            .json(&json!({"reason": "superseded"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(ocsp_raw(&s, tmp.path(), &cert).await, [0x30, 0x03, 0x0a, 0x01, 0x03]);
         s.stop().await;
         db.cleanup().await;
     }
@@ -659,4 +701,142 @@ async fn the_readme_softhsm_walkthrough_runs_as_written_in_a_process_and_token_d
         assert_eq!(tokens, 1, "{text}");
         db.cleanup().await;
     }
+}
+
+/// Points credential `victim`'s row at `source`'s token key and certificate, as an attacker
+/// with write access to the database would.
+async fn copy_token_key(s: &TestServer, source: &Value, victim: &Value) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&s.db_url).await.unwrap();
+    let body_of = |id: String| {
+        let pool = pool.clone();
+        async move {
+            let b: String =
+                sqlx::query_scalar("SELECT body FROM signing_credentials WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            serde_json::from_str::<Value>(&b).unwrap()
+        }
+    };
+    let from = body_of(source["credential_id"].as_str().unwrap().to_owned()).await;
+    let id = victim["credential_id"].as_str().unwrap();
+    let mut to = body_of(id.to_owned()).await;
+    to["sealed_key"] = from["sealed_key"].clone();
+    to["certificate_id"] = from["certificate_id"].clone();
+    sqlx::query("UPDATE signing_credentials SET body = $1, certificate_id = $2 WHERE id = $3")
+        .bind(to.to_string())
+        .bind(from["certificate_id"].as_str().unwrap())
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn another_credentials_token_key_copied_into_a_row_signs_nothing() {
+    // Found by the attack review: a token cannot bind a key to its row as sealing does, so the
+    // key's label must name the credential. Bob's row gets Alice's token reference and
+    // certificate; Bob, with his own password and PIN, must not get Alice's signature.
+    let db = backends().await.remove(0);
+    let hsm = SoftToken::new();
+    let s = TestServer::start_with(&db, Options { toml: hsm.toml(), ..Default::default() }).await;
+    s.signer("hana", "hana's password").await;
+    s.signer("bob", "bob's password").await;
+    let (st, alice) = credential(&s, "p256", None).await;
+    assert_eq!(st, 201, "{alice}");
+    let (st, bob) = json(
+        s.admin(Method::POST, "/api/v1/signing-credentials")
+            .json(&json!({"signer": "bob", "key_algorithm": "p256", "pin": "1357", "scal": 1}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 201, "{bob}");
+    copy_token_key(&s, &alice, &bob).await;
+    // Past the credential cache.
+    let s = {
+        s.stop().await;
+        TestServer::start_with(&db, Options { toml: hsm.toml(), ..Default::default() }).await
+    };
+    let token = s.csc_login("v1", "bob", "bob's password").await;
+    let id = bob["credential_id"].as_str().unwrap();
+    let digest = b64(&Sha256::digest(MSG));
+    let sad = s.csc_authorize(&token, id, "1357", std::slice::from_ref(&digest)).await;
+    let a = s
+        .csc(
+            "v1",
+            "signatures/signHash",
+            &token,
+            json!({"credentialID": id, "SAD": sad, "hash": [digest],
+                "hashAlgo": "2.16.840.1.101.3.4.2.1", "signAlgo": "1.2.840.10045.4.3.2"}),
+        )
+        .await;
+    assert_ne!(a.status, 200, "{:?}", a.body);
+    assert!(a.body.get("signatures").is_none(), "{:?}", a.body);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_credential_leaves_no_key_on_the_token_and_pss_salts_are_bounded() {
+    let db = backends().await.remove(0);
+    let hsm = SoftToken::new();
+    let s = TestServer::start_with(&db, Options { toml: hsm.toml(), ..Default::default() }).await;
+    s.signer("hana", "hana's password").await;
+    let count = || hsm.objects().matches("Private Key Object").count();
+    let before = count();
+    // A profile whose key rules refuse what is generated: the key made first is deleted.
+    let spec = json!({"key_types": ["p384"], "validity_days": 365,
+        "key_usage": ["digitalSignature", "nonRepudiation"],
+        "extended_key_usage": ["documentSigning"], "subject": {"common_name": "required"}});
+    let (st, p) = json(
+        s.admin(Method::POST, "/api/v1/profiles")
+            .json(&json!({"name": "doc-p384", "spec": spec}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 201, "{p}");
+    for _ in 0..3 {
+        let (st, b) = json(
+            s.admin(Method::POST, "/api/v1/signing-credentials")
+                .json(&json!({"signer": "hana", "key_algorithm": "p256", "pin": "2468",
+                    "scal": 1, "profile": "doc-p384"}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 400, "{b}");
+    }
+    assert_eq!(count(), before, "{}", hsm.objects());
+    // RSA-PSS with a salt the key cannot hold: a clear 400 naming the limit, nothing of the
+    // token's own words.
+    let (st, c) = credential(&s, "rsa-2048", None).await;
+    assert_eq!(st, 201, "{c}");
+    let token = s.csc_login("v1", "hana", "hana's password").await;
+    let id = c["credential_id"].as_str().unwrap();
+    let digest = b64(&Sha256::digest(MSG));
+    let sad = s.csc_authorize(&token, id, "2468", std::slice::from_ref(&digest)).await;
+    // RSASSA-PSS-params: SHA-256, MGF1-SHA-256, salt 223 (the most for RSA-2048 is 222).
+    let params = "MDSgDzANBglghkgBZQMEAgEFAKEcMBoGCSqGSIb3DQEBCDANBglghkgBZQMEAgEFAKIDAgHf";
+    let a = s
+        .csc(
+            "v1",
+            "signatures/signHash",
+            &token,
+            json!({"credentialID": id, "SAD": sad, "hash": [digest],
+                "hashAlgo": "2.16.840.1.101.3.4.2.1", "signAlgo": "1.2.840.113549.1.1.10",
+                "signAlgoParams": params}),
+        )
+        .await;
+    assert_eq!(a.status, 400, "{:?}", a.body);
+    let text = a.body.to_string();
+    assert!(text.contains("at most 222"), "{text}");
+    assert!(!text.contains("sigil-cred-") && !text.contains("horrible"), "{text}");
+    s.stop().await;
 }

@@ -531,6 +531,12 @@ impl BuiltinFactory {
             .and_then(sigil_core::signing::key_store::TokenKeyRef::decode);
         let key = match on_token {
             Some(at) => {
+                if !at.may_be_a_cas() {
+                    return Err(PkiError::Parse(format!(
+                        "CA {}: its token reference names a signing credential's key `{}`",
+                        rec.id, at.label
+                    )));
+                }
                 let token = self.token_for(&at.token)?;
                 let found = token
                     .find(&at.label, &at.id, rec.key_type)
@@ -781,6 +787,16 @@ impl CaFactory for BuiltinFactory {
                         "pki.import_key_label needs a [pki.pkcs11] token",
                     )
                 })?;
+                let at_label = sigil_core::signing::key_store::TokenKeyRef {
+                    token: token.label().to_owned(),
+                    label: label.to_owned(),
+                    id: String::new(),
+                };
+                if !at_label.may_be_a_cas() {
+                    return Err(bad(&format!(
+                        "`{label}` is a signing credential's key, which a CA may not use"
+                    )));
+                }
                 let found = token.find(label, "", key_type)?;
                 if found.spki != cert.public_key().raw {
                     return Err(bad(&format!(
@@ -788,11 +804,10 @@ impl CaFactory for BuiltinFactory {
                         token.label()
                     )));
                 }
-                let at = sigil_core::signing::key_store::TokenKeyRef {
-                    token: token.label().to_owned(),
-                    label: label.to_owned(),
-                    id: String::new(),
-                };
+                // The CKA_ID of the key found, so that a later key with the same label is
+                // not taken for it.
+                let at =
+                    sigil_core::signing::key_store::TokenKeyRef { id: found.id_hex(), ..at_label };
                 at.encode().into_bytes()
             }
         };

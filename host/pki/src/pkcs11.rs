@@ -68,6 +68,9 @@ pub struct Token {
     label: String,
     /// Kept to log in again after the token lost its login.
     pin: Zeroizing<String>,
+    /// Set when the token refused the PIN on a re-login: no more tries until a restart (an
+    /// HSM locks its user PIN after a few wrong ones).
+    pin_refused: std::sync::atomic::AtomicBool,
     pool: Mutex<Vec<Session>>,
     /// Open for the process's life: the login lasts while a session is open.
     login: Mutex<Option<Session>>,
@@ -119,13 +122,15 @@ impl Token {
         let module_name = cfg.module.display().to_string();
         let ctx = module(&cfg.module)?;
         let slot = find_slot(&ctx, &module_name, &cfg.token_label)?;
-        let login = log_in(&ctx, slot, &module_name, &cfg.token_label, &cfg.pin)?;
+        let login = log_in(&ctx, slot, &module_name, &cfg.token_label, &cfg.pin)
+            .map_err(|e| e.to_string())?;
         let token = Arc::new(Token {
             ctx,
             slot: Mutex::new(slot),
             module: module_name,
             label: cfg.token_label.clone(),
             pin: cfg.pin.clone(),
+            pin_refused: std::sync::atomic::AtomicBool::new(false),
             pool: Mutex::new(Vec::new()),
             login: Mutex::new(Some(login)),
         });
@@ -203,9 +208,20 @@ impl Token {
         if let Ok(mut s) = self.slot.lock() {
             *s = slot;
         }
+        if self.pin_refused.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         match log_in(&self.ctx, slot, &self.module, &self.label, &self.pin) {
             Ok(session) => *login = Some(session),
-            Err(e) => tracing::error!(error = %e, "logging in to the PKCS#11 token again failed"),
+            Err(LoginError::Pin(e)) => {
+                self.pin_refused.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(error = %e,
+                    "the PKCS#11 token refused the configured PIN; no more login attempts until \
+                     the server is restarted");
+            }
+            Err(LoginError::Other(e)) => {
+                tracing::error!(error = %e, "logging in to the PKCS#11 token again failed");
+            }
         }
     }
 
@@ -264,33 +280,86 @@ impl Token {
         spki_of(k, &got)
     }
 
-    /// The private key labelled `label` with id `id_hex`, and its public key (SPKI DER).
+    /// The private key labelled `label` with id `id_hex` (any id when empty: then the label
+    /// must name one private key only), and its public key (SPKI DER): the public key object
+    /// with the same label and CKA_ID.
     pub fn find(&self, label: &str, id_hex: &str, k: KeyType) -> Result<TokenKey, CoreError> {
+        let what = format!("finding `{label}`");
         let id = hex::decode(id_hex).map_err(|e| self.fail(&format!("key `{label}` id"), e))?;
-        let private = off_async(|| self.find_object(ObjectClass::PRIVATE_KEY, label, &id))
-            .map_err(|e| self.fail(&format!("finding `{label}`"), e))?
-            .ok_or_else(|| self.fail("no private key", format!("`{label}`")))?;
-        let public = off_async(|| self.find_object(ObjectClass::PUBLIC_KEY, label, &id))
-            .map_err(|e| self.fail(&format!("finding `{label}`"), e))?
-            .ok_or_else(|| self.fail("no public key object", format!("`{label}`")))?;
-        let spki =
-            self.public_key(public, k).map_err(|e| self.fail(&format!("reading `{label}`"), e))?;
+        let privates = off_async(|| self.find_objects(ObjectClass::PRIVATE_KEY, label, &id))
+            .map_err(|e| self.fail(&what, e))?;
+        let private = match privates.as_slice() {
+            [one] => *one,
+            [] => return Err(self.fail("no private key", format!("`{label}`"))),
+            many => {
+                return Err(self.fail(
+                    &what,
+                    format!(
+                        "{} private keys carry this label and id; it must name one",
+                        many.len()
+                    ),
+                ));
+            }
+        };
+        let id = if id.is_empty() {
+            let got = self
+                .with_session(|s| s.get_attributes(private, &[AttributeType::Id]))
+                .map_err(|e| self.fail(&what, e))?;
+            got.into_iter()
+                .find_map(|a| match a {
+                    Attribute::Id(v) => Some(v),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        } else {
+            id
+        };
+        let spki = off_async(|| self.public_of(label, &id, k)).map_err(|e| self.fail(&what, e))?;
         Ok(TokenKey { handle: Mutex::new(private), id, spki, key_type: k, label: label.to_owned() })
     }
 
-    /// The first object of `class` labelled `label` with CKA_ID `id` (any id when empty).
-    /// Called off the async threads; recovers the token once, like `with_session`.
-    fn find_object(
+    /// The SPKI of the public key object labelled `label` with CKA_ID `id`.
+    fn public_of(&self, label: &str, id: &[u8], k: KeyType) -> Result<Vec<u8>, String> {
+        let public = self
+            .find_objects(ObjectClass::PUBLIC_KEY, label, id)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .ok_or_else(|| "no public key object".to_owned())?;
+        self.public_key(public, k)
+    }
+
+    /// Deletes the key pair labelled `label` with CKA_ID `id_hex` (a key made for a credential
+    /// that was then refused). Both objects must be found by label and id: nothing else goes.
+    pub fn destroy(&self, label: &str, id_hex: &str) -> Result<(), CoreError> {
+        let what = format!("deleting `{label}`");
+        let id = hex::decode(id_hex).map_err(|e| self.fail(&what, e))?;
+        if id.is_empty() {
+            return Err(self.fail(&what, "no CKA_ID"));
+        }
+        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+            let found = off_async(|| self.find_objects(class, label, &id))
+                .map_err(|e| self.fail(&what, e))?;
+            for h in found {
+                self.with_session(|s| s.destroy_object(h)).map_err(|e| self.fail(&what, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every object of `class` labelled `label` with CKA_ID `id` (any id when empty). Called
+    /// off the async threads; recovers the token once, like `with_session`.
+    fn find_objects(
         &self,
         class: ObjectClass,
         label: &str,
         id: &[u8],
-    ) -> Result<Option<ObjectHandle>, CkError> {
+    ) -> Result<Vec<ObjectHandle>, CkError> {
         let mut t = vec![Attribute::Class(class), Attribute::Label(label.as_bytes().to_vec())];
         if !id.is_empty() {
             t.push(Attribute::Id(id.to_vec()));
         }
-        let find = |s: &Session| s.find_objects(&t).map(|found| found.into_iter().next());
+        let find = |s: &Session| s.find_objects(&t);
         match self.attempt(&find) {
             Err(e) if lost(&e) => {
                 self.recover(&e);
@@ -300,9 +369,34 @@ impl Token {
         }
     }
 
+    /// After a recovery: `key`'s private key looked up again by label and CKA_ID, if it is
+    /// still the same key (its public key object holds the same public key). A replaced token
+    /// with the same labels and ids holds other keys, which must not sign as these.
+    fn refind(&self, key: &TokenKey) -> Option<ObjectHandle> {
+        let private = self
+            .attempt(&|s: &Session| {
+                s.find_objects(&[
+                    Attribute::Class(ObjectClass::PRIVATE_KEY),
+                    Attribute::Label(key.label.as_bytes().to_vec()),
+                    Attribute::Id(key.id.clone()),
+                ])
+            })
+            .ok()?;
+        let [one] = private.as_slice() else { return None };
+        match self.public_of(&key.label, &key.id, key.key_type) {
+            Ok(spki) if spki == key.spki => Some(*one),
+            _ => {
+                tracing::error!(module = %self.module, token = %self.label, key = %key.label,
+                    "after recovery the token holds another key under this label; not using it");
+                None
+            }
+        }
+    }
+
     /// Runs `f` with a session and `key`'s handle, off the async threads. When the token lost
     /// its session or login, it is recovered, the key's handle is looked up again by label and
-    /// CKA_ID (handles need not survive a re-login), and `f` runs once more.
+    /// CKA_ID (handles need not survive a re-login) and checked to be the same key, and `f`
+    /// runs once more.
     fn with_key<R>(
         &self,
         key: &TokenKey,
@@ -312,18 +406,15 @@ impl Token {
         off_async(|| match self.attempt(&run) {
             Err(e) if lost(&e) => {
                 self.recover(&e);
-                if let Ok(Some(h)) = self.attempt(&|s: &Session| {
-                    s.find_objects(&[
-                        Attribute::Class(ObjectClass::PRIVATE_KEY),
-                        Attribute::Label(key.label.as_bytes().to_vec()),
-                        Attribute::Id(key.id.clone()),
-                    ])
-                    .map(|found| found.into_iter().next())
-                }) && let Ok(mut held) = key.handle.lock()
-                {
-                    *held = h;
+                match self.refind(key) {
+                    Some(h) => {
+                        if let Ok(mut held) = key.handle.lock() {
+                            *held = h;
+                        }
+                        self.attempt(&run)
+                    }
+                    None => Err(e),
                 }
-                self.attempt(&run)
             }
             out => out,
         })
@@ -370,14 +461,25 @@ impl Token {
                     HashAlgo::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
                     HashAlgo::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
                 };
+                // RFC 8017 §9.1.1: emLen ≥ hLen + sLen + 2, emLen = ⌈(modBits − 1)/8⌉. Checked
+                // here: a token told otherwise fails in its own words, or worse.
+                let em_len = (rsa_bits(key.key_type) as usize - 1).div_ceil(8);
+                let most = em_len.saturating_sub(hash.digest_len() + 2);
+                if salt_len > most {
+                    return Err(CoreError::invalid(
+                        ErrorCode::InvalidRequest,
+                        format!(
+                            "Invalid parameter signAlgoParams: a salt of {salt_len} bytes is \
+                             longer than this key and hash allow (at most {most})"
+                        ),
+                    ));
+                }
                 let s_len = u64::try_from(salt_len).map_err(|_| {
                     CoreError::invalid(ErrorCode::InvalidRequest, "PSS salt too long")
                 })?;
                 let params = PkcsPssParams { hash_alg, mgf, s_len: s_len.into() };
                 self.with_key(key, |s, h| s.sign(&Mechanism::RsaPkcsPss(params), h, digest))
-                    .map_err(|e| {
-                        CoreError::invalid(ErrorCode::InvalidRequest, format!("{what}: {e}"))
-                    })
+                    .map_err(|e| self.fail(&what, e))
             }
         }
     }
@@ -399,6 +501,11 @@ pub struct TokenKey {
 }
 
 impl TokenKey {
+    /// Its CKA_ID, hex (what a token reference records).
+    pub fn id_hex(&self) -> String {
+        hex::encode(&self.id)
+    }
+
     fn handle(&self) -> ObjectHandle {
         // A poisoned lock still holds a handle; the token refuses it if it is stale.
         match self.handle.lock() {
@@ -426,15 +533,35 @@ fn log_in(
     module: &str,
     label: &str,
     pin: &Zeroizing<String>,
-) -> Result<Session, String> {
-    let login =
-        ctx.open_rw_session(slot).map_err(|e| format!("{module}: cannot open a session: {e}"))?;
+) -> Result<Session, LoginError> {
+    let login = ctx
+        .open_rw_session(slot)
+        .map_err(|e| LoginError::Other(format!("{module}: cannot open a session: {e}")))?;
     match login.login(UserType::User, Some(&AuthPin::new(pin.as_str().into()))) {
         Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(login),
         Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-            Err(format!("{module}: the PIN of token `{label}` is wrong"))
+            Err(LoginError::Pin(format!("{module}: the PIN of token `{label}` is wrong")))
         }
-        Err(e) => Err(format!("{module}: cannot log in to token `{label}`: {e}")),
+        Err(CkError::Pkcs11(RvError::PinLocked | RvError::PinExpired, _)) => Err(LoginError::Pin(
+            format!("{module}: the user PIN of token `{label}` is locked or expired"),
+        )),
+        Err(e) => {
+            Err(LoginError::Other(format!("{module}: cannot log in to token `{label}`: {e}")))
+        }
+    }
+}
+
+/// Why a login failed: the PIN (do not try again) or anything else.
+enum LoginError {
+    Pin(String),
+    Other(String),
+}
+
+impl std::fmt::Display for LoginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pin(m) | Self::Other(m) => f.write_str(m),
+        }
     }
 }
 

@@ -102,6 +102,12 @@ impl CredentialKeys {
         }
         let key = match TokenKeyRef::decode(r.sealed_key) {
             Some(at) => {
+                if !at.is_credentials(r.id) {
+                    return Err(CoreError::Internal(format!(
+                        "credential {}: its token reference names key `{}`, not its own",
+                        r.id, at.label
+                    )));
+                }
                 let token = self.token_for(&at.token)?;
                 let found = Arc::new(token.find(&at.label, &at.id, r.key_type)?);
                 check_certifies(&found.spki, r.certificate, r.ca_chain)?;
@@ -261,7 +267,7 @@ fn new_token_key(
     k: KeyType,
     cn: &str,
 ) -> Result<(String, Vec<u8>), CoreError> {
-    let label = format!("sigil-cred-{id}");
+    let label = TokenKeyRef::credential_label(id);
     let (key_id, _) = token.generate(k, &label)?;
     let key = token.find(&label, &key_id, k)?;
     let mut params =
@@ -364,6 +370,21 @@ impl SigningKeys for CredentialKeys {
             }
         };
         job.await.map_err(|e| CoreError::Internal(format!("key generation: {e}")))?
+    }
+
+    async fn discard(&self, stored: &str) {
+        let (Some(at), Some(token)) = (TokenKeyRef::decode(stored), self.token.clone()) else {
+            return;
+        };
+        if token.label() != at.token || !at.label.starts_with("sigil-cred-") {
+            return;
+        }
+        let gone = tokio::task::spawn_blocking(move || token.destroy(&at.label, &at.id)).await;
+        match gone {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "a refused credential's token key stays"),
+            Err(e) => tracing::warn!(error = %e, "a refused credential's token key stays"),
+        }
     }
 
     fn pss_params(&self, der: &[u8]) -> sigil_core::Result<(HashAlgo, usize)> {

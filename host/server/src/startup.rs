@@ -716,8 +716,19 @@ async fn warn_of_legacy_secrets(store: &dyn Store, master: &MasterKey) -> Result
 /// start-up with one line naming the module and the token (never the PIN).
 fn open_token(pki: &crate::config::PkiSection) -> Result<Option<Arc<sigil_pki::pkcs11::Token>>> {
     let Some(p) = &pki.pkcs11 else { return Ok(None) };
-    let pin = std::fs::read_to_string(&p.pin_file)
-        .with_context(|| format!("pki.pkcs11.pin_file {}", p.pin_file.display()))?;
+    let pin = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&p.pin_file)
+            .with_context(|| format!("pki.pkcs11.pin_file {}", p.pin_file.display()))?,
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(m) = std::fs::metadata(&p.pin_file)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(file = %p.pin_file.display(),
+                "pki.pkcs11.pin_file can be read by other users than its owner; chmod 0600 it");
+        }
+    }
     let cfg = sigil_pki::pkcs11::TokenConfig {
         module: p.module.clone(),
         token_label: p.token_label.clone(),

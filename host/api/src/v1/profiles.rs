@@ -54,6 +54,22 @@ async fn ca_certificate(
     Ok(res)
 }
 
+/// An unsigned OCSPResponse with status tryLater (RFC 6960 §2.3).
+const OCSP_TRY_LATER: &[u8] = &[0x30, 0x03, 0x0a, 0x01, 0x03];
+
+/// An OCSP answer: the signed response, or, when a dependency the signature needs is down (the
+/// CA key's token), tryLater: an OCSP client understands that, not a problem document.
+fn ocsp_answer(r: sigil_core::Result<Vec<u8>>) -> Result<Response, ApiError> {
+    match r {
+        Ok(der) => Ok(ocsp_response(der)),
+        Err(e @ sigil_core::CoreError::Dependency { .. }) => {
+            tracing::warn!(error = %e, "OCSP: answering tryLater");
+            Ok(ocsp_response(OCSP_TRY_LATER.to_vec()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn ocsp_response(der: Vec<u8>) -> Response {
     let mut res = der.into_response();
     res.headers_mut()
@@ -69,7 +85,7 @@ async fn ocsp_post(
     State(st): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    Ok(ocsp_response(st.cas.ocsp(&body).await?))
+    ocsp_answer(st.cas.ocsp(&body).await)
 }
 
 /// OCSP responder (RFC 6960), GET form: the path is the base64 (URL-encoded) DER OCSPRequest.
@@ -85,7 +101,7 @@ async fn ocsp_get(
         .decode(request.trim())
         .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(request.trim()))
         .unwrap_or_default();
-    Ok(ocsp_response(st.cas.ocsp(&der).await?))
+    ocsp_answer(st.cas.ocsp(&der).await)
 }
 
 /// A profile.

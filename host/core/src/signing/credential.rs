@@ -490,6 +490,11 @@ pub trait SigningKeys: Send + Sync {
         cn: &str,
         store: Option<crate::signing::key_store::KeyStoreKind>,
     ) -> crate::Result<(String, Vec<u8>)>;
+    /// Destroys a key `generate` made for a credential that was then not created (issuance
+    /// refused, storage failed): on a token, its objects are deleted so that refused requests
+    /// do not fill the token; a sealed key is only ever in the refused row, so nothing is left.
+    /// Best effort: failures are logged.
+    async fn discard(&self, _stored: &str) {}
     /// The hash and salt length of DER `RSASSA-PSS-params` (the MGF1 hash must be the same).
     fn pss_params(&self, der: &[u8]) -> crate::Result<(HashAlgo, usize)>;
     /// Signs each of `digests` with `credential`'s sealed key, as `scheme` says, in order. The

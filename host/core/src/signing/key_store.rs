@@ -53,6 +53,24 @@ pub struct TokenKeyRef {
 
 impl TokenKeyRef {
     const TAG: &'static str = "pkcs11:";
+    const CREDENTIAL: &'static str = "sigil-cred-";
+
+    /// The label of signing credential `id`'s key on a token.
+    pub fn credential_label(id: uuid::Uuid) -> String {
+        format!("{}{id}", Self::CREDENTIAL)
+    }
+
+    /// Whether this may be signing credential `id`'s key: labelled for that credential, with a
+    /// CKA_ID. A token cannot bind a key to a database row as sealing does, so the label does:
+    /// another credential's reference copied into this row names a key this one never had.
+    pub fn is_credentials(&self, id: uuid::Uuid) -> bool {
+        self.label == Self::credential_label(id) && !self.id.is_empty()
+    }
+
+    /// Whether this may be a CA's key: never a signing credential's.
+    pub fn may_be_a_cas(&self) -> bool {
+        !self.label.starts_with(Self::CREDENTIAL)
+    }
 
     /// The stored form.
     pub fn encode(&self) -> String {
@@ -88,5 +106,18 @@ mod tests {
         assert_eq!(KeyStoreKind::of_stored("U0dMAg=="), KeyStoreKind::Sealed);
         assert_eq!(TokenKeyRef::decode("U0dMAg=="), None);
         assert_eq!(TokenKeyRef::decode("pkcs11:t/l/not-hex"), None);
+    }
+
+    #[test]
+    fn a_credential_key_is_only_its_own_credentials_and_never_a_cas() {
+        let mine = uuid::Uuid::now_v7();
+        let other = uuid::Uuid::now_v7();
+        let r = |label: String, id: &str| TokenKeyRef { token: "t".into(), label, id: id.into() };
+        assert!(r(TokenKeyRef::credential_label(mine), "0a").is_credentials(mine));
+        assert!(!r(TokenKeyRef::credential_label(other), "0a").is_credentials(mine));
+        assert!(!r(TokenKeyRef::credential_label(mine), "").is_credentials(mine));
+        assert!(!r("sigil-ca-builtin".into(), "0a").is_credentials(mine));
+        assert!(!r(TokenKeyRef::credential_label(mine), "0a").may_be_a_cas());
+        assert!(r("sigil-ca-builtin".into(), "").may_be_a_cas());
     }
 }

@@ -533,20 +533,31 @@ impl SignerService {
         let (sealed_key, csr) =
             self.keys.generate(id, n.key_algorithm, cn.trim(), n.key_store).await?;
         let issuer = p.acting_with(["certificate:issue"])?;
-        let cert = self
-            .certificates
-            .issue(
-                &issuer.authorize::<perm::CertificateIssue>()?,
-                IssueRequest {
-                    csr,
-                    profile,
-                    metadata: Some(serde_json::json!({
-                        "signing_credential_id": id, "signer": signer.username,
-                    })),
-                    office_id: office,
-                },
-            )
-            .await?;
+        let issued = match issuer.authorize::<perm::CertificateIssue>() {
+            Ok(cap) => {
+                self.certificates
+                    .issue(
+                        &cap,
+                        IssueRequest {
+                            csr,
+                            profile,
+                            metadata: Some(serde_json::json!({
+                                "signing_credential_id": id, "signer": signer.username,
+                            })),
+                            office_id: office,
+                        },
+                    )
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let cert = match issued {
+            Ok(cert) => cert,
+            Err(e) => {
+                self.keys.discard(&sealed_key).await;
+                return Err(e);
+            }
+        };
         let now = self.clock.now();
         let c = SigningCredential {
             id,
@@ -569,9 +580,11 @@ impl SignerService {
                 .details(serde_json::json!({
                     "signer": signer.username, "key_algorithm": c.key_algorithm, "scal": c.scal,
                     "multisign": c.multisign, "certificate_id": cert.id, "serial": cert.serial,
+                    "key_store": crate::signing::key_store::KeyStoreKind::of_stored(&c.sealed_key),
                 }));
         if let Err(e) = self.insert_credential(&c, ev).await {
             self.withdraw(p, &cert).await;
+            self.keys.discard(&c.sealed_key).await;
             return Err(e);
         }
         Ok((c, cert))
