@@ -3,6 +3,7 @@
 // Helpers outside #[test] functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod acme;
 mod apikeys;
 mod audit;
 mod audit_anchor;

@@ -7,8 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -98,7 +98,9 @@ async fn check(st: &AppState, req: &mut Request) -> Result<Option<Arc<Principal>
     let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
         return Err(ApiError::not_found());
     };
-    let Some(rule) = st.exposure.resolve(req.method(), &path) else {
+    // HEAD is GET without a body (axum answers it with the GET route): the GET rule applies.
+    let method = if req.method() == Method::HEAD { Method::GET } else { req.method().clone() };
+    let Some(rule) = st.exposure.resolve(&method, &path) else {
         return Err(ApiError::not_found());
     };
     if !rule.enabled {

@@ -94,10 +94,13 @@ pub fn module_of(path: &str) -> String {
     }
 }
 
-fn default_rule(module: &str) -> (AuthMode, Vec<&'static str>) {
+fn default_rule(module: &str, path: &str) -> (AuthMode, Vec<&'static str>) {
     match module {
         // CSC authenticates its own way: HTTP Basic at auth/login, then its bearer tokens.
         "health" | "docs" | "crl" | "ocsp" | "ca" | "csc" => (AuthMode::None, vec![]),
+        // ACME requests are signed by their account key (its administration under
+        // /api/v1/acme takes API keys like the rest of the API).
+        "acme" if !path.starts_with("/api/") => (AuthMode::None, vec![]),
         // Metrics reveal traffic shape; by default only local scrapers see them.
         "metrics" => (AuthMode::None, vec!["127.0.0.0/8", "::1"]),
         _ => (AuthMode::ApiKey, vec![]),
@@ -202,7 +205,7 @@ impl Exposure {
         for (method, path) in endpoints {
             let k = key(method, path);
             let module = module_of(path);
-            let (auth, ips) = default_rule(&module);
+            let (auth, ips) = default_rule(&module, path);
             let mut r = Resolved {
                 endpoint: k.clone(),
                 module: module.clone(),

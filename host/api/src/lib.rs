@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod access_log;
+pub mod acme;
 pub mod auth;
 pub mod client_ip;
 pub mod csc;
@@ -103,6 +104,8 @@ pub struct AppServices {
     pub csc: Arc<sigil_core::signing::csc::CscService>,
     /// CSC provider configurations.
     pub csc_providers: Arc<sigil_core::signing::providers::CscProviderService>,
+    /// ACME.
+    pub acme: Arc<sigil_core::acme::AcmeService>,
     /// Shared settings (the exposure override).
     pub settings: Arc<sigil_core::settings::SettingsService>,
     /// The store, for readiness checks.
@@ -306,6 +309,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(v1::signers::router())
         .merge(v1::csc_providers::router())
         .merge(csc::router())
+        .merge(acme::router())
         .merge(health::router())
         .split_for_parts();
     // Modifiers declared on ApiDoc run before the routes' paths are merged in, so this one is
@@ -468,6 +472,7 @@ pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router 
         .fallback_service(api)
         // Outside every layer that can refuse a request, so CSC paths answer CSC errors.
         .layer(middleware::from_fn(csc::errors))
+        .layer(middleware::from_fn(acme::errors))
         .layer(middleware::from_fn(access_log::log))
         .layer(middleware::from_fn_with_state(trusted, client_ip::resolve))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))

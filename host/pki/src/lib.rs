@@ -5,6 +5,7 @@
 //! [`sigil_core::audit::AuditCrypto`] port; it knows nothing of HTTP or SQL.
 #![deny(missing_docs)]
 
+pub mod acme_jws;
 pub mod aia;
 pub mod audit_key;
 pub mod builtin;

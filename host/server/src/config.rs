@@ -616,6 +616,73 @@ impl Default for UiSection {
     }
 }
 
+/// `[acme]`: the ACME server (RFC 8555) of each profile with `acme = true`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSection {
+    /// Serve ACME at `/acme/{profile}/directory`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Port of http-01 validation requests.
+    #[serde(default = "d_http01_port")]
+    pub http01_port: u16,
+    /// Port of tls-alpn-01 validation connections.
+    #[serde(default = "d_tlsalpn01_port")]
+    pub tlsalpn01_port: u16,
+    /// DNS server for validation (`IP:PORT`); empty: the system's resolver configuration.
+    #[serde(default)]
+    pub dns_resolver: String,
+    /// Let validation reach loopback, private and link-local addresses (labs and tests only:
+    /// otherwise an ACME client could make the server probe its own network).
+    #[serde(default)]
+    pub allow_private_targets: bool,
+    /// New accounts must carry an external account binding.
+    #[serde(default)]
+    pub eab_required: bool,
+    /// Challenge validations running at once on this node.
+    #[serde(default = "d_max_validations")]
+    pub max_validations: usize,
+}
+
+fn d_http01_port() -> u16 {
+    80
+}
+fn d_tlsalpn01_port() -> u16 {
+    443
+}
+fn d_max_validations() -> usize {
+    16
+}
+
+impl Default for AcmeSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            http01_port: d_http01_port(),
+            tlsalpn01_port: d_tlsalpn01_port(),
+            dns_resolver: String::new(),
+            allow_private_targets: false,
+            eab_required: false,
+            max_validations: d_max_validations(),
+        }
+    }
+}
+
+impl AcmeSection {
+    /// The DNS server, when one is set.
+    pub fn dns_resolver(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        if self.dns_resolver.trim().is_empty() {
+            return Ok(None);
+        }
+        self.dns_resolver.trim().parse().map(Some).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "acme.dns_resolver `{}` is not IP:PORT",
+                self.dns_resolver
+            ))
+        })
+    }
+}
+
 impl Default for DevicesSection {
     fn default() -> Self {
         Self { pin_resets_per_day: d_pin_resets_per_day() }
@@ -692,6 +759,9 @@ pub struct Config {
     /// `[ui]`.
     #[serde(default)]
     pub ui: UiSection,
+    /// `[acme]`.
+    #[serde(default)]
+    pub acme: AcmeSection,
     /// The file this was loaded from (not a configuration key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -770,6 +840,10 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.acme.dns_resolver()?;
+        if self.acme.max_validations == 0 || self.acme.max_validations > 1024 {
+            return Err(ConfigError::Invalid("acme.max_validations is 1 to 1024".into()));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("log.format must be `text` or `json`".into()));
         }

@@ -2,6 +2,7 @@
 //! shutdown and the offline subcommands. The integration tests start the real server through
 //! [`startup::start`].
 
+pub mod acme;
 pub mod anchor;
 pub mod backup;
 pub mod ca_cli;

@@ -109,6 +109,8 @@ pub struct Services {
     pub cas: Arc<CaService>,
     /// Certificates.
     pub certificates: Arc<CertificateService>,
+    /// ACME.
+    pub acme: Arc<sigil_core::acme::AcmeService>,
 }
 
 /// `own` (this node's key, when it has one) plus the configured `audit.trusted_keys`: the only
@@ -298,6 +300,25 @@ pub async fn services(
         requests.clone(),
         pins.clone(),
     ));
+    let validator = crate::acme::NetValidator::new(crate::acme::ValidationConfig {
+        http01_port: cfg.acme.http01_port,
+        tlsalpn01_port: cfg.acme.tlsalpn01_port,
+        dns_resolver: cfg.acme.dns_resolver()?,
+        allow_private_targets: cfg.acme.allow_private_targets,
+    })
+    .context("acme: the DNS resolver")?;
+    let acme = Arc::new(sigil_core::acme::AcmeService::new(
+        store.clone(),
+        clock.clone(),
+        certificates.clone(),
+        Arc::new(sigil_pki::acme_jws::AcmeJws),
+        Arc::new(validator),
+        sigil_core::acme::AcmeSettings {
+            enabled: cfg.acme.enabled,
+            eab_required: cfg.acme.eab_required,
+            max_validations: cfg.acme.max_validations,
+        },
+    ));
     Ok(Services {
         store,
         api_keys,
@@ -318,6 +339,7 @@ pub async fn services(
         profiles,
         cas,
         certificates,
+        acme,
     })
 }
 
@@ -432,6 +454,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         signers: svc.signers.clone(),
         csc: svc.csc.clone(),
         csc_providers: svc.csc_providers.clone(),
+        acme: svc.acme.clone(),
         identity: svc.identity.clone(),
         plugins: plugin_host.clone(),
         endpoints: registry.clone(),
@@ -594,6 +617,7 @@ fn background(
     });
     let keys = svc.api_keys.clone();
     let csc = svc.csc.clone();
+    let acme = svc.acme.clone();
     let prune = tokio::spawn(async move {
         let mut t = tokio::time::interval(Duration::from_secs(3600));
         loop {
@@ -606,6 +630,9 @@ fn background(
             }
             if let Err(e) = csc.prune().await {
                 tracing::warn!(error = %e, "pruning expired CSC tokens and SADs failed");
+            }
+            if let Err(e) = acme.prune().await {
+                tracing::warn!(error = %e, "pruning expired ACME nonces failed");
             }
         }
     });

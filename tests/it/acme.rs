@@ -1,0 +1,400 @@
+//! ACME (RFC 8555, ARCHITECTURE §9.5) with real clients: `instant-acme` (the Rust client) for
+//! whole issuances, and a small hand-made JWS client for the protocol's edge cases (nonces,
+//! URLs, accounts, refused identifiers). Challenges are answered by servers of the test on
+//! 127.0.0.1, which `allow_private_targets = true` lets the validator reach (the default
+//! refuses them; a test below holds that).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use instant_acme::{
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
+    RetryPolicy,
+};
+use reqwest::Method;
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+use serde_json::{Value, json};
+use sigil_tests::{Options, TestServer, backends, free_port, json as read_json, openssl};
+
+/// Tokens → key authorizations served over http-01 by [`http01_responder`].
+type Answers = Arc<Mutex<HashMap<String, String>>>;
+
+/// An http-01 responder on 127.0.0.1:`port` (stops with the test's runtime).
+async fn http01_responder(port: u16) -> Answers {
+    let answers: Answers = Arc::default();
+    let a = answers.clone();
+    let app = axum::Router::new().route(
+        "/.well-known/acme-challenge/{token}",
+        axum::routing::get(move |axum::extract::Path(token): axum::extract::Path<String>| {
+            let a = a.clone();
+            async move {
+                match a.lock().unwrap().get(&token) {
+                    Some(v) => (axum::http::StatusCode::OK, v.clone()),
+                    None => (axum::http::StatusCode::NOT_FOUND, String::new()),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    answers
+}
+
+/// `[acme]` on, validating on `http01_port`, private targets allowed (the responders are local).
+fn acme_on(http01_port: u16) -> Options {
+    Options {
+        toml: format!(
+            "[acme]\nenabled = true\nhttp01_port = {http01_port}\nallow_private_targets = true\n"
+        ),
+        ..Default::default()
+    }
+}
+
+fn directory(s: &TestServer, profile: &str) -> String {
+    format!("{}/acme/{profile}/directory", s.url)
+}
+
+/// The chain in `pem` (leaf first) verifies with openssl up to its last certificate; returns
+/// the leaf's text.
+fn verifies(pem: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let certs: Vec<String> = pem
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .filter(|c| c.contains("BEGIN CERTIFICATE"))
+        .map(str::to_owned)
+        .collect();
+    assert!(certs.len() >= 3, "leaf, issuing CA and root: {pem}");
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    std::fs::write(p("leaf.pem"), &certs[0]).unwrap();
+    std::fs::write(p("issuing.pem"), certs[1..certs.len() - 1].concat()).unwrap();
+    std::fs::write(p("root.pem"), certs.last().unwrap()).unwrap();
+    let (ok, out) = openssl(&[
+        "verify",
+        "-CAfile",
+        &p("root.pem"),
+        "-untrusted",
+        &p("issuing.pem"),
+        &p("leaf.pem"),
+    ]);
+    assert!(ok && out.contains("OK"), "{out}");
+    let (_, text) = openssl(&["x509", "-in", &p("leaf.pem"), "-noout", "-text"]);
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acme_client_gets_a_certificate_over_http_01_and_it_is_an_ordinary_sigil_certificate() {
+    for db in backends().await {
+        let port = free_port();
+        let answers = http01_responder(port).await;
+        let s = TestServer::start_with(&db, acme_on(port)).await;
+        let ca = s.data_dir().join("tls/ca.pem");
+        let (account, _) = Account::builder_with_root(&ca)
+            .unwrap()
+            .create(
+                &NewAccount {
+                    contact: &["mailto:ops@example.org"],
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                },
+                directory(&s, "tls-server"),
+                None,
+            )
+            .await
+            .unwrap();
+        let ids = [Identifier::Dns("localhost".into())];
+        let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+        let mut authzs = order.authorizations();
+        while let Some(a) = authzs.next().await {
+            let mut a = a.unwrap();
+            assert_eq!(a.status, AuthorizationStatus::Pending);
+            let mut ch = a.challenge(ChallengeType::Http01).unwrap();
+            answers
+                .lock()
+                .unwrap()
+                .insert(ch.token.clone(), ch.key_authorization().as_str().to_owned());
+            ch.set_ready().await.unwrap();
+        }
+        let status = order.poll_ready(&RetryPolicy::default()).await.unwrap();
+        assert_eq!(status, OrderStatus::Ready, "{}", db.backend);
+        let _key = order.finalize().await.unwrap();
+        let chain = order.poll_certificate(&RetryPolicy::default()).await.unwrap();
+        let text = verifies(&chain);
+        assert!(text.contains("DNS:localhost"), "{text}");
+        assert!(text.contains("TLS Web Server Authentication"), "{text}");
+
+        // In the inventory like any certificate, with the ACME account recorded.
+        let list: Value = s
+            .admin(Method::GET, "/api/v1/certificates?profile=tls-server")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = list["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{list}");
+        let cert = &items[0];
+        let account_id = cert["metadata"]["acme_account"].as_str().unwrap().to_owned();
+        assert!(cert["metadata"]["acme_order"].is_string(), "{cert}");
+        assert!(s.ocsp_text(cert).await.contains("Cert Status: good"));
+        // Every change is in the audit trail, as the account.
+        let trail = s.trail("acme_account", &account_id).await;
+        assert!(trail.to_string().contains("acme_account.create"), "{trail}");
+        let order_id = cert["metadata"]["acme_order"].as_str().unwrap();
+        let actions = s.trail_actions("acme_order", order_id).await;
+        assert!(actions.contains(&"acme_order.create".to_owned()), "{actions:?}");
+        assert!(actions.contains(&"acme_order.finalize".to_owned()), "{actions:?}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+/// A hand-made ACME client: one ES256 key, its JWK, and signed POSTs.
+struct RawClient {
+    key: EcdsaKeyPair,
+    rng: SystemRandom,
+    http: reqwest::Client,
+    dir: Value,
+    kid: Option<String>,
+}
+
+/// An answer: status, headers, body.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl RawClient {
+    async fn new(s: &TestServer, profile: &str) -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let dir = s.client.get(directory(s, profile)).send().await.unwrap().json().await.unwrap();
+        Self { key, rng, http: s.client.clone(), dir, kid: None }
+    }
+
+    fn jwk(&self) -> Value {
+        let pt = self.key.public_key().as_ref();
+        json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(&pt[1..33]),
+               "y": URL_SAFE_NO_PAD.encode(&pt[33..])})
+    }
+
+    fn url(&self, name: &str) -> String {
+        self.dir[name].as_str().unwrap().to_owned()
+    }
+
+    async fn nonce(&self) -> String {
+        let r = self.http.head(self.url("newNonce")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.headers()["replay-nonce"].to_str().unwrap().to_owned()
+    }
+
+    /// The JWS body of `payload` (None: POST-as-GET) for `url` with `nonce`.
+    fn sign(&self, url: &str, nonce: &str, payload: Option<&Value>) -> Value {
+        let mut protected = json!({"alg": "ES256", "nonce": nonce, "url": url});
+        match &self.kid {
+            Some(k) => protected["kid"] = json!(k),
+            None => protected["jwk"] = self.jwk(),
+        }
+        let p = URL_SAFE_NO_PAD.encode(protected.to_string());
+        let body = payload.map(|v| URL_SAFE_NO_PAD.encode(v.to_string())).unwrap_or_default();
+        let sig = self.key.sign(&self.rng, format!("{p}.{body}").as_bytes()).unwrap();
+        json!({"protected": p, "payload": body, "signature": URL_SAFE_NO_PAD.encode(sig.as_ref())})
+    }
+
+    async fn send(&self, url: &str, jws: &Value) -> Answer {
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", "application/jose+json")
+            .body(jws.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.json().await.unwrap_or(Value::Null);
+        Answer { status, headers, body }
+    }
+
+    async fn post(&self, url: &str, payload: Option<&Value>) -> Answer {
+        let n = self.nonce().await;
+        self.send(url, &self.sign(url, &n, payload)).await
+    }
+
+    async fn register(&mut self) -> String {
+        let a =
+            self.post(&self.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true}))).await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        let kid = a.headers["location"].to_str().unwrap().to_owned();
+        self.kid = Some(kid.clone());
+        kid
+    }
+}
+
+fn error_type(a: &Answer) -> &str {
+    a.body["type"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn replayed_or_unknown_nonces_wrong_urls_and_other_accounts_objects_are_refused() {
+    for db in backends().await {
+        let s = TestServer::start_with(&db, acme_on(free_port())).await;
+        let mut c = RawClient::new(&s, "tls-server").await;
+        // newNonce: HEAD 200 and GET 204, each with a nonce, not cached.
+        let r = c.http.get(c.url("newNonce")).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+        assert!(r.headers().contains_key("replay-nonce"));
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        c.register().await;
+
+        // A nonce this server never issued: badNonce, with a fresh nonce to retry with.
+        let url = c.url("newOrder");
+        let order = json!({"identifiers": [{"type": "dns", "value": "localhost"}]});
+        let a = c.send(&url, &c.sign(&url, "bm90LWEtbm9uY2U", Some(&order))).await;
+        assert_eq!((a.status, error_type(&a)), (400, "urn:ietf:params:acme:error:badNonce"));
+        assert!(a.headers.contains_key("replay-nonce"));
+        // A replayed request (same nonce twice): the second is badNonce.
+        let n = c.nonce().await;
+        let jws = c.sign(&url, &n, Some(&order));
+        let first = c.send(&url, &jws).await;
+        assert_eq!(first.status, 201, "{}", first.body);
+        let again = c.send(&url, &jws).await;
+        assert_eq!(error_type(&again), "urn:ietf:params:acme:error:badNonce");
+        // Signed for another URL than the one it is sent to: unauthorized.
+        let n = c.nonce().await;
+        let a = c.send(&url, &c.sign(&c.url("newAccount"), &n, Some(&order))).await;
+        assert_eq!((a.status, error_type(&a)), (403, "urn:ietf:params:acme:error:unauthorized"));
+        // Not jose+json: 415.
+        let r = c.http.post(&url).json(&jws).send().await.unwrap();
+        assert_eq!(r.status(), 415);
+        // A tampered signature: malformed, nothing done.
+        let n = c.nonce().await;
+        let mut bad = c.sign(&url, &n, Some(&order));
+        bad["payload"] =
+            json!(URL_SAFE_NO_PAD.encode(
+                json!({"identifiers": [{"type": "dns", "value": "other.test"}]}).to_string()
+            ));
+        let a = c.send(&url, &bad).await;
+        assert_eq!((a.status, error_type(&a)), (400, "urn:ietf:params:acme:error:malformed"));
+
+        // Another account cannot read this account's order, nor post as an unknown account.
+        let order_url = first.headers["location"].to_str().unwrap().to_owned();
+        let mut other = RawClient::new(&s, "tls-server").await;
+        other.register().await;
+        let a = other.post(&order_url, None).await;
+        assert_eq!(a.status, 404, "{}", a.body);
+        let mut ghost = RawClient::new(&s, "tls-server").await;
+        ghost.kid = Some(format!("{}/acme/tls-server/account/{}", s.url, uuid::Uuid::now_v7()));
+        let a = ghost.post(&order_url, None).await;
+        assert_eq!(error_type(&a), "urn:ietf:params:acme:error:accountDoesNotExist");
+        // The owner reads it, pending, with Retry-After.
+        let a = c.post(&order_url, None).await;
+        assert_eq!((a.status, a.body["status"].as_str()), (200, Some("pending")), "{}", a.body);
+        assert!(a.headers.contains_key("retry-after"));
+        // Finalizing a pending order: orderNotReady.
+        let a = c.post(a.body["finalize"].as_str().unwrap(), Some(&json!({"csr": "AA"}))).await;
+        assert_eq!((a.status, error_type(&a)), (403, "urn:ietf:params:acme:error:orderNotReady"));
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn an_order_for_a_name_the_profile_forbids_is_rejected_with_the_profiles_reason() {
+    let db = backends().await.remove(0);
+    let s = TestServer::start_with(&db, acme_on(free_port())).await;
+    let spec = json!({"key_types": ["p256", "rsa-2048"], "validity_days": 90,
+        "key_usage": ["digitalSignature"], "extended_key_usage": ["serverAuth"],
+        "san": {"dns": "required", "dns_pattern": "[a-z0-9-]+\\.corp\\.example"}, "acme": true});
+    let (st, p) = read_json(
+        s.admin(Method::POST, "/api/v1/profiles")
+            .json(&json!({"name": "corp-web", "spec": spec}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 201, "{p}");
+    let mut c = RawClient::new(&s, "corp-web").await;
+    c.register().await;
+    let a = c
+        .post(
+            &c.url("newOrder"),
+            Some(&json!({"identifiers": [
+                {"type": "dns", "value": "www.corp.example"},
+                {"type": "dns", "value": "evil.example"}]})),
+        )
+        .await;
+    assert_eq!((a.status, error_type(&a)), (400, "urn:ietf:params:acme:error:rejectedIdentifier"));
+    let subs = a.body["subproblems"].as_array().unwrap();
+    assert_eq!(subs.len(), 1, "{}", a.body);
+    assert_eq!(subs[0]["identifier"]["value"], "evil.example");
+    assert!(subs[0]["detail"].as_str().unwrap().contains("does not match the profile's pattern"));
+    // An identifier type ACME knows but Sigil does not take.
+    let a = c
+        .post(
+            &c.url("newOrder"),
+            Some(&json!({"identifiers": [{"type": "email", "value": "a@b.c"}]})),
+        )
+        .await;
+    assert_eq!(error_type(&a), "urn:ietf:params:acme:error:unsupportedIdentifier");
+    // A profile that is not served over ACME, and ACME itself off: 404.
+    let r = s.client.get(directory(&s, "tls-client")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    s.stop().await;
+    let s = TestServer::start(&db).await;
+    let r = s.client.get(directory(&s, "tls-server")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/problem+json"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_validation_never_connects_to_loopback_or_private_addresses() {
+    let db = backends().await.remove(0);
+    let port = free_port();
+    let answers = http01_responder(port).await;
+    // Private targets not allowed (the default): the responder on 127.0.0.1 is never asked.
+    let opts = Options {
+        toml: format!("[acme]\nenabled = true\nhttp01_port = {port}\n"),
+        ..Default::default()
+    };
+    let s = TestServer::start_with(&db, opts).await;
+    let mut c = RawClient::new(&s, "tls-server").await;
+    c.register().await;
+    let o = c
+        .post(
+            &c.url("newOrder"),
+            Some(&json!({"identifiers": [{"type": "dns", "value": "localhost"}]})),
+        )
+        .await;
+    assert_eq!(o.status, 201, "{}", o.body);
+    let authz = c.post(o.body["authorizations"][0].as_str().unwrap(), None).await;
+    let ch = authz.body["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "http-01")
+        .unwrap()
+        .clone();
+    answers.lock().unwrap().insert(ch["token"].as_str().unwrap().to_owned(), "x".into());
+    let a = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let mut last = Value::Null;
+    for _ in 0..50 {
+        last = c.post(ch["url"].as_str().unwrap(), None).await.body;
+        if last["status"] == "invalid" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["status"], "invalid", "{last}");
+    assert!(last["error"]["detail"].as_str().unwrap().contains("not a public address"), "{last}");
+    s.stop().await;
+}
