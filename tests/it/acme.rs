@@ -11,11 +11,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use instant_acme::{
     Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
-    RetryPolicy,
+    RetryPolicy, RevocationReason, RevocationRequest,
 };
 use reqwest::Method;
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
 use sigil_tests::{Options, TestServer, backends, free_port, json as read_json, openssl};
 
@@ -147,9 +148,50 @@ async fn an_acme_client_gets_a_certificate_over_http_01_and_it_is_an_ordinary_si
         let actions = s.trail_actions("acme_order", order_id).await;
         assert!(actions.contains(&"acme_order.create".to_owned()), "{actions:?}");
         assert!(actions.contains(&"acme_order.finalize".to_owned()), "{actions:?}");
+
+        // Another account may not revoke it; the account that ordered it may, and OCSP says so.
+        let leaf_der = pem_der(&chain);
+        let mut stranger = RawClient::new(&s, "tls-server").await;
+        stranger.register().await;
+        let a = stranger
+            .post(
+                &stranger.url("revokeCert"),
+                Some(&json!({"certificate": URL_SAFE_NO_PAD.encode(&leaf_der)})),
+            )
+            .await;
+        assert_eq!((a.status, error_type(&a)), (403, "urn:ietf:params:acme:error:unauthorized"));
+        account
+            .revoke(&RevocationRequest {
+                certificate: &CertificateDer::from(leaf_der.clone()),
+                reason: Some(RevocationReason::Superseded),
+            })
+            .await
+            .unwrap();
+        assert!(s.ocsp_text(cert).await.contains("Cert Status: revoked"));
+        let again = account
+            .revoke(&RevocationRequest {
+                certificate: &CertificateDer::from(leaf_der),
+                reason: None,
+            })
+            .await
+            .unwrap_err();
+        assert!(again.to_string().contains("alreadyRevoked"), "{again}");
+        let actions = s.trail_actions("certificate", cert["id"].as_str().unwrap()).await;
+        assert!(actions.contains(&"certificate.revoke".to_owned()), "{actions:?}");
         s.stop().await;
         db.cleanup().await;
     }
+}
+
+/// The first certificate of a PEM chain, DER.
+fn pem_der(chain: &str) -> Vec<u8> {
+    let b64: String = chain
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
 }
 
 /// A hand-made ACME client: one ES256 key, its JWK, and signed POSTs.
@@ -172,8 +214,13 @@ impl RawClient {
     async fn new(s: &TestServer, profile: &str) -> Self {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
+        Self::with_key(s, profile, pkcs8.as_ref()).await
+    }
+
+    /// A client signing with the P-256 key `pkcs8`.
+    async fn with_key(s: &TestServer, profile: &str, pkcs8: &[u8]) -> Self {
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng).unwrap();
         let dir = s.client.get(directory(s, profile)).send().await.unwrap().json().await.unwrap();
         Self { key, rng, http: s.client.clone(), dir, kid: None }
     }
@@ -396,5 +443,76 @@ async fn by_default_validation_never_connects_to_loopback_or_private_addresses()
     }
     assert_eq!(last["status"], "invalid", "{last}");
     assert!(last["error"]["detail"].as_str().unwrap().contains("not a public address"), "{last}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whoever_holds_the_certificates_key_may_revoke_it_without_an_account() {
+    let db = backends().await.remove(0);
+    let port = free_port();
+    let answers = http01_responder(port).await;
+    let s = TestServer::start_with(&db, acme_on(port)).await;
+    let (account, _) = Account::builder_with_root(s.data_dir().join("tls/ca.pem"))
+        .unwrap()
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            directory(&s, "tls-server"),
+            None,
+        )
+        .await
+        .unwrap();
+    let ids = [Identifier::Dns("localhost".into())];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    let mut authzs = order.authorizations();
+    while let Some(a) = authzs.next().await {
+        let mut a = a.unwrap();
+        let mut ch = a.challenge(ChallengeType::Http01).unwrap();
+        answers
+            .lock()
+            .unwrap()
+            .insert(ch.token.clone(), ch.key_authorization().as_str().to_owned());
+        ch.set_ready().await.unwrap();
+    }
+    order.poll_ready(&RetryPolicy::default()).await.unwrap();
+    let key_pem = order.finalize().await.unwrap();
+    let chain = order.poll_certificate(&RetryPolicy::default()).await.unwrap();
+    let leaf = pem_der(&chain);
+    let pkcs8 = base64::engine::general_purpose::STANDARD
+        .decode(key_pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>())
+        .unwrap();
+    // Signed with another key (jwk, no account): refused.
+    let c = RawClient::new(&s, "tls-server").await;
+    let body = json!({"certificate": URL_SAFE_NO_PAD.encode(&leaf), "reason": 1});
+    let a = c.post(&c.url("revokeCert"), Some(&body)).await;
+    assert_eq!((a.status, error_type(&a)), (403, "urn:ietf:params:acme:error:unauthorized"));
+    // A reason a subscriber may not give.
+    let holder = RawClient::with_key(&s, "tls-server", &pkcs8).await;
+    let a = holder
+        .post(
+            &holder.url("revokeCert"),
+            Some(&json!({"certificate": URL_SAFE_NO_PAD.encode(&leaf), "reason": 6})),
+        )
+        .await;
+    assert_eq!(error_type(&a), "urn:ietf:params:acme:error:badRevocationReason");
+    // Signed with the certificate's own key: revoked (keyCompromise), in OCSP and the CRL.
+    let a = holder.post(&holder.url("revokeCert"), Some(&body)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let list: Value = s
+        .admin(Method::GET, "/api/v1/certificates?profile=tls-server")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cert = &list["items"][0];
+    assert_eq!(cert["status"], "revoked", "{cert}");
+    assert_eq!(cert["revocation_reason"], "keyCompromise", "{cert}");
+    let ocsp = s.ocsp_text(cert).await;
+    assert!(ocsp.contains("Cert Status: revoked") && ocsp.contains("keyCompromise"), "{ocsp}");
     s.stop().await;
 }

@@ -224,6 +224,7 @@ const MATRIX: &[(&str, &str, Rule, &str)] = &[
     ("POST", "/acme/{profile}/authz/{id}", Public, ""),
     ("POST", "/acme/{profile}/chall/{authz}/{type}", Public, ""),
     ("POST", "/acme/{profile}/cert/{id}", Public, ""),
+    ("POST", "/acme/{profile}/revoke-cert", Public, ""),
     ("POST", "/csc/v1/auth/login", Public, ""),
     ("POST", "/csc/v1/auth/revoke", Public, ""),
     ("POST", "/csc/v1/credentials/authorize", Public, ""),

@@ -91,6 +91,54 @@ impl JwsVerifier for AcmeJws {
         let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
         ring::hmac::sign(&k, input).as_ref().to_vec()
     }
+
+    fn jwk_spki(&self, jwk: &Value) -> Result<Vec<u8>, AcmeError> {
+        use openssl::bn::BigNum;
+        use openssl::pkey::{Id, PKey};
+        let bad = |e: openssl::error::ErrorStack| AcmeError::bad_public_key(e.to_string());
+        let pkey = match (text(jwk, "kty"), text(jwk, "crv")) {
+            ("EC", crv @ ("P-256" | "P-384")) => {
+                let nid = if crv == "P-256" {
+                    openssl::nid::Nid::X9_62_PRIME256V1
+                } else {
+                    openssl::nid::Nid::SECP384R1
+                };
+                let group = openssl::ec::EcGroup::from_curve_name(nid).map_err(bad)?;
+                let x = BigNum::from_slice(&member(jwk, "x")?).map_err(bad)?;
+                let y = BigNum::from_slice(&member(jwk, "y")?).map_err(bad)?;
+                let key = openssl::ec::EcKey::from_public_key_affine_coordinates(&group, &x, &y)
+                    .map_err(bad)?;
+                PKey::from_ec_key(key).map_err(bad)?
+            }
+            ("RSA", _) => {
+                let n = BigNum::from_slice(&member(jwk, "n")?).map_err(bad)?;
+                let e = BigNum::from_slice(&member(jwk, "e")?).map_err(bad)?;
+                PKey::from_rsa(openssl::rsa::Rsa::from_public_components(n, e).map_err(bad)?)
+                    .map_err(bad)?
+            }
+            ("OKP", "Ed25519") => {
+                PKey::public_key_from_raw_bytes(&member(jwk, "x")?, Id::ED25519).map_err(bad)?
+            }
+            (kty, crv) => {
+                return Err(AcmeError::bad_public_key(format!(
+                    "key `{kty}` `{crv}` is not accepted"
+                )));
+            }
+        };
+        pkey.public_key_to_der().map_err(bad)
+    }
+
+    fn certificate_identity(&self, der: &[u8]) -> Option<(String, Vec<u8>)> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (rest, cert) = X509Certificate::from_der(der).ok()?;
+        if !rest.is_empty() {
+            return None;
+        }
+        Some((
+            hex::encode(cert.tbs_certificate.raw_serial()),
+            cert.tbs_certificate.subject_pki.raw.to_vec(),
+        ))
+    }
 }
 
 #[cfg(test)]

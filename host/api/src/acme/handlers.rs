@@ -31,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(authz))
         .routes(routes!(challenge))
         .routes(routes!(certificate))
+        .routes(routes!(revoke_cert))
 }
 
 /// How long a client should wait before polling a pending or processing object again.
@@ -84,6 +85,7 @@ async fn directory(State(st): State<AppState>, ctx: Ctx, Path(profile): Path<Str
                 "newAccount": urls.new_account(),
                 "newOrder": urls.new_order(),
                 "keyChange": urls.key_change(),
+                "revokeCert": urls.revoke_cert(),
                 "meta": {
                     "externalAccountRequired": st.acme.settings().eab_required,
                     "profiles": {profile.clone(): "Sigil profile"},
@@ -378,6 +380,29 @@ async fn certificate(
             axum::http::HeaderValue::from_static("application/pem-certificate-chain"),
         );
         Ok(AcmeReply::raw(res))
+    }
+    .await;
+    finish(&st, &urls, r).await
+}
+
+/// revokeCert (RFC 8555 §7.6): signed by the account that ordered the certificate, an account
+/// holding authorizations for all its names, or the certificate's own key (jwk).
+#[utoipa::path(post, path = "/acme/{profile}/revoke-cert", tag = "acme",
+    params(("profile" = String, Path, description = "A profile with `acme = true`")),
+    request_body(content = String, content_type = "application/jose+json"),
+    responses((status = 200, description = "Revoked"),
+              (status = 403, description = "unauthorized: not this signer's certificate")))]
+async fn revoke_cert(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(profile): Path<String>,
+    body: Bytes,
+) -> Response {
+    let urls = ctx.urls(&profile);
+    let r = async {
+        jose(&ctx)?;
+        st.acme.revoke(&profile, &urls, &ctx.url, &body, ctx.context.clone()).await?;
+        Ok(AcmeReply::raw(StatusCode::OK.into_response()))
     }
     .await;
     finish(&st, &urls, r).await

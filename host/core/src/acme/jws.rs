@@ -26,6 +26,11 @@ pub trait JwsVerifier: Send + Sync {
     ) -> Result<(), AcmeError>;
     /// HMAC-SHA-256 of `input` under `key` (external account binding, HS256).
     fn hmac_sha256(&self, key: &[u8], input: &[u8]) -> Vec<u8>;
+    /// The SubjectPublicKeyInfo (DER) of `jwk` (revocation signed with a certificate's key).
+    fn jwk_spki(&self, jwk: &Value) -> Result<Vec<u8>, AcmeError>;
+    /// The serial (lowercase hex of its DER content bytes) and SubjectPublicKeyInfo (DER) of
+    /// a certificate, or None when it does not parse.
+    fn certificate_identity(&self, der: &[u8]) -> Option<(String, Vec<u8>)>;
 }
 
 /// A parsed (not yet verified) JWS.

@@ -19,6 +19,7 @@ pub mod error;
 pub mod jws;
 pub mod model;
 pub mod orders;
+pub mod revocation;
 pub mod store;
 pub mod validation;
 
