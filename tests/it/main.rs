@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod acme;
+mod acme_clients;
 mod apikeys;
 mod audit;
 mod audit_anchor;
