@@ -195,7 +195,7 @@ fn pem_der(chain: &str) -> Vec<u8> {
 }
 
 /// A hand-made ACME client: one ES256 key, its JWK, and signed POSTs.
-struct RawClient {
+pub(crate) struct RawClient {
     key: EcdsaKeyPair,
     rng: SystemRandom,
     http: reqwest::Client,
@@ -211,7 +211,7 @@ struct Answer {
 }
 
 impl RawClient {
-    async fn new(s: &TestServer, profile: &str) -> Self {
+    pub(crate) async fn new(s: &TestServer, profile: &str) -> Self {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         Self::with_key(s, profile, pkcs8.as_ref()).await
@@ -274,7 +274,7 @@ impl RawClient {
         self.send(url, &self.sign(url, &n, payload)).await
     }
 
-    async fn register(&mut self) -> String {
+    pub(crate) async fn register(&mut self) -> String {
         let a =
             self.post(&self.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true}))).await;
         assert_eq!(a.status, 201, "{}", a.body);
@@ -514,5 +514,171 @@ async fn whoever_holds_the_certificates_key_may_revoke_it_without_an_account() {
     assert_eq!(cert["revocation_reason"], "keyCompromise", "{cert}");
     let ocsp = s.ocsp_text(cert).await;
     assert!(ocsp.contains("Cert Status: revoked") && ocsp.contains("keyCompromise"), "{ocsp}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn with_binding_required_only_a_fresh_unrevoked_key_opens_an_account_and_admins_can_end_it() {
+    use instant_acme::ExternalAccountKey;
+    for db in backends().await {
+        let opts = Options {
+            toml: "[acme]\nenabled = true\neab_required = true\n".into(),
+            ..Default::default()
+        };
+        let s = TestServer::start_with(&db, opts).await;
+        let ca = s.data_dir().join("tls/ca.pem");
+        let create = |eab: Option<ExternalAccountKey>| {
+            let (ca, dir) = (ca.clone(), directory(&s, "tls-server"));
+            async move {
+                let new = NewAccount {
+                    contact: &[],
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                };
+                Account::builder_with_root(&ca)
+                    .unwrap()
+                    .create(&new, dir, eab.as_ref())
+                    .await
+                    .map(|(a, _)| a)
+            }
+        };
+        fn refused(r: Result<Account, instant_acme::Error>) -> String {
+            match r {
+                Ok(_) => panic!("an account was created"),
+                Err(e) => e.to_string(),
+            }
+        }
+        // The directory says so, and an account without a binding is refused.
+        let dir: Value =
+            s.client.get(directory(&s, "tls-server")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(dir["meta"]["externalAccountRequired"], true);
+        let e = refused(create(None).await);
+        assert!(e.contains("externalAccountRequired"), "{e}");
+
+        // An administrator makes a key; its HMAC key is shown once.
+        let made = s.create("/api/v1/acme/eab-keys", json!({"name": "web team"})).await;
+        let (kid, hmac) = (made["id"].as_str().unwrap(), made["hmac_key"].as_str().unwrap());
+        let listed: Value = s
+            .admin(Method::GET, "/api/v1/acme/eab-keys")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(!listed.to_string().contains(hmac), "the HMAC key is never listed: {listed}");
+        let key =
+            || ExternalAccountKey::new(kid.to_owned(), &URL_SAFE_NO_PAD.decode(hmac).unwrap());
+        // A wrong HMAC key is refused.
+        let wrong = ExternalAccountKey::new(kid.to_owned(), b"not the key at all, 32 bytes....");
+        let e = refused(create(Some(wrong)).await);
+        assert!(e.contains("unauthorized"), "{e}");
+        let Ok(account) = create(Some(key())).await else { panic!("the binding key is refused") };
+        // The key is spent: a second account cannot use it.
+        let e = refused(create(Some(key())).await);
+        assert!(e.contains("unauthorized"), "{e}");
+        let id = account.id().rsplit('/').next().unwrap().to_owned();
+        let shown: Value = s
+            .admin(Method::GET, &format!("/api/v1/acme/accounts/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(shown["eab_key_id"], kid, "{shown}");
+        let listed: Value = s
+            .admin(Method::GET, "/api/v1/acme/eab-keys")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["items"][0]["account_id"], id.as_str(), "{listed}");
+        // A revoked key opens nothing.
+        let other = s.create("/api/v1/acme/eab-keys", json!({"name": "revoked"})).await;
+        let r = s
+            .admin(
+                Method::DELETE,
+                &format!("/api/v1/acme/eab-keys/{}", other["id"].as_str().unwrap()),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let revoked = ExternalAccountKey::new(
+            other["id"].as_str().unwrap().to_owned(),
+            &URL_SAFE_NO_PAD.decode(other["hmac_key"].as_str().unwrap()).unwrap(),
+        );
+        assert!(refused(create(Some(revoked)).await).contains("unauthorized"));
+
+        // An administrator deactivates the account: its key signs nothing more.
+        let r = s
+            .admin(Method::POST, &format!("/api/v1/acme/accounts/{id}/deactivate"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let ids = [Identifier::Dns("localhost".into())];
+        let e = match account.new_order(&NewOrder::new(&ids)).await {
+            Ok(_) => panic!("a deactivated account ordered"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("unauthorized"), "{e}");
+        let listed: Value = s
+            .admin(Method::GET, "/api/v1/acme/accounts?status=deactivated")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+        let actions = s.trail_actions("acme_account", &id).await;
+        assert!(actions.contains(&"acme_account.deactivate".to_owned()), "{actions:?}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_key_change_moves_the_account_to_the_new_key_and_is_audited() {
+    let db = backends().await.remove(0);
+    let s = TestServer::start_with(&db, acme_on(free_port())).await;
+    let (mut account, _) = Account::builder_with_root(s.data_dir().join("tls/ca.pem"))
+        .unwrap()
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            directory(&s, "tls-server"),
+            None,
+        )
+        .await
+        .unwrap();
+    let before = account.id().to_owned();
+    let old = s
+        .admin(Method::GET, "/api/v1/acme/accounts")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["items"][0]["thumbprint"]
+        .clone();
+    let _credentials = account.update_key().await.unwrap();
+    assert_eq!(account.id(), before);
+    let listed: Value =
+        s.admin(Method::GET, "/api/v1/acme/accounts").send().await.unwrap().json().await.unwrap();
+    assert_ne!(listed["items"][0]["thumbprint"], old, "{listed}");
+    // The new key orders; the account's audit trail records the change.
+    let ids = [Identifier::Dns("localhost".into())];
+    account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    let id = before.rsplit('/').next().unwrap();
+    let actions = s.trail_actions("acme_account", id).await;
+    assert!(actions.contains(&"acme_account.key_change".to_owned()), "{actions:?}");
     s.stop().await;
 }

@@ -58,6 +58,8 @@ enum Target {
     Field,
     Profile,
     Role,
+    EabKey,
+    AcmeAccount,
 }
 
 use Rule::*;
@@ -88,6 +90,12 @@ const MATRIX: &[(&str, &str, Rule, &str)] = &[
     ("POST", "/api/v1/certificates/{id}/renew", Scoped(T::Cert), "{}"),
     ("POST", "/api/v1/certificates/{id}/revoke", Scoped(T::Cert), r#"{"reason":"superseded"}"#),
     ("POST", "/api/v1/certificates/{id}/suspend", Scoped(T::Cert), "{}"),
+    ("GET", "/api/v1/acme/eab-keys", Unrestricted(T::None), ""),
+    ("POST", "/api/v1/acme/eab-keys", Unrestricted(T::None), r#"{"name":"matrix"}"#),
+    ("DELETE", "/api/v1/acme/eab-keys/{id}", Unrestricted(T::EabKey), ""),
+    ("GET", "/api/v1/acme/accounts", Unrestricted(T::None), ""),
+    ("GET", "/api/v1/acme/accounts/{id}", Unrestricted(T::AcmeAccount), ""),
+    ("POST", "/api/v1/acme/accounts/{id}/deactivate", Unrestricted(T::AcmeAccount), ""),
     ("GET", "/api/v1/csc-providers", Open(T::None), ""),
     ("POST", "/api/v1/csc-providers", Unrestricted(T::None), "{}"),
     ("DELETE", "/api/v1/csc-providers/{id}", Unrestricted(T::Provider), ""),
@@ -512,6 +520,8 @@ impl World {
         };
         let id = match (target, side) {
             (T::Provider, _) => self.shared["provider"].clone(),
+            (T::EabKey, _) => self.shared["eab_key"].clone(),
+            (T::AcmeAccount, _) => self.shared["acme_account"].clone(),
             (T::Field, _) => "employee_no".into(),
             (T::Profile, _) => "tls-client".into(),
             (T::Role, _) => "clerk".into(),
@@ -555,7 +565,7 @@ impl World {
 }
 
 async fn world(db: &sigil_tests::TestDb) -> World {
-    let toml = sigil_tests::proxy_plugin_toml();
+    let toml = format!("{}\n[acme]\nenabled = true\n", sigil_tests::proxy_plugin_toml());
     let s = TestServer::start_with(db, Options { toml, ..Default::default() }).await;
     let tmp = tempfile::tempdir().unwrap();
     s.create("/api/v1/roles", json!({"name": "officer", "permissions": ["*"]})).await;
@@ -618,7 +628,16 @@ async fn world(db: &sigil_tests::TestDb) -> World {
         (Actor::Minted, minted["key"].as_str().unwrap().to_owned()),
         (Actor::Plugin, key_a),
     ]);
-    let shared = BTreeMap::from([("provider", provider), ("org", org)]);
+    let eab_key = id_of(&s.create("/api/v1/acme/eab-keys", json!({"name": "matrix"})).await);
+    let mut acme = crate::acme::RawClient::new(&s, "tls-server").await;
+    let kid = acme.register().await;
+    let acme_account = kid.rsplit('/').next().unwrap().to_owned();
+    let shared = BTreeMap::from([
+        ("provider", provider),
+        ("org", org),
+        ("eab_key", eab_key),
+        ("acme_account", acme_account),
+    ]);
     World { s, keys, a, b, shared }
 }
 

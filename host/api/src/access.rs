@@ -76,6 +76,8 @@ pub fn access(method: &Method, path: &str) -> Access {
     let top = rest.split('/').next().unwrap_or("");
     let has_id = rest.contains('{');
     match top {
+        // ACME administration: binding keys and accounts of every office.
+        "acme" => Access::Unrestricted,
         "audit" if rest == "audit/verify" => Access::Shared,
         "audit" => Access::Unrestricted,
         // Shared configuration: readable by holders of the permission, changed only by callers

@@ -290,6 +290,7 @@ impl utoipa::Modify for CommonResponses {
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(v1::apikeys::router())
+        .merge(v1::acme::router())
         .merge(v1::audit::router())
         .merge(v1::meta::router())
         .merge(v1::operators::router())

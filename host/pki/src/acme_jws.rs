@@ -141,6 +141,46 @@ impl JwsVerifier for AcmeJws {
     }
 }
 
+/// Seals ACME external account binding keys under the master key, each bound to its row.
+pub struct EabKeySealer {
+    master: std::sync::Arc<crate::seal::MasterKey>,
+}
+
+impl std::fmt::Debug for EabKeySealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EabKeySealer").finish_non_exhaustive()
+    }
+}
+
+impl EabKeySealer {
+    /// A sealer under `master`.
+    pub fn new(master: std::sync::Arc<crate::seal::MasterKey>) -> Self {
+        Self { master }
+    }
+}
+
+fn eab_binding(id: uuid::Uuid) -> sigil_core::sealing::SealBinding {
+    sigil_core::sealing::SealBinding::new(sigil_core::sealing::SealPurpose::AcmeEabKey, id, "hmac")
+}
+
+impl sigil_core::acme::admin::EabSealer for EabKeySealer {
+    fn seal(&self, id: uuid::Uuid, key: &[u8]) -> sigil_core::Result<String> {
+        let sealed = self.master.seal(&eab_binding(id), key)?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
+    }
+
+    fn open(
+        &self,
+        id: uuid::Uuid,
+        sealed: &str,
+    ) -> sigil_core::Result<zeroize::Zeroizing<Vec<u8>>> {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .map_err(|e| sigil_core::CoreError::Internal(format!("binding key {id}: {e}")))?;
+        Ok(self.master.open(&eab_binding(id), &raw)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -184,6 +184,7 @@ pub async fn services(
         root_common_name: some(&subject.root_common_name),
         issuing_common_name: some(&subject.issuing_common_name),
     };
+    let eab_sealer = Arc::new(sigil_pki::acme_jws::EabKeySealer::new(master.clone()));
     let factory = BuiltinFactory::new(master, cfg.pki.public_url.clone()).with_names(names);
     // CAs created from now on get their issuing key on the token when it is the key store.
     let factory = Arc::new(match token {
@@ -307,18 +308,21 @@ pub async fn services(
         allow_private_targets: cfg.acme.allow_private_targets,
     })
     .context("acme: the DNS resolver")?;
-    let acme = Arc::new(sigil_core::acme::AcmeService::new(
-        store.clone(),
-        clock.clone(),
-        certificates.clone(),
-        Arc::new(sigil_pki::acme_jws::AcmeJws),
-        Arc::new(validator),
-        sigil_core::acme::AcmeSettings {
-            enabled: cfg.acme.enabled,
-            eab_required: cfg.acme.eab_required,
-            max_validations: cfg.acme.max_validations,
-        },
-    ));
+    let acme = Arc::new(
+        sigil_core::acme::AcmeService::new(
+            store.clone(),
+            clock.clone(),
+            certificates.clone(),
+            Arc::new(sigil_pki::acme_jws::AcmeJws),
+            Arc::new(validator),
+            sigil_core::acme::AcmeSettings {
+                enabled: cfg.acme.enabled,
+                eab_required: cfg.acme.eab_required,
+                max_validations: cfg.acme.max_validations,
+            },
+        )
+        .with_eab(eab_sealer),
+    );
     Ok(Services {
         store,
         api_keys,

@@ -134,7 +134,7 @@ async fn new_account(
     let r = async {
         jose(&ctx)?;
         let (a, created) =
-            st.acme.new_account(&profile, &ctx.url, &body, ctx.context.clone()).await?;
+            st.acme.new_account(&profile, &urls, &ctx.url, &body, ctx.context.clone()).await?;
         let status = if created { StatusCode::CREATED } else { StatusCode::OK };
         Ok(AcmeReply::json(status, views::account(&a, &urls)).location(&urls.account(a.id)))
     }

@@ -1,5 +1,6 @@
 //! `/api/v1` resources.
 
+pub mod acme;
 pub mod apikeys;
 pub mod audit;
 pub mod certificates;

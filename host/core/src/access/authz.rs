@@ -53,6 +53,8 @@ macro_rules! permissions {
 }
 
 permissions! {
+    /// Manage ACME: external account binding keys (create, list, revoke) and accounts.
+    AcmeManage = "acme:manage";
     /// List and read API keys (never their secrets).
     ApiKeysRead = "api_keys:read";
     /// Create API keys.
@@ -170,6 +172,7 @@ pub fn plugin_invoke_target(p: &str) -> Option<&str> {
 /// exposure, the plugin set) or over records that are not kept per office (the audit trail):
 /// only a principal that sees every office may use them, whatever its permissions say.
 pub const UNRESTRICTED_ONLY: &[&str] = &[
+    perm::AcmeManage::NAME,
     perm::RolesWrite::NAME,
     perm::ProfilesWrite::NAME,
     perm::CustomFieldsWrite::NAME,

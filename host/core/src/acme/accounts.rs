@@ -161,6 +161,7 @@ impl AcmeService {
     pub async fn new_account(
         &self,
         profile: &str,
+        urls: &Urls,
         url: &str,
         body: &[u8],
         context: RequestContext,
@@ -187,12 +188,16 @@ impl AcmeService {
         if req.only_return_existing == Some(true) {
             return Err(AcmeError::account_does_not_exist("no account has this key"));
         }
-        if req.external_account_binding.is_some() || self.settings.eab_required {
-            // Binding keys are managed under /api/v1/acme/eab-keys (not yet served).
-            return Err(AcmeError::external_account_required(
-                "this server does not take external account bindings yet",
-            ));
-        }
+        let binding = match &req.external_account_binding {
+            Some(b) => Some(self.check_binding(b, &jwk, &profile.name, urls).await?),
+            None if self.settings.eab_required => {
+                return Err(AcmeError::external_account_required(
+                    "new accounts need an external account binding (ask the administrator for a \
+                     key)",
+                ));
+            }
+            None => None,
+        };
         let contact = req.contact.unwrap_or_default();
         check_contacts(&contact)?;
         let now = self.clock.now();
@@ -204,7 +209,7 @@ impl AcmeService {
             status: AccountStatus::Valid,
             contact,
             terms_agreed: req.terms_of_service_agreed.unwrap_or(false),
-            eab_key_id: None,
+            eab_key_id: binding.as_ref().map(|k| k.id.to_string()),
             created_at: now,
             updated_at: now,
         };
@@ -214,13 +219,28 @@ impl AcmeService {
             crate::ErrorCode::NameTaken,
             "an account with this key exists".into(),
         ));
+        let inserted = match (inserted, &binding) {
+            (Ok(()), Some(key)) => {
+                // The key binds this account only: a second use finds it taken (or loses the
+                // race on the row lock).
+                let mut used = key.clone();
+                used.account_id = Some(account.id);
+                match crate::page::lock_unchanged(tx.as_mut(), key, "acme_eab_key").await {
+                    Ok(()) => tx.update_record(used.row()).await.map_err(Into::into),
+                    Err(_) => {
+                        Err(AcmeError::unauthorized("the external account binding is not valid"))
+                    }
+                }
+            }
+            (r, _) => r.map_err(AcmeError::from),
+        };
         if let Err(e) = inserted {
             drop(tx);
             // Created by a concurrent request with the same key: that account is the answer.
             if let Some(existing) = self.account_by_key(&profile.name, &account.thumbprint).await? {
                 return Ok((existing, false));
             }
-            return Err(e.into());
+            return Err(e);
         }
         let ev =
             NewAuditEvent::new(&actor, AuditAction::AcmeAccountCreate, "acme_account", account.id)

@@ -15,6 +15,7 @@
 //! the profile's back end), so every ACME certificate is an ordinary Sigil certificate.
 
 pub mod accounts;
+pub mod admin;
 pub mod error;
 pub mod jws;
 pub mod model;
@@ -137,6 +138,7 @@ pub struct AcmeService {
     validator: Arc<dyn validation::ChallengeValidator>,
     settings: AcmeSettings,
     validations: Arc<tokio::sync::Semaphore>,
+    eab: Option<Arc<dyn admin::EabSealer>>,
 }
 
 impl std::fmt::Debug for AcmeService {
@@ -156,7 +158,14 @@ impl AcmeService {
         settings: AcmeSettings,
     ) -> Self {
         let validations = Arc::new(tokio::sync::Semaphore::new(settings.max_validations.max(1)));
-        Self { store, clock, certificates, verifier, validator, settings, validations }
+        Self { store, clock, certificates, verifier, validator, settings, validations, eab: None }
+    }
+
+    /// Seals external account binding keys with `sealer` (without one, none can be made).
+    #[must_use]
+    pub fn with_eab(mut self, sealer: Arc<dyn admin::EabSealer>) -> Self {
+        self.eab = Some(sealer);
+        self
     }
 
     /// The settings.

@@ -18,6 +18,10 @@ catalogue! {
         AcmeAccountDeactivate = "acme_account.deactivate",
         /// An ACME account's key was replaced.
         AcmeAccountKeyChange = "acme_account.key_change",
+        /// An ACME external account binding key was created.
+        AcmeEabKeyCreate = "acme_eab_key.create",
+        /// An ACME external account binding key was revoked.
+        AcmeEabKeyRevoke = "acme_eab_key.revoke",
         /// An ACME authorization was validated, failed validation, or was deactivated.
         AcmeAuthzUpdate = "acme_authz.update",
         /// An ACME order was placed.

@@ -27,6 +27,8 @@ pub enum SealPurpose {
     CardAdminKey,
     /// A card's unlock code (`device_secrets`, `unlock_code`).
     CardUnlockCode,
+    /// An ACME external account binding key (`acme_eab_keys`, `sealed_key`).
+    AcmeEabKey,
 }
 
 impl SealPurpose {
@@ -38,6 +40,7 @@ impl SealPurpose {
             Self::CredentialKey => "credential-key",
             Self::CardAdminKey => "card-admin-key",
             Self::CardUnlockCode => "card-unlock-code",
+            Self::AcmeEabKey => "acme-eab-key",
         }
     }
 
@@ -47,6 +50,7 @@ impl SealPurpose {
             Self::CaKey | Self::CaRootKey => "cas",
             Self::CredentialKey => "signing_credentials",
             Self::CardAdminKey | Self::CardUnlockCode => "device_secrets",
+            Self::AcmeEabKey => "acme_eab_keys",
         }
     }
 }
