@@ -149,8 +149,18 @@ async fn an_acme_client_gets_a_certificate_over_http_01_and_it_is_an_ordinary_si
         assert!(actions.contains(&"acme_order.create".to_owned()), "{actions:?}");
         assert!(actions.contains(&"acme_order.finalize".to_owned()), "{actions:?}");
 
-        // Another account may not revoke it; the account that ordered it may, and OCSP says so.
+        // ARI (RFC 9773): the renewal window lies within the certificate's life.
         let leaf_der = pem_der(&chain);
+        let ari = renewal_info(&s, &leaf_der).await;
+        assert_eq!(ari.0, 200, "{}", ari.1);
+        let (start, end) = (
+            ari.1["suggestedWindow"]["start"].as_str().unwrap().to_owned(),
+            ari.1["suggestedWindow"]["end"].as_str().unwrap().to_owned(),
+        );
+        assert!(cert["not_before"].as_str().unwrap() < start.as_str(), "{}", ari.1);
+        assert!(start < end && end.as_str() < cert["not_after"].as_str().unwrap(), "{}", ari.1);
+
+        // Another account may not revoke it; the account that ordered it may, and OCSP says so.
         let mut stranger = RawClient::new(&s, "tls-server").await;
         stranger.register().await;
         let a = stranger
@@ -178,9 +188,47 @@ async fn an_acme_client_gets_a_certificate_over_http_01_and_it_is_an_ordinary_si
         assert!(again.to_string().contains("alreadyRevoked"), "{again}");
         let actions = s.trail_actions("certificate", cert["id"].as_str().unwrap()).await;
         assert!(actions.contains(&"certificate.revoke".to_owned()), "{actions:?}");
+        // Revoked: the window is in the past (renew now).
+        let ari = renewal_info(&s, &pem_der(&chain)).await;
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        assert!(ari.1["suggestedWindow"]["end"].as_str().unwrap() < now.as_str(), "{}", ari.1);
         s.stop().await;
         db.cleanup().await;
     }
+}
+
+/// GET renewalInfo (RFC 9773) of certificate `der`: status and body; checks Retry-After.
+async fn renewal_info(s: &TestServer, der: &[u8]) -> (u16, Value) {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, c) = X509Certificate::from_der(der).unwrap();
+    let aki = c
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })
+        .unwrap();
+    let id = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(aki),
+        URL_SAFE_NO_PAD.encode(c.tbs_certificate.raw_serial())
+    );
+    let url = format!("{}/acme/tls-server/renewal-info/{id}", s.url);
+    let r = s.client.get(&url).send().await.unwrap();
+    let status = r.status().as_u16();
+    if status == 200 {
+        assert!(r.headers().contains_key("retry-after"));
+    }
+    // Another key identifier names no certificate here.
+    let other =
+        format!("{}/acme/tls-server/renewal-info/AAAA.{}", s.url, id.split('.').nth(1).unwrap());
+    assert_eq!(s.client.get(other).send().await.unwrap().status(), 404);
+    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// The first certificate of a PEM chain, DER.
@@ -680,5 +728,63 @@ async fn a_key_change_moves_the_account_to_the_new_key_and_is_audited() {
     let id = before.rsplit('/').next().unwrap();
     let actions = s.trail_actions("acme_account", id).await;
     assert!(actions.contains(&"acme_account.key_change".to_owned()), "{actions:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_address_is_proven_over_http_01_and_certified_without_a_common_name() {
+    // RFC 8738: an `ip` identifier, validated at the address itself.
+    let db = backends().await.remove(0);
+    let port = free_port();
+    let answers = http01_responder(port).await;
+    let s = TestServer::start_with(&db, acme_on(port)).await;
+    let spec = json!({"key_types": ["p256", "rsa-2048"], "validity_days": 30,
+        "key_usage": ["digitalSignature"], "extended_key_usage": ["serverAuth"],
+        "subject": {"common_name": "forbidden"},
+        "san": {"dns": "optional", "ip": "optional", "email": "forbidden", "uri": "forbidden"},
+        "acme": true});
+    let (st, p) = read_json(
+        s.admin(Method::POST, "/api/v1/profiles")
+            .json(&json!({"name": "acme-ip", "spec": spec}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 201, "{p}");
+    let (account, _) = Account::builder_with_root(s.data_dir().join("tls/ca.pem"))
+        .unwrap()
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            directory(&s, "acme-ip"),
+            None,
+        )
+        .await
+        .unwrap();
+    let ids = [Identifier::Ip("127.0.0.1".parse().unwrap())];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    let mut authzs = order.authorizations();
+    while let Some(a) = authzs.next().await {
+        let mut a = a.unwrap();
+        // No dns-01 for an address.
+        assert!(a.challenges.iter().all(|c| c.r#type != ChallengeType::Dns01));
+        let mut ch = a.challenge(ChallengeType::Http01).unwrap();
+        answers
+            .lock()
+            .unwrap()
+            .insert(ch.token.clone(), ch.key_authorization().as_str().to_owned());
+        ch.set_ready().await.unwrap();
+    }
+    assert_eq!(order.poll_ready(&RetryPolicy::default()).await.unwrap(), OrderStatus::Ready);
+    order.finalize().await.unwrap();
+    let chain = order.poll_certificate(&RetryPolicy::default()).await.unwrap();
+    let text = verifies(&chain);
+    assert!(text.contains("IP Address:127.0.0.1"), "{text}");
+    let subject = text.lines().find(|l| l.trim_start().starts_with("Subject:")).unwrap();
+    assert!(!subject.contains("CN"), "no common name for an address-only order: {text}");
     s.stop().await;
 }

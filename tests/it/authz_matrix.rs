@@ -233,6 +233,7 @@ const MATRIX: &[(&str, &str, Rule, &str)] = &[
     ("POST", "/acme/{profile}/chall/{authz}/{type}", Public, ""),
     ("POST", "/acme/{profile}/cert/{id}", Public, ""),
     ("POST", "/acme/{profile}/revoke-cert", Public, ""),
+    ("GET", "/acme/{profile}/renewal-info/{id}", Public, ""),
     ("POST", "/csc/v1/auth/login", Public, ""),
     ("POST", "/csc/v1/auth/revoke", Public, ""),
     ("POST", "/csc/v1/credentials/authorize", Public, ""),

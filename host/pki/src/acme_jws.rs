@@ -128,6 +128,18 @@ impl JwsVerifier for AcmeJws {
         pkey.public_key_to_der().map_err(bad)
     }
 
+    fn authority_key_id(&self, der: &[u8]) -> Option<Vec<u8>> {
+        use x509_parser::extensions::ParsedExtension;
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        cert.extensions().iter().find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })
+    }
+
     fn certificate_identity(&self, der: &[u8]) -> Option<(String, Vec<u8>)> {
         use x509_parser::prelude::{FromDer, X509Certificate};
         let (rest, cert) = X509Certificate::from_der(der).ok()?;

@@ -32,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(challenge))
         .routes(routes!(certificate))
         .routes(routes!(revoke_cert))
+        .routes(routes!(renewal_info))
 }
 
 /// How long a client should wait before polling a pending or processing object again.
@@ -86,6 +87,7 @@ async fn directory(State(st): State<AppState>, ctx: Ctx, Path(profile): Path<Str
                 "newOrder": urls.new_order(),
                 "keyChange": urls.key_change(),
                 "revokeCert": urls.revoke_cert(),
+                "renewalInfo": urls.renewal_info(),
                 "meta": {
                     "externalAccountRequired": st.acme.settings().eab_required,
                     "profiles": {profile.clone(): "Sigil profile"},
@@ -406,4 +408,29 @@ async fn revoke_cert(
     }
     .await;
     finish(&st, &urls, r).await
+}
+
+/// ACME Renewal Information (RFC 9773): the suggested renewal window of a certificate,
+/// named by `base64url(AKI keyIdentifier).base64url(serial)`.
+#[utoipa::path(get, path = "/acme/{profile}/renewal-info/{id}", tag = "acme",
+    params(("profile" = String, Path, description = "A profile with `acme = true`"),
+           ("id" = String, Path, description = "RFC 9773 certificate identifier")),
+    responses((status = 200, description = "The suggested window, with Retry-After", body = Object),
+              (status = 404, description = "No such certificate here")))]
+async fn renewal_info(
+    State(st): State<AppState>,
+    Path((profile, id)): Path<(String, String)>,
+) -> Response {
+    use time::format_description::well_known::Rfc3339;
+    let r = async {
+        let w = st.acme.renewal_info(&profile, &id).await?;
+        let window = json!({"suggestedWindow": {
+            "start": w.start.format(&Rfc3339).unwrap_or_default(),
+            "end": w.end.format(&Rfc3339).unwrap_or_default(),
+        }});
+        Ok(AcmeReply::json(StatusCode::OK, window)
+            .retry_after(sigil_core::acme::renewal::RETRY_AFTER_SECS))
+    }
+    .await;
+    r.unwrap_or_else(AcmeReply::problem).into_response()
 }

@@ -31,6 +31,8 @@ pub trait JwsVerifier: Send + Sync {
     /// The serial (lowercase hex of its DER content bytes) and SubjectPublicKeyInfo (DER) of
     /// a certificate, or None when it does not parse.
     fn certificate_identity(&self, der: &[u8]) -> Option<(String, Vec<u8>)>;
+    /// The keyIdentifier of a certificate's authorityKeyIdentifier, when it has one.
+    fn authority_key_id(&self, der: &[u8]) -> Option<Vec<u8>>;
 }
 
 /// A parsed (not yet verified) JWS.

@@ -20,6 +20,7 @@ pub mod error;
 pub mod jws;
 pub mod model;
 pub mod orders;
+pub mod renewal;
 pub mod revocation;
 pub mod store;
 pub mod validation;
