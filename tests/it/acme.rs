@@ -248,7 +248,7 @@ pub(crate) struct RawClient {
     rng: SystemRandom,
     http: reqwest::Client,
     dir: Value,
-    kid: Option<String>,
+    pub(crate) kid: Option<String>,
 }
 
 /// An answer: status, headers, body.
@@ -277,6 +277,14 @@ impl RawClient {
         let pt = self.key.public_key().as_ref();
         json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(&pt[1..33]),
                "y": URL_SAFE_NO_PAD.encode(&pt[33..])})
+    }
+
+    /// The RFC 7638 thumbprint of the key.
+    fn thumbprint(&self) -> String {
+        use sha2::Digest as _;
+        let j = self.jwk();
+        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":{},"y":{}}}"#, j["x"], j["y"]);
+        URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical.as_bytes()))
     }
 
     fn url(&self, name: &str) -> String {
@@ -320,6 +328,17 @@ impl RawClient {
     async fn post(&self, url: &str, payload: Option<&Value>) -> Answer {
         let n = self.nonce().await;
         self.send(url, &self.sign(url, &n, payload)).await
+    }
+
+    /// The JWS body of `payload` for `url` with `nonce` (for other modules' tests).
+    pub(crate) fn signed(&self, url: &str, nonce: &str, payload: Option<&Value>) -> Value {
+        self.sign(url, nonce, payload)
+    }
+
+    /// Sends `jws` to `url`: status and body.
+    pub(crate) async fn send_raw(&self, url: &str, jws: &Value) -> (u16, Value) {
+        let a = self.send(url, jws).await;
+        (a.status, a.body)
     }
 
     pub(crate) async fn register(&mut self) -> String {
@@ -395,6 +414,16 @@ async fn replayed_or_unknown_nonces_wrong_urls_and_other_accounts_objects_are_re
         // Finalizing a pending order: orderNotReady.
         let a = c.post(a.body["finalize"].as_str().unwrap(), Some(&json!({"csr": "AA"}))).await;
         assert_eq!((a.status, error_type(&a)), (403, "urn:ietf:params:acme:error:orderNotReady"));
+        // The holder deactivates its account; the key then signs nothing, and a new account
+        // with that key is refused too.
+        let kid = c.kid.clone().unwrap();
+        let a = c.post(&kid, Some(&json!({"status": "deactivated"}))).await;
+        assert_eq!((a.status, a.body["status"].as_str()), (200, Some("deactivated")), "{}", a.body);
+        let a = c.post(&c.url("newOrder"), Some(&order)).await;
+        assert_eq!((a.status, error_type(&a)), (403, "urn:ietf:params:acme:error:unauthorized"));
+        c.kid = None;
+        let a = c.post(&c.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true}))).await;
+        assert_eq!(error_type(&a), "urn:ietf:params:acme:error:unauthorized", "{}", a.body);
         s.stop().await;
         db.cleanup().await;
     }
@@ -786,5 +815,203 @@ async fn an_ip_address_is_proven_over_http_01_and_certified_without_a_common_nam
     assert!(text.contains("IP Address:127.0.0.1"), "{text}");
     let subject = text.lines().find(|l| l.trim_start().starts_with("Subject:")).unwrap();
     assert!(!subject.contains("CN"), "no common name for an address-only order: {text}");
+    s.stop().await;
+}
+
+/// A ready order of `c` for `localhost` (http-01 answered through `answers`): its URL and body.
+async fn ready_order(c: &RawClient, answers: &Answers) -> (String, Value) {
+    let o = c
+        .post(
+            &c.url("newOrder"),
+            Some(&json!({"identifiers": [{"type": "dns", "value": "localhost"}]})),
+        )
+        .await;
+    assert_eq!(o.status, 201, "{}", o.body);
+    let order_url = o.headers["location"].to_str().unwrap().to_owned();
+    let authz_url = o.body["authorizations"][0].as_str().unwrap().to_owned();
+    let authz = c.post(&authz_url, None).await;
+    let ch = authz.body["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "http-01")
+        .unwrap()
+        .clone();
+    let token = ch["token"].as_str().unwrap();
+    answers.lock().unwrap().insert(token.to_owned(), format!("{token}.{}", c.thumbprint()));
+    assert_eq!(c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await.status, 200);
+    for _ in 0..100 {
+        let o = c.post(&order_url, None).await;
+        if o.body["status"] == "ready" {
+            return (order_url, o.body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the order never became ready");
+}
+
+/// A CSR (DER) for `names` with a fresh P-256 key.
+fn csr(names: &[&str]) -> Vec<u8> {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .unwrap();
+    // rcgen's default subject names a CN; an ACME CSR names the order's identifiers only.
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let key = rcgen::KeyPair::generate().unwrap();
+    params.serialize_request(&key).unwrap().der().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_finalizes_of_one_order_issue_one_certificate_and_odd_csrs_are_refused() {
+    // Found by the attack review: two finalizes racing each issued a certificate.
+    let db = backends().await.remove(0);
+    let port = free_port();
+    let answers = http01_responder(port).await;
+    let s = TestServer::start_with(&db, acme_on(port)).await;
+    let mut c = RawClient::new(&s, "tls-server").await;
+    c.register().await;
+    let (order_url, order) = ready_order(&c, &answers).await;
+    let finalize = order["finalize"].as_str().unwrap().to_owned();
+    // A name with a trailing dot is not the order's name: refused, the order stays ready.
+    let a = c
+        .post(&finalize, Some(&json!({"csr": URL_SAFE_NO_PAD.encode(csr(&["localhost."]))})))
+        .await;
+    assert_eq!(error_type(&a), "urn:ietf:params:acme:error:badCSR", "{}", a.body);
+    assert!(a.body["detail"].as_str().unwrap().contains("exactly the order's"), "{}", a.body);
+    assert_eq!(c.post(&order_url, None).await.body["status"], "ready");
+    // Eight finalizes at once: exactly one certificate.
+    let mut jobs = Vec::new();
+    for _ in 0..8 {
+        let n = c.nonce().await;
+        let jws = c.sign(
+            &finalize,
+            &n,
+            Some(&json!({"csr": URL_SAFE_NO_PAD.encode(csr(&["localhost"]))})),
+        );
+        let (http, url) = (c.http.clone(), finalize.clone());
+        jobs.push(tokio::spawn(async move {
+            http.post(url)
+                .header("content-type", "application/jose+json")
+                .body(jws.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut ok = 0;
+    for j in jobs {
+        if j.await.unwrap() == 200 {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1, "one finalize wins");
+    let list: Value = s
+        .admin(Method::GET, "/api/v1/certificates?profile=tls-server")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn outsiders_learn_nothing_and_leave_nothing_behind_and_odd_requests_are_refused() {
+    let db = backends().await.remove(0);
+    // ACME off: no nonce is minted for anyone.
+    let s = TestServer::start(&db).await;
+    let r = s.client.head(format!("{}/acme/tls-server/new-nonce", s.url)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(!r.headers().contains_key("replay-nonce"));
+    s.stop().await;
+    let s = TestServer::start_with(&db, acme_on(free_port())).await;
+    // An unknown profile and one not served over ACME answer alike, with no nonce.
+    let mut seen = Vec::new();
+    for p in ["no-such-profile", "tls-client", "NoT A NaMe"] {
+        let r = s.client.get(directory(&s, &p.replace(' ', "%20"))).send().await.unwrap();
+        assert!(!r.headers().contains_key("replay-nonce"), "{p}");
+        seen.push((r.status().as_u16(), r.text().await.unwrap()));
+    }
+    assert!(seen.iter().all(|x| *x == seen[0]) && seen[0].0 == 404, "{seen:?}");
+    let mut c = RawClient::new(&s, "tls-server").await;
+    // crit and b64 extensions are refused, not ignored.
+    let n = c.nonce().await;
+    let url = c.url("newAccount");
+    let protected = URL_SAFE_NO_PAD.encode(
+        json!({"alg": "ES256", "nonce": n, "url": url, "jwk": c.jwk(), "crit": ["b64"], "b64": false})
+            .to_string(),
+    );
+    let payload = URL_SAFE_NO_PAD.encode("{}");
+    let sig = c.key.sign(&c.rng, format!("{protected}.{payload}").as_bytes()).unwrap();
+    let jws = json!({"protected": protected, "payload": payload,
+        "signature": URL_SAFE_NO_PAD.encode(sig.as_ref())});
+    assert_eq!(error_type(&c.send(&url, &jws).await), "urn:ietf:params:acme:error:malformed");
+    // A JWK carrying a private member: only its public members are stored.
+    let mut jwk = c.jwk();
+    jwk["d"] = json!("c2VjcmV0LXByaXZhdGUtdmFsdWU");
+    jwk["padding"] = json!("x".repeat(1000));
+    let n = c.nonce().await;
+    let protected = URL_SAFE_NO_PAD
+        .encode(json!({"alg": "ES256", "nonce": n, "url": url, "jwk": jwk}).to_string());
+    let payload = URL_SAFE_NO_PAD.encode(json!({"termsOfServiceAgreed": true}).to_string());
+    let sig = c.key.sign(&c.rng, format!("{protected}.{payload}").as_bytes()).unwrap();
+    let jws = json!({"protected": protected, "payload": payload,
+        "signature": URL_SAFE_NO_PAD.encode(sig.as_ref())});
+    let a = c.send(&url, &jws).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    c.kid = Some(a.headers["location"].to_str().unwrap().to_owned());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&s.db_url).await.unwrap();
+    let body: String =
+        sqlx::query_scalar("SELECT body FROM acme_accounts").fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    assert!(!body.contains("c2VjcmV0") && !body.contains("padding"), "{body}");
+    // An order tls-server could never issue (no DNS name): refused up front.
+    let a = c
+        .post(
+            &c.url("newOrder"),
+            Some(&json!({"identifiers": [{"type": "ip", "value": "127.0.0.1"}]})),
+        )
+        .await;
+    assert_eq!(error_type(&a), "urn:ietf:params:acme:error:rejectedIdentifier", "{}", a.body);
+    // replaces must be an RFC 9773 certificate id.
+    let a = c
+        .post(
+            &c.url("newOrder"),
+            Some(&json!({"identifiers": [{"type": "dns", "value": "localhost"}],
+                "replaces": "x".repeat(5000)})),
+        )
+        .await;
+    assert_eq!(error_type(&a), "urn:ietf:params:acme:error:malformed", "{}", a.body);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csr_for_the_account_key_itself_is_refused() {
+    let db = backends().await.remove(0);
+    let port = free_port();
+    let answers = http01_responder(port).await;
+    let s = TestServer::start_with(&db, acme_on(port)).await;
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let mut c = RawClient::with_key(&s, "tls-server", pkcs8.as_ref()).await;
+    c.register().await;
+    let (_, order) = ready_order(&c, &answers).await;
+    let key = rcgen::KeyPair::try_from(pkcs8.as_ref()).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let der = params.serialize_request(&key).unwrap().der().to_vec();
+    let a = c
+        .post(
+            order["finalize"].as_str().unwrap(),
+            Some(&json!({"csr": URL_SAFE_NO_PAD.encode(der)})),
+        )
+        .await;
+    assert_eq!(error_type(&a), "urn:ietf:params:acme:error:badCSR", "{}", a.body);
+    assert!(a.body["detail"].as_str().unwrap().contains("account's key"), "{}", a.body);
     s.stop().await;
 }

@@ -257,3 +257,53 @@ async fn certbot_gets_a_certificate_over_http_01_standalone_and_revokes_it() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sigil_executable_validates_http_01_in_a_process_of_its_own() {
+    // Found by the attack review: the in-process test servers share the test's TLS set-up, and
+    // the executable's validator once had none (every http-01 check panicked). Here the real
+    // executable runs alone; certbot is the client.
+    ensure_clients();
+    let dir = tempfile::tempdir().unwrap();
+    let http01 = free_port();
+    std::fs::write(
+        dir.path().join("sigil.toml"),
+        format!(
+            "[server]\ndata_dir = \"{}\"\n[acme]\nenabled = true\nhttp01_port = {http01}\n\
+             allow_private_targets = true\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil_it"))
+        .args(["serve", "--config", dir.path().join("sigil.toml").to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let url = line.strip_prefix("listening on ").unwrap().to_owned();
+    let work = dir.path().join("certbot");
+    let mut c = tokio::process::Command::new("certbot");
+    c.env("REQUESTS_CA_BUNDLE", dir.path().join("data/tls/ca.pem"))
+        .args(["certonly", "--standalone", "--non-interactive", "--agree-tos"])
+        .args(["--register-unsafely-without-email", "-d", "localhost"])
+        .args(["--server", &format!("{url}/acme/tls-server/directory")])
+        .args(["--http-01-port", &http01.to_string(), "--http-01-address", "127.0.0.1"]);
+    for (flag, d) in [("--config-dir", "config"), ("--work-dir", "work"), ("--logs-dir", "logs")] {
+        c.args([flag, work.join(d).to_str().unwrap()]);
+    }
+    let (ok, out) = run(&mut c).await;
+    assert!(ok, "certbot against the executable:\n{out}");
+    let text = verifies(&work.join("config/live/localhost/fullchain.pem"));
+    assert!(text.contains("DNS:localhost"), "{text}");
+    child.kill().await.unwrap();
+}

@@ -279,3 +279,30 @@ async fn two_nodes_issuing_and_signing_at_once_keep_one_chain_and_exact_sads() {
     b.stop().await;
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_acme_nonce_from_one_node_is_good_once_on_any_node() {
+    let Some(db) = TestDb::postgres().await else {
+        eprintln!("SIGIL_TEST_DATABASE_URL not set: scale-out needs PostgreSQL; skipped");
+        return;
+    };
+    let opts = || Options { toml: "[acme]\nenabled = true\n".into(), ..Default::default() };
+    let a = TestServer::start_with(&db, opts()).await;
+    let b = TestServer::start_with(&db, opts()).await;
+    // A nonce node A handed out signs a newAccount sent to node B (URLs name B).
+    let client = crate::acme::RawClient::new(&b, "tls-server").await;
+    let nonce_of_a = {
+        let r = a.client.head(format!("{}/acme/tls-server/new-nonce", a.url)).send().await.unwrap();
+        r.headers()["replay-nonce"].to_str().unwrap().to_owned()
+    };
+    let url = format!("{}/acme/tls-server/new-account", b.url);
+    let jws = client.signed(&url, &nonce_of_a, Some(&json!({"termsOfServiceAgreed": true})));
+    let first = client.send_raw(&url, &jws).await;
+    assert_eq!(first.0, 201, "{}", first.1);
+    // Replayed: refused as a spent nonce.
+    let again = client.send_raw(&url, &jws).await;
+    assert_eq!(again.1["type"], "urn:ietf:params:acme:error:badNonce", "{}", again.1);
+    a.stop().await;
+    b.stop().await;
+    db.cleanup().await;
+}

@@ -14,6 +14,10 @@ use utoipa::openapi::{OpenApi, RefOr};
 
 /// Tags the handlers use that the document's header does not describe.
 const MORE_TAGS: &[(&str, &str)] = &[
+    (
+        "acme",
+        "ACME (RFC 8555) per ACME-enabled profile, and its administration (binding keys, accounts)",
+    ),
     ("devices", "Devices and tokens: lifecycle, history, production metadata"),
     ("organizations", "Organizations, divisions and registration offices"),
     ("people", "Personal data, extended attributes and custom fields"),

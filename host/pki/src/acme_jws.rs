@@ -232,4 +232,38 @@ mod tests {
         AcmeJws.verify("EdDSA", &jwk, b"input", ed.sign(b"input").as_ref()).unwrap();
         assert!(AcmeJws.verify("EdDSA", &jwk, b"input!", ed.sign(b"input").as_ref()).is_err());
     }
+
+    #[test]
+    fn es384_and_rs256_verify_and_a_jwk_gives_the_spki_of_its_key() {
+        let rng = SystemRandom::new();
+        let alg = &signature::ECDSA_P384_SHA384_FIXED_SIGNING;
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let kp = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+        let pt = kp.public_key().as_ref();
+        let jwk = json!({"kty": "EC", "crv": "P-384", "x": b64(&pt[1..49]), "y": b64(&pt[49..])});
+        AcmeJws.verify("ES384", &jwk, b"input", kp.sign(&rng, b"input").unwrap().as_ref()).unwrap();
+        let spki = openssl::pkey::PKey::private_key_from_pkcs8(pkcs8.as_ref())
+            .unwrap()
+            .public_key_to_der()
+            .unwrap();
+        assert_eq!(AcmeJws.jwk_spki(&jwk).unwrap(), spki);
+
+        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+        let jwk = json!({"kty": "RSA", "n": b64(&rsa.n().to_vec()), "e": b64(&rsa.e().to_vec())});
+        let key = openssl::pkey::PKey::from_rsa(rsa).unwrap();
+        let mut signer =
+            openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
+        let sig = signer.sign_oneshot_to_vec(b"input").unwrap();
+        AcmeJws.verify("RS256", &jwk, b"input", &sig).unwrap();
+        assert!(AcmeJws.verify("RS256", &jwk, b"other", &sig).is_err());
+        assert_eq!(AcmeJws.jwk_spki(&jwk).unwrap(), key.public_key_to_der().unwrap());
+        // A 1024-bit RSA account key is refused as a key, before any signature.
+        let small = openssl::rsa::Rsa::generate(1024).unwrap();
+        let jwk =
+            json!({"kty": "RSA", "n": b64(&small.n().to_vec()), "e": b64(&small.e().to_vec())});
+        assert_eq!(
+            AcmeJws.verify("RS256", &jwk, b"input", &sig).unwrap_err().kind(),
+            "badPublicKey"
+        );
+    }
 }

@@ -41,6 +41,10 @@ pub struct ValidationConfig {
 pub struct NetValidator {
     cfg: ValidationConfig,
     resolver: TokioResolver,
+    /// TLS for http-01 redirects to https: ring, any certificate (RFC 8555 §8.3: the key
+    /// authorization proves control, not the certificate). Given to each HTTP client, so
+    /// nothing depends on a process-wide default provider.
+    redirect_tls: rustls::ClientConfig,
 }
 
 impl std::fmt::Debug for NetValidator {
@@ -69,15 +73,36 @@ pub fn non_public(ip: IpAddr) -> bool {
                 || (o[0] == 100 && (64..128).contains(&o[1])) // shared address space (CGNAT)
                 || (o[0] == 198 && (18..20).contains(&o[1])) // benchmarking
                 || o[0] >= 240 // reserved
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
+            let o = v6.octets();
+            // An IPv4 address carried inside: NAT64 (64:ff9b::/96), 6to4 (2002::/16) and
+            // IPv4-compatible (::a.b.c.d) reach it through a translator where one routes.
+            let embedded = if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+                Some([o[12], o[13], o[14], o[15]])
+            } else if s[0] == 0x2002 {
+                Some([o[2], o[3], o[4], o[5]])
+            } else if s[..6] == [0, 0, 0, 0, 0, 0] {
+                Some([o[12], o[13], o[14], o[15]])
+            } else {
+                None
+            };
+            if let Some(v4) = embedded
+                && non_public(IpAddr::from(v4))
+            {
+                return true;
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00 // unique local
                 || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo: tunnels to anywhere
+                || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only
         }
     }
 }
@@ -96,7 +121,14 @@ impl NetValidator {
             }
             None => TokioResolver::builder_tokio()?.build()?,
         };
-        Ok(Self { cfg, resolver })
+        let redirect_tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+        .with_no_client_auth();
+        Ok(Self { cfg, resolver, redirect_tls })
     }
 
     /// The guard: refuses a non-public address unless allowed.
@@ -174,9 +206,7 @@ impl NetValidator {
                     .redirect(reqwest::redirect::Policy::none())
                     .timeout(Duration::from_secs(10))
                     .no_proxy()
-                    // Redirects to https are followed without checking the certificate
-                    // (RFC 8555 §8.3): the key authorization is what proves control.
-                    .tls_danger_accept_invalid_certs(true);
+                    .tls_backend_preconfigured(self.redirect_tls.clone());
                 if let Some(d) = &domain {
                     b = b.resolve(d, addr);
                 }
@@ -208,6 +238,17 @@ impl NetValidator {
                     .map_err(|e| problem("connection", format!("redirect: {e}")))?;
                 if !matches!(next.scheme(), "http" | "https") {
                     return Err(problem("connection", "redirects go to http or https only"));
+                }
+                // Only to the ports validation uses: a redirect must not make the server probe
+                // arbitrary host:port pairs.
+                let port = next.port_or_known_default().unwrap_or(0);
+                if ![80, 443, self.cfg.http01_port].contains(&port) {
+                    return Err(problem(
+                        "connection",
+                        format!(
+                            "a redirect to port {port}; only 80, 443 and the http-01 port are followed"
+                        ),
+                    ));
                 }
                 url = next.to_string();
                 continue;

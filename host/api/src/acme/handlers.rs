@@ -40,10 +40,12 @@ const POLL_SECS: u64 = 2;
 
 type Reply = Result<AcmeReply, AcmeError>;
 
-/// The answer with a fresh nonce and the directory link.
-async fn finish(st: &AppState, urls: &Urls, r: Reply) -> Response {
+/// The answer with the directory link, and a fresh nonce when this directory is served (a
+/// server with ACME off, or a profile not served over it, records nothing for anyone).
+async fn finish(st: &AppState, urls: &Urls, profile: &str, r: Reply) -> Response {
+    let served = st.acme.profile(profile).await.is_ok();
     let r = r.unwrap_or_else(AcmeReply::problem);
-    r.finish(st, Some(urls)).await
+    if served { r.finish(st, Some(urls)).await } else { r.into_response() }
 }
 
 /// A request signed by a registered account.
@@ -116,7 +118,7 @@ async fn new_nonce(
         Ok(AcmeReply::raw(status.into_response()))
     }
     .await;
-    finish(&st, &urls, r).await
+    finish(&st, &urls, &profile, r).await
 }
 
 /// newAccount (RFC 8555 §7.3): signed with the account's key (jwk). 201 with the account's
@@ -141,7 +143,7 @@ async fn new_account(
         Ok(AcmeReply::json(status, views::account(&a, &urls)).location(&urls.account(a.id)))
     }
     .await;
-    finish(&st, &urls, r).await
+    finish(&st, &urls, &profile, r).await
 }
 
 /// An account (RFC 8555 §7.3.2, §7.3.6): read it (empty payload), change its contacts, or
@@ -164,7 +166,7 @@ async fn account(
         Ok(AcmeReply::json(StatusCode::OK, views::account(&a, &urls)))
     }
     .await;
-    finish(&st, &urls, r).await
+    finish(&st, &urls, &profile, r).await
 }
 
 /// An account's orders (RFC 8555 §7.1.2.1).
@@ -187,7 +189,7 @@ async fn account_orders(
         Ok(AcmeReply::json(StatusCode::OK, json!({ "orders": orders })))
     }
     .await;
-    finish(&st, &urls, r).await
+    finish(&st, &urls, &profile, r).await
 }
 
 /// keyChange (RFC 8555 §7.3.5): the payload is a JWS signed by the new key.
@@ -209,7 +211,7 @@ async fn key_change(
         Ok(AcmeReply::json(StatusCode::OK, views::account(&a, &urls)))
     }
     .await;
-    finish(&st, &urls, r).await
+    finish(&st, &urls, &profile, r).await
 }
 
 /// newOrder (RFC 8555 §7.4): DNS and IP (RFC 8738) identifiers, each checked against the
@@ -232,7 +234,7 @@ async fn new_order(
             .location(&urls.order(o.id)))
     }
     .await;
-    finish(&st, &urls, r).await
+    finish(&st, &urls, &profile, r).await
 }
 
 /// The order answer, with `Retry-After` while it is not settled.
@@ -264,7 +266,7 @@ async fn order(
         Ok(order_reply(&o, &urls))
     }
     .await;
-    finish(&st, &urls, r).await
+    finish(&st, &urls, &profile, r).await
 }
 
 /// finalize (RFC 8555 §7.4): `{"csr": base64url DER}` naming exactly the order's identifiers;
@@ -288,7 +290,7 @@ async fn finalize(
         Ok(order_reply(&o, &urls))
     }
     .await;
-    finish(&st, &urls, r).await
+    finish(&st, &urls, &profile, r).await
 }
 
 /// An authorization: read it (empty payload) or deactivate it.
@@ -312,7 +314,7 @@ async fn authz(
         Ok(if pending { reply.retry_after(POLL_SECS) } else { reply })
     }
     .await;
-    finish(&st, &urls, r).await
+    finish(&st, &urls, &profile, r).await
 }
 
 /// A challenge: `{}` asks the server to validate it (off the request path); an empty payload
@@ -352,7 +354,7 @@ async fn challenge(
         Ok(if processing { reply.retry_after(POLL_SECS) } else { reply })
     }
     .await;
-    finish(&st, &urls, r).await
+    finish(&st, &urls, &profile, r).await
 }
 
 /// The certificate with its chain (`application/pem-certificate-chain`, RFC 8555 §7.4.2).
@@ -371,6 +373,11 @@ async fn certificate(
     let urls = ctx.urls(&profile);
     let r = async {
         let s = signed(&st, &ctx, &profile, &body).await?;
+        if !s.jws.is_post_as_get() {
+            return Err(AcmeError::malformed(
+                "the certificate is read by POST-as-GET (empty payload)",
+            ));
+        }
         let (c, chain) = st.acme.certificate(&s, id(&cert, "certificate")?).await?;
         let mut pem = crate::v1::certificates::pem("CERTIFICATE", &c.der);
         for der in &chain {
@@ -384,7 +391,7 @@ async fn certificate(
         Ok(AcmeReply::raw(res))
     }
     .await;
-    finish(&st, &urls, r).await
+    finish(&st, &urls, &profile, r).await
 }
 
 /// revokeCert (RFC 8555 §7.6): signed by the account that ordered the certificate, an account
@@ -407,7 +414,7 @@ async fn revoke_cert(
         Ok(AcmeReply::raw(StatusCode::OK.into_response()))
     }
     .await;
-    finish(&st, &urls, r).await
+    finish(&st, &urls, &profile, r).await
 }
 
 /// ACME Renewal Information (RFC 9773): the suggested renewal window of a certificate,

@@ -168,12 +168,14 @@ impl AcmeService {
     ) -> Result<(AcmeAccount, bool), AcmeError> {
         let profile = self.profile(profile).await?;
         let jws = self.checked(url, body).await?;
-        let Some(jwk) = jws.header.jwk.clone() else {
+        let Some(sent_jwk) = jws.header.jwk.clone() else {
             return Err(AcmeError::malformed(
                 "newAccount is signed with the new key (jwk), not kid",
             ));
         };
-        jws.verify_with(self.verifier.as_ref(), &jwk)?;
+        jws.verify_with(self.verifier.as_ref(), &sent_jwk)?;
+        // Only the public, required members are kept.
+        let jwk = super::jws::public_jwk(&sent_jwk)?;
         let req: NewAccount = jws.json()?;
         let thumb = thumbprint(&jwk)?;
         if let Some(existing) = self.account_by_key(&profile.name, &thumb).await? {
@@ -189,7 +191,7 @@ impl AcmeService {
             return Err(AcmeError::account_does_not_exist("no account has this key"));
         }
         let binding = match &req.external_account_binding {
-            Some(b) => Some(self.check_binding(b, &jwk, &profile.name, urls).await?),
+            Some(b) => Some(self.check_binding(b, &sent_jwk, &profile.name, urls).await?),
             None if self.settings.eab_required => {
                 return Err(AcmeError::external_account_required(
                     "new accounts need an external account binding (ask the administrator for a \
@@ -351,7 +353,7 @@ impl AcmeService {
             )));
         }
         let mut next = s.account.clone();
-        next.jwk = new_jwk;
+        next.jwk = super::jws::public_jwk(&new_jwk)?;
         next.thumbprint = thumb;
         next.updated_at = self.clock.now();
         self.save_account(&s.principal, &s.account, &next, AuditAction::AcmeAccountKeyChange)

@@ -106,7 +106,15 @@ impl Jws {
         let protected_b64 = field("protected")?;
         let payload_b64 = field("payload")?;
         let signature = b64(&field("signature")?, "signature")?;
-        let header: Protected = serde_json::from_slice(&b64(&protected_b64, "protected")?)
+        let raw: Value = serde_json::from_slice(&b64(&protected_b64, "protected")?)
+            .map_err(|e| AcmeError::malformed(format!("the protected header: {e}")))?;
+        // Extensions this server does not implement must not be ignored (RFC 7515 §4.1.11).
+        if raw.get("crit").is_some() || raw.get("b64").is_some() {
+            return Err(AcmeError::malformed(
+                "the protected header uses crit or b64, not supported",
+            ));
+        }
+        let header: Protected = serde_json::from_value(raw)
             .map_err(|e| AcmeError::malformed(format!("the protected header: {e}")))?;
         let payload = b64(&payload_b64, "payload")?;
         Ok(Self { protected_b64, payload_b64, header, payload, signature })
@@ -173,6 +181,26 @@ pub fn thumbprint(jwk: &Value) -> Result<String, AcmeError> {
     }
     canonical.push('}');
     Ok(b64e(&Sha256::digest(canonical.as_bytes())))
+}
+
+/// `jwk` reduced to its public, required members (what is stored of an account key): extra
+/// members, including a private `d`, are dropped.
+pub fn public_jwk(jwk: &Value) -> Result<Value, AcmeError> {
+    let members: &[&str] = match jwk.get("kty").and_then(Value::as_str) {
+        Some("EC") => &["kty", "crv", "x", "y"],
+        Some("RSA") => &["kty", "n", "e"],
+        Some("OKP") => &["kty", "crv", "x"],
+        _ => return Err(AcmeError::bad_public_key("key type not accepted")),
+    };
+    let mut out = serde_json::Map::new();
+    for m in members {
+        let v = jwk
+            .get(*m)
+            .filter(|v| v.is_string())
+            .ok_or_else(|| AcmeError::bad_public_key(format!("the JWK has no `{m}`")))?;
+        out.insert((*m).to_owned(), v.clone());
+    }
+    Ok(Value::Object(out))
 }
 
 /// The key authorization of `token` for the account key with thumbprint `thumbprint`

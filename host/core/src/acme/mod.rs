@@ -181,7 +181,9 @@ impl AcmeService {
         }
         match self.certificates.profiles().find(name).await {
             Ok(p) if p.spec.acme => Ok(p),
-            Ok(_) | Err(crate::CoreError::NotFound { .. }) => {
+            // The same answer whether the profile is missing, misnamed or not for ACME: the
+            // directory does not tell outsiders which profiles exist.
+            Ok(_) | Err(crate::CoreError::NotFound { .. } | crate::CoreError::Invalid { .. }) => {
                 Err(AcmeError::not_found("ACME directory"))
             }
             Err(e) => Err(e.into()),

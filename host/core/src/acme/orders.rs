@@ -22,6 +22,13 @@ use crate::certs::{Certificate, ParsedCsr, San};
 use crate::page::lock_unchanged;
 use crate::records::{Collection, Filter, Record, get, select};
 
+/// Most authorizations one account may have pending at once.
+pub const MAX_PENDING_AUTHZS: usize = 300;
+
+/// Most challenges of one account being validated at once (the node's slots are shared by all
+/// accounts: one account must not hold them all).
+pub const MAX_VALIDATIONS_PER_ACCOUNT: usize = 4;
+
 /// A challenge left `processing` longer than this (its node stopped) may be asked for again.
 const STALE_VALIDATION: time::Duration = time::Duration::minutes(2);
 
@@ -152,6 +159,20 @@ impl AcmeService {
                 "an order names 1 to {MAX_IDENTIFIERS} identifiers"
             )));
         }
+        if let Some(r) = &req.replaces {
+            let ok = r.len() <= 200
+                && r.split_once('.').is_some_and(|(a, b)| {
+                    b64(a, "replaces").is_ok()
+                        && b64(b, "replaces").is_ok()
+                        && !a.is_empty()
+                        && !b.is_empty()
+                });
+            if !ok {
+                return Err(AcmeError::malformed(
+                    "replaces is an RFC 9773 certificate id (AKI.serial)",
+                ));
+            }
+        }
         if req.not_before.is_some() || req.not_after.is_some() {
             return Err(AcmeError::malformed(
                 "the validity comes from the profile: leave notBefore and notAfter out",
@@ -169,6 +190,20 @@ impl AcmeService {
             }
             wanted.push((id, wildcard));
         }
+        for (kind, rule) in [
+            (IdentifierType::Dns, s.profile.spec.san.dns),
+            (IdentifierType::Ip, s.profile.spec.san.ip),
+        ] {
+            if rule == crate::certs::profile::Requirement::Required
+                && !wanted.iter().any(|(id, _)| id.kind == kind)
+            {
+                let name = if kind == IdentifierType::Dns { "DNS name" } else { "IP address" };
+                return Err(AcmeError::rejected_identifier(format!(
+                    "profile `{}` requires a {name} in every certificate",
+                    s.profile.name
+                )));
+            }
+        }
         if !refused.is_empty() {
             let mut p = AcmeProblem::new(
                 "rejectedIdentifier",
@@ -183,6 +218,19 @@ impl AcmeService {
             Filter::AcmeAuthzs { order_id: None, account_id: Some(s.account.id) },
         )
         .await?;
+        let pending = mine.iter().filter(|a| a.status_at(now) == AuthzStatus::Pending).count();
+        if pending + wanted.len() > MAX_PENDING_AUTHZS {
+            return Err(AcmeError::Problem(
+                429,
+                AcmeProblem::new(
+                    "rateLimited",
+                    format!(
+                        "at most {MAX_PENDING_AUTHZS} pending authorizations per account; finish \
+                         or deactivate some first"
+                    ),
+                ),
+            ));
+        }
         let order_id = Uuid::now_v7();
         let expires = now + ORDER_LIFETIME;
         let mut fresh = Vec::new();
@@ -372,6 +420,30 @@ impl AcmeService {
         {
             return Ok((a, ch));
         }
+        let busy = select::<AcmeAuthz, _>(
+            self.store.as_ref(),
+            Filter::AcmeAuthzs { order_id: None, account_id: Some(s.account.id) },
+        )
+        .await?
+        .iter()
+        .filter(|x| {
+            x.status_at(now) == AuthzStatus::Pending
+                && now - x.updated_at <= STALE_VALIDATION
+                && x.challenges.iter().any(|c| c.status == ChallengeStatus::Processing)
+        })
+        .count();
+        if busy >= MAX_VALIDATIONS_PER_ACCOUNT {
+            return Err(AcmeError::Problem(
+                429,
+                AcmeProblem::new(
+                    "rateLimited",
+                    format!(
+                        "at most {MAX_VALIDATIONS_PER_ACCOUNT} challenges of an account are \
+                         validated at once; retry when one is done"
+                    ),
+                ),
+            ));
+        }
         let mut next = a.clone();
         next.updated_at = now;
         for c in &mut next.challenges {
@@ -418,6 +490,11 @@ impl AcmeService {
             return Ok(());
         };
         let mut a = AcmeAuthz::from_body(&body)?;
+        // Only a still-pending authorization takes the outcome: one deactivated or expired
+        // meanwhile stays as it is.
+        if a.status_at(now) != AuthzStatus::Pending {
+            return Ok(());
+        }
         let Some(ch) = a.challenges.iter_mut().find(|c| c.kind == kind) else { return Ok(()) };
         if ch.status != ChallengeStatus::Processing {
             return Ok(());
@@ -466,9 +543,24 @@ impl AcmeService {
             other => AcmeError::Core(other),
         })?;
         check_csr_names(&order, &parsed)?;
+        if self.verifier.jwk_spki(&s.account.jwk).ok().as_deref()
+            == Some(parsed.spki_der.as_slice())
+        {
+            return Err(AcmeError::bad_csr(
+                "the certificate's key must not be the account's key (RFC 8555 §11.1)",
+            ));
+        }
         // Ready → processing, once: a second finalize finds it processing.
         let stored: AcmeOrder =
             self.owned(id, s.account.id, |o: &AcmeOrder| o.account_id, "order").await?;
+        // Checked again on the row read now: a concurrent finalize may have taken it already
+        // (the write below then fails on its lock if it changed in between).
+        if !matches!(stored.status, OrderStatus::Pending | OrderStatus::Ready) {
+            return Err(AcmeError::order_not_ready(format!(
+                "the order is {}, not ready",
+                stored.status.as_str()
+            )));
+        }
         let mut processing = stored.clone();
         processing.status = OrderStatus::Processing;
         processing.updated_at = self.clock.now();
@@ -574,8 +666,9 @@ fn check_csr_names(order: &AcmeOrder, csr: &ParsedCsr) -> Result<(), AcmeError> 
     let mut named = BTreeSet::new();
     for san in &csr.sans {
         match san {
-            San::Dns(d) => named
-                .insert((IdentifierType::Dns as u8, d.trim_end_matches('.').to_ascii_lowercase())),
+            // As written (but for case): a trailing dot is not the order's name, and would be
+            // refused at issuance after the order was spent.
+            San::Dns(d) => named.insert((IdentifierType::Dns as u8, d.to_ascii_lowercase())),
             San::Ip(ip) => {
                 let ip: IpAddr = ip
                     .parse()
