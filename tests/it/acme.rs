@@ -1015,3 +1015,57 @@ async fn a_csr_for_the_account_key_itself_is_refused() {
     assert!(a.body["detail"].as_str().unwrap().contains("account's key"), "{}", a.body);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_plugin_refusing_the_certificate_refuses_the_acme_order_too() {
+    // ACME issues through the ordinary path: the customer's naming rules (a validator plugin)
+    // apply to ACME certificates like to any other.
+    let db = backends().await.remove(0);
+    let port = free_port();
+    let answers = http01_responder(port).await;
+    let mut opts = acme_on(port);
+    opts.toml.push_str(&format!(
+        "[plugins.load.naming]\nfile = \"{}/naming_validator.wasm\"\ngrants = [\"log\", \"config\"]\n\
+         hooks = [\"certificate-issuance\"]\n[plugins.load.naming.config]\n\
+         cn_suffix = \".corp.example\"\n",
+        env!("SIGIL_TEST_PLUGINS")
+    ));
+    let s = TestServer::start_with(&db, opts).await;
+    let (account, _) = Account::builder_with_root(s.data_dir().join("tls/ca.pem"))
+        .unwrap()
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            directory(&s, "tls-server"),
+            None,
+        )
+        .await
+        .unwrap();
+    let ids = [Identifier::Dns("localhost".into())];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    let mut authzs = order.authorizations();
+    while let Some(a) = authzs.next().await {
+        let mut a = a.unwrap();
+        let mut ch = a.challenge(ChallengeType::Http01).unwrap();
+        answers
+            .lock()
+            .unwrap()
+            .insert(ch.token.clone(), ch.key_authorization().as_str().to_owned());
+        ch.set_ready().await.unwrap();
+    }
+    assert_eq!(order.poll_ready(&RetryPolicy::default()).await.unwrap(), OrderStatus::Ready);
+    let e = match order.finalize().await {
+        Ok(_) => panic!("the validator plugin was not asked"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("rejectedIdentifier") && e.contains("must end with .corp.example"), "{e}");
+    let state = order.refresh().await.unwrap();
+    assert_eq!(state.status, OrderStatus::Invalid);
+    let list: Value =
+        s.admin(Method::GET, "/api/v1/certificates").send().await.unwrap().json().await.unwrap();
+    assert!(!list.to_string().contains("localhost"), "nothing issued: {list}");
+    s.stop().await;
+}
