@@ -138,7 +138,7 @@ pub struct Limits {
 #[openapi(
     info(title = "Sigil", description = "Credential lifecycle platform: certificates, tokens, remote signing."),
     modifiers(&SecurityAddon),
-    components(schemas(csc::CscErrorBody)),
+    components(schemas(csc::CscErrorBody, acme::AcmeProblemBody)),
     tags(
         (name = "api-keys", description = "API keys: scopes, expiry, rate limits, IP whitelists, rotation"),
         (name = "audit", description = "The signed, hash-chained audit trail"),
@@ -207,7 +207,41 @@ impl utoipa::Modify for CommonResponses {
                 )
                 .build()
         };
+        let acme_problem = |d: &str| {
+            ResponseBuilder::new()
+                .description(d)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("AcmeProblemBody")))
+                        .build(),
+                )
+                .build()
+        };
         for (path, item) in doc.paths.paths.iter_mut() {
+            if path.starts_with("/acme/") {
+                // ACME answers its own problem documents (urn:ietf:params:acme:error:*).
+                for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                    let r = &mut op.responses.responses;
+                    let mut set = |code: &str, d: &str| {
+                        r.insert(code.into(), acme_problem(d).into());
+                    };
+                    set(
+                        "400",
+                        "malformed, badNonce, badCSR, rejectedIdentifier, … (the type says)",
+                    );
+                    set("403", "unauthorized, orderNotReady");
+                    set("404", "ACME off, the profile not served over ACME, or no such object");
+                    set("405", "Method not allowed");
+                    set("409", "conflict: the new key of a key change is another account's");
+                    set("413", "Body larger than server.body_limit_bytes");
+                    set("415", "malformed: not application/jose+json");
+                    set("429", "rateLimited; see Retry-After");
+                    set("500", "serverInternal");
+                    set("503", "serverInternal: database unavailable or timeout");
+                }
+                continue;
+            }
             if path.starts_with("/csc/") {
                 // CSC answers its own error body, as application/json.
                 for op in [&mut item.get, &mut item.post].into_iter().flatten() {

@@ -29,6 +29,24 @@ const JOSE: &str = "application/jose+json";
 /// The prefix of ACME error types.
 const ERROR_NS: &str = "urn:ietf:params:acme:error:";
 
+/// An ACME problem document (RFC 8555 §6.7, RFC 7807), `application/problem+json`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AcmeProblemBody {
+    /// `urn:ietf:params:acme:error:<type>`, for example `badNonce`, `rejectedIdentifier`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What went wrong.
+    pub detail: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// The identifier concerned, when one is.
+    #[schema(value_type = Option<Object>)]
+    pub identifier: Option<serde_json::Value>,
+    /// One problem per identifier, for errors about several.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub subproblems: Option<Vec<serde_json::Value>>,
+}
+
 /// The ACME routes.
 pub fn router() -> OpenApiRouter<AppState> {
     handlers::router()

@@ -1,7 +1,7 @@
 //! `/api/v1/acme`: ACME administration (`acme:manage`, callers who see every office):
 //! external account binding keys and ACME accounts.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use sigil_core::access::authz::perm;
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::rfc3339;
 use crate::AppState;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Authorized, Json};
+use crate::extract::{Authorized, Json, Query};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
