@@ -54,13 +54,46 @@ fn acme_on(http01_port: u16) -> Options {
     }
 }
 
+/// A new instant-acme account under `profile`'s directory on `s`.
+async fn new_account(s: &TestServer, profile: &str, contact: &[&str]) -> Account {
+    let (account, _) = Account::builder_with_root(s.data_dir().join("tls/ca.pem"))
+        .unwrap()
+        .create(
+            &NewAccount { contact, terms_of_service_agreed: true, only_return_existing: false },
+            directory(s, profile),
+            None,
+        )
+        .await
+        .unwrap();
+    account
+}
+
+/// An order of `account` for `localhost`, each authorization pending and its http-01
+/// challenge answered through `answers` and set ready.
+async fn ready_order_for_localhost(account: &Account, answers: &Answers) -> instant_acme::Order {
+    let ids = [Identifier::Dns("localhost".into())];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    let mut authzs = order.authorizations();
+    while let Some(a) = authzs.next().await {
+        let mut a = a.unwrap();
+        assert_eq!(a.status, AuthorizationStatus::Pending);
+        let mut ch = a.challenge(ChallengeType::Http01).unwrap();
+        answers
+            .lock()
+            .unwrap()
+            .insert(ch.token.clone(), ch.key_authorization().as_str().to_owned());
+        ch.set_ready().await.unwrap();
+    }
+    order
+}
+
 fn directory(s: &TestServer, profile: &str) -> String {
     format!("{}/acme/{profile}/directory", s.url)
 }
 
 /// The chain in `pem` (leaf first) verifies with openssl up to its last certificate; returns
 /// the leaf's text.
-fn verifies(pem: &str) -> String {
+pub(crate) fn verifies(pem: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let certs: Vec<String> = pem
         .split_inclusive("-----END CERTIFICATE-----\n")
@@ -91,33 +124,8 @@ async fn an_acme_client_gets_a_certificate_over_http_01_and_it_is_an_ordinary_si
         let port = free_port();
         let answers = http01_responder(port).await;
         let s = TestServer::start_with(&db, acme_on(port)).await;
-        let ca = s.data_dir().join("tls/ca.pem");
-        let (account, _) = Account::builder_with_root(&ca)
-            .unwrap()
-            .create(
-                &NewAccount {
-                    contact: &["mailto:ops@example.org"],
-                    terms_of_service_agreed: true,
-                    only_return_existing: false,
-                },
-                directory(&s, "tls-server"),
-                None,
-            )
-            .await
-            .unwrap();
-        let ids = [Identifier::Dns("localhost".into())];
-        let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
-        let mut authzs = order.authorizations();
-        while let Some(a) = authzs.next().await {
-            let mut a = a.unwrap();
-            assert_eq!(a.status, AuthorizationStatus::Pending);
-            let mut ch = a.challenge(ChallengeType::Http01).unwrap();
-            answers
-                .lock()
-                .unwrap()
-                .insert(ch.token.clone(), ch.key_authorization().as_str().to_owned());
-            ch.set_ready().await.unwrap();
-        }
+        let account = new_account(&s, "tls-server", &["mailto:ops@example.org"]).await;
+        let mut order = ready_order_for_localhost(&account, &answers).await;
         let status = order.poll_ready(&RetryPolicy::default()).await.unwrap();
         assert_eq!(status, OrderStatus::Ready, "{}", db.backend);
         let _key = order.finalize().await.unwrap();
@@ -403,6 +411,27 @@ async fn replayed_or_unknown_nonces_wrong_urls_and_other_accounts_objects_are_re
         other.register().await;
         let a = other.post(&order_url, None).await;
         assert_eq!(a.status, 404, "{}", a.body);
+        // Nor its authorization (read or deactivate), its challenge, its finalize, its
+        // account or its account's order list: the owner rule on every object URL.
+        let authz_url = first.body["authorizations"][0].as_str().unwrap().to_owned();
+        let a = other.post(&authz_url, None).await;
+        assert_eq!(a.status, 404, "{}", a.body);
+        let a = other.post(&authz_url, Some(&json!({"status": "deactivated"}))).await;
+        assert_eq!(a.status, 404, "{}", a.body);
+        let authz = c.post(&authz_url, None).await;
+        let ch_url = authz.body["challenges"][0]["url"].as_str().unwrap().to_owned();
+        let a = other.post(&ch_url, Some(&json!({}))).await;
+        assert_eq!(a.status, 404, "{}", a.body);
+        let a =
+            other.post(first.body["finalize"].as_str().unwrap(), Some(&json!({"csr": "AA"}))).await;
+        assert_eq!(a.status, 404, "{}", a.body);
+        let kid = c.kid.clone().unwrap();
+        let a = other.post(&kid, Some(&json!({"status": "deactivated"}))).await;
+        assert_eq!((a.status, error_type(&a)), (403, "urn:ietf:params:acme:error:unauthorized"));
+        let a = other.post(&format!("{kid}/orders"), None).await;
+        assert_eq!((a.status, error_type(&a)), (403, "urn:ietf:params:acme:error:unauthorized"));
+        // The owner's authorization is still pending, its account still valid.
+        assert_eq!(c.post(&authz_url, None).await.body["status"], "pending");
         let mut ghost = RawClient::new(&s, "tls-server").await;
         ghost.kid = Some(format!("{}/acme/tls-server/account/{}", s.url, uuid::Uuid::now_v7()));
         let a = ghost.post(&order_url, None).await;
@@ -529,31 +558,8 @@ async fn whoever_holds_the_certificates_key_may_revoke_it_without_an_account() {
     let port = free_port();
     let answers = http01_responder(port).await;
     let s = TestServer::start_with(&db, acme_on(port)).await;
-    let (account, _) = Account::builder_with_root(s.data_dir().join("tls/ca.pem"))
-        .unwrap()
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            directory(&s, "tls-server"),
-            None,
-        )
-        .await
-        .unwrap();
-    let ids = [Identifier::Dns("localhost".into())];
-    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
-    let mut authzs = order.authorizations();
-    while let Some(a) = authzs.next().await {
-        let mut a = a.unwrap();
-        let mut ch = a.challenge(ChallengeType::Http01).unwrap();
-        answers
-            .lock()
-            .unwrap()
-            .insert(ch.token.clone(), ch.key_authorization().as_str().to_owned());
-        ch.set_ready().await.unwrap();
-    }
+    let account = new_account(&s, "tls-server", &[]).await;
+    let mut order = ready_order_for_localhost(&account, &answers).await;
     order.poll_ready(&RetryPolicy::default()).await.unwrap();
     let key_pem = order.finalize().await.unwrap();
     let chain = order.poll_certificate(&RetryPolicy::default()).await.unwrap();
@@ -723,19 +729,7 @@ async fn with_binding_required_only_a_fresh_unrevoked_key_opens_an_account_and_a
 async fn a_key_change_moves_the_account_to_the_new_key_and_is_audited() {
     let db = backends().await.remove(0);
     let s = TestServer::start_with(&db, acme_on(free_port())).await;
-    let (mut account, _) = Account::builder_with_root(s.data_dir().join("tls/ca.pem"))
-        .unwrap()
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            directory(&s, "tls-server"),
-            None,
-        )
-        .await
-        .unwrap();
+    let mut account = new_account(&s, "tls-server", &[]).await;
     let before = account.id().to_owned();
     let old = s
         .admin(Method::GET, "/api/v1/acme/accounts")
@@ -781,19 +775,7 @@ async fn an_ip_address_is_proven_over_http_01_and_certified_without_a_common_nam
     )
     .await;
     assert_eq!(st, 201, "{p}");
-    let (account, _) = Account::builder_with_root(s.data_dir().join("tls/ca.pem"))
-        .unwrap()
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            directory(&s, "acme-ip"),
-            None,
-        )
-        .await
-        .unwrap();
+    let account = new_account(&s, "acme-ip", &[]).await;
     let ids = [Identifier::Ip("127.0.0.1".parse().unwrap())];
     let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
     let mut authzs = order.authorizations();
@@ -1031,31 +1013,8 @@ async fn a_validator_plugin_refusing_the_certificate_refuses_the_acme_order_too(
         env!("SIGIL_TEST_PLUGINS")
     ));
     let s = TestServer::start_with(&db, opts).await;
-    let (account, _) = Account::builder_with_root(s.data_dir().join("tls/ca.pem"))
-        .unwrap()
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            directory(&s, "tls-server"),
-            None,
-        )
-        .await
-        .unwrap();
-    let ids = [Identifier::Dns("localhost".into())];
-    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
-    let mut authzs = order.authorizations();
-    while let Some(a) = authzs.next().await {
-        let mut a = a.unwrap();
-        let mut ch = a.challenge(ChallengeType::Http01).unwrap();
-        answers
-            .lock()
-            .unwrap()
-            .insert(ch.token.clone(), ch.key_authorization().as_str().to_owned());
-        ch.set_ready().await.unwrap();
-    }
+    let account = new_account(&s, "tls-server", &[]).await;
+    let mut order = ready_order_for_localhost(&account, &answers).await;
     assert_eq!(order.poll_ready(&RetryPolicy::default()).await.unwrap(), OrderStatus::Ready);
     let e = match order.finalize().await {
         Ok(_) => panic!("the validator plugin was not asked"),

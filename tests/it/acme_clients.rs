@@ -11,7 +11,7 @@ use std::sync::Once;
 
 use reqwest::Method;
 use serde_json::Value;
-use sigil_tests::{Options, TestServer, backends, free_port, openssl};
+use sigil_tests::{Options, TestServer, backends, free_port};
 
 fn ensure_clients() {
     static ONCE: Once = Once::new();
@@ -19,17 +19,7 @@ fn ensure_clients() {
         let have =
             |bin: &str| Command::new("which").arg(bin).output().is_ok_and(|o| o.status.success());
         if !have("lego") || !have("pebble-challtestsrv") {
-            let install = || {
-                Command::new("apt-get")
-                    .args(["install", "-y", "-q", "lego", "pebble"])
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .status()
-                    .is_ok_and(|s| s.success())
-            };
-            if !install() {
-                let _ = Command::new("apt-get").args(["update", "-q"]).status();
-                assert!(install(), "apt-get install lego pebble failed");
-            }
+            sigil_tests::apt_install(&["lego", "pebble"]);
         }
         if !have("certbot") {
             let st = Command::new("python3")
@@ -97,28 +87,7 @@ async fn run(cmd: &mut tokio::process::Command) -> (bool, String) {
 /// The chain in `pem_file` (leaf first) verifies with openssl up to its last certificate;
 /// returns the leaf's text.
 fn verifies(pem_file: &Path) -> String {
-    let pem = std::fs::read_to_string(pem_file).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let certs: Vec<&str> = pem
-        .split_inclusive("-----END CERTIFICATE-----\n")
-        .filter(|c| c.contains("BEGIN CERTIFICATE"))
-        .collect();
-    assert!(certs.len() >= 3, "leaf, issuing CA and root: {pem}");
-    let p = |n: &str| dir.path().join(n).display().to_string();
-    std::fs::write(p("leaf.pem"), certs[0]).unwrap();
-    std::fs::write(p("issuing.pem"), certs[1..certs.len() - 1].concat()).unwrap();
-    std::fs::write(p("root.pem"), certs[certs.len() - 1]).unwrap();
-    let (ok, out) = openssl(&[
-        "verify",
-        "-CAfile",
-        &p("root.pem"),
-        "-untrusted",
-        &p("issuing.pem"),
-        &p("leaf.pem"),
-    ]);
-    assert!(ok && out.contains("OK"), "{out}");
-    let (_, text) = openssl(&["x509", "-in", &p("leaf.pem"), "-noout", "-text"]);
-    text
+    crate::acme::verifies(&std::fs::read_to_string(pem_file).unwrap())
 }
 
 /// The inventory's view of the certificate naming `name`.

@@ -33,17 +33,7 @@ fn ensure_softhsm() {
         if have {
             return;
         }
-        let install = || {
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", "softhsm2", "opensc"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !install() {
-            let _ = Command::new("apt-get").args(["update", "-q"]).status();
-            assert!(install(), "apt-get install softhsm2 opensc failed");
-        }
+        sigil_tests::apt_install(&["softhsm2", "opensc"]);
     });
 }
 

@@ -32,6 +32,24 @@ pub async fn backends() -> Vec<TestDb> {
     TestDb::all().await
 }
 
+/// Installs Debian `packages` (as root): from the cached package lists first, after an
+/// `apt-get update` if that fails. Tests call it for the external tools they drive when those
+/// are missing, as `.ci/run` does.
+pub fn apt_install(packages: &[&str]) {
+    let install = || {
+        std::process::Command::new("apt-get")
+            .args(["install", "-y", "-q"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = std::process::Command::new("apt-get").args(["update", "-q"]).status();
+        assert!(install(), "apt-get install {packages:?} failed (installing needs root)");
+    }
+}
+
 /// Installs ring as rustls' process-wide provider (once).
 pub fn install_crypto() {
     static ONCE: Once = Once::new();

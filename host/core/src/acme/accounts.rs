@@ -121,11 +121,24 @@ impl AcmeService {
                 "this request is signed by an account (kid), not jwk",
             ));
         };
+        let account = self.kid_account(&jws, urls, kid, &profile.name).await?;
+        let principal = principal(&account, context);
+        Ok(Signed { jws, account, profile, principal })
+    }
+
+    /// The valid account of `profile` that `kid` (an account URL) names, whose key signed `jws`.
+    pub(super) async fn kid_account(
+        &self,
+        jws: &Jws,
+        urls: &Urls,
+        kid: &str,
+        profile: &str,
+    ) -> Result<AcmeAccount, AcmeError> {
         let account = match urls.account_id(kid) {
             Some(id) => get::<AcmeAccount, _>(self.store.as_ref(), &id.to_string()).await?,
             None => None,
         }
-        .filter(|a| a.profile == profile.name)
+        .filter(|a| a.profile == profile)
         .ok_or_else(|| AcmeError::account_does_not_exist("no account has this URL"))?;
         if account.status != AccountStatus::Valid {
             return Err(AcmeError::unauthorized(format!(
@@ -134,8 +147,7 @@ impl AcmeService {
             )));
         }
         jws.verify_with(self.verifier.as_ref(), &account.jwk)?;
-        let principal = principal(&account, context);
-        Ok(Signed { jws, account, profile, principal })
+        Ok(account)
     }
 
     /// The account holding key `thumbprint` under `profile`.

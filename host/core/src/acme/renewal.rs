@@ -29,15 +29,9 @@ impl AcmeService {
             .split_once('.')
             .ok_or_else(|| AcmeError::malformed("a certificate id is AKI.serial (RFC 9773)"))?;
         let (aki, serial) = (b64(aki, "the key identifier")?, b64(serial, "the serial")?);
-        let hex = hex::encode(&serial);
-        let mut found = None;
-        for s in [hex.as_str(), hex.trim_start_matches("00")] {
-            if let Some(c) = self.store.certificate_by_serial(&profile.spec.ca, s).await? {
-                found = Some(c);
-                break;
-            }
-        }
-        let cert = found
+        let cert = self
+            .by_serial(&profile.spec.ca, &hex::encode(&serial))
+            .await?
             .filter(|c| self.verifier.authority_key_id(&c.der).as_deref() == Some(aki.as_slice()))
             .ok_or_else(|| AcmeError::not_found("certificate"))?;
         let now = self.clock.now();

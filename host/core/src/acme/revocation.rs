@@ -8,11 +8,11 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::jws::{Jws, b64, thumbprint};
-use super::model::{AccountStatus, AcmeAccount, AcmeAuthz, AuthzStatus, IdentifierType};
+use super::model::{AcmeAccount, AcmeAuthz, AuthzStatus, IdentifierType};
 use super::{AcmeError, AcmeService, Urls, principal};
 use crate::access::authz::{ActorKind, PermissionSet, Principal, RequestContext, perm};
 use crate::certs::{CertStatus, Certificate, RevocationReason, San};
-use crate::records::{Filter, get, select};
+use crate::records::{Filter, select};
 
 #[derive(Debug, Deserialize)]
 struct Revoke {
@@ -92,15 +92,25 @@ impl AcmeService {
 
     /// The certificate of CA `ca` with `serial` whose DER is exactly `der`.
     async fn find(&self, ca: &str, serial: &str, der: &[u8]) -> Result<Certificate, AcmeError> {
-        let trimmed = serial.trim_start_matches("00");
-        for s in [serial, trimmed] {
-            if let Some(c) = self.store.certificate_by_serial(ca, s).await?
-                && c.der == der
-            {
-                return Ok(c);
+        self.by_serial(ca, serial)
+            .await?
+            .filter(|c| c.der == der)
+            .ok_or_else(|| AcmeError::not_found("certificate issued here"))
+    }
+
+    /// The certificate of CA `ca` with serial `serial_hex` (the DER content bytes in hex, which
+    /// may carry a leading zero byte the stored serial does not).
+    pub(super) async fn by_serial(
+        &self,
+        ca: &str,
+        serial_hex: &str,
+    ) -> Result<Option<Certificate>, AcmeError> {
+        for s in [serial_hex, serial_hex.trim_start_matches("00")] {
+            if let Some(c) = self.store.certificate_by_serial(ca, s).await? {
+                return Ok(Some(c));
             }
         }
-        Err(AcmeError::not_found("certificate issued here"))
+        Ok(None)
     }
 
     /// The account revoking by kid: it ordered the certificate, or holds valid authorizations
@@ -114,19 +124,7 @@ impl AcmeService {
         cert: &Certificate,
         context: RequestContext,
     ) -> Result<Arc<Principal>, AcmeError> {
-        let account = match urls.account_id(kid) {
-            Some(id) => get::<AcmeAccount, _>(self.store.as_ref(), &id.to_string()).await?,
-            None => None,
-        }
-        .filter(|a| a.profile == profile)
-        .ok_or_else(|| AcmeError::account_does_not_exist("no account has this URL"))?;
-        if account.status != AccountStatus::Valid {
-            return Err(AcmeError::unauthorized(format!(
-                "the account is {}",
-                account.status.as_str()
-            )));
-        }
-        jws.verify_with(self.verifier.as_ref(), &account.jwk)?;
+        let account = self.kid_account(jws, urls, kid, profile).await?;
         let ordered = cert.metadata.get("acme_account").and_then(|v| v.as_str())
             == Some(account.id.to_string().as_str());
         if !ordered && !self.holds_every_name(&account, cert).await? {

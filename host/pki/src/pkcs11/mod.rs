@@ -162,13 +162,19 @@ impl Token {
     /// Runs `f` with a session of the pool (opened when none is free), off the async threads;
     /// once more after recovering the token when the first attempt lost its session or login.
     fn with_session<R>(&self, f: impl Fn(&Session) -> Result<R, CkError>) -> Result<R, CkError> {
-        off_async(|| match self.attempt(&f) {
+        off_async(|| self.retried(&f))
+    }
+
+    /// `f` with a session, once more after recovering the token when the first attempt lost
+    /// its session or login. Called off the async threads.
+    fn retried<R>(&self, f: &impl Fn(&Session) -> Result<R, CkError>) -> Result<R, CkError> {
+        match self.attempt(f) {
             Err(e) if lost(&e) => {
                 self.recover(&e);
-                self.attempt(&f)
+                self.attempt(f)
             }
             out => out,
-        })
+        }
     }
 
     fn attempt<R>(&self, f: &impl Fn(&Session) -> Result<R, CkError>) -> Result<R, CkError> {
@@ -359,14 +365,7 @@ impl Token {
         if !id.is_empty() {
             t.push(Attribute::Id(id.to_vec()));
         }
-        let find = |s: &Session| s.find_objects(&t);
-        match self.attempt(&find) {
-            Err(e) if lost(&e) => {
-                self.recover(&e);
-                self.attempt(&find)
-            }
-            out => out,
-        }
+        self.retried(&|s: &Session| s.find_objects(&t))
     }
 
     /// After a recovery: `key`'s private key looked up again by label and CKA_ID, if it is
