@@ -29,6 +29,17 @@ use uuid::Uuid;
 
 use crate::{audit, certs, csc};
 
+/// The writer's page cache (KiB). SQLite's default (2 MiB) let the interior and leaf pages an
+/// insert walks through drop out between commits, to be read back from the file each time.
+const WRITER_CACHE_KIB: u32 = 16 * 1024;
+
+/// Under load, the least time between the end of one commit and the start of the next. Each
+/// commit rewrites the last page of every index it touches and syncs the WAL, whatever its size,
+/// so gathering the units that arrive meanwhile into one commit costs less per unit: at 16
+/// concurrent issuances this cut the server's CPU per issuance by about a tenth, for at most this
+/// much added latency. (PostgreSQL's `commit_delay` does the same.)
+const COMMIT_INTERVAL: Duration = Duration::from_micros(800);
+
 /// Most units in one transaction.
 pub(crate) const MAX_BATCH: usize = 256;
 
@@ -50,7 +61,8 @@ pub(crate) fn spawn(
     let conn = Connection::open(path).map_err(|e| e.to_string())?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON;"
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON; \
+         PRAGMA cache_size=-{WRITER_CACHE_KIB};"
     ))
     .map_err(|e| e.to_string())?;
     conn.set_prepared_statement_cache_capacity(32);
@@ -59,7 +71,19 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("sigil-sqlite-writer".into())
         .spawn(move || {
+            let mut last_commit = std::time::Instant::now();
+            let mut loaded = false;
             while let Some(first) = rx.blocking_recv() {
+                // Under load, at most one commit per COMMIT_INTERVAL: the wait gathers the
+                // requests that arrive meanwhile into the same commit. Each commit rewrites the
+                // last page of every index and syncs the WAL, so bigger batches cost less each.
+                // Idle (the previous batch was a single unit), a unit commits at once.
+                if loaded {
+                    let since = last_commit.elapsed();
+                    if since < COMMIT_INTERVAL {
+                        std::thread::sleep(COMMIT_INTERVAL - since);
+                    }
+                }
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
@@ -84,6 +108,8 @@ pub(crate) fn spawn(
                     Ok(each) => each,
                 };
                 drop(turn);
+                last_commit = std::time::Instant::now();
+                loaded = batch.len() > 1;
                 for (u, r) in batch.into_iter().zip(written) {
                     let _ = u.reply.send(r);
                 }
