@@ -33,13 +33,6 @@ use crate::{audit, certs, csc};
 /// insert walks through drop out between commits, to be read back from the file each time.
 const WRITER_CACHE_KIB: u32 = 16 * 1024;
 
-/// Under load, the least time between the end of one commit and the start of the next. Each
-/// commit rewrites the last page of every index it touches and syncs the WAL, whatever its size,
-/// so gathering the units that arrive meanwhile into one commit costs less per unit: at 16
-/// concurrent issuances this cut the server's CPU per issuance by about a tenth, for at most this
-/// much added latency. (PostgreSQL's `commit_delay` does the same.)
-const COMMIT_INTERVAL: Duration = Duration::from_micros(800);
-
 /// Most units in one transaction.
 pub(crate) const MAX_BATCH: usize = 256;
 
@@ -71,19 +64,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("sigil-sqlite-writer".into())
         .spawn(move || {
-            let mut last_commit = std::time::Instant::now();
-            let mut loaded = false;
             while let Some(first) = rx.blocking_recv() {
-                // Under load, at most one commit per COMMIT_INTERVAL: the wait gathers the
-                // requests that arrive meanwhile into the same commit. Each commit rewrites the
-                // last page of every index and syncs the WAL, so bigger batches cost less each.
-                // Idle (the previous batch was a single unit), a unit commits at once.
-                if loaded {
-                    let since = last_commit.elapsed();
-                    if since < COMMIT_INTERVAL {
-                        std::thread::sleep(COMMIT_INTERVAL - since);
-                    }
-                }
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
@@ -108,8 +89,6 @@ pub(crate) fn spawn(
                     Ok(each) => each,
                 };
                 drop(turn);
-                last_commit = std::time::Instant::now();
-                loaded = batch.len() > 1;
                 for (u, r) in batch.into_iter().zip(written) {
                     let _ = u.reply.send(r);
                 }
