@@ -100,7 +100,7 @@ pub(crate) fn spawn(
 
 /// A SQLite error as the store reports it: unique violations as conflicts naming the
 /// constraint (SQLite's message, as sqlx reports it too), anything else as a backend error.
-fn map_err(e: rusqlite::Error) -> StoreError {
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, msg)
             if matches!(

@@ -188,6 +188,40 @@ fn cert(serial: &str) -> sigil_core::certs::Certificate {
 }
 
 #[tokio::test]
+async fn the_chain_walks_read_of_events_after_a_seq_matches_the_filtered_query_row_for_row() {
+    // On SQLite a filter of `after_seq` alone (the checkpoint's walk) is read past sqlx; it
+    // must return exactly what the general query returns, nullable columns included.
+    each_backend(|store| async move {
+        let svc =
+            Arc::new(ApiKeyService::new(store.clone(), Arc::new(SystemClock), Duration::ZERO));
+        let cli = Principal::local_cli();
+        let cap = cli.authorize::<perm::ApiKeysCreate>().unwrap();
+        for i in 0..7 {
+            svc.create(&cap, create(&format!("w{i}"))).await.unwrap();
+        }
+        for after in [0, 2, 6, 7] {
+            let walk = store
+                .audit_events(&AuditFilter { after_seq: Some(after), ..Default::default() }, 3)
+                .await
+                .unwrap();
+            // `from_us` keeps the general query path and matches every event.
+            let general = store
+                .audit_events(
+                    &AuditFilter { after_seq: Some(after), from_us: Some(0), ..Default::default() },
+                    3,
+                )
+                .await
+                .unwrap();
+            assert_eq!(walk, general, "after {after}");
+            assert_eq!(walk.len(), (7 - after).clamp(0, 3) as usize, "after {after}");
+            assert!(walk.iter().all(|e| e.seq > after));
+            assert!(walk.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn concurrent_inserts_are_group_committed_and_a_bad_unit_fails_alone() {
     each_backend(|store| async move {
         let mut tasks = vec![];

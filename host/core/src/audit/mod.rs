@@ -262,7 +262,7 @@ impl AuditEvent {
 
 /// Filters for audit queries. Times are microseconds since the epoch, inclusive from, exclusive
 /// until.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
     /// Actor id (API key id, operator id, `cli`, `system`).
     pub actor_id: Option<String>,
