@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::filter::{Select, escape_like};
 use crate::map_err;
 
-const COLUMNS: &str = "seq, id, occurred_at, actor_kind, actor_id, actor_name, api_key_id, \
+pub(crate) const COLUMNS: &str = "seq, id, occurred_at, actor_kind, actor_id, actor_name, api_key_id, \
     operator_id, action, object_type, object_id, outcome, request_id, client_ip, details, \
     prev_hash, hash";
 
@@ -154,57 +154,6 @@ pub(crate) async fn events<'c, E: Executor<'c, Database = Any>>(
     }
     let rows = q.fetch(&format!("ORDER BY seq LIMIT {limit}"), e).await?;
     rows.iter().map(from_row).collect()
-}
-
-/// SQLite: the events after `after_seq` in chain order, as [`events`] returns them for a filter
-/// of `after_seq` alone, read with a connection of its own on a blocking thread. The audit
-/// checkpoint reads every new event once to verify the chain; through sqlx each row is a
-/// message from its worker thread, which cost about 5% of the server's CPU under issuance or
-/// signing load. The connection is opened per call: a call reads up to `limit` (a thousand)
-/// rows, and nothing is shared with the pools.
-pub(crate) async fn events_after_in_file(
-    file: std::path::PathBuf,
-    after_seq: i64,
-    limit: u32,
-) -> StoreResult<Vec<AuditEvent>> {
-    use crate::group::map_err as sqlite_err;
-    tokio::task::spawn_blocking(move || {
-        let conn = rusqlite::Connection::open(&file).map_err(sqlite_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite_err)?;
-        let mut st = conn
-            .prepare(&format!(
-                "SELECT {COLUMNS} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-            ))
-            .map_err(sqlite_err)?;
-        let rows = st
-            .query_map(rusqlite::params![after_seq, limit], |r| {
-                Ok(AuditEvent {
-                    seq: r.get(0)?,
-                    // As in `from_row`: an id that does not parse shows as the nil UUID and
-                    // fails the hash check.
-                    id: Uuid::parse_str(&r.get::<_, String>(1)?).unwrap_or_default(),
-                    occurred_at_us: r.get(2)?,
-                    actor_kind: r.get(3)?,
-                    actor_id: r.get(4)?,
-                    actor_name: r.get(5)?,
-                    api_key_id: r.get(6)?,
-                    operator_id: r.get(7)?,
-                    action: r.get(8)?,
-                    object_type: r.get(9)?,
-                    object_id: r.get(10)?,
-                    outcome: r.get(11)?,
-                    request_id: r.get(12)?,
-                    client_ip: r.get(13)?,
-                    details: r.get(14)?,
-                    prev_hash: r.get(15)?,
-                    hash: r.get(16)?,
-                })
-            })
-            .map_err(sqlite_err)?;
-        rows.map(|r| r.map_err(sqlite_err)).collect()
-    })
-    .await
-    .map_err(|e| StoreError::Backend(format!("reading audit events: {e}")))?
 }
 
 pub(crate) async fn head<'c, E: Executor<'c, Database = Any>>(e: E) -> StoreResult<AuditHead> {

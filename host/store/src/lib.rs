@@ -21,6 +21,7 @@ mod ops;
 mod pg_group;
 mod records;
 mod search;
+mod sqlite_read;
 // Feature `testing` only: keeps `tempfile` out of the server binary.
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -202,7 +203,7 @@ pub struct SqlStore {
     /// Told of every commit's events (metrics); set once, after the services are built.
     observer: Observer,
     /// SQLite: the database file, which the audit checkpoint's walk reads directly
-    /// ([`audit::events_after_in_file`]). `None` on PostgreSQL.
+    /// ([`sqlite_read::events_after_in_file`]). `None` on PostgreSQL.
     sqlite_file: Option<std::path::PathBuf>,
 }
 
@@ -732,7 +733,7 @@ impl AuditLog for SqlStore {
         if let (Some(file), Some(after)) = (&self.sqlite_file, f.after_seq)
             && *f == (AuditFilter { after_seq: Some(after), ..AuditFilter::default() })
         {
-            return audit::events_after_in_file(file.clone(), after, limit).await;
+            return sqlite_read::events_after_in_file(file.clone(), after, limit).await;
         }
         audit::events(&self.read, f, limit).await
     }
