@@ -38,6 +38,16 @@ fn presented_key(h: &HeaderMap) -> Option<String> {
     bearer.or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned()))
 }
 
+/// A request's context before anyone is authenticated: its id and the client's address. The
+/// protocols that authenticate in their own handlers (ACME, CSC, the UI) start from it.
+pub(crate) fn request_context(parts: &axum::http::request::Parts) -> RequestContext {
+    RequestContext {
+        request_id: request_id(&parts.headers),
+        client_ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip()),
+        authenticated_by: None,
+    }
+}
+
 /// The request id to record: a client's `x-request-id` only when it is short and plain (1 to 64
 /// letters, digits, `.`, `_`, `-`), so that nobody can put control characters, formulas or
 /// megabytes into the audit trail through it; anything else is replaced by a fresh id.

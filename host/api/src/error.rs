@@ -1,6 +1,6 @@
 //! The one mapping from errors to HTTP: `application/problem+json` with a stable `code`.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sigil_core::{AuthFailure, CoreError, ErrorCode};
 
@@ -161,4 +161,57 @@ impl IntoResponse for ApiError {
         }
         res
     }
+}
+
+/// A problem+json answer of the shared middleware (exposure, throttling, body limits, timeouts,
+/// unknown paths), taken apart for a protocol that answers errors its own way (ACME, CSC).
+pub(crate) struct SharedProblem {
+    /// Its status.
+    pub(crate) status: StatusCode,
+    /// The headers the protocol keeps, as they were.
+    pub(crate) keep: Vec<(HeaderName, HeaderValue)>,
+    /// Its body (null when it does not parse).
+    pub(crate) body: serde_json::Value,
+}
+
+impl SharedProblem {
+    /// The body's `detail`, or nothing.
+    pub(crate) fn detail(&self) -> String {
+        self.body.get("detail").and_then(|d| d.as_str()).unwrap_or_default().to_owned()
+    }
+
+    /// Puts the kept headers on `out`.
+    pub(crate) fn restore(self, mut out: Response) -> Response {
+        for (h, v) in self.keep {
+            out.headers_mut().insert(h, v);
+        }
+        out
+    }
+}
+
+/// Runs `req`. A problem+json answer on a path under `prefix` comes back as a
+/// [`SharedProblem`] keeping the headers named in `keep`; any other answer comes back as it is.
+pub(crate) async fn shared_problem(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+    prefix: &str,
+    keep: &[HeaderName],
+) -> Result<SharedProblem, Response> {
+    if !req.uri().path().starts_with(prefix) {
+        return Err(next.run(req).await);
+    }
+    let res = next.run(req).await;
+    let problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !problem {
+        return Err(res);
+    }
+    let status = res.status();
+    let keep =
+        keep.iter().filter_map(|h| res.headers().get(h).cloned().map(|v| (h.clone(), v))).collect();
+    let bytes = axum::body::to_bytes(res.into_body(), 64 * 1024).await.unwrap_or_default();
+    let body = serde_json::from_slice(&bytes).unwrap_or_default();
+    Ok(SharedProblem { status, keep, body })
 }

@@ -9,9 +9,7 @@
 mod handlers;
 mod views;
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -87,14 +85,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
         }
         let base = format!("https://{host}");
         let url = format!("{base}{}", parts.uri.path());
-        let context = RequestContext {
-            request_id: crate::auth::request_id(&parts.headers),
-            client_ip: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(a)| a.ip()),
-            authenticated_by: None,
-        };
+        let context = crate::auth::request_context(parts);
         let jose =
             parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(
                 |v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(JOSE)),
@@ -223,49 +214,29 @@ fn problem_response(status: StatusCode, p: &AcmeProblem) -> Response {
 /// timeouts, unknown paths) on `/acme/` paths into ACME problems, keeping status and
 /// `Retry-After`.
 pub async fn errors(req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with("/acme/") {
-        return next.run(req).await;
-    }
-    let res = next.run(req).await;
-    let problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !problem {
-        return res;
-    }
-    let status = res.status();
-    let keep: Vec<_> = [header::RETRY_AFTER, header::ALLOW, header::LINK, header::CACHE_CONTROL]
-        .into_iter()
-        .filter_map(|h| res.headers().get(&h).cloned().map(|v| (h, v)))
-        .chain(
-            res.headers()
-                .get("replay-nonce")
-                .cloned()
-                .map(|v| (header::HeaderName::from_static("replay-nonce"), v)),
-        )
-        .collect();
-    let bytes = axum::body::to_bytes(res.into_body(), 64 * 1024).await.unwrap_or_default();
-    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    if body.get("type").and_then(|t| t.as_str()).is_some_and(|t| t.starts_with(ERROR_NS)) {
-        let mut out = (status, axum::Json(body)).into_response();
+    let keep = [
+        header::RETRY_AFTER,
+        header::ALLOW,
+        header::LINK,
+        header::CACHE_CONTROL,
+        header::HeaderName::from_static("replay-nonce"),
+    ];
+    let p = match crate::error::shared_problem(req, next, "/acme/", &keep).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    if p.body.get("type").and_then(|t| t.as_str()).is_some_and(|t| t.starts_with(ERROR_NS)) {
+        let mut out = (p.status, axum::Json(p.body.clone())).into_response();
         out.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        for (h, v) in keep {
-            out.headers_mut().insert(h, v);
-        }
-        return out;
+        return p.restore(out);
     }
-    let detail = body.get("detail").and_then(|d| d.as_str()).unwrap_or_default().to_owned();
-    let kind = match status {
+    let kind = match p.status {
         StatusCode::TOO_MANY_REQUESTS => "rateLimited",
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "unauthorized",
         s if s.is_server_error() => "serverInternal",
         _ => "malformed",
     };
-    let mut out = problem_response(status, &AcmeProblem::new(kind, detail));
-    for (h, v) in keep {
-        out.headers_mut().insert(h, v);
-    }
-    out
+    let out = problem_response(p.status, &AcmeProblem::new(kind, p.detail()));
+    p.restore(out)
 }

@@ -1,10 +1,8 @@
 //! The CSC methods. Each is written once and served under `/csc/v1` and `/csc/v2` by thin
 //! documented wrappers; the version changes field names of answers and error codes only.
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -53,14 +51,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     type Rejection = CscError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let context = RequestContext {
-            request_id: crate::auth::request_id(&parts.headers),
-            client_ip: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(a)| a.ip()),
-            authenticated_by: None,
-        };
+        let context = crate::auth::request_context(parts);
         Ok(Self { headers: parts.headers.clone(), context })
     }
 }

@@ -208,27 +208,13 @@ pub(crate) fn bearer(h: &HeaderMap) -> Result<&str, CscError> {
 /// Rewrites problem+json answers of the shared middleware (exposure, throttling, body limits,
 /// timeouts, unknown paths) into CSC errors on `/csc/` paths, keeping status and `Retry-After`.
 pub async fn errors(req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with("/csc/") {
-        return next.run(req).await;
-    }
-    let res = next.run(req).await;
-    let problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !problem {
-        return res;
-    }
-    let status = res.status();
-    let retry_after = res.headers().get(header::RETRY_AFTER).cloned();
     // A 405 names the methods the path takes (RFC 9110 §15.5.6), whatever body it carries.
-    let allow = res.headers().get(header::ALLOW).cloned();
-    let bytes = axum::body::to_bytes(res.into_body(), 64 * 1024).await.unwrap_or_default();
-    let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
-        .unwrap_or_default();
-    let error = match status {
+    let keep = [header::RETRY_AFTER, header::ALLOW];
+    let p = match crate::error::shared_problem(req, next, "/csc/", &keep).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    let error = match p.status {
         StatusCode::UNAUTHORIZED => "invalid_token",
         StatusCode::FORBIDDEN => "access_denied",
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
@@ -237,12 +223,6 @@ pub async fn errors(req: Request, next: Next) -> Response {
         s if s.is_server_error() => "server_error",
         _ => "invalid_request",
     };
-    let mut out = CscError::new(status, error, detail).into_response();
-    if let Some(r) = retry_after {
-        out.headers_mut().insert(header::RETRY_AFTER, r);
-    }
-    if let Some(a) = allow {
-        out.headers_mut().insert(header::ALLOW, a);
-    }
-    out
+    let out = CscError::new(p.status, error, p.detail()).into_response();
+    p.restore(out)
 }

@@ -25,12 +25,11 @@ mod plugins;
 mod requests;
 mod session;
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -193,11 +192,6 @@ impl ApiAnswer {
     pub fn code(&self) -> &str {
         self.body.get("code").and_then(Value::as_str).unwrap_or("")
     }
-}
-
-/// The client's address, as the REST API sees it (after `server.trusted_proxies`).
-pub(crate) fn client_ip(req: &axum::http::request::Parts) -> Option<IpAddr> {
-    req.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip())
 }
 
 impl Ui {
@@ -414,9 +408,8 @@ pub(crate) fn ui_context(
     parts: &axum::http::request::Parts,
 ) -> sigil_core::access::authz::RequestContext {
     sigil_core::access::authz::RequestContext {
-        request_id: crate::auth::request_id(&parts.headers),
-        client_ip: client_ip(parts),
         authenticated_by: Some(AuthMethod::ApiKey),
+        ..crate::auth::request_context(parts)
     }
 }
 
