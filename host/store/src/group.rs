@@ -27,6 +27,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::checkpointer::{self, WRITER_FRAMES};
 use crate::{audit, certs, csc};
 
 /// The writer's page cache (KiB). SQLite's default (2 MiB) let the interior and leaf pages an
@@ -55,9 +56,11 @@ pub(crate) fn spawn(
     conn.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON; \
-         PRAGMA cache_size=-{WRITER_CACHE_KIB};"
+         PRAGMA cache_size=-{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint={WRITER_FRAMES};"
     ))
     .map_err(|e| e.to_string())?;
+    // Checkpoints run beside the writer, not inside its commits (see checkpointer.rs).
+    let checkpoint = checkpointer::spawn(path)?;
     conn.set_prepared_statement_cache_capacity(32);
     let (tx, mut rx) = mpsc::channel::<Unit>(4 * MAX_BATCH);
     let mut conn = conn;
@@ -89,6 +92,7 @@ pub(crate) fn spawn(
                     Ok(each) => each,
                 };
                 drop(turn);
+                checkpoint.nudge();
                 for (u, r) in batch.into_iter().zip(written) {
                     let _ = u.reply.send(r);
                 }

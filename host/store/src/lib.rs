@@ -13,6 +13,7 @@ mod acme;
 mod apikeys;
 mod audit;
 mod certs;
+mod checkpointer;
 mod csc;
 mod filter;
 mod group;
@@ -124,6 +125,9 @@ pub enum OpenError {
     /// SQLite's group writer could not open the database or start.
     #[error("cannot start the SQLite writer: {0}")]
     Writer(String),
+    /// SQLite's text-search database could not be opened or prepared.
+    #[error("cannot open the text-search database: {0}")]
+    Search(String),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -233,9 +237,17 @@ impl SqlStore {
                     return Err(OpenError::Writer("SQLite needs a database file".into()));
                 }
                 private_file(&file, !opts.existing)?;
+                // The text-search index's own file (see search.rs), attached to every
+                // connection of the pools.
+                let search_file = search::file_for(&file);
+                private_file(&search_file, true)?;
+                search::prepare(&search_file).map_err(OpenError::Search)?;
                 let sync = if opts.sqlite_synchronous == "normal" { "NORMAL" } else { "FULL" };
                 let setup = format!(
-                    "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;"
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
+                     PRAGMA wal_autocheckpoint={}; {}",
+                    checkpointer::WRITER_FRAMES,
+                    search::attach_sql(&search_file).map_err(OpenError::Search)?
                 );
                 let pool = |n: u32| {
                     let setup = setup.clone();

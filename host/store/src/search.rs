@@ -10,19 +10,24 @@
 //! (`rowid >`), so nothing issued since is missed, and the LIKE is always applied, so the
 //! answer is the same as without the index.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sigil_core::StoreError;
+use sigil_core::ports::StoreResult;
 use sqlx::AnyPool;
 
 use crate::{Backend, SqlStore, map_err};
-use sigil_core::ports::StoreResult;
 
 /// Above this many trigram matches a text search is not narrowed by the index: the matching
 /// certificates are common enough that walking the list in its order finds a page sooner than
 /// sorting every match.
 const NARROW_LIMIT: i64 = 2_000;
 
-/// Certificates indexed per transaction: large enough that the FTS insert is cheap per row,
-/// small enough that the writers' gate (which issuance waits on) is held for under about 10 ms
-/// (a catch-up over 1.38 million certificates indexed about 115,000 a second here).
+/// Certificates indexed per transaction, which is one FTS segment: large enough that the insert
+/// is cheap per row (a catch-up over 1.38 million certificates indexed about 115,000 a second
+/// here).
 const INDEX_BATCH: i64 = 1_000;
 
 /// The FTS5 phrase that matches `text` as a substring through the trigram index.
@@ -62,85 +67,120 @@ pub(crate) async fn narrowing(
     }))
 }
 
+/// The text-search database beside the SQLite database `db`: `sigil.db` → `sigil-search.db`.
+pub(crate) fn file_for(db: &Path) -> PathBuf {
+    let stem = db.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    db.with_file_name(format!("{stem}-search.db"))
+}
+
+/// The statement that attaches the search database `file` to a connection as `search`; the
+/// unqualified names `certificates_search` and `certificates_search_mark` then resolve there.
+pub(crate) fn attach_sql(file: &Path) -> Result<String, String> {
+    let path = file.to_str().ok_or("the search database's path is not UTF-8")?;
+    Ok(format!("ATTACH DATABASE '{}' AS search;", path.replace('\'', "''")))
+}
+
+/// Creates the search database's tables in `file` if they are missing (WAL; `NORMAL` sync is
+/// enough for derived data, and the mark and the rows it covers commit together).
+pub(crate) fn prepare(file: &Path) -> Result<(), String> {
+    let conn = Connection::open(file).map_err(|e| e.to_string())?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; \
+         CREATE VIRTUAL TABLE IF NOT EXISTS certificates_search \
+             USING fts5(id UNINDEXED, search, tokenize = 'trigram'); \
+         CREATE TABLE IF NOT EXISTS certificates_search_mark ( \
+             id INTEGER PRIMARY KEY CHECK (id = 1), last_rowid BIGINT NOT NULL, last_id TEXT); \
+         INSERT OR IGNORE INTO certificates_search_mark (id, last_rowid, last_id) \
+             VALUES (1, 0, NULL);",
+    )
+    .map_err(|e| e.to_string())
+}
+
 impl SqlStore {
     /// SQLite: adds the certificates issued since the last call to the text-search index, in
     /// batches, and returns how many it added (0 on PostgreSQL, whose index is kept by the
     /// database). The server calls this every second. If the mark no longer names the
-    /// certificate it recorded (a database rebuilt by VACUUM may renumber rows), the index is
-    /// rebuilt from scratch.
+    /// certificate it recorded (a database rebuilt by VACUUM may renumber rows, a backup may be
+    /// restored), the index is rebuilt from scratch. Runs on a blocking thread with connections
+    /// of its own, writing only the search database.
     pub async fn index_certificate_search(&self) -> StoreResult<u64> {
-        if self.backend != Backend::Sqlite {
-            return Ok(0);
+        let Some(db) = self.sqlite_file.clone() else { return Ok(0) };
+        tokio::task::spawn_blocking(move || index_into(&db))
+            .await
+            .map_err(|e| StoreError::Backend(format!("text-search indexer: {e}")))?
+    }
+}
+
+/// [`SqlStore::index_certificate_search`] for the main database file `db`.
+fn index_into(db: &Path) -> StoreResult<u64> {
+    let map_err = |e: rusqlite::Error| StoreError::Backend(format!("text-search index: {e}"));
+    let mut conn = Connection::open(file_for(db)).map_err(map_err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(map_err)?;
+    let main =
+        db.to_str().ok_or_else(|| StoreError::Backend("the database path is not UTF-8".into()))?;
+    conn.execute("ATTACH DATABASE ?1 AS db", params![main]).map_err(map_err)?;
+    let mut added = 0;
+    loop {
+        // Deferred: the first write takes the search file's lock only; the main file is read
+        // in one snapshot.
+        let tx = conn.transaction().map_err(map_err)?;
+        let (mark, mark_id): (i64, Option<String>) = tx
+            .query_row(
+                "SELECT last_rowid, last_id FROM main.certificates_search_mark WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(map_err)?;
+        let mut from = mark;
+        if mark > 0 {
+            let at: Option<String> = tx
+                .query_row("SELECT id FROM db.certificates WHERE rowid = ?1", params![mark], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(map_err)?;
+            if at != mark_id {
+                tx.execute("DELETE FROM main.certificates_search", []).map_err(map_err)?;
+                from = 0;
+            }
         }
-        let mut added = 0;
-        loop {
-            let mut tx = self.begin_write().await?;
-            let (mark, mark_id): (i64, Option<String>) = sqlx::query_as(
-                "SELECT last_rowid, last_id FROM certificates_search_mark WHERE id = 1",
+        let (last, n): (Option<i64>, i64) = tx
+            .query_row(
+                "SELECT MAX(rowid), COUNT(*) FROM (SELECT rowid FROM db.certificates \
+                 WHERE rowid > ?1 ORDER BY rowid LIMIT ?2)",
+                params![from, INDEX_BATCH],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .fetch_one(&mut *tx.tx)
-            .await
             .map_err(map_err)?;
-            let mut from = mark;
-            if mark > 0 {
-                let at: Option<String> =
-                    sqlx::query_scalar("SELECT id FROM certificates WHERE rowid = $1")
-                        .bind(mark)
-                        .fetch_optional(&mut *tx.tx)
-                        .await
-                        .map_err(map_err)?;
-                if at != mark_id {
-                    sqlx::query("DELETE FROM certificates_search")
-                        .execute(&mut *tx.tx)
-                        .await
-                        .map_err(map_err)?;
-                    from = 0;
-                }
+        let Some(last) = last else {
+            if from != mark {
+                tx.execute(
+                    "UPDATE main.certificates_search_mark SET last_rowid = 0, last_id = NULL \
+                     WHERE id = 1",
+                    [],
+                )
+                .map_err(map_err)?;
             }
-            let (last, n): (Option<i64>, i64) = sqlx::query_as(
-                "SELECT MAX(rowid), COUNT(*) FROM (SELECT rowid FROM certificates \
-                 WHERE rowid > $1 ORDER BY rowid LIMIT $2)",
-            )
-            .bind(from)
-            .bind(INDEX_BATCH)
-            .fetch_one(&mut *tx.tx)
-            .await
-            .map_err(map_err)?;
-            let Some(last) = last else {
-                if from != mark {
-                    sqlx::query(
-                        "UPDATE certificates_search_mark SET last_rowid = 0, last_id = NULL \
-                         WHERE id = 1",
-                    )
-                    .execute(&mut *tx.tx)
-                    .await
-                    .map_err(map_err)?;
-                }
-                tx.tx.commit().await.map_err(map_err)?;
-                return Ok(added);
-            };
-            sqlx::query(
-                "INSERT INTO certificates_search (id, search) SELECT id, search FROM certificates \
-                 WHERE rowid > $1 AND rowid <= $2",
-            )
-            .bind(from)
-            .bind(last)
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(map_err)?;
-            sqlx::query(
-                "UPDATE certificates_search_mark SET last_rowid = $1, \
-                 last_id = (SELECT id FROM certificates WHERE rowid = $1) WHERE id = 1",
-            )
-            .bind(last)
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(map_err)?;
-            tx.tx.commit().await.map_err(map_err)?;
-            added += u64::try_from(n).unwrap_or(0);
-            if n < INDEX_BATCH {
-                return Ok(added);
-            }
+            tx.commit().map_err(map_err)?;
+            return Ok(added);
+        };
+        tx.execute(
+            "INSERT INTO main.certificates_search (id, search) SELECT id, search \
+             FROM db.certificates WHERE rowid > ?1 AND rowid <= ?2",
+            params![from, last],
+        )
+        .map_err(map_err)?;
+        tx.execute(
+            "UPDATE main.certificates_search_mark SET last_rowid = ?1, \
+             last_id = (SELECT id FROM db.certificates WHERE rowid = ?1) WHERE id = 1",
+            params![last],
+        )
+        .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        added += u64::try_from(n).unwrap_or(0);
+        if n < INDEX_BATCH {
+            return Ok(added);
         }
     }
 }

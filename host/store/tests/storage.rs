@@ -460,3 +460,71 @@ async fn a_text_search_finds_the_same_certificates_with_or_without_the_trigram_i
         db.cleanup().await;
     }
 }
+
+/// Certificates in the SQLite database file itself, leaving out its WAL: what checkpoints have
+/// copied. Read from a copy, which SQLite opens without the WAL beside it.
+fn checkpointed_certificates(url: &str) -> i64 {
+    let file = std::path::PathBuf::from(url.trim_start_matches("sqlite://"));
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&file, &copy).unwrap();
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM certificates", [], |r| r.get(0)).unwrap_or(-1)
+}
+
+#[tokio::test]
+async fn group_commits_are_checkpointed_in_the_background_without_a_commit_waiting_for_it() {
+    // SQLite only: the WAL is its mechanism. 60 commits of one certificate write far fewer WAL
+    // frames than the committing connections' own checkpoint threshold, and no connection
+    // closes, so only the background checkpointer can have copied them into the file.
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    for i in 0..60 {
+        let c = cert(&format!("ck{i}"));
+        let ev = sigil_core::audit::NewAuditEvent::new(
+            &Principal::system(),
+            sigil_core::audit::AuditAction::CertificateIssue,
+            "certificate",
+            c.id.to_string(),
+        );
+        let op = sigil_core::ports::WriteOp::InsertCertificate(Box::new(c));
+        store.commit_ops(vec![op], vec![ev], time::OffsetDateTime::now_utc()).await.unwrap();
+    }
+    let wal = std::fs::metadata(format!("{}-wal", db.url.trim_start_matches("sqlite://")))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(wal < 4096 * 4120, "the WAL passed the writers' own threshold ({wal} bytes)");
+    let mut copied = 0;
+    for _ in 0..100 {
+        copied = checkpointed_certificates(&db.url);
+        if copied == 60 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(copied, 60, "the database file holds every committed certificate");
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn text_search_indexing_neither_waits_for_nor_holds_the_main_databases_writer_lock() {
+    // SQLite only (PostgreSQL's trigram index is kept by the database). Another connection
+    // holds the main file's writer lock throughout; the indexer still fills the index, since
+    // it writes only the search file and reads the main one.
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    insert_all(&store, &(0..30).map(|i| cert(&format!("ix{i}"))).collect::<Vec<_>>()).await;
+    let file = std::path::PathBuf::from(db.url.trim_start_matches("sqlite://"));
+    let writer = rusqlite::Connection::open(&file).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let indexed = tokio::time::timeout(Duration::from_secs(3), store.index_certificate_search())
+        .await
+        .expect("the indexer waited for the main database's writer")
+        .unwrap();
+    assert_eq!(indexed, 30);
+    assert!(file.with_file_name("sigil-search.db").is_file());
+    writer.execute_batch("ROLLBACK").unwrap();
+    store.close().await;
+    db.cleanup().await;
+}
