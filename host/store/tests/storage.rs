@@ -528,3 +528,83 @@ async fn text_search_indexing_neither_waits_for_nor_holds_the_main_databases_wri
     store.close().await;
     db.cleanup().await;
 }
+
+#[test]
+fn the_audit_table_rebuilt_on_its_sequence_number_keeps_every_event_and_drops_the_extra_index() {
+    // SQLite migration 0025 on a table of the old shape (0001's `seq BIGINT PRIMARY KEY`).
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    let old = include_str!("../../../migrations/sqlite/0001_foundation.sql");
+    let start = old.find("CREATE TABLE audit_events").unwrap();
+    let end = start + old[start..].find(");").unwrap() + 2;
+    conn.execute_batch(&old[start..end]).unwrap();
+    let columns = "seq, id, occurred_at, actor_kind, actor_id, actor_name, api_key_id, \
+                   operator_id, action, object_type, object_id, outcome, request_id, client_ip, \
+                   details, prev_hash, hash";
+    for seq in [1i64, 2, 3, 10] {
+        conn.execute(
+            &format!(
+                "INSERT INTO audit_events ({columns}) VALUES (?1, 'id' || ?1, ?1 * 1000, 'k', \
+                 'a', 'n', NULL, 'op', 'x.y', 'certificate', 'o' || ?1, 'ok', NULL, '10.0.0.1', \
+                 '{{}}', 'p' || ?1, 'h' || ?1)"
+            ),
+            [seq],
+        )
+        .unwrap();
+    }
+    let dump = |c: &rusqlite::Connection| -> Vec<Vec<String>> {
+        let mut s = c
+            .prepare(&format!(
+                "SELECT {} FROM audit_events ORDER BY seq",
+                columns.split(", ").map(|c| format!("quote({c})")).collect::<Vec<_>>().join(", ")
+            ))
+            .unwrap();
+        s.query_map([], |r| (0..17).map(|i| r.get::<_, String>(i)).collect())
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let before = dump(&conn);
+    conn.execute_batch(include_str!("../../../migrations/sqlite/0025_audit_seq_rowid.sql"))
+        .unwrap();
+    assert_eq!(dump(&conn), before);
+    let rowids: Vec<i64> = conn
+        .prepare("SELECT rowid FROM audit_events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rowids, [1, 2, 3, 10], "seq is the rowid");
+    let pk_indexes: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_index_list('audit_events') WHERE origin = 'pk'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pk_indexes, 0);
+    let mut named: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_index_list('audit_events') WHERE origin = 'c'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    named.sort();
+    assert_eq!(
+        named,
+        ["audit_events_action", "audit_events_actor", "audit_events_object", "audit_events_time"]
+    );
+    // A seq taken twice is still refused (with an id of its own).
+    let again = |seq: i64| {
+        conn.execute(
+            &format!(
+                "INSERT INTO audit_events ({columns}) VALUES (?1, 'new', 0, 'k', 'a', 'n', NULL, \
+                 NULL, 'x.y', 'certificate', 'o', 'ok', NULL, NULL, '{{}}', 'p', 'h')"
+            ),
+            [seq],
+        )
+    };
+    assert!(again(2).is_err());
+    assert!(again(11).is_ok());
+}

@@ -19,6 +19,9 @@ use crate::ports::{AuditFilter, AuditKeyRecord, Clock, Store};
 /// Most events in one export; larger ranges are exported in pieces with `after`.
 pub const MAX_EXPORT: u32 = 100_000;
 const VERIFY_BATCH: u32 = 1000;
+
+/// Events checked between two yields of the walk (about half a millisecond of work).
+const YIELD_EVERY: usize = 50;
 /// Kinds of refusal tracked per minute before they are counted together.
 const MAX_REFUSAL_KINDS: usize = 10_000;
 
@@ -314,12 +317,18 @@ async fn walk(
         let full = batch.len() == VERIFY_BATCH as usize;
         // Events written after the head was read are not this run's business.
         let mut beyond = false;
-        for e in batch {
+        for (i, e) in batch.into_iter().enumerate() {
             if e.seq > head_seq {
                 beyond = true;
                 break;
             }
             verifier.push(e);
+            // Each event costs about 10 µs to check, and a checkpoint checks thousands: yield
+            // now and then, so that requests waiting on this worker thread do not wait for the
+            // whole batch (under issuance load they did, 10 ms at a time: a p99 of 20 ms+).
+            if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                tokio::task::yield_now().await;
+            }
         }
         if verifier.failed() || !full || beyond {
             break;
