@@ -608,3 +608,40 @@ fn the_audit_table_rebuilt_on_its_sequence_number_keeps_every_event_and_drops_th
     assert!(again(2).is_err());
     assert!(again(11).is_ok());
 }
+
+#[tokio::test]
+async fn certificate_lookups_use_the_partial_indexes_that_leave_active_and_officeless_rows_out() {
+    // SQLite's planner (PostgreSQL's weighs statistics; the same partial indexes exist there).
+    // An index an issuance no longer writes must still serve the lookups it was kept for.
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let conn = rusqlite::Connection::open(db.url.trim_start_matches("sqlite://")).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut s = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        s.query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    for (sql, index) in [
+        (
+            "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE ca_id = 'a' AND status IN ('revoked', 'suspended') ORDER BY revoked_at",
+            "certificates_ca_revoked",
+        ),
+        ("SELECT id FROM certificates WHERE office_id = 'o'", "certificates_office"),
+        ("SELECT id FROM certificates WHERE office_id IN ('o', 'p')", "certificates_office"),
+        ("SELECT id FROM certificates WHERE renewed_from = 'r'", "certificates_renewed_from"),
+        (
+            "SELECT id FROM certificates WHERE superseded_until <= 5",
+            "certificates_superseded_until",
+        ),
+        ("SELECT id FROM certificates WHERE ca_id = 'a'", "sqlite_autoindex_certificates_2"),
+    ] {
+        let p = plan(sql);
+        assert!(p.contains(index), "{sql}: {p}");
+    }
+    store.close().await;
+    db.cleanup().await;
+}
