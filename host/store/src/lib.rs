@@ -237,20 +237,24 @@ impl SqlStore {
                     return Err(OpenError::Writer("SQLite needs a database file".into()));
                 }
                 private_file(&file, !opts.existing)?;
-                // The text-search index's own file (see search.rs), attached to every
-                // connection of the pools.
+                // The text-search index's own file (see search.rs), attached to the read
+                // pool's connections only: a `BEGIN IMMEDIATE` takes the writer lock of every
+                // attached file, so on the write pool it would wait for the indexer again.
                 let search_file = search::file_for(&file);
                 private_file(&search_file, true)?;
-                search::prepare(&search_file).map_err(OpenError::Search)?;
+                search::open_or_reset(&search_file).map_err(OpenError::Search)?;
+                let attach = search::attach_sql(&search_file).map_err(OpenError::Search)?;
                 let sync = if opts.sqlite_synchronous == "normal" { "NORMAL" } else { "FULL" };
                 let setup = format!(
                     "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
-                     PRAGMA wal_autocheckpoint={}; {}",
+                     PRAGMA wal_autocheckpoint={};",
                     checkpointer::WRITER_FRAMES,
-                    search::attach_sql(&search_file).map_err(OpenError::Search)?
                 );
-                let pool = |n: u32| {
-                    let setup = setup.clone();
+                let pool = |n: u32, attach: Option<&str>| {
+                    let setup = match attach {
+                        Some(a) => format!("{setup} {a}"),
+                        None => setup.clone(),
+                    };
                     AnyPoolOptions::new()
                         .max_connections(n)
                         .acquire_timeout(opts.acquire_timeout)
@@ -266,8 +270,9 @@ impl SqlStore {
                         })
                         .connect(&url)
                 };
-                let write = pool(1).await.map_err(connect_err)?;
-                let read = pool(opts.max_connections.max(1)).await.map_err(connect_err)?;
+                let write = pool(1, None).await.map_err(connect_err)?;
+                let read =
+                    pool(opts.max_connections.max(1), Some(&attach)).await.map_err(connect_err)?;
                 // The group writer opens the file too.
                 let gate = Arc::new(tokio::sync::Mutex::new(()));
                 let group =

@@ -80,21 +80,41 @@ pub(crate) fn attach_sql(file: &Path) -> Result<String, String> {
     Ok(format!("ATTACH DATABASE '{}' AS search;", path.replace('\'', "''")))
 }
 
-/// Creates the search database's tables in `file` if they are missing (WAL; `NORMAL` sync is
-/// enough for derived data, and the mark and the rows it covers commit together).
-pub(crate) fn prepare(file: &Path) -> Result<(), String> {
-    let conn = Connection::open(file).map_err(|e| e.to_string())?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; \
-         CREATE VIRTUAL TABLE IF NOT EXISTS certificates_search \
-             USING fts5(id UNINDEXED, search, tokenize = 'trigram'); \
-         CREATE TABLE IF NOT EXISTS certificates_search_mark ( \
-             id INTEGER PRIMARY KEY CHECK (id = 1), last_rowid BIGINT NOT NULL, last_id TEXT); \
-         INSERT OR IGNORE INTO certificates_search_mark (id, last_rowid, last_id) \
-             VALUES (1, 0, NULL);",
-    )
-    .map_err(|e| e.to_string())
+/// The search database's tables and mark, created if missing.
+const SCHEMA: &str = "CREATE VIRTUAL TABLE IF NOT EXISTS main.certificates_search \
+         USING fts5(id UNINDEXED, search, tokenize = 'trigram'); \
+     CREATE TABLE IF NOT EXISTS main.certificates_search_mark ( \
+         id INTEGER PRIMARY KEY CHECK (id = 1), last_rowid BIGINT NOT NULL, last_id TEXT); \
+     INSERT OR IGNORE INTO main.certificates_search_mark (id, last_rowid, last_id) \
+         VALUES (1, 0, NULL);";
+
+/// A connection to the search database `file` (WAL; `NORMAL` sync is enough for derived data,
+/// and the mark and the rows it covers commit together), its tables created if missing.
+fn open(file: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(file)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// Makes the search database `file` usable at start. A file SQLite cannot open or prepare (a
+/// damaged one) is derived data: it is removed, with its WAL and shared memory, and made anew
+/// empty, for the indexer to fill.
+pub(crate) fn open_or_reset(file: &Path) -> Result<(), String> {
+    let Err(first) = open(file) else { return Ok(()) };
+    tracing::warn!(file = %file.display(), error = %first, "the text-search database cannot be used; rebuilding it");
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = file.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("removing {}: {e}", PathBuf::from(p).display())),
+        }
+    }
+    crate::private_file(file, true).map_err(|e| e.to_string())?;
+    open(file).map(drop).map_err(|e| e.to_string())
 }
 
 impl SqlStore {
@@ -115,8 +135,10 @@ impl SqlStore {
 /// [`SqlStore::index_certificate_search`] for the main database file `db`.
 fn index_into(db: &Path) -> StoreResult<u64> {
     let map_err = |e: rusqlite::Error| StoreError::Backend(format!("text-search index: {e}"));
-    let mut conn = Connection::open(file_for(db)).map_err(map_err)?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(map_err)?;
+    // Made again (owner-only, tables created) if it was removed while the server ran.
+    let file = file_for(db);
+    crate::private_file(&file, true).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let mut conn = open(&file).map_err(map_err)?;
     let main =
         db.to_str().ok_or_else(|| StoreError::Backend("the database path is not UTF-8".into()))?;
     conn.execute("ATTACH DATABASE ?1 AS db", params![main]).map_err(map_err)?;
@@ -141,7 +163,9 @@ fn index_into(db: &Path) -> StoreResult<u64> {
                 .optional()
                 .map_err(map_err)?;
             if at != mark_id {
-                tx.execute("DELETE FROM main.certificates_search", []).map_err(map_err)?;
+                // Dropped and made again: an FTS5 table deletes row by row.
+                tx.execute_batch(&format!("DROP TABLE main.certificates_search; {SCHEMA}"))
+                    .map_err(map_err)?;
                 from = 0;
             }
         }

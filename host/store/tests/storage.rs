@@ -446,9 +446,11 @@ async fn a_text_search_finds_the_same_certificates_with_or_without_the_trigram_i
         assert_eq!(store.index_certificate_search().await.unwrap(), 0);
         if db.backend == "sqlite" {
             // A mark that names another certificate (rows renumbered) rebuilds the index.
-            store
-                .execute_raw("UPDATE certificates_search_mark SET last_id = 'elsewhere'")
-                .await
+            let search =
+                db.url.trim_start_matches("sqlite://").replace("sigil.db", "sigil-search.db");
+            rusqlite::Connection::open(search)
+                .unwrap()
+                .execute("UPDATE certificates_search_mark SET last_id = 'elsewhere'", [])
                 .unwrap();
             assert_eq!(store.index_certificate_search().await.unwrap(), 2154);
         }
@@ -525,6 +527,21 @@ async fn text_search_indexing_neither_waits_for_nor_holds_the_main_databases_wri
     assert_eq!(indexed, 30);
     assert!(file.with_file_name("sigil-search.db").is_file());
     writer.execute_batch("ROLLBACK").unwrap();
+    // The other way round: while the indexer's connection holds the search file's writer
+    // lock, a write transaction through the store (BEGIN IMMEDIATE) neither waits nor fails.
+    let search = rusqlite::Connection::open(file.with_file_name("sigil-search.db")).unwrap();
+    search.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let svc = ApiKeyService::new(Arc::new(store.clone()), Arc::new(SystemClock), Duration::ZERO);
+    let cap = Principal::local_cli().authorize::<perm::ApiKeysCreate>().unwrap();
+    tokio::time::timeout(Duration::from_secs(3), svc.create(&cap, create("beside-the-indexer")))
+        .await
+        .expect("a write waited for the search file's lock")
+        .unwrap();
+    // And searches still answer (read connections attach the file; the lock blocks no reader).
+    let f = sigil_core::ports::CertFilter { text: Some("x".into()), ..Default::default() };
+    let as_store: &dyn Store = &store;
+    as_store.list_certificates(&f, &PageRequest { after: None, limit: 10 }).await.unwrap();
+    search.execute_batch("ROLLBACK").unwrap();
     store.close().await;
     db.cleanup().await;
 }
@@ -641,6 +658,35 @@ async fn certificate_lookups_use_the_partial_indexes_that_leave_active_and_offic
     ] {
         let p = plan(sql);
         assert!(p.contains(index), "{sql}: {p}");
+    }
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_damaged_text_search_file_is_made_anew_at_start_and_filled_again() {
+    // SQLite only. The search file is derived data: a server must not refuse to start over it.
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    insert_all(&store, &(0..12).map(|i| cert(&format!("dm{i}"))).collect::<Vec<_>>()).await;
+    assert_eq!(store.index_certificate_search().await.unwrap(), 12);
+    store.close().await;
+    let search = std::path::PathBuf::from(
+        db.url.trim_start_matches("sqlite://").replace("sigil.db", "sigil-search.db"),
+    );
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", search.display()));
+    }
+    std::fs::write(&search, vec![0xab; 8192]).unwrap();
+    let store = db.store().await;
+    assert_eq!(store.index_certificate_search().await.unwrap(), 12);
+    let as_store: &dyn Store = &store;
+    let f = sigil_core::ports::CertFilter { text: Some("cn=x".into()), ..Default::default() };
+    let found = as_store.list_certificates(&f, &PageRequest { after: None, limit: 50 }).await;
+    assert_eq!(found.unwrap().len(), 12);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&search).unwrap().permissions().mode() & 0o077, 0);
     }
     store.close().await;
     db.cleanup().await;
