@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use openssl::ec::{EcKey, EcKeyRef};
+use openssl::ec::EcKey;
 use openssl::ecdsa::EcdsaSig;
 use openssl::md::{Md, MdRef};
 use openssl::pkey::{Id, PKey, Private};
@@ -47,7 +47,7 @@ enum OpenKey {
 }
 
 /// A sealed key opened: OpenSSL's key, and for an EC key its `EC_KEY` too. ECDSA through the
-/// `EC_KEY` ([`sign_digest_ec`]) is the same OpenSSL code the EVP interface ends in, without
+/// `EC_KEY` (`ECDSA_do_sign`) is the same OpenSSL code the EVP interface ends in, without
 /// the context, algorithm fetch and parameter passing EVP (OpenSSL 3) repeats per signature:
 /// about 23 → 20 µs a P-256 signature alone, more under load, where the fetch contends.
 struct SealedKey {
@@ -68,9 +68,11 @@ impl SealedKey {
         scheme: SignScheme,
         digest: &[u8],
     ) -> Result<Vec<u8>, CoreError> {
+        check_request(k, hash, scheme, digest)?;
         match &self.ec {
-            Some(ec) => sign_digest_ec(ec, k, hash, scheme, digest),
-            None => sign_digest(&self.pkey, k, hash, scheme, digest),
+            // ECDSA_do_sign: the ECDSA signature (DER) of `digest`.
+            Some(ec) => EcdsaSig::sign(digest, ec).and_then(|s| s.to_der()).map_err(failed),
+            None => evp_sign(&self.pkey, hash, scheme, digest),
         }
     }
 }
@@ -251,19 +253,6 @@ fn failed(e: openssl::error::ErrorStack) -> CoreError {
     CoreError::invalid(ErrorCode::InvalidRequest, format!("signing failed: {e}"))
 }
 
-/// [`sign_digest`] for an EC key, through its `EC_KEY` (`ECDSA_do_sign`): the ECDSA signature
-/// (DER) of `digest`.
-pub fn sign_digest_ec(
-    key: &EcKeyRef<Private>,
-    k: KeyType,
-    hash: HashAlgo,
-    scheme: SignScheme,
-    digest: &[u8],
-) -> Result<Vec<u8>, CoreError> {
-    check_request(k, hash, scheme, digest)?;
-    EcdsaSig::sign(digest, key).and_then(|s| s.to_der()).map_err(failed)
-}
-
 /// Signs `digest` with `key` of type `k`: ECDSA (DER), PKCS#1 v1.5 over a DigestInfo, or PSS
 /// with MGF1 over the same hash.
 pub fn sign_digest(
@@ -274,6 +263,16 @@ pub fn sign_digest(
     digest: &[u8],
 ) -> Result<Vec<u8>, CoreError> {
     check_request(k, hash, scheme, digest)?;
+    evp_sign(key, hash, scheme, digest)
+}
+
+/// [`sign_digest`] after its checks, through OpenSSL's EVP interface.
+fn evp_sign(
+    key: &PKey<Private>,
+    hash: HashAlgo,
+    scheme: SignScheme,
+    digest: &[u8],
+) -> Result<Vec<u8>, CoreError> {
     let mut ctx = PkeyCtx::new(key).map_err(bad_key)?;
     ctx.sign_init().map_err(bad_key)?;
     ctx.set_signature_md(md(hash)).map_err(failed)?;

@@ -187,6 +187,21 @@ fn cert(serial: &str) -> sigil_core::certs::Certificate {
     }
 }
 
+/// `n` certificates with serials `<prefix>0`, `<prefix>1`, …
+fn certs(prefix: &str, n: usize) -> Vec<sigil_core::certs::Certificate> {
+    (0..n).map(|i| cert(&format!("{prefix}{i}"))).collect()
+}
+
+/// The database file of a SQLite test database.
+fn sqlite_file(db: &TestDb) -> std::path::PathBuf {
+    std::path::PathBuf::from(db.url.trim_start_matches("sqlite://"))
+}
+
+/// The text-search file beside a SQLite test database.
+fn search_file(db: &TestDb) -> std::path::PathBuf {
+    sqlite_file(db).with_file_name("sigil-search.db")
+}
+
 #[tokio::test]
 async fn the_chain_walks_read_of_events_after_a_seq_matches_the_filtered_query_row_for_row() {
     // On SQLite a filter of `after_seq` alone (the checkpoint's walk) is read past sqlx; it
@@ -446,9 +461,7 @@ async fn a_text_search_finds_the_same_certificates_with_or_without_the_trigram_i
         assert_eq!(store.index_certificate_search().await.unwrap(), 0);
         if db.backend == "sqlite" {
             // A mark that names another certificate (rows renumbered) rebuilds the index.
-            let search =
-                db.url.trim_start_matches("sqlite://").replace("sigil.db", "sigil-search.db");
-            rusqlite::Connection::open(search)
+            rusqlite::Connection::open(search_file(&db))
                 .unwrap()
                 .execute("UPDATE certificates_search_mark SET last_id = 'elsewhere'", [])
                 .unwrap();
@@ -465,8 +478,8 @@ async fn a_text_search_finds_the_same_certificates_with_or_without_the_trigram_i
 
 /// Certificates in the SQLite database file itself, leaving out its WAL: what checkpoints have
 /// copied. Read from a copy, which SQLite opens without the WAL beside it.
-fn checkpointed_certificates(url: &str) -> i64 {
-    let file = std::path::PathBuf::from(url.trim_start_matches("sqlite://"));
+fn checkpointed_certificates(db: &TestDb) -> i64 {
+    let file = sqlite_file(db);
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copy.db");
     std::fs::copy(&file, &copy).unwrap();
@@ -492,13 +505,13 @@ async fn group_commits_are_checkpointed_in_the_background_without_a_commit_waiti
         let op = sigil_core::ports::WriteOp::InsertCertificate(Box::new(c));
         store.commit_ops(vec![op], vec![ev], time::OffsetDateTime::now_utc()).await.unwrap();
     }
-    let wal = std::fs::metadata(format!("{}-wal", db.url.trim_start_matches("sqlite://")))
+    let wal = std::fs::metadata(format!("{}-wal", sqlite_file(&db).display()))
         .map(|m| m.len())
         .unwrap_or(0);
     assert!(wal < 4096 * 4120, "the WAL passed the writers' own threshold ({wal} bytes)");
     let mut copied = 0;
     for _ in 0..100 {
-        copied = checkpointed_certificates(&db.url);
+        copied = checkpointed_certificates(&db);
         if copied == 60 {
             break;
         }
@@ -516,8 +529,8 @@ async fn text_search_indexing_neither_waits_for_nor_holds_the_main_databases_wri
     // it writes only the search file and reads the main one.
     let db = TestDb::sqlite();
     let store = db.store().await;
-    insert_all(&store, &(0..30).map(|i| cert(&format!("ix{i}"))).collect::<Vec<_>>()).await;
-    let file = std::path::PathBuf::from(db.url.trim_start_matches("sqlite://"));
+    insert_all(&store, &certs("ix", 30)).await;
+    let file = sqlite_file(&db);
     let writer = rusqlite::Connection::open(&file).unwrap();
     writer.execute_batch("BEGIN IMMEDIATE").unwrap();
     let indexed = tokio::time::timeout(Duration::from_secs(3), store.index_certificate_search())
@@ -525,11 +538,11 @@ async fn text_search_indexing_neither_waits_for_nor_holds_the_main_databases_wri
         .expect("the indexer waited for the main database's writer")
         .unwrap();
     assert_eq!(indexed, 30);
-    assert!(file.with_file_name("sigil-search.db").is_file());
+    assert!(search_file(&db).is_file());
     writer.execute_batch("ROLLBACK").unwrap();
     // The other way round: while the indexer's connection holds the search file's writer
     // lock, a write transaction through the store (BEGIN IMMEDIATE) neither waits nor fails.
-    let search = rusqlite::Connection::open(file.with_file_name("sigil-search.db")).unwrap();
+    let search = rusqlite::Connection::open(search_file(&db)).unwrap();
     search.execute_batch("BEGIN IMMEDIATE").unwrap();
     let svc = ApiKeyService::new(Arc::new(store.clone()), Arc::new(SystemClock), Duration::ZERO);
     let cap = Principal::local_cli().authorize::<perm::ApiKeysCreate>().unwrap();
@@ -632,7 +645,7 @@ async fn certificate_lookups_use_the_partial_indexes_that_leave_active_and_offic
     // An index an issuance no longer writes must still serve the lookups it was kept for.
     let db = TestDb::sqlite();
     let store = db.store().await;
-    let conn = rusqlite::Connection::open(db.url.trim_start_matches("sqlite://")).unwrap();
+    let conn = rusqlite::Connection::open(sqlite_file(&db)).unwrap();
     let plan = |sql: &str| -> String {
         let mut s = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         s.query_map([], |r| r.get::<_, String>(3))
@@ -668,12 +681,10 @@ async fn a_damaged_text_search_file_is_made_anew_at_start_and_filled_again() {
     // SQLite only. The search file is derived data: a server must not refuse to start over it.
     let db = TestDb::sqlite();
     let store = db.store().await;
-    insert_all(&store, &(0..12).map(|i| cert(&format!("dm{i}"))).collect::<Vec<_>>()).await;
+    insert_all(&store, &certs("dm", 12)).await;
     assert_eq!(store.index_certificate_search().await.unwrap(), 12);
     store.close().await;
-    let search = std::path::PathBuf::from(
-        db.url.trim_start_matches("sqlite://").replace("sigil.db", "sigil-search.db"),
-    );
+    let search = search_file(&db);
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", search.display()));
     }
