@@ -161,6 +161,9 @@ pub struct WrkRun {
     pub non_2xx: u64,
     /// Connect, read, write and timeout errors.
     pub socket_errors: u64,
+    /// wrk's own CPU time per completed request, microseconds: the load generator shares the
+    /// machine's two cores with the server, so this is CPU the server could not use.
+    pub client_cpu_us: f64,
 }
 
 /// Installs Debian's wrk when it is missing (as root).
@@ -228,6 +231,7 @@ pub fn post_script(
 /// Runs wrk (1 thread, `connections` keep-alive connections, `seconds`) with `script` against
 /// `url` and reads its report.
 pub fn wrk(url: &str, script: &Path, connections: usize, seconds: u64) -> Result<WrkRun> {
+    let before = children_cpu_ticks();
     let out = Command::new("wrk")
         .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
         .arg(script)
@@ -238,7 +242,21 @@ pub fn wrk(url: &str, script: &Path, connections: usize, seconds: u64) -> Result
     if !out.status.success() {
         bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
     }
-    parse_wrk(&text).with_context(|| format!("reading wrk's report:\n{text}"))
+    let mut run = parse_wrk(&text).with_context(|| format!("reading wrk's report:\n{text}"))?;
+    if let Some((a, b)) = before.zip(children_cpu_ticks()) {
+        run.client_cpu_us = b.saturating_sub(a) as f64 * 1e4 / run.requests.max(1) as f64;
+    }
+    Ok(run)
+}
+
+/// cutime + cstime of this process: the CPU time of the children it has waited for, in clock
+/// ticks (wrk is waited for when it ends, so the difference around one run is that run's).
+fn children_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // cutime and cstime are fields 16 and 17; `after` starts at field 3.
+    Some(f.get(13)?.parse::<u64>().ok()? + f.get(14)?.parse::<u64>().ok()?)
 }
 
 fn millis(s: &str) -> Option<f64> {

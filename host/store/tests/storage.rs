@@ -677,6 +677,32 @@ async fn certificate_lookups_use_the_partial_indexes_that_leave_active_and_offic
 }
 
 #[tokio::test]
+async fn a_text_search_file_removed_while_serving_is_made_anew_without_its_old_log() {
+    // SQLite only. Someone removes the search file by hand but not its WAL and shared memory
+    // (the read pool keeps the file attached, so both are still there): the indexer must make
+    // a new file and fill it, not let SQLite replay the old file's log into the new one.
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    insert_all(&store, &certs("rm", 12)).await;
+    assert_eq!(store.index_certificate_search().await.unwrap(), 12);
+    let search = search_file(&db);
+    let wal = std::path::PathBuf::from(format!("{}-wal", search.display()));
+    assert!(wal.exists() && std::fs::metadata(&wal).unwrap().len() > 0, "the old log is there");
+    std::fs::remove_file(&search).unwrap();
+    insert_all(&store, &certs("rn", 5)).await;
+    assert_eq!(store.index_certificate_search().await.unwrap(), 17, "all, from scratch");
+    let conn = rusqlite::Connection::open(&search).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    let n: i64 =
+        conn.query_row("SELECT COUNT(*) FROM certificates_search", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 17);
+    drop(conn);
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_damaged_text_search_file_is_made_anew_at_start_and_filled_again() {
     // SQLite only. The search file is derived data: a server must not refuse to start over it.
     let db = TestDb::sqlite();

@@ -69,13 +69,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn line(who: &str, round: usize, r: &WrkRun, cpu_us: Option<f64>) {
     println!(
         "  round {round} {who:<12} {:>7.0}/s  p50 {:>5.2} ms  p99 {:>6.2} ms  {:>7} requests  \
-         {} non-2xx  {} socket errors{}",
+         {} non-2xx  {} socket errors  wrk CPU {:.0} µs{}",
         r.rate,
         r.p50_ms,
         r.p99_ms,
         r.requests,
         r.non_2xx,
         r.socket_errors,
+        r.client_cpu_us,
         cpu_us.map(|c| format!("  server CPU {c:.0} µs/request")).unwrap_or_default()
     );
 }
