@@ -113,11 +113,16 @@ pub fn client(data_dir: &Path, pool: usize) -> Result<reqwest::Client> {
 
 /// utime + stime of `pid`, in clock ticks (100 per second on Linux).
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15; `after` starts at field 3.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    stat_pair(&format!("/proc/{pid}/stat"), 14)
+}
+
+/// The sum of fields `field` and `field + 1` (numbered from 1, as proc(5) does) of the stat
+/// file at `path`. The name (field 2) may hold spaces, so fields are counted after its `)`.
+fn stat_pair(path: &str, field: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let at = |n: usize| f.get(n.checked_sub(3)?)?.parse::<u64>().ok();
+    Some(at(field)? + at(field + 1)?)
 }
 
 /// `n` CSRs (PEM), each for a fresh P-256 key and subject `CN=<prefix>-<t>-<i>`, made on every
@@ -252,11 +257,7 @@ pub fn wrk(url: &str, script: &Path, connections: usize, seconds: u64) -> Result
 /// cutime + cstime of this process: the CPU time of the children it has waited for, in clock
 /// ticks (wrk is waited for when it ends, so the difference around one run is that run's).
 fn children_cpu_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // cutime and cstime are fields 16 and 17; `after` starts at field 3.
-    Some(f.get(13)?.parse::<u64>().ok()? + f.get(14)?.parse::<u64>().ok()?)
+    stat_pair("/proc/self/stat", 16)
 }
 
 fn millis(s: &str) -> Option<f64> {
@@ -307,5 +308,18 @@ mod tests {
         assert!((r.p50_ms - 0.812).abs() < 1e-9 && (r.p99_ms - 11.52).abs() < 1e-9);
         assert!((r.rate - 7000.10).abs() < 1e-9);
         assert!(parse_wrk("garbage").is_none());
+    }
+
+    #[test]
+    fn cpu_times_are_read_from_the_stat_fields_proc_names() {
+        // Fields after the name: 3 state, …, 14 utime, 15 stime, 16 cutime, 17 cstime.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat");
+        std::fs::write(&path, "42 (a b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n").unwrap();
+        let path = path.to_str().unwrap();
+        assert_eq!(stat_pair(path, 14), Some(11 + 12));
+        assert_eq!(stat_pair(path, 16), Some(13 + 14));
+        assert!(cpu_ticks(std::process::id()).is_some());
+        assert!(children_cpu_ticks().is_some());
     }
 }
