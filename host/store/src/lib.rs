@@ -229,6 +229,11 @@ impl SqlStore {
         let connect_err = |source| OpenError::Connect { url: redact_url(&opts.url), source };
         match backend {
             Backend::Sqlite => {
+                // Each commit's WAL frames in one write instead of two per frame (see the
+                // sigil-sqlite-wal crate); without it SQLite works as before, only slower.
+                if let Err(e) = sigil_sqlite_wal::register() {
+                    tracing::warn!(error = %e, "SQLite WAL write coalescing is off");
+                }
                 let url = sqlite_url(&opts.url);
                 let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
                     .map_err(connect_err)?
