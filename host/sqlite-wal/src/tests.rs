@@ -7,6 +7,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, ffi};
 
 use super::*;
+use crate::wal::{WAL_METHODS, WalFile};
 
 fn open(path: &Path, synchronous: &str) -> Connection {
     register().unwrap();
@@ -23,11 +24,11 @@ fn open_plain(path: &Path) -> Connection {
     Connection::open_with_flags_and_vfs(path, OpenFlags::default(), c"unix").unwrap()
 }
 
-/// Writes the WAL file of `c` has handed to the platform so far.
-fn wal_writes(c: &Connection) -> u64 {
+/// The WAL file object of `c`, which must be the shim's.
+fn wal_file(c: &Connection) -> &WalFile {
     let mut p: *mut ffi::sqlite3_file = ptr::null_mut();
     // SAFETY: asks SQLite for the WAL file object of an open connection; it is a WalFile (the
-    // shim is the default VFS), alive while the connection is.
+    // shim is the default VFS), alive while the connection is and its WAL open.
     unsafe {
         let rc = ffi::sqlite3_file_control(
             c.handle(),
@@ -38,8 +39,53 @@ fn wal_writes(c: &Connection) -> u64 {
         assert_eq!(rc, ffi::SQLITE_OK);
         assert!(!p.is_null());
         assert!(ptr::eq((*p).pMethods, &WAL_METHODS), "the WAL file is not wrapped");
-        (*p.cast::<WalFile>()).writes
+        &*p.cast::<WalFile>()
     }
+}
+
+/// Writes the WAL file of `c` has handed to the platform so far.
+fn wal_writes(c: &Connection) -> u64 {
+    wal_file(c).writes
+}
+
+/// Bytes the WAL file of `c` holds back.
+fn pending(c: &Connection) -> usize {
+    wal_file(c).pending_len()
+}
+
+/// `dir`'s database and WAL as a crash now would leave them, opened by SQLite's own VFS.
+fn crash_copy(dir: &Path, name: &str) -> (tempfile::TempDir, Connection) {
+    let copy = tempfile::tempdir().unwrap();
+    for f in [name.to_owned(), format!("{name}-wal")] {
+        if dir.join(&f).exists() {
+            std::fs::copy(dir.join(&f), copy.path().join(&f)).unwrap();
+        }
+    }
+    let c = open_plain(&copy.path().join(name));
+    let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ok, "ok");
+    (copy, c)
+}
+
+fn count(c: &Connection) -> i64 {
+    c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap()
+}
+
+/// Spills without reading back: `rows` rows of 500 bytes appended through a cache of 10
+/// pages (full leaves are written to the WAL and never looked at again).
+fn spill(c: &Connection, from: i64, rows: i64) {
+    for i in from..from + rows {
+        c.execute("INSERT INTO t VALUES (?1, printf('%.500c', 'a'))", [i]).unwrap();
+    }
+}
+
+/// Spills: a transaction of `rows` rows of 500 bytes through a cache of 10 pages, each row
+/// then changed again (so spilled frames are rewritten in place and their checksums redone).
+fn spill_and_rewrite(c: &Connection, from: i64, rows: i64) {
+    for i in from..from + rows {
+        c.execute("INSERT INTO t VALUES (?1, printf('%.500c', 'a'))", [i]).unwrap();
+    }
+    c.execute("UPDATE t SET v = printf('%.500c', 'b') WHERE k >= ?1", [from]).unwrap();
 }
 
 #[test]
@@ -118,9 +164,15 @@ fn a_transaction_larger_than_its_page_cache_reads_back_its_spilled_pages() {
 
 #[test]
 fn what_a_commit_leaves_on_disk_is_recovered_by_plain_sqlite() {
+    for mode in ["FULL", "NORMAL", "OFF"] {
+        recovered_after_commits(mode);
+    }
+}
+
+fn recovered_after_commits(mode: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.db");
-    let c = open(&path, "FULL");
+    let c = open(&path, mode);
     c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").unwrap();
     for i in 0..40 {
         let tx = c.unchecked_transaction().unwrap();
@@ -167,4 +219,95 @@ fn the_wal_restarts_and_truncates_through_the_shim() {
     let plain = open_plain(&path);
     let n: i64 = plain.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 61);
+}
+
+#[test]
+fn nothing_is_held_back_after_a_commit_or_a_rollback_in_any_sync_mode() {
+    for mode in ["FULL", "NORMAL", "OFF"] {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(&dir.path().join("p.db"), mode);
+        c.execute_batch("PRAGMA cache_size=10; CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT);")
+            .unwrap();
+        assert_eq!(pending(&c), 0, "{mode}: after a plain commit");
+        let tx = c.unchecked_transaction().unwrap();
+        spill_and_rewrite(&c, 0, 300);
+        tx.commit().unwrap();
+        assert_eq!(pending(&c), 0, "{mode}: after a spilled, rewritten commit");
+        let tx = c.unchecked_transaction().unwrap();
+        spill(&c, 1000, 300);
+        tx.rollback().unwrap();
+        assert_eq!(pending(&c), 0, "{mode}: after a spilled rollback");
+        let tx = c.unchecked_transaction().unwrap();
+        spill_and_rewrite(&c, 1000, 300);
+        tx.rollback().unwrap();
+        assert_eq!(pending(&c), 0, "{mode}: after a spilled, rewritten rollback");
+        let tx = c.unchecked_transaction().unwrap();
+        c.execute_batch("SAVEPOINT s").unwrap();
+        spill_and_rewrite(&c, 2000, 300);
+        c.execute_batch("ROLLBACK TO s; RELEASE s").unwrap();
+        c.execute("INSERT INTO t VALUES (5000, 'x')", []).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(pending(&c), 0, "{mode}: after a savepoint rolled back");
+        assert_eq!(count(&c), 301);
+        let (_copy, plain) = crash_copy(dir.path(), "p.db");
+        assert_eq!(count(&plain), 301, "{mode}");
+    }
+}
+
+#[test]
+fn a_rolled_back_spill_does_not_overwrite_another_writers_commit() {
+    for mode in ["FULL", "NORMAL"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let a = open(&path, mode);
+        a.execute_batch("PRAGMA cache_size=10; CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT);")
+            .unwrap();
+        let b = open(&path, mode);
+        // A spills frames past the WAL's end, then gives up.
+        let tx = a.unchecked_transaction().unwrap();
+        spill(&a, 0, 300);
+        tx.rollback().unwrap();
+        // B appends over the same offsets, past where A stopped, and commits.
+        let tx = b.unchecked_transaction().unwrap();
+        for i in 0..2_000 {
+            tx.execute("INSERT INTO t VALUES (?1, printf('%.300c', 'c'))", [10_000 + i]).unwrap();
+        }
+        tx.commit().unwrap();
+        // A reads and writes again, then closes: nothing of its rolled-back work may land now.
+        assert_eq!(count(&a), 2_000, "{mode}");
+        a.execute("INSERT INTO t VALUES (1, 'a')", []).unwrap();
+        drop(a);
+        assert_eq!(count(&b), 2_001, "{mode}");
+        let ok: String = b.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(ok, "ok", "{mode}");
+        let (_copy, plain) = crash_copy(dir.path(), "w.db");
+        assert_eq!(count(&plain), 2_001, "{mode}");
+    }
+}
+
+#[test]
+fn two_writers_taking_turns_across_wal_restarts_leave_one_recoverable_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two.db");
+    let a = open(&path, "FULL");
+    a.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").unwrap();
+    let b = open(&path, "NORMAL");
+    let mut k = 0;
+    for round in 0..6 {
+        for c in [&a, &b, &a] {
+            let tx = c.unchecked_transaction().unwrap();
+            for _ in 0..15 {
+                tx.execute("INSERT INTO t VALUES (?1, randomblob(900))", [k]).unwrap();
+                k += 1;
+            }
+            tx.commit().unwrap();
+        }
+        let how = if round % 2 == 0 { "RESTART" } else { "TRUNCATE" };
+        let by = if round % 3 == 0 { &a } else { &b };
+        by.query_row(&format!("PRAGMA wal_checkpoint({how})"), [], |_| Ok(())).unwrap();
+    }
+    b.execute("INSERT INTO t VALUES (?1, x'01')", [k]).unwrap();
+    assert_eq!(count(&a), k + 1);
+    let (_copy, plain) = crash_copy(dir.path(), "two.db");
+    assert_eq!(count(&plain), k + 1);
 }

@@ -1,0 +1,260 @@
+//! The WAL file: appended bytes are buffered and written out in as few calls as the platform
+//! takes (see the crate comment for when).
+
+use std::ffi::{c_int, c_void};
+use std::ptr;
+
+use rusqlite::ffi;
+
+use crate::db::{DB_METHODS, DbFile};
+use crate::forward::{self, Header};
+use crate::{FRAME_HEADER, MAX_BUFFER, MAX_WRITE};
+
+/// A wrapped WAL file: the [`Header`], the database file beside it and the buffer.
+#[repr(C)]
+pub(crate) struct WalFile {
+    head: Header,
+    /// The wrapped database file whose shared-memory calls write this buffer out; null if the
+    /// database file is not the shim's, and then nothing is buffered.
+    db: *mut DbFile,
+    pending: Vec<u8>,
+    /// File offset of `pending[0]`.
+    start: i64,
+    /// End of the furthest write of the current write transaction: only writes from there
+    /// on (appended frames) are buffered; a write before it (a spilled frame rewritten in
+    /// place, `walRewriteChecksums`) goes straight to the file.
+    high: i64,
+    /// The last write was a commit frame's header: the next completes the transaction.
+    commit_next: bool,
+    /// Writes handed to the platform's file so far (what the tests hold the shim to).
+    pub(crate) writes: u64,
+}
+
+pub(crate) static WAL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
+    iVersion: 3,
+    xClose: Some(close),
+    xRead: Some(read),
+    xWrite: Some(write),
+    xTruncate: Some(truncate),
+    xSync: Some(sync),
+    xFileSize: Some(file_size),
+    xLock: Some(forward::lock),
+    xUnlock: Some(forward::unlock),
+    xCheckReservedLock: Some(forward::check_reserved_lock),
+    xFileControl: Some(file_control),
+    xSectorSize: Some(forward::sector_size),
+    xDeviceCharacteristics: Some(forward::device_characteristics),
+    xShmMap: Some(forward::shm_map),
+    xShmLock: Some(forward::shm_lock),
+    xShmBarrier: Some(forward::shm_barrier),
+    xShmUnmap: Some(forward::shm_unmap),
+    xFetch: Some(forward::fetch),
+    xUnfetch: Some(forward::unfetch),
+};
+
+/// Prepares the allocation at `file` to hold a [`WalFile`] whose platform file is `real`,
+/// beside the database file `db` (SQLite's, found by the WAL's name).
+///
+/// # Safety
+/// `file` must be SQLite's uninitialised file object of the shim's `szOsFile` bytes, and `db`
+/// null or a live file object.
+pub(crate) unsafe fn init(
+    file: *mut ffi::sqlite3_file,
+    real: *mut ffi::sqlite3_file,
+    db: *mut ffi::sqlite3_file,
+) {
+    // Buffer only beside a database file of ours: its shared-memory calls are the backstop.
+    // SAFETY: a live file object's methods pointer may be read.
+    let ours = !db.is_null() && unsafe { ptr::eq((*db).pMethods, &DB_METHODS) };
+    // SAFETY: per the contract; a WalFile fits before the platform's file (REAL_OFFSET).
+    unsafe {
+        ptr::write(
+            file.cast::<WalFile>(),
+            WalFile {
+                head: Header { base: ffi::sqlite3_file { pMethods: ptr::null() }, real },
+                db: if ours { db.cast() } else { ptr::null_mut() },
+                pending: Vec::new(),
+                start: 0,
+                high: 0,
+                commit_next: false,
+                writes: 0,
+            },
+        );
+    }
+}
+
+/// Links an opened WalFile at `file` to its database file, so that the database file's
+/// shared-memory calls write its buffer out.
+///
+/// # Safety
+/// `file` must be a WalFile just opened by [`init`] and the platform.
+pub(crate) unsafe fn link(file: *mut ffi::sqlite3_file) {
+    // SAFETY: per the contract; `db`, when set, is a live DbFile (the pager opens the WAL
+    // after the database file and closes it first).
+    unsafe {
+        let w = file.cast::<WalFile>();
+        if !(*w).db.is_null() {
+            (*(*w).db).wal = w;
+        }
+    }
+}
+
+/// The WalFile behind `file`.
+///
+/// # Safety
+/// `file` must be a live WalFile, used by one thread at a time (SQLite serialises the calls
+/// on a connection's files), with no other reference to it live.
+unsafe fn wal<'a>(file: *mut ffi::sqlite3_file) -> &'a mut WalFile {
+    // SAFETY: per the contract above.
+    unsafe { &mut *file.cast::<WalFile>() }
+}
+
+impl WalFile {
+    fn methods(&self) -> &'static ffi::sqlite3_io_methods {
+        // SAFETY: the platform's file is open (our methods are set only then) and its methods
+        // table is static.
+        unsafe { &*(*self.head.real).pMethods }
+    }
+
+    /// `data` at `off` through the platform's `xWrite`.
+    fn write_through(&mut self, data: &[u8], off: i64) -> c_int {
+        self.writes += 1;
+        match (self.methods().xWrite, c_int::try_from(data.len())) {
+            // SAFETY: `data` is valid for its length; the platform's file is open.
+            (Some(write), Ok(n)) => unsafe { write(self.head.real, data.as_ptr().cast(), n, off) },
+            _ => ffi::SQLITE_IOERR_WRITE,
+        }
+    }
+
+    /// Writes out the buffered bytes; the buffer is empty afterwards whatever the outcome (a
+    /// failed write fails the SQLite call that asked for it, and SQLite writes those frames
+    /// again from its own state).
+    pub(crate) fn flush(&mut self) -> c_int {
+        let pending = std::mem::take(&mut self.pending);
+        let mut rc = ffi::SQLITE_OK;
+        let mut off = self.start;
+        for chunk in pending.chunks(MAX_WRITE) {
+            rc = self.write_through(chunk, off);
+            if rc != ffi::SQLITE_OK {
+                break;
+            }
+            off = off.saturating_add(i64::try_from(chunk.len()).unwrap_or(i64::MAX));
+        }
+        // Keep the allocation for the next transaction.
+        self.pending = pending;
+        self.pending.clear();
+        rc
+    }
+
+    /// A write transaction begins (its connection took the WAL's write lock): SQLite appends
+    /// from the WAL's end, wherever other connections left it.
+    pub(crate) fn begin(&mut self) {
+        self.high = 0;
+    }
+
+    fn write(&mut self, data: &[u8], off: i64) -> c_int {
+        let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
+        let end = self.start.saturating_add(i64::try_from(self.pending.len()).unwrap_or(0));
+        let appends = if self.pending.is_empty() { off >= self.high } else { off == end };
+        if !appends || self.pending.len() + data.len() > MAX_BUFFER || self.db.is_null() {
+            let rc = self.flush();
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
+        }
+        self.high = self.high.max(off.saturating_add(len));
+        if !appends || data.len() > MAX_WRITE || self.db.is_null() {
+            self.commit_next = false;
+            return self.write_through(data, off);
+        }
+        if self.pending.is_empty() {
+            self.start = off;
+        }
+        self.pending.extend_from_slice(data);
+        if data.len() == FRAME_HEADER {
+            // Bytes 4..8 of a frame header: the database size after a commit, 0 otherwise.
+            self.commit_next = data[4..8] != [0, 0, 0, 0];
+            return ffi::SQLITE_OK;
+        }
+        if std::mem::take(&mut self.commit_next) {
+            // The commit frame's page: the transaction's frames are all here.
+            return self.flush();
+        }
+        ffi::SQLITE_OK
+    }
+}
+
+unsafe extern "C" fn write(
+    file: *mut ffi::sqlite3_file,
+    buf: *const c_void,
+    amt: c_int,
+    off: i64,
+) -> c_int {
+    let Ok(len) = usize::try_from(amt) else { return ffi::SQLITE_IOERR_WRITE };
+    // SAFETY: SQLite passes a live WalFile and `amt` readable bytes at `buf`.
+    unsafe { wal(file).write(std::slice::from_raw_parts(buf.cast::<u8>(), len), off) }
+}
+
+unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: SQLite closes a live WalFile once, and frees its memory afterwards.
+    let w = unsafe { wal(file) };
+    let flushed = w.flush();
+    if !w.db.is_null() {
+        // SAFETY: the database file outlives its WAL (the pager closes the WAL first).
+        unsafe { (*w.db).wal = ptr::null_mut() };
+    }
+    // SAFETY: closing the platform's open file, once.
+    let closed = unsafe { forward::close(file) };
+    // SAFETY: the buffer was written by `init` and is dropped once, here.
+    unsafe { ptr::drop_in_place(&mut w.pending) };
+    if flushed != ffi::SQLITE_OK { flushed } else { closed }
+}
+
+/// A method that may depend on the file's bytes: the buffer is written out first.
+macro_rules! flushed {
+    ($file:expr, $call:expr) => {{
+        // SAFETY: SQLite passes a live WalFile.
+        let rc = unsafe { wal($file) }.flush();
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        // SAFETY: SQLite's arguments, handed on.
+        unsafe { $call }
+    }};
+}
+
+unsafe extern "C" fn read(
+    file: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    amt: c_int,
+    off: i64,
+) -> c_int {
+    flushed!(file, forward::read(file, buf, amt, off))
+}
+
+unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
+    flushed!(file, forward::truncate(file, size))
+}
+
+unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    flushed!(file, forward::sync(file, flags))
+}
+
+unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
+    flushed!(file, forward::file_size(file, size))
+}
+
+unsafe extern "C" fn file_control(
+    file: *mut ffi::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
+    flushed!(file, forward::file_control(file, op, arg))
+}
+
+#[cfg(test)]
+impl WalFile {
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+}
