@@ -41,7 +41,7 @@ pub(crate) static DB_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods 
     xShmMap: Some(forward::shm_map),
     xShmLock: Some(shm_lock),
     xShmBarrier: Some(shm_barrier),
-    xShmUnmap: Some(forward::shm_unmap),
+    xShmUnmap: Some(shm_unmap),
     xFetch: Some(forward::fetch),
     xUnfetch: Some(forward::unfetch),
 };
@@ -63,16 +63,21 @@ pub(crate) unsafe fn init(file: *mut ffi::sqlite3_file, real: *mut ffi::sqlite3_
     }
 }
 
-/// Writes out the buffer of the WAL open beside `file`, if any.
+/// Writes out the buffer of the WAL open beside `file`, if any. SQLite cannot be told of a
+/// failure here (these calls return nothing, or SQLite ignores what they return): the WAL keeps
+/// it for its transaction's next write and sync, and it is logged.
 ///
 /// # Safety
 /// `file` must be a live DbFile. Its `wal` is set by the WAL's open and cleared by its close;
 /// the pager closes the WAL before the database file and calls both on one thread.
-unsafe fn flush_wal(file: *mut ffi::sqlite3_file) -> c_int {
+unsafe fn flush_wal(file: *mut ffi::sqlite3_file) {
     // SAFETY: per the contract.
-    unsafe {
+    let rc = unsafe {
         let wal = (*file.cast::<DbFile>()).wal;
-        if wal.is_null() { ffi::SQLITE_OK } else { (*wal).flush() }
+        if wal.is_null() { ffi::SQLITE_OK } else { (*wal).flush_or_keep() }
+    };
+    if rc != ffi::SQLITE_OK {
+        tracing::error!(code = rc, "writing out buffered WAL frames failed");
     }
 }
 
@@ -82,20 +87,12 @@ unsafe extern "C" fn shm_lock(
     n: c_int,
     flags: c_int,
 ) -> c_int {
-    if flags & ffi::SQLITE_SHM_UNLOCK != 0
-        && offset <= WAL_WRITE_LOCK
-        && WAL_WRITE_LOCK < offset + n
-    {
-        // The end of a write transaction, committed or rolled back (a rollback leaves the
-        // frames a spill wrote; SQLite had written them, so they are written now).
-        // SAFETY: SQLite calls this on a live DbFile.
-        let rc = unsafe { flush_wal(file) };
-        if rc != ffi::SQLITE_OK {
-            // SQLite ignores this call's result. What was buffered here is a rolled-back
-            // transaction's or an unpublished one's: no reader looks at those frames.
-            tracing::error!(code = rc, "writing out buffered WAL frames failed");
-        }
-    }
+    // Every lock change, the end of a write transaction (its unlock of the write lock) among
+    // them: nothing stays buffered across one. A write transaction takes its locks before it
+    // writes frames, so this costs nothing; and it covers locking_mode=EXCLUSIVE, whose
+    // transactions take no locks until the connection goes back to NORMAL.
+    // SAFETY: SQLite calls this on a live DbFile.
+    unsafe { flush_wal(file) };
     // SAFETY: SQLite's arguments, handed on.
     let rc = unsafe { forward::shm_lock(file, offset, n, flags) };
     let write_lock = ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE;
@@ -116,12 +113,18 @@ unsafe extern "C" fn shm_lock(
 }
 
 unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
-    // Before SQLite publishes frames in the WAL index.
+    // Before SQLite publishes frames in the WAL index. A commit's frames were written out at
+    // its commit frame; this is the backstop.
     // SAFETY: SQLite calls this on a live DbFile.
-    let rc = unsafe { flush_wal(file) };
-    if rc != ffi::SQLITE_OK {
-        tracing::error!(code = rc, "writing out buffered WAL frames failed");
-    }
+    unsafe { flush_wal(file) };
     // SAFETY: as above.
     unsafe { forward::shm_barrier(file) }
+}
+
+unsafe extern "C" fn shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
+    // Before the WAL is closed (sqlite3WalClose unmaps first).
+    // SAFETY: SQLite calls this on a live DbFile.
+    unsafe { flush_wal(file) };
+    // SAFETY: as above.
+    unsafe { forward::shm_unmap(file, delete) }
 }

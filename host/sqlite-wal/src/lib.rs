@@ -16,12 +16,15 @@
 //!   is not zero) has been added: a transaction's frames reach the file before SQLite syncs
 //!   them, and that call reports a failed write, so the commit fails;
 //! - before any other operation on the WAL (read, sync, size, truncate, file control, close),
-//!   before a write that is not an append (a frame rewritten in place, a checksum rewrite:
-//!   those go straight to the file), and past [`MAX_BUFFER`];
+//!   before a write that is not a whole frame appended (a frame rewritten in place, a checksum
+//!   rewrite, a frame split at a sector boundary: those go straight to the file), and past
+//!   [`MAX_BUFFER`];
 //! - through the database file (see `db.rs`): before SQLite publishes frames in the WAL index
-//!   (`xShmBarrier`) and before it lets go of the WAL's write lock, after a commit or a
-//!   rollback (`xShmLock`). So whatever SQLite has written to the WAL is on disk before another
-//!   connection may read those frames or append after them, as without the shim.
+//!   (`xShmBarrier`) and before any shared-memory lock or unlock, the end of a write
+//!   transaction (commit or rollback) among them. So whatever SQLite has written to the WAL is
+//!   on disk before another connection may read those frames or append after them, as
+//!   without the shim. A write-out that fails where SQLite cannot be told fails the
+//!   transaction's next write and sync instead, so it cannot commit.
 //!
 //! The bytes written, their offsets and their order relative to every sync, every read and
 //! every other connection are SQLite's own; only the number of system calls changes. A WAL
@@ -55,6 +58,9 @@ pub const MAX_WRITE: usize = 31 * 4096;
 /// A WAL frame header's size; SQLite writes nothing else of this length to a WAL file (the WAL
 /// header is 32 bytes, pages at least 512).
 pub(crate) const FRAME_HEADER: usize = 24;
+
+/// The WAL header's size (at the file's start).
+pub(crate) const WAL_HEADER: usize = 32;
 
 /// The platform VFS the shim forwards to.
 static ROOT: AtomicPtr<ffi::sqlite3_vfs> = AtomicPtr::new(ptr::null_mut());

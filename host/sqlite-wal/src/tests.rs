@@ -311,3 +311,74 @@ fn two_writers_taking_turns_across_wal_restarts_leave_one_recoverable_log() {
     let (_copy, plain) = crash_copy(dir.path(), "two.db");
     assert_eq!(count(&plain), k + 1);
 }
+
+#[test]
+fn an_exclusive_connection_going_back_to_normal_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.db");
+    let a = open(&path, "NORMAL");
+    a.execute_batch("PRAGMA cache_size=10; CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT);")
+        .unwrap();
+    a.execute_batch("PRAGMA locking_mode=EXCLUSIVE").unwrap();
+    let tx = a.unchecked_transaction().unwrap();
+    spill(&a, 0, 300);
+    tx.rollback().unwrap();
+    a.execute_batch("PRAGMA locking_mode=NORMAL; BEGIN IMMEDIATE; COMMIT;").unwrap();
+    assert_eq!(pending(&a), 0);
+    let b = open(&path, "NORMAL");
+    let tx = b.unchecked_transaction().unwrap();
+    for i in 0..2_000 {
+        tx.execute("INSERT INTO t VALUES (?1, printf('%.300c', 'c'))", [10_000 + i]).unwrap();
+    }
+    tx.commit().unwrap();
+    assert_eq!(count(&a), 2_000);
+    drop(a);
+    let (_copy, plain) = crash_copy(dir.path(), "x.db");
+    assert_eq!(count(&plain), 2_000);
+}
+
+#[test]
+fn a_wal_opened_again_after_a_journal_mode_change_is_buffered_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(&dir.path().join("j.db"), "FULL");
+    c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").unwrap();
+    c.execute_batch("PRAGMA journal_mode=DELETE; INSERT INTO t VALUES (0, x'00');").unwrap();
+    c.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+    c.execute("INSERT INTO t VALUES (1, randomblob(100))", []).unwrap();
+    let before = wal_writes(&c);
+    let tx = c.unchecked_transaction().unwrap();
+    for i in 2..200 {
+        tx.execute("INSERT INTO t VALUES (?1, randomblob(300))", [i]).unwrap();
+    }
+    tx.commit().unwrap();
+    assert!(wal_writes(&c) - before <= 3, "{} writes", wal_writes(&c) - before);
+    assert_eq!(count(&c), 200);
+}
+
+#[test]
+fn the_smallest_and_largest_pages_and_a_size_limited_wal_round_trip() {
+    for page in [512, 65536] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("z.db");
+        register().unwrap();
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(&format!(
+            "PRAGMA page_size={page}; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+             PRAGMA journal_size_limit=0; CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB);"
+        ))
+        .unwrap();
+        for round in 0..4 {
+            let tx = c.unchecked_transaction().unwrap();
+            for i in 0..100 {
+                tx.execute("INSERT INTO t VALUES (?1, randomblob(3000))", [round * 100 + i])
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+            assert_eq!(pending(&c), 0, "page {page}");
+            c.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())).unwrap();
+        }
+        c.execute("INSERT INTO t VALUES (1000, x'01')", []).unwrap();
+        let (_copy, plain) = crash_copy(dir.path(), "z.db");
+        assert_eq!(count(&plain), 401, "page {page}");
+    }
+}

@@ -8,7 +8,7 @@ use rusqlite::ffi;
 
 use crate::db::{DB_METHODS, DbFile};
 use crate::forward::{self, Header};
-use crate::{FRAME_HEADER, MAX_BUFFER, MAX_WRITE};
+use crate::{FRAME_HEADER, MAX_BUFFER, MAX_WRITE, WAL_HEADER};
 
 /// A wrapped WAL file: the [`Header`], the database file beside it and the buffer.
 #[repr(C)]
@@ -24,8 +24,14 @@ pub(crate) struct WalFile {
     /// on (appended frames) are buffered; a write before it (a spilled frame rewritten in
     /// place, `walRewriteChecksums`) goes straight to the file.
     high: i64,
-    /// The last write was a commit frame's header: the next completes the transaction.
+    /// The last buffered write was a frame header: its page comes next.
+    page_next: bool,
+    /// ... and that header was a commit frame's: its page completes the transaction.
     commit_next: bool,
+    /// A write-out that failed where SQLite could not be told (a shared-memory call) or might
+    /// go on regardless (a read): every later write and sync of the transaction fails with it,
+    /// so the transaction cannot commit frames that are not on disk.
+    failed: c_int,
     /// Writes handed to the platform's file so far (what the tests hold the shim to).
     pub(crate) writes: u64,
 }
@@ -76,7 +82,9 @@ pub(crate) unsafe fn init(
                 pending: Vec::new(),
                 start: 0,
                 high: 0,
+                page_next: false,
                 commit_next: false,
+                failed: ffi::SQLITE_OK,
                 writes: 0,
             },
         );
@@ -130,6 +138,8 @@ impl WalFile {
     /// failed write fails the SQLite call that asked for it, and SQLite writes those frames
     /// again from its own state).
     pub(crate) fn flush(&mut self) -> c_int {
+        self.page_next = false;
+        self.commit_next = false;
         let pending = std::mem::take(&mut self.pending);
         let mut rc = ffi::SQLITE_OK;
         let mut off = self.start;
@@ -146,39 +156,67 @@ impl WalFile {
         rc
     }
 
+    /// [`Self::flush`] where the caller cannot report a failure to SQLite, or SQLite might
+    /// carry on after it: the failure is kept for the transaction's next write and sync.
+    pub(crate) fn flush_or_keep(&mut self) -> c_int {
+        let rc = self.flush();
+        if rc != ffi::SQLITE_OK && self.failed == ffi::SQLITE_OK {
+            self.failed = ffi::SQLITE_IOERR_WRITE;
+        }
+        rc
+    }
+
     /// A write transaction begins (its connection took the WAL's write lock): SQLite appends
     /// from the WAL's end, wherever other connections left it.
     pub(crate) fn begin(&mut self) {
+        debug_assert!(self.pending.is_empty(), "buffered bytes outlived a write transaction");
         self.high = 0;
+        self.page_next = false;
+        self.commit_next = false;
+        self.failed = ffi::SQLITE_OK;
     }
 
     fn write(&mut self, data: &[u8], off: i64) -> c_int {
+        if self.failed != ffi::SQLITE_OK {
+            return self.failed;
+        }
         let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
         let end = self.start.saturating_add(i64::try_from(self.pending.len()).unwrap_or(0));
-        let appends = if self.pending.is_empty() { off >= self.high } else { off == end };
-        if !appends || self.pending.len() + data.len() > MAX_BUFFER || self.db.is_null() {
+        let at_end = if self.pending.is_empty() { off >= self.high } else { off == end };
+        // Only whole frames, and the WAL header, are buffered: a frame header at the end, the
+        // page right after a buffered header. Anything else (a frame rewritten in place, a
+        // checksum rewrite, a frame split at a sector boundary) goes straight to the file.
+        let frame_part = if self.page_next {
+            data.len() > FRAME_HEADER && data.len() <= MAX_WRITE
+        } else {
+            data.len() == FRAME_HEADER || (data.len() == WAL_HEADER && off == 0)
+        };
+        let buffered = !self.db.is_null()
+            && at_end
+            && frame_part
+            && self.pending.len() + data.len() <= MAX_BUFFER;
+        if !buffered {
             let rc = self.flush();
             if rc != ffi::SQLITE_OK {
                 return rc;
             }
-        }
-        self.high = self.high.max(off.saturating_add(len));
-        if !appends || data.len() > MAX_WRITE || self.db.is_null() {
-            self.commit_next = false;
+            self.high = self.high.max(off.saturating_add(len));
             return self.write_through(data, off);
         }
+        self.high = self.high.max(off.saturating_add(len));
         if self.pending.is_empty() {
             self.start = off;
         }
         self.pending.extend_from_slice(data);
-        if data.len() == FRAME_HEADER {
+        if std::mem::take(&mut self.page_next) {
+            if std::mem::take(&mut self.commit_next) {
+                // The commit frame's page: the transaction's frames are all here.
+                return self.flush();
+            }
+        } else if data.len() == FRAME_HEADER {
             // Bytes 4..8 of a frame header: the database size after a commit, 0 otherwise.
+            self.page_next = true;
             self.commit_next = data[4..8] != [0, 0, 0, 0];
-            return ffi::SQLITE_OK;
-        }
-        if std::mem::take(&mut self.commit_next) {
-            // The commit frame's page: the transaction's frames are all here.
-            return self.flush();
         }
         ffi::SQLITE_OK
     }
@@ -196,27 +234,31 @@ unsafe extern "C" fn write(
 }
 
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: SQLite closes a live WalFile once, and frees its memory afterwards.
-    let w = unsafe { wal(file) };
-    let flushed = w.flush();
-    if !w.db.is_null() {
-        // SAFETY: the database file outlives its WAL (the pager closes the WAL first).
-        unsafe { (*w.db).wal = ptr::null_mut() };
-    }
+    let flushed = {
+        // SAFETY: SQLite closes a live WalFile once, and frees its memory afterwards.
+        let w = unsafe { wal(file) };
+        if !w.db.is_null() {
+            // SAFETY: the database file outlives its WAL (the pager closes the WAL first).
+            unsafe { (*w.db).wal = ptr::null_mut() };
+        }
+        w.flush()
+    };
     // SAFETY: closing the platform's open file, once.
     let closed = unsafe { forward::close(file) };
-    // SAFETY: the buffer was written by `init` and is dropped once, here.
-    unsafe { ptr::drop_in_place(&mut w.pending) };
+    // SAFETY: the buffer was written by `init` and is dropped once, here, through the raw
+    // pointer (no reference to the WalFile is live).
+    unsafe { ptr::drop_in_place(&raw mut (*file.cast::<WalFile>()).pending) };
     if flushed != ffi::SQLITE_OK { flushed } else { closed }
 }
 
-/// A method that may depend on the file's bytes: the buffer is written out first.
+/// A method that may depend on the file's bytes: the buffer is written out first. A failed
+/// write-out is an I/O error of the write kind (so SQLite rolls the transaction back) and is
+/// kept for the transaction's next write and sync.
 macro_rules! flushed {
     ($file:expr, $call:expr) => {{
         // SAFETY: SQLite passes a live WalFile.
-        let rc = unsafe { wal($file) }.flush();
-        if rc != ffi::SQLITE_OK {
-            return rc;
+        if unsafe { wal($file) }.flush_or_keep() != ffi::SQLITE_OK {
+            return ffi::SQLITE_IOERR_WRITE;
         }
         // SAFETY: SQLite's arguments, handed on.
         unsafe { $call }
@@ -237,6 +279,11 @@ unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int 
 }
 
 unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    // SAFETY: SQLite passes a live WalFile.
+    let failed = unsafe { wal(file) }.failed;
+    if failed != ffi::SQLITE_OK {
+        return failed;
+    }
     flushed!(file, forward::sync(file, flags))
 }
 
