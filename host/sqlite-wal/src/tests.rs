@@ -382,3 +382,62 @@ fn the_smallest_and_largest_pages_and_a_size_limited_wal_round_trip() {
         assert_eq!(count(&plain), 401, "page {page}");
     }
 }
+
+#[test]
+fn writers_a_reader_and_checkpoints_on_threads_of_their_own_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("th.db");
+    open(&path, "FULL").execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").unwrap();
+    let threaded = |mode: &'static str| {
+        let c = open(&path, mode);
+        c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        c
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writers: Vec<_> = [(0, "FULL"), (1, "NORMAL")]
+            .into_iter()
+            .map(|(w, mode)| {
+                let c = threaded(mode);
+                s.spawn(move || {
+                    for i in 0..100 {
+                        let tx = c.unchecked_transaction().unwrap();
+                        for j in 0..5 {
+                            tx.execute(
+                                "INSERT INTO t VALUES (?1, randomblob(1500))",
+                                [w * 10_000 + i * 5 + j],
+                            )
+                            .unwrap();
+                        }
+                        tx.commit().unwrap();
+                    }
+                })
+            })
+            .collect();
+        let reader = threaded("FULL");
+        let done = &done;
+        let r = s.spawn(move || {
+            let mut last = 0;
+            while !done.load(Ordering::Acquire) {
+                let n = count(&reader);
+                assert!(n >= last && n % 5 == 0, "a reader saw {n} rows after {last}");
+                last = n;
+            }
+        });
+        let ckpt = threaded("FULL");
+        let c = s.spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                let _ = ckpt.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        });
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Release);
+        r.join().unwrap();
+        c.join().unwrap();
+    });
+    let (_copy, plain) = crash_copy(dir.path(), "th.db");
+    assert_eq!(count(&plain), 1_000);
+}
