@@ -45,8 +45,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use rusqlite::ffi;
 
 /// The name the shim is registered under (it is also made the default VFS).
-pub const VFS_NAME: &str = "sigil-wal";
-const VFS_NAME_C: &std::ffi::CStr = c"sigil-wal";
+pub const VFS_NAME: &std::ffi::CStr = c"sigil-wal";
 
 /// Bytes buffered at most before they are written out (a very large transaction).
 pub const MAX_BUFFER: usize = 4 << 20;
@@ -121,7 +120,7 @@ unsafe fn install() -> Result<(), Error> {
     let vfs = ffi::sqlite3_vfs {
         szOsFile: sz_os_file,
         pNext: ptr::null_mut(),
-        zName: VFS_NAME_C.as_ptr(),
+        zName: VFS_NAME.as_ptr(),
         xOpen: Some(x_open),
         ..root_vfs
     };

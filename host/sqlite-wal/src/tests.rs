@@ -62,9 +62,23 @@ fn crash_copy(dir: &Path, name: &str) -> (tempfile::TempDir, Connection) {
         }
     }
     let c = open_plain(&copy.path().join(name));
+    assert_intact(&c);
+    (copy, c)
+}
+
+/// SQLite's own check of every page and index of `c`'s database.
+fn assert_intact(c: &Connection) {
     let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
-    (copy, c)
+}
+
+/// Another writer's work: the rows `keys` of 300 bytes in one transaction of `c`.
+fn commit_rows(c: &Connection, keys: std::ops::Range<i64>) {
+    let tx = c.unchecked_transaction().unwrap();
+    for k in keys {
+        tx.execute("INSERT INTO t VALUES (?1, printf('%.300c', 'c'))", [k]).unwrap();
+    }
+    tx.commit().unwrap();
 }
 
 fn count(c: &Connection) -> i64 {
@@ -94,7 +108,7 @@ fn the_shim_is_the_default_vfs_once_registered() {
     register().unwrap();
     // SAFETY: the default VFS is registered and lives for the process.
     let name = unsafe { CStr::from_ptr((*ffi::sqlite3_vfs_find(ptr::null())).zName) };
-    assert_eq!(name.to_str().unwrap(), VFS_NAME);
+    assert_eq!(name, VFS_NAME);
 }
 
 #[test]
@@ -158,8 +172,7 @@ fn a_transaction_larger_than_its_page_cache_reads_back_its_spilled_pages() {
     tx.commit().unwrap();
     let expected: i64 = (0..5_000).map(|k| 500 + k).sum();
     assert_eq!(inside, expected);
-    let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-    assert_eq!(ok, "ok");
+    assert_intact(&c);
 }
 
 #[test]
@@ -183,15 +196,9 @@ fn recovered_after_commits(mode: &str) {
     }
     // The files as a crash right after the last commit would leave them (the connection still
     // open, nothing checkpointed), read by SQLite's own VFS: WAL recovery must find every row.
-    let copy = tempfile::tempdir().unwrap();
-    for f in ["d.db", "d.db-wal"] {
-        std::fs::copy(dir.path().join(f), copy.path().join(f)).unwrap();
-    }
-    let plain = open_plain(&copy.path().join("d.db"));
-    let n: i64 = plain.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
-    assert_eq!(n, 400);
-    let ok: String = plain.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-    assert_eq!(ok, "ok");
+    assert!(dir.path().join("d.db-wal").exists());
+    let (_copy, plain) = crash_copy(dir.path(), "d.db");
+    assert_eq!(count(&plain), 400);
 }
 
 #[test]
@@ -268,18 +275,13 @@ fn a_rolled_back_spill_does_not_overwrite_another_writers_commit() {
         spill(&a, 0, 300);
         tx.rollback().unwrap();
         // B appends over the same offsets, past where A stopped, and commits.
-        let tx = b.unchecked_transaction().unwrap();
-        for i in 0..2_000 {
-            tx.execute("INSERT INTO t VALUES (?1, printf('%.300c', 'c'))", [10_000 + i]).unwrap();
-        }
-        tx.commit().unwrap();
+        commit_rows(&b, 10_000..12_000);
         // A reads and writes again, then closes: nothing of its rolled-back work may land now.
         assert_eq!(count(&a), 2_000, "{mode}");
         a.execute("INSERT INTO t VALUES (1, 'a')", []).unwrap();
         drop(a);
         assert_eq!(count(&b), 2_001, "{mode}");
-        let ok: String = b.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-        assert_eq!(ok, "ok", "{mode}");
+        assert_intact(&b);
         let (_copy, plain) = crash_copy(dir.path(), "w.db");
         assert_eq!(count(&plain), 2_001, "{mode}");
     }
@@ -326,11 +328,7 @@ fn an_exclusive_connection_going_back_to_normal_leaves_nothing_behind() {
     a.execute_batch("PRAGMA locking_mode=NORMAL; BEGIN IMMEDIATE; COMMIT;").unwrap();
     assert_eq!(pending(&a), 0);
     let b = open(&path, "NORMAL");
-    let tx = b.unchecked_transaction().unwrap();
-    for i in 0..2_000 {
-        tx.execute("INSERT INTO t VALUES (?1, printf('%.300c', 'c'))", [10_000 + i]).unwrap();
-    }
-    tx.commit().unwrap();
+    commit_rows(&b, 10_000..12_000);
     assert_eq!(count(&a), 2_000);
     drop(a);
     let (_copy, plain) = crash_copy(dir.path(), "x.db");
