@@ -18,6 +18,7 @@ mod connector;
 mod csc;
 mod csc_login;
 mod devices;
+mod durability;
 mod exposure;
 mod hsm;
 mod http;

@@ -323,6 +323,23 @@ fn insert_event(tx: &Connection, e: &AuditEvent) -> StoreResult<()> {
 /// Spends `u` on its SAD (as `csc::consume` does through sqlx), or refuses.
 fn consume_sad(tx: &Connection, u: &SadUse) -> StoreResult<()> {
     let n = i64::try_from(u.hashes.len()).unwrap_or(i64::MAX);
+    let ids = (u.credential_id.to_string(), u.signer_id.to_string());
+    // A SAD for any hashes (no list) is spent by a plain UPDATE. SQLite runs a statement with
+    // RETURNING like one with a trigger, keeping a statement journal (a copy of every page it
+    // changes, in memory) in case it must back out: the spend was 17.5% of the writer's
+    // samples under signHash load with RETURNING, 5.4% without (perf, DWARF call graphs).
+    let plain = tx
+        .prepare_cached(
+            "UPDATE csc_sads SET remaining = remaining - ?2 \
+             WHERE id = ?1 AND credential_id = ?3 AND signer_id = ?4 AND expires_at > ?5 \
+             AND remaining >= ?2 AND hashes IS NULL",
+        )
+        .and_then(|mut s| s.execute(params![u.id, n, ids.0, ids.1, u.now_us]))
+        .map_err(map_err)?;
+    if plain == 1 {
+        return Ok(());
+    }
+    // Bound to hashes, or refused: the statement that reads what is left says which.
     let spent: Option<Option<String>> = tx
         .prepare_cached(
             "UPDATE csc_sads SET remaining = remaining - ?2 \
@@ -330,11 +347,7 @@ fn consume_sad(tx: &Connection, u: &SadUse) -> StoreResult<()> {
              AND remaining >= ?2 RETURNING hashes",
         )
         .and_then(|mut s| {
-            s.query_row(
-                params![u.id, n, u.credential_id.to_string(), u.signer_id.to_string(), u.now_us],
-                |r| r.get(0),
-            )
-            .optional()
+            s.query_row(params![u.id, n, ids.0, ids.1, u.now_us], |r| r.get(0)).optional()
         })
         .map_err(map_err)?;
     let Some(allowed) = spent else {
