@@ -454,6 +454,11 @@ pub(crate) async fn list(
         q.and("ca_id = ?", [v.as_str()]);
     }
     if let Some(v) = &f.serial {
+        // Through the unique (ca_id, serial) index, once per CA when no CA is given (there is
+        // no index on the serial alone: migration 0027).
+        if f.ca_id.is_none() {
+            q.and_raw("ca_id IN (SELECT id FROM cas)");
+        }
         q.and("serial = ?", [v.as_str()]);
     }
     if let Some(v) = &f.text {
