@@ -344,6 +344,25 @@ async fn the_inventory_filters_sorts_pages_and_keeps_metadata() {
         )
         .await;
         assert_eq!(p["items"][0]["id"], ids[1]);
+        // A serial with other filters: the one certificate when they hold, nothing when not.
+        let serial = serial.as_str().unwrap();
+        for (query, found) in [
+            (format!("serial={serial}&status=active"), true),
+            (format!("serial={serial}&status=revoked"), false),
+            (format!("serial={serial}&status=active&profile=tls-client&sort=-issued_at"), true),
+            (format!("serial={serial}&profile=tls-server"), false),
+            (format!("serial={serial}&status=active&issued_from=2999-01-01T00:00:00Z"), false),
+        ] {
+            let (st, p) = json(get(&query).await.unwrap()).await;
+            assert_eq!(st, 200, "{query}: {p}");
+            let items = p["items"].as_array().unwrap();
+            if found {
+                assert_eq!(items.len(), 1, "{query}: {p}");
+                assert_eq!(items[0]["id"], ids[1], "{query}");
+            } else {
+                assert!(items.is_empty(), "{query}: {p}");
+            }
+        }
         // Metadata: merge patch, searchable owner.
         let r = s
             .admin(Method::PATCH, &format!("/api/v1/certificates/{}", ids[2]))

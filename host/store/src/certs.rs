@@ -426,7 +426,27 @@ pub(crate) async fn list(
     f: &CertFilter,
     page: &PageRequest,
 ) -> StoreResult<Vec<Certificate>> {
-    let mut q = Select::new(CERT_COLUMNS, "certificates");
+    // A serial names one certificate per CA, found through the unique (ca_id, serial) index.
+    // On SQLite it drives the query from a join's outer side: as a plain condition beside a
+    // status or profile, SQLite (which keeps no statistics here) chose that column's index
+    // instead, and walked every certificate of the status to find one serial.
+    let by_serial = match (&f.serial, backend) {
+        (Some(serial), Backend::Sqlite) => Some(serial.as_str()),
+        _ => None,
+    };
+    let mut q = match by_serial {
+        Some(serial) => {
+            let mut q = Select::new_bound(
+                CERT_COLUMNS,
+                "(SELECT id AS hit FROM certificates WHERE ca_id IN (SELECT id FROM cas) \
+                 AND serial = $1) AS by_serial CROSS JOIN certificates",
+                vec![Param::from(serial)],
+            );
+            q.and_raw("certificates.id = by_serial.hit");
+            q
+        }
+        None => Select::new(CERT_COLUMNS, "certificates"),
+    };
     match f.status {
         None => {}
         Some(CertStatus::Expired) => {
@@ -453,7 +473,7 @@ pub(crate) async fn list(
     if let Some(v) = &f.ca_id {
         q.and("ca_id = ?", [v.as_str()]);
     }
-    if let Some(v) = &f.serial {
+    if let Some(v) = f.serial.as_ref().filter(|_| by_serial.is_none()) {
         // Through the unique (ca_id, serial) index, once per CA when no CA is given (there is
         // no index on the serial alone: migration 0027).
         if f.ca_id.is_none() {

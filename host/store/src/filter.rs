@@ -41,7 +41,12 @@ pub(crate) struct Select {
 impl Select {
     /// Starts `SELECT {columns} FROM {table} WHERE 1 = 1`.
     pub(crate) fn new(columns: &str, table: &str) -> Self {
-        Self { sql: format!("SELECT {columns} FROM {table} WHERE 1 = 1"), params: Vec::new() }
+        Self::new_bound(columns, table, Vec::new())
+    }
+
+    /// As [`Select::new`], with a `table` expression whose placeholders `$1…$n` take `params`.
+    pub(crate) fn new_bound(columns: &str, table: &str, params: Vec<Param>) -> Self {
+        Self { sql: format!("SELECT {columns} FROM {table} WHERE 1 = 1"), params }
     }
 
     /// Appends ` AND {clause}`, numbering its `?` placeholders and queuing `params` for them.

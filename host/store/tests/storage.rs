@@ -668,9 +668,29 @@ async fn certificate_lookups_use_the_partial_indexes_that_leave_active_and_offic
             "certificates_superseded_until",
         ),
         ("SELECT id FROM certificates WHERE ca_id = 'a'", "sqlite_autoindex_certificates_2"),
+        // A serial without its CA (no index on the serial alone since migration 0027).
+        (
+            "SELECT id FROM certificates WHERE ca_id IN (SELECT id FROM cas) AND serial = 's'",
+            "sqlite_autoindex_certificates_2 (ca_id=? AND serial=?)",
+        ),
     ] {
         let p = plan(sql);
         assert!(p.contains(index), "{sql}: {p}");
+    }
+    // A serial beside a status and a profile, in the shape the certificate list gives it: the
+    // serial's index drives the query and each hit is read by id, where a plain condition let
+    // SQLite walk the status's index.
+    let p = plan(
+        "SELECT certificates.id FROM (SELECT id AS hit FROM certificates \
+         WHERE ca_id IN (SELECT id FROM cas) AND serial = 's') AS by_serial \
+         CROSS JOIN certificates WHERE certificates.id = by_serial.hit AND status = 'active' \
+         AND +not_after > 5 AND profile = 'p' ORDER BY issued_at DESC, id DESC LIMIT 50",
+    );
+    let driving = p.find("sqlite_autoindex_certificates_2 (ca_id=? AND serial=?)");
+    let by_id = p.find("sqlite_autoindex_certificates_1 (id=?)");
+    assert!(driving.is_some() && by_id.is_some() && driving < by_id, "{p}");
+    for other in ["certificates_status", "certificates_profile", "certificates_issued_at"] {
+        assert!(!p.contains(other), "{p}");
     }
     store.close().await;
     db.cleanup().await;
