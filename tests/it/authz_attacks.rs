@@ -367,6 +367,48 @@ async fn a_device_officer_cannot_link_or_revoke_another_offices_certificate() {
 }
 
 #[tokio::test]
+async fn a_serial_lookup_finds_no_certificate_outside_the_callers_offices() {
+    // The list by serial takes its own query shape on SQLite (the serial's index drives it):
+    // the caller's office scope must still hold there, alone and beside other filters.
+    for db in backends().await {
+        let s = TestServer::start(&db).await;
+        let (a, b, _, _) = two_offices(&s).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let cert = |n: &str, office: Option<&str>| {
+            let (csr, _) = openssl_csr(tmp.path(), n, "ec:P-256", &format!("/CN={n}"), None);
+            let mut body = json!({"csr": csr, "profile": "tls-client"});
+            if let Some(o) = office {
+                body["office_id"] = json!(o);
+            }
+            body
+        };
+        let serial = |v: &Value| v["serial"].as_str().unwrap().to_owned();
+        let in_a = serial(&s.create("/api/v1/certificates", cert("in-a", Some(&a))).await);
+        let in_b = serial(&s.create("/api/v1/certificates", cert("in-b", Some(&b))).await);
+        let none = serial(&s.create("/api/v1/certificates", cert("none", None)).await);
+        s.create("/api/v1/roles", json!({"name": "clerk-a", "permissions": ["certificates:read"]}))
+            .await;
+        let (_, k) = s
+            .operator_key("clerk-a", &["clerk-a"], json!({"offices": [a]}), &["certificates:read"])
+            .await;
+        for (sn, visible) in [(&in_a, true), (&in_b, false), (&none, false)] {
+            for extra in ["", "&status=active", "&profile=tls-client&sort=-issued_at"] {
+                let path = format!("/api/v1/certificates?serial={sn}{extra}");
+                let (st, v) = call(&s, &k, Method::GET, &path, None).await;
+                assert_eq!(st, 200, "{path}: {v}");
+                let n = v["items"].as_array().unwrap().len();
+                assert_eq!(n, usize::from(visible), "{path}: {v}");
+                // The administrator sees each of them.
+                let (_, all) = call(&s, &s.admin_key, Method::GET, &path, None).await;
+                assert_eq!(all["items"].as_array().unwrap().len(), 1, "{path}: {all}");
+            }
+        }
+        s.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
 async fn signers_outside_the_callers_scope_do_not_exist_for_it() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
