@@ -20,7 +20,6 @@ pub use verify::{
     VerifyReport,
 };
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -223,21 +222,31 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// Recomputes the hash from the stored fields.
+    ///
+    /// Computed twice per event (when it is sealed, and when the checkpoint's walk checks it),
+    /// so it writes numbers and the id into stack buffers and the digest as hex by table, not
+    /// through allocating conversions (the hex crate's char iterator among them).
     pub fn compute_hash(&self) -> String {
-        let mut buf = String::with_capacity(512);
+        let mut buf = String::with_capacity(256 + self.details.len());
         let mut field = |v: Option<&str>| {
             // Length-prefixing keeps field boundaries unambiguous; `-` marks an absent value.
             match v {
                 Some(s) => {
-                    let _ = write!(buf, "{}:{s}|", s.len());
+                    let mut digits = [0u8; 20];
+                    buf.push_str(decimal(s.len() as u64, &mut digits));
+                    buf.push(':');
+                    buf.push_str(s);
+                    buf.push('|');
                 }
                 None => buf.push_str("-|"),
             }
         };
+        let (mut seq, mut at) = ([0u8; 21], [0u8; 21]);
+        let mut id = Uuid::encode_buffer();
         field(Some("sigil-audit-v1"));
-        field(Some(&self.seq.to_string()));
-        field(Some(&self.id.to_string()));
-        field(Some(&self.occurred_at_us.to_string()));
+        field(Some(signed_decimal(self.seq, &mut seq)));
+        field(Some(self.id.hyphenated().encode_lower(&mut id)));
+        field(Some(signed_decimal(self.occurred_at_us, &mut at)));
         field(Some(&self.actor_kind));
         field(Some(&self.actor_id));
         field(Some(&self.actor_name));
@@ -251,13 +260,54 @@ impl AuditEvent {
         field(self.client_ip.as_deref());
         field(Some(&self.details));
         field(Some(&self.prev_hash));
-        hex::encode(Sha256::digest(buf.as_bytes()))
+        lower_hex(&Sha256::digest(buf.as_bytes()))
     }
 
     /// The time of the change.
     pub fn occurred_at(&self) -> OffsetDateTime {
         from_unix_micros(self.occurred_at_us)
     }
+}
+
+/// `n` in decimal, written at the end of `out`.
+fn decimal(mut n: u64, out: &mut [u8; 20]) -> &str {
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        // n % 10 < 10: the cast keeps the digit.
+        out[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&out[i..]).unwrap_or_default()
+}
+
+/// `n` in decimal with its sign, as `i64`'s `Display` writes it.
+fn signed_decimal(n: i64, out: &mut [u8; 21]) -> &str {
+    let mut digits = [0u8; 20];
+    let len = decimal(n.unsigned_abs(), &mut digits).len();
+    let start = out.len() - len;
+    out[start..].copy_from_slice(&digits[digits.len() - len..]);
+    let start = if n < 0 {
+        out[start - 1] = b'-';
+        start - 1
+    } else {
+        start
+    };
+    std::str::from_utf8(&out[start..]).unwrap_or_default()
+}
+
+/// Lowercase hex of `bytes`, as `hex::encode` writes it (whose char iterator is slower).
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
 }
 
 /// Filters for audit queries. Times are microseconds since the epoch, inclusive from, exclusive
@@ -300,4 +350,59 @@ pub struct AuditKeyRecord {
     pub public_key_pem: String,
     /// Registration time, microseconds.
     pub created_at_us: i64,
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::AuditEvent;
+
+    fn event(absent: bool) -> AuditEvent {
+        let some = |s: &str| (!absent).then(|| s.to_owned());
+        AuditEvent {
+            seq: 42,
+            id: uuid::Uuid::from_u128(0x0193_8d2a_7c00_7000_8000_0000_0000_0001),
+            occurred_at_us: 1_733_400_000_123_456,
+            actor_kind: "api_key".into(),
+            actor_id: "k-1".into(),
+            actor_name: "Zoë Ops".into(),
+            api_key_id: some("0193-key"),
+            operator_id: some("op-7"),
+            action: "certificate.issue".into(),
+            object_type: "certificate".into(),
+            object_id: "c-9".into(),
+            outcome: "success".into(),
+            request_id: some("req-1"),
+            client_ip: some("127.0.0.1"),
+            details: r#"{"profile":"tls-client","serial":"40ab"}"#.into(),
+            prev_hash: "0".repeat(64),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_display_writes_them() {
+        for n in [0i64, 7, 10, 42, 1_733_400_000_123_456, i64::MAX, -1, -90, i64::MIN] {
+            assert_eq!(super::signed_decimal(n, &mut [0u8; 21]), n.to_string());
+        }
+        for n in [0u64, 9, 100, u64::MAX] {
+            assert_eq!(super::decimal(n, &mut [0u8; 20]), n.to_string());
+        }
+        assert_eq!(super::lower_hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    }
+
+    #[test]
+    fn the_event_hash_is_the_documented_format_and_never_changes() {
+        // Every stored chain was hashed this way: a change here breaks the verification of
+        // every existing audit trail. The expected values were computed apart from this code
+        // (Python's hashlib): SHA-256, lowercase hex, over each field as `<bytes>:<value>|`
+        // (UTF-8 byte length) or `-|` when absent, in the order of `compute_hash`.
+        assert_eq!(
+            event(false).compute_hash(),
+            "abbe62a5933a5a861bfd8c7618bda7a74e4c2dc1538734001f1a4a7b6027a532"
+        );
+        assert_eq!(
+            event(true).compute_hash(),
+            "227548c45240ed58c59878b600a83775da63518e34fce17522a1ab853da51e91"
+        );
+    }
 }

@@ -104,7 +104,7 @@ fn invalid(detail: impl Into<String>) -> CoreError {
 }
 
 fn digest_id(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    crate::audit::lower_hex(&Sha256::digest(secret.as_bytes()))
 }
 
 /// CSC operations.
@@ -545,7 +545,7 @@ impl CscService {
             id: digest_id(&r.sad),
             credential_id: c.id,
             signer_id: s.signer.id,
-            hashes: r.hashes.iter().map(hex::encode).collect(),
+            hashes: r.hashes.iter().map(|h| crate::audit::lower_hex(h)).collect(),
             now_us: unix_micros(now),
         };
         match self.store.commit_ops(vec![WriteOp::ConsumeSad(spend)], vec![ev("ok")], now).await {
