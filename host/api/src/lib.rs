@@ -421,28 +421,48 @@ async fn docs_gate(State(st): State<AppState>, req: Request, next: Next) -> Resp
 /// Bounds a request's whole life (body upload included); answers problem+json when exceeded.
 /// A body declared (`Content-Length`) larger than the limit is refused at once, before anything
 /// reads it: a client need not send it, and the server does not wait for it (HTTP/1.1 and
-/// HTTP/2 alike; a body without a declared length is cut at the limit as it is read).
-async fn declared_length(State(limit): State<usize>, req: Request, next: Next) -> Response {
+/// HTTP/2 alike; a body without a declared length is cut at the limit as it is read). One layer
+/// for both bounds: each `from_fn` layer costs every request a boxed future and a clone of the
+/// service below it.
+async fn bounds(
+    State((body_bytes, time)): State<(usize, Duration)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if declared.is_some_and(|n| n > body_bytes as u64) {
         return extract::too_large().into_response();
     }
-    next.run(req).await
-}
-
-async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+    match tokio::time::timeout(time, next.run(req)).await {
         Ok(res) => res,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::RequestTimeout,
-            format!("the request took longer than {} s", limit.as_secs_f64()),
+            format!("the request took longer than {} s", time.as_secs_f64()),
         )
         .into_response(),
+    }
+}
+
+/// The body limit and the request timeout of `limits`, as [`bounds`] takes them.
+pub(crate) fn bounds_layer_state(limits: &Limits) -> (usize, Duration) {
+    (limits.body_bytes, limits.request_timeout)
+}
+
+/// Answers on `/csc/` and `/acme/` paths in their protocol's error format ([`csc::errors`],
+/// [`acme::errors`]); one layer reads the path once for both.
+async fn protocol_errors(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path.starts_with("/csc/") {
+        csc::errors(req, next).await
+    } else if path.starts_with("/acme/") {
+        acme::errors(req, next).await
+    } else {
+        next.run(req).await
     }
 }
 
@@ -459,8 +479,7 @@ fn bounded(routes: Router<AppState>, limits: Limits) -> Router<AppState> {
             )
         })
         .layer(DefaultBodyLimit::max(limits.body_bytes))
-        .layer(middleware::from_fn_with_state(limits.body_bytes, declared_length))
-        .layer(middleware::from_fn_with_state(limits.request_timeout, timeout))
+        .layer(middleware::from_fn_with_state(bounds_layer_state(&limits), bounds))
 }
 
 /// The plain-HTTP publication application (`pki.http_listen`): CRLs, OCSP and CA certificates
@@ -506,8 +525,7 @@ pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router 
         .merge(ui)
         .fallback_service(api)
         // Outside every layer that can refuse a request, so CSC paths answer CSC errors.
-        .layer(middleware::from_fn(csc::errors))
-        .layer(middleware::from_fn(acme::errors))
+        .layer(middleware::from_fn(protocol_errors))
         .layer(middleware::from_fn(access_log::log))
         .layer(middleware::from_fn_with_state(trusted, client_ip::resolve))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))

@@ -395,8 +395,7 @@ pub(crate) fn router(
         .route_layer(middleware::from_fn(trace))
         // Limits inside the security headers, so that a refusal carries them too.
         .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes))
-        .layer(middleware::from_fn_with_state(limits.body_bytes, crate::declared_length))
-        .layer(middleware::from_fn_with_state(limits.request_timeout, crate::timeout))
+        .layer(middleware::from_fn_with_state(crate::bounds_layer_state(limits), crate::bounds))
         .layer(middleware::from_fn_with_state(ui.clone(), origin_guard))
         .layer(middleware::from_fn(headers))
         .with_state(ui)
