@@ -69,7 +69,8 @@ async fn a_server_killed_under_load_keeps_every_certificate_and_signature_it_ack
         let sad = authorize(&client, &url, &token, &cred).await;
         let csrs = Arc::new(Mutex::new(sigil_tests::bench::p256_csrs(3000, "kill")));
         let issued = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
-        let signed = Arc::new(Mutex::new(0usize));
+        // The request id of every signature returned, to find its audit event by.
+        let signed = Arc::new(Mutex::new(Vec::<String>::new()));
         let mut tasks = Vec::new();
         for t in 0..12 {
             let (client, url, key) = (client.clone(), url.clone(), key.clone());
@@ -100,6 +101,12 @@ async fn a_server_killed_under_load_keeps_every_certificate_and_signature_it_ack
                     // The kill cuts connections and answers short: those were not acknowledged.
                     let Ok(r) = sent else { return };
                     let status = r.status().as_u16();
+                    let request_id = r
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
                     let Ok(body) = r.json::<Value>().await else { return };
                     match status {
                         201 => issued.lock().unwrap().push((
@@ -107,7 +114,8 @@ async fn a_server_killed_under_load_keeps_every_certificate_and_signature_it_ack
                             body["serial"].as_str().unwrap().to_owned(),
                         )),
                         200 if body["signatures"].as_array().is_some_and(|s| s.len() == 1) => {
-                            *signed.lock().unwrap() += 1
+                            assert!(!request_id.is_empty(), "a signature without a request id");
+                            signed.lock().unwrap().push(request_id)
                         }
                         _ => panic!("{status}: {body}"),
                     }
@@ -116,7 +124,7 @@ async fn a_server_killed_under_load_keeps_every_certificate_and_signature_it_ack
         }
         // SIGKILL once both kinds of write have been acknowledged, with requests in flight.
         let start = Instant::now();
-        while (issued.lock().unwrap().len() < 100 || *signed.lock().unwrap() < 50)
+        while (issued.lock().unwrap().len() < 100 || signed.lock().unwrap().len() < 50)
             && start.elapsed() < Duration::from_secs(60)
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -128,9 +136,10 @@ async fn a_server_killed_under_load_keeps_every_certificate_and_signature_it_ack
             t.await.unwrap();
         }
         let issued = issued.lock().unwrap().clone();
-        let signed = *signed.lock().unwrap();
-        assert!(issued.len() >= 100 && signed >= 50, "{} issued, {signed} signed", issued.len());
-        eprintln!("{}: killed after {} issued and {signed} signed", db.backend, issued.len());
+        let signed = signed.lock().unwrap().clone();
+        let n = signed.len();
+        assert!(issued.len() >= 100 && n >= 50, "{} issued, {n} signed", issued.len());
+        eprintln!("{}: killed after {} issued and {n} signed", db.backend, issued.len());
 
         let (child, url) = serve(dir.path(), &db).await;
         let client = sigil_tests::bench::client(dir.path(), 4).unwrap();
@@ -145,8 +154,9 @@ async fn a_server_killed_under_load_keeps_every_certificate_and_signature_it_ack
             let v: Value = r.json().await.unwrap();
             assert_eq!(v["serial"].as_str(), Some(serial.as_str()));
         }
-        // The signatures' audit events, paged through as a client would.
-        let (mut recorded, mut cursor) = (0usize, String::new());
+        // The signatures' audit events, paged through as a client would: one for each
+        // signature returned, found by its request id.
+        let (mut recorded, mut cursor) = (std::collections::HashSet::new(), String::new());
         loop {
             let r = client
                 .get(format!(
@@ -159,13 +169,17 @@ async fn a_server_killed_under_load_keeps_every_certificate_and_signature_it_ack
                 .unwrap();
             assert_eq!(r.status(), 200);
             let v: Value = r.json().await.unwrap();
-            recorded += v["items"].as_array().unwrap_or_else(|| panic!("no items: {v}")).len();
+            let items = v["items"].as_array().unwrap_or_else(|| panic!("no items: {v}"));
+            recorded
+                .extend(items.iter().filter_map(|e| e["request_id"].as_str()).map(String::from));
             match v["next_cursor"].as_str() {
                 Some(c) => cursor = format!("&cursor={c}"),
                 None => break,
             }
         }
-        assert!(recorded >= signed, "{recorded} signatures recorded, {signed} returned");
+        for id in &signed {
+            assert!(recorded.contains(id), "signature of request {id}, returned, is not audited");
+        }
         let r = client
             .get(format!("{url}/api/v1/audit/verify"))
             .bearer_auth(&key)

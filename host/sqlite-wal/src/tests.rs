@@ -480,6 +480,25 @@ fn an_attached_wal_database_written_in_the_same_transaction_keeps_each_files_fra
         assert_eq!(count(&ra), committed, "a reader of a.db after transaction {i}");
         assert_eq!(count(&rb), committed, "a reader of b.db after transaction {i}");
     }
+    // A rolled-back transaction that spills to both WALs (a cache of 10 pages each): the
+    // spilled frames of each file are written or dropped, never held back or left valid.
+    w.execute_batch("PRAGMA main.cache_size=10; PRAGMA b.cache_size=10;").unwrap();
+    let out = |w: &Connection, s: &CStr| {
+        let f = wal_file_of(w, s);
+        f.writes + u64::try_from(f.pending_len()).unwrap()
+    };
+    let before = (out(&w, c"main"), out(&w, c"b"));
+    let tx = w.unchecked_transaction().unwrap();
+    for k in 1000..1200 {
+        tx.execute("INSERT INTO main.t VALUES (?1, zeroblob(900))", [k]).unwrap();
+        tx.execute("INSERT INTO b.t VALUES (?1, zeroblob(1700))", [k]).unwrap();
+    }
+    // Frames of the open transaction went to each WAL (written, or held in its buffer).
+    let spilled = (out(&tx, c"main") > before.0, out(&tx, c"b") > before.1);
+    drop(tx);
+    assert_eq!(spilled, (true, true), "the transaction did not spill to both files");
+    assert_eq!((pending(&w), wal_file_of(&w, c"b").pending_len()), (0, 0));
+    assert_eq!((count(&ra), count(&rb)), (270, 270));
     for name in ["a.db", "b.db"] {
         let (_copy, plain) = crash_copy(dir.path(), name);
         assert_eq!(count(&plain), 270, "{name} as a crash leaves it");
