@@ -296,20 +296,24 @@ async fn a_scoped_key_mints_only_keys_within_its_scope_and_lifetime() {
     }
 }
 
+/// An issuance request for a fresh P-256 key named `n` (its CSR made in `dir`), in `office`
+/// or in none.
+fn cert_body(dir: &std::path::Path, n: &str, office: Option<&str>) -> Value {
+    let (csr, _) = openssl_csr(dir, n, "ec:P-256", &format!("/CN={n}"), None);
+    let mut body = json!({"csr": csr, "profile": "tls-client"});
+    if let Some(o) = office {
+        body["office_id"] = json!(o);
+    }
+    body
+}
+
 #[tokio::test]
 async fn a_device_officer_cannot_link_or_revoke_another_offices_certificate() {
     for db in backends().await {
         let s = TestServer::start(&db).await;
         let (a, b, _, _) = two_offices(&s).await;
         let tmp = tempfile::tempdir().unwrap();
-        let cert = |n: &str, office: Option<&str>| {
-            let (csr, _) = openssl_csr(tmp.path(), n, "ec:P-256", &format!("/CN={n}"), None);
-            let mut body = json!({"csr": csr, "profile": "tls-client"});
-            if let Some(o) = office {
-                body["office_id"] = json!(o);
-            }
-            body
-        };
+        let cert = |n: &str, office: Option<&str>| cert_body(tmp.path(), n, office);
         let cert_b = id(&s.create("/api/v1/certificates", cert("b", Some(&b))).await);
         let cert_none = id(&s.create("/api/v1/certificates", cert("none", None)).await);
         let dev = id(&s
@@ -374,14 +378,7 @@ async fn a_serial_lookup_finds_no_certificate_outside_the_callers_offices() {
         let s = TestServer::start(&db).await;
         let (a, b, _, _) = two_offices(&s).await;
         let tmp = tempfile::tempdir().unwrap();
-        let cert = |n: &str, office: Option<&str>| {
-            let (csr, _) = openssl_csr(tmp.path(), n, "ec:P-256", &format!("/CN={n}"), None);
-            let mut body = json!({"csr": csr, "profile": "tls-client"});
-            if let Some(o) = office {
-                body["office_id"] = json!(o);
-            }
-            body
-        };
+        let cert = |n: &str, office: Option<&str>| cert_body(tmp.path(), n, office);
         let serial = |v: &Value| v["serial"].as_str().unwrap().to_owned();
         let in_a = serial(&s.create("/api/v1/certificates", cert("in-a", Some(&a))).await);
         let in_b = serial(&s.create("/api/v1/certificates", cert("in-b", Some(&b))).await);

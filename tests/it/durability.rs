@@ -34,6 +34,12 @@ async fn serve(data_dir: &Path, db: &TestDb) -> (Child, String) {
     (child, url)
 }
 
+/// GET `url` as the holder of `key`: the status and the JSON body.
+async fn get_json(client: &reqwest::Client, url: String, key: &str) -> (u16, Value) {
+    let r = client.get(url).bearer_auth(key).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
 /// A SAD for 1,000 signatures (retried while the server sheds PIN checks with a 503).
 async fn authorize(c: &reqwest::Client, url: &str, token: &str, cred: &str) -> String {
     for _ in 0..50 {
@@ -143,32 +149,22 @@ async fn a_server_killed_under_load_keeps_every_certificate_and_signature_it_ack
 
         let (child, url) = serve(dir.path(), &db).await;
         let client = sigil_tests::bench::client(dir.path(), 4).unwrap();
+        let get = |path: String| get_json(&client, format!("{url}{path}"), &key);
         for (id, serial) in &issued {
-            let r = client
-                .get(format!("{url}/api/v1/certificates/{id}"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200, "certificate {id}, answered 201, is gone");
-            let v: Value = r.json().await.unwrap();
+            let (status, v) = get(format!("/api/v1/certificates/{id}")).await;
+            assert_eq!(status, 200, "certificate {id}, answered 201, is gone");
             assert_eq!(v["serial"].as_str(), Some(serial.as_str()));
         }
         // The signatures' audit events, paged through as a client would: one for each
         // signature returned, found by its request id.
         let (mut recorded, mut cursor) = (std::collections::HashSet::new(), String::new());
         loop {
-            let r = client
-                .get(format!(
-                    "{url}/api/v1/audit?action=csc.sign_hash&object_id={cred}&outcome=success\
-                     &limit=500{cursor}"
-                ))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            let v: Value = r.json().await.unwrap();
+            let (status, v) = get(format!(
+                "/api/v1/audit?action=csc.sign_hash&object_id={cred}&outcome=success\
+                 &limit=500{cursor}"
+            ))
+            .await;
+            assert_eq!(status, 200, "{v}");
             let items = v["items"].as_array().unwrap_or_else(|| panic!("no items: {v}"));
             recorded
                 .extend(items.iter().filter_map(|e| e["request_id"].as_str()).map(String::from));
@@ -180,13 +176,7 @@ async fn a_server_killed_under_load_keeps_every_certificate_and_signature_it_ack
         for id in &signed {
             assert!(recorded.contains(id), "signature of request {id}, returned, is not audited");
         }
-        let r = client
-            .get(format!("{url}/api/v1/audit/verify"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap();
-        let v: Value = r.json().await.unwrap();
+        let (_, v) = get("/api/v1/audit/verify".into()).await;
         assert_eq!(v["valid"], json!(true), "{v}");
         drop(child);
         db.cleanup().await;
