@@ -224,16 +224,15 @@ impl AuditEvent {
     /// Recomputes the hash from the stored fields.
     ///
     /// Computed twice per event (when it is sealed, and when the checkpoint's walk checks it),
-    /// so it writes numbers and the id into stack buffers and the digest as hex by table, not
-    /// through allocating conversions (the hex crate's char iterator among them).
+    /// so it writes numbers (`itoa`) and the id into stack buffers and the digest as hex by
+    /// table, not through allocating conversions (the hex crate's char iterator among them).
     pub fn compute_hash(&self) -> String {
         let mut buf = String::with_capacity(256 + self.details.len());
         let mut field = |v: Option<&str>| {
             // Length-prefixing keeps field boundaries unambiguous; `-` marks an absent value.
             match v {
                 Some(s) => {
-                    let mut digits = [0u8; 20];
-                    buf.push_str(decimal(s.len() as u64, &mut digits));
+                    buf.push_str(itoa::Buffer::new().format(s.len()));
                     buf.push(':');
                     buf.push_str(s);
                     buf.push('|');
@@ -241,12 +240,12 @@ impl AuditEvent {
                 None => buf.push_str("-|"),
             }
         };
-        let (mut seq, mut at) = ([0u8; 21], [0u8; 21]);
+        let (mut seq, mut at) = (itoa::Buffer::new(), itoa::Buffer::new());
         let mut id = Uuid::encode_buffer();
         field(Some("sigil-audit-v1"));
-        field(Some(signed_decimal(self.seq, &mut seq)));
+        field(Some(seq.format(self.seq)));
         field(Some(self.id.hyphenated().encode_lower(&mut id)));
-        field(Some(signed_decimal(self.occurred_at_us, &mut at)));
+        field(Some(at.format(self.occurred_at_us)));
         field(Some(&self.actor_kind));
         field(Some(&self.actor_id));
         field(Some(&self.actor_name));
@@ -267,36 +266,6 @@ impl AuditEvent {
     pub fn occurred_at(&self) -> OffsetDateTime {
         from_unix_micros(self.occurred_at_us)
     }
-}
-
-/// `n` in decimal, written at the end of `out`.
-fn decimal(mut n: u64, out: &mut [u8; 20]) -> &str {
-    let mut i = out.len();
-    loop {
-        i -= 1;
-        // n % 10 < 10: the cast keeps the digit.
-        out[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&out[i..]).unwrap_or_default()
-}
-
-/// `n` in decimal with its sign, as `i64`'s `Display` writes it.
-fn signed_decimal(n: i64, out: &mut [u8; 21]) -> &str {
-    let mut digits = [0u8; 20];
-    let len = decimal(n.unsigned_abs(), &mut digits).len();
-    let start = out.len() - len;
-    out[start..].copy_from_slice(&digits[digits.len() - len..]);
-    let start = if n < 0 {
-        out[start - 1] = b'-';
-        start - 1
-    } else {
-        start
-    };
-    std::str::from_utf8(&out[start..]).unwrap_or_default()
 }
 
 /// Lowercase hex of `bytes`, as `hex::encode` writes it (whose char iterator is slower).
@@ -380,13 +349,7 @@ mod hash_tests {
     }
 
     #[test]
-    fn numbers_are_written_as_display_writes_them() {
-        for n in [0i64, 7, 10, 42, 1_733_400_000_123_456, i64::MAX, -1, -90, i64::MIN] {
-            assert_eq!(super::signed_decimal(n, &mut [0u8; 21]), n.to_string());
-        }
-        for n in [0u64, 9, 100, u64::MAX] {
-            assert_eq!(super::decimal(n, &mut [0u8; 20]), n.to_string());
-        }
+    fn hex_is_lowercase_two_digits_a_byte() {
         assert_eq!(super::lower_hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
     }
 
