@@ -179,4 +179,6 @@ unsafe extern "C" fn x_open(
 }
 
 #[cfg(test)]
+mod fault;
+#[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags, ffi};
 use super::*;
 use crate::wal::{WAL_METHODS, WalFile};
 
-fn open(path: &Path, synchronous: &str) -> Connection {
+pub(crate) fn open(path: &Path, synchronous: &str) -> Connection {
     register().unwrap();
     let c = Connection::open(path).unwrap();
     c.execute_batch(&format!(
@@ -49,7 +49,7 @@ fn wal_file_of<'c>(c: &'c Connection, schema: &CStr) -> &'c WalFile {
 }
 
 /// Writes the WAL file of `c` has handed to the platform so far.
-fn wal_writes(c: &Connection) -> u64 {
+pub(crate) fn wal_writes(c: &Connection) -> u64 {
     wal_file(c).writes
 }
 
@@ -59,7 +59,7 @@ fn pending(c: &Connection) -> usize {
 }
 
 /// `dir`'s database and WAL as a crash now would leave them, opened by SQLite's own VFS.
-fn crash_copy(dir: &Path, name: &str) -> (tempfile::TempDir, Connection) {
+pub(crate) fn crash_copy(dir: &Path, name: &str) -> (tempfile::TempDir, Connection) {
     let copy = tempfile::tempdir().unwrap();
     for f in [name.to_owned(), format!("{name}-wal")] {
         if dir.join(&f).exists() {
@@ -72,13 +72,13 @@ fn crash_copy(dir: &Path, name: &str) -> (tempfile::TempDir, Connection) {
 }
 
 /// SQLite's own check of every page and index of `c`'s database.
-fn assert_intact(c: &Connection) {
+pub(crate) fn assert_intact(c: &Connection) {
     let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
 }
 
 /// Another writer's work: the rows `keys` of 300 bytes in one transaction of `c`.
-fn commit_rows(c: &Connection, keys: std::ops::Range<i64>) {
+pub(crate) fn commit_rows(c: &Connection, keys: std::ops::Range<i64>) {
     let tx = c.unchecked_transaction().unwrap();
     for k in keys {
         tx.execute("INSERT INTO t VALUES (?1, printf('%.300c', 'c'))", [k]).unwrap();
@@ -86,7 +86,7 @@ fn commit_rows(c: &Connection, keys: std::ops::Range<i64>) {
     tx.commit().unwrap();
 }
 
-fn count(c: &Connection) -> i64 {
+pub(crate) fn count(c: &Connection) -> i64 {
     c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap()
 }
 

@@ -127,6 +127,10 @@ impl WalFile {
     /// `data` at `off` through the platform's `xWrite`.
     fn write_through(&mut self, data: &[u8], off: i64) -> c_int {
         self.writes += 1;
+        #[cfg(test)]
+        if crate::fault::write_fails() {
+            return ffi::SQLITE_IOERR_WRITE;
+        }
         match (self.methods().xWrite, c_int::try_from(data.len())) {
             // SAFETY: `data` is valid for its length; the platform's file is open.
             (Some(write), Ok(n)) => unsafe { write(self.head.real, data.as_ptr().cast(), n, off) },
@@ -284,7 +288,13 @@ unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
     if failed != ffi::SQLITE_OK {
         return failed;
     }
-    flushed!(file, forward::sync(file, flags))
+    flushed!(file, {
+        #[cfg(test)]
+        if crate::fault::sync_fails() {
+            return ffi::SQLITE_IOERR_FSYNC;
+        }
+        forward::sync(file, flags)
+    })
 }
 
 unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
