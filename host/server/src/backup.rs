@@ -75,7 +75,7 @@ pub async fn run(cfg: &Config, out: &Path) -> Result<Report> {
     // directories last: a root CA created meanwhile has its key file, which is never rewritten.
     copy(out, &mut report, &cfg.anchor_path(), Path::new("audit-anchors.log"))?;
     let url = cfg.database_url();
-    // SQLite's text-search index (sigil-search.db) is derived from the certificates and rebuilt
+    // SQLite's text-search index (sigil.db-search) is derived from the certificates and rebuilt
     // by the server when missing: not copied.
     if url.starts_with("sqlite:") {
         let db = out.join("sigil.db");

@@ -67,10 +67,38 @@ pub(crate) async fn narrowing(
     }))
 }
 
-/// The text-search database beside the SQLite database `db`: `sigil.db` → `sigil-search.db`.
+/// The text-search database beside the SQLite database `db`, named after the whole file name
+/// as SQLite names its own companions (`sigil.db` → `sigil.db-search`, whose WAL is then
+/// `sigil.db-search-wal`): two databases in one directory never share one index.
 pub(crate) fn file_for(db: &Path) -> PathBuf {
+    let mut name = db.file_name().map(ToOwned::to_owned).unwrap_or_default();
+    name.push("-search");
+    db.with_file_name(name)
+}
+
+/// Removes the index file of earlier versions beside `db` (`sigil.db` → `sigil-search.db`,
+/// named after the stem, which `x.db` and `x.sqlite` shared), with its WAL and shared memory:
+/// derived data that [`file_for`]'s file replaces.
+pub(crate) fn remove_legacy_file(db: &Path) -> Result<(), String> {
     let stem = db.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    db.with_file_name(format!("{stem}-search.db"))
+    let legacy = db.with_file_name(format!("{stem}-search.db"));
+    if legacy == db {
+        return Ok(());
+    }
+    let mut removed = false;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = legacy.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Ok(()) => removed = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("removing {}: {e}", PathBuf::from(p).display())),
+        }
+    }
+    if removed {
+        tracing::info!(file = %legacy.display(), "removed the text-search index of an earlier version; it is rebuilt under its new name");
+    }
+    Ok(())
 }
 
 /// The statement that attaches the search database `file` to a connection as `search`; the

@@ -10,6 +10,7 @@ use sigil_core::access::api_keys::{ApiKeyService, CreateApiKey};
 use sigil_core::access::authz::{Principal, perm};
 use sigil_core::audit::{ChainVerifier, Checkpoint, GENESIS_HASH};
 use sigil_core::ports::{ApiKeyFilter, AuditFilter, PageRequest, Store, SystemClock};
+use sigil_store::SqlStore;
 use sigil_store::testing::TestDb;
 
 fn create(name: &str) -> CreateApiKey {
@@ -199,7 +200,7 @@ fn sqlite_file(db: &TestDb) -> std::path::PathBuf {
 
 /// The text-search file beside a SQLite test database.
 fn search_file(db: &TestDb) -> std::path::PathBuf {
-    sqlite_file(db).with_file_name("sigil-search.db")
+    sqlite_file(db).with_file_name("sigil.db-search")
 }
 
 #[tokio::test]
@@ -746,5 +747,49 @@ async fn a_damaged_text_search_file_is_made_anew_at_start_and_filled_again() {
         assert_eq!(std::fs::metadata(&search).unwrap().permissions().mode() & 0o077, 0);
     }
     store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn two_sqlite_databases_in_one_directory_keep_text_search_indexes_of_their_own() {
+    // SQLite only. `x.db` and `x.sqlite` once shared `x-search.db`: each indexer took the
+    // other's mark for a stale one and rebuilt, and a search could be narrowed by the other
+    // database's index (missing its own matches). An index file left by that version is
+    // removed at start.
+    let db = TestDb::sqlite();
+    let dir = sqlite_file(&db).parent().unwrap().to_path_buf();
+    std::fs::write(dir.join("sigil-search.db"), b"an index of an earlier version").unwrap();
+    let a = db.store().await;
+    assert!(!dir.join("sigil-search.db").exists(), "the earlier version's file is still there");
+    let mut other = db.options();
+    other.url = format!("sqlite://{}", dir.join("sigil.sqlite").display());
+    let b = SqlStore::connect(&other).await.unwrap();
+    b.migrate().await.unwrap();
+    let named = |prefix: &str, n: usize, cn: &str| {
+        let mut v = certs(prefix, n);
+        for c in &mut v {
+            c.subject = format!("CN={cn}");
+        }
+        v
+    };
+    insert_all(&a, &named("a", 12, "alpha-host")).await;
+    insert_all(&b, &named("b", 7, "beta-host")).await;
+    assert_eq!(a.index_certificate_search().await.unwrap(), 12);
+    assert_eq!(b.index_certificate_search().await.unwrap(), 7);
+    // Neither indexer found its mark moved by the other: nothing to do, no rebuild.
+    assert_eq!(a.index_certificate_search().await.unwrap(), 0);
+    assert_eq!(b.index_certificate_search().await.unwrap(), 0);
+    assert!(dir.join("sigil.db-search").is_file() && dir.join("sigil.sqlite-search").is_file());
+    let page = PageRequest { after: None, limit: 50 };
+    let search = |text: &str| sigil_core::ports::CertFilter {
+        text: Some(text.into()),
+        ..Default::default()
+    };
+    let (a_dyn, b_dyn): (&dyn Store, &dyn Store) = (&a, &b);
+    assert_eq!(a_dyn.list_certificates(&search("alpha-h"), &page).await.unwrap().len(), 12);
+    assert_eq!(b_dyn.list_certificates(&search("beta-h"), &page).await.unwrap().len(), 7);
+    assert_eq!(a_dyn.list_certificates(&search("beta-h"), &page).await.unwrap().len(), 0);
+    a.close().await;
+    b.close().await;
     db.cleanup().await;
 }
