@@ -78,11 +78,12 @@ pub(crate) fn file_for(db: &Path) -> PathBuf {
 
 /// Removes the index file of earlier versions beside `db` (`sigil.db` → `sigil-search.db`,
 /// named after the stem, which `x.db` and `x.sqlite` shared), with its WAL and shared memory:
-/// derived data that [`file_for`]'s file replaces.
+/// derived data that [`file_for`]'s file replaces. Only a file that holds an index and no
+/// database of Sigil's is removed: `a-search.db` may be someone's database beside `a.db`.
 pub(crate) fn remove_legacy_file(db: &Path) -> Result<(), String> {
     let stem = db.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let legacy = db.with_file_name(format!("{stem}-search.db"));
-    if legacy == db {
+    if legacy == db || !legacy.is_file() || !holds_only_an_index(&legacy) {
         return Ok(());
     }
     let mut removed = false;
@@ -106,6 +107,19 @@ pub(crate) fn remove_legacy_file(db: &Path) -> Result<(), String> {
 pub(crate) fn attach_sql(file: &Path) -> Result<String, String> {
     let path = file.to_str().ok_or("the search database's path is not UTF-8")?;
     Ok(format!("ATTACH DATABASE '{}' AS search;", path.replace('\'', "''")))
+}
+
+/// Whether the SQLite file `file` holds a text-search index (its mark) and no table of the
+/// main database (the audit chain's head); `false` for a file SQLite cannot read.
+fn holds_only_an_index(file: &Path) -> bool {
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let Ok(conn) = Connection::open_with_flags(file, flags) else { return false };
+    let tables: rusqlite::Result<Vec<String>> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect());
+    matches!(tables, Ok(t) if t.iter().any(|n| n == "certificates_search_mark")
+        && !t.iter().any(|n| n == "audit_head" || n == "certificates"))
 }
 
 /// The search database's tables and mark, created if missing.

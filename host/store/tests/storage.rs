@@ -755,12 +755,24 @@ async fn two_sqlite_databases_in_one_directory_keep_text_search_indexes_of_their
     // SQLite only. `x.db` and `x.sqlite` once shared `x-search.db`: each indexer took the
     // other's mark for a stale one and rebuilt, and a search could be narrowed by the other
     // database's index (missing its own matches). An index file left by that version is
-    // removed at start.
+    // removed at start; a database of that name that is not an index is not.
     let db = TestDb::sqlite();
     let dir = sqlite_file(&db).parent().unwrap().to_path_buf();
-    std::fs::write(dir.join("sigil-search.db"), b"an index of an earlier version").unwrap();
+    let legacy = rusqlite::Connection::open(dir.join("sigil-search.db")).unwrap();
+    legacy
+        .execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE certificates_search_mark (id INTEGER PRIMARY KEY, \
+             last_rowid BIGINT NOT NULL, last_id TEXT); INSERT INTO certificates_search_mark \
+             VALUES (1, 5, 'gone');",
+        )
+        .unwrap();
+    drop(legacy);
     let a = db.store().await;
-    assert!(!dir.join("sigil-search.db").exists(), "the earlier version's file is still there");
+    assert!(!dir.join("sigil-search.db").exists(), "the earlier version's index is still there");
+    // The same name, now someone's database: `sigil.sqlite` opening beside it leaves it be.
+    let someones = rusqlite::Connection::open(dir.join("sigil-search.db")).unwrap();
+    someones.execute_batch("CREATE TABLE audit_head (id INTEGER PRIMARY KEY)").unwrap();
+    drop(someones);
     let mut other = db.options();
     other.url = format!("sqlite://{}", dir.join("sigil.sqlite").display());
     let b = SqlStore::connect(&other).await.unwrap();
@@ -780,6 +792,7 @@ async fn two_sqlite_databases_in_one_directory_keep_text_search_indexes_of_their
     assert_eq!(a.index_certificate_search().await.unwrap(), 0);
     assert_eq!(b.index_certificate_search().await.unwrap(), 0);
     assert!(dir.join("sigil.db-search").is_file() && dir.join("sigil.sqlite-search").is_file());
+    assert!(dir.join("sigil-search.db").is_file(), "a database that is no index was removed");
     let page = PageRequest { after: None, limit: 50 };
     let search = |text: &str| sigil_core::ports::CertFilter {
         text: Some(text.into()),
