@@ -7,7 +7,7 @@ use std::cell::Cell;
 
 use rusqlite::{Connection, ErrorCode};
 
-use crate::tests::{assert_intact, commit_rows, count, crash_copy, open, wal_writes};
+use crate::tests::{assert_intact, commit_rows, count, crash_copy, open, pending, wal_writes};
 
 thread_local! {
     /// Platform writes let through before the next one fails; `None`: none fails.
@@ -103,7 +103,6 @@ fn a_failed_wal_write_fails_its_commit_and_nothing_of_it_is_seen_or_recovered() 
         assert_io_error(try_commit_rows(&c, 50..1_000), "a failed write");
         disarm();
         assert!(wal_writes(&c) > writes + writes_before, "the failure hit before any write");
-        assert!(c.is_autocommit(), "the failed commit left its transaction open");
         assert_eq!(count(&c), 50, "after {writes_before} writes: the writer");
         assert_eq!(count(&reader), 50, "after {writes_before} writes: another connection");
         let (_copy, plain) = crash_copy(dir.path(), "f.db");
@@ -129,10 +128,11 @@ fn a_failed_wal_sync_fails_its_commit_and_the_next_commit_overwrites_it() {
     let reader = open(&path, "FULL");
     // The frames reach the file and the sync fails: the commit is not answered as done, and
     // nothing of it becomes visible.
+    let writes = wal_writes(&c);
     fail_next_sync();
     assert_io_error(try_commit_rows(&c, 50..100), "a failed sync");
     disarm();
-    assert!(c.is_autocommit());
+    assert!(wal_writes(&c) > writes, "the frames did not reach the file before the sync");
     assert_eq!(count(&c), 50);
     assert_eq!(count(&reader), 50);
     // The next commit is written from the same place: its frames replace the failed ones, and
@@ -154,15 +154,15 @@ fn a_failed_write_of_spilled_frames_stops_the_transaction_and_leaves_the_databas
         .unwrap();
     commit_rows(&c, 0..50);
     let reader = open(&path, "FULL");
-    // A transaction larger than its cache spills frames to the WAL before its commit; the
-    // first write of them fails. Whichever call writes the buffer out (a later spill, a read
-    // of a spilled page, the commit) reports it, and the transaction cannot commit.
+    // A transaction larger than its cache spills frames before its commit; the shim holds them
+    // and writes them out with the commit's own, and that first write fails: the transaction
+    // cannot commit.
     let tx = c.unchecked_transaction().unwrap();
     fail_write_after(0);
-    let committed = try_spill(&c, 1_000, 300).and_then(|()| tx.commit());
+    try_spill(&c, 1_000, 300).unwrap();
+    assert!(pending(&c) > 0, "nothing spilled before the commit");
+    assert_io_error(tx.commit(), "a failed write of spilled frames");
     disarm();
-    assert_io_error(committed, "a failed spill");
-    assert!(c.is_autocommit());
     assert_eq!(count(&c), 50);
     assert_eq!(count(&reader), 50);
     let (_copy, plain) = crash_copy(dir.path(), "p.db");

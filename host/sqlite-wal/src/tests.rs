@@ -54,7 +54,7 @@ pub(crate) fn wal_writes(c: &Connection) -> u64 {
 }
 
 /// Bytes the WAL file of `c` holds back.
-fn pending(c: &Connection) -> usize {
+pub(crate) fn pending(c: &Connection) -> usize {
     wal_file(c).pending_len()
 }
 

@@ -247,7 +247,9 @@ impl SqlStore {
                 // pool's connections only: a `BEGIN IMMEDIATE` takes the writer lock of every
                 // attached file, so on the write pool it would wait for the indexer again.
                 let search_file = search::file_for(&file);
-                search::remove_legacy_file(&file).map_err(OpenError::Search)?;
+                if !opts.existing {
+                    search::remove_legacy_file(&file).map_err(OpenError::Search)?;
+                }
                 private_file(&search_file, true)?;
                 search::open_or_reset(&search_file).map_err(OpenError::Search)?;
                 let attach = search::attach_sql(&search_file).map_err(OpenError::Search)?;

@@ -80,6 +80,7 @@ pub(crate) fn file_for(db: &Path) -> PathBuf {
 /// named after the stem, which `x.db` and `x.sqlite` shared), with its WAL and shared memory:
 /// derived data that [`file_for`]'s file replaces. Only a file that holds an index and no
 /// database of Sigil's is removed: `a-search.db` may be someone's database beside `a.db`.
+/// Not called by opens of an existing installation (CLI reads), which change nothing.
 pub(crate) fn remove_legacy_file(db: &Path) -> Result<(), String> {
     let stem = db.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let legacy = db.with_file_name(format!("{stem}-search.db"));
@@ -109,12 +110,19 @@ pub(crate) fn attach_sql(file: &Path) -> Result<String, String> {
     Ok(format!("ATTACH DATABASE '{}' AS search;", path.replace('\'', "''")))
 }
 
-/// Whether the SQLite file `file` holds a text-search index (its mark) and no table of the
-/// main database (the audit chain's head); `false` for a file SQLite cannot read.
+/// Whether the SQLite file `file` holds a text-search index (its mark table) and neither of the
+/// main database's `certificates` and `audit_head`; `false` for a file SQLite cannot read. The
+/// file is opened immutable (no locks, no `-wal` or `-shm` made beside someone's database).
 fn holds_only_an_index(file: &Path) -> bool {
-    let flags =
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let Ok(conn) = Connection::open_with_flags(file, flags) else { return false };
+    let Some(path) = file.to_str() else { return false };
+    let uri = format!(
+        "file:{}?immutable=1",
+        path.replace('%', "%25").replace('?', "%3f").replace('#', "%23")
+    );
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+        | rusqlite::OpenFlags::SQLITE_OPEN_URI
+        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let Ok(conn) = Connection::open_with_flags(uri, flags) else { return false };
     let tables: rusqlite::Result<Vec<String>> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect());

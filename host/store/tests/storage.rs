@@ -771,7 +771,12 @@ async fn two_sqlite_databases_in_one_directory_keep_text_search_indexes_of_their
     assert!(!dir.join("sigil-search.db").exists(), "the earlier version's index is still there");
     // The same name, now someone's database: `sigil.sqlite` opening beside it leaves it be.
     let someones = rusqlite::Connection::open(dir.join("sigil-search.db")).unwrap();
-    someones.execute_batch("CREATE TABLE audit_head (id INTEGER PRIMARY KEY)").unwrap();
+    someones
+        .execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE audit_head (id INTEGER PRIMARY KEY); \
+             CREATE TABLE certificates_search_mark (id INTEGER PRIMARY KEY);",
+        )
+        .unwrap();
     drop(someones);
     let mut other = db.options();
     other.url = format!("sqlite://{}", dir.join("sigil.sqlite").display());
@@ -793,6 +798,7 @@ async fn two_sqlite_databases_in_one_directory_keep_text_search_indexes_of_their
     assert_eq!(b.index_certificate_search().await.unwrap(), 0);
     assert!(dir.join("sigil.db-search").is_file() && dir.join("sigil.sqlite-search").is_file());
     assert!(dir.join("sigil-search.db").is_file(), "a database that is no index was removed");
+    assert!(!dir.join("sigil-search.db-wal").exists(), "a log was made beside that database");
     let page = PageRequest { after: None, limit: 50 };
     let search = |text: &str| sigil_core::ports::CertFilter {
         text: Some(text.into()),
@@ -804,5 +810,19 @@ async fn two_sqlite_databases_in_one_directory_keep_text_search_indexes_of_their
     assert_eq!(a_dyn.list_certificates(&search("beta-h"), &page).await.unwrap().len(), 0);
     a.close().await;
     b.close().await;
+    // A CLI command reading an installation (an open of an existing database) removes nothing.
+    let cli_dir = dir.join("cli");
+    std::fs::create_dir(&cli_dir).unwrap();
+    let mut cli = db.options();
+    cli.url = format!("sqlite://{}", cli_dir.join("sigil.db").display());
+    let made = SqlStore::connect(&cli).await.unwrap();
+    made.migrate().await.unwrap();
+    made.close().await;
+    let legacy = rusqlite::Connection::open(cli_dir.join("sigil-search.db")).unwrap();
+    legacy.execute_batch("CREATE TABLE certificates_search_mark (id INTEGER PRIMARY KEY)").unwrap();
+    drop(legacy);
+    cli.existing = true;
+    SqlStore::connect(&cli).await.unwrap().close().await;
+    assert!(cli_dir.join("sigil-search.db").is_file(), "a reading command removed a file");
     db.cleanup().await;
 }
