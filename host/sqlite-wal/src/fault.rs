@@ -7,7 +7,10 @@ use std::cell::Cell;
 
 use rusqlite::{Connection, ErrorCode};
 
-use crate::tests::{assert_intact, commit_rows, count, crash_copy, open, pending, wal_writes};
+use crate::tests::{
+    assert_intact, commit_rows, count, crash_copy, open, pending, spill, try_commit_rows,
+    wal_writes,
+};
 
 thread_local! {
     /// Platform writes let through before the next one fails; `None`: none fails.
@@ -49,22 +52,20 @@ fn disarm() {
     SYNC_FAILS.with(|c| c.set(false));
 }
 
-/// The rows `keys` (300 bytes each) in one transaction of `c`, or the error that stopped it.
-fn try_commit_rows(c: &Connection, keys: std::ops::Range<i64>) -> rusqlite::Result<()> {
-    let tx = c.unchecked_transaction()?;
-    for k in keys {
-        tx.execute("INSERT INTO t VALUES (?1, printf('%.300c', 'c'))", [k])?;
+/// A database `name` in a new directory whose table `t` holds the rows 0..50, with its writer
+/// (a page cache of `cache_pages`, or SQLite's default) and another connection to read it.
+fn fifty_rows(name: &str, cache_pages: Option<u32>) -> (tempfile::TempDir, Connection, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    let c = open(&path, "FULL");
+    if let Some(n) = cache_pages {
+        c.execute_batch(&format!("PRAGMA cache_size={n};")).unwrap();
     }
-    tx.commit()
-}
-
-/// `rows` rows of 500 bytes from key `from`, each in its own statement of the open transaction
-/// (with a cache of 10 pages, full leaves spill to the WAL), or the error that stopped them.
-fn try_spill(c: &Connection, from: i64, rows: i64) -> rusqlite::Result<()> {
-    for i in from..from + rows {
-        c.execute("INSERT INTO t VALUES (?1, printf('%.500c', 'a'))", [i])?;
-    }
-    Ok(())
+    c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").unwrap();
+    commit_rows(&c, 0..50);
+    let reader = open(&path, "FULL");
+    assert_eq!(count(&reader), 50);
+    (dir, c, reader)
 }
 
 fn assert_io_error(r: rusqlite::Result<()>, what: &str) {
@@ -90,13 +91,7 @@ fn a_failed_wal_write_fails_its_commit_and_nothing_of_it_is_seen_or_recovered() 
     // write of up to 124 KiB fails, so the first part of its frames is on disk and the commit
     // frame is not.
     for writes_before in [0, 1] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.db");
-        let c = open(&path, "FULL");
-        c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").unwrap();
-        commit_rows(&c, 0..50);
-        let reader = open(&path, "FULL");
-        assert_eq!(count(&reader), 50);
+        let (dir, c, reader) = fifty_rows("f.db", None);
         let writes = wal_writes(&c);
         fail_write_after(writes_before);
         // About 290 KB of rows: three writes of the WAL when nothing fails.
@@ -120,12 +115,7 @@ fn a_failed_wal_write_fails_its_commit_and_nothing_of_it_is_seen_or_recovered() 
 
 #[test]
 fn a_failed_wal_sync_fails_its_commit_and_the_next_commit_overwrites_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.db");
-    let c = open(&path, "FULL");
-    c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").unwrap();
-    commit_rows(&c, 0..50);
-    let reader = open(&path, "FULL");
+    let (dir, c, reader) = fifty_rows("s.db", None);
     // The frames reach the file and the sync fails: the commit is not answered as done, and
     // nothing of it becomes visible.
     let writes = wal_writes(&c);
@@ -147,19 +137,13 @@ fn a_failed_wal_sync_fails_its_commit_and_the_next_commit_overwrites_it() {
 
 #[test]
 fn a_failed_write_of_spilled_frames_stops_the_transaction_and_leaves_the_database_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("p.db");
-    let c = open(&path, "FULL");
-    c.execute_batch("PRAGMA cache_size=10; CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT);")
-        .unwrap();
-    commit_rows(&c, 0..50);
-    let reader = open(&path, "FULL");
+    let (dir, c, reader) = fifty_rows("p.db", Some(10));
     // A transaction larger than its cache spills frames before its commit; the shim holds them
     // and writes them out with the commit's own, and that first write fails: the transaction
     // cannot commit.
     let tx = c.unchecked_transaction().unwrap();
     fail_write_after(0);
-    try_spill(&c, 1_000, 300).unwrap();
+    spill(&c, 1_000, 300);
     assert!(pending(&c) > 0, "nothing spilled before the commit");
     assert_io_error(tx.commit(), "a failed write of spilled frames");
     disarm();

@@ -79,11 +79,16 @@ pub(crate) fn assert_intact(c: &Connection) {
 
 /// Another writer's work: the rows `keys` of 300 bytes in one transaction of `c`.
 pub(crate) fn commit_rows(c: &Connection, keys: std::ops::Range<i64>) {
-    let tx = c.unchecked_transaction().unwrap();
+    try_commit_rows(c, keys).unwrap();
+}
+
+/// [`commit_rows`], or the error that stopped it (the transaction then rolled back).
+pub(crate) fn try_commit_rows(c: &Connection, keys: std::ops::Range<i64>) -> rusqlite::Result<()> {
+    let tx = c.unchecked_transaction()?;
     for k in keys {
-        tx.execute("INSERT INTO t VALUES (?1, printf('%.300c', 'c'))", [k]).unwrap();
+        tx.execute("INSERT INTO t VALUES (?1, printf('%.300c', 'c'))", [k])?;
     }
-    tx.commit().unwrap();
+    tx.commit()
 }
 
 pub(crate) fn count(c: &Connection) -> i64 {
@@ -92,7 +97,7 @@ pub(crate) fn count(c: &Connection) -> i64 {
 
 /// Spills without reading back: `rows` rows of 500 bytes appended through a cache of 10
 /// pages (full leaves are written to the WAL and never looked at again).
-fn spill(c: &Connection, from: i64, rows: i64) {
+pub(crate) fn spill(c: &Connection, from: i64, rows: i64) {
     for i in from..from + rows {
         c.execute("INSERT INTO t VALUES (?1, printf('%.500c', 'a'))", [i]).unwrap();
     }

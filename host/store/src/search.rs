@@ -87,18 +87,21 @@ pub(crate) fn remove_legacy_file(db: &Path) -> Result<(), String> {
     if legacy == db || !legacy.is_file() || !holds_only_an_index(&legacy) {
         return Ok(());
     }
-    let mut removed = false;
+    remove_with_companions(&legacy)?;
+    tracing::info!(file = %legacy.display(), "removed the text-search index of an earlier version; it is rebuilt under its new name");
+    Ok(())
+}
+
+/// Removes the SQLite file `file` with its WAL and shared memory, those of them that exist.
+fn remove_with_companions(file: &Path) -> Result<(), String> {
     for suffix in ["", "-wal", "-shm"] {
-        let mut p = legacy.as_os_str().to_owned();
+        let mut p = file.as_os_str().to_owned();
         p.push(suffix);
         match std::fs::remove_file(&p) {
-            Ok(()) => removed = true,
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("removing {}: {e}", PathBuf::from(p).display())),
         }
-    }
-    if removed {
-        tracing::info!(file = %legacy.display(), "removed the text-search index of an earlier version; it is rebuilt under its new name");
     }
     Ok(())
 }
@@ -154,15 +157,7 @@ fn open(file: &Path) -> rusqlite::Result<Connection> {
 pub(crate) fn open_or_reset(file: &Path) -> Result<(), String> {
     let Err(first) = open(file) else { return Ok(()) };
     tracing::warn!(file = %file.display(), error = %first, "the text-search database cannot be used; rebuilding it");
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = file.as_os_str().to_owned();
-        p.push(suffix);
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("removing {}: {e}", PathBuf::from(p).display())),
-        }
-    }
+    remove_with_companions(file)?;
     crate::private_file(file, true).map_err(|e| e.to_string())?;
     open(file).map(drop).map_err(|e| e.to_string())
 }
