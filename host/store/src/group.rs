@@ -2,8 +2,9 @@
 //! the connection's worker thread; under load those hand-offs, not SQLite, set the pace. So the
 //! group writer owns a connection of its own (rusqlite, the same libsqlite3 as sqlx) on its own
 //! thread: it takes whatever units are waiting (up to [`MAX_BATCH`]), applies them in one
-//! `BEGIN IMMEDIATE` transaction with their audit events chained in order, commits once and
-//! answers each unit. Each unit runs in a savepoint, so a refused unit is undone alone; if the
+//! `BEGIN IMMEDIATE` transaction with their audit events chained in order (under load, with
+//! those that arrive in a short window, see [`GATHER_WAIT`]), commits once and answers each
+//! unit. Each unit runs in a savepoint, so a refused unit is undone alone; if the
 //! batch itself fails, each unit is retried alone.
 //!
 //! Placeholders are `?N`: SQLite numbers `$N` parameters by first appearance, not by N.
@@ -38,16 +39,19 @@ const WRITER_CACHE_KIB: u32 = 16 * 1024;
 pub(crate) const MAX_BATCH: usize = 256;
 
 /// Under load (units were waiting when the last commit ended), a commit of new certificates
-/// that holds fewer than [`GATHER_UNITS`] units waits up to [`GATHER_WAIT`] for more before it
-/// starts. Such a commit rewrites the last page of about 17 B-trees (the certificate table,
-/// its indexes, the audit table and its indexes, the chain head) and syncs, whatever its size;
-/// with the WAL written in one call (sigil-sqlite-wal) the writer turned around so fast that
-/// its batches fell to two units, and those fixed costs came back per unit. Measured at 16
-/// clients, alternating: writer CPU per issuance 42-57 µs against 67-79, server CPU 4-12%
-/// lower, the rate 4% higher on average (within the VM's noise). A signature's
-/// commit touches fewer trees, and its clients wait on it more: waiting cost signHash 7%.
-/// An idle server, or one client at a time, never waits: the queue is empty when its commits
-/// end.
+/// that holds fewer than [`GATHER_UNITS`] units stays open up to [`GATHER_WAIT`] for more,
+/// applying each as it arrives. Such a commit rewrites the last page of about 17 B-trees (the
+/// certificate table, its indexes, the audit table and its indexes, the chain head) and syncs,
+/// whatever its size; with the WAL written in one call (sigil-sqlite-wal) the writer turned
+/// around so fast that its batches fell to two units, and those fixed costs came back per
+/// unit. Measured at 16 clients, alternating: writer CPU per issuance 42-57 µs against 67-79,
+/// server CPU 4-12% lower, the rate 4% higher on average (within the VM's noise). The window
+/// first came before the batch's statements, which then ran after it while its clients waited;
+/// running them inside it gave 5,568/s against 5,280/s (six alternating pairs of 5 s, five in
+/// its favour; server CPU per issuance 267 µs against 280) and 5,867/s against 5,742/s in five
+/// more. A signature's commit touches fewer trees, and its clients wait on it more: waiting
+/// cost signHash 7%. An idle server, or one client at a time, never waits: the queue is empty
+/// when its commits end.
 const GATHER_UNITS: usize = 12;
 const GATHER_WAIT: Duration = Duration::from_micros(400);
 /// How often a gathering commit looks at the queue (sleeps are rounded up by the kernel's
@@ -88,19 +92,10 @@ pub(crate) fn spawn(
             while let Some(first) = rx.blocking_recv() {
                 let mut batch = vec![first];
                 take_waiting(&mut rx, &mut batch);
-                if busy && batch.len() < GATHER_UNITS && issues_certificates(&batch) {
-                    let until = Instant::now() + GATHER_WAIT;
-                    while batch.len() < GATHER_UNITS && Instant::now() < until {
-                        std::thread::sleep(GATHER_STEP);
-                        take_waiting(&mut rx, &mut batch);
-                    }
-                }
-                let refs: Vec<(&[WriteOp], &[NewAuditEvent], OffsetDateTime)> =
-                    batch.iter().map(|u| (u.ops.as_slice(), u.events.as_slice(), u.now)).collect();
+                let gather = busy && batch.len() < GATHER_UNITS && issues_certificates(&batch);
                 // In the writers' queue (first come, first served with sqlx's writes).
                 let turn = gate.blocking_lock();
-                let written = write(&mut conn, &refs);
-                let written = match written {
+                let written = match write_gathering(&mut conn, &mut rx, &mut batch, gather) {
                     Err(_) if batch.len() > 1 => batch
                         .iter()
                         .map(|u| {
@@ -156,28 +151,80 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
 }
 
 /// Applies `units` in one transaction and returns each unit's outcome: its sealed events, or
-/// why its operations were refused. A unit of one statement is atomic by itself; a unit of
-/// several runs inside a savepoint. So a refused unit (a spent SAD, a renewal already claimed,
-/// a serial taken) is undone alone and the others commit; any other error fails the whole
-/// batch.
+/// why its operations were refused (see [`Open::add`]).
 fn write(
     conn: &mut Connection,
     units: &[(&[WriteOp], &[NewAuditEvent], OffsetDateTime)],
 ) -> StoreResult<Vec<StoreResult<Vec<AuditEvent>>>> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
-    let (seq, hash): (i64, String) = tx
-        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
-        .map_err(map_err)?;
-    let mut chain = audit::Chain::at(seq, hash);
+    let mut open = Open::begin(conn)?;
     let mut out = Vec::with_capacity(units.len());
     for (ops, events, now) in units {
+        out.push(open.add(ops, events, *now)?);
+    }
+    open.commit()?;
+    Ok(out)
+}
+
+/// Applies `batch` in one transaction, as [`write`] does; with `gather`, keeps the transaction
+/// open for up to [`GATHER_WAIT`], applying the units that arrive meanwhile (moved into `batch`)
+/// until it holds [`GATHER_UNITS`]. Their statements run while the window is open, so the
+/// commit follows its end at once.
+fn write_gathering(
+    conn: &mut Connection,
+    rx: &mut mpsc::Receiver<Unit>,
+    batch: &mut Vec<Unit>,
+    gather: bool,
+) -> StoreResult<Vec<StoreResult<Vec<AuditEvent>>>> {
+    let until = Instant::now() + GATHER_WAIT;
+    let mut open = Open::begin(conn)?;
+    let mut out = Vec::with_capacity(batch.len());
+    loop {
+        for u in &batch[out.len()..] {
+            out.push(open.add(&u.ops, &u.events, u.now)?);
+        }
+        if !gather || batch.len() >= GATHER_UNITS || Instant::now() >= until {
+            break;
+        }
+        std::thread::sleep(GATHER_STEP);
+        take_waiting(rx, batch);
+    }
+    open.commit()?;
+    Ok(out)
+}
+
+/// A group transaction being filled: the audit chain continues from the head read at its start.
+struct Open<'c> {
+    tx: rusqlite::Transaction<'c>,
+    chain: audit::Chain,
+}
+
+impl<'c> Open<'c> {
+    fn begin(conn: &'c mut Connection) -> StoreResult<Self> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+        let (seq, hash): (i64, String) = tx
+            .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(map_err)?;
+        Ok(Self { tx, chain: audit::Chain::at(seq, hash) })
+    }
+
+    /// Applies one unit and chains its events. A unit of one statement is atomic by itself; a
+    /// unit of several runs inside a savepoint. So a refused unit (a spent SAD, a renewal already
+    /// claimed, a serial taken) is undone alone (the inner result); any other error fails the
+    /// whole transaction (the outer one).
+    fn add(
+        &mut self,
+        ops: &[WriteOp],
+        events: &[NewAuditEvent],
+        now: OffsetDateTime,
+    ) -> StoreResult<StoreResult<Vec<AuditEvent>>> {
+        let tx = &mut self.tx;
         let applied = if ops.len() == 1 && ops.iter().all(one_statement) {
             // One statement is atomic on its own: a failing one backs out its own changes and
             // leaves the transaction open. A savepoint would copy every page the unit touches
             // into a sub-journal (spilled to a temporary file past 64 KiB), which cost the
             // issuance path about a quarter of its rate.
-            ops.iter().try_for_each(|op| apply(&tx, op))
+            ops.iter().try_for_each(|op| apply(tx, op))
         } else {
             // Dropped without commit, a savepoint rolls back to where it began.
             let sp = tx.savepoint().map_err(map_err)?;
@@ -185,30 +232,34 @@ fn write(
         };
         match applied {
             Ok(()) => {
-                let sealed = chain.seal(events, *now)?;
+                let sealed = self.chain.seal(events, now)?;
                 for e in &sealed {
-                    insert_event(&tx, e)?;
+                    insert_event(&self.tx, e)?;
                 }
-                out.push(Ok(sealed));
+                Ok(Ok(sealed))
             }
             // Only a refusal or a unique violation is known to leave the transaction as it was
             // before the unit (the statement backed out, or the savepoint rolled back). Any other
             // error (I/O, a full disk, memory) may have rolled back the whole transaction or left
             // the unit half-written: the batch fails, and its units are retried alone.
             Err(e @ (StoreError::Refused { .. } | StoreError::Conflict { .. }))
-                if !tx.is_autocommit() =>
+                if !self.tx.is_autocommit() =>
             {
-                out.push(Err(e))
+                Ok(Err(e))
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
     }
-    let (seq, hash) = chain.head_values();
-    tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")
-        .and_then(|mut s| s.execute(params![seq, hash]))
-        .map_err(map_err)?;
-    tx.commit().map_err(map_err)?;
-    Ok(out)
+
+    /// Moves the head to the last sealed event and commits.
+    fn commit(self) -> StoreResult<()> {
+        let (seq, hash) = self.chain.head_values();
+        self.tx
+            .prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")
+            .and_then(|mut s| s.execute(params![seq, hash]))
+            .map_err(map_err)?;
+        self.tx.commit().map_err(map_err)
+    }
 }
 
 /// Whether `op` is all or nothing without a savepoint: one INSERT, or a SAD spend (whose second
