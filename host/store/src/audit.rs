@@ -82,31 +82,49 @@ pub(crate) async fn insert_events(
 /// (`seq`, `hash`) in one statement. The events travel as one JSON parameter (their own
 /// serialization, the one JSON exports use), so the statement has one shape (one prepared plan)
 /// whatever the batch size, where [`insert_events`] needs a statement per power-of-two run and
-/// the head its own UPDATE. The head must already be locked by the caller's transaction.
+/// the head its own UPDATE.
+///
+/// `from` is the head the events were chained from. `None`: the caller's transaction already
+/// holds the head's lock (it read the head `FOR UPDATE`). `Some`: the head was not read in this
+/// transaction (the group writer remembers where its last commit left it); the statement takes
+/// the lock itself and stores nothing unless the head is still there, and returns `false` then
+/// (another writer moved it: the caller rolls back and chains again from the locked head).
 pub(crate) async fn insert_events_moving_head(
     conn: &mut AnyConnection,
     events: &[AuditEvent],
     seq: i64,
     hash: &str,
-) -> StoreResult<()> {
+    from: Option<(i64, &str)>,
+) -> StoreResult<bool> {
     let json = serde_json::to_string(events).map_err(|e| StoreError::Backend(e.to_string()))?;
+    // Under READ COMMITTED an UPDATE that waited for the head's lock re-checks its condition
+    // on the row as the other transaction left it: a moved head matches nothing.
+    let (head, only_if) = match from {
+        None => ("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", ""),
+        Some(_) => (
+            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $4 AND hash = $5 \
+             RETURNING 1",
+            " WHERE EXISTS (SELECT 1 FROM head)",
+        ),
+    };
     let sql = format!(
-        "WITH head AS (UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1) \
+        "WITH head AS ({head}) \
          INSERT INTO audit_events ({INSERT_COLUMNS}) SELECT seq, id, occurred_at_us, \
          actor_kind, actor_id, actor_name, api_key_id, operator_id, action, object_type, \
          object_id, outcome, request_id, client_ip, details, prev_hash, hash \
          FROM json_to_recordset($3::json) AS x(seq bigint, id text, occurred_at_us bigint, \
          actor_kind text, actor_id text, actor_name text, api_key_id text, operator_id text, \
          action text, object_type text, object_id text, outcome text, request_id text, \
-         client_ip text, details text, prev_hash text, hash text)"
+         client_ip text, details text, prev_hash text, hash text){only_if}"
     );
-    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(seq)
-        .bind(hash)
-        .bind(json)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(seq).bind(hash).bind(json);
+    if let Some((from_seq, from_hash)) = from {
+        q = q.bind(from_seq).bind(from_hash.to_owned());
+    }
+    let done = q.execute(&mut *conn).await.map_err(map_err)?;
+    if from.is_some() && done.rows_affected() == 0 {
+        return Ok(false);
+    }
     if usize::try_from(done.rows_affected()).ok() != Some(events.len()) {
         return Err(StoreError::Backend(format!(
             "{} of {} audit events stored",
@@ -114,7 +132,7 @@ pub(crate) async fn insert_events_moving_head(
             events.len()
         )));
     }
-    Ok(())
+    Ok(true)
 }
 
 pub(crate) async fn events<'c, E: Executor<'c, Database = Any>>(

@@ -826,3 +826,67 @@ async fn two_sqlite_databases_in_one_directory_keep_text_search_indexes_of_their
     assert!(cli_dir.join("sigil-search.db").is_file(), "a reading command removed a file");
     db.cleanup().await;
 }
+
+/// Two nodes on one database, each with its group writer. A writer chains a batch from the head
+/// its last commit left where it can (PostgreSQL: a round trip less), so each node's next batch
+/// here starts from a head the other node has moved: it must be chained after the other's
+/// events, never beside them, and fail nothing. A change outside the group (an API key) moves
+/// the head too.
+#[tokio::test]
+async fn a_batch_after_another_node_moved_the_audit_head_is_chained_after_its_events() {
+    for db in TestDb::all().await {
+        eprintln!("backend: {}", db.backend);
+        let (a, b) = (db.store().await, db.store().await);
+        let issue = |store: &SqlStore, serial: String| {
+            let store = store.clone();
+            async move {
+                let ev = sigil_core::audit::NewAuditEvent::new(
+                    &Principal::system(),
+                    sigil_core::audit::AuditAction::CertificateIssue,
+                    "certificate",
+                    &serial,
+                );
+                store
+                    .commit_ops(
+                        vec![sigil_core::ports::WriteOp::InsertCertificate(Box::new(cert(
+                            &serial,
+                        )))],
+                        vec![ev],
+                        time::OffsetDateTime::now_utc(),
+                    )
+                    .await
+            }
+        };
+        for i in 0..3 {
+            issue(&a, format!("a{i}")).await.unwrap();
+            issue(&b, format!("b{i}")).await.unwrap();
+        }
+        let svc = ApiKeyService::new(Arc::new(a.clone()), Arc::new(SystemClock), Duration::ZERO);
+        let cap = Principal::local_cli().authorize::<perm::ApiKeysCreate>().unwrap();
+        svc.create(&cap, create("between")).await.unwrap();
+        issue(&a, "a3".into()).await.unwrap();
+        issue(&b, "b3".into()).await.unwrap();
+
+        for store in [&a, &b] {
+            let store: &dyn Store = store;
+            let events = store.audit_events(&AuditFilter::default(), 100).await.unwrap();
+            let objects: Vec<&str> = events.iter().map(|e| e.object_id.as_str()).collect();
+            assert_eq!(objects.len(), 9, "{objects:?}");
+            assert_eq!(
+                (objects[..6].to_vec(), &objects[7..]),
+                (vec!["a0", "b0", "a1", "b1", "a2", "b2"], &["a3", "b3"][..])
+            );
+            assert_eq!(
+                events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                (1..=9).collect::<Vec<_>>()
+            );
+            let mut v = ChainVerifier::new(1, GENESIS_HASH);
+            events.into_iter().for_each(|e| v.push(e));
+            let r = v.finish(Some(store.audit_head().await.unwrap().seq));
+            assert!(r.valid, "{r:?}");
+        }
+        a.close().await;
+        b.close().await;
+        db.cleanup().await;
+    }
+}
