@@ -21,6 +21,7 @@ use sigil_core::certs::Certificate;
 use sigil_core::ports::{StoreResult, WriteOp};
 use sigil_core::signing::credential::SadUse;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::{AnyConnection, AnyPool, Connection as _};
 use time::OffsetDateTime;
@@ -37,15 +38,23 @@ use crate::{audit, certs, csc, map_err, ops};
 /// fewer, larger batches cost less per change.
 const WRITERS: usize = 1;
 
-/// Starts the writer tasks; they end when every sender is dropped.
+/// Starts the writer tasks; they end when every sender is dropped or the pool is closed (their
+/// connections close with them; later units are refused).
 pub(crate) fn spawn(pool: AnyPool) -> mpsc::Sender<Unit> {
     let (tx, rx) = mpsc::channel::<Unit>(4 * MAX_BATCH);
     let rx = Arc::new(Mutex::new(rx));
     for _ in 0..WRITERS {
         let (pool, rx) = (pool.clone(), rx.clone());
         tokio::spawn(async move {
-            let mut writer = Writer { pool, conn: None, head: None, locked_batches: 0 };
-            while let Some(batch) = next_batch(&rx).await {
+            let mut closed = std::pin::pin!(pool.close_event());
+            let mut writer = Writer { pool, conn: None, used: None, head: None, locked_batches: 0 };
+            loop {
+                // Cancel-safe: a unit is taken only by the `recv` the close interrupts.
+                let batch = tokio::select! {
+                    b = next_batch(&rx) => b,
+                    () = &mut closed => None,
+                };
+                let Some(batch) = batch else { break };
                 writer.run(batch).await;
             }
         });
@@ -77,6 +86,11 @@ fn lock_key(u: &Unit) -> Option<(u8, String)> {
     })
 }
 
+/// A kept connection idle this long is given back for one the pool checks first (its checkout
+/// pings the server within the pool's acquire timeout): one a NAT dropped while the node was
+/// quiet would otherwise hold the next batch until TCP gave up on it.
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
+
 /// After another writer moved the audit head under this one, this many batches read the head
 /// (locked) instead of chaining from where this writer left it: two nodes writing at once would
 /// otherwise miss most of the time, each miss costing a batch's statements twice.
@@ -90,6 +104,8 @@ const LOCKED_AFTER_MISS: u32 = 64;
 struct Writer {
     pool: AnyPool,
     conn: Option<AnyConnection>,
+    /// When `conn` last finished a batch.
+    used: Option<Instant>,
     /// `(seq, hash)` after this writer's last commit, while no miss has made it doubtful.
     head: Option<(i64, String)>,
     /// Batches left that read the head instead (see [`LOCKED_AFTER_MISS`]).
@@ -138,8 +154,8 @@ impl Writer {
 
     /// Applies `units` in one transaction, chained from the remembered head if there is one
     /// and again from the locked head if another writer had moved it; returns each unit's
-    /// sealed events. Any failure drops the connection (a new one serves the next batch) and
-    /// forgets the head.
+    /// sealed events. A failure other than a refusal drops the connection (a new one serves
+    /// the next batch); any failure forgets the head.
     async fn write(
         &mut self,
         units: &[(&[WriteOp], &[NewAuditEvent], OffsetDateTime)],
@@ -157,12 +173,17 @@ impl Writer {
                 self.conn = None;
                 return Err(Failed::Before(StoreError::Backend("the store is closed".into())));
             }
+            if self.used.is_some_and(|t| t.elapsed() > IDLE_RECHECK) {
+                self.conn = None;
+            }
             let conn = match self.conn.as_mut() {
                 Some(c) => c,
                 None => self.conn.insert(self.pool.acquire().await.map_err(map_err)?.detach()),
             };
             let guessed = from.is_some();
-            match write(conn, &self.pool, units, from.take()).await {
+            let written = write(conn, &self.pool, units, from.take()).await;
+            self.used = Some(Instant::now());
+            match written {
                 Ok(Written::Committed(out, head, healthy)) => {
                     self.head = Some(head);
                     if !healthy {
@@ -178,6 +199,14 @@ impl Writer {
                     return Err(Failed::Before(StoreError::Backend(
                         "the audit head moved under its lock".into(),
                     )));
+                }
+                // A refusal (a spent SAD, a serial taken) is the statement's answer: the
+                // connection is sound, and its transaction's rollback goes out before the next
+                // BEGIN. Anything else may have broken it.
+                Err(
+                    e @ Failed::Before(StoreError::Refused { .. } | StoreError::Conflict { .. }),
+                ) => {
+                    return Err(e);
                 }
                 Err(e) => {
                     self.conn = None;

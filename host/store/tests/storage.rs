@@ -890,3 +890,45 @@ async fn a_batch_after_another_node_moved_the_audit_head_is_chained_after_its_ev
         db.cleanup().await;
     }
 }
+
+/// PostgreSQL: the group writer's connection is its own (outside the pool), and closing the
+/// store closes it too; no connection of the node is left on the server.
+#[tokio::test]
+async fn closing_a_postgres_store_closes_the_group_writers_connection() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let store = db.store().await;
+    let ev = sigil_core::audit::NewAuditEvent::new(
+        &Principal::system(),
+        sigil_core::audit::AuditAction::CertificateIssue,
+        "certificate",
+        "c1",
+    );
+    store
+        .commit_ops(
+            vec![sigil_core::ports::WriteOp::InsertCertificate(Box::new(cert("c1")))],
+            vec![ev],
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    let watcher =
+        sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&db.url).await.unwrap();
+    let mut left = -1;
+    for _ in 0..50 {
+        left = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&watcher)
+        .await
+        .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "connections of the closed store still open");
+    watcher.close().await;
+    db.cleanup().await;
+}
