@@ -246,22 +246,7 @@ async fn concurrent_inserts_are_group_committed_and_a_bad_unit_fails_alone() {
             tasks.push(tokio::spawn(async move {
                 // Units 10 and 11 collide on (ca, serial): exactly one of them must fail.
                 let serial = if i == 11 { "a10".to_owned() } else { format!("a{i}") };
-                let ev = sigil_core::audit::NewAuditEvent::new(
-                    &Principal::system(),
-                    sigil_core::audit::AuditAction::CertificateIssue,
-                    "certificate",
-                    i,
-                );
-                store
-                    .commit_ops(
-                        vec![sigil_core::ports::WriteOp::InsertCertificate(Box::new(cert(
-                            &serial,
-                        )))],
-                        vec![ev],
-                        time::OffsetDateTime::now_utc(),
-                    )
-                    .await
-                    .is_ok()
+                issue_one(store.as_ref(), &serial, &i.to_string()).await.is_ok()
             }));
         }
         let mut ok = 0;
@@ -375,6 +360,23 @@ async fn insert_all(store: &dyn Store, certs: &[sigil_core::certs::Certificate])
         );
         store.commit_ops(ops, vec![ev], time::OffsetDateTime::now_utc()).await.unwrap();
     }
+}
+
+/// Stores the certificate `serial` in a unit of its own (through the group writer), audited as
+/// an issuance of `object_id`.
+async fn issue_one(
+    store: &dyn Store,
+    serial: &str,
+    object_id: &str,
+) -> sigil_core::ports::StoreResult<Vec<sigil_core::audit::AuditEvent>> {
+    let ev = sigil_core::audit::NewAuditEvent::new(
+        &Principal::system(),
+        sigil_core::audit::AuditAction::CertificateIssue,
+        "certificate",
+        object_id,
+    );
+    let op = sigil_core::ports::WriteOp::InsertCertificate(Box::new(cert(serial)));
+    store.commit_ops(vec![op], vec![ev], time::OffsetDateTime::now_utc()).await
 }
 
 /// Searches `text` page by page and checks that it finds exactly the certificates of `all`
@@ -837,35 +839,16 @@ async fn a_batch_after_another_node_moved_the_audit_head_is_chained_after_its_ev
     for db in TestDb::all().await {
         eprintln!("backend: {}", db.backend);
         let (a, b) = (db.store().await, db.store().await);
-        let issue = |store: &SqlStore, serial: String| {
-            let store = store.clone();
-            async move {
-                let ev = sigil_core::audit::NewAuditEvent::new(
-                    &Principal::system(),
-                    sigil_core::audit::AuditAction::CertificateIssue,
-                    "certificate",
-                    &serial,
-                );
-                store
-                    .commit_ops(
-                        vec![sigil_core::ports::WriteOp::InsertCertificate(Box::new(cert(
-                            &serial,
-                        )))],
-                        vec![ev],
-                        time::OffsetDateTime::now_utc(),
-                    )
-                    .await
-            }
-        };
         for i in 0..3 {
-            issue(&a, format!("a{i}")).await.unwrap();
-            issue(&b, format!("b{i}")).await.unwrap();
+            let (sa, sb) = (format!("a{i}"), format!("b{i}"));
+            issue_one(&a, &sa, &sa).await.unwrap();
+            issue_one(&b, &sb, &sb).await.unwrap();
         }
         let svc = ApiKeyService::new(Arc::new(a.clone()), Arc::new(SystemClock), Duration::ZERO);
         let cap = Principal::local_cli().authorize::<perm::ApiKeysCreate>().unwrap();
         svc.create(&cap, create("between")).await.unwrap();
-        issue(&a, "a3".into()).await.unwrap();
-        issue(&b, "b3".into()).await.unwrap();
+        issue_one(&a, "a3", "a3").await.unwrap();
+        issue_one(&b, "b3", "b3").await.unwrap();
 
         for store in [&a, &b] {
             let store: &dyn Store = store;
@@ -897,20 +880,7 @@ async fn a_batch_after_another_node_moved_the_audit_head_is_chained_after_its_ev
 async fn closing_a_postgres_store_closes_the_group_writers_connection() {
     let Some(db) = TestDb::postgres().await else { return };
     let store = db.store().await;
-    let ev = sigil_core::audit::NewAuditEvent::new(
-        &Principal::system(),
-        sigil_core::audit::AuditAction::CertificateIssue,
-        "certificate",
-        "c1",
-    );
-    store
-        .commit_ops(
-            vec![sigil_core::ports::WriteOp::InsertCertificate(Box::new(cert("c1")))],
-            vec![ev],
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .unwrap();
+    issue_one(&store, "c1", "c1").await.unwrap();
     store.close().await;
     let watcher =
         sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&db.url).await.unwrap();
