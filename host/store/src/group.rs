@@ -3,7 +3,7 @@
 //! group writer owns a connection of its own (rusqlite, the same libsqlite3 as sqlx) on its own
 //! thread: it takes whatever units are waiting (up to [`MAX_BATCH`]), applies them in one
 //! `BEGIN IMMEDIATE` transaction with their audit events chained in order (under load, with
-//! those that arrive in a short window, see [`GATHER_WAIT`]), commits once and answers each
+//! those that arrive in a short window, see [`Gather`]), commits once and answers each
 //! unit. Each unit runs in a savepoint, so a refused unit is undone alone; if the
 //! batch itself fails, each unit is retried alone.
 //!
@@ -38,25 +38,54 @@ const WRITER_CACHE_KIB: u32 = 16 * 1024;
 /// Most units in one transaction.
 pub(crate) const MAX_BATCH: usize = 256;
 
-/// Under load (units were waiting when the last commit ended), a commit of new certificates
-/// that holds fewer than [`GATHER_UNITS`] units stays open up to [`GATHER_WAIT`] for more,
-/// applying each as it arrives. Such a commit rewrites the last page of about 17 B-trees (the
-/// certificate table, its indexes, the audit table and its indexes, the chain head) and syncs,
-/// whatever its size; with the WAL written in one call (sigil-sqlite-wal) the writer turned
-/// around so fast that its batches fell to two units, and those fixed costs came back per
-/// unit. Measured at 16 clients, alternating: writer CPU per issuance 42-57 µs against 67-79,
-/// server CPU 4-12% lower, the rate 4% higher on average (within the VM's noise). The window
-/// first came before the batch's statements, which then ran after it while its clients waited;
-/// running them inside it gave 5,568/s against 5,280/s (six alternating pairs of 5 s, five in
-/// its favour; server CPU per issuance 267 µs against 280) and 5,867/s against 5,742/s in five
-/// more. A signature's commit touches fewer trees, and its clients wait on it more: waiting
-/// cost signHash 7%. An idle server, or one client at a time, never waits: the queue is empty
-/// when its commits end.
-const GATHER_UNITS: usize = 12;
-const GATHER_WAIT: Duration = Duration::from_micros(400);
-/// How often a gathering commit looks at the queue (sleeps are rounded up by the kernel's
-/// timer slack, 50 µs by default).
-const GATHER_STEP: Duration = Duration::from_micros(100);
+/// How long a commit under load stays open for more units: while it holds fewer than `units`,
+/// up to `wait`, looking at the queue every `step` (sleeps are rounded up by the kernel's timer
+/// slack, 50 µs by default) and applying each unit as it arrives, so the commit follows the
+/// window's end at once. Under load means units were waiting when the last commit ended: an
+/// idle server, or one client at a time, never waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gather {
+    units: usize,
+    wait: Duration,
+    step: Duration,
+}
+
+/// For commits of new certificates. Such a commit rewrites the last page of about 17 B-trees
+/// (the certificate table, its indexes, the audit table and its indexes, the chain head) and
+/// syncs, whatever its size; with the WAL written in one call (sigil-sqlite-wal) the writer
+/// turned around so fast that its batches fell to two units, and those fixed costs came back
+/// per unit. Measured at 16 clients, alternating: writer CPU per issuance 42-57 µs against
+/// 67-79, server CPU 4-12% lower, the rate 4% higher on average (within the VM's noise). The
+/// window first came before the batch's statements, which then ran after it while its clients
+/// waited; running them inside it gave 5,568/s against 5,280/s (six alternating pairs of 5 s,
+/// five in its favour; server CPU per issuance 267 µs against 280) and 5,867/s against 5,742/s
+/// in five more.
+const ISSUANCE: Gather =
+    Gather { units: 12, wait: Duration::from_micros(400), step: Duration::from_micros(100) };
+
+/// For commits that spend SADs (signHash). A signature's commit touches fewer trees and its
+/// clients wait on it more: the issuance window (and one of 8 units, 200 µs) cost signHash 4-11%
+/// on the slower machine of earlier measurements. On the present one (AMD EPYC, 2 cores, 50-70
+/// µs of server CPU per signature) the writer committed about 11,000 times a second for 18,000
+/// signatures, batches of 1.6 units costing 20 µs of writer CPU per signature. One short look
+/// for more (in effect a single sleep, rounded up by the timer slack) left the rate where it
+/// was within the VM's noise (four alternating pairs of 5 s: 20,000/s on average either way)
+/// and lowered p99 in nearly every run: 5.7-8.7 ms against 10.5-34 ms in those pairs.
+const SIGNATURES: Gather =
+    Gather { units: 4, wait: Duration::from_micros(50), step: Duration::from_micros(20) };
+
+/// The window a commit of `batch` gathers with under load, if any: commits of new
+/// certificates and of SAD spends; any other write commits at once.
+fn gather_for(batch: &[Unit]) -> Option<Gather> {
+    let any = |f: fn(&WriteOp) -> bool| batch.iter().any(|u| u.ops.iter().any(f));
+    if any(|op| matches!(op, WriteOp::InsertCertificate(_))) {
+        Some(ISSUANCE)
+    } else if any(|op| matches!(op, WriteOp::ConsumeSad(_))) {
+        Some(SIGNATURES)
+    } else {
+        None
+    }
+}
 
 pub(crate) struct Unit {
     pub(crate) ops: Vec<WriteOp>,
@@ -92,7 +121,7 @@ pub(crate) fn spawn(
             while let Some(first) = rx.blocking_recv() {
                 let mut batch = vec![first];
                 take_waiting(&mut rx, &mut batch);
-                let gather = busy && batch.len() < GATHER_UNITS && issues_certificates(&batch);
+                let gather = gather_for(&batch).filter(|g| busy && batch.len() < g.units);
                 // In the writers' queue (first come, first served with sqlx's writes).
                 let turn = gate.blocking_lock();
                 let written = match write_gathering(&mut conn, &mut rx, &mut batch, gather) {
@@ -128,11 +157,6 @@ fn take_waiting(rx: &mut mpsc::Receiver<Unit>, batch: &mut Vec<Unit>) {
     }
 }
 
-/// Whether `batch` stores new certificates (the commits worth gathering).
-fn issues_certificates(batch: &[Unit]) -> bool {
-    batch.iter().any(|u| u.ops.iter().any(|op| matches!(op, WriteOp::InsertCertificate(_))))
-}
-
 /// A SQLite error as the store reports it: unique violations as conflicts naming the
 /// constraint (SQLite's message, as sqlx reports it too), anything else as a backend error.
 pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
@@ -165,27 +189,28 @@ fn write(
     Ok(out)
 }
 
-/// Applies `batch` in one transaction, as [`write`] does; with `gather`, keeps the transaction
-/// open for up to [`GATHER_WAIT`], applying the units that arrive meanwhile (moved into `batch`)
-/// until it holds [`GATHER_UNITS`]. Their statements run while the window is open, so the
+/// Applies `batch` in one transaction, as [`write`] does; with a `gather` window, keeps the
+/// transaction open for up to its `wait`, applying the units that arrive meanwhile (moved into
+/// `batch`) until it holds its `units`. Their statements run while the window is open, so the
 /// commit follows its end at once.
 fn write_gathering(
     conn: &mut Connection,
     rx: &mut mpsc::Receiver<Unit>,
     batch: &mut Vec<Unit>,
-    gather: bool,
+    gather: Option<Gather>,
 ) -> StoreResult<Vec<StoreResult<Vec<AuditEvent>>>> {
-    let until = Instant::now() + GATHER_WAIT;
+    let window = gather.map(|g| (g, Instant::now() + g.wait));
     let mut open = Open::begin(conn)?;
     let mut out = Vec::with_capacity(batch.len());
     loop {
         for u in &batch[out.len()..] {
             out.push(open.add(&u.ops, &u.events, u.now)?);
         }
-        if !gather || batch.len() >= GATHER_UNITS || Instant::now() >= until {
+        let Some((g, until)) = window else { break };
+        if batch.len() >= g.units || Instant::now() >= until {
             break;
         }
-        std::thread::sleep(GATHER_STEP);
+        std::thread::sleep(g.step);
         take_waiting(rx, batch);
     }
     open.commit()?;
@@ -442,4 +467,76 @@ fn sad_state(tx: &Connection, id: &str) -> StoreResult<Option<(Uuid, Uuid, u32, 
         u32::try_from(remaining).unwrap_or(0),
         expires,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sigil_core::certs::{CertStatus, KeyType};
+    use sigil_core::signing::credential::SadUse;
+
+    fn unit(ops: Vec<WriteOp>) -> Unit {
+        let (reply, _) = oneshot::channel();
+        Unit { ops, events: vec![], now: OffsetDateTime::now_utc(), reply }
+    }
+
+    fn insert() -> WriteOp {
+        let now = OffsetDateTime::now_utc();
+        WriteOp::InsertCertificate(Box::new(Certificate {
+            id: Uuid::now_v7(),
+            serial: "01".into(),
+            ca_id: "builtin".into(),
+            profile: "p".into(),
+            status: CertStatus::Active,
+            subject: "CN=x".into(),
+            sans: vec![],
+            key_type: KeyType::P256,
+            not_before: now,
+            not_after: now,
+            der: vec![0x30, 0x00],
+            sha256: "00".into(),
+            issued_at: now,
+            issued_by: "test".into(),
+            revoked_at: None,
+            revocation_reason: None,
+            metadata: serde_json::json!({}),
+            renewed_from: None,
+            superseded_by: None,
+            superseded_until: None,
+            office_id: None,
+            updated_at: now,
+        }))
+    }
+
+    fn spend() -> WriteOp {
+        WriteOp::ConsumeSad(SadUse {
+            id: "00".into(),
+            credential_id: Uuid::now_v7(),
+            signer_id: Uuid::now_v7(),
+            hashes: vec![],
+            now_us: 0,
+        })
+    }
+
+    fn claim() -> WriteOp {
+        WriteOp::ClaimRenewal {
+            renewed_from: Uuid::now_v7(),
+            renewal: Uuid::now_v7(),
+            at_us: 0,
+            superseded_until_us: 0,
+        }
+    }
+
+    #[test]
+    fn certificates_gather_longest_signatures_briefly_and_other_writes_not_at_all() {
+        assert_eq!(gather_for(&[unit(vec![insert()])]), Some(ISSUANCE));
+        // A batch holding any new certificate takes the issuance window.
+        assert_eq!(
+            gather_for(&[unit(vec![spend()]), unit(vec![insert(), claim()])]),
+            Some(ISSUANCE)
+        );
+        assert_eq!(gather_for(&[unit(vec![spend()]), unit(vec![])]), Some(SIGNATURES));
+        assert_eq!(gather_for(&[unit(vec![claim()]), unit(vec![])]), None);
+        assert!(SIGNATURES.units < ISSUANCE.units && SIGNATURES.wait < ISSUANCE.wait);
+    }
 }
