@@ -238,6 +238,46 @@ async fn a_forwarded_client_address_is_believed_only_from_a_trusted_proxy() {
 }
 
 #[tokio::test]
+async fn reading_the_configuration_file_reloads_nothing() {
+    // The watcher is told of opens of the file too, and a reload reads the file: reacting to
+    // an open made any read (an operator's `cat`, a backup) start a reload every 300 ms for as
+    // long as the server ran. Seen here through a change the watcher cannot see (written
+    // through a hard link in another directory), which only a reload would apply.
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db).await;
+    let profiles = || s.admin(Method::GET, "/api/v1/profiles").send();
+    assert_eq!(profiles().await.unwrap().status(), 200);
+    let file = s.config.source.clone().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let link = elsewhere.path().join("linked.toml");
+    std::fs::hard_link(&file, &link).unwrap();
+    // The new link changes the file's link count, which the watcher is told of: let the reload
+    // that follows (of an unchanged file) pass before the change.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let mut text = std::fs::read_to_string(&link).unwrap();
+    text.push_str("\n[exposure.endpoints.\"GET /api/v1/profiles\"]\nenabled = false\n");
+    std::fs::write(&link, &text).unwrap();
+    for _ in 0..3 {
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(profiles().await.unwrap().status(), 200, "a read of the file reloaded it");
+    // A write through its own name is seen and applied.
+    std::fs::write(&file, &text).unwrap();
+    let mut status = 200;
+    for _ in 0..50 {
+        status = profiles().await.unwrap().status().as_u16();
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 404, "the change is applied once written through the file's name");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn sighup_reloads_the_exposure_of_the_configuration_file() {
     let db = TestDb::sqlite();
     let s = TestServer::start_with(

@@ -143,7 +143,11 @@ pub fn watch(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
     let watched = files.clone();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        // Opens and closes without a write are not changes; a reload reads the file itself,
+        // so reacting to them made one read of the file (an operator's `cat`, a backup)
+        // reload it every 300 ms for as long as the server ran.
         if let Ok(ev) = ev
+            && !matches!(ev.kind, notify::EventKind::Access(_))
             && ev.paths.iter().any(|p| watched.iter().any(|w| p == w))
         {
             let _ = tx.try_send(());
