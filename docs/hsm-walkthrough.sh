@@ -15,7 +15,15 @@ WORK=${WORK:-$(mktemp -d)}
 cd "$WORK"
 step() { printf '\n== %s\n' "$*" >&2; }
 SERVER=
-stop() { if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" || true; fi; }
+# A SIGTERM that reaches the background job before it has become `sigil` (while it is still
+# the shell's forked child, setting up its redirections) can be lost; after 10 s, SIGKILL.
+stop() {
+  if [ -z "$SERVER" ]; then return; fi
+  kill "$SERVER" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$SERVER" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$SERVER" 2>/dev/null || true
+  wait "$SERVER" || true
+}
 trap stop EXIT
 
 step "a SoftHSM configuration and token directory of our own, and an empty token in it"
@@ -39,6 +47,9 @@ token_label = "sigil"
 pin_file = "hsm.pin"
 TOML
 if [ -n "${DATABASE_URL:-}" ]; then export SIGIL__DATABASE__URL=$DATABASE_URL; fi
+# Created here: the background job opens them only when it runs, maybe after the first look.
+: > serve.out
+: > serve.log
 "$SIGIL" serve --config hsm.toml > serve.out 2> serve.log &
 SERVER=$!
 S=
