@@ -548,7 +548,8 @@ pub struct PluginsSection {
     /// Compiled-code cache; default `<data_dir>/plugin-cache`.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
-    /// Reload when the configuration file or a plugin file changes.
+    /// Reload when the configuration file or a plugin file changes (written, created, moved,
+    /// removed, or its attributes changed; opening or reading it is not a change).
     #[serde(default)]
     pub watch: Option<bool>,
     /// Plugins by id.
