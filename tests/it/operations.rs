@@ -237,6 +237,19 @@ async fn a_forwarded_client_address_is_believed_only_from_a_trusted_proxy() {
     plain.stop().await;
 }
 
+/// The status of `GET /api/v1/profiles` as soon as it is `want`, or the last one seen in 5 s.
+async fn profiles_status_once(s: &TestServer, want: u16) -> u16 {
+    let mut status = 0;
+    for _ in 0..50 {
+        status = s.admin(Method::GET, "/api/v1/profiles").send().await.unwrap().status().as_u16();
+        if status == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    status
+}
+
 #[tokio::test]
 async fn reading_the_configuration_file_reloads_nothing() {
     // The watcher is told of opens of the file too, and a reload reads the file: reacting to
@@ -265,14 +278,7 @@ async fn reading_the_configuration_file_reloads_nothing() {
     assert_eq!(profiles().await.unwrap().status(), 200, "a read of the file reloaded it");
     // A write through its own name is seen and applied.
     std::fs::write(&file, &text).unwrap();
-    let mut status = 200;
-    for _ in 0..50 {
-        status = profiles().await.unwrap().status().as_u16();
-        if status == 404 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let status = profiles_status_once(&s, 404).await;
     assert_eq!(status, 404, "the change is applied once written through the file's name");
     s.stop().await;
 }
@@ -299,14 +305,7 @@ async fn sighup_reloads_the_exposure_of_the_configuration_file() {
         .status()
         .unwrap();
     assert!(st.success());
-    let mut status = 200;
-    for _ in 0..50 {
-        status = profiles().await.unwrap().status().as_u16();
-        if status == 404 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let status = profiles_status_once(&s, 404).await;
     assert_eq!(status, 404, "the endpoint is switched off after SIGHUP");
     // The change is on the audit trail, as the server's, with what it replaced.
     let (_, trail) = json(

@@ -472,7 +472,6 @@ fn sad_state(tx: &Connection, id: &str) -> StoreResult<Option<(Uuid, Uuid, u32, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sigil_core::certs::{CertStatus, KeyType};
     use sigil_core::signing::credential::SadUse;
 
     fn unit(ops: Vec<WriteOp>) -> Unit {
@@ -481,31 +480,7 @@ mod tests {
     }
 
     fn insert() -> WriteOp {
-        let now = OffsetDateTime::now_utc();
-        WriteOp::InsertCertificate(Box::new(Certificate {
-            id: Uuid::now_v7(),
-            serial: "01".into(),
-            ca_id: "builtin".into(),
-            profile: "p".into(),
-            status: CertStatus::Active,
-            subject: "CN=x".into(),
-            sans: vec![],
-            key_type: KeyType::P256,
-            not_before: now,
-            not_after: now,
-            der: vec![0x30, 0x00],
-            sha256: "00".into(),
-            issued_at: now,
-            issued_by: "test".into(),
-            revoked_at: None,
-            revocation_reason: None,
-            metadata: serde_json::json!({}),
-            renewed_from: None,
-            superseded_by: None,
-            superseded_until: None,
-            office_id: None,
-            updated_at: now,
-        }))
+        WriteOp::InsertCertificate(Box::new(crate::testing::certificate("01")))
     }
 
     fn spend() -> WriteOp {

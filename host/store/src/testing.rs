@@ -89,3 +89,33 @@ impl TestDb {
         }
     }
 }
+
+/// A certificate record for storage tests: serial `serial`, issued now, valid for a day, with a
+/// placeholder DER (an empty SEQUENCE).
+pub fn certificate(serial: &str) -> sigil_core::certs::Certificate {
+    let now = time::OffsetDateTime::now_utc();
+    sigil_core::certs::Certificate {
+        id: uuid::Uuid::now_v7(),
+        serial: serial.into(),
+        ca_id: "builtin".into(),
+        profile: "p".into(),
+        status: sigil_core::certs::CertStatus::Active,
+        subject: "CN=x".into(),
+        sans: vec![],
+        key_type: sigil_core::certs::KeyType::P256,
+        not_before: now,
+        not_after: now + time::Duration::days(1),
+        der: vec![0x30, 0x00],
+        sha256: "00".into(),
+        issued_at: now,
+        issued_by: "test".into(),
+        revoked_at: None,
+        revocation_reason: None,
+        metadata: serde_json::json!({}),
+        renewed_from: None,
+        superseded_by: None,
+        superseded_until: None,
+        office_id: None,
+        updated_at: now,
+    }
+}

@@ -11,7 +11,7 @@ use sigil_core::access::authz::{Principal, perm};
 use sigil_core::audit::{ChainVerifier, Checkpoint, GENESIS_HASH};
 use sigil_core::ports::{ApiKeyFilter, AuditFilter, PageRequest, Store, SystemClock};
 use sigil_store::SqlStore;
-use sigil_store::testing::TestDb;
+use sigil_store::testing::{TestDb, certificate as cert};
 
 fn create(name: &str) -> CreateApiKey {
     CreateApiKey {
@@ -158,34 +158,6 @@ async fn concurrent_writers_build_one_chain() {
         assert!(r.valid, "{r:?}");
     })
     .await;
-}
-
-fn cert(serial: &str) -> sigil_core::certs::Certificate {
-    let now = time::OffsetDateTime::now_utc();
-    sigil_core::certs::Certificate {
-        id: uuid::Uuid::now_v7(),
-        serial: serial.into(),
-        ca_id: "builtin".into(),
-        profile: "p".into(),
-        status: sigil_core::certs::CertStatus::Active,
-        subject: "CN=x".into(),
-        sans: vec![],
-        key_type: sigil_core::certs::KeyType::P256,
-        not_before: now,
-        not_after: now + time::Duration::days(1),
-        der: vec![0x30, 0x00],
-        sha256: "00".into(),
-        issued_at: now,
-        issued_by: "test".into(),
-        revoked_at: None,
-        revocation_reason: None,
-        metadata: serde_json::json!({}),
-        renewed_from: None,
-        superseded_by: None,
-        superseded_until: None,
-        office_id: None,
-        updated_at: now,
-    }
 }
 
 /// `n` certificates with serials `<prefix>0`, `<prefix>1`, …
