@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum_server::Handle;
+use axum_server::accept::NoDelayAcceptor;
 use sigil_api::exposure::Exposure;
 use sigil_api::{AppServices, AppState, Limits};
 use sigil_core::access::api_keys::ApiKeyService;
@@ -492,12 +493,16 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let handle = Handle::new();
     let (task, scheme) = if cfg.server.insecure_plain_http {
-        let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+        let server = axum_server::from_tcp(listener)?
+            .acceptor(NoDelayAcceptor::new())
+            .handle(handle.clone());
         (tokio::spawn(async move { server.serve(app).await }), "http")
     } else {
         let tls = crate::tls::server_config(&cfg.tls, &cert, &key)?;
         let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
-        let server = axum_server::from_tcp_rustls(listener, rustls)?.handle(handle.clone());
+        let server = axum_server::from_tcp_rustls(listener, rustls)?
+            .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
+            .handle(handle.clone());
         (tokio::spawn(async move { server.serve(app).await }), "https")
     };
     let addr = match handle.listening().await {
@@ -510,7 +515,8 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     let (publishing, publication_task) = match publication_listener {
         Some(l) => {
             let h = Handle::new();
-            let server = axum_server::from_tcp(l)?.handle(h.clone());
+            let server =
+                axum_server::from_tcp(l)?.acceptor(NoDelayAcceptor::new()).handle(h.clone());
             let app = publication.into_make_service_with_connect_info::<SocketAddr>();
             let publication = tokio::spawn(async move { server.serve(app).await });
             let Some(bound) = h.listening().await else {
