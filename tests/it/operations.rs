@@ -569,3 +569,99 @@ async fn plugin_calls_faults_and_call_durations_are_scraped() {
     assert!(sample(&m, &format!("sigil_plugin_call_duration_seconds_sum{labels}")).unwrap() > 0.0);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_access_log_has_a_line_for_every_request_with_its_route_status_and_caller() {
+    // `sigil serve` as a process of its own with JSON logs at info, behind a trusted proxy
+    // (this test's client): the lines are read from its standard error.
+    use tokio::io::AsyncBufReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sigil.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ntrusted_proxies = [\"127.0.0.1\"]\n\
+             [log]\nformat = \"json\"\nlevel = \"info\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil_it"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env_remove("SIGIL_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let wait = std::time::Duration::from_secs(60);
+    let line = tokio::time::timeout(wait, out.next_line()).await.unwrap().unwrap().unwrap();
+    let url = line.strip_prefix("listening on ").expect(&line).to_owned();
+    let client = sigil_tests::client_for(&data.join("tls/ca.pem"), None);
+    let admin = std::fs::read_to_string(data.join("admin.key")).unwrap().trim().to_owned();
+    let send = |method: Method, path: &str, id: &str, xff: &str| {
+        client
+            .request(method, format!("{url}{path}"))
+            .header("x-request-id", id)
+            .header("x-forwarded-for", xff)
+    };
+    // An authenticated call through the proxy.
+    let r = send(Method::GET, "/api/v1/api-keys", "log-keys", "192.0.2.7");
+    assert_eq!(r.bearer_auth(&admin).send().await.unwrap().status(), 200);
+    // A path that no route serves.
+    let r = send(Method::GET, "/api/v1/no-such-thing", "log-unrouted", "192.0.2.7");
+    assert_eq!(r.bearer_auth(&admin).send().await.unwrap().status(), 404);
+    // A CSC call without a token: a CSC error, and a line.
+    let r = send(Method::POST, "/csc/v1/signatures/signHash", "log-csc", "192.0.2.8");
+    let (status, body) = json(r.json(&json!({})).send().await.unwrap()).await;
+    assert!(status == 400 || status == 401, "{status} {body}");
+    assert!(body["error"].is_string(), "{body}");
+    // Refused for what the proxy forwarded, before anything else looked at it: a line too.
+    let r = send(Method::GET, "/api/v1/api-keys", "log-refused", "not-an-ip");
+    assert_eq!(r.bearer_auth(&admin).send().await.unwrap().status(), 400);
+
+    let mut lines = std::collections::HashMap::new();
+    let read = async {
+        while lines.len() < 4 {
+            let Some(l) = log.next_line().await.unwrap() else { break };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) else { continue };
+            if v["target"] == "sigil::access" {
+                let f = v["fields"].clone();
+                lines.insert(f["request_id"].as_str().unwrap_or_default().to_owned(), f);
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read).await.unwrap();
+    let keys = &lines["log-keys"];
+    assert_eq!(keys["message"], "request", "{keys}");
+    assert_eq!(keys["method"], "GET", "{keys}");
+    assert_eq!(keys["route"], "/api/v1/api-keys", "{keys}");
+    assert_eq!(keys["path"], "/api/v1/api-keys", "{keys}");
+    assert_eq!(keys["status"], 200, "{keys}");
+    assert_eq!(keys["client"], "192.0.2.7", "{keys}");
+    assert_eq!(keys["via"], "127.0.0.1", "{keys}");
+    assert_ne!(keys["principal"], "-", "{keys}");
+    assert_ne!(keys["api_key_id"], "-", "{keys}");
+    assert!(keys["ms"].as_str().unwrap().parse::<f64>().unwrap() >= 0.0, "{keys}");
+    let unrouted = &lines["log-unrouted"];
+    assert_eq!((unrouted["status"].as_u64(), unrouted["route"].as_str()), (Some(404), Some("-")));
+    assert_eq!(unrouted["path"], "/api/v1/no-such-thing", "{unrouted}");
+    let csc = &lines["log-csc"];
+    assert_eq!(csc["route"], "/csc/v1/signatures/signHash", "{csc}");
+    assert_eq!(csc["status"], status, "{csc}");
+    assert_eq!(csc["principal"], "-", "{csc}");
+    assert_eq!(csc["client"], "192.0.2.8", "{csc}");
+    let refused = &lines["log-refused"];
+    assert_eq!(refused["status"], 400, "{refused}");
+    assert_eq!(refused["code"], "invalid_request", "{refused}");
+    // Not believed: the client is the proxy that sent it.
+    assert_eq!(
+        (refused["client"].as_str(), refused["via"].as_str()),
+        (Some("127.0.0.1"), Some("-"))
+    );
+    assert_eq!(refused["principal"], "-", "{refused}");
+    child.kill().await.unwrap();
+}

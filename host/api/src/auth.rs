@@ -63,17 +63,44 @@ pub fn request_id(h: &HeaderMap) -> Option<String> {
     })
 }
 
-/// The middleware.
-pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    match check(&st, &mut req).await {
+/// The layer on every route, in one (each layer costs every request a boxed future and a clone
+/// of the service below it): the exposure rule and the credential ([`guard`]), timed and counted
+/// for the metrics, the route and the caller left on the response for the access log.
+pub async fn routed(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let timer = crate::metrics::Timer::begin(&req);
+    let res = guard(&st, req, next).await;
+    timer.finish(&st.metrics, res)
+}
+
+/// [`routed`] on the plain-HTTP publication listener: only endpoints that need no credential
+/// are served there (a key or a client certificate would travel in clear text, or could not be
+/// presented at all); an endpoint configured to need one is 404 on this listener and keeps
+/// being served over HTTPS.
+pub async fn routed_plain(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let timer = crate::metrics::Timer::begin(&req);
+    let path = matched(&req);
+    let res = match st.exposure.resolve(req.method(), &path) {
+        Some(rule) if rule.auth == AuthMode::None => guard(&st, req, next).await,
+        _ => ApiError::not_found().into_response(),
+    };
+    timer.finish(&st.metrics, res)
+}
+
+/// The exposure rule and the credential, then the route; an authenticated caller is left on
+/// the response, and its refusals are audited.
+async fn guard(st: &AppState, mut req: Request, next: Next) -> Response {
+    match check(st, &mut req).await {
         Ok(None) => next.run(req).await,
         Ok(Some(principal)) => {
-            let endpoint = format!("{} {}", req.method(), matched(&req));
+            let method = req.method().clone();
+            let route = req.extensions().get::<MatchedPath>().cloned();
             let mut res = next.run(req).await;
             // For the access log, outside the router.
             res.extensions_mut().insert(Caller(principal.clone()));
             // Refusals of authenticated callers are security events: record them.
             if res.status() == StatusCode::FORBIDDEN {
+                let endpoint =
+                    format!("{method} {}", route.as_ref().map_or("", MatchedPath::as_str));
                 let code = res
                     .extensions()
                     .get::<ResponseCode>()
@@ -85,18 +112,6 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
             res
         }
         Err(e) => e.into_response(),
-    }
-}
-
-/// The guard of the plain-HTTP publication listener: only endpoints that need no credential are
-/// served there (a key or a client certificate would travel in clear text, or could not be
-/// presented at all); an endpoint configured to need one is 404 on this listener and keeps
-/// being served over HTTPS.
-pub async fn plain_guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let path = matched(&req);
-    match st.exposure.resolve(req.method(), &path) {
-        Some(rule) if rule.auth == AuthMode::None => guard(State(st), req, next).await,
-        _ => ApiError::not_found().into_response(),
     }
 }
 

@@ -8,13 +8,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use sigil_core::ErrorCode;
-use std::sync::Arc;
 
 use crate::error::ApiError;
 
@@ -45,40 +42,37 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
-/// The middleware.
-pub async fn resolve(
-    State(trusted): State<Arc<[IpNet]>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// Puts the client's address behind trusted proxies into `req` (as `ConnectInfo`, the proxy as
+/// [`Peer`]), or answers 400 when `X-Forwarded-For` from a trusted proxy cannot be read. A step
+/// of the outermost layer (`edge` in lib.rs).
+pub(crate) fn resolve(trusted: &[IpNet], req: &mut Request) -> Result<(), ApiError> {
     if trusted.is_empty() {
-        return next.run(req).await;
+        return Ok(());
     }
     let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
-        return next.run(req).await;
+        return Ok(());
     };
     // An IPv4 proxy reaching a dual-stack listener arrives as ::ffff:a.b.c.d.
     let peer_ip = peer.ip().to_canonical();
     if !trusted.iter().any(|n| n.contains(&peer_ip)) {
-        return next.run(req).await;
+        return Ok(());
     }
     let raw = req.headers().get_all("x-forwarded-for");
     let values: Vec<&str> = raw.iter().filter_map(|v| v.to_str().ok()).collect();
     // A value that is not visible ASCII must not vanish: the proxy appended the real client to
     // that very line, and dropping it would leave the proxy's own address as the client's.
     let unreadable = raw.iter().count() != values.len();
-    let client = if unreadable { None } else { forwarded_client(peer_ip, &values, &trusted) };
+    let client = if unreadable { None } else { forwarded_client(peer_ip, &values, trusted) };
     let Some(client) = client else {
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidRequest,
             "X-Forwarded-For holds something that is not an IP address",
-        )
-        .into_response();
+        ));
     };
     req.extensions_mut().insert(Peer(peer));
     req.extensions_mut().insert(ConnectInfo(SocketAddr::new(client, 0)));
-    next.run(req).await
+    Ok(())
 }
 
 #[cfg(test)]

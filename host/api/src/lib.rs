@@ -453,8 +453,37 @@ pub(crate) fn bounds_layer_state(limits: &Limits) -> (usize, Duration) {
     (limits.body_bytes, limits.request_timeout)
 }
 
+/// What the outermost layer does for every request on a listener.
+#[derive(Clone)]
+struct Edge {
+    /// `server.trusted_proxies`.
+    trusted: Arc<[ipnet::IpNet]>,
+    /// Whether `/csc/` and `/acme/` paths answer in their protocol's error format (the main
+    /// listener; the publication listener serves neither).
+    protocol_errors: bool,
+}
+
+/// The outermost of Sigil's layers, in one (each layer costs every request a boxed future and a
+/// clone of the service below it): the client's address behind trusted proxies, the access log
+/// line (of every request, one refused there for an unreadable `X-Forwarded-For` too, logged
+/// with the proxy as its client), and on the main listener the CSC and ACME error formats.
+/// Outside every layer that can refuse a request, so CSC paths answer CSC errors.
+async fn edge(State(edge): State<Edge>, mut req: Request, next: Next) -> Response {
+    let refused = client_ip::resolve(&edge.trusted, &mut req).err();
+    let line = access_log::Entry::begin(&req);
+    let res = match refused {
+        Some(refused) => refused.into_response(),
+        None if edge.protocol_errors => protocol_errors(req, next).await,
+        None => next.run(req).await,
+    };
+    if let Some(line) = line {
+        line.finish(&res);
+    }
+    res
+}
+
 /// Answers on `/csc/` and `/acme/` paths in their protocol's error format ([`csc::errors`],
-/// [`acme::errors`]); one layer reads the path once for both.
+/// [`acme::errors`]); reads the path once for both.
 async fn protocol_errors(req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if path.starts_with("/csc/") {
@@ -486,12 +515,10 @@ fn bounded(routes: Router<AppState>, limits: Limits) -> Router<AppState> {
 /// only, under the same exposure rules, limits and logging as on HTTPS; anything else is 404.
 pub fn publication_app(state: AppState, limits: Limits) -> Router {
     let routes = v1::profiles::publication()
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::plain_guard))
-        .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track));
-    let trusted = limits.trusted_proxies.clone();
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::routed_plain));
+    let edge_state = Edge { trusted: limits.trusted_proxies.clone(), protocol_errors: false };
     bounded(routes, limits)
-        .layer(middleware::from_fn(access_log::log))
-        .layer(middleware::from_fn_with_state(trusted, client_ip::resolve))
+        .layer(middleware::from_fn_with_state(edge_state, edge))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::new(HeaderName::from_static("x-request-id")))
         .layer(SetRequestIdLayer::new(HeaderName::from_static("x-request-id"), MakeRequestUuid))
@@ -515,19 +542,15 @@ pub fn app(state: AppState, routes: Router<AppState>, limits: Limits) -> Router 
     .layer(middleware::from_fn_with_state(state.clone(), docs_gate));
     let routes = routes
         .route("/openapi.json", axum::routing::get(openapi_json))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard))
-        .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::routed))
         .merge(swagger);
-    let trusted = limits.trusted_proxies.clone();
+    let edge_state = Edge { trusted: limits.trusted_proxies.clone(), protocol_errors: true };
     let api = bounded(routes, limits.clone()).with_state(state.clone());
     let ui = ui::router(state.clone(), api.clone(), state.ui, &limits);
     Router::new()
         .merge(ui)
         .fallback_service(api)
-        // Outside every layer that can refuse a request, so CSC paths answer CSC errors.
-        .layer(middleware::from_fn(protocol_errors))
-        .layer(middleware::from_fn(access_log::log))
-        .layer(middleware::from_fn_with_state(trusted, client_ip::resolve))
+        .layer(middleware::from_fn_with_state(edge_state, edge))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,

@@ -11,9 +11,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
+use axum::response::Response;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -340,17 +340,36 @@ impl Collector for ScrapeCollector {
     }
 }
 
-/// Middleware that records every routed request.
-pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().to_string();
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    let route = matched.as_ref().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let mut res = next.run(req).await;
-    m.observe(&method, &route, res.status().as_u16(), start.elapsed().as_secs_f64());
-    // For the access log, which runs outside the router and never sees the routed request.
-    if let Some(p) = matched {
-        res.extensions_mut().insert(p);
+/// One routed request being timed for [`Metrics::observe`]; part of the layer on every route
+/// (`auth::routed`).
+pub(crate) struct Timer {
+    start: Instant,
+    method: Method,
+    matched: Option<MatchedPath>,
+}
+
+impl Timer {
+    pub(crate) fn begin(req: &Request) -> Self {
+        Self {
+            start: Instant::now(),
+            method: req.method().clone(),
+            matched: req.extensions().get::<MatchedPath>().cloned(),
+        }
     }
-    res.into_response()
+
+    /// Records `res` and leaves the route on it for the access log, which runs outside the
+    /// router and never sees the routed request.
+    pub(crate) fn finish(self, m: &Metrics, mut res: Response) -> Response {
+        let route = self.matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+        m.observe(
+            self.method.as_str(),
+            route,
+            res.status().as_u16(),
+            self.start.elapsed().as_secs_f64(),
+        );
+        if let Some(p) = self.matched {
+            res.extensions_mut().insert(p);
+        }
+        res
+    }
 }
