@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use openssl::ec::EcKey;
+use openssl::ecdsa::EcdsaSig;
 use openssl::md::{Md, MdRef};
 use openssl::pkey::{Id, PKey, Private};
 use openssl::pkey_ctx::PkeyCtx;
@@ -69,9 +70,8 @@ impl SealedKey {
     ) -> Result<Vec<u8>, CoreError> {
         check_request(k, hash, scheme, digest)?;
         match &self.ec {
-            // The ECDSA signature (DER) of `digest`, its nonce computed ahead on an idle core
-            // when one is ready (sigil-ecdsa-pool).
-            Some(ec) => sigil_ecdsa_pool::sign(digest, ec).and_then(|s| s.to_der()).map_err(failed),
+            // ECDSA_do_sign: the ECDSA signature (DER) of `digest`.
+            Some(ec) => EcdsaSig::sign(digest, ec).and_then(|s| s.to_der()).map_err(failed),
             None => evp_sign(&self.pkey, hash, scheme, digest),
         }
     }

@@ -30,8 +30,7 @@
 //! every other connection are SQLite's own; only the number of system calls changes. A WAL
 //! whose database file is not the shim's (opened through another VFS) is not buffered.
 //!
-//! This crate and sigil-ecdsa-pool are the host's only `unsafe` code: a VFS is a table of C
-//! callbacks over raw pointers.
+//! This is the host's only `unsafe` code: a VFS is a table of C callbacks over raw pointers.
 
 mod db;
 mod forward;
