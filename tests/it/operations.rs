@@ -596,7 +596,18 @@ async fn the_access_log_has_a_line_for_every_request_with_its_route_status_and_c
         .spawn()
         .unwrap();
     let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Standard error is read from the start, so that the server never waits on a full pipe.
     let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (access_tx, mut access) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = log.next_line().await {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l)
+                && v["target"] == "sigil::access"
+            {
+                let _ = access_tx.send(v["fields"].clone());
+            }
+        }
+    });
     let wait = std::time::Duration::from_secs(60);
     let line = tokio::time::timeout(wait, out.next_line()).await.unwrap().unwrap().unwrap();
     let url = line.strip_prefix("listening on ").expect(&line).to_owned();
@@ -626,12 +637,8 @@ async fn the_access_log_has_a_line_for_every_request_with_its_route_status_and_c
     let mut lines = std::collections::HashMap::new();
     let read = async {
         while lines.len() < 4 {
-            let Some(l) = log.next_line().await.unwrap() else { break };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) else { continue };
-            if v["target"] == "sigil::access" {
-                let f = v["fields"].clone();
-                lines.insert(f["request_id"].as_str().unwrap_or_default().to_owned(), f);
-            }
+            let Some(f) = access.recv().await else { break };
+            lines.insert(f["request_id"].as_str().unwrap_or_default().to_owned(), f);
         }
     };
     tokio::time::timeout(std::time::Duration::from_secs(20), read).await.unwrap();
