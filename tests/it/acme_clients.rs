@@ -252,14 +252,7 @@ async fn the_sigil_executable_validates_http_01_in_a_process_of_its_own() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    use tokio::io::AsyncBufReadExt as _;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let url = line.strip_prefix("listening on ").unwrap().to_owned();
+    let url = sigil_tests::listening_url(&mut child).await.unwrap();
     let work = dir.path().join("certbot");
     let mut c = tokio::process::Command::new("certbot");
     c.env("REQUESTS_CA_BUNDLE", dir.path().join("data/tls/ca.pem"))

@@ -546,7 +546,6 @@ async fn completions_and_the_man_page_cover_the_commands() {
 async fn sigil_serve_with_no_configuration_starts_from_the_working_directory() {
     // The README's first command, `sigil serve` and nothing else, as a process of its own in
     // an empty directory: the default data_dir is the relative `./data`. Only the port differs.
-    use tokio::io::AsyncBufReadExt as _;
     let dir = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil_it"))
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -556,14 +555,14 @@ async fn sigil_serve_with_no_configuration_starts_from_the_working_directory() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line()).await;
-    let Ok(Ok(Some(line))) = first else {
-        let out = child.wait_with_output().await.unwrap();
-        panic!("sigil serve did not start:\n{}", String::from_utf8_lossy(&out.stderr));
+    let url = match sigil_tests::listening_url(&mut child).await {
+        Ok(url) => url,
+        Err(line) => {
+            let out = child.wait_with_output().await.unwrap();
+            panic!("sigil serve did not start ({line}):\n{}", String::from_utf8_lossy(&out.stderr));
+        }
     };
-    let url = line.strip_prefix("listening on ").expect(&line).to_owned();
-    assert!(url.starts_with("https://127.0.0.1:"), "{line}");
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
     let client = sigil_tests::client_for(&dir.path().join("data/tls/ca.pem"), None);
     let ready = client.get(format!("{url}/health/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);

@@ -13,7 +13,6 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sigil_tests::TestDb;
-use tokio::io::AsyncBufReadExt as _;
 use tokio::process::{Child, Command};
 
 /// `sigil serve` as a process of its own on `data_dir` and database `db`, and its URL.
@@ -27,10 +26,7 @@ async fn serve(data_dir: &Path, db: &TestDb) -> (Child, String) {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
-    let line = first.unwrap().unwrap().expect("sigil serve printed nothing");
-    let url = line.strip_prefix("listening on ").expect(&line).to_owned();
+    let url = sigil_tests::listening_url(&mut child).await.expect("sigil serve did not start");
     (child, url)
 }
 

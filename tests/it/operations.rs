@@ -595,7 +595,6 @@ async fn the_access_log_has_a_line_for_every_request_with_its_route_status_and_c
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     // Standard error is read from the start, so that the server never waits on a full pipe.
     let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let (access_tx, mut access) = tokio::sync::mpsc::unbounded_channel();
@@ -608,9 +607,7 @@ async fn the_access_log_has_a_line_for_every_request_with_its_route_status_and_c
             }
         }
     });
-    let wait = std::time::Duration::from_secs(60);
-    let line = tokio::time::timeout(wait, out.next_line()).await.unwrap().unwrap().unwrap();
-    let url = line.strip_prefix("listening on ").expect(&line).to_owned();
+    let url = sigil_tests::listening_url(&mut child).await.unwrap();
     let client = sigil_tests::client_for(&data.join("tls/ca.pem"), None);
     let admin = std::fs::read_to_string(data.join("admin.key")).unwrap().trim().to_owned();
     let send = |method: Method, path: &str, id: &str, xff: &str| {

@@ -22,6 +22,23 @@ use sigil_server::startup::{Running, start};
 use sigil_store::SqlStore;
 pub use sigil_store::testing::TestDb;
 
+/// The URL a `sigil serve` child process announces on the first line of its standard output
+/// (`listening on …`; the child's stdout must be piped), waited for up to 60 s; the rest of its
+/// output is read and dropped, so the child never writes into a closed or full pipe. `Err`
+/// holds what it printed instead (nothing, when it printed nothing or ended).
+pub async fn listening_url(child: &mut tokio::process::Child) -> Result<String, String> {
+    use tokio::io::AsyncBufReadExt as _;
+    let out = child.stdout.take().ok_or("the child's stdout is not piped")?;
+    let mut lines = tokio::io::BufReader::new(out).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line()).await;
+    let line = match first {
+        Ok(Ok(Some(line))) => line,
+        _ => return Err(String::new()),
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    line.strip_prefix("listening on ").map(str::to_owned).ok_or(line)
+}
+
 /// A free port on 127.0.0.1 (bound and released: the server under test takes it next).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
