@@ -354,11 +354,14 @@ impl TestServer {
 
 /// The configuration of the `test-proxy` endpoint plugin (`plugins/test-proxy`) granted every
 /// permission: `POST /api/v1/ext/test-proxy/call?method=M&to=<path>` forwards to `/api/v1<path>`
-/// as the plugin acting for its caller.
+/// as the plugin acting for its caller. Its deadline is 10 s, not the default 100 ms: it is
+/// there to reach routes as the plugin, and each call runs a whole request inside it, which on
+/// a CI machine busy with other tests ran past 100 ms (a 502 `plugin_timeout` where the matrix
+/// expected 403).
 pub fn proxy_plugin_toml() -> String {
     format!(
         "[plugins.load.test-proxy]\nfile = \"{}/test_proxy.wasm\"\ngrants = [\"sigil-api\"]\n\
-         permissions = [\"*\"]\n",
+         permissions = [\"*\"]\ntimeout_ms = 10000\n",
         env!("SIGIL_TEST_PLUGINS")
     )
 }
