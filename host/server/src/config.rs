@@ -62,6 +62,9 @@ fn d_max_conn() -> u32 {
 fn d_sync() -> String {
     "full".into()
 }
+fn d_writer_nice() -> i32 {
+    -10
+}
 fn d_acquire() -> u64 {
     30
 }
@@ -159,6 +162,9 @@ pub struct DatabaseSection {
     /// SQLite `synchronous`: `full` or `normal`.
     #[serde(default = "d_sync")]
     pub sqlite_synchronous: String,
+    /// SQLite: nice value of the group writer's thread, −20 to 0 (0 leaves it as is).
+    #[serde(default = "d_writer_nice")]
+    pub sqlite_writer_nice: i32,
     /// Seconds to wait for a connection.
     #[serde(default = "d_acquire")]
     pub acquire_timeout_secs: u64,
@@ -853,6 +859,11 @@ impl Config {
                 "database.sqlite_synchronous must be `full` or `normal`".into(),
             ));
         }
+        if !(-20..=0).contains(&self.database.sqlite_writer_nice) {
+            return Err(ConfigError::Invalid(
+                "database.sqlite_writer_nice must be -20 to 0".into(),
+            ));
+        }
         if self.server.body_limit_bytes == 0 || self.server.request_timeout_secs == 0 {
             return Err(ConfigError::Invalid(
                 "server.body_limit_bytes and server.request_timeout_secs must be positive".into(),
@@ -1180,5 +1191,22 @@ mod tests {
         assert_eq!(c.exposure.allowed_ips, ["10.0.0.0/8", "127.0.0.1"]);
         assert_eq!(c.database_url(), "postgres://u:p@127.0.0.1/db");
         assert!(!format!("{c:?}").contains(":p@"));
+    }
+
+    #[test]
+    fn the_sqlite_writer_nice_value_defaults_to_minus_ten_and_is_bounded() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.database.sqlite_writer_nice, -10);
+        let set = |v: &str| {
+            Config::load_from(None, env(&[("SIGIL__DATABASE__SQLITE_WRITER_NICE", v)]))
+                .map(|c| c.database.sqlite_writer_nice)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(set("-3"), Ok(-3));
+        assert_eq!(set("0"), Ok(0));
+        for bad in ["5", "-21"] {
+            let e = set(bad).unwrap_err();
+            assert!(e.contains("database.sqlite_writer_nice"), "{bad}: {e}");
+        }
     }
 }

@@ -36,6 +36,7 @@ fn db_options(cfg: &Config, existing: bool) -> DbOptions {
         url: cfg.database_url(),
         max_connections: cfg.database.max_connections,
         sqlite_synchronous: cfg.database.sqlite_synchronous.clone(),
+        sqlite_writer_nice: cfg.database.sqlite_writer_nice,
         acquire_timeout: Duration::from_secs(cfg.database.acquire_timeout_secs),
         existing,
     }

@@ -95,11 +95,12 @@ pub(crate) struct Unit {
 }
 
 /// Opens the writer's connection to the database file `path` (created by sqlx first) with
-/// `synchronous` (`FULL` or `NORMAL`) and starts its thread; the thread ends when every sender
-/// is dropped.
+/// `synchronous` (`FULL` or `NORMAL`) and starts its thread at the nice value `nice` (see
+/// priority.rs); the thread ends when every sender is dropped.
 pub(crate) fn spawn(
     path: &Path,
     synchronous: &str,
+    nice: i32,
     gate: Arc<tokio::sync::Mutex<()>>,
 ) -> Result<mpsc::Sender<Unit>, String> {
     let conn = Connection::open(path).map_err(|e| e.to_string())?;
@@ -117,6 +118,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("sigil-sqlite-writer".into())
         .spawn(move || {
+            crate::priority::apply_writer_nice(nice);
             let mut busy = false;
             while let Some(first) = rx.blocking_recv() {
                 let mut batch = vec![first];

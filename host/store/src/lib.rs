@@ -21,6 +21,7 @@ mod operators;
 mod ops;
 mod pg_group;
 mod ports;
+mod priority;
 mod records;
 mod search;
 mod sqlite_read;
@@ -65,6 +66,10 @@ pub struct DbOptions {
     pub max_connections: u32,
     /// SQLite `synchronous` pragma: `full` (durable on power loss) or `normal`.
     pub sqlite_synchronous: String,
+    /// SQLite only: the nice value of the group writer's thread (−20 to 0; 0 leaves it as
+    /// is). Every durable write waits on that one thread, so it should not wait for a core
+    /// behind the request threads (see priority.rs).
+    pub sqlite_writer_nice: i32,
     /// How long to wait for a connection.
     pub acquire_timeout: Duration,
     /// Open only a database that exists (SQLite: never create the file): for commands that
@@ -284,8 +289,8 @@ impl SqlStore {
                     pool(opts.max_connections.max(1), Some(&attach)).await.map_err(connect_err)?;
                 // The group writer opens the file too.
                 let gate = Arc::new(tokio::sync::Mutex::new(()));
-                let group =
-                    group::spawn(&file, sync, Arc::clone(&gate)).map_err(OpenError::Writer)?;
+                let group = group::spawn(&file, sync, opts.sqlite_writer_nice, Arc::clone(&gate))
+                    .map_err(OpenError::Writer)?;
                 Ok(Self {
                     read,
                     write,

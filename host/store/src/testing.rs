@@ -66,6 +66,8 @@ impl TestDb {
             url: self.url.clone(),
             max_connections: 8,
             sqlite_synchronous: "normal".into(),
+            // The server's default, so the tests' writers run as a server's do.
+            sqlite_writer_nice: -10,
             acquire_timeout: Duration::from_secs(30),
             existing: false,
         }
