@@ -669,3 +669,75 @@ async fn the_access_log_has_a_line_for_every_request_with_its_route_status_and_c
     assert_eq!(refused["principal"], "-", "{refused}");
     child.kill().await.unwrap();
 }
+
+#[cfg(target_os = "linux")]
+/// Whether this process may raise a thread's priority to `nice`: `CAP_SYS_NICE` among its
+/// effective capabilities, or an `RLIMIT_NICE` that allows it (20 − limit is the floor).
+fn may_raise_priority_to(nice: i32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let soft: i64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max nice priority"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    cap_eff & (1 << 23) != 0 || 20 - soft <= i64::from(nice)
+}
+
+#[cfg(target_os = "linux")]
+/// The nice value of each thread of process `pid` named `name` (as the kernel cuts it, 15 bytes).
+fn thread_nice(pid: u32, name: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        if let Some((head, rest)) = stat.rsplit_once(')')
+            && head.ends_with(&format!("({name}"))
+        {
+            // Fields after the name start at field 3 (state); field 19 is the nice value.
+            out.push(rest.split_whitespace().nth(16).unwrap().parse().unwrap());
+        }
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_server_runs_its_sqlite_writer_thread_at_the_configured_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sigil.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
+             [database]\nsqlite_writer_nice = -4\n[log]\nlevel = \"warn\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil_it"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env_remove("SIGIL_LOG")
+        .env_remove("SIGIL__DATABASE__URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    sigil_tests::listening_url(&mut child).await.unwrap();
+    let pid = child.id().unwrap();
+    let writers = thread_nice(pid, "sigil-sqlite-wr");
+    // The server's own nice value, which the writer keeps when raising it is refused.
+    let own = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let own: i32 =
+        own.rsplit_once(')').unwrap().1.split_whitespace().nth(16).unwrap().parse().unwrap();
+    let expected = if may_raise_priority_to(-4) { -4 } else { own };
+    assert_eq!(writers, [expected], "the server's SQLite writer threads");
+    child.kill().await.unwrap();
+}

@@ -1204,7 +1204,7 @@ mod tests {
         };
         assert_eq!(set("-3"), Ok(-3));
         assert_eq!(set("0"), Ok(0));
-        for bad in ["5", "-21"] {
+        for bad in ["5", "-21", "high"] {
             let e = set(bad).unwrap_err();
             assert!(e.contains("database.sqlite_writer_nice"), "{bad}: {e}");
         }

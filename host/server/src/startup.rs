@@ -31,12 +31,15 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 
+/// The store's options for a command; the writer thread's priority is the server's alone
+/// ([`open_serving_store`]): a CLI command's few writes gain nothing from it, and an
+/// unprivileged shell would get the refusal's log line on every command.
 fn db_options(cfg: &Config, existing: bool) -> DbOptions {
     DbOptions {
         url: cfg.database_url(),
         max_connections: cfg.database.max_connections,
         sqlite_synchronous: cfg.database.sqlite_synchronous.clone(),
-        sqlite_writer_nice: cfg.database.sqlite_writer_nice,
+        sqlite_writer_nice: 0,
         acquire_timeout: Duration::from_secs(cfg.database.acquire_timeout_secs),
         existing,
     }
@@ -51,6 +54,15 @@ fn bind(addr: &str, key: &str) -> Result<std::net::TcpListener> {
 /// Opens the database named by the configuration and applies migrations.
 pub async fn open_store(cfg: &Config) -> Result<SqlStore> {
     let store = SqlStore::connect(&db_options(cfg, false)).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// [`open_store`] for `serve`: the SQLite writer thread at `database.sqlite_writer_nice`.
+async fn open_serving_store(cfg: &Config) -> Result<SqlStore> {
+    let opts =
+        DbOptions { sqlite_writer_nice: cfg.database.sqlite_writer_nice, ..db_options(cfg, false) };
+    let store = SqlStore::connect(&opts).await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -412,7 +424,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             (files.server_cert(), files.server_key())
         }
     };
-    let store = open_store(cfg).await?;
+    let store = open_serving_store(cfg).await?;
     let search_index = store.clone();
     let cache_dir = cfg.plugins.cache_dir.clone().unwrap_or_else(|| data_dir.join("plugin-cache"));
     // wasmtime takes an absolute cache path only; the default data_dir is `./data`.

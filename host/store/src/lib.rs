@@ -66,8 +66,8 @@ pub struct DbOptions {
     pub max_connections: u32,
     /// SQLite `synchronous` pragma: `full` (durable on power loss) or `normal`.
     pub sqlite_synchronous: String,
-    /// SQLite only: the nice value of the group writer's thread (−20 to 0; 0 leaves it as
-    /// is). Every durable write waits on that one thread, so it should not wait for a core
+    /// SQLite on Linux only: the nice value of the group writer's thread (the server's
+    /// configuration allows −20 to 0; 0 leaves it as it is). Every durable write waits on that one thread, so it should not wait for a core
     /// behind the request threads (see priority.rs).
     pub sqlite_writer_nice: i32,
     /// How long to wait for a connection.

@@ -5,7 +5,8 @@
 //! issuance and signing, and under load the request threads hold every core: after each sync
 //! and each look for more units the writer waited for a core, and every request in its batch
 //! waited with it. Raised above them (nice −10 against 0) on the 2-core VM of the performance
-//! notes, the writer turned issuance from 9,500/s to 10,400–10,800/s in alternating runs.
+//! notes, the writer took issuance from 9,700/s to 10,850/s on average in five alternating
+//! pairs of runs (all five higher). Linux only: elsewhere the thread keeps its priority.
 //!
 //! Raising a priority needs `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it (systemd's
 //! `LimitNICE=-10`, as packaging/sigil.service sets); without either the writer keeps its
@@ -39,6 +40,9 @@ pub(crate) fn apply_writer_nice(nice: i32) {
     }
     match set_this_thread_nice(nice) {
         Ok(()) => tracing::debug!(nice, "SQLite writer thread priority set"),
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+            tracing::debug!(nice, error = %e, "SQLite writer thread priority left as it is");
+        }
         Err(e) => {
             if !TOLD.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 tracing::info!(
@@ -71,14 +75,16 @@ mod tests {
     #[test]
     fn a_raised_priority_applies_to_the_calling_thread_alone_or_is_refused_unchanged() {
         let here = this_thread_nice().unwrap();
-        let (result, before, after) = on_own_thread(move || {
+        let (result, before, wanted, after) = on_own_thread(move || {
             let before = this_thread_nice().unwrap();
-            let result = set_this_thread_nice(before - 5);
-            (result, before, this_thread_nice().unwrap())
+            let wanted = (before - 5).max(-20);
+            let result = set_this_thread_nice(wanted);
+            (result, before, wanted, this_thread_nice().unwrap())
         });
+        assert!(wanted < before, "the tests run at nice -20 already: nothing to raise");
         match result {
-            // Permitted (root, CAP_SYS_NICE or RLIMIT_NICE): that thread runs 5 levels higher.
-            Ok(()) => assert_eq!(after, before - 5),
+            // Permitted (root, CAP_SYS_NICE or RLIMIT_NICE): that thread runs higher.
+            Ok(()) => assert_eq!(after, wanted),
             // Refused: a permission error, and nothing changed.
             Err(e) => {
                 assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
@@ -92,16 +98,18 @@ mod tests {
 
     #[test]
     fn a_lower_priority_is_always_permitted_and_zero_leaves_the_thread_as_it_is() {
-        let (zero, lowered) = on_own_thread(|| {
+        let (before, lowered, after_zero) = on_own_thread(|| {
             let before = this_thread_nice().unwrap();
-            apply_writer_nice(0);
-            let zero = this_thread_nice().unwrap() - before;
             // Lowering one's own priority needs no privilege: the call itself must work.
-            apply_writer_nice((before + 3).min(19));
-            (zero, this_thread_nice().unwrap() - before)
+            apply_writer_nice((before + 2).min(19));
+            let lowered = this_thread_nice().unwrap();
+            // 0 means "leave it": the thread stays where it is, not at nice 0.
+            apply_writer_nice(0);
+            (before, lowered, this_thread_nice().unwrap())
         });
-        assert_eq!(zero, 0);
-        assert!(lowered > 0, "the thread's nice value did not change");
+        assert!(before <= 17, "the tests run at nice {before}: too low to lower by 2");
+        assert_eq!(lowered, before + 2);
+        assert_eq!(after_zero, lowered);
     }
 }
 
@@ -110,7 +118,6 @@ mod tests {
 mod writer_tests {
     use std::collections::HashMap;
 
-    use super::*;
     use crate::SqlStore;
     use crate::testing::TestDb;
 
@@ -132,17 +139,25 @@ mod writer_tests {
     }
 
     #[tokio::test]
-    async fn the_group_writer_thread_runs_at_the_configured_nice_value_when_permitted() {
+    async fn the_group_writer_thread_runs_at_the_configured_nice_value() {
         let before = writer_threads();
         let db = TestDb::sqlite();
         let mut opts = db.options();
-        opts.sqlite_writer_nice = -7;
+        // A lower priority than the process's (a higher nice value) needs no privilege, so
+        // the value must reach the thread whoever runs the test; the server's range (-20 to
+        // 0) is the configuration's to check.
+        let here = std::thread::spawn(|| {
+            rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+        })
+        .join()
+        .unwrap();
+        let wanted = (here + 3).min(19);
+        assert!(wanted > here, "the tests run at nice {here}: nothing lower to ask for");
+        opts.sqlite_writer_nice = wanted;
         let store = SqlStore::connect(&opts).await.unwrap();
-        // Whether this process may raise a thread's priority at all, tried on a scratch thread.
-        let permitted = std::thread::spawn(|| set_this_thread_nice(-7).is_ok()).join().unwrap();
         // The writer names itself and sets its priority once it runs, which may be after
-        // `connect` returns; other tests of this binary open stores too, so ours is among the
-        // writer threads new since the start.
+        // `connect` returns; other tests of this binary open stores too (at -10 or 0), so ours
+        // is among the writer threads new since the start.
         let mut new = Vec::new();
         for _ in 0..500 {
             new = writer_threads()
@@ -150,18 +165,12 @@ mod writer_tests {
                 .filter(|(t, _)| !before.contains_key(t))
                 .map(|e| e.1)
                 .collect();
-            if new.contains(&-7) || (!permitted && !new.is_empty()) {
+            if new.contains(&wanted) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        if permitted {
-            assert!(new.contains(&-7), "writer threads at {new:?}");
-        } else {
-            // Refused: the writer runs on, at the priority it started with.
-            assert!(!new.is_empty(), "no new writer thread");
-            assert!(new.iter().all(|n| *n >= 0), "writer threads at {new:?}");
-        }
+        assert!(new.contains(&wanted), "new writer threads at {new:?}");
         drop(store);
         db.cleanup().await;
     }
