@@ -570,31 +570,48 @@ async fn plugin_calls_faults_and_call_durations_are_scraped() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn the_access_log_has_a_line_for_every_request_with_its_route_status_and_caller() {
-    // `sigil serve` as a process of its own with JSON logs at info, behind a trusted proxy
-    // (this test's client): the lines are read from its standard error.
-    use tokio::io::AsyncBufReadExt as _;
+/// `sigil serve` as a process of its own on a fresh data directory, listening on port 0, with
+/// `server` appended to its `[server]` section and `sections` after it; its standard output is
+/// piped (for `sigil_tests::listening_url`), its standard error goes to `stderr`. Returns the
+/// temporary directory (kept while the server runs), the data directory and the child.
+fn serve_process(
+    server: &str,
+    sections: &str,
+    stderr: std::process::Stdio,
+) -> (tempfile::TempDir, std::path::PathBuf, tokio::process::Child) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sigil.toml");
     let data = dir.path().join("data");
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ntrusted_proxies = [\"127.0.0.1\"]\n\
-             [log]\nformat = \"json\"\nlevel = \"info\"\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{server}{sections}",
             data.display()
         ),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil_it"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil_it"))
         .args(["--config", config.to_str().unwrap(), "serve"])
         .env_remove("SIGIL_LOG")
+        .env_remove("SIGIL__DATABASE__URL")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    (dir, data, child)
+}
+
+#[tokio::test]
+async fn the_access_log_has_a_line_for_every_request_with_its_route_status_and_caller() {
+    // `sigil serve` as a process of its own with JSON logs at info, behind a trusted proxy
+    // (this test's client): the lines are read from its standard error.
+    use tokio::io::AsyncBufReadExt as _;
+    let (_dir, data, mut child) = serve_process(
+        "trusted_proxies = [\"127.0.0.1\"]\n",
+        "[log]\nformat = \"json\"\nlevel = \"info\"\n",
+        std::process::Stdio::piped(),
+    );
     // Standard error is read from the start, so that the server never waits on a full pipe.
     let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let (access_tx, mut access) = tokio::sync::mpsc::unbounded_channel();
@@ -691,52 +708,20 @@ fn may_raise_priority_to(nice: i32) -> bool {
 }
 
 #[cfg(target_os = "linux")]
-/// The nice value of each thread of process `pid` named `name` (as the kernel cuts it, 15 bytes).
-fn thread_nice(pid: u32, name: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        if let Some((head, rest)) = stat.rsplit_once(')')
-            && head.ends_with(&format!("({name}"))
-        {
-            // Fields after the name start at field 3 (state); field 19 is the nice value.
-            out.push(rest.split_whitespace().nth(16).unwrap().parse().unwrap());
-        }
-    }
-    out
-}
-
-#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn the_server_runs_its_sqlite_writer_thread_at_the_configured_priority() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sigil.toml");
-    let data = dir.path().join("data");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
-             [database]\nsqlite_writer_nice = -4\n[log]\nlevel = \"warn\"\n",
-            data.display()
-        ),
-    )
-    .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil_it"))
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .env_remove("SIGIL_LOG")
-        .env_remove("SIGIL__DATABASE__URL")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    use sigil_store::testing::{stat_name_and_nice, thread_nice};
+    let (_dir, _data, mut child) = serve_process(
+        "",
+        "[database]\nsqlite_writer_nice = -4\n[log]\nlevel = \"warn\"\n",
+        std::process::Stdio::null(),
+    );
     sigil_tests::listening_url(&mut child).await.unwrap();
-    let pid = child.id().unwrap();
-    let writers = thread_nice(pid, "sigil-sqlite-wr");
+    let pid = child.id().unwrap().to_string();
+    let writers: Vec<i32> = thread_nice(&pid, "sigil-sqlite-wr").into_values().collect();
     // The server's own nice value, which the writer keeps when raising it is refused.
     let own = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let own: i32 =
-        own.rsplit_once(')').unwrap().1.split_whitespace().nth(16).unwrap().parse().unwrap();
+    let own = stat_name_and_nice(&own).unwrap().1;
     let expected = if may_raise_priority_to(-4) { -4 } else { own };
     assert_eq!(writers, [expected], "the server's SQLite writer threads");
     child.kill().await.unwrap();

@@ -53,16 +53,17 @@ fn bind(addr: &str, key: &str) -> Result<std::net::TcpListener> {
 
 /// Opens the database named by the configuration and applies migrations.
 pub async fn open_store(cfg: &Config) -> Result<SqlStore> {
-    let store = SqlStore::connect(&db_options(cfg, false)).await?;
-    store.migrate().await?;
-    Ok(store)
+    connect_migrated(&db_options(cfg, false)).await
 }
 
 /// [`open_store`] for `serve`: the SQLite writer thread at `database.sqlite_writer_nice`.
 async fn open_serving_store(cfg: &Config) -> Result<SqlStore> {
-    let opts =
-        DbOptions { sqlite_writer_nice: cfg.database.sqlite_writer_nice, ..db_options(cfg, false) };
-    let store = SqlStore::connect(&opts).await?;
+    let nice = cfg.database.sqlite_writer_nice;
+    connect_migrated(&DbOptions { sqlite_writer_nice: nice, ..db_options(cfg, false) }).await
+}
+
+async fn connect_migrated(opts: &DbOptions) -> Result<SqlStore> {
+    let store = SqlStore::connect(opts).await?;
     store.migrate().await?;
     Ok(store)
 }

@@ -122,20 +122,9 @@ mod writer_tests {
     use crate::testing::TestDb;
 
     /// This process's group writer threads (`sigil-sqlite-writer`, cut to 15 bytes by the
-    /// kernel) and their nice values, from /proc.
+    /// kernel) and their nice values.
     fn writer_threads() -> HashMap<u32, i32> {
-        let mut out = HashMap::new();
-        for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            let Some((head, rest)) = stat.rsplit_once(')') else { continue };
-            if !head.ends_with("(sigil-sqlite-wr") {
-                continue;
-            }
-            // Fields after the name start at field 3 (state); field 19 is the nice value.
-            let nice = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
-            out.insert(t.file_name().to_string_lossy().parse().unwrap(), nice);
-        }
-        out
+        crate::testing::thread_nice("self", "sigil-sqlite-wr")
     }
 
     #[tokio::test]

@@ -121,3 +121,28 @@ pub fn certificate(serial: &str) -> sigil_core::certs::Certificate {
         updated_at: now,
     }
 }
+
+/// The nice value in a line of `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat`, and the
+/// name before it: the fields after the parenthesised name start at field 3 (the state), and
+/// field 19 is the nice value.
+pub fn stat_name_and_nice(stat: &str) -> Option<(&str, i32)> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1;
+    Some((name, rest.split_whitespace().nth(16)?.parse().ok()?))
+}
+
+/// The threads of process `pid` (`"self"` for this one) named `name` (as the kernel keeps a
+/// name, cut to 15 bytes), with their nice values, by thread id; from /proc (Linux).
+pub fn thread_nice(pid: &str, name: &str) -> std::collections::HashMap<u32, i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Default::default();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let (n, nice) = stat_name_and_nice(&stat)?;
+            (n == name).then(|| Some((t.file_name().to_str()?.parse().ok()?, nice)))?
+        })
+        .collect()
+}
