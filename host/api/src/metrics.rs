@@ -22,8 +22,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use sigil_core::audit::{AuditAction, AuditEvent};
-use sigil_core::ports::{CommitObserver, PLUGIN_CALL_BUCKETS, PluginStatus, PoolStatus};
+use sigil_core::audit::AuditAction;
+use sigil_core::ports::{
+    CommitObserver, CommittedEvent, PLUGIN_CALL_BUCKETS, PluginStatus, PoolStatus,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -164,42 +166,40 @@ impl Metrics {
 }
 
 impl CommitObserver for Metrics {
-    fn committed(&self, events: &[AuditEvent]) {
-        for ev in events {
-            self.audit_events
-                .get_or_create(&ActionLabels {
-                    action: ev.action.clone(),
-                    outcome: ev.outcome.clone(),
-                })
-                .inc();
-            let a = ev.action.as_str();
-            // One `csc.login` event per login, its outcome saying how it went.
-            if AuditAction::CscLogin == a {
-                self.logins.get_or_create(&OutcomeLabels { outcome: ev.outcome.clone() }).inc();
-                continue;
-            }
-            if ev.outcome != "success" {
-                continue;
-            }
-            if AuditAction::CrlPublish == a || AuditAction::CaRootCrlPublish == a {
-                self.crls.get_or_create(&CaLabels { ca: ev.object_id.clone() }).inc();
-                continue;
-            }
-            let counted = [
-                (AuditAction::CertificateIssue, &self.certs.issued),
-                (AuditAction::CertificateRenew, &self.certs.renewed),
-                (AuditAction::CertificateRevoke, &self.certs.revoked),
-                (AuditAction::CertificateSuspend, &self.certs.suspended),
-                (AuditAction::CertificateReactivate, &self.certs.reactivated),
-                (AuditAction::CscSignHash, &self.signatures),
-            ];
-            if let Some((_, c)) = counted.iter().find(|(action, _)| *action == a) {
-                c.inc();
-            }
-            // A renewal issues a certificate too.
-            if AuditAction::CertificateRenew == a {
-                self.certs.issued.inc();
-            }
+    fn committed(&self, ev: CommittedEvent<'_>) {
+        self.audit_events
+            .get_or_create(&ActionLabels {
+                action: ev.action.to_owned(),
+                outcome: ev.outcome.to_owned(),
+            })
+            .inc();
+        let a = ev.action;
+        // One `csc.login` event per login, its outcome saying how it went.
+        if AuditAction::CscLogin == a {
+            self.logins.get_or_create(&OutcomeLabels { outcome: ev.outcome.to_owned() }).inc();
+            return;
+        }
+        if ev.outcome != "success" {
+            return;
+        }
+        if AuditAction::CrlPublish == a || AuditAction::CaRootCrlPublish == a {
+            self.crls.get_or_create(&CaLabels { ca: ev.object_id.to_owned() }).inc();
+            return;
+        }
+        let counted = [
+            (AuditAction::CertificateIssue, &self.certs.issued),
+            (AuditAction::CertificateRenew, &self.certs.renewed),
+            (AuditAction::CertificateRevoke, &self.certs.revoked),
+            (AuditAction::CertificateSuspend, &self.certs.suspended),
+            (AuditAction::CertificateReactivate, &self.certs.reactivated),
+            (AuditAction::CscSignHash, &self.signatures),
+        ];
+        if let Some((_, c)) = counted.iter().find(|(action, _)| *action == a) {
+            c.inc();
+        }
+        // A renewal issues a certificate too.
+        if AuditAction::CertificateRenew == a {
+            self.certs.issued.inc();
         }
     }
 }

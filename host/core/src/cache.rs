@@ -24,12 +24,20 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     }
 
     /// The live entry of `key`.
-    pub fn get(&self, key: &K) -> Option<V> {
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         self.get_if(key, |_| true)
     }
 
     /// The live entry of `key`, when `fits` accepts it.
-    pub fn get_if(&self, key: &K, fits: impl FnOnce(&V) -> bool) -> Option<V> {
+    pub fn get_if<Q>(&self, key: &Q, fits: impl FnOnce(&V) -> bool) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         let map = self.entries.lock().ok()?;
         let (v, at) = map.get(key)?;
         (at.elapsed() < self.ttl && fits(v)).then(|| v.clone())
@@ -53,7 +61,11 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     }
 
     /// Drops the entry of `key`.
-    pub fn forget(&self, key: &K) {
+    pub fn forget<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         if let Ok(mut map) = self.entries.lock() {
             map.remove(key);
         }

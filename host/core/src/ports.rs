@@ -84,7 +84,7 @@ pub trait Store:
         ops: Vec<WriteOp>,
         events: Vec<NewAuditEvent>,
         now: OffsetDateTime,
-    ) -> StoreResult<Vec<AuditEvent>>;
+    ) -> StoreResult<()>;
     /// Which backend: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Checks that the database answers.
@@ -104,8 +104,32 @@ pub trait Store:
 /// count them: every change has its events, so no service needs a metrics call of its own).
 /// Must be cheap and must not block.
 pub trait CommitObserver: Send + Sync + std::fmt::Debug {
-    /// `events` were committed.
-    fn committed(&self, events: &[AuditEvent]);
+    /// `event` was committed.
+    fn committed(&self, event: CommittedEvent<'_>);
+}
+
+/// What a [`CommitObserver`] is told of one committed audit event: the fields a sealed event
+/// shares with the event it was made from, so either can tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommittedEvent<'a> {
+    /// Dotted action name.
+    pub action: &'a str,
+    /// `success` or `failure`.
+    pub outcome: &'a str,
+    /// Object id.
+    pub object_id: &'a str,
+}
+
+impl<'a> From<&'a AuditEvent> for CommittedEvent<'a> {
+    fn from(e: &'a AuditEvent) -> Self {
+        Self { action: &e.action, outcome: &e.outcome, object_id: &e.object_id }
+    }
+}
+
+impl<'a> From<&'a NewAuditEvent> for CommittedEvent<'a> {
+    fn from(e: &'a NewAuditEvent) -> Self {
+        Self { action: &e.action, outcome: e.outcome.as_str(), object_id: &e.object_id }
+    }
 }
 
 /// Connections of one database pool.

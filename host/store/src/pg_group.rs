@@ -124,14 +124,14 @@ impl Writer {
         match self.write(&refs).await {
             Ok(results) => {
                 for (u, r) in batch.into_iter().zip(results) {
-                    let _ = u.reply.send(Ok(r));
+                    u.answer(Ok(r));
                 }
             }
             // A batch whose COMMIT failed and whose outcome is unknown is never retried: it may
             // have landed, and a retry would spend its SADs twice.
             Err(Failed::Unknown(e)) => {
                 for u in batch {
-                    let _ = u.reply.send(Err(StoreError::Backend(e.clone())));
+                    u.answer(Err(StoreError::Backend(e.clone())));
                 }
             }
             Err(Failed::Before(_)) if batch.len() > 1 => {
@@ -141,12 +141,12 @@ impl Writer {
                         .await
                         .map(|mut v| v.pop().unwrap_or_default())
                         .map_err(Failed::into_store);
-                    let _ = u.reply.send(r);
+                    u.answer(r);
                 }
             }
             Err(e) => {
                 if let Some(u) = batch.into_iter().next() {
-                    let _ = u.reply.send(Err(e.into_store()));
+                    u.answer(Err(e.into_store()));
                 }
             }
         }

@@ -58,18 +58,21 @@ impl Store for SqlStore {
         ops: Vec<sigil_core::ports::WriteOp>,
         events: Vec<sigil_core::audit::NewAuditEvent>,
         now: time::OffsetDateTime,
-    ) -> StoreResult<Vec<AuditEvent>> {
+    ) -> StoreResult<()> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.group
             .send(group::Unit { ops, events, now, reply })
             .await
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
-        let events =
-            rx.await.map_err(|_| StoreError::Backend("the writer has stopped".into()))??;
+        // The unit comes back with its answer, to be dropped on this thread (see group::Answer).
+        let answer = rx.await.map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
+        answer.result?;
         if let Some(o) = self.observer.get() {
-            o.committed(&events);
+            for e in &answer.events {
+                o.committed(e.into());
+            }
         }
-        Ok(events)
+        Ok(())
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {

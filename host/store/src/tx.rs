@@ -92,7 +92,9 @@ impl Tx for SqlTx {
         let observer = std::sync::Arc::clone(&self.observer);
         self.tx.commit().await.map_err(map_err)?;
         if let Some(o) = observer.get() {
-            o.committed(&sealed);
+            for e in &sealed {
+                o.committed(e.into());
+            }
         }
         Ok(sealed)
     }

@@ -340,7 +340,7 @@ async fn issue_one(
     store: &dyn Store,
     serial: &str,
     object_id: &str,
-) -> sigil_core::ports::StoreResult<Vec<sigil_core::audit::AuditEvent>> {
+) -> sigil_core::ports::StoreResult<()> {
     let ev = sigil_core::audit::NewAuditEvent::new(
         &Principal::system(),
         sigil_core::audit::AuditAction::CertificateIssue,

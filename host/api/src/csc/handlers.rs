@@ -352,9 +352,9 @@ async fn credential_info(st: AppState, ctx: Ctx, v: Version, raw: Bytes) -> Answ
         CscError::invalid("Missing (or invalid type) string parameter credentialID")
     })?;
     let certificates = certificates_param(req.certificates.as_deref())?;
-    let (c, cert) = st.csc.credential(&s, &id).await.map_err(|e| CscError::from_core(e, v))?;
+    let entry = st.csc.credential(&s, &id).await.map_err(|e| CscError::from_core(e, v))?;
     let d = Describe { certificates, cert_info: req.cert_info == Some(true) };
-    ok(describe(&st, v, &c, &cert, &d))
+    ok(describe(&st, v, &entry.0, &entry.1, &d))
 }
 
 async fn authorize(st: AppState, ctx: Ctx, v: Version, raw: Bytes) -> Answer {

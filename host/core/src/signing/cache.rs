@@ -1,5 +1,7 @@
 //! Token and credential lookups kept for a short time, shared by the CSC and signer services.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -11,13 +13,14 @@ use crate::signing::credential::{Signer, SigningCredential};
 const CACHE_MAX: usize = 10_000;
 
 /// Token and credential lookups shared by the CSC and signer services (the signer service
-/// drops entries when it changes them).
+/// drops entries when it changes them). Entries are shared, not copied, on each hit: a
+/// signHash reads both.
 #[derive(Debug)]
 pub struct CscCache {
     /// token digest → (signer, token expiry).
-    sessions: Cache<String, (Signer, OffsetDateTime)>,
+    sessions: Cache<String, (Arc<Signer>, OffsetDateTime)>,
     /// credential id → (credential, its certificate).
-    credentials: Cache<Uuid, (SigningCredential, Certificate)>,
+    credentials: Cache<Uuid, Arc<(SigningCredential, Certificate)>>,
 }
 
 impl CscCache {
@@ -26,25 +29,25 @@ impl CscCache {
         Self { sessions: Cache::new(ttl, CACHE_MAX), credentials: Cache::new(ttl, CACHE_MAX) }
     }
 
-    pub(crate) fn session(&self, token: &str) -> Option<(Signer, OffsetDateTime)> {
-        self.sessions.get(&token.to_owned())
+    pub(crate) fn session(&self, token: &str) -> Option<(Arc<Signer>, OffsetDateTime)> {
+        self.sessions.get(token)
     }
 
-    pub(crate) fn put_session(&self, token: String, s: Signer, exp: OffsetDateTime) {
+    pub(crate) fn put_session(&self, token: String, s: Arc<Signer>, exp: OffsetDateTime) {
         self.sessions.put(token, (s, exp));
     }
 
-    pub(crate) fn credential(&self, id: Uuid) -> Option<(SigningCredential, Certificate)> {
+    pub(crate) fn credential(&self, id: Uuid) -> Option<Arc<(SigningCredential, Certificate)>> {
         self.credentials.get(&id)
     }
 
-    pub(crate) fn put_credential(&self, c: SigningCredential, cert: Certificate) {
-        self.credentials.put(c.id, (c, cert));
+    pub(crate) fn put_credential(&self, entry: Arc<(SigningCredential, Certificate)>) {
+        self.credentials.put(entry.0.id, entry);
     }
 
     /// Forgets token `digest`.
     pub fn forget_token(&self, digest: &str) {
-        self.sessions.forget(&digest.to_owned());
+        self.sessions.forget(digest);
     }
 
     /// Forgets every session of signer `id`.

@@ -49,7 +49,7 @@ pub const MAX_HASHES: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct Session {
     /// The signer.
-    pub signer: Signer,
+    pub signer: Arc<Signer>,
     /// Who to audit.
     pub principal: Arc<Principal>,
     /// The access token's id (the digest of its secret): authorizing a SAD checks, in its
@@ -293,8 +293,9 @@ impl CscService {
                     .signers
                     .signer(t.signer_id)
                     .await?
+                    .map(Arc::new)
                     .ok_or(CoreError::Unauthenticated(AuthFailure::Unknown))?;
-                self.cache.put_session(id.clone(), s.clone(), t.expires_at);
+                self.cache.put_session(id.clone(), Arc::clone(&s), t.expires_at);
                 (s, t.expires_at)
             }
         };
@@ -358,22 +359,23 @@ impl CscService {
         &self,
         s: &Session,
         id: &str,
-    ) -> Result<(SigningCredential, Certificate)> {
+    ) -> Result<Arc<(SigningCredential, Certificate)>> {
         let bad = || invalid("Invalid parameter credentialID");
         let id = Uuid::parse_str(id).map_err(|_| bad())?;
-        let (c, cert) = match self.cache.credential(id) {
+        let entry = match self.cache.credential(id) {
             Some(hit) => hit,
             None => {
                 let c = self.signers.credential(id).await?.ok_or_else(bad)?;
                 let cert = self.signers.certificate_of(&c).await?.ok_or_else(bad)?;
-                self.cache.put_credential(c.clone(), cert.clone());
-                (c, cert)
+                let entry = Arc::new((c, cert));
+                self.cache.put_credential(Arc::clone(&entry));
+                entry
             }
         };
-        if c.signer_id != s.signer.id {
+        if entry.0.signer_id != s.signer.id {
             return Err(bad());
         }
-        Ok((c, cert))
+        Ok(entry)
     }
 
     /// An audit event on a credential; anything but `ok` is recorded as a failure.
@@ -529,16 +531,17 @@ impl CscService {
         };
         let now = self.clock.now();
         let prepared = match self.credential(s, &r.credential_id).await {
-            Ok((c, cert)) => self.check_sign(&c, &cert, &r, now).map(|hs| (c, cert, hs)),
+            Ok(entry) => self.check_sign(&entry.0, &entry.1, &r, now).map(|hs| (entry, hs)),
             Err(e) => Err(e),
         };
-        let (c, cert, (hash, scheme)) = match prepared {
+        let (entry, (hash, scheme)) = match prepared {
             Ok(v) => v,
             Err(e) => {
                 self.audit_only(vec![ev("invalid_request")]).await?;
                 return Err(e);
             }
         };
+        let (c, cert) = (&entry.0, &entry.1);
         // The SAD is spent (with the audit event) before any private-key work, so a bogus,
         // spent or foreign SAD costs no signature at all.
         let spend = SadUse {
@@ -559,7 +562,7 @@ impl CscService {
         // The back end's absence is the server's problem, not the client's: logged, not told.
         let chain = self
             .signers
-            .ca_chain(&cert)
+            .ca_chain(cert)
             .map_err(|e| CoreError::Internal(format!("the credential's CA back end: {e}")));
         let signed = match chain {
             Ok(chain) => {
@@ -570,7 +573,7 @@ impl CscService {
                     certificate: &cert.der,
                     ca_chain: &chain,
                 };
-                self.keys.sign_hashes(key, hash, scheme, r.hashes.clone()).await
+                self.keys.sign_hashes(key, hash, scheme, r.hashes).await
             }
             Err(e) => Err(e),
         };
