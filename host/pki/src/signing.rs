@@ -230,6 +230,12 @@ fn is_ec(k: KeyType) -> bool {
     matches!(k, KeyType::P256 | KeyType::P384)
 }
 
+/// Whether `digests` signatures of a key of type `k` held in memory are computed on the async
+/// thread (see [`INLINE_EC`]).
+fn signs_inline(k: KeyType, digests: usize) -> bool {
+    is_ec(k) && digests <= INLINE_EC
+}
+
 /// Refuses a digest of the wrong length for `hash`, or a scheme that is not `k`'s.
 fn check_request(
     k: KeyType,
@@ -452,6 +458,10 @@ impl SigningKeys for CredentialKeys {
         })
     }
 
+    fn signs_inline(&self, k: KeyType, stored: &str, digests: usize) -> bool {
+        signs_inline(k, digests) && TokenKeyRef::decode(stored).is_none()
+    }
+
     async fn sign_hashes(
         &self,
         credential: CredentialKey<'_>,
@@ -462,7 +472,7 @@ impl SigningKeys for CredentialKeys {
         let key = self.open(&credential)?;
         let k = credential.key_type;
         // A token is a device: its calls may block, so they never run on the async threads.
-        let inline = is_ec(k) && digests.len() <= INLINE_EC && matches!(key, OpenKey::Sealed(_));
+        let inline = signs_inline(k, digests.len()) && matches!(key, OpenKey::Sealed(_));
         let all = move || match &key {
             OpenKey::Sealed(key) => {
                 digests.iter().map(|d| key.sign(k, hash, scheme, d)).collect::<Result<_, _>>()
@@ -672,5 +682,31 @@ mod tests {
         let other_ca = cert_for(&generate(KeyType::P256).unwrap(), None, true);
         let keys = CredentialKeys::new(master);
         assert!(sign_one(&keys, alice, &alice_sealed, &alice_cert, &other_ca).await.is_err());
+    }
+
+    /// Only these may be signed while their SAD's spend commits (and so for a SAD then
+    /// refused): a few digests with a sealed EC key. An RSA key or a key on a token waits for
+    /// the spend.
+    #[test]
+    fn only_a_few_digests_with_a_sealed_ec_key_are_signed_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
+        let keys = CredentialKeys::new(master);
+        let sealed = "c2VhbGVk";
+        let on_token = TokenKeyRef {
+            token: "sigil".into(),
+            label: TokenKeyRef::credential_label(Uuid::now_v7()),
+            id: "01".into(),
+        }
+        .encode();
+        for k in [KeyType::P256, KeyType::P384] {
+            assert!(keys.signs_inline(k, sealed, 1));
+            assert!(keys.signs_inline(k, sealed, INLINE_EC));
+            assert!(!keys.signs_inline(k, sealed, INLINE_EC + 1));
+            assert!(!keys.signs_inline(k, &on_token, 1));
+        }
+        for k in [KeyType::Rsa2048, KeyType::Rsa3072] {
+            assert!(!keys.signs_inline(k, sealed, 1));
+        }
     }
 }

@@ -508,6 +508,14 @@ pub trait SigningKeys: Send + Sync {
         scheme: SignScheme,
         digests: Vec<Vec<u8>>,
     ) -> crate::Result<Vec<Vec<u8>>>;
+    /// Whether signing `digests` digests with the key stored as `stored` (of type `k`) is
+    /// cheap enough to run on the async threads: a sealed EC key and a few digests (tens of
+    /// microseconds), not an RSA key (a millisecond each) nor a token (a device). Only such a
+    /// signature may be computed while its SAD's spend commits, to be discarded if the spend is
+    /// refused.
+    fn signs_inline(&self, _k: KeyType, _stored: &str, _digests: usize) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

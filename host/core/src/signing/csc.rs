@@ -177,6 +177,22 @@ impl CscService {
         Ok(Zeroizing::new(URL_SAFE_NO_PAD.encode(b.as_ref())))
     }
 
+    /// The outcome of a SAD's spend: a refusal is audited with `ev` and told to the client.
+    async fn spent(
+        &self,
+        r: std::result::Result<(), StoreError>,
+        ev: &(dyn Fn(&str) -> NewAuditEvent + Sync),
+    ) -> Result<()> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(StoreError::Refused { code, detail }) => {
+                self.audit_only(vec![ev("invalid_sad")]).await?;
+                Err(CoreError::invalid(code, detail))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Records `events` alone (outcomes of refused calls), group-committed.
     async fn audit_only(&self, events: Vec<NewAuditEvent>) -> Result<()> {
         self.store.commit_ops(vec![], events, self.clock.now()).await?;
@@ -516,8 +532,11 @@ impl CscService {
     }
 
     /// `signatures/signHash`: spends the SAD on the hashes in one unit with the audit event,
-    /// then signs every hash in order; a SAD that is unknown, another's, expired, exhausted or
-    /// not for these hashes gives no signature, and costs none.
+    /// and signs every hash in order; no signature leaves before the spend is committed. A SAD
+    /// that is unknown, another's, expired, exhausted or not for these hashes gives no
+    /// signature, and costs none, except where signing is cheap (a few digests with a sealed EC
+    /// key, see [`SigningKeys::signs_inline`]): those are signed while the spend commits (the
+    /// commit's wait is most of a signHash's time) and discarded if it is refused.
     pub async fn sign_hash(&self, s: &Session, r: SignHash) -> Result<Vec<Vec<u8>>> {
         let n = r.hashes.len();
         let ev = |outcome: &str| {
@@ -542,8 +561,6 @@ impl CscService {
             }
         };
         let (c, cert) = (&entry.0, &entry.1);
-        // The SAD is spent (with the audit event) before any private-key work, so a bogus,
-        // spent or foreign SAD costs no signature at all.
         let spend = SadUse {
             id: digest_id(&r.sad),
             credential_id: c.id,
@@ -551,31 +568,35 @@ impl CscService {
             hashes: r.hashes.iter().map(|h| crate::audit::lower_hex(h)).collect(),
             now_us: unix_micros(now),
         };
-        match self.store.commit_ops(vec![WriteOp::ConsumeSad(spend)], vec![ev("ok")], now).await {
-            Ok(_) => {}
-            Err(StoreError::Refused { code, detail }) => {
-                self.audit_only(vec![ev("invalid_sad")]).await?;
-                return Err(CoreError::invalid(code, detail));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        // The back end's absence is the server's problem, not the client's: logged, not told.
-        let chain = self
-            .signers
-            .ca_chain(cert)
-            .map_err(|e| CoreError::Internal(format!("the credential's CA back end: {e}")));
-        let signed = match chain {
-            Ok(chain) => {
-                let key = CredentialKey {
-                    id: c.id,
-                    key_type: c.key_algorithm,
-                    sealed_key: &c.sealed_key,
-                    certificate: &cert.der,
-                    ca_chain: &chain,
-                };
-                self.keys.sign_hashes(key, hash, scheme, r.hashes).await
-            }
-            Err(e) => Err(e),
+        let inline = self.keys.signs_inline(c.key_algorithm, &c.sealed_key, n);
+        let digests = r.hashes;
+        let sign = async {
+            // The back end's absence is the server's problem, not the client's: logged, not told.
+            let chain = self
+                .signers
+                .ca_chain(cert)
+                .map_err(|e| CoreError::Internal(format!("the credential's CA back end: {e}")))?;
+            let key = CredentialKey {
+                id: c.id,
+                key_type: c.key_algorithm,
+                sealed_key: &c.sealed_key,
+                certificate: &cert.der,
+                ca_chain: &chain,
+            };
+            self.keys.sign_hashes(key, hash, scheme, digests).await
+        };
+        let commit = self.store.commit_ops(vec![WriteOp::ConsumeSad(spend)], vec![ev("ok")], now);
+        let signed = if inline {
+            // The commit is sent first (join polls in order), then the signature is computed
+            // while it waits for its sync; it is dropped here unless the spend was committed.
+            let (spent, signed) = tokio::join!(commit, sign);
+            self.spent(spent, &ev).await?;
+            signed
+        } else {
+            // Anything costlier waits for the spend, so a bogus, spent or foreign SAD costs no
+            // private-key work at all.
+            self.spent(commit.await, &ev).await?;
+            sign.await
         };
         match signed {
             Ok(sigs) => Ok(sigs),
