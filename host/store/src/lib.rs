@@ -212,9 +212,11 @@ pub struct SqlStore {
     gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Told of every commit's events (metrics); set once, after the services are built.
     observer: Observer,
-    /// SQLite: the database file, which the audit checkpoint's walk reads directly
-    /// ([`sqlite_read::events_after_in_file`]). `None` on PostgreSQL.
+    /// SQLite: the database file. `None` on PostgreSQL.
     sqlite_file: Option<std::path::PathBuf>,
+    /// SQLite: the audit checkpoint walk's reader of that file
+    /// ([`sqlite_read::events_after_in_file`]). `None` on PostgreSQL.
+    walk: Option<Arc<sqlite_read::WalkReader>>,
 }
 
 /// The commit observer of a store, shared with its transactions.
@@ -299,6 +301,7 @@ impl SqlStore {
                     gate: Some(gate),
                     observer: Observer::default(),
                     sqlite_file: Some(file.clone()),
+                    walk: Some(Arc::new(sqlite_read::WalkReader::new(file.clone()))),
                 })
             }
             Backend::Postgres => {
@@ -317,6 +320,7 @@ impl SqlStore {
                     gate: None,
                     observer: Observer::default(),
                     sqlite_file: None,
+                    walk: None,
                 })
             }
         }

@@ -270,10 +270,10 @@ impl CertStore for SqlStore {
 impl AuditLog for SqlStore {
     async fn audit_events(&self, f: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEvent>> {
         // The chain walk's shape (every event after a sequence number): read past sqlx.
-        if let (Some(file), Some(after)) = (&self.sqlite_file, f.after_seq)
+        if let (Some(walk), Some(after)) = (&self.walk, f.after_seq)
             && *f == (AuditFilter { after_seq: Some(after), ..AuditFilter::default() })
         {
-            return sqlite_read::events_after_in_file(file.clone(), after, limit).await;
+            return sqlite_read::events_after_in_file(Arc::clone(walk), after, limit).await;
         }
         audit::events(&self.read, f, limit).await
     }

@@ -210,6 +210,35 @@ async fn the_chain_walks_read_of_events_after_a_seq_matches_the_filtered_query_r
 }
 
 #[tokio::test]
+async fn the_chain_walk_reads_events_committed_after_its_previous_read() {
+    // On SQLite the walk keeps its connection between reads: it must not keep a snapshot too.
+    each_backend(|store| async move {
+        let svc =
+            Arc::new(ApiKeyService::new(store.clone(), Arc::new(SystemClock), Duration::ZERO));
+        let cap = Principal::local_cli().authorize::<perm::ApiKeysCreate>().unwrap();
+        let walk = |after: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .audit_events(
+                        &AuditFilter { after_seq: Some(after), ..Default::default() },
+                        100,
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        for round in 0..3 {
+            svc.create(&cap, create(&format!("later{round}"))).await.unwrap();
+            let seen = walk(0).await;
+            assert_eq!(seen.len(), round + 1, "round {round}");
+            assert_eq!(walk(seen.len() as i64 - 1).await.len(), 1, "round {round}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn concurrent_inserts_are_group_committed_and_a_bad_unit_fails_alone() {
     each_backend(|store| async move {
         let mut tasks = vec![];
