@@ -817,6 +817,8 @@ async fn concurrent_sign_hash_calls_never_spend_a_sad_twice() {
                 .iter()
                 .all(|a| a.status == 200 || (a.status, a.error()) == (400, "invalid_request"))
         );
+        // A P-256 signature is computed while its spend commits: a refused call's is dropped.
+        assert!(answers.iter().all(|a| (a.status == 200) == a.body.get("signatures").is_some()));
         // The audit trail has exactly three successful signings.
         let trail = s.trail("signing_credential", &id).await;
         let signed = trail["items"]

@@ -8,7 +8,8 @@
 //!   and age, each root CRL's nextUpdate, the database pools, and each plugin's calls, faults
 //!   and call durations (a histogram).
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -95,6 +96,41 @@ pub struct Metrics {
     logins: Family<OutcomeLabels, Counter>,
     crls: Family<CaLabels, Counter>,
     scrape: Arc<Mutex<Scrape>>,
+    /// The families' handles by borrowed labels (see [`Handles`]).
+    handles: Handles,
+}
+
+/// Handles of the per-request and per-event metrics (a counter or histogram clone shares the
+/// family's value), found by borrowed labels: a family is looked up by an owned label set, which
+/// cost each request four string copies and each audit event two. Filled on first sight of a
+/// label set; its labels are as bounded as the families' own (routes are the router's templates,
+/// methods the standard ones or `other`, actions and outcomes the audit trail's names).
+#[derive(Debug, Default)]
+struct Handles {
+    /// route → [(method, latency, [(status, requests)])].
+    routes: RwLock<HashMap<String, Vec<MethodHandles>>>,
+    /// action → [(outcome, audit events)].
+    actions: RwLock<HashMap<String, Vec<(String, Counter)>>>,
+}
+
+/// A route's handles for one method: its latency histogram and its counter of each status.
+type MethodHandles = (&'static str, Histogram, Vec<(u16, Counter)>);
+
+/// The method as a label: the standard ones by name, any other as `other` (a client may send
+/// any token as a method, and each would be a new label set).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 impl Default for Metrics {
@@ -135,19 +171,91 @@ impl Default for Metrics {
         registry.register("crls_generated", "CRLs signed, by CA", crls.clone());
         let scrape = Arc::new(Mutex::new(Scrape::default()));
         registry.register_collector(Box::new(ScrapeCollector(Arc::clone(&scrape))));
-        Self { registry, requests, latency, audit_events, certs, signatures, logins, crls, scrape }
+        let handles = Handles::default();
+        Self {
+            registry,
+            requests,
+            latency,
+            audit_events,
+            certs,
+            signatures,
+            logins,
+            crls,
+            scrape,
+            handles,
+        }
     }
 }
 
 impl Metrics {
     /// Records one finished request.
-    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        self.requests
-            .get_or_create(&RequestLabels { method: method.into(), route: route.into(), status })
-            .inc();
-        self.latency
+    pub fn observe(&self, method: &Method, route: &str, status: u16, seconds: f64) {
+        let method = method_label(method);
+        let found = self.handles.routes.read().ok().and_then(|routes| {
+            let (_, latency, statuses) =
+                routes.get(route)?.iter().find(|(m, _, _)| *m == method)?;
+            let (_, requests) = statuses.iter().find(|(s, _)| *s == status)?;
+            Some((latency.clone(), requests.clone()))
+        });
+        let (latency, requests) = match found {
+            Some(h) => h,
+            None => self.route_handles(method, route, status),
+        };
+        requests.inc();
+        latency.observe(seconds);
+    }
+
+    /// The handles of (`method`, `route`, `status`), made and kept on first sight.
+    #[cold]
+    fn route_handles(
+        &self,
+        method: &'static str,
+        route: &str,
+        status: u16,
+    ) -> (Histogram, Counter) {
+        let labels = RequestLabels { method: method.into(), route: route.into(), status };
+        let requests = self.requests.get_or_create(&labels).clone();
+        let latency = self
+            .latency
             .get_or_create(&RouteLabels { method: method.into(), route: route.into() })
-            .observe(seconds);
+            .clone();
+        if let Ok(mut routes) = self.handles.routes.write() {
+            let methods = routes.entry(route.to_owned()).or_default();
+            let at = match methods.iter().position(|(m, _, _)| *m == method) {
+                Some(at) => at,
+                None => {
+                    methods.push((method, latency.clone(), Vec::new()));
+                    methods.len() - 1
+                }
+            };
+            let statuses = &mut methods[at].2;
+            if !statuses.iter().any(|(s, _)| *s == status) {
+                statuses.push((status, requests.clone()));
+            }
+        }
+        (latency, requests)
+    }
+
+    /// The audit event counter of (`action`, `outcome`), kept on first sight.
+    fn action_counter(&self, action: &str, outcome: &str) -> Counter {
+        let found = self.handles.actions.read().ok().and_then(|actions| {
+            let (_, c) = actions.get(action)?.iter().find(|(o, _)| o == outcome)?;
+            Some(c.clone())
+        });
+        if let Some(c) = found {
+            return c;
+        }
+        let c = self
+            .audit_events
+            .get_or_create(&ActionLabels { action: action.to_owned(), outcome: outcome.to_owned() })
+            .clone();
+        if let Ok(mut actions) = self.handles.actions.write() {
+            let outcomes = actions.entry(action.to_owned()).or_default();
+            if !outcomes.iter().any(|(o, _)| o == outcome) {
+                outcomes.push((outcome.to_owned(), c.clone()));
+            }
+        }
+        c
     }
 
     /// Replaces what is read at each scrape.
@@ -167,12 +275,7 @@ impl Metrics {
 
 impl CommitObserver for Metrics {
     fn committed(&self, ev: CommittedEvent<'_>) {
-        self.audit_events
-            .get_or_create(&ActionLabels {
-                action: ev.action.to_owned(),
-                outcome: ev.outcome.to_owned(),
-            })
-            .inc();
+        self.action_counter(ev.action, ev.outcome).inc();
         let a = ev.action;
         // One `csc.login` event per login, its outcome saying how it went.
         if AuditAction::CscLogin == a {
@@ -361,15 +464,86 @@ impl Timer {
     /// router and never sees the routed request.
     pub(crate) fn finish(self, m: &Metrics, mut res: Response) -> Response {
         let route = self.matched.as_ref().map_or("unmatched", MatchedPath::as_str);
-        m.observe(
-            self.method.as_str(),
-            route,
-            res.status().as_u16(),
-            self.start.elapsed().as_secs_f64(),
-        );
+        m.observe(&self.method, route, res.status().as_u16(), self.start.elapsed().as_secs_f64());
         if let Some(p) = self.matched {
             res.extensions_mut().insert(p);
         }
         res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, prefix: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn requests_are_counted_by_method_route_and_status_through_the_kept_handles() {
+        let m = Metrics::default();
+        for status in [200, 200, 404] {
+            m.observe(&Method::POST, "/api/v1/certificates", status, 0.001);
+        }
+        m.observe(&Method::GET, "/api/v1/certificates", 200, 0.001);
+        let text = m.render();
+        let count = |method: &str, status: u16| {
+            sample(
+                &text,
+                &format!(
+                    "sigil_http_requests_total{{method=\"{method}\",route=\"/api/v1/certificates\",status=\"{status}\"}}"
+                ),
+            )
+        };
+        assert_eq!(count("POST", 200), Some(2.0));
+        assert_eq!(count("POST", 404), Some(1.0));
+        assert_eq!(count("GET", 200), Some(1.0));
+        assert_eq!(
+            sample(
+                &text,
+                "sigil_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/certificates\"}"
+            ),
+            Some(3.0)
+        );
+    }
+
+    #[test]
+    fn a_method_outside_the_standard_ones_is_counted_as_other() {
+        let m = Metrics::default();
+        for token in ["FOO", "BAR"] {
+            let method = Method::from_bytes(token.as_bytes()).unwrap();
+            m.observe(&method, "unmatched", 405, 0.001);
+        }
+        let text = m.render();
+        assert!(!text.contains("FOO") && !text.contains("BAR"), "{text}");
+        assert_eq!(
+            sample(
+                &text,
+                "sigil_http_requests_total{method=\"other\",route=\"unmatched\",status=\"405\"}"
+            ),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn committed_events_are_counted_by_action_and_outcome() {
+        let m = Metrics::default();
+        let ev = |action, outcome| CommittedEvent { action, outcome, object_id: "x" };
+        m.committed(ev("csc.sign_hash", "success"));
+        m.committed(ev("csc.sign_hash", "success"));
+        m.committed(ev("csc.sign_hash", "failure"));
+        let text = m.render();
+        let count = |outcome: &str| {
+            sample(
+                &text,
+                &format!(
+                    "sigil_audit_events_total{{action=\"csc.sign_hash\",outcome=\"{outcome}\"}}"
+                ),
+            )
+        };
+        assert_eq!(count("success"), Some(2.0));
+        assert_eq!(count("failure"), Some(1.0));
+        assert_eq!(sample(&text, "sigil_csc_sign_hash_total"), Some(2.0));
     }
 }

@@ -534,9 +534,9 @@ impl CscService {
     /// `signatures/signHash`: spends the SAD on the hashes in one unit with the audit event,
     /// and signs every hash in order; no signature leaves before the spend is committed. A SAD
     /// that is unknown, another's, expired, exhausted or not for these hashes gives no
-    /// signature, and costs none, except where signing is cheap (a few digests with a sealed EC
-    /// key, see [`SigningKeys::signs_inline`]): those are signed while the spend commits (the
-    /// commit's wait is most of a signHash's time) and discarded if it is refused.
+    /// signature, and costs none, except where signing is cheap (a few digests with a sealed
+    /// P-256 key, see [`SigningKeys::signs_inline`]): those are signed while the spend commits
+    /// (the commit's wait is most of a signHash's time) and discarded if it is refused.
     pub async fn sign_hash(&self, s: &Session, r: SignHash) -> Result<Vec<Vec<u8>>> {
         let n = r.hashes.len();
         let ev = |outcome: &str| {
