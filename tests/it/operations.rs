@@ -709,11 +709,14 @@ fn may_raise_priority_to(nice: i32) -> bool {
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn the_server_runs_its_sqlite_writer_thread_at_the_configured_priority() {
-    use sigil_store::testing::{stat_name_and_nice, thread_nice};
+async fn the_server_runs_its_sqlite_writer_thread_at_the_configured_priority_and_cpu() {
+    use sigil_store::testing::{last_allowed_cpu, stat_name_and_nice, thread_cpus, thread_nice};
+    let cpu = last_allowed_cpu().unwrap();
     let (_dir, _data, mut child) = serve_process(
         "",
-        "[database]\nsqlite_writer_nice = -4\n[log]\nlevel = \"warn\"\n",
+        &format!(
+            "[database]\nsqlite_writer_nice = -4\nsqlite_writer_cpu = {cpu}\n[log]\nlevel = \"warn\"\n"
+        ),
         std::process::Stdio::null(),
     );
     sigil_tests::listening_url(&mut child).await.unwrap();
@@ -724,5 +727,10 @@ async fn the_server_runs_its_sqlite_writer_thread_at_the_configured_priority() {
     let own = stat_name_and_nice(&own).unwrap().1;
     let expected = if may_raise_priority_to(-4) { -4 } else { own };
     assert_eq!(writers, [expected], "the server's SQLite writer threads");
+    let on: Vec<String> = thread_nice(&pid, "sigil-sqlite-wr")
+        .into_keys()
+        .filter_map(|t| thread_cpus(&pid, t))
+        .collect();
+    assert_eq!(on, [cpu.to_string()], "the CPUs of the server's SQLite writer threads");
     child.kill().await.unwrap();
 }

@@ -165,6 +165,9 @@ pub struct DatabaseSection {
     /// SQLite: nice value of the group writer's thread, −20 to 0 (0 leaves it as is).
     #[serde(default = "d_writer_nice")]
     pub sqlite_writer_nice: i32,
+    /// SQLite: the CPU (from 0) the group writer's thread is kept on; none by default.
+    #[serde(default)]
+    pub sqlite_writer_cpu: Option<usize>,
     /// Seconds to wait for a connection.
     #[serde(default = "d_acquire")]
     pub acquire_timeout_secs: u64,
@@ -859,6 +862,11 @@ impl Config {
                 "database.sqlite_synchronous must be `full` or `normal`".into(),
             ));
         }
+        if self.database.sqlite_writer_cpu.is_some_and(|c| c >= 1024) {
+            return Err(ConfigError::Invalid(
+                "database.sqlite_writer_cpu must be a CPU number below 1024".into(),
+            ));
+        }
         if !(-20..=0).contains(&self.database.sqlite_writer_nice) {
             return Err(ConfigError::Invalid(
                 "database.sqlite_writer_nice must be -20 to 0".into(),
@@ -1191,6 +1199,22 @@ mod tests {
         assert_eq!(c.exposure.allowed_ips, ["10.0.0.0/8", "127.0.0.1"]);
         assert_eq!(c.database_url(), "postgres://u:p@127.0.0.1/db");
         assert!(!format!("{c:?}").contains(":p@"));
+    }
+
+    #[test]
+    fn the_sqlite_writer_cpu_is_unset_by_default_and_a_cpu_number_when_set() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.database.sqlite_writer_cpu, None);
+        let set = |v: &str| {
+            Config::load_from(None, env(&[("SIGIL__DATABASE__SQLITE_WRITER_CPU", v)]))
+                .map(|c| c.database.sqlite_writer_cpu)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(set("1"), Ok(Some(1)));
+        for bad in ["1024", "-1", "last"] {
+            let e = set(bad).unwrap_err();
+            assert!(e.contains("sqlite_writer_cpu"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 
-/// The store's options for a command; the writer thread's priority is the server's alone
+/// The store's options for a command; the writer thread's priority and CPU are the server's alone
 /// ([`open_serving_store`]): a CLI command's few writes gain nothing from it, and an
 /// unprivileged shell would get the refusal's log line on every command.
 fn db_options(cfg: &Config, existing: bool) -> DbOptions {
@@ -40,6 +40,7 @@ fn db_options(cfg: &Config, existing: bool) -> DbOptions {
         max_connections: cfg.database.max_connections,
         sqlite_synchronous: cfg.database.sqlite_synchronous.clone(),
         sqlite_writer_nice: 0,
+        sqlite_writer_cpu: None,
         acquire_timeout: Duration::from_secs(cfg.database.acquire_timeout_secs),
         existing,
     }
@@ -56,10 +57,15 @@ pub async fn open_store(cfg: &Config) -> Result<SqlStore> {
     connect_migrated(&db_options(cfg, false)).await
 }
 
-/// [`open_store`] for `serve`: the SQLite writer thread at `database.sqlite_writer_nice`.
+/// [`open_store`] for `serve`: the SQLite writer thread at `database.sqlite_writer_nice`, on
+/// `database.sqlite_writer_cpu` if set.
 async fn open_serving_store(cfg: &Config) -> Result<SqlStore> {
-    let nice = cfg.database.sqlite_writer_nice;
-    connect_migrated(&DbOptions { sqlite_writer_nice: nice, ..db_options(cfg, false) }).await
+    connect_migrated(&DbOptions {
+        sqlite_writer_nice: cfg.database.sqlite_writer_nice,
+        sqlite_writer_cpu: cfg.database.sqlite_writer_cpu,
+        ..db_options(cfg, false)
+    })
+    .await
 }
 
 async fn connect_migrated(opts: &DbOptions) -> Result<SqlStore> {

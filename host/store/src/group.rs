@@ -118,12 +118,13 @@ impl Unit {
 }
 
 /// Opens the writer's connection to the database file `path` (created by sqlx first) with
-/// `synchronous` (`FULL` or `NORMAL`) and starts its thread at the nice value `nice` (see
-/// priority.rs); the thread ends when every sender is dropped.
+/// `synchronous` (`FULL` or `NORMAL`) and starts its thread at the nice value `nice`, on CPU
+/// `cpu` if one is given (see priority.rs); the thread ends when every sender is dropped.
 pub(crate) fn spawn(
     path: &Path,
     synchronous: &str,
     nice: i32,
+    cpu: Option<usize>,
     gate: Arc<tokio::sync::Mutex<()>>,
 ) -> Result<mpsc::Sender<Unit>, String> {
     let conn = Connection::open(path).map_err(|e| e.to_string())?;
@@ -142,6 +143,7 @@ pub(crate) fn spawn(
         .name("sigil-sqlite-writer".into())
         .spawn(move || {
             crate::priority::apply_writer_nice(nice);
+            crate::priority::apply_writer_cpu(cpu);
             let mut busy = false;
             while let Some(first) = rx.blocking_recv() {
                 let mut batch = vec![first];

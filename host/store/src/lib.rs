@@ -70,6 +70,9 @@ pub struct DbOptions {
     /// configuration allows −20 to 0; 0 leaves it as it is). Every durable write waits on that one thread, so it should not wait for a core
     /// behind the request threads (see priority.rs).
     pub sqlite_writer_nice: i32,
+    /// SQLite on Linux only: the CPU the group writer's thread is kept on (`None`: anywhere;
+    /// see priority.rs).
+    pub sqlite_writer_cpu: Option<usize>,
     /// How long to wait for a connection.
     pub acquire_timeout: Duration,
     /// Open only a database that exists (SQLite: never create the file): for commands that
@@ -291,8 +294,14 @@ impl SqlStore {
                     pool(opts.max_connections.max(1), Some(&attach)).await.map_err(connect_err)?;
                 // The group writer opens the file too.
                 let gate = Arc::new(tokio::sync::Mutex::new(()));
-                let group = group::spawn(&file, sync, opts.sqlite_writer_nice, Arc::clone(&gate))
-                    .map_err(OpenError::Writer)?;
+                let group = group::spawn(
+                    &file,
+                    sync,
+                    opts.sqlite_writer_nice,
+                    opts.sqlite_writer_cpu,
+                    Arc::clone(&gate),
+                )
+                .map_err(OpenError::Writer)?;
                 Ok(Self {
                     read,
                     write,

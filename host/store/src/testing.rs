@@ -68,6 +68,7 @@ impl TestDb {
             sqlite_synchronous: "normal".into(),
             // The server's default, so the tests' writers run as a server's do.
             sqlite_writer_nice: -10,
+            sqlite_writer_cpu: None,
             acquire_timeout: Duration::from_secs(30),
             existing: false,
         }
@@ -145,4 +146,18 @@ pub fn thread_nice(pid: &str, name: &str) -> std::collections::HashMap<u32, i32>
             (n == name).then(|| Some((t.file_name().to_str()?.parse().ok()?, nice)))?
         })
         .collect()
+}
+
+/// The CPUs thread `tid` of process `pid` may run on, as /proc lists them (`0-1`, `1`).
+pub fn thread_cpus(pid: &str, tid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:"))?;
+    Some(line.split_once(':')?.1.trim().to_owned())
+}
+
+/// The highest CPU this process may run on (from /proc, Linux).
+pub fn last_allowed_cpu() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let list = status.lines().find(|l| l.starts_with("Cpus_allowed_list:"))?.split_once(':')?.1;
+    list.split(',').filter_map(|r| r.trim().rsplit('-').next()?.parse().ok()).max()
 }

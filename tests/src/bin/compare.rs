@@ -62,6 +62,10 @@ struct Args {
     /// names (dropped afterwards).
     #[arg(long)]
     postgres: bool,
+    /// Keep the spawned Sigil's SQLite writer thread on this CPU (`database.sqlite_writer_cpu`;
+    /// by default it is not pinned).
+    #[arg(long)]
+    writer_cpu: Option<usize>,
 }
 
 /// The default `--max-rate` of each operation.
@@ -166,13 +170,19 @@ async fn count(url: &str, sql: &'static str) -> Result<i64> {
 /// Starts Sigil on a fresh database: SQLite in its data directory, or with --postgres a fresh
 /// database on the server `SIGIL_TEST_DATABASE_URL` names. Returns it with its database URL.
 async fn start_sigil(args: &Args) -> Result<(bench::Spawned, String, Option<TestDb>)> {
+    let cpu = args.writer_cpu.map(|c| c.to_string());
+    let mut env: Vec<(&str, &str)> = Vec::new();
+    if let Some(cpu) = &cpu {
+        env.push(("SIGIL__DATABASE__SQLITE_WRITER_CPU", cpu));
+    }
     if args.postgres {
         let db = TestDb::postgres().await.context("--postgres needs SIGIL_TEST_DATABASE_URL")?;
-        let s = bench::spawn_sigil(&args.synchronous, None, &[("SIGIL__DATABASE__URL", &db.url)])?;
+        env.push(("SIGIL__DATABASE__URL", &db.url));
+        let s = bench::spawn_sigil(&args.synchronous, None, &env)?;
         let url = db.url.clone();
         Ok((s, url, Some(db)))
     } else {
-        let s = bench::spawn_sigil(&args.synchronous, None, &[])?;
+        let s = bench::spawn_sigil(&args.synchronous, None, &env)?;
         let url = format!("sqlite://{}", s.data_dir.join("sigil.db").display());
         Ok((s, url, None))
     }
