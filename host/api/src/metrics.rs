@@ -107,14 +107,30 @@ pub struct Metrics {
 /// methods the standard ones or `other`, actions and outcomes the audit trail's names).
 #[derive(Debug, Default)]
 struct Handles {
-    /// route → [(method, latency, [(status, requests)])].
-    routes: RwLock<HashMap<String, Vec<MethodHandles>>>,
+    /// route → [((method, status), (latency, requests))].
+    routes: Kept<(&'static str, u16), (Histogram, Counter)>,
     /// action → [(outcome, audit events)].
-    actions: RwLock<HashMap<String, Vec<(String, Counter)>>>,
+    actions: Kept<String, Counter>,
 }
 
-/// A route's handles for one method: its latency histogram and its counter of each status.
-type MethodHandles = (&'static str, Histogram, Vec<(u16, Counter)>);
+/// Handles by an outer label (owned, looked up by `&str`) and a short list of inner ones.
+type Kept<K, V> = RwLock<HashMap<String, Vec<(K, V)>>>;
+
+/// The handles kept under `outer` and the inner labels `inner` accepts.
+fn kept<K, V: Clone>(kept: &Kept<K, V>, outer: &str, inner: impl Fn(&K) -> bool) -> Option<V> {
+    let map = kept.read().ok()?;
+    map.get(outer)?.iter().find(|(k, _)| inner(k)).map(|(_, v)| v.clone())
+}
+
+/// Keeps `v` under `outer` and `k`, unless a handle is kept there already.
+fn keep<K: PartialEq, V>(kept: &Kept<K, V>, outer: &str, k: K, v: V) {
+    if let Ok(mut map) = kept.write() {
+        let list = map.entry(outer.to_owned()).or_default();
+        if !list.iter().any(|(have, _)| *have == k) {
+            list.push((k, v));
+        }
+    }
+}
 
 /// The method as a label: the standard ones by name, any other as `other` (a client may send
 /// any token as a method, and each would be a new label set).
@@ -191,70 +207,33 @@ impl Metrics {
     /// Records one finished request.
     pub fn observe(&self, method: &Method, route: &str, status: u16, seconds: f64) {
         let method = method_label(method);
-        let found = self.handles.routes.read().ok().and_then(|routes| {
-            let (_, latency, statuses) =
-                routes.get(route)?.iter().find(|(m, _, _)| *m == method)?;
-            let (_, requests) = statuses.iter().find(|(s, _)| *s == status)?;
-            Some((latency.clone(), requests.clone()))
-        });
-        let (latency, requests) = match found {
+        let key = (method, status);
+        let (latency, requests) = match kept(&self.handles.routes, route, |k| *k == key) {
             Some(h) => h,
-            None => self.route_handles(method, route, status),
+            None => {
+                // First sight of these labels: the families make (or find) the metrics.
+                let labels = RequestLabels { method: method.into(), route: route.into(), status };
+                let requests = self.requests.get_or_create(&labels).clone();
+                let latency = self
+                    .latency
+                    .get_or_create(&RouteLabels { method: method.into(), route: route.into() })
+                    .clone();
+                keep(&self.handles.routes, route, key, (latency.clone(), requests.clone()));
+                (latency, requests)
+            }
         };
         requests.inc();
         latency.observe(seconds);
     }
 
-    /// The handles of (`method`, `route`, `status`), made and kept on first sight.
-    #[cold]
-    fn route_handles(
-        &self,
-        method: &'static str,
-        route: &str,
-        status: u16,
-    ) -> (Histogram, Counter) {
-        let labels = RequestLabels { method: method.into(), route: route.into(), status };
-        let requests = self.requests.get_or_create(&labels).clone();
-        let latency = self
-            .latency
-            .get_or_create(&RouteLabels { method: method.into(), route: route.into() })
-            .clone();
-        if let Ok(mut routes) = self.handles.routes.write() {
-            let methods = routes.entry(route.to_owned()).or_default();
-            let at = match methods.iter().position(|(m, _, _)| *m == method) {
-                Some(at) => at,
-                None => {
-                    methods.push((method, latency.clone(), Vec::new()));
-                    methods.len() - 1
-                }
-            };
-            let statuses = &mut methods[at].2;
-            if !statuses.iter().any(|(s, _)| *s == status) {
-                statuses.push((status, requests.clone()));
-            }
-        }
-        (latency, requests)
-    }
-
     /// The audit event counter of (`action`, `outcome`), kept on first sight.
     fn action_counter(&self, action: &str, outcome: &str) -> Counter {
-        let found = self.handles.actions.read().ok().and_then(|actions| {
-            let (_, c) = actions.get(action)?.iter().find(|(o, _)| o == outcome)?;
-            Some(c.clone())
-        });
-        if let Some(c) = found {
+        if let Some(c) = kept(&self.handles.actions, action, |o| o == outcome) {
             return c;
         }
-        let c = self
-            .audit_events
-            .get_or_create(&ActionLabels { action: action.to_owned(), outcome: outcome.to_owned() })
-            .clone();
-        if let Ok(mut actions) = self.handles.actions.write() {
-            let outcomes = actions.entry(action.to_owned()).or_default();
-            if !outcomes.iter().any(|(o, _)| o == outcome) {
-                outcomes.push((outcome.to_owned(), c.clone()));
-            }
-        }
+        let labels = ActionLabels { action: action.to_owned(), outcome: outcome.to_owned() };
+        let c = self.audit_events.get_or_create(&labels).clone();
+        keep(&self.handles.actions, action, outcome.to_owned(), c.clone());
         c
     }
 

@@ -31,8 +31,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 
-/// The store's options for a command; the writer thread's priority and CPU are the server's alone
-/// ([`open_serving_store`]): a CLI command's few writes gain nothing from it, and an
+/// The store's options for a command; the writer thread's priority and CPU are the server's
+/// alone ([`open_serving_store`]): a CLI command's few writes gain nothing from them, and an
 /// unprivileged shell would get the refusal's log line on every command.
 fn db_options(cfg: &Config, existing: bool) -> DbOptions {
     DbOptions {

@@ -67,8 +67,8 @@ pub struct DbOptions {
     /// SQLite `synchronous` pragma: `full` (durable on power loss) or `normal`.
     pub sqlite_synchronous: String,
     /// SQLite on Linux only: the nice value of the group writer's thread (the server's
-    /// configuration allows −20 to 0; 0 leaves it as it is). Every durable write waits on that one thread, so it should not wait for a core
-    /// behind the request threads (see priority.rs).
+    /// configuration allows −20 to 0; 0 leaves it as it is). Every durable write waits on that
+    /// one thread, so it should not wait for a core behind the request threads (priority.rs).
     pub sqlite_writer_nice: i32,
     /// SQLite on Linux only: the CPU the group writer's thread is kept on (`None`: anywhere;
     /// see priority.rs).

@@ -165,6 +165,29 @@ mod writer_tests {
         crate::testing::thread_nice("self", "sigil-sqlite-wr")
     }
 
+    /// What `read` says of each writer thread not in `before`, polled for up to 5 s until one
+    /// says `wanted`: a writer names itself and sets its priority and CPU once it runs, which
+    /// may be after `connect` returns, and other tests of this binary open stores too.
+    fn new_writers_until<T: PartialEq>(
+        before: &HashMap<u32, i32>,
+        wanted: &T,
+        read: impl Fn(u32, i32) -> Option<T>,
+    ) -> Vec<T> {
+        let mut seen = Vec::new();
+        for _ in 0..500 {
+            seen = writer_threads()
+                .into_iter()
+                .filter(|(t, _)| !before.contains_key(t))
+                .filter_map(|(t, nice)| read(t, nice))
+                .collect();
+            if seen.contains(wanted) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        seen
+    }
+
     #[tokio::test]
     async fn the_group_writer_thread_is_kept_on_the_configured_cpu() {
         let before = writer_threads();
@@ -173,22 +196,12 @@ mod writer_tests {
         let mut opts = db.options();
         opts.sqlite_writer_cpu = Some(cpu);
         let store = SqlStore::connect(&opts).await.unwrap();
-        // As below: the writer pins itself once it runs; ours is among the new writer threads.
         let wanted = cpu.to_string();
-        let mut seen = Vec::new();
-        for _ in 0..500 {
-            seen = writer_threads()
-                .into_keys()
-                .filter(|t| !before.contains_key(t))
-                .filter_map(|t| crate::testing::thread_cpus("self", t))
-                .collect();
-            if seen.contains(&wanted) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        let seen =
+            new_writers_until(&before, &wanted, |t, _| crate::testing::thread_cpus("self", t));
         assert!(seen.contains(&wanted), "new writer threads on CPUs {seen:?}");
         drop(store);
+        db.cleanup().await;
     }
 
     #[test]
@@ -221,21 +234,7 @@ mod writer_tests {
         assert!(wanted > here, "the tests run at nice {here}: nothing lower to ask for");
         opts.sqlite_writer_nice = wanted;
         let store = SqlStore::connect(&opts).await.unwrap();
-        // The writer names itself and sets its priority once it runs, which may be after
-        // `connect` returns; other tests of this binary open stores too (at -10 or 0), so ours
-        // is among the writer threads new since the start.
-        let mut new = Vec::new();
-        for _ in 0..500 {
-            new = writer_threads()
-                .into_iter()
-                .filter(|(t, _)| !before.contains_key(t))
-                .map(|e| e.1)
-                .collect();
-            if new.contains(&wanted) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        let new = new_writers_until(&before, &wanted, |_, nice| Some(nice));
         assert!(new.contains(&wanted), "new writer threads at {new:?}");
         drop(store);
         db.cleanup().await;

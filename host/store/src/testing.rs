@@ -150,14 +150,18 @@ pub fn thread_nice(pid: &str, name: &str) -> std::collections::HashMap<u32, i32>
 
 /// The CPUs thread `tid` of process `pid` may run on, as /proc lists them (`0-1`, `1`).
 pub fn thread_cpus(pid: &str, tid: u32) -> Option<String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:"))?;
-    Some(line.split_once(':')?.1.trim().to_owned())
+    cpus_allowed_list(&format!("/proc/{pid}/task/{tid}/status"))
 }
 
 /// The highest CPU this process may run on (from /proc, Linux).
 pub fn last_allowed_cpu() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let list = status.lines().find(|l| l.starts_with("Cpus_allowed_list:"))?.split_once(':')?.1;
+    let list = cpus_allowed_list("/proc/self/status")?;
     list.split(',').filter_map(|r| r.trim().rsplit('-').next()?.parse().ok()).max()
+}
+
+/// The `Cpus_allowed_list` of a /proc status file.
+fn cpus_allowed_list(status: &str) -> Option<String> {
+    let status = std::fs::read_to_string(status).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:"))?;
+    Some(line.split_once(':')?.1.trim().to_owned())
 }
