@@ -48,7 +48,7 @@ pub fn name_attributes(name: &X509Name<'_>) -> Result<Vec<NameAttribute>> {
             let value =
                 a.as_str().map_err(|_| invalid("a subject attribute is not a string"))?.to_owned();
             out.push(NameAttribute {
-                attribute: attribute_name(&a.attr_type().to_id_string()),
+                attribute: attribute_name(&crate::oid_text::dotted(a.attr_type())),
                 value,
             });
         }
@@ -101,7 +101,7 @@ pub fn key_of(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> RequestKey 
                 .parameters
                 .as_ref()
                 .and_then(|p| p.as_oid().ok())
-                .map(|o| o.to_id_string());
+                .map(|o| crate::oid_text::dotted(&o));
             match curve.as_deref() {
                 Some("1.2.840.10045.3.1.7") => RequestKey::Known(KeyType::P256),
                 Some("1.3.132.0.34") => RequestKey::Known(KeyType::P384),

@@ -24,7 +24,7 @@ pub fn issued_content(der: &[u8]) -> Result<IssuedContent> {
     let (mut aki, mut ski) = (None, None);
     let mut extensions = Vec::new();
     for ext in cert.extensions() {
-        extensions.push((ext.oid.to_id_string(), ext.critical, ext.value.to_vec()));
+        extensions.push((crate::oid_text::dotted(&ext.oid), ext.critical, ext.value.to_vec()));
         match ext.parsed_extension() {
             ParsedExtension::AuthorityKeyIdentifier(a) => {
                 aki = a.key_identifier.as_ref().map(|k| k.0.to_vec());

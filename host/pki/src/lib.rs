@@ -15,6 +15,7 @@ pub mod keys;
 pub mod localca;
 pub mod ocsp;
 pub mod offline;
+pub mod oid_text;
 pub mod parser;
 pub mod pem;
 pub mod pkcs11;
