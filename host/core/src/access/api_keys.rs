@@ -83,7 +83,8 @@ pub struct IssuedApiKey {
 pub struct ApiKeyService {
     store: Arc<dyn AccessPort>,
     clock: Arc<dyn Clock>,
-    cache: crate::cache::Cache<String, ApiKey>,
+    /// Shared entries: a request reads the key, it does not need a copy of it.
+    cache: crate::cache::Cache<String, Arc<ApiKey>>,
     cache_ttl: StdDuration,
     /// When this node last recorded each key's use.
     last_use: std::sync::Mutex<std::collections::HashMap<Uuid, OffsetDateTime>>,
@@ -599,7 +600,7 @@ impl ApiKeyService {
         if !current && !previous {
             return Err(CoreError::Unauthenticated(AuthFailure::Unknown));
         }
-        self.admit(key, now, context, true).await
+        self.admit(&key, now, context, true).await
     }
 
     /// Authenticates a verified client certificate by its SHA-256 fingerprint: the key bound to
@@ -611,7 +612,7 @@ impl ApiKeyService {
     ) -> Result<Arc<Principal>> {
         let now = self.clock.now();
         if let Some(key) = self.store.api_key_by_certificate(sha256).await? {
-            return self.admit(key, now, context, true).await;
+            return self.admit(&key, now, context, true).await;
         }
         // Not a client's certificate: perhaps an operator's.
         let op = self
@@ -657,7 +658,7 @@ impl ApiKeyService {
                 .api_key(id)
                 .await?
                 .ok_or(CoreError::Unauthenticated(AuthFailure::Revoked))?;
-            return self.admit(key, now, p.context.clone(), false).await;
+            return self.admit(&key, now, p.context.clone(), false).await;
         }
         if p.kind == ActorKind::Operator {
             let id = p.operator_id.as_deref().and_then(|s| Uuid::parse_str(s).ok());
@@ -739,12 +740,12 @@ impl ApiKeyService {
             .api_key(id)
             .await?
             .ok_or(CoreError::Unauthenticated(AuthFailure::Revoked))?;
-        self.admit(key, self.clock.now(), context, true).await
+        self.admit(&key, self.clock.now(), context, true).await
     }
 
     async fn admit(
         &self,
-        key: ApiKey,
+        key: &ApiKey,
         now: OffsetDateTime,
         context: RequestContext,
         count: bool,
@@ -784,17 +785,17 @@ impl ApiKeyService {
             }
         };
         if let Some(limit) = key.rate_limit.filter(|_| count) {
-            self.check_rate(&key, limit, now).await?;
+            self.check_rate(key, limit, now).await?;
         }
         if count {
-            self.note_use(&key, now).await;
+            self.note_use(key, now).await;
         }
         Ok(Arc::new(Principal {
             kind: ActorKind::ApiKey,
             id: key.id.to_string(),
-            name: key.name,
+            name: key.name.clone(),
             api_key_id: Some(key.id),
-            operator_id: key.operator_id,
+            operator_id: key.operator_id.clone(),
             holder_id: key.holder_id,
             permissions,
             scope,
@@ -834,14 +835,14 @@ impl ApiKeyService {
         throttle(self.store.as_ref(), bucket, limit, self.clock.now()).await
     }
 
-    async fn lookup(&self, prefix: &str) -> Result<Option<ApiKey>> {
-        if let Some(k) = self.cache.get(&prefix.to_owned()) {
+    async fn lookup(&self, prefix: &str) -> Result<Option<Arc<ApiKey>>> {
+        if let Some(k) = self.cache.get(prefix) {
             return Ok(Some(k));
         }
-        let found = self.store.api_key_by_prefix(prefix).await?;
+        let found = self.store.api_key_by_prefix(prefix).await?.map(Arc::new);
         // Only hits are cached: a key created on another node works at once.
         if let Some(k) = &found {
-            self.cache.put(prefix.to_owned(), k.clone());
+            self.cache.put(prefix.to_owned(), Arc::clone(k));
         }
         Ok(found)
     }
