@@ -390,6 +390,13 @@ pub struct LifecycleEvent {
 pub trait EventSink: Send + Sync {
     /// Announces a committed change. Must not block.
     fn emit(&self, event: LifecycleEvent);
+
+    /// Whether anything may listen for changes of `kind` (an [`crate::events::EventKind`]
+    /// name): a change nobody listens for is not described (its JSON is not built). A sink that
+    /// cannot tell says yes.
+    fn wants(&self, _kind: &str) -> bool {
+        true
+    }
 }
 
 /// Nobody listens.
@@ -398,4 +405,8 @@ pub struct NoEvents;
 
 impl EventSink for NoEvents {
     fn emit(&self, _event: LifecycleEvent) {}
+
+    fn wants(&self, _kind: &str) -> bool {
+        false
+    }
 }

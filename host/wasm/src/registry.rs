@@ -381,6 +381,16 @@ tokio::task_local! {
 pub const MAX_WORKFLOW_DEPTH: u8 = 3;
 
 impl sigil_core::ports::EventSink for PluginRegistry {
+    /// Whether a workflow plugin now loaded hooks `kind`. One loaded before the change is
+    /// announced but after this answer misses that one change, as it would had it loaded a
+    /// moment later.
+    fn wants(&self, kind: &str) -> bool {
+        self.set()
+            .entries
+            .values()
+            .any(|e| e.plugin.world == World::Workflow && e.spec.hooks.iter().any(|h| h == kind))
+    }
+
     fn emit(&self, event: sigil_core::ports::LifecycleEvent) {
         let depth = WORKFLOW_DEPTH.try_with(|d| *d).unwrap_or(0);
         if depth >= MAX_WORKFLOW_DEPTH {

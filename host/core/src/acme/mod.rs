@@ -180,7 +180,7 @@ impl AcmeService {
             return Err(AcmeError::not_found("ACME directory"));
         }
         match self.certificates.profiles().find(name).await {
-            Ok(p) if p.spec.acme => Ok(p),
+            Ok(p) if p.spec.acme => Ok(p.cloned()),
             // The same answer whether the profile is missing, misnamed or not for ACME: the
             // directory does not tell outsiders which profiles exist.
             Ok(_) | Err(crate::CoreError::NotFound { .. } | crate::CoreError::Invalid { .. }) => {

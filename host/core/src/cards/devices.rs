@@ -193,6 +193,9 @@ impl DeviceService {
     }
 
     pub(crate) fn emit(&self, kind: EventKind, d: &Device, extra: serde_json::Value) {
+        if !self.events.wants(kind.as_str()) {
+            return;
+        }
         self.events.emit(LifecycleEvent {
             kind: kind.as_str().to_owned(),
             object_type: "device".into(),

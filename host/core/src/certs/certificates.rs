@@ -120,6 +120,9 @@ impl CertificateService {
     }
 
     fn announce(&self, kind: crate::events::EventKind, c: &Certificate) {
+        if !self.events.wants(kind.as_str()) {
+            return;
+        }
         self.events.emit(crate::ports::LifecycleEvent {
             kind: kind.as_str().to_owned(),
             object_type: "certificate".into(),

@@ -23,6 +23,31 @@ pub struct ProfileService {
     cache: Mutex<Option<(Instant, Arc<Vec<Profile>>)>>,
 }
 
+/// A profile found by name, read in place from the list it was found in: issuance looks one up
+/// per request, and a copy of its spec (patterns, usages, extensions) was made and dropped each
+/// time.
+pub(crate) struct Found {
+    list: Arc<Vec<Profile>>,
+    /// Always an index of `list` ([`ProfileService::find`] found it there).
+    at: usize,
+}
+
+impl Found {
+    /// A copy, for an answer that outlives the lookup.
+    pub(crate) fn cloned(&self) -> Profile {
+        self.list[self.at].clone()
+    }
+}
+
+impl std::ops::Deref for Found {
+    type Target = Profile;
+
+    fn deref(&self) -> &Profile {
+        // `at` came from `position` over this very list, which never changes (it is shared).
+        &self.list[self.at]
+    }
+}
+
 /// How long a node keeps its copy of the profiles.
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
@@ -128,18 +153,20 @@ impl ProfileService {
 
     /// One profile.
     pub async fn get(&self, _cap: &Capability<perm::ProfilesRead>, name: &str) -> Result<Profile> {
-        self.find(name).await
+        self.find(name).await.map(|p| p.cloned())
     }
 
     /// Looks a profile up for issuance.
     /// The profile `name`, for services that checked their caller already.
-    pub(crate) async fn find(&self, name: &str) -> Result<Profile> {
-        self.all().await?.iter().find(|p| p.name == name).cloned().ok_or_else(|| {
+    pub(crate) async fn find(&self, name: &str) -> Result<Found> {
+        let list = self.all().await?;
+        let at = list.iter().position(|p| p.name == name).ok_or_else(|| {
             CoreError::invalid(
                 ErrorCode::UnknownProfile,
                 format!("no profile `{name}` (see GET /api/v1/profiles)"),
             )
-        })
+        })?;
+        Ok(Found { list, at })
     }
 
     fn check(&self, spec: &ProfileSpec) -> Result<()> {
@@ -188,7 +215,7 @@ impl ProfileService {
         self.check(&spec)?;
         let before = self.find(name).await.map_err(|_| CoreError::not_found("profile", name))?;
         if before.spec == spec {
-            return Ok(before);
+            return Ok(before.cloned());
         }
         // Its certificates were issued under the Forum's rules, and suspension and renewal
         // read the profile as it is: it keeps following them (make a new profile instead).
