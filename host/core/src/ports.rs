@@ -399,6 +399,27 @@ pub trait EventSink: Send + Sync {
     }
 }
 
+/// Announces a committed change of `kind` to object `object_id` on `sink`, describing it
+/// (`json`) only when something may listen ([`EventSink::wants`]).
+pub fn announce(
+    sink: &dyn EventSink,
+    kind: crate::events::EventKind,
+    object_type: &str,
+    object_id: Uuid,
+    json: impl FnOnce() -> serde_json::Value,
+) {
+    let kind = kind.as_str();
+    if !sink.wants(kind) {
+        return;
+    }
+    sink.emit(LifecycleEvent {
+        kind: kind.to_owned(),
+        object_type: object_type.to_owned(),
+        object_id: object_id.to_string(),
+        json: json().to_string(),
+    });
+}
+
 /// Nobody listens.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoEvents;

@@ -22,22 +22,11 @@ fn invalid(m: impl Into<String>) -> CoreError {
 
 /// Short names of the attributes Sigil knows; others are shown as dotted OIDs.
 pub fn attribute_name(oid: &str) -> String {
-    match oid {
-        "2.5.4.3" => "CN",
-        "2.5.4.10" => "O",
-        "2.5.4.11" => "OU",
-        "2.5.4.6" => "C",
-        "2.5.4.8" => "ST",
-        "2.5.4.7" => "L",
-        "2.5.4.5" => "serialNumber",
-        "2.5.4.4" => "SN",
-        "2.5.4.42" => "GN",
-        "1.2.840.113549.1.9.1" => "emailAddress",
-        "0.9.2342.19200300.100.1.25" => "DC",
-        "0.9.2342.19200300.100.1.1" => "UID",
-        other => return other.to_owned(),
-    }
-    .to_owned()
+    crate::oid_text::NAME_ATTRIBUTES
+        .iter()
+        .find(|(dotted, _)| *dotted == oid)
+        .map_or(oid, |(_, short)| short)
+        .to_owned()
 }
 
 /// The attributes of a name, in order.

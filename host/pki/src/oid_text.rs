@@ -7,22 +7,26 @@ use std::sync::LazyLock;
 
 use x509_parser::der_parser::oid::Oid;
 
-/// The OIDs looked up rather than formatted: every one Sigil's own profiles put in a request or
-/// a certificate.
+/// The name attributes Sigil knows: (dotted OID, short name).
+pub(crate) const NAME_ATTRIBUTES: &[(&str, &str)] = &[
+    ("2.5.4.3", "CN"),
+    ("2.5.4.10", "O"),
+    ("2.5.4.11", "OU"),
+    ("2.5.4.6", "C"),
+    ("2.5.4.8", "ST"),
+    ("2.5.4.7", "L"),
+    ("2.5.4.5", "serialNumber"),
+    ("2.5.4.4", "SN"),
+    ("2.5.4.42", "GN"),
+    ("1.2.840.113549.1.9.1", "emailAddress"),
+    ("0.9.2342.19200300.100.1.25", "DC"),
+    ("0.9.2342.19200300.100.1.1", "UID"),
+];
+
+/// The OIDs looked up rather than formatted, besides the name attributes
+/// ([`NAME_ATTRIBUTES`]): every one Sigil's own profiles put in a request or a
+/// certificate.
 const KNOWN: &[&str] = &[
-    // Name attributes.
-    "2.5.4.3",
-    "2.5.4.10",
-    "2.5.4.11",
-    "2.5.4.6",
-    "2.5.4.8",
-    "2.5.4.7",
-    "2.5.4.5",
-    "2.5.4.4",
-    "2.5.4.42",
-    "1.2.840.113549.1.9.1",
-    "0.9.2342.19200300.100.1.25",
-    "0.9.2342.19200300.100.1.1",
     // Extensions.
     "2.5.29.14",
     "2.5.29.15",
@@ -38,14 +42,18 @@ const KNOWN: &[&str] = &[
     "1.3.132.0.34",
 ];
 
-/// (DER content bytes, dotted text) of [`KNOWN`], made once from the text itself so the two
-/// cannot disagree.
+/// Every OID looked up: the name attributes', then [`KNOWN`].
+fn known() -> impl Iterator<Item = &'static str> {
+    NAME_ATTRIBUTES.iter().map(|(dotted, _)| *dotted).chain(KNOWN.iter().copied())
+}
+
+/// (DER content bytes, dotted text) of every OID of [`known`], made once from the text itself
+/// so the two cannot disagree.
 static TABLE: LazyLock<Vec<(Vec<u8>, &'static str)>> = LazyLock::new(|| {
-    KNOWN
-        .iter()
+    known()
         .filter_map(|text| {
             let oid: Oid<'static> = text.parse().ok()?;
-            Some((oid.as_bytes().to_vec(), *text))
+            Some((oid.as_bytes().to_vec(), text))
         })
         .collect()
 });
@@ -65,11 +73,11 @@ mod tests {
 
     #[test]
     fn every_known_oid_is_in_the_table_and_reads_as_asn1_rs_writes_it() {
-        assert_eq!(TABLE.len(), KNOWN.len(), "an entry of KNOWN does not parse as an OID");
-        for text in KNOWN {
+        assert_eq!(TABLE.len(), known().count(), "a known OID does not parse as an OID");
+        for text in known() {
             let oid: Oid<'static> = text.parse().unwrap();
             assert_eq!(dotted(&oid), oid.to_id_string());
-            assert_eq!(dotted(&oid), *text);
+            assert_eq!(dotted(&oid), text);
         }
     }
 

@@ -46,6 +46,13 @@ struct Entry {
     issuer: Option<Arc<PluginIssuer>>,
 }
 
+impl Entry {
+    /// Whether this is a workflow plugin that hooks changes of `kind`.
+    fn hooks(&self, kind: &str) -> bool {
+        self.plugin.world == World::Workflow && self.spec.hooks.iter().any(|h| h == kind)
+    }
+}
+
 #[derive(Default)]
 struct Set {
     entries: BTreeMap<String, Entry>,
@@ -385,10 +392,7 @@ impl sigil_core::ports::EventSink for PluginRegistry {
     /// announced but after this answer misses that one change, as it would had it loaded a
     /// moment later.
     fn wants(&self, kind: &str) -> bool {
-        self.set()
-            .entries
-            .values()
-            .any(|e| e.plugin.world == World::Workflow && e.spec.hooks.iter().any(|h| h == kind))
+        self.set().entries.values().any(|e| e.hooks(kind))
     }
 
     fn emit(&self, event: sigil_core::ports::LifecycleEvent) {
@@ -406,7 +410,7 @@ impl sigil_core::ports::EventSink for PluginRegistry {
         let targets: Vec<(Arc<LoadedPlugin>, Arc<Counters>)> = set
             .entries
             .values()
-            .filter(|e| e.plugin.world == World::Workflow && e.spec.hooks.contains(&event.kind))
+            .filter(|e| e.hooks(&event.kind))
             .map(|e| (Arc::clone(&e.plugin), Arc::clone(&e.counters)))
             .collect();
         if targets.is_empty() {

@@ -39,30 +39,6 @@ pub(crate) fn pem(label: &str, der: &[u8]) -> String {
     )
 }
 
-/// The PEM of each certificate of `chain`. Every certificate answer carries its CA chain, and
-/// encoding the same CA certificates again for each was about 1% of an issuance's CPU: the last
-/// few chains shown are kept, found by their DER (compared whole, so a CA whose chain changes
-/// is encoded again).
-fn chain_pem(chain: &[Vec<u8>]) -> Vec<String> {
-    /// A chain's DER, and its PEM.
-    type Shown = (Vec<Vec<u8>>, Vec<String>);
-    static SHOWN: std::sync::Mutex<Vec<Shown>> = std::sync::Mutex::new(Vec::new());
-    if let Ok(shown) = SHOWN.lock()
-        && let Some((_, pems)) = shown.iter().find(|(der, _)| der.as_slice() == chain)
-    {
-        return pems.clone();
-    }
-    let pems: Vec<String> = chain.iter().map(|d| pem("CERTIFICATE", d)).collect();
-    if let Ok(mut shown) = SHOWN.lock() {
-        // A handful of CAs in practice; a bound all the same.
-        if shown.len() >= 16 {
-            shown.clear();
-        }
-        shown.push((chain.to_vec(), pems.clone()));
-    }
-    pems
-}
-
 /// A certificate.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct CertificateView {
@@ -121,7 +97,7 @@ impl CertificateView {
             .certificates
             .issuers()
             .get(&c.ca_id)
-            .map(|i| chain_pem(i.chain()))
+            .map(|i| i.chain().iter().map(|d| pem("CERTIFICATE", d)).collect())
             .unwrap_or_default();
         let now = sigil_core::ports::Clock::now(&sigil_core::ports::SystemClock);
         Self {
@@ -593,30 +569,4 @@ async fn download(
         res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(res)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{chain_pem, pem};
-
-    #[test]
-    fn a_chain_is_shown_as_its_own_pem_whether_or_not_it_was_shown_before() {
-        let a = vec![vec![0x30, 0x03, 0x02, 0x01, 0x01], vec![0x30, 0x03, 0x02, 0x01, 0x02]];
-        let b = vec![vec![0x30, 0x03, 0x02, 0x01, 0x03]];
-        let want = |c: &[Vec<u8>]| c.iter().map(|d| pem("CERTIFICATE", d)).collect::<Vec<_>>();
-        for _ in 0..2 {
-            assert_eq!(chain_pem(&a), want(&a));
-            assert_eq!(chain_pem(&b), want(&b));
-        }
-        // The same first certificate under another root is another chain.
-        let c = vec![a[0].clone(), vec![0x30, 0x03, 0x02, 0x01, 0x04]];
-        assert_eq!(chain_pem(&c), want(&c));
-        assert_eq!(chain_pem(&[]), Vec::<String>::new());
-        // Past the bound the kept chains are dropped, and still shown right.
-        for i in 0..40u8 {
-            let d = vec![vec![0x30, 0x03, 0x02, 0x01, i]];
-            assert_eq!(chain_pem(&d), want(&d));
-        }
-        assert_eq!(chain_pem(&a), want(&a));
-    }
 }

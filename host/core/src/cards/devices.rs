@@ -23,7 +23,7 @@ use crate::error::{CoreError, Result};
 use crate::events::EventKind;
 use crate::page::{Page, check_metadata, lock_unchanged, record_page};
 use crate::people::directory::PeopleService;
-use crate::ports::{Clock, EventSink, LifecycleEvent, PageRequest, Store};
+use crate::ports::{Clock, EventSink, PageRequest, Store};
 use crate::records::{Collection, Filter, Record, conflict_as, scope_offices};
 
 /// Default PIN retries of a new device.
@@ -193,18 +193,11 @@ impl DeviceService {
     }
 
     pub(crate) fn emit(&self, kind: EventKind, d: &Device, extra: serde_json::Value) {
-        if !self.events.wants(kind.as_str()) {
-            return;
-        }
-        self.events.emit(LifecycleEvent {
-            kind: kind.as_str().to_owned(),
-            object_type: "device".into(),
-            object_id: d.id.to_string(),
-            json: serde_json::json!({
+        crate::ports::announce(self.events.as_ref(), kind, "device", d.id, || {
+            serde_json::json!({
                 "id": d.id, "serial": d.serial, "kind": d.kind, "status": d.status,
                 "office_id": d.office_id, "holder_id": d.holder_id, "details": extra,
             })
-            .to_string(),
         });
     }
 

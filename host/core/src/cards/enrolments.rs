@@ -23,9 +23,7 @@ use crate::error::{CoreError, Result};
 use crate::events::EventKind;
 use crate::page::{Page, check_metadata, lock_unchanged, record_page};
 use crate::people::directory::PeopleService;
-use crate::ports::{
-    Clock, EventSink, LifecycleEvent, PageRequest, Store, ValidationInput, Validators,
-};
+use crate::ports::{Clock, EventSink, PageRequest, Store, ValidationInput, Validators};
 use crate::records::{Collection, Filter, Record, scope_offices};
 
 /// What a caller asks for.
@@ -106,17 +104,13 @@ impl RequestService {
     }
 
     fn emit(&self, kind: EventKind, r: &EnrolmentRequest) {
-        self.events.emit(LifecycleEvent {
-            kind: kind.as_str().to_owned(),
-            object_type: "request".into(),
-            object_id: r.id.to_string(),
-            json: serde_json::json!({
+        crate::ports::announce(self.events.as_ref(), kind, "request", r.id, || {
+            serde_json::json!({
                 "id": r.id, "office_id": r.office_id, "person_id": r.person_id,
                 "status": r.status, "requested_by": r.requested_by, "profile": r.profile(),
                 "approvals": r.approvals.len(), "approvals_required": r.approvals_required,
                 "result": r.result, "metadata": r.metadata,
             })
-            .to_string(),
         });
     }
 

@@ -120,19 +120,12 @@ impl CertificateService {
     }
 
     fn announce(&self, kind: crate::events::EventKind, c: &Certificate) {
-        if !self.events.wants(kind.as_str()) {
-            return;
-        }
-        self.events.emit(crate::ports::LifecycleEvent {
-            kind: kind.as_str().to_owned(),
-            object_type: "certificate".into(),
-            object_id: c.id.to_string(),
-            json: serde_json::json!({
+        crate::ports::announce(self.events.as_ref(), kind, "certificate", c.id, || {
+            serde_json::json!({
                 "id": c.id, "serial": c.serial, "profile": c.profile, "subject": c.subject,
                 "status": c.status.as_str(), "reason": c.revocation_reason.map(|r| r.as_str()),
                 "metadata": c.metadata,
             })
-            .to_string(),
         });
     }
 

@@ -35,7 +35,7 @@ pub(crate) struct Found {
 impl Found {
     /// A copy, for an answer that outlives the lookup.
     pub(crate) fn cloned(&self) -> Profile {
-        self.list[self.at].clone()
+        Profile::clone(self)
     }
 }
 
@@ -156,8 +156,8 @@ impl ProfileService {
         self.find(name).await.map(|p| p.cloned())
     }
 
-    /// Looks a profile up for issuance.
-    /// The profile `name`, for services that checked their caller already.
+    /// The profile `name`, for services that checked their caller already (issuance looks one
+    /// up per request).
     pub(crate) async fn find(&self, name: &str) -> Result<Found> {
         let list = self.all().await?;
         let at = list.iter().position(|p| p.name == name).ok_or_else(|| {

@@ -485,7 +485,8 @@ impl SignerService {
         }
         // A signing key's certificate must say it is for signing (RFC 9336 documentSigning or
         // emailProtection) and never for TLS: a credential cannot be used to mint a TLS identity.
-        let spec = self.certificates.profiles().find(&profile).await?.cloned().spec;
+        let found = self.certificates.profiles().find(&profile).await?;
+        let spec = &found.spec;
         // Compared as OIDs, so a dotted spelling of a TLS purpose (or anyExtendedKeyUsage)
         // counts as what it is.
         let eku: Vec<String> = spec
