@@ -39,9 +39,34 @@ pub async fn listening_url(child: &mut tokio::process::Child) -> Result<String, 
     line.strip_prefix("listening on ").map(str::to_owned).ok_or(line)
 }
 
-/// A free port on 127.0.0.1 (bound and released: the server under test takes it next).
+/// A free port on 127.0.0.1 for a listener the test configures by number (bound over TCP and
+/// UDP and released: the server under test takes it next).
+///
+/// It is taken below the kernel's ephemeral range (`ip_local_port_range`, 32768–60999 by
+/// default), never from it: a port handed out by `bind(0)` goes back into that range when it is
+/// released, and an outgoing connection of a concurrent test could take it before the server
+/// binds it, which failed CI once. Ports are handed out in turn from a start that depends on the
+/// process id, so no two calls of one test binary get the same port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {LOW} and {}", LOW + SPAN)
 }
 
 /// Every backend to run a test on.
@@ -522,4 +547,15 @@ pub fn openssl_csr(
     let (ok, out) = openssl(&args);
     assert!(ok, "{out}");
     (std::fs::read_to_string(&csr_path).unwrap(), key_path)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_ports_are_distinct_and_outside_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..50).map(|_| super::free_port()).collect();
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len());
+        assert!(ports.iter().all(|p| (20_000..32_000).contains(p)), "{ports:?}");
+    }
 }
