@@ -734,3 +734,41 @@ async fn the_server_runs_its_sqlite_writer_thread_at_the_configured_priority_and
     assert_eq!(on, [cpu.to_string()], "the CPUs of the server's SQLite writer threads");
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn with_pin_workers_each_async_worker_thread_runs_on_a_cpu_of_its_own() {
+    use sigil_store::testing::{thread_cpus, thread_nice};
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    // The CPUs of each thread named as tokio names its threads (workers and blocking threads).
+    let threads = |pid: &str| -> Vec<String> {
+        let mut on: Vec<String> = thread_nice(pid, "tokio-rt-worker")
+            .into_keys()
+            .filter_map(|t| thread_cpus(pid, t))
+            .collect();
+        on.sort();
+        on
+    };
+    let single = |on: &[String]| -> Vec<String> {
+        on.iter().filter(|c| c.parse::<usize>().is_ok()).cloned().collect()
+    };
+    for pin in [true, false] {
+        let (_dir, _data, mut child) = serve_process(
+            &format!("pin_workers = {pin}\n"),
+            "[log]\nlevel = \"warn\"\n",
+            std::process::Stdio::null(),
+        );
+        sigil_tests::listening_url(&mut child).await.unwrap();
+        let pid = child.id().unwrap().to_string();
+        let on = threads(&pid);
+        let pinned = single(&on);
+        if pin {
+            // One worker per CPU, each on its own; any blocking thread keeps every CPU.
+            assert_eq!(pinned.len(), cpus, "{on:?}");
+            let distinct: std::collections::BTreeSet<_> = pinned.iter().collect();
+            assert_eq!(distinct.len(), cpus, "{on:?}");
+        } else if cpus > 1 {
+            assert!(pinned.is_empty(), "unpinned by default: {on:?}");
+        }
+        child.kill().await.unwrap();
+    }
+}

@@ -129,6 +129,10 @@ pub struct ServerSection {
     /// (the default): the TCP peer is the client and the header is ignored.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Keep each async worker thread on a CPU of its own (Linux, `sigil serve`); see
+    /// affinity.rs for when it pays.
+    #[serde(default)]
+    pub pin_workers: bool,
 }
 
 /// `[tls]`.
@@ -1215,6 +1219,19 @@ mod tests {
             let e = set(bad).unwrap_err();
             assert!(e.contains("sqlite_writer_cpu"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn async_workers_are_not_pinned_unless_configured() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert!(!c.server.pin_workers);
+        let set = |v: &str| {
+            Config::load_from(None, env(&[("SIGIL__SERVER__PIN_WORKERS", v)]))
+                .map(|c| c.server.pin_workers)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(set("true"), Ok(true));
+        assert!(set("sometimes").unwrap_err().contains("pin_workers"));
     }
 
     #[test]

@@ -60,6 +60,13 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let serving = matches!(cli.command, crate::cli::Command::Serve { .. });
+    if serving && cfg.as_ref().is_ok_and(|c| c.server.pin_workers) {
+        match crate::affinity::pin_workers(&runtime) {
+            Ok(cpus) => tracing::info!(?cpus, "async worker threads pinned (server.pin_workers)"),
+            Err(e) => tracing::warn!(error = %e, "async worker threads not pinned"),
+        }
+    }
     match runtime.block_on(run(cli)) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -3,6 +3,7 @@
 //! [`startup::start`].
 
 pub mod acme;
+pub mod affinity;
 pub mod anchor;
 pub mod backup;
 pub mod ca_cli;

@@ -66,6 +66,10 @@ struct Args {
     /// by default it is not pinned).
     #[arg(long)]
     writer_cpu: Option<usize>,
+    /// Keep each of the spawned Sigil's async worker threads on a CPU of its own
+    /// (`server.pin_workers`; by default they are not pinned).
+    #[arg(long)]
+    pin_workers: bool,
 }
 
 /// The default `--max-rate` of each operation.
@@ -138,7 +142,7 @@ async fn main() -> Result<()> {
     bench::ensure_wrk()?;
     let work = tempfile::tempdir()?;
     println!(
-        "wrk -t1 -c{} -d{}s, {} alternating rounds; Sigil release build on {}",
+        "wrk -t1 -c{} -d{}s, {} alternating rounds; Sigil release build on {}{}",
         args.connections,
         args.seconds,
         args.rounds,
@@ -146,7 +150,8 @@ async fn main() -> Result<()> {
             "PostgreSQL".to_owned()
         } else {
             format!("SQLite (synchronous={})", args.synchronous)
-        }
+        },
+        if args.pin_workers { ", async workers pinned" } else { "" }
     );
     if matches!(args.only.as_str(), "issue" | "both") {
         issuance(&args, work.path()).await?;
@@ -174,6 +179,9 @@ async fn start_sigil(args: &Args) -> Result<(bench::Spawned, String, Option<Test
     let mut env: Vec<(&str, &str)> = Vec::new();
     if let Some(cpu) = &cpu {
         env.push(("SIGIL__DATABASE__SQLITE_WRITER_CPU", cpu));
+    }
+    if args.pin_workers {
+        env.push(("SIGIL__SERVER__PIN_WORKERS", "true"));
     }
     if args.postgres {
         let db = TestDb::postgres().await.context("--postgres needs SIGIL_TEST_DATABASE_URL")?;
