@@ -40,6 +40,7 @@ pub mod error;
 pub mod events;
 pub mod org;
 pub mod page;
+pub mod pem;
 pub mod people;
 pub mod ports;
 pub mod records;

@@ -1,12 +1,9 @@
-//! PEM (RFC 7468) through the `pem` crate, for the labels Sigil writes and reads: LF line endings
-//! and 64-column lines out, any valid block in.
+//! PEM (RFC 7468) for the labels Sigil writes and reads: LF line endings and 64-column lines
+//! out (sigil-core's encoder), any valid block in (the `pem` crate).
 
 /// Encodes DER as PEM with `label`.
 pub fn encode(label: &str, der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new(label, der),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
+    sigil_core::pem::encode(label, der)
 }
 
 /// Decodes the first PEM block with `label`.
@@ -35,5 +32,18 @@ mod tests {
         assert_eq!(decode("CERTIFICATE", &text).as_deref(), Some(&b"one"[..]));
         assert_eq!(blocks("PRIVATE KEY", &text), vec![b"k".to_vec()]);
         assert_eq!(decode("CERTIFICATE", "not pem"), None);
+    }
+
+    #[test]
+    fn the_encoding_is_the_pem_crates_byte_for_byte() {
+        for n in [0, 1, 2, 3, 47, 48, 49, 95, 96, 97, 600, 1234] {
+            let der: Vec<u8> = (0..n).map(|i| (i * 7 + 3) as u8).collect();
+            let theirs = pem::encode_config(
+                &pem::Pem::new("CERTIFICATE", der.clone()),
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            );
+            assert_eq!(encode("CERTIFICATE", &der), theirs, "{n} bytes");
+            assert_eq!(decode("CERTIFICATE", &theirs), Some(der));
+        }
     }
 }

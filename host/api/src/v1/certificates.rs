@@ -33,10 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 pub(crate) fn pem(label: &str, der: &[u8]) -> String {
-    ::pem::encode_config(
-        &::pem::Pem::new(label, der),
-        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
-    )
+    sigil_core::pem::encode(label, der)
 }
 
 /// A certificate.
