@@ -39,8 +39,12 @@ fn init_tracing(cfg: Option<&Config>) {
 /// looking); 7 for the sockets alone gave 11,791/s, for the queue alone 10,996/s. Issuance (five
 /// pairs) was unchanged, 5,779/s against 5,724/s. On PostgreSQL, whose answers come over
 /// sockets the runtime already watches, 7 cost CPU per signature (149 µs against 130) and
-/// signHash fell from 5,111/s to 4,491/s (three pairs): there the defaults stay.
-const SQLITE_CHECK_INTERVAL: u32 = 7;
+/// signHash fell from 5,111/s to 4,491/s (three pairs): there the defaults stay. Later, on the
+/// faster VM with the LTO build, 3, 7, 15 and the defaults measured alike unpinned; with
+/// `server.pin_workers`, 15 beat 7 in alternating runs of 5 s: issuance 12,323/s against
+/// 12,120/s (five each), signHash 22,933/s against 22,596/s (three each), and the defaults did
+/// as well as 15. 15 keeps the sockets looked at more often than the defaults.
+const SQLITE_CHECK_INTERVAL: u32 = 15;
 
 /// `main` of the `sigil` executable.
 pub fn main() -> ExitCode {
