@@ -45,13 +45,21 @@ pub async fn listening_url(child: &mut tokio::process::Child) -> Result<String, 
 /// It is taken below the kernel's ephemeral range (`ip_local_port_range`, 32768–60999 by
 /// default), never from it: a port handed out by `bind(0)` goes back into that range when it is
 /// released, and an outgoing connection of a concurrent test could take it before the server
-/// binds it, which failed CI once. Ports are handed out in turn from a start that depends on the
-/// process id, so no two calls of one test binary get the same port.
+/// binds it, which failed CI once. A counter hands the ports out in turn, so no two calls of one
+/// test binary get the same port; its start depends on the process id, so that two test
+/// processes at once are unlikely to meet. Where the range starts too low to leave room below
+/// it, a port from `bind(0)` it is.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 20_000;
     const SPAN: u32 = 12_000;
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let Some(low) = ephemeral_low.checked_sub(SPAN).filter(|&l| l >= 1024) else {
+        return std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    };
     let _ = NEXT.compare_exchange(
         u32::MAX,
         std::process::id().wrapping_mul(7919) % SPAN,
@@ -59,14 +67,14 @@ pub fn free_port() -> u16 {
         Ordering::SeqCst,
     );
     for _ in 0..SPAN {
-        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        let port = (low + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
         let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
             && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
         if free {
             return port;
         }
     }
-    panic!("no free port on 127.0.0.1 between {LOW} and {}", LOW + SPAN)
+    panic!("no free port on 127.0.0.1 between {low} and {}", low + SPAN)
 }
 
 /// Every backend to run a test on.
@@ -556,6 +564,9 @@ mod tests {
         let ports: Vec<u16> = (0..50).map(|_| super::free_port()).collect();
         let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
         assert_eq!(distinct.len(), ports.len());
-        assert!(ports.iter().all(|p| (20_000..32_000).contains(p)), "{ports:?}");
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .map(|r| r.split_whitespace().next().unwrap().parse().unwrap())
+            .unwrap_or(32_768);
+        assert!(ports.iter().all(|p| *p < low), "{ports:?}");
     }
 }

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 ///
 /// Private keys pass through here too: the base64 in between is zeroed when dropped, and the
 /// result is allocated once at its exact length, so no copy of it is left behind by a growing
-/// buffer (the caller holds the result in `Zeroizing`).
+/// buffer; the returned string is the only copy, for the caller to hold in `Zeroizing`.
 pub fn encode(label: &str, der: &[u8]) -> String {
     let b64 = zeroize::Zeroizing::new(STANDARD.encode(der));
     let lines = b64.len().div_ceil(64);

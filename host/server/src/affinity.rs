@@ -14,8 +14,12 @@
 //! Which threads are the workers: tokio names its workers and its blocking threads alike, so the
 //! server starts one task per worker that holds its thread until all of them have started. Tasks
 //! run only on workers, and each holds one, so each is on a different worker; each then pins
-//! the thread it is on. Linux only; elsewhere, or if the process may not use the CPUs, the
-//! workers stay where the scheduler puts them and the server says so.
+//! the thread it is on, and all are pinned or none (a worker that cannot be pinned, or one that
+//! never comes, leaves every worker where it was). Worker i takes the i-th CPU of the process;
+//! more workers than CPUs is refused. Linux only; when refused, the workers stay where the
+//! scheduler puts them and the server says so. Threads the runtime starts later get the
+//! process's CPUs back (`restore_on_thread_start`), not the one CPU of the worker that started
+//! them.
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,47 +60,121 @@ fn pin_this_thread(cpu: usize) -> io::Result<()> {
     }
 }
 
-/// Pins each worker thread of `runtime` to one of the calling thread's CPUs, in turn (worker i
-/// on the i-th, wrapping when there are more workers than CPUs). Returns the CPUs used, sorted.
+/// Pins each worker thread of `runtime` to a CPU of its own among the calling thread's CPUs
+/// (worker i on the i-th). Refused when there are more workers than CPUs. Returns the CPUs
+/// used, sorted. If the workers do not all meet, or one cannot be pinned, every worker is left
+/// with the CPUs it had.
+///
+/// A thread started from a pinned worker inherits its one CPU: the runtime should restore the
+/// process's CPUs in its `on_thread_start` (see [`restore_on_thread_start`]).
 pub fn pin_workers(runtime: &tokio::runtime::Runtime) -> io::Result<Vec<usize>> {
     let cpus = allowed_cpus()?;
-    if cpus.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, "the process may use no CPU"));
-    }
     let workers = runtime.metrics().num_workers();
-    let met = Arc::new((Mutex::new(0usize), Condvar::new()));
+    if workers > cpus.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{workers} worker threads and {} CPUs: a CPU each is not possible", cpus.len()),
+        ));
+    }
+    // (arrived, gave up, pinned): the tasks pin only once all have arrived and none gave up,
+    // and undo their pin if another could not pin.
+    let met = Arc::new((Mutex::new((0usize, false)), Condvar::new()));
+    let pinned = Arc::new((Mutex::new((0usize, false)), Condvar::new()));
     let next = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..workers)
         .map(|_| {
-            let (met, next, cpus) = (met.clone(), next.clone(), cpus.clone());
+            let (met, pinned, next, cpus) =
+                (met.clone(), pinned.clone(), next.clone(), cpus.clone());
             runtime.spawn(async move {
                 // Blocking on purpose: holding this worker keeps the other tasks off it.
-                let (count, all) = &*met;
-                let mut n = count.lock().map_err(|_| io::Error::other("poisoned lock"))?;
-                *n += 1;
+                let (lock, all) = &*met;
+                let mut st = lock.lock().map_err(poisoned)?;
+                st.0 += 1;
                 all.notify_all();
-                let (n, waited) = all
-                    .wait_timeout_while(n, MEET, |n| *n < workers)
-                    .map_err(|_| io::Error::other("poisoned lock"))?;
-                drop(n);
-                if waited.timed_out() {
+                let (mut st, waited) = all
+                    .wait_timeout_while(st, MEET, |st| st.0 < workers && !st.1)
+                    .map_err(poisoned)?;
+                if st.1 || waited.timed_out() {
+                    st.1 = true;
+                    all.notify_all();
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "the worker threads did not all start",
                     ));
                 }
-                let cpu = cpus[next.fetch_add(1, Ordering::Relaxed) % cpus.len()];
-                pin_this_thread(cpu).map(|()| cpu)
+                drop(st);
+                let before = allowed_cpus()?;
+                let cpu = cpus[next.fetch_add(1, Ordering::Relaxed)];
+                let done = pin_this_thread(cpu);
+                // Every worker pinned, or none: each waits for the others' outcome.
+                let (lock, all) = &*pinned;
+                let mut st = lock.lock().map_err(poisoned)?;
+                st.0 += 1;
+                st.1 |= done.is_err();
+                all.notify_all();
+                let (st, _) = all
+                    .wait_timeout_while(st, MEET, |st| st.0 < workers && !st.1)
+                    .map_err(poisoned)?;
+                if st.1 || st.0 < workers {
+                    let _ = set_this_thread_cpus(&before);
+                    return done.and(Err(io::Error::other("another worker could not be pinned")));
+                }
+                Ok(cpu)
             })
         })
         .collect();
     runtime.block_on(async move {
         let mut used = Vec::with_capacity(tasks.len());
+        let mut first_err = None;
         for t in tasks {
-            used.push(t.await.map_err(io::Error::other)??);
+            match t.await.map_err(io::Error::other).and_then(|r| r) {
+                Ok(cpu) => used.push(cpu),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
         }
-        used.sort_unstable();
-        Ok(used)
+        match first_err {
+            Some(e) => Err(e),
+            None => {
+                used.sort_unstable();
+                Ok(used)
+            }
+        }
+    })
+}
+
+/// A lock poisoned by a panicking worker task, as an error.
+fn poisoned<T>(_: T) -> io::Error {
+    io::Error::other("poisoned lock")
+}
+
+/// Restricts the calling thread to `cpus`.
+fn set_this_thread_cpus(cpus: &[usize]) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::thread::{CpuSet, sched_setaffinity};
+        let mut set = CpuSet::new();
+        for &c in cpus {
+            set.set(c);
+        }
+        sched_setaffinity(None, &set).map_err(io::Error::from)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cpus;
+        Err(io::Error::new(io::ErrorKind::Unsupported, "CPU affinity needs Linux"))
+    }
+}
+
+/// A runtime `on_thread_start` hook that gives each thread the runtime starts the CPUs the
+/// calling thread has now: a blocking-pool thread started from a pinned worker would otherwise
+/// inherit that worker's one CPU. (Threads that libraries start themselves from a worker, such
+/// as sqlx's SQLite connection threads opened after start-up, still inherit it.)
+pub fn restore_on_thread_start() -> io::Result<impl Fn() + Send + Sync + 'static> {
+    let cpus = allowed_cpus()?;
+    Ok(move || {
+        let _ = set_this_thread_cpus(&cpus);
     })
 }
 
@@ -113,31 +191,53 @@ mod tests {
     }
 
     #[test]
-    fn each_worker_thread_is_pinned_to_a_cpu_of_its_own_in_turn() {
+    fn each_worker_thread_is_pinned_to_a_cpu_of_its_own_and_threads_it_starts_are_not() {
         let cpus = allowed_cpus().unwrap();
-        let workers = 3;
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
+            .worker_threads(cpus.len())
+            .on_thread_start(restore_on_thread_start().unwrap())
             .enable_all()
             .build()
             .unwrap();
         let used = pin_workers(&rt).unwrap();
-        let mut expected: Vec<usize> = (0..workers).map(|i| cpus[i % cpus.len()]).collect();
-        expected.sort_unstable();
-        assert_eq!(used, expected);
-        // A task runs on a worker, and every worker now may use one CPU only.
-        let on: std::collections::BTreeSet<String> = rt.block_on(async {
-            let mut on = std::collections::BTreeSet::new();
-            for _ in 0..200 {
-                let tid = tokio::spawn(async { rustix::thread::gettid().as_raw_nonzero().get() })
-                    .await
-                    .unwrap();
-                on.insert(cpus_of(tid));
-            }
-            on
-        });
+        assert_eq!(used, cpus);
+        let tid = || rustix::thread::gettid().as_raw_nonzero().get();
+        // A task runs on a worker, and every worker now may use one CPU only; a blocking thread
+        // started from a worker keeps every CPU.
+        let (on, blocking): (std::collections::BTreeSet<String>, Vec<String>) =
+            rt.block_on(async {
+                let mut on = std::collections::BTreeSet::new();
+                let mut blocking = Vec::new();
+                for _ in 0..50 {
+                    on.insert(cpus_of(tokio::spawn(async move { tid() }).await.unwrap()));
+                    let b = tokio::spawn(async move { tokio::task::spawn_blocking(tid).await })
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    blocking.push(cpus_of(b));
+                }
+                (on, blocking)
+            });
         assert!(on.iter().all(|c| c.parse::<usize>().is_ok()), "workers may run on {on:?}");
+        if cpus.len() > 1 {
+            assert!(blocking.iter().all(|c| c.parse::<usize>().is_err()), "{blocking:?}");
+        }
         // The thread that asked is not a worker and keeps every CPU it had.
         assert_eq!(allowed_cpus().unwrap(), cpus);
+    }
+
+    #[test]
+    fn more_workers_than_cpus_are_refused_and_left_as_they_were() {
+        let cpus = allowed_cpus().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cpus.len() + 1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = pin_workers(&rt).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        let tid = || rustix::thread::gettid().as_raw_nonzero().get();
+        let on = rt.block_on(async { tokio::spawn(async move { tid() }).await.unwrap() });
+        assert_eq!(cpus_of(on), cpus_of(tid()));
     }
 }

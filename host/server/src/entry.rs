@@ -57,6 +57,17 @@ pub fn main() -> ExitCode {
     if cfg.as_ref().map_or(true, |c| c.database_url().starts_with("sqlite:")) {
         runtime.event_interval(SQLITE_CHECK_INTERVAL).global_queue_interval(SQLITE_CHECK_INTERVAL);
     }
+    let serving = matches!(cli.command, crate::cli::Command::Serve { .. });
+    let pin = serving && cfg.as_ref().is_ok_and(|c| c.server.pin_workers);
+    if pin {
+        // Read before any worker is pinned: the CPUs every thread the runtime starts gets back.
+        match crate::affinity::restore_on_thread_start() {
+            Ok(hook) => {
+                runtime.on_thread_start(hook);
+            }
+            Err(e) => tracing::warn!(error = %e, "async worker threads not pinned"),
+        }
+    }
     let runtime = match runtime.build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -64,8 +75,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let serving = matches!(cli.command, crate::cli::Command::Serve { .. });
-    if serving && cfg.as_ref().is_ok_and(|c| c.server.pin_workers) {
+    if pin {
         match crate::affinity::pin_workers(&runtime) {
             Ok(cpus) => tracing::info!(?cpus, "async worker threads pinned (server.pin_workers)"),
             Err(e) => tracing::warn!(error = %e, "async worker threads not pinned"),
