@@ -1,10 +1,7 @@
 //! PEM (RFC 7468) for the labels Sigil writes and reads: LF line endings and 64-column lines
 //! out (sigil-core's encoder), any valid block in (the `pem` crate).
 
-/// Encodes DER as PEM with `label`.
-pub fn encode(label: &str, der: &[u8]) -> String {
-    sigil_core::pem::encode(label, der)
-}
+pub use sigil_core::pem::encode;
 
 /// Decodes the first PEM block with `label`.
 pub fn decode(label: &str, text: &str) -> Option<Vec<u8>> {

@@ -44,22 +44,6 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     }
 }
 
-/// Restricts the calling thread to CPU `cpu`.
-fn pin_this_thread(cpu: usize) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::thread::{CpuSet, sched_setaffinity};
-        let mut set = CpuSet::new();
-        set.set(cpu);
-        sched_setaffinity(None, &set).map_err(io::Error::from)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = cpu;
-        Err(io::Error::new(io::ErrorKind::Unsupported, "CPU affinity needs Linux"))
-    }
-}
-
 /// Pins each worker thread of `runtime` to a CPU of its own among the calling thread's CPUs
 /// (worker i on the i-th). Refused when there are more workers than CPUs. Returns the CPUs
 /// used, sorted. If the workers do not all meet, or one cannot be pinned, every worker is left
@@ -105,7 +89,7 @@ pub fn pin_workers(runtime: &tokio::runtime::Runtime) -> io::Result<Vec<usize>> 
                 drop(st);
                 let before = allowed_cpus()?;
                 let cpu = cpus[next.fetch_add(1, Ordering::Relaxed)];
-                let done = pin_this_thread(cpu);
+                let done = set_this_thread_cpus(&[cpu]);
                 // Every worker pinned, or none: each waits for the others' outcome.
                 let (lock, all) = &*pinned;
                 let mut st = lock.lock().map_err(poisoned)?;

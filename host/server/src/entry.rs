@@ -58,14 +58,17 @@ pub fn main() -> ExitCode {
         runtime.event_interval(SQLITE_CHECK_INTERVAL).global_queue_interval(SQLITE_CHECK_INTERVAL);
     }
     let serving = matches!(cli.command, crate::cli::Command::Serve { .. });
-    let pin = serving && cfg.as_ref().is_ok_and(|c| c.server.pin_workers);
+    let mut pin = serving && cfg.as_ref().is_ok_and(|c| c.server.pin_workers);
     if pin {
         // Read before any worker is pinned: the CPUs every thread the runtime starts gets back.
         match crate::affinity::restore_on_thread_start() {
             Ok(hook) => {
                 runtime.on_thread_start(hook);
             }
-            Err(e) => tracing::warn!(error = %e, "async worker threads not pinned"),
+            Err(e) => {
+                tracing::warn!(error = %e, "async worker threads not pinned");
+                pin = false;
+            }
         }
     }
     let runtime = match runtime.build() {

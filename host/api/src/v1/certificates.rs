@@ -32,9 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(download))
 }
 
-pub(crate) fn pem(label: &str, der: &[u8]) -> String {
-    sigil_core::pem::encode(label, der)
-}
+pub(crate) use sigil_core::pem::encode as pem;
 
 /// A certificate.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
