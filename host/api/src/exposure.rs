@@ -162,7 +162,8 @@ struct Table {
     source: Source,
     raw: Option<String>,
     global: Vec<IpNet>,
-    by_endpoint: HashMap<String, Resolved>,
+    // Shared: the auth layer looks one up per request.
+    by_endpoint: HashMap<String, Arc<Resolved>>,
 }
 
 fn key(method: &Method, path: &str) -> String {
@@ -236,7 +237,7 @@ impl Exposure {
                 return Err(ExposureError::Unauthenticated(k));
             }
             r.nets = nets(&r.allowed_ips)?;
-            by_endpoint.insert(k, r);
+            by_endpoint.insert(k, Arc::new(r));
         }
         for k in config.endpoints.keys() {
             if !by_endpoint.contains_key(k) {
@@ -331,7 +332,7 @@ impl Exposure {
     }
 
     /// What applies to `method path` (a route template), if it is served.
-    pub fn resolve(&self, method: &Method, path: &str) -> Option<Resolved> {
+    pub fn resolve(&self, method: &Method, path: &str) -> Option<Arc<Resolved>> {
         let t = self.table()?;
         t.by_endpoint.get(&key(method, path)).cloned()
     }
@@ -344,8 +345,10 @@ impl Exposure {
 
     /// Every endpoint with its resolved rule, sorted.
     pub fn list(&self) -> Vec<Resolved> {
-        let mut v: Vec<Resolved> =
-            self.table().map(|t| t.by_endpoint.values().cloned().collect()).unwrap_or_default();
+        let mut v: Vec<Resolved> = self
+            .table()
+            .map(|t| t.by_endpoint.values().map(|r| (**r).clone()).collect())
+            .unwrap_or_default();
         v.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
         v
     }

@@ -50,11 +50,22 @@ pub fn decode(input: &[u8]) -> Result<Vec<u8>> {
     let text = std::str::from_utf8(input).ok().map(str::trim);
     let der = match text {
         Some(t) if t.starts_with("-----BEGIN") => {
-            let block = pem::parse(t).map_err(|_| invalid("the PEM block does not parse"))?;
-            if !matches!(block.tag(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
-                return Err(invalid("the PEM block is not a CERTIFICATE REQUEST"));
+            let is_request = |label: &str| {
+                if matches!(label, "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
+                    Ok(())
+                } else {
+                    Err(invalid("the PEM block is not a CERTIFICATE REQUEST"))
+                }
+            };
+            match crate::pem::plain_block(t) {
+                Some((label, der)) => is_request(label).map(|()| der)?,
+                None => {
+                    let block =
+                        pem::parse(t).map_err(|_| invalid("the PEM block does not parse"))?;
+                    is_request(block.tag())?;
+                    block.into_contents()
+                }
             }
-            block.into_contents()
         }
         Some(t)
             if !t.is_empty()

@@ -27,8 +27,9 @@ const NARROW_LIMIT: i64 = 2_000;
 
 /// Certificates indexed per transaction, which is one FTS segment: large enough that the insert
 /// is cheap per row (a catch-up over 1.38 million certificates indexed about 115,000 a second
-/// here).
-const INDEX_BATCH: i64 = 1_000;
+/// here at 1,000). 4,000 rather than 1,000 makes fewer, larger segments to merge later: about
+/// 10% less indexing work per certificate, which under sustained issuance runs beside it.
+const INDEX_BATCH: i64 = 4_000;
 
 /// The FTS5 phrase that matches `text` as a substring through the trigram index.
 pub(crate) fn fts_phrase(text: &str) -> String {

@@ -190,12 +190,13 @@ pub fn lookup(name: &str) -> Option<&'static PermissionInfo> {
 
 /// A set of granted permission patterns: exact names, `resource:*`, or `*`.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct PermissionSet(BTreeSet<String>);
+// Shared, not copied: every request's principal carries one, cloned from the cached key.
+pub struct PermissionSet(Arc<BTreeSet<String>>);
 
 impl PermissionSet {
     /// Every permission.
     pub fn all() -> Self {
-        Self(BTreeSet::from(["*".to_owned()]))
+        Self(Arc::new(BTreeSet::from(["*".to_owned()])))
     }
 
     /// Parses and validates patterns: each must be `*`, `resource:*` for a known resource, or a
@@ -222,13 +223,13 @@ impl PermissionSet {
             }
             set.insert(p.to_owned());
         }
-        Ok(Self(set))
+        Ok(Self(Arc::new(set)))
     }
 
     /// Builds a set from stored strings without validation (they were validated on write; a
     /// permission retired later simply grants nothing).
     pub fn from_stored(patterns: impl IntoIterator<Item = String>) -> Self {
-        Self(patterns.into_iter().collect())
+        Self(Arc::new(patterns.into_iter().collect()))
     }
 
     /// Whether the set grants `name`.
@@ -285,14 +286,14 @@ impl PermissionSet {
             .filter(|p| plugin_invoke_target(p).is_some())
             .filter(|p| self.allows(p) && other.allows(p))
             .cloned();
-        Self(
+        Self(Arc::new(
             CATALOGUE
                 .iter()
                 .filter(|c| self.allows(c.name) && other.allows(c.name))
                 .map(|c| c.name.to_owned())
                 .chain(per_plugin)
                 .collect(),
-        )
+        ))
     }
 
     /// The patterns, sorted.
@@ -303,7 +304,7 @@ impl PermissionSet {
 
 impl fmt::Debug for PermissionSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(&self.0).finish()
+        f.debug_set().entries(self.0.iter()).finish()
     }
 }
 

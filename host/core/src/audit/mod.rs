@@ -118,7 +118,9 @@ impl NewAuditEvent {
             outcome: self.outcome.as_str().to_owned(),
             request_id: p.context.request_id.clone(),
             client_ip: p.context.client_ip.map(|ip| ip.to_string()),
-            details: self.details.to_string(),
+            // Compact JSON, as `Display` writes it, without the formatter in between. A `Value`
+            // always serializes (string keys, finite numbers).
+            details: serde_json::to_string(&self.details).unwrap_or_default(),
             prev_hash: prev_hash.to_owned(),
             hash: String::new(),
         };
@@ -141,22 +143,27 @@ const SECRET_NAMES: &[&str] = &[
 
 /// Removes fields whose names mark them as secrets, at any depth. Defence in depth: services
 /// already leave secrets out of the details they write.
-pub fn redact(v: serde_json::Value) -> serde_json::Value {
+pub fn redact(mut v: serde_json::Value) -> serde_json::Value {
+    redact_in_place(&mut v);
+    v
+}
+
+/// [`redact`] where the value lies: every event's details pass through here on the request
+/// path, and rebuilding each map (a lowercased copy of every key) cost more than the check.
+fn redact_in_place(v: &mut serde_json::Value) {
     use serde_json::Value;
     match v {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| {
-                    if SECRET_NAMES.contains(&k.to_ascii_lowercase().as_str()) {
-                        (k, Value::String("[redacted]".into()))
-                    } else {
-                        (k, redact(v))
-                    }
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(redact).collect()),
-        other => other,
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if SECRET_NAMES.iter().any(|s| k.eq_ignore_ascii_case(s)) {
+                    *v = Value::String("[redacted]".into());
+                } else {
+                    redact_in_place(v);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_in_place),
+        _ => {}
     }
 }
 

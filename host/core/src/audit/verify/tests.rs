@@ -237,4 +237,14 @@ fn secrets_are_redacted_from_details() {
     let s = e.details.to_string();
     assert!(!s.contains("1234") && !s.contains("\"s\""), "{s}");
     assert!(s.contains("\"name\":\"x\""));
+    // At any depth, inside arrays too, whatever the case of the name; other fields kept.
+    let e = NewAuditEvent::new(&Principal::system(), AuditAction::PersonCreate, "b", "c").details(
+        serde_json::json!({"items": [{"Private_Key": "k1", "id": 1}, [{"passphrase": "p2"}]],
+                           "Token": {"value": "t3"}, "tokens": "kept"}),
+    );
+    assert_eq!(
+        e.details,
+        serde_json::json!({"items": [{"Private_Key": "[redacted]", "id": 1}, [{"passphrase": "[redacted]"}]],
+                           "Token": "[redacted]", "tokens": "kept"})
+    );
 }
