@@ -31,14 +31,15 @@ pub fn plain_block(text: &str) -> Option<(&str, Vec<u8>)> {
         return None;
     }
     // Lines of base64 gathered whole; a blank line inside (the crate would read what precedes
-    // it as headers), a lone CR or any other character: declined.
+    // it as headers): declined. Any other character (a space, a lone CR) is left in for the
+    // decoder, which refuses every byte outside the alphabet, and so declined too.
     let body = body.trim_start_matches([' ', '\t', '\r', '\n']);
     let mut b64 = Vec::with_capacity(body.len());
     let mut lines = body.split('\n').peekable();
     while let Some(line) = lines.next() {
         let line = line.strip_suffix('\r').unwrap_or(line);
         let last = lines.peek().is_none();
-        if (line.is_empty() && !last) || !line.bytes().all(is_base64) {
+        if line.is_empty() && !last {
             return None;
         }
         b64.extend_from_slice(line.as_bytes());
@@ -60,10 +61,6 @@ pub fn blocks(label: &str, text: &str) -> Vec<Vec<u8>> {
             all.into_iter().filter(|p| p.tag() == label).map(pem::Pem::into_contents).collect()
         })
         .unwrap_or_default()
-}
-
-fn is_base64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')
 }
 
 #[cfg(test)]

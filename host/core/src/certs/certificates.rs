@@ -677,12 +677,11 @@ impl CertificateService {
 
     /// What CA certificate `der` says, read once per certificate.
     fn ca_content(&self, der: &[u8]) -> Result<Arc<conformance::IssuedContent>> {
-        let key = der.to_vec();
-        if let Some(c) = self.ca_content.get(&key) {
+        if let Some(c) = self.ca_content.get(der) {
             return Ok(c);
         }
         let c = Arc::new(self.csr.issued_content(der)?);
-        self.ca_content.put(key, c.clone());
+        self.ca_content.put(der.to_vec(), c.clone());
         Ok(c)
     }
 
