@@ -2,7 +2,10 @@
 //! reactivate, revoke, renew, and custom metadata. Every change is committed with its audit event
 //! and marks the CA's CRL for regeneration in the same transaction.
 
+mod serial;
 mod supersession;
+
+use serial::new_serial;
 
 use crate::ErrorCode;
 use crate::audit::AuditAction;
@@ -76,24 +79,6 @@ pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
         }
         (t, p) => *t = p.clone(),
     }
-}
-
-/// A new certificate's serial number: 16 bytes, `0x40`, the issue time in milliseconds since the
-/// Unix epoch (48 bits, big-endian), then 72 bits of CSPRNG output.
-///
-/// CA/B Forum BR 7.1 asks for at least 64 unpredictable bits (what defeats chosen-prefix
-/// collisions), not for a serial that is random throughout. The time prefix keeps the serial
-/// indexes append-only: random serials put every issuance on a different index page, and those
-/// pages were about a third of what each group commit wrote to the WAL and checkpointed.
-/// The first byte keeps the number positive and without a leading zero, so hex and DER agree.
-fn new_serial(now: time::OffsetDateTime) -> Result<Vec<u8>> {
-    let mut s = [0u8; 16];
-    getrandom::fill(&mut s[7..])
-        .map_err(|e| CoreError::Internal(format!("random source failed: {e}")))?;
-    let ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    s[0] = 0x40;
-    s[1..7].copy_from_slice(&ms.to_be_bytes()[2..]);
-    Ok(s.to_vec())
 }
 
 impl CertificateService {
@@ -790,22 +775,5 @@ mod tests {
         let mut m = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}});
         merge_patch(&mut m, &serde_json::json!({"a": null, "b": {"c": 5}, "e": "x"}));
         assert_eq!(m, serde_json::json!({"b": {"c": 5, "d": 3}, "e": "x"}));
-    }
-
-    #[test]
-    fn serials_follow_issue_time_and_keep_72_unpredictable_bits() {
-        let t = time::macros::datetime!(2026-12-05 10:00:00 UTC);
-        let a = new_serial(t).unwrap();
-        let b = new_serial(t).unwrap();
-        let later = new_serial(t + Duration::milliseconds(1)).unwrap();
-        assert_eq!(a.len(), 16);
-        assert_eq!(a[0], 0x40, "positive, no leading zero: hex and DER agree");
-        // Same millisecond: same prefix, different random tail.
-        assert_eq!(a[..7], b[..7]);
-        assert_ne!(a[7..], b[7..]);
-        let ms = u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap();
-        assert_eq!(a[1..7], ms.to_be_bytes()[2..]);
-        // Hex order is issue order across milliseconds (what keeps the indexes append-only).
-        assert!(hex::encode(&later) > hex::encode(&a).max(hex::encode(&b)));
     }
 }
