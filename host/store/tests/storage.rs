@@ -415,6 +415,43 @@ async fn search_matches_scan(
 }
 
 #[tokio::test]
+async fn the_text_search_index_carries_over_from_batch_to_batch_and_rebuilds_across_batches() {
+    // SQLite only: PostgreSQL's index is kept by the database. More than two of the indexer's
+    // batches (4,000 certificates each), so a run goes on from the mark its last batch left.
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let all: Vec<_> = (0..8_037).map(searchable).collect();
+    insert_all(&store, &all).await;
+    let rows = |db: &TestDb| -> i64 {
+        rusqlite::Connection::open(search_file(db))
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM certificates_search", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(store.index_certificate_search().await.unwrap(), 8_037);
+    // Each certificate indexed once: none lost or repeated where one batch ends.
+    assert_eq!(rows(&db), 8_037);
+    let edges =
+        ["host-3999.", "host-4000.", "host-4001.", "host-7999.", "host-8000.", "host-8036."];
+    for text in edges {
+        search_matches_scan(&store, &all, text).await;
+    }
+    assert_eq!(store.index_certificate_search().await.unwrap(), 0);
+    // A rebuild (the mark names another certificate) spans the batches as well.
+    rusqlite::Connection::open(search_file(&db))
+        .unwrap()
+        .execute("UPDATE certificates_search_mark SET last_id = 'elsewhere'", [])
+        .unwrap();
+    assert_eq!(store.index_certificate_search().await.unwrap(), 8_037);
+    assert_eq!(rows(&db), 8_037);
+    for text in edges {
+        search_matches_scan(&store, &all, text).await;
+    }
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_text_search_finds_the_same_certificates_with_or_without_the_trigram_index() {
     for db in TestDb::all().await {
         let store = db.store().await;
