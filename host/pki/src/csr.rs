@@ -45,27 +45,27 @@ pub fn name_attributes(name: &X509Name<'_>) -> Result<Vec<NameAttribute>> {
     Ok(out)
 }
 
+fn is_request_label(label: &str) -> bool {
+    matches!(label, "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST")
+}
+
 /// Accepts PEM (`CERTIFICATE REQUEST` or `NEW CERTIFICATE REQUEST`), bare base64, or DER.
 pub fn decode(input: &[u8]) -> Result<Vec<u8>> {
     let text = std::str::from_utf8(input).ok().map(str::trim);
     let der = match text {
         Some(t) if t.starts_with("-----BEGIN") => {
-            let is_request = |label: &str| {
-                if matches!(label, "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
-                    Ok(())
-                } else {
-                    Err(invalid("the PEM block is not a CERTIFICATE REQUEST"))
-                }
-            };
-            match crate::pem::plain_block(t) {
-                Some((label, der)) => is_request(label).map(|()| der)?,
+            let (label_ok, der) = match crate::pem::plain_block(t) {
+                Some((label, der)) => (is_request_label(label), der),
                 None => {
                     let block =
                         pem::parse(t).map_err(|_| invalid("the PEM block does not parse"))?;
-                    is_request(block.tag())?;
-                    block.into_contents()
+                    (is_request_label(block.tag()), block.into_contents())
                 }
+            };
+            if !label_ok {
+                return Err(invalid("the PEM block is not a CERTIFICATE REQUEST"));
             }
+            der
         }
         Some(t)
             if !t.is_empty()

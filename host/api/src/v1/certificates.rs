@@ -1,13 +1,14 @@
 //! `/api/v1/certificates`: issue (single, batch), search, details, metadata, lifecycle actions,
 //! downloads.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, RwLock};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sigil_core::ErrorCode;
+use sigil_core::cache::Cache;
 use sigil_core::certs::certificates::IssueRequest;
 use sigil_core::certs::{CertStatus, Certificate, KeyType, RevocationReason, San};
 use sigil_core::page::page_size;
@@ -144,26 +145,18 @@ impl CertificateView {
 /// The PEM of CA `ca_id`'s `chain`, made once per chain rather than per answer: every issuance
 /// answer carries it, and encoding it was about 1% of the request threads' time. A kept copy
 /// is handed out only while the CA's chain is byte for byte the one it was made from, so a CA
-/// replaced or re-keyed (a plugin swapped, a CA rotated) is encoded afresh.
+/// replaced or re-keyed (a plugin swapped, a CA rotated) is encoded afresh. Kept in core's one
+/// in-process cache (an hour, 64 CAs).
 fn chain_pem(ca_id: &str, chain: &[Vec<u8>]) -> Vec<String> {
-    type Kept = HashMap<String, (Vec<Vec<u8>>, Vec<String>)>;
-    /// More CAs than this and the table starts over rather than grow.
-    const MOST: usize = 64;
-    static KEPT: LazyLock<RwLock<Kept>> = LazyLock::new(Default::default);
-    if let Ok(kept) = KEPT.read()
-        && let Some((der, pem)) = kept.get(ca_id)
-        && der.as_slice() == chain
-    {
-        return pem.clone();
+    type Made = Arc<(Vec<Vec<u8>>, Vec<String>)>;
+    static KEPT: LazyLock<Cache<String, Made>> =
+        LazyLock::new(|| Cache::new(Duration::from_secs(3600), 64));
+    if let Some(made) = KEPT.get_if(ca_id, |made| made.0.as_slice() == chain) {
+        return made.1.clone();
     }
-    let made: Vec<String> = chain.iter().map(|d| pem("CERTIFICATE", d)).collect();
-    if let Ok(mut kept) = KEPT.write() {
-        if kept.len() >= MOST && !kept.contains_key(ca_id) {
-            kept.clear();
-        }
-        kept.insert(ca_id.to_owned(), (chain.to_vec(), made.clone()));
-    }
-    made
+    let pems: Vec<String> = chain.iter().map(|d| pem("CERTIFICATE", d)).collect();
+    KEPT.put(ca_id.to_owned(), Arc::new((chain.to_vec(), pems.clone())));
+    pems
 }
 
 /// Body of `POST /api/v1/certificates`.
