@@ -523,3 +523,60 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
         db.cleanup().await;
     }
 }
+
+/// The CA certificate an issued certificate is checked against (its name and key identifier) is
+/// read once per CA and kept; a CA that changes under the same id (a connector reconfigured
+/// with a new CA) is read afresh, so its first certificate is accepted and nothing is checked
+/// against the old CA.
+#[tokio::test]
+async fn a_connector_whose_ca_changes_under_the_same_id_is_checked_against_its_new_ca() {
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let dir = env!("SIGIL_TEST_PLUGINS");
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "rekeyed");
+    leaf.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    leaf.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let csr = leaf.serialize_request(&key).unwrap().pem().unwrap();
+    leaf.use_authority_key_identifier_extension = true;
+    let conf = |ca: &str, leaf_pem: &str| {
+        format!(
+            "[plugins.load.rekeyed]\nfile = \"{dir}/test_connector.wasm\"\ngrants = [\"config\"]\n\
+             [plugins.load.rekeyed.config]\nca_pem = \"\"\"\n{ca}\"\"\"\nleaf_pem = \"\"\"\n{leaf_pem}\"\"\"\n"
+        )
+    };
+    let (old_ca, old_issuer) = rcgen_ca("Rekeyed CA, first");
+    let (new_ca, new_issuer) = rcgen_ca("Rekeyed CA, second");
+    // Serials of their own (rcgen would derive both from the one key).
+    leaf.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x51, 1]));
+    let old_leaf = leaf.signed_by(&key, &old_issuer).unwrap().pem();
+    leaf.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x51, 2]));
+    let new_leaf = leaf.signed_by(&key, &new_issuer).unwrap().pem();
+    for db in sigil_tests::backends().await {
+        let s = TestServer::start_with(
+            &db,
+            Options { toml: conf(&old_ca, &old_leaf), ..Default::default() },
+        )
+        .await;
+        profile_on(&s, "rekeyed", Some("rekeyed")).await;
+        let (st, c) = s.issue(&csr, "rekeyed").await;
+        assert_eq!(st, 201, "{c}");
+        // The same connector id, now with the second CA and a certificate of it.
+        let cfg = s.data_dir().join("test.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let changed = text.replace(&conf(&old_ca, &old_leaf), &conf(&new_ca, &new_leaf));
+        assert_ne!(changed, text, "the test's configuration holds the connector");
+        std::fs::write(&cfg, changed).unwrap();
+        let (st, status) =
+            body(s.admin(Method::POST, "/api/v1/plugins/reload").send().await.unwrap()).await;
+        assert_eq!(st, 200, "{status}");
+        let (st, c) = s.issue(&csr, "rekeyed").await;
+        assert_eq!(st, 201, "checked against the second CA, not the first: {c}");
+        let chain = c["chain"].as_array().unwrap();
+        let first = chain.first().and_then(Value::as_str).unwrap_or_default();
+        assert_eq!(first.trim(), new_ca.trim(), "the chain is the second CA's: {c}");
+        s.stop().await;
+        db.cleanup().await;
+    }
+}

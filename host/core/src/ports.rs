@@ -46,8 +46,9 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum WriteOp {
-    /// Insert an issued certificate.
-    InsertCertificate(Box<Certificate>),
+    /// Insert an issued certificate. Shared, not copied: the caller answers with the same
+    /// certificate once the store has committed it (and let go of its reference).
+    InsertCertificate(std::sync::Arc<Certificate>),
     /// Claim the one renewal of certificate `renewed_from` for `renewal`: a second claim is
     /// [`crate::error::StoreError::Conflict`] (and nothing of the unit written).
     ClaimRenewal {

@@ -507,7 +507,7 @@ mod tests {
     }
 
     fn insert() -> WriteOp {
-        WriteOp::InsertCertificate(Box::new(crate::testing::certificate("01")))
+        WriteOp::InsertCertificate(Arc::new(crate::testing::certificate("01")))
     }
 
     fn spend() -> WriteOp {

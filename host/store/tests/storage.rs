@@ -351,7 +351,7 @@ async fn insert_all(store: &dyn Store, certs: &[sigil_core::certs::Certificate])
     for chunk in certs.chunks(500) {
         let ops = chunk
             .iter()
-            .map(|c| sigil_core::ports::WriteOp::InsertCertificate(Box::new(c.clone())))
+            .map(|c| sigil_core::ports::WriteOp::InsertCertificate(Arc::new(c.clone())))
             .collect();
         let ev = sigil_core::audit::NewAuditEvent::new(
             &Principal::system(),
@@ -376,7 +376,7 @@ async fn issue_one(
         "certificate",
         object_id,
     );
-    let op = sigil_core::ports::WriteOp::InsertCertificate(Box::new(cert(serial)));
+    let op = sigil_core::ports::WriteOp::InsertCertificate(Arc::new(cert(serial)));
     store.commit_ops(vec![op], vec![ev], time::OffsetDateTime::now_utc()).await
 }
 
@@ -543,7 +543,7 @@ async fn group_commits_are_checkpointed_in_the_background_without_a_commit_waiti
             "certificate",
             c.id.to_string(),
         );
-        let op = sigil_core::ports::WriteOp::InsertCertificate(Box::new(c));
+        let op = sigil_core::ports::WriteOp::InsertCertificate(Arc::new(c));
         store.commit_ops(vec![op], vec![ev], time::OffsetDateTime::now_utc()).await.unwrap();
     }
     let wal = std::fs::metadata(format!("{}-wal", sqlite_file(&db).display()))

@@ -84,7 +84,8 @@ pub struct CertificateView {
     /// The certificate, PEM.
     pub certificate: String,
     /// Issuing CA first, root last, PEM.
-    pub chain: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub chain: ChainPem,
     /// Parsed fields (on `GET /api/v1/certificates/{id}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<super::x509::CertificateDetails>,
@@ -95,7 +96,7 @@ impl CertificateView {
     /// three certificates' PEM make it about 3 KiB, and axum's growing buffer copied it four
     /// times on the way (about 0.5% of the request threads' time under issuance).
     fn created(&self) -> Result<Response, ApiError> {
-        let pem: usize = self.certificate.len() + self.chain.iter().map(String::len).sum::<usize>();
+        let pem: usize = self.certificate.len() + self.chain.json_len();
         // JSON escapes each PEM line's LF as two characters; the other fields take well under
         // 2 KiB unless the metadata is large (then the buffer grows as axum's would).
         let mut body = Vec::with_capacity(pem + pem / 60 + 2048);
@@ -142,21 +143,61 @@ impl CertificateView {
     }
 }
 
+/// A CA's chain in PEM (issuing CA first, root last), shared by every answer of that CA: it is
+/// written into each answer's JSON as it was escaped once (a JSON array of the PEM texts, the
+/// same text serde_json writes for them), not cloned and escaped again per answer.
+#[derive(Debug, Clone, Default)]
+pub struct ChainPem(Option<Arc<ChainJson>>);
+
+#[derive(Debug)]
+struct ChainJson {
+    pems: Vec<String>,
+    /// `pems` as JSON; none only if it could not be written, and then `pems` are written.
+    json: Option<Box<serde_json::value::RawValue>>,
+}
+
+impl ChainPem {
+    fn of(chain: &[Vec<u8>]) -> Self {
+        let pems: Vec<String> = chain.iter().map(|d| pem("CERTIFICATE", d)).collect();
+        let json = serde_json::value::to_raw_value(&pems).ok();
+        Self(Some(Arc::new(ChainJson { pems, json })))
+    }
+
+    /// The PEM texts.
+    pub fn pems(&self) -> &[String] {
+        self.0.as_ref().map_or(&[], |c| c.pems.as_slice())
+    }
+
+    /// About the length of its JSON (to size a buffer).
+    fn json_len(&self) -> usize {
+        self.0.as_ref().map_or(2, |c| c.json.as_ref().map_or(0, |j| j.get().len()))
+    }
+}
+
+impl serde::Serialize for ChainPem {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_ref().and_then(|c| c.json.as_ref()) {
+            Some(json) => json.serialize(s),
+            None => self.pems().serialize(s),
+        }
+    }
+}
+
 /// The PEM of CA `ca_id`'s `chain`, made once per chain rather than per answer: every issuance
 /// answer carries it, and encoding it was about 1% of the request threads' time. A kept copy
 /// is handed out only while the CA's chain is byte for byte the one it was made from, so a CA
 /// replaced or re-keyed (a plugin swapped, a CA rotated) is encoded afresh. Kept in core's one
 /// in-process cache (an hour, 64 CAs).
-fn chain_pem(ca_id: &str, chain: &[Vec<u8>]) -> Vec<String> {
-    type Made = Arc<(Vec<Vec<u8>>, Vec<String>)>;
+fn chain_pem(ca_id: &str, chain: &[Vec<u8>]) -> ChainPem {
+    type Made = Arc<(Vec<Vec<u8>>, ChainPem)>;
     static KEPT: LazyLock<Cache<String, Made>> =
         LazyLock::new(|| Cache::new(Duration::from_secs(3600), 64));
     if let Some(made) = KEPT.get_if(ca_id, |made| made.0.as_slice() == chain) {
         return made.1.clone();
     }
-    let pems: Vec<String> = chain.iter().map(|d| pem("CERTIFICATE", d)).collect();
-    KEPT.put(ca_id.to_owned(), Arc::new((chain.to_vec(), pems.clone())));
-    pems
+    let made = ChainPem::of(chain);
+    KEPT.put(ca_id.to_owned(), Arc::new((chain.to_vec(), made.clone())));
+    made
 }
 
 /// Body of `POST /api/v1/certificates`.
@@ -610,11 +651,30 @@ mod tests {
     fn a_cas_chain_pem_is_made_again_when_its_chain_changes() {
         let one = vec![b"issuing".to_vec(), b"root".to_vec()];
         let made = chain_pem("chain-test-ca", &one);
-        assert_eq!(made, vec![pem("CERTIFICATE", b"issuing"), pem("CERTIFICATE", b"root")]);
-        assert_eq!(chain_pem("chain-test-ca", &one), made);
+        assert_eq!(made.pems(), [pem("CERTIFICATE", b"issuing"), pem("CERTIFICATE", b"root")]);
+        let again = chain_pem("chain-test-ca", &one);
+        assert_eq!(again.pems(), made.pems());
         // The same CA with another chain (rotated, or a plugin swapped): the new chain's PEM.
         let other = vec![b"issuing-2".to_vec()];
-        assert_eq!(chain_pem("chain-test-ca", &other), vec![pem("CERTIFICATE", b"issuing-2")]);
-        assert_eq!(chain_pem("chain-test-ca", &[]), Vec::<String>::new());
+        assert_eq!(chain_pem("chain-test-ca", &other).pems(), [pem("CERTIFICATE", b"issuing-2")]);
+        assert!(chain_pem("chain-test-ca", &[]).pems().is_empty());
+    }
+
+    #[test]
+    fn a_chain_is_written_as_the_json_array_of_its_pem_texts() {
+        let der = vec![vec![0x30, 0x82, 0x01, 0x0a], (0..=255u8).collect::<Vec<_>>()];
+        let chain = ChainPem::of(&der);
+        let pems: Vec<String> = der.iter().map(|d| pem("CERTIFICATE", d)).collect();
+        assert!(pems.iter().all(|p| p.contains('\n')), "PEM lines are escaped in JSON");
+        assert_eq!(serde_json::to_string(&chain).unwrap(), serde_json::to_string(&pems).unwrap());
+        // Inside a larger document too, and read back as the same texts.
+        let doc = serde_json::json!({ "a": 1 });
+        let inside = serde_json::to_string(&(doc.clone(), &chain)).unwrap();
+        assert_eq!(inside, serde_json::to_string(&(doc, &pems)).unwrap());
+        let back: (serde_json::Value, Vec<String>) = serde_json::from_str(&inside).unwrap();
+        assert_eq!(back.1, pems);
+        // No chain (its CA gone): an empty array, as before.
+        assert_eq!(serde_json::to_string(&ChainPem::default()).unwrap(), "[]");
+        assert_eq!(serde_json::to_string(&ChainPem::of(&[])).unwrap(), "[]");
     }
 }

@@ -140,7 +140,7 @@ impl CredentialView {
             serial: cert.as_ref().map(|v| v.serial.clone()),
             certificate_status: cert.as_ref().map(|v| v.status.as_str().to_owned()),
             certificate: cert.as_ref().map(|v| v.certificate.clone()),
-            chain: cert.map(|v| v.chain).unwrap_or_default(),
+            chain: cert.map(|v| v.chain.pems().to_vec()).unwrap_or_default(),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
         }

@@ -55,9 +55,12 @@ pub struct CertificateService {
     validators: Arc<dyn crate::ports::Validators>,
     events: Arc<dyn crate::ports::EventSink>,
     /// Each CA certificate read once (issued certificates are compared with its name and key
-    /// identifier), by the certificate's DER: a swapped back end is read anew.
-    ca_content: crate::cache::Cache<Vec<u8>, Arc<conformance::IssuedContent>>,
+    /// identifier), by the CA's id with the certificate's DER: a swapped back end is read anew.
+    ca_content: crate::cache::Cache<String, CaContent>,
 }
+
+/// A CA certificate's DER and what it says.
+type CaContent = Arc<(Vec<u8>, Arc<conformance::IssuedContent>)>;
 
 impl std::fmt::Debug for CertificateService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -212,7 +215,7 @@ impl CertificateService {
                 detail: format!("the CA back end issued a certificate Sigil cannot read: {e}"),
             })
             .and_then(|got| {
-                let ca = self.ca_content(issuer.ca_certificate())?;
+                let ca = self.ca_content(issuer.id(), issuer.ca_certificate())?;
                 conformance::check_issued(&content, &got, &ca, issuer.kind() == "builtin")?;
                 Ok(got)
             });
@@ -287,7 +290,8 @@ impl CertificateService {
         // Insert-only: eligible for group commit, which is what makes issuance fast on SQLite.
         // A renewal claims its certificate in the same unit, so of two concurrent renewals of
         // one certificate only one is recorded.
-        let mut ops = vec![WriteOp::InsertCertificate(Box::new(cert.clone()))];
+        let cert = Arc::new(cert);
+        let mut ops = vec![WriteOp::InsertCertificate(Arc::clone(&cert))];
         if let Some(from) = renewed_from {
             let grace = Duration::days(i64::from(profile.spec.supersede_grace_days));
             ops.push(WriteOp::ClaimRenewal {
@@ -324,7 +328,9 @@ impl CertificateService {
             },
             &cert,
         );
-        Ok(cert)
+        // The store has let go of its reference once the commit is answered, so this is the
+        // certificate itself, not a copy (a copy only if a store kept it).
+        Ok(Arc::try_unwrap(cert).unwrap_or_else(|kept| (*kept).clone()))
     }
 
     /// Checks that `csr` parses, proves possession and passes `profile` (for requests that
@@ -660,13 +666,15 @@ impl CertificateService {
         .await
     }
 
-    /// What CA certificate `der` says, read once per certificate.
-    fn ca_content(&self, der: &[u8]) -> Result<Arc<conformance::IssuedContent>> {
-        if let Some(c) = self.ca_content.get(der) {
-            return Ok(c);
+    /// What CA `ca_id`'s certificate `der` says, read once per certificate: kept under the
+    /// CA's id and handed out only for the same DER (a CA rotated or a plugin swapped is read
+    /// afresh), which a comparison tells quicker than hashing the DER as the key would.
+    fn ca_content(&self, ca_id: &str, der: &[u8]) -> Result<Arc<conformance::IssuedContent>> {
+        if let Some(c) = self.ca_content.get_if(ca_id, |c| c.0 == der) {
+            return Ok(Arc::clone(&c.1));
         }
         let c = Arc::new(self.csr.issued_content(der)?);
-        self.ca_content.put(der.to_vec(), c.clone());
+        self.ca_content.put(ca_id.to_owned(), Arc::new((der.to_vec(), Arc::clone(&c))));
         Ok(c)
     }
 
