@@ -25,6 +25,12 @@ async fn malformed_json_unknown_fields_and_wrong_types_are_400_naming_the_proble
         let (st, b) = json(post("{\"name\": 5, \"permissions\": []}").await.unwrap()).await;
         assert_eq!(st, 400);
         assert!(b["detail"].as_str().unwrap().contains("name"), "{b}");
+        // A valid body with text after it is refused whole, not read up to the text.
+        let (st, b) =
+            json(post("{\"name\": \"x\", \"permissions\": [\"*\"]} {\"more\": 1}").await.unwrap())
+                .await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("invalid_json")), "{b}");
+        assert!(b["detail"].as_str().unwrap().contains("trailing"), "{b}");
         let r = s
             .admin(Method::POST, "/api/v1/api-keys")
             .header("content-type", "text/plain")

@@ -78,8 +78,10 @@ pub trait Store:
     + crate::acme::store::AcmeStore
     + 'static
 {
-    /// Applies insert-only `ops` and appends `events` in one atomic unit. On SQLite concurrent
-    /// callers are group-committed: one transaction carries many units, each still all-or-nothing.
+    /// Applies insert-only `ops` and appends `events` in one atomic unit. Concurrent callers are
+    /// group-committed (SQLite and PostgreSQL): one transaction carries many units, each still
+    /// all-or-nothing. The store keeps nothing of `ops` once it has answered (a certificate shared
+    /// with it is the caller's alone again).
     async fn commit_ops(
         &self,
         ops: Vec<WriteOp>,

@@ -145,7 +145,9 @@ impl CertificateView {
 
 /// A CA's chain in PEM (issuing CA first, root last), shared by every answer of that CA: it is
 /// written into each answer's JSON as it was escaped once (a JSON array of the PEM texts, the
-/// same text serde_json writes for them), not cloned and escaped again per answer.
+/// same text serde_json writes for them), not cloned and escaped again per answer. For
+/// serde_json only: another serializer would write serde_json's wrapper of the raw text (views
+/// are only ever written by serde_json).
 #[derive(Debug, Clone, Default)]
 pub struct ChainPem(Option<Arc<ChainJson>>);
 
