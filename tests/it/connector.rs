@@ -340,21 +340,38 @@ pub(crate) fn rcgen_ca(cn: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPa
     (pem, rcgen::Issuer::new(p, key))
 }
 
+/// What tls-client decides for a request with CN `cn`, narrowed as an external CA may (a
+/// shorter life, the same usage): the key, the leaf's parameters (with an authority key
+/// identifier, for signing it as the test double's answer) and the request's PEM.
+fn client_leaf(cn: &str) -> (rcgen::KeyPair, rcgen::CertificateParams, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    leaf.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    leaf.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let csr = leaf.serialize_request(&key).unwrap().pem().unwrap();
+    leaf.use_authority_key_identifier_extension = true;
+    (key, leaf, csr)
+}
+
+/// The configuration of test-double connector `id` that claims CA `ca` and answers every
+/// request with `leaf_pem` (`extra`: more lines of its config).
+fn double_toml(id: &str, ca: &str, leaf_pem: &str, extra: &str) -> String {
+    let dir = env!("SIGIL_TEST_PLUGINS");
+    format!(
+        "[plugins.load.{id}]\nfile = \"{dir}/test_connector.wasm\"\ngrants = [\"config\"]\n\
+         [plugins.load.{id}.config]\nca_pem = \"\"\"\n{ca}\"\"\"\nleaf_pem = \"\"\"\n{leaf_pem}\"\"\"\n{extra}"
+    )
+}
+
 #[tokio::test]
 async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_refused() {
     use rcgen::{CertificateParams, DnType, KeyPair};
     let dir = env!("SIGIL_TEST_PLUGINS");
     let (ca1, issuer1) = rcgen_ca("Double CA 1");
     let (ca2, _) = rcgen_ca("Double CA 2");
-    let key = KeyPair::generate().unwrap();
-    // What tls-client decides, narrowed as an external CA may: a shorter life, the same usage.
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, "double");
-    leaf.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
-    leaf.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(30);
-    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let csr = leaf.serialize_request(&key).unwrap().pem().unwrap();
-    leaf.use_authority_key_identifier_extension = true;
+    let (key, leaf, csr) = client_leaf("double");
     let leaf_pem = leaf.signed_by(&key, &issuer1).unwrap().pem();
     // Wider than the decision: another subject, server authentication, a longer life.
     let wider_pem = {
@@ -399,23 +416,17 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
         p.distinguished_name.push(DnType::CommonName, "double");
         p.serialize_request(&k).unwrap().pem().unwrap()
     };
-    let double_of = |id: &str, ca: &str, leaf_pem: &str, extra: &str| {
-        format!(
-            "[plugins.load.{id}]\nfile = \"{dir}/test_connector.wasm\"\ngrants = [\"config\"]\n\
-             [plugins.load.{id}.config]\nca_pem = \"\"\"\n{ca}\"\"\"\nleaf_pem = \"\"\"\n{leaf_pem}\"\"\"\n{extra}"
-        )
-    };
-    let double = |id: &str, ca: &str, extra: &str| double_of(id, ca, &leaf_pem, extra);
+    let double = |id: &str, ca: &str, extra: &str| double_toml(id, ca, &leaf_pem, extra);
     let toml = [
         double("honest", &ca1, "suspension = \"yes\"\n"),
         double("wrongca", &ca2, ""),
         double("refusing", &ca1, "refuse = \"yes\"\n"),
-        double_of("wider", &ca1, &wider_pem, ""),
-        double_of("serverauth", &ca1, &server_auth_pem, ""),
-        double_of("longer", &ca1, &longer_pem, ""),
-        double_of("extra", &ca1, &extra_pem, ""),
-        double_of("noaki", &ca1, &no_aki_pem, ""),
-        double_of("names", &ca1, &more_names_pem, ""),
+        double_toml("wider", &ca1, &wider_pem, ""),
+        double_toml("serverauth", &ca1, &server_auth_pem, ""),
+        double_toml("longer", &ca1, &longer_pem, ""),
+        double_toml("extra", &ca1, &extra_pem, ""),
+        double_toml("noaki", &ca1, &no_aki_pem, ""),
+        double_toml("names", &ca1, &more_names_pem, ""),
         "[plugins.load.broken]\nfile = \"".to_owned()
             + dir
             + "/test_connector.wasm\"\ngrants = [\"config\"]\n",
@@ -530,22 +541,8 @@ async fn a_certificate_from_a_connector_for_another_key_or_from_another_ca_is_re
 /// against the old CA.
 #[tokio::test]
 async fn a_connector_whose_ca_changes_under_the_same_id_is_checked_against_its_new_ca() {
-    use rcgen::{CertificateParams, DnType, KeyPair};
-    let dir = env!("SIGIL_TEST_PLUGINS");
-    let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, "rekeyed");
-    leaf.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
-    leaf.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(30);
-    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let csr = leaf.serialize_request(&key).unwrap().pem().unwrap();
-    leaf.use_authority_key_identifier_extension = true;
-    let conf = |ca: &str, leaf_pem: &str| {
-        format!(
-            "[plugins.load.rekeyed]\nfile = \"{dir}/test_connector.wasm\"\ngrants = [\"config\"]\n\
-             [plugins.load.rekeyed.config]\nca_pem = \"\"\"\n{ca}\"\"\"\nleaf_pem = \"\"\"\n{leaf_pem}\"\"\"\n"
-        )
-    };
+    let (key, mut leaf, csr) = client_leaf("rekeyed");
+    let conf = |ca: &str, leaf_pem: &str| double_toml("rekeyed", ca, leaf_pem, "");
     let (old_ca, old_issuer) = rcgen_ca("Rekeyed CA, first");
     let (new_ca, new_issuer) = rcgen_ca("Rekeyed CA, second");
     // Serials of their own (rcgen would derive both from the one key).
