@@ -73,7 +73,7 @@ async fn renew_certificate(
     let b: RenewBody = optional_body(&body)?;
     let id = Uuid::parse_str(&i).map_err(|_| ApiError::not_found())?;
     let c = st.selfservice.renew(&cap, id, b.csr.map(String::into_bytes)).await?;
-    Ok((StatusCode::CREATED, axum::Json(CertificateView::new(&st, c))))
+    CertificateView::new(&st, c).created()
 }
 
 /// Ask for a virtual token: an enrolment request for me (pending approval).
