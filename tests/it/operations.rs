@@ -264,9 +264,27 @@ async fn reading_the_configuration_file_reloads_nothing() {
     let elsewhere = tempfile::tempdir().unwrap();
     let link = elsewhere.path().join("linked.toml");
     std::fs::hard_link(&file, &link).unwrap();
-    // The new link changes the file's link count, which the watcher is told of: let the reload
-    // that follows (of an unchanged file) pass before the change.
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    // The new link changes the file's link count, which the watcher is told of. Let the reload
+    // that follows pass before the change, and know that it has: a change written through the
+    // file's name (another endpoint switched off) is applied by that reload or a later one, so
+    // once it shows, no reload started before it is still to come. A fixed wait here was
+    // outrun by a reload delayed under a loaded CI machine, which then read the change below.
+    let original = std::fs::read_to_string(&file).unwrap();
+    let marker = "\n[exposure.endpoints.\"GET /api/v1/permissions\"]\nenabled = false\n";
+    std::fs::write(&file, format!("{original}{marker}")).unwrap();
+    let mut marked = 0;
+    for _ in 0..100 {
+        marked =
+            s.admin(Method::GET, "/api/v1/permissions").send().await.unwrap().status().as_u16();
+        if marked == 404 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(marked, 404, "a change written through the file's name is applied");
+    // The write's own events may have been delivered after the reload that applied it began;
+    // the reload they start (300 ms later) must also pass before the change.
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     let mut text = std::fs::read_to_string(&link).unwrap();
     text.push_str("\n[exposure.endpoints.\"GET /api/v1/profiles\"]\nenabled = false\n");
     std::fs::write(&link, &text).unwrap();
