@@ -23,7 +23,7 @@ use sigil_core::signing::credential::SadUse;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::{AnyConnection, AnyPool, Connection as _};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions as _, Connection as _};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc};
 
@@ -38,14 +38,41 @@ use crate::{audit, certs, csc, map_err, ops};
 /// fewer, larger batches cost less per change.
 const WRITERS: usize = 1;
 
-/// Starts the writer tasks; they end when every sender is dropped or the pool is closed (their
-/// connections close with them; later units are refused).
+/// Starts the writer tasks, on a thread of their own with a single-threaded runtime; they end
+/// when every sender is dropped or the pool is closed (their connections close with them; later
+/// units are refused).
+///
+/// Why a thread: a batch is a chain of round trips (BEGIN, statements, COMMIT), and each reply
+/// wakes the writer. On the server's runtime that wake-up queued behind the request tasks
+/// (TLS, signatures) of a busy worker, and the replies' readiness was seen only when a worker
+/// polled the I/O driver; every client waits on the writer's chain. The thread's runtime
+/// polls only the writer's connection, and the kernel schedules the thread on its own.
 pub(crate) fn spawn(pool: AnyPool) -> mpsc::Sender<Unit> {
     let (tx, rx) = mpsc::channel::<Unit>(4 * MAX_BATCH);
     let rx = Arc::new(Mutex::new(rx));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let thread = runtime.map_err(|e| e.to_string()).and_then(|rt| {
+        let pool = pool.clone();
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name("sigil-pg-writer".into())
+            .spawn(move || rt.block_on(writers(pool, rx)))
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = thread {
+        // Without a thread the writers run on the caller's runtime: slower, still correct.
+        tracing::warn!(error = %e, "no thread for the PostgreSQL group writer; it runs on the server's runtime");
+        tokio::spawn(writers(pool, rx));
+    }
+    tx
+}
+
+/// Runs [`WRITERS`] writer tasks on the current runtime until they all end.
+async fn writers(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<Unit>>>) {
+    let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..WRITERS {
         let (pool, rx) = (pool.clone(), rx.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut closed = std::pin::pin!(pool.close_event());
             let mut writer = Writer { pool, conn: None, used: None, head: None, locked_batches: 0 };
             loop {
@@ -59,7 +86,7 @@ pub(crate) fn spawn(pool: AnyPool) -> mpsc::Sender<Unit> {
             }
         });
     }
-    tx
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Waits for a unit and takes whatever else is waiting, up to [`MAX_BATCH`]; `None` once every
@@ -113,6 +140,19 @@ struct Writer {
 }
 
 impl Writer {
+    /// A connection of the writer's own, opened on its runtime (a pooled one would be polled
+    /// by the server's runtime), within the pool's acquire timeout.
+    async fn connect(pool: &AnyPool) -> Result<AnyConnection, Failed> {
+        let opts = pool.connect_options();
+        let wait = pool.options().get_acquire_timeout();
+        match tokio::time::timeout(wait, opts.connect()).await {
+            Ok(c) => c.map_err(|e| Failed::Before(map_err(e))),
+            Err(_) => Err(Failed::Before(StoreError::Backend(
+                "PostgreSQL did not accept a connection within the acquire timeout".into(),
+            ))),
+        }
+    }
+
     /// Writes a batch and answers each unit; if the batch fails, each unit is retried alone.
     ///
     /// The units are ordered by the rows they lock, so that two writers' batches (or two
@@ -178,7 +218,7 @@ impl Writer {
             }
             let conn = match self.conn.as_mut() {
                 Some(c) => c,
-                None => self.conn.insert(self.pool.acquire().await.map_err(map_err)?.detach()),
+                None => self.conn.insert(Self::connect(&self.pool).await?),
             };
             let guessed = from.is_some();
             let written = write(conn, &self.pool, units, from.take()).await;
