@@ -127,6 +127,15 @@ const IDLE_RECHECK: Duration = Duration::from_secs(5);
 /// otherwise miss most of the time, each miss costing a batch's statements twice.
 const LOCKED_AFTER_MISS: u32 = 64;
 
+/// The writer's session settings. Every statement a batch runs looks its rows up by key (a
+/// SAD, a renewed certificate, the audit head) or inserts; the planner, estimating 100 rows for
+/// a batch's `json_to_recordset` and seeing a small table, chose to read the whole table and
+/// hash it instead: the SAD spend read every SAD twice per batch (seq scans and hash builds of
+/// `csc_sads` were a quarter of the writer backend's CPU under signHash load with 320 SADs).
+/// Off for this connection only, those plans are taken only where no index serves.
+const KEYED_PLANS: &str =
+    "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
+
 /// One group writer: its own connection, held across batches (a pool checkout pings the
 /// server first, a round trip per batch), and the audit head as its last commit left it.
 ///
@@ -145,11 +154,17 @@ struct Writer {
 
 impl Writer {
     /// A connection of the writer's own, opened on its runtime (a pooled one would be polled
-    /// by the server's runtime), within the pool's acquire timeout.
+    /// by the server's runtime), within the pool's acquire timeout, and set to look rows up by
+    /// key (see [`KEYED_PLANS`]).
     async fn connect(pool: &AnyPool) -> Result<AnyConnection, Failed> {
         let opts = pool.connect_options();
         let wait = pool.options().get_acquire_timeout();
-        match tokio::time::timeout(wait, opts.connect()).await {
+        let open = async {
+            let mut conn = opts.connect().await?;
+            sqlx::raw_sql(KEYED_PLANS).execute(&mut conn).await?;
+            Ok::<_, sqlx::Error>(conn)
+        };
+        match tokio::time::timeout(wait, open).await {
             Ok(c) => c.map_err(|e| Failed::Before(map_err(e))),
             Err(_) => Err(Failed::Before(StoreError::Backend(
                 "PostgreSQL did not accept a connection within the acquire timeout".into(),
