@@ -56,11 +56,15 @@ pub(crate) fn spawn(pool: AnyPool) -> mpsc::Sender<Unit> {
     let rx = Arc::new(Mutex::new(rx));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
     let thread = runtime.map_err(|e| e.to_string()).and_then(|rt| {
-        let pool = pool.clone();
-        let rx = rx.clone();
+        let (pool, rx) = (pool.clone(), rx.clone());
+        let mut rt = OwnRuntime(Some(rt));
         std::thread::Builder::new()
             .name("sigil-pg-writer".into())
-            .spawn(move || rt.block_on(writers(pool, rx)))
+            .spawn(move || {
+                if let Some(rt) = rt.0.take() {
+                    rt.block_on(writers(pool, rx));
+                }
+            })
             .map_err(|e| e.to_string())
     });
     if let Err(e) = thread {
@@ -69,6 +73,19 @@ pub(crate) fn spawn(pool: AnyPool) -> mpsc::Sender<Unit> {
         tokio::spawn(writers(pool, rx));
     }
     tx
+}
+
+/// The writer thread's runtime until the thread takes it. If the thread cannot be started, its
+/// closure (holding this) is dropped where `spawn` was called, inside the server's runtime,
+/// where dropping a runtime the usual way panics; this one is shut down in the background.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Runs [`WRITERS`] writer tasks on the current runtime until they all end.
@@ -117,9 +134,9 @@ fn lock_key(u: &Unit) -> Option<(u8, String)> {
     })
 }
 
-/// A kept connection idle this long is given back for one the pool checks first (its checkout
-/// pings the server within the pool's acquire timeout): one a NAT dropped while the node was
-/// quiet would otherwise hold the next batch until TCP gave up on it.
+/// A kept connection idle this long is pinged (within the pool's acquire timeout) before its
+/// next batch, and replaced if it does not answer: one a NAT dropped while the node was quiet
+/// would otherwise hold the next batch until TCP gave up on it.
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
 
 /// After another writer moved the audit head under this one, this many batches read the head
@@ -130,17 +147,21 @@ const LOCKED_AFTER_MISS: u32 = 64;
 /// The writer's session settings. Every statement a batch runs looks its rows up by key (a
 /// SAD, a renewed certificate, the audit head) or inserts; the planner, estimating 100 rows for
 /// a batch's `json_to_recordset` and seeing a small table, chose to read the whole table and
-/// hash it instead: the SAD spend read every SAD twice per batch (seq scans and hash builds of
-/// `csc_sads` were a quarter of the writer backend's CPU under signHash load with 320 SADs).
-/// Off for this connection only, those plans are taken only where no index serves.
-const KEYED_PLANS: &str =
-    "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
+/// hash it instead: the SAD spend read every SAD twice per batch. Without those plans, under
+/// signHash load with 320 SADs, postgres's CPU per signature fell from 147-193 µs to 80-91 µs.
+/// Off for this connection only, those plans are taken only where no index serves. The name
+/// shows the writer in `pg_stat_activity`. (Session settings need a session of one's own: a
+/// transaction-pooling proxy would hand them to other clients, as it breaks sqlx's prepared
+/// statements.)
+const WRITER_SESSION: &str = "SET application_name = 'sigil-group-writer'; \
+     SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
 
 /// One group writer: its own connection, held across batches (a pool checkout pings the
 /// server first, a round trip per batch), and the audit head as its last commit left it.
 ///
-/// The connection is taken out of the pool (which may then open one more than its size): a
-/// pool waits, when closed, for every connection checked out of it.
+/// The connection is opened by the writer, outside the pool (so one more than the pool's size
+/// may be open): it belongs to the writer thread's runtime, and a pool waits, when closed, for
+/// every connection checked out of it.
 struct Writer {
     pool: AnyPool,
     conn: Option<AnyConnection>,
@@ -153,23 +174,9 @@ struct Writer {
 }
 
 impl Writer {
-    /// A connection of the writer's own, opened on its runtime (a pooled one would be polled
-    /// by the server's runtime), within the pool's acquire timeout, and set to look rows up by
-    /// key (see [`KEYED_PLANS`]).
+    /// A connection of the writer's own (see [`open`]).
     async fn connect(pool: &AnyPool) -> Result<AnyConnection, Failed> {
-        let opts = pool.connect_options();
-        let wait = pool.options().get_acquire_timeout();
-        let open = async {
-            let mut conn = opts.connect().await?;
-            sqlx::raw_sql(KEYED_PLANS).execute(&mut conn).await?;
-            Ok::<_, sqlx::Error>(conn)
-        };
-        match tokio::time::timeout(wait, open).await {
-            Ok(c) => c.map_err(|e| Failed::Before(map_err(e))),
-            Err(_) => Err(Failed::Before(StoreError::Backend(
-                "PostgreSQL did not accept a connection within the acquire timeout".into(),
-            ))),
-        }
+        open(pool).await.map_err(Failed::Before)
     }
 
     /// Writes a batch and answers each unit; if the batch fails, each unit is retried alone.
@@ -232,8 +239,13 @@ impl Writer {
                 self.conn = None;
                 return Err(Failed::Before(StoreError::Backend("the store is closed".into())));
             }
-            if self.used.is_some_and(|t| t.elapsed() > IDLE_RECHECK) {
-                self.conn = None;
+            if self.used.is_some_and(|t| t.elapsed() > IDLE_RECHECK)
+                && let Some(conn) = self.conn.as_mut()
+            {
+                let wait = self.pool.options().get_acquire_timeout();
+                if !matches!(tokio::time::timeout(wait, conn.ping()).await, Ok(Ok(()))) {
+                    self.conn = None;
+                }
             }
             let conn = match self.conn.as_mut() {
                 Some(c) => c,
@@ -350,11 +362,32 @@ async fn write(
     }
 }
 
+/// A connection opened on the calling (writer's) runtime, outside the pool (a pooled one may
+/// belong to the server's runtime, and one opened here would go back into the pool belonging
+/// to this one), within the pool's acquire timeout, and set to look rows up by key (see
+/// [`WRITER_SESSION`]).
+async fn open(pool: &AnyPool) -> StoreResult<AnyConnection> {
+    let opts = pool.connect_options();
+    let wait = pool.options().get_acquire_timeout();
+    let open = async {
+        let mut conn = opts.connect().await?;
+        sqlx::raw_sql(WRITER_SESSION).execute(&mut conn).await?;
+        Ok::<_, sqlx::Error>(conn)
+    };
+    match tokio::time::timeout(wait, open).await {
+        Ok(c) => c.map_err(map_err),
+        Err(_) => Err(StoreError::Backend(
+            "PostgreSQL did not accept a connection within the acquire timeout".into(),
+        )),
+    }
+}
+
 /// Whether the batch whose last event is (`seq`, `hash`) was committed. Its transaction held
 /// the audit head lock until it ended; taking that lock first waits for it to end (commit or
 /// abort), so a plain read afterwards gives the final answer.
 async fn landed(pool: &AnyPool, seq: i64, hash: &str) -> StoreResult<bool> {
-    let mut tx = pool.begin().await.map_err(map_err)?;
+    let mut conn = open(pool).await?;
+    let mut tx = conn.begin().await.map_err(map_err)?;
     sqlx::query("SET LOCAL lock_timeout = '10s'").execute(&mut *tx).await.map_err(map_err)?;
     sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
         .execute(&mut *tx)
@@ -366,6 +399,8 @@ async fn landed(pool: &AnyPool, seq: i64, hash: &str) -> StoreResult<bool> {
         .await
         .map_err(map_err)?;
     tx.rollback().await.map_err(map_err)?;
+    // A failed close loses nothing: the answer is in hand.
+    let _ = conn.close().await;
     Ok(stored.as_deref() == Some(hash))
 }
 
