@@ -174,11 +174,6 @@ struct Writer {
 }
 
 impl Writer {
-    /// A connection of the writer's own (see [`open`]).
-    async fn connect(pool: &AnyPool) -> Result<AnyConnection, Failed> {
-        open(pool).await.map_err(Failed::Before)
-    }
-
     /// Writes a batch and answers each unit; if the batch fails, each unit is retried alone.
     ///
     /// The units are ordered by the rows they lock, so that two writers' batches (or two
@@ -249,7 +244,7 @@ impl Writer {
             }
             let conn = match self.conn.as_mut() {
                 Some(c) => c,
-                None => self.conn.insert(Self::connect(&self.pool).await?),
+                None => self.conn.insert(open(&self.pool).await.map_err(Failed::Before)?),
             };
             let guessed = from.is_some();
             let written = write(conn, &self.pool, units, from.take()).await;

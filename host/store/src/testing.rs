@@ -123,6 +123,24 @@ pub fn certificate(serial: &str) -> sigil_core::certs::Certificate {
     }
 }
 
+/// Stores the certificate `serial` in a unit of its own (through the group writer), audited as
+/// an issuance of `object_id`.
+pub async fn issue_one(
+    store: &dyn sigil_core::ports::Store,
+    serial: &str,
+    object_id: &str,
+) -> sigil_core::ports::StoreResult<()> {
+    let ev = sigil_core::audit::NewAuditEvent::new(
+        &sigil_core::access::authz::Principal::system(),
+        sigil_core::audit::AuditAction::CertificateIssue,
+        "certificate",
+        object_id,
+    );
+    let op =
+        sigil_core::ports::WriteOp::InsertCertificate(std::sync::Arc::new(certificate(serial)));
+    store.commit_ops(vec![op], vec![ev], time::OffsetDateTime::now_utc()).await
+}
+
 /// The nice value in a line of `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat`, and the
 /// name before it: the fields after the parenthesised name start at field 3 (the state), and
 /// field 19 is the nice value.

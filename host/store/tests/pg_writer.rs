@@ -7,23 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sigil_core::access::authz::Principal;
-use sigil_core::audit::{AuditAction, ChainVerifier, GENESIS_HASH, NewAuditEvent};
-use sigil_core::ports::{AuditFilter, AuditLog, Store, StoreResult, WriteOp};
-use sigil_store::testing::{TestDb, certificate};
+use sigil_core::audit::{ChainVerifier, GENESIS_HASH};
+use sigil_core::ports::{AuditFilter, AuditLog};
+use sigil_store::testing::{TestDb, issue_one};
 use sqlx::any::AnyPoolOptions;
-
-/// Stores certificate `serial` in a unit of its own, through the group writer.
-async fn issue(store: &dyn Store, serial: &str) -> StoreResult<()> {
-    let ev = NewAuditEvent::new(
-        &Principal::system(),
-        AuditAction::CertificateIssue,
-        "certificate",
-        serial,
-    );
-    let op = WriteOp::InsertCertificate(Arc::new(certificate(serial)));
-    store.commit_ops(vec![op], vec![ev], time::OffsetDateTime::now_utc()).await
-}
 
 /// Killing the group writer's connection (and every other of the database's) again and again
 /// under load breaks batches at every step: at BEGIN, mid-statement, at COMMIT (then whether the
@@ -69,7 +56,7 @@ async fn writer_connections_killed_under_load_lose_no_acknowledged_unit_and_keep
             let (mut acknowledged, mut failed) = (vec![], 0);
             for i in 0..80 {
                 let serial = format!("k{t}-{i}");
-                match issue(store.as_ref(), &serial).await {
+                match issue_one(store.as_ref(), &serial, &serial).await {
                     Ok(()) => acknowledged.push(serial),
                     Err(_) => failed += 1,
                 }
@@ -91,7 +78,8 @@ async fn writer_connections_killed_under_load_lose_no_acknowledged_unit_and_keep
     // The writers serve again: the first unit may meet a connection killed last and fail.
     let mut after = Err(sigil_core::StoreError::NotFound);
     for i in 0..3 {
-        after = issue(store.as_ref(), &format!("after-{i}")).await;
+        let serial = format!("after-{i}");
+        after = issue_one(store.as_ref(), &serial, &serial).await;
         if after.is_ok() {
             acknowledged.push(format!("after-{i}"));
             break;

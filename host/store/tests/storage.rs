@@ -11,7 +11,7 @@ use sigil_core::access::authz::{Principal, perm};
 use sigil_core::audit::{ChainVerifier, Checkpoint, GENESIS_HASH};
 use sigil_core::ports::{ApiKeyFilter, AuditFilter, PageRequest, Store, SystemClock};
 use sigil_store::SqlStore;
-use sigil_store::testing::{TestDb, certificate as cert};
+use sigil_store::testing::{TestDb, certificate as cert, issue_one};
 
 fn create(name: &str) -> CreateApiKey {
     CreateApiKey {
@@ -361,23 +361,6 @@ async fn insert_all(store: &dyn Store, certs: &[sigil_core::certs::Certificate])
         );
         store.commit_ops(ops, vec![ev], time::OffsetDateTime::now_utc()).await.unwrap();
     }
-}
-
-/// Stores the certificate `serial` in a unit of its own (through the group writer), audited as
-/// an issuance of `object_id`.
-async fn issue_one(
-    store: &dyn Store,
-    serial: &str,
-    object_id: &str,
-) -> sigil_core::ports::StoreResult<()> {
-    let ev = sigil_core::audit::NewAuditEvent::new(
-        &Principal::system(),
-        sigil_core::audit::AuditAction::CertificateIssue,
-        "certificate",
-        object_id,
-    );
-    let op = sigil_core::ports::WriteOp::InsertCertificate(Arc::new(cert(serial)));
-    store.commit_ops(vec![op], vec![ev], time::OffsetDateTime::now_utc()).await
 }
 
 /// Searches `text` page by page and checks that it finds exactly the certificates of `all`
